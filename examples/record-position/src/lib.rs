@@ -1,0 +1,24 @@
+//! A map SmartModule that takes `&SmartModuleRecord` to read each record's
+//! offset and timestamp, and writes them in front of the value:
+//! `offset:timestamp:value`.
+
+use fluvio_smartmodule::{smartmodule, RecordData, Result, SmartModuleRecord};
+
+/// Prefixes the value with `offset:timestamp:`.
+#[smartmodule(map)]
+pub fn map(record: &SmartModuleRecord) -> Result<(Option<RecordData>, RecordData)> {
+    let value = format!("{}:{}:{}", record.offset(), record.timestamp(), record.value.as_utf8_lossy_string());
+    Ok((record.key.clone(), value.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fluvio_smartmodule::Record;
+
+    #[test]
+    fn prefixes_position() {
+        let record = SmartModuleRecord::new(Record::new("x").with_offset(7).with_timestamp(1000));
+        assert_eq!(map(&record).unwrap().1.as_ref(), b"7:1000:x");
+    }
+}

@@ -1,0 +1,471 @@
+//! The binary contract between a host and a SmartModule: the record batch
+//! layout, the setup blob, the output layout and the names of exports and
+//! imports. `docs/abi.md` is the prose version of this module.
+//!
+//! The batch layout is the one the platform stores on disk and sends on the
+//! wire, so a batch read from a log segment goes into guest memory unchanged.
+//! Every integer is little-endian. Parsing here never trusts lengths: every
+//! read is bounds-checked and a malformed batch yields a [`FormatError`].
+
+use std::fmt;
+
+/// The ABI version this library speaks. A module advertises it by exporting
+/// a function named [`abi_version_export`]`(ABI_VERSION)`.
+pub const ABI_VERSION: u32 = 1;
+
+/// Prefix of the export that carries the ABI version in its name, so a host
+/// can read the version without running any guest code.
+pub const ABI_EXPORT_PREFIX: &str = "fluvio_abi_v";
+
+/// The export name that advertises `version`.
+pub fn abi_version_export(version: u32) -> String {
+    format!("{ABI_EXPORT_PREFIX}{version}")
+}
+
+/// Export: `fluvio_reserve(len: i32) -> i32`, a pointer to an input buffer of
+/// at least `len` bytes that the host then fills.
+pub const EXPORT_RESERVE: &str = "fluvio_reserve";
+/// Export: `fluvio_setup(len: i32) -> i64`: reads a setup blob (params and the
+/// initial accumulator) from the input buffer. Returns an output location.
+pub const EXPORT_SETUP: &str = "fluvio_setup";
+/// Export: `fluvio_init() -> i64`, present when the module has an
+/// `#[smartmodule(init)]` function. Returns an output location.
+pub const EXPORT_INIT: &str = "fluvio_init";
+/// The guest's linear memory.
+pub const EXPORT_MEMORY: &str = "memory";
+
+/// Import module name for the host functions below.
+pub const IMPORT_MODULE: &str = "fluvio";
+/// Import: `log(level: i32, ptr: i32, len: i32)`, one UTF-8 log line.
+pub const IMPORT_LOG: &str = "log";
+/// Import: `panic(ptr: i32, len: i32, record_index: i32)`, called by the panic
+/// hook just before the module traps. `record_index` is -1 outside a record.
+pub const IMPORT_PANIC: &str = "panic";
+/// Import: `out_of_memory(requested: i32)`, called when an allocation fails,
+/// just before the module traps.
+pub const IMPORT_OUT_OF_MEMORY: &str = "out_of_memory";
+
+/// Flag for a process call: stop at the first record error instead of
+/// reporting it and carrying on with the next record.
+pub const FLAG_STOP_ON_ERROR: u32 = 1;
+
+/// The five kinds of SmartModule; each has its own process export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SmartModuleKind {
+    /// Keeps or drops each record.
+    Filter,
+    /// Turns each record into one new record.
+    Map,
+    /// Turns each record into zero or one record.
+    FilterMap,
+    /// Turns each record into zero or more records.
+    ArrayMap,
+    /// Folds each record into an accumulator and emits the accumulator.
+    Aggregate,
+}
+
+impl SmartModuleKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [SmartModuleKind; 5] = [
+        SmartModuleKind::Filter,
+        SmartModuleKind::Map,
+        SmartModuleKind::FilterMap,
+        SmartModuleKind::ArrayMap,
+        SmartModuleKind::Aggregate,
+    ];
+
+    /// The export that processes one batch for this kind:
+    /// `(input_len: i32, flags: i32) -> i64` returning an output location.
+    pub fn process_export(self) -> &'static str {
+        match self {
+            SmartModuleKind::Filter => "fluvio_filter",
+            SmartModuleKind::Map => "fluvio_map",
+            SmartModuleKind::FilterMap => "fluvio_filter_map",
+            SmartModuleKind::ArrayMap => "fluvio_array_map",
+            SmartModuleKind::Aggregate => "fluvio_aggregate",
+        }
+    }
+
+    /// The name users write: `filter`, `map`, `filter-map`, `array-map`, `aggregate`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SmartModuleKind::Filter => "filter",
+            SmartModuleKind::Map => "map",
+            SmartModuleKind::FilterMap => "filter-map",
+            SmartModuleKind::ArrayMap => "array-map",
+            SmartModuleKind::Aggregate => "aggregate",
+        }
+    }
+
+    /// Parses a kind name; accepts `filter_map` as well as `filter-map`.
+    pub fn from_name(name: &str) -> Option<SmartModuleKind> {
+        let normalized = name.replace('_', "-");
+        Self::ALL.into_iter().find(|kind| kind.name() == normalized)
+    }
+}
+
+impl fmt::Display for SmartModuleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Record batch
+// ---------------------------------------------------------------------------
+
+/// Batch header: base offset (i64), batch length (u32), CRC-32C (u32),
+/// format version (u8), attributes (u8), reserved (u16), record count (u32),
+/// base timestamp (i64).
+pub const BATCH_HEADER_LEN: usize = 32;
+/// Byte position of the base offset in a batch.
+pub const BATCH_BASE_OFFSET_AT: usize = 0;
+/// Byte position of the total batch length.
+pub const BATCH_LEN_AT: usize = 8;
+/// Byte position of the CRC-32C, which covers bytes `BATCH_CRC_FROM..batch_len`.
+pub const BATCH_CRC_AT: usize = 12;
+/// The CRC covers everything after the CRC field, so the server can assign a
+/// base offset to a producer's batch without recomputing it.
+pub const BATCH_CRC_FROM: usize = 16;
+/// Byte position of the format version.
+pub const BATCH_VERSION_AT: usize = 16;
+/// Byte position of the attributes byte (reserved for compression; 0 today).
+pub const BATCH_ATTRIBUTES_AT: usize = 17;
+/// Byte position of the record count.
+pub const BATCH_RECORD_COUNT_AT: usize = 20;
+/// Byte position of the base timestamp.
+pub const BATCH_BASE_TIMESTAMP_AT: usize = 24;
+/// The batch format version written by this library.
+pub const BATCH_FORMAT_VERSION: u8 = 1;
+
+/// Record header: record length (u32, bytes after this field), offset delta
+/// (u32), timestamp delta (i64), key length (i32, -1 for no key), value length
+/// (u32), header count (u32). Then key, value and headers.
+pub const RECORD_HEADER_LEN: usize = 28;
+
+/// A malformed batch, record or output area.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatError {
+    /// What was wrong, with the position where it was found.
+    pub reason: String,
+}
+
+impl FormatError {
+    /// A format error with the given description.
+    pub fn new(reason: impl Into<String>) -> Self {
+        FormatError { reason: reason.into() }
+    }
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+/// Reads a little-endian u32 at `at`, or fails with a message naming `what`.
+#[inline]
+pub fn read_u32(bytes: &[u8], at: usize, what: &str) -> Result<u32, FormatError> {
+    match bytes.get(at..at.wrapping_add(4)) {
+        Some(b) => Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        None => Err(FormatError::new(format!("{what} at byte {at} is past the end ({} bytes)", bytes.len()))),
+    }
+}
+
+/// Reads a little-endian i32 at `at`.
+#[inline]
+pub fn read_i32(bytes: &[u8], at: usize, what: &str) -> Result<i32, FormatError> {
+    read_u32(bytes, at, what).map(|v| v as i32)
+}
+
+/// Reads a little-endian i64 at `at`.
+#[inline]
+pub fn read_i64(bytes: &[u8], at: usize, what: &str) -> Result<i64, FormatError> {
+    match bytes.get(at..at.wrapping_add(8)) {
+        Some(b) => Ok(i64::from_le_bytes(b.try_into().expect("8 bytes"))),
+        None => Err(FormatError::new(format!("{what} at byte {at} is past the end ({} bytes)", bytes.len()))),
+    }
+}
+
+/// Takes `len` bytes at `at`, or fails naming `what`.
+#[inline]
+pub fn read_slice<'a>(bytes: &'a [u8], at: usize, len: usize, what: &str) -> Result<&'a [u8], FormatError> {
+    at.checked_add(len)
+        .and_then(|end| bytes.get(at..end))
+        .ok_or_else(|| FormatError::new(format!("{what} ({len} bytes at byte {at}) is past the end ({} bytes)", bytes.len())))
+}
+
+/// The fixed fields of a batch header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Offset of the first record; records carry deltas from it.
+    pub base_offset: i64,
+    /// Total length of the batch in bytes, header included.
+    pub batch_len: u32,
+    /// CRC-32C of bytes `BATCH_CRC_FROM..batch_len`.
+    pub crc: u32,
+    /// Number of records that follow the header.
+    pub record_count: u32,
+    /// Timestamp (milliseconds since the Unix epoch) records carry deltas from.
+    pub base_timestamp: i64,
+}
+
+impl BatchHeader {
+    /// Parses and checks a header at the start of `bytes`. The batch may be
+    /// followed by more bytes (a log segment holds batches back to back).
+    pub fn parse(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
+        if bytes.len() < BATCH_HEADER_LEN {
+            return Err(FormatError::new(format!(
+                "a batch header needs {BATCH_HEADER_LEN} bytes, got {}",
+                bytes.len()
+            )));
+        }
+        let version = bytes[BATCH_VERSION_AT];
+        if version != BATCH_FORMAT_VERSION {
+            return Err(FormatError::new(format!(
+                "batch format version {version} is not supported (expected {BATCH_FORMAT_VERSION})"
+            )));
+        }
+        let header = BatchHeader {
+            base_offset: read_i64(bytes, BATCH_BASE_OFFSET_AT, "base offset")?,
+            batch_len: read_u32(bytes, BATCH_LEN_AT, "batch length")?,
+            crc: read_u32(bytes, BATCH_CRC_AT, "crc")?,
+            record_count: read_u32(bytes, BATCH_RECORD_COUNT_AT, "record count")?,
+            base_timestamp: read_i64(bytes, BATCH_BASE_TIMESTAMP_AT, "base timestamp")?,
+        };
+        if (header.batch_len as usize) < BATCH_HEADER_LEN || header.batch_len as usize > bytes.len() {
+            return Err(FormatError::new(format!(
+                "batch length {} is outside {BATCH_HEADER_LEN}..={} available bytes",
+                header.batch_len,
+                bytes.len()
+            )));
+        }
+        // Every record takes at least its header, so a count larger than
+        // that is a lie that would make readers allocate absurd indexes.
+        let max_records = (header.batch_len as usize - BATCH_HEADER_LEN) / RECORD_HEADER_LEN;
+        if header.record_count as usize > max_records {
+            return Err(FormatError::new(format!(
+                "record count {} cannot fit in a batch of {} bytes",
+                header.record_count, header.batch_len
+            )));
+        }
+        Ok(header)
+    }
+}
+
+/// One record of a batch, borrowed from the batch bytes. Positions are
+/// relative to the start of the batch so that a reader can re-slice the
+/// same bytes elsewhere (the guest refers to input ranges by position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// The whole record, record-length field included.
+    pub bytes: &'a [u8],
+    /// Position of `bytes` in the batch.
+    pub start: usize,
+    /// Offset delta from the batch's base offset.
+    pub offset_delta: u32,
+    /// Timestamp delta from the batch's base timestamp.
+    pub timestamp_delta: i64,
+    /// Position and length of the key in the batch, if there is a key.
+    pub key: Option<(usize, usize)>,
+    /// Position and length of the value in the batch.
+    pub value: (usize, usize),
+    /// Position and length of the encoded headers in the batch.
+    pub headers: (usize, usize),
+    /// Number of headers.
+    pub header_count: u32,
+}
+
+/// Parses the record that starts at `at` in `batch` (limited to `end`).
+pub fn parse_record(batch: &[u8], at: usize, end: usize) -> Result<RecordView<'_>, FormatError> {
+    let batch = &batch[..end];
+    let record_len = read_u32(batch, at, "record length")? as usize;
+    let bytes = read_slice(batch, at, 4usize.saturating_add(record_len), "record")?;
+    if bytes.len() < RECORD_HEADER_LEN {
+        return Err(FormatError::new(format!("record at byte {at} is shorter than its header")));
+    }
+    let offset_delta = read_u32(bytes, 4, "offset delta")?;
+    let timestamp_delta = read_i64(bytes, 8, "timestamp delta")?;
+    let key_len = read_i32(bytes, 16, "key length")?;
+    let value_len = read_u32(bytes, 20, "value length")? as usize;
+    let header_count = read_u32(bytes, 24, "header count")?;
+    let mut pos = RECORD_HEADER_LEN;
+    let key = if key_len == -1 {
+        None
+    } else if key_len < 0 {
+        return Err(FormatError::new(format!("record at byte {at} has key length {key_len}")));
+    } else {
+        read_slice(bytes, pos, key_len as usize, "record key")?;
+        let key = (at + pos, key_len as usize);
+        pos += key_len as usize;
+        Some(key)
+    };
+    read_slice(bytes, pos, value_len, "record value")?;
+    let value = (at + pos, value_len);
+    pos += value_len;
+    let headers = (at + pos, bytes.len() - pos);
+    // Walk the headers once so that later readers can index them freely.
+    let mut hpos = pos;
+    for _ in 0..header_count {
+        let klen = read_u32(bytes, hpos, "header key length")? as usize;
+        read_slice(bytes, hpos + 4, klen, "header key")?;
+        hpos += 4 + klen;
+        let vlen = read_u32(bytes, hpos, "header value length")? as usize;
+        read_slice(bytes, hpos + 4, vlen, "header value")?;
+        hpos += 4 + vlen;
+    }
+    if hpos != bytes.len() {
+        return Err(FormatError::new(format!(
+            "record at byte {at} has {} trailing bytes after its headers",
+            bytes.len() - hpos
+        )));
+    }
+    Ok(RecordView { bytes, start: at, offset_delta, timestamp_delta, key, value, headers, header_count })
+}
+
+/// Iterates over the records of one batch, checking every length.
+pub struct RecordIter<'a> {
+    batch: &'a [u8],
+    pos: usize,
+    end: usize,
+    remaining: u32,
+}
+
+impl<'a> RecordIter<'a> {
+    /// Iterates over the records of the batch at the start of `batch`.
+    pub fn new(batch: &'a [u8]) -> Result<(BatchHeader, RecordIter<'a>), FormatError> {
+        let header = BatchHeader::parse(batch)?;
+        let iter = RecordIter { batch, pos: BATCH_HEADER_LEN, end: header.batch_len as usize, remaining: header.record_count };
+        Ok((header, iter))
+    }
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Result<RecordView<'a>, FormatError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return if self.pos != self.end {
+                self.pos = self.end;
+                Some(Err(FormatError::new("batch has bytes after its last record")))
+            } else {
+                None
+            };
+        }
+        self.remaining -= 1;
+        match parse_record(self.batch, self.pos, self.end) {
+            Ok(record) => {
+                self.pos += record.bytes.len();
+                Some(Ok(record))
+            }
+            Err(error) => {
+                self.remaining = 0;
+                self.pos = self.end;
+                Some(Err(error))
+            }
+        }
+    }
+}
+
+/// Iterates over `(key, value)` pairs of encoded headers.
+pub fn iter_headers(encoded: &[u8], count: u32) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut pos = 0usize;
+    (0..count).map_while(move |_| {
+        let klen = read_u32(encoded, pos, "header key length").ok()? as usize;
+        let key = read_slice(encoded, pos + 4, klen, "header key").ok()?;
+        pos += 4 + klen;
+        let vlen = read_u32(encoded, pos, "header value length").ok()? as usize;
+        let value = read_slice(encoded, pos + 4, vlen, "header value").ok()?;
+        pos += 4 + vlen;
+        Some((key, value))
+    })
+}
+
+/// Appends one record to `out` in the batch layout.
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    offset_delta: u32,
+    timestamp_delta: i64,
+    key: Option<&[u8]>,
+    value: &[u8],
+    header_count: u32,
+    encoded_headers: &[u8],
+) {
+    let key_len = key.map_or(0, <[u8]>::len);
+    let record_len = RECORD_HEADER_LEN - 4 + key_len + value.len() + encoded_headers.len();
+    out.reserve(record_len + 4);
+    out.extend_from_slice(&(record_len as u32).to_le_bytes());
+    out.extend_from_slice(&offset_delta.to_le_bytes());
+    out.extend_from_slice(&timestamp_delta.to_le_bytes());
+    out.extend_from_slice(&key.map_or(-1i32, |k| k.len() as i32).to_le_bytes());
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header_count.to_le_bytes());
+    if let Some(key) = key {
+        out.extend_from_slice(key);
+    }
+    out.extend_from_slice(value);
+    out.extend_from_slice(encoded_headers);
+}
+
+/// Appends one header to an encoded header list.
+pub fn encode_header(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(value);
+}
+
+/// Writes a batch header at the start of `out` (which must hold at least
+/// [`BATCH_HEADER_LEN`] bytes). The CRC is left at zero: hosts fill it in.
+pub fn write_batch_header(out: &mut [u8], base_offset: i64, record_count: u32, base_timestamp: i64) {
+    let batch_len = out.len() as u32;
+    out[BATCH_BASE_OFFSET_AT..BATCH_BASE_OFFSET_AT + 8].copy_from_slice(&base_offset.to_le_bytes());
+    out[BATCH_LEN_AT..BATCH_LEN_AT + 4].copy_from_slice(&batch_len.to_le_bytes());
+    out[BATCH_CRC_AT..BATCH_CRC_AT + 4].copy_from_slice(&0u32.to_le_bytes());
+    out[BATCH_VERSION_AT] = BATCH_FORMAT_VERSION;
+    out[BATCH_ATTRIBUTES_AT] = 0;
+    out[18..20].copy_from_slice(&0u16.to_le_bytes());
+    out[BATCH_RECORD_COUNT_AT..BATCH_RECORD_COUNT_AT + 4].copy_from_slice(&record_count.to_le_bytes());
+    out[BATCH_BASE_TIMESTAMP_AT..BATCH_BASE_TIMESTAMP_AT + 8].copy_from_slice(&base_timestamp.to_le_bytes());
+}
+
+// ---------------------------------------------------------------------------
+// Output area (guest to host)
+// ---------------------------------------------------------------------------
+
+/// Output header: status, next input pointer, next input capacity, entry
+/// count, error count, entries length (all u32). Entries, then errors.
+pub const OUTPUT_HEADER_LEN: usize = 24;
+
+/// Status: every record was processed (record errors, if any, are listed).
+pub const STATUS_OK: u32 = 0;
+/// Status: processing stopped at the first record error, which is listed.
+pub const STATUS_STOPPED: u32 = 1;
+/// Status: setup or init failed; the error is listed with index [`NO_RECORD`].
+pub const STATUS_SETUP_FAILED: u32 = 2;
+/// Status: the input was not a valid batch.
+pub const STATUS_BAD_INPUT: u32 = 3;
+
+/// The record index used in errors that belong to no record.
+pub const NO_RECORD: u32 = u32::MAX;
+
+/// Tag of a missing key in a map-like entry.
+pub const DATA_NONE: u8 = 0;
+/// Tag of bytes written inline in the output: `u32 len`, then the bytes.
+pub const DATA_INLINE: u8 = 1;
+/// Tag of bytes that stand unchanged in the input batch: `u32 start, u32 len`.
+pub const DATA_INPUT_RANGE: u8 = 2;
+
+/// Packs an output location into the i64 a process export returns.
+#[inline]
+pub fn pack_location(ptr: u32, len: u32) -> u64 {
+    ((ptr as u64) << 32) | len as u64
+}
+
+/// Unpacks the i64 a process export returns into `(ptr, len)`.
+#[inline]
+pub fn unpack_location(location: u64) -> (u32, u32) {
+    ((location >> 32) as u32, location as u32)
+}

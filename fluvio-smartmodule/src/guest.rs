@@ -1,0 +1,544 @@
+//! The ABI glue that `#[smartmodule]` wires a user's function into.
+//!
+//! Everything here runs inside the module. The host calls one process export
+//! per batch; the driver walks the batch in place, calls the user's function
+//! for each record, and writes an output area (see [`crate::abi`]) that the
+//! host reads back. Nothing here is public API: the macro's expansion is the
+//! only caller, and native code (tests, benchmarks) reaches it through
+//! [`native`].
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+
+use crate::abi;
+use crate::error::{Error, Result};
+use crate::params::SmartModuleExtraParams;
+use crate::record::{Record, RecordData, SmartModuleRecord};
+
+struct GuestState {
+    /// The buffer the host writes batches and setup blobs into. Shared so
+    /// that records can borrow from it; replaced when user code keeps a
+    /// piece of it past the end of a batch.
+    input: Arc<Vec<u8>>,
+    output: Vec<u8>,
+    errors: Vec<u8>,
+    params: SmartModuleExtraParams,
+    accumulator: Option<RecordData>,
+}
+
+thread_local! {
+    static STATE: RefCell<GuestState> = RefCell::new(GuestState {
+        input: Arc::new(Vec::new()),
+        output: Vec::new(),
+        errors: Vec::new(),
+        params: SmartModuleExtraParams::default(),
+        accumulator: None,
+    });
+    /// Index of the record being processed, for panic reports; -1 outside one.
+    static CURRENT_RECORD: Cell<i32> = const { Cell::new(-1) };
+}
+
+/// Makes the input buffer at least `len` bytes long and returns where it starts.
+pub fn reserve(len: i32) -> *mut u8 {
+    STATE.with(|state| {
+        let mut state = state.borrow_mut();
+        let len = len.max(0) as usize;
+        if Arc::get_mut(&mut state.input).is_none() {
+            state.input = Arc::new(Vec::new());
+        }
+        let buffer = Arc::get_mut(&mut state.input).expect("input buffer was just made unique");
+        if buffer.len() < len {
+            buffer.resize(len, 0);
+        }
+        buffer.as_mut_ptr()
+    })
+}
+
+/// The output area of the last call, as `(ptr, len)` packed for the host.
+pub fn output_location() -> i64 {
+    STATE.with(|state| {
+        let state = state.borrow();
+        abi::pack_location(state.output.as_ptr() as usize as u32, state.output.len() as u32) as i64
+    })
+}
+
+/// Reads the setup blob (params, initial accumulator) and installs the panic hook.
+pub fn setup(len: i32) -> i64 {
+    install_panic_hook();
+    let result = STATE.with(|state| {
+        let mut state = state.borrow_mut();
+        let blob = &state.input[..(len.max(0) as usize).min(state.input.len())];
+        match parse_setup(blob) {
+            Ok((params, accumulator)) => {
+                state.params = params;
+                state.accumulator = accumulator;
+                Ok(())
+            }
+            Err(error) => Err(Error::new("bad-setup", error)),
+        }
+    });
+    finish_setup(result)
+}
+
+/// Runs the user's init function with the params from setup.
+pub fn init<F: InitFn>(f: F) -> i64 {
+    let params = STATE.with(|state| state.borrow().params.clone());
+    finish_setup(f.call_init(params))
+}
+
+fn finish_setup(result: Result<()>) -> i64 {
+    let mut writer = OutputWriter::take();
+    let status = match result {
+        Ok(()) => abi::STATUS_OK,
+        Err(error) => {
+            writer.error(abi::NO_RECORD, &error);
+            abi::STATUS_SETUP_FAILED
+        }
+    };
+    writer.finish(status);
+    output_location()
+}
+
+fn parse_setup(blob: &[u8]) -> std::result::Result<(SmartModuleExtraParams, Option<RecordData>), abi::FormatError> {
+    let mut pos = 0usize;
+    let count = abi::read_u32(blob, pos, "param count")?;
+    pos += 4;
+    let mut params = SmartModuleExtraParams::default();
+    for _ in 0..count {
+        let klen = abi::read_u32(blob, pos, "param name length")? as usize;
+        let key = abi::read_slice(blob, pos + 4, klen, "param name")?;
+        pos += 4 + klen;
+        let vlen = abi::read_u32(blob, pos, "param value length")? as usize;
+        let value = abi::read_slice(blob, pos + 4, vlen, "param value")?;
+        pos += 4 + vlen;
+        params.insert(String::from_utf8_lossy(key), String::from_utf8_lossy(value));
+    }
+    let acc_len = abi::read_i32(blob, pos, "accumulator length")?;
+    let accumulator = if acc_len < 0 {
+        None
+    } else {
+        Some(RecordData::from(abi::read_slice(blob, pos + 4, acc_len as usize, "accumulator")?))
+    };
+    Ok((params, accumulator))
+}
+
+/// Encodes a setup blob; the host side of [`setup`].
+pub fn encode_setup(params: &SmartModuleExtraParams, accumulator: Option<&[u8]>) -> Vec<u8> {
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&(params.len() as u32).to_le_bytes());
+    for (key, value) in params.iter() {
+        abi::encode_header(&mut blob, key.as_bytes(), value.as_bytes());
+    }
+    match accumulator {
+        Some(acc) => {
+            blob.extend_from_slice(&(acc.len() as i32).to_le_bytes());
+            blob.extend_from_slice(acc);
+        }
+        None => blob.extend_from_slice(&(-1i32).to_le_bytes()),
+    }
+    blob
+}
+
+/// Writes the output area. Takes the buffers out of the state for the
+/// duration of a batch so that user code never runs under a state borrow.
+struct OutputWriter {
+    output: Vec<u8>,
+    errors: Vec<u8>,
+    entries: u32,
+    error_count: u32,
+}
+
+impl OutputWriter {
+    fn take() -> OutputWriter {
+        let (mut output, mut errors) =
+            STATE.with(|state| {
+                let mut state = state.borrow_mut();
+                (std::mem::take(&mut state.output), std::mem::take(&mut state.errors))
+            });
+        output.clear();
+        errors.clear();
+        output.resize(abi::OUTPUT_HEADER_LEN, 0);
+        OutputWriter { output, errors, entries: 0, error_count: 0 }
+    }
+
+    #[inline]
+    fn kept(&mut self, index: u32) {
+        self.output.extend_from_slice(&index.to_le_bytes());
+        self.entries += 1;
+    }
+
+    #[inline]
+    fn record(&mut self, index: u32, key: Option<&RecordData>, value: &RecordData, input: &Arc<Vec<u8>>) {
+        let key_range = key.and_then(|k| k.range_in(input));
+        let value_range = value.range_in(input);
+        let key_tag = match (key, key_range) {
+            (None, _) => abi::DATA_NONE,
+            (Some(_), Some(_)) => abi::DATA_INPUT_RANGE,
+            (Some(_), None) => abi::DATA_INLINE,
+        };
+        let value_tag = if value_range.is_some() { abi::DATA_INPUT_RANGE } else { abi::DATA_INLINE };
+        let out = &mut self.output;
+        out.extend_from_slice(&index.to_le_bytes());
+        out.extend_from_slice(&[key_tag, value_tag, 0, 0]);
+        if let Some(key) = key {
+            write_data(out, key, key_range);
+        }
+        write_data(out, value, value_range);
+        self.entries += 1;
+    }
+
+    fn error(&mut self, index: u32, error: &Error) {
+        self.errors.extend_from_slice(&index.to_le_bytes());
+        abi::encode_header(&mut self.errors, error.kind().as_bytes(), error.message().as_bytes());
+        self.error_count += 1;
+    }
+
+    /// Writes the header, hands the buffers back, and prepares the input
+    /// buffer for the next batch.
+    fn finish(mut self, status: u32) {
+        let entries_len = (self.output.len() - abi::OUTPUT_HEADER_LEN) as u32;
+        self.output.extend_from_slice(&self.errors);
+        STATE.with(|state| {
+            let mut state = state.borrow_mut();
+            if Arc::get_mut(&mut state.input).is_none() {
+                // User code kept a piece of the last batch; leave it be and
+                // give the host a fresh buffer of the same size.
+                let capacity = state.input.len();
+                state.input = Arc::new(vec![0; capacity]);
+            }
+            let next_ptr = state.input.as_ptr() as usize as u32;
+            let next_cap = state.input.len() as u32;
+            let header = &mut self.output[..abi::OUTPUT_HEADER_LEN];
+            for (i, word) in [status, next_ptr, next_cap, self.entries, self.error_count, entries_len].into_iter().enumerate() {
+                header[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
+            }
+            state.output = self.output;
+            state.errors = self.errors;
+        });
+    }
+}
+
+#[inline]
+fn write_data(out: &mut Vec<u8>, data: &RecordData, range: Option<(u32, u32)>) {
+    match range {
+        Some((start, len)) => {
+            out.extend_from_slice(&start.to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+        }
+        None => {
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(data);
+        }
+    }
+}
+
+/// Walks the batch in the input buffer and calls `each` for every record.
+fn drive(input_len: i32, flags: i32, mut each: impl FnMut(u32, &SmartModuleRecord, &Arc<Vec<u8>>, &mut OutputWriter) -> Result<()>) {
+    let stop_on_error = flags as u32 & abi::FLAG_STOP_ON_ERROR != 0;
+    let input = STATE.with(|state| Arc::clone(&state.borrow().input));
+    let mut writer = OutputWriter::take();
+    let len = (input_len.max(0) as usize).min(input.len());
+    let batch = &input[..len];
+    let (header, records) = match abi::RecordIter::new(batch) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            writer.error(abi::NO_RECORD, &Error::new("bad-batch", error));
+            drop(input);
+            writer.finish(abi::STATUS_BAD_INPUT);
+            return;
+        }
+    };
+    let mut status = abi::STATUS_OK;
+    for (index, view) in records.enumerate() {
+        let index = index as u32;
+        let view = match view {
+            Ok(view) => view,
+            Err(error) => {
+                writer.error(abi::NO_RECORD, &Error::new("bad-batch", error));
+                status = abi::STATUS_BAD_INPUT;
+                break;
+            }
+        };
+        let record = SmartModuleRecord::new(Record::from_view(&input, &view, header.base_offset, header.base_timestamp));
+        CURRENT_RECORD.with(|current| current.set(index as i32));
+        let result = each(index, &record, &input, &mut writer);
+        CURRENT_RECORD.with(|current| current.set(-1));
+        if let Err(error) = result {
+            writer.error(index, &error);
+            if stop_on_error {
+                status = abi::STATUS_STOPPED;
+                break;
+            }
+        }
+    }
+    drop(input);
+    writer.finish(status);
+}
+
+/// Processes one batch with a filter.
+pub fn run_filter<A, F: FilterFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
+    drive(input_len, flags, |index, record, _, out| {
+        if f.call_filter(record)? {
+            out.kept(index);
+        }
+        Ok(())
+    });
+    output_location()
+}
+
+/// Processes one batch with a map.
+pub fn run_map<A, F: MapFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
+    drive(input_len, flags, |index, record, input, out| {
+        let (key, value) = f.call_map(record)?;
+        out.record(index, key.as_ref(), &value, input);
+        Ok(())
+    });
+    output_location()
+}
+
+/// Processes one batch with a filter-map.
+pub fn run_filter_map<A, F: FilterMapFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
+    drive(input_len, flags, |index, record, input, out| {
+        if let Some((key, value)) = f.call_filter_map(record)? {
+            out.record(index, key.as_ref(), &value, input);
+        }
+        Ok(())
+    });
+    output_location()
+}
+
+/// Processes one batch with an array-map.
+pub fn run_array_map<A, F: ArrayMapFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
+    drive(input_len, flags, |index, record, input, out| {
+        for (key, value) in f.call_array_map(record)? {
+            out.record(index, key.as_ref(), &value, input);
+        }
+        Ok(())
+    });
+    output_location()
+}
+
+/// Processes one batch with an aggregate. The accumulator lives in the
+/// module between batches; each record's output is the new accumulator.
+pub fn run_aggregate<A, F: AggregateFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
+    let stop_on_error = flags as u32 & abi::FLAG_STOP_ON_ERROR != 0;
+    let mut accumulator = STATE.with(|state| state.borrow_mut().accumulator.take()).unwrap_or_default();
+    drive(input_len, flags, |index, record, input, out| {
+        // Under stop-on-error the stream ends at an error, so the old
+        // accumulator is never needed again and need not be copied.
+        let given = if stop_on_error { std::mem::take(&mut accumulator) } else { accumulator.clone() };
+        let next = f.call_aggregate(given, record)?;
+        out.record(index, record.key.as_ref(), &next, input);
+        accumulator = next;
+        Ok(())
+    });
+    accumulator.detach();
+    STATE.with(|state| state.borrow_mut().accumulator = Some(accumulator));
+    output_location()
+}
+
+macro_rules! signature_trait {
+    ($trait:ident, $method:ident, $doc:literal, $message:literal, $label:literal, ($($arg:ident: $argty:ty),*) -> $ret:ty) => {
+        #[doc = $doc]
+        #[diagnostic::on_unimplemented(
+            message = $message,
+            label = $label,
+            note = "`&SmartModuleRecord` may stand in place of `&Record`",
+            note = "found `{Self}`"
+        )]
+        pub trait $trait<Arg> {
+            /// Calls the function.
+            fn $method(&self, $($arg: $argty),*) -> $ret;
+        }
+    };
+}
+
+signature_trait!(FilterFn, call_filter,
+    "A function usable as `#[smartmodule(filter)]`.",
+    "`#[smartmodule(filter)]` expects a function `fn(&Record) -> Result<bool>`",
+    "this function does not have the signature of a filter",
+    (record: &SmartModuleRecord) -> Result<bool>);
+signature_trait!(MapFn, call_map,
+    "A function usable as `#[smartmodule(map)]`.",
+    "`#[smartmodule(map)]` expects a function `fn(&Record) -> Result<(Option<RecordData>, RecordData)>`",
+    "this function does not have the signature of a map",
+    (record: &SmartModuleRecord) -> Result<(Option<RecordData>, RecordData)>);
+signature_trait!(FilterMapFn, call_filter_map,
+    "A function usable as `#[smartmodule(filter_map)]`.",
+    "`#[smartmodule(filter_map)]` expects a function `fn(&Record) -> Result<Option<(Option<RecordData>, RecordData)>>`",
+    "this function does not have the signature of a filter_map",
+    (record: &SmartModuleRecord) -> Result<Option<(Option<RecordData>, RecordData)>>);
+signature_trait!(ArrayMapFn, call_array_map,
+    "A function usable as `#[smartmodule(array_map)]`.",
+    "`#[smartmodule(array_map)]` expects a function `fn(&Record) -> Result<Vec<(Option<RecordData>, RecordData)>>`",
+    "this function does not have the signature of an array_map",
+    (record: &SmartModuleRecord) -> Result<Vec<(Option<RecordData>, RecordData)>>);
+signature_trait!(AggregateFn, call_aggregate,
+    "A function usable as `#[smartmodule(aggregate)]`.",
+    "`#[smartmodule(aggregate)]` expects a function `fn(RecordData, &Record) -> Result<RecordData>`",
+    "this function does not have the signature of an aggregate",
+    (accumulator: RecordData, record: &SmartModuleRecord) -> Result<RecordData>);
+
+macro_rules! record_impls {
+    ($trait:ident, $method:ident, ($($pre:ident: $prety:ty),*) -> $ret:ty) => {
+        impl<F> $trait<Record> for F where F: Fn($($prety,)* &Record) -> $ret {
+            #[inline]
+            fn $method(&self, $($pre: $prety,)* record: &SmartModuleRecord) -> $ret {
+                self($($pre,)* record.as_ref())
+            }
+        }
+        impl<F> $trait<SmartModuleRecord> for F where F: Fn($($prety,)* &SmartModuleRecord) -> $ret {
+            #[inline]
+            fn $method(&self, $($pre: $prety,)* record: &SmartModuleRecord) -> $ret {
+                self($($pre,)* record)
+            }
+        }
+    };
+}
+
+record_impls!(FilterFn, call_filter, () -> Result<bool>);
+record_impls!(MapFn, call_map, () -> Result<(Option<RecordData>, RecordData)>);
+record_impls!(FilterMapFn, call_filter_map, () -> Result<Option<(Option<RecordData>, RecordData)>>);
+record_impls!(ArrayMapFn, call_array_map, () -> Result<Vec<(Option<RecordData>, RecordData)>>);
+record_impls!(AggregateFn, call_aggregate, (accumulator: RecordData) -> Result<RecordData>);
+
+/// A function usable as `#[smartmodule(init)]`: `fn(SmartModuleExtraParams) -> Result<()>`.
+#[diagnostic::on_unimplemented(
+    message = "`#[smartmodule(init)]` expects a function `fn(SmartModuleExtraParams) -> Result<()>`",
+    label = "this function does not have the signature of an init function",
+    note = "found `{Self}`"
+)]
+pub trait InitFn {
+    /// Calls the function.
+    fn call_init(&self, params: SmartModuleExtraParams) -> Result<()>;
+}
+
+impl<F> InitFn for F
+where
+    F: Fn(SmartModuleExtraParams) -> Result<()>,
+{
+    fn call_init(&self, params: SmartModuleExtraParams) -> Result<()> {
+        self(params)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Host imports and the exports every module shares
+// ---------------------------------------------------------------------------
+
+#[cfg(target_arch = "wasm32")]
+mod host {
+    #[link(wasm_import_module = "fluvio")]
+    unsafe extern "C" {
+        #[link_name = "log"]
+        pub fn log(level: i32, ptr: *const u8, len: i32);
+        #[link_name = "panic"]
+        pub fn panic(ptr: *const u8, len: i32, record_index: i32);
+        #[link_name = "out_of_memory"]
+        pub fn out_of_memory(requested: i32);
+    }
+}
+
+/// Sends one log line to the host (or to stderr when run natively).
+pub fn log_line(level: crate::log::Level, message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: the host reads `len` bytes at `ptr` from our memory, bounds-checked.
+    unsafe {
+        host::log(level as i32, message.as_ptr(), message.len() as i32)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("[smartmodule {}] {message}", level.name());
+}
+
+fn install_panic_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let message = info.to_string();
+            let record = CURRENT_RECORD.with(Cell::get);
+            #[cfg(target_arch = "wasm32")]
+            // SAFETY: the host reads `len` bytes at `ptr` from our memory, bounds-checked.
+            unsafe {
+                host::panic(message.as_ptr(), message.len() as i32, record)
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            eprintln!("SmartModule panicked at record {record}: {message}");
+        }));
+    });
+}
+
+#[cfg(target_arch = "wasm32")]
+mod exports {
+    const _: () = assert!(crate::abi::ABI_VERSION == 1, "rename fluvio_abi_v1 when the ABI version changes");
+
+    /// Marks the module as speaking ABI version 1; the name is the message.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn fluvio_abi_v1() {}
+
+    #[unsafe(no_mangle)]
+    pub extern "C" fn fluvio_reserve(len: i32) -> i32 {
+        super::reserve(len) as usize as i32
+    }
+
+    #[unsafe(no_mangle)]
+    pub extern "C" fn fluvio_setup(len: i32) -> i64 {
+        super::setup(len)
+    }
+}
+
+/// Reports a failed allocation to the host before the module traps, so that
+/// a memory cap shows up as "out of memory" rather than a bare trap.
+#[cfg(all(target_arch = "wasm32", feature = "report-oom"))]
+mod allocator {
+    use std::alloc::{GlobalAlloc, Layout, System};
+
+    struct ReportingAllocator;
+
+    // SAFETY: every method forwards to `System` and only adds a report.
+    unsafe impl GlobalAlloc for ReportingAllocator {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let ptr = unsafe { System.alloc(layout) };
+            if ptr.is_null() {
+                unsafe { super::host::out_of_memory(layout.size() as i32) };
+            }
+            ptr
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            let ptr = unsafe { System.alloc_zeroed(layout) };
+            if ptr.is_null() {
+                unsafe { super::host::out_of_memory(layout.size() as i32) };
+            }
+            ptr
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let new = unsafe { System.realloc(ptr, layout, new_size) };
+            if new.is_null() {
+                unsafe { super::host::out_of_memory(new_size as i32) };
+            }
+            new
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: ReportingAllocator = ReportingAllocator;
+}
+
+/// Runs the glue natively, for benchmarks that compare a module with the
+/// same function compiled for the host, and for tests of the glue itself.
+pub mod native {
+    use super::*;
+
+    /// Copies `input` into the input buffer, runs `call` with its length,
+    /// and hands the output area to `read`.
+    pub fn call<R>(input: &[u8], call: impl FnOnce(i32) -> i64, read: impl FnOnce(&[u8]) -> R) -> R {
+        let ptr = reserve(input.len() as i32);
+        // SAFETY: `reserve` returned a buffer of at least `input.len()` bytes
+        // that nothing else refers to until `call` runs.
+        unsafe { std::ptr::copy_nonoverlapping(input.as_ptr(), ptr, input.len()) };
+        call(input.len() as i32);
+        STATE.with(|state| read(&state.borrow().output))
+    }
+}

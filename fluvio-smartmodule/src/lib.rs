@@ -1,0 +1,66 @@
+//! Write SmartModules: Rust functions, compiled to WebAssembly, that filter,
+//! map, filter-map, array-map and aggregate streaming records inline.
+//!
+//! This is the only crate a SmartModule depends on. It owns the guest side of
+//! the ABI (see `docs/abi.md`): the record types a function sees, the error
+//! type it returns, its parameters, and the glue the `#[smartmodule]`
+//! attribute wires a function into. It never runs a module; hosts do that
+//! (`fluvio-client`'s engine).
+//!
+//! ```
+//! use fluvio_smartmodule::{smartmodule, Record, Result};
+//!
+//! #[smartmodule(filter)]
+//! pub fn filter(record: &Record) -> Result<bool> {
+//!     let text = std::str::from_utf8(record.value.as_ref())?;
+//!     Ok(text.contains('a'))
+//! }
+//!
+//! // The function stays an ordinary function, so it can be unit-tested natively.
+//! assert!(filter(&Record::new("apple")).unwrap());
+//! assert!(!filter(&Record::new("plum")).unwrap());
+//! ```
+//!
+//! The signatures are the same as Fluvio's `fluvio-smartmodule`:
+//!
+//! | attribute | signature |
+//! | --- | --- |
+//! | `#[smartmodule(filter)]` | `fn(&Record) -> Result<bool>` |
+//! | `#[smartmodule(map)]` | `fn(&Record) -> Result<(Option<RecordData>, RecordData)>` |
+//! | `#[smartmodule(filter_map)]` | `fn(&Record) -> Result<Option<(Option<RecordData>, RecordData)>>` |
+//! | `#[smartmodule(array_map)]` | `fn(&Record) -> Result<Vec<(Option<RecordData>, RecordData)>>` |
+//! | `#[smartmodule(aggregate)]` | `fn(RecordData, &Record) -> Result<RecordData>` |
+//! | `#[smartmodule(init)]` | `fn(SmartModuleExtraParams) -> Result<()>` |
+//!
+//! `&SmartModuleRecord` may stand in place of `&Record`.
+
+#![warn(missing_docs)]
+
+pub mod abi;
+mod error;
+pub mod log;
+mod params;
+mod record;
+
+#[doc(hidden)]
+pub mod guest;
+
+pub use error::{Error, Result};
+pub use params::{ParamError, SmartModuleExtraParams};
+pub use record::{Header, Record, RecordData, SmartModuleRecord};
+
+#[cfg(feature = "derive")]
+pub use smartmodule_derive::smartmodule;
+
+/// Items the `#[smartmodule]` expansion refers to. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::guest::*;
+}
+
+/// Everything a SmartModule usually needs, in one `use`.
+pub mod prelude {
+    pub use crate::{Error, Record, RecordData, Result, SmartModuleExtraParams, SmartModuleRecord};
+    #[cfg(feature = "derive")]
+    pub use crate::smartmodule;
+}

@@ -1,0 +1,119 @@
+//! Parameters passed to a SmartModule's `init` function.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// The `key=value` parameters a user gave for one SmartModule invocation
+/// (for example `fluvio consume -e key=value`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SmartModuleExtraParams {
+    inner: BTreeMap<String, String>,
+}
+
+impl SmartModuleExtraParams {
+    /// Parameters from a map.
+    pub fn new(params: BTreeMap<String, String>) -> Self {
+        SmartModuleExtraParams { inner: params }
+    }
+
+    /// The raw value of a parameter, if it was given.
+    pub fn get(&self, name: &str) -> Option<&String> {
+        self.inner.get(name)
+    }
+
+    /// The value of a parameter that must be present.
+    pub fn require(&self, name: &str) -> Result<&str, ParamError> {
+        self.inner.get(name).map(String::as_str).ok_or_else(|| ParamError::Missing { name: name.to_string() })
+    }
+
+    /// The value of a required parameter, parsed as `T`.
+    ///
+    /// ```
+    /// # use fluvio_smartmodule::SmartModuleExtraParams;
+    /// let params: SmartModuleExtraParams = [("limit", "ten")].into_iter().collect();
+    /// let error = params.parse::<u32>("limit").unwrap_err();
+    /// assert_eq!(error.to_string(), "parameter `limit` is invalid: \"ten\" is not a valid u32 (invalid digit found in string)");
+    /// ```
+    pub fn parse<T>(&self, name: &str) -> Result<T, ParamError>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        let raw = self.require(name)?;
+        raw.parse::<T>().map_err(|error| ParamError::Invalid {
+            name: name.to_string(),
+            value: raw.to_string(),
+            reason: format!("not a valid {} ({error})", std::any::type_name::<T>()),
+        })
+    }
+
+    /// The value of an optional parameter parsed as `T`, or `default` when absent.
+    pub fn parse_or<T>(&self, name: &str, default: T) -> Result<T, ParamError>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        if self.inner.contains_key(name) { self.parse(name) } else { Ok(default) }
+    }
+
+    /// Every parameter, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.inner.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Number of parameters.
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether no parameter was given.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// Adds or replaces a parameter.
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.inner.insert(name.into(), value.into());
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for SmartModuleExtraParams {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        SmartModuleExtraParams { inner: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    }
+}
+
+/// A parameter that is missing or has a value that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamError {
+    /// The parameter was not given.
+    Missing {
+        /// The parameter's name.
+        name: String,
+    },
+    /// The parameter's value is not acceptable.
+    Invalid {
+        /// The parameter's name.
+        name: String,
+        /// The value given.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamError::Missing { name } => {
+                write!(f, "missing parameter `{name}`: pass it as `-e {name}=VALUE`")
+            }
+            ParamError::Invalid { name, value, reason } => {
+                write!(f, "parameter `{name}` is invalid: {value:?} is {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParamError {}
