@@ -45,6 +45,25 @@ pub const IMPORT_PANIC: &str = "panic";
 /// just before the module traps.
 pub const IMPORT_OUT_OF_MEMORY: &str = "out_of_memory";
 
+/// Encodes a setup blob: `u32 param count`, each param as
+/// `u32 len, name, u32 len, value`, then `i32 accumulator length` (-1 for
+/// none) and the accumulator bytes.
+pub fn encode_setup<'a>(params: impl ExactSizeIterator<Item = (&'a str, &'a str)>, accumulator: Option<&[u8]>) -> Vec<u8> {
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&(params.len() as u32).to_le_bytes());
+    for (name, value) in params {
+        encode_header(&mut blob, name.as_bytes(), value.as_bytes());
+    }
+    match accumulator {
+        Some(acc) => {
+            blob.extend_from_slice(&(acc.len() as i32).to_le_bytes());
+            blob.extend_from_slice(acc);
+        }
+        None => blob.extend_from_slice(&(-1i32).to_le_bytes()),
+    }
+    blob
+}
+
 /// Flag for a process call: stop at the first record error instead of
 /// reporting it and carrying on with the next record.
 pub const FLAG_STOP_ON_ERROR: u32 = 1;

@@ -122,23 +122,6 @@ fn parse_setup(blob: &[u8]) -> std::result::Result<(SmartModuleExtraParams, Opti
     Ok((params, accumulator))
 }
 
-/// Encodes a setup blob; the host side of [`setup`].
-pub fn encode_setup(params: &SmartModuleExtraParams, accumulator: Option<&[u8]>) -> Vec<u8> {
-    let mut blob = Vec::new();
-    blob.extend_from_slice(&(params.len() as u32).to_le_bytes());
-    for (key, value) in params.iter() {
-        abi::encode_header(&mut blob, key.as_bytes(), value.as_bytes());
-    }
-    match accumulator {
-        Some(acc) => {
-            blob.extend_from_slice(&(acc.len() as i32).to_le_bytes());
-            blob.extend_from_slice(acc);
-        }
-        None => blob.extend_from_slice(&(-1i32).to_le_bytes()),
-    }
-    blob
-}
-
 /// Writes the output area. Takes the buffers out of the state for the
 /// duration of a batch so that user code never runs under a state borrow.
 struct OutputWriter {

@@ -19,6 +19,7 @@ pub fn init(params: SmartModuleExtraParams) -> Result<()> {
     let ignore_case: bool = params.parse_or("ignore_case", false)?;
     let needle = params.require("contains")?;
     let needle = if ignore_case { needle.to_lowercase() } else { needle.to_string() };
+    fluvio_smartmodule::log_info!("keeping records that contain {needle:?} (ignore_case={ignore_case})");
     // A second init (the host re-creating the module) keeps the first config.
     let _ = CONFIG.set(Config { needle, ignore_case });
     Ok(())

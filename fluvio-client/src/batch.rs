@@ -1,0 +1,261 @@
+//! Record batches on the host: building, validating and reading them.
+//!
+//! A [`Batch`] holds bytes in the one batch layout (`docs/abi.md`) that the
+//! platform uses on disk, on the wire and as SmartModule input. Building one
+//! computes its CRC-32C; parsing one checks the header, every record and the
+//! CRC, so code that holds a `Batch` can trust it.
+
+use fluvio_smartmodule::abi::{self, FormatError, RecordIter, RecordView};
+
+/// A validated record batch.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Batch {
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("base_offset", &self.base_offset())
+            .field("records", &self.record_count())
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl Batch {
+    /// Checks `bytes` (exactly one batch) and takes them: header, every
+    /// record's lengths and the CRC-32C.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Batch, FormatError> {
+        let header = abi::BatchHeader::parse(&bytes)?;
+        if header.batch_len as usize != bytes.len() {
+            return Err(FormatError::new(format!(
+                "batch says it is {} bytes long but {} bytes were given",
+                header.batch_len,
+                bytes.len()
+            )));
+        }
+        let computed = crc32c::crc32c(&bytes[abi::BATCH_CRC_FROM..]);
+        if computed != header.crc {
+            return Err(FormatError::new(format!(
+                "batch CRC mismatch: stored {:#010x}, computed {computed:#010x}; the batch is corrupt",
+                header.crc
+            )));
+        }
+        let (_, records) = RecordIter::new(&bytes)?;
+        for record in records {
+            record?;
+        }
+        Ok(Batch { bytes })
+    }
+
+    /// Takes bytes produced by code that already wrote a correct layout
+    /// (a builder in this crate), computing the CRC.
+    pub(crate) fn seal(mut bytes: Vec<u8>) -> Batch {
+        let crc = crc32c::crc32c(&bytes[abi::BATCH_CRC_FROM..]);
+        bytes[abi::BATCH_CRC_AT..abi::BATCH_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        Batch { bytes }
+    }
+
+    /// The encoded batch.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The encoded batch, by value.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    fn header(&self) -> abi::BatchHeader {
+        abi::BatchHeader::parse(&self.bytes).expect("a Batch is validated when built")
+    }
+
+    /// Offset of the first record; record offsets are relative to it.
+    pub fn base_offset(&self) -> i64 {
+        self.header().base_offset
+    }
+
+    /// Moves the batch to a new base offset (a server does this when it
+    /// appends a producer's batch). The CRC does not cover the base offset,
+    /// so it stays valid.
+    pub fn set_base_offset(&mut self, base_offset: i64) {
+        self.bytes[abi::BATCH_BASE_OFFSET_AT..abi::BATCH_BASE_OFFSET_AT + 8].copy_from_slice(&base_offset.to_le_bytes());
+    }
+
+    /// Timestamp that record timestamps are relative to.
+    pub fn base_timestamp(&self) -> i64 {
+        self.header().base_timestamp
+    }
+
+    /// Number of records.
+    pub fn record_count(&self) -> u32 {
+        self.header().record_count
+    }
+
+    /// Whether the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.record_count() == 0
+    }
+
+    /// Offset one past the last record's, or the base offset when empty.
+    pub fn next_offset(&self) -> i64 {
+        self.records().last().map_or(self.base_offset(), |r| r.offset + 1)
+    }
+
+    /// The records, borrowed from the batch.
+    pub fn records(&self) -> impl Iterator<Item = RecordRef<'_>> {
+        let header = self.header();
+        let bytes = &self.bytes;
+        RecordIter::new(bytes)
+            .expect("a Batch is validated when built")
+            .1
+            .map(move |view| RecordRef::new(bytes, &view.expect("a Batch is validated when built"), &header))
+    }
+}
+
+/// One record of a [`Batch`], borrowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Absolute offset.
+    pub offset: i64,
+    /// Absolute timestamp, milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// The key, if any.
+    pub key: Option<&'a [u8]>,
+    /// The value.
+    pub value: &'a [u8],
+    /// Headers as `(name, value)`.
+    pub headers: Vec<(&'a [u8], &'a [u8])>,
+}
+
+impl<'a> RecordRef<'a> {
+    fn new(batch: &'a [u8], view: &RecordView<'a>, header: &abi::BatchHeader) -> RecordRef<'a> {
+        let (hstart, hlen) = view.headers;
+        RecordRef {
+            offset: header.base_offset + view.offset_delta as i64,
+            timestamp: header.base_timestamp + view.timestamp_delta,
+            key: view.key.map(|(start, len)| &batch[start..start + len]),
+            value: &batch[view.value.0..view.value.0 + view.value.1],
+            headers: abi::iter_headers(&batch[hstart..hstart + hlen], view.header_count).collect(),
+        }
+    }
+}
+
+/// Builds a batch record by record.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    bytes: Vec<u8>,
+    base_offset: i64,
+    base_timestamp: i64,
+    record_count: u32,
+}
+
+impl BatchBuilder {
+    /// An empty batch at `base_offset` whose timestamps count from `base_timestamp`.
+    pub fn new(base_offset: i64, base_timestamp: i64) -> BatchBuilder {
+        let mut bytes = Vec::with_capacity(4096);
+        bytes.resize(abi::BATCH_HEADER_LEN, 0);
+        BatchBuilder { bytes, base_offset, base_timestamp, record_count: 0 }
+    }
+
+    /// Appends a record at `base_offset + offset_delta` with an absolute timestamp.
+    pub fn push(&mut self, offset_delta: u32, timestamp: i64, key: Option<&[u8]>, value: &[u8], headers: &[(&[u8], &[u8])]) {
+        let mut encoded_headers = Vec::new();
+        for (name, value) in headers {
+            abi::encode_header(&mut encoded_headers, name, value);
+        }
+        abi::encode_record(
+            &mut self.bytes,
+            offset_delta,
+            timestamp - self.base_timestamp,
+            key,
+            value,
+            headers.len() as u32,
+            &encoded_headers,
+        );
+        self.record_count += 1;
+    }
+
+    /// Appends a record at the next offset delta (the record count so far),
+    /// with the batch's base timestamp.
+    pub fn push_value(&mut self, key: Option<&[u8]>, value: &[u8]) {
+        let delta = self.record_count;
+        let timestamp = self.base_timestamp;
+        self.push(delta, timestamp, key, value, &[]);
+    }
+
+    /// Number of records so far.
+    pub fn len(&self) -> u32 {
+        self.record_count
+    }
+
+    /// Whether no record was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.record_count == 0
+    }
+
+    /// Bytes written so far, header included.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Finishes the batch: writes the header and the CRC.
+    pub fn finish(self) -> Batch {
+        let mut bytes = self.bytes;
+        abi::write_batch_header(&mut bytes, self.base_offset, self.record_count, self.base_timestamp);
+        Batch::seal(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_records_with_keys_and_headers() {
+        let mut builder = BatchBuilder::new(100, 1_000);
+        builder.push(0, 1_000, Some(b"k1"), b"v1", &[(b"h".as_slice(), b"x".as_slice())]);
+        builder.push(1, 1_005, None, b"", &[]);
+        let batch = Batch::from_bytes(builder.finish().into_bytes()).unwrap();
+        let records: Vec<_> = batch.records().collect();
+        assert_eq!(records.len(), 2);
+        assert_eq!((records[0].offset, records[0].timestamp, records[0].key, records[0].value), (100, 1_000, Some(&b"k1"[..]), &b"v1"[..]));
+        assert_eq!(records[0].headers, vec![(&b"h"[..], &b"x"[..])]);
+        assert_eq!((records[1].offset, records[1].timestamp, records[1].key, records[1].value), (101, 1_005, None, &b""[..]));
+        assert_eq!(batch.next_offset(), 102);
+    }
+
+    #[test]
+    fn detects_corruption() {
+        let mut builder = BatchBuilder::new(0, 0);
+        builder.push_value(None, b"hello");
+        let mut bytes = builder.finish().into_bytes();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        let error = Batch::from_bytes(bytes).unwrap_err();
+        assert!(error.reason.contains("CRC mismatch"), "{error}");
+    }
+
+    #[test]
+    fn rejects_truncated_and_lying_batches() {
+        let mut builder = BatchBuilder::new(0, 0);
+        builder.push_value(None, b"hello");
+        let bytes = builder.finish().into_bytes();
+        assert!(Batch::from_bytes(bytes[..bytes.len() - 2].to_vec()).is_err());
+        let mut lying = bytes.clone();
+        lying[abi::BATCH_RECORD_COUNT_AT] = 200;
+        assert!(Batch::from_bytes(lying).is_err());
+        assert!(Batch::from_bytes(vec![0; 5]).is_err());
+    }
+
+    #[test]
+    fn base_offset_moves_without_breaking_the_crc() {
+        let mut builder = BatchBuilder::new(0, 0);
+        builder.push_value(None, b"a");
+        let mut batch = builder.finish();
+        batch.set_base_offset(42);
+        let batch = Batch::from_bytes(batch.into_bytes()).unwrap();
+        assert_eq!(batch.records().next().unwrap().offset, 42);
+    }
+}

@@ -1,0 +1,509 @@
+//! One running instance of a SmartModule: its store, memory, exports and
+//! host imports, and the bounds-checked exchange of batches with it.
+
+use std::collections::BTreeMap;
+
+use fluvio_smartmodule::abi::{self, RecordView, SmartModuleKind};
+use fluvio_smartmodule::log::Level;
+use wasmer::{
+    Function, FunctionEnv, FunctionEnvMut, Global, Instance, Memory, RuntimeError, Store, TypedFunction, Value, imports,
+};
+
+use super::{EngineError, SmartEngine, SmartModule};
+
+/// Longest log line or panic message kept from a guest; the rest is cut.
+const MAX_GUEST_MESSAGE: usize = 4096;
+/// Most log lines kept from one call; a module that logs more loses the rest
+/// and the host says how many it dropped.
+const MAX_LOGS_PER_CALL: usize = 1024;
+
+/// A log line written by a SmartModule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestLog {
+    /// The module that wrote it.
+    pub module: String,
+    /// Its level.
+    pub level: Level,
+    /// The text.
+    pub message: String,
+}
+
+struct HostState {
+    module: String,
+    memory: Option<Memory>,
+    logs: Vec<GuestLog>,
+    dropped_logs: usize,
+    panic: Option<(String, i32)>,
+    out_of_memory: Option<u64>,
+}
+
+impl HostState {
+    fn read_message(env: &FunctionEnvMut<'_, HostState>, ptr: i32, len: i32) -> String {
+        let Some(memory) = env.data().memory.as_ref() else { return String::new() };
+        let view = memory.view(env);
+        let len = (len.max(0) as usize).min(MAX_GUEST_MESSAGE);
+        let mut buf = vec![0u8; len];
+        match view.read(ptr as u32 as u64, &mut buf) {
+            Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
+            Err(_) => format!("<message at an invalid address {ptr:#x}+{len}>"),
+        }
+    }
+}
+
+fn host_log(mut env: FunctionEnvMut<'_, HostState>, level: i32, ptr: i32, len: i32) {
+    let message = HostState::read_message(&env, ptr, len);
+    let state = env.data_mut();
+    if state.logs.len() >= MAX_LOGS_PER_CALL {
+        state.dropped_logs += 1;
+        return;
+    }
+    let module = state.module.clone();
+    state.logs.push(GuestLog { module, level: Level::from_i32(level), message });
+}
+
+fn host_panic(mut env: FunctionEnvMut<'_, HostState>, ptr: i32, len: i32, record: i32) {
+    let message = HostState::read_message(&env, ptr, len);
+    env.data_mut().panic = Some((message, record));
+}
+
+fn host_out_of_memory(mut env: FunctionEnvMut<'_, HostState>, requested: i32) {
+    env.data_mut().out_of_memory = Some(requested as u32 as u64);
+}
+
+/// Why a call into the guest failed.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The module panicked; `record` is the index of the record it was on.
+    Panic { message: String, record: Option<u32> },
+    /// Anything else: limits, traps, invalid output.
+    Engine(EngineError),
+}
+
+impl From<EngineError> for CallError {
+    fn from(error: EngineError) -> Self {
+        CallError::Engine(error)
+    }
+}
+
+impl CallError {
+    pub(crate) fn into_engine_error(self, module: &str) -> EngineError {
+        match self {
+            CallError::Engine(error) => error,
+            CallError::Panic { message, .. } => EngineError::Panic { module: module.to_string(), message },
+        }
+    }
+}
+
+/// The decoded answer to one batch.
+pub(crate) struct ProcessOutput {
+    /// The output records in the batch layout, header written, CRC not.
+    pub batch: Vec<u8>,
+    pub records_out: u32,
+    /// `(record index, kind, message)` for each record error.
+    pub errors: Vec<(u32, String, String)>,
+    /// The value of the last output record (the accumulator, for aggregates).
+    pub last_value: Option<Vec<u8>>,
+    pub fuel_used: u64,
+}
+
+/// A SmartModule instantiated, set up (params, accumulator) and initialized,
+/// ready to process batches. Owns its own store, so a trap in it cannot
+/// touch any other instance.
+pub struct SmartModuleInstance {
+    name: String,
+    kind: SmartModuleKind,
+    store: Store,
+    env: FunctionEnv<HostState>,
+    memory: Memory,
+    reserve: TypedFunction<i32, i32>,
+    process: TypedFunction<(i32, i32), i64>,
+    fuel_remaining: Global,
+    fuel_exhausted: Global,
+    fuel_limit: u64,
+    memory_limit: u64,
+    input_ptr: u32,
+    input_cap: u32,
+    logs: Vec<GuestLog>,
+}
+
+impl SmartModuleInstance {
+    /// Instantiates `module`, hands it its parameters and initial
+    /// accumulator, and runs its `init` function if it has one.
+    pub fn new(
+        engine: &SmartEngine,
+        module: &SmartModule,
+        params: &BTreeMap<String, String>,
+        accumulator: Option<&[u8]>,
+    ) -> Result<SmartModuleInstance, EngineError> {
+        let name = module.name().to_string();
+        let mut store = Store::new(module.wasmer_engine().clone());
+        let env = FunctionEnv::new(
+            &mut store,
+            HostState { module: name.clone(), memory: None, logs: Vec::new(), dropped_logs: 0, panic: None, out_of_memory: None },
+        );
+        let imports = imports! {
+            abi::IMPORT_MODULE => {
+                abi::IMPORT_LOG => Function::new_typed_with_env(&mut store, &env, host_log),
+                abi::IMPORT_PANIC => Function::new_typed_with_env(&mut store, &env, host_panic),
+                abi::IMPORT_OUT_OF_MEMORY => Function::new_typed_with_env(&mut store, &env, host_out_of_memory),
+            }
+        };
+        let instance = Instance::new(&mut store, module.wasmer_module(), &imports).map_err(|error| {
+            let reason = error.to_string();
+            if reason.contains("emory") && (reason.contains("minimum") || reason.contains("too large")) {
+                EngineError::MemoryLimitExceeded { module: name.clone(), limit_bytes: engine.limits().memory_bytes, requested: None }
+            } else {
+                EngineError::Instantiation { module: name.clone(), reason }
+            }
+        })?;
+        let instantiation = |what: &str, error: &dyn std::fmt::Display| EngineError::Instantiation {
+            module: name.clone(),
+            reason: format!("{what}: {error}"),
+        };
+        let memory = instance.exports.get_memory(abi::EXPORT_MEMORY).map_err(|e| instantiation("memory", &e))?.clone();
+        env.as_mut(&mut store).memory = Some(memory.clone());
+        let reserve = instance.exports.get_typed_function(&store, abi::EXPORT_RESERVE).map_err(|e| instantiation(abi::EXPORT_RESERVE, &e))?;
+        let process = instance
+            .exports
+            .get_typed_function(&store, module.kind().process_export())
+            .map_err(|e| instantiation(module.kind().process_export(), &e))?;
+        let setup: TypedFunction<i32, i64> =
+            instance.exports.get_typed_function(&store, abi::EXPORT_SETUP).map_err(|e| instantiation(abi::EXPORT_SETUP, &e))?;
+        let init: Option<TypedFunction<(), i64>> = if module.has_init() {
+            Some(instance.exports.get_typed_function(&store, abi::EXPORT_INIT).map_err(|e| instantiation(abi::EXPORT_INIT, &e))?)
+        } else {
+            None
+        };
+        let fuel_remaining =
+            instance.exports.get_global("wasmer_metering_remaining_points").map_err(|e| instantiation("metering", &e))?.clone();
+        let fuel_exhausted =
+            instance.exports.get_global("wasmer_metering_points_exhausted").map_err(|e| instantiation("metering", &e))?.clone();
+
+        let mut this = SmartModuleInstance {
+            name,
+            kind: module.kind(),
+            store,
+            env,
+            memory,
+            reserve,
+            process,
+            fuel_remaining,
+            fuel_exhausted,
+            fuel_limit: engine.limits().fuel_per_batch,
+            memory_limit: engine.limits().memory_bytes,
+            input_ptr: 0,
+            input_cap: 0,
+            logs: Vec::new(),
+        };
+        let blob = abi::encode_setup(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), accumulator);
+        this.write_input(&blob).map_err(|e| e.into_engine_error(&this.name))?;
+        let (location, _) = this.call(|store| setup.call(store, blob.len() as i32)).map_err(|e| e.into_engine_error(&this.name))?;
+        this.check_setup(location)?;
+        if let Some(init) = init {
+            let (location, _) = this.call(|store| init.call(store)).map_err(|e| e.into_engine_error(&this.name))?;
+            this.check_setup(location)?;
+        }
+        Ok(this)
+    }
+
+    /// The module's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Log lines the module wrote since the last call to this method.
+    pub fn take_logs(&mut self) -> Vec<GuestLog> {
+        std::mem::take(&mut self.logs)
+    }
+
+    /// Runs `f` with a fresh CPU budget and classifies any failure.
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<R, RuntimeError>,
+    ) -> Result<(R, u64), CallError> {
+        self.fuel_remaining.set(&mut self.store, Value::I64(self.fuel_limit as i64)).expect("metering global is an i64");
+        self.fuel_exhausted.set(&mut self.store, Value::I32(0)).expect("metering global is an i32");
+        {
+            let state = self.env.as_mut(&mut self.store);
+            state.panic = None;
+            state.out_of_memory = None;
+        }
+        let result = f(&mut self.store);
+        self.collect_logs();
+        match result {
+            Ok(value) => {
+                let remaining = match self.fuel_remaining.get(&mut self.store) {
+                    Value::I64(points) => points as u64,
+                    _ => 0,
+                };
+                Ok((value, self.fuel_limit.saturating_sub(remaining)))
+            }
+            Err(error) => Err(self.classify(error)),
+        }
+    }
+
+    fn collect_logs(&mut self) {
+        let state = self.env.as_mut(&mut self.store);
+        let dropped = std::mem::take(&mut state.dropped_logs);
+        let mut logs = std::mem::take(&mut state.logs);
+        if dropped > 0 {
+            logs.push(GuestLog { module: self.name.clone(), level: Level::Warn, message: format!("{dropped} more log lines dropped") });
+        }
+        for log in &logs {
+            match log.level {
+                Level::Error => tracing::error!(target: "smartmodule", module = %log.module, "{}", log.message),
+                Level::Warn => tracing::warn!(target: "smartmodule", module = %log.module, "{}", log.message),
+                Level::Info => tracing::info!(target: "smartmodule", module = %log.module, "{}", log.message),
+                Level::Debug => tracing::debug!(target: "smartmodule", module = %log.module, "{}", log.message),
+            }
+        }
+        self.logs.append(&mut logs);
+    }
+
+    fn classify(&mut self, error: RuntimeError) -> CallError {
+        let exhausted = matches!(self.fuel_exhausted.get(&mut self.store), Value::I32(flag) if flag != 0);
+        let state = self.env.as_mut(&mut self.store);
+        let panic = state.panic.take();
+        let out_of_memory = state.out_of_memory.take();
+        let module = self.name.clone();
+        if exhausted {
+            return EngineError::CpuLimitExceeded { module, limit: self.fuel_limit }.into();
+        }
+        if let Some(requested) = out_of_memory {
+            return EngineError::MemoryLimitExceeded { module, limit_bytes: self.memory_limit, requested: Some(requested) }.into();
+        }
+        if let Some((message, record)) = panic {
+            return CallError::Panic { message, record: u32::try_from(record).ok() };
+        }
+        let memory_size = self.memory.view(&self.store).data_size();
+        if memory_size + (wasmer::WASM_PAGE_SIZE as u64) > self.memory_limit {
+            return EngineError::MemoryLimitExceeded { module, limit_bytes: self.memory_limit, requested: None }.into();
+        }
+        EngineError::Trap { module, message: error.message() }.into()
+    }
+
+    /// Copies `bytes` into the guest's input buffer, growing it if needed.
+    fn write_input(&mut self, bytes: &[u8]) -> Result<(), CallError> {
+        let len = i32::try_from(bytes.len()).map_err(|_| EngineError::InvalidBatch(abi::FormatError::new("batch larger than 2 GiB")))?;
+        if bytes.len() > self.input_cap as usize {
+            let reserve = self.reserve.clone();
+            let (ptr, _) = self.call(|store| reserve.call(store, len))?;
+            self.input_ptr = ptr as u32;
+            self.input_cap = len as u32;
+        }
+        let view = self.memory.view(&self.store);
+        view.write(self.input_ptr as u64, bytes).map_err(|_| EngineError::InvalidOutput {
+            module: self.name.clone(),
+            reason: format!("input buffer {:#x}+{} is outside guest memory ({} bytes)", self.input_ptr, bytes.len(), view.data_size()),
+        })?;
+        Ok(())
+    }
+
+    fn invalid(&self, reason: impl Into<String>) -> EngineError {
+        EngineError::InvalidOutput { module: self.name.clone(), reason: reason.into() }
+    }
+
+    fn check_setup(&mut self, location: i64) -> Result<(), EngineError> {
+        let view = self.memory.view(&self.store);
+        // SAFETY: no guest code runs while `memory` is borrowed, so the
+        // memory can neither grow (moving it) nor change under us.
+        let memory = unsafe { std::slice::from_raw_parts(view.data_ptr(), view.data_size() as usize) };
+        let output = OutputArea::locate(memory, location as u64).map_err(|r| self.invalid(r))?;
+        let (next_ptr, next_cap) = output.next_input(memory.len()).map_err(|r| self.invalid(r))?;
+        let errors = output.errors(u32::MAX).map_err(|r| self.invalid(r))?;
+        if output.status == abi::STATUS_SETUP_FAILED || !errors.is_empty() {
+            let message = errors.into_iter().map(|(_, _, message)| message).collect::<Vec<_>>().join("; ");
+            return Err(EngineError::InitFailed { module: self.name.clone(), message });
+        }
+        self.input_ptr = next_ptr;
+        self.input_cap = next_cap;
+        Ok(())
+    }
+
+    /// Runs one batch through the module and decodes its answer into an
+    /// output batch. `records` are the batch's records, already parsed.
+    pub(crate) fn process(&mut self, batch: &[u8], records: &[RecordView<'_>], flags: u32) -> Result<ProcessOutput, CallError> {
+        self.write_input(batch)?;
+        let len = batch.len() as i32;
+        let process = self.process.clone();
+        let (location, fuel_used) = self.call(|store| process.call(store, len, flags as i32))?;
+        let view = self.memory.view(&self.store);
+        // SAFETY: as in `check_setup`, no guest code runs during the borrow.
+        let memory = unsafe { std::slice::from_raw_parts(view.data_ptr(), view.data_size() as usize) };
+        let output = OutputArea::locate(memory, location as u64).map_err(|r| self.invalid(r))?;
+        let (next_ptr, next_cap) = output.next_input(memory.len()).map_err(|r| self.invalid(r))?;
+        if output.status == abi::STATUS_BAD_INPUT {
+            let errors = output.errors(records.len() as u32).unwrap_or_default();
+            let reason = errors.first().map_or_else(|| "no reason given".to_string(), |e| e.2.clone());
+            return Err(EngineError::InvalidBatch(abi::FormatError::new(format!("the module could not read the batch: {reason}"))).into());
+        }
+        if output.status != abi::STATUS_OK && output.status != abi::STATUS_STOPPED {
+            return Err(self.invalid(format!("unknown status {}", output.status)).into());
+        }
+        let errors = output.errors(records.len() as u32).map_err(|r| self.invalid(r))?;
+        let decoded = match self.kind {
+            SmartModuleKind::Filter => decode_filter(&output, batch, records),
+            _ => decode_records(&output, batch, records),
+        }
+        .map_err(|r| self.invalid(r))?;
+        self.input_ptr = next_ptr;
+        self.input_cap = next_cap;
+        Ok(ProcessOutput { batch: decoded.0, records_out: output.entry_count, errors, last_value: decoded.1, fuel_used })
+    }
+}
+
+/// The output area a guest pointed at, checked against its memory.
+struct OutputArea<'m> {
+    status: u32,
+    next_ptr: u32,
+    next_cap: u32,
+    entry_count: u32,
+    error_count: u32,
+    entries: &'m [u8],
+    errors: &'m [u8],
+}
+
+impl<'m> OutputArea<'m> {
+    fn locate(memory: &'m [u8], location: u64) -> Result<OutputArea<'m>, String> {
+        let (ptr, len) = abi::unpack_location(location);
+        let area = abi::read_slice(memory, ptr as usize, len as usize, "output area")
+            .map_err(|_| format!("output area {ptr:#x}+{len} is outside guest memory ({} bytes)", memory.len()))?;
+        if area.len() < abi::OUTPUT_HEADER_LEN {
+            return Err(format!("output area is {} bytes, shorter than its {}-byte header", area.len(), abi::OUTPUT_HEADER_LEN));
+        }
+        let word = |i: usize| abi::read_u32(area, i * 4, "output header").expect("header length checked");
+        let entries_len = word(5) as usize;
+        let entries = abi::read_slice(area, abi::OUTPUT_HEADER_LEN, entries_len, "output entries").map_err(|e| e.reason)?;
+        Ok(OutputArea {
+            status: word(0),
+            next_ptr: word(1),
+            next_cap: word(2),
+            entry_count: word(3),
+            error_count: word(4),
+            entries,
+            errors: &area[abi::OUTPUT_HEADER_LEN + entries_len..],
+        })
+    }
+
+    fn next_input(&self, memory_len: usize) -> Result<(u32, u32), String> {
+        let end = self.next_ptr as u64 + self.next_cap as u64;
+        if end > memory_len as u64 {
+            return Err(format!("next input buffer {:#x}+{} is outside guest memory ({memory_len} bytes)", self.next_ptr, self.next_cap));
+        }
+        Ok((self.next_ptr, self.next_cap))
+    }
+
+    /// The record errors, each `(index, kind, message)`. Indexes must be
+    /// below `record_count` or be [`abi::NO_RECORD`].
+    fn errors(&self, record_count: u32) -> Result<Vec<(u32, String, String)>, String> {
+        let mut errors = Vec::with_capacity(self.error_count.min(1024) as usize);
+        let mut pos = 0usize;
+        for _ in 0..self.error_count {
+            let index = abi::read_u32(self.errors, pos, "error record index").map_err(|e| e.reason)?;
+            if index >= record_count && index != abi::NO_RECORD {
+                return Err(format!("error for record index {index}, but the batch has {record_count} records"));
+            }
+            let klen = abi::read_u32(self.errors, pos + 4, "error kind length").map_err(|e| e.reason)? as usize;
+            let kind = abi::read_slice(self.errors, pos + 8, klen, "error kind").map_err(|e| e.reason)?;
+            pos += 8 + klen;
+            let mlen = abi::read_u32(self.errors, pos, "error message length").map_err(|e| e.reason)? as usize;
+            let message = abi::read_slice(self.errors, pos + 4, mlen, "error message").map_err(|e| e.reason)?;
+            pos += 4 + mlen;
+            errors.push((index, String::from_utf8_lossy(kind).into_owned(), String::from_utf8_lossy(message).into_owned()));
+        }
+        Ok(errors)
+    }
+}
+
+fn start_output(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    out.extend_from_slice(&input[..abi::BATCH_HEADER_LEN]);
+    out
+}
+
+fn finish_output(out: &mut [u8], input: &[u8], count: u32) {
+    let header = abi::BatchHeader::parse(input).expect("input batch parsed before");
+    abi::write_batch_header(out, header.base_offset, count, header.base_timestamp);
+}
+
+/// A filter answers with the indexes it keeps; the kept records are copied
+/// from the host's own copy of the input.
+fn decode_filter(output: &OutputArea<'_>, input: &[u8], records: &[RecordView<'_>]) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
+    if output.entries.len() != output.entry_count as usize * 4 {
+        return Err(format!("{} filter entries need {} bytes, got {}", output.entry_count, output.entry_count * 4, output.entries.len()));
+    }
+    let mut out = start_output(input);
+    let mut previous: Option<u32> = None;
+    for chunk in output.entries.chunks_exact(4) {
+        let index = u32::from_le_bytes(chunk.try_into().expect("4 bytes"));
+        if previous.is_some_and(|p| index <= p) {
+            return Err(format!("filter kept record {index} after record {}; indexes must increase", previous.unwrap_or(0)));
+        }
+        let record = records.get(index as usize).ok_or_else(|| format!("filter kept record {index}, but the batch has {} records", records.len()))?;
+        out.extend_from_slice(record.bytes);
+        previous = Some(index);
+    }
+    finish_output(&mut out, input, output.entry_count);
+    Ok((out, None))
+}
+
+/// Reads one key or value of a map-like entry: inline bytes in the output
+/// area, or a range of the input batch.
+fn entry_data<'a>(tag: u8, entries: &'a [u8], pos: &mut usize, input: &'a [u8]) -> Result<Option<(&'a [u8], Option<(usize, usize)>)>, String> {
+    match tag {
+        abi::DATA_NONE => Ok(None),
+        abi::DATA_INLINE => {
+            let len = abi::read_u32(entries, *pos, "inline length").map_err(|e| e.reason)? as usize;
+            let bytes = abi::read_slice(entries, *pos + 4, len, "inline bytes").map_err(|e| e.reason)?;
+            *pos += 4 + len;
+            Ok(Some((bytes, None)))
+        }
+        abi::DATA_INPUT_RANGE => {
+            let start = abi::read_u32(entries, *pos, "input range start").map_err(|e| e.reason)? as usize;
+            let len = abi::read_u32(entries, *pos + 4, "input range length").map_err(|e| e.reason)? as usize;
+            *pos += 8;
+            let bytes = abi::read_slice(input, start, len, "input range")
+                .map_err(|_| format!("input range {start}+{len} is outside the {}-byte batch", input.len()))?;
+            Ok(Some((bytes, Some((start, len)))))
+        }
+        other => Err(format!("unknown data tag {other}")),
+    }
+}
+
+/// Map-like kinds answer with entries; a record whose key and value are
+/// the source's own bytes is copied whole from the host's input.
+fn decode_records(output: &OutputArea<'_>, input: &[u8], records: &[RecordView<'_>]) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
+    let entries = output.entries;
+    let mut out = start_output(input);
+    let mut pos = 0usize;
+    let mut previous = 0u32;
+    let mut last_value = None;
+    for n in 0..output.entry_count {
+        let index = abi::read_u32(entries, pos, "entry record index").map_err(|e| e.reason)?;
+        let tags = abi::read_slice(entries, pos + 4, 4, "entry tags").map_err(|e| e.reason)?;
+        let (key_tag, value_tag) = (tags[0], tags[1]);
+        pos += 8;
+        if index < previous {
+            return Err(format!("entry {n} is for record {index} after record {previous}; records must not go back"));
+        }
+        previous = index;
+        let source = records.get(index as usize).ok_or_else(|| format!("entry {n} is for record {index}, but the batch has {} records", records.len()))?;
+        let key = entry_data(key_tag, entries, &mut pos, input)?;
+        let value = entry_data(value_tag, entries, &mut pos, input)?.ok_or_else(|| format!("entry {n} has no value"))?;
+        let unchanged = key.map(|k| k.1) == source.key.map(Some) && value.1 == Some(source.value);
+        if unchanged {
+            out.extend_from_slice(source.bytes);
+        } else {
+            let headers = &input[source.headers.0..source.headers.0 + source.headers.1];
+            abi::encode_record(&mut out, source.offset_delta, source.timestamp_delta, key.map(|k| k.0), value.0, source.header_count, headers);
+        }
+        if n + 1 == output.entry_count {
+            last_value = Some(value.0.to_vec());
+        }
+    }
+    if pos != entries.len() {
+        return Err(format!("{} bytes left over after {} entries", entries.len() - pos, output.entry_count));
+    }
+    finish_output(&mut out, input, output.entry_count);
+    Ok((out, last_value))
+}

@@ -1,0 +1,340 @@
+//! The embedded SmartModule engine: loads SmartModules into wasmer
+//! (Cranelift), checks them, caches their compiled code, and runs chains of
+//! them over record batches under memory and CPU caps.
+//!
+//! Producers run chains before sending, the server runs them for consumers,
+//! and the CLI runs them in `smart-module test`: all through this module, so
+//! a module behaves the same everywhere.
+//!
+//! ```no_run
+//! use fluvio_client::engine::{SmartEngine, ChainBuilder, ErrorPolicy, ModuleConfig};
+//! use fluvio_client::batch::BatchBuilder;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = SmartEngine::new();
+//! let wasm = std::fs::read("target/wasm32-unknown-unknown/release/my_filter.wasm")?;
+//! let filter = engine.load("my-filter", &wasm)?;
+//! let mut chain = ChainBuilder::new(&engine)
+//!     .module(filter, ModuleConfig::default())
+//!     .on_error(ErrorPolicy::Skip)
+//!     .build()?;
+//!
+//! let mut batch = BatchBuilder::new(0, 0);
+//! batch.push_value(None, b"apple");
+//! batch.push_value(None, b"plum");
+//! let output = chain.process(&batch.finish())?;
+//! assert_eq!(output.batch.record_count(), 1);
+//! # Ok(()) }
+//! ```
+
+mod chain;
+mod error;
+mod instance;
+mod limits;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use wasmer::sys::{BaseTunables, CompilerConfig, EngineBuilder, NativeEngineExt};
+use wasmer::{ExternType, FunctionType, Module, Type};
+use wasmer_middlewares::Metering;
+
+pub use chain::{ChainBuilder, ChainOutput, DeadLetterSink, ErrorPolicy, ModuleConfig, ModuleMetrics, SmartModuleChain};
+pub use error::{EngineError, RecordFailure};
+pub use fluvio_smartmodule::abi::SmartModuleKind;
+pub use instance::{GuestLog, SmartModuleInstance};
+pub use limits::Limits;
+
+use fluvio_smartmodule::abi;
+
+/// The ABI versions this host runs.
+pub const SUPPORTED_ABI_VERSIONS: &[u32] = &[abi::ABI_VERSION];
+
+/// Bumped whenever compiled code would differ for the same wasm bytes
+/// (middleware, cost function, wasmer version), so stale disk-cache entries
+/// are never loaded.
+const ARTIFACT_FORMAT: &str = concat!("fluvio-sm-artifact-1-wasmer7-", env!("CARGO_PKG_VERSION"));
+
+/// Compiles, checks and caches SmartModules, and holds the limits they run
+/// under. Cheap to clone; clones share the cache.
+#[derive(Clone)]
+pub struct SmartEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    wasmer: wasmer::Engine,
+    limits: Limits,
+    cache: Mutex<HashMap<[u8; 32], SmartModule>>,
+    cache_dir: Option<PathBuf>,
+    compilations: AtomicU64,
+}
+
+impl Default for SmartEngine {
+    fn default() -> Self {
+        SmartEngine::new()
+    }
+}
+
+impl SmartEngine {
+    /// An engine with default [`Limits`] and an in-memory cache only.
+    pub fn new() -> SmartEngine {
+        SmartEngine::with_config(Limits::default(), None)
+    }
+
+    /// An engine with the given limits; compiled modules are also kept in
+    /// `cache_dir`, when given, so that another process (or a restart) loads
+    /// them without compiling.
+    pub fn with_config(limits: Limits, cache_dir: Option<PathBuf>) -> SmartEngine {
+        let wasmer = compiling_engine(limits);
+        SmartEngine { inner: Arc::new(EngineInner { wasmer, limits, cache: Mutex::new(HashMap::new()), cache_dir, compilations: AtomicU64::new(0) }) }
+    }
+
+    /// The limits modules run under.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Loads a SmartModule from wasm bytes: checks that it is valid
+    /// WebAssembly, a SmartModule of a supported ABI version and exactly one
+    /// kind, and compiles it. A module with the same bytes is compiled once
+    /// per engine (and once per cache directory).
+    pub fn load(&self, name: &str, wasm: &[u8]) -> Result<SmartModule, EngineError> {
+        let hash: [u8; 32] = Sha256::digest(wasm).into();
+        if let Some(cached) = self.inner.cache.lock().expect("cache lock").get(&hash) {
+            return Ok(SmartModule { name: name.to_string(), ..cached.clone() });
+        }
+        if !wasmer::is_wasm(wasm) {
+            return Err(EngineError::InvalidWasm {
+                reason: "the file does not start with the WebAssembly magic bytes `\\0asm`; build the module with `cargo build --release --target wasm32-unknown-unknown`".into(),
+            });
+        }
+        let (module, engine) = self.compile(&hash, wasm)?;
+        let (kind, has_init) = inspect(&module)?;
+        let loaded = SmartModule { name: name.to_string(), kind, has_init, hash, wasm_size: wasm.len(), module, engine };
+        self.inner.cache.lock().expect("cache lock").insert(hash, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Loads a SmartModule from a `.wasm` file, named after the file.
+    pub fn load_file(&self, path: &Path) -> Result<SmartModule, EngineError> {
+        let wasm = std::fs::read(path).map_err(|error| EngineError::InvalidWasm {
+            reason: format!("cannot read {}: {error}", path.display()),
+        })?;
+        let name = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+        self.load(&name, &wasm)
+    }
+
+    /// Number of distinct modules compiled or loaded by this engine.
+    pub fn cached_modules(&self) -> usize {
+        self.inner.cache.lock().expect("cache lock").len()
+    }
+
+    /// Number of times this engine ran the compiler (cache misses in memory
+    /// and on disk).
+    pub fn compilations(&self) -> u64 {
+        self.inner.compilations.load(Ordering::Relaxed)
+    }
+
+    /// Compiles (or loads from the disk cache) and returns the module with
+    /// the engine its instances must run on.
+    fn compile(&self, hash: &[u8; 32], wasm: &[u8]) -> Result<(Module, wasmer::Engine), EngineError> {
+        let artifact_path = self.inner.cache_dir.as_ref().map(|dir| {
+            let mut key = Sha256::new();
+            key.update(ARTIFACT_FORMAT);
+            key.update(hash);
+            key.update(self.inner.limits.memory_bytes.to_le_bytes());
+            dir.join(format!("{}.wasmer", hex(&key.finalize())))
+        });
+        if let Some(path) = &artifact_path
+            && let Ok(bytes) = std::fs::read(path)
+        {
+            // SAFETY: the file was written by `Module::serialize` in this
+            // cache directory, under a name derived from the wasm bytes and
+            // ARTIFACT_FORMAT; a foreign or stale file fails to deserialize
+            // and is recompiled below.
+            match unsafe { Module::deserialize(&self.inner.wasmer, bytes) } {
+                Ok(module) => return Ok((module, self.inner.wasmer.clone())),
+                Err(error) => tracing::warn!(path = %path.display(), %error, "ignoring unreadable compiled-module cache entry"),
+            }
+        }
+        self.inner.compilations.fetch_add(1, Ordering::Relaxed);
+        let engine = compiling_engine(self.inner.limits);
+        let module = Module::new(&engine, wasm).map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })?;
+        if let Some(path) = &artifact_path {
+            if let Err(error) = write_artifact(&module, path) {
+                tracing::warn!(path = %path.display(), %error, "could not write compiled-module cache entry");
+            }
+        }
+        Ok((module, engine))
+    }
+}
+
+/// A wasmer engine that compiles with metering and runs under the memory
+/// cap. wasmer's `Metering` middleware records global indexes for the one
+/// module it instruments, so every compilation needs an engine of its own;
+/// compiled code and the instances made from it then use that engine.
+fn compiling_engine(limits: Limits) -> wasmer::Engine {
+    let mut compiler = wasmer::sys::Cranelift::default();
+    // Every operator costs one unit: simple, and what matters is that a
+    // runaway loop hits the budget, not the exact price of each operator.
+    compiler.push_middleware(Arc::new(Metering::new(0, |_| 1)));
+    let mut engine: wasmer::Engine = EngineBuilder::new(compiler).engine().into();
+    engine.set_tunables(limits::CappedTunables::new(BaseTunables::new(), limits.memory_pages()));
+    engine
+}
+
+fn write_artifact(module: &Module, path: &Path) -> std::io::Result<()> {
+    let bytes = module.serialize().map_err(std::io::Error::other)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Write then rename, so a concurrent reader never sees half a file.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads the module's exports: ABI version, kind, and the types of the
+/// functions the host will call. Runs no guest code.
+fn inspect(module: &Module) -> Result<(SmartModuleKind, bool), EngineError> {
+    for import in module.imports() {
+        let known = import.module() == abi::IMPORT_MODULE
+            && [abi::IMPORT_LOG, abi::IMPORT_PANIC, abi::IMPORT_OUT_OF_MEMORY].contains(&import.name());
+        if !known {
+            return Err(EngineError::UnknownImport { module: import.module().to_string(), name: import.name().to_string() });
+        }
+    }
+    let exports: HashMap<String, ExternType> = module.exports().map(|e| (e.name().to_string(), e.ty().clone())).collect();
+    let versions: Vec<u32> = exports.keys().filter_map(|name| name.strip_prefix(abi::ABI_EXPORT_PREFIX)?.parse().ok()).collect();
+    match versions.as_slice() {
+        [] => {
+            let fluvio_style = ["filter", "map", "filter_map", "array_map", "aggregate"].iter().any(|n| exports.contains_key(*n));
+            let reason = if fluvio_style {
+                "the module looks like one built with Fluvio's own fluvio-smartmodule crate; point its `fluvio-smartmodule` dependency at this project's crate and rebuild".to_string()
+            } else {
+                "it has no `fluvio_abi_v*` export; write it with the fluvio-smartmodule crate and its #[smartmodule(...)] attribute".to_string()
+            };
+            return Err(EngineError::NotASmartModule { reason });
+        }
+        [version] if SUPPORTED_ABI_VERSIONS.contains(version) => {}
+        [version] => return Err(EngineError::UnsupportedAbiVersion { found: *version, supported: SUPPORTED_ABI_VERSIONS.to_vec() }),
+        many => {
+            return Err(EngineError::NotASmartModule { reason: format!("it claims several ABI versions at once: {many:?}") });
+        }
+    }
+    let kinds: Vec<SmartModuleKind> = SmartModuleKind::ALL.into_iter().filter(|k| exports.contains_key(k.process_export())).collect();
+    let kind = match kinds.as_slice() {
+        [kind] => *kind,
+        [] => {
+            return Err(EngineError::NotASmartModule {
+                reason: "it has no SmartModule function; mark one with #[smartmodule(filter)], map, filter_map, array_map or aggregate".into(),
+            });
+        }
+        many => {
+            let names: Vec<&str> = many.iter().map(|k| k.name()).collect();
+            return Err(EngineError::NotASmartModule {
+                reason: format!("it defines several SmartModule functions ({}); a module has exactly one", names.join(", ")),
+            });
+        }
+    };
+    let i32_ = Type::I32;
+    let i64_ = Type::I64;
+    expect_function(&exports, kind.process_export(), &[i32_, i32_], &[i64_])?;
+    expect_function(&exports, abi::EXPORT_RESERVE, &[i32_], &[i32_])?;
+    expect_function(&exports, abi::EXPORT_SETUP, &[i32_], &[i64_])?;
+    let has_init = exports.contains_key(abi::EXPORT_INIT);
+    if has_init {
+        expect_function(&exports, abi::EXPORT_INIT, &[], &[i64_])?;
+    }
+    match exports.get(abi::EXPORT_MEMORY) {
+        Some(ExternType::Memory(_)) => {}
+        _ => return Err(EngineError::NotASmartModule { reason: "it does not export its linear memory as `memory`".into() }),
+    }
+    Ok((kind, has_init))
+}
+
+fn expect_function(exports: &HashMap<String, ExternType>, name: &str, params: &[Type], results: &[Type]) -> Result<(), EngineError> {
+    let expected = FunctionType::new(params.to_vec(), results.to_vec());
+    match exports.get(name) {
+        Some(ExternType::Function(found)) if *found == expected => Ok(()),
+        Some(other) => Err(EngineError::BadExport { name: name.to_string(), found: format!("{other:?}"), expected: expected.to_string() }),
+        None => Err(EngineError::NotASmartModule { reason: format!("it does not export `{name}`, which every SmartModule has") }),
+    }
+}
+
+/// A checked and compiled SmartModule. Cheap to clone: clones share the
+/// compiled code, so instantiating a clone compiles nothing.
+#[derive(Clone)]
+pub struct SmartModule {
+    name: String,
+    kind: SmartModuleKind,
+    has_init: bool,
+    hash: [u8; 32],
+    wasm_size: usize,
+    module: Module,
+    engine: wasmer::Engine,
+}
+
+impl std::fmt::Debug for SmartModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmartModule").field("name", &self.name).field("kind", &self.kind).field("size", &self.wasm_size).finish()
+    }
+}
+
+impl SmartModule {
+    /// The name errors and metrics use.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The same module under another name.
+    pub fn renamed(mut self, name: impl Into<String>) -> SmartModule {
+        self.name = name.into();
+        self
+    }
+
+    /// What the module does with records.
+    pub fn kind(&self) -> SmartModuleKind {
+        self.kind
+    }
+
+    /// Whether the module has an `init` function.
+    pub fn has_init(&self) -> bool {
+        self.has_init
+    }
+
+    /// Size of the wasm file in bytes.
+    pub fn wasm_size(&self) -> usize {
+        self.wasm_size
+    }
+
+    /// SHA-256 of the wasm bytes, in hex.
+    pub fn hash_hex(&self) -> String {
+        hex(&self.hash)
+    }
+
+    /// Fails with [`EngineError::KindMismatch`] unless the module is of `expected` kind.
+    pub fn expect_kind(&self, expected: SmartModuleKind) -> Result<(), EngineError> {
+        if self.kind == expected {
+            Ok(())
+        } else {
+            Err(EngineError::KindMismatch { module: self.name.clone(), expected, found: self.kind })
+        }
+    }
+
+    pub(crate) fn wasmer_module(&self) -> &Module {
+        &self.module
+    }
+
+    pub(crate) fn wasmer_engine(&self) -> &wasmer::Engine {
+        &self.engine
+    }
+}

@@ -1,0 +1,358 @@
+//! The engine against real modules built from this repository: every kind,
+//! params, chains, error policies, caches, metrics and logs.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{batch, values, wasm};
+use fluvio_client::batch::BatchBuilder;
+use fluvio_client::engine::{
+    ChainBuilder, EngineError, ErrorPolicy, Limits, ModuleConfig, SmartEngine, SmartModuleChain, SmartModuleKind,
+};
+
+fn chain_of(engine: &SmartEngine, modules: &[(&str, ModuleConfig)], policy: ErrorPolicy) -> SmartModuleChain {
+    let mut builder = ChainBuilder::new(engine).on_error(policy);
+    for (name, config) in modules {
+        builder = builder.module(engine.load(name, &wasm(name)).unwrap(), config.clone());
+    }
+    builder.build().unwrap()
+}
+
+fn single(engine: &SmartEngine, name: &str) -> SmartModuleChain {
+    chain_of(engine, &[(name, ModuleConfig::default())], ErrorPolicy::Fail)
+}
+
+fn owned(pairs: &[(i64, &str)]) -> Vec<(i64, String)> {
+    pairs.iter().map(|(o, v)| (*o, v.to_string())).collect()
+}
+
+#[test]
+fn detects_each_kind() {
+    let engine = SmartEngine::new();
+    for (name, kind) in [
+        ("my-filter", SmartModuleKind::Filter),
+        ("uppercase-map", SmartModuleKind::Map),
+        ("even-filter-map", SmartModuleKind::FilterMap),
+        ("json-array-map", SmartModuleKind::ArrayMap),
+        ("sum-aggregate", SmartModuleKind::Aggregate),
+    ] {
+        let module = engine.load(name, &wasm(name)).unwrap();
+        assert_eq!(module.kind(), kind, "{name}");
+        assert!(!module.has_init());
+    }
+    assert!(engine.load("params-filter", &wasm("params-filter")).unwrap().has_init());
+}
+
+#[test]
+fn filter_keeps_matching_records_with_their_offsets() {
+    let engine = SmartEngine::new();
+    let mut chain = single(&engine, "my-filter");
+    let out = chain.process(&batch(100, &["apple", "plum", "banana", ""])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(100, "apple"), (102, "banana")]));
+    assert!(out.failure.is_none());
+    let timestamps: Vec<i64> = out.batch.records().map(|r| r.timestamp).collect();
+    assert_eq!(timestamps, [1_000, 1_002]);
+}
+
+#[test]
+fn map_transforms_values_and_keeps_keys_and_headers() {
+    let engine = SmartEngine::new();
+    let mut chain = single(&engine, "uppercase-map");
+    let mut builder = BatchBuilder::new(7, 50);
+    builder.push(0, 50, Some(b"key-1"), b"hello", &[(b"trace".as_slice(), b"abc".as_slice())]);
+    builder.push(1, 51, None, b"World", &[]);
+    let out = chain.process(&builder.finish()).unwrap();
+    let records: Vec<_> = out.batch.records().collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!((records[0].offset, records[0].key, records[0].value), (7, Some(&b"key-1"[..]), &b"HELLO"[..]));
+    assert_eq!(records[0].headers, vec![(&b"trace"[..], &b"abc"[..])]);
+    assert_eq!((records[1].offset, records[1].key, records[1].value), (8, None, &b"WORLD"[..]));
+}
+
+#[test]
+fn unchanged_records_pass_through_byte_for_byte() {
+    // hostile-panic returns every non-"panic" record's own key and value.
+    let engine = SmartEngine::new();
+    let mut chain = single(&engine, "hostile-panic");
+    let mut builder = BatchBuilder::new(0, 0);
+    builder.push(0, 3, Some(b"k"), b"one", &[(b"h".as_slice(), b"v".as_slice())]);
+    builder.push(1, 4, None, b"two", &[]);
+    let input = builder.finish();
+    let out = chain.process(&input).unwrap();
+    assert_eq!(out.batch.as_bytes(), input.as_bytes());
+}
+
+#[test]
+fn filter_map_drops_and_transforms() {
+    let engine = SmartEngine::new();
+    let mut chain = single(&engine, "even-filter-map");
+    let out = chain.process(&batch(0, &["1", "2", "3", "40"])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(1, "1"), (3, "20")]));
+}
+
+#[test]
+fn array_map_outputs_keep_their_source_offset_and_timestamp() {
+    let engine = SmartEngine::new();
+    let mut chain = single(&engine, "json-array-map");
+    let out = chain.process(&batch(10, &["[1,2,3]", "[]", "[\"x\"]"])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(10, "1"), (10, "2"), (10, "3"), (12, "\"x\"")]));
+    let timestamps: Vec<i64> = out.batch.records().map(|r| r.timestamp).collect();
+    assert_eq!(timestamps, [1_000, 1_000, 1_000, 1_002]);
+}
+
+#[test]
+fn aggregate_accumulates_across_batches_from_an_initial_value() {
+    let engine = SmartEngine::new();
+    let mut chain = chain_of(&engine, &[("sum-aggregate", ModuleConfig::default().initial_accumulator("100"))], ErrorPolicy::Fail);
+    let first = chain.process(&batch(0, &["1", "2"])).unwrap();
+    assert_eq!(values(&first.batch), owned(&[(0, "101"), (1, "103")]));
+    let second = chain.process(&batch(2, &["10"])).unwrap();
+    assert_eq!(values(&second.batch), owned(&[(2, "113")]));
+}
+
+#[test]
+fn smartmodule_record_sees_offset_and_timestamp() {
+    let engine = SmartEngine::new();
+    let mut chain = single(&engine, "record-position");
+    let out = chain.process(&batch(40, &["a", "b"])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(40, "40:1000:a"), (41, "41:1001:b")]));
+}
+
+#[test]
+fn regex_scrubber_from_the_walkthrough_hides_the_ssn() {
+    let engine = SmartEngine::new();
+    let mut chain = single(&engine, "regex-scrubbing");
+    let record = r#"{"social_security_number":"123-45-6789","event_type":"account-created","account_id":"1509aaf8-5863-4b41-bfe2-b081691d7a6e","first_name":"Daniel","last_name":"Mahoney","email":"","password_hash":"db6b535bc9909ecfb7c2ee4550ed7b350a61785e"}"#;
+    let out = chain.process(&batch(0, &[record])).unwrap();
+    let (_, value) = &values(&out.batch)[0];
+    assert_eq!(value, &record.replace("123-45-6789", "***-**-****"));
+}
+
+#[test]
+fn init_receives_params_and_logs_reach_the_host() {
+    let engine = SmartEngine::new();
+    let config = ModuleConfig::default().param("contains", "Fluvio").param("ignore_case", "true");
+    let mut chain = chain_of(&engine, &[("params-filter", config)], ErrorPolicy::Fail);
+    let out = chain.process(&batch(0, &["fluvio rocks", "kafka", "FLUVIO"])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(0, "fluvio rocks"), (2, "FLUVIO")]));
+    let logs = chain.take_logs();
+    assert!(
+        logs.iter().any(|l| l.module == "params-filter" && l.message.contains("keeping records that contain \"fluvio\"")),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn init_errors_name_the_parameter() {
+    let engine = SmartEngine::new();
+    let module = engine.load("params-filter", &wasm("params-filter")).unwrap();
+    let missing = ChainBuilder::new(&engine).module(module.clone(), ModuleConfig::default()).build().unwrap_err();
+    assert!(matches!(&missing, EngineError::InitFailed { message, .. } if message.contains("missing parameter `contains`")), "{missing}");
+    let invalid = ChainBuilder::new(&engine)
+        .module(module, ModuleConfig::default().param("contains", "x").param("ignore_case", "maybe"))
+        .build()
+        .unwrap_err();
+    assert!(invalid.to_string().contains("parameter `ignore_case` is invalid: \"maybe\""), "{invalid}");
+}
+
+#[test]
+fn chain_runs_modules_in_order_with_separate_metrics() {
+    let engine = SmartEngine::new();
+    let mut chain = chain_of(
+        &engine,
+        &[("even-filter-map", ModuleConfig::default()), ("sum-aggregate", ModuleConfig::default())],
+        ErrorPolicy::Fail,
+    );
+    let out = chain.process(&batch(0, &["2", "3", "4", "6"])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(0, "1"), (2, "3"), (3, "6")]));
+    let metrics = chain.metrics();
+    assert_eq!(metrics[0].0, "even-filter-map");
+    assert_eq!((metrics[0].1.records_in, metrics[0].1.records_out), (4, 3));
+    assert_eq!((metrics[1].1.records_in, metrics[1].1.records_out), (3, 3));
+    for (name, m) in &metrics {
+        assert!(m.fuel_used > 0 && m.time.as_nanos() > 0, "{name}: {m:?}");
+        assert_eq!((m.batches, m.errors, m.instantiations), (1, 0, 1), "{name}");
+    }
+    // Different modules do different amounts of work: the counts are their own.
+    assert_ne!(metrics[0].1.fuel_used, metrics[1].1.fuel_used);
+}
+
+#[test]
+fn filter_then_map_chain() {
+    let engine = SmartEngine::new();
+    let mut chain = chain_of(
+        &engine,
+        &[("my-filter", ModuleConfig::default()), ("uppercase-map", ModuleConfig::default())],
+        ErrorPolicy::Fail,
+    );
+    let out = chain.process(&batch(0, &["cat", "dog", "bat"])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(0, "CAT"), (2, "BAT")]));
+}
+
+#[test]
+fn fail_policy_emits_outputs_before_the_failed_record_then_the_error() {
+    let engine = SmartEngine::new();
+    let mut chain = single(&engine, "sum-aggregate");
+    let mut builder = BatchBuilder::new(20, 0);
+    builder.push_value(None, b"1");
+    builder.push_value(Some(b"bad-key"), b"x");
+    builder.push_value(None, b"2");
+    let out = chain.process(&builder.finish()).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(20, "1")]));
+    let failure = out.failure.expect("the chain reports the failure");
+    assert_eq!((failure.offset, failure.module.as_str()), (21, "sum-aggregate"));
+    assert!(failure.kind.contains("ParseIntError"), "{failure:?}");
+    assert!(failure.message.contains("invalid digit"), "{failure:?}");
+    assert_eq!(failure.key_preview().as_deref(), Some("bad-key"));
+    assert!(failure.to_string().contains("offset 21"), "{failure}");
+}
+
+#[test]
+fn fail_policy_in_a_chain_passes_earlier_outputs_through_later_modules() {
+    let engine = SmartEngine::new();
+    let mut chain = chain_of(
+        &engine,
+        &[("sum-aggregate", ModuleConfig::default()), ("uppercase-map", ModuleConfig::default())],
+        ErrorPolicy::Fail,
+    );
+    let out = chain.process(&batch(0, &["5", "6", "oops", "7"])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(0, "5"), (1, "11")]));
+    assert_eq!(out.failure.unwrap().offset, 2);
+}
+
+#[test]
+fn skip_policy_drops_and_counts_failed_records() {
+    let engine = SmartEngine::new();
+    let mut chain = chain_of(&engine, &[("sum-aggregate", ModuleConfig::default())], ErrorPolicy::Skip);
+    let out = chain.process(&batch(0, &["1", "x", "2", "y"])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(0, "1"), (2, "3")]));
+    assert_eq!(out.skipped, 2);
+    assert!(out.failure.is_none());
+    assert_eq!(chain.metrics()[0].1.errors, 2);
+}
+
+#[test]
+fn dead_letter_policy_hands_failed_records_to_the_sink() {
+    let engine = SmartEngine::new();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = {
+        let received = Arc::clone(&received);
+        Arc::new(move |failure| received.lock().unwrap().push(failure))
+    };
+    let mut chain = chain_of(&engine, &[("even-filter-map", ModuleConfig::default())], ErrorPolicy::DeadLetter(sink));
+    let out = chain.process(&batch(5, &["2", "two", "4"])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(5, "1"), (7, "2")]));
+    assert_eq!(out.dead_lettered, 1);
+    let received = received.lock().unwrap();
+    assert_eq!(received.len(), 1);
+    assert_eq!((received[0].offset, received[0].value.as_slice()), (6, &b"two"[..]));
+    assert!(received[0].message.contains("invalid digit"), "{:?}", received[0]);
+}
+
+#[test]
+fn a_panic_reaches_the_host_with_its_message_and_record() {
+    let engine = SmartEngine::new();
+    let mut chain = single(&engine, "hostile-panic");
+    let out = chain.process(&batch(30, &["a", "b", "please panic", "c"])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(30, "a"), (31, "b")]));
+    let failure = out.failure.unwrap();
+    assert_eq!((failure.offset, failure.kind.as_str()), (32, "panic"));
+    assert!(failure.message.contains("refusing record \"please panic\""), "{}", failure.message);
+    assert!(failure.message.contains("src/lib.rs"), "the panic location is kept: {}", failure.message);
+    // The module is usable again afterwards.
+    let out = chain.process(&batch(34, &["d"])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(34, "d")]));
+}
+
+#[test]
+fn skip_policy_recovers_from_panics_and_keeps_going() {
+    let engine = SmartEngine::new();
+    let mut chain = chain_of(&engine, &[("hostile-panic", ModuleConfig::default())], ErrorPolicy::Skip);
+    let out = chain.process(&batch(0, &["a", "panic 1", "b", "panic 2", "c"])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(0, "a"), (2, "b"), (4, "c")]));
+    assert_eq!(out.skipped, 2);
+    let metrics = &chain.metrics()[0].1;
+    assert_eq!((metrics.errors, metrics.instantiations, metrics.records_in), (2, 3, 5));
+}
+
+#[test]
+fn aggregate_keeps_its_accumulator_when_a_chain_recovers_from_a_panic() {
+    let engine = SmartEngine::new();
+    let mut chain = chain_of(
+        &engine,
+        &[("hostile-panic", ModuleConfig::default()), ("sum-aggregate", ModuleConfig::default())],
+        ErrorPolicy::Skip,
+    );
+    assert_eq!(values(&chain.process(&batch(0, &["1", "2"])).unwrap().batch), owned(&[(0, "1"), (1, "3")]));
+    let out = chain.process(&batch(2, &["4", "panic", "5"])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(2, "7"), (4, "12")]));
+}
+
+#[test]
+fn compiled_modules_are_cached_in_memory() {
+    let engine = SmartEngine::new();
+    let bytes = wasm("my-filter");
+    let first = engine.load("a", &bytes).unwrap();
+    let second = engine.load("b", &bytes).unwrap();
+    assert_eq!(engine.compilations(), 1);
+    assert_eq!(engine.cached_modules(), 1);
+    assert_eq!((first.name(), second.name()), ("a", "b"));
+    assert_eq!(first.hash_hex(), second.hash_hex());
+}
+
+#[test]
+fn compiled_modules_are_cached_on_disk_across_engines() {
+    let dir = std::env::temp_dir().join(format!("fluvio-engine-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bytes = wasm("uppercase-map");
+    let first = SmartEngine::with_config(Limits::default(), Some(dir.clone()));
+    first.load("m", &bytes).unwrap();
+    assert_eq!(first.compilations(), 1);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+
+    let second = SmartEngine::with_config(Limits::default(), Some(dir.clone()));
+    let module = second.load("m", &bytes).unwrap();
+    assert_eq!(second.compilations(), 0, "the second engine loads the serialized module");
+    let mut chain = ChainBuilder::new(&second).module(module, ModuleConfig::default()).build().unwrap();
+    assert_eq!(values(&chain.process(&batch(0, &["x"])).unwrap().batch), owned(&[(0, "X")]));
+
+    // A corrupt cache entry is recompiled, not trusted.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+    }
+    let third = SmartEngine::with_config(Limits::default(), Some(dir.clone()));
+    third.load("m", &bytes).unwrap();
+    assert_eq!(third.compilations(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn kind_mismatch_is_a_clear_error() {
+    let engine = SmartEngine::new();
+    let module = engine.load("my-filter", &wasm("my-filter")).unwrap();
+    let error = module.expect_kind(SmartModuleKind::Map).unwrap_err();
+    assert_eq!(error.to_string(), "SmartModule `my-filter` is a filter, but it was given as a map; use --filter or --smartmodule instead");
+}
+
+#[test]
+fn empty_batches_pass_through() {
+    let engine = SmartEngine::new();
+    let mut chain = single(&engine, "my-filter");
+    let out = chain.process(&batch(9, &[])).unwrap();
+    assert_eq!(out.batch.record_count(), 0);
+    assert_eq!(out.batch.base_offset(), 9);
+}
+
+#[test]
+fn large_batches_grow_the_guest_buffer() {
+    let engine = SmartEngine::new();
+    let mut chain = single(&engine, "uppercase-map");
+    let big = "a".repeat(1 << 20);
+    let out = chain.process(&batch(0, &["small"])).unwrap();
+    assert_eq!(values(&out.batch), owned(&[(0, "SMALL")]));
+    let out = chain.process(&batch(1, &[&big, &big])).unwrap();
+    let records: Vec<_> = out.batch.records().collect();
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r.value.len() == 1 << 20 && r.value.iter().all(|b| *b == b'A')));
+}
