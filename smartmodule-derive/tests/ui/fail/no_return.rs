@@ -1,0 +1,6 @@
+use fluvio_smartmodule::{smartmodule, Record};
+
+#[smartmodule(filter)]
+pub fn filter(_record: &Record) {}
+
+fn main() {}
