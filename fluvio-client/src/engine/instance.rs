@@ -507,3 +507,23 @@ fn decode_records(output: &OutputArea<'_>, input: &[u8], records: &[RecordView<'
     finish_output(&mut out, input, output.entry_count);
     Ok((out, last_value))
 }
+
+/// Runs a SmartModule function compiled for the host through the same guest
+/// glue and the same output decoding the engine uses, without a sandbox.
+/// Benchmarks use it as the native baseline; `process` is the glue driver
+/// with the user's function, for example
+/// `|len| run_filter(len, 0, my_module::filter)`.
+#[doc(hidden)]
+pub fn run_native(kind: SmartModuleKind, batch: &crate::batch::Batch, process: impl FnOnce(i32) -> i64) -> Result<crate::batch::Batch, String> {
+    let input = batch.as_bytes();
+    let (_, records) = abi::RecordIter::new(input).map_err(|e| e.reason)?;
+    let records = records.collect::<Result<Vec<_>, _>>().map_err(|e| e.reason)?;
+    fluvio_smartmodule::__private::native::call(input, process, |area| {
+        let output = OutputArea::locate(area, abi::pack_location(0, area.len() as u32))?;
+        let (bytes, _) = match kind {
+            SmartModuleKind::Filter => decode_filter(&output, input, &records)?,
+            _ => decode_records(&output, input, &records)?,
+        };
+        Ok(crate::batch::Batch::seal(bytes))
+    })
+}

@@ -45,7 +45,7 @@ use wasmer_middlewares::Metering;
 pub use chain::{ChainBuilder, ChainOutput, DeadLetterSink, ErrorPolicy, ModuleConfig, ModuleMetrics, SmartModuleChain};
 pub use error::{EngineError, RecordFailure};
 pub use fluvio_smartmodule::abi::SmartModuleKind;
-pub use instance::{GuestLog, SmartModuleInstance};
+pub use instance::{GuestLog, SmartModuleInstance, run_native};
 pub use limits::Limits;
 
 use fluvio_smartmodule::abi;

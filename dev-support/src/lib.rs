@@ -1,0 +1,65 @@
+//! Builds this repository's SmartModules (`examples/`, `test-modules/`,
+//! `benches/modules/`) to `wasm32-unknown-unknown` from source, for tests and
+//! benchmarks. Nothing here ships to users.
+//!
+//! Modules are built once per process into `target/wasm-modules`, a target
+//! directory of their own, so the build never waits on the lock held by the
+//! `cargo test` or `cargo bench` that runs us.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Every SmartModule package in the repository.
+pub const MODULES: &[&str] = &[
+    "my-filter",
+    "uppercase-map",
+    "even-filter-map",
+    "json-array-map",
+    "sum-aggregate",
+    "params-filter",
+    "record-position",
+    "regex-scrubbing",
+    "hostile-infinite-loop",
+    "hostile-memory-bomb",
+    "hostile-panic",
+    "hostile-wrong-abi",
+    "hostile-bad-output",
+    "hostile-imports",
+    "bench-filter",
+    "bench-count",
+];
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("dev-support is in the workspace").to_path_buf()
+}
+
+fn build_all() -> PathBuf {
+    let target_dir = workspace_root().join("target").join("wasm-modules");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace_root())
+        .args(["build", "--release", "--target", "wasm32-unknown-unknown", "--target-dir"])
+        .arg(&target_dir);
+    for module in MODULES {
+        command.args(["-p", module]);
+    }
+    let status = command.status().expect("cargo runs");
+    assert!(status.success(), "building the repository's SmartModules for wasm32-unknown-unknown failed");
+    target_dir.join("wasm32-unknown-unknown").join("release")
+}
+
+/// Path of a module's `.wasm` file, building every module on first use.
+pub fn wasm_path(package: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    assert!(MODULES.contains(&package), "{package} is not listed in dev_support::MODULES");
+    DIR.get_or_init(build_all).join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+/// The bytes of a module's `.wasm` file.
+pub fn wasm(package: &str) -> Vec<u8> {
+    let path = wasm_path(package);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
