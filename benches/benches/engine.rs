@@ -32,7 +32,7 @@ fn batches() -> Vec<Batch> {
             let mut builder = BatchBuilder::new((b * BATCH) as i64, 1_700_000_000_000);
             for i in 0..BATCH {
                 let n = b * BATCH + i;
-                let value = if n % 10 == 0 {
+                let value = if n.is_multiple_of(10) {
                     format!(r##"{{"id":{n:08},"ssn":"123-45-{:04}","tag":"#vip","note":"lorem ipsum dolor sit amet"}}"##, n % 10_000)
                 } else {
                     format!(r#"{{"id":{n:08},"name":"user-{n:08}","tag":"std","note":"lorem ipsum dolor sit amet c"}}"#)

@@ -447,9 +447,13 @@ fn decode_filter(output: &OutputArea<'_>, input: &[u8], records: &[RecordView<'_
     Ok((out, None))
 }
 
+/// A key or value of an entry: its bytes, and their range in the input
+/// batch when they are input bytes.
+type EntryData<'a> = (&'a [u8], Option<(usize, usize)>);
+
 /// Reads one key or value of a map-like entry: inline bytes in the output
 /// area, or a range of the input batch.
-fn entry_data<'a>(tag: u8, entries: &'a [u8], pos: &mut usize, input: &'a [u8]) -> Result<Option<(&'a [u8], Option<(usize, usize)>)>, String> {
+fn entry_data<'a>(tag: u8, entries: &'a [u8], pos: &mut usize, input: &'a [u8]) -> Result<Option<EntryData<'a>>, String> {
     match tag {
         abi::DATA_NONE => Ok(None),
         abi::DATA_INLINE => {

@@ -164,10 +164,10 @@ impl SmartEngine {
         self.inner.compilations.fetch_add(1, Ordering::Relaxed);
         let engine = compiling_engine(self.inner.limits);
         let module = Module::new(&engine, wasm).map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })?;
-        if let Some(path) = &artifact_path {
-            if let Err(error) = write_artifact(&module, path) {
-                tracing::warn!(path = %path.display(), %error, "could not write compiled-module cache entry");
-            }
+        if let Some(path) = &artifact_path
+            && let Err(error) = write_artifact(&module, path)
+        {
+            tracing::warn!(path = %path.display(), %error, "could not write compiled-module cache entry");
         }
         Ok((module, engine))
     }
