@@ -31,6 +31,7 @@ mod chain;
 mod error;
 mod instance;
 mod limits;
+mod worker;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ pub use error::{EngineError, RecordFailure};
 pub use fluvio_smartmodule::abi::SmartModuleKind;
 pub use instance::{GuestLog, SmartModuleInstance, run_native};
 pub use limits::Limits;
+pub use worker::ChainWorker;
 
 use fluvio_smartmodule::abi;
 

@@ -1,0 +1,234 @@
+//! Connections to a server, and the admin API.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+
+use crate::FluvioError;
+use crate::protocol::{
+    ApiKind, CreateSmartModuleRequest, CreateTopicRequest, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, Empty, ErrorResponse, Frame,
+    NameRequest, RESPONSE_BIT, RetentionSpec, SmartModuleInfo, TopicInfo,
+};
+
+type Pending = Arc<Mutex<HashMap<u32, mpsc::UnboundedSender<Result<Frame, FluvioError>>>>>;
+
+/// One TCP connection with requests multiplexed by correlation id.
+pub(crate) struct Connection {
+    addr: String,
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    pending: Pending,
+    next_id: AtomicU32,
+    bytes_received: Arc<AtomicU64>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Connection {
+    pub(crate) async fn open(addr: &str) -> Result<Connection, FluvioError> {
+        let connect_error = |reason: String| FluvioError::Connect { addr: addr.to_string(), reason };
+        let socket = tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(addr))
+            .await
+            .map_err(|_| connect_error("timed out after 10 s".into()))?
+            .map_err(|e| connect_error(e.to_string()))?;
+        let _ = socket.set_nodelay(true);
+        let (mut reader, writer) = socket.into_split();
+        let pending: Pending = Arc::default();
+        let bytes_received = Arc::new(AtomicU64::new(0));
+        let reader = {
+            let pending = Arc::clone(&pending);
+            let bytes_received = Arc::clone(&bytes_received);
+            let addr = addr.to_string();
+            tokio::spawn(async move {
+                let reason = loop {
+                    match Frame::read(&mut reader, DEFAULT_MAX_FRAME_BYTES.max(256 << 20)).await {
+                        Ok(frame) => {
+                            bytes_received.fetch_add(frame.encoded_len() as u64, Ordering::Relaxed);
+                            if frame.correlation_id == 0 && frame.kind == ApiKind::Error as u16 | RESPONSE_BIT {
+                                let message = frame.control::<ErrorResponse>().map(|e| e.message).unwrap_or_default();
+                                break format!("the server closed the connection: {message}");
+                            }
+                            let sender = pending.lock().expect("pending lock").get(&frame.correlation_id).cloned();
+                            if let Some(sender) = sender {
+                                let _ = sender.send(Ok(frame));
+                            }
+                        }
+                        Err(error) => break error.to_string(),
+                    }
+                };
+                for (_, sender) in pending.lock().expect("pending lock").drain() {
+                    let _ = sender.send(Err(FluvioError::ConnectionLost { addr: addr.clone(), reason: reason.clone() }));
+                }
+            })
+        };
+        Ok(Connection {
+            addr: addr.to_string(),
+            writer: tokio::sync::Mutex::new(writer),
+            pending,
+            next_id: AtomicU32::new(1),
+            bytes_received,
+            reader,
+        })
+    }
+
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub(crate) fn bytes_received(&self) -> u64 {
+        self.bytes_received.load(Ordering::Relaxed)
+    }
+
+    /// Sends a request and returns the channel its responses arrive on.
+    pub(crate) async fn send<T: serde::Serialize>(
+        &self,
+        kind: ApiKind,
+        control: &T,
+        payload: Vec<u8>,
+    ) -> Result<(u32, mpsc::UnboundedReceiver<Result<Frame, FluvioError>>), FluvioError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed).max(1);
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.pending.lock().expect("pending lock").insert(id, sender);
+        let frame = Frame::new(kind as u16, id, control, payload);
+        let mut writer = self.writer.lock().await;
+        if let Err(error) = frame.write(&mut *writer).await {
+            self.pending.lock().expect("pending lock").remove(&id);
+            return Err(FluvioError::ConnectionLost { addr: self.addr.clone(), reason: error.to_string() });
+        }
+        Ok((id, receiver))
+    }
+
+    /// Stops routing responses for `id`.
+    pub(crate) fn forget(&self, id: u32) {
+        self.pending.lock().expect("pending lock").remove(&id);
+    }
+
+    /// Sends a request and waits for its one response.
+    pub(crate) async fn request<T: serde::Serialize>(&self, kind: ApiKind, control: &T, payload: Vec<u8>) -> Result<Frame, FluvioError> {
+        let (id, mut responses) = self.send(kind, control, payload).await?;
+        let response = responses.recv().await;
+        self.forget(id);
+        let frame = response.unwrap_or_else(|| Err(FluvioError::ConnectionLost { addr: self.addr.clone(), reason: "closed".into() }))?;
+        check(frame)
+    }
+}
+
+/// Turns an error frame into an error.
+pub(crate) fn check(frame: Frame) -> Result<Frame, FluvioError> {
+    if frame.kind == ApiKind::Error as u16 | RESPONSE_BIT {
+        let error: ErrorResponse = frame.control().map_err(|e| FluvioError::Protocol(e.to_string()))?;
+        return Err(FluvioError::Server { code: error.code, message: error.message });
+    }
+    Ok(frame)
+}
+
+pub(crate) fn control<T: for<'de> serde::Deserialize<'de>>(frame: &Frame) -> Result<T, FluvioError> {
+    frame.control().map_err(|e| FluvioError::Protocol(e.to_string()))
+}
+
+/// A client of one server: admin requests, producers and consumers.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), fluvio_client::FluvioError> {
+/// use fluvio_client::Fluvio;
+/// let fluvio = Fluvio::connect("127.0.0.1:9003").await?;
+/// fluvio.create_topic("greetings", 1).await?;
+/// let producer = fluvio.topic_producer("greetings").await?;
+/// producer.send(None::<Vec<u8>>, "hello").await?;
+/// producer.flush().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Fluvio {
+    connection: Arc<Connection>,
+}
+
+impl std::fmt::Debug for Fluvio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fluvio").field("addr", &self.connection.addr()).finish()
+    }
+}
+
+impl Fluvio {
+    /// Connects to the server at `addr` (`host:port`).
+    pub async fn connect(addr: &str) -> Result<Fluvio, FluvioError> {
+        Ok(Fluvio { connection: Arc::new(Connection::open(addr).await?) })
+    }
+
+    /// Connects to `$FLUVIO_ADDR`, or to the local default `127.0.0.1:9003`.
+    pub async fn connect_default() -> Result<Fluvio, FluvioError> {
+        let addr = std::env::var("FLUVIO_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.to_string());
+        Fluvio::connect(&addr).await
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> &str {
+        self.connection.addr()
+    }
+
+    /// Bytes received from the server on this client's admin and producer
+    /// connection (consumers use connections of their own).
+    pub fn bytes_received(&self) -> u64 {
+        self.connection.bytes_received()
+    }
+
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
+        &self.connection
+    }
+
+    /// Creates a topic with `partitions` partitions and no retention limit.
+    pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<(), FluvioError> {
+        self.create_topic_with(name, partitions, RetentionSpec::default()).await
+    }
+
+    /// Creates a topic with retention settings.
+    pub async fn create_topic_with(&self, name: &str, partitions: u32, retention: RetentionSpec) -> Result<(), FluvioError> {
+        let request = CreateTopicRequest { name: name.to_string(), partitions, retention };
+        self.connection.request(ApiKind::CreateTopic, &request, Vec::new()).await?;
+        Ok(())
+    }
+
+    /// Deletes a topic and its records.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), FluvioError> {
+        self.connection.request(ApiKind::DeleteTopic, &NameRequest { name: name.to_string() }, Vec::new()).await?;
+        Ok(())
+    }
+
+    /// Lists topics.
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, FluvioError> {
+        let frame = self.connection.request(ApiKind::ListTopics, &Empty, Vec::new()).await?;
+        control(&frame)
+    }
+
+    /// Registers a SmartModule; the server validates it first.
+    pub async fn create_smartmodule(&self, name: &str, wasm: Vec<u8>) -> Result<SmartModuleInfo, FluvioError> {
+        let frame = self.connection.request(ApiKind::CreateSmartModule, &CreateSmartModuleRequest { name: name.to_string() }, wasm).await?;
+        control(&frame)
+    }
+
+    /// Lists registered SmartModules.
+    pub async fn list_smartmodules(&self) -> Result<Vec<SmartModuleInfo>, FluvioError> {
+        let frame = self.connection.request(ApiKind::ListSmartModules, &Empty, Vec::new()).await?;
+        control(&frame)
+    }
+
+    /// Deletes a registered SmartModule.
+    pub async fn delete_smartmodule(&self, name: &str) -> Result<(), FluvioError> {
+        self.connection.request(ApiKind::DeleteSmartModule, &NameRequest { name: name.to_string() }, Vec::new()).await?;
+        Ok(())
+    }
+
+    /// Downloads a registered SmartModule's wasm.
+    pub async fn get_smartmodule(&self, name: &str) -> Result<(SmartModuleInfo, Vec<u8>), FluvioError> {
+        let frame = self.connection.request(ApiKind::GetSmartModule, &NameRequest { name: name.to_string() }, Vec::new()).await?;
+        Ok((control(&frame)?, frame.payload))
+    }
+}

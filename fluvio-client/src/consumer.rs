@@ -1,0 +1,212 @@
+//! Consumers: streams of records from a partition, with SmartModules run on
+//! the server so that only their outputs cross the network.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use tokio::sync::mpsc;
+
+use crate::batch::Batch;
+use crate::client::{Connection, check, control};
+use crate::engine::{ErrorPolicy, RecordFailure};
+use crate::protocol::{ApiKind, Frame, OffsetSpec, StreamEvent, StreamFetchRequest, WireFailure, WirePolicy};
+use crate::smartmodule::SmartModuleSpec;
+use crate::{Fluvio, FluvioError};
+
+/// Where and how a consumer reads.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// The partition.
+    pub partition: u32,
+    /// Where to start.
+    pub offset: OffsetSpec,
+    /// Wait for new records at the end (`true`) or stop there (`false`).
+    pub continuous: bool,
+    /// SmartModules the server applies, in order, before sending.
+    pub smartmodules: Vec<SmartModuleSpec>,
+    /// What happens when a SmartModule fails on a record: `Fail` ends the
+    /// stream with [`FluvioError::RecordFailed`]; `Skip` drops the record on
+    /// the server; `DeadLetter(sink)` calls the sink here and goes on.
+    pub policy: ErrorPolicy,
+    /// Most bytes of stored batches the server reads per step.
+    pub max_bytes: u32,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            partition: 0,
+            offset: OffsetSpec::Beginning,
+            continuous: true,
+            smartmodules: Vec::new(),
+            policy: ErrorPolicy::Fail,
+            max_bytes: 1 << 20,
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// Adds a SmartModule for the server to apply.
+    pub fn smartmodule(mut self, spec: SmartModuleSpec) -> Self {
+        self.smartmodules.push(spec);
+        self
+    }
+}
+
+/// A record as a consumer receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Offset in the partition (of the source record, for SmartModule outputs).
+    pub offset: i64,
+    /// Timestamp, milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// The key, if any.
+    pub key: Option<Vec<u8>>,
+    /// The value.
+    pub value: Vec<u8>,
+    /// Headers.
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A stream of records. Ends after the last record when not continuous, or
+/// after an error; dropping it closes its connection and stops the server's
+/// work for it.
+pub struct ConsumerStream {
+    connection: Arc<Connection>,
+    responses: mpsc::UnboundedReceiver<Result<Frame, FluvioError>>,
+    buffered: VecDeque<ConsumerRecord>,
+    sink: Option<crate::engine::DeadLetterSink>,
+    next_offset: Option<i64>,
+    done: bool,
+}
+
+fn failure(wire: WireFailure) -> RecordFailure {
+    RecordFailure { module: wire.module, offset: wire.offset, timestamp: 0, kind: wire.kind, message: wire.message, key: wire.key, value: wire.value }
+}
+
+impl Fluvio {
+    /// Streams records from `topic`. Each stream has a connection of its own.
+    pub async fn consumer_stream(&self, topic: &str, config: ConsumerConfig) -> Result<ConsumerStream, FluvioError> {
+        let connection = Arc::new(Connection::open(self.addr()).await?);
+        let chain = config.smartmodules.iter().map(SmartModuleSpec::to_invocation).collect::<Result<Vec<_>, _>>()?;
+        let (policy, sink) = match config.policy {
+            ErrorPolicy::Fail => (WirePolicy::Fail, None),
+            ErrorPolicy::Skip => (WirePolicy::Skip, None),
+            ErrorPolicy::DeadLetter(sink) => (WirePolicy::DeadLetter, Some(sink)),
+        };
+        let request = StreamFetchRequest {
+            topic: topic.to_string(),
+            partition: config.partition,
+            offset: config.offset,
+            continuous: config.continuous,
+            chain,
+            policy,
+            max_bytes: config.max_bytes,
+        };
+        let (_, responses) = connection.send(ApiKind::StreamFetch, &request, Vec::new()).await?;
+        Ok(ConsumerStream { connection, responses, buffered: VecDeque::new(), sink, next_offset: None, done: false })
+    }
+}
+
+impl ConsumerStream {
+    /// Bytes received from the server on this stream's connection.
+    pub fn bytes_received(&self) -> u64 {
+        self.connection.bytes_received()
+    }
+
+    /// Where the stream continues: the offset after the last stored record
+    /// the server has processed for it.
+    pub fn next_offset(&self) -> Option<i64> {
+        self.next_offset
+    }
+
+    /// Handles one frame; returns an item to yield, if any.
+    fn on_frame(&mut self, frame: Frame) -> Option<Result<ConsumerRecord, FluvioError>> {
+        let frame = match check(frame) {
+            Ok(frame) => frame,
+            Err(error) => {
+                self.done = true;
+                return Some(Err(error));
+            }
+        };
+        let event: StreamEvent = match control(&frame) {
+            Ok(event) => event,
+            Err(error) => {
+                self.done = true;
+                return Some(Err(error));
+            }
+        };
+        match event {
+            StreamEvent::Batch { next_offset } => {
+                self.next_offset = Some(next_offset);
+                match Batch::from_bytes(frame.payload) {
+                    Ok(batch) => {
+                        self.buffered.extend(batch.records().map(|r| ConsumerRecord {
+                            offset: r.offset,
+                            timestamp: r.timestamp,
+                            key: r.key.map(<[u8]>::to_vec),
+                            value: r.value.to_vec(),
+                            headers: r.headers.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+                        }));
+                        None
+                    }
+                    Err(error) => {
+                        self.done = true;
+                        Some(Err(FluvioError::Protocol(format!("the server sent an invalid batch: {error}"))))
+                    }
+                }
+            }
+            StreamEvent::DeadLetter(wire) => match &self.sink {
+                Some(sink) => {
+                    sink(failure(wire));
+                    None
+                }
+                None => Some(Err(FluvioError::DeadLetter(failure(wire)))),
+            },
+            StreamEvent::Failed(wire) => {
+                self.done = true;
+                Some(Err(FluvioError::RecordFailed(failure(wire))))
+            }
+            StreamEvent::End { next_offset } => {
+                self.next_offset = Some(next_offset);
+                self.done = true;
+                None
+            }
+        }
+    }
+}
+
+impl Stream for ConsumerStream {
+    type Item = Result<ConsumerRecord, FluvioError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(record) = self.buffered.pop_front() {
+                return Poll::Ready(Some(Ok(record)));
+            }
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match self.responses.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    self.done = true;
+                    let addr = self.connection.addr().to_string();
+                    return Poll::Ready(Some(Err(FluvioError::ConnectionLost { addr, reason: "the stream closed".into() })));
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(item) = self.on_frame(frame) {
+                        return Poll::Ready(Some(item));
+                    }
+                }
+            }
+        }
+    }
+}

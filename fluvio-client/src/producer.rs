@@ -1,0 +1,323 @@
+//! Producers: batch records, optionally run SmartModules on them in this
+//! process, and send only the outputs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, oneshot, watch};
+
+use crate::batch::{Batch, BatchBuilder};
+use crate::client::control;
+use crate::engine::{ChainBuilder, ChainWorker, ErrorPolicy, ModuleConfig};
+use crate::protocol::{ApiKind, ProduceRequest, ProduceResponse};
+use crate::smartmodule::{SmartModuleSpec, local_engine};
+use crate::{Fluvio, FluvioError};
+
+/// How a producer batches and transforms records.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// The partition to write to.
+    pub partition: u32,
+    /// A batch is sent once it holds this many bytes of records.
+    pub batch_bytes: usize,
+    /// A batch is sent at the latest this long after its first record.
+    pub linger: Duration,
+    /// SmartModules applied, in order, before records are sent.
+    pub smartmodules: Vec<SmartModuleSpec>,
+    /// What to do when a SmartModule fails on a record.
+    pub policy: ErrorPolicy,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig { partition: 0, batch_bytes: 64 << 10, linger: Duration::from_millis(5), smartmodules: Vec::new(), policy: ErrorPolicy::Fail }
+    }
+}
+
+impl ProducerConfig {
+    /// Adds a SmartModule to apply before sending.
+    pub fn smartmodule(mut self, spec: SmartModuleSpec) -> Self {
+        self.smartmodules.push(spec);
+        self
+    }
+}
+
+type Ack = oneshot::Sender<Result<Option<i64>, FluvioError>>;
+
+struct PendingRecord {
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    timestamp: i64,
+    ack: Ack,
+}
+
+#[derive(Default)]
+struct Pending {
+    records: Vec<PendingRecord>,
+    bytes: usize,
+    first_at: Option<Instant>,
+    flush_requested: bool,
+    queued: u64,
+}
+
+struct Shared {
+    fluvio: Fluvio,
+    topic: String,
+    config: ProducerConfig,
+    chain: Option<ChainWorker>,
+    pending: Mutex<Pending>,
+    wake: Notify,
+    sent: watch::Sender<u64>,
+    skipped: AtomicU64,
+    dead_lettered: AtomicU64,
+}
+
+/// Sends records to one partition of a topic.
+pub struct TopicProducer {
+    shared: Arc<Shared>,
+    flusher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TopicProducer {
+    fn drop(&mut self) {
+        self.flusher.abort();
+    }
+}
+
+/// A record accepted by a producer; `wait` gives its offset once sent.
+#[derive(Debug)]
+pub struct ProduceOutput {
+    ack: oneshot::Receiver<Result<Option<i64>, FluvioError>>,
+}
+
+impl ProduceOutput {
+    /// Waits until the record's batch is acknowledged. The offset is that of
+    /// the first record the SmartModules made from it, or `None` when they
+    /// dropped it.
+    pub async fn wait(self) -> Result<Option<i64>, FluvioError> {
+        self.ack.await.unwrap_or_else(|_| Err(FluvioError::InvalidRequest("the producer was dropped before the record was sent".into())))
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Fluvio {
+    /// A producer for partition 0 of `topic`, with default settings.
+    pub async fn topic_producer(&self, topic: &str) -> Result<TopicProducer, FluvioError> {
+        self.topic_producer_with(topic, ProducerConfig::default()).await
+    }
+
+    /// A producer with settings. SmartModules are loaded (registered ones
+    /// fetched from the server) and initialized now, so a bad module or
+    /// parameter fails here.
+    pub async fn topic_producer_with(&self, topic: &str, config: ProducerConfig) -> Result<TopicProducer, FluvioError> {
+        let topics = self.list_topics().await?;
+        let info = topics.iter().find(|t| t.name == topic).ok_or_else(|| FluvioError::Server {
+            code: crate::protocol::ErrorCode::TopicNotFound,
+            message: format!("topic {topic:?} not found; create it with `fluvio topic create {topic}`"),
+        })?;
+        if config.partition >= info.partitions {
+            return Err(FluvioError::InvalidRequest(format!("topic {topic:?} has {} partition(s); there is no partition {}", info.partitions, config.partition)));
+        }
+        let chain = if config.smartmodules.is_empty() {
+            None
+        } else {
+            let mut modules = Vec::new();
+            for spec in &config.smartmodules {
+                let module = spec.load(self).await?;
+                let module_config = ModuleConfig { params: spec.params.clone(), initial_accumulator: spec.initial_accumulator.clone() };
+                modules.push((module, module_config));
+            }
+            let policy = config.policy.clone();
+            let engine = local_engine().clone();
+            Some(
+                ChainWorker::spawn(move || {
+                    modules.into_iter().fold(ChainBuilder::new(&engine).on_error(policy), |b, (m, c)| b.module(m, c)).build()
+                })
+                .await?,
+            )
+        };
+        let (sent, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            fluvio: self.clone(),
+            topic: topic.to_string(),
+            config,
+            chain,
+            pending: Mutex::new(Pending::default()),
+            wake: Notify::new(),
+            sent,
+            skipped: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+        });
+        let flusher = tokio::spawn(flush_loop(Arc::clone(&shared)));
+        Ok(TopicProducer { shared, flusher })
+    }
+}
+
+impl TopicProducer {
+    /// Queues a record. It is sent with its batch, when the batch is full,
+    /// when `linger` has passed, or on [`flush`](Self::flush).
+    pub async fn send(&self, key: Option<impl Into<Vec<u8>>>, value: impl Into<Vec<u8>>) -> Result<ProduceOutput, FluvioError> {
+        let (ack, receiver) = oneshot::channel();
+        let record = PendingRecord { key: key.map(Into::into), value: value.into(), timestamp: now_ms(), ack };
+        // Keep at most a few batches queued: wait for the flusher otherwise.
+        loop {
+            let queued_bytes = self.shared.pending.lock().expect("pending lock").bytes;
+            if queued_bytes < self.shared.config.batch_bytes * 4 {
+                break;
+            }
+            self.shared.wake.notify_one();
+            let mut sent = self.shared.sent.subscribe();
+            let _ = tokio::time::timeout(Duration::from_millis(50), sent.changed()).await;
+        }
+        let full = {
+            let mut pending = self.shared.pending.lock().expect("pending lock");
+            pending.bytes += record.value.len() + record.key.as_ref().map_or(0, Vec::len) + 32;
+            pending.first_at.get_or_insert_with(Instant::now);
+            pending.records.push(record);
+            pending.queued += 1;
+            pending.bytes >= self.shared.config.batch_bytes || pending.records.len() == 1
+        };
+        if full {
+            self.shared.wake.notify_one();
+        }
+        Ok(ProduceOutput { ack: receiver })
+    }
+
+    /// Sends everything queued and waits until it is acknowledged.
+    pub async fn flush(&self) -> Result<(), FluvioError> {
+        let target = {
+            let mut pending = self.shared.pending.lock().expect("pending lock");
+            pending.flush_requested = true;
+            pending.queued
+        };
+        self.shared.wake.notify_one();
+        let mut sent = self.shared.sent.subscribe();
+        sent.wait_for(|done| *done >= target).await.map_err(|_| FluvioError::InvalidRequest("the producer stopped".into()))?;
+        Ok(())
+    }
+
+    /// Records dropped by SmartModules under the `skip` policy so far.
+    pub fn skipped(&self) -> u64 {
+        self.shared.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Records handed to the dead-letter sink so far.
+    pub fn dead_lettered(&self) -> u64 {
+        self.shared.dead_lettered.load(Ordering::Relaxed)
+    }
+}
+
+async fn flush_loop(shared: Arc<Shared>) {
+    loop {
+        let wait = {
+            let pending = shared.pending.lock().expect("pending lock");
+            match pending.first_at {
+                _ if pending.flush_requested || pending.bytes >= shared.config.batch_bytes => None,
+                Some(first) => Some(shared.config.linger.saturating_sub(first.elapsed())),
+                None => Some(Duration::from_secs(3600)),
+            }
+        };
+        if let Some(wait) = wait
+            && !wait.is_zero()
+        {
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            continue;
+        }
+        let (records, count) = {
+            let mut pending = shared.pending.lock().expect("pending lock");
+            let taken = std::mem::take(&mut pending.records);
+            pending.bytes = 0;
+            pending.first_at = None;
+            if pending.records.is_empty() {
+                pending.flush_requested = false;
+            }
+            let count = taken.len() as u64;
+            (taken, count)
+        };
+        if !records.is_empty() {
+            send_records(&shared, records).await;
+        }
+        shared.sent.send_modify(|sent| *sent += count);
+    }
+}
+
+/// Runs the chain (if any) over `records`, sends the outputs as one batch,
+/// and answers every record's acknowledgement.
+async fn send_records(shared: &Shared, records: Vec<PendingRecord>) {
+    let base_timestamp = records[0].timestamp;
+    let mut builder = BatchBuilder::new(0, base_timestamp);
+    for (i, record) in records.iter().enumerate() {
+        builder.push(i as u32, record.timestamp, record.key.as_deref(), &record.value, &[]);
+    }
+    let input = builder.finish();
+    let mut acks: Vec<Option<Ack>> = records.into_iter().map(|r| Some(r.ack)).collect();
+    // For each input record: the index of its first output record.
+    let mut first_output: Vec<Option<u32>> = vec![None; acks.len()];
+    let batch: Batch = match &shared.chain {
+        None => {
+            for (i, slot) in first_output.iter_mut().enumerate() {
+                *slot = Some(i as u32);
+            }
+            input
+        }
+        Some(chain) => match chain.process(input).await {
+            Err(error) => {
+                for ack in acks.into_iter().flatten() {
+                    let _ = ack.send(Err(FluvioError::Engine(error.clone())));
+                }
+                return;
+            }
+            Ok(output) => {
+                shared.skipped.fetch_add(output.skipped, Ordering::Relaxed);
+                shared.dead_lettered.fetch_add(output.dead_lettered, Ordering::Relaxed);
+                if output.skipped > 0 {
+                    tracing::warn!(topic = %shared.topic, skipped = output.skipped, "SmartModules skipped records that failed");
+                }
+                // Renumber the outputs 0, 1, 2... as the server requires.
+                let mut renumbered = BatchBuilder::new(0, output.batch.base_timestamp());
+                for (j, record) in output.batch.records().enumerate() {
+                    let source = record.offset as usize;
+                    if let Some(slot) = first_output.get_mut(source)
+                        && slot.is_none()
+                    {
+                        *slot = Some(j as u32);
+                    }
+                    renumbered.push(j as u32, record.timestamp, record.key, record.value, &record.headers);
+                }
+                if let Some(failure) = output.failure {
+                    // Under `fail`, the failed record and everything after it
+                    // were not sent.
+                    for ack in acks.iter_mut().skip(failure.offset as usize) {
+                        if let Some(ack) = ack.take() {
+                            let _ = ack.send(Err(FluvioError::RecordFailed(failure.clone())));
+                        }
+                    }
+                }
+                renumbered.finish()
+            }
+        },
+    };
+    if batch.is_empty() {
+        for ack in acks.into_iter().flatten() {
+            let _ = ack.send(Ok(None));
+        }
+        return;
+    }
+    let request = ProduceRequest { topic: shared.topic.clone(), partition: shared.config.partition };
+    let result = shared.fluvio.connection().request(ApiKind::Produce, &request, batch.into_bytes()).await;
+    let result: Result<ProduceResponse, FluvioError> = result.and_then(|frame| control(&frame));
+    for (ack, first) in acks.into_iter().zip(first_output) {
+        let Some(ack) = ack else { continue };
+        let _ = ack.send(match &result {
+            Ok(response) => Ok(first.map(|j| response.base_offset + j as i64)),
+            Err(error) => Err(error.clone()),
+        });
+    }
+}

@@ -1,0 +1,74 @@
+//! `fluvio-server`: runs the streaming server in the foreground.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use fluvio_client::engine::Limits;
+use fluvio_server::{FlushPolicy, Server, ServerConfig};
+
+/// The streaming server: durable topics, a SmartModule registry, and
+/// SmartModules run for consumers.
+#[derive(Debug, Parser)]
+#[command(name = "fluvio-server", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = fluvio_client::protocol::DEFAULT_ADDR, env = "FLUVIO_SERVER_ADDR")]
+    addr: SocketAddr,
+    /// Directory for topics, registered SmartModules and compiled code.
+    #[arg(long, env = "FLUVIO_DATA_DIR")]
+    data_dir: PathBuf,
+    /// When appended records are synced: every-batch, interval:MILLISECONDS or os.
+    #[arg(long, default_value = "every-batch")]
+    flush: FlushPolicy,
+    /// Largest request frame accepted, in bytes.
+    #[arg(long, default_value_t = fluvio_client::protocol::DEFAULT_MAX_FRAME_BYTES)]
+    max_frame_bytes: u32,
+    /// Size at which a partition starts a new segment, in bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    segment_bytes: u64,
+    /// Memory cap of every SmartModule, in bytes.
+    #[arg(long, default_value_t = Limits::DEFAULT_MEMORY_BYTES)]
+    smartmodule_memory_bytes: u64,
+    /// CPU cap of every SmartModule per batch, in fuel units.
+    #[arg(long, default_value_t = Limits::DEFAULT_FUEL_PER_BATCH)]
+    smartmodule_fuel: u64,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = ServerConfig {
+        addr: args.addr,
+        data_dir: args.data_dir,
+        max_frame_bytes: args.max_frame_bytes,
+        flush: args.flush,
+        segment_bytes: args.segment_bytes,
+        limits: Limits { memory_bytes: args.smartmodule_memory_bytes, fuel_per_batch: args.smartmodule_fuel },
+    };
+    let server = match Server::bind(config).await {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let context = server.context();
+    // Tests and `fluvio cluster start` read this line to learn the address.
+    println!("fluvio-server listening on {}", server.local_addr());
+    let _ = std::io::stdout().flush();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = server.run() => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    Server::sync_all(&context);
+    tracing::info!("stopped");
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,618 @@
+//! Durable storage of one topic partition: an append-only log of record
+//! batches split into segments, each with an offset index.
+//!
+//! A segment is two files named after its base offset:
+//! `00000000000000000000.log` holds batches back to back, exactly as they
+//! travel on the wire; `00000000000000000000.index` holds one entry per batch
+//! (base offset, position, length, record count, largest timestamp).
+//!
+//! On open the last segment is scanned batch by batch and every CRC is
+//! checked; a torn or corrupt tail (a crash in the middle of a write) is
+//! truncated, and its index rebuilt. A batch is acknowledged only after it
+//! and its index entry were written (and, under the default flush policy,
+//! synced), so recovery never loses an acknowledged batch.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fluvio_client::batch::Batch;
+use fluvio_client::protocol::RetentionSpec;
+use fluvio_smartmodule::abi;
+
+/// When appended data is synced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// `fsync` every batch before acknowledging it. The default: an
+    /// acknowledged record survives a killed server and a power cut.
+    EveryBatch,
+    /// `fsync` at most once per interval; acknowledged records survive a
+    /// killed server (the OS has them) but the last interval may be lost
+    /// on power loss.
+    Interval(Duration),
+    /// Never `fsync`; leave it to the OS. Survives a killed server, not a
+    /// power cut.
+    Os,
+}
+
+impl std::str::FromStr for FlushPolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "every-batch" => Ok(FlushPolicy::EveryBatch),
+            "os" => Ok(FlushPolicy::Os),
+            _ => match text.strip_prefix("interval:").and_then(|ms| ms.parse::<u64>().ok()) {
+                Some(ms) => Ok(FlushPolicy::Interval(Duration::from_millis(ms))),
+                None => Err(format!("unknown flush policy {text:?}; use every-batch, interval:MILLISECONDS or os")),
+            },
+        }
+    }
+}
+
+/// Settings of one partition log.
+#[derive(Debug, Clone, Copy)]
+pub struct LogConfig {
+    /// Size at which a new segment starts.
+    pub segment_bytes: u64,
+    /// Retention by age and size.
+    pub retention: RetentionSpec,
+    /// When to sync.
+    pub flush: FlushPolicy,
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A file operation failed.
+    #[error("storage i/o error on {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A batch was refused.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io { path: path.to_path_buf(), source }
+}
+
+const INDEX_ENTRY_LEN: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IndexEntry {
+    base_offset: i64,
+    position: u64,
+    len: u32,
+    record_count: u32,
+    max_timestamp: i64,
+}
+
+impl IndexEntry {
+    fn encode(&self) -> [u8; INDEX_ENTRY_LEN] {
+        let mut out = [0u8; INDEX_ENTRY_LEN];
+        out[0..8].copy_from_slice(&self.base_offset.to_le_bytes());
+        out[8..16].copy_from_slice(&self.position.to_le_bytes());
+        out[16..20].copy_from_slice(&self.len.to_le_bytes());
+        out[20..24].copy_from_slice(&self.record_count.to_le_bytes());
+        out[24..32].copy_from_slice(&self.max_timestamp.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> IndexEntry {
+        IndexEntry {
+            base_offset: i64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes")),
+            position: u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
+            len: u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes")),
+            record_count: u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes")),
+            max_timestamp: i64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes")),
+        }
+    }
+
+    fn next_offset(&self) -> i64 {
+        self.base_offset + self.record_count as i64
+    }
+}
+
+#[derive(Debug)]
+struct Segment {
+    base_offset: i64,
+    log_path: PathBuf,
+    index_path: PathBuf,
+    entries: Vec<IndexEntry>,
+    size: u64,
+}
+
+impl Segment {
+    fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf) {
+        (dir.join(format!("{base_offset:020}.log")), dir.join(format!("{base_offset:020}.index")))
+    }
+
+    fn max_timestamp(&self) -> Option<i64> {
+        self.entries.iter().map(|e| e.max_timestamp).max()
+    }
+}
+
+struct Active {
+    log: File,
+    index: File,
+}
+
+struct LogState {
+    segments: Vec<Segment>,
+    active: Active,
+    next_offset: i64,
+    last_sync: Instant,
+}
+
+/// One partition's log. Appends are serialized; reads copy what they need
+/// to know under a short lock and read the files without it.
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    state: Mutex<LogState>,
+    watermark: tokio::sync::watch::Sender<i64>,
+}
+
+/// What [`PartitionLog::open`] found and repaired.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Bytes cut from the end of the last segment.
+    pub truncated_bytes: u64,
+    /// Batches found in the log.
+    pub batches: u64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Scans a segment's log file: every batch whose header, records and CRC
+/// check out, up to the first that does not. Returns the entries and the
+/// length of the valid prefix.
+fn scan_segment(log_path: &Path) -> Result<(Vec<IndexEntry>, u64, u64), StorageError> {
+    let mut file = File::open(log_path).map_err(io_error(log_path))?;
+    let file_len = file.metadata().map_err(io_error(log_path))?.len();
+    let mut bytes = Vec::with_capacity(file_len as usize);
+    file.read_to_end(&mut bytes).map_err(io_error(log_path))?;
+    let mut entries = Vec::new();
+    let mut position = 0usize;
+    while position < bytes.len() {
+        let rest = &bytes[position..];
+        let Ok(header) = abi::BatchHeader::parse(rest) else { break };
+        let len = header.batch_len as usize;
+        let Ok(batch) = Batch::from_bytes(rest[..len].to_vec()) else { break };
+        entries.push(entry_for(&batch, position as u64));
+        position += len;
+    }
+    Ok((entries, position as u64, file_len))
+}
+
+fn entry_for(batch: &Batch, position: u64) -> IndexEntry {
+    IndexEntry {
+        base_offset: batch.base_offset(),
+        position,
+        len: batch.as_bytes().len() as u32,
+        record_count: batch.record_count(),
+        max_timestamp: batch.records().map(|r| r.timestamp).max().unwrap_or(batch.base_timestamp()),
+    }
+}
+
+fn read_index(index_path: &Path) -> Option<Vec<IndexEntry>> {
+    let bytes = fs::read(index_path).ok()?;
+    if bytes.len() % INDEX_ENTRY_LEN != 0 {
+        return None;
+    }
+    Some(bytes.chunks_exact(INDEX_ENTRY_LEN).map(IndexEntry::decode).collect())
+}
+
+fn write_index(index_path: &Path, entries: &[IndexEntry]) -> Result<(), StorageError> {
+    let bytes: Vec<u8> = entries.iter().flat_map(|e| e.encode()).collect();
+    let tmp = index_path.with_extension("index.tmp");
+    fs::write(&tmp, &bytes).map_err(io_error(&tmp))?;
+    fs::rename(&tmp, index_path).map_err(io_error(index_path))
+}
+
+fn open_append(path: &Path) -> Result<File, StorageError> {
+    OpenOptions::new().create(true).append(true).open(path).map_err(io_error(path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering from a crash.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<(PartitionLog, Recovery), StorageError> {
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let mut bases: Vec<i64> = fs::read_dir(dir)
+            .map_err(io_error(dir))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
+            .collect();
+        bases.sort_unstable();
+        if bases.is_empty() {
+            bases.push(0);
+        }
+        let mut recovery = Recovery::default();
+        let mut segments = Vec::with_capacity(bases.len());
+        let last = bases.len() - 1;
+        for (i, base_offset) in bases.into_iter().enumerate() {
+            let (log_path, index_path) = Segment::paths(dir, base_offset);
+            if !log_path.exists() {
+                File::create(&log_path).map_err(io_error(&log_path))?;
+            }
+            let log_len = fs::metadata(&log_path).map_err(io_error(&log_path))?.len();
+            let trusted = if i == last { None } else { read_index(&index_path).filter(|e| e.last().map_or(0, |l| l.position + l.len as u64) == log_len) };
+            let entries = match trusted {
+                Some(entries) => entries,
+                None => {
+                    let (entries, valid_len, file_len) = scan_segment(&log_path)?;
+                    if valid_len < file_len {
+                        tracing::warn!(path = %log_path.display(), valid_len, file_len, "truncating a torn or corrupt log tail");
+                        let file = OpenOptions::new().write(true).open(&log_path).map_err(io_error(&log_path))?;
+                        file.set_len(valid_len).map_err(io_error(&log_path))?;
+                        file.sync_all().map_err(io_error(&log_path))?;
+                        recovery.truncated_bytes += file_len - valid_len;
+                    }
+                    write_index(&index_path, &entries)?;
+                    entries
+                }
+            };
+            recovery.batches += entries.len() as u64;
+            let size = entries.last().map_or(0, |l| l.position + l.len as u64);
+            segments.push(Segment { base_offset, log_path, index_path, entries, size });
+        }
+        let active_segment = segments.last().expect("at least one segment");
+        let next_offset = active_segment.entries.last().map_or(active_segment.base_offset, IndexEntry::next_offset);
+        let active = Active { log: open_append(&active_segment.log_path)?, index: open_append(&active_segment.index_path)? };
+        sync_dir(dir)?;
+        let (watermark, _) = tokio::sync::watch::channel(next_offset);
+        let log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            state: Mutex::new(LogState { segments, active, next_offset, last_sync: Instant::now() }),
+            watermark,
+        };
+        Ok((log, recovery))
+    }
+
+    /// Appends a producer's batch: checks that its offset deltas are
+    /// `0..n`, gives it the next base offset, writes it and its index entry,
+    /// and syncs per the flush policy. Returns the base offset.
+    pub fn append(&self, mut batch: Batch) -> Result<i64, StorageError> {
+        let count = batch.record_count();
+        if count == 0 {
+            return Err(StorageError::InvalidBatch("a batch must hold at least one record".into()));
+        }
+        let base = batch.base_offset();
+        for (expected, record) in batch.records().enumerate() {
+            if record.offset - base != expected as i64 {
+                return Err(StorageError::InvalidBatch(format!(
+                    "record {expected} has offset delta {}; a produced batch must number its records 0, 1, 2, ...",
+                    record.offset - base
+                )));
+            }
+        }
+        let mut state = self.state.lock().expect("log lock");
+        let base_offset = state.next_offset;
+        batch.set_base_offset(base_offset);
+        if state.segments.last().expect("active segment").size >= self.config.segment_bytes {
+            self.roll(&mut state)?;
+        }
+        let segment = state.segments.last().expect("active segment");
+        let entry = entry_for(&batch, segment.size);
+        let (log_path, index_path) = (segment.log_path.clone(), segment.index_path.clone());
+        state.active.log.write_all(batch.as_bytes()).map_err(io_error(&log_path))?;
+        state.active.index.write_all(&entry.encode()).map_err(io_error(&index_path))?;
+        let sync = match self.config.flush {
+            FlushPolicy::EveryBatch => true,
+            FlushPolicy::Interval(interval) => state.last_sync.elapsed() >= interval,
+            FlushPolicy::Os => false,
+        };
+        if sync {
+            state.active.log.sync_data().map_err(io_error(&log_path))?;
+            state.active.index.sync_data().map_err(io_error(&index_path))?;
+            state.last_sync = Instant::now();
+        }
+        let segment = state.segments.last_mut().expect("active segment");
+        segment.size += entry.len as u64;
+        segment.entries.push(entry);
+        state.next_offset = entry.next_offset();
+        let next = state.next_offset;
+        drop(state);
+        self.watermark.send_replace(next);
+        Ok(base_offset)
+    }
+
+    fn roll(&self, state: &mut LogState) -> Result<(), StorageError> {
+        let base_offset = state.next_offset;
+        let (log_path, index_path) = Segment::paths(&self.dir, base_offset);
+        state.active.log.sync_all().map_err(io_error(&log_path))?;
+        state.active.index.sync_all().map_err(io_error(&index_path))?;
+        state.active = Active { log: open_append(&log_path)?, index: open_append(&index_path)? };
+        sync_dir(&self.dir)?;
+        state.segments.push(Segment { base_offset, log_path, index_path, entries: Vec::new(), size: 0 });
+        self.apply_retention_locked(state);
+        Ok(())
+    }
+
+    /// Deletes segments past the retention limits. The active segment is
+    /// never deleted.
+    pub fn apply_retention(&self) {
+        let mut state = self.state.lock().expect("log lock");
+        self.apply_retention_locked(&mut state);
+    }
+
+    fn apply_retention_locked(&self, state: &mut LogState) {
+        let retention = self.config.retention;
+        let now = now_ms();
+        while state.segments.len() > 1 {
+            let total: u64 = state.segments.iter().map(|s| s.size).sum();
+            let oldest = &state.segments[0];
+            let too_big = retention.max_bytes.is_some_and(|max| total > max);
+            let too_old = retention.max_age_ms.is_some_and(|max| oldest.max_timestamp().is_some_and(|ts| now - ts > max as i64));
+            if !(too_big || too_old) {
+                break;
+            }
+            let oldest = state.segments.remove(0);
+            tracing::info!(segment = %oldest.log_path.display(), too_big, too_old, "retention: deleting segment");
+            let _ = fs::remove_file(&oldest.log_path);
+            let _ = fs::remove_file(&oldest.index_path);
+        }
+    }
+
+    /// Offset of the first record still stored.
+    pub fn start_offset(&self) -> i64 {
+        let state = self.state.lock().expect("log lock");
+        state.segments[0].entries.first().map_or(state.segments[0].base_offset, |e| e.base_offset)
+    }
+
+    /// Offset the next record will get.
+    pub fn next_offset(&self) -> i64 {
+        self.state.lock().expect("log lock").next_offset
+    }
+
+    /// Follows the next offset as records are appended.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.watermark.subscribe()
+    }
+
+    /// Total bytes of all segments.
+    pub fn size(&self) -> u64 {
+        self.state.lock().expect("log lock").segments.iter().map(|s| s.size).sum()
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.state.lock().expect("log lock").segments.len()
+    }
+
+    /// Reads whole stored batches starting with the one that holds `offset`
+    /// (or the first stored one, if `offset` was deleted by retention), up to
+    /// about `max_bytes` (always at least one batch when there is one).
+    pub fn read(&self, offset: i64, max_bytes: u64) -> Result<Vec<Batch>, StorageError> {
+        let plan: Vec<(PathBuf, IndexEntry)> = {
+            let state = self.state.lock().expect("log lock");
+            let mut plan = Vec::new();
+            let mut bytes = 0u64;
+            'segments: for segment in &state.segments {
+                if segment.entries.last().is_none_or(|last| last.next_offset() <= offset) {
+                    continue;
+                }
+                let start = segment.entries.partition_point(|e| e.next_offset() <= offset);
+                for entry in &segment.entries[start..] {
+                    if !plan.is_empty() && bytes + entry.len as u64 > max_bytes {
+                        break 'segments;
+                    }
+                    bytes += entry.len as u64;
+                    plan.push((segment.log_path.clone(), *entry));
+                }
+            }
+            plan
+        };
+        let mut batches = Vec::with_capacity(plan.len());
+        let mut open: Option<(PathBuf, File)> = None;
+        for (path, entry) in plan {
+            if open.as_ref().is_none_or(|(p, _)| *p != path) {
+                match File::open(&path) {
+                    Ok(file) => open = Some((path.clone(), file)),
+                    // Retention deleted the segment after we planned: the
+                    // caller reads again from the new start.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) => return Err(StorageError::Io { path, source: e }),
+                }
+            }
+            let (_, file) = open.as_ref().expect("file opened above");
+            let mut bytes = vec![0u8; entry.len as usize];
+            file.read_exact_at(&mut bytes, entry.position).map_err(io_error(&path))?;
+            let batch = Batch::from_bytes(bytes).map_err(|e| StorageError::InvalidBatch(format!("stored batch at {} in {} is corrupt: {e}", entry.position, path.display())))?;
+            batches.push(batch);
+        }
+        Ok(batches)
+    }
+
+    /// Syncs everything written so far (for the interval policy's timer and
+    /// for shutdown).
+    pub fn sync(&self) -> Result<(), StorageError> {
+        let mut state = self.state.lock().expect("log lock");
+        let path = state.segments.last().expect("active segment").log_path.clone();
+        state.active.log.sync_data().map_err(io_error(&path))?;
+        state.active.index.sync_data().map_err(io_error(&path))?;
+        state.last_sync = Instant::now();
+        Ok(())
+    }
+}
+
+/// Keeps `records` at or after `offset` from a stored batch, so a consumer
+/// that starts inside a batch sees (and SmartModules process) only what it
+/// asked for.
+pub fn trim_batch(batch: Batch, offset: i64) -> Batch {
+    if batch.base_offset() >= offset {
+        return batch;
+    }
+    let mut builder = fluvio_client::batch::BatchBuilder::new(batch.base_offset(), batch.base_timestamp());
+    for record in batch.records().filter(|r| r.offset >= offset) {
+        builder.push((record.offset - batch.base_offset()) as u32, record.timestamp, record.key, record.value, &record.headers);
+    }
+    builder.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fluvio_client::batch::BatchBuilder;
+
+    fn config() -> LogConfig {
+        LogConfig { segment_bytes: 1 << 20, retention: RetentionSpec::default(), flush: FlushPolicy::EveryBatch }
+    }
+
+    fn batch(values: &[&str]) -> Batch {
+        let mut builder = BatchBuilder::new(0, now_ms());
+        for v in values {
+            builder.push_value(None, v.as_bytes());
+        }
+        builder.finish()
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fluvio-storage-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn all_values(log: &PartitionLog, from: i64) -> Vec<(i64, String)> {
+        log.read(from, u64::MAX)
+            .unwrap()
+            .iter()
+            .flat_map(|b| b.records().map(|r| (r.offset, String::from_utf8_lossy(r.value).into_owned())).collect::<Vec<_>>())
+            .collect()
+    }
+
+    #[test]
+    fn appends_assign_offsets_and_survive_reopen() {
+        let dir = temp_dir("reopen");
+        let (log, _) = PartitionLog::open(&dir, config()).unwrap();
+        assert_eq!(log.append(batch(&["a", "b"])).unwrap(), 0);
+        assert_eq!(log.append(batch(&["c"])).unwrap(), 2);
+        drop(log);
+        let (log, recovery) = PartitionLog::open(&dir, config()).unwrap();
+        assert_eq!(recovery, Recovery { truncated_bytes: 0, batches: 2 });
+        assert_eq!(log.next_offset(), 3);
+        assert_eq!(all_values(&log, 0), vec![(0, "a".into()), (1, "b".into()), (2, "c".into())]);
+        assert_eq!(all_values(&log, 2), vec![(2, "c".into())]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_tail_is_truncated_and_earlier_batches_kept() {
+        let dir = temp_dir("torn");
+        let (log, _) = PartitionLog::open(&dir, config()).unwrap();
+        log.append(batch(&["kept"])).unwrap();
+        log.append(batch(&["torn"])).unwrap();
+        drop(log);
+        let log_path = dir.join(format!("{:020}.log", 0));
+        let len = fs::metadata(&log_path).unwrap().len();
+        OpenOptions::new().write(true).open(&log_path).unwrap().set_len(len - 3).unwrap();
+        let (log, recovery) = PartitionLog::open(&dir, config()).unwrap();
+        assert!(recovery.truncated_bytes > 0);
+        assert_eq!(all_values(&log, 0), vec![(0, "kept".into())]);
+        assert_eq!(log.append(batch(&["after"])).unwrap(), 1);
+        assert_eq!(all_values(&log, 0), vec![(0, "kept".into()), (1, "after".into())]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn corrupt_bytes_in_the_tail_are_truncated() {
+        let dir = temp_dir("corrupt");
+        let (log, _) = PartitionLog::open(&dir, config()).unwrap();
+        log.append(batch(&["one"])).unwrap();
+        log.append(batch(&["two"])).unwrap();
+        drop(log);
+        let log_path = dir.join(format!("{:020}.log", 0));
+        let mut bytes = fs::read(&log_path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        fs::write(&log_path, bytes).unwrap();
+        let (log, _) = PartitionLog::open(&dir, config()).unwrap();
+        assert_eq!(all_values(&log, 0), vec![(0, "one".into())]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn segments_roll_and_retention_deletes_the_oldest() {
+        let dir = temp_dir("retention");
+        let config = LogConfig {
+            segment_bytes: 200,
+            retention: RetentionSpec { max_bytes: Some(600), ..Default::default() },
+            flush: FlushPolicy::Os,
+        };
+        let (log, _) = PartitionLog::open(&dir, config).unwrap();
+        let value = "x".repeat(100);
+        for _ in 0..20 {
+            log.append(batch(&[&value])).unwrap();
+        }
+        assert!(log.segment_count() > 1);
+        assert!(log.size() <= 600 + 200, "size {}", log.size());
+        let start = log.start_offset();
+        assert!(start > 0);
+        // Reading from a deleted offset starts at the first stored one.
+        assert_eq!(all_values(&log, 0).first().unwrap().0, start);
+        assert_eq!(all_values(&log, 0).last().unwrap().0, 19);
+        drop(log);
+        let (log, _) = PartitionLog::open(&dir, config).unwrap();
+        assert_eq!(log.start_offset(), start);
+        assert_eq!(log.next_offset(), 20);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn retention_by_age_deletes_old_segments() {
+        let dir = temp_dir("age");
+        let config = LogConfig {
+            segment_bytes: 100,
+            retention: RetentionSpec { max_age_ms: Some(60_000), ..Default::default() },
+            flush: FlushPolicy::Os,
+        };
+        let (log, _) = PartitionLog::open(&dir, config).unwrap();
+        let mut old = BatchBuilder::new(0, now_ms() - 3_600_000);
+        old.push_value(None, &[b'o'; 120]);
+        log.append(old.finish()).unwrap();
+        log.append(batch(&[&"n".repeat(120)])).unwrap();
+        log.append(batch(&["new"])).unwrap();
+        log.apply_retention();
+        assert_eq!(log.start_offset(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn batches_with_wrong_deltas_are_refused() {
+        let dir = temp_dir("deltas");
+        let (log, _) = PartitionLog::open(&dir, config()).unwrap();
+        let mut builder = BatchBuilder::new(0, 0);
+        builder.push(0, 0, None, b"a", &[]);
+        builder.push(5, 0, None, b"b", &[]);
+        let error = log.append(builder.finish()).unwrap_err();
+        assert!(error.to_string().contains("offset delta 5"), "{error}");
+        assert_eq!(log.next_offset(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn trimming_keeps_records_from_the_offset() {
+        let mut builder = BatchBuilder::new(10, 0);
+        for v in ["a", "b", "c"] {
+            builder.push_value(None, v.as_bytes());
+        }
+        let trimmed = trim_batch(builder.finish(), 11);
+        let offsets: Vec<i64> = trimmed.records().map(|r| r.offset).collect();
+        assert_eq!(offsets, [11, 12]);
+    }
+}
