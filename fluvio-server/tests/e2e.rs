@@ -1,0 +1,304 @@
+//! End to end against a real server process on loopback: topics, produce,
+//! consume, SmartModules on the server and on the producer, the registry,
+//! error policies, and restarts.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{ServerProcess, data_dir, from_beginning, produce, read_all, values, wasm, wasm_path};
+use fluvio_client::engine::ErrorPolicy;
+use fluvio_client::protocol::ErrorCode;
+use fluvio_client::{ConsumerConfig, FluvioError, OffsetSpec, ProducerConfig, SmartModuleKind, SmartModuleSpec};
+use futures::StreamExt;
+
+fn spec(module: &str) -> SmartModuleSpec {
+    SmartModuleSpec::path(wasm_path(module))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_created_listed_and_deleted_with_clear_errors() {
+    let server = ServerProcess::start(&data_dir("topics"), &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("orders", 2).await.unwrap();
+    let exists = fluvio.create_topic("orders", 1).await.unwrap_err();
+    assert_eq!(exists.code(), Some(ErrorCode::TopicExists));
+    assert!(exists.to_string().contains("\"orders\" already exists"), "{exists}");
+    let invalid = fluvio.create_topic("bad/name", 1).await.unwrap_err();
+    assert_eq!(invalid.code(), Some(ErrorCode::InvalidTopicName));
+    let topics = fluvio.list_topics().await.unwrap();
+    assert_eq!(topics.len(), 1);
+    assert_eq!((topics[0].name.as_str(), topics[0].partitions), ("orders", 2));
+    fluvio.delete_topic("orders").await.unwrap();
+    let missing = fluvio.delete_topic("orders").await.unwrap_err();
+    assert_eq!(missing.code(), Some(ErrorCode::TopicNotFound));
+    assert!(missing.to_string().contains("topic \"orders\" not found"), "{missing}");
+    assert!(fluvio.list_topics().await.unwrap().is_empty());
+    let unknown = fluvio.consumer_stream("nope", from_beginning()).await.unwrap();
+    let error = unknown.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
+    assert!(error.to_string().contains("topic \"nope\" not found"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_refused_names_the_address() {
+    let error = fluvio_client::Fluvio::connect("127.0.0.1:1").await.unwrap_err();
+    assert!(matches!(error, FluvioError::Connect { .. }));
+    assert!(error.to_string().contains("127.0.0.1:1"), "{error}");
+    assert!(error.to_string().contains("fluvio cluster start"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_then_consume_from_each_starting_point() {
+    let server = ServerProcess::start(&data_dir("offsets"), &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("t", 1).await.unwrap();
+    let offsets = produce(&fluvio, "t", &["a", "b", "c", "d", "e"]).await;
+    assert_eq!(offsets, vec![Some(0), Some(1), Some(2), Some(3), Some(4)]);
+
+    let all = read_all(&fluvio, "t", from_beginning()).await;
+    assert_eq!(values(&all), ["a", "b", "c", "d", "e"]);
+    assert_eq!(all.iter().map(|r| r.offset).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    let at = read_all(&fluvio, "t", ConsumerConfig { offset: OffsetSpec::Absolute(3), ..Default::default() }).await;
+    assert_eq!(values(&at), ["d", "e"]);
+    let last = read_all(&fluvio, "t", ConsumerConfig { offset: OffsetSpec::FromEnd(2), ..Default::default() }).await;
+    assert_eq!(values(&last), ["d", "e"]);
+    let end = read_all(&fluvio, "t", ConsumerConfig { offset: OffsetSpec::End, ..Default::default() }).await;
+    assert!(end.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuous_consumer_sees_records_produced_later() {
+    let server = ServerProcess::start(&data_dir("continuous"), &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("live", 1).await.unwrap();
+    let config = ConsumerConfig { offset: OffsetSpec::End, continuous: true, ..Default::default() };
+    let mut stream = fluvio.consumer_stream("live", config).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    produce(&fluvio, "live", &["late-1", "late-2"]).await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let record = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("record arrives").unwrap().unwrap();
+        seen.push(String::from_utf8(record.value).unwrap());
+    }
+    assert_eq!(seen, ["late-1", "late-2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_kind_runs_on_the_server_ad_hoc() {
+    let server = ServerProcess::start(&data_dir("kinds"), &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("numbers", 1).await.unwrap();
+    produce(&fluvio, "numbers", &["2", "3", "4", "10"]).await;
+    fluvio.create_topic("words", 1).await.unwrap();
+    produce(&fluvio, "words", &["apple", "kiwi", "banana"]).await;
+    fluvio.create_topic("arrays", 1).await.unwrap();
+    produce(&fluvio, "arrays", &["[1,2]", "[]", "[3]"]).await;
+
+    let run = |topic: &'static str, spec: SmartModuleSpec| {
+        let fluvio = fluvio.clone();
+        async move { values(&read_all(&fluvio, topic, from_beginning().smartmodule(spec)).await) }
+    };
+    assert_eq!(run("words", spec("my-filter").expect_kind(SmartModuleKind::Filter)).await, ["apple", "banana"]);
+    assert_eq!(run("words", spec("uppercase-map")).await, ["APPLE", "KIWI", "BANANA"]);
+    assert_eq!(run("numbers", spec("even-filter-map")).await, ["1", "2", "5"]);
+    assert_eq!(run("arrays", spec("json-array-map")).await, ["1", "2", "3"]);
+    assert_eq!(run("numbers", spec("sum-aggregate").initial_accumulator("100")).await, ["102", "105", "109", "119"]);
+    assert_eq!(run("words", spec("params-filter").param("contains", "an")).await, ["banana"]);
+
+    // A chain: filter then map, on the server.
+    let chain = from_beginning().smartmodule(spec("my-filter")).smartmodule(spec("uppercase-map"));
+    assert_eq!(values(&read_all(&fluvio, "words", chain).await), ["APPLE", "BANANA"]);
+
+    // A kind that does not match the module is refused with a clear error.
+    let wrong = fluvio.consumer_stream("words", from_beginning().smartmodule(spec("my-filter").expect_kind(SmartModuleKind::Map))).await.unwrap();
+    let error = wrong.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
+    assert!(error.to_string().contains("is a filter, but it was given as a map"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_smartmodules_run_by_name_and_survive_restart() {
+    let dir = data_dir("registry");
+    let mut server = ServerProcess::start(&dir, &[]);
+    let fluvio = server.client().await;
+    let info = fluvio.create_smartmodule("my-filter", wasm("my-filter")).await.unwrap();
+    assert_eq!((info.status.as_str(), info.size), ("SmartModuleStatus", wasm("my-filter").len() as u64));
+    let duplicate = fluvio.create_smartmodule("my-filter", wasm("my-filter")).await.unwrap_err();
+    assert_eq!(duplicate.code(), Some(ErrorCode::SmartModuleExists));
+    let invalid = fluvio.create_smartmodule("junk", b"not wasm".to_vec()).await.unwrap_err();
+    assert_eq!(invalid.code(), Some(ErrorCode::InvalidSmartModule));
+    let wrong_abi = fluvio.create_smartmodule("old", wasm("hostile-wrong-abi")).await.unwrap_err();
+    assert!(wrong_abi.to_string().contains("ABI version 99"), "{wrong_abi}");
+    fluvio.create_smartmodule("upper", wasm("uppercase-map")).await.unwrap();
+    fluvio.create_topic("fruit", 1).await.unwrap();
+    produce(&fluvio, "fruit", &["pear", "grape", "plum"]).await;
+
+    server.kill9();
+    let server = ServerProcess::start(&dir, &[]);
+    let fluvio = server.client().await;
+    let listed: Vec<_> = fluvio.list_smartmodules().await.unwrap().into_iter().map(|m| m.name).collect();
+    assert_eq!(listed, ["my-filter", "upper"]);
+    let config = from_beginning().smartmodule(SmartModuleSpec::registered("my-filter")).smartmodule(SmartModuleSpec::registered("upper"));
+    assert_eq!(values(&read_all(&fluvio, "fruit", config).await), ["PEAR", "GRAPE"]);
+
+    fluvio.delete_smartmodule("upper").await.unwrap();
+    let missing = fluvio.consumer_stream("fruit", from_beginning().smartmodule(SmartModuleSpec::registered("upper"))).await.unwrap();
+    let error = missing.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::SmartModuleNotFound));
+    assert!(error.to_string().contains("\"upper\" is not registered"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_error_policies() {
+    let server = ServerProcess::start(&data_dir("policies"), &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("mixed", 1).await.unwrap();
+    produce(&fluvio, "mixed", &["1", "x", "2", "y", "3"]).await;
+
+    // fail: the records before the failure, then the error; the stream ends.
+    let stream = fluvio.consumer_stream("mixed", from_beginning().smartmodule(spec("sum-aggregate"))).await.unwrap();
+    let items: Vec<_> = stream.collect().await;
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0].as_ref().unwrap().value, b"1");
+    match &items[1] {
+        Err(FluvioError::RecordFailed(failure)) => {
+            assert_eq!(failure.offset, 1);
+            assert!(failure.message.contains("invalid digit"), "{failure}");
+        }
+        other => panic!("expected a record failure, got {other:?}"),
+    }
+
+    // skip: failed records are dropped on the server.
+    let skip = ConsumerConfig { policy: ErrorPolicy::Skip, ..from_beginning() }.smartmodule(spec("sum-aggregate"));
+    assert_eq!(values(&read_all(&fluvio, "mixed", skip).await), ["1", "3", "6"]);
+
+    // dead-letter: failed records reach the consumer's sink.
+    let letters = Arc::new(Mutex::new(Vec::new()));
+    let sink = {
+        let letters = Arc::clone(&letters);
+        Arc::new(move |failure: fluvio_client::engine::RecordFailure| letters.lock().unwrap().push((failure.offset, failure.value)))
+    };
+    let dead = ConsumerConfig { policy: ErrorPolicy::DeadLetter(sink), ..from_beginning() }.smartmodule(spec("sum-aggregate"));
+    assert_eq!(values(&read_all(&fluvio, "mixed", dead).await), ["1", "3", "6"]);
+    assert_eq!(*letters.lock().unwrap(), vec![(1, b"x".to_vec()), (3, b"y".to_vec())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_module_fails_only_its_own_stream() {
+    let server = ServerProcess::start(&data_dir("hostile"), &["--smartmodule-fuel", "100000000"]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("t", 1).await.unwrap();
+    produce(&fluvio, "t", &["a", "b"]).await;
+    let looping = fluvio.consumer_stream("t", from_beginning().smartmodule(spec("hostile-infinite-loop"))).await.unwrap();
+    let error = looping.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::SmartModuleFailed));
+    assert!(error.to_string().contains("exceeded its CPU limit"), "{error}");
+    assert_eq!(values(&read_all(&fluvio, "t", from_beginning().smartmodule(spec("uppercase-map"))).await), ["A", "B"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_smartmodules_run_before_sending() {
+    let server = ServerProcess::start(&data_dir("producer-sm"), &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("filtered", 1).await.unwrap();
+    let config = ProducerConfig::default().smartmodule(spec("my-filter")).smartmodule(spec("uppercase-map"));
+    let producer = fluvio.topic_producer_with("filtered", config).await.unwrap();
+    let mut outputs = Vec::new();
+    for value in ["cat", "dog", "bat", "owl"] {
+        outputs.push(producer.send(None::<Vec<u8>>, value).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    let mut offsets = Vec::new();
+    for output in outputs {
+        offsets.push(output.wait().await.unwrap());
+    }
+    assert_eq!(offsets, vec![Some(0), None, Some(1), None]);
+    // Only the outputs were sent and stored.
+    assert_eq!(values(&read_all(&fluvio, "filtered", from_beginning()).await), ["CAT", "BAT"]);
+
+    // A registered module is fetched from the server and run locally.
+    fluvio.create_smartmodule("splitter", wasm("json-array-map")).await.unwrap();
+    fluvio.create_topic("split", 1).await.unwrap();
+    let producer = fluvio
+        .topic_producer_with("split", ProducerConfig::default().smartmodule(SmartModuleSpec::registered("splitter")))
+        .await
+        .unwrap();
+    let output = producer.send(None::<Vec<u8>>, "[\"x\",\"y\",\"z\"]").await.unwrap();
+    producer.flush().await.unwrap();
+    assert_eq!(output.wait().await.unwrap(), Some(0));
+    let stored = read_all(&fluvio, "split", from_beginning()).await;
+    assert_eq!(values(&stored), ["\"x\"", "\"y\"", "\"z\""]);
+    assert_eq!(stored.iter().map(|r| r.offset).collect::<Vec<_>>(), [0, 1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_error_policies_never_drop_errors_silently() {
+    let server = ServerProcess::start(&data_dir("producer-policies"), &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("p", 1).await.unwrap();
+
+    let send_all = |config: ProducerConfig| {
+        let fluvio = fluvio.clone();
+        async move {
+            let producer = fluvio.topic_producer_with("p", config).await.unwrap();
+            let mut outputs = Vec::new();
+            for value in ["2", "x", "4"] {
+                outputs.push(producer.send(None::<Vec<u8>>, value).await.unwrap());
+            }
+            producer.flush().await.unwrap();
+            let mut results = Vec::new();
+            for output in outputs {
+                results.push(output.wait().await);
+            }
+            (results, producer.skipped(), producer.dead_lettered())
+        }
+    };
+    // fail: the failed record and the ones after it report the failure.
+    let (results, _, _) = send_all(ProducerConfig::default().smartmodule(spec("even-filter-map"))).await;
+    assert_eq!(results[0].as_ref().unwrap(), &Some(0));
+    assert!(matches!(&results[1], Err(FluvioError::RecordFailed(f)) if f.offset == 1), "{:?}", results[1]);
+    assert!(results[2].is_err());
+    // skip: counted.
+    let (results, skipped, _) = send_all(ProducerConfig { policy: ErrorPolicy::Skip, ..Default::default() }.smartmodule(spec("even-filter-map"))).await;
+    assert_eq!((results[1].as_ref().unwrap(), skipped), (&None, 1));
+    // dead-letter: handed to the sink.
+    let letters = Arc::new(Mutex::new(Vec::new()));
+    let sink = {
+        let letters = Arc::clone(&letters);
+        Arc::new(move |failure: fluvio_client::engine::RecordFailure| letters.lock().unwrap().push(failure.value))
+    };
+    let (_, _, dead) = send_all(ProducerConfig { policy: ErrorPolicy::DeadLetter(sink), ..Default::default() }.smartmodule(spec("even-filter-map"))).await;
+    assert_eq!((dead, letters.lock().unwrap().clone()), (1, vec![b"x".to_vec()]));
+    assert_eq!(values(&read_all(&fluvio, "p", from_beginning()).await), ["1", "1", "2", "1", "2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_filtering_sends_fewer_bytes() {
+    let server = ServerProcess::start(&data_dir("bytes"), &["--flush", "os"]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("events", 1).await.unwrap();
+    let producer = fluvio.topic_producer("events").await.unwrap();
+    for i in 0..2_000 {
+        // One record in ten contains an `a`.
+        let value = if i % 10 == 0 { format!("{i:06} a {}", "x".repeat(90)) } else { format!("{i:06} {}", "z".repeat(92)) };
+        producer.send(None::<Vec<u8>>, value).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+
+    let mut plain = fluvio.consumer_stream("events", from_beginning()).await.unwrap();
+    let mut plain_count = 0;
+    while let Some(record) = plain.next().await {
+        record.unwrap();
+        plain_count += 1;
+    }
+    let mut filtered = fluvio.consumer_stream("events", from_beginning().smartmodule(spec("my-filter"))).await.unwrap();
+    let mut filtered_count = 0;
+    while let Some(record) = filtered.next().await {
+        assert!(String::from_utf8(record.unwrap().value).unwrap().contains('a'));
+        filtered_count += 1;
+    }
+    assert_eq!((plain_count, filtered_count), (2_000, 200));
+    let (plain_bytes, filtered_bytes) = (plain.bytes_received(), filtered.bytes_received());
+    assert!(plain_bytes > 2_000 * 100, "{plain_bytes}");
+    assert!(filtered_bytes * 5 < plain_bytes, "filtered {filtered_bytes} bytes vs {plain_bytes} unfiltered");
+}
