@@ -71,6 +71,9 @@ struct EngineInner {
     wasmer: wasmer::Engine,
     limits: Limits,
     cache: Mutex<HashMap<[u8; 32], SmartModule>>,
+    /// One lock per module being compiled, so that streams starting at once
+    /// with the same module compile it once.
+    in_flight: Mutex<HashMap<[u8; 32], Arc<Mutex<()>>>>,
     cache_dir: Option<PathBuf>,
     compilations: AtomicU64,
 }
@@ -92,7 +95,7 @@ impl SmartEngine {
     /// them without compiling.
     pub fn with_config(limits: Limits, cache_dir: Option<PathBuf>) -> SmartEngine {
         let wasmer = compiling_engine(limits);
-        SmartEngine { inner: Arc::new(EngineInner { wasmer, limits, cache: Mutex::new(HashMap::new()), cache_dir, compilations: AtomicU64::new(0) }) }
+        SmartEngine { inner: Arc::new(EngineInner { wasmer, limits, cache: Mutex::new(HashMap::new()), in_flight: Mutex::new(HashMap::new()), cache_dir, compilations: AtomicU64::new(0) }) }
     }
 
     /// The limits modules run under.
@@ -106,9 +109,26 @@ impl SmartEngine {
     /// per engine (and once per cache directory).
     pub fn load(&self, name: &str, wasm: &[u8]) -> Result<SmartModule, EngineError> {
         let hash: [u8; 32] = Sha256::digest(wasm).into();
-        if let Some(cached) = self.inner.cache.lock().expect("cache lock").get(&hash) {
-            return Ok(SmartModule { name: name.to_string(), ..cached.clone() });
+        if let Some(cached) = self.cached(&hash, name) {
+            return Ok(cached);
         }
+        let flight = Arc::clone(self.inner.in_flight.lock().expect("in-flight lock").entry(hash).or_default());
+        let _compiling = flight.lock().expect("compile lock");
+        // Another caller may have finished compiling while we waited.
+        if let Some(cached) = self.cached(&hash, name) {
+            return Ok(cached);
+        }
+        let result = self.load_uncached(name, hash, wasm);
+        self.inner.in_flight.lock().expect("in-flight lock").remove(&hash);
+        result
+    }
+
+    fn cached(&self, hash: &[u8; 32], name: &str) -> Option<SmartModule> {
+        let cache = self.inner.cache.lock().expect("cache lock");
+        cache.get(hash).map(|cached| SmartModule { name: name.to_string(), ..cached.clone() })
+    }
+
+    fn load_uncached(&self, name: &str, hash: [u8; 32], wasm: &[u8]) -> Result<SmartModule, EngineError> {
         if !wasmer::is_wasm(wasm) {
             return Err(EngineError::InvalidWasm {
                 reason: "the file does not start with the WebAssembly magic bytes `\\0asm`; build the module with `cargo build --release --target wasm32-unknown-unknown`".into(),
@@ -194,8 +214,10 @@ fn write_artifact(module: &Module, path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    // Write then rename, so a concurrent reader never sees half a file.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Write then rename, so a concurrent reader never sees half a file;
+    // the temporary name is unique to this process and call.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let tmp = path.with_extension(format!("tmp-{}-{}", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed)));
     std::fs::write(&tmp, &bytes)?;
     std::fs::rename(&tmp, path)
 }

@@ -1,0 +1,249 @@
+//! The server under stress and abuse, on loopback: a killed server loses no
+//! acknowledged record; many clients at once see exactly what they should;
+//! malformed frames close only their own connection.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{ServerProcess, data_dir, from_beginning, produce, read_all, values, wasm_path};
+use fluvio_client::protocol::{self, ApiKind, ErrorResponse, Frame, RESPONSE_BIT};
+use fluvio_client::{ConsumerConfig, OffsetSpec, SmartModuleSpec};
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_acknowledged_record() {
+    let dir = data_dir("kill9");
+    let mut server = ServerProcess::start(&dir, &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("ledger", 1).await.unwrap();
+
+    // Produce continuously, remembering what was acknowledged, and kill the
+    // server while it is busy.
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<(i64, String)>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (fluvio, acknowledged, stop) = (fluvio.clone(), Arc::clone(&acknowledged), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let producer = fluvio.topic_producer("ledger").await.unwrap();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) && n < 100_000 {
+                let mut pending = Vec::new();
+                for _ in 0..20 {
+                    let value = format!("entry-{n:06}");
+                    n += 1;
+                    match producer.send(None::<Vec<u8>>, value.clone()).await {
+                        Ok(output) => pending.push((value, output)),
+                        Err(_) => return,
+                    }
+                }
+                if producer.flush().await.is_err() {
+                    return;
+                }
+                for (value, output) in pending {
+                    match output.wait().await {
+                        Ok(Some(offset)) => acknowledged.lock().unwrap().push((offset, value)),
+                        _ => return,
+                    }
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acknowledged.lock().unwrap().len() < 500 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill9();
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 500, "only {} records were acknowledged", acknowledged.len());
+
+    let server = ServerProcess::start(&dir, &[]);
+    let fluvio = server.client().await;
+    let stored = read_all(&fluvio, "ledger", from_beginning()).await;
+    // Offsets are dense, in order, each record exactly once.
+    for (i, record) in stored.iter().enumerate() {
+        assert_eq!(record.offset, i as i64);
+    }
+    let stored_values = values(&stored);
+    let unique: BTreeSet<&String> = stored_values.iter().collect();
+    assert_eq!(unique.len(), stored_values.len(), "no record is stored twice");
+    for (offset, value) in &acknowledged {
+        assert_eq!(stored_values.get(*offset as usize), Some(value), "acknowledged record at {offset} is missing or different");
+    }
+    // The partition still takes writes after recovery.
+    let next = produce(&fluvio, "ledger", &["after-restart"]).await;
+    assert_eq!(next, vec![Some(stored.len() as i64)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_consumers_and_four_producers_at_once() {
+    const PRODUCERS: usize = 4;
+    const PER_PRODUCER: usize = 250;
+    const CONSUMERS: usize = 50;
+    let server = ServerProcess::start(&data_dir("concurrency"), &["--flush", "os"]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("busy", 1).await.unwrap();
+    let total = PRODUCERS * PER_PRODUCER;
+
+    // Consumers start first and follow the topic; even ones filter on the
+    // server (values with an `a`), odd ones take everything.
+    let mut consumers = Vec::new();
+    for c in 0..CONSUMERS {
+        let fluvio = fluvio.clone();
+        let filtered = c % 2 == 0;
+        let mut config = ConsumerConfig { offset: OffsetSpec::Beginning, continuous: true, ..Default::default() };
+        if filtered {
+            config = config.smartmodule(SmartModuleSpec::path(wasm_path("my-filter")));
+        }
+        let mut stream = fluvio.consumer_stream("busy", config).await.unwrap();
+        let expected = if filtered { total / 2 } else { total };
+        consumers.push(tokio::spawn(async move {
+            let mut seen = Vec::with_capacity(expected);
+            while seen.len() < expected {
+                let record = stream.next().await.expect("stream stays open").expect("no error");
+                seen.push(String::from_utf8(record.value).unwrap());
+            }
+            (filtered, seen)
+        }));
+    }
+    let mut producers = Vec::new();
+    for p in 0..PRODUCERS {
+        let fluvio = fluvio.clone();
+        producers.push(tokio::spawn(async move {
+            let producer = fluvio.topic_producer("busy").await.unwrap();
+            let mut outputs = Vec::new();
+            for i in 0..PER_PRODUCER {
+                // Half the values contain an `a`.
+                let value = if i % 2 == 0 { format!("p{p}-{i:04}-a") } else { format!("p{p}-{i:04}-z") };
+                outputs.push(producer.send(None::<Vec<u8>>, value).await.unwrap());
+            }
+            producer.flush().await.unwrap();
+            for output in outputs {
+                output.wait().await.unwrap().expect("stored");
+            }
+        }));
+    }
+    for producer in producers {
+        tokio::time::timeout(Duration::from_secs(60), producer).await.expect("producers finish").unwrap();
+    }
+    let stored = values(&read_all(&fluvio, "busy", from_beginning()).await);
+    assert_eq!(stored.len(), total);
+    let with_a: Vec<String> = stored.iter().filter(|v| v.contains('a')).cloned().collect();
+    for consumer in consumers {
+        let (filtered, seen) = tokio::time::timeout(Duration::from_secs(60), consumer).await.expect("consumers finish").unwrap();
+        // Every consumer sees exactly the stored records (or their filtered
+        // subset), in the stored order.
+        assert_eq!(seen, if filtered { with_a.clone() } else { stored.clone() });
+    }
+    // Each producer's records are in its own order.
+    for p in 0..PRODUCERS {
+        let prefix = format!("p{p}-");
+        let mine: Vec<&String> = stored.iter().filter(|v| v.starts_with(&prefix)).collect();
+        let mut sorted = mine.clone();
+        sorted.sort();
+        assert_eq!(mine, sorted);
+    }
+}
+
+async fn raw_connection(addr: &str) -> TcpStream {
+    TcpStream::connect(addr).await.unwrap()
+}
+
+/// Reads the server's answer: an error frame, or the connection closing.
+async fn answer(socket: &mut TcpStream) -> Option<ErrorResponse> {
+    match tokio::time::timeout(Duration::from_secs(10), Frame::read(socket, protocol::DEFAULT_MAX_FRAME_BYTES)).await {
+        Ok(Ok(frame)) => {
+            assert_eq!(frame.kind, ApiKind::Error as u16 | RESPONSE_BIT);
+            Some(frame.control().unwrap())
+        }
+        Ok(Err(_)) => None,
+        Err(_) => panic!("the server neither answered nor closed within 10 s"),
+    }
+}
+
+async fn closed(socket: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(tokio::time::timeout(Duration::from_secs(10), socket.read(&mut byte)).await, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_close_only_their_connection() {
+    let server = ServerProcess::start(&data_dir("malformed"), &["--max-frame-bytes", "1048576"]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("safe", 1).await.unwrap();
+    produce(&fluvio, "safe", &["one", "two"]).await;
+    // A consumer that stays connected throughout.
+    let mut follower = fluvio
+        .consumer_stream("safe", ConsumerConfig { offset: OffsetSpec::Beginning, continuous: true, ..Default::default() })
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        follower.next().await.unwrap().unwrap();
+    }
+
+    // Oversize: refused from the length prefix, before reading the body.
+    let mut socket = raw_connection(&server.addr).await;
+    socket.write_all(&(512u32 << 20).to_le_bytes()).await.unwrap();
+    let error = answer(&mut socket).await.expect("an error answer");
+    assert!(error.message.contains("exceeds the limit of 1048576 bytes"), "{}", error.message);
+    assert!(closed(&mut socket).await);
+
+    // Garbage: a length shorter than a header.
+    let mut socket = raw_connection(&server.addr).await;
+    socket.write_all(&[3, 0, 0, 0, 0xde, 0xad, 0xbe]).await.unwrap();
+    assert!(answer(&mut socket).await.unwrap().message.contains("shorter than"));
+
+    // Truncated: the connection closes in the middle of a frame.
+    let mut socket = raw_connection(&server.addr).await;
+    socket.write_all(&100u32.to_le_bytes()).await.unwrap();
+    socket.write_all(&[1, 0, 4, 0]).await.unwrap();
+    socket.shutdown().await.unwrap();
+    let _ = answer(&mut socket).await;
+
+    // Wrong protocol version.
+    let mut socket = raw_connection(&server.addr).await;
+    let mut frame = Frame::new(ApiKind::ListTopics as u16, 5, &protocol::Empty, Vec::new());
+    frame.version = 42;
+    frame.write(&mut socket).await.unwrap();
+    let error = answer(&mut socket).await.unwrap();
+    assert!(error.message.contains("protocol version 42 is not supported"), "{}", error.message);
+
+    // Unknown request kind: answered, and the connection stays usable.
+    let mut socket = raw_connection(&server.addr).await;
+    Frame::new(0x1234, 6, &protocol::Empty, Vec::new()).write(&mut socket).await.unwrap();
+    assert!(answer(&mut socket).await.unwrap().message.contains("unknown request kind 4660"));
+    Frame::new(ApiKind::ListTopics as u16, 7, &protocol::Empty, Vec::new()).write(&mut socket).await.unwrap();
+    let listed = Frame::read(&mut socket, protocol::DEFAULT_MAX_FRAME_BYTES).await.unwrap();
+    assert_eq!(listed.kind, ApiKind::ListTopics as u16 | RESPONSE_BIT);
+
+    // A produce with a corrupt batch is refused and stores nothing.
+    let mut batch = fluvio_client::batch::BatchBuilder::new(0, 0);
+    batch.push_value(None, b"evil");
+    let mut bytes = batch.finish().into_bytes();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    let request = protocol::ProduceRequest { topic: "safe".into(), partition: 0 };
+    Frame::new(ApiKind::Produce as u16, 8, &request, bytes).write(&mut socket).await.unwrap();
+    let error = answer(&mut socket).await.unwrap();
+    assert!(error.message.contains("CRC mismatch"), "{}", error.message);
+
+    // A control part that does not decode.
+    Frame { version: protocol::PROTOCOL_VERSION, kind: ApiKind::CreateTopic as u16, correlation_id: 9, control: vec![0xff; 7], payload: Vec::new() }
+        .write(&mut socket)
+        .await
+        .unwrap();
+    assert!(answer(&mut socket).await.unwrap().message.contains("cannot decode"));
+
+    // Everyone else is still served and nothing stored was lost.
+    produce(&fluvio, "safe", &["three"]).await;
+    let record = tokio::time::timeout(Duration::from_secs(10), follower.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(record.value, b"three");
+    assert_eq!(values(&read_all(&fluvio, "safe", from_beginning()).await), ["one", "two", "three"]);
+}
