@@ -1,0 +1,154 @@
+//! The platform end to end on loopback: produce 1,000,000 records of about
+//! 100 bytes, then consume them all without a SmartModule and with a filter
+//! that keeps 10%, next to the physical limits measured in the same run:
+//! loopback TCP throughput and sequential disk writes (with one fsync at the
+//! end, and with an fsync per 64 KiB as the server's default flush policy
+//! does per batch).
+//!
+//! Run: `cargo bench -p fluvio-benches --bench platform`
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, SmartModuleSpec};
+use fluvio_server::{Server, ServerConfig};
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const RECORDS: usize = 1_000_000;
+
+fn value(n: usize) -> Vec<u8> {
+    // About 100 bytes; one in ten contains `#`, which the filter keeps.
+    if n.is_multiple_of(10) {
+        format!("{{\"id\":{n:08},\"tag\":\"#vip\",\"note\":\"lorem ipsum dolor sit amet consectetur adipiscing\"}}").into_bytes()
+    } else {
+        format!("{{\"id\":{n:08},\"tag\":\"std\",\"note\":\"lorem ipsum dolor sit amet consectetur adipiscing\"}}").into_bytes()
+    }
+}
+
+fn payload_bytes() -> u64 {
+    (0..RECORDS).map(|n| value(n).len() as u64).sum()
+}
+
+async fn produce_all(fluvio: &Fluvio, topic: &str) {
+    let producer = fluvio.topic_producer(topic).await.unwrap();
+    for n in 0..RECORDS {
+        producer.send(None::<Vec<u8>>, value(n)).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+}
+
+async fn consume_all(fluvio: &Fluvio, topic: &str, filter: bool) -> (usize, u64) {
+    let mut config = ConsumerConfig { offset: OffsetSpec::Beginning, continuous: false, ..Default::default() };
+    if filter {
+        config = config.smartmodule(SmartModuleSpec::path(dev_support::wasm_path("bench-filter")));
+    }
+    let mut stream = fluvio.consumer_stream(topic, config).await.unwrap();
+    let mut count = 0;
+    while let Some(record) = stream.next().await {
+        record.unwrap();
+        count += 1;
+    }
+    (count, stream.bytes_received())
+}
+
+fn platform(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let data_dir = std::env::temp_dir().join(format!("fluvio-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let mut config = ServerConfig::new(&data_dir);
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    let server = runtime.block_on(Server::bind(config)).unwrap();
+    let addr = server.local_addr().to_string();
+    runtime.spawn(server.run());
+    let fluvio = runtime.block_on(Fluvio::connect(&addr)).unwrap();
+    let bytes = payload_bytes();
+
+    let topics = AtomicU64::new(0);
+    let mut group = c.benchmark_group("platform");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Bytes(bytes));
+    group.bench_function("produce-1M", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let topic = format!("produce-{}", topics.fetch_add(1, Ordering::Relaxed));
+                runtime.block_on(fluvio.create_topic(&topic, 1)).unwrap();
+                let start = Instant::now();
+                runtime.block_on(produce_all(&fluvio, &topic));
+                total += start.elapsed();
+                runtime.block_on(fluvio.delete_topic(&topic)).unwrap();
+            }
+            total
+        })
+    });
+
+    runtime.block_on(fluvio.create_topic("consume", 1)).unwrap();
+    runtime.block_on(produce_all(&fluvio, "consume"));
+    let (all, all_bytes) = runtime.block_on(consume_all(&fluvio, "consume", false));
+    let (kept, kept_bytes) = runtime.block_on(consume_all(&fluvio, "consume", true));
+    assert_eq!((all, kept), (RECORDS, RECORDS / 10));
+    println!("bytes sent to the consumer: {all_bytes} without a SmartModule, {kept_bytes} with the 10% filter ({:.1}%)", 100.0 * kept_bytes as f64 / all_bytes as f64);
+    group.bench_function("consume-1M", |b| b.iter(|| runtime.block_on(consume_all(&fluvio, "consume", false))));
+    group.bench_function("consume-1M-filter-10pct", |b| b.iter(|| runtime.block_on(consume_all(&fluvio, "consume", true))));
+
+    // The physical limits, measured on the same bytes.
+    group.bench_function("baseline-loopback-tcp", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let reader = tokio::spawn(async move {
+                    let (mut socket, _) = listener.accept().await.unwrap();
+                    let mut buf = vec![0u8; 64 << 10];
+                    let mut read = 0u64;
+                    loop {
+                        let n = socket.read(&mut buf).await.unwrap();
+                        if n == 0 {
+                            break read;
+                        }
+                        read += n as u64;
+                    }
+                });
+                let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let chunk = vec![7u8; 64 << 10];
+                let mut sent = 0u64;
+                while sent < bytes {
+                    let n = chunk.len().min((bytes - sent) as usize);
+                    socket.write_all(&chunk[..n]).await.unwrap();
+                    sent += n as u64;
+                }
+                socket.shutdown().await.unwrap();
+                assert_eq!(reader.await.unwrap(), bytes);
+            })
+        })
+    });
+    let disk = |sync_every_chunk: bool| {
+        let path = data_dir.join("baseline-disk");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![7u8; 64 << 10];
+        let mut written = 0u64;
+        while written < bytes {
+            let n = chunk.len().min((bytes - written) as usize);
+            file.write_all(&chunk[..n]).unwrap();
+            if sync_every_chunk {
+                file.sync_data().unwrap();
+            }
+            written += n as u64;
+        }
+        file.sync_all().unwrap();
+        drop(file);
+        std::fs::remove_file(&path).unwrap();
+    };
+    group.bench_function("baseline-disk-write-fsync-at-end", |b| b.iter(|| disk(false)));
+    group.bench_function("baseline-disk-write-fsync-per-64KiB", |b| b.iter(|| disk(true)));
+    group.finish();
+    drop(fluvio);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+criterion_group!(benches, platform);
+criterion_main!(benches);
