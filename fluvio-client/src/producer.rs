@@ -127,7 +127,7 @@ impl Fluvio {
         } else {
             let mut modules = Vec::new();
             for spec in &config.smartmodules {
-                let module = spec.load(self).await?;
+                let module = spec.load(Some(self)).await?;
                 let module_config = ModuleConfig { params: spec.params.clone(), initial_accumulator: spec.initial_accumulator.clone() };
                 modules.push((module, module_config));
             }

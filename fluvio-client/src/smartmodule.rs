@@ -106,11 +106,14 @@ impl SmartModuleSpec {
         })
     }
 
-    /// Loads the module into the local engine (for producers), fetching a
-    /// registered module from the server.
-    pub(crate) async fn load(&self, fluvio: &Fluvio) -> Result<SmartModule, FluvioError> {
+    /// Loads the module into this process's engine ([`local_engine`]),
+    /// fetching a registered module from the server (which must be given).
+    pub async fn load(&self, fluvio: Option<&Fluvio>) -> Result<SmartModule, FluvioError> {
         let (name, wasm) = match &self.source {
-            SmartModuleSource::Registered(name) => (name.clone(), fluvio.get_smartmodule(name).await?.1),
+            SmartModuleSource::Registered(name) => {
+                let fluvio = fluvio.ok_or_else(|| FluvioError::InvalidRequest(format!("SmartModule {name:?} is registered on a server; connect to one to use it")))?;
+                (name.clone(), fluvio.get_smartmodule(name).await?.1)
+            }
             SmartModuleSource::Path(path) => (self.name(), Self::read_file(path)?),
             SmartModuleSource::Wasm { name, bytes } => (name.clone(), bytes.as_ref().clone()),
         };

@@ -1,0 +1,180 @@
+//! Turning SmartModule flags (`--filter`, `--map`, ..., `--smartmodule`,
+//! `--smartmodule-path`, `-e`, `--aggregate-initial`, `--transforms`) into
+//! the chain a producer or consumer applies.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use fluvio_client::engine::ErrorPolicy;
+use fluvio_client::{SmartModuleKind, SmartModuleSpec};
+use serde::Deserialize;
+
+use crate::error::{CliError, CliResult};
+
+/// SmartModule options shared by `produce`, `consume` and `smart-module test`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SmartModuleArgs {
+    /// A filter: a registered SmartModule's name, or a path to a .wasm file.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub filter: Option<String>,
+    /// A map: a registered name or a .wasm path.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub map: Option<String>,
+    /// A filter-map: a registered name or a .wasm path.
+    #[arg(long = "filter-map", value_name = "NAME|PATH")]
+    pub filter_map: Option<String>,
+    /// An array-map: a registered name or a .wasm path.
+    #[arg(long = "array-map", value_name = "NAME|PATH")]
+    pub array_map: Option<String>,
+    /// An aggregate: a registered name or a .wasm path.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub aggregate: Option<String>,
+    /// A registered SmartModule of any kind (the kind is read from the module).
+    #[arg(long, value_name = "NAME")]
+    pub smartmodule: Option<String>,
+    /// A .wasm file of any kind (the kind is read from the module).
+    #[arg(long = "smartmodule-path", value_name = "PATH")]
+    pub smartmodule_path: Option<PathBuf>,
+    /// The initial accumulator of an aggregate.
+    #[arg(long = "aggregate-initial", value_name = "VALUE")]
+    pub aggregate_initial: Option<String>,
+    /// A parameter for the SmartModule's init function, as key=value (repeatable).
+    #[arg(short = 'e', long = "params", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// A YAML file describing a chain of SmartModules (see `docs/cli.md`).
+    #[arg(long, value_name = "FILE")]
+    pub transforms: Option<PathBuf>,
+    /// What to do when a SmartModule fails on a record: fail, skip or dead-letter.
+    #[arg(long = "on-error", value_name = "POLICY", default_value = "fail", value_parser = ["fail", "skip", "dead-letter"])]
+    pub on_error: String,
+}
+
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
+/// A `--transforms` file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransformsFile {
+    transforms: Vec<Transform>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Transform {
+    /// A registered name or a .wasm path.
+    uses: String,
+    /// The kind expected (filter, map, filter-map, array-map, aggregate).
+    #[serde(default)]
+    kind: Option<String>,
+    /// Parameters.
+    #[serde(default)]
+    with: BTreeMap<String, serde_norway::Value>,
+    /// An aggregate's initial accumulator.
+    #[serde(default)]
+    initial: Option<String>,
+}
+
+/// A `.wasm` path when the text names an existing file or ends in `.wasm`;
+/// otherwise a registered name.
+fn module(reference: &str, base: &Path) -> SmartModuleSpec {
+    let path = base.join(reference);
+    if reference.ends_with(".wasm") || reference.contains('/') || path.is_file() {
+        SmartModuleSpec::path(path)
+    } else {
+        SmartModuleSpec::registered(reference)
+    }
+}
+
+impl SmartModuleArgs {
+    /// The chain the flags describe (empty when none was given).
+    pub fn chain(&self) -> CliResult<Vec<SmartModuleSpec>> {
+        let typed = [
+            (&self.filter, SmartModuleKind::Filter),
+            (&self.map, SmartModuleKind::Map),
+            (&self.filter_map, SmartModuleKind::FilterMap),
+            (&self.array_map, SmartModuleKind::ArrayMap),
+            (&self.aggregate, SmartModuleKind::Aggregate),
+        ];
+        let mut single: Vec<SmartModuleSpec> = typed
+            .into_iter()
+            .filter_map(|(reference, kind)| reference.as_ref().map(|r| module(r, Path::new("")).expect_kind(kind)))
+            .collect();
+        if let Some(name) = &self.smartmodule {
+            single.push(SmartModuleSpec::registered(name));
+        }
+        if let Some(path) = &self.smartmodule_path {
+            single.push(SmartModuleSpec::path(path));
+        }
+        if single.len() > 1 {
+            return Err(CliError::failed(
+                "give one SmartModule flag (--filter, --map, --filter-map, --array-map, --aggregate, --smartmodule or --smartmodule-path); use --transforms for a chain",
+            ));
+        }
+        if let Some(file) = &self.transforms {
+            if !single.is_empty() {
+                return Err(CliError::failed("--transforms describes the whole chain; do not combine it with another SmartModule flag"));
+            }
+            return self.transforms_chain(file);
+        }
+        let params: BTreeMap<String, String> = self.params.iter().cloned().collect();
+        if single.is_empty() {
+            if !params.is_empty() || self.aggregate_initial.is_some() {
+                return Err(CliError::failed("-e and --aggregate-initial need a SmartModule flag"));
+            }
+            return Ok(Vec::new());
+        }
+        let mut spec = single.pop().expect("one spec");
+        spec.params = params;
+        spec.initial_accumulator = self.aggregate_initial.as_ref().map(|v| v.clone().into_bytes());
+        Ok(vec![spec])
+    }
+
+    fn transforms_chain(&self, file: &Path) -> CliResult<Vec<SmartModuleSpec>> {
+        let text = std::fs::read_to_string(file).map_err(|e| CliError::failed(format!("cannot read {}: {e}", file.display())))?;
+        let parsed: TransformsFile =
+            serde_norway::from_str(&text).map_err(|e| CliError::failed(format!("{} is not a valid transforms file: {e}", file.display())))?;
+        if parsed.transforms.is_empty() {
+            return Err(CliError::failed(format!("{} lists no transforms", file.display())));
+        }
+        let base = file.parent().unwrap_or(Path::new(""));
+        parsed
+            .transforms
+            .into_iter()
+            .map(|t| {
+                let mut spec = module(&t.uses, base);
+                if let Some(kind) = &t.kind {
+                    let kind = SmartModuleKind::from_name(kind).ok_or_else(|| {
+                        CliError::failed(format!("unknown kind {kind:?} in {}; use filter, map, filter-map, array-map or aggregate", file.display()))
+                    })?;
+                    spec = spec.expect_kind(kind);
+                }
+                for (key, value) in t.with {
+                    let value = match value {
+                        serde_norway::Value::String(s) => s,
+                        other => serde_norway::to_string(&other).unwrap_or_default().trim().to_string(),
+                    };
+                    spec = spec.param(key, value);
+                }
+                if let Some(initial) = t.initial {
+                    spec = spec.initial_accumulator(initial);
+                }
+                Ok(spec)
+            })
+            .collect()
+    }
+
+    /// The error policy; dead letters are printed to stderr.
+    pub fn policy(&self) -> ErrorPolicy {
+        match self.on_error.as_str() {
+            "skip" => ErrorPolicy::Skip,
+            "dead-letter" => ErrorPolicy::DeadLetter(std::sync::Arc::new(|failure| eprintln!("dead letter: {failure}"))),
+            _ => ErrorPolicy::Fail,
+        }
+    }
+}

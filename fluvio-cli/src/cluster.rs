@@ -1,0 +1,124 @@
+//! `fluvio cluster start|stop|status`: a local server in the background.
+
+use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{CliError, CliResult};
+use crate::home;
+
+/// Finds the `fluvio-server` binary: next to this executable, then on PATH.
+fn server_binary() -> PathBuf {
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        let candidate = dir.join("fluvio-server");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    PathBuf::from("fluvio-server")
+}
+
+fn running_pid() -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(home::pid_file()).ok()?.trim().parse().ok()?;
+    // SAFETY: signal 0 only checks that the process exists.
+    (unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+}
+
+/// Starts the server in the background and waits until it listens.
+pub fn start(data_dir: Option<PathBuf>, addr: &str) -> CliResult {
+    if let Some(pid) = running_pid() {
+        let addr = home::server_addr(None);
+        println!("a local Fluvio server is already running (pid {pid}) on {addr}");
+        return Ok(());
+    }
+    let data_dir = data_dir.unwrap_or_else(home::default_data_dir);
+    std::fs::create_dir_all(home::dir()).map_err(|e| CliError::failed(format!("cannot create {}: {e}", home::dir().display())))?;
+    let log_path = home::log_file();
+    let log = std::fs::File::create(&log_path).map_err(|e| CliError::failed(format!("cannot create {}: {e}", log_path.display())))?;
+    let log_err = log.try_clone().map_err(|e| CliError::failed(e.to_string()))?;
+    let binary = server_binary();
+    let child = Command::new(&binary)
+        .arg("--addr")
+        .arg(addr)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| CliError::failed(format!("cannot start {}: {e}; build it with `cargo build --release -p fluvio-server`", binary.display())))?;
+    let pid = child.id();
+    std::fs::write(home::pid_file(), pid.to_string()).map_err(|e| CliError::failed(e.to_string()))?;
+    let listening = wait_for_listening(&log_path, pid as i32, Duration::from_secs(60))?;
+    std::fs::write(home::addr_file(), &listening).map_err(|e| CliError::failed(e.to_string()))?;
+    println!("started the local Fluvio server (pid {pid})");
+    println!("listening on {listening}");
+    println!("data in {}", data_dir.display());
+    println!("logs in {}", log_path.display());
+    Ok(())
+}
+
+fn wait_for_listening(log_path: &Path, pid: i32, timeout: Duration) -> CliResult<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
+        if let Some(addr) = log.lines().find_map(|l| l.strip_prefix("fluvio-server listening on ")) {
+            return Ok(addr.trim().to_string());
+        }
+        // SAFETY: signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid);
+        if !alive {
+            let _ = std::fs::remove_file(home::pid_file());
+            return Err(CliError::failed(format!("the server exited at start; its log ({}) says:\n{}", log_path.display(), log.trim())));
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::failed(format!("the server did not start listening within {} s; see {}", timeout.as_secs(), log_path.display())));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.split_whitespace().nth(2) == Some("Z")).unwrap_or(false)
+}
+
+/// Stops the local server cleanly (SIGTERM, then waits).
+pub fn stop() -> CliResult {
+    let Some(pid) = running_pid() else {
+        let _ = std::fs::remove_file(home::pid_file());
+        println!("no local Fluvio server is running");
+        return Ok(());
+    };
+    // SAFETY: sending SIGTERM to the pid we started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // SAFETY: signal 0 only checks that the process exists.
+    while unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid) {
+        if Instant::now() > deadline {
+            return Err(CliError::failed(format!("the server (pid {pid}) did not stop within 30 s")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_file(home::pid_file());
+    let _ = std::fs::remove_file(home::addr_file());
+    println!("stopped the local Fluvio server (pid {pid})");
+    Ok(())
+}
+
+/// Says whether the local server runs, and where.
+pub async fn status() -> CliResult {
+    match running_pid() {
+        Some(pid) => {
+            let addr = home::server_addr(None);
+            let reachable = fluvio_client::Fluvio::connect(&addr).await.is_ok();
+            println!("the local Fluvio server is running (pid {pid}) on {addr}{}", if reachable { "" } else { ", but does not answer" });
+            println!("logs in {}", home::log_file().display());
+            Ok(())
+        }
+        None => Err(CliError { message: "no local Fluvio server is running; start one with `fluvio cluster start`".into(), code: crate::error::EXIT_NO_SERVER }),
+    }
+}

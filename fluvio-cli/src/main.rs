@@ -1,0 +1,182 @@
+//! The `fluvio` command: a local cluster, topics, producing and consuming
+//! records, and SmartModules (register, list, delete, test, build).
+//!
+//! It is a thin layer over the SDK (`fluvio-client`): every network call and
+//! every SmartModule run goes through it, so the CLI behaves as programs do.
+
+mod chain;
+mod cluster;
+mod error;
+mod home;
+mod records;
+mod smartmodule;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::CliResult;
+
+/// Streaming with SmartModules: WebAssembly functions that filter, map and
+/// aggregate records inline.
+#[derive(Debug, Parser)]
+#[command(name = "fluvio", version, propagate_version = true)]
+struct Cli {
+    /// The server's address (default: $FLUVIO_ADDR, the local cluster's, or 127.0.0.1:9003).
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    addr: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start, stop or inspect the local server.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Create, list or delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Write records to a topic, one per line of stdin or of a file.
+    Produce(records::ProduceArgs),
+    /// Read records from a topic, optionally through SmartModules run on the server.
+    Consume(records::ConsumeArgs),
+    /// Register, list, delete, test and build SmartModules.
+    #[command(subcommand, name = "smart-module", alias = "smartmodule")]
+    SmartModule(smartmodule::SmartModuleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Start the local server in the background.
+    Start {
+        /// Data directory (default: ~/.fluvio/data, or $FLUVIO_HOME/data).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Address to listen on.
+        #[arg(long = "listen", default_value = fluvio_client::protocol::DEFAULT_ADDR, value_name = "HOST:PORT")]
+        listen: String,
+    },
+    /// Stop the local server.
+    Stop,
+    /// Say whether the local server is running, and where.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicCommand {
+    /// Create a topic.
+    Create {
+        /// The topic's name.
+        name: String,
+        /// Number of partitions.
+        #[arg(short, long, default_value_t = 1)]
+        partitions: u32,
+        /// Delete records older than this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        retention_secs: Option<u64>,
+        /// Keep at most this many bytes per partition.
+        #[arg(long, value_name = "BYTES")]
+        retention_bytes: Option<u64>,
+        /// Start a new segment at this size.
+        #[arg(long, value_name = "BYTES")]
+        segment_bytes: Option<u64>,
+    },
+    /// List topics.
+    List,
+    /// Delete a topic and its records.
+    Delete {
+        /// The topic's name.
+        name: String,
+    },
+}
+
+async fn connect(addr: Option<&str>) -> CliResult<fluvio_client::Fluvio> {
+    Ok(fluvio_client::Fluvio::connect(&home::server_addr(addr)).await?)
+}
+
+async fn run(cli: Cli) -> CliResult {
+    let addr = cli.addr.as_deref();
+    match cli.command {
+        Command::Cluster(ClusterCommand::Start { data_dir, listen }) => cluster::start(data_dir, &listen),
+        Command::Cluster(ClusterCommand::Stop) => cluster::stop(),
+        Command::Cluster(ClusterCommand::Status) => cluster::status().await,
+        Command::Topic(TopicCommand::Create { name, partitions, retention_secs, retention_bytes, segment_bytes }) => {
+            let retention = fluvio_client::protocol::RetentionSpec {
+                max_age_ms: retention_secs.map(|s| s.saturating_mul(1000)),
+                max_bytes: retention_bytes,
+                segment_bytes,
+            };
+            connect(addr).await?.create_topic_with(&name, partitions, retention).await?;
+            println!("topic \"{name}\" created");
+            Ok(())
+        }
+        Command::Topic(TopicCommand::List) => {
+            let topics = connect(addr).await?.list_topics().await?;
+            let rows: Vec<Vec<String>> = topics
+                .iter()
+                .map(|t| vec![t.name.clone(), t.partitions.to_string(), t.next_offsets.iter().sum::<i64>().to_string()])
+                .collect();
+            print!("{}", table(&["NAME", "PARTITIONS", "RECORDS"], &rows));
+            Ok(())
+        }
+        Command::Topic(TopicCommand::Delete { name }) => {
+            connect(addr).await?.delete_topic(&name).await?;
+            println!("topic \"{name}\" deleted");
+            Ok(())
+        }
+        Command::Produce(args) => records::produce(connect(addr).await?, args).await,
+        Command::Consume(args) => records::consume(connect(addr).await?, args).await,
+        Command::SmartModule(command) => smartmodule::run(addr, command).await,
+    }
+}
+
+/// A table as the CLI prints it: a leading space, columns two spaces apart.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        let mut out = String::from(" ");
+        for (i, cell) in cells.into_iter().enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", error.message);
+            ExitCode::from(error.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tables_line_up_like_the_seed() {
+        let out = super::table(&["NAME", "STATUS", "SIZE"], &[vec!["my-filter".into(), "SmartModuleStatus".into(), "108754".into()]]);
+        assert_eq!(out, " NAME       STATUS             SIZE\n my-filter  SmartModuleStatus  108754\n");
+    }
+}

@@ -1,0 +1,207 @@
+//! `fluvio smart-module create|list|delete|test|build`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::Subcommand;
+use fluvio_client::batch::BatchBuilder;
+use fluvio_client::engine::{ChainBuilder, ModuleConfig};
+use fluvio_client::{Fluvio, SmartModuleSource, SmartModuleSpec, local_engine};
+
+use crate::chain::SmartModuleArgs;
+use crate::error::{CliError, CliResult};
+use crate::{connect, home, table};
+
+/// The smart-module subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SmartModuleCommand {
+    /// Register a SmartModule on the server (it is validated first).
+    Create {
+        /// The name to register it under.
+        name: String,
+        /// The compiled module.
+        #[arg(long = "wasm-file", value_name = "FILE")]
+        wasm_file: PathBuf,
+    },
+    /// List registered SmartModules.
+    List,
+    /// Delete a registered SmartModule.
+    Delete {
+        /// The name.
+        name: String,
+    },
+    /// Run SmartModules locally over records, exactly as the server would.
+    Test {
+        /// The module to test (or use the SmartModule flags below).
+        #[arg(long = "wasm-file", value_name = "FILE")]
+        wasm_file: Option<PathBuf>,
+        /// One record's value.
+        #[arg(long, conflicts_with = "file")]
+        text: Option<String>,
+        /// Records, one per line (default: stdin).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// A key for every record.
+        #[arg(long)]
+        key: Option<String>,
+        /// Print each output's key before its value.
+        #[arg(short = 'k', long = "key-value")]
+        key_value: bool,
+        #[command(flatten)]
+        smartmodules: SmartModuleArgs,
+    },
+    /// Build the SmartModule project in a directory for wasm32-unknown-unknown
+    /// in release mode, and print the path of the .wasm file.
+    Build {
+        /// The project directory.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        path: PathBuf,
+    },
+}
+
+/// Runs a smart-module subcommand.
+pub async fn run(addr: Option<&str>, command: SmartModuleCommand) -> CliResult {
+    match command {
+        SmartModuleCommand::Create { name, wasm_file } => {
+            let wasm = std::fs::read(&wasm_file).map_err(|e| CliError::failed(format!("cannot read {}: {e}", wasm_file.display())))?;
+            let info = connect(addr).await?.create_smartmodule(&name, wasm).await?;
+            let kind: fluvio_client::SmartModuleKind = info.kind.into();
+            println!("smart-module \"{name}\" created ({kind}, {} bytes)", info.size);
+            Ok(())
+        }
+        SmartModuleCommand::List => {
+            let modules = connect(addr).await?.list_smartmodules().await?;
+            let rows: Vec<Vec<String>> = modules.iter().map(|m| vec![m.name.clone(), m.status.clone(), m.size.to_string()]).collect();
+            print!("{}", table(&["NAME", "STATUS", "SIZE"], &rows));
+            Ok(())
+        }
+        SmartModuleCommand::Delete { name } => {
+            connect(addr).await?.delete_smartmodule(&name).await?;
+            println!("smart-module \"{name}\" deleted");
+            Ok(())
+        }
+        SmartModuleCommand::Test { wasm_file, text, file, key, key_value, smartmodules } => {
+            test(addr, wasm_file, text, file, key, key_value, smartmodules).await
+        }
+        SmartModuleCommand::Build { path } => build(&path),
+    }
+}
+
+async fn test(
+    addr: Option<&str>,
+    wasm_file: Option<PathBuf>,
+    text: Option<String>,
+    file: Option<PathBuf>,
+    key: Option<String>,
+    key_value: bool,
+    flags: SmartModuleArgs,
+) -> CliResult {
+    let mut chain = flags.chain()?;
+    if let Some(path) = wasm_file {
+        if !chain.is_empty() {
+            return Err(CliError::failed("give the module with --wasm-file or with a SmartModule flag, not both"));
+        }
+        let mut spec = SmartModuleSpec::path(path);
+        spec.params = flags.params.iter().cloned().collect();
+        spec.initial_accumulator = flags.aggregate_initial.as_ref().map(|v| v.clone().into_bytes());
+        chain.push(spec);
+    }
+    if chain.is_empty() {
+        return Err(CliError::failed("nothing to test: give --wasm-file FILE (or --filter, --map, ..., --transforms)"));
+    }
+    let input = match (text, file) {
+        (Some(text), _) => vec![text],
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| CliError::failed(format!("cannot read {}: {e}", path.display())))?
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        (None, None) => {
+            let mut all = String::new();
+            std::io::stdin().read_to_string(&mut all).map_err(|e| CliError::failed(format!("cannot read stdin: {e}")))?;
+            all.lines().map(str::to_string).collect()
+        }
+    };
+    let needs_server = chain.iter().any(|s| matches!(s.source, SmartModuleSource::Registered(_)));
+    let fluvio: Option<Fluvio> = if needs_server { Some(connect(addr).await?) } else { None };
+    let mut modules = Vec::new();
+    for spec in &chain {
+        let module = spec.load(fluvio.as_ref()).await?;
+        modules.push((module, ModuleConfig { params: spec.params.clone(), initial_accumulator: spec.initial_accumulator.clone() }));
+    }
+    let policy = flags.policy();
+    let mut batch = BatchBuilder::new(0, 0);
+    for line in &input {
+        batch.push_value(key.as_deref().map(str::as_bytes), line.as_bytes());
+    }
+    let batch = batch.finish();
+    // The engine runs here exactly as on the server: same chain, same policy.
+    let result = tokio::task::spawn_blocking(move || {
+        let mut chain = modules.into_iter().fold(ChainBuilder::new(local_engine()).on_error(policy), |b, (m, c)| b.module(m, c)).build()?;
+        let output = chain.process(&batch);
+        let logs = chain.take_logs();
+        Ok::<_, fluvio_client::engine::EngineError>((output, logs))
+    })
+    .await
+    .map_err(|e| CliError::failed(format!("the SmartModule test crashed: {e}")))??;
+    let (output, logs) = result;
+    for log in logs {
+        eprintln!("[{} {}] {}", log.module, log.level.name(), log.message);
+    }
+    let output = output?;
+    for record in output.batch.records() {
+        let value = String::from_utf8_lossy(record.value);
+        if key_value {
+            let key = record.key.map_or_else(|| "null".into(), String::from_utf8_lossy);
+            println!("[{key}] {value}");
+        } else {
+            println!("{value}");
+        }
+    }
+    if output.skipped > 0 {
+        eprintln!("{} record(s) skipped", output.skipped);
+    }
+    if let Some(failure) = output.failure {
+        return Err(CliError::failed(failure.to_string()));
+    }
+    Ok(())
+}
+
+fn build(path: &Path) -> CliResult {
+    let manifest = path.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Err(CliError::failed(format!("{} has no Cargo.toml; run this in a SmartModule project", path.display())));
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "--target", "wasm32-unknown-unknown", "--manifest-path"])
+        .arg(&manifest)
+        .status()
+        .map_err(|e| CliError::failed(format!("cannot run cargo: {e}")))?;
+    if !status.success() {
+        return Err(CliError::failed("cargo build failed (see above); if the target is missing, run `rustup target add wasm32-unknown-unknown`"));
+    }
+    let metadata = Command::new(&cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
+        .arg(&manifest)
+        .output()
+        .map_err(|e| CliError::failed(format!("cannot run cargo metadata: {e}")))?;
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&metadata.stdout).map_err(|e| CliError::failed(format!("cannot read cargo metadata: {e}")))?;
+    let target_dir = metadata["target_directory"].as_str().unwrap_or("target").to_string();
+    let manifest_path = std::fs::canonicalize(&manifest).unwrap_or(manifest);
+    let package = metadata["packages"]
+        .as_array()
+        .and_then(|packages| packages.iter().find(|p| p["manifest_path"].as_str().map(Path::new) == Some(manifest_path.as_path())))
+        .ok_or_else(|| CliError::failed("cargo metadata does not list this package"))?;
+    let lib = package["targets"]
+        .as_array()
+        .and_then(|targets| targets.iter().find(|t| t["crate_types"].as_array().is_some_and(|c| c.iter().any(|c| c == "cdylib"))))
+        .ok_or_else(|| CliError::failed("the package has no cdylib target; add `[lib] crate-type = [\"cdylib\", \"rlib\"]` to Cargo.toml"))?;
+    let name = lib["name"].as_str().unwrap_or_default().replace('-', "_");
+    let wasm = Path::new(&target_dir).join("wasm32-unknown-unknown").join("release").join(format!("{name}.wasm"));
+    println!("{}", wasm.display());
+    let _ = home::dir();
+    Ok(())
+}
