@@ -94,6 +94,12 @@ fn module(reference: &str, base: &Path) -> SmartModuleSpec {
 impl SmartModuleArgs {
     /// The chain the flags describe (empty when none was given).
     pub fn chain(&self) -> CliResult<Vec<SmartModuleSpec>> {
+        self.chain_with(None)
+    }
+
+    /// The chain, where `extra` (for example `--wasm-file`) counts as one
+    /// more SmartModule flag of any kind.
+    pub fn chain_with(&self, extra: Option<SmartModuleSpec>) -> CliResult<Vec<SmartModuleSpec>> {
         let typed = [
             (&self.filter, SmartModuleKind::Filter),
             (&self.map, SmartModuleKind::Map),
@@ -111,6 +117,7 @@ impl SmartModuleArgs {
         if let Some(path) = &self.smartmodule_path {
             single.push(SmartModuleSpec::path(path));
         }
+        single.extend(extra);
         if single.len() > 1 {
             return Err(CliError::failed(
                 "give one SmartModule flag (--filter, --map, --filter-map, --array-map, --aggregate, --smartmodule or --smartmodule-path); use --transforms for a chain",

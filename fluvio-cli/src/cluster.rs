@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 use crate::error::{CliError, CliResult};
 use crate::home;
 
-/// Finds the `fluvio-server` binary: next to this executable, then on PATH.
+/// Finds the `fluvio-server` binary: `$FLUVIO_SERVER_BIN`, next to this
+/// executable, then on PATH.
 fn server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("FLUVIO_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
     if let Ok(exe) = std::env::current_exe()
         && let Some(dir) = exe.parent()
     {

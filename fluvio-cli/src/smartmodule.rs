@@ -97,16 +97,7 @@ async fn test(
     key_value: bool,
     flags: SmartModuleArgs,
 ) -> CliResult {
-    let mut chain = flags.chain()?;
-    if let Some(path) = wasm_file {
-        if !chain.is_empty() {
-            return Err(CliError::failed("give the module with --wasm-file or with a SmartModule flag, not both"));
-        }
-        let mut spec = SmartModuleSpec::path(path);
-        spec.params = flags.params.iter().cloned().collect();
-        spec.initial_accumulator = flags.aggregate_initial.as_ref().map(|v| v.clone().into_bytes());
-        chain.push(spec);
-    }
+    let chain = flags.chain_with(wasm_file.map(SmartModuleSpec::path))?;
     if chain.is_empty() {
         return Err(CliError::failed("nothing to test: give --wasm-file FILE (or --filter, --map, ..., --transforms)"));
     }

@@ -1,0 +1,282 @@
+//! Acceptance: both seed documents' command sequences, replayed through the
+//! real `fluvio` binary against a freshly started local server, with every
+//! output the seeds show checked. Also the CLI's other commands and errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const ACCOUNT: &str = r#"{"social_security_number":"123-45-6789","event_type":"account-created","account_id":"1509aaf8-5863-4b41-bfe2-b081691d7a6e","first_name":"Daniel","last_name":"Mahoney","email":"","password_hash":"db6b535bc9909ecfb7c2ee4550ed7b350a61785e"}"#;
+
+/// A scratch `FLUVIO_HOME` with a local cluster started through the CLI,
+/// stopped (through the CLI) on drop.
+struct Cluster {
+    home: PathBuf,
+}
+
+impl Cluster {
+    fn start(name: &str) -> Cluster {
+        let home = std::env::temp_dir().join(format!("fluvio-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap();
+        let cluster = Cluster { home };
+        let out = cluster.fluvio(&["cluster", "start", "--listen", "127.0.0.1:0"], None, Path::new("."));
+        assert!(out.status.success(), "cluster start failed: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("listening on 127.0.0.1:"), "{stdout}");
+        assert!(stdout.contains("logs in"), "{stdout}");
+        cluster
+    }
+
+    fn command(&self, args: &[&str], dir: &Path) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fluvio"));
+        command.args(args).current_dir(dir).env("FLUVIO_HOME", &self.home).env_remove("FLUVIO_ADDR");
+        let server = Path::new(env!("CARGO_BIN_EXE_fluvio")).with_file_name("fluvio-server");
+        assert!(server.is_file(), "{} is missing: run the tests with `cargo test --workspace`", server.display());
+        command.env("FLUVIO_SERVER_BIN", server);
+        command
+    }
+
+    /// Runs `fluvio ARGS` with optional stdin, in `dir`, within 60 s.
+    fn fluvio(&self, args: &[&str], stdin: Option<&str>, dir: &Path) -> Output {
+        let mut child = self.command(args, dir).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut input = child.stdin.take().unwrap();
+            if let Some(text) = stdin {
+                input.write_all(text.as_bytes()).unwrap();
+            }
+        }
+        wait_with_timeout(child, Duration::from_secs(60)).expect("fluvio finishes within 60 s")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.fluvio(&["cluster", "stop"], None, Path::new("."));
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// Waits for a child; on timeout kills it and returns `None`.
+fn wait_with_timeout(mut child: std::process::Child, timeout: Duration) -> Option<Output> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a continuous command for `wait`, then kills it; returns its output.
+fn run_for(mut command: Command, wait: Duration) -> (String, String) {
+    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A directory laid out like a built SmartModule project:
+/// `target/wasm32-unknown-unknown/release/NAME.wasm`, built from this
+/// repository's source.
+fn project_with(package: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fluvio-cli-project-{package}-{}", std::process::id()));
+    let release = dir.join("target/wasm32-unknown-unknown/release");
+    std::fs::create_dir_all(&release).unwrap();
+    let file = format!("{}.wasm", package.replace('-', "_"));
+    std::fs::copy(dev_support::wasm_path(package), release.join(&file)).unwrap();
+    dir
+}
+
+#[test]
+fn seed_004_regex_scrubbing_walkthrough() {
+    let cluster = Cluster::start("seed004");
+    let project = project_with("regex-scrubbing");
+
+    // $ fluvio topic create accounts
+    let out = cluster.fluvio(&["topic", "create", "accounts"], None, &project);
+    assert_eq!(text(&out.stdout), "topic \"accounts\" created\n");
+    // $ echo '{...}' > account.json
+    std::fs::write(project.join("account.json"), format!("{ACCOUNT}\n")).unwrap();
+    // $ fluvio produce accounts < account.json
+    let out = cluster.fluvio(&["produce", "accounts"], Some(&std::fs::read_to_string(project.join("account.json")).unwrap()), &project);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // $ fluvio consume accounts -B --map=target/wasm32-unknown-unknown/release/regex_scrubbing.wasm
+    let (stdout, stderr) = run_for(
+        cluster.command(&["consume", "accounts", "-B", "--map=target/wasm32-unknown-unknown/release/regex_scrubbing.wasm"], &project),
+        Duration::from_secs(8),
+    );
+    assert!(stderr.contains("Consuming records from the beginning of topic 'accounts'"), "{stderr}");
+    assert_eq!(stdout, format!("{}\n", ACCOUNT.replace("123-45-6789", "***-**-****")));
+    // The consumer never witnesses any of the SSN information.
+    assert!(!stdout.contains("123-45-6789"));
+    std::fs::remove_dir_all(&project).unwrap();
+}
+
+#[test]
+fn seed_000_registering_and_using_smartmodules() {
+    let cluster = Cluster::start("seed000");
+    let project = project_with("my-filter");
+    let out = cluster.fluvio(&["topic", "create", "my-topic"], None, &project);
+    assert!(out.status.success());
+    cluster.fluvio(&["produce", "my-topic"], Some("apple\nplum\nbanana\ncherry\n"), &project);
+
+    // $ fluvio smart-module create my-filter --wasm-file=target/wasm32-unknown-unknown/release/my_filter.wasm
+    let out = cluster.fluvio(&["smart-module", "create", "my-filter", "--wasm-file=target/wasm32-unknown-unknown/release/my_filter.wasm"], None, &project);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // $ fluvio smart-module list
+    let out = cluster.fluvio(&["smart-module", "list"], None, &project);
+    let size = std::fs::metadata(project.join("target/wasm32-unknown-unknown/release/my_filter.wasm")).unwrap().len();
+    let width = "my-filter".len().max(4);
+    assert_eq!(
+        text(&out.stdout),
+        format!(" {:<width$}  STATUS             SIZE\n my-filter  SmartModuleStatus  {size}\n", "NAME")
+    );
+    // $ fluvio consume my-topic -B --filter=my-filter
+    let (stdout, stderr) = run_for(cluster.command(&["consume", "my-topic", "-B", "--filter=my-filter"], &project), Duration::from_secs(6));
+    assert_eq!(stdout, "apple\nbanana\n", "{stderr}");
+    // $ fluvio consume my-topic -B --filter=target/wasm32-unknown-unknown/release/my_filter.wasm
+    let (stdout, _) = run_for(
+        cluster.command(&["consume", "my-topic", "-B", "--filter=target/wasm32-unknown-unknown/release/my_filter.wasm"], &project),
+        Duration::from_secs(6),
+    );
+    assert_eq!(stdout, "apple\nbanana\n");
+    // $ fluvio smart-module delete my-filter
+    let out = cluster.fluvio(&["smart-module", "delete", "my-filter"], None, &project);
+    assert!(out.status.success());
+    let out = cluster.fluvio(&["smart-module", "list"], None, &project);
+    assert_eq!(text(&out.stdout), " NAME  STATUS  SIZE\n");
+    std::fs::remove_dir_all(&project).unwrap();
+}
+
+#[test]
+fn consume_flags_keys_offsets_and_errors() {
+    let cluster = Cluster::start("flags");
+    let here = Path::new(".");
+    cluster.fluvio(&["topic", "create", "kv"], None, here);
+    let out = cluster.fluvio(&["produce", "kv", "--key-separator", ":"], Some("a:1\nb:2\nc:3\nd:4\n"), here);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cluster.fluvio(&["consume", "kv", "-B", "-d", "-k"], None, here);
+    assert_eq!(text(&out.stdout), "[a] 1\n[b] 2\n[c] 3\n[d] 4\n");
+    let out = cluster.fluvio(&["consume", "kv", "-o", "2", "-d"], None, here);
+    assert_eq!(text(&out.stdout), "3\n4\n");
+    let out = cluster.fluvio(&["consume", "kv", "-T", "1", "-d"], None, here);
+    assert_eq!(text(&out.stdout), "4\n");
+    // Aggregate with an initial value and params through -e.
+    let sum = dev_support::wasm_path("sum-aggregate");
+    let out = cluster.fluvio(&["consume", "kv", "-B", "-d", "--aggregate", sum.to_str().unwrap(), "--aggregate-initial", "10"], None, here);
+    assert_eq!(text(&out.stdout), "11\n13\n16\n20\n");
+    let params = dev_support::wasm_path("params-filter");
+    let out = cluster.fluvio(&["consume", "kv", "-B", "-d", "--smartmodule-path", params.to_str().unwrap(), "-e", "contains=3"], None, here);
+    assert_eq!(text(&out.stdout), "3\n");
+    // A missing parameter is a clear error with exit code 1.
+    let out = cluster.fluvio(&["consume", "kv", "-B", "-d", "--smartmodule-path", params.to_str().unwrap()], None, here);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("missing parameter `contains`"), "{}", text(&out.stderr));
+    // A kind flag that does not match the module.
+    let filter = dev_support::wasm_path("my-filter");
+    let out = cluster.fluvio(&["consume", "kv", "-B", "-d", "--map", filter.to_str().unwrap()], None, here);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is a filter, but it was given as a map"), "{}", text(&out.stderr));
+    // A chain from a transforms file.
+    let transforms = cluster.home.join("chain.yaml");
+    std::fs::write(
+        &transforms,
+        format!(
+            "transforms:\n  - uses: {}\n    with:\n      contains: \"2\"\n  - uses: {}\n    initial: \"100\"\n",
+            params.display(),
+            sum.display()
+        ),
+    )
+    .unwrap();
+    let out = cluster.fluvio(&["consume", "kv", "-B", "-d", "--transforms", transforms.to_str().unwrap()], None, here);
+    assert_eq!(text(&out.stdout), "102\n", "{}", text(&out.stderr));
+    // Unknown topic: exit 1 and the topic's name.
+    let out = cluster.fluvio(&["consume", "nope", "-B", "-d"], None, here);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("topic \"nope\" not found"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn produce_applies_smartmodules_before_sending() {
+    let cluster = Cluster::start("produce-sm");
+    let here = Path::new(".");
+    cluster.fluvio(&["topic", "create", "scrubbed"], None, here);
+    let scrubber = dev_support::wasm_path("regex-scrubbing");
+    let input = cluster.home.join("accounts.txt");
+    std::fs::write(&input, format!("{ACCOUNT}\n{ACCOUNT}\n")).unwrap();
+    let out = cluster.fluvio(&["produce", "scrubbed", "--file", input.to_str().unwrap(), "--smartmodule-path", scrubber.to_str().unwrap()], None, here);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The SSN never reached the server.
+    let out = cluster.fluvio(&["consume", "scrubbed", "-B", "-d"], None, here);
+    assert_eq!(text(&out.stdout).lines().count(), 2);
+    assert!(!text(&out.stdout).contains("123-45-6789"));
+}
+
+#[test]
+fn smart_module_test_runs_locally_with_server_semantics() {
+    // No cluster needed for ad hoc modules.
+    let home = std::env::temp_dir().join(format!("fluvio-cli-test-{}", std::process::id()));
+    let fluvio = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fluvio"))
+            .args(args)
+            .env("FLUVIO_HOME", &home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let upper = dev_support::wasm_path("uppercase-map");
+    let out = fluvio(&["smart-module", "test", "--wasm-file", upper.to_str().unwrap(), "--text", "hello"], "");
+    assert_eq!(text(&out.stdout), "HELLO\n");
+    let sum = dev_support::wasm_path("sum-aggregate");
+    let out = fluvio(&["smart-module", "test", "--wasm-file", sum.to_str().unwrap(), "--aggregate-initial", "5"], "1\n2\n");
+    assert_eq!(text(&out.stdout), "6\n8\n");
+    // Errors follow the same policies as on the server.
+    let out = fluvio(&["smart-module", "test", "--wasm-file", sum.to_str().unwrap()], "1\nx\n2\n");
+    assert_eq!((text(&out.stdout), out.status.code()), ("1\n".to_string(), Some(1)));
+    assert!(text(&out.stderr).contains("offset 1"), "{}", text(&out.stderr));
+    let out = fluvio(&["smart-module", "test", "--wasm-file", sum.to_str().unwrap(), "--on-error", "skip"], "1\nx\n2\n");
+    assert_eq!(text(&out.stdout), "1\n3\n");
+    let params = dev_support::wasm_path("params-filter");
+    let out = fluvio(&["smart-module", "test", "--wasm-file", params.to_str().unwrap(), "-e", "contains=b"], "abc\nxyz\n");
+    assert_eq!(text(&out.stdout), "abc\n");
+    assert!(text(&out.stderr).contains("keeping records that contain"), "guest logs are shown: {}", text(&out.stderr));
+    let out = fluvio(&["smart-module", "test", "--wasm-file", "/nonexistent.wasm", "--text", "x"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/nonexistent.wasm"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn commands_without_a_server_say_how_to_start_one() {
+    let home = std::env::temp_dir().join(format!("fluvio-cli-noserver-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_fluvio"))
+        .args(["--addr", "127.0.0.1:1", "topic", "list"])
+        .env("FLUVIO_HOME", &home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("fluvio cluster start"), "{}", text(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_fluvio")).args(["consume"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage errors exit with 2");
+}
