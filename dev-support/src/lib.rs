@@ -20,6 +20,7 @@ pub const MODULES: &[&str] = &[
     "params-filter",
     "record-position",
     "regex-scrubbing",
+    "json-scrubbing",
     "hostile-infinite-loop",
     "hostile-memory-bomb",
     "hostile-panic",

@@ -1,0 +1,46 @@
+//! Runs both SDK programs against a real server on loopback.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use fluvio_server::{Server, ServerConfig};
+
+fn start_server() -> (tokio::runtime::Runtime, String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = std::env::temp_dir().join(format!("sdk-apps-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = ServerConfig::new(&dir);
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    let server = runtime.block_on(Server::bind(config)).unwrap();
+    let addr = server.local_addr().to_string();
+    runtime.spawn(server.run());
+    (runtime, addr)
+}
+
+#[test]
+fn producer_scrubs_before_sending_and_consumer_filters_on_the_server() {
+    let (_runtime, addr) = start_server();
+    let scrubber = dev_support::wasm_path("json-scrubbing");
+    let mut producer = Command::new(env!("CARGO_BIN_EXE_produce-scrubbed"))
+        .args([&addr, "accounts", scrubber.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    producer
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"social_security_number\":\"123-45-6789\",\"name\":\"alice\"}\n{\"user\":\"bob\"}\n")
+        .unwrap();
+    let out = producer.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "sent 2 records\n");
+
+    let filter = dev_support::wasm_path("my-filter");
+    let out = Command::new(env!("CARGO_BIN_EXE_consume-filtered")).args([&addr, "accounts", filter.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Only alice's record contains an `a`; the SSN never reached the server.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"name\":\"alice\"}\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("received 1 records"));
+}
