@@ -2,6 +2,8 @@
 //! real `fluvio` binary against a freshly started local server, with every
 //! output the seeds show checked. Also the CLI's other commands and errors.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -106,9 +108,28 @@ fn project_with(package: &str) -> PathBuf {
 
 #[test]
 fn seed_004_regex_scrubbing_walkthrough() {
-    let cluster = Cluster::start("seed004");
-    let project = project_with("regex-scrubbing");
+    let work = std::env::temp_dir().join(format!("fluvio-seed004-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    // $ cargo generate ... (Project Name: regex-scrubbing, type: map)
+    let project = common::generate(&work, "regex-scrubbing", "map", false);
+    // $ cd regex-scrubbing && cat Cargo.toml; add the dependencies the post lists
+    // (fluvio-smartmodule is already there, pointing at this repository).
+    let manifest = project.join("Cargo.toml");
+    let cargo_toml = std::fs::read_to_string(&manifest).unwrap();
+    assert!(cargo_toml.contains("fluvio-smartmodule"), "{cargo_toml}");
+    let cargo_toml = cargo_toml.replace(
+        "[dependencies]\n",
+        "[dependencies]\nserde = { version = \"1\", features = [\"derive\"] }\nserde_json = \"1\"\nregex = \"1\"\nonce_cell = \"1\"\n",
+    );
+    std::fs::write(&manifest, cargo_toml).unwrap();
+    // Paste the post's code (with its #[smartmodule(map)] line) into src/lib.rs.
+    std::fs::copy(common::repo().join("examples/regex-scrubbing/src/lib.rs"), project.join("src/lib.rs")).unwrap();
+    // $ cargo build --release
+    common::run(common::cargo().args(["build", "--release"]).current_dir(&project));
+    assert!(project.join("target/wasm32-unknown-unknown/release/regex_scrubbing.wasm").is_file());
 
+    let cluster = Cluster::start("seed004");
     // $ fluvio topic create accounts
     let out = cluster.fluvio(&["topic", "create", "accounts"], None, &project);
     assert_eq!(text(&out.stdout), "topic \"accounts\" created\n");
@@ -126,7 +147,8 @@ fn seed_004_regex_scrubbing_walkthrough() {
     assert_eq!(stdout, format!("{}\n", ACCOUNT.replace("123-45-6789", "***-**-****")));
     // The consumer never witnesses any of the SSN information.
     assert!(!stdout.contains("123-45-6789"));
-    std::fs::remove_dir_all(&project).unwrap();
+    drop(cluster);
+    std::fs::remove_dir_all(&work).unwrap();
 }
 
 #[test]
