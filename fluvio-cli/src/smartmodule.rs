@@ -49,7 +49,7 @@ pub enum SmartModuleCommand {
         #[arg(short = 'k', long = "key-value")]
         key_value: bool,
         #[command(flatten)]
-        smartmodules: SmartModuleArgs,
+        smartmodules: Box<SmartModuleArgs>,
     },
     /// Build the SmartModule project in a directory for wasm32-unknown-unknown
     /// in release mode, and print the path of the .wasm file.
@@ -82,7 +82,7 @@ pub async fn run(addr: Option<&str>, command: SmartModuleCommand) -> CliResult {
             Ok(())
         }
         SmartModuleCommand::Test { wasm_file, text, file, key, key_value, smartmodules } => {
-            test(addr, wasm_file, text, file, key, key_value, smartmodules).await
+            test(addr, wasm_file, text, file, key, key_value, *smartmodules).await
         }
         SmartModuleCommand::Build { path } => build(&path),
     }

@@ -164,11 +164,11 @@ impl ConsumerStream {
                     sink(failure(wire));
                     None
                 }
-                None => Some(Err(FluvioError::DeadLetter(failure(wire)))),
+                None => Some(Err(FluvioError::DeadLetter(Box::new(failure(wire))))),
             },
             StreamEvent::Failed(wire) => {
                 self.done = true;
-                Some(Err(FluvioError::RecordFailed(failure(wire))))
+                Some(Err(FluvioError::RecordFailed(Box::new(failure(wire)))))
             }
             StreamEvent::End { next_offset } => {
                 self.next_offset = Some(next_offset);

@@ -37,11 +37,11 @@ pub enum FluvioError {
     /// A SmartModule failed on a record under the `fail` policy. On a
     /// consumer stream this ends the stream.
     #[error("{0}")]
-    RecordFailed(RecordFailure),
+    RecordFailed(Box<RecordFailure>),
     /// A SmartModule failed on a record under the `dead-letter` policy. On a
     /// consumer stream this item is followed by more records.
     #[error("dead letter: {0}")]
-    DeadLetter(RecordFailure),
+    DeadLetter(Box<RecordFailure>),
     /// The server sent something this client does not understand.
     #[error("protocol error: {0}")]
     Protocol(String),

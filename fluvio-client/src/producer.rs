@@ -296,7 +296,7 @@ async fn send_records(shared: &Shared, records: Vec<PendingRecord>) {
                     // were not sent.
                     for ack in acks.iter_mut().skip(failure.offset as usize) {
                         if let Some(ack) = ack.take() {
-                            let _ = ack.send(Err(FluvioError::RecordFailed(failure.clone())));
+                            let _ = ack.send(Err(FluvioError::RecordFailed(Box::new(failure.clone()))));
                         }
                     }
                 }

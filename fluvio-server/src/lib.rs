@@ -191,7 +191,7 @@ async fn maintain(context: Arc<ServerContext>) {
                     let _ = partition.sync();
                 }
             }
-            if ticks % 50 == 0 {
+            if ticks.is_multiple_of(50) {
                 for partition in &partitions {
                     partition.apply_retention();
                 }

@@ -12,9 +12,12 @@ use tokio::sync::oneshot;
 use super::{ChainOutput, EngineError, GuestLog, ModuleMetrics, SmartModuleChain};
 use crate::batch::Batch;
 
+/// Each module's metrics, and the log lines written since the last ask.
+type MetricsAndLogs = (Vec<(String, ModuleMetrics)>, Vec<GuestLog>);
+
 enum Job {
     Process(Batch, oneshot::Sender<Result<ChainOutput, EngineError>>),
-    Metrics(oneshot::Sender<(Vec<(String, ModuleMetrics)>, Vec<GuestLog>)>),
+    Metrics(oneshot::Sender<MetricsAndLogs>),
 }
 
 /// A [`SmartModuleChain`] running on its own thread.
@@ -78,7 +81,7 @@ impl ChainWorker {
     }
 
     /// Each module's metrics, and the log lines written since the last call.
-    pub async fn metrics_and_logs(&self) -> (Vec<(String, ModuleMetrics)>, Vec<GuestLog>) {
+    pub async fn metrics_and_logs(&self) -> MetricsAndLogs {
         let (reply, answer) = oneshot::channel();
         if self.jobs.send(Job::Metrics(reply)).is_err() {
             return (Vec::new(), Vec::new());

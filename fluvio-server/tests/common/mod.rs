@@ -10,6 +10,7 @@ use std::time::Duration;
 use fluvio_client::{ConsumerConfig, ConsumerRecord, Fluvio, OffsetSpec};
 use futures::StreamExt;
 
+#[allow(unused_imports)]
 pub use dev_support::{wasm, wasm_path};
 
 /// A server process with its own data directory.
