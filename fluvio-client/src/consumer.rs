@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 
 use crate::batch::Batch;
 use crate::client::{Connection, check, control};
-use crate::engine::{ErrorPolicy, RecordFailure};
-use crate::protocol::{ApiKind, Frame, OffsetSpec, StreamEvent, StreamFetchRequest, WireFailure, WirePolicy};
+use crate::engine::ErrorPolicy;
+use crate::protocol::{ApiKind, Frame, OffsetSpec, StreamEvent, StreamFetchRequest, WirePolicy};
 use crate::smartmodule::SmartModuleSpec;
 use crate::{Fluvio, FluvioError};
 
@@ -81,10 +81,6 @@ pub struct ConsumerStream {
     sink: Option<crate::engine::DeadLetterSink>,
     next_offset: Option<i64>,
     done: bool,
-}
-
-fn failure(wire: WireFailure) -> RecordFailure {
-    RecordFailure { module: wire.module, offset: wire.offset, timestamp: 0, kind: wire.kind, message: wire.message, key: wire.key, value: wire.value }
 }
 
 impl Fluvio {
@@ -159,16 +155,16 @@ impl ConsumerStream {
                     }
                 }
             }
-            StreamEvent::DeadLetter(wire) => match &self.sink {
+            StreamEvent::DeadLetter(failure) => match &self.sink {
                 Some(sink) => {
-                    sink(failure(wire));
+                    sink(failure);
                     None
                 }
-                None => Some(Err(FluvioError::DeadLetter(Box::new(failure(wire))))),
+                None => Some(Err(FluvioError::DeadLetter(Box::new(failure)))),
             },
-            StreamEvent::Failed(wire) => {
+            StreamEvent::Failed(failure) => {
                 self.done = true;
-                Some(Err(FluvioError::RecordFailed(Box::new(failure(wire)))))
+                Some(Err(FluvioError::RecordFailed(Box::new(failure))))
             }
             StreamEvent::End { next_offset } => {
                 self.next_offset = Some(next_offset);

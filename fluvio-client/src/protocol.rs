@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::engine::SmartModuleKind;
+use crate::engine::{RecordFailure, SmartModuleKind};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -446,31 +446,14 @@ pub enum StreamEvent {
         next_offset: i64,
     },
     /// A record a SmartModule failed on, under the dead-letter policy.
-    DeadLetter(WireFailure),
+    DeadLetter(RecordFailure),
     /// A SmartModule failed on a record under the fail policy; the stream ends.
-    Failed(WireFailure),
+    Failed(RecordFailure),
     /// The stream reached the end (when not continuous); it ends.
     End {
         /// Offset after the last record.
         next_offset: i64,
     },
-}
-
-/// A record failure on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WireFailure {
-    /// Module name.
-    pub module: String,
-    /// Record offset.
-    pub offset: i64,
-    /// Error kind.
-    pub kind: String,
-    /// Error message.
-    pub message: String,
-    /// The record's key.
-    pub key: Option<Vec<u8>>,
-    /// The record's value.
-    pub value: Vec<u8>,
 }
 
 /// Register a SmartModule; the payload is the wasm.

@@ -8,7 +8,7 @@ use fluvio_client::engine::{ChainBuilder, ChainWorker, ErrorPolicy, ModuleConfig
 use fluvio_client::protocol::{
     ApiKind, CreateSmartModuleRequest, CreateTopicRequest, Empty, ErrorCode, Frame, FrameError, Invocation, ModuleSource,
     NameRequest, OffsetSpec, PROTOCOL_VERSION, ProduceRequest, ProduceResponse, RESPONSE_BIT, StreamEvent,
-    StreamFetchRequest, WireFailure, WirePolicy,
+    StreamFetchRequest, WirePolicy,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -207,17 +207,6 @@ pub async fn start_chain(
     .map_err(invalid)
 }
 
-fn wire_failure(failure: RecordFailure) -> WireFailure {
-    WireFailure {
-        module: failure.module,
-        offset: failure.offset,
-        kind: failure.kind,
-        message: failure.message,
-        key: failure.key,
-        value: failure.value,
-    }
-}
-
 /// Streams a partition to the client, through the requested chain.
 async fn stream(context: &ServerContext, request: StreamFetchRequest, id: u32, frames: &mpsc::Sender<Frame>) -> Result<(), ServerError> {
     let partition = context.topics.partition(&request.topic, request.partition)?;
@@ -265,7 +254,7 @@ async fn stream(context: &ServerContext, request: StreamFetchRequest, id: u32, f
                         .map_err(|e| ServerError::new(ErrorCode::SmartModuleFailed, e.to_string()))?;
                     let letters = std::mem::take(&mut *dead_letters.lock().expect("dead letters"));
                     for letter in letters {
-                        send(respond(ApiKind::StreamFetch, id, &StreamEvent::DeadLetter(wire_failure(letter)), Vec::new())).await?;
+                        send(respond(ApiKind::StreamFetch, id, &StreamEvent::DeadLetter(letter), Vec::new())).await?;
                     }
                     (result.batch, result.failure)
                 }
@@ -274,7 +263,7 @@ async fn stream(context: &ServerContext, request: StreamFetchRequest, id: u32, f
                 send(respond(ApiKind::StreamFetch, id, &StreamEvent::Batch { next_offset: offset }, output.into_bytes())).await?;
             }
             if let Some(failure) = failure {
-                send(respond(ApiKind::StreamFetch, id, &StreamEvent::Failed(wire_failure(failure)), Vec::new())).await?;
+                send(respond(ApiKind::StreamFetch, id, &StreamEvent::Failed(failure), Vec::new())).await?;
                 return Ok(());
             }
         }

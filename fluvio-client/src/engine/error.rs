@@ -142,7 +142,8 @@ impl EngineError {
 
 /// One record a SmartModule failed on: what a dead-letter sink receives, and
 /// what a chain with the `fail` policy reports after its last good output.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// It travels to consumers as is, in stream events.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordFailure {
     /// Name of the module that failed.
     pub module: String,
