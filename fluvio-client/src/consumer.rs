@@ -107,6 +107,12 @@ impl Fluvio {
     }
 }
 
+impl std::fmt::Debug for ConsumerStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerStream").field("addr", &self.connection.addr()).field("next_offset", &self.next_offset).finish()
+    }
+}
+
 impl ConsumerStream {
     /// Bytes received from the server on this stream's connection.
     pub fn bytes_received(&self) -> u64 {

@@ -79,6 +79,16 @@ pub struct TopicProducer {
     flusher: tokio::task::JoinHandle<()>,
 }
 
+impl std::fmt::Debug for TopicProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicProducer")
+            .field("topic", &self.shared.topic)
+            .field("partition", &self.shared.config.partition)
+            .field("smartmodules", &self.shared.config.smartmodules.len())
+            .finish()
+    }
+}
+
 impl Drop for TopicProducer {
     fn drop(&mut self) {
         self.flusher.abort();

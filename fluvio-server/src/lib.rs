@@ -186,9 +186,9 @@ async fn maintain(context: Arc<ServerContext>) {
         let context = Arc::clone(&context);
         let _ = tokio::task::spawn_blocking(move || {
             let partitions = context.topics.all_partitions();
-            if let FlushPolicy::Interval(_) = context.config.flush {
-                for partition in &partitions {
-                    let _ = partition.sync();
+            for partition in &partitions {
+                if let Err(error) = partition.sync_if_due() {
+                    tracing::error!(%error, "periodic sync failed");
                 }
             }
             if ticks.is_multiple_of(50) {

@@ -439,8 +439,18 @@ impl PartitionLog {
         Ok(batches)
     }
 
-    /// Syncs everything written so far (for the interval policy's timer and
-    /// for shutdown).
+    /// Under the interval flush policy, syncs when the last sync is older
+    /// than the interval (appends alone would leave a quiet partition's last
+    /// writes unsynced).
+    pub fn sync_if_due(&self) -> Result<(), StorageError> {
+        let FlushPolicy::Interval(interval) = self.config.flush else { return Ok(()) };
+        if self.state.lock().expect("log lock").last_sync.elapsed() < interval {
+            return Ok(());
+        }
+        self.sync()
+    }
+
+    /// Syncs everything written so far (for shutdown).
     pub fn sync(&self) -> Result<(), StorageError> {
         let mut state = self.state.lock().expect("log lock");
         let path = state.segments.last().expect("active segment").log_path.clone();

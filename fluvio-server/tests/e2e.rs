@@ -302,3 +302,24 @@ async fn server_side_filtering_sends_fewer_bytes() {
     assert!(plain_bytes > 2_000 * 100, "{plain_bytes}");
     assert!(filtered_bytes * 5 < plain_bytes, "filtered {filtered_bytes} bytes vs {plain_bytes} unfiltered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_are_independent() {
+    let server = ServerProcess::start(&data_dir("partitions"), &["--flush", "interval:50"]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("split", 2).await.unwrap();
+    let one = fluvio.topic_producer_with("split", ProducerConfig { partition: 1, ..Default::default() }).await.unwrap();
+    let output = one.send(None::<Vec<u8>>, "in-one").await.unwrap();
+    one.flush().await.unwrap();
+    assert_eq!(output.wait().await.unwrap(), Some(0));
+    produce(&fluvio, "split", &["in-zero-a", "in-zero-b"]).await;
+    assert_eq!(values(&read_all(&fluvio, "split", ConsumerConfig { partition: 1, ..from_beginning() }).await), ["in-one"]);
+    assert_eq!(values(&read_all(&fluvio, "split", from_beginning()).await), ["in-zero-a", "in-zero-b"]);
+    let topics = fluvio.list_topics().await.unwrap();
+    assert_eq!(topics[0].next_offsets, vec![2, 1]);
+    let missing = fluvio.topic_producer_with("split", ProducerConfig { partition: 2, ..Default::default() }).await.unwrap_err();
+    assert!(missing.to_string().contains("no partition 2"), "{missing}");
+    let stream = fluvio.consumer_stream("split", ConsumerConfig { partition: 7, ..from_beginning() }).await.unwrap();
+    let error = stream.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::PartitionNotFound));
+}

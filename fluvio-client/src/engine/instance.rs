@@ -16,6 +16,10 @@ const MAX_GUEST_MESSAGE: usize = 4096;
 /// Most log lines kept from one call; a module that logs more loses the rest
 /// and the host says how many it dropped.
 const MAX_LOGS_PER_CALL: usize = 1024;
+/// Most log lines an instance keeps for `take_logs`; older ones are dropped
+/// (they were already emitted through `tracing`), so a long stream whose
+/// logs nobody takes does not grow without bound.
+const MAX_RETAINED_LOGS: usize = 4096;
 
 /// A log line written by a SmartModule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +262,10 @@ impl SmartModuleInstance {
             }
         }
         self.logs.append(&mut logs);
+        if self.logs.len() > MAX_RETAINED_LOGS {
+            let excess = self.logs.len() - MAX_RETAINED_LOGS;
+            self.logs.drain(..excess);
+        }
     }
 
     fn classify(&mut self, error: RuntimeError) -> CallError {
