@@ -258,4 +258,24 @@ mod tests {
         let batch = Batch::from_bytes(batch.into_bytes()).unwrap();
         assert_eq!(batch.records().next().unwrap().offset, 42);
     }
+
+    #[test]
+    fn record_index_agrees_with_the_full_parser_and_checks_lengths() {
+        let mut builder = BatchBuilder::new(5, 0);
+        builder.push(0, 1, Some(b"k"), b"first", &[(b"h".as_slice(), b"v".as_slice())]);
+        builder.push(1, 2, None, b"second", &[]);
+        let batch = builder.finish();
+        let bytes = batch.as_bytes();
+        let index = abi::RecordIndex::new(bytes).unwrap();
+        let (_, views) = RecordIter::new(bytes).unwrap();
+        for (i, view) in views.enumerate() {
+            let view = view.unwrap();
+            assert_eq!(index.bytes(bytes, i), Some(view.bytes));
+            assert_eq!(index.view(bytes, i).unwrap(), view);
+        }
+        assert_eq!(index.bytes(bytes, 2), None);
+        let mut lying = bytes.to_vec();
+        lying[abi::BATCH_HEADER_LEN] = 0xff;
+        assert!(abi::RecordIndex::new(&lying).is_err());
+    }
 }

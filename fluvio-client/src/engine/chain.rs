@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fluvio_smartmodule::abi::{self, RecordView, SmartModuleKind};
+use fluvio_smartmodule::abi::{self, RecordIndex, RecordView, SmartModuleKind};
 
 use super::instance::{CallError, ProcessOutput};
 use super::{EngineError, GuestLog, RecordFailure, SmartEngine, SmartModule, SmartModuleInstance};
@@ -267,8 +267,8 @@ impl Stage {
         let mut first_attempt = true;
         loop {
             let bytes = retry.as_deref().unwrap_or(input);
-            let (header, records) = abi::RecordIter::new(bytes)?;
-            let records = records.collect::<Result<Vec<_>, _>>()?;
+            let records = RecordIndex::new(bytes)?;
+            let header = *records.header();
             if first_attempt {
                 self.metrics.batches += 1;
                 self.metrics.records_in += records.len() as u64;
@@ -290,20 +290,21 @@ impl Stage {
                         self.accumulator = last_value;
                     }
                     for (index, kind, message) in errors {
-                        let record = &records[index as usize];
-                        failures.push(self.failure(record, &header, bytes, kind, message));
+                        let record = records.view(bytes, index as usize)?;
+                        failures.push(self.failure(&record, &header, bytes, kind, message));
                     }
                     return Ok(StageOutput { batch, failures });
                 }
                 Err(CallError::Panic { message, record: Some(index) }) if (index as usize) < records.len() => {
                     self.instance = None;
                     self.metrics.errors += 1;
-                    failures.push(self.failure(&records[index as usize], &header, bytes, "panic".into(), message));
-                    let keep: Vec<&RecordView<'_>> = match policy {
-                        ErrorPolicy::Fail => records[..index as usize].iter().collect(),
-                        _ => records.iter().enumerate().filter(|(i, _)| *i != index as usize).map(|(_, r)| r).collect(),
+                    let record = records.view(bytes, index as usize)?;
+                    failures.push(self.failure(&record, &header, bytes, "panic".into(), message));
+                    let keep: Vec<usize> = match policy {
+                        ErrorPolicy::Fail => (0..index as usize).collect(),
+                        _ => (0..records.len()).filter(|i| *i != index as usize).collect(),
                     };
-                    retry = Some(sub_batch(bytes, &header, &keep));
+                    retry = Some(sub_batch(bytes, &records, &keep));
                 }
                 Err(error) => {
                     self.instance = None;
@@ -317,11 +318,12 @@ impl Stage {
 
 /// A batch with the same header as `input` holding only `keep`, whose
 /// offset and timestamp deltas are unchanged.
-fn sub_batch(input: &[u8], header: &abi::BatchHeader, keep: &[&RecordView<'_>]) -> Vec<u8> {
+fn sub_batch(input: &[u8], records: &RecordIndex, keep: &[usize]) -> Vec<u8> {
+    let header = records.header();
     let mut out = Vec::with_capacity(input.len());
     out.extend_from_slice(&input[..abi::BATCH_HEADER_LEN]);
-    for record in keep {
-        out.extend_from_slice(record.bytes);
+    for index in keep {
+        out.extend_from_slice(records.bytes(input, *index).expect("index from the same batch"));
     }
     abi::write_batch_header(&mut out, header.base_offset, keep.len() as u32, header.base_timestamp);
     out

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use fluvio_smartmodule::abi::{self, RecordView, SmartModuleKind};
+use fluvio_smartmodule::abi::{self, RecordIndex, RecordView, SmartModuleKind};
 use fluvio_smartmodule::log::Level;
 use wasmer::{
     Function, FunctionEnv, FunctionEnvMut, Global, Instance, Memory, RuntimeError, Store, TypedFunction, Value, imports,
@@ -329,8 +329,8 @@ impl SmartModuleInstance {
     }
 
     /// Runs one batch through the module and decodes its answer into an
-    /// output batch. `records` are the batch's records, already parsed.
-    pub(crate) fn process(&mut self, batch: &[u8], records: &[RecordView<'_>], flags: u32) -> Result<ProcessOutput, CallError> {
+    /// output batch. `records` indexes the batch's records.
+    pub(crate) fn process(&mut self, batch: &[u8], records: &RecordIndex, flags: u32) -> Result<ProcessOutput, CallError> {
         self.write_input(batch)?;
         let len = batch.len() as i32;
         let process = self.process.clone();
@@ -436,7 +436,7 @@ fn finish_output(out: &mut [u8], input: &[u8], count: u32) {
 
 /// A filter answers with the indexes it keeps; the kept records are copied
 /// from the host's own copy of the input.
-fn decode_filter(output: &OutputArea<'_>, input: &[u8], records: &[RecordView<'_>]) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
+fn decode_filter(output: &OutputArea<'_>, input: &[u8], records: &RecordIndex) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
     if output.entries.len() != output.entry_count as usize * 4 {
         return Err(format!("{} filter entries need {} bytes, got {}", output.entry_count, output.entry_count * 4, output.entries.len()));
     }
@@ -447,8 +447,8 @@ fn decode_filter(output: &OutputArea<'_>, input: &[u8], records: &[RecordView<'_
         if previous.is_some_and(|p| index <= p) {
             return Err(format!("filter kept record {index} after record {}; indexes must increase", previous.unwrap_or(0)));
         }
-        let record = records.get(index as usize).ok_or_else(|| format!("filter kept record {index}, but the batch has {} records", records.len()))?;
-        out.extend_from_slice(record.bytes);
+        let record = records.bytes(input, index as usize).ok_or_else(|| format!("filter kept record {index}, but the batch has {} records", records.len()))?;
+        out.extend_from_slice(record);
         previous = Some(index);
     }
     finish_output(&mut out, input, output.entry_count);
@@ -484,12 +484,15 @@ fn entry_data<'a>(tag: u8, entries: &'a [u8], pos: &mut usize, input: &'a [u8]) 
 
 /// Map-like kinds answer with entries; a record whose key and value are
 /// the source's own bytes is copied whole from the host's input.
-fn decode_records(output: &OutputArea<'_>, input: &[u8], records: &[RecordView<'_>]) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
+fn decode_records(output: &OutputArea<'_>, input: &[u8], records: &RecordIndex) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
     let entries = output.entries;
     let mut out = start_output(input);
     let mut pos = 0usize;
     let mut previous = 0u32;
     let mut last_value = None;
+    // Entries for one source record are consecutive (array-map), so the
+    // last parsed source is reused.
+    let mut source_cache: Option<(u32, RecordView<'_>)> = None;
     for n in 0..output.entry_count {
         let index = abi::read_u32(entries, pos, "entry record index").map_err(|e| e.reason)?;
         let tags = abi::read_slice(entries, pos + 4, 4, "entry tags").map_err(|e| e.reason)?;
@@ -499,7 +502,13 @@ fn decode_records(output: &OutputArea<'_>, input: &[u8], records: &[RecordView<'
             return Err(format!("entry {n} is for record {index} after record {previous}; records must not go back"));
         }
         previous = index;
-        let source = records.get(index as usize).ok_or_else(|| format!("entry {n} is for record {index}, but the batch has {} records", records.len()))?;
+        if (index as usize) >= records.len() {
+            return Err(format!("entry {n} is for record {index}, but the batch has {} records", records.len()));
+        }
+        if source_cache.as_ref().is_none_or(|(cached, _)| *cached != index) {
+            source_cache = Some((index, records.view(input, index as usize).map_err(|e| e.reason)?));
+        }
+        let source = &source_cache.as_ref().expect("cached above").1;
         let key = entry_data(key_tag, entries, &mut pos, input)?;
         let value = entry_data(value_tag, entries, &mut pos, input)?.ok_or_else(|| format!("entry {n} has no value"))?;
         let unchanged = key.map(|k| k.1) == source.key.map(Some) && value.1 == Some(source.value);
@@ -528,8 +537,7 @@ fn decode_records(output: &OutputArea<'_>, input: &[u8], records: &[RecordView<'
 #[doc(hidden)]
 pub fn run_native(kind: SmartModuleKind, batch: &crate::batch::Batch, process: impl FnOnce(i32) -> i64) -> Result<crate::batch::Batch, String> {
     let input = batch.as_bytes();
-    let (_, records) = abi::RecordIter::new(input).map_err(|e| e.reason)?;
-    let records = records.collect::<Result<Vec<_>, _>>().map_err(|e| e.reason)?;
+    let records = RecordIndex::new(input).map_err(|e| e.reason)?;
     fluvio_smartmodule::__private::native::call(input, process, |area| {
         let output = OutputArea::locate(area, abi::pack_location(0, area.len() as u32))?;
         let (bytes, _) = match kind {
