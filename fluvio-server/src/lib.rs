@@ -9,6 +9,8 @@
 //! connection or the stored data: every frame is checked before use, and a
 //! malformed one closes only its own connection.
 
+#![warn(missing_docs)]
+
 pub mod connection;
 pub mod registry;
 pub mod storage;
