@@ -86,6 +86,39 @@ fn platform(c: &mut Criterion) {
         })
     });
 
+    group.bench_function("produce-1M-4-producers", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let topic = format!("produce-{}", topics.fetch_add(1, Ordering::Relaxed));
+                runtime.block_on(fluvio.create_topic(&topic, 1)).unwrap();
+                let start = Instant::now();
+                runtime.block_on(async {
+                    // Four clients, each with its own connection, 250,000 records each.
+                    let mut tasks = Vec::new();
+                    for p in 0..4 {
+                        let addr = addr.clone();
+                        let topic = topic.clone();
+                        tasks.push(tokio::spawn(async move {
+                            let client = Fluvio::connect(&addr).await.unwrap();
+                            let producer = client.topic_producer(&topic).await.unwrap();
+                            for n in (p..RECORDS).step_by(4) {
+                                producer.send(None::<Vec<u8>>, value(n)).await.unwrap();
+                            }
+                            producer.flush().await.unwrap();
+                        }));
+                    }
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                });
+                total += start.elapsed();
+                runtime.block_on(fluvio.delete_topic(&topic)).unwrap();
+            }
+            total
+        })
+    });
+
     runtime.block_on(fluvio.create_topic("consume", 1)).unwrap();
     runtime.block_on(produce_all(&fluvio, "consume"));
     let (all, all_bytes) = runtime.block_on(consume_all(&fluvio, "consume", false));

@@ -16,7 +16,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fluvio_client::batch::Batch;
@@ -140,9 +141,17 @@ impl Segment {
     }
 }
 
+/// The active segment's files, shared so that a sync can run without the
+/// log lock (`&File` implements `Write`).
 struct Active {
-    log: File,
-    index: File,
+    log: Arc<File>,
+    index: Arc<File>,
+}
+
+impl Active {
+    fn open(log_path: &Path, index_path: &Path) -> Result<Active, StorageError> {
+        Ok(Active { log: Arc::new(open_append(log_path)?), index: Arc::new(open_append(index_path)?) })
+    }
 }
 
 struct LogState {
@@ -154,10 +163,22 @@ struct LogState {
 
 /// One partition's log. Appends are serialized; reads copy what they need
 /// to know under a short lock and read the files without it.
+///
+/// Syncing is a group commit: an append writes under the log lock, then
+/// waits for a sync that covers it. One `fsync`, taken outside the log lock,
+/// covers every append written before it, so concurrent producers share
+/// syncs instead of queueing behind each other's.
 pub struct PartitionLog {
     dir: PathBuf,
     config: LogConfig,
     state: Mutex<LogState>,
+    /// Held while syncing; appends that find their data already synced by
+    /// the holder return without syncing again.
+    sync_lock: Mutex<()>,
+    /// Every record below this offset is on disk.
+    synced: AtomicI64,
+    /// The next offset consumers may read up to: advanced only once the
+    /// flush policy is satisfied.
     watermark: tokio::sync::watch::Sender<i64>,
 }
 
@@ -272,13 +293,15 @@ impl PartitionLog {
         }
         let active_segment = segments.last().expect("at least one segment");
         let next_offset = active_segment.entries.last().map_or(active_segment.base_offset, IndexEntry::next_offset);
-        let active = Active { log: open_append(&active_segment.log_path)?, index: open_append(&active_segment.index_path)? };
+        let active = Active::open(&active_segment.log_path, &active_segment.index_path)?;
         sync_dir(dir)?;
         let (watermark, _) = tokio::sync::watch::channel(next_offset);
         let log = PartitionLog {
             dir: dir.to_path_buf(),
             config,
             state: Mutex::new(LogState { segments, active, next_offset, last_sync: Instant::now() }),
+            sync_lock: Mutex::new(()),
+            synced: AtomicI64::new(next_offset),
             watermark,
         };
         Ok((log, recovery))
@@ -310,26 +333,62 @@ impl PartitionLog {
         let segment = state.segments.last().expect("active segment");
         let entry = entry_for(&batch, segment.size);
         let (log_path, index_path) = (segment.log_path.clone(), segment.index_path.clone());
-        state.active.log.write_all(batch.as_bytes()).map_err(io_error(&log_path))?;
-        state.active.index.write_all(&entry.encode()).map_err(io_error(&index_path))?;
-        let sync = match self.config.flush {
-            FlushPolicy::EveryBatch => true,
-            FlushPolicy::Interval(interval) => state.last_sync.elapsed() >= interval,
-            FlushPolicy::Os => false,
-        };
-        if sync {
-            state.active.log.sync_data().map_err(io_error(&log_path))?;
-            state.active.index.sync_data().map_err(io_error(&index_path))?;
-            state.last_sync = Instant::now();
+        let index_len = segment.entries.len() as u64 * INDEX_ENTRY_LEN as u64;
+        let written = (&*state.active.log)
+            .write_all(batch.as_bytes())
+            .map_err(io_error(&log_path))
+            .and_then(|()| (&*state.active.index).write_all(&entry.encode()).map_err(io_error(&index_path)));
+        if let Err(error) = written {
+            // Cut a partial write so the files match the in-memory index;
+            // if even that fails, recovery at the next start does it.
+            let _ = state.active.log.set_len(entry.position);
+            let _ = state.active.index.set_len(index_len);
+            return Err(error);
         }
         let segment = state.segments.last_mut().expect("active segment");
         segment.size += entry.len as u64;
         segment.entries.push(entry);
         state.next_offset = entry.next_offset();
         let next = state.next_offset;
+        let interval_due = matches!(self.config.flush, FlushPolicy::Interval(interval) if state.last_sync.elapsed() >= interval);
         drop(state);
-        self.watermark.send_replace(next);
+        match self.config.flush {
+            FlushPolicy::EveryBatch => self.sync_through(next)?,
+            FlushPolicy::Interval(_) if interval_due => self.sync()?,
+            _ => {}
+        }
+        self.watermark.send_if_modified(|watermark| {
+            let advanced = next > *watermark;
+            if advanced {
+                *watermark = next;
+            }
+            advanced
+        });
         Ok(base_offset)
+    }
+
+    /// Returns once every record below `target` is on disk, syncing if no
+    /// one else already did.
+    fn sync_through(&self, target: i64) -> Result<(), StorageError> {
+        let _syncing = self.sync_lock.lock().expect("sync lock");
+        if self.synced.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        self.sync_locked()
+    }
+
+    /// Syncs what is written now; the caller holds `sync_lock`.
+    fn sync_locked(&self) -> Result<(), StorageError> {
+        let (log, index, upto, path) = {
+            let state = self.state.lock().expect("log lock");
+            let path = state.segments.last().expect("active segment").log_path.clone();
+            (Arc::clone(&state.active.log), Arc::clone(&state.active.index), state.next_offset, path)
+        };
+        log.sync_data().map_err(io_error(&path))?;
+        index.sync_data().map_err(io_error(&path))?;
+        self.synced.fetch_max(upto, Ordering::Release);
+        self.state.lock().expect("log lock").last_sync = Instant::now();
+        Ok(())
     }
 
     fn roll(&self, state: &mut LogState) -> Result<(), StorageError> {
@@ -337,7 +396,9 @@ impl PartitionLog {
         let (log_path, index_path) = Segment::paths(&self.dir, base_offset);
         state.active.log.sync_all().map_err(io_error(&log_path))?;
         state.active.index.sync_all().map_err(io_error(&index_path))?;
-        state.active = Active { log: open_append(&log_path)?, index: open_append(&index_path)? };
+        // Everything so far is in the segment just synced.
+        self.synced.fetch_max(state.next_offset, Ordering::Release);
+        state.active = Active::open(&log_path, &index_path)?;
         sync_dir(&self.dir)?;
         state.segments.push(Segment { base_offset, log_path, index_path, entries: Vec::new(), size: 0 });
         self.apply_retention_locked(state);
@@ -450,14 +511,10 @@ impl PartitionLog {
         self.sync()
     }
 
-    /// Syncs everything written so far (for shutdown).
+    /// Syncs everything written so far (for the interval policy and shutdown).
     pub fn sync(&self) -> Result<(), StorageError> {
-        let mut state = self.state.lock().expect("log lock");
-        let path = state.segments.last().expect("active segment").log_path.clone();
-        state.active.log.sync_data().map_err(io_error(&path))?;
-        state.active.index.sync_data().map_err(io_error(&path))?;
-        state.last_sync = Instant::now();
-        Ok(())
+        let _syncing = self.sync_lock.lock().expect("sync lock");
+        self.sync_locked()
     }
 }
 
@@ -518,6 +575,33 @@ mod tests {
         assert_eq!(log.next_offset(), 3);
         assert_eq!(all_values(&log, 0), vec![(0, "a".into()), (1, "b".into()), (2, "c".into())]);
         assert_eq!(all_values(&log, 2), vec![(2, "c".into())]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_appends_share_syncs_and_stay_consistent() {
+        let dir = temp_dir("group-commit");
+        let log = Arc::new(PartitionLog::open(&dir, LogConfig { segment_bytes: 4096, ..config() }).unwrap().0);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || {
+                    (0..50).map(|i| (log.append(batch(&[&format!("t{t}-{i}")])).unwrap(), format!("t{t}-{i}"))).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let acknowledged: Vec<(i64, String)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        assert_eq!(log.next_offset(), 200);
+        assert_eq!(*log.subscribe().borrow(), 200, "consumers may read everything acknowledged");
+        assert!(log.synced.load(Ordering::Acquire) >= 200);
+        drop(log);
+        let (log, recovery) = PartitionLog::open(&dir, config()).unwrap();
+        assert_eq!(recovery.truncated_bytes, 0);
+        let stored = all_values(&log, 0);
+        assert_eq!(stored.len(), 200);
+        for (offset, value) in acknowledged {
+            assert_eq!(stored[offset as usize], (offset, value));
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 
