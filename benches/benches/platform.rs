@@ -71,34 +71,38 @@ fn platform(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Bytes(bytes));
+    // Times `produce` into a fresh topic per iteration; creating and
+    // deleting the topic is not timed.
+    let time_produce = |iterations: u64, produce: &dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
+        let mut total = Duration::ZERO;
+        for _ in 0..iterations {
+            let topic = format!("produce-{}", topics.fetch_add(1, Ordering::Relaxed));
+            runtime.block_on(fluvio.create_topic(&topic, 1)).unwrap();
+            let start = Instant::now();
+            runtime.block_on(produce(topic.clone()));
+            total += start.elapsed();
+            runtime.block_on(fluvio.delete_topic(&topic)).unwrap();
+        }
+        total
+    };
     group.bench_function("produce-1M", |b| {
         b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                let topic = format!("produce-{}", topics.fetch_add(1, Ordering::Relaxed));
-                runtime.block_on(fluvio.create_topic(&topic, 1)).unwrap();
-                let start = Instant::now();
-                runtime.block_on(produce_all(&fluvio, &topic));
-                total += start.elapsed();
-                runtime.block_on(fluvio.delete_topic(&topic)).unwrap();
-            }
-            total
+            time_produce(iterations, &|topic| {
+                let fluvio = fluvio.clone();
+                Box::pin(async move { produce_all(&fluvio, &topic).await })
+            })
         })
     });
 
     group.bench_function("produce-1M-4-producers", |b| {
         b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                let topic = format!("produce-{}", topics.fetch_add(1, Ordering::Relaxed));
-                runtime.block_on(fluvio.create_topic(&topic, 1)).unwrap();
-                let start = Instant::now();
-                runtime.block_on(async {
+            time_produce(iterations, &|topic| {
+                let addr = addr.clone();
+                Box::pin(async move {
                     // Four clients, each with its own connection, 250,000 records each.
                     let mut tasks = Vec::new();
                     for p in 0..4 {
-                        let addr = addr.clone();
-                        let topic = topic.clone();
+                        let (addr, topic) = (addr.clone(), topic.clone());
                         tasks.push(tokio::spawn(async move {
                             let client = Fluvio::connect(&addr).await.unwrap();
                             let producer = client.topic_producer(&topic).await.unwrap();
@@ -111,11 +115,8 @@ fn platform(c: &mut Criterion) {
                     for task in tasks {
                         task.await.unwrap();
                     }
-                });
-                total += start.elapsed();
-                runtime.block_on(fluvio.delete_topic(&topic)).unwrap();
-            }
-            total
+                })
+            })
         })
     });
 
