@@ -6,12 +6,12 @@ use std::process::Command;
 
 use clap::Subcommand;
 use fluvio_client::batch::BatchBuilder;
-use fluvio_client::engine::{ChainBuilder, ModuleConfig};
+use fluvio_client::engine::ChainBuilder;
 use fluvio_client::{Fluvio, SmartModuleSource, SmartModuleSpec, local_engine};
 
 use crate::chain::SmartModuleArgs;
 use crate::error::{CliError, CliResult};
-use crate::{connect, home, table};
+use crate::{connect, table};
 
 /// The smart-module subcommands.
 #[derive(Debug, Subcommand)]
@@ -119,7 +119,7 @@ async fn test(
     let mut modules = Vec::new();
     for spec in &chain {
         let module = spec.load(fluvio.as_ref()).await?;
-        modules.push((module, ModuleConfig { params: spec.params.clone(), initial_accumulator: spec.initial_accumulator.clone() }));
+        modules.push((module, spec.module_config()));
     }
     let policy = flags.policy();
     let mut batch = BatchBuilder::new(0, 0);
@@ -129,7 +129,7 @@ async fn test(
     let batch = batch.finish();
     // The engine runs here exactly as on the server: same chain, same policy.
     let result = tokio::task::spawn_blocking(move || {
-        let mut chain = modules.into_iter().fold(ChainBuilder::new(local_engine()).on_error(policy), |b, (m, c)| b.module(m, c)).build()?;
+        let mut chain = ChainBuilder::new(local_engine()).modules(modules).on_error(policy).build()?;
         let output = chain.process(&batch);
         let logs = chain.take_logs();
         Ok::<_, fluvio_client::engine::EngineError>((output, logs))
@@ -193,6 +193,5 @@ fn build(path: &Path) -> CliResult {
     let name = lib["name"].as_str().unwrap_or_default().replace('-', "_");
     let wasm = Path::new(&target_dir).join("wasm32-unknown-unknown").join("release").join(format!("{name}.wasm"));
     println!("{}", wasm.display());
-    let _ = home::dir();
     Ok(())
 }

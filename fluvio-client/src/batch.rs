@@ -100,7 +100,14 @@ impl Batch {
 
     /// Offset one past the last record's, or the base offset when empty.
     pub fn next_offset(&self) -> i64 {
-        self.records().last().map_or(self.base_offset(), |r| r.offset + 1)
+        let index = abi::RecordIndex::new(&self.bytes).expect("a Batch is validated when built");
+        match index.len().checked_sub(1) {
+            Some(last) => {
+                let view = index.view(&self.bytes, last).expect("a Batch is validated when built");
+                index.header().base_offset + view.offset_delta as i64 + 1
+            }
+            None => self.base_offset(),
+        }
     }
 
     /// The records, borrowed from the batch.

@@ -9,7 +9,7 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use crate::batch::{Batch, BatchBuilder};
 use crate::client::control;
-use crate::engine::{ChainBuilder, ChainWorker, ErrorPolicy, ModuleConfig};
+use crate::engine::{ChainBuilder, ChainWorker, ErrorPolicy};
 use crate::protocol::{ApiKind, ProduceRequest, ProduceResponse};
 use crate::smartmodule::{SmartModuleSpec, local_engine};
 use crate::{Fluvio, FluvioError};
@@ -138,14 +138,13 @@ impl Fluvio {
             let mut modules = Vec::new();
             for spec in &config.smartmodules {
                 let module = spec.load(Some(self)).await?;
-                let module_config = ModuleConfig { params: spec.params.clone(), initial_accumulator: spec.initial_accumulator.clone() };
-                modules.push((module, module_config));
+                modules.push((module, spec.module_config()));
             }
             let policy = config.policy.clone();
             let engine = local_engine().clone();
             Some(
                 ChainWorker::spawn(move || {
-                    modules.into_iter().fold(ChainBuilder::new(&engine).on_error(policy), |b, (m, c)| b.module(m, c)).build()
+                    ChainBuilder::new(&engine).modules(modules).on_error(policy).build()
                 })
                 .await?,
             )

@@ -19,8 +19,6 @@ pub const DEFAULT_MAX_FRAME_BYTES: u32 = 64 << 20;
 /// Bytes after the length prefix and before the control part: version
 /// (u16), kind (u16), correlation id (u32), control length (u32).
 pub const FRAME_HEADER_LEN: usize = 12;
-/// The port a server listens on by default.
-pub const DEFAULT_PORT: u16 = 9003;
 /// The address clients connect to by default.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9003";
 

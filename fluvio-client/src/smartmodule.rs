@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use crate::engine::{SmartEngine, SmartModule, SmartModuleKind};
+use crate::engine::{ModuleConfig, SmartEngine, SmartModule, SmartModuleKind};
 use crate::protocol::{Invocation, ModuleSource};
 use crate::{Fluvio, FluvioError};
 
@@ -74,6 +74,11 @@ impl SmartModuleSpec {
     pub fn initial_accumulator(mut self, value: impl Into<Vec<u8>>) -> SmartModuleSpec {
         self.initial_accumulator = Some(value.into());
         self
+    }
+
+    /// The parameters and initial accumulator, as the engine takes them.
+    pub fn module_config(&self) -> ModuleConfig {
+        ModuleConfig { params: self.params.clone(), initial_accumulator: self.initial_accumulator.clone() }
     }
 
     /// A short name for messages.

@@ -152,14 +152,7 @@ fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<Frame,
         ApiKind::GetSmartModule => {
             let request: NameRequest = decode(&frame)?;
             let (module, wasm) = context.registry.get(&request.name)?;
-            let info = fluvio_client::protocol::SmartModuleInfo {
-                name: request.name,
-                kind: module.kind().into(),
-                size: wasm.len() as u64,
-                status: crate::registry::STATUS_OK.into(),
-                has_init: module.has_init(),
-            };
-            Ok(respond(kind, id, &info, wasm))
+            Ok(respond(kind, id, &crate::registry::info(&request.name, &module), wasm))
         }
         ApiKind::StreamFetch | ApiKind::Error => Err(bad_frame("unexpected request kind")),
     }
@@ -201,7 +194,7 @@ pub async fn start_chain(
     }
     let engine = context.engine.clone();
     ChainWorker::spawn(move || {
-        modules.into_iter().fold(ChainBuilder::new(&engine).on_error(policy), |b, (m, c)| b.module(m, c)).build()
+        ChainBuilder::new(&engine).modules(modules).on_error(policy).build()
     })
     .await
     .map_err(invalid)

@@ -83,7 +83,8 @@ impl Registry {
     }
 }
 
-fn info(name: &str, module: &SmartModule) -> SmartModuleInfo {
+/// How a registered module is listed.
+pub fn info(name: &str, module: &SmartModule) -> SmartModuleInfo {
     SmartModuleInfo {
         name: name.to_string(),
         kind: module.kind().into(),

@@ -210,19 +210,40 @@ fn scan_segment(log_path: &Path) -> Result<(Vec<IndexEntry>, u64, u64), StorageE
         let Ok(header) = abi::BatchHeader::parse(rest) else { break };
         let len = header.batch_len as usize;
         let Ok(batch) = Batch::from_bytes(rest[..len].to_vec()) else { break };
-        entries.push(entry_for(&batch, position as u64));
+        entries.push(entry_for(&batch, position as u64, summarize(&batch).max_timestamp));
         position += len;
     }
     Ok((entries, position as u64, file_len))
 }
 
-fn entry_for(batch: &Batch, position: u64) -> IndexEntry {
+/// What one pass over a batch's records tells: its largest timestamp (for
+/// retention by age), and the first record whose offset delta is not its
+/// position (a produced batch must number records 0, 1, 2, ...).
+struct BatchSummary {
+    max_timestamp: i64,
+    misnumbered: Option<(usize, i64)>,
+}
+
+fn summarize(batch: &Batch) -> BatchSummary {
+    let base = batch.base_offset();
+    let mut summary = BatchSummary { max_timestamp: batch.base_timestamp(), misnumbered: None };
+    for (position, record) in batch.records().enumerate() {
+        summary.max_timestamp = summary.max_timestamp.max(record.timestamp);
+        let delta = record.offset - base;
+        if delta != position as i64 && summary.misnumbered.is_none() {
+            summary.misnumbered = Some((position, delta));
+        }
+    }
+    summary
+}
+
+fn entry_for(batch: &Batch, position: u64, max_timestamp: i64) -> IndexEntry {
     IndexEntry {
         base_offset: batch.base_offset(),
         position,
         len: batch.as_bytes().len() as u32,
         record_count: batch.record_count(),
-        max_timestamp: batch.records().map(|r| r.timestamp).max().unwrap_or(batch.base_timestamp()),
+        max_timestamp,
     }
 }
 
@@ -315,14 +336,11 @@ impl PartitionLog {
         if count == 0 {
             return Err(StorageError::InvalidBatch("a batch must hold at least one record".into()));
         }
-        let base = batch.base_offset();
-        for (expected, record) in batch.records().enumerate() {
-            if record.offset - base != expected as i64 {
-                return Err(StorageError::InvalidBatch(format!(
-                    "record {expected} has offset delta {}; a produced batch must number its records 0, 1, 2, ...",
-                    record.offset - base
-                )));
-            }
+        let summary = summarize(&batch);
+        if let Some((record, delta)) = summary.misnumbered {
+            return Err(StorageError::InvalidBatch(format!(
+                "record {record} has offset delta {delta}; a produced batch must number its records 0, 1, 2, ..."
+            )));
         }
         let mut state = self.state.lock().expect("log lock");
         let base_offset = state.next_offset;
@@ -331,7 +349,7 @@ impl PartitionLog {
             self.roll(&mut state)?;
         }
         let segment = state.segments.last().expect("active segment");
-        let entry = entry_for(&batch, segment.size);
+        let entry = entry_for(&batch, segment.size, summary.max_timestamp);
         let (log_path, index_path) = (segment.log_path.clone(), segment.index_path.clone());
         let index_len = segment.entries.len() as u64 * INDEX_ENTRY_LEN as u64;
         let written = (&*state.active.log)

@@ -107,6 +107,11 @@ impl ChainBuilder {
         self
     }
 
+    /// Appends several modules, in order.
+    pub fn modules(self, modules: impl IntoIterator<Item = (SmartModule, ModuleConfig)>) -> ChainBuilder {
+        modules.into_iter().fold(self, |builder, (module, config)| builder.module(module, config))
+    }
+
     /// Sets the error policy (default: [`ErrorPolicy::Fail`]).
     pub fn on_error(mut self, policy: ErrorPolicy) -> ChainBuilder {
         self.policy = policy;
