@@ -33,7 +33,10 @@ fn batches() -> Vec<Batch> {
             for i in 0..BATCH {
                 let n = b * BATCH + i;
                 let value = if n.is_multiple_of(10) {
-                    format!(r##"{{"id":{n:08},"ssn":"123-45-{:04}","tag":"#vip","note":"lorem ipsum dolor sit amet"}}"##, n % 10_000)
+                    format!(
+                        r##"{{"id":{n:08},"ssn":"123-45-{:04}","tag":"#vip","note":"lorem ipsum dolor sit amet"}}"##,
+                        n % 10_000
+                    )
                 } else {
                     format!(r#"{{"id":{n:08},"name":"user-{n:08}","tag":"std","note":"lorem ipsum dolor sit amet c"}}"#)
                 };
@@ -44,7 +47,14 @@ fn batches() -> Vec<Batch> {
         .collect()
 }
 
-fn wasm_run(c: &mut Criterion, group_name: &str, module: &str, kind: SmartModuleKind, native: fn(i32) -> i64, input: &[Batch]) {
+fn wasm_run(
+    c: &mut Criterion,
+    group_name: &str,
+    module: &str,
+    kind: SmartModuleKind,
+    native: fn(i32) -> i64,
+    input: &[Batch],
+) {
     let engine = SmartEngine::new();
     let loaded = engine.load(module, &dev_support::wasm(module)).unwrap();
     assert_eq!(loaded.kind(), kind);
@@ -84,10 +94,31 @@ fn wasm_run(c: &mut Criterion, group_name: &str, module: &str, kind: SmartModule
 
 fn kinds(c: &mut Criterion) {
     let input = batches();
-    wasm_run(c, "filter", "bench-filter", SmartModuleKind::Filter, |len| glue::run_filter(len, 0, bench_filter::filter), &input);
+    wasm_run(
+        c,
+        "filter",
+        "bench-filter",
+        SmartModuleKind::Filter,
+        |len| glue::run_filter(len, 0, bench_filter::filter),
+        &input,
+    );
     wasm_run(c, "map", "uppercase-map", SmartModuleKind::Map, |len| glue::run_map(len, 0, uppercase_map::map), &input);
-    wasm_run(c, "regex-scrub", "regex-scrubbing", SmartModuleKind::Map, |len| glue::run_map(len, 0, regex_scrubbing::map), &input);
-    wasm_run(c, "aggregate", "bench-count", SmartModuleKind::Aggregate, |len| glue::run_aggregate(len, 0, bench_count::aggregate), &input);
+    wasm_run(
+        c,
+        "regex-scrub",
+        "regex-scrubbing",
+        SmartModuleKind::Map,
+        |len| glue::run_map(len, 0, regex_scrubbing::map),
+        &input,
+    );
+    wasm_run(
+        c,
+        "aggregate",
+        "bench-count",
+        SmartModuleKind::Aggregate,
+        |len| glue::run_aggregate(len, 0, bench_count::aggregate),
+        &input,
+    );
 }
 
 fn instantiate(c: &mut Criterion) {

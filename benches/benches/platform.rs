@@ -22,9 +22,11 @@ const RECORDS: usize = 1_000_000;
 fn value(n: usize) -> Vec<u8> {
     // About 100 bytes; one in ten contains `#`, which the filter keeps.
     if n.is_multiple_of(10) {
-        format!("{{\"id\":{n:08},\"tag\":\"#vip\",\"note\":\"lorem ipsum dolor sit amet consectetur adipiscing\"}}").into_bytes()
+        format!("{{\"id\":{n:08},\"tag\":\"#vip\",\"note\":\"lorem ipsum dolor sit amet consectetur adipiscing\"}}")
+            .into_bytes()
     } else {
-        format!("{{\"id\":{n:08},\"tag\":\"std\",\"note\":\"lorem ipsum dolor sit amet consectetur adipiscing\"}}").into_bytes()
+        format!("{{\"id\":{n:08},\"tag\":\"std\",\"note\":\"lorem ipsum dolor sit amet consectetur adipiscing\"}}")
+            .into_bytes()
     }
 }
 
@@ -73,18 +75,19 @@ fn platform(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(bytes));
     // Times `produce` into a fresh topic per iteration; creating and
     // deleting the topic is not timed.
-    let time_produce = |iterations: u64, produce: &dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
-        let mut total = Duration::ZERO;
-        for _ in 0..iterations {
-            let topic = format!("produce-{}", topics.fetch_add(1, Ordering::Relaxed));
-            runtime.block_on(fluvio.create_topic(&topic, 1)).unwrap();
-            let start = Instant::now();
-            runtime.block_on(produce(topic.clone()));
-            total += start.elapsed();
-            runtime.block_on(fluvio.delete_topic(&topic)).unwrap();
-        }
-        total
-    };
+    let time_produce =
+        |iterations: u64, produce: &dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let topic = format!("produce-{}", topics.fetch_add(1, Ordering::Relaxed));
+                runtime.block_on(fluvio.create_topic(&topic, 1)).unwrap();
+                let start = Instant::now();
+                runtime.block_on(produce(topic.clone()));
+                total += start.elapsed();
+                runtime.block_on(fluvio.delete_topic(&topic)).unwrap();
+            }
+            total
+        };
     group.bench_function("produce-1M", |b| {
         b.iter_custom(|iterations| {
             time_produce(iterations, &|topic| {
@@ -125,9 +128,14 @@ fn platform(c: &mut Criterion) {
     let (all, all_bytes) = runtime.block_on(consume_all(&fluvio, "consume", false));
     let (kept, kept_bytes) = runtime.block_on(consume_all(&fluvio, "consume", true));
     assert_eq!((all, kept), (RECORDS, RECORDS / 10));
-    println!("bytes sent to the consumer: {all_bytes} without a SmartModule, {kept_bytes} with the 10% filter ({:.1}%)", 100.0 * kept_bytes as f64 / all_bytes as f64);
+    println!(
+        "bytes sent to the consumer: {all_bytes} without a SmartModule, {kept_bytes} with the 10% filter ({:.1}%)",
+        100.0 * kept_bytes as f64 / all_bytes as f64
+    );
     group.bench_function("consume-1M", |b| b.iter(|| runtime.block_on(consume_all(&fluvio, "consume", false))));
-    group.bench_function("consume-1M-filter-10pct", |b| b.iter(|| runtime.block_on(consume_all(&fluvio, "consume", true))));
+    group.bench_function("consume-1M-filter-10pct", |b| {
+        b.iter(|| runtime.block_on(consume_all(&fluvio, "consume", true)))
+    });
 
     // The physical limits, measured on the same bytes.
     group.bench_function("baseline-loopback-tcp", |b| {

@@ -125,7 +125,9 @@ impl SmartModuleArgs {
         }
         if let Some(file) = &self.transforms {
             if !single.is_empty() {
-                return Err(CliError::failed("--transforms describes the whole chain; do not combine it with another SmartModule flag"));
+                return Err(CliError::failed(
+                    "--transforms describes the whole chain; do not combine it with another SmartModule flag",
+                ));
             }
             return self.transforms_chain(file);
         }
@@ -143,9 +145,10 @@ impl SmartModuleArgs {
     }
 
     fn transforms_chain(&self, file: &Path) -> CliResult<Vec<SmartModuleSpec>> {
-        let text = std::fs::read_to_string(file).map_err(|e| CliError::failed(format!("cannot read {}: {e}", file.display())))?;
-        let parsed: TransformsFile =
-            serde_norway::from_str(&text).map_err(|e| CliError::failed(format!("{} is not a valid transforms file: {e}", file.display())))?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| CliError::failed(format!("cannot read {}: {e}", file.display())))?;
+        let parsed: TransformsFile = serde_norway::from_str(&text)
+            .map_err(|e| CliError::failed(format!("{} is not a valid transforms file: {e}", file.display())))?;
         if parsed.transforms.is_empty() {
             return Err(CliError::failed(format!("{} lists no transforms", file.display())));
         }
@@ -157,7 +160,10 @@ impl SmartModuleArgs {
                 let mut spec = module(&t.uses, base);
                 if let Some(kind) = &t.kind {
                     let kind = SmartModuleKind::from_name(kind).ok_or_else(|| {
-                        CliError::failed(format!("unknown kind {kind:?} in {}; use filter, map, filter-map, array-map or aggregate", file.display()))
+                        CliError::failed(format!(
+                            "unknown kind {kind:?} in {}; use filter, map, filter-map, array-map or aggregate",
+                            file.display()
+                        ))
                     })?;
                     spec = spec.expect_kind(kind);
                 }
@@ -180,7 +186,9 @@ impl SmartModuleArgs {
     pub fn policy(&self) -> ErrorPolicy {
         match self.on_error.as_str() {
             "skip" => ErrorPolicy::Skip,
-            "dead-letter" => ErrorPolicy::DeadLetter(std::sync::Arc::new(|failure| eprintln!("dead letter: {failure}"))),
+            "dead-letter" => {
+                ErrorPolicy::DeadLetter(std::sync::Arc::new(|failure| eprintln!("dead letter: {failure}")))
+            }
             _ => ErrorPolicy::Fail,
         }
     }

@@ -1,7 +1,7 @@
 //! `fluvio cluster start|stop|status`: a local server in the background.
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,9 +39,11 @@ pub fn start(data_dir: Option<PathBuf>, addr: &str) -> CliResult {
         return Ok(());
     }
     let data_dir = data_dir.unwrap_or_else(home::default_data_dir);
-    std::fs::create_dir_all(home::dir()).map_err(|e| CliError::failed(format!("cannot create {}: {e}", home::dir().display())))?;
+    std::fs::create_dir_all(home::dir())
+        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", home::dir().display())))?;
     let log_path = home::log_file();
-    let log = std::fs::File::create(&log_path).map_err(|e| CliError::failed(format!("cannot create {}: {e}", log_path.display())))?;
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", log_path.display())))?;
     let log_err = log.try_clone().map_err(|e| CliError::failed(e.to_string()))?;
     let binary = server_binary();
     let child = Command::new(&binary)
@@ -54,7 +56,12 @@ pub fn start(data_dir: Option<PathBuf>, addr: &str) -> CliResult {
         .stderr(log_err)
         .process_group(0)
         .spawn()
-        .map_err(|e| CliError::failed(format!("cannot start {}: {e}; build it with `cargo build --release -p fluvio-server`", binary.display())))?;
+        .map_err(|e| {
+            CliError::failed(format!(
+                "cannot start {}: {e}; build it with `cargo build --release -p fluvio-server`",
+                binary.display()
+            ))
+        })?;
     let pid = child.id();
     std::fs::write(home::pid_file(), pid.to_string()).map_err(|e| CliError::failed(e.to_string()))?;
     let listening = wait_for_listening(&log_path, pid as i32, Duration::from_secs(60))?;
@@ -77,17 +84,27 @@ fn wait_for_listening(log_path: &Path, pid: i32, timeout: Duration) -> CliResult
         let alive = unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid);
         if !alive {
             let _ = std::fs::remove_file(home::pid_file());
-            return Err(CliError::failed(format!("the server exited at start; its log ({}) says:\n{}", log_path.display(), log.trim())));
+            return Err(CliError::failed(format!(
+                "the server exited at start; its log ({}) says:\n{}",
+                log_path.display(),
+                log.trim()
+            )));
         }
         if Instant::now() > deadline {
-            return Err(CliError::failed(format!("the server did not start listening within {} s; see {}", timeout.as_secs(), log_path.display())));
+            return Err(CliError::failed(format!(
+                "the server did not start listening within {} s; see {}",
+                timeout.as_secs(),
+                log_path.display()
+            )));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.split_whitespace().nth(2) == Some("Z")).unwrap_or(false)
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.split_whitespace().nth(2) == Some("Z"))
+        .unwrap_or(false)
 }
 
 /// Stops the local server cleanly (SIGTERM, then waits).
@@ -119,10 +136,16 @@ pub async fn status() -> CliResult {
         Some(pid) => {
             let addr = home::server_addr(None);
             let reachable = fluvio_client::Fluvio::connect(&addr).await.is_ok();
-            println!("the local Fluvio server is running (pid {pid}) on {addr}{}", if reachable { "" } else { ", but does not answer" });
+            println!(
+                "the local Fluvio server is running (pid {pid}) on {addr}{}",
+                if reachable { "" } else { ", but does not answer" }
+            );
             println!("logs in {}", home::log_file().display());
             Ok(())
         }
-        None => Err(CliError { message: "no local Fluvio server is running; start one with `fluvio cluster start`".into(), code: crate::error::EXIT_NO_SERVER }),
+        None => Err(CliError {
+            message: "no local Fluvio server is running; start one with `fluvio cluster start`".into(),
+            code: crate::error::EXIT_NO_SERVER,
+        }),
     }
 }

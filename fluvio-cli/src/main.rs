@@ -162,7 +162,8 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -176,7 +177,10 @@ fn main() -> ExitCode {
 mod tests {
     #[test]
     fn tables_line_up_like_the_seed() {
-        let out = super::table(&["NAME", "STATUS", "SIZE"], &[vec!["my-filter".into(), "SmartModuleStatus".into(), "108754".into()]]);
+        let out = super::table(
+            &["NAME", "STATUS", "SIZE"],
+            &[vec!["my-filter".into(), "SmartModuleStatus".into(), "108754".into()]],
+        );
         assert_eq!(out, " NAME       STATUS             SIZE\n my-filter  SmartModuleStatus  108754\n");
     }
 }

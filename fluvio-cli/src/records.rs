@@ -33,7 +33,11 @@ pub struct ProduceArgs {
 /// Records acknowledged in between: bounds memory and reports errors early.
 const ACK_WINDOW: usize = 10_000;
 
-async fn settle(pending: &mut Vec<ProduceOutput>, producer: &fluvio_client::TopicProducer, failures: &mut Vec<FluvioError>) -> CliResult {
+async fn settle(
+    pending: &mut Vec<ProduceOutput>,
+    producer: &fluvio_client::TopicProducer,
+    failures: &mut Vec<FluvioError>,
+) -> CliResult {
     producer.flush().await?;
     for output in pending.drain(..) {
         if let Err(error) = output.wait().await {
@@ -54,7 +58,9 @@ pub async fn produce(fluvio: Fluvio, args: ProduceArgs) -> CliResult {
     let producer = fluvio.topic_producer_with(&args.topic, config).await?;
     let (input, progress): (Box<dyn AsyncRead + Unpin + Send>, Option<indicatif::ProgressBar>) = match &args.file {
         Some(path) => {
-            let file = tokio::fs::File::open(path).await.map_err(|e| CliError::failed(format!("cannot read {}: {e}", path.display())))?;
+            let file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| CliError::failed(format!("cannot read {}: {e}", path.display())))?;
             let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
             let bar = (std::io::stderr().is_terminal() && size > 0).then(|| {
                 let bar = indicatif::ProgressBar::new(size);
@@ -139,7 +145,10 @@ pub async fn consume(fluvio: Fluvio, args: ConsumeArgs) -> CliResult {
     } else if let Some(n) = args.tail {
         (OffsetSpec::FromEnd(n), format!("Consuming records starting {n} from the end of topic '{}'", args.topic))
     } else {
-        (OffsetSpec::End, format!("Consuming records from the end of topic '{}'. This will wait for new records", args.topic))
+        (
+            OffsetSpec::End,
+            format!("Consuming records from the end of topic '{}'. This will wait for new records", args.topic),
+        )
     };
     let config = ConsumerConfig {
         partition: args.partition,

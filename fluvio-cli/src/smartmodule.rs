@@ -64,7 +64,8 @@ pub enum SmartModuleCommand {
 pub async fn run(addr: Option<&str>, command: SmartModuleCommand) -> CliResult {
     match command {
         SmartModuleCommand::Create { name, wasm_file } => {
-            let wasm = std::fs::read(&wasm_file).map_err(|e| CliError::failed(format!("cannot read {}: {e}", wasm_file.display())))?;
+            let wasm = std::fs::read(&wasm_file)
+                .map_err(|e| CliError::failed(format!("cannot read {}: {e}", wasm_file.display())))?;
             let info = connect(addr).await?.create_smartmodule(&name, wasm).await?;
             let kind: fluvio_client::SmartModuleKind = info.kind.into();
             println!("smart-module \"{name}\" created ({kind}, {} bytes)", info.size);
@@ -72,7 +73,8 @@ pub async fn run(addr: Option<&str>, command: SmartModuleCommand) -> CliResult {
         }
         SmartModuleCommand::List => {
             let modules = connect(addr).await?.list_smartmodules().await?;
-            let rows: Vec<Vec<String>> = modules.iter().map(|m| vec![m.name.clone(), m.status.clone(), m.size.to_string()]).collect();
+            let rows: Vec<Vec<String>> =
+                modules.iter().map(|m| vec![m.name.clone(), m.status.clone(), m.size.to_string()]).collect();
             print!("{}", table(&["NAME", "STATUS", "SIZE"], &rows));
             Ok(())
         }
@@ -110,7 +112,9 @@ async fn test(
             .collect(),
         (None, None) => {
             let mut all = String::new();
-            std::io::stdin().read_to_string(&mut all).map_err(|e| CliError::failed(format!("cannot read stdin: {e}")))?;
+            std::io::stdin()
+                .read_to_string(&mut all)
+                .map_err(|e| CliError::failed(format!("cannot read stdin: {e}")))?;
             all.lines().map(str::to_string).collect()
         }
     };
@@ -162,7 +166,10 @@ async fn test(
 fn build(path: &Path) -> CliResult {
     let manifest = path.join("Cargo.toml");
     if !manifest.is_file() {
-        return Err(CliError::failed(format!("{} has no Cargo.toml; run this in a SmartModule project", path.display())));
+        return Err(CliError::failed(format!(
+            "{} has no Cargo.toml; run this in a SmartModule project",
+            path.display()
+        )));
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
@@ -171,25 +178,35 @@ fn build(path: &Path) -> CliResult {
         .status()
         .map_err(|e| CliError::failed(format!("cannot run cargo: {e}")))?;
     if !status.success() {
-        return Err(CliError::failed("cargo build failed (see above); if the target is missing, run `rustup target add wasm32-unknown-unknown`"));
+        return Err(CliError::failed(
+            "cargo build failed (see above); if the target is missing, run `rustup target add wasm32-unknown-unknown`",
+        ));
     }
     let metadata = Command::new(&cargo)
         .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
         .arg(&manifest)
         .output()
         .map_err(|e| CliError::failed(format!("cannot run cargo metadata: {e}")))?;
-    let metadata: serde_json::Value =
-        serde_json::from_slice(&metadata.stdout).map_err(|e| CliError::failed(format!("cannot read cargo metadata: {e}")))?;
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout)
+        .map_err(|e| CliError::failed(format!("cannot read cargo metadata: {e}")))?;
     let target_dir = metadata["target_directory"].as_str().unwrap_or("target").to_string();
     let manifest_path = std::fs::canonicalize(&manifest).unwrap_or(manifest);
     let package = metadata["packages"]
         .as_array()
-        .and_then(|packages| packages.iter().find(|p| p["manifest_path"].as_str().map(Path::new) == Some(manifest_path.as_path())))
+        .and_then(|packages| {
+            packages.iter().find(|p| p["manifest_path"].as_str().map(Path::new) == Some(manifest_path.as_path()))
+        })
         .ok_or_else(|| CliError::failed("cargo metadata does not list this package"))?;
     let lib = package["targets"]
         .as_array()
-        .and_then(|targets| targets.iter().find(|t| t["crate_types"].as_array().is_some_and(|c| c.iter().any(|c| c == "cdylib"))))
-        .ok_or_else(|| CliError::failed("the package has no cdylib target; add `[lib] crate-type = [\"cdylib\", \"rlib\"]` to Cargo.toml"))?;
+        .and_then(|targets| {
+            targets.iter().find(|t| t["crate_types"].as_array().is_some_and(|c| c.iter().any(|c| c == "cdylib")))
+        })
+        .ok_or_else(|| {
+            CliError::failed(
+                "the package has no cdylib target; add `[lib] crate-type = [\"cdylib\", \"rlib\"]` to Cargo.toml",
+            )
+        })?;
     let name = lib["name"].as_str().unwrap_or_default().replace('-', "_");
     let wasm = Path::new(&target_dir).join("wasm32-unknown-unknown").join("release").join(format!("{name}.wasm"));
     println!("{}", wasm.display());

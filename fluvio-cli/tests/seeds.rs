@@ -41,7 +41,13 @@ impl Cluster {
 
     /// Runs `fluvio ARGS` with optional stdin, in `dir`, within 60 s.
     fn fluvio(&self, args: &[&str], stdin: Option<&str>, dir: &Path) -> Output {
-        let mut child = self.command(args, dir).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = self
+            .command(args, dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         {
             use std::io::Write;
             let mut input = child.stdin.take().unwrap();
@@ -136,11 +142,18 @@ fn seed_004_regex_scrubbing_walkthrough() {
     // $ echo '{...}' > account.json
     std::fs::write(project.join("account.json"), format!("{ACCOUNT}\n")).unwrap();
     // $ fluvio produce accounts < account.json
-    let out = cluster.fluvio(&["produce", "accounts"], Some(&std::fs::read_to_string(project.join("account.json")).unwrap()), &project);
+    let out = cluster.fluvio(
+        &["produce", "accounts"],
+        Some(&std::fs::read_to_string(project.join("account.json")).unwrap()),
+        &project,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     // $ fluvio consume accounts -B --map=target/wasm32-unknown-unknown/release/regex_scrubbing.wasm
     let (stdout, stderr) = run_for(
-        cluster.command(&["consume", "accounts", "-B", "--map=target/wasm32-unknown-unknown/release/regex_scrubbing.wasm"], &project),
+        cluster.command(
+            &["consume", "accounts", "-B", "--map=target/wasm32-unknown-unknown/release/regex_scrubbing.wasm"],
+            &project,
+        ),
         Duration::from_secs(8),
     );
     assert!(stderr.contains("Consuming records from the beginning of topic 'accounts'"), "{stderr}");
@@ -160,7 +173,11 @@ fn seed_000_registering_and_using_smartmodules() {
     cluster.fluvio(&["produce", "my-topic"], Some("apple\nplum\nbanana\ncherry\n"), &project);
 
     // $ fluvio smart-module create my-filter --wasm-file=target/wasm32-unknown-unknown/release/my_filter.wasm
-    let out = cluster.fluvio(&["smart-module", "create", "my-filter", "--wasm-file=target/wasm32-unknown-unknown/release/my_filter.wasm"], None, &project);
+    let out = cluster.fluvio(
+        &["smart-module", "create", "my-filter", "--wasm-file=target/wasm32-unknown-unknown/release/my_filter.wasm"],
+        None,
+        &project,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     // $ fluvio smart-module list
     let out = cluster.fluvio(&["smart-module", "list"], None, &project);
@@ -171,11 +188,17 @@ fn seed_000_registering_and_using_smartmodules() {
         format!(" {:<width$}  STATUS             SIZE\n my-filter  SmartModuleStatus  {size}\n", "NAME")
     );
     // $ fluvio consume my-topic -B --filter=my-filter
-    let (stdout, stderr) = run_for(cluster.command(&["consume", "my-topic", "-B", "--filter=my-filter"], &project), Duration::from_secs(6));
+    let (stdout, stderr) = run_for(
+        cluster.command(&["consume", "my-topic", "-B", "--filter=my-filter"], &project),
+        Duration::from_secs(6),
+    );
     assert_eq!(stdout, "apple\nbanana\n", "{stderr}");
     // $ fluvio consume my-topic -B --filter=target/wasm32-unknown-unknown/release/my_filter.wasm
     let (stdout, _) = run_for(
-        cluster.command(&["consume", "my-topic", "-B", "--filter=target/wasm32-unknown-unknown/release/my_filter.wasm"], &project),
+        cluster.command(
+            &["consume", "my-topic", "-B", "--filter=target/wasm32-unknown-unknown/release/my_filter.wasm"],
+            &project,
+        ),
         Duration::from_secs(6),
     );
     assert_eq!(stdout, "apple\nbanana\n");
@@ -202,13 +225,22 @@ fn consume_flags_keys_offsets_and_errors() {
     assert_eq!(text(&out.stdout), "4\n");
     // Aggregate with an initial value and params through -e.
     let sum = dev_support::wasm_path("sum-aggregate");
-    let out = cluster.fluvio(&["consume", "kv", "-B", "-d", "--aggregate", sum.to_str().unwrap(), "--aggregate-initial", "10"], None, here);
+    let out = cluster.fluvio(
+        &["consume", "kv", "-B", "-d", "--aggregate", sum.to_str().unwrap(), "--aggregate-initial", "10"],
+        None,
+        here,
+    );
     assert_eq!(text(&out.stdout), "11\n13\n16\n20\n");
     let params = dev_support::wasm_path("params-filter");
-    let out = cluster.fluvio(&["consume", "kv", "-B", "-d", "--smartmodule-path", params.to_str().unwrap(), "-e", "contains=3"], None, here);
+    let out = cluster.fluvio(
+        &["consume", "kv", "-B", "-d", "--smartmodule-path", params.to_str().unwrap(), "-e", "contains=3"],
+        None,
+        here,
+    );
     assert_eq!(text(&out.stdout), "3\n");
     // A missing parameter is a clear error with exit code 1.
-    let out = cluster.fluvio(&["consume", "kv", "-B", "-d", "--smartmodule-path", params.to_str().unwrap()], None, here);
+    let out =
+        cluster.fluvio(&["consume", "kv", "-B", "-d", "--smartmodule-path", params.to_str().unwrap()], None, here);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("missing parameter `contains`"), "{}", text(&out.stderr));
     // A kind flag that does not match the module.
@@ -243,7 +275,11 @@ fn produce_applies_smartmodules_before_sending() {
     let scrubber = dev_support::wasm_path("regex-scrubbing");
     let input = cluster.home.join("accounts.txt");
     std::fs::write(&input, format!("{ACCOUNT}\n{ACCOUNT}\n")).unwrap();
-    let out = cluster.fluvio(&["produce", "scrubbed", "--file", input.to_str().unwrap(), "--smartmodule-path", scrubber.to_str().unwrap()], None, here);
+    let out = cluster.fluvio(
+        &["produce", "scrubbed", "--file", input.to_str().unwrap(), "--smartmodule-path", scrubber.to_str().unwrap()],
+        None,
+        here,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     // The SSN never reached the server.
     let out = cluster.fluvio(&["consume", "scrubbed", "-B", "-d"], None, here);
@@ -272,16 +308,19 @@ fn smart_module_test_runs_locally_with_server_semantics() {
     let out = fluvio(&["smart-module", "test", "--wasm-file", upper.to_str().unwrap(), "--text", "hello"], "");
     assert_eq!(text(&out.stdout), "HELLO\n");
     let sum = dev_support::wasm_path("sum-aggregate");
-    let out = fluvio(&["smart-module", "test", "--wasm-file", sum.to_str().unwrap(), "--aggregate-initial", "5"], "1\n2\n");
+    let out =
+        fluvio(&["smart-module", "test", "--wasm-file", sum.to_str().unwrap(), "--aggregate-initial", "5"], "1\n2\n");
     assert_eq!(text(&out.stdout), "6\n8\n");
     // Errors follow the same policies as on the server.
     let out = fluvio(&["smart-module", "test", "--wasm-file", sum.to_str().unwrap()], "1\nx\n2\n");
     assert_eq!((text(&out.stdout), out.status.code()), ("1\n".to_string(), Some(1)));
     assert!(text(&out.stderr).contains("offset 1"), "{}", text(&out.stderr));
-    let out = fluvio(&["smart-module", "test", "--wasm-file", sum.to_str().unwrap(), "--on-error", "skip"], "1\nx\n2\n");
+    let out =
+        fluvio(&["smart-module", "test", "--wasm-file", sum.to_str().unwrap(), "--on-error", "skip"], "1\nx\n2\n");
     assert_eq!(text(&out.stdout), "1\n3\n");
     let params = dev_support::wasm_path("params-filter");
-    let out = fluvio(&["smart-module", "test", "--wasm-file", params.to_str().unwrap(), "-e", "contains=b"], "abc\nxyz\n");
+    let out =
+        fluvio(&["smart-module", "test", "--wasm-file", params.to_str().unwrap(), "-e", "contains=b"], "abc\nxyz\n");
     assert_eq!(text(&out.stdout), "abc\n");
     assert!(text(&out.stderr).contains("keeping records that contain"), "guest logs are shown: {}", text(&out.stderr));
     let out = fluvio(&["smart-module", "test", "--wasm-file", "/nonexistent.wasm", "--text", "x"], "");

@@ -30,7 +30,8 @@ fn every_kind_renders_builds_and_runs() {
         // Plain `cargo build --release`: the config selects the wasm target.
         run(cargo().arg("build").arg("--release").current_dir(&project).env("CARGO_TARGET_DIR", &shared_target));
         run(cargo().arg("test-native").current_dir(&project).env("CARGO_TARGET_DIR", &shared_target));
-        let wasm = shared_target.join("wasm32-unknown-unknown/release").join(format!("{}.wasm", name.replace('-', "_")));
+        let wasm =
+            shared_target.join("wasm32-unknown-unknown/release").join(format!("{}.wasm", name.replace('-', "_")));
         assert!(wasm.is_file(), "{} was not built", wasm.display());
         let output = run(Command::new(env!("CARGO_BIN_EXE_fluvio"))
             .args(["smart-module", "test", "--wasm-file"])
@@ -41,7 +42,10 @@ fn every_kind_renders_builds_and_runs() {
     }
     // `fluvio smart-module build` builds a project and prints its module's path.
     let project = work.join("sm-map");
-    let printed = run(Command::new(env!("CARGO_BIN_EXE_fluvio")).args(["smart-module", "build", "--path"]).arg(&project).env("CARGO_TARGET_DIR", &shared_target));
+    let printed = run(Command::new(env!("CARGO_BIN_EXE_fluvio"))
+        .args(["smart-module", "build", "--path"])
+        .arg(&project)
+        .env("CARGO_TARGET_DIR", &shared_target));
     assert_eq!(printed.trim(), shared_target.join("wasm32-unknown-unknown/release/sm_map.wasm").display().to_string());
     std::fs::remove_dir_all(&work).unwrap();
 }

@@ -80,7 +80,8 @@ impl Batch {
     /// appends a producer's batch). The CRC does not cover the base offset,
     /// so it stays valid.
     pub fn set_base_offset(&mut self, base_offset: i64) {
-        self.bytes[abi::BATCH_BASE_OFFSET_AT..abi::BATCH_BASE_OFFSET_AT + 8].copy_from_slice(&base_offset.to_le_bytes());
+        self.bytes[abi::BATCH_BASE_OFFSET_AT..abi::BATCH_BASE_OFFSET_AT + 8]
+            .copy_from_slice(&base_offset.to_le_bytes());
     }
 
     /// Timestamp that record timestamps are relative to.
@@ -167,7 +168,14 @@ impl BatchBuilder {
     }
 
     /// Appends a record at `base_offset + offset_delta` with an absolute timestamp.
-    pub fn push(&mut self, offset_delta: u32, timestamp: i64, key: Option<&[u8]>, value: &[u8], headers: &[(&[u8], &[u8])]) {
+    pub fn push(
+        &mut self,
+        offset_delta: u32,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[(&[u8], &[u8])],
+    ) {
         let mut encoded_headers = Vec::new();
         for (name, value) in headers {
             abi::encode_header(&mut encoded_headers, name, value);
@@ -227,9 +235,15 @@ mod tests {
         let batch = Batch::from_bytes(builder.finish().into_bytes()).unwrap();
         let records: Vec<_> = batch.records().collect();
         assert_eq!(records.len(), 2);
-        assert_eq!((records[0].offset, records[0].timestamp, records[0].key, records[0].value), (100, 1_000, Some(&b"k1"[..]), &b"v1"[..]));
+        assert_eq!(
+            (records[0].offset, records[0].timestamp, records[0].key, records[0].value),
+            (100, 1_000, Some(&b"k1"[..]), &b"v1"[..])
+        );
         assert_eq!(records[0].headers, vec![(&b"h"[..], &b"x"[..])]);
-        assert_eq!((records[1].offset, records[1].timestamp, records[1].key, records[1].value), (101, 1_005, None, &b""[..]));
+        assert_eq!(
+            (records[1].offset, records[1].timestamp, records[1].key, records[1].value),
+            (101, 1_005, None, &b""[..])
+        );
         assert_eq!(batch.next_offset(), 102);
     }
 

@@ -10,8 +10,8 @@ use tokio::sync::mpsc;
 
 use crate::FluvioError;
 use crate::protocol::{
-    ApiKind, CreateSmartModuleRequest, CreateTopicRequest, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, Empty, ErrorResponse, Frame,
-    NameRequest, RESPONSE_BIT, RetentionSpec, SmartModuleInfo, TopicInfo,
+    ApiKind, CreateSmartModuleRequest, CreateTopicRequest, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, Empty, ErrorResponse,
+    Frame, NameRequest, RESPONSE_BIT, RetentionSpec, SmartModuleInfo, TopicInfo,
 };
 
 type Pending = Arc<Mutex<HashMap<u32, mpsc::UnboundedSender<Result<Frame, FluvioError>>>>>;
@@ -65,7 +65,8 @@ impl Connection {
                     }
                 };
                 for (_, sender) in pending.lock().expect("pending lock").drain() {
-                    let _ = sender.send(Err(FluvioError::ConnectionLost { addr: addr.clone(), reason: reason.clone() }));
+                    let _ =
+                        sender.send(Err(FluvioError::ConnectionLost { addr: addr.clone(), reason: reason.clone() }));
                 }
             })
         };
@@ -112,11 +113,17 @@ impl Connection {
     }
 
     /// Sends a request and waits for its one response.
-    pub(crate) async fn request<T: serde::Serialize>(&self, kind: ApiKind, control: &T, payload: Vec<u8>) -> Result<Frame, FluvioError> {
+    pub(crate) async fn request<T: serde::Serialize>(
+        &self,
+        kind: ApiKind,
+        control: &T,
+        payload: Vec<u8>,
+    ) -> Result<Frame, FluvioError> {
         let (id, mut responses) = self.send(kind, control, payload).await?;
         let response = responses.recv().await;
         self.forget(id);
-        let frame = response.unwrap_or_else(|| Err(FluvioError::ConnectionLost { addr: self.addr.clone(), reason: "closed".into() }))?;
+        let frame = response
+            .unwrap_or_else(|| Err(FluvioError::ConnectionLost { addr: self.addr.clone(), reason: "closed".into() }))?;
         check(frame)
     }
 }
@@ -190,7 +197,12 @@ impl Fluvio {
     }
 
     /// Creates a topic with retention settings.
-    pub async fn create_topic_with(&self, name: &str, partitions: u32, retention: RetentionSpec) -> Result<(), FluvioError> {
+    pub async fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: u32,
+        retention: RetentionSpec,
+    ) -> Result<(), FluvioError> {
         let request = CreateTopicRequest { name: name.to_string(), partitions, retention };
         self.connection.request(ApiKind::CreateTopic, &request, Vec::new()).await?;
         Ok(())
@@ -210,7 +222,10 @@ impl Fluvio {
 
     /// Registers a SmartModule; the server validates it first.
     pub async fn create_smartmodule(&self, name: &str, wasm: Vec<u8>) -> Result<SmartModuleInfo, FluvioError> {
-        let frame = self.connection.request(ApiKind::CreateSmartModule, &CreateSmartModuleRequest { name: name.to_string() }, wasm).await?;
+        let frame = self
+            .connection
+            .request(ApiKind::CreateSmartModule, &CreateSmartModuleRequest { name: name.to_string() }, wasm)
+            .await?;
         control(&frame)
     }
 
@@ -222,13 +237,18 @@ impl Fluvio {
 
     /// Deletes a registered SmartModule.
     pub async fn delete_smartmodule(&self, name: &str) -> Result<(), FluvioError> {
-        self.connection.request(ApiKind::DeleteSmartModule, &NameRequest { name: name.to_string() }, Vec::new()).await?;
+        self.connection
+            .request(ApiKind::DeleteSmartModule, &NameRequest { name: name.to_string() }, Vec::new())
+            .await?;
         Ok(())
     }
 
     /// Downloads a registered SmartModule's wasm.
     pub async fn get_smartmodule(&self, name: &str) -> Result<(SmartModuleInfo, Vec<u8>), FluvioError> {
-        let frame = self.connection.request(ApiKind::GetSmartModule, &NameRequest { name: name.to_string() }, Vec::new()).await?;
+        let frame = self
+            .connection
+            .request(ApiKind::GetSmartModule, &NameRequest { name: name.to_string() }, Vec::new())
+            .await?;
         Ok((control(&frame)?, frame.payload))
     }
 }

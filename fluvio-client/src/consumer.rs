@@ -109,7 +109,10 @@ impl Fluvio {
 
 impl std::fmt::Debug for ConsumerStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConsumerStream").field("addr", &self.connection.addr()).field("next_offset", &self.next_offset).finish()
+        f.debug_struct("ConsumerStream")
+            .field("addr", &self.connection.addr())
+            .field("next_offset", &self.next_offset)
+            .finish()
     }
 }
 
@@ -197,7 +200,10 @@ impl Stream for ConsumerStream {
                 Poll::Ready(None) => {
                     self.done = true;
                     let addr = self.connection.addr().to_string();
-                    return Poll::Ready(Some(Err(FluvioError::ConnectionLost { addr, reason: "the stream closed".into() })));
+                    return Poll::Ready(Some(Err(FluvioError::ConnectionLost {
+                        addr,
+                        reason: "the stream closed".into(),
+                    })));
                 }
                 Poll::Ready(Some(Err(error))) => {
                     self.done = true;

@@ -8,7 +8,9 @@ use crate::protocol::ErrorCode;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FluvioError {
     /// No server answered at the address.
-    #[error("cannot connect to a Fluvio server at {addr}: {reason}; is one running? start one with `fluvio cluster start`")]
+    #[error(
+        "cannot connect to a Fluvio server at {addr}: {reason}; is one running? start one with `fluvio cluster start`"
+    )]
     Connect {
         /// The address tried.
         addr: String,

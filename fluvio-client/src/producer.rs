@@ -31,7 +31,13 @@ pub struct ProducerConfig {
 
 impl Default for ProducerConfig {
     fn default() -> Self {
-        ProducerConfig { partition: 0, batch_bytes: 64 << 10, linger: Duration::from_millis(5), smartmodules: Vec::new(), policy: ErrorPolicy::Fail }
+        ProducerConfig {
+            partition: 0,
+            batch_bytes: 64 << 10,
+            linger: Duration::from_millis(5),
+            smartmodules: Vec::new(),
+            policy: ErrorPolicy::Fail,
+        }
     }
 }
 
@@ -106,7 +112,9 @@ impl ProduceOutput {
     /// the first record the SmartModules made from it, or `None` when they
     /// dropped it.
     pub async fn wait(self) -> Result<Option<i64>, FluvioError> {
-        self.ack.await.unwrap_or_else(|_| Err(FluvioError::InvalidRequest("the producer was dropped before the record was sent".into())))
+        self.ack.await.unwrap_or_else(|_| {
+            Err(FluvioError::InvalidRequest("the producer was dropped before the record was sent".into()))
+        })
     }
 }
 
@@ -130,7 +138,10 @@ impl Fluvio {
             message: format!("topic {topic:?} not found; create it with `fluvio topic create {topic}`"),
         })?;
         if config.partition >= info.partitions {
-            return Err(FluvioError::InvalidRequest(format!("topic {topic:?} has {} partition(s); there is no partition {}", info.partitions, config.partition)));
+            return Err(FluvioError::InvalidRequest(format!(
+                "topic {topic:?} has {} partition(s); there is no partition {}",
+                info.partitions, config.partition
+            )));
         }
         let chain = if config.smartmodules.is_empty() {
             None
@@ -143,10 +154,8 @@ impl Fluvio {
             let policy = config.policy.clone();
             let engine = local_engine().clone();
             Some(
-                ChainWorker::spawn(move || {
-                    ChainBuilder::new(&engine).modules(modules).on_error(policy).build()
-                })
-                .await?,
+                ChainWorker::spawn(move || ChainBuilder::new(&engine).modules(modules).on_error(policy).build())
+                    .await?,
             )
         };
         let (sent, _) = watch::channel(0);
@@ -169,7 +178,11 @@ impl Fluvio {
 impl TopicProducer {
     /// Queues a record. It is sent with its batch, when the batch is full,
     /// when `linger` has passed, or on [`flush`](Self::flush).
-    pub async fn send(&self, key: Option<impl Into<Vec<u8>>>, value: impl Into<Vec<u8>>) -> Result<ProduceOutput, FluvioError> {
+    pub async fn send(
+        &self,
+        key: Option<impl Into<Vec<u8>>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<ProduceOutput, FluvioError> {
         let (ack, receiver) = oneshot::channel();
         let record = PendingRecord { key: key.map(Into::into), value: value.into(), timestamp: now_ms(), ack };
         // Keep at most a few batches queued: wait for the flusher otherwise.
@@ -205,7 +218,9 @@ impl TopicProducer {
         };
         self.shared.wake.notify_one();
         let mut sent = self.shared.sent.subscribe();
-        sent.wait_for(|done| *done >= target).await.map_err(|_| FluvioError::InvalidRequest("the producer stopped".into()))?;
+        sent.wait_for(|done| *done >= target)
+            .await
+            .map_err(|_| FluvioError::InvalidRequest("the producer stopped".into()))?;
         Ok(())
     }
 

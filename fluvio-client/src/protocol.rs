@@ -158,7 +158,9 @@ impl Frame {
             return Err(FrameError::TooLarge { size: len as u64, limit: max_bytes });
         }
         if (len as usize) < FRAME_HEADER_LEN {
-            return Err(FrameError::Malformed(format!("frame of {len} bytes is shorter than its {FRAME_HEADER_LEN}-byte header")));
+            return Err(FrameError::Malformed(format!(
+                "frame of {len} bytes is shorter than its {FRAME_HEADER_LEN}-byte header"
+            )));
         }
         let mut body = vec![0u8; len as usize];
         reader.read_exact(&mut body).await.map_err(|e| {
@@ -486,7 +488,8 @@ mod tests {
 
     #[tokio::test]
     async fn frames_round_trip() {
-        let frame = Frame::new(ApiKind::Produce as u16, 7, &ProduceRequest { topic: "t".into(), partition: 0 }, vec![1, 2, 3]);
+        let frame =
+            Frame::new(ApiKind::Produce as u16, 7, &ProduceRequest { topic: "t".into(), partition: 0 }, vec![1, 2, 3]);
         let mut bytes = Vec::new();
         frame.write(&mut bytes).await.unwrap();
         assert_eq!(bytes.len(), frame.encoded_len());

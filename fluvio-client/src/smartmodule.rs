@@ -85,7 +85,9 @@ impl SmartModuleSpec {
     pub fn name(&self) -> String {
         match &self.source {
             SmartModuleSource::Registered(name) | SmartModuleSource::Wasm { name, .. } => name.clone(),
-            SmartModuleSource::Path(path) => path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned()),
+            SmartModuleSource::Path(path) => {
+                path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
+            }
         }
     }
 
@@ -98,10 +100,13 @@ impl SmartModuleSpec {
     pub(crate) fn to_invocation(&self) -> Result<Invocation, FluvioError> {
         let source = match &self.source {
             SmartModuleSource::Registered(name) => ModuleSource::Registered(name.clone()),
-            SmartModuleSource::Path(path) => {
-                ModuleSource::AdHoc { name: self.name(), compressed_wasm: crate::protocol::compress(&Self::read_file(path)?) }
+            SmartModuleSource::Path(path) => ModuleSource::AdHoc {
+                name: self.name(),
+                compressed_wasm: crate::protocol::compress(&Self::read_file(path)?),
+            },
+            SmartModuleSource::Wasm { name, bytes } => {
+                ModuleSource::AdHoc { name: name.clone(), compressed_wasm: crate::protocol::compress(bytes) }
             }
-            SmartModuleSource::Wasm { name, bytes } => ModuleSource::AdHoc { name: name.clone(), compressed_wasm: crate::protocol::compress(bytes) },
         };
         Ok(Invocation {
             source,
@@ -116,7 +121,11 @@ impl SmartModuleSpec {
     pub async fn load(&self, fluvio: Option<&Fluvio>) -> Result<SmartModule, FluvioError> {
         let (name, wasm) = match &self.source {
             SmartModuleSource::Registered(name) => {
-                let fluvio = fluvio.ok_or_else(|| FluvioError::InvalidRequest(format!("SmartModule {name:?} is registered on a server; connect to one to use it")))?;
+                let fluvio = fluvio.ok_or_else(|| {
+                    FluvioError::InvalidRequest(format!(
+                        "SmartModule {name:?} is registered on a server; connect to one to use it"
+                    ))
+                })?;
                 (name.clone(), fluvio.get_smartmodule(name).await?.1)
             }
             SmartModuleSource::Path(path) => (self.name(), Self::read_file(path)?),

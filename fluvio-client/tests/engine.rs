@@ -104,7 +104,8 @@ fn array_map_outputs_keep_their_source_offset_and_timestamp() {
 #[test]
 fn aggregate_accumulates_across_batches_from_an_initial_value() {
     let engine = SmartEngine::new();
-    let mut chain = chain_of(&engine, &[("sum-aggregate", ModuleConfig::default().initial_accumulator("100"))], ErrorPolicy::Fail);
+    let mut chain =
+        chain_of(&engine, &[("sum-aggregate", ModuleConfig::default().initial_accumulator("100"))], ErrorPolicy::Fail);
     let first = chain.process(&batch(0, &["1", "2"])).unwrap();
     assert_eq!(values(&first.batch), owned(&[(0, "101"), (1, "103")]));
     let second = chain.process(&batch(2, &["10"])).unwrap();
@@ -138,7 +139,8 @@ fn init_receives_params_and_logs_reach_the_host() {
     assert_eq!(values(&out.batch), owned(&[(0, "fluvio rocks"), (2, "FLUVIO")]));
     let logs = chain.take_logs();
     assert!(
-        logs.iter().any(|l| l.module == "params-filter" && l.message.contains("keeping records that contain \"fluvio\"")),
+        logs.iter()
+            .any(|l| l.module == "params-filter" && l.message.contains("keeping records that contain \"fluvio\"")),
         "{logs:?}"
     );
 }
@@ -148,7 +150,10 @@ fn init_errors_name_the_parameter() {
     let engine = SmartEngine::new();
     let module = engine.load("params-filter", &wasm("params-filter")).unwrap();
     let missing = ChainBuilder::new(&engine).module(module.clone(), ModuleConfig::default()).build().unwrap_err();
-    assert!(matches!(&missing, EngineError::InitFailed { message, .. } if message.contains("missing parameter `contains`")), "{missing}");
+    assert!(
+        matches!(&missing, EngineError::InitFailed { message, .. } if message.contains("missing parameter `contains`")),
+        "{missing}"
+    );
     let invalid = ChainBuilder::new(&engine)
         .module(module, ModuleConfig::default().param("contains", "x").param("ignore_case", "maybe"))
         .build()
@@ -332,7 +337,10 @@ fn kind_mismatch_is_a_clear_error() {
     let engine = SmartEngine::new();
     let module = engine.load("my-filter", &wasm("my-filter")).unwrap();
     let error = module.expect_kind(SmartModuleKind::Map).unwrap_err();
-    assert_eq!(error.to_string(), "SmartModule `my-filter` is a filter, but it was given as a map; use --filter or --smartmodule instead");
+    assert_eq!(
+        error.to_string(),
+        "SmartModule `my-filter` is a filter, but it was given as a map; use --filter or --smartmodule instead"
+    );
 }
 
 #[test]

@@ -114,5 +114,8 @@ fn a_plain_wasm_module_is_not_a_smartmodule() {
     let engine = engine();
     let plain = wasmer::wat2wasm(br#"(module (memory (export "memory") 1) (func (export "filter")))"#).unwrap();
     let error = engine.load("plain", &plain).unwrap_err();
-    assert!(matches!(&error, EngineError::NotASmartModule { reason } if reason.contains("Fluvio's own fluvio-smartmodule")), "{error}");
+    assert!(
+        matches!(&error, EngineError::NotASmartModule { reason } if reason.contains("Fluvio's own fluvio-smartmodule")),
+        "{error}"
+    );
 }

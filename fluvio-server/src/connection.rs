@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use fluvio_client::batch::Batch;
 use fluvio_client::engine::{ChainBuilder, ChainWorker, ErrorPolicy, ModuleConfig, RecordFailure, SmartModule};
 use fluvio_client::protocol::{
-    ApiKind, CreateSmartModuleRequest, CreateTopicRequest, Empty, ErrorCode, Frame, FrameError, Invocation, ModuleSource,
-    NameRequest, OffsetSpec, PROTOCOL_VERSION, ProduceRequest, ProduceResponse, RESPONSE_BIT, StreamEvent,
-    StreamFetchRequest, WirePolicy,
+    ApiKind, CreateSmartModuleRequest, CreateTopicRequest, Empty, ErrorCode, Frame, FrameError, Invocation,
+    ModuleSource, NameRequest, OffsetSpec, PROTOCOL_VERSION, ProduceRequest, ProduceResponse, RESPONSE_BIT,
+    StreamEvent, StreamFetchRequest, WirePolicy,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -55,7 +55,10 @@ pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
         };
         let correlation_id = frame.correlation_id;
         if frame.version != PROTOCOL_VERSION {
-            let message = format!("protocol version {} is not supported; this server speaks version {PROTOCOL_VERSION}", frame.version);
+            let message = format!(
+                "protocol version {} is not supported; this server speaks version {PROTOCOL_VERSION}",
+                frame.version
+            );
             let _ = frames.send(error_frame(correlation_id, &bad_frame(message))).await;
             break;
         }
@@ -115,7 +118,11 @@ fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<Frame,
     match kind {
         ApiKind::CreateTopic => {
             let request: CreateTopicRequest = decode(&frame)?;
-            context.topics.create(TopicSpec { name: request.name, partitions: request.partitions, retention: request.retention })?;
+            context.topics.create(TopicSpec {
+                name: request.name,
+                partitions: request.partitions,
+                retention: request.retention,
+            })?;
             Ok(respond(kind, id, &Empty, Vec::new()))
         }
         ApiKind::DeleteTopic => {
@@ -130,7 +137,8 @@ fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<Frame,
         ApiKind::Produce => {
             let request: ProduceRequest = decode(&frame)?;
             let partition = context.topics.partition(&request.topic, request.partition)?;
-            let batch = Batch::from_bytes(frame.payload).map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
+            let batch = Batch::from_bytes(frame.payload)
+                .map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
             let record_count = batch.record_count();
             let base_offset = partition.append(batch)?;
             Ok(respond(kind, id, &ProduceResponse { base_offset, record_count }, Vec::new()))
@@ -167,11 +175,14 @@ pub async fn start_chain(
     policy: WirePolicy,
     dead_letters: Arc<Mutex<Vec<RecordFailure>>>,
 ) -> Result<ChainWorker, ServerError> {
-    let invalid = |e: fluvio_client::engine::EngineError| ServerError::new(ErrorCode::InvalidSmartModule, e.to_string());
+    let invalid =
+        |e: fluvio_client::engine::EngineError| ServerError::new(ErrorCode::InvalidSmartModule, e.to_string());
     let policy = match policy {
         WirePolicy::Fail => ErrorPolicy::Fail,
         WirePolicy::Skip => ErrorPolicy::Skip,
-        WirePolicy::DeadLetter => ErrorPolicy::DeadLetter(Arc::new(move |failure| dead_letters.lock().expect("dead letters").push(failure))),
+        WirePolicy::DeadLetter => {
+            ErrorPolicy::DeadLetter(Arc::new(move |failure| dead_letters.lock().expect("dead letters").push(failure)))
+        }
     };
     let mut modules: Vec<(SmartModule, ModuleConfig)> = Vec::with_capacity(invocations.len());
     for invocation in invocations {
@@ -193,15 +204,18 @@ pub async fn start_chain(
         modules.push((module, config));
     }
     let engine = context.engine.clone();
-    ChainWorker::spawn(move || {
-        ChainBuilder::new(&engine).modules(modules).on_error(policy).build()
-    })
-    .await
-    .map_err(invalid)
+    ChainWorker::spawn(move || ChainBuilder::new(&engine).modules(modules).on_error(policy).build())
+        .await
+        .map_err(invalid)
 }
 
 /// Streams a partition to the client, through the requested chain.
-async fn stream(context: &ServerContext, request: StreamFetchRequest, id: u32, frames: &mpsc::Sender<Frame>) -> Result<(), ServerError> {
+async fn stream(
+    context: &ServerContext,
+    request: StreamFetchRequest,
+    id: u32,
+    frames: &mpsc::Sender<Frame>,
+) -> Result<(), ServerError> {
     let partition = context.topics.partition(&request.topic, request.partition)?;
     let dead_letters = Arc::new(Mutex::new(Vec::new()));
     let chain = if request.chain.is_empty() {
@@ -219,7 +233,9 @@ async fn stream(context: &ServerContext, request: StreamFetchRequest, id: u32, f
     };
     let max_bytes = (request.max_bytes as u64).clamp(1, 16 << 20);
     let mut watermark = partition.subscribe();
-    let send = |frame: Frame| async move { frames.send(frame).await.map_err(|_| ServerError::new(ErrorCode::Storage, "client went away")) };
+    let send = |frame: Frame| async move {
+        frames.send(frame).await.map_err(|_| ServerError::new(ErrorCode::Storage, "client went away"))
+    };
     loop {
         let batches = tokio::task::block_in_place(|| partition.read(offset, max_bytes))?;
         if batches.is_empty() {
@@ -253,7 +269,13 @@ async fn stream(context: &ServerContext, request: StreamFetchRequest, id: u32, f
                 }
             };
             if !output.is_empty() {
-                send(respond(ApiKind::StreamFetch, id, &StreamEvent::Batch { next_offset: offset }, output.into_bytes())).await?;
+                send(respond(
+                    ApiKind::StreamFetch,
+                    id,
+                    &StreamEvent::Batch { next_offset: offset },
+                    output.into_bytes(),
+                ))
+                .await?;
             }
             if let Some(failure) = failure {
                 send(respond(ApiKind::StreamFetch, id, &StreamEvent::Failed(failure), Vec::new())).await?;

@@ -62,7 +62,8 @@ async fn main() -> std::process::ExitCode {
     // Tests and `fluvio cluster start` read this line to learn the address.
     println!("fluvio-server listening on {}", server.local_addr());
     let _ = std::io::stdout().flush();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
     tokio::select! {
         _ = server.run() => {}
         _ = tokio::signal::ctrl_c() => {}

@@ -28,13 +28,17 @@ impl Registry {
         let registry = Registry { dir: dir.to_path_buf(), engine, modules: RwLock::new(BTreeMap::new()) };
         for entry in std::fs::read_dir(dir).map_err(|e| ServerError::storage(dir, e))? {
             let path = entry.map_err(|e| ServerError::storage(dir, e))?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".wasm")) else { continue };
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".wasm")) else {
+                continue;
+            };
             let wasm = std::fs::read(&path).map_err(|e| ServerError::storage(&path, e))?;
             match registry.engine.load(name, &wasm) {
                 Ok(module) => {
                     registry.modules.write().expect("registry lock").insert(name.to_string(), (module, wasm));
                 }
-                Err(error) => tracing::error!(module = name, %error, "registered SmartModule no longer loads; skipping it"),
+                Err(error) => {
+                    tracing::error!(module = name, %error, "registered SmartModule no longer loads; skipping it")
+                }
             }
         }
         Ok(registry)
@@ -47,10 +51,15 @@ impl Registry {
         if self.modules.read().expect("registry lock").contains_key(name) {
             return Err(ServerError::new(
                 ErrorCode::SmartModuleExists,
-                format!("SmartModule {name:?} already exists; delete it first with `fluvio smart-module delete {name}`"),
+                format!(
+                    "SmartModule {name:?} already exists; delete it first with `fluvio smart-module delete {name}`"
+                ),
             ));
         }
-        let module = self.engine.load(name, &wasm).map_err(|e| ServerError::new(ErrorCode::InvalidSmartModule, e.to_string()))?;
+        let module = self
+            .engine
+            .load(name, &wasm)
+            .map_err(|e| ServerError::new(ErrorCode::InvalidSmartModule, e.to_string()))?;
         let path = self.dir.join(format!("{name}.wasm"));
         let tmp = self.dir.join(format!("{name}.wasm.tmp"));
         std::fs::write(&tmp, &wasm).map_err(|e| ServerError::storage(&tmp, e))?;
@@ -97,6 +106,8 @@ pub fn info(name: &str, module: &SmartModule) -> SmartModuleInfo {
 fn not_found(name: &str) -> ServerError {
     ServerError::new(
         ErrorCode::SmartModuleNotFound,
-        format!("SmartModule {name:?} is not registered; register it with `fluvio smart-module create {name} --wasm-file FILE`"),
+        format!(
+            "SmartModule {name:?} is not registered; register it with `fluvio smart-module create {name} --wasm-file FILE`"
+        ),
     )
 }

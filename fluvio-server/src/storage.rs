@@ -292,7 +292,11 @@ impl PartitionLog {
                 File::create(&log_path).map_err(io_error(&log_path))?;
             }
             let log_len = fs::metadata(&log_path).map_err(io_error(&log_path))?.len();
-            let trusted = if i == last { None } else { read_index(&index_path).filter(|e| e.last().map_or(0, |l| l.position + l.len as u64) == log_len) };
+            let trusted = if i == last {
+                None
+            } else {
+                read_index(&index_path).filter(|e| e.last().map_or(0, |l| l.position + l.len as u64) == log_len)
+            };
             let entries = match trusted {
                 Some(entries) => entries,
                 None => {
@@ -368,7 +372,8 @@ impl PartitionLog {
         segment.entries.push(entry);
         state.next_offset = entry.next_offset();
         let next = state.next_offset;
-        let interval_due = matches!(self.config.flush, FlushPolicy::Interval(interval) if state.last_sync.elapsed() >= interval);
+        let interval_due =
+            matches!(self.config.flush, FlushPolicy::Interval(interval) if state.last_sync.elapsed() >= interval);
         drop(state);
         match self.config.flush {
             FlushPolicy::EveryBatch => self.sync_through(next)?,
@@ -437,7 +442,8 @@ impl PartitionLog {
             let total: u64 = state.segments.iter().map(|s| s.size).sum();
             let oldest = &state.segments[0];
             let too_big = retention.max_bytes.is_some_and(|max| total > max);
-            let too_old = retention.max_age_ms.is_some_and(|max| oldest.max_timestamp().is_some_and(|ts| now - ts > max as i64));
+            let too_old =
+                retention.max_age_ms.is_some_and(|max| oldest.max_timestamp().is_some_and(|ts| now - ts > max as i64));
             if !(too_big || too_old) {
                 break;
             }
@@ -512,7 +518,13 @@ impl PartitionLog {
             let (_, file) = open.as_ref().expect("file opened above");
             let mut bytes = vec![0u8; entry.len as usize];
             file.read_exact_at(&mut bytes, entry.position).map_err(io_error(&path))?;
-            let batch = Batch::from_bytes(bytes).map_err(|e| StorageError::InvalidBatch(format!("stored batch at {} in {} is corrupt: {e}", entry.position, path.display())))?;
+            let batch = Batch::from_bytes(bytes).map_err(|e| {
+                StorageError::InvalidBatch(format!(
+                    "stored batch at {} in {} is corrupt: {e}",
+                    entry.position,
+                    path.display()
+                ))
+            })?;
             batches.push(batch);
         }
         Ok(batches)
@@ -545,7 +557,13 @@ pub fn trim_batch(batch: Batch, offset: i64) -> Batch {
     }
     let mut builder = fluvio_client::batch::BatchBuilder::new(batch.base_offset(), batch.base_timestamp());
     for record in batch.records().filter(|r| r.offset >= offset) {
-        builder.push((record.offset - batch.base_offset()) as u32, record.timestamp, record.key, record.value, &record.headers);
+        builder.push(
+            (record.offset - batch.base_offset()) as u32,
+            record.timestamp,
+            record.key,
+            record.value,
+            &record.headers,
+        );
     }
     builder.finish()
 }
@@ -577,7 +595,9 @@ mod tests {
         log.read(from, u64::MAX)
             .unwrap()
             .iter()
-            .flat_map(|b| b.records().map(|r| (r.offset, String::from_utf8_lossy(r.value).into_owned())).collect::<Vec<_>>())
+            .flat_map(|b| {
+                b.records().map(|r| (r.offset, String::from_utf8_lossy(r.value).into_owned())).collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -604,7 +624,9 @@ mod tests {
             .map(|t| {
                 let log = Arc::clone(&log);
                 std::thread::spawn(move || {
-                    (0..50).map(|i| (log.append(batch(&[&format!("t{t}-{i}")])).unwrap(), format!("t{t}-{i}"))).collect::<Vec<_>>()
+                    (0..50)
+                        .map(|i| (log.append(batch(&[&format!("t{t}-{i}")])).unwrap(), format!("t{t}-{i}")))
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();

@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock};
 use fluvio_client::protocol::{ErrorCode, RetentionSpec, TopicInfo};
 use serde::{Deserialize, Serialize};
 
-use crate::storage::{FlushPolicy, LogConfig, PartitionLog};
 use crate::ServerError;
+use crate::storage::{FlushPolicy, LogConfig, PartitionLog};
 
 /// A topic's settings, as stored in `topic.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +54,8 @@ impl TopicStore {
     /// Opens every topic under `dir`, recovering each partition.
     pub fn open(dir: &Path, default_segment_bytes: u64, flush: FlushPolicy) -> Result<TopicStore, ServerError> {
         std::fs::create_dir_all(dir).map_err(|e| ServerError::storage(dir, e))?;
-        let store = TopicStore { dir: dir.to_path_buf(), default_segment_bytes, flush, topics: RwLock::new(BTreeMap::new()) };
+        let store =
+            TopicStore { dir: dir.to_path_buf(), default_segment_bytes, flush, topics: RwLock::new(BTreeMap::new()) };
         for entry in std::fs::read_dir(dir).map_err(|e| ServerError::storage(dir, e))? {
             let path = entry.map_err(|e| ServerError::storage(dir, e))?.path();
             let spec_path = path.join("topic.json");
@@ -64,8 +65,9 @@ impl TopicStore {
                 continue;
             }
             let text = std::fs::read_to_string(&spec_path).map_err(|e| ServerError::storage(&spec_path, e))?;
-            let spec: TopicSpec = serde_json::from_str(&text)
-                .map_err(|e| ServerError::new(ErrorCode::Storage, format!("{} is unreadable: {e}", spec_path.display())))?;
+            let spec: TopicSpec = serde_json::from_str(&text).map_err(|e| {
+                ServerError::new(ErrorCode::Storage, format!("{} is unreadable: {e}", spec_path.display()))
+            })?;
             let topic = store.open_topic(spec)?;
             store.topics.write().expect("topics lock").insert(topic.spec.name.clone(), Arc::new(topic));
         }
@@ -73,7 +75,11 @@ impl TopicStore {
     }
 
     fn log_config(&self, retention: RetentionSpec) -> LogConfig {
-        LogConfig { segment_bytes: retention.segment_bytes.unwrap_or(self.default_segment_bytes), retention, flush: self.flush }
+        LogConfig {
+            segment_bytes: retention.segment_bytes.unwrap_or(self.default_segment_bytes),
+            retention,
+            flush: self.flush,
+        }
     }
 
     fn open_topic(&self, spec: TopicSpec) -> Result<Topic, ServerError> {
@@ -91,9 +97,13 @@ impl TopicStore {
 
     /// Creates a topic.
     pub fn create(&self, spec: TopicSpec) -> Result<(), ServerError> {
-        validate_name(&spec.name).map_err(|m| ServerError::new(ErrorCode::InvalidTopicName, format!("invalid topic {m}")))?;
+        validate_name(&spec.name)
+            .map_err(|m| ServerError::new(ErrorCode::InvalidTopicName, format!("invalid topic {m}")))?;
         if spec.partitions == 0 || spec.partitions > 1024 {
-            return Err(ServerError::new(ErrorCode::InvalidRequest, format!("a topic needs 1 to 1024 partitions, not {}", spec.partitions)));
+            return Err(ServerError::new(
+                ErrorCode::InvalidRequest,
+                format!("a topic needs 1 to 1024 partitions, not {}", spec.partitions),
+            ));
         }
         let mut topics = self.topics.write().expect("topics lock");
         if topics.contains_key(&spec.name) {
@@ -136,7 +146,10 @@ impl TopicStore {
         topic.partitions.get(partition as usize).cloned().ok_or_else(|| {
             ServerError::new(
                 ErrorCode::PartitionNotFound,
-                format!("topic {name:?} has {} partition(s); partition {partition} does not exist", topic.partitions.len()),
+                format!(
+                    "topic {name:?} has {} partition(s); partition {partition} does not exist",
+                    topic.partitions.len()
+                ),
             )
         })
     }
@@ -163,5 +176,8 @@ impl TopicStore {
 }
 
 fn not_found(name: &str) -> ServerError {
-    ServerError::new(ErrorCode::TopicNotFound, format!("topic {name:?} not found; create it with `fluvio topic create {name}`"))
+    ServerError::new(
+        ErrorCode::TopicNotFound,
+        format!("topic {name:?} not found; create it with `fluvio topic create {name}`"),
+    )
 }

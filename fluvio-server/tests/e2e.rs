@@ -78,7 +78,11 @@ async fn a_continuous_consumer_sees_records_produced_later() {
     produce(&fluvio, "live", &["late-1", "late-2"]).await;
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        let record = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("record arrives").unwrap().unwrap();
+        let record = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("record arrives")
+            .unwrap()
+            .unwrap();
         seen.push(String::from_utf8(record.value).unwrap());
     }
     assert_eq!(seen, ["late-1", "late-2"]);
@@ -111,7 +115,10 @@ async fn each_kind_runs_on_the_server_ad_hoc() {
     assert_eq!(values(&read_all(&fluvio, "words", chain).await), ["APPLE", "BANANA"]);
 
     // A kind that does not match the module is refused with a clear error.
-    let wrong = fluvio.consumer_stream("words", from_beginning().smartmodule(spec("my-filter").expect_kind(SmartModuleKind::Map))).await.unwrap();
+    let wrong = fluvio
+        .consumer_stream("words", from_beginning().smartmodule(spec("my-filter").expect_kind(SmartModuleKind::Map)))
+        .await
+        .unwrap();
     let error = wrong.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
     assert!(error.to_string().contains("is a filter, but it was given as a map"), "{error}");
 }
@@ -138,11 +145,16 @@ async fn registered_smartmodules_run_by_name_and_survive_restart() {
     let fluvio = server.client().await;
     let listed: Vec<_> = fluvio.list_smartmodules().await.unwrap().into_iter().map(|m| m.name).collect();
     assert_eq!(listed, ["my-filter", "upper"]);
-    let config = from_beginning().smartmodule(SmartModuleSpec::registered("my-filter")).smartmodule(SmartModuleSpec::registered("upper"));
+    let config = from_beginning()
+        .smartmodule(SmartModuleSpec::registered("my-filter"))
+        .smartmodule(SmartModuleSpec::registered("upper"));
     assert_eq!(values(&read_all(&fluvio, "fruit", config).await), ["PEAR", "GRAPE"]);
 
     fluvio.delete_smartmodule("upper").await.unwrap();
-    let missing = fluvio.consumer_stream("fruit", from_beginning().smartmodule(SmartModuleSpec::registered("upper"))).await.unwrap();
+    let missing = fluvio
+        .consumer_stream("fruit", from_beginning().smartmodule(SmartModuleSpec::registered("upper")))
+        .await
+        .unwrap();
     let error = missing.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::SmartModuleNotFound));
     assert!(error.to_string().contains("\"upper\" is not registered"), "{error}");
@@ -176,9 +188,12 @@ async fn consumer_error_policies() {
     let letters = Arc::new(Mutex::new(Vec::new()));
     let sink = {
         let letters = Arc::clone(&letters);
-        Arc::new(move |failure: fluvio_client::engine::RecordFailure| letters.lock().unwrap().push((failure.offset, failure.value)))
+        Arc::new(move |failure: fluvio_client::engine::RecordFailure| {
+            letters.lock().unwrap().push((failure.offset, failure.value))
+        })
     };
-    let dead = ConsumerConfig { policy: ErrorPolicy::DeadLetter(sink), ..from_beginning() }.smartmodule(spec("sum-aggregate"));
+    let dead =
+        ConsumerConfig { policy: ErrorPolicy::DeadLetter(sink), ..from_beginning() }.smartmodule(spec("sum-aggregate"));
     assert_eq!(values(&read_all(&fluvio, "mixed", dead).await), ["1", "3", "6"]);
     assert_eq!(*letters.lock().unwrap(), vec![(1, b"x".to_vec()), (3, b"y".to_vec())]);
 }
@@ -189,7 +204,8 @@ async fn a_hostile_module_fails_only_its_own_stream() {
     let fluvio = server.client().await;
     fluvio.create_topic("t", 1).await.unwrap();
     produce(&fluvio, "t", &["a", "b"]).await;
-    let looping = fluvio.consumer_stream("t", from_beginning().smartmodule(spec("hostile-infinite-loop"))).await.unwrap();
+    let looping =
+        fluvio.consumer_stream("t", from_beginning().smartmodule(spec("hostile-infinite-loop"))).await.unwrap();
     let error = looping.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::SmartModuleFailed));
     assert!(error.to_string().contains("exceeded its CPU limit"), "{error}");
@@ -259,7 +275,10 @@ async fn producer_error_policies_never_drop_errors_silently() {
     assert!(matches!(&results[1], Err(FluvioError::RecordFailed(f)) if f.offset == 1), "{:?}", results[1]);
     assert!(results[2].is_err());
     // skip: counted.
-    let (results, skipped, _) = send_all(ProducerConfig { policy: ErrorPolicy::Skip, ..Default::default() }.smartmodule(spec("even-filter-map"))).await;
+    let (results, skipped, _) = send_all(
+        ProducerConfig { policy: ErrorPolicy::Skip, ..Default::default() }.smartmodule(spec("even-filter-map")),
+    )
+    .await;
     assert_eq!((results[1].as_ref().unwrap(), skipped), (&None, 1));
     // dead-letter: handed to the sink.
     let letters = Arc::new(Mutex::new(Vec::new()));
@@ -267,7 +286,11 @@ async fn producer_error_policies_never_drop_errors_silently() {
         let letters = Arc::clone(&letters);
         Arc::new(move |failure: fluvio_client::engine::RecordFailure| letters.lock().unwrap().push(failure.value))
     };
-    let (_, _, dead) = send_all(ProducerConfig { policy: ErrorPolicy::DeadLetter(sink), ..Default::default() }.smartmodule(spec("even-filter-map"))).await;
+    let (_, _, dead) = send_all(
+        ProducerConfig { policy: ErrorPolicy::DeadLetter(sink), ..Default::default() }
+            .smartmodule(spec("even-filter-map")),
+    )
+    .await;
     assert_eq!((dead, letters.lock().unwrap().clone()), (1, vec![b"x".to_vec()]));
     assert_eq!(values(&read_all(&fluvio, "p", from_beginning()).await), ["1", "1", "2", "1", "2"]);
 }
@@ -280,7 +303,8 @@ async fn server_side_filtering_sends_fewer_bytes() {
     let producer = fluvio.topic_producer("events").await.unwrap();
     for i in 0..2_000 {
         // One record in ten contains an `a`.
-        let value = if i % 10 == 0 { format!("{i:06} a {}", "x".repeat(90)) } else { format!("{i:06} {}", "z".repeat(92)) };
+        let value =
+            if i % 10 == 0 { format!("{i:06} a {}", "x".repeat(90)) } else { format!("{i:06} {}", "z".repeat(92)) };
         producer.send(None::<Vec<u8>>, value).await.unwrap();
     }
     producer.flush().await.unwrap();
@@ -313,11 +337,15 @@ async fn partitions_are_independent() {
     one.flush().await.unwrap();
     assert_eq!(output.wait().await.unwrap(), Some(0));
     produce(&fluvio, "split", &["in-zero-a", "in-zero-b"]).await;
-    assert_eq!(values(&read_all(&fluvio, "split", ConsumerConfig { partition: 1, ..from_beginning() }).await), ["in-one"]);
+    assert_eq!(
+        values(&read_all(&fluvio, "split", ConsumerConfig { partition: 1, ..from_beginning() }).await),
+        ["in-one"]
+    );
     assert_eq!(values(&read_all(&fluvio, "split", from_beginning()).await), ["in-zero-a", "in-zero-b"]);
     let topics = fluvio.list_topics().await.unwrap();
     assert_eq!(topics[0].next_offsets, vec![2, 1]);
-    let missing = fluvio.topic_producer_with("split", ProducerConfig { partition: 2, ..Default::default() }).await.unwrap_err();
+    let missing =
+        fluvio.topic_producer_with("split", ProducerConfig { partition: 2, ..Default::default() }).await.unwrap_err();
     assert!(missing.to_string().contains("no partition 2"), "{missing}");
     let stream = fluvio.consumer_stream("split", ConsumerConfig { partition: 7, ..from_beginning() }).await.unwrap();
     let error = stream.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();

@@ -75,7 +75,11 @@ async fn kill_9_loses_no_acknowledged_record() {
     let unique: BTreeSet<&String> = stored_values.iter().collect();
     assert_eq!(unique.len(), stored_values.len(), "no record is stored twice");
     for (offset, value) in &acknowledged {
-        assert_eq!(stored_values.get(*offset as usize), Some(value), "acknowledged record at {offset} is missing or different");
+        assert_eq!(
+            stored_values.get(*offset as usize),
+            Some(value),
+            "acknowledged record at {offset} is missing or different"
+        );
     }
     // The partition still takes writes after recovery.
     let next = produce(&fluvio, "ledger", &["after-restart"]).await;
@@ -137,7 +141,8 @@ async fn fifty_consumers_and_four_producers_at_once() {
     assert_eq!(stored.len(), total);
     let with_a: Vec<String> = stored.iter().filter(|v| v.contains('a')).cloned().collect();
     for consumer in consumers {
-        let (filtered, seen) = tokio::time::timeout(Duration::from_secs(60), consumer).await.expect("consumers finish").unwrap();
+        let (filtered, seen) =
+            tokio::time::timeout(Duration::from_secs(60), consumer).await.expect("consumers finish").unwrap();
         // Every consumer sees exactly the stored records (or their filtered
         // subset), in the stored order.
         assert_eq!(seen, if filtered { with_a.clone() } else { stored.clone() });
@@ -181,7 +186,10 @@ async fn malformed_frames_close_only_their_connection() {
     produce(&fluvio, "safe", &["one", "two"]).await;
     // A consumer that stays connected throughout.
     let mut follower = fluvio
-        .consumer_stream("safe", ConsumerConfig { offset: OffsetSpec::Beginning, continuous: true, ..Default::default() })
+        .consumer_stream(
+            "safe",
+            ConsumerConfig { offset: OffsetSpec::Beginning, continuous: true, ..Default::default() },
+        )
         .await
         .unwrap();
     for _ in 0..2 {
@@ -235,10 +243,16 @@ async fn malformed_frames_close_only_their_connection() {
     assert!(error.message.contains("CRC mismatch"), "{}", error.message);
 
     // A control part that does not decode.
-    Frame { version: protocol::PROTOCOL_VERSION, kind: ApiKind::CreateTopic as u16, correlation_id: 9, control: vec![0xff; 7], payload: Vec::new() }
-        .write(&mut socket)
-        .await
-        .unwrap();
+    Frame {
+        version: protocol::PROTOCOL_VERSION,
+        kind: ApiKind::CreateTopic as u16,
+        correlation_id: 9,
+        control: vec![0xff; 7],
+        payload: Vec::new(),
+    }
+    .write(&mut socket)
+    .await
+    .unwrap();
     assert!(answer(&mut socket).await.unwrap().message.contains("cannot decode"));
 
     // Everyone else is still served and nothing stored was lost.

@@ -48,7 +48,10 @@ pub const IMPORT_OUT_OF_MEMORY: &str = "out_of_memory";
 /// Encodes a setup blob: `u32 param count`, each param as
 /// `u32 len, name, u32 len, value`, then `i32 accumulator length` (-1 for
 /// none) and the accumulator bytes.
-pub fn encode_setup<'a>(params: impl ExactSizeIterator<Item = (&'a str, &'a str)>, accumulator: Option<&[u8]>) -> Vec<u8> {
+pub fn encode_setup<'a>(
+    params: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    accumulator: Option<&[u8]>,
+) -> Vec<u8> {
     let mut blob = Vec::new();
     blob.extend_from_slice(&(params.len() as u32).to_le_bytes());
     for (name, value) in params {
@@ -211,9 +214,9 @@ pub fn read_i64(bytes: &[u8], at: usize, what: &str) -> Result<i64, FormatError>
 /// Takes `len` bytes at `at`, or fails naming `what`.
 #[inline]
 pub fn read_slice<'a>(bytes: &'a [u8], at: usize, len: usize, what: &str) -> Result<&'a [u8], FormatError> {
-    at.checked_add(len)
-        .and_then(|end| bytes.get(at..end))
-        .ok_or_else(|| FormatError::new(format!("{what} ({len} bytes at byte {at}) is past the end ({} bytes)", bytes.len())))
+    at.checked_add(len).and_then(|end| bytes.get(at..end)).ok_or_else(|| {
+        FormatError::new(format!("{what} ({len} bytes at byte {at}) is past the end ({} bytes)", bytes.len()))
+    })
 }
 
 /// The fixed fields of a batch header.
@@ -356,7 +359,8 @@ impl<'a> RecordIter<'a> {
     /// Iterates over the records of the batch at the start of `batch`.
     pub fn new(batch: &'a [u8]) -> Result<(BatchHeader, RecordIter<'a>), FormatError> {
         let header = BatchHeader::parse(batch)?;
-        let iter = RecordIter { batch, pos: BATCH_HEADER_LEN, end: header.batch_len as usize, remaining: header.record_count };
+        let iter =
+            RecordIter { batch, pos: BATCH_HEADER_LEN, end: header.batch_len as usize, remaining: header.record_count };
         Ok((header, iter))
     }
 }
@@ -407,9 +411,12 @@ impl RecordIndex {
         let mut pos = BATCH_HEADER_LEN;
         for _ in 0..header.record_count {
             let record_len = read_u32(&batch[..end], pos, "record length")? as usize;
-            let next = pos.checked_add(4 + record_len).filter(|next| *next <= end && record_len >= RECORD_HEADER_LEN - 4);
+            let next =
+                pos.checked_add(4 + record_len).filter(|next| *next <= end && record_len >= RECORD_HEADER_LEN - 4);
             let Some(next) = next else {
-                return Err(FormatError::new(format!("record at byte {pos} runs past the batch or is shorter than its header")));
+                return Err(FormatError::new(format!(
+                    "record at byte {pos} runs past the batch or is shorter than its header"
+                )));
             };
             starts.push(pos as u32);
             pos = next;

@@ -133,11 +133,10 @@ struct OutputWriter {
 
 impl OutputWriter {
     fn take() -> OutputWriter {
-        let (mut output, mut errors) =
-            STATE.with(|state| {
-                let mut state = state.borrow_mut();
-                (std::mem::take(&mut state.output), std::mem::take(&mut state.errors))
-            });
+        let (mut output, mut errors) = STATE.with(|state| {
+            let mut state = state.borrow_mut();
+            (std::mem::take(&mut state.output), std::mem::take(&mut state.errors))
+        });
         output.clear();
         errors.clear();
         output.resize(abi::OUTPUT_HEADER_LEN, 0);
@@ -192,7 +191,9 @@ impl OutputWriter {
             let next_ptr = state.input.as_ptr() as usize as u32;
             let next_cap = state.input.len() as u32;
             let header = &mut self.output[..abi::OUTPUT_HEADER_LEN];
-            for (i, word) in [status, next_ptr, next_cap, self.entries, self.error_count, entries_len].into_iter().enumerate() {
+            for (i, word) in
+                [status, next_ptr, next_cap, self.entries, self.error_count, entries_len].into_iter().enumerate()
+            {
                 header[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
             }
             state.output = self.output;
@@ -216,7 +217,11 @@ fn write_data(out: &mut Vec<u8>, data: &RecordData, range: Option<(u32, u32)>) {
 }
 
 /// Walks the batch in the input buffer and calls `each` for every record.
-fn drive(input_len: i32, flags: i32, mut each: impl FnMut(u32, &SmartModuleRecord, &Arc<Vec<u8>>, &mut OutputWriter) -> Result<()>) {
+fn drive(
+    input_len: i32,
+    flags: i32,
+    mut each: impl FnMut(u32, &SmartModuleRecord, &Arc<Vec<u8>>, &mut OutputWriter) -> Result<()>,
+) {
     let stop_on_error = flags as u32 & abi::FLAG_STOP_ON_ERROR != 0;
     let input = STATE.with(|state| Arc::clone(&state.borrow().input));
     let mut writer = OutputWriter::take();
@@ -242,7 +247,8 @@ fn drive(input_len: i32, flags: i32, mut each: impl FnMut(u32, &SmartModuleRecor
                 break;
             }
         };
-        let record = SmartModuleRecord::new(Record::from_view(&input, &view, header.base_offset, header.base_timestamp));
+        let record =
+            SmartModuleRecord::new(Record::from_view(&input, &view, header.base_offset, header.base_timestamp));
         CURRENT_RECORD.with(|current| current.set(index as i32));
         let result = each(index, &record, &input, &mut writer);
         CURRENT_RECORD.with(|current| current.set(-1));

@@ -60,7 +60,7 @@ pub mod __private {
 
 /// Everything a SmartModule usually needs, in one `use`.
 pub mod prelude {
-    pub use crate::{Error, Record, RecordData, Result, SmartModuleExtraParams, SmartModuleRecord};
     #[cfg(feature = "derive")]
     pub use crate::smartmodule;
+    pub use crate::{Error, Record, RecordData, Result, SmartModuleExtraParams, SmartModuleRecord};
 }

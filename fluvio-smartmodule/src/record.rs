@@ -24,7 +24,11 @@ pub struct RecordData {
 enum Repr {
     Owned(Vec<u8>),
     /// A range of a shared input buffer: the batch the host handed in.
-    Shared { buffer: Arc<Vec<u8>>, start: u32, len: u32 },
+    Shared {
+        buffer: Arc<Vec<u8>>,
+        start: u32,
+        len: u32,
+    },
 }
 
 impl RecordData {
@@ -238,7 +242,12 @@ impl Record {
     }
 
     /// Builds a record from a view of an input batch held in `buffer`.
-    pub(crate) fn from_view(buffer: &Arc<Vec<u8>>, view: &abi::RecordView<'_>, base_offset: i64, base_timestamp: i64) -> Record {
+    pub(crate) fn from_view(
+        buffer: &Arc<Vec<u8>>,
+        view: &abi::RecordView<'_>,
+        base_offset: i64,
+        base_timestamp: i64,
+    ) -> Record {
         let key = view.key.map(|(start, len)| RecordData::shared(buffer, start, len));
         let value = RecordData::shared(buffer, view.value.0, view.value.1);
         let headers = if view.header_count == 0 {

@@ -143,9 +143,8 @@ fn parse_kind(args: TokenStream2) -> syn::Result<Kind> {
             format!("#[smartmodule] needs a kind, for example #[smartmodule(filter)]; the kinds are {KINDS}"),
         ));
     }
-    let ident: Ident = syn::parse2(args.clone()).map_err(|_| {
-        syn::Error::new(args.span(), format!("expected one SmartModule kind: {KINDS}"))
-    })?;
+    let ident: Ident = syn::parse2(args.clone())
+        .map_err(|_| syn::Error::new(args.span(), format!("expected one SmartModule kind: {KINDS}")))?;
     Kind::parse(&ident).ok_or_else(|| {
         let hint = match ident.to_string().as_str() {
             "filtermap" | "filterMap" | "FilterMap" => " (did you mean filter_map?)",
@@ -161,24 +160,39 @@ fn check_signature(kind: Kind, item: &ItemFn) -> syn::Result<()> {
     let expected = kind.expected_signature();
     let attribute = kind.attribute();
     if let Some(asyncness) = &sig.asyncness {
-        return Err(syn::Error::new(asyncness.span(), format!("a SmartModule function cannot be async; #[smartmodule({attribute})] expects `{expected}`")));
+        return Err(syn::Error::new(
+            asyncness.span(),
+            format!("a SmartModule function cannot be async; #[smartmodule({attribute})] expects `{expected}`"),
+        ));
     }
     if let Some(unsafety) = &sig.unsafety {
-        return Err(syn::Error::new(unsafety.span(), format!("a SmartModule function cannot be unsafe; #[smartmodule({attribute})] expects `{expected}`")));
+        return Err(syn::Error::new(
+            unsafety.span(),
+            format!("a SmartModule function cannot be unsafe; #[smartmodule({attribute})] expects `{expected}`"),
+        ));
     }
     if !sig.generics.params.is_empty() {
-        return Err(syn::Error::new(sig.generics.span(), format!("a SmartModule function cannot be generic; #[smartmodule({attribute})] expects `{expected}`")));
+        return Err(syn::Error::new(
+            sig.generics.span(),
+            format!("a SmartModule function cannot be generic; #[smartmodule({attribute})] expects `{expected}`"),
+        ));
     }
     if sig.inputs.len() != kind.argument_count() {
         let found = sig.inputs.len();
         let span = if found == 0 { sig.paren_token.span.join() } else { sig.inputs.span() };
         return Err(syn::Error::new(
             span,
-            format!("#[smartmodule({attribute})] expects `{expected}`, but this function takes {found} argument{}", if found == 1 { "" } else { "s" }),
+            format!(
+                "#[smartmodule({attribute})] expects `{expected}`, but this function takes {found} argument{}",
+                if found == 1 { "" } else { "s" }
+            ),
         ));
     }
     if let Some(receiver) = sig.receiver() {
-        return Err(syn::Error::new(receiver.span(), format!("a SmartModule function cannot take `self`; #[smartmodule({attribute})] expects `{expected}`")));
+        return Err(syn::Error::new(
+            receiver.span(),
+            format!("a SmartModule function cannot take `self`; #[smartmodule({attribute})] expects `{expected}`"),
+        ));
     }
     if let syn::ReturnType::Default = sig.output {
         return Err(syn::Error::new(

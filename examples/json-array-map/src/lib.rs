@@ -1,16 +1,13 @@
 //! An array-map SmartModule: a record whose value is a JSON array becomes one
 //! record per element, each element written back as compact JSON.
 
-use fluvio_smartmodule::{smartmodule, Record, RecordData, Result};
+use fluvio_smartmodule::{Record, RecordData, Result, smartmodule};
 
 /// `[1,"a",{"b":2}]` becomes three records: `1`, `"a"`, `{"b":2}`.
 #[smartmodule(array_map)]
 pub fn array_map(record: &Record) -> Result<Vec<(Option<RecordData>, RecordData)>> {
     let elements: Vec<serde_json::Value> = serde_json::from_slice(record.value.as_ref())?;
-    elements
-        .into_iter()
-        .map(|element| Ok((record.key.clone(), serde_json::to_string(&element)?.into())))
-        .collect()
+    elements.into_iter().map(|element| Ok((record.key.clone(), serde_json::to_string(&element)?.into()))).collect()
 }
 
 #[cfg(test)]

@@ -3,13 +3,14 @@
 //! mentions to scrubbing with a regex. Records that are not JSON objects are
 //! errors, so the stream's error policy decides what happens to them.
 
-use fluvio_smartmodule::{smartmodule, Record, RecordData, Result, eyre};
+use fluvio_smartmodule::{Record, RecordData, Result, eyre, smartmodule};
 
 /// Removes `social_security_number` from a JSON object.
 #[smartmodule(map)]
 pub fn map(record: &Record) -> Result<(Option<RecordData>, RecordData)> {
     let mut value: serde_json::Value = serde_json::from_slice(record.value.as_ref())?;
-    let object = value.as_object_mut().ok_or_else(|| eyre!("record at offset {} is not a JSON object", record.offset()))?;
+    let object =
+        value.as_object_mut().ok_or_else(|| eyre!("record at offset {} is not a JSON object", record.offset()))?;
     if object.remove("social_security_number").is_none() {
         // Nothing to scrub: pass the record through untouched (and uncopied).
         return Ok((record.key.clone(), record.value.clone()));

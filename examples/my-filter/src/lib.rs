@@ -1,6 +1,6 @@
 //! A filter SmartModule: keeps the records whose value contains the letter `a`.
 
-use fluvio_smartmodule::{smartmodule, Record, Result};
+use fluvio_smartmodule::{Record, Result, smartmodule};
 
 /// Keeps a record when its value, read as UTF-8, contains `a`.
 #[smartmodule(filter)]

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use fluvio_smartmodule::{smartmodule, Record, Result, SmartModuleExtraParams};
+use fluvio_smartmodule::{Record, Result, SmartModuleExtraParams, smartmodule};
 
 struct Config {
     needle: String,

@@ -2,7 +2,7 @@
 //! offset and timestamp, and writes them in front of the value:
 //! `offset:timestamp:value`.
 
-use fluvio_smartmodule::{smartmodule, RecordData, Result, SmartModuleRecord};
+use fluvio_smartmodule::{RecordData, Result, SmartModuleRecord, smartmodule};
 
 /// Prefixes the value with `offset:timestamp:`.
 #[smartmodule(map)]

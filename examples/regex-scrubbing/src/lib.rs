@@ -1,6 +1,6 @@
-use regex::Regex;
+use fluvio_smartmodule::{Record, RecordData, Result, smartmodule};
 use once_cell::sync::Lazy;
-use fluvio_smartmodule::{smartmodule, Result, Record, RecordData};
+use regex::Regex;
 
 // A compiled Regex for detecting SSNs that look like XXX-XX-XXXX
 static SSN_RE: Lazy<Regex> = Lazy::new(|| Regex::new(r"\d{3}-\d{2}-\d{4}").unwrap());

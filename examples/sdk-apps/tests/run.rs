@@ -38,7 +38,10 @@ fn producer_scrubs_before_sending_and_consumer_filters_on_the_server() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "sent 2 records\n");
 
     let filter = dev_support::wasm_path("my-filter");
-    let out = Command::new(env!("CARGO_BIN_EXE_consume-filtered")).args([&addr, "accounts", filter.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_consume-filtered"))
+        .args([&addr, "accounts", filter.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Only alice's record contains an `a`; the SSN never reached the server.
     assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"name\":\"alice\"}\n");

@@ -2,7 +2,7 @@
 //! output record carries the sum so far. The initial accumulator, if given,
 //! is the starting sum; an empty accumulator counts as zero.
 
-use fluvio_smartmodule::{smartmodule, Record, RecordData, Result};
+use fluvio_smartmodule::{Record, RecordData, Result, smartmodule};
 
 /// Adds the record's integer value to the accumulator.
 #[smartmodule(aggregate)]

@@ -1,7 +1,7 @@
 //! A map SmartModule: upper-cases the ASCII letters of each value and keeps
 //! the key unchanged.
 
-use fluvio_smartmodule::{smartmodule, Record, RecordData, Result};
+use fluvio_smartmodule::{Record, RecordData, Result, smartmodule};
 
 /// Returns the record with its value upper-cased.
 #[smartmodule(map)]

@@ -17,14 +17,20 @@ pub fn cargo_generate() -> PathBuf {
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
         .map(|dir| dir.join("cargo-generate"))
         .find(|p| p.is_file());
-    let in_cargo_home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/cargo-generate")).filter(|p| p.is_file());
+    let in_cargo_home =
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/cargo-generate")).filter(|p| p.is_file());
     on_path.or(in_cargo_home).expect("cargo-generate is not installed; scripts/test.sh installs it")
 }
 
 /// Runs a command that must succeed; returns its stdout.
 pub fn run(command: &mut Command) -> String {
     let out = command.output().unwrap();
-    assert!(out.status.success(), "{command:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{command:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

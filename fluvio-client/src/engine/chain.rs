@@ -243,14 +243,22 @@ struct StageOutput {
 impl Stage {
     fn ensure_instance(&mut self, engine: &SmartEngine) -> Result<&mut SmartModuleInstance, EngineError> {
         if self.instance.is_none() {
-            let instance = SmartModuleInstance::new(engine, &self.module, &self.config.params, self.accumulator.as_deref())?;
+            let instance =
+                SmartModuleInstance::new(engine, &self.module, &self.config.params, self.accumulator.as_deref())?;
             self.metrics.instantiations += 1;
             self.instance = Some(instance);
         }
         Ok(self.instance.as_mut().expect("instance was just created"))
     }
 
-    fn failure(&self, record: &RecordView<'_>, header: &abi::BatchHeader, input: &[u8], kind: String, message: String) -> RecordFailure {
+    fn failure(
+        &self,
+        record: &RecordView<'_>,
+        header: &abi::BatchHeader,
+        input: &[u8],
+        kind: String,
+        message: String,
+    ) -> RecordFailure {
         RecordFailure {
             module: self.module.name().to_string(),
             offset: header.base_offset + record.offset_delta as i64,

@@ -50,7 +50,9 @@ pub enum EngineError {
         name: String,
     },
     /// The module is of another kind than the caller asked for.
-    #[error("SmartModule `{module}` is a {found}, but it was given as a {expected}; use --{found} or --smartmodule instead")]
+    #[error(
+        "SmartModule `{module}` is a {found}, but it was given as a {expected}; use --{found} or --smartmodule instead"
+    )]
     KindMismatch {
         /// Module name.
         module: String,
@@ -68,7 +70,9 @@ pub enum EngineError {
         reason: String,
     },
     /// The module used more than its CPU budget on one batch.
-    #[error("SmartModule `{module}` exceeded its CPU limit of {limit} fuel units on one batch (an infinite loop?); raise the limit or fix the module")]
+    #[error(
+        "SmartModule `{module}` exceeded its CPU limit of {limit} fuel units on one batch (an infinite loop?); raise the limit or fix the module"
+    )]
     CpuLimitExceeded {
         /// Module name.
         module: String,

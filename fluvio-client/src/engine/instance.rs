@@ -143,7 +143,14 @@ impl SmartModuleInstance {
         let mut store = Store::new(module.wasmer_engine().clone());
         let env = FunctionEnv::new(
             &mut store,
-            HostState { module: name.clone(), memory: None, logs: Vec::new(), dropped_logs: 0, panic: None, out_of_memory: None },
+            HostState {
+                module: name.clone(),
+                memory: None,
+                logs: Vec::new(),
+                dropped_logs: 0,
+                panic: None,
+                out_of_memory: None,
+            },
         );
         let imports = imports! {
             abi::IMPORT_MODULE => {
@@ -155,7 +162,11 @@ impl SmartModuleInstance {
         let instance = Instance::new(&mut store, module.wasmer_module(), &imports).map_err(|error| {
             let reason = error.to_string();
             if reason.contains("emory") && (reason.contains("minimum") || reason.contains("too large")) {
-                EngineError::MemoryLimitExceeded { module: name.clone(), limit_bytes: engine.limits().memory_bytes, requested: None }
+                EngineError::MemoryLimitExceeded {
+                    module: name.clone(),
+                    limit_bytes: engine.limits().memory_bytes,
+                    requested: None,
+                }
             } else {
                 EngineError::Instantiation { module: name.clone(), reason }
             }
@@ -166,22 +177,38 @@ impl SmartModuleInstance {
         };
         let memory = instance.exports.get_memory(abi::EXPORT_MEMORY).map_err(|e| instantiation("memory", &e))?.clone();
         env.as_mut(&mut store).memory = Some(memory.clone());
-        let reserve = instance.exports.get_typed_function(&store, abi::EXPORT_RESERVE).map_err(|e| instantiation(abi::EXPORT_RESERVE, &e))?;
+        let reserve = instance
+            .exports
+            .get_typed_function(&store, abi::EXPORT_RESERVE)
+            .map_err(|e| instantiation(abi::EXPORT_RESERVE, &e))?;
         let process = instance
             .exports
             .get_typed_function(&store, module.kind().process_export())
             .map_err(|e| instantiation(module.kind().process_export(), &e))?;
-        let setup: TypedFunction<i32, i64> =
-            instance.exports.get_typed_function(&store, abi::EXPORT_SETUP).map_err(|e| instantiation(abi::EXPORT_SETUP, &e))?;
+        let setup: TypedFunction<i32, i64> = instance
+            .exports
+            .get_typed_function(&store, abi::EXPORT_SETUP)
+            .map_err(|e| instantiation(abi::EXPORT_SETUP, &e))?;
         let init: Option<TypedFunction<(), i64>> = if module.has_init() {
-            Some(instance.exports.get_typed_function(&store, abi::EXPORT_INIT).map_err(|e| instantiation(abi::EXPORT_INIT, &e))?)
+            Some(
+                instance
+                    .exports
+                    .get_typed_function(&store, abi::EXPORT_INIT)
+                    .map_err(|e| instantiation(abi::EXPORT_INIT, &e))?,
+            )
         } else {
             None
         };
-        let fuel_remaining =
-            instance.exports.get_global("wasmer_metering_remaining_points").map_err(|e| instantiation("metering", &e))?.clone();
-        let fuel_exhausted =
-            instance.exports.get_global("wasmer_metering_points_exhausted").map_err(|e| instantiation("metering", &e))?.clone();
+        let fuel_remaining = instance
+            .exports
+            .get_global("wasmer_metering_remaining_points")
+            .map_err(|e| instantiation("metering", &e))?
+            .clone();
+        let fuel_exhausted = instance
+            .exports
+            .get_global("wasmer_metering_points_exhausted")
+            .map_err(|e| instantiation("metering", &e))?
+            .clone();
 
         let mut this = SmartModuleInstance {
             name,
@@ -201,7 +228,8 @@ impl SmartModuleInstance {
         };
         let blob = abi::encode_setup(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), accumulator);
         this.write_input(&blob).map_err(|e| e.into_engine_error(&this.name))?;
-        let (location, _) = this.call(|store| setup.call(store, blob.len() as i32)).map_err(|e| e.into_engine_error(&this.name))?;
+        let (location, _) =
+            this.call(|store| setup.call(store, blob.len() as i32)).map_err(|e| e.into_engine_error(&this.name))?;
         this.check_setup(location)?;
         if let Some(init) = init {
             let (location, _) = this.call(|store| init.call(store)).map_err(|e| e.into_engine_error(&this.name))?;
@@ -221,11 +249,10 @@ impl SmartModuleInstance {
     }
 
     /// Runs `f` with a fresh CPU budget and classifies any failure.
-    fn call<R>(
-        &mut self,
-        f: impl FnOnce(&mut Store) -> Result<R, RuntimeError>,
-    ) -> Result<(R, u64), CallError> {
-        self.fuel_remaining.set(&mut self.store, Value::I64(self.fuel_limit as i64)).expect("metering global is an i64");
+    fn call<R>(&mut self, f: impl FnOnce(&mut Store) -> Result<R, RuntimeError>) -> Result<(R, u64), CallError> {
+        self.fuel_remaining
+            .set(&mut self.store, Value::I64(self.fuel_limit as i64))
+            .expect("metering global is an i64");
         self.fuel_exhausted.set(&mut self.store, Value::I32(0)).expect("metering global is an i32");
         {
             let state = self.env.as_mut(&mut self.store);
@@ -251,7 +278,11 @@ impl SmartModuleInstance {
         let dropped = std::mem::take(&mut state.dropped_logs);
         let mut logs = std::mem::take(&mut state.logs);
         if dropped > 0 {
-            logs.push(GuestLog { module: self.name.clone(), level: Level::Warn, message: format!("{dropped} more log lines dropped") });
+            logs.push(GuestLog {
+                module: self.name.clone(),
+                level: Level::Warn,
+                message: format!("{dropped} more log lines dropped"),
+            });
         }
         for log in &logs {
             match log.level {
@@ -278,7 +309,12 @@ impl SmartModuleInstance {
             return EngineError::CpuLimitExceeded { module, limit: self.fuel_limit }.into();
         }
         if let Some(requested) = out_of_memory {
-            return EngineError::MemoryLimitExceeded { module, limit_bytes: self.memory_limit, requested: Some(requested) }.into();
+            return EngineError::MemoryLimitExceeded {
+                module,
+                limit_bytes: self.memory_limit,
+                requested: Some(requested),
+            }
+            .into();
         }
         if let Some((message, record)) = panic {
             return CallError::Panic { message, record: u32::try_from(record).ok() };
@@ -292,7 +328,8 @@ impl SmartModuleInstance {
 
     /// Copies `bytes` into the guest's input buffer, growing it if needed.
     fn write_input(&mut self, bytes: &[u8]) -> Result<(), CallError> {
-        let len = i32::try_from(bytes.len()).map_err(|_| EngineError::InvalidBatch(abi::FormatError::new("batch larger than 2 GiB")))?;
+        let len = i32::try_from(bytes.len())
+            .map_err(|_| EngineError::InvalidBatch(abi::FormatError::new("batch larger than 2 GiB")))?;
         if bytes.len() > self.input_cap as usize {
             let reserve = self.reserve.clone();
             let (ptr, _) = self.call(|store| reserve.call(store, len))?;
@@ -302,7 +339,12 @@ impl SmartModuleInstance {
         let view = self.memory.view(&self.store);
         view.write(self.input_ptr as u64, bytes).map_err(|_| EngineError::InvalidOutput {
             module: self.name.clone(),
-            reason: format!("input buffer {:#x}+{} is outside guest memory ({} bytes)", self.input_ptr, bytes.len(), view.data_size()),
+            reason: format!(
+                "input buffer {:#x}+{} is outside guest memory ({} bytes)",
+                self.input_ptr,
+                bytes.len(),
+                view.data_size()
+            ),
         })?;
         Ok(())
     }
@@ -330,7 +372,12 @@ impl SmartModuleInstance {
 
     /// Runs one batch through the module and decodes its answer into an
     /// output batch. `records` indexes the batch's records.
-    pub(crate) fn process(&mut self, batch: &[u8], records: &RecordIndex, flags: u32) -> Result<ProcessOutput, CallError> {
+    pub(crate) fn process(
+        &mut self,
+        batch: &[u8],
+        records: &RecordIndex,
+        flags: u32,
+    ) -> Result<ProcessOutput, CallError> {
         self.write_input(batch)?;
         let len = batch.len() as i32;
         let process = self.process.clone();
@@ -343,7 +390,10 @@ impl SmartModuleInstance {
         if output.status == abi::STATUS_BAD_INPUT {
             let errors = output.errors(records.len() as u32).unwrap_or_default();
             let reason = errors.first().map_or_else(|| "no reason given".to_string(), |e| e.2.clone());
-            return Err(EngineError::InvalidBatch(abi::FormatError::new(format!("the module could not read the batch: {reason}"))).into());
+            return Err(EngineError::InvalidBatch(abi::FormatError::new(format!(
+                "the module could not read the batch: {reason}"
+            )))
+            .into());
         }
         if output.status != abi::STATUS_OK && output.status != abi::STATUS_STOPPED {
             return Err(self.invalid(format!("unknown status {}", output.status)).into());
@@ -356,7 +406,13 @@ impl SmartModuleInstance {
         .map_err(|r| self.invalid(r))?;
         self.input_ptr = next_ptr;
         self.input_cap = next_cap;
-        Ok(ProcessOutput { batch: decoded.0, records_out: output.entry_count, errors, last_value: decoded.1, fuel_used })
+        Ok(ProcessOutput {
+            batch: decoded.0,
+            records_out: output.entry_count,
+            errors,
+            last_value: decoded.1,
+            fuel_used,
+        })
     }
 }
 
@@ -377,11 +433,16 @@ impl<'m> OutputArea<'m> {
         let area = abi::read_slice(memory, ptr as usize, len as usize, "output area")
             .map_err(|_| format!("output area {ptr:#x}+{len} is outside guest memory ({} bytes)", memory.len()))?;
         if area.len() < abi::OUTPUT_HEADER_LEN {
-            return Err(format!("output area is {} bytes, shorter than its {}-byte header", area.len(), abi::OUTPUT_HEADER_LEN));
+            return Err(format!(
+                "output area is {} bytes, shorter than its {}-byte header",
+                area.len(),
+                abi::OUTPUT_HEADER_LEN
+            ));
         }
         let word = |i: usize| abi::read_u32(area, i * 4, "output header").expect("header length checked");
         let entries_len = word(5) as usize;
-        let entries = abi::read_slice(area, abi::OUTPUT_HEADER_LEN, entries_len, "output entries").map_err(|e| e.reason)?;
+        let entries =
+            abi::read_slice(area, abi::OUTPUT_HEADER_LEN, entries_len, "output entries").map_err(|e| e.reason)?;
         Ok(OutputArea {
             status: word(0),
             next_ptr: word(1),
@@ -396,7 +457,10 @@ impl<'m> OutputArea<'m> {
     fn next_input(&self, memory_len: usize) -> Result<(u32, u32), String> {
         let end = self.next_ptr as u64 + self.next_cap as u64;
         if end > memory_len as u64 {
-            return Err(format!("next input buffer {:#x}+{} is outside guest memory ({memory_len} bytes)", self.next_ptr, self.next_cap));
+            return Err(format!(
+                "next input buffer {:#x}+{} is outside guest memory ({memory_len} bytes)",
+                self.next_ptr, self.next_cap
+            ));
         }
         Ok((self.next_ptr, self.next_cap))
     }
@@ -417,7 +481,11 @@ impl<'m> OutputArea<'m> {
             let mlen = abi::read_u32(self.errors, pos, "error message length").map_err(|e| e.reason)? as usize;
             let message = abi::read_slice(self.errors, pos + 4, mlen, "error message").map_err(|e| e.reason)?;
             pos += 4 + mlen;
-            errors.push((index, String::from_utf8_lossy(kind).into_owned(), String::from_utf8_lossy(message).into_owned()));
+            errors.push((
+                index,
+                String::from_utf8_lossy(kind).into_owned(),
+                String::from_utf8_lossy(message).into_owned(),
+            ));
         }
         Ok(errors)
     }
@@ -436,18 +504,32 @@ fn finish_output(out: &mut [u8], input: &[u8], count: u32) {
 
 /// A filter answers with the indexes it keeps; the kept records are copied
 /// from the host's own copy of the input.
-fn decode_filter(output: &OutputArea<'_>, input: &[u8], records: &RecordIndex) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
+fn decode_filter(
+    output: &OutputArea<'_>,
+    input: &[u8],
+    records: &RecordIndex,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
     if output.entries.len() != output.entry_count as usize * 4 {
-        return Err(format!("{} filter entries need {} bytes, got {}", output.entry_count, output.entry_count * 4, output.entries.len()));
+        return Err(format!(
+            "{} filter entries need {} bytes, got {}",
+            output.entry_count,
+            output.entry_count * 4,
+            output.entries.len()
+        ));
     }
     let mut out = start_output(input);
     let mut previous: Option<u32> = None;
     for chunk in output.entries.chunks_exact(4) {
         let index = u32::from_le_bytes(chunk.try_into().expect("4 bytes"));
         if previous.is_some_and(|p| index <= p) {
-            return Err(format!("filter kept record {index} after record {}; indexes must increase", previous.unwrap_or(0)));
+            return Err(format!(
+                "filter kept record {index} after record {}; indexes must increase",
+                previous.unwrap_or(0)
+            ));
         }
-        let record = records.bytes(input, index as usize).ok_or_else(|| format!("filter kept record {index}, but the batch has {} records", records.len()))?;
+        let record = records
+            .bytes(input, index as usize)
+            .ok_or_else(|| format!("filter kept record {index}, but the batch has {} records", records.len()))?;
         out.extend_from_slice(record);
         previous = Some(index);
     }
@@ -461,7 +543,12 @@ type EntryData<'a> = (&'a [u8], Option<(usize, usize)>);
 
 /// Reads one key or value of a map-like entry: inline bytes in the output
 /// area, or a range of the input batch.
-fn entry_data<'a>(tag: u8, entries: &'a [u8], pos: &mut usize, input: &'a [u8]) -> Result<Option<EntryData<'a>>, String> {
+fn entry_data<'a>(
+    tag: u8,
+    entries: &'a [u8],
+    pos: &mut usize,
+    input: &'a [u8],
+) -> Result<Option<EntryData<'a>>, String> {
     match tag {
         abi::DATA_NONE => Ok(None),
         abi::DATA_INLINE => {
@@ -484,7 +571,11 @@ fn entry_data<'a>(tag: u8, entries: &'a [u8], pos: &mut usize, input: &'a [u8]) 
 
 /// Map-like kinds answer with entries; a record whose key and value are
 /// the source's own bytes is copied whole from the host's input.
-fn decode_records(output: &OutputArea<'_>, input: &[u8], records: &RecordIndex) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
+fn decode_records(
+    output: &OutputArea<'_>,
+    input: &[u8],
+    records: &RecordIndex,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
     let entries = output.entries;
     let mut out = start_output(input);
     let mut pos = 0usize;
@@ -510,13 +601,22 @@ fn decode_records(output: &OutputArea<'_>, input: &[u8], records: &RecordIndex) 
         }
         let source = &source_cache.as_ref().expect("cached above").1;
         let key = entry_data(key_tag, entries, &mut pos, input)?;
-        let value = entry_data(value_tag, entries, &mut pos, input)?.ok_or_else(|| format!("entry {n} has no value"))?;
+        let value =
+            entry_data(value_tag, entries, &mut pos, input)?.ok_or_else(|| format!("entry {n} has no value"))?;
         let unchanged = key.map(|k| k.1) == source.key.map(Some) && value.1 == Some(source.value);
         if unchanged {
             out.extend_from_slice(source.bytes);
         } else {
             let headers = &input[source.headers.0..source.headers.0 + source.headers.1];
-            abi::encode_record(&mut out, source.offset_delta, source.timestamp_delta, key.map(|k| k.0), value.0, source.header_count, headers);
+            abi::encode_record(
+                &mut out,
+                source.offset_delta,
+                source.timestamp_delta,
+                key.map(|k| k.0),
+                value.0,
+                source.header_count,
+                headers,
+            );
         }
         if n + 1 == output.entry_count {
             last_value = Some(value.0.to_vec());
@@ -535,7 +635,11 @@ fn decode_records(output: &OutputArea<'_>, input: &[u8], records: &RecordIndex) 
 /// with the user's function, for example
 /// `|len| run_filter(len, 0, my_module::filter)`.
 #[doc(hidden)]
-pub fn run_native(kind: SmartModuleKind, batch: &crate::batch::Batch, process: impl FnOnce(i32) -> i64) -> Result<crate::batch::Batch, String> {
+pub fn run_native(
+    kind: SmartModuleKind,
+    batch: &crate::batch::Batch,
+    process: impl FnOnce(i32) -> i64,
+) -> Result<crate::batch::Batch, String> {
     let input = batch.as_bytes();
     let records = RecordIndex::new(input).map_err(|e| e.reason)?;
     fluvio_smartmodule::__private::native::call(input, process, |area| {

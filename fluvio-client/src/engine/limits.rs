@@ -48,7 +48,10 @@ impl CappedTunables {
 
     fn capped(&self, requested: &MemoryType) -> Result<MemoryType, MemoryError> {
         if requested.minimum > self.max_pages {
-            return Err(MemoryError::MinimumMemoryTooLarge { min_requested: requested.minimum, max_allowed: self.max_pages });
+            return Err(MemoryError::MinimumMemoryTooLarge {
+                min_requested: requested.minimum,
+                max_allowed: self.max_pages,
+            });
         }
         let maximum = requested.maximum.map_or(self.max_pages, |max| max.min(self.max_pages));
         Ok(MemoryType { maximum: Some(maximum), ..*requested })

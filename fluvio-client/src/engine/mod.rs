@@ -43,7 +43,9 @@ use wasmer::sys::{BaseTunables, CompilerConfig, EngineBuilder, NativeEngineExt};
 use wasmer::{ExternType, FunctionType, Module, Type};
 use wasmer_middlewares::Metering;
 
-pub use chain::{ChainBuilder, ChainOutput, DeadLetterSink, ErrorPolicy, ModuleConfig, ModuleMetrics, SmartModuleChain};
+pub use chain::{
+    ChainBuilder, ChainOutput, DeadLetterSink, ErrorPolicy, ModuleConfig, ModuleMetrics, SmartModuleChain,
+};
 pub use error::{EngineError, RecordFailure};
 pub use fluvio_smartmodule::abi::SmartModuleKind;
 pub use instance::{GuestLog, SmartModuleInstance, run_native};
@@ -95,7 +97,16 @@ impl SmartEngine {
     /// them without compiling.
     pub fn with_config(limits: Limits, cache_dir: Option<PathBuf>) -> SmartEngine {
         let wasmer = compiling_engine(limits);
-        SmartEngine { inner: Arc::new(EngineInner { wasmer, limits, cache: Mutex::new(HashMap::new()), in_flight: Mutex::new(HashMap::new()), cache_dir, compilations: AtomicU64::new(0) }) }
+        SmartEngine {
+            inner: Arc::new(EngineInner {
+                wasmer,
+                limits,
+                cache: Mutex::new(HashMap::new()),
+                in_flight: Mutex::new(HashMap::new()),
+                cache_dir,
+                compilations: AtomicU64::new(0),
+            }),
+        }
     }
 
     /// The limits modules run under.
@@ -136,16 +147,16 @@ impl SmartEngine {
         }
         let (module, engine) = self.compile(&hash, wasm)?;
         let (kind, has_init) = inspect(&module)?;
-        let loaded = SmartModule { name: name.to_string(), kind, has_init, hash, wasm_size: wasm.len(), module, engine };
+        let loaded =
+            SmartModule { name: name.to_string(), kind, has_init, hash, wasm_size: wasm.len(), module, engine };
         self.inner.cache.lock().expect("cache lock").insert(hash, loaded.clone());
         Ok(loaded)
     }
 
     /// Loads a SmartModule from a `.wasm` file, named after the file.
     pub fn load_file(&self, path: &Path) -> Result<SmartModule, EngineError> {
-        let wasm = std::fs::read(path).map_err(|error| EngineError::InvalidWasm {
-            reason: format!("cannot read {}: {error}", path.display()),
-        })?;
+        let wasm = std::fs::read(path)
+            .map_err(|error| EngineError::InvalidWasm { reason: format!("cannot read {}: {error}", path.display()) })?;
         let name = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
         self.load(&name, &wasm)
     }
@@ -180,12 +191,15 @@ impl SmartEngine {
             // and is recompiled below.
             match unsafe { Module::deserialize(&self.inner.wasmer, bytes) } {
                 Ok(module) => return Ok((module, self.inner.wasmer.clone())),
-                Err(error) => tracing::warn!(path = %path.display(), %error, "ignoring unreadable compiled-module cache entry"),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "ignoring unreadable compiled-module cache entry")
+                }
             }
         }
         self.inner.compilations.fetch_add(1, Ordering::Relaxed);
         let engine = compiling_engine(self.inner.limits);
-        let module = Module::new(&engine, wasm).map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })?;
+        let module =
+            Module::new(&engine, wasm).map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })?;
         if let Some(path) = &artifact_path
             && let Err(error) = write_artifact(&module, path)
         {
@@ -233,14 +247,20 @@ fn inspect(module: &Module) -> Result<(SmartModuleKind, bool), EngineError> {
         let known = import.module() == abi::IMPORT_MODULE
             && [abi::IMPORT_LOG, abi::IMPORT_PANIC, abi::IMPORT_OUT_OF_MEMORY].contains(&import.name());
         if !known {
-            return Err(EngineError::UnknownImport { module: import.module().to_string(), name: import.name().to_string() });
+            return Err(EngineError::UnknownImport {
+                module: import.module().to_string(),
+                name: import.name().to_string(),
+            });
         }
     }
-    let exports: HashMap<String, ExternType> = module.exports().map(|e| (e.name().to_string(), e.ty().clone())).collect();
-    let versions: Vec<u32> = exports.keys().filter_map(|name| name.strip_prefix(abi::ABI_EXPORT_PREFIX)?.parse().ok()).collect();
+    let exports: HashMap<String, ExternType> =
+        module.exports().map(|e| (e.name().to_string(), e.ty().clone())).collect();
+    let versions: Vec<u32> =
+        exports.keys().filter_map(|name| name.strip_prefix(abi::ABI_EXPORT_PREFIX)?.parse().ok()).collect();
     match versions.as_slice() {
         [] => {
-            let fluvio_style = ["filter", "map", "filter_map", "array_map", "aggregate"].iter().any(|n| exports.contains_key(*n));
+            let fluvio_style =
+                ["filter", "map", "filter_map", "array_map", "aggregate"].iter().any(|n| exports.contains_key(*n));
             let reason = if fluvio_style {
                 "the module looks like one built with Fluvio's own fluvio-smartmodule crate; point its `fluvio-smartmodule` dependency at this project's crate and rebuild".to_string()
             } else {
@@ -249,12 +269,20 @@ fn inspect(module: &Module) -> Result<(SmartModuleKind, bool), EngineError> {
             return Err(EngineError::NotASmartModule { reason });
         }
         [version] if SUPPORTED_ABI_VERSIONS.contains(version) => {}
-        [version] => return Err(EngineError::UnsupportedAbiVersion { found: *version, supported: SUPPORTED_ABI_VERSIONS.to_vec() }),
+        [version] => {
+            return Err(EngineError::UnsupportedAbiVersion {
+                found: *version,
+                supported: SUPPORTED_ABI_VERSIONS.to_vec(),
+            });
+        }
         many => {
-            return Err(EngineError::NotASmartModule { reason: format!("it claims several ABI versions at once: {many:?}") });
+            return Err(EngineError::NotASmartModule {
+                reason: format!("it claims several ABI versions at once: {many:?}"),
+            });
         }
     }
-    let kinds: Vec<SmartModuleKind> = SmartModuleKind::ALL.into_iter().filter(|k| exports.contains_key(k.process_export())).collect();
+    let kinds: Vec<SmartModuleKind> =
+        SmartModuleKind::ALL.into_iter().filter(|k| exports.contains_key(k.process_export())).collect();
     let kind = match kinds.as_slice() {
         [kind] => *kind,
         [] => {
@@ -265,7 +293,10 @@ fn inspect(module: &Module) -> Result<(SmartModuleKind, bool), EngineError> {
         many => {
             let names: Vec<&str> = many.iter().map(|k| k.name()).collect();
             return Err(EngineError::NotASmartModule {
-                reason: format!("it defines several SmartModule functions ({}); a module has exactly one", names.join(", ")),
+                reason: format!(
+                    "it defines several SmartModule functions ({}); a module has exactly one",
+                    names.join(", ")
+                ),
             });
         }
     };
@@ -280,17 +311,32 @@ fn inspect(module: &Module) -> Result<(SmartModuleKind, bool), EngineError> {
     }
     match exports.get(abi::EXPORT_MEMORY) {
         Some(ExternType::Memory(_)) => {}
-        _ => return Err(EngineError::NotASmartModule { reason: "it does not export its linear memory as `memory`".into() }),
+        _ => {
+            return Err(EngineError::NotASmartModule {
+                reason: "it does not export its linear memory as `memory`".into(),
+            });
+        }
     }
     Ok((kind, has_init))
 }
 
-fn expect_function(exports: &HashMap<String, ExternType>, name: &str, params: &[Type], results: &[Type]) -> Result<(), EngineError> {
+fn expect_function(
+    exports: &HashMap<String, ExternType>,
+    name: &str,
+    params: &[Type],
+    results: &[Type],
+) -> Result<(), EngineError> {
     let expected = FunctionType::new(params.to_vec(), results.to_vec());
     match exports.get(name) {
         Some(ExternType::Function(found)) if *found == expected => Ok(()),
-        Some(other) => Err(EngineError::BadExport { name: name.to_string(), found: format!("{other:?}"), expected: expected.to_string() }),
-        None => Err(EngineError::NotASmartModule { reason: format!("it does not export `{name}`, which every SmartModule has") }),
+        Some(other) => Err(EngineError::BadExport {
+            name: name.to_string(),
+            found: format!("{other:?}"),
+            expected: expected.to_string(),
+        }),
+        None => Err(EngineError::NotASmartModule {
+            reason: format!("it does not export `{name}`, which every SmartModule has"),
+        }),
     }
 }
 
@@ -309,7 +355,11 @@ pub struct SmartModule {
 
 impl std::fmt::Debug for SmartModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmartModule").field("name", &self.name).field("kind", &self.kind).field("size", &self.wasm_size).finish()
+        f.debug_struct("SmartModule")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("size", &self.wasm_size)
+            .finish()
     }
 }
 

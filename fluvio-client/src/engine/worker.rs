@@ -64,11 +64,17 @@ impl ChainWorker {
                     }
                 }
             })
-            .map_err(|e| EngineError::Instantiation { module: "chain".into(), reason: format!("cannot start a worker thread: {e}") })?;
+            .map_err(|e| EngineError::Instantiation {
+                module: "chain".into(),
+                reason: format!("cannot start a worker thread: {e}"),
+            })?;
         match built.await {
             Ok(Ok(())) => Ok(ChainWorker { jobs }),
             Ok(Err(error)) => Err(error),
-            Err(_) => Err(EngineError::Instantiation { module: "chain".into(), reason: "the worker thread stopped while building".into() }),
+            Err(_) => Err(EngineError::Instantiation {
+                module: "chain".into(),
+                reason: "the worker thread stopped while building".into(),
+            }),
         }
     }
 

@@ -40,7 +40,11 @@ impl ServerProcess {
             let _ = tx.send(line);
         });
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("the server prints its address within 60 s");
-        let addr = line.trim().strip_prefix("fluvio-server listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+        let addr = line
+            .trim()
+            .strip_prefix("fluvio-server listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
         ServerProcess { child, addr, data_dir: data_dir.to_path_buf() }
     }
 

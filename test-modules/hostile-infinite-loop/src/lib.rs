@@ -1,5 +1,5 @@
 //! A filter that never returns: the CPU cap must stop it.
-use fluvio_smartmodule::{smartmodule, Record, Result};
+use fluvio_smartmodule::{Record, Result, smartmodule};
 
 #[smartmodule(filter)]
 pub fn filter(record: &Record) -> Result<bool> {

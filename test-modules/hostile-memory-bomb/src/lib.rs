@@ -2,7 +2,7 @@
 //! cap must stop it.
 use std::sync::Mutex;
 
-use fluvio_smartmodule::{smartmodule, Record, RecordData, Result};
+use fluvio_smartmodule::{Record, RecordData, Result, smartmodule};
 
 static HOARD: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 

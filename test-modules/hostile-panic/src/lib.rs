@@ -1,6 +1,6 @@
 //! A map that panics on records whose value contains `panic` and passes
 //! every other record through unchanged.
-use fluvio_smartmodule::{smartmodule, Record, RecordData, Result};
+use fluvio_smartmodule::{Record, RecordData, Result, smartmodule};
 
 #[smartmodule(map)]
 pub fn map(record: &Record) -> Result<(Option<RecordData>, RecordData)> {

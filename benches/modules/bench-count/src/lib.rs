@@ -1,6 +1,6 @@
 //! Benchmark aggregate: counts records; the accumulator is the count in decimal.
 
-use fluvio_smartmodule::{smartmodule, Record, RecordData, Result};
+use fluvio_smartmodule::{Record, RecordData, Result, smartmodule};
 
 /// Adds one to the count.
 #[smartmodule(aggregate)]

@@ -1,6 +1,6 @@
 //! Benchmark filter: keeps records whose value contains the byte `#`.
 
-use fluvio_smartmodule::{smartmodule, Record, Result};
+use fluvio_smartmodule::{Record, Result, smartmodule};
 
 /// Keeps a record when its value contains `#`.
 #[smartmodule(filter)]
