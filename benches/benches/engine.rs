@@ -16,10 +16,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use fluvio_client::batch::{Batch, BatchBuilder};
-use fluvio_client::engine::{
-    ChainBuilder, ModuleConfig, SmartEngine, SmartModuleInstance, SmartModuleKind, run_native,
-};
+use fluvio_protocol::{Batch, BatchBuilder, SmartModuleInvocation};
+use fluvio_smartengine::{ChainBuilder, SmartEngine, SmartModuleInstance, SmartModuleKind, run_native};
 use fluvio_smartmodule::__private as glue;
 
 const RECORDS: usize = 1_000_000;
@@ -56,9 +54,8 @@ fn wasm_run(
     input: &[Batch],
 ) {
     let engine = SmartEngine::new();
-    let loaded = engine.load(module, &dev_support::wasm(module)).unwrap();
-    assert_eq!(loaded.kind(), kind);
-    let mut chain = ChainBuilder::new(&engine).module(loaded, ModuleConfig::default()).build().unwrap();
+    let invocation = SmartModuleInvocation::adhoc(module, dev_support::wasm(module)).expect_kind(kind);
+    let mut chain = ChainBuilder::new(&engine).invocation(invocation).build().unwrap();
 
     // Both sides must agree before either is timed.
     for batch in input.iter().take(3) {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, SmartModuleSpec};
+use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, SmartModuleInvocation};
 use fluvio_server::{Server, ServerConfig};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,7 +45,7 @@ async fn produce_all(fluvio: &Fluvio, topic: &str) {
 async fn consume_all(fluvio: &Fluvio, topic: &str, filter: bool) -> (usize, u64) {
     let mut config = ConsumerConfig { offset: OffsetSpec::Beginning, continuous: false, ..Default::default() };
     if filter {
-        config = config.smartmodule(SmartModuleSpec::path(dev_support::wasm_path("bench-filter")));
+        config = config.smartmodule(SmartModuleInvocation::from_file(dev_support::wasm_path("bench-filter")).unwrap());
     }
     let mut stream = fluvio.consumer_stream(topic, config).await.unwrap();
     let mut count = 0;

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use fluvio_client::engine::ErrorPolicy;
-use fluvio_client::{SmartModuleKind, SmartModuleSpec};
+use fluvio_client::{DeadLetterSink, ErrorPolicy, SmartModuleInvocation, SmartModuleKind};
 use serde::Deserialize;
 
 use crate::error::{CliError, CliResult};
@@ -46,14 +45,19 @@ pub struct SmartModuleArgs {
     #[arg(long, value_name = "FILE")]
     pub transforms: Option<PathBuf>,
     /// What to do when a SmartModule fails on a record: fail, skip or dead-letter.
-    #[arg(long = "on-error", value_name = "POLICY", default_value = "fail", value_parser = ["fail", "skip", "dead-letter"])]
-    pub on_error: String,
+    #[arg(long = "on-error", value_name = "POLICY", default_value = "fail")]
+    pub on_error: ErrorPolicy,
 }
 
-fn parse_param(text: &str) -> Result<(String, String), String> {
+/// A `-e` argument that is not `KEY=VALUE`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not KEY=VALUE")]
+pub struct NotKeyValue(String);
+
+fn parse_param(text: &str) -> Result<(String, String), NotKeyValue> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err(format!("{text:?} is not KEY=VALUE")),
+        _ => Err(NotKeyValue(text.to_string())),
     }
 }
 
@@ -80,26 +84,31 @@ struct Transform {
     initial: Option<String>,
 }
 
-/// A `.wasm` path when the text names an existing file or ends in `.wasm`;
-/// otherwise a registered name.
-fn module(reference: &str, base: &Path) -> SmartModuleSpec {
+/// A `.wasm` file (read now) when the text names an existing file, ends in
+/// `.wasm` or has a `/`; otherwise a registered name.
+fn module(reference: &str, base: &Path) -> CliResult<SmartModuleInvocation> {
     let path = base.join(reference);
     if reference.ends_with(".wasm") || reference.contains('/') || path.is_file() {
-        SmartModuleSpec::path(path)
+        wasm_file(&path)
     } else {
-        SmartModuleSpec::registered(reference)
+        Ok(SmartModuleInvocation::predefined(reference))
     }
+}
+
+/// The module in a `.wasm` file.
+pub fn wasm_file(path: &Path) -> CliResult<SmartModuleInvocation> {
+    SmartModuleInvocation::from_file(path).map_err(|e| CliError::failed(e.to_string()))
 }
 
 impl SmartModuleArgs {
     /// The chain the flags describe (empty when none was given).
-    pub fn chain(&self) -> CliResult<Vec<SmartModuleSpec>> {
+    pub fn chain(&self) -> CliResult<Vec<SmartModuleInvocation>> {
         self.chain_with(None)
     }
 
     /// The chain, where `extra` (for example `--wasm-file`) counts as one
     /// more SmartModule flag of any kind.
-    pub fn chain_with(&self, extra: Option<SmartModuleSpec>) -> CliResult<Vec<SmartModuleSpec>> {
+    pub fn chain_with(&self, extra: Option<SmartModuleInvocation>) -> CliResult<Vec<SmartModuleInvocation>> {
         let typed = [
             (&self.filter, SmartModuleKind::Filter),
             (&self.map, SmartModuleKind::Map),
@@ -107,15 +116,15 @@ impl SmartModuleArgs {
             (&self.array_map, SmartModuleKind::ArrayMap),
             (&self.aggregate, SmartModuleKind::Aggregate),
         ];
-        let mut single: Vec<SmartModuleSpec> = typed
+        let mut single: Vec<SmartModuleInvocation> = typed
             .into_iter()
-            .filter_map(|(reference, kind)| reference.as_ref().map(|r| module(r, Path::new("")).expect_kind(kind)))
-            .collect();
+            .filter_map(|(reference, kind)| reference.as_ref().map(|r| Ok(module(r, Path::new(""))?.expect_kind(kind))))
+            .collect::<CliResult<_>>()?;
         if let Some(name) = &self.smartmodule {
-            single.push(SmartModuleSpec::registered(name));
+            single.push(SmartModuleInvocation::predefined(name));
         }
         if let Some(path) = &self.smartmodule_path {
-            single.push(SmartModuleSpec::path(path));
+            single.push(wasm_file(path)?);
         }
         single.extend(extra);
         if single.len() > 1 {
@@ -144,7 +153,7 @@ impl SmartModuleArgs {
         Ok(vec![spec])
     }
 
-    fn transforms_chain(&self, file: &Path) -> CliResult<Vec<SmartModuleSpec>> {
+    fn transforms_chain(&self, file: &Path) -> CliResult<Vec<SmartModuleInvocation>> {
         let text = std::fs::read_to_string(file)
             .map_err(|e| CliError::failed(format!("cannot read {}: {e}", file.display())))?;
         let parsed: TransformsFile = serde_norway::from_str(&text)
@@ -157,7 +166,7 @@ impl SmartModuleArgs {
             .transforms
             .into_iter()
             .map(|t| {
-                let mut spec = module(&t.uses, base);
+                let mut spec = module(&t.uses, base)?;
                 if let Some(kind) = &t.kind {
                     let kind = SmartModuleKind::from_name(kind).ok_or_else(|| {
                         CliError::failed(format!(
@@ -182,14 +191,14 @@ impl SmartModuleArgs {
             .collect()
     }
 
-    /// The error policy; dead letters are printed to stderr.
+    /// The error policy.
     pub fn policy(&self) -> ErrorPolicy {
-        match self.on_error.as_str() {
-            "skip" => ErrorPolicy::Skip,
-            "dead-letter" => {
-                ErrorPolicy::DeadLetter(std::sync::Arc::new(|failure| eprintln!("dead letter: {failure}")))
-            }
-            _ => ErrorPolicy::Fail,
-        }
+        self.on_error
+    }
+
+    /// Where dead letters go: stderr, one line each.
+    pub fn dead_letters(&self) -> Option<DeadLetterSink> {
+        (self.on_error == ErrorPolicy::DeadLetter)
+            .then(|| -> DeadLetterSink { std::sync::Arc::new(|failure| eprintln!("dead letter: {failure}")) })
     }
 }

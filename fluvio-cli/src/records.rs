@@ -53,6 +53,7 @@ pub async fn produce(fluvio: Fluvio, args: ProduceArgs) -> CliResult {
         partition: args.partition,
         smartmodules: args.smartmodules.chain()?,
         policy: args.smartmodules.policy(),
+        dead_letters: args.smartmodules.dead_letters(),
         ..Default::default()
     };
     let producer = fluvio.topic_producer_with(&args.topic, config).await?;
@@ -156,6 +157,7 @@ pub async fn consume(fluvio: Fluvio, args: ConsumeArgs) -> CliResult {
         continuous: !args.disable_continuous,
         smartmodules: args.smartmodules.chain()?,
         policy: args.smartmodules.policy(),
+        dead_letters: args.smartmodules.dead_letters(),
         ..Default::default()
     };
     let stream = fluvio.consumer_stream(&args.topic, config).await?;

@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use clap::Subcommand;
-use fluvio_client::batch::BatchBuilder;
-use fluvio_client::engine::ChainBuilder;
-use fluvio_client::{Fluvio, SmartModuleSource, SmartModuleSpec, local_engine};
+use fluvio_client::protocol::BatchBuilder;
+use fluvio_client::{Fluvio, SmartModuleWasm, local_chain};
 
-use crate::chain::SmartModuleArgs;
+use crate::chain::{SmartModuleArgs, wasm_file};
 use crate::error::{CliError, CliResult};
 use crate::{connect, table};
 
@@ -67,8 +66,7 @@ pub async fn run(addr: Option<&str>, command: SmartModuleCommand) -> CliResult {
             let wasm = std::fs::read(&wasm_file)
                 .map_err(|e| CliError::failed(format!("cannot read {}: {e}", wasm_file.display())))?;
             let info = connect(addr).await?.create_smartmodule(&name, wasm).await?;
-            let kind: fluvio_client::SmartModuleKind = info.kind.into();
-            println!("smart-module \"{name}\" created ({kind}, {} bytes)", info.size);
+            println!("smart-module \"{name}\" created ({}, {} bytes)", info.kind, info.size);
             Ok(())
         }
         SmartModuleCommand::List => {
@@ -99,7 +97,8 @@ async fn test(
     key_value: bool,
     flags: SmartModuleArgs,
 ) -> CliResult {
-    let chain = flags.chain_with(wasm_file.map(SmartModuleSpec::path))?;
+    let extra = wasm_file.as_deref().map(self::wasm_file).transpose()?;
+    let chain = flags.chain_with(extra)?;
     if chain.is_empty() {
         return Err(CliError::failed("nothing to test: give --wasm-file FILE (or --filter, --map, ..., --transforms)"));
     }
@@ -118,33 +117,23 @@ async fn test(
             all.lines().map(str::to_string).collect()
         }
     };
-    let needs_server = chain.iter().any(|s| matches!(s.source, SmartModuleSource::Registered(_)));
+    let needs_server = chain.iter().any(|s| matches!(s.wasm, SmartModuleWasm::Predefined(_)));
     let fluvio: Option<Fluvio> = if needs_server { Some(connect(addr).await?) } else { None };
-    let mut modules = Vec::new();
-    for spec in &chain {
-        let module = spec.load(fluvio.as_ref()).await?;
-        modules.push((module, spec.module_config()));
-    }
-    let policy = flags.policy();
     let mut batch = BatchBuilder::new(0, 0);
     for line in &input {
         batch.push_value(key.as_deref().map(str::as_bytes), line.as_bytes());
     }
-    let batch = batch.finish();
     // The engine runs here exactly as on the server: same chain, same policy.
-    let result = tokio::task::spawn_blocking(move || {
-        let mut chain = ChainBuilder::new(local_engine()).modules(modules).on_error(policy).build()?;
-        let output = chain.process(&batch);
-        let logs = chain.take_logs();
-        Ok::<_, fluvio_client::engine::EngineError>((output, logs))
-    })
-    .await
-    .map_err(|e| CliError::failed(format!("the SmartModule test crashed: {e}")))??;
-    let (output, logs) = result;
+    let worker = local_chain(fluvio.as_ref(), chain, flags.policy()).await?;
+    let output = worker.process(batch.finish()).await;
+    let (_, logs) = worker.metrics_and_logs().await?;
     for log in logs {
         eprintln!("[{} {}] {}", log.module, log.level.name(), log.message);
     }
     let output = output?;
+    for letter in &output.dead_letters {
+        eprintln!("dead letter: {letter}");
+    }
     for record in output.batch.records() {
         let value = String::from_utf8_lossy(record.value);
         if key_value {

@@ -8,11 +8,13 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
-use crate::FluvioError;
-use crate::protocol::{
-    ApiKind, CreateSmartModuleRequest, CreateTopicRequest, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, Empty, ErrorResponse,
-    Frame, NameRequest, RESPONSE_BIT, RetentionSpec, SmartModuleInfo, TopicInfo,
+use fluvio_protocol::messages::{CreateSmartModuleRequest, CreateTopicRequest, Empty, NameRequest};
+use fluvio_protocol::{
+    ApiKind, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, ErrorResponse, Frame, RESPONSE_BIT, RetentionSpec, SmartModuleInfo,
+    TopicInfo,
 };
+
+use crate::FluvioError;
 
 type Pending = Arc<Mutex<HashMap<u32, mpsc::UnboundedSender<Result<Frame, FluvioError>>>>>;
 
@@ -131,14 +133,14 @@ impl Connection {
 /// Turns an error frame into an error.
 pub(crate) fn check(frame: Frame) -> Result<Frame, FluvioError> {
     if frame.kind == ApiKind::Error as u16 | RESPONSE_BIT {
-        let error: ErrorResponse = frame.control().map_err(|e| FluvioError::Protocol(e.to_string()))?;
+        let error: ErrorResponse = frame.control()?;
         return Err(FluvioError::Server { code: error.code, message: error.message });
     }
     Ok(frame)
 }
 
 pub(crate) fn control<T: for<'de> serde::Deserialize<'de>>(frame: &Frame) -> Result<T, FluvioError> {
-    frame.control().map_err(|e| FluvioError::Protocol(e.to_string()))
+    Ok(frame.control()?)
 }
 
 /// A client of one server: admin requests, producers and consumers.

@@ -9,15 +9,20 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use tokio::sync::mpsc;
 
-use crate::batch::Batch;
+use fluvio_protocol::messages::StreamFetchRequest;
+use fluvio_protocol::{
+    ApiKind, Batch, ErrorPolicy, Frame, OffsetSpec, RecordFailure, SmartModuleInvocation, StreamEvent,
+};
+
 use crate::client::{Connection, check, control};
-use crate::engine::ErrorPolicy;
-use crate::protocol::{ApiKind, Frame, OffsetSpec, StreamEvent, StreamFetchRequest, WirePolicy};
-use crate::smartmodule::SmartModuleSpec;
 use crate::{Fluvio, FluvioError};
 
+/// Receives the records SmartModules failed on under
+/// [`ErrorPolicy::DeadLetter`], each with its error.
+pub type DeadLetterSink = Arc<dyn Fn(RecordFailure) + Send + Sync>;
+
 /// Where and how a consumer reads.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConsumerConfig {
     /// The partition.
     pub partition: u32,
@@ -26,11 +31,14 @@ pub struct ConsumerConfig {
     /// Wait for new records at the end (`true`) or stop there (`false`).
     pub continuous: bool,
     /// SmartModules the server applies, in order, before sending.
-    pub smartmodules: Vec<SmartModuleSpec>,
+    pub smartmodules: Vec<SmartModuleInvocation>,
     /// What happens when a SmartModule fails on a record: `Fail` ends the
     /// stream with [`FluvioError::RecordFailed`]; `Skip` drops the record on
-    /// the server; `DeadLetter(sink)` calls the sink here and goes on.
+    /// the server; `DeadLetter` hands it to [`dead_letters`](Self::dead_letters)
+    /// (or yields [`FluvioError::DeadLetter`] without one) and goes on.
     pub policy: ErrorPolicy,
+    /// Receives dead letters under [`ErrorPolicy::DeadLetter`].
+    pub dead_letters: Option<DeadLetterSink>,
     /// Most bytes of stored batches the server reads per step.
     pub max_bytes: u32,
 }
@@ -43,15 +51,30 @@ impl Default for ConsumerConfig {
             continuous: true,
             smartmodules: Vec::new(),
             policy: ErrorPolicy::Fail,
+            dead_letters: None,
             max_bytes: 1 << 20,
         }
     }
 }
 
+impl std::fmt::Debug for ConsumerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerConfig")
+            .field("partition", &self.partition)
+            .field("offset", &self.offset)
+            .field("continuous", &self.continuous)
+            .field("smartmodules", &self.smartmodules)
+            .field("policy", &self.policy)
+            .field("dead_letters", &self.dead_letters.is_some())
+            .field("max_bytes", &self.max_bytes)
+            .finish()
+    }
+}
+
 impl ConsumerConfig {
     /// Adds a SmartModule for the server to apply.
-    pub fn smartmodule(mut self, spec: SmartModuleSpec) -> Self {
-        self.smartmodules.push(spec);
+    pub fn smartmodule(mut self, invocation: SmartModuleInvocation) -> Self {
+        self.smartmodules.push(invocation);
         self
     }
 }
@@ -78,7 +101,7 @@ pub struct ConsumerStream {
     connection: Arc<Connection>,
     responses: mpsc::UnboundedReceiver<Result<Frame, FluvioError>>,
     buffered: VecDeque<ConsumerRecord>,
-    sink: Option<crate::engine::DeadLetterSink>,
+    sink: Option<DeadLetterSink>,
     next_offset: Option<i64>,
     done: bool,
 }
@@ -87,23 +110,24 @@ impl Fluvio {
     /// Streams records from `topic`. Each stream has a connection of its own.
     pub async fn consumer_stream(&self, topic: &str, config: ConsumerConfig) -> Result<ConsumerStream, FluvioError> {
         let connection = Arc::new(Connection::open(self.addr()).await?);
-        let chain = config.smartmodules.iter().map(SmartModuleSpec::to_invocation).collect::<Result<Vec<_>, _>>()?;
-        let (policy, sink) = match config.policy {
-            ErrorPolicy::Fail => (WirePolicy::Fail, None),
-            ErrorPolicy::Skip => (WirePolicy::Skip, None),
-            ErrorPolicy::DeadLetter(sink) => (WirePolicy::DeadLetter, Some(sink)),
-        };
         let request = StreamFetchRequest {
             topic: topic.to_string(),
             partition: config.partition,
             offset: config.offset,
             continuous: config.continuous,
-            chain,
-            policy,
+            chain: config.smartmodules,
+            policy: config.policy,
             max_bytes: config.max_bytes,
         };
         let (_, responses) = connection.send(ApiKind::StreamFetch, &request, Vec::new()).await?;
-        Ok(ConsumerStream { connection, responses, buffered: VecDeque::new(), sink, next_offset: None, done: false })
+        Ok(ConsumerStream {
+            connection,
+            responses,
+            buffered: VecDeque::new(),
+            sink: config.dead_letters,
+            next_offset: None,
+            done: false,
+        })
     }
 }
 

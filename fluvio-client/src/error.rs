@@ -1,7 +1,8 @@
 //! The SDK's error type.
 
-use crate::engine::{EngineError, RecordFailure};
-use crate::protocol::ErrorCode;
+use fluvio_protocol::{ErrorCode, FrameError, RecordFailure, WasmFileError};
+#[cfg(feature = "smartengine")]
+use fluvio_smartengine::EngineError;
 
 /// Everything an SDK call can fail with. Each message says what went wrong
 /// and, where it can, what to do.
@@ -33,7 +34,9 @@ pub enum FluvioError {
         /// The server's explanation.
         message: String,
     },
-    /// A SmartModule could not be loaded or failed while running.
+    /// A SmartModule could not be loaded or failed while running in this
+    /// process.
+    #[cfg(feature = "smartengine")]
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// A SmartModule failed on a record under the `fail` policy. On a
@@ -67,5 +70,17 @@ impl FluvioError {
             FluvioError::Server { code, .. } => Some(*code),
             _ => None,
         }
+    }
+}
+
+impl From<WasmFileError> for FluvioError {
+    fn from(error: WasmFileError) -> Self {
+        FluvioError::File { path: error.path.display().to_string(), reason: error.source.to_string() }
+    }
+}
+
+impl From<FrameError> for FluvioError {
+    fn from(error: FrameError) -> Self {
+        FluvioError::Protocol(error.to_string())
     }
 }

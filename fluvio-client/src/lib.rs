@@ -1,26 +1,30 @@
 //! The SDK: connect to a server, administer topics and SmartModules,
-//! produce and consume records, and run SmartModules in this process.
+//! produce and consume records.
 //!
 //! - [`Fluvio`] is a client of one server: admin calls, [`TopicProducer`]s
-//!   (which batch records and can apply SmartModules before sending) and
-//!   [`ConsumerStream`]s (which can have the server apply SmartModules before
-//!   records cross the network).
-//! - [`engine`] loads SmartModules into wasmer, checks them, caches compiled
-//!   code, and runs chains of them under memory and CPU caps. Producers, the
-//!   server and the CLI all run modules through it.
-//! - [`batch`] builds and validates record batches in the one layout used on
-//!   disk, on the wire and as SmartModule input; [`protocol`] frames them.
+//!   (which batch records and, with the `smartengine` feature, can apply
+//!   SmartModules before sending) and [`ConsumerStream`]s (which can have the
+//!   server apply SmartModules before records cross the network).
+//! - [`SmartModuleInvocation`] names a SmartModule, its kind and its
+//!   parameters; the same value configures producers and consumers.
+//! - [`local_chain`] runs SmartModules in this process, as producers do
+//!   (the `smartengine` feature, on by default).
 //!
-//! This crate does not store records; the server does.
+//! This crate owns connections and the client side of the protocol. It
+//! does not store records (the server does), and it does not define the
+//! batch format or the protocol (`fluvio-protocol`, re-exported as
+//! [`protocol`]) or run wasm itself (`fluvio-smartengine`, re-exported as
+//! [`engine`] with the `smartengine` feature). With
+//! `default-features = false` it compiles no wasm runtime at all.
 //!
 //! ```no_run
 //! use futures::StreamExt;
-//! use fluvio_client::{ConsumerConfig, Fluvio, SmartModuleSpec};
+//! use fluvio_client::{ConsumerConfig, Fluvio, SmartModuleInvocation};
 //!
 //! # async fn run() -> Result<(), fluvio_client::FluvioError> {
 //! let fluvio = Fluvio::connect("127.0.0.1:9003").await?;
-//! let config = ConsumerConfig::default()
-//!     .smartmodule(SmartModuleSpec::path("target/wasm32-unknown-unknown/release/my_filter.wasm"));
+//! let filter = SmartModuleInvocation::from_file("target/wasm32-unknown-unknown/release/my_filter.wasm")?;
+//! let config = ConsumerConfig::default().smartmodule(filter);
 //! let mut stream = fluvio.consumer_stream("my-topic", config).await?;
 //! while let Some(record) = stream.next().await {
 //!     println!("{}", String::from_utf8_lossy(&record?.value));
@@ -28,21 +32,23 @@
 //! # Ok(()) }
 //! ```
 
-#![warn(missing_docs)]
-
-pub mod batch;
 mod client;
 mod consumer;
-pub mod engine;
 mod error;
 mod producer;
-pub mod protocol;
+#[cfg(feature = "smartengine")]
 mod smartmodule;
 
+pub use fluvio_protocol as protocol;
+#[cfg(feature = "smartengine")]
+pub use fluvio_smartengine as engine;
+
 pub use client::Fluvio;
-pub use consumer::{ConsumerConfig, ConsumerRecord, ConsumerStream};
+pub use consumer::{ConsumerConfig, ConsumerRecord, ConsumerStream, DeadLetterSink};
 pub use error::FluvioError;
-pub use fluvio_smartmodule::abi::SmartModuleKind;
+pub use fluvio_protocol::{
+    ErrorPolicy, OffsetSpec, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm,
+};
 pub use producer::{ProduceOutput, ProducerConfig, TopicProducer};
-pub use protocol::OffsetSpec;
-pub use smartmodule::{SmartModuleSource, SmartModuleSpec, local_engine};
+#[cfg(feature = "smartengine")]
+pub use smartmodule::{local_chain, local_engine};

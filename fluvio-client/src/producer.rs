@@ -1,5 +1,5 @@
 //! Producers: batch records, optionally run SmartModules on them in this
-//! process, and send only the outputs.
+//! process (the `smartengine` feature), and send only the outputs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,15 +7,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::batch::{Batch, BatchBuilder};
+use fluvio_protocol::messages::{ProduceRequest, ProduceResponse};
+use fluvio_protocol::{ApiKind, Batch, BatchBuilder, ErrorCode, ErrorPolicy, SmartModuleInvocation};
+
 use crate::client::control;
-use crate::engine::{ChainBuilder, ChainWorker, ErrorPolicy};
-use crate::protocol::{ApiKind, ProduceRequest, ProduceResponse};
-use crate::smartmodule::{SmartModuleSpec, local_engine};
+use crate::consumer::DeadLetterSink;
 use crate::{Fluvio, FluvioError};
 
+/// The chain a producer runs. Without the engine no chain can exist, so the
+/// type is then empty and the code that would run one is unreachable.
+#[cfg(feature = "smartengine")]
+type Chain = fluvio_smartengine::ChainWorker;
+#[cfg(not(feature = "smartengine"))]
+enum Chain {}
+
 /// How a producer batches and transforms records.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProducerConfig {
     /// The partition to write to.
     pub partition: u32,
@@ -23,10 +30,27 @@ pub struct ProducerConfig {
     pub batch_bytes: usize,
     /// A batch is sent at the latest this long after its first record.
     pub linger: Duration,
-    /// SmartModules applied, in order, before records are sent.
-    pub smartmodules: Vec<SmartModuleSpec>,
+    /// SmartModules applied, in order, before records are sent (needs the
+    /// `smartengine` feature).
+    pub smartmodules: Vec<SmartModuleInvocation>,
     /// What to do when a SmartModule fails on a record.
     pub policy: ErrorPolicy,
+    /// Under [`ErrorPolicy::DeadLetter`], receives each record a SmartModule
+    /// failed on; without one, dead letters are only counted.
+    pub dead_letters: Option<DeadLetterSink>,
+}
+
+impl std::fmt::Debug for ProducerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProducerConfig")
+            .field("partition", &self.partition)
+            .field("batch_bytes", &self.batch_bytes)
+            .field("linger", &self.linger)
+            .field("smartmodules", &self.smartmodules)
+            .field("policy", &self.policy)
+            .field("dead_letters", &self.dead_letters.is_some())
+            .finish()
+    }
 }
 
 impl Default for ProducerConfig {
@@ -37,14 +61,15 @@ impl Default for ProducerConfig {
             linger: Duration::from_millis(5),
             smartmodules: Vec::new(),
             policy: ErrorPolicy::Fail,
+            dead_letters: None,
         }
     }
 }
 
 impl ProducerConfig {
     /// Adds a SmartModule to apply before sending.
-    pub fn smartmodule(mut self, spec: SmartModuleSpec) -> Self {
-        self.smartmodules.push(spec);
+    pub fn smartmodule(mut self, invocation: SmartModuleInvocation) -> Self {
+        self.smartmodules.push(invocation);
         self
     }
 }
@@ -71,7 +96,7 @@ struct Shared {
     fluvio: Fluvio,
     topic: String,
     config: ProducerConfig,
-    chain: Option<ChainWorker>,
+    chain: Option<Chain>,
     pending: Mutex<Pending>,
     wake: Notify,
     sent: watch::Sender<u64>,
@@ -134,7 +159,7 @@ impl Fluvio {
     pub async fn topic_producer_with(&self, topic: &str, config: ProducerConfig) -> Result<TopicProducer, FluvioError> {
         let topics = self.list_topics().await?;
         let info = topics.iter().find(|t| t.name == topic).ok_or_else(|| FluvioError::Server {
-            code: crate::protocol::ErrorCode::TopicNotFound,
+            code: ErrorCode::TopicNotFound,
             message: format!("topic {topic:?} not found; create it with `fluvio topic create {topic}`"),
         })?;
         if config.partition >= info.partitions {
@@ -143,21 +168,7 @@ impl Fluvio {
                 info.partitions, config.partition
             )));
         }
-        let chain = if config.smartmodules.is_empty() {
-            None
-        } else {
-            let mut modules = Vec::new();
-            for spec in &config.smartmodules {
-                let module = spec.load(Some(self)).await?;
-                modules.push((module, spec.module_config()));
-            }
-            let policy = config.policy.clone();
-            let engine = local_engine().clone();
-            Some(
-                ChainWorker::spawn(move || ChainBuilder::new(&engine).modules(modules).on_error(policy).build())
-                    .await?,
-            )
-        };
+        let chain = if config.smartmodules.is_empty() { None } else { Some(self.producer_chain(&config).await?) };
         let (sent, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             fluvio: self.clone(),
@@ -172,6 +183,20 @@ impl Fluvio {
         });
         let flusher = tokio::spawn(flush_loop(Arc::clone(&shared)));
         Ok(TopicProducer { shared, flusher })
+    }
+}
+
+impl Fluvio {
+    #[cfg(feature = "smartengine")]
+    async fn producer_chain(&self, config: &ProducerConfig) -> Result<Chain, FluvioError> {
+        crate::local_chain(Some(self), config.smartmodules.clone(), config.policy).await
+    }
+
+    #[cfg(not(feature = "smartengine"))]
+    async fn producer_chain(&self, _config: &ProducerConfig) -> Result<Chain, FluvioError> {
+        Err(FluvioError::InvalidRequest(
+            "producer-side SmartModules need the `smartengine` feature of fluvio-client; enable it, or have consumers apply the SmartModules on the server".into(),
+        ))
     }
 }
 
@@ -291,41 +316,9 @@ async fn send_records(shared: &Shared, records: Vec<PendingRecord>) {
             }
             input
         }
-        Some(chain) => match chain.process(input).await {
-            Err(error) => {
-                for ack in acks.into_iter().flatten() {
-                    let _ = ack.send(Err(FluvioError::Engine(error.clone())));
-                }
-                return;
-            }
-            Ok(output) => {
-                shared.skipped.fetch_add(output.skipped, Ordering::Relaxed);
-                shared.dead_lettered.fetch_add(output.dead_lettered, Ordering::Relaxed);
-                if output.skipped > 0 {
-                    tracing::warn!(topic = %shared.topic, skipped = output.skipped, "SmartModules skipped records that failed");
-                }
-                // Renumber the outputs 0, 1, 2... as the server requires.
-                let mut renumbered = BatchBuilder::new(0, output.batch.base_timestamp());
-                for (j, record) in output.batch.records().enumerate() {
-                    let source = record.offset as usize;
-                    if let Some(slot) = first_output.get_mut(source)
-                        && slot.is_none()
-                    {
-                        *slot = Some(j as u32);
-                    }
-                    renumbered.push(j as u32, record.timestamp, record.key, record.value, &record.headers);
-                }
-                if let Some(failure) = output.failure {
-                    // Under `fail`, the failed record and everything after it
-                    // were not sent.
-                    for ack in acks.iter_mut().skip(failure.offset as usize) {
-                        if let Some(ack) = ack.take() {
-                            let _ = ack.send(Err(FluvioError::RecordFailed(Box::new(failure.clone()))));
-                        }
-                    }
-                }
-                renumbered.finish()
-            }
+        Some(chain) => match transform(shared, chain, input, &mut acks, &mut first_output).await {
+            Some(batch) => batch,
+            None => return,
         },
     };
     if batch.is_empty() {
@@ -344,4 +337,56 @@ async fn send_records(shared: &Shared, records: Vec<PendingRecord>) {
             Err(error) => Err(error.clone()),
         });
     }
+}
+
+/// Runs the producer's chain over a batch and renumbers the outputs 0, 1,
+/// 2... as the server requires, noting each input record's first output.
+/// Records the chain failed on get their error now. `None` when the whole
+/// batch failed (every acknowledgement has been answered).
+#[cfg(feature = "smartengine")]
+async fn transform(
+    shared: &Shared,
+    chain: &Chain,
+    input: Batch,
+    acks: &mut [Option<Ack>],
+    first_output: &mut [Option<u32>],
+) -> Option<Batch> {
+    let output = match chain.process(input).await {
+        Ok(output) => output,
+        Err(error) => {
+            for ack in acks.iter_mut().filter_map(Option::take) {
+                let _ = ack.send(Err(FluvioError::Engine(error.clone())));
+            }
+            return None;
+        }
+    };
+    shared.skipped.fetch_add(output.skipped, Ordering::Relaxed);
+    shared.dead_lettered.fetch_add(output.dead_letters.len() as u64, Ordering::Relaxed);
+    if output.skipped > 0 {
+        tracing::warn!(topic = %shared.topic, skipped = output.skipped, "SmartModules skipped records that failed");
+    }
+    if let Some(sink) = &shared.config.dead_letters {
+        output.dead_letters.into_iter().for_each(|letter| sink(letter));
+    }
+    let mut renumbered = BatchBuilder::new(0, output.batch.base_timestamp());
+    for (j, record) in output.batch.records().enumerate() {
+        if let Some(slot) = first_output.get_mut(record.offset as usize)
+            && slot.is_none()
+        {
+            *slot = Some(j as u32);
+        }
+        renumbered.push(j as u32, record.timestamp, record.key, record.value, &record.headers);
+    }
+    if let Some(failure) = output.failure {
+        // Under `fail`, the failed record and everything after it were not sent.
+        for ack in acks.iter_mut().skip(failure.offset as usize).filter_map(Option::take) {
+            let _ = ack.send(Err(FluvioError::RecordFailed(Box::new(failure.clone()))));
+        }
+    }
+    Some(renumbered.finish())
+}
+
+#[cfg(not(feature = "smartengine"))]
+async fn transform(_: &Shared, chain: &Chain, _: Batch, _: &mut [Option<Ack>], _: &mut [Option<u32>]) -> Option<Batch> {
+    match *chain {}
 }

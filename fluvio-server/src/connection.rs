@@ -1,25 +1,106 @@
 //! One client connection: reads frames, answers requests in order, and runs
 //! each stream (consumer) in a task of its own.
+//!
+//! This is the only place where errors become wire [`ErrorCode`]s: the
+//! stores, the registry and the engine return their own error types, and
+//! [`ServerError`]'s conversions below decide what a client is told.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use fluvio_client::batch::Batch;
-use fluvio_client::engine::{ChainBuilder, ChainWorker, ErrorPolicy, ModuleConfig, RecordFailure, SmartModule};
-use fluvio_client::protocol::{
-    ApiKind, CreateSmartModuleRequest, CreateTopicRequest, Empty, ErrorCode, Frame, FrameError, Invocation,
-    ModuleSource, NameRequest, OffsetSpec, PROTOCOL_VERSION, ProduceRequest, ProduceResponse, RESPONSE_BIT,
-    StreamEvent, StreamFetchRequest, WirePolicy,
+use fluvio_protocol::messages::{
+    CreateSmartModuleRequest, CreateTopicRequest, Empty, NameRequest, ProduceRequest, ProduceResponse,
+    StreamFetchRequest,
 };
+use fluvio_protocol::{
+    ApiKind, Batch, ErrorCode, ErrorResponse, Frame, FrameError, OffsetSpec, PROTOCOL_VERSION, RESPONSE_BIT,
+    StreamEvent,
+};
+use fluvio_smartengine::{ChainBuilder, ChainWorker, EngineError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::storage::trim_batch;
-use crate::topics::TopicSpec;
-use crate::{ServerContext, ServerError};
+use crate::ServerContext;
+use crate::registry::RegistryError;
+use crate::storage::{StorageError, TopicError, TopicSpec};
 
-/// Largest SmartModule accepted once decompressed.
-const MAX_WASM_BYTES: u64 = 64 << 20;
+/// An error as a client is told it: a code and a message that says what was
+/// wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ServerError {
+    /// The error code sent to the client.
+    pub code: ErrorCode,
+    /// What was wrong and what to do.
+    pub message: String,
+}
+
+impl ServerError {
+    /// An error with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ServerError {
+        ServerError { code, message: message.into() }
+    }
+
+    /// The error as sent on the wire.
+    pub fn to_response(&self) -> ErrorResponse {
+        ErrorResponse { code: self.code, message: self.message.clone() }
+    }
+}
+
+impl From<StorageError> for ServerError {
+    fn from(error: StorageError) -> Self {
+        let code = match error {
+            StorageError::InvalidBatch(_) => ErrorCode::InvalidBatch,
+            StorageError::Io { .. } | StorageError::Corrupt { .. } => ErrorCode::Storage,
+        };
+        ServerError::new(code, error.to_string())
+    }
+}
+
+impl From<TopicError> for ServerError {
+    fn from(error: TopicError) -> Self {
+        let code = match &error {
+            TopicError::Exists(_) => ErrorCode::TopicExists,
+            TopicError::NotFound(_) => ErrorCode::TopicNotFound,
+            TopicError::InvalidName(_) => ErrorCode::InvalidTopicName,
+            TopicError::InvalidPartitionCount(_) => ErrorCode::InvalidRequest,
+            TopicError::PartitionNotFound { .. } => ErrorCode::PartitionNotFound,
+            TopicError::CorruptSettings { .. } => ErrorCode::Storage,
+            TopicError::Storage(StorageError::InvalidBatch(_)) => ErrorCode::InvalidBatch,
+            TopicError::Storage(_) => ErrorCode::Storage,
+        };
+        ServerError::new(code, error.to_string())
+    }
+}
+
+impl From<RegistryError> for ServerError {
+    fn from(error: RegistryError) -> Self {
+        let code = match &error {
+            RegistryError::InvalidName(_) => ErrorCode::InvalidRequest,
+            RegistryError::Exists(_) => ErrorCode::SmartModuleExists,
+            RegistryError::NotFound(_) => ErrorCode::SmartModuleNotFound,
+            RegistryError::Invalid(_) => ErrorCode::InvalidSmartModule,
+            RegistryError::Io { .. } => ErrorCode::Storage,
+        };
+        ServerError::new(code, error.to_string())
+    }
+}
+
+impl From<EngineError> for ServerError {
+    /// For errors starting a chain: the module is unknown or invalid. A
+    /// chain that fails while running is reported by [`running_chain_failed`].
+    fn from(error: EngineError) -> Self {
+        let code = match &error {
+            EngineError::UnknownModule { .. } => ErrorCode::SmartModuleNotFound,
+            _ => ErrorCode::InvalidSmartModule,
+        };
+        ServerError::new(code, error.to_string())
+    }
+}
+
+fn running_chain_failed(error: EngineError) -> ServerError {
+    ServerError::new(ErrorCode::SmartModuleFailed, error.to_string())
+}
 
 fn error_frame(correlation_id: u32, error: &ServerError) -> Frame {
     Frame::new(ApiKind::Error as u16 | RESPONSE_BIT, correlation_id, &error.to_response(), Vec::new())
@@ -89,11 +170,8 @@ pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
             }
             continue;
         }
-        let context = Arc::clone(&context);
-        // Requests other than streams are answered in order; the work is
-        // file I/O and compilation, so it runs where blocking is allowed.
-        let response = tokio::task::block_in_place(|| handle(&context, kind, frame))
-            .unwrap_or_else(|error| error_frame(correlation_id, &error));
+        // Requests other than streams are answered in order.
+        let response = handle(&context, kind, frame).await.unwrap_or_else(|error| error_frame(correlation_id, &error));
         if frames.send(response).await.is_err() {
             break;
         }
@@ -113,39 +191,37 @@ fn decode<T: for<'de> serde::Deserialize<'de>>(frame: &Frame) -> Result<T, Serve
     frame.control().map_err(|e| bad_frame(e.to_string()))
 }
 
-fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<Frame, ServerError> {
+async fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<Frame, ServerError> {
     let id = frame.correlation_id;
     match kind {
         ApiKind::CreateTopic => {
             let request: CreateTopicRequest = decode(&frame)?;
-            context.topics.create(TopicSpec {
-                name: request.name,
-                partitions: request.partitions,
-                retention: request.retention,
-            })?;
+            let spec = TopicSpec { name: request.name, partitions: request.partitions, retention: request.retention };
+            context.storage.create_topic(spec).await?;
             Ok(respond(kind, id, &Empty, Vec::new()))
         }
         ApiKind::DeleteTopic => {
             let request: NameRequest = decode(&frame)?;
-            context.topics.delete(&request.name)?;
+            context.storage.delete_topic(&request.name).await?;
             Ok(respond(kind, id, &Empty, Vec::new()))
         }
         ApiKind::ListTopics => {
             decode::<Empty>(&frame)?;
-            Ok(respond(kind, id, &context.topics.list(), Vec::new()))
+            Ok(respond(kind, id, &context.storage.list_topics().await?, Vec::new()))
         }
         ApiKind::Produce => {
             let request: ProduceRequest = decode(&frame)?;
-            let partition = context.topics.partition(&request.topic, request.partition)?;
+            let partition = context.storage.partition(&request.topic, request.partition).await?;
             let batch = Batch::from_bytes(frame.payload)
                 .map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
             let record_count = batch.record_count();
-            let base_offset = partition.append(batch)?;
+            let base_offset = partition.append(batch).await?;
             Ok(respond(kind, id, &ProduceResponse { base_offset, record_count }, Vec::new()))
         }
+        // Registering compiles the module: blocking work.
         ApiKind::CreateSmartModule => {
             let request: CreateSmartModuleRequest = decode(&frame)?;
-            let info = context.registry.create(&request.name, frame.payload)?;
+            let info = tokio::task::block_in_place(|| context.registry.create(&request.name, frame.payload))?;
             Ok(respond(kind, id, &info, Vec::new()))
         }
         ApiKind::ListSmartModules => {
@@ -154,7 +230,7 @@ fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<Frame,
         }
         ApiKind::DeleteSmartModule => {
             let request: NameRequest = decode(&frame)?;
-            context.registry.delete(&request.name)?;
+            tokio::task::block_in_place(|| context.registry.delete(&request.name))?;
             Ok(respond(kind, id, &Empty, Vec::new()))
         }
         ApiKind::GetSmartModule => {
@@ -166,63 +242,32 @@ fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<Frame,
     }
 }
 
-/// Starts a worker running the chain a stream asked for. Modules are
-/// resolved (registry lookup, ad hoc compile) here; the chain is built on
-/// the worker's thread. Dead letters are collected for the stream to send.
-pub async fn start_chain(
-    context: &ServerContext,
-    invocations: &[Invocation],
-    policy: WirePolicy,
-    dead_letters: Arc<Mutex<Vec<RecordFailure>>>,
-) -> Result<ChainWorker, ServerError> {
-    let invalid =
-        |e: fluvio_client::engine::EngineError| ServerError::new(ErrorCode::InvalidSmartModule, e.to_string());
-    let policy = match policy {
-        WirePolicy::Fail => ErrorPolicy::Fail,
-        WirePolicy::Skip => ErrorPolicy::Skip,
-        WirePolicy::DeadLetter => {
-            ErrorPolicy::DeadLetter(Arc::new(move |failure| dead_letters.lock().expect("dead letters").push(failure)))
-        }
-    };
-    let mut modules: Vec<(SmartModule, ModuleConfig)> = Vec::with_capacity(invocations.len());
-    for invocation in invocations {
-        let module = match &invocation.source {
-            ModuleSource::Registered(name) => context.registry.get(name)?.0,
-            ModuleSource::AdHoc { name, compressed_wasm } => {
-                let wasm = fluvio_client::protocol::decompress(compressed_wasm, MAX_WASM_BYTES)
-                    .map_err(|m| ServerError::new(ErrorCode::InvalidSmartModule, m))?;
-                tokio::task::block_in_place(|| context.engine.load(name, &wasm)).map_err(invalid)?
-            }
-        };
-        if let Some(kind) = invocation.kind {
-            module.expect_kind(kind.into()).map_err(invalid)?;
-        }
-        let config = ModuleConfig {
-            params: invocation.params.iter().cloned().collect(),
-            initial_accumulator: invocation.initial_accumulator.clone(),
-        };
-        modules.push((module, config));
-    }
-    let engine = context.engine.clone();
-    ChainWorker::spawn(move || ChainBuilder::new(&engine).modules(modules).on_error(policy).build())
-        .await
-        .map_err(invalid)
+/// Starts the chain a stream asked for on a worker thread: predefined
+/// modules come from the registry, ad hoc ones are compiled there (or found
+/// in the engine's caches).
+async fn start_chain(context: &ServerContext, request: &StreamFetchRequest) -> Result<ChainWorker, ServerError> {
+    let registry = Arc::clone(&context.registry);
+    let chain = ChainBuilder::new(&context.engine)
+        .invocations(request.chain.iter().cloned())
+        .on_error(request.policy)
+        .resolver(move |name| {
+            registry.module(name).ok_or_else(|| EngineError::UnknownModule { name: name.to_string() })
+        })
+        .spawn()
+        .await?;
+    Ok(chain)
 }
 
-/// Streams a partition to the client, through the requested chain.
+/// Streams a partition to the client, through the requested chain. Returns
+/// quietly when the client goes away.
 async fn stream(
     context: &ServerContext,
     request: StreamFetchRequest,
     id: u32,
     frames: &mpsc::Sender<Frame>,
 ) -> Result<(), ServerError> {
-    let partition = context.topics.partition(&request.topic, request.partition)?;
-    let dead_letters = Arc::new(Mutex::new(Vec::new()));
-    let chain = if request.chain.is_empty() {
-        None
-    } else {
-        Some(start_chain(context, &request.chain, request.policy, Arc::clone(&dead_letters)).await?)
-    };
+    let partition = context.storage.partition(&request.topic, request.partition).await?;
+    let chain = if request.chain.is_empty() { None } else { Some(start_chain(context, &request).await?) };
     let start = partition.start_offset();
     let end = partition.next_offset();
     let mut offset = match request.offset {
@@ -233,14 +278,15 @@ async fn stream(
     };
     let max_bytes = (request.max_bytes as u64).clamp(1, 16 << 20);
     let mut watermark = partition.subscribe();
-    let send = |frame: Frame| async move {
-        frames.send(frame).await.map_err(|_| ServerError::new(ErrorCode::Storage, "client went away"))
+    // `false` once the client is gone: the stream then just ends.
+    let send = |event: StreamEvent, payload: Vec<u8>| async move {
+        frames.send(respond(ApiKind::StreamFetch, id, &event, payload)).await.is_ok()
     };
     loop {
-        let batches = tokio::task::block_in_place(|| partition.read(offset, max_bytes))?;
+        let batches = partition.read(offset, max_bytes).await?;
         if batches.is_empty() {
             if !request.continuous {
-                send(respond(ApiKind::StreamFetch, id, &StreamEvent::End { next_offset: offset }, Vec::new())).await?;
+                send(StreamEvent::End { next_offset: offset }, Vec::new()).await;
                 return Ok(());
             }
             tokio::select! {
@@ -252,33 +298,25 @@ async fn stream(
             continue;
         }
         for batch in batches {
-            let batch = trim_batch(batch, offset);
+            let batch = batch.trimmed_to(offset);
             offset = batch.next_offset();
             let (output, failure) = match chain.as_ref() {
                 None => (batch, None),
                 Some(chain) => {
-                    let result = chain
-                        .process(batch)
-                        .await
-                        .map_err(|e| ServerError::new(ErrorCode::SmartModuleFailed, e.to_string()))?;
-                    let letters = std::mem::take(&mut *dead_letters.lock().expect("dead letters"));
-                    for letter in letters {
-                        send(respond(ApiKind::StreamFetch, id, &StreamEvent::DeadLetter(letter), Vec::new())).await?;
+                    let result = chain.process(batch).await.map_err(running_chain_failed)?;
+                    for letter in result.dead_letters {
+                        if !send(StreamEvent::DeadLetter(letter), Vec::new()).await {
+                            return Ok(());
+                        }
                     }
                     (result.batch, result.failure)
                 }
             };
-            if !output.is_empty() {
-                send(respond(
-                    ApiKind::StreamFetch,
-                    id,
-                    &StreamEvent::Batch { next_offset: offset },
-                    output.into_bytes(),
-                ))
-                .await?;
+            if !output.is_empty() && !send(StreamEvent::Batch { next_offset: offset }, output.into_bytes()).await {
+                return Ok(());
             }
             if let Some(failure) = failure {
-                send(respond(ApiKind::StreamFetch, id, &StreamEvent::Failed(failure), Vec::new())).await?;
+                send(StreamEvent::Failed(failure), Vec::new()).await;
                 return Ok(());
             }
         }

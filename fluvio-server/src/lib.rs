@@ -2,64 +2,55 @@
 //! SmartModule chains run for consumers so that only their outputs cross
 //! the network.
 //!
-//! It owns storage ([`storage`], [`topics`]), the registry ([`registry`]) and
-//! the serving of the wire protocol ([`connection`]). It reuses the engine,
-//! the batch format and the protocol types of `fluvio-client`, and defines
-//! none of its own. One connection's bad input never reaches another
-//! connection or the stored data: every frame is checked before use, and a
-//! malformed one closes only its own connection.
-
-#![warn(missing_docs)]
+//! It owns storage behind one boundary ([`storage::Storage`], with the
+//! embedded [`storage::local`] backend), the registry ([`registry`]) and the
+//! serving of the wire protocol ([`connection`]). The batch format and the
+//! protocol come from `fluvio-protocol` and SmartModules run in
+//! `fluvio-smartengine`; the server defines neither, and does not depend on
+//! the SDK. One connection's bad input never reaches another connection or
+//! the stored data: every frame is checked before use, and a malformed one
+//! closes only its own connection.
 
 pub mod connection;
 pub mod registry;
 pub mod storage;
-pub mod topics;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fluvio_client::engine::{Limits, SmartEngine};
-use fluvio_client::protocol::{DEFAULT_MAX_FRAME_BYTES, ErrorCode, ErrorResponse};
+use fluvio_protocol::DEFAULT_MAX_FRAME_BYTES;
+use fluvio_smartengine::{Limits, SmartEngine};
 use tokio::net::TcpListener;
 
 pub use storage::FlushPolicy;
 
-/// An error the server answers a request with.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ServerError {
-    /// The error code sent to the client.
-    pub code: ErrorCode,
-    /// What was wrong and what to do.
-    pub message: String,
-}
-
-impl ServerError {
-    /// An error with a code and a message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> ServerError {
-        ServerError { code, message: message.into() }
-    }
-
-    pub(crate) fn storage(path: &Path, error: std::io::Error) -> ServerError {
-        ServerError::new(ErrorCode::Storage, format!("storage error on {}: {error}", path.display()))
-    }
-
-    /// The error as sent on the wire.
-    pub fn to_response(&self) -> ErrorResponse {
-        ErrorResponse { code: self.code, message: self.message.clone() }
-    }
-}
-
-impl From<storage::StorageError> for ServerError {
-    fn from(error: storage::StorageError) -> Self {
-        match error {
-            storage::StorageError::InvalidBatch(message) => ServerError::new(ErrorCode::InvalidBatch, message),
-            other => ServerError::new(ErrorCode::Storage, other.to_string()),
-        }
-    }
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory cannot be created or opened.
+    #[error("cannot use the data directory {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The topics could not be opened (or recovered).
+    #[error(transparent)]
+    Topics(#[from] storage::TopicError),
+    /// The SmartModule registry could not be opened.
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
+    /// The address cannot be listened on.
+    #[error("cannot listen on {addr}: {source}; is another server running there? pick another address with --addr")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// How a server runs.
@@ -83,7 +74,7 @@ impl ServerConfig {
     /// Defaults: `127.0.0.1:9003`, flush every batch, 64 MiB frames, 256 MiB segments.
     pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
         ServerConfig {
-            addr: fluvio_client::protocol::DEFAULT_ADDR.parse().expect("default address parses"),
+            addr: fluvio_protocol::DEFAULT_ADDR.parse().expect("default address parses"),
             data_dir: data_dir.into(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             flush: FlushPolicy::EveryBatch,
@@ -97,10 +88,10 @@ impl ServerConfig {
 pub struct ServerContext {
     /// The settings.
     pub config: ServerConfig,
-    /// Topics.
-    pub topics: topics::TopicStore,
+    /// Topics and their records.
+    pub storage: Arc<dyn storage::Storage>,
     /// Registered SmartModules.
-    pub registry: registry::Registry,
+    pub registry: Arc<registry::Registry>,
     /// The SmartModule engine, with its on-disk cache under the data dir.
     pub engine: SmartEngine,
 }
@@ -114,16 +105,16 @@ pub struct Server {
 impl Server {
     /// Opens the data directory (recovering every partition), loads the
     /// registry and binds the listener.
-    pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+    pub async fn bind(config: ServerConfig) -> Result<Server, StartError> {
         let data_dir = config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|e| ServerError::storage(&data_dir, e))?;
+        std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
         let engine = SmartEngine::with_config(config.limits, Some(data_dir.join("module-cache")));
-        let topics = topics::TopicStore::open(&data_dir.join("topics"), config.segment_bytes, config.flush)?;
+        let storage = storage::local::LocalStorage::open(&data_dir.join("topics"), config.segment_bytes, config.flush)?;
         let registry = registry::Registry::open(&data_dir.join("smartmodules"), engine.clone())?;
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|e| ServerError::new(ErrorCode::Storage, format!("cannot listen on {}: {e}", config.addr)))?;
-        Ok(Server { listener, context: Arc::new(ServerContext { config, topics, registry, engine }) })
+        let listener =
+            TcpListener::bind(config.addr).await.map_err(|source| StartError::Listen { addr: config.addr, source })?;
+        let context = ServerContext { config, storage: Arc::new(storage), registry: Arc::new(registry), engine };
+        Ok(Server { listener, context: Arc::new(context) })
     }
 
     /// The address the server listens on (useful with port 0).
@@ -159,13 +150,9 @@ impl Server {
         }
     }
 
-    /// Syncs every partition (for a clean shutdown).
-    pub fn sync_all(context: &ServerContext) {
-        for partition in context.topics.all_partitions() {
-            if let Err(error) = partition.sync() {
-                tracing::error!(%error, "sync on shutdown failed");
-            }
-        }
+    /// Makes every partition durable (for a clean shutdown).
+    pub async fn sync_all(context: &ServerContext) {
+        context.storage.sync_all().await;
     }
 }
 
@@ -178,27 +165,12 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Periodic work: syncing under the interval flush policy, and retention.
+/// Periodic storage upkeep: syncing under the interval flush policy, and
+/// retention.
 async fn maintain(context: Arc<ServerContext>) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let mut ticks = 0u64;
     loop {
         tick.tick().await;
-        ticks += 1;
-        let context = Arc::clone(&context);
-        let _ = tokio::task::spawn_blocking(move || {
-            let partitions = context.topics.all_partitions();
-            for partition in &partitions {
-                if let Err(error) = partition.sync_if_due() {
-                    tracing::error!(%error, "periodic sync failed");
-                }
-            }
-            if ticks.is_multiple_of(50) {
-                for partition in &partitions {
-                    partition.apply_retention();
-                }
-            }
-        })
-        .await;
+        context.storage.maintain().await;
     }
 }

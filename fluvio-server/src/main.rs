@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use fluvio_client::engine::Limits;
 use fluvio_server::{FlushPolicy, Server, ServerConfig};
+use fluvio_smartengine::Limits;
 
 /// The streaming server: durable topics, a SmartModule registry, and
 /// SmartModules run for consumers.
@@ -14,7 +14,7 @@ use fluvio_server::{FlushPolicy, Server, ServerConfig};
 #[command(name = "fluvio-server", version)]
 struct Args {
     /// Address to listen on.
-    #[arg(long, default_value = fluvio_client::protocol::DEFAULT_ADDR, env = "FLUVIO_SERVER_ADDR")]
+    #[arg(long, default_value = fluvio_protocol::DEFAULT_ADDR, env = "FLUVIO_SERVER_ADDR")]
     addr: SocketAddr,
     /// Directory for topics, registered SmartModules and compiled code.
     #[arg(long, env = "FLUVIO_DATA_DIR")]
@@ -23,7 +23,7 @@ struct Args {
     #[arg(long, default_value = "every-batch")]
     flush: FlushPolicy,
     /// Largest request frame accepted, in bytes.
-    #[arg(long, default_value_t = fluvio_client::protocol::DEFAULT_MAX_FRAME_BYTES)]
+    #[arg(long, default_value_t = fluvio_protocol::DEFAULT_MAX_FRAME_BYTES)]
     max_frame_bytes: u32,
     /// Size at which a partition starts a new segment, in bytes.
     #[arg(long, default_value_t = 256 << 20)]
@@ -69,7 +69,7 @@ async fn main() -> std::process::ExitCode {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
-    Server::sync_all(&context);
+    Server::sync_all(&context).await;
     tracing::info!("stopped");
     std::process::ExitCode::SUCCESS
 }

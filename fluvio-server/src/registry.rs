@@ -1,18 +1,48 @@
 //! The SmartModule registry: named, validated modules kept under
-//! `DATA_DIR/smartmodules/` (`NAME.wasm` and `NAME.json`), compiled at
-//! upload and at start so that a stream starts without compiling.
+//! `DATA_DIR/smartmodules/NAME.wasm` (the wasm alone; kind and the rest are
+//! read from the module), compiled at upload and at start so that a stream
+//! starts without compiling.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
-use fluvio_client::engine::{SmartEngine, SmartModule};
-use fluvio_client::protocol::{ErrorCode, SmartModuleInfo};
+use fluvio_protocol::SmartModuleInfo;
+use fluvio_smartengine::{EngineError, SmartEngine, SmartModule};
 
-use crate::ServerError;
+use crate::storage::{NameError, validate_name};
 
 /// What the registry shows as the status of a module that validated.
 pub const STATUS_OK: &str = "SmartModuleStatus";
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The name is not allowed.
+    #[error("invalid SmartModule {0}")]
+    InvalidName(#[from] NameError),
+    /// A module with that name is registered.
+    #[error("SmartModule {0:?} already exists; delete it first with `fluvio smart-module delete {0}`")]
+    Exists(String),
+    /// No module with that name is registered.
+    #[error("SmartModule {0:?} is not registered; register it with `fluvio smart-module create {0} --wasm-file FILE`")]
+    NotFound(String),
+    /// The module did not validate or compile.
+    #[error(transparent)]
+    Invalid(#[from] EngineError),
+    /// Reading or writing the registry's directory failed.
+    #[error("SmartModule registry i/o error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
+    move |source| RegistryError::Io { path: path.to_path_buf(), source }
+}
 
 /// Registered SmartModules.
 pub struct Registry {
@@ -22,16 +52,19 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Opens the registry and loads every module into `engine`.
-    pub fn open(dir: &Path, engine: SmartEngine) -> Result<Registry, ServerError> {
-        std::fs::create_dir_all(dir).map_err(|e| ServerError::storage(dir, e))?;
+    /// Opens the registry and loads every module into `engine`. A module
+    /// that no longer loads (built for an older ABI, say) is logged and
+    /// skipped, so that one bad file does not keep the server down.
+    pub fn open(dir: &Path, engine: SmartEngine) -> Result<Registry, RegistryError> {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        fluvio_fs::remove_leftovers(dir).map_err(io_error(dir))?;
         let registry = Registry { dir: dir.to_path_buf(), engine, modules: RwLock::new(BTreeMap::new()) };
-        for entry in std::fs::read_dir(dir).map_err(|e| ServerError::storage(dir, e))? {
-            let path = entry.map_err(|e| ServerError::storage(dir, e))?.path();
+        for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+            let path = entry.map_err(io_error(dir))?.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".wasm")) else {
                 continue;
             };
-            let wasm = std::fs::read(&path).map_err(|e| ServerError::storage(&path, e))?;
+            let wasm = std::fs::read(&path).map_err(io_error(&path))?;
             match registry.engine.load(name, &wasm) {
                 Ok(module) => {
                     registry.modules.write().expect("registry lock").insert(name.to_string(), (module, wasm));
@@ -45,45 +78,43 @@ impl Registry {
     }
 
     /// Validates and registers a module.
-    pub fn create(&self, name: &str, wasm: Vec<u8>) -> Result<SmartModuleInfo, ServerError> {
-        crate::topics::validate_name(name)
-            .map_err(|m| ServerError::new(ErrorCode::InvalidRequest, format!("invalid SmartModule {m}")))?;
+    pub fn create(&self, name: &str, wasm: Vec<u8>) -> Result<SmartModuleInfo, RegistryError> {
+        validate_name(name)?;
         if self.modules.read().expect("registry lock").contains_key(name) {
-            return Err(ServerError::new(
-                ErrorCode::SmartModuleExists,
-                format!(
-                    "SmartModule {name:?} already exists; delete it first with `fluvio smart-module delete {name}`"
-                ),
-            ));
+            return Err(RegistryError::Exists(name.to_string()));
         }
-        let module = self
-            .engine
-            .load(name, &wasm)
-            .map_err(|e| ServerError::new(ErrorCode::InvalidSmartModule, e.to_string()))?;
+        let module = self.engine.load(name, &wasm)?;
         let path = self.dir.join(format!("{name}.wasm"));
-        let tmp = self.dir.join(format!("{name}.wasm.tmp"));
-        std::fs::write(&tmp, &wasm).map_err(|e| ServerError::storage(&tmp, e))?;
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| ServerError::storage(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| ServerError::storage(&path, e))?;
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| ServerError::storage(&self.dir, e))?;
+        fluvio_fs::write_atomic(&path, &wasm).map_err(io_error(&path))?;
         let info = info(name, &module);
         self.modules.write().expect("registry lock").insert(name.to_string(), (module, wasm));
         Ok(info)
     }
 
     /// Deletes a module.
-    pub fn delete(&self, name: &str) -> Result<(), ServerError> {
+    pub fn delete(&self, name: &str) -> Result<(), RegistryError> {
         if self.modules.write().expect("registry lock").remove(name).is_none() {
-            return Err(not_found(name));
+            return Err(RegistryError::NotFound(name.to_string()));
         }
         let path = self.dir.join(format!("{name}.wasm"));
-        std::fs::remove_file(&path).map_err(|e| ServerError::storage(&path, e))?;
+        std::fs::remove_file(&path).map_err(io_error(&path))?;
+        fluvio_fs::sync_dir(&self.dir).map_err(io_error(&self.dir))?;
         Ok(())
     }
 
     /// A registered module, compiled, and its wasm.
-    pub fn get(&self, name: &str) -> Result<(SmartModule, Vec<u8>), ServerError> {
-        self.modules.read().expect("registry lock").get(name).cloned().ok_or_else(|| not_found(name))
+    pub fn get(&self, name: &str) -> Result<(SmartModule, Vec<u8>), RegistryError> {
+        self.modules
+            .read()
+            .expect("registry lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RegistryError::NotFound(name.to_string()))
+    }
+
+    /// A registered module, compiled; what a chain's resolver asks for.
+    pub fn module(&self, name: &str) -> Option<SmartModule> {
+        self.modules.read().expect("registry lock").get(name).map(|(module, _)| module.clone())
     }
 
     /// Every module, sorted by name.
@@ -96,18 +127,9 @@ impl Registry {
 pub fn info(name: &str, module: &SmartModule) -> SmartModuleInfo {
     SmartModuleInfo {
         name: name.to_string(),
-        kind: module.kind().into(),
+        kind: module.kind(),
         size: module.wasm_size() as u64,
         status: STATUS_OK.to_string(),
         has_init: module.has_init(),
     }
-}
-
-fn not_found(name: &str) -> ServerError {
-    ServerError::new(
-        ErrorCode::SmartModuleNotFound,
-        format!(
-            "SmartModule {name:?} is not registered; register it with `fluvio smart-module create {name} --wasm-file FILE`"
-        ),
-    )
 }

@@ -8,13 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{ServerProcess, data_dir, from_beginning, produce, read_all, values, wasm, wasm_path};
-use fluvio_client::engine::ErrorPolicy;
 use fluvio_client::protocol::ErrorCode;
-use fluvio_client::{ConsumerConfig, FluvioError, OffsetSpec, ProducerConfig, SmartModuleKind, SmartModuleSpec};
+use fluvio_client::{
+    ConsumerConfig, ErrorPolicy, FluvioError, OffsetSpec, ProducerConfig, RecordFailure, SmartModuleInvocation,
+    SmartModuleKind,
+};
 use futures::StreamExt;
 
-fn spec(module: &str) -> SmartModuleSpec {
-    SmartModuleSpec::path(wasm_path(module))
+fn spec(module: &str) -> SmartModuleInvocation {
+    SmartModuleInvocation::from_file(wasm_path(module)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +101,7 @@ async fn each_kind_runs_on_the_server_ad_hoc() {
     fluvio.create_topic("arrays", 1).await.unwrap();
     produce(&fluvio, "arrays", &["[1,2]", "[]", "[3]"]).await;
 
-    let run = |topic: &'static str, spec: SmartModuleSpec| {
+    let run = |topic: &'static str, spec: SmartModuleInvocation| {
         let fluvio = fluvio.clone();
         async move { values(&read_all(&fluvio, topic, from_beginning().smartmodule(spec)).await) }
     };
@@ -146,13 +148,13 @@ async fn registered_smartmodules_run_by_name_and_survive_restart() {
     let listed: Vec<_> = fluvio.list_smartmodules().await.unwrap().into_iter().map(|m| m.name).collect();
     assert_eq!(listed, ["my-filter", "upper"]);
     let config = from_beginning()
-        .smartmodule(SmartModuleSpec::registered("my-filter"))
-        .smartmodule(SmartModuleSpec::registered("upper"));
+        .smartmodule(SmartModuleInvocation::predefined("my-filter"))
+        .smartmodule(SmartModuleInvocation::predefined("upper"));
     assert_eq!(values(&read_all(&fluvio, "fruit", config).await), ["PEAR", "GRAPE"]);
 
     fluvio.delete_smartmodule("upper").await.unwrap();
     let missing = fluvio
-        .consumer_stream("fruit", from_beginning().smartmodule(SmartModuleSpec::registered("upper")))
+        .consumer_stream("fruit", from_beginning().smartmodule(SmartModuleInvocation::predefined("upper")))
         .await
         .unwrap();
     let error = missing.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
@@ -188,12 +190,10 @@ async fn consumer_error_policies() {
     let letters = Arc::new(Mutex::new(Vec::new()));
     let sink = {
         let letters = Arc::clone(&letters);
-        Arc::new(move |failure: fluvio_client::engine::RecordFailure| {
-            letters.lock().unwrap().push((failure.offset, failure.value))
-        })
+        Arc::new(move |failure: RecordFailure| letters.lock().unwrap().push((failure.offset, failure.value)))
     };
-    let dead =
-        ConsumerConfig { policy: ErrorPolicy::DeadLetter(sink), ..from_beginning() }.smartmodule(spec("sum-aggregate"));
+    let dead = ConsumerConfig { policy: ErrorPolicy::DeadLetter, dead_letters: Some(sink), ..from_beginning() }
+        .smartmodule(spec("sum-aggregate"));
     assert_eq!(values(&read_all(&fluvio, "mixed", dead).await), ["1", "3", "6"]);
     assert_eq!(*letters.lock().unwrap(), vec![(1, b"x".to_vec()), (3, b"y".to_vec())]);
 }
@@ -236,7 +236,10 @@ async fn producer_smartmodules_run_before_sending() {
     fluvio.create_smartmodule("splitter", wasm("json-array-map")).await.unwrap();
     fluvio.create_topic("split", 1).await.unwrap();
     let producer = fluvio
-        .topic_producer_with("split", ProducerConfig::default().smartmodule(SmartModuleSpec::registered("splitter")))
+        .topic_producer_with(
+            "split",
+            ProducerConfig::default().smartmodule(SmartModuleInvocation::predefined("splitter")),
+        )
         .await
         .unwrap();
     let output = producer.send(None::<Vec<u8>>, "[\"x\",\"y\",\"z\"]").await.unwrap();
@@ -284,10 +287,10 @@ async fn producer_error_policies_never_drop_errors_silently() {
     let letters = Arc::new(Mutex::new(Vec::new()));
     let sink = {
         let letters = Arc::clone(&letters);
-        Arc::new(move |failure: fluvio_client::engine::RecordFailure| letters.lock().unwrap().push(failure.value))
+        Arc::new(move |failure: RecordFailure| letters.lock().unwrap().push(failure.value))
     };
     let (_, _, dead) = send_all(
-        ProducerConfig { policy: ErrorPolicy::DeadLetter(sink), ..Default::default() }
+        ProducerConfig { policy: ErrorPolicy::DeadLetter, dead_letters: Some(sink), ..Default::default() }
             .smartmodule(spec("even-filter-map")),
     )
     .await;

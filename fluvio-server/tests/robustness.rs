@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{ServerProcess, data_dir, from_beginning, produce, read_all, values, wasm_path};
 use fluvio_client::protocol::{self, ApiKind, ErrorResponse, Frame, RESPONSE_BIT};
-use fluvio_client::{ConsumerConfig, OffsetSpec, SmartModuleSpec};
+use fluvio_client::{ConsumerConfig, OffsetSpec, SmartModuleInvocation};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -104,7 +104,7 @@ async fn fifty_consumers_and_four_producers_at_once() {
         let filtered = c % 2 == 0;
         let mut config = ConsumerConfig { offset: OffsetSpec::Beginning, continuous: true, ..Default::default() };
         if filtered {
-            config = config.smartmodule(SmartModuleSpec::path(wasm_path("my-filter")));
+            config = config.smartmodule(SmartModuleInvocation::from_file(wasm_path("my-filter")).unwrap());
         }
         let mut stream = fluvio.consumer_stream("busy", config).await.unwrap();
         let expected = if filtered { total / 2 } else { total };
@@ -217,7 +217,7 @@ async fn malformed_frames_close_only_their_connection() {
 
     // Wrong protocol version.
     let mut socket = raw_connection(&server.addr).await;
-    let mut frame = Frame::new(ApiKind::ListTopics as u16, 5, &protocol::Empty, Vec::new());
+    let mut frame = Frame::new(ApiKind::ListTopics as u16, 5, &protocol::messages::Empty, Vec::new());
     frame.version = 42;
     frame.write(&mut socket).await.unwrap();
     let error = answer(&mut socket).await.unwrap();
@@ -225,19 +225,19 @@ async fn malformed_frames_close_only_their_connection() {
 
     // Unknown request kind: answered, and the connection stays usable.
     let mut socket = raw_connection(&server.addr).await;
-    Frame::new(0x1234, 6, &protocol::Empty, Vec::new()).write(&mut socket).await.unwrap();
+    Frame::new(0x1234, 6, &protocol::messages::Empty, Vec::new()).write(&mut socket).await.unwrap();
     assert!(answer(&mut socket).await.unwrap().message.contains("unknown request kind 4660"));
-    Frame::new(ApiKind::ListTopics as u16, 7, &protocol::Empty, Vec::new()).write(&mut socket).await.unwrap();
+    Frame::new(ApiKind::ListTopics as u16, 7, &protocol::messages::Empty, Vec::new()).write(&mut socket).await.unwrap();
     let listed = Frame::read(&mut socket, protocol::DEFAULT_MAX_FRAME_BYTES).await.unwrap();
     assert_eq!(listed.kind, ApiKind::ListTopics as u16 | RESPONSE_BIT);
 
     // A produce with a corrupt batch is refused and stores nothing.
-    let mut batch = fluvio_client::batch::BatchBuilder::new(0, 0);
+    let mut batch = fluvio_client::protocol::BatchBuilder::new(0, 0);
     batch.push_value(None, b"evil");
     let mut bytes = batch.finish().into_bytes();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
-    let request = protocol::ProduceRequest { topic: "safe".into(), partition: 0 };
+    let request = protocol::messages::ProduceRequest { topic: "safe".into(), partition: 0 };
     Frame::new(ApiKind::Produce as u16, 8, &request, bytes).write(&mut socket).await.unwrap();
     let error = answer(&mut socket).await.unwrap();
     assert!(error.message.contains("CRC mismatch"), "{}", error.message);

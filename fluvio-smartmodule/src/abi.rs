@@ -45,34 +45,16 @@ pub const IMPORT_PANIC: &str = "panic";
 /// just before the module traps.
 pub const IMPORT_OUT_OF_MEMORY: &str = "out_of_memory";
 
-/// Encodes a setup blob: `u32 param count`, each param as
-/// `u32 len, name, u32 len, value`, then `i32 accumulator length` (-1 for
-/// none) and the accumulator bytes.
-pub fn encode_setup<'a>(
-    params: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
-    accumulator: Option<&[u8]>,
-) -> Vec<u8> {
-    let mut blob = Vec::new();
-    blob.extend_from_slice(&(params.len() as u32).to_le_bytes());
-    for (name, value) in params {
-        encode_header(&mut blob, name.as_bytes(), value.as_bytes());
-    }
-    match accumulator {
-        Some(acc) => {
-            blob.extend_from_slice(&(acc.len() as i32).to_le_bytes());
-            blob.extend_from_slice(acc);
-        }
-        None => blob.extend_from_slice(&(-1i32).to_le_bytes()),
-    }
-    blob
-}
-
 /// Flag for a process call: stop at the first record error instead of
 /// reporting it and carrying on with the next record.
 pub const FLAG_STOP_ON_ERROR: u32 = 1;
 
-/// The five kinds of SmartModule; each has its own process export.
+/// The five kinds of SmartModule; each has its own process export. The one
+/// kind type of the project: hosts send it on the wire as it is (with the
+/// `serde` feature).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum SmartModuleKind {
     /// Keeps or drops each record.
     Filter,
@@ -165,59 +147,8 @@ pub const BATCH_FORMAT_VERSION: u8 = 1;
 /// (u32), header count (u32). Then key, value and headers.
 pub const RECORD_HEADER_LEN: usize = 28;
 
-/// A malformed batch, record or output area.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FormatError {
-    /// What was wrong, with the position where it was found.
-    pub reason: String,
-}
-
-impl FormatError {
-    /// A format error with the given description.
-    pub fn new(reason: impl Into<String>) -> Self {
-        FormatError { reason: reason.into() }
-    }
-}
-
-impl fmt::Display for FormatError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.reason)
-    }
-}
-
-impl std::error::Error for FormatError {}
-
-/// Reads a little-endian u32 at `at`, or fails with a message naming `what`.
-#[inline]
-pub fn read_u32(bytes: &[u8], at: usize, what: &str) -> Result<u32, FormatError> {
-    match bytes.get(at..at.wrapping_add(4)) {
-        Some(b) => Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        None => Err(FormatError::new(format!("{what} at byte {at} is past the end ({} bytes)", bytes.len()))),
-    }
-}
-
-/// Reads a little-endian i32 at `at`.
-#[inline]
-pub fn read_i32(bytes: &[u8], at: usize, what: &str) -> Result<i32, FormatError> {
-    read_u32(bytes, at, what).map(|v| v as i32)
-}
-
-/// Reads a little-endian i64 at `at`.
-#[inline]
-pub fn read_i64(bytes: &[u8], at: usize, what: &str) -> Result<i64, FormatError> {
-    match bytes.get(at..at.wrapping_add(8)) {
-        Some(b) => Ok(i64::from_le_bytes(b.try_into().expect("8 bytes"))),
-        None => Err(FormatError::new(format!("{what} at byte {at} is past the end ({} bytes)", bytes.len()))),
-    }
-}
-
-/// Takes `len` bytes at `at`, or fails naming `what`.
-#[inline]
-pub fn read_slice<'a>(bytes: &'a [u8], at: usize, len: usize, what: &str) -> Result<&'a [u8], FormatError> {
-    at.checked_add(len).and_then(|end| bytes.get(at..end)).ok_or_else(|| {
-        FormatError::new(format!("{what} ({len} bytes at byte {at}) is past the end ({} bytes)", bytes.len()))
-    })
-}
+pub use crate::codec::FormatError;
+use crate::codec::{ByteReader, PutBytes};
 
 /// The fixed fields of a batch header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,19 +175,21 @@ impl BatchHeader {
                 bytes.len()
             )));
         }
-        let version = bytes[BATCH_VERSION_AT];
+        let mut reader = ByteReader::new(&bytes[..BATCH_HEADER_LEN]);
+        let base_offset = reader.i64("base offset")?;
+        let batch_len = reader.u32("batch length")?;
+        let crc = reader.u32("crc")?;
+        let version = reader.u8("format version")?;
         if version != BATCH_FORMAT_VERSION {
             return Err(FormatError::new(format!(
                 "batch format version {version} is not supported (expected {BATCH_FORMAT_VERSION})"
             )));
         }
-        let header = BatchHeader {
-            base_offset: read_i64(bytes, BATCH_BASE_OFFSET_AT, "base offset")?,
-            batch_len: read_u32(bytes, BATCH_LEN_AT, "batch length")?,
-            crc: read_u32(bytes, BATCH_CRC_AT, "crc")?,
-            record_count: read_u32(bytes, BATCH_RECORD_COUNT_AT, "record count")?,
-            base_timestamp: read_i64(bytes, BATCH_BASE_TIMESTAMP_AT, "base timestamp")?,
-        };
+        let _attributes = reader.u8("attributes")?;
+        let _reserved = reader.u16("reserved")?;
+        let record_count = reader.u32("record count")?;
+        let base_timestamp = reader.i64("base timestamp")?;
+        let header = BatchHeader { base_offset, batch_len, crc, record_count, base_timestamp };
         if (header.batch_len as usize) < BATCH_HEADER_LEN || header.batch_len as usize > bytes.len() {
             return Err(FormatError::new(format!(
                 "batch length {} is outside {BATCH_HEADER_LEN}..={} available bytes",
@@ -303,47 +236,44 @@ pub struct RecordView<'a> {
 /// Parses the record that starts at `at` in `batch` (limited to `end`).
 pub fn parse_record(batch: &[u8], at: usize, end: usize) -> Result<RecordView<'_>, FormatError> {
     let batch = &batch[..end];
-    let record_len = read_u32(batch, at, "record length")? as usize;
-    let bytes = read_slice(batch, at, 4usize.saturating_add(record_len), "record")?;
-    if bytes.len() < RECORD_HEADER_LEN {
+    let mut reader = ByteReader::at(batch, at);
+    let record_len = reader.u32("record length")? as usize;
+    if record_len < RECORD_HEADER_LEN - 4 {
         return Err(FormatError::new(format!("record at byte {at} is shorter than its header")));
     }
-    let offset_delta = read_u32(bytes, 4, "offset delta")?;
-    let timestamp_delta = read_i64(bytes, 8, "timestamp delta")?;
-    let key_len = read_i32(bytes, 16, "key length")?;
-    let value_len = read_u32(bytes, 20, "value length")? as usize;
-    let header_count = read_u32(bytes, 24, "header count")?;
-    let mut pos = RECORD_HEADER_LEN;
-    let key = if key_len == -1 {
-        None
-    } else if key_len < 0 {
-        return Err(FormatError::new(format!("record at byte {at} has key length {key_len}")));
-    } else {
-        read_slice(bytes, pos, key_len as usize, "record key")?;
-        let key = (at + pos, key_len as usize);
-        pos += key_len as usize;
-        Some(key)
+    // Everything else is read within the record's own bytes, so a field
+    // that claims more than the record holds is caught here.
+    let bytes = ByteReader::at(batch, at).bytes(4usize.saturating_add(record_len), "record")?;
+    let mut fields = ByteReader::at(bytes, 4);
+    let offset_delta = fields.u32("offset delta")?;
+    let timestamp_delta = fields.i64("timestamp delta")?;
+    let key_len = fields.i32("key length")?;
+    let value_len = fields.u32("value length")? as usize;
+    let header_count = fields.u32("header count")?;
+    let key = match key_len {
+        -1 => None,
+        len if len < 0 => return Err(FormatError::new(format!("record at byte {at} has key length {key_len}"))),
+        len => {
+            let start = fields.position();
+            fields.bytes(len as usize, "record key")?;
+            Some((at + start, len as usize))
+        }
     };
-    read_slice(bytes, pos, value_len, "record value")?;
-    let value = (at + pos, value_len);
-    pos += value_len;
-    let headers = (at + pos, bytes.len() - pos);
+    let value = (at + fields.position(), value_len);
+    fields.bytes(value_len, "record value")?;
+    let headers_start = fields.position();
     // Walk the headers once so that later readers can index them freely.
-    let mut hpos = pos;
     for _ in 0..header_count {
-        let klen = read_u32(bytes, hpos, "header key length")? as usize;
-        read_slice(bytes, hpos + 4, klen, "header key")?;
-        hpos += 4 + klen;
-        let vlen = read_u32(bytes, hpos, "header value length")? as usize;
-        read_slice(bytes, hpos + 4, vlen, "header value")?;
-        hpos += 4 + vlen;
+        fields.len_prefixed("header key")?;
+        fields.len_prefixed("header value")?;
     }
-    if hpos != bytes.len() {
+    if fields.remaining() != 0 {
         return Err(FormatError::new(format!(
             "record at byte {at} has {} trailing bytes after its headers",
-            bytes.len() - hpos
+            fields.remaining()
         )));
     }
+    let headers = (at + headers_start, bytes.len() - headers_start);
     Ok(RecordView { bytes, start: at, offset_delta, timestamp_delta, key, value, headers, header_count })
 }
 
@@ -392,130 +322,22 @@ impl<'a> Iterator for RecordIter<'a> {
     }
 }
 
-/// Where each record of a batch starts, found by hopping from record length
-/// to record length. Cheaper than parsing every record: a host whose batch
-/// is already validated indexes it this way and parses only the records it
-/// needs ([`RecordIndex::view`]). Every hop is bounds-checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordIndex {
-    header: BatchHeader,
-    starts: Vec<u32>,
-}
-
-impl RecordIndex {
-    /// Indexes the batch at the start of `batch`.
-    pub fn new(batch: &[u8]) -> Result<RecordIndex, FormatError> {
-        let header = BatchHeader::parse(batch)?;
-        let end = header.batch_len as usize;
-        let mut starts = Vec::with_capacity(header.record_count as usize);
-        let mut pos = BATCH_HEADER_LEN;
-        for _ in 0..header.record_count {
-            let record_len = read_u32(&batch[..end], pos, "record length")? as usize;
-            let next =
-                pos.checked_add(4 + record_len).filter(|next| *next <= end && record_len >= RECORD_HEADER_LEN - 4);
-            let Some(next) = next else {
-                return Err(FormatError::new(format!(
-                    "record at byte {pos} runs past the batch or is shorter than its header"
-                )));
-            };
-            starts.push(pos as u32);
-            pos = next;
-        }
-        if pos != end {
-            return Err(FormatError::new("batch has bytes after its last record"));
-        }
-        Ok(RecordIndex { header, starts })
-    }
-
-    /// The batch's header.
-    pub fn header(&self) -> &BatchHeader {
-        &self.header
-    }
-
-    /// Number of records.
-    pub fn len(&self) -> usize {
-        self.starts.len()
-    }
-
-    /// Whether the batch holds no record.
-    pub fn is_empty(&self) -> bool {
-        self.starts.is_empty()
-    }
-
-    /// The whole encoded record `index` (record-length field included).
-    pub fn bytes<'a>(&self, batch: &'a [u8], index: usize) -> Option<&'a [u8]> {
-        let start = *self.starts.get(index)? as usize;
-        let end = self.starts.get(index + 1).map_or(self.header.batch_len as usize, |next| *next as usize);
-        batch.get(start..end)
-    }
-
-    /// Record `index`, parsed and checked.
-    pub fn view<'a>(&self, batch: &'a [u8], index: usize) -> Result<RecordView<'a>, FormatError> {
-        let start = *self.starts.get(index).ok_or_else(|| FormatError::new(format!("no record {index}")))? as usize;
-        parse_record(batch, start, self.header.batch_len as usize)
-    }
-}
-
-/// Iterates over `(key, value)` pairs of encoded headers.
+/// Iterates over `(key, value)` pairs of encoded headers (already checked
+/// by [`parse_record`]; a malformed list ends early).
 pub fn iter_headers(encoded: &[u8], count: u32) -> impl Iterator<Item = (&[u8], &[u8])> {
-    let mut pos = 0usize;
+    let mut reader = ByteReader::new(encoded);
     (0..count).map_while(move |_| {
-        let klen = read_u32(encoded, pos, "header key length").ok()? as usize;
-        let key = read_slice(encoded, pos + 4, klen, "header key").ok()?;
-        pos += 4 + klen;
-        let vlen = read_u32(encoded, pos, "header value length").ok()? as usize;
-        let value = read_slice(encoded, pos + 4, vlen, "header value").ok()?;
-        pos += 4 + vlen;
+        let key = reader.len_prefixed("header key").ok()?;
+        let value = reader.len_prefixed("header value").ok()?;
         Some((key, value))
     })
 }
 
-/// Appends one record to `out` in the batch layout.
-pub fn encode_record(
-    out: &mut Vec<u8>,
-    offset_delta: u32,
-    timestamp_delta: i64,
-    key: Option<&[u8]>,
-    value: &[u8],
-    header_count: u32,
-    encoded_headers: &[u8],
-) {
-    let key_len = key.map_or(0, <[u8]>::len);
-    let record_len = RECORD_HEADER_LEN - 4 + key_len + value.len() + encoded_headers.len();
-    out.reserve(record_len + 4);
-    out.extend_from_slice(&(record_len as u32).to_le_bytes());
-    out.extend_from_slice(&offset_delta.to_le_bytes());
-    out.extend_from_slice(&timestamp_delta.to_le_bytes());
-    out.extend_from_slice(&key.map_or(-1i32, |k| k.len() as i32).to_le_bytes());
-    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    out.extend_from_slice(&header_count.to_le_bytes());
-    if let Some(key) = key {
-        out.extend_from_slice(key);
-    }
-    out.extend_from_slice(value);
-    out.extend_from_slice(encoded_headers);
-}
-
-/// Appends one header to an encoded header list.
+/// Appends one header (or any name-value pair: a param, an error's kind
+/// and message) to an encoded list.
 pub fn encode_header(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
-    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    out.extend_from_slice(value);
-}
-
-/// Writes a batch header at the start of `out` (which must hold at least
-/// [`BATCH_HEADER_LEN`] bytes). The CRC is left at zero: hosts fill it in.
-pub fn write_batch_header(out: &mut [u8], base_offset: i64, record_count: u32, base_timestamp: i64) {
-    let batch_len = out.len() as u32;
-    out[BATCH_BASE_OFFSET_AT..BATCH_BASE_OFFSET_AT + 8].copy_from_slice(&base_offset.to_le_bytes());
-    out[BATCH_LEN_AT..BATCH_LEN_AT + 4].copy_from_slice(&batch_len.to_le_bytes());
-    out[BATCH_CRC_AT..BATCH_CRC_AT + 4].copy_from_slice(&0u32.to_le_bytes());
-    out[BATCH_VERSION_AT] = BATCH_FORMAT_VERSION;
-    out[BATCH_ATTRIBUTES_AT] = 0;
-    out[18..20].copy_from_slice(&0u16.to_le_bytes());
-    out[BATCH_RECORD_COUNT_AT..BATCH_RECORD_COUNT_AT + 4].copy_from_slice(&record_count.to_le_bytes());
-    out[BATCH_BASE_TIMESTAMP_AT..BATCH_BASE_TIMESTAMP_AT + 8].copy_from_slice(&base_timestamp.to_le_bytes());
+    out.put_len_prefixed(key);
+    out.put_len_prefixed(value);
 }
 
 // ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use crate::abi;
+use crate::codec::{ByteReader, PutBytes};
 use crate::error::{Error, Result};
 use crate::params::SmartModuleExtraParams;
 use crate::record::{Record, RecordData, SmartModuleRecord};
@@ -100,24 +101,17 @@ fn finish_setup(result: Result<()>) -> i64 {
 }
 
 fn parse_setup(blob: &[u8]) -> std::result::Result<(SmartModuleExtraParams, Option<RecordData>), abi::FormatError> {
-    let mut pos = 0usize;
-    let count = abi::read_u32(blob, pos, "param count")?;
-    pos += 4;
+    let mut reader = ByteReader::new(blob);
+    let count = reader.u32("param count")?;
     let mut params = SmartModuleExtraParams::default();
     for _ in 0..count {
-        let klen = abi::read_u32(blob, pos, "param name length")? as usize;
-        let key = abi::read_slice(blob, pos + 4, klen, "param name")?;
-        pos += 4 + klen;
-        let vlen = abi::read_u32(blob, pos, "param value length")? as usize;
-        let value = abi::read_slice(blob, pos + 4, vlen, "param value")?;
-        pos += 4 + vlen;
+        let key = reader.len_prefixed("param name")?;
+        let value = reader.len_prefixed("param value")?;
         params.insert(String::from_utf8_lossy(key), String::from_utf8_lossy(value));
     }
-    let acc_len = abi::read_i32(blob, pos, "accumulator length")?;
-    let accumulator = if acc_len < 0 {
-        None
-    } else {
-        Some(RecordData::from(abi::read_slice(blob, pos + 4, acc_len as usize, "accumulator")?))
+    let accumulator = match reader.i32("accumulator length")? {
+        len if len < 0 => None,
+        len => Some(RecordData::from(reader.bytes(len as usize, "accumulator")?)),
     };
     Ok((params, accumulator))
 }
@@ -145,7 +139,7 @@ impl OutputWriter {
 
     #[inline]
     fn kept(&mut self, index: u32) {
-        self.output.extend_from_slice(&index.to_le_bytes());
+        self.output.put_u32(index);
         self.entries += 1;
     }
 
@@ -160,7 +154,7 @@ impl OutputWriter {
         };
         let value_tag = if value_range.is_some() { abi::DATA_INPUT_RANGE } else { abi::DATA_INLINE };
         let out = &mut self.output;
-        out.extend_from_slice(&index.to_le_bytes());
+        out.put_u32(index);
         out.extend_from_slice(&[key_tag, value_tag, 0, 0]);
         if let Some(key) = key {
             write_data(out, key, key_range);
@@ -170,7 +164,7 @@ impl OutputWriter {
     }
 
     fn error(&mut self, index: u32, error: &Error) {
-        self.errors.extend_from_slice(&index.to_le_bytes());
+        self.errors.put_u32(index);
         abi::encode_header(&mut self.errors, error.kind().as_bytes(), error.message().as_bytes());
         self.error_count += 1;
     }
@@ -206,13 +200,10 @@ impl OutputWriter {
 fn write_data(out: &mut Vec<u8>, data: &RecordData, range: Option<(u32, u32)>) {
     match range {
         Some((start, len)) => {
-            out.extend_from_slice(&start.to_le_bytes());
-            out.extend_from_slice(&len.to_le_bytes());
+            out.put_u32(start);
+            out.put_u32(len);
         }
-        None => {
-            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            out.extend_from_slice(data);
-        }
+        None => out.put_len_prefixed(data),
     }
 }
 

@@ -5,7 +5,7 @@
 //! the ABI (see `docs/abi.md`): the record types a function sees, the error
 //! type it returns, its parameters, and the glue the `#[smartmodule]`
 //! attribute wires a function into. It never runs a module; hosts do that
-//! (`fluvio-client`'s engine).
+//! (`fluvio-smartengine`).
 //!
 //! ```
 //! use fluvio_smartmodule::{smartmodule, Record, Result};
@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod codec;
 mod error;
 pub mod log;
 mod params;

@@ -3,7 +3,7 @@
 //!
 //! `consume-filtered 127.0.0.1:9003 events my_filter.wasm`
 
-use fluvio_client::{ConsumerConfig, Fluvio, FluvioError, OffsetSpec, SmartModuleSpec};
+use fluvio_client::{ConsumerConfig, Fluvio, FluvioError, OffsetSpec, SmartModuleInvocation};
 use futures::StreamExt;
 
 #[tokio::main]
@@ -15,7 +15,7 @@ async fn main() -> Result<(), FluvioError> {
     };
     let fluvio = Fluvio::connect(addr).await?;
     let config = ConsumerConfig { offset: OffsetSpec::Beginning, continuous: false, ..Default::default() }
-        .smartmodule(SmartModuleSpec::path(module));
+        .smartmodule(SmartModuleInvocation::from_file(module)?);
     let mut stream = fluvio.consumer_stream(topic, config).await?;
     let mut count = 0;
     while let Some(record) = stream.next().await {

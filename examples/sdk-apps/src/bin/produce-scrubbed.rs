@@ -3,7 +3,7 @@
 //!
 //! `produce-scrubbed 127.0.0.1:9003 accounts regex_scrubbing.wasm < accounts.txt`
 
-use fluvio_client::{Fluvio, FluvioError, ProducerConfig, SmartModuleSpec};
+use fluvio_client::{Fluvio, FluvioError, ProducerConfig, SmartModuleInvocation};
 use tokio::io::AsyncBufReadExt;
 
 #[tokio::main]
@@ -17,7 +17,7 @@ async fn main() -> Result<(), FluvioError> {
     if !fluvio.list_topics().await?.iter().any(|t| &t.name == topic) {
         fluvio.create_topic(topic, 1).await?;
     }
-    let config = ProducerConfig::default().smartmodule(SmartModuleSpec::path(module));
+    let config = ProducerConfig::default().smartmodule(SmartModuleInvocation::from_file(module)?);
     let producer = fluvio.topic_producer_with(topic, config).await?;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut outputs = Vec::new();

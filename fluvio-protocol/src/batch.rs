@@ -4,8 +4,14 @@
 //! platform uses on disk, on the wire and as SmartModule input. Building one
 //! computes its CRC-32C; parsing one checks the header, every record and the
 //! CRC, so code that holds a `Batch` can trust it.
+//!
+//! The layout itself (header fields, record parsing) is defined once, in
+//! `fluvio_smartmodule::abi`, which guests share; the writers that only hosts
+//! need ([`encode_record`], [`write_batch_header`]) and the [`RecordIndex`]
+//! live here.
 
-use fluvio_smartmodule::abi::{self, FormatError, RecordIter, RecordView};
+use fluvio_smartmodule::abi::{self, BatchHeader, FormatError, RecordIter, RecordView};
+use fluvio_smartmodule::codec::{ByteReader, PutBytes};
 
 /// A validated record batch.
 #[derive(Clone, PartialEq, Eq)]
@@ -49,9 +55,11 @@ impl Batch {
         Ok(Batch { bytes })
     }
 
-    /// Takes bytes produced by code that already wrote a correct layout
-    /// (a builder in this crate), computing the CRC.
-    pub(crate) fn seal(mut bytes: Vec<u8>) -> Batch {
+    /// Takes bytes that host code wrote with this module's writers
+    /// ([`write_batch_header`], [`encode_record`], or whole records copied
+    /// from a validated batch), and computes the CRC. The bytes are not
+    /// validated again: never call this on bytes from a client or a guest.
+    pub fn seal(mut bytes: Vec<u8>) -> Batch {
         let crc = crc32c::crc32c(&bytes[abi::BATCH_CRC_FROM..]);
         bytes[abi::BATCH_CRC_AT..abi::BATCH_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
         Batch { bytes }
@@ -101,7 +109,7 @@ impl Batch {
 
     /// Offset one past the last record's, or the base offset when empty.
     pub fn next_offset(&self) -> i64 {
-        let index = abi::RecordIndex::new(&self.bytes).expect("a Batch is validated when built");
+        let index = RecordIndex::new(&self.bytes).expect("a Batch is validated when built");
         match index.len().checked_sub(1) {
             Some(last) => {
                 let view = index.view(&self.bytes, last).expect("a Batch is validated when built");
@@ -122,6 +130,28 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// Keeps the records at or after `offset`, so that a consumer starting
+    /// inside a stored batch sees (and SmartModules process) only what it
+    /// asked for. Offsets and timestamps are unchanged.
+    pub fn trimmed_to(self, offset: i64) -> Batch {
+        if self.base_offset() >= offset {
+            return self;
+        }
+        let mut builder = BatchBuilder::new(self.base_offset(), self.base_timestamp());
+        for record in self.records().filter(|r| r.offset >= offset) {
+            builder.push(
+                (record.offset - self.base_offset()) as u32,
+                record.timestamp,
+                record.key,
+                record.value,
+                &record.headers,
+            );
+        }
+        builder.finish()
+    }
+}
+
 /// One record of a [`Batch`], borrowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordRef<'a> {
@@ -138,7 +168,7 @@ pub struct RecordRef<'a> {
 }
 
 impl<'a> RecordRef<'a> {
-    fn new(batch: &'a [u8], view: &RecordView<'a>, header: &abi::BatchHeader) -> RecordRef<'a> {
+    fn new(batch: &'a [u8], view: &RecordView<'a>, header: &BatchHeader) -> RecordRef<'a> {
         let (hstart, hlen) = view.headers;
         RecordRef {
             offset: header.base_offset + view.offset_delta as i64,
@@ -180,7 +210,7 @@ impl BatchBuilder {
         for (name, value) in headers {
             abi::encode_header(&mut encoded_headers, name, value);
         }
-        abi::encode_record(
+        encode_record(
             &mut self.bytes,
             offset_delta,
             timestamp - self.base_timestamp,
@@ -218,9 +248,114 @@ impl BatchBuilder {
     /// Finishes the batch: writes the header and the CRC.
     pub fn finish(self) -> Batch {
         let mut bytes = self.bytes;
-        abi::write_batch_header(&mut bytes, self.base_offset, self.record_count, self.base_timestamp);
+        write_batch_header(&mut bytes, self.base_offset, self.record_count, self.base_timestamp);
         Batch::seal(bytes)
     }
+}
+
+/// Where each record of a batch starts, found by hopping from record length
+/// to record length. Cheaper than parsing every record: a host whose batch
+/// is already validated indexes it this way and parses only the records it
+/// needs ([`RecordIndex::view`]). Every hop is bounds-checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordIndex {
+    header: BatchHeader,
+    starts: Vec<u32>,
+}
+
+impl RecordIndex {
+    /// Indexes the batch at the start of `batch`.
+    pub fn new(batch: &[u8]) -> Result<RecordIndex, FormatError> {
+        let header = BatchHeader::parse(batch)?;
+        let end = header.batch_len as usize;
+        let mut starts = Vec::with_capacity(header.record_count as usize);
+        let mut reader = ByteReader::at(&batch[..end], abi::BATCH_HEADER_LEN);
+        for _ in 0..header.record_count {
+            let start = reader.position();
+            let record_len = reader.u32("record length")? as usize;
+            if record_len < abi::RECORD_HEADER_LEN - 4 {
+                return Err(FormatError::new(format!("record at byte {start} is shorter than its header")));
+            }
+            reader.bytes(record_len, "record")?;
+            starts.push(start as u32);
+        }
+        if reader.remaining() != 0 {
+            return Err(FormatError::new("batch has bytes after its last record"));
+        }
+        Ok(RecordIndex { header, starts })
+    }
+
+    /// The batch's header.
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Whether the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// The whole encoded record `index` (record-length field included).
+    pub fn bytes<'a>(&self, batch: &'a [u8], index: usize) -> Option<&'a [u8]> {
+        let start = *self.starts.get(index)? as usize;
+        let end = self.starts.get(index + 1).map_or(self.header.batch_len as usize, |next| *next as usize);
+        batch.get(start..end)
+    }
+
+    /// Record `index`, parsed and checked.
+    pub fn view<'a>(&self, batch: &'a [u8], index: usize) -> Result<RecordView<'a>, FormatError> {
+        let start = *self.starts.get(index).ok_or_else(|| FormatError::new(format!("no record {index}")))? as usize;
+        abi::parse_record(batch, start, self.header.batch_len as usize)
+    }
+}
+
+/// Appends one record to `out` in the batch layout. `encoded_headers` is a
+/// list written with `abi::encode_header` holding `header_count` headers.
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    offset_delta: u32,
+    timestamp_delta: i64,
+    key: Option<&[u8]>,
+    value: &[u8],
+    header_count: u32,
+    encoded_headers: &[u8],
+) {
+    let key_len = key.map_or(0, <[u8]>::len);
+    let record_len = abi::RECORD_HEADER_LEN - 4 + key_len + value.len() + encoded_headers.len();
+    out.reserve(record_len + 4);
+    out.put_u32(record_len as u32);
+    out.put_u32(offset_delta);
+    out.put_i64(timestamp_delta);
+    out.put_i32(key.map_or(-1, |k| k.len() as i32));
+    out.put_u32(value.len() as u32);
+    out.put_u32(header_count);
+    if let Some(key) = key {
+        out.extend_from_slice(key);
+    }
+    out.extend_from_slice(value);
+    out.extend_from_slice(encoded_headers);
+}
+
+/// Writes a batch header at the start of `out` (which must hold at least
+/// `abi::BATCH_HEADER_LEN` bytes, the records following). The CRC is left at
+/// zero: [`Batch::seal`] fills it in.
+pub fn write_batch_header(out: &mut [u8], base_offset: i64, record_count: u32, base_timestamp: i64) {
+    let batch_len = out.len() as u32;
+    let mut header = Vec::with_capacity(abi::BATCH_HEADER_LEN);
+    header.put_i64(base_offset);
+    header.put_u32(batch_len);
+    header.put_u32(0); // CRC
+    header.put_u8(abi::BATCH_FORMAT_VERSION);
+    header.put_u8(0); // attributes
+    header.put_u16(0); // reserved
+    header.put_u32(record_count);
+    header.put_i64(base_timestamp);
+    out[..abi::BATCH_HEADER_LEN].copy_from_slice(&header);
 }
 
 #[cfg(test)]
@@ -287,7 +422,7 @@ mod tests {
         builder.push(1, 2, None, b"second", &[]);
         let batch = builder.finish();
         let bytes = batch.as_bytes();
-        let index = abi::RecordIndex::new(bytes).unwrap();
+        let index = RecordIndex::new(bytes).unwrap();
         let (_, views) = RecordIter::new(bytes).unwrap();
         for (i, view) in views.enumerate() {
             let view = view.unwrap();
@@ -297,6 +432,23 @@ mod tests {
         assert_eq!(index.bytes(bytes, 2), None);
         let mut lying = bytes.to_vec();
         lying[abi::BATCH_HEADER_LEN] = 0xff;
-        assert!(abi::RecordIndex::new(&lying).is_err());
+        assert!(RecordIndex::new(&lying).is_err());
+    }
+}
+
+#[cfg(test)]
+mod trim_tests {
+    use super::*;
+
+    #[test]
+    fn trimming_keeps_records_from_the_offset() {
+        let mut builder = BatchBuilder::new(10, 0);
+        for v in ["a", "b", "c"] {
+            builder.push_value(None, v.as_bytes());
+        }
+        let trimmed = builder.finish().trimmed_to(11);
+        let offsets: Vec<i64> = trimmed.records().map(|r| r.offset).collect();
+        assert_eq!(offsets, [11, 12]);
+        assert_eq!(trimmed.next_offset(), 13);
     }
 }

@@ -1,72 +1,25 @@
 //! Chains of SmartModules run batch by batch, with an error policy and
 //! metrics for each module.
+//!
+//! A chain is built from [`SmartModuleInvocation`]s, the same values that
+//! producers, the CLI and stream requests carry, so there is one way from
+//! "these modules with these parameters" to running code:
+//! [`ChainBuilder::build`] on the caller's thread, or
+//! [`ChainBuilder::spawn`] onto a [`ChainWorker`] for async code.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fluvio_smartmodule::abi::{self, RecordIndex, RecordView, SmartModuleKind};
+use fluvio_protocol::batch::{RecordIndex, write_batch_header};
+use fluvio_protocol::{Batch, ErrorPolicy, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm};
+use fluvio_smartmodule::abi::{self, RecordView};
 
-use super::instance::{CallError, ProcessOutput};
-use super::{EngineError, GuestLog, RecordFailure, SmartEngine, SmartModule, SmartModuleInstance};
-use crate::batch::Batch;
+use crate::instance::{CallError, ProcessOutput};
+use crate::{ChainWorker, EngineError, GuestLog, SmartEngine, SmartModule, SmartModuleInstance};
 
-/// Receives the records a chain with [`ErrorPolicy::DeadLetter`] could not
-/// process, each with its error.
-pub type DeadLetterSink = Arc<dyn Fn(RecordFailure) + Send + Sync>;
-
-/// What a chain does when a module fails on a record.
-#[derive(Clone, Default)]
-pub enum ErrorPolicy {
-    /// Emit the outputs for the records before the failed one, then report
-    /// the failure; the stream should end there. The default.
-    #[default]
-    Fail,
-    /// Drop the failed record, count it, and carry on.
-    Skip,
-    /// Hand the failed record and its error to the sink, and carry on.
-    DeadLetter(DeadLetterSink),
-}
-
-impl ErrorPolicy {
-    /// The policy's name as users write it: `fail`, `skip`, `dead-letter`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ErrorPolicy::Fail => "fail",
-            ErrorPolicy::Skip => "skip",
-            ErrorPolicy::DeadLetter(_) => "dead-letter",
-        }
-    }
-}
-
-impl std::fmt::Debug for ErrorPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// How one module of a chain is invoked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ModuleConfig {
-    /// Parameters handed to the module's `init`.
-    pub params: BTreeMap<String, String>,
-    /// The accumulator an aggregate starts from (empty when not given).
-    pub initial_accumulator: Option<Vec<u8>>,
-}
-
-impl ModuleConfig {
-    /// Adds a parameter.
-    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.insert(name.into(), value.into());
-        self
-    }
-
-    /// Sets the initial accumulator of an aggregate.
-    pub fn initial_accumulator(mut self, value: impl Into<Vec<u8>>) -> Self {
-        self.initial_accumulator = Some(value.into());
-        self
-    }
-}
+/// Finds a registered (predefined) module by name: the server's registry,
+/// or modules an SDK fetched from it.
+pub type Resolver = Box<dyn Fn(&str) -> Result<SmartModule, EngineError> + Send>;
 
 /// Counters for one module of a chain. Each module counts its own records
 /// and time; nothing is shared out from chain totals.
@@ -88,28 +41,44 @@ pub struct ModuleMetrics {
     pub instantiations: u64,
 }
 
-/// Builds a [`SmartModuleChain`].
+/// Builds a [`SmartModuleChain`] from invocations.
 pub struct ChainBuilder {
     engine: SmartEngine,
-    modules: Vec<(SmartModule, ModuleConfig)>,
+    invocations: Vec<SmartModuleInvocation>,
     policy: ErrorPolicy,
+    resolver: Resolver,
+}
+
+impl std::fmt::Debug for ChainBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let modules: Vec<&str> = self.invocations.iter().map(SmartModuleInvocation::name).collect();
+        f.debug_struct("ChainBuilder").field("modules", &modules).field("policy", &self.policy).finish()
+    }
 }
 
 impl ChainBuilder {
-    /// An empty chain on `engine`.
+    /// An empty chain on `engine`. Predefined modules are refused with
+    /// [`EngineError::UnknownModule`] until a [`resolver`](Self::resolver)
+    /// is given.
     pub fn new(engine: &SmartEngine) -> ChainBuilder {
-        ChainBuilder { engine: engine.clone(), modules: Vec::new(), policy: ErrorPolicy::Fail }
+        ChainBuilder {
+            engine: engine.clone(),
+            invocations: Vec::new(),
+            policy: ErrorPolicy::Fail,
+            resolver: Box::new(|name| Err(EngineError::UnknownModule { name: name.to_string() })),
+        }
     }
 
     /// Appends a module; records flow through modules in the order added.
-    pub fn module(mut self, module: SmartModule, config: ModuleConfig) -> ChainBuilder {
-        self.modules.push((module, config));
+    pub fn invocation(mut self, invocation: SmartModuleInvocation) -> ChainBuilder {
+        self.invocations.push(invocation);
         self
     }
 
     /// Appends several modules, in order.
-    pub fn modules(self, modules: impl IntoIterator<Item = (SmartModule, ModuleConfig)>) -> ChainBuilder {
-        modules.into_iter().fold(self, |builder, (module, config)| builder.module(module, config))
+    pub fn invocations(mut self, invocations: impl IntoIterator<Item = SmartModuleInvocation>) -> ChainBuilder {
+        self.invocations.extend(invocations);
+        self
     }
 
     /// Sets the error policy (default: [`ErrorPolicy::Fail`]).
@@ -118,15 +87,33 @@ impl ChainBuilder {
         self
     }
 
-    /// Instantiates every module and runs its setup and `init`, so that bad
-    /// parameters are reported now rather than at the first record.
+    /// Sets how predefined modules are found by name.
+    pub fn resolver(
+        mut self,
+        resolver: impl Fn(&str) -> Result<SmartModule, EngineError> + Send + 'static,
+    ) -> ChainBuilder {
+        self.resolver = Box::new(resolver);
+        self
+    }
+
+    /// Loads every module (compiling ad hoc ones, unless cached), checks
+    /// its kind, instantiates it and runs its setup and `init`, so that a
+    /// bad module or parameter is reported now rather than at the first
+    /// record. Blocks while compiling: async code uses [`spawn`](Self::spawn).
     pub fn build(self) -> Result<SmartModuleChain, EngineError> {
-        let mut stages = Vec::with_capacity(self.modules.len());
-        for (module, config) in self.modules {
+        let mut stages = Vec::with_capacity(self.invocations.len());
+        for invocation in self.invocations {
+            let module = match invocation.wasm {
+                SmartModuleWasm::Predefined(name) => (self.resolver)(&name)?,
+                SmartModuleWasm::AdHoc { name, wasm } => self.engine.load(&name, &wasm)?,
+            };
+            if let Some(kind) = invocation.kind {
+                module.expect_kind(kind)?;
+            }
             let mut stage = Stage {
-                accumulator: config.initial_accumulator.clone(),
+                accumulator: invocation.initial_accumulator,
+                params: invocation.params,
                 module,
-                config,
                 instance: None,
                 metrics: ModuleMetrics::default(),
             };
@@ -134,6 +121,13 @@ impl ChainBuilder {
             stages.push(stage);
         }
         Ok(SmartModuleChain { engine: self.engine, stages, policy: self.policy })
+    }
+
+    /// Builds the chain on a thread of its own (see [`ChainWorker`]) and
+    /// waits for it, so that a build error is returned here and no
+    /// compilation blocks the async runtime.
+    pub async fn spawn(self) -> Result<ChainWorker, EngineError> {
+        ChainWorker::start(self).await
     }
 }
 
@@ -148,8 +142,9 @@ pub struct ChainOutput {
     pub failure: Option<RecordFailure>,
     /// Records dropped under [`ErrorPolicy::Skip`] in this batch.
     pub skipped: u64,
-    /// Records sent to the sink under [`ErrorPolicy::DeadLetter`] in this batch.
-    pub dead_lettered: u64,
+    /// Under [`ErrorPolicy::DeadLetter`], the records modules failed on in
+    /// this batch, in stream order, each with its error.
+    pub dead_letters: Vec<RecordFailure>,
 }
 
 /// SmartModules applied one after the other to each batch. An aggregate's
@@ -176,10 +171,11 @@ impl SmartModuleChain {
     pub fn process(&mut self, batch: &Batch) -> Result<ChainOutput, EngineError> {
         let mut current: Option<Vec<u8>> = None;
         let mut failure: Option<RecordFailure> = None;
-        let (mut skipped, mut dead_lettered) = (0, 0);
+        let mut skipped = 0;
+        let mut dead_letters = Vec::new();
         for stage in &mut self.stages {
             let input = current.as_deref().unwrap_or(batch.as_bytes());
-            let output = stage.run(&self.engine, input, &self.policy)?;
+            let output = stage.run(&self.engine, input, self.policy)?;
             for stage_failure in output.failures {
                 match &self.policy {
                     ErrorPolicy::Fail => {
@@ -190,16 +186,13 @@ impl SmartModuleChain {
                         }
                     }
                     ErrorPolicy::Skip => skipped += 1,
-                    ErrorPolicy::DeadLetter(sink) => {
-                        sink(stage_failure);
-                        dead_lettered += 1;
-                    }
+                    ErrorPolicy::DeadLetter => dead_letters.push(stage_failure),
                 }
             }
             current = Some(output.batch);
         }
         let bytes = current.unwrap_or_else(|| batch.as_bytes().to_vec());
-        Ok(ChainOutput { batch: Batch::seal(bytes), failure, skipped, dead_lettered })
+        Ok(ChainOutput { batch: Batch::seal(bytes), failure, skipped, dead_letters })
     }
 
     /// Each module's name and metrics, in chain order.
@@ -218,14 +211,15 @@ impl SmartModuleChain {
     }
 
     /// The error policy.
-    pub fn policy(&self) -> &ErrorPolicy {
-        &self.policy
+    pub fn policy(&self) -> ErrorPolicy {
+        self.policy
     }
 }
 
 struct Stage {
     module: SmartModule,
-    config: ModuleConfig,
+    /// Parameters handed to `init` (again, when the instance is replaced).
+    params: BTreeMap<String, String>,
     /// `None` after a failure: a trapped instance may have broken state, so
     /// it is replaced before the next batch.
     instance: Option<SmartModuleInstance>,
@@ -243,8 +237,7 @@ struct StageOutput {
 impl Stage {
     fn ensure_instance(&mut self, engine: &SmartEngine) -> Result<&mut SmartModuleInstance, EngineError> {
         if self.instance.is_none() {
-            let instance =
-                SmartModuleInstance::new(engine, &self.module, &self.config.params, self.accumulator.as_deref())?;
+            let instance = SmartModuleInstance::new(engine, &self.module, &self.params, self.accumulator.as_deref())?;
             self.metrics.instantiations += 1;
             self.instance = Some(instance);
         }
@@ -270,7 +263,7 @@ impl Stage {
         }
     }
 
-    fn run(&mut self, engine: &SmartEngine, input: &[u8], policy: &ErrorPolicy) -> Result<StageOutput, EngineError> {
+    fn run(&mut self, engine: &SmartEngine, input: &[u8], policy: ErrorPolicy) -> Result<StageOutput, EngineError> {
         let flags = if matches!(policy, ErrorPolicy::Fail) { abi::FLAG_STOP_ON_ERROR } else { 0 };
         let mut failures = Vec::new();
         // After a panic the batch is retried without the record that
@@ -302,9 +295,9 @@ impl Stage {
                     if self.module.kind() == SmartModuleKind::Aggregate && last_value.is_some() {
                         self.accumulator = last_value;
                     }
-                    for (index, kind, message) in errors {
-                        let record = records.view(bytes, index as usize)?;
-                        failures.push(self.failure(&record, &header, bytes, kind, message));
+                    for error in errors {
+                        let record = records.view(bytes, error.index as usize)?;
+                        failures.push(self.failure(&record, &header, bytes, error.kind, error.message));
                     }
                     return Ok(StageOutput { batch, failures });
                 }
@@ -338,6 +331,6 @@ fn sub_batch(input: &[u8], records: &RecordIndex, keep: &[usize]) -> Vec<u8> {
     for index in keep {
         out.extend_from_slice(records.bytes(input, *index).expect("index from the same batch"));
     }
-    abi::write_batch_header(&mut out, header.base_offset, keep.len() as u32, header.base_timestamp);
+    write_batch_header(&mut out, header.base_offset, keep.len() as u32, header.base_timestamp);
     out
 }

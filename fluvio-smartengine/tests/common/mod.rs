@@ -2,9 +2,14 @@
 
 #![allow(dead_code)]
 
-use fluvio_client::batch::{Batch, BatchBuilder};
+use fluvio_protocol::{Batch, BatchBuilder, SmartModuleInvocation};
 
 pub use dev_support::wasm;
+
+/// The repository's module `name`, built to wasm, as an ad hoc invocation.
+pub fn module(name: &str) -> SmartModuleInvocation {
+    SmartModuleInvocation::adhoc(name, wasm(name))
+}
 
 /// A batch of values at `base_offset`, timestamps 1000 + index.
 pub fn batch(base_offset: i64, values: &[&str]) -> Batch {

@@ -1,11 +1,38 @@
 //! Errors of the SmartModule engine.
 
-use fluvio_smartmodule::abi::{FormatError, SmartModuleKind};
+use std::path::PathBuf;
+
+use fluvio_protocol::SmartModuleKind;
+use fluvio_smartmodule::abi::FormatError;
 
 /// Everything that can go wrong loading or running a SmartModule, other
-/// than a per-record error (see [`RecordFailure`]).
+/// than a per-record error (see [`RecordFailure`](crate::RecordFailure)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
+    /// A `.wasm` file could not be read.
+    #[error("cannot read the SmartModule {}: {reason}", path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// An invocation names a registered module that the chain's resolver
+    /// does not know.
+    #[error(
+        "SmartModule {name:?} is not registered; register it with `fluvio smart-module create {name} --wasm-file FILE`"
+    )]
+    UnknownModule {
+        /// The name asked for.
+        name: String,
+    },
+    /// The thread a [`ChainWorker`](crate::ChainWorker) runs its chain on is
+    /// gone (it panicked, or could not be started).
+    #[error("the SmartModule chain's worker thread {reason}")]
+    WorkerGone {
+        /// What happened to it.
+        reason: String,
+    },
     /// The bytes are not a valid WebAssembly module.
     #[error("not a valid WebAssembly module: {reason}")]
     InvalidWasm {
@@ -138,51 +165,9 @@ impl EngineError {
             | EngineError::Panic { module, .. }
             | EngineError::Trap { module, .. }
             | EngineError::InvalidOutput { module, .. }
-            | EngineError::InitFailed { module, .. } => Some(module),
+            | EngineError::InitFailed { module, .. }
+            | EngineError::UnknownModule { name: module } => Some(module),
             _ => None,
         }
     }
 }
-
-/// One record a SmartModule failed on: what a dead-letter sink receives, and
-/// what a chain with the `fail` policy reports after its last good output.
-/// It travels to consumers as is, in stream events.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RecordFailure {
-    /// Name of the module that failed.
-    pub module: String,
-    /// Offset of the record.
-    pub offset: i64,
-    /// Timestamp of the record.
-    pub timestamp: i64,
-    /// The error's kind: the guest error type's name, or `panic`.
-    pub kind: String,
-    /// The error's message.
-    pub message: String,
-    /// The record's key, if any.
-    pub key: Option<Vec<u8>>,
-    /// The record's value.
-    pub value: Vec<u8>,
-}
-
-impl RecordFailure {
-    /// The first 32 bytes of the key as text, for messages.
-    pub fn key_preview(&self) -> Option<String> {
-        self.key.as_ref().map(|key| {
-            let shown = String::from_utf8_lossy(&key[..key.len().min(32)]).into_owned();
-            if key.len() > 32 { format!("{shown}…") } else { shown }
-        })
-    }
-}
-
-impl std::fmt::Display for RecordFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SmartModule `{}` failed on the record at offset {}", self.module, self.offset)?;
-        if let Some(key) = self.key_preview() {
-            write!(f, " (key {key:?})")?;
-        }
-        write!(f, ": {} [{}]", self.message, self.kind)
-    }
-}
-
-impl std::error::Error for RecordFailure {}

@@ -3,24 +3,20 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
+use common::module;
 use common::{batch, values, wasm};
-use fluvio_client::batch::BatchBuilder;
-use fluvio_client::engine::{
-    ChainBuilder, EngineError, ErrorPolicy, Limits, ModuleConfig, SmartEngine, SmartModuleChain, SmartModuleKind,
+use fluvio_protocol::BatchBuilder;
+use fluvio_smartengine::{
+    ChainBuilder, EngineError, ErrorPolicy, Limits, SmartEngine, SmartModuleChain, SmartModuleInvocation,
+    SmartModuleKind,
 };
 
-fn chain_of(engine: &SmartEngine, modules: &[(&str, ModuleConfig)], policy: ErrorPolicy) -> SmartModuleChain {
-    let mut builder = ChainBuilder::new(engine).on_error(policy);
-    for (name, config) in modules {
-        builder = builder.module(engine.load(name, &wasm(name)).unwrap(), config.clone());
-    }
-    builder.build().unwrap()
+fn chain_of(engine: &SmartEngine, modules: &[SmartModuleInvocation], policy: ErrorPolicy) -> SmartModuleChain {
+    ChainBuilder::new(engine).invocations(modules.iter().cloned()).on_error(policy).build().unwrap()
 }
 
 fn single(engine: &SmartEngine, name: &str) -> SmartModuleChain {
-    chain_of(engine, &[(name, ModuleConfig::default())], ErrorPolicy::Fail)
+    chain_of(engine, &[module(name)], ErrorPolicy::Fail)
 }
 
 fn owned(pairs: &[(i64, &str)]) -> Vec<(i64, String)> {
@@ -104,8 +100,7 @@ fn array_map_outputs_keep_their_source_offset_and_timestamp() {
 #[test]
 fn aggregate_accumulates_across_batches_from_an_initial_value() {
     let engine = SmartEngine::new();
-    let mut chain =
-        chain_of(&engine, &[("sum-aggregate", ModuleConfig::default().initial_accumulator("100"))], ErrorPolicy::Fail);
+    let mut chain = chain_of(&engine, &[module("sum-aggregate").initial_accumulator("100")], ErrorPolicy::Fail);
     let first = chain.process(&batch(0, &["1", "2"])).unwrap();
     assert_eq!(values(&first.batch), owned(&[(0, "101"), (1, "103")]));
     let second = chain.process(&batch(2, &["10"])).unwrap();
@@ -133,8 +128,8 @@ fn regex_scrubber_from_the_walkthrough_hides_the_ssn() {
 #[test]
 fn init_receives_params_and_logs_reach_the_host() {
     let engine = SmartEngine::new();
-    let config = ModuleConfig::default().param("contains", "Fluvio").param("ignore_case", "true");
-    let mut chain = chain_of(&engine, &[("params-filter", config)], ErrorPolicy::Fail);
+    let config = module("params-filter").param("contains", "Fluvio").param("ignore_case", "true");
+    let mut chain = chain_of(&engine, &[config], ErrorPolicy::Fail);
     let out = chain.process(&batch(0, &["fluvio rocks", "kafka", "FLUVIO"])).unwrap();
     assert_eq!(values(&out.batch), owned(&[(0, "fluvio rocks"), (2, "FLUVIO")]));
     let logs = chain.take_logs();
@@ -148,14 +143,13 @@ fn init_receives_params_and_logs_reach_the_host() {
 #[test]
 fn init_errors_name_the_parameter() {
     let engine = SmartEngine::new();
-    let module = engine.load("params-filter", &wasm("params-filter")).unwrap();
-    let missing = ChainBuilder::new(&engine).module(module.clone(), ModuleConfig::default()).build().unwrap_err();
+    let missing = ChainBuilder::new(&engine).invocation(module("params-filter")).build().unwrap_err();
     assert!(
         matches!(&missing, EngineError::InitFailed { message, .. } if message.contains("missing parameter `contains`")),
         "{missing}"
     );
     let invalid = ChainBuilder::new(&engine)
-        .module(module, ModuleConfig::default().param("contains", "x").param("ignore_case", "maybe"))
+        .invocation(module("params-filter").param("contains", "x").param("ignore_case", "maybe"))
         .build()
         .unwrap_err();
     assert!(invalid.to_string().contains("parameter `ignore_case` is invalid: \"maybe\""), "{invalid}");
@@ -164,11 +158,7 @@ fn init_errors_name_the_parameter() {
 #[test]
 fn chain_runs_modules_in_order_with_separate_metrics() {
     let engine = SmartEngine::new();
-    let mut chain = chain_of(
-        &engine,
-        &[("even-filter-map", ModuleConfig::default()), ("sum-aggregate", ModuleConfig::default())],
-        ErrorPolicy::Fail,
-    );
+    let mut chain = chain_of(&engine, &[module("even-filter-map"), module("sum-aggregate")], ErrorPolicy::Fail);
     let out = chain.process(&batch(0, &["2", "3", "4", "6"])).unwrap();
     assert_eq!(values(&out.batch), owned(&[(0, "1"), (2, "3"), (3, "6")]));
     let metrics = chain.metrics();
@@ -186,11 +176,7 @@ fn chain_runs_modules_in_order_with_separate_metrics() {
 #[test]
 fn filter_then_map_chain() {
     let engine = SmartEngine::new();
-    let mut chain = chain_of(
-        &engine,
-        &[("my-filter", ModuleConfig::default()), ("uppercase-map", ModuleConfig::default())],
-        ErrorPolicy::Fail,
-    );
+    let mut chain = chain_of(&engine, &[module("my-filter"), module("uppercase-map")], ErrorPolicy::Fail);
     let out = chain.process(&batch(0, &["cat", "dog", "bat"])).unwrap();
     assert_eq!(values(&out.batch), owned(&[(0, "CAT"), (2, "BAT")]));
 }
@@ -216,11 +202,7 @@ fn fail_policy_emits_outputs_before_the_failed_record_then_the_error() {
 #[test]
 fn fail_policy_in_a_chain_passes_earlier_outputs_through_later_modules() {
     let engine = SmartEngine::new();
-    let mut chain = chain_of(
-        &engine,
-        &[("sum-aggregate", ModuleConfig::default()), ("uppercase-map", ModuleConfig::default())],
-        ErrorPolicy::Fail,
-    );
+    let mut chain = chain_of(&engine, &[module("sum-aggregate"), module("uppercase-map")], ErrorPolicy::Fail);
     let out = chain.process(&batch(0, &["5", "6", "oops", "7"])).unwrap();
     assert_eq!(values(&out.batch), owned(&[(0, "5"), (1, "11")]));
     assert_eq!(out.failure.unwrap().offset, 2);
@@ -229,7 +211,7 @@ fn fail_policy_in_a_chain_passes_earlier_outputs_through_later_modules() {
 #[test]
 fn skip_policy_drops_and_counts_failed_records() {
     let engine = SmartEngine::new();
-    let mut chain = chain_of(&engine, &[("sum-aggregate", ModuleConfig::default())], ErrorPolicy::Skip);
+    let mut chain = chain_of(&engine, &[module("sum-aggregate")], ErrorPolicy::Skip);
     let out = chain.process(&batch(0, &["1", "x", "2", "y"])).unwrap();
     assert_eq!(values(&out.batch), owned(&[(0, "1"), (2, "3")]));
     assert_eq!(out.skipped, 2);
@@ -238,18 +220,12 @@ fn skip_policy_drops_and_counts_failed_records() {
 }
 
 #[test]
-fn dead_letter_policy_hands_failed_records_to_the_sink() {
+fn dead_letter_policy_returns_failed_records_with_the_output() {
     let engine = SmartEngine::new();
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let sink = {
-        let received = Arc::clone(&received);
-        Arc::new(move |failure| received.lock().unwrap().push(failure))
-    };
-    let mut chain = chain_of(&engine, &[("even-filter-map", ModuleConfig::default())], ErrorPolicy::DeadLetter(sink));
+    let mut chain = chain_of(&engine, &[module("even-filter-map")], ErrorPolicy::DeadLetter);
     let out = chain.process(&batch(5, &["2", "two", "4"])).unwrap();
     assert_eq!(values(&out.batch), owned(&[(5, "1"), (7, "2")]));
-    assert_eq!(out.dead_lettered, 1);
-    let received = received.lock().unwrap();
+    let received = out.dead_letters;
     assert_eq!(received.len(), 1);
     assert_eq!((received[0].offset, received[0].value.as_slice()), (6, &b"two"[..]));
     assert!(received[0].message.contains("invalid digit"), "{:?}", received[0]);
@@ -273,7 +249,7 @@ fn a_panic_reaches_the_host_with_its_message_and_record() {
 #[test]
 fn skip_policy_recovers_from_panics_and_keeps_going() {
     let engine = SmartEngine::new();
-    let mut chain = chain_of(&engine, &[("hostile-panic", ModuleConfig::default())], ErrorPolicy::Skip);
+    let mut chain = chain_of(&engine, &[module("hostile-panic")], ErrorPolicy::Skip);
     let out = chain.process(&batch(0, &["a", "panic 1", "b", "panic 2", "c"])).unwrap();
     assert_eq!(values(&out.batch), owned(&[(0, "a"), (2, "b"), (4, "c")]));
     assert_eq!(out.skipped, 2);
@@ -284,11 +260,7 @@ fn skip_policy_recovers_from_panics_and_keeps_going() {
 #[test]
 fn aggregate_keeps_its_accumulator_when_a_chain_recovers_from_a_panic() {
     let engine = SmartEngine::new();
-    let mut chain = chain_of(
-        &engine,
-        &[("hostile-panic", ModuleConfig::default()), ("sum-aggregate", ModuleConfig::default())],
-        ErrorPolicy::Skip,
-    );
+    let mut chain = chain_of(&engine, &[module("hostile-panic"), module("sum-aggregate")], ErrorPolicy::Skip);
     assert_eq!(values(&chain.process(&batch(0, &["1", "2"])).unwrap().batch), owned(&[(0, "1"), (1, "3")]));
     let out = chain.process(&batch(2, &["4", "panic", "5"])).unwrap();
     assert_eq!(values(&out.batch), owned(&[(2, "7"), (4, "12")]));
@@ -317,9 +289,9 @@ fn compiled_modules_are_cached_on_disk_across_engines() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 
     let second = SmartEngine::with_config(Limits::default(), Some(dir.clone()));
-    let module = second.load("m", &bytes).unwrap();
+    let mut chain =
+        ChainBuilder::new(&second).invocation(SmartModuleInvocation::adhoc("m", bytes.clone())).build().unwrap();
     assert_eq!(second.compilations(), 0, "the second engine loads the serialized module");
-    let mut chain = ChainBuilder::new(&second).module(module, ModuleConfig::default()).build().unwrap();
     assert_eq!(values(&chain.process(&batch(0, &["x"])).unwrap().batch), owned(&[(0, "X")]));
 
     // A corrupt cache entry is recompiled, not trusted.

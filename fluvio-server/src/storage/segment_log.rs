@@ -20,9 +20,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fluvio_client::batch::Batch;
-use fluvio_client::protocol::RetentionSpec;
+use fluvio_protocol::{Batch, RetentionSpec};
 use fluvio_smartmodule::abi;
+use fluvio_smartmodule::codec::{ByteReader, FormatError, PutBytes};
+use futures::future::BoxFuture;
+
+use super::{Partition, StorageError};
 
 /// When appended data is synced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +42,13 @@ pub enum FlushPolicy {
     Os,
 }
 
+/// A flush policy that is not `every-batch`, `interval:MILLISECONDS` or `os`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown flush policy {0:?}; use every-batch, interval:MILLISECONDS or os")]
+pub struct UnknownFlushPolicy(pub String);
+
 impl std::str::FromStr for FlushPolicy {
-    type Err = String;
+    type Err = UnknownFlushPolicy;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text {
@@ -48,7 +56,7 @@ impl std::str::FromStr for FlushPolicy {
             "os" => Ok(FlushPolicy::Os),
             _ => match text.strip_prefix("interval:").and_then(|ms| ms.parse::<u64>().ok()) {
                 Some(ms) => Ok(FlushPolicy::Interval(Duration::from_millis(ms))),
-                None => Err(format!("unknown flush policy {text:?}; use every-batch, interval:MILLISECONDS or os")),
+                None => Err(UnknownFlushPolicy(text.to_string())),
             },
         }
     }
@@ -63,22 +71,6 @@ pub struct LogConfig {
     pub retention: RetentionSpec,
     /// When to sync.
     pub flush: FlushPolicy,
-}
-
-/// Storage failures.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    /// A file operation failed.
-    #[error("storage i/o error on {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: io::Error,
-    },
-    /// A batch was refused.
-    #[error("invalid batch: {0}")]
-    InvalidBatch(String),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
@@ -97,24 +89,24 @@ struct IndexEntry {
 }
 
 impl IndexEntry {
-    fn encode(&self) -> [u8; INDEX_ENTRY_LEN] {
-        let mut out = [0u8; INDEX_ENTRY_LEN];
-        out[0..8].copy_from_slice(&self.base_offset.to_le_bytes());
-        out[8..16].copy_from_slice(&self.position.to_le_bytes());
-        out[16..20].copy_from_slice(&self.len.to_le_bytes());
-        out[20..24].copy_from_slice(&self.record_count.to_le_bytes());
-        out[24..32].copy_from_slice(&self.max_timestamp.to_le_bytes());
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(INDEX_ENTRY_LEN);
+        out.put_i64(self.base_offset);
+        out.put_u64(self.position);
+        out.put_u32(self.len);
+        out.put_u32(self.record_count);
+        out.put_i64(self.max_timestamp);
         out
     }
 
-    fn decode(bytes: &[u8]) -> IndexEntry {
-        IndexEntry {
-            base_offset: i64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes")),
-            position: u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
-            len: u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes")),
-            record_count: u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes")),
-            max_timestamp: i64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes")),
-        }
+    fn decode(reader: &mut ByteReader<'_>) -> Result<IndexEntry, FormatError> {
+        Ok(IndexEntry {
+            base_offset: reader.i64("index base offset")?,
+            position: reader.u64("index position")?,
+            len: reader.u32("index batch length")?,
+            record_count: reader.u32("index record count")?,
+            max_timestamp: reader.i64("index max timestamp")?,
+        })
     }
 
     fn next_offset(&self) -> i64 {
@@ -247,19 +239,20 @@ fn entry_for(batch: &Batch, position: u64, max_timestamp: i64) -> IndexEntry {
     }
 }
 
+/// A segment's index, when it is whole; `None` sends the caller to rebuild
+/// it from the log.
 fn read_index(index_path: &Path) -> Option<Vec<IndexEntry>> {
     let bytes = fs::read(index_path).ok()?;
     if bytes.len() % INDEX_ENTRY_LEN != 0 {
         return None;
     }
-    Some(bytes.chunks_exact(INDEX_ENTRY_LEN).map(IndexEntry::decode).collect())
+    let mut reader = ByteReader::new(&bytes);
+    (0..bytes.len() / INDEX_ENTRY_LEN).map(|_| IndexEntry::decode(&mut reader).ok()).collect()
 }
 
 fn write_index(index_path: &Path, entries: &[IndexEntry]) -> Result<(), StorageError> {
-    let bytes: Vec<u8> = entries.iter().flat_map(|e| e.encode()).collect();
-    let tmp = index_path.with_extension("index.tmp");
-    fs::write(&tmp, &bytes).map_err(io_error(&tmp))?;
-    fs::rename(&tmp, index_path).map_err(io_error(index_path))
+    let bytes: Vec<u8> = entries.iter().flat_map(IndexEntry::encode).collect();
+    fluvio_fs::write_atomic(index_path, &bytes).map_err(io_error(index_path))
 }
 
 fn open_append(path: &Path) -> Result<File, StorageError> {
@@ -267,7 +260,7 @@ fn open_append(path: &Path) -> Result<File, StorageError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
+    fluvio_fs::sync_dir(dir).map_err(io_error(dir))
 }
 
 impl PartitionLog {
@@ -518,12 +511,10 @@ impl PartitionLog {
             let (_, file) = open.as_ref().expect("file opened above");
             let mut bytes = vec![0u8; entry.len as usize];
             file.read_exact_at(&mut bytes, entry.position).map_err(io_error(&path))?;
-            let batch = Batch::from_bytes(bytes).map_err(|e| {
-                StorageError::InvalidBatch(format!(
-                    "stored batch at {} in {} is corrupt: {e}",
-                    entry.position,
-                    path.display()
-                ))
+            let batch = Batch::from_bytes(bytes).map_err(|e| StorageError::Corrupt {
+                path: path.clone(),
+                position: entry.position,
+                reason: e.reason,
             })?;
             batches.push(batch);
         }
@@ -548,30 +539,34 @@ impl PartitionLog {
     }
 }
 
-/// Keeps `records` at or after `offset` from a stored batch, so a consumer
-/// that starts inside a batch sees (and SmartModules process) only what it
-/// asked for.
-pub fn trim_batch(batch: Batch, offset: i64) -> Batch {
-    if batch.base_offset() >= offset {
-        return batch;
+impl Partition for PartitionLog {
+    // File I/O and fsync block; `block_in_place` lets the runtime move its
+    // other tasks off this thread meanwhile, without a thread hop per call.
+    fn append(&self, batch: Batch) -> BoxFuture<'_, Result<i64, StorageError>> {
+        Box::pin(async move { tokio::task::block_in_place(|| PartitionLog::append(self, batch)) })
     }
-    let mut builder = fluvio_client::batch::BatchBuilder::new(batch.base_offset(), batch.base_timestamp());
-    for record in batch.records().filter(|r| r.offset >= offset) {
-        builder.push(
-            (record.offset - batch.base_offset()) as u32,
-            record.timestamp,
-            record.key,
-            record.value,
-            &record.headers,
-        );
+
+    fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>> {
+        Box::pin(async move { tokio::task::block_in_place(|| PartitionLog::read(self, offset, max_bytes)) })
     }
-    builder.finish()
+
+    fn start_offset(&self) -> i64 {
+        PartitionLog::start_offset(self)
+    }
+
+    fn next_offset(&self) -> i64 {
+        PartitionLog::next_offset(self)
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<i64> {
+        PartitionLog::subscribe(self)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fluvio_client::batch::BatchBuilder;
+    use fluvio_protocol::BatchBuilder;
 
     fn config() -> LogConfig {
         LogConfig { segment_bytes: 1 << 20, retention: RetentionSpec::default(), flush: FlushPolicy::EveryBatch }
@@ -737,16 +732,5 @@ mod tests {
         assert!(error.to_string().contains("offset delta 5"), "{error}");
         assert_eq!(log.next_offset(), 0);
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn trimming_keeps_records_from_the_offset() {
-        let mut builder = BatchBuilder::new(10, 0);
-        for v in ["a", "b", "c"] {
-            builder.push_value(None, v.as_bytes());
-        }
-        let trimmed = trim_batch(builder.finish(), 11);
-        let offsets: Vec<i64> = trimmed.records().map(|r| r.offset).collect();
-        assert_eq!(offsets, [11, 12]);
     }
 }

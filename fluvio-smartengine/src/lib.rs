@@ -1,23 +1,26 @@
-//! The embedded SmartModule engine: loads SmartModules into wasmer
-//! (Cranelift), checks them, caches their compiled code, and runs chains of
-//! them over record batches under memory and CPU caps.
+//! The SmartModule engine: loads SmartModules into wasmer (Cranelift),
+//! checks them, caches their compiled code, and runs chains of them over
+//! record batches under memory and CPU caps.
 //!
 //! Producers run chains before sending, the server runs them for consumers,
-//! and the CLI runs them in `smart-module test`: all through this module, so
-//! a module behaves the same everywhere.
+//! and the CLI runs them in `smart-module test`: all through this crate, and
+//! all through one path ([`ChainBuilder`], from the same
+//! [`SmartModuleInvocation`]s that requests carry), so a module behaves the
+//! same everywhere.
+//!
+//! It owns wasm: loading, validation, the compiled-module caches, limits,
+//! chains, error policies and metrics. It knows nothing of connections,
+//! storage or the SDK; it reads and writes batches in the layout of
+//! `fluvio-protocol` and speaks the ABI of `fluvio-smartmodule`.
 //!
 //! ```no_run
-//! use fluvio_client::engine::{SmartEngine, ChainBuilder, ErrorPolicy, ModuleConfig};
-//! use fluvio_client::batch::BatchBuilder;
+//! use fluvio_protocol::{BatchBuilder, ErrorPolicy, SmartModuleInvocation};
+//! use fluvio_smartengine::{ChainBuilder, SmartEngine};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let engine = SmartEngine::new();
-//! let wasm = std::fs::read("target/wasm32-unknown-unknown/release/my_filter.wasm")?;
-//! let filter = engine.load("my-filter", &wasm)?;
-//! let mut chain = ChainBuilder::new(&engine)
-//!     .module(filter, ModuleConfig::default())
-//!     .on_error(ErrorPolicy::Skip)
-//!     .build()?;
+//! let filter = SmartModuleInvocation::from_file("target/wasm32-unknown-unknown/release/my_filter.wasm")?;
+//! let mut chain = ChainBuilder::new(&engine).invocation(filter).on_error(ErrorPolicy::Skip).build()?;
 //!
 //! let mut batch = BatchBuilder::new(0, 0);
 //! batch.push_value(None, b"apple");
@@ -43,12 +46,12 @@ use wasmer::sys::{BaseTunables, CompilerConfig, EngineBuilder, NativeEngineExt};
 use wasmer::{ExternType, FunctionType, Module, Type};
 use wasmer_middlewares::Metering;
 
-pub use chain::{
-    ChainBuilder, ChainOutput, DeadLetterSink, ErrorPolicy, ModuleConfig, ModuleMetrics, SmartModuleChain,
-};
-pub use error::{EngineError, RecordFailure};
-pub use fluvio_smartmodule::abi::SmartModuleKind;
-pub use instance::{GuestLog, SmartModuleInstance, run_native};
+pub use chain::{ChainBuilder, ChainOutput, ModuleMetrics, Resolver, SmartModuleChain};
+pub use error::EngineError;
+pub use fluvio_protocol::{ErrorPolicy, RecordFailure, SmartModuleInvocation, SmartModuleKind};
+#[cfg(feature = "native-baseline")]
+pub use instance::run_native;
+pub use instance::{GuestLog, SmartModuleInstance};
 pub use limits::Limits;
 pub use worker::ChainWorker;
 
@@ -147,16 +150,36 @@ impl SmartEngine {
         }
         let (module, engine) = self.compile(&hash, wasm)?;
         let (kind, has_init) = inspect(&module)?;
+        self.check_memory(name, &module)?;
         let loaded =
             SmartModule { name: name.to_string(), kind, has_init, hash, wasm_size: wasm.len(), module, engine };
         self.inner.cache.lock().expect("cache lock").insert(hash, loaded.clone());
         Ok(loaded)
     }
 
+    /// A module whose declared minimum memory is above the cap could never
+    /// be instantiated; refuse it now, by comparing numbers, rather than by
+    /// reading the runtime's message when instantiation fails.
+    fn check_memory(&self, name: &str, module: &Module) -> Result<(), EngineError> {
+        let limit_pages = self.inner.limits.memory_pages();
+        for export in module.exports() {
+            if let ExternType::Memory(memory) = export.ty()
+                && memory.minimum > limit_pages
+            {
+                return Err(EngineError::MemoryLimitExceeded {
+                    module: name.to_string(),
+                    limit_bytes: self.inner.limits.memory_bytes,
+                    requested: Some(memory.minimum.bytes().0 as u64),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Loads a SmartModule from a `.wasm` file, named after the file.
     pub fn load_file(&self, path: &Path) -> Result<SmartModule, EngineError> {
         let wasm = std::fs::read(path)
-            .map_err(|error| EngineError::InvalidWasm { reason: format!("cannot read {}: {error}", path.display()) })?;
+            .map_err(|error| EngineError::ReadFile { path: path.to_path_buf(), reason: error.to_string() })?;
         let name = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
         self.load(&name, &wasm)
     }
@@ -228,12 +251,9 @@ fn write_artifact(module: &Module, path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    // Write then rename, so a concurrent reader never sees half a file;
-    // the temporary name is unique to this process and call.
-    static WRITES: AtomicU64 = AtomicU64::new(0);
-    let tmp = path.with_extension(format!("tmp-{}-{}", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed)));
-    std::fs::write(&tmp, &bytes)?;
-    std::fs::rename(&tmp, path)
+    // Atomic, so a concurrent reader (another process sharing the cache)
+    // never sees half a file.
+    fluvio_fs::write_atomic(path, &bytes)
 }
 
 fn hex(bytes: &[u8]) -> String {

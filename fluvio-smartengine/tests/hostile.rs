@@ -3,17 +3,16 @@
 
 mod common;
 
-use common::{batch, values, wasm};
-use fluvio_client::engine::{ChainBuilder, EngineError, Limits, ModuleConfig, SmartEngine};
+use common::{batch, module, values, wasm};
+use fluvio_smartengine::{ChainBuilder, ChainOutput, EngineError, Limits, SmartEngine};
 
 fn engine() -> SmartEngine {
     // Small limits keep the tests quick; the defaults are far larger.
     SmartEngine::with_config(Limits { memory_bytes: 32 << 20, fuel_per_batch: 200_000_000 }, None)
 }
 
-fn run(engine: &SmartEngine, name: &str, values: &[&str]) -> Result<fluvio_client::engine::ChainOutput, EngineError> {
-    let module = engine.load(name, &wasm(name))?;
-    let mut chain = ChainBuilder::new(engine).module(module, ModuleConfig::default()).build()?;
+fn run(engine: &SmartEngine, name: &str, values: &[&str]) -> Result<ChainOutput, EngineError> {
+    let mut chain = ChainBuilder::new(engine).invocation(module(name)).build()?;
     chain.process(&batch(0, values))
 }
 
@@ -48,8 +47,7 @@ fn memory_bomb_hits_the_memory_limit() {
 #[test]
 fn a_cpu_failure_does_not_disturb_other_chains() {
     let engine = engine();
-    let good = engine.load("uppercase-map", &wasm("uppercase-map")).unwrap();
-    let mut good_chain = ChainBuilder::new(&engine).module(good, ModuleConfig::default()).build().unwrap();
+    let mut good_chain = ChainBuilder::new(&engine).invocation(module("uppercase-map")).build().unwrap();
     assert!(run(&engine, "hostile-infinite-loop", &["x"]).is_err());
     let out = good_chain.process(&batch(0, &["still here"])).unwrap();
     assert_eq!(values(&out.batch), vec![(0, "STILL HERE".to_string())]);

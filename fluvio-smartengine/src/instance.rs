@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use fluvio_smartmodule::abi::{self, RecordIndex, RecordView, SmartModuleKind};
+use fluvio_protocol::batch::{RecordIndex, encode_record, write_batch_header};
+use fluvio_smartmodule::abi::{self, FormatError, RecordView, SmartModuleKind};
+use fluvio_smartmodule::codec::{ByteReader, PutBytes};
 use fluvio_smartmodule::log::Level;
 use wasmer::{
     Function, FunctionEnv, FunctionEnvMut, Global, Instance, Memory, RuntimeError, Store, TypedFunction, Value, imports,
@@ -98,13 +100,25 @@ impl CallError {
     }
 }
 
+/// An error a guest reported for one record of a batch (or, with index
+/// [`abi::NO_RECORD`], for its setup).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GuestError {
+    /// Index of the record in the batch the guest was given.
+    pub index: u32,
+    /// The error's kind: the guest error type's name.
+    pub kind: String,
+    /// The error's message.
+    pub message: String,
+}
+
 /// The decoded answer to one batch.
 pub(crate) struct ProcessOutput {
     /// The output records in the batch layout, header written, CRC not.
     pub batch: Vec<u8>,
     pub records_out: u32,
-    /// `(record index, kind, message)` for each record error.
-    pub errors: Vec<(u32, String, String)>,
+    /// Each record error the guest reported.
+    pub errors: Vec<GuestError>,
     /// The value of the last output record (the accumulator, for aggregates).
     pub last_value: Option<Vec<u8>>,
     pub fuel_used: u64,
@@ -159,18 +173,10 @@ impl SmartModuleInstance {
                 abi::IMPORT_OUT_OF_MEMORY => Function::new_typed_with_env(&mut store, &env, host_out_of_memory),
             }
         };
-        let instance = Instance::new(&mut store, module.wasmer_module(), &imports).map_err(|error| {
-            let reason = error.to_string();
-            if reason.contains("emory") && (reason.contains("minimum") || reason.contains("too large")) {
-                EngineError::MemoryLimitExceeded {
-                    module: name.clone(),
-                    limit_bytes: engine.limits().memory_bytes,
-                    requested: None,
-                }
-            } else {
-                EngineError::Instantiation { module: name.clone(), reason }
-            }
-        })?;
+        // A memory minimum above the cap was refused at load time, so any
+        // failure here is the runtime's own.
+        let instance = Instance::new(&mut store, module.wasmer_module(), &imports)
+            .map_err(|error| EngineError::Instantiation { module: name.clone(), reason: error.to_string() })?;
         let instantiation = |what: &str, error: &dyn std::fmt::Display| EngineError::Instantiation {
             module: name.clone(),
             reason: format!("{what}: {error}"),
@@ -226,7 +232,7 @@ impl SmartModuleInstance {
             input_cap: 0,
             logs: Vec::new(),
         };
-        let blob = abi::encode_setup(params.iter().map(|(k, v)| (k.as_str(), v.as_str())), accumulator);
+        let blob = encode_setup(params, accumulator);
         this.write_input(&blob).map_err(|e| e.into_engine_error(&this.name))?;
         let (location, _) =
             this.call(|store| setup.call(store, blob.len() as i32)).map_err(|e| e.into_engine_error(&this.name))?;
@@ -349,8 +355,8 @@ impl SmartModuleInstance {
         Ok(())
     }
 
-    fn invalid(&self, reason: impl Into<String>) -> EngineError {
-        EngineError::InvalidOutput { module: self.name.clone(), reason: reason.into() }
+    fn invalid(&self, error: FormatError) -> EngineError {
+        EngineError::InvalidOutput { module: self.name.clone(), reason: error.reason }
     }
 
     fn check_setup(&mut self, location: i64) -> Result<(), EngineError> {
@@ -362,7 +368,7 @@ impl SmartModuleInstance {
         let (next_ptr, next_cap) = output.next_input(memory.len()).map_err(|r| self.invalid(r))?;
         let errors = output.errors(u32::MAX).map_err(|r| self.invalid(r))?;
         if output.status == abi::STATUS_SETUP_FAILED || !errors.is_empty() {
-            let message = errors.into_iter().map(|(_, _, message)| message).collect::<Vec<_>>().join("; ");
+            let message = errors.into_iter().map(|error| error.message).collect::<Vec<_>>().join("; ");
             return Err(EngineError::InitFailed { module: self.name.clone(), message });
         }
         self.input_ptr = next_ptr;
@@ -389,14 +395,14 @@ impl SmartModuleInstance {
         let (next_ptr, next_cap) = output.next_input(memory.len()).map_err(|r| self.invalid(r))?;
         if output.status == abi::STATUS_BAD_INPUT {
             let errors = output.errors(records.len() as u32).unwrap_or_default();
-            let reason = errors.first().map_or_else(|| "no reason given".to_string(), |e| e.2.clone());
-            return Err(EngineError::InvalidBatch(abi::FormatError::new(format!(
+            let reason = errors.first().map_or("no reason given", |e| e.message.as_str());
+            return Err(EngineError::InvalidBatch(FormatError::new(format!(
                 "the module could not read the batch: {reason}"
             )))
             .into());
         }
         if output.status != abi::STATUS_OK && output.status != abi::STATUS_STOPPED {
-            return Err(self.invalid(format!("unknown status {}", output.status)).into());
+            return Err(self.invalid(FormatError::new(format!("unknown status {}", output.status))).into());
         }
         let errors = output.errors(records.len() as u32).map_err(|r| self.invalid(r))?;
         let decoded = match self.kind {
@@ -428,67 +434,75 @@ struct OutputArea<'m> {
 }
 
 impl<'m> OutputArea<'m> {
-    fn locate(memory: &'m [u8], location: u64) -> Result<OutputArea<'m>, String> {
+    fn locate(memory: &'m [u8], location: u64) -> Result<OutputArea<'m>, FormatError> {
         let (ptr, len) = abi::unpack_location(location);
-        let area = abi::read_slice(memory, ptr as usize, len as usize, "output area")
-            .map_err(|_| format!("output area {ptr:#x}+{len} is outside guest memory ({} bytes)", memory.len()))?;
-        if area.len() < abi::OUTPUT_HEADER_LEN {
-            return Err(format!(
-                "output area is {} bytes, shorter than its {}-byte header",
-                area.len(),
-                abi::OUTPUT_HEADER_LEN
-            ));
-        }
-        let word = |i: usize| abi::read_u32(area, i * 4, "output header").expect("header length checked");
-        let entries_len = word(5) as usize;
-        let entries =
-            abi::read_slice(area, abi::OUTPUT_HEADER_LEN, entries_len, "output entries").map_err(|e| e.reason)?;
-        Ok(OutputArea {
-            status: word(0),
-            next_ptr: word(1),
-            next_cap: word(2),
-            entry_count: word(3),
-            error_count: word(4),
-            entries,
-            errors: &area[abi::OUTPUT_HEADER_LEN + entries_len..],
-        })
+        let area = ByteReader::at(memory, ptr as usize).bytes(len as usize, "output area").map_err(|_| {
+            FormatError::new(format!("output area {ptr:#x}+{len} is outside guest memory ({} bytes)", memory.len()))
+        })?;
+        let mut header = ByteReader::new(area);
+        let status = header.u32("output status")?;
+        let next_ptr = header.u32("next input pointer")?;
+        let next_cap = header.u32("next input capacity")?;
+        let entry_count = header.u32("entry count")?;
+        let error_count = header.u32("error count")?;
+        let entries_len = header.u32("entries length")? as usize;
+        let entries = header.bytes(entries_len, "output entries")?;
+        let errors = &area[header.position()..];
+        Ok(OutputArea { status, next_ptr, next_cap, entry_count, error_count, entries, errors })
     }
 
-    fn next_input(&self, memory_len: usize) -> Result<(u32, u32), String> {
+    fn next_input(&self, memory_len: usize) -> Result<(u32, u32), FormatError> {
         let end = self.next_ptr as u64 + self.next_cap as u64;
         if end > memory_len as u64 {
-            return Err(format!(
+            return Err(FormatError::new(format!(
                 "next input buffer {:#x}+{} is outside guest memory ({memory_len} bytes)",
                 self.next_ptr, self.next_cap
-            ));
+            )));
         }
         Ok((self.next_ptr, self.next_cap))
     }
 
-    /// The record errors, each `(index, kind, message)`. Indexes must be
-    /// below `record_count` or be [`abi::NO_RECORD`].
-    fn errors(&self, record_count: u32) -> Result<Vec<(u32, String, String)>, String> {
+    /// The record errors. Indexes must be below `record_count` or be
+    /// [`abi::NO_RECORD`].
+    fn errors(&self, record_count: u32) -> Result<Vec<GuestError>, FormatError> {
         let mut errors = Vec::with_capacity(self.error_count.min(1024) as usize);
-        let mut pos = 0usize;
+        let mut reader = ByteReader::new(self.errors);
         for _ in 0..self.error_count {
-            let index = abi::read_u32(self.errors, pos, "error record index").map_err(|e| e.reason)?;
+            let index = reader.u32("error record index")?;
             if index >= record_count && index != abi::NO_RECORD {
-                return Err(format!("error for record index {index}, but the batch has {record_count} records"));
+                return Err(FormatError::new(format!(
+                    "error for record index {index}, but the batch has {record_count} records"
+                )));
             }
-            let klen = abi::read_u32(self.errors, pos + 4, "error kind length").map_err(|e| e.reason)? as usize;
-            let kind = abi::read_slice(self.errors, pos + 8, klen, "error kind").map_err(|e| e.reason)?;
-            pos += 8 + klen;
-            let mlen = abi::read_u32(self.errors, pos, "error message length").map_err(|e| e.reason)? as usize;
-            let message = abi::read_slice(self.errors, pos + 4, mlen, "error message").map_err(|e| e.reason)?;
-            pos += 4 + mlen;
-            errors.push((
+            let kind = reader.len_prefixed("error kind")?;
+            let message = reader.len_prefixed("error message")?;
+            errors.push(GuestError {
                 index,
-                String::from_utf8_lossy(kind).into_owned(),
-                String::from_utf8_lossy(message).into_owned(),
-            ));
+                kind: String::from_utf8_lossy(kind).into_owned(),
+                message: String::from_utf8_lossy(message).into_owned(),
+            });
         }
         Ok(errors)
     }
+}
+
+/// Encodes the setup blob a module's `fluvio_setup` reads: `u32 param
+/// count`, each param as two length-prefixed strings, then `i32 accumulator
+/// length` (-1 for none) and the accumulator bytes.
+fn encode_setup(params: &BTreeMap<String, String>, accumulator: Option<&[u8]>) -> Vec<u8> {
+    let mut blob = Vec::new();
+    blob.put_u32(params.len() as u32);
+    for (name, value) in params {
+        abi::encode_header(&mut blob, name.as_bytes(), value.as_bytes());
+    }
+    match accumulator {
+        Some(acc) => {
+            blob.put_i32(acc.len() as i32);
+            blob.extend_from_slice(acc);
+        }
+        None => blob.put_i32(-1),
+    }
+    blob
 }
 
 fn start_output(input: &[u8]) -> Vec<u8> {
@@ -497,9 +511,9 @@ fn start_output(input: &[u8]) -> Vec<u8> {
     out
 }
 
-fn finish_output(out: &mut [u8], input: &[u8], count: u32) {
-    let header = abi::BatchHeader::parse(input).expect("input batch parsed before");
-    abi::write_batch_header(out, header.base_offset, count, header.base_timestamp);
+fn finish_output(out: &mut [u8], records: &RecordIndex, count: u32) {
+    let header = records.header();
+    write_batch_header(out, header.base_offset, count, header.base_timestamp);
 }
 
 /// A filter answers with the indexes it keeps; the kept records are copied
@@ -508,32 +522,32 @@ fn decode_filter(
     output: &OutputArea<'_>,
     input: &[u8],
     records: &RecordIndex,
-) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
+) -> Result<(Vec<u8>, Option<Vec<u8>>), FormatError> {
     if output.entries.len() != output.entry_count as usize * 4 {
-        return Err(format!(
+        return Err(FormatError::new(format!(
             "{} filter entries need {} bytes, got {}",
             output.entry_count,
-            output.entry_count * 4,
+            output.entry_count as u64 * 4,
             output.entries.len()
-        ));
+        )));
     }
     let mut out = start_output(input);
     let mut previous: Option<u32> = None;
-    for chunk in output.entries.chunks_exact(4) {
-        let index = u32::from_le_bytes(chunk.try_into().expect("4 bytes"));
-        if previous.is_some_and(|p| index <= p) {
-            return Err(format!(
-                "filter kept record {index} after record {}; indexes must increase",
-                previous.unwrap_or(0)
-            ));
+    let mut entries = ByteReader::new(output.entries);
+    for _ in 0..output.entry_count {
+        let index = entries.u32("filter entry")?;
+        if let Some(previous) = previous.filter(|p| index <= *p) {
+            return Err(FormatError::new(format!(
+                "filter kept record {index} after record {previous}; indexes must increase"
+            )));
         }
-        let record = records
-            .bytes(input, index as usize)
-            .ok_or_else(|| format!("filter kept record {index}, but the batch has {} records", records.len()))?;
+        let record = records.bytes(input, index as usize).ok_or_else(|| {
+            FormatError::new(format!("filter kept record {index}, but the batch has {} records", records.len()))
+        })?;
         out.extend_from_slice(record);
         previous = Some(index);
     }
-    finish_output(&mut out, input, output.entry_count);
+    finish_output(&mut out, records, output.entry_count);
     Ok((out, None))
 }
 
@@ -545,27 +559,21 @@ type EntryData<'a> = (&'a [u8], Option<(usize, usize)>);
 /// area, or a range of the input batch.
 fn entry_data<'a>(
     tag: u8,
-    entries: &'a [u8],
-    pos: &mut usize,
+    entries: &mut ByteReader<'a>,
     input: &'a [u8],
-) -> Result<Option<EntryData<'a>>, String> {
+) -> Result<Option<EntryData<'a>>, FormatError> {
     match tag {
         abi::DATA_NONE => Ok(None),
-        abi::DATA_INLINE => {
-            let len = abi::read_u32(entries, *pos, "inline length").map_err(|e| e.reason)? as usize;
-            let bytes = abi::read_slice(entries, *pos + 4, len, "inline bytes").map_err(|e| e.reason)?;
-            *pos += 4 + len;
-            Ok(Some((bytes, None)))
-        }
+        abi::DATA_INLINE => Ok(Some((entries.len_prefixed("inline bytes")?, None))),
         abi::DATA_INPUT_RANGE => {
-            let start = abi::read_u32(entries, *pos, "input range start").map_err(|e| e.reason)? as usize;
-            let len = abi::read_u32(entries, *pos + 4, "input range length").map_err(|e| e.reason)? as usize;
-            *pos += 8;
-            let bytes = abi::read_slice(input, start, len, "input range")
-                .map_err(|_| format!("input range {start}+{len} is outside the {}-byte batch", input.len()))?;
+            let start = entries.u32("input range start")? as usize;
+            let len = entries.u32("input range length")? as usize;
+            let bytes = ByteReader::at(input, start).bytes(len, "input range").map_err(|_| {
+                FormatError::new(format!("input range {start}+{len} is outside the {}-byte batch", input.len()))
+            })?;
             Ok(Some((bytes, Some((start, len)))))
         }
-        other => Err(format!("unknown data tag {other}")),
+        other => Err(FormatError::new(format!("unknown data tag {other}"))),
     }
 }
 
@@ -575,40 +583,43 @@ fn decode_records(
     output: &OutputArea<'_>,
     input: &[u8],
     records: &RecordIndex,
-) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
-    let entries = output.entries;
+) -> Result<(Vec<u8>, Option<Vec<u8>>), FormatError> {
+    let mut entries = ByteReader::new(output.entries);
     let mut out = start_output(input);
-    let mut pos = 0usize;
     let mut previous = 0u32;
     let mut last_value = None;
     // Entries for one source record are consecutive (array-map), so the
     // last parsed source is reused.
     let mut source_cache: Option<(u32, RecordView<'_>)> = None;
     for n in 0..output.entry_count {
-        let index = abi::read_u32(entries, pos, "entry record index").map_err(|e| e.reason)?;
-        let tags = abi::read_slice(entries, pos + 4, 4, "entry tags").map_err(|e| e.reason)?;
+        let index = entries.u32("entry record index")?;
+        let tags = entries.bytes(4, "entry tags")?;
         let (key_tag, value_tag) = (tags[0], tags[1]);
-        pos += 8;
         if index < previous {
-            return Err(format!("entry {n} is for record {index} after record {previous}; records must not go back"));
+            return Err(FormatError::new(format!(
+                "entry {n} is for record {index} after record {previous}; records must not go back"
+            )));
         }
         previous = index;
         if (index as usize) >= records.len() {
-            return Err(format!("entry {n} is for record {index}, but the batch has {} records", records.len()));
+            return Err(FormatError::new(format!(
+                "entry {n} is for record {index}, but the batch has {} records",
+                records.len()
+            )));
         }
         if source_cache.as_ref().is_none_or(|(cached, _)| *cached != index) {
-            source_cache = Some((index, records.view(input, index as usize).map_err(|e| e.reason)?));
+            source_cache = Some((index, records.view(input, index as usize)?));
         }
         let source = &source_cache.as_ref().expect("cached above").1;
-        let key = entry_data(key_tag, entries, &mut pos, input)?;
-        let value =
-            entry_data(value_tag, entries, &mut pos, input)?.ok_or_else(|| format!("entry {n} has no value"))?;
+        let key = entry_data(key_tag, &mut entries, input)?;
+        let value = entry_data(value_tag, &mut entries, input)?
+            .ok_or_else(|| FormatError::new(format!("entry {n} has no value")))?;
         let unchanged = key.map(|k| k.1) == source.key.map(Some) && value.1 == Some(source.value);
         if unchanged {
             out.extend_from_slice(source.bytes);
         } else {
             let headers = &input[source.headers.0..source.headers.0 + source.headers.1];
-            abi::encode_record(
+            encode_record(
                 &mut out,
                 source.offset_delta,
                 source.timestamp_delta,
@@ -622,10 +633,8 @@ fn decode_records(
             last_value = Some(value.0.to_vec());
         }
     }
-    if pos != entries.len() {
-        return Err(format!("{} bytes left over after {} entries", entries.len() - pos, output.entry_count));
-    }
-    finish_output(&mut out, input, output.entry_count);
+    entries.finish(&format!("{} entries", output.entry_count))?;
+    finish_output(&mut out, records, output.entry_count);
     Ok((out, last_value))
 }
 
@@ -634,20 +643,20 @@ fn decode_records(
 /// Benchmarks use it as the native baseline; `process` is the glue driver
 /// with the user's function, for example
 /// `|len| run_filter(len, 0, my_module::filter)`.
-#[doc(hidden)]
+#[cfg(feature = "native-baseline")]
 pub fn run_native(
     kind: SmartModuleKind,
-    batch: &crate::batch::Batch,
+    batch: &fluvio_protocol::Batch,
     process: impl FnOnce(i32) -> i64,
-) -> Result<crate::batch::Batch, String> {
+) -> Result<fluvio_protocol::Batch, FormatError> {
     let input = batch.as_bytes();
-    let records = RecordIndex::new(input).map_err(|e| e.reason)?;
+    let records = RecordIndex::new(input)?;
     fluvio_smartmodule::__private::native::call(input, process, |area| {
         let output = OutputArea::locate(area, abi::pack_location(0, area.len() as u32))?;
         let (bytes, _) = match kind {
             SmartModuleKind::Filter => decode_filter(&output, input, &records)?,
             _ => decode_records(&output, input, &records)?,
         };
-        Ok(crate::batch::Batch::seal(bytes))
+        Ok(fluvio_protocol::Batch::seal(bytes))
     })
 }

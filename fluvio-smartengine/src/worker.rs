@@ -3,24 +3,27 @@
 //! wasmer stores are not `Send`, so a [`SmartModuleChain`] cannot move
 //! between the threads of an async runtime. A [`ChainWorker`] builds the chain
 //! on a dedicated thread and keeps it there; async tasks hand it batches and
-//! await the outputs. The thread ends when the worker is dropped.
+//! await the outputs. Compiling happens on that thread too, so a stream that
+//! brings a new module never blocks the runtime. The thread ends when the
+//! worker is dropped.
 
 use std::sync::mpsc;
 
+use fluvio_protocol::Batch;
 use tokio::sync::oneshot;
 
-use super::{ChainOutput, EngineError, GuestLog, ModuleMetrics, SmartModuleChain};
-use crate::batch::Batch;
+use crate::{ChainBuilder, ChainOutput, EngineError, GuestLog, ModuleMetrics};
 
 /// Each module's metrics, and the log lines written since the last ask.
-type MetricsAndLogs = (Vec<(String, ModuleMetrics)>, Vec<GuestLog>);
+pub type MetricsAndLogs = (Vec<(String, ModuleMetrics)>, Vec<GuestLog>);
 
 enum Job {
     Process(Batch, oneshot::Sender<Result<ChainOutput, EngineError>>),
     Metrics(oneshot::Sender<MetricsAndLogs>),
 }
 
-/// A [`SmartModuleChain`] running on its own thread.
+/// A [`SmartModuleChain`](crate::SmartModuleChain) running on its own
+/// thread. Made by [`ChainBuilder::spawn`].
 pub struct ChainWorker {
     jobs: mpsc::Sender<Job>,
 }
@@ -31,19 +34,19 @@ impl std::fmt::Debug for ChainWorker {
     }
 }
 
+fn gone(reason: &str) -> EngineError {
+    EngineError::WorkerGone { reason: reason.to_string() }
+}
+
 impl ChainWorker {
-    /// Starts a thread, builds the chain there with `build` and waits for the
-    /// result, so that a build error (a bad parameter, say) is returned here.
-    pub async fn spawn<F>(build: F) -> Result<ChainWorker, EngineError>
-    where
-        F: FnOnce() -> Result<SmartModuleChain, EngineError> + Send + 'static,
-    {
+    /// Starts a thread, builds the chain there and waits for the result.
+    pub(crate) async fn start(builder: ChainBuilder) -> Result<ChainWorker, EngineError> {
         let (jobs, receiver) = mpsc::channel::<Job>();
         let (ready, built) = oneshot::channel();
         std::thread::Builder::new()
             .name("smartmodule-chain".into())
             .spawn(move || {
-                let mut chain = match build() {
+                let mut chain = match builder.build() {
                     Ok(chain) => {
                         let _ = ready.send(Ok(()));
                         chain
@@ -64,34 +67,25 @@ impl ChainWorker {
                     }
                 }
             })
-            .map_err(|e| EngineError::Instantiation {
-                module: "chain".into(),
-                reason: format!("cannot start a worker thread: {e}"),
-            })?;
+            .map_err(|e| gone(&format!("could not be started: {e}")))?;
         match built.await {
             Ok(Ok(())) => Ok(ChainWorker { jobs }),
             Ok(Err(error)) => Err(error),
-            Err(_) => Err(EngineError::Instantiation {
-                module: "chain".into(),
-                reason: "the worker thread stopped while building".into(),
-            }),
+            Err(_) => Err(gone("stopped while building the chain")),
         }
     }
 
     /// Runs a batch through the chain.
     pub async fn process(&self, batch: Batch) -> Result<ChainOutput, EngineError> {
         let (reply, answer) = oneshot::channel();
-        let gone = || EngineError::Trap { module: "chain".into(), message: "the chain's worker thread is gone".into() };
-        self.jobs.send(Job::Process(batch, reply)).map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        self.jobs.send(Job::Process(batch, reply)).map_err(|_| gone("has stopped"))?;
+        answer.await.map_err(|_| gone("stopped while processing a batch"))?
     }
 
     /// Each module's metrics, and the log lines written since the last call.
-    pub async fn metrics_and_logs(&self) -> MetricsAndLogs {
+    pub async fn metrics_and_logs(&self) -> Result<MetricsAndLogs, EngineError> {
         let (reply, answer) = oneshot::channel();
-        if self.jobs.send(Job::Metrics(reply)).is_err() {
-            return (Vec::new(), Vec::new());
-        }
-        answer.await.unwrap_or_default()
+        self.jobs.send(Job::Metrics(reply)).map_err(|_| gone("has stopped"))?;
+        answer.await.map_err(|_| gone("stopped while reading metrics"))
     }
 }

@@ -2,11 +2,11 @@
 //! prints the output records, one per line.
 //!
 //! ```sh
-//! cargo run --release -p fluvio-client --example apply-smartmodule -- module.wasm input.txt
+//! cargo run --release -p fluvio-smartengine --example apply-smartmodule -- module.wasm input.txt
 //! ```
 
-use fluvio_client::batch::BatchBuilder;
-use fluvio_client::engine::{ChainBuilder, ModuleConfig, SmartEngine};
+use fluvio_protocol::{BatchBuilder, SmartModuleInvocation};
+use fluvio_smartengine::{ChainBuilder, SmartEngine};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -15,8 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     };
     let engine = SmartEngine::new();
-    let module = engine.load_file(std::path::Path::new(&wasm))?;
-    let mut chain = ChainBuilder::new(&engine).module(module, ModuleConfig::default()).build()?;
+    let mut chain = ChainBuilder::new(&engine).invocation(SmartModuleInvocation::from_file(&wasm)?).build()?;
 
     let mut batch = BatchBuilder::new(0, 0);
     for line in std::fs::read_to_string(&input)?.lines() {

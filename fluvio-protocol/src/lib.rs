@@ -1,0 +1,39 @@
+//! The language every part of the platform speaks: the record batch format,
+//! the frames and messages of the wire protocol, and the names of the
+//! SmartModules a chain applies.
+//!
+//! - [`Batch`] and [`BatchBuilder`] hold records in the one batch layout
+//!   (`docs/abi.md`) used unchanged on disk, on the wire and as SmartModule
+//!   input; [`RecordRef`] borrows one record from a batch.
+//! - [`Frame`] is the unit of the wire protocol (`docs/protocol.md`);
+//!   [`messages`] are the requests, responses and stream events it carries,
+//!   with the [`ErrorCode`]s a server answers with.
+//! - [`SmartModuleInvocation`], [`SmartModuleKind`], [`ErrorPolicy`] and
+//!   [`RecordFailure`] name the SmartModules a producer, a consumer or the
+//!   server runs, and what they report.
+//!
+//! This crate owns formats only. It does no I/O of its own (the `tokio`
+//! feature adds frame reading and writing over tokio streams) and knows
+//! nothing of wasm runtimes, storage or connections.
+//!
+//! ```
+//! use fluvio_protocol::{Batch, BatchBuilder};
+//!
+//! let mut builder = BatchBuilder::new(0, 1_700_000_000_000);
+//! builder.push_value(Some(b"key"), b"value");
+//! let batch = Batch::from_bytes(builder.finish().into_bytes()).unwrap();
+//! let record = batch.records().next().unwrap();
+//! assert_eq!((record.offset, record.key, record.value), (0, Some(&b"key"[..]), &b"value"[..]));
+//! ```
+
+pub mod batch;
+pub mod frame;
+pub mod messages;
+pub mod smartmodule;
+
+pub use batch::{Batch, BatchBuilder, RecordRef};
+pub use frame::{ApiKind, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, Frame, FrameError, PROTOCOL_VERSION, RESPONSE_BIT};
+pub use messages::{ErrorCode, ErrorResponse, OffsetSpec, RetentionSpec, SmartModuleInfo, StreamEvent, TopicInfo};
+pub use smartmodule::{
+    ErrorPolicy, MAX_WASM_BYTES, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm, WasmFileError,
+};

@@ -1,0 +1,187 @@
+//! The control messages of the wire protocol: requests, responses, stream
+//! events and error codes (`docs/protocol.md`). Each travels as the bincode
+//! control part of a [`Frame`](crate::Frame); record batches and wasm travel
+//! as the frame's payload.
+
+use serde::{Deserialize, Serialize};
+
+use crate::smartmodule::{ErrorPolicy, RecordFailure, SmartModuleInvocation, SmartModuleKind};
+
+/// Error codes a server answers with. Each has a message for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// A topic with that name exists.
+    TopicExists,
+    /// No topic with that name.
+    TopicNotFound,
+    /// The topic name is not allowed.
+    InvalidTopicName,
+    /// The topic has no such partition.
+    PartitionNotFound,
+    /// The request's parameters are invalid.
+    InvalidRequest,
+    /// A record batch failed validation.
+    InvalidBatch,
+    /// No registered SmartModule with that name.
+    SmartModuleNotFound,
+    /// A SmartModule with that name is registered.
+    SmartModuleExists,
+    /// The SmartModule is not valid (bad wasm, wrong ABI, wrong kind...).
+    InvalidSmartModule,
+    /// A SmartModule failed while running (limits, traps, record errors).
+    SmartModuleFailed,
+    /// The frame was too large, malformed, or of an unknown kind or version.
+    BadFrame,
+    /// The server could not read or write its storage.
+    Storage,
+}
+
+/// The control part of an [`ApiKind::Error`](crate::ApiKind::Error) frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// What kind of error.
+    pub code: ErrorCode,
+    /// What was wrong and what to do.
+    pub message: String,
+}
+
+/// Create a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTopicRequest {
+    /// The name.
+    pub name: String,
+    /// Number of partitions (at least 1).
+    pub partitions: u32,
+    /// Retention.
+    pub retention: RetentionSpec,
+}
+
+/// How long a topic keeps records. A segment is deleted when it is entirely
+/// older than `max_age_ms`, or when the partition is larger than `max_bytes`
+/// (oldest segments first). The active segment is never deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RetentionSpec {
+    /// Age limit in milliseconds; none when `None`.
+    pub max_age_ms: Option<u64>,
+    /// Size limit per partition in bytes; none when `None`.
+    pub max_bytes: Option<u64>,
+    /// Segment size at which a new segment starts; server default when `None`.
+    pub segment_bytes: Option<u64>,
+}
+
+/// Delete a topic, or a SmartModule: the name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameRequest {
+    /// The name.
+    pub name: String,
+}
+
+/// A topic as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    /// The name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: u32,
+    /// Retention settings.
+    pub retention: RetentionSpec,
+    /// The next offset of each partition.
+    pub next_offsets: Vec<i64>,
+}
+
+/// Append a batch (the payload) to a partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceRequest {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+}
+
+/// The answer to a produce: where the batch's records now are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceResponse {
+    /// Offset of the batch's first record.
+    pub base_offset: i64,
+    /// Number of records appended.
+    pub record_count: u32,
+}
+
+/// Where a stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OffsetSpec {
+    /// The first record still stored.
+    Beginning,
+    /// After the last record: only new records.
+    End,
+    /// An absolute offset.
+    Absolute(i64),
+    /// `n` records before the end.
+    FromEnd(u64),
+}
+
+/// Start streaming records from a partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamFetchRequest {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Where to start.
+    pub offset: OffsetSpec,
+    /// Keep waiting for new records at the end (`false`: stop at the end).
+    pub continuous: bool,
+    /// SmartModules to run on the server, in order.
+    pub chain: Vec<SmartModuleInvocation>,
+    /// What to do when a module fails on a record; dead letters come back
+    /// to the consumer as [`StreamEvent::DeadLetter`]s.
+    pub policy: ErrorPolicy,
+    /// Most bytes of stored batches to read per step.
+    pub max_bytes: u32,
+}
+
+/// One event of a stream; the payload of a `Batch` event is a record batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamEvent {
+    /// The payload is a batch of (transformed) records. `next_offset` is
+    /// where the stream continues.
+    Batch {
+        /// Offset after the last stored record this batch came from.
+        next_offset: i64,
+    },
+    /// A record a SmartModule failed on, under the dead-letter policy.
+    DeadLetter(RecordFailure),
+    /// A SmartModule failed on a record under the fail policy; the stream ends.
+    Failed(RecordFailure),
+    /// The stream reached the end (when not continuous); it ends.
+    End {
+        /// Offset after the last record.
+        next_offset: i64,
+    },
+}
+
+/// Register a SmartModule; the payload is the wasm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSmartModuleRequest {
+    /// The name.
+    pub name: String,
+}
+
+/// A registered SmartModule as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmartModuleInfo {
+    /// The name.
+    pub name: String,
+    /// Its kind.
+    pub kind: SmartModuleKind,
+    /// Size of the wasm in bytes.
+    pub size: u64,
+    /// `SmartModuleStatus` when it validated and compiled.
+    pub status: String,
+    /// Whether it has an `init` function.
+    pub has_init: bool,
+}
+
+/// An empty control message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty;

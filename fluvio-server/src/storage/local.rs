@@ -1,0 +1,289 @@
+//! The embedded storage backend: topics in a directory on local disk.
+//!
+//! Each topic is `DIR/NAME/`, with its settings in `topic.json` and one
+//! [`PartitionLog`] per partition in `DIR/NAME/PARTITION/`. `topic.json` is
+//! written last and atomically ([`fluvio_fs::write_atomic`]), so a topic
+//! directory without it is an interrupted creation, removed at the next
+//! start, and a power cut never leaves it empty.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use fluvio_protocol::{RetentionSpec, TopicInfo};
+use futures::future::BoxFuture;
+
+use super::segment_log::{FlushPolicy, LogConfig, PartitionLog};
+use super::{MAX_PARTITIONS, Partition, Storage, StorageError, TopicError, TopicSpec, validate_name};
+
+/// The name of a topic's settings file.
+pub const TOPIC_SETTINGS_FILE: &str = "topic.json";
+
+/// A topic and its open partitions.
+struct Topic {
+    spec: TopicSpec,
+    partitions: Vec<Arc<PartitionLog>>,
+}
+
+/// Every topic of a server, on local disk.
+pub struct LocalStorage {
+    dir: PathBuf,
+    default_segment_bytes: u64,
+    flush: FlushPolicy,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TopicError + '_ {
+    move |source| TopicError::Storage(StorageError::Io { path: path.to_path_buf(), source })
+}
+
+impl LocalStorage {
+    /// Opens every topic under `dir`, recovering each partition.
+    pub fn open(dir: &Path, default_segment_bytes: u64, flush: FlushPolicy) -> Result<LocalStorage, TopicError> {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let store = LocalStorage { dir: dir.to_path_buf(), default_segment_bytes, flush, topics: RwLock::default() };
+        for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+            let path = entry.map_err(io_error(dir))?.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let spec_path = path.join(TOPIC_SETTINGS_FILE);
+            if !spec_path.exists() {
+                // A topic whose creation or deletion was interrupted.
+                tracing::warn!(dir = %path.display(), "removing an unfinished topic directory");
+                let _ = std::fs::remove_dir_all(&path);
+                continue;
+            }
+            fluvio_fs::remove_leftovers(&path).map_err(io_error(&path))?;
+            let spec = read_settings(&spec_path)?;
+            let topic = store.open_topic(spec)?;
+            store.topics.write().expect("topics lock").insert(topic.spec.name.clone(), Arc::new(topic));
+        }
+        Ok(store)
+    }
+
+    fn log_config(&self, retention: RetentionSpec) -> LogConfig {
+        LogConfig {
+            segment_bytes: retention.segment_bytes.unwrap_or(self.default_segment_bytes),
+            retention,
+            flush: self.flush,
+        }
+    }
+
+    fn open_topic(&self, spec: TopicSpec) -> Result<Topic, TopicError> {
+        let mut partitions = Vec::with_capacity(spec.partitions as usize);
+        for partition in 0..spec.partitions {
+            let dir = self.dir.join(&spec.name).join(partition.to_string());
+            let (log, recovery) = PartitionLog::open(&dir, self.log_config(spec.retention))?;
+            if recovery.truncated_bytes > 0 {
+                tracing::warn!(topic = %spec.name, partition, bytes = recovery.truncated_bytes, "recovered partition: cut a torn tail");
+            }
+            partitions.push(Arc::new(log));
+        }
+        Ok(Topic { spec, partitions })
+    }
+
+    /// Creates a topic.
+    pub fn create(&self, spec: TopicSpec) -> Result<(), TopicError> {
+        validate_name(&spec.name)?;
+        if spec.partitions == 0 || spec.partitions > MAX_PARTITIONS {
+            return Err(TopicError::InvalidPartitionCount(spec.partitions));
+        }
+        let mut topics = self.topics.write().expect("topics lock");
+        if topics.contains_key(&spec.name) {
+            return Err(TopicError::Exists(spec.name));
+        }
+        let topic = self.open_topic(spec.clone())?;
+        // The settings are written last: a topic without them is unfinished
+        // and removed on the next start.
+        let spec_path = self.dir.join(&spec.name).join(TOPIC_SETTINGS_FILE);
+        let text = serde_json::to_string_pretty(&spec).expect("a topic spec serializes");
+        fluvio_fs::write_atomic(&spec_path, text.as_bytes()).map_err(io_error(&spec_path))?;
+        fluvio_fs::sync_dir(&self.dir).map_err(io_error(&self.dir))?;
+        topics.insert(spec.name.clone(), Arc::new(topic));
+        Ok(())
+    }
+
+    /// Deletes a topic and its data.
+    pub fn delete(&self, name: &str) -> Result<(), TopicError> {
+        if self.topics.write().expect("topics lock").remove(name).is_none() {
+            return Err(TopicError::NotFound(name.to_string()));
+        }
+        let dir = self.dir.join(name);
+        // Without its settings the directory is an unfinished topic, so a
+        // crash in the middle of removing it finishes the job at the next start.
+        let spec_path = dir.join(TOPIC_SETTINGS_FILE);
+        std::fs::remove_file(&spec_path).map_err(io_error(&spec_path))?;
+        std::fs::remove_dir_all(&dir).map_err(io_error(&dir))?;
+        Ok(())
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| TopicError::NotFound(name.to_string()))
+    }
+
+    /// A partition of a topic.
+    pub fn partition_log(&self, name: &str, partition: u32) -> Result<Arc<PartitionLog>, TopicError> {
+        let topic = self.topic(name)?;
+        topic.partitions.get(partition as usize).cloned().ok_or_else(|| TopicError::PartitionNotFound {
+            topic: name.to_string(),
+            partition,
+            count: topic.spec.partitions,
+        })
+    }
+
+    /// Every topic, sorted by name.
+    pub fn list(&self) -> Vec<TopicInfo> {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .map(|t| TopicInfo {
+                name: t.spec.name.clone(),
+                partitions: t.spec.partitions,
+                retention: t.spec.retention,
+                next_offsets: t.partitions.iter().map(|p| p.next_offset()).collect(),
+            })
+            .collect()
+    }
+
+    fn all_partitions(&self) -> Vec<Arc<PartitionLog>> {
+        self.topics.read().expect("topics lock").values().flat_map(|t| t.partitions.clone()).collect()
+    }
+}
+
+/// Reads a topic's settings file, naming the file when it cannot.
+fn read_settings(path: &Path) -> Result<TopicSpec, TopicError> {
+    let corrupt = |reason: String| TopicError::CorruptSettings { path: path.to_path_buf(), reason };
+    let text = std::fs::read(path).map_err(|e| corrupt(e.to_string()))?;
+    if text.is_empty() {
+        return Err(corrupt("the file is empty".into()));
+    }
+    serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))
+}
+
+impl Storage for LocalStorage {
+    fn create_topic(&self, spec: TopicSpec) -> BoxFuture<'_, Result<(), TopicError>> {
+        Box::pin(async move { tokio::task::block_in_place(|| self.create(spec)) })
+    }
+
+    fn delete_topic<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), TopicError>> {
+        Box::pin(async move { tokio::task::block_in_place(|| self.delete(name)) })
+    }
+
+    fn list_topics(&self) -> BoxFuture<'_, Result<Vec<TopicInfo>, TopicError>> {
+        Box::pin(async move { Ok(self.list()) })
+    }
+
+    fn partition<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: u32,
+    ) -> BoxFuture<'a, Result<Arc<dyn Partition>, TopicError>> {
+        Box::pin(async move { Ok(self.partition_log(topic, partition)? as Arc<dyn Partition>) })
+    }
+
+    fn maintain(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            tokio::task::block_in_place(|| {
+                for partition in self.all_partitions() {
+                    if let Err(error) = partition.sync_if_due() {
+                        tracing::error!(%error, "periodic sync failed");
+                    }
+                    partition.apply_retention();
+                }
+            })
+        })
+    }
+
+    fn sync_all(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            tokio::task::block_in_place(|| {
+                for partition in self.all_partitions() {
+                    if let Err(error) = partition.sync() {
+                        tracing::error!(%error, "sync failed");
+                    }
+                }
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fluvio-topics-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn spec(name: &str) -> TopicSpec {
+        TopicSpec { name: name.into(), partitions: 2, retention: RetentionSpec::default() }
+    }
+
+    #[test]
+    fn settings_survive_restarts_and_no_temporary_file_is_left() {
+        let dir = temp_dir("restart");
+        let store = LocalStorage::open(&dir, 1 << 20, FlushPolicy::EveryBatch).unwrap();
+        store.create(spec("a")).unwrap();
+        store.create(spec("b")).unwrap();
+        drop(store);
+        for _ in 0..3 {
+            let store = LocalStorage::open(&dir, 1 << 20, FlushPolicy::EveryBatch).unwrap();
+            let names: Vec<String> = store.list().into_iter().map(|t| t.name).collect();
+            assert_eq!(names, ["a", "b"]);
+        }
+        for topic in ["a", "b"] {
+            let files: Vec<String> = std::fs::read_dir(dir.join(topic))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name.contains(fluvio_fs::TEMP_SUFFIX))
+                .collect();
+            assert!(files.is_empty(), "{files:?}");
+            assert_eq!(read_settings(&dir.join(topic).join(TOPIC_SETTINGS_FILE)).unwrap(), spec(topic));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_empty_or_truncated_settings_file_is_named_in_the_error() {
+        let dir = temp_dir("corrupt");
+        let store = LocalStorage::open(&dir, 1 << 20, FlushPolicy::EveryBatch).unwrap();
+        store.create(spec("events")).unwrap();
+        drop(store);
+        let settings = dir.join("events").join(TOPIC_SETTINGS_FILE);
+        let whole = std::fs::read(&settings).unwrap();
+        for (broken, why) in [(Vec::new(), "empty"), (whole[..whole.len() / 2].to_vec(), "EOF")] {
+            std::fs::write(&settings, &broken).unwrap();
+            let error = LocalStorage::open(&dir, 1 << 20, FlushPolicy::EveryBatch).err().expect("must fail");
+            let message = error.to_string();
+            assert!(matches!(error, TopicError::CorruptSettings { .. }), "{message}");
+            assert!(message.contains(&settings.display().to_string()), "{message}");
+            assert!(message.contains(why), "{message}");
+        }
+        // Nothing was removed: the records are still there to recover.
+        assert!(dir.join("events").join("0").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_names_and_partition_counts_are_refused() {
+        let dir = temp_dir("names");
+        let store = LocalStorage::open(&dir, 1 << 20, FlushPolicy::EveryBatch).unwrap();
+        assert!(matches!(store.create(spec("../escape")), Err(TopicError::InvalidName(_))));
+        let none = TopicSpec { partitions: 0, ..spec("zero") };
+        assert!(matches!(store.create(none), Err(TopicError::InvalidPartitionCount(0))));
+        store.create(spec("t")).unwrap();
+        assert!(matches!(store.create(spec("t")), Err(TopicError::Exists(_))));
+        assert!(matches!(store.partition_log("t", 2), Err(TopicError::PartitionNotFound { count: 2, .. })));
+        assert!(matches!(store.delete("nope"), Err(TopicError::NotFound(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,174 @@
+//! Where topics and their records are kept, behind one boundary.
+//!
+//! The connection and stream code sees only the [`Storage`] and
+//! [`Partition`] traits: create, delete and list topics; append a batch to a
+//! partition, read batches from an offset, follow its end. A backend owns
+//! everything else, durability, recovery and retention included. The
+//! embedded backend is [`local::LocalStorage`]: a directory of topics, each
+//! partition a [`segment_log::PartitionLog`] on local disk. A second backend
+//! (a distributed engine) implements the same two traits.
+
+pub mod local;
+pub mod segment_log;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use fluvio_protocol::{Batch, RetentionSpec, TopicInfo};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+pub use segment_log::FlushPolicy;
+
+/// One partition's records, wherever they are stored.
+pub trait Partition: Send + Sync {
+    /// Appends a producer's batch (records numbered 0, 1, 2, ...), gives it
+    /// the next offsets and stores it durably per the backend's policy.
+    /// Returns the offset of its first record.
+    fn append(&self, batch: Batch) -> BoxFuture<'_, Result<i64, StorageError>>;
+
+    /// Whole stored batches, starting with the one that holds `offset` (or
+    /// the first still stored, if retention removed `offset`), up to about
+    /// `max_bytes` (at least one batch when there is one).
+    fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>>;
+
+    /// Offset of the first record still stored.
+    fn start_offset(&self) -> i64;
+
+    /// Offset the next record will get.
+    fn next_offset(&self) -> i64;
+
+    /// Follows the offset consumers may read up to, as records are appended.
+    fn subscribe(&self) -> watch::Receiver<i64>;
+}
+
+/// Topics and their partitions, wherever they are stored.
+pub trait Storage: Send + Sync {
+    /// Creates a topic.
+    fn create_topic(&self, spec: TopicSpec) -> BoxFuture<'_, Result<(), TopicError>>;
+
+    /// Deletes a topic and its records.
+    fn delete_topic<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), TopicError>>;
+
+    /// Every topic, sorted by name.
+    fn list_topics(&self) -> BoxFuture<'_, Result<Vec<TopicInfo>, TopicError>>;
+
+    /// One partition of a topic.
+    fn partition<'a>(&'a self, topic: &'a str, partition: u32)
+    -> BoxFuture<'a, Result<Arc<dyn Partition>, TopicError>>;
+
+    /// Periodic upkeep: syncs that are due, and retention (removing what is
+    /// past a topic's age or size limit). The server calls it a few times a
+    /// second.
+    fn maintain(&self) -> BoxFuture<'_, ()>;
+
+    /// Makes everything appended so far durable (for a clean shutdown).
+    fn sync_all(&self) -> BoxFuture<'_, ()>;
+}
+
+/// A topic's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSpec {
+    /// The name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: u32,
+    /// Retention.
+    pub retention: RetentionSpec,
+}
+
+/// Storage failures of one partition.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A file operation failed.
+    #[error("storage i/o error on {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A batch was refused.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+    /// A stored batch failed its checks when read back.
+    #[error("stored batch at byte {position} of {} is corrupt: {reason}", path.display())]
+    Corrupt {
+        /// The segment file.
+        path: PathBuf,
+        /// Where the batch starts in it.
+        position: u64,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// Why a topic operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    /// A topic with that name exists.
+    #[error("topic {0:?} already exists")]
+    Exists(String),
+    /// No topic with that name.
+    #[error("topic {0:?} not found; create it with `fluvio topic create {0}`")]
+    NotFound(String),
+    /// The name is not allowed.
+    #[error("invalid topic {0}")]
+    InvalidName(#[from] NameError),
+    /// The partition count is outside what a topic may have.
+    #[error("a topic needs 1 to {MAX_PARTITIONS} partitions, not {0}")]
+    InvalidPartitionCount(u32),
+    /// The topic has no such partition.
+    #[error("topic {topic:?} has {count} partition(s); partition {partition} does not exist")]
+    PartitionNotFound {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many it has.
+        count: u32,
+    },
+    /// A topic's stored settings cannot be read back.
+    #[error(
+        "the settings of a topic, {}, are unreadable ({reason}); restore the file from a backup, or move the directory {} away to drop the topic",
+        path.display(),
+        path.parent().map_or_else(|| path.display().to_string(), |dir| dir.display().to_string())
+    )]
+    CorruptSettings {
+        /// The settings file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Storage failed under the operation.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Most partitions a topic may have.
+pub const MAX_PARTITIONS: u32 = 1024;
+
+/// A topic or SmartModule name that is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Empty, or longer than 200 characters.
+    #[error("name {0:?} must be 1 to 200 characters long")]
+    Length(String),
+    /// A character outside `a-z A-Z 0-9 . _ -`, or `.`/`..`.
+    #[error("name {0:?} may only use letters, digits, '.', '_' and '-'")]
+    Characters(String),
+}
+
+/// Checks a topic or SmartModule name: 1 to 200 characters from
+/// `a-z A-Z 0-9 . _ -`, not `.` or `..`, so that it is also a safe file name.
+pub fn validate_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() || name.len() > 200 {
+        return Err(NameError::Length(name.to_string()));
+    }
+    if name == "." || name == ".." || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        return Err(NameError::Characters(name.to_string()));
+    }
+    Ok(())
+}
