@@ -34,8 +34,6 @@
 //!
 //! `&SmartModuleRecord` may stand in place of `&Record`.
 
-#![warn(missing_docs)]
-
 pub mod abi;
 pub mod codec;
 mod error;
