@@ -1,6 +1,7 @@
 //! The server under stress and abuse, on loopback: a killed server loses no
 //! acknowledged record; many clients at once see exactly what they should;
-//! malformed frames close only their own connection.
+//! malformed frames close only their own connection; a broken topic
+//! settings file stops the server with an error naming it, losing nothing.
 
 mod common;
 
@@ -260,4 +261,63 @@ async fn malformed_frames_close_only_their_connection() {
     let record = tokio::time::timeout(Duration::from_secs(10), follower.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(record.value, b"three");
     assert_eq!(values(&read_all(&fluvio, "safe", from_beginning()).await), ["one", "two", "three"]);
+}
+
+/// Runs the server binary on a data directory that should not open, and
+/// returns its exit status and what it printed on stderr.
+fn refused_start(data_dir: &std::path::Path) -> (std::process::ExitStatus, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fluvio-server"))
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the server binary starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the server kept running on a corrupt data directory");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_keep_topic_settings_and_a_broken_settings_file_is_named() {
+    let dir = data_dir("settings");
+    let settings = dir.join("topics").join("events").join("topic.json");
+    {
+        let server = ServerProcess::start(&dir, &[]);
+        let fluvio = server.client().await;
+        fluvio.create_topic("events", 2).await.unwrap();
+        produce(&fluvio, "events", &["kept"]).await;
+    }
+    // Restarts, killed or not, leave the settings whole and no temporary file.
+    for round in 0..3 {
+        let mut server = ServerProcess::start(&dir, &[]);
+        let topics = server.client().await.list_topics().await.unwrap();
+        assert_eq!((topics.len(), topics[0].partitions, topics[0].next_offsets[0]), (1, 2, 1), "round {round}");
+        server.kill9();
+        let leftovers: Vec<_> = std::fs::read_dir(settings.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains("tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    let whole = std::fs::read(&settings).unwrap();
+    for broken in [Vec::new(), whole[..whole.len() / 2].to_vec()] {
+        std::fs::write(&settings, &broken).unwrap();
+        let (status, stderr) = refused_start(&dir);
+        assert!(!status.success());
+        assert!(stderr.contains(&settings.display().to_string()), "the error names the file: {stderr}");
+        assert!(stderr.contains("restore"), "the error says what to do: {stderr}");
+    }
+
+    // Nothing was lost: with the file restored, the record is there.
+    std::fs::write(&settings, &whole).unwrap();
+    let server = ServerProcess::start(&dir, &[]);
+    let fluvio = server.client().await;
+    assert_eq!(values(&read_all(&fluvio, "events", from_beginning()).await), ["kept"]);
 }
