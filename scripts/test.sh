@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs what the tests need (the wasm
-# target, rustfmt and clippy, cargo-generate for the template test), checks
+# target, rustfmt and clippy, cargo-generate for the template test,
+# PostgreSQL, Mosquitto and nats-server), checks
 # formatting and lints, then runs all tests, benchmarks in test mode, and
 # doc tests.
 set -euo pipefail
@@ -14,6 +15,8 @@ if ! command -v cargo-generate >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.c
   cargo install cargo-generate@0.23.7 --locked
 fi
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# Real services for the connector tests (each test starts its own instances).
+scripts/install-services.sh
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

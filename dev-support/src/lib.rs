@@ -1,10 +1,13 @@
 //! Builds this repository's SmartModules (`examples/`, `test-modules/`,
 //! `benches/modules/`) to `wasm32-unknown-unknown` from source, for tests and
-//! benchmarks. Nothing here ships to users.
+//! benchmarks, and starts throwaway PostgreSQL and Mosquitto servers
+//! ([`services`]). Nothing here ships to users.
 //!
 //! Modules are built once per process into `target/wasm-modules`, a target
 //! directory of their own, so the build never waits on the lock held by the
 //! `cargo test` or `cargo bench` that runs us.
+
+pub mod services;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +24,8 @@ pub const MODULES: &[&str] = &[
     "record-position",
     "regex-scrubbing",
     "json-scrubbing",
+    "reading-filter",
+    "reading-to-sql",
     "hostile-infinite-loop",
     "hostile-memory-bomb",
     "hostile-panic",

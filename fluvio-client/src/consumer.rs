@@ -79,6 +79,16 @@ impl ConsumerConfig {
     }
 }
 
+/// The records of one stored batch, as a consumer receives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerBatch {
+    /// The records (SmartModule outputs, when the stream has a chain).
+    pub records: Vec<ConsumerRecord>,
+    /// The offset after the last stored record these came from: where a
+    /// stream restarted after them continues.
+    pub next_offset: i64,
+}
+
 /// A record as a consumer receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
@@ -152,20 +162,68 @@ impl ConsumerStream {
         self.next_offset
     }
 
-    /// Handles one frame; returns an item to yield, if any.
-    fn on_frame(&mut self, frame: Frame) -> Option<Result<ConsumerRecord, FluvioError>> {
+    /// The records the server sent for the next stored batch, with the
+    /// offset the stream continues from after them: what a sink commits
+    /// once it has durably written the records. Records already taken one
+    /// by one (through `Stream`) are not returned again. `None` once the
+    /// stream has ended.
+    pub async fn next_batch(&mut self) -> Option<Result<ConsumerBatch, FluvioError>> {
+        std::future::poll_fn(|cx| match self.poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(error)) => Poll::Ready(Some(Err(error))),
+            Poll::Ready(None) if self.buffered.is_empty() => Poll::Ready(None),
+            Poll::Ready(None) => {
+                let records = self.buffered.drain(..).collect();
+                let next_offset = self.next_offset.unwrap_or_default();
+                Poll::Ready(Some(Ok(ConsumerBatch { records, next_offset })))
+            }
+        })
+        .await
+    }
+
+    /// Reads frames until records are buffered, an error arrives, or the
+    /// stream ends. `Ready(None)`: records are buffered, or the stream is
+    /// done.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<FluvioError>> {
+        loop {
+            if !self.buffered.is_empty() || self.done {
+                return Poll::Ready(None);
+            }
+            match self.responses.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    self.done = true;
+                    let addr = self.connection.addr().to_string();
+                    return Poll::Ready(Some(FluvioError::ConnectionLost { addr, reason: "the stream closed".into() }));
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    self.done = true;
+                    return Poll::Ready(Some(error));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(error) = self.on_frame(frame) {
+                        return Poll::Ready(Some(error));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one frame: buffers its records, or returns the error it
+    /// carries.
+    fn on_frame(&mut self, frame: Frame) -> Option<FluvioError> {
         let frame = match check(frame) {
             Ok(frame) => frame,
             Err(error) => {
                 self.done = true;
-                return Some(Err(error));
+                return Some(error);
             }
         };
         let event: StreamEvent = match control(&frame) {
             Ok(event) => event,
             Err(error) => {
                 self.done = true;
-                return Some(Err(error));
+                return Some(error);
             }
         };
         match event {
@@ -184,7 +242,7 @@ impl ConsumerStream {
                     }
                     Err(error) => {
                         self.done = true;
-                        Some(Err(FluvioError::Protocol(format!("the server sent an invalid batch: {error}"))))
+                        Some(FluvioError::Protocol(format!("the server sent an invalid batch: {error}")))
                     }
                 }
             }
@@ -193,11 +251,11 @@ impl ConsumerStream {
                     sink(failure);
                     None
                 }
-                None => Some(Err(FluvioError::DeadLetter(Box::new(failure)))),
+                None => Some(FluvioError::DeadLetter(Box::new(failure))),
             },
             StreamEvent::Failed(failure) => {
                 self.done = true;
-                Some(Err(FluvioError::RecordFailed(Box::new(failure))))
+                Some(FluvioError::RecordFailed(Box::new(failure)))
             }
             StreamEvent::End { next_offset } => {
                 self.next_offset = Some(next_offset);
@@ -212,33 +270,13 @@ impl Stream for ConsumerStream {
     type Item = Result<ConsumerRecord, FluvioError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            if let Some(record) = self.buffered.pop_front() {
-                return Poll::Ready(Some(Ok(record)));
-            }
-            if self.done {
-                return Poll::Ready(None);
-            }
-            match self.responses.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => {
-                    self.done = true;
-                    let addr = self.connection.addr().to_string();
-                    return Poll::Ready(Some(Err(FluvioError::ConnectionLost {
-                        addr,
-                        reason: "the stream closed".into(),
-                    })));
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    self.done = true;
-                    return Poll::Ready(Some(Err(error)));
-                }
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(item) = self.on_frame(frame) {
-                        return Poll::Ready(Some(item));
-                    }
-                }
-            }
+        if let Some(record) = self.buffered.pop_front() {
+            return Poll::Ready(Some(Ok(record)));
+        }
+        match self.poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(error)) => Poll::Ready(Some(Err(error))),
+            Poll::Ready(None) => Poll::Ready(self.buffered.pop_front().map(Ok)),
         }
     }
 }

@@ -44,7 +44,7 @@ pub use fluvio_protocol as protocol;
 pub use fluvio_smartengine as engine;
 
 pub use client::Fluvio;
-pub use consumer::{ConsumerConfig, ConsumerRecord, ConsumerStream, DeadLetterSink};
+pub use consumer::{ConsumerBatch, ConsumerConfig, ConsumerRecord, ConsumerStream, DeadLetterSink};
 pub use error::FluvioError;
 pub use fluvio_protocol::{
     ErrorPolicy, OffsetSpec, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm,

@@ -102,6 +102,7 @@ struct Shared {
     sent: watch::Sender<u64>,
     skipped: AtomicU64,
     dead_lettered: AtomicU64,
+    bytes_sent: AtomicU64,
 }
 
 /// Sends records to one partition of a topic.
@@ -180,6 +181,7 @@ impl Fluvio {
             sent,
             skipped: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
         });
         let flusher = tokio::spawn(flush_loop(Arc::clone(&shared)));
         Ok(TopicProducer { shared, flusher })
@@ -258,6 +260,12 @@ impl TopicProducer {
     pub fn dead_lettered(&self) -> u64 {
         self.shared.dead_lettered.load(Ordering::Relaxed)
     }
+
+    /// Bytes of record batches sent to the server so far (after
+    /// SmartModules: what crossed the network).
+    pub fn bytes_sent(&self) -> u64 {
+        self.shared.bytes_sent.load(Ordering::Relaxed)
+    }
 }
 
 async fn flush_loop(shared: Arc<Shared>) {
@@ -328,6 +336,7 @@ async fn send_records(shared: &Shared, records: Vec<PendingRecord>) {
         return;
     }
     let request = ProduceRequest { topic: shared.topic.clone(), partition: shared.config.partition };
+    shared.bytes_sent.fetch_add(batch.as_bytes().len() as u64, Ordering::Relaxed);
     let result = shared.fluvio.connection().request(ApiKind::Produce, &request, batch.into_bytes()).await;
     let result: Result<ProduceResponse, FluvioError> = result.and_then(|frame| control(&frame));
     for (ack, first) in acks.into_iter().zip(first_output) {

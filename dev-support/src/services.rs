@@ -1,0 +1,205 @@
+//! Throwaway instances of the real services tests talk to: PostgreSQL and
+//! a Mosquitto MQTT broker, each on a free loopback port with its files in
+//! a temporary directory, stopped when dropped.
+//!
+//! When `$DATABASE_URL` or `$MQTT_URL` is set, the tests use that server
+//! instead, and nothing is started. A missing program is a test failure
+//! that says how to install it; no test is skipped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now, on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
+}
+
+fn temp_dir(what: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("fluvio-{what}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
+
+/// Finds a program on `PATH`, or in the extra directories given.
+fn find_program(name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).chain(extra.iter().cloned()).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
+
+/// Debian installs the server's programs out of `PATH`.
+fn postgres_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.reverse();
+    dirs
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+/// Runs a PostgreSQL program, as the `postgres` system user when we are
+/// root (`initdb` refuses to run as root).
+fn postgres_command(program: &Path) -> Command {
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn wait_for_port(port: u16, what: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on 127.0.0.1:{port} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A PostgreSQL server: a throwaway one, or `$DATABASE_URL`.
+pub struct Postgres {
+    url: String,
+    owned: Option<(PathBuf, PathBuf)>,
+}
+
+impl Postgres {
+    /// Starts a server in a temporary directory (`initdb -A trust`,
+    /// `pg_ctl start`) on a free loopback port, or uses `$DATABASE_URL`.
+    pub fn start() -> Postgres {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return Postgres { url, owned: None };
+        }
+        let dirs = postgres_dirs();
+        let initdb = find_program("initdb", &dirs)
+            .expect("PostgreSQL's initdb is not installed; run scripts/test.sh, or `apt-get install -y postgresql`");
+        let pg_ctl = find_program("pg_ctl", &dirs).expect("PostgreSQL's pg_ctl is not installed");
+        let dir = temp_dir("postgres");
+        let data = dir.join("data");
+        if is_root() {
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().expect("chown");
+            assert!(status.success(), "cannot hand {} to the postgres user", dir.display());
+        }
+        let output = postgres_command(&initdb)
+            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("initdb runs");
+        assert!(output.status.success(), "initdb failed: {}", String::from_utf8_lossy(&output.stderr));
+        let port = free_port();
+        let options =
+            format!("-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=on -c max_connections=50", dir.display());
+        let status = postgres_command(&pg_ctl)
+            .args(["-D"])
+            .arg(&data)
+            .args(["-o", &options, "-l"])
+            .arg(dir.join("server.log"))
+            .args(["-w", "-t", "60", "start"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("pg_ctl runs");
+        assert!(status.success(), "pg_ctl start failed; see {}", dir.join("server.log").display());
+        wait_for_port(port, "PostgreSQL", Duration::from_secs(30));
+        Postgres { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), owned: Some((pg_ctl, data)) }
+    }
+
+    /// The URL to connect to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs SQL with `psql` and returns what it printed (unaligned, tuples
+    /// only), failing the test on an error.
+    pub fn psql(&self, sql: &str) -> String {
+        let psql = find_program("psql", &postgres_dirs()).expect("psql is not installed");
+        let output = Command::new(psql)
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &self.url, "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(output.status.success(), "psql failed on {sql:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some((pg_ctl, data)) = &self.owned {
+            let _ = postgres_command(pg_ctl)
+                .args(["-D"])
+                .arg(data)
+                .args(["-m", "immediate", "-w", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if let Some(dir) = data.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
+/// A Mosquitto MQTT broker: a throwaway one, or `$MQTT_URL`.
+pub struct Mosquitto {
+    url: String,
+    child: Option<(std::process::Child, PathBuf)>,
+}
+
+impl Mosquitto {
+    /// Starts `mosquitto` on a free loopback port, or uses `$MQTT_URL`.
+    pub fn start() -> Mosquitto {
+        if let Ok(url) = std::env::var("MQTT_URL") {
+            return Mosquitto { url, child: None };
+        }
+        let program = find_program("mosquitto", &[PathBuf::from("/usr/sbin")])
+            .expect("mosquitto is not installed; run scripts/test.sh, or `apt-get install -y mosquitto`");
+        let dir = temp_dir("mosquitto");
+        let port = free_port();
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nmax_queued_messages 1000000\n"),
+        )
+        .expect("write the broker's config");
+        let child = Command::new(program)
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts");
+        wait_for_port(port, "mosquitto", Duration::from_secs(30));
+        Mosquitto { url: format!("mqtt://127.0.0.1:{port}"), child: Some((child, dir)) }
+    }
+
+    /// The broker's URL, `mqtt://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The broker's host and port.
+    pub fn host_port(&self) -> (String, u16) {
+        let rest = self.url.trim_start_matches("mqtt://");
+        let (host, port) = rest.rsplit_once(':').expect("the URL has a port");
+        (host.to_string(), port.trim_end_matches('/').parse().expect("a numeric port"))
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some((child, dir)) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

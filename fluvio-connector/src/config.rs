@@ -1,0 +1,904 @@
+//! Connector configuration, in Fluvio's connector config format.
+//!
+//! ```yaml
+//! apiVersion: 0.1.0
+//! meta:
+//!   version: 0.1.0
+//!   name: my-sql-sink
+//!   type: sql-sink
+//!   topic: sensors
+//!   consumer: { id: my-sql-sink, offset: { strategy: auto, start: beginning } }
+//!   secrets: [ { name: DB_PASSWORD } ]
+//! sql:
+//!   url: postgres://postgres:${{ secrets.DB_PASSWORD }}@127.0.0.1:5432/test
+//! transforms:
+//!   - uses: my-filter
+//!     with: { key: value }
+//! ```
+//!
+//! The file is read into a YAML tree and walked with [`ConfigNode`], which
+//! knows the path of every value: an unknown key, a missing key, a value of
+//! the wrong type or a bad duration or size is reported with the file and
+//! the key (`meta.producer.linger`), so the user knows where to look.
+//!
+//! Secrets (`${{ secrets.NAME }}`) must be declared in `meta.secrets`; they
+//! are taken from the environment or a secrets file of `NAME=value` lines,
+//! replaced in the connector's own section and in transform parameters, and
+//! never shown: the config's `Debug` prints the placeholders, not the values.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fluvio_client::SmartModuleInvocation;
+use serde_norway::Value;
+
+/// The config versions this crate reads.
+pub const API_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
+
+/// A config that cannot be used, with the file and the key it is about.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {}{problem}", file.display(), key.as_deref().map(|k| format!("`{k}` ")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The config file (or the secrets file).
+    pub file: PathBuf,
+    /// The dotted path of the key, when the problem is about one.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub problem: ConfigProblem,
+}
+
+/// What is wrong with a config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigProblem {
+    /// The file cannot be read.
+    #[error("cannot be read: {0}")]
+    Unreadable(String),
+    /// The file is not YAML.
+    #[error("is not valid YAML: {0}")]
+    NotYaml(String),
+    /// A required key is absent.
+    #[error("is missing")]
+    Missing,
+    /// A key that is not part of the format.
+    #[error("is not a known key here; the keys here are: {}", allowed.join(", "))]
+    Unknown {
+        /// The keys that are allowed at this place.
+        allowed: Vec<String>,
+    },
+    /// A value of the wrong type.
+    #[error("should be {expected}, but is {found}")]
+    WrongType {
+        /// What the key needs.
+        expected: &'static str,
+        /// What the file has.
+        found: &'static str,
+    },
+    /// A value that does not read as a duration.
+    #[error("{0:?} is not a duration; write it like 500ms, 10s, 5m or 1h")]
+    BadDuration(String),
+    /// A value that does not read as a size.
+    #[error("{0:?} is not a size; write it like 1000, 64KiB, 1MiB or 1MB")]
+    BadSize(String),
+    /// A value outside what the key allows.
+    #[error("{0}")]
+    Invalid(String),
+    /// A secret is used but not declared in `meta.secrets`.
+    #[error("uses the secret {0}, which is not declared; add `- name: {0}` to meta.secrets")]
+    UndeclaredSecret(String),
+    /// A declared secret has no value.
+    #[error(
+        "needs the secret {0}, which is neither in the environment nor in the secrets file; set {0} or pass --secrets FILE with a line {0}=value"
+    )]
+    MissingSecret(String),
+    /// A line of a secrets file is not `NAME=value`.
+    #[error("line {0} is not NAME=value")]
+    BadSecretLine(usize),
+}
+
+/// Where secrets come from: the environment, and optionally a secrets file.
+#[derive(Default, Clone)]
+pub struct Secrets {
+    values: HashMap<String, String>,
+    file: Option<PathBuf>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&String> = self.values.keys().collect();
+        names.sort();
+        f.debug_struct("Secrets").field("names", &names).field("file", &self.file).finish()
+    }
+}
+
+impl Secrets {
+    /// Secrets from the environment only.
+    pub fn from_env() -> Secrets {
+        Secrets::default()
+    }
+
+    /// Secrets from a file of `NAME=value` lines (blank lines and lines
+    /// starting with `#` are ignored), ahead of the environment.
+    pub fn from_file(path: &Path) -> Result<Secrets, ConfigError> {
+        let error = |problem| ConfigError { file: path.to_path_buf(), key: None, problem };
+        let text = std::fs::read_to_string(path).map_err(|e| error(ConfigProblem::Unreadable(e.to_string())))?;
+        Secrets::parse(&text, path)
+    }
+
+    /// Secrets from the text of a secrets file.
+    pub fn parse(text: &str, path: &Path) -> Result<Secrets, ConfigError> {
+        let mut values = HashMap::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((name, value)) = line.split_once('=').filter(|(name, _)| !name.trim().is_empty()) else {
+                return Err(ConfigError {
+                    file: path.to_path_buf(),
+                    key: None,
+                    problem: ConfigProblem::BadSecretLine(number + 1),
+                });
+            };
+            values.insert(name.trim().to_string(), value.to_string());
+        }
+        Ok(Secrets { values, file: Some(path.to_path_buf()) })
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.values.get(name).cloned().or_else(|| std::env::var(name).ok())
+    }
+
+    /// The secrets as `NAME=value` lines, for handing to a connector process.
+    pub fn to_file_text(&self) -> String {
+        let mut lines: Vec<String> = self.values.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        lines.sort();
+        lines.concat()
+    }
+
+    /// Values for `names` taken from the environment, so that a process
+    /// that runs the connector elsewhere gets the same secrets.
+    pub fn with_env(mut self, names: &[String]) -> Secrets {
+        for name in names {
+            if !self.values.contains_key(name)
+                && let Ok(value) = std::env::var(name)
+            {
+                self.values.insert(name.clone(), value);
+            }
+        }
+        self
+    }
+}
+
+/// Where a sink starts when it has no committed offset of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOffset {
+    /// The first record still stored.
+    Beginning,
+    /// Only records produced from now on.
+    End,
+    /// An absolute offset.
+    Absolute(i64),
+    /// This many records before the end.
+    FromEnd(u64),
+}
+
+/// `meta.consumer`: how a sink reads its topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerSettings {
+    /// The consumer's id (the connector's name by default).
+    pub id: String,
+    /// The partition to read.
+    pub partition: u32,
+    /// Where to start without a committed offset.
+    pub start: StartOffset,
+    /// Most bytes of stored records the server reads per batch (1 MiB by
+    /// default): smaller batches mean smaller transactions in a sink.
+    pub max_bytes: u32,
+}
+
+/// `meta.producer`: how a source batches what it sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerSettings {
+    /// Longest wait before a batch is sent.
+    pub linger: Duration,
+    /// A batch is sent once it holds this many bytes.
+    pub batch_size: usize,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        ProducerSettings { linger: Duration::from_millis(100), batch_size: 64 << 10 }
+    }
+}
+
+/// A connector's configuration, read and checked.
+#[derive(Clone)]
+pub struct ConnectorConfig {
+    /// The config file.
+    pub file: PathBuf,
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `meta.name`: the connector's name.
+    pub name: String,
+    /// `meta.type`: which connector to run (`sql-sink`, `mqtt-source`, ...).
+    pub kind: String,
+    /// `meta.version`: the connector's version.
+    pub version: String,
+    /// `meta.topic`.
+    pub topic: String,
+    /// `meta.consumer`, with defaults filled in.
+    pub consumer: ConsumerSettings,
+    /// `meta.producer`, with defaults filled in.
+    pub producer: ProducerSettings,
+    /// `meta.secrets`: the declared secret names.
+    pub secret_names: Vec<String>,
+    /// The connector's own section (`sql:`, `mqtt:`, ...), secrets resolved.
+    section: Option<(String, Value)>,
+    /// `transforms`, secrets resolved.
+    pub transforms: Vec<SmartModuleInvocation>,
+}
+
+impl fmt::Debug for ConnectorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The section and the transform parameters may hold secrets.
+        f.debug_struct("ConnectorConfig")
+            .field("file", &self.file)
+            .field("name", &self.name)
+            .field("type", &self.kind)
+            .field("topic", &self.topic)
+            .field("consumer", &self.consumer)
+            .field("producer", &self.producer)
+            .field("secrets", &self.secret_names)
+            .field("transforms", &self.transforms.iter().map(SmartModuleInvocation::name).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectorConfig {
+    /// Reads and checks a config file; `section` is the name of the
+    /// connector's own section for its type (see [`section_name`]).
+    pub fn from_file(path: &Path, secrets: &Secrets) -> Result<ConnectorConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            key: None,
+            problem: ConfigProblem::Unreadable(e.to_string()),
+        })?;
+        ConnectorConfig::parse(&text, path, secrets)
+    }
+
+    /// Reads and checks the text of a config file named `path`.
+    pub fn parse(text: &str, path: &Path, secrets: &Secrets) -> Result<ConnectorConfig, ConfigError> {
+        let value: Value = serde_norway::from_str(text).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            key: None,
+            problem: ConfigProblem::NotYaml(e.to_string()),
+        })?;
+        let root = ConfigNode::root(path, &value)?;
+        let api_version = root.string("apiVersion")?;
+        if !API_VERSIONS.contains(&api_version.as_str()) {
+            return Err(root.error_at(
+                "apiVersion",
+                ConfigProblem::Invalid(format!(
+                    "version {api_version:?} is not supported; use one of {}",
+                    API_VERSIONS.join(", ")
+                )),
+            ));
+        }
+        let meta = root.node("meta")?;
+        let name = meta.string("name")?;
+        let kind = meta.string("type")?;
+        let version = meta.opt_string("version")?.unwrap_or_else(|| "0.1.0".into());
+        let topic = meta.topic()?;
+        let secret_names: Vec<String> = match meta.opt_node("secrets")? {
+            None => Vec::new(),
+            Some(list) => list
+                .list()?
+                .into_iter()
+                .map(|item| {
+                    item.only(&["name"])?;
+                    item.string("name")
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let consumer = match meta.opt_node("consumer")? {
+            None => {
+                ConsumerSettings { id: name.clone(), partition: 0, start: StartOffset::Beginning, max_bytes: 1 << 20 }
+            }
+            Some(consumer) => consumer.consumer(&name)?,
+        };
+        let producer = match meta.opt_node("producer")? {
+            None => ProducerSettings::default(),
+            Some(producer) => producer.producer()?,
+        };
+        meta.only(&["name", "type", "version", "topic", "secrets", "consumer", "producer"])?;
+
+        let resolver = SecretResolver { declared: &secret_names, secrets, file: path };
+        let section_key = section_name(&kind);
+        let mut section = None;
+        let mut allowed = vec!["apiVersion".to_string(), "meta".into(), "transforms".into()];
+        allowed.push(section_key.to_string());
+        if let Some(raw) = root.map()?.get(section_key) {
+            section = Some((section_key.to_string(), resolver.resolve(raw, section_key)?));
+        }
+        let transforms = match root.opt_node("transforms")? {
+            None => Vec::new(),
+            Some(list) => {
+                list.list()?.into_iter().map(|item| item.transform(&resolver)).collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        root.only(&allowed.iter().map(String::as_str).collect::<Vec<_>>())?;
+        Ok(ConnectorConfig {
+            file: path.to_path_buf(),
+            api_version,
+            name,
+            kind,
+            version,
+            topic,
+            consumer,
+            producer,
+            secret_names,
+            section,
+            transforms,
+        })
+    }
+
+    /// The connector's own section (`sql:`, `mqtt:`, `http:`), for the
+    /// connector to read; an error naming the file if it is absent.
+    pub fn section(&self) -> Result<ConfigNode<'_>, ConfigError> {
+        let key = section_name(&self.kind);
+        match &self.section {
+            Some((name, value)) => Ok(ConfigNode { file: &self.file, path: name.clone(), value }),
+            None => Err(ConfigError {
+                file: self.file.clone(),
+                key: Some(key.to_string()),
+                problem: ConfigProblem::Missing,
+            }),
+        }
+    }
+}
+
+/// The name of a connector type's own section: its type without the
+/// `-source`/`-sink` suffix (`sql-sink` → `sql`, `mqtt-source` → `mqtt`).
+pub fn section_name(kind: &str) -> &str {
+    kind.strip_suffix("-source").or_else(|| kind.strip_suffix("-sink")).unwrap_or(kind)
+}
+
+struct SecretResolver<'a> {
+    declared: &'a [String],
+    secrets: &'a Secrets,
+    file: &'a Path,
+}
+
+impl SecretResolver<'_> {
+    /// Replaces `${{ secrets.NAME }}` in every string of `value`.
+    fn resolve(&self, value: &Value, path: &str) -> Result<Value, ConfigError> {
+        Ok(match value {
+            Value::String(text) => Value::String(self.resolve_str(text, path)?),
+            Value::Sequence(items) => Value::Sequence(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| self.resolve(item, &format!("{path}[{i}]")))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Mapping(map) => {
+                let mut out = serde_norway::Mapping::new();
+                for (key, item) in map {
+                    let child = format!("{path}.{}", key_text(key));
+                    out.insert(key.clone(), self.resolve(item, &child)?);
+                }
+                Value::Mapping(out)
+            }
+            other => other.clone(),
+        })
+    }
+
+    fn resolve_str(&self, text: &str, path: &str) -> Result<String, ConfigError> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find("${{") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 3..];
+            let Some(end) = after.find("}}") else {
+                out.push_str(&rest[start..]);
+                return Ok(out);
+            };
+            let expression = after[..end].trim();
+            let error = |problem| ConfigError { file: self.file.to_path_buf(), key: Some(path.to_string()), problem };
+            let Some(name) = expression.strip_prefix("secrets.") else {
+                return Err(error(ConfigProblem::Invalid(format!(
+                    "`${{{{ {expression} }}}}` is not a secret reference; write ${{{{ secrets.NAME }}}}"
+                ))));
+            };
+            if !self.declared.iter().any(|declared| declared == name) {
+                return Err(error(ConfigProblem::UndeclaredSecret(name.to_string())));
+            }
+            let value = self.secrets.get(name).ok_or_else(|| error(ConfigProblem::MissingSecret(name.to_string())))?;
+            out.push_str(&value);
+            rest = &after[end + 2..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+fn key_text(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        other => serde_norway::to_string(other).unwrap_or_default().trim().to_string(),
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "empty",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a map",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// A value of a config file with its path, for reading with errors that
+/// say where the value is.
+#[derive(Debug, Clone)]
+pub struct ConfigNode<'a> {
+    file: &'a Path,
+    path: String,
+    value: &'a Value,
+}
+
+impl<'a> ConfigNode<'a> {
+    fn root(file: &'a Path, value: &'a Value) -> Result<ConfigNode<'a>, ConfigError> {
+        let node = ConfigNode { file, path: String::new(), value };
+        node.map()?;
+        Ok(node)
+    }
+
+    fn child_path(&self, key: &str) -> String {
+        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
+    }
+
+    fn error(&self, problem: ConfigProblem) -> ConfigError {
+        let key = (!self.path.is_empty()).then(|| self.path.clone());
+        ConfigError { file: self.file.to_path_buf(), key, problem }
+    }
+
+    fn error_at(&self, key: &str, problem: ConfigProblem) -> ConfigError {
+        ConfigError { file: self.file.to_path_buf(), key: Some(self.child_path(key)), problem }
+    }
+
+    /// The dotted path of this value (`meta.consumer`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn map(&self) -> Result<&'a serde_norway::Mapping, ConfigError> {
+        match self.value {
+            Value::Mapping(map) => Ok(map),
+            other => Err(self.error(ConfigProblem::WrongType { expected: "a map", found: type_name(other) })),
+        }
+    }
+
+    /// The items of a list.
+    pub fn list(&self) -> Result<Vec<ConfigNode<'a>>, ConfigError> {
+        match self.value {
+            Value::Sequence(items) => Ok(items
+                .iter()
+                .enumerate()
+                .map(|(i, value)| ConfigNode { file: self.file, path: format!("{}[{i}]", self.path), value })
+                .collect()),
+            other => Err(self.error(ConfigProblem::WrongType { expected: "a list", found: type_name(other) })),
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Option<&'a Value>, ConfigError> {
+        Ok(self.map()?.get(key).filter(|v| !v.is_null()))
+    }
+
+    /// The value under `key`, which must be there.
+    pub fn node(&self, key: &str) -> Result<ConfigNode<'a>, ConfigError> {
+        self.opt_node(key)?.ok_or_else(|| self.error_at(key, ConfigProblem::Missing))
+    }
+
+    /// The value under `key`, if there is one.
+    pub fn opt_node(&self, key: &str) -> Result<Option<ConfigNode<'a>>, ConfigError> {
+        Ok(self.get(key)?.map(|value| ConfigNode { file: self.file, path: self.child_path(key), value }))
+    }
+
+    /// Fails naming the first key that is not in `allowed`.
+    pub fn only(&self, allowed: &[&str]) -> Result<(), ConfigError> {
+        for key in self.map()?.keys() {
+            let key = key_text(key);
+            if !allowed.contains(&key.as_str()) {
+                let allowed = allowed.iter().map(|k| k.to_string()).collect();
+                return Err(self.error_at(&key, ConfigProblem::Unknown { allowed }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Text under `key`, which must be there.
+    pub fn string(&self, key: &str) -> Result<String, ConfigError> {
+        self.opt_string(key)?.ok_or_else(|| self.error_at(key, ConfigProblem::Missing))
+    }
+
+    /// Text under `key`; numbers and booleans are taken as their text.
+    pub fn opt_string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(value @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(key_text(value))),
+            Some(other) => {
+                Err(self.error_at(key, ConfigProblem::WrongType { expected: "text", found: type_name(other) }))
+            }
+        }
+    }
+
+    /// A whole number under `key`.
+    pub fn opt_u64(&self, key: &str) -> Result<Option<u64>, ConfigError> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+            Some(other) => Err(self.error_at(
+                key,
+                ConfigProblem::WrongType { expected: "a whole number of at least 0", found: type_name(other) },
+            )),
+        }
+    }
+
+    /// A boolean under `key`.
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => {
+                Err(self.error_at(key, ConfigProblem::WrongType { expected: "true or false", found: type_name(other) }))
+            }
+        }
+    }
+
+    /// A duration under `key`: `500ms`, `10s`, `5m`, `1h` (a bare number is
+    /// milliseconds).
+    pub fn opt_duration(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
+        let Some(text) = self.opt_string(key)? else { return Ok(None) };
+        parse_duration(&text).map(Some).ok_or_else(|| self.error_at(key, ConfigProblem::BadDuration(text)))
+    }
+
+    /// A size in bytes under `key`: `1000`, `64KiB`, `1MiB`, `1MB`, `2GB`.
+    pub fn opt_size(&self, key: &str) -> Result<Option<u64>, ConfigError> {
+        let Some(text) = self.opt_string(key)? else { return Ok(None) };
+        parse_size(&text).map(Some).ok_or_else(|| self.error_at(key, ConfigProblem::BadSize(text)))
+    }
+
+    /// A list of text under `key` (a single text counts as a list of one).
+    pub fn opt_strings(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(vec![s.clone()])),
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(self.error_at(
+                        &format!("{key}[{i}]"),
+                        ConfigProblem::WrongType { expected: "text", found: type_name(other) },
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(other) => {
+                Err(self
+                    .error_at(key, ConfigProblem::WrongType { expected: "a list of text", found: type_name(other) }))
+            }
+        }
+    }
+
+    /// A map of text to text under `key` (header lists and the like).
+    pub fn opt_string_map(&self, key: &str) -> Result<Option<BTreeMap<String, String>>, ConfigError> {
+        let Some(node) = self.opt_node(key)? else { return Ok(None) };
+        let mut out = BTreeMap::new();
+        for name in node.map()?.keys().map(key_text) {
+            out.insert(name.clone(), node.string(&name)?);
+        }
+        Ok(Some(out))
+    }
+
+    /// An error about the value under `key`, explained.
+    pub fn invalid(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+        self.error_at(key, ConfigProblem::Invalid(reason.into()))
+    }
+
+    /// `meta.topic`: a name, or `{ name: ... }` as Fluvio 0.2 configs write it.
+    fn topic(&self) -> Result<String, ConfigError> {
+        match self.get("topic")? {
+            Some(Value::Mapping(_)) => {
+                let topic = self.node("topic")?;
+                let name = topic.string("name")?;
+                topic.only(&["name", "partition", "partitions", "replication", "retention"])?;
+                Ok(name)
+            }
+            _ => self.string("topic"),
+        }
+    }
+
+    fn consumer(&self, name: &str) -> Result<ConsumerSettings, ConfigError> {
+        self.only(&["id", "partition", "offset", "max-bytes"])?;
+        let id = self.opt_string("id")?.unwrap_or_else(|| name.to_string());
+        let partition = match self.opt_u64("partition")? {
+            None => 0,
+            Some(p) => u32::try_from(p).map_err(|_| self.invalid("partition", "a partition number fits in 32 bits"))?,
+        };
+        let start = match self.opt_node("offset")? {
+            None => StartOffset::Beginning,
+            Some(offset) => {
+                offset.only(&["strategy", "start", "flush-period"])?;
+                if let Some(strategy) = offset.opt_string("strategy")?
+                    && !["auto", "manual", "none"].contains(&strategy.as_str())
+                {
+                    return Err(offset.invalid("strategy", format!("{strategy:?} is not auto, manual or none")));
+                }
+                offset.opt_duration("flush-period")?;
+                match offset.get("start")? {
+                    None => StartOffset::Beginning,
+                    Some(Value::String(s)) if s == "beginning" => StartOffset::Beginning,
+                    Some(Value::String(s)) if s == "end" => StartOffset::End,
+                    Some(Value::Mapping(_)) => {
+                        let start = offset.node("start")?;
+                        start.only(&["absolute", "offset-from-end", "from-beginning"])?;
+                        if let Some(n) = start.opt_u64("absolute")? {
+                            StartOffset::Absolute(n as i64)
+                        } else if let Some(n) = start.opt_u64("offset-from-end")? {
+                            StartOffset::FromEnd(n)
+                        } else if let Some(n) = start.opt_u64("from-beginning")? {
+                            StartOffset::Absolute(n as i64)
+                        } else {
+                            return Err(offset.invalid("start", "give absolute: N or offset-from-end: N"));
+                        }
+                    }
+                    Some(other) => {
+                        return Err(offset.invalid(
+                            "start",
+                            format!(
+                                "{} is not a start; use beginning, end, {{ absolute: N }} or {{ offset-from-end: N }}",
+                                key_text(other)
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        let max_bytes = match self.opt_size("max-bytes")? {
+            None => 1 << 20,
+            Some(size) if (1..=16 << 20).contains(&size) => size as u32,
+            Some(_) => return Err(self.invalid("max-bytes", "give a size from 1 byte to 16MiB")),
+        };
+        Ok(ConsumerSettings { id, partition, start, max_bytes })
+    }
+
+    fn producer(&self) -> Result<ProducerSettings, ConfigError> {
+        self.only(&["linger", "batch-size", "compression"])?;
+        let defaults = ProducerSettings::default();
+        let linger = self.opt_duration("linger")?.unwrap_or(defaults.linger);
+        let batch_size = match self.opt_size("batch-size")? {
+            None => defaults.batch_size,
+            Some(0) => return Err(self.invalid("batch-size", "a batch needs room for at least one byte")),
+            Some(size) => usize::try_from(size).map_err(|_| self.invalid("batch-size", "too large"))?,
+        };
+        if let Some(compression) = self.opt_string("compression")?
+            && !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression.as_str())
+        {
+            return Err(self.invalid("compression", format!("{compression:?} is not none, gzip, snappy, lz4 or zstd")));
+        }
+        Ok(ProducerSettings { linger, batch_size })
+    }
+
+    /// One item of `transforms`: `uses` (a registered name, or a path to a
+    /// `.wasm` file relative to the config), `with` (params), and
+    /// `initial` (an aggregate's initial accumulator).
+    fn transform(&self, secrets: &SecretResolver<'_>) -> Result<SmartModuleInvocation, ConfigError> {
+        self.only(&["uses", "with", "initial", "lookback"])?;
+        let uses = self.string("uses")?;
+        let base = self.file.parent().unwrap_or(Path::new(""));
+        let path = base.join(&uses);
+        let mut invocation = if uses.ends_with(".wasm") || uses.contains('/') || path.is_file() {
+            SmartModuleInvocation::from_file(&path).map_err(|e| self.invalid("uses", e.to_string()))?
+        } else {
+            SmartModuleInvocation::predefined(&uses)
+        };
+        if let Some(with) = self.opt_node("with")? {
+            for (key, value) in with.map()? {
+                let key = key_text(key);
+                let value = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Number(_) | Value::Bool(_) => key_text(value),
+                    // Structured params travel as JSON, as Fluvio does.
+                    other => serde_json::to_string(other).map_err(|e| with.invalid(&key, e.to_string()))?,
+                };
+                invocation = invocation.param(key.clone(), secrets.resolve_str(&value, &with.child_path(&key))?);
+            }
+        }
+        if let Some(initial) = self.opt_string("initial")? {
+            invocation = invocation.initial_accumulator(initial);
+        }
+        if self.get("lookback")?.is_some() {
+            return Err(self.invalid("lookback", "look-back is not supported yet by this connector runtime"));
+        }
+        Ok(invocation)
+    }
+}
+
+/// Parses `500ms`, `10s`, `5m`, `1h`, `2d` (a bare number is milliseconds).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let millis = match unit.trim() {
+        "" | "ms" => 1,
+        "s" | "sec" | "secs" => 1_000,
+        "m" | "min" | "mins" => 60_000,
+        "h" | "hr" | "hrs" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
+        _ => return None,
+    };
+    number.checked_mul(millis).map(Duration::from_millis)
+}
+
+/// Parses `1000`, `64KiB`, `1MiB`, `2GiB`, `64KB`, `1MB`, `2GB` (`K`, `M`,
+/// `G` alone are binary, as Fluvio reads them).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SINK: &str = r#"
+apiVersion: 0.1.0
+meta:
+  version: 0.1.0
+  name: my-sql-sink
+  type: sql-sink
+  topic: sensors
+  consumer: { id: my-sql-sink, offset: { strategy: auto, start: beginning } }
+  producer: { linger: 100ms, batch-size: 64KiB }
+  secrets: [ { name: DB_PASSWORD } ]
+sql:
+  url: postgres://postgres:${{ secrets.DB_PASSWORD }}@127.0.0.1:5432/test
+transforms:
+  - uses: my-filter
+    with: { key: value, limits: { max: 3 }, on: true }
+"#;
+
+    fn secrets() -> Secrets {
+        Secrets::parse("# a comment\nDB_PASSWORD=s3cr=t\n", Path::new("secrets.env")).unwrap()
+    }
+
+    fn parse(text: &str) -> Result<ConnectorConfig, ConfigError> {
+        ConnectorConfig::parse(text, Path::new("sink.yaml"), &secrets())
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).map(|_| ()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn fluvios_format_reads_with_secrets_resolved() {
+        let config = parse(SINK).unwrap();
+        assert_eq!(
+            (config.name.as_str(), config.kind.as_str(), config.topic.as_str()),
+            ("my-sql-sink", "sql-sink", "sensors")
+        );
+        assert_eq!(
+            config.consumer,
+            ConsumerSettings {
+                id: "my-sql-sink".into(),
+                partition: 0,
+                start: StartOffset::Beginning,
+                max_bytes: 1 << 20
+            }
+        );
+        assert_eq!(config.producer, ProducerSettings { linger: Duration::from_millis(100), batch_size: 64 << 10 });
+        let section = config.section().unwrap();
+        assert_eq!(section.string("url").unwrap(), "postgres://postgres:s3cr=t@127.0.0.1:5432/test");
+        let transform = &config.transforms[0];
+        assert_eq!(transform.name(), "my-filter");
+        assert_eq!(transform.params["key"], "value");
+        assert_eq!(transform.params["limits"], r#"{"max":3}"#);
+        assert_eq!(transform.params["on"], "true");
+    }
+
+    #[test]
+    fn secrets_are_never_shown() {
+        let config = parse(SINK).unwrap();
+        let shown = format!("{config:?} {:?}", secrets());
+        assert!(!shown.contains("s3cr=t"), "{shown}");
+        assert!(shown.contains("DB_PASSWORD"), "{shown}");
+    }
+
+    #[test]
+    fn a_missing_secret_is_named() {
+        let config = ConnectorConfig::parse(SINK, Path::new("sink.yaml"), &Secrets::default());
+        let message = config.map(|_| ()).unwrap_err().to_string();
+        assert!(message.starts_with("sink.yaml: `sql.url` needs the secret DB_PASSWORD"), "{message}");
+        let undeclared = error(&SINK.replace("secrets: [ { name: DB_PASSWORD } ]", "secrets: []"));
+        assert!(undeclared.contains("uses the secret DB_PASSWORD, which is not declared"), "{undeclared}");
+    }
+
+    #[test]
+    fn every_mistake_names_the_file_and_the_key() {
+        let unknown = error(&SINK.replace("  topic: sensors", "  topic: sensors\n  colour: blue"));
+        assert!(unknown.starts_with("sink.yaml: `meta.colour` is not a known key here"), "{unknown}");
+        let unknown_top = error(&format!("{SINK}\nhttp: {{ url: x }}\n"));
+        assert!(unknown_top.starts_with("sink.yaml: `http` is not a known key here"), "{unknown_top}");
+        let missing = error(&SINK.replace("  topic: sensors\n", ""));
+        assert_eq!(missing, "sink.yaml: `meta.topic` is missing");
+        let wrong_type = error(&SINK.replace("  name: my-sql-sink", "  name: [a, b]"));
+        assert_eq!(wrong_type, "sink.yaml: `meta.name` should be text, but is a list");
+        let duration = error(&SINK.replace("linger: 100ms", "linger: soon"));
+        assert!(duration.starts_with("sink.yaml: `meta.producer.linger` \"soon\" is not a duration"), "{duration}");
+        let size = error(&SINK.replace("batch-size: 64KiB", "batch-size: 64 parsecs"));
+        assert!(size.starts_with("sink.yaml: `meta.producer.batch-size` \"64 parsecs\" is not a size"), "{size}");
+        let start = error(&SINK.replace("start: beginning", "start: middle"));
+        assert!(start.contains("`meta.consumer.offset.start` middle is not a start"), "{start}");
+        let with = error(&SINK.replace("with: { key: value", "colour: red\n    with: { key: value"));
+        assert!(with.starts_with("sink.yaml: `transforms[0].colour` is not a known key"), "{with}");
+        let yaml = error("apiVersion: [");
+        assert!(yaml.starts_with("sink.yaml: is not valid YAML"), "{yaml}");
+        let version = error(&SINK.replace("apiVersion: 0.1.0", "apiVersion: 9.9.9"));
+        assert!(version.contains("`apiVersion` version \"9.9.9\" is not supported"), "{version}");
+    }
+
+    #[test]
+    fn the_types_own_section_is_required_when_read() {
+        let config = parse(
+            &SINK.replace("sql:\n  url: postgres://postgres:${{ secrets.DB_PASSWORD }}@127.0.0.1:5432/test\n", ""),
+        )
+        .unwrap();
+        assert_eq!(config.section().unwrap_err().to_string(), "sink.yaml: `sql` is missing");
+    }
+
+    #[test]
+    fn durations_and_sizes_read_like_fluvios() {
+        assert_eq!(parse_duration("100ms"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), None);
+        assert_eq!(parse_size("64KiB"), Some(65_536));
+        assert_eq!(parse_size("1MB"), Some(1_000_000));
+        assert_eq!(parse_size("1 MiB"), Some(1 << 20));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("-1"), None);
+        assert_eq!(section_name("sql-sink"), "sql");
+        assert_eq!(section_name("mqtt-source"), "mqtt");
+    }
+
+    #[test]
+    fn bad_secret_files_name_the_line() {
+        let error = Secrets::parse("A=1\nnot a pair\n", Path::new("s.env")).unwrap_err();
+        assert_eq!(error.to_string(), "s.env: line 2 is not NAME=value");
+    }
+}

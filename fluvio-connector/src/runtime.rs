@@ -1,0 +1,448 @@
+//! The runtime around a connector: it connects to the cluster, applies the
+//! connector's transforms where the seed says they belong, retries
+//! transient failures with backoff, stops cleanly on SIGTERM and keeps
+//! metrics.
+//!
+//! - A **source** runs its transforms in its own process, like a producer:
+//!   records a filter drops are never sent.
+//! - A **sink** uploads its transforms with its stream, so the server runs
+//!   them and records a filter drops never cross the network. The sink
+//!   resumes from the offset it committed with its last write.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use fluvio_client::{
+    ConsumerConfig, ErrorPolicy, Fluvio, FluvioError, OffsetSpec, ProduceOutput, ProducerConfig, TopicProducer,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{ConnectorConfig, StartOffset};
+use crate::connector::{ConnectorError, ResumeKey, Sink, Source};
+
+/// How a connector is run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The cluster's address.
+    pub addr: String,
+    /// Where to write the metrics (JSON, replaced every few seconds).
+    pub metrics_file: Option<PathBuf>,
+    /// Turns `true` to stop the connector cleanly.
+    pub shutdown: watch::Receiver<bool>,
+    /// The connector's counters, readable while it runs.
+    pub metrics: Arc<Metrics>,
+}
+
+impl RunOptions {
+    /// Options for a connector of the cluster at `addr`, stopped by `shutdown`.
+    pub fn new(addr: impl Into<String>, shutdown: watch::Receiver<bool>) -> RunOptions {
+        RunOptions { addr: addr.into(), metrics_file: None, shutdown, metrics: Metrics::new() }
+    }
+}
+
+/// A shutdown switch that turns on at SIGTERM or Ctrl-C.
+pub fn shutdown_on_signals() -> watch::Receiver<bool> {
+    let (switch, receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stopping: finishing the work in hand");
+        let _ = switch.send(true);
+    });
+    receiver
+}
+
+/// Counters of one connector.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Records read: from the other system (sources), or stored records the
+    /// stream covered (sinks).
+    pub records_in: AtomicU64,
+    /// Records delivered: sent to the topic (sources) or written (sinks).
+    pub records_out: AtomicU64,
+    /// Records the transforms dropped.
+    pub filtered: AtomicU64,
+    /// Records that failed: in a transform, or refused by the other system.
+    pub failed: AtomicU64,
+    /// Offset of the last record delivered; -1 before the first.
+    pub last_offset: AtomicI64,
+    /// Sinks: stored records not yet written (the topic's end minus the
+    /// sink's position); -1 when unknown.
+    pub lag: AtomicI64,
+    /// Bytes of records sent to the cluster (sources) or received from it
+    /// (sinks): what crossed the network after the transforms.
+    pub bytes: AtomicU64,
+}
+
+impl Metrics {
+    /// Zeroed counters, with no offset and no lag known yet.
+    pub fn new() -> Arc<Metrics> {
+        let metrics = Metrics::default();
+        metrics.last_offset.store(-1, Ordering::Relaxed);
+        metrics.lag.store(-1, Ordering::Relaxed);
+        Arc::new(metrics)
+    }
+
+    /// The counters as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "records_in": self.records_in.load(Ordering::Relaxed),
+            "records_out": self.records_out.load(Ordering::Relaxed),
+            "filtered": self.filtered.load(Ordering::Relaxed),
+            "failed": self.failed.load(Ordering::Relaxed),
+            "last_offset": self.last_offset.load(Ordering::Relaxed),
+            "lag": self.lag.load(Ordering::Relaxed),
+            "bytes": self.bytes.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Exponential backoff between retries: 100 ms doubling up to 30 s, so an
+/// unreachable system is retried patiently without spinning the CPU.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Starts at `min`, doubling up to `max`.
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff { next: min, max }
+    }
+
+    /// Waits before the next attempt; returns `false` if shutdown came first.
+    pub async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>, error: &ConnectorError) -> bool {
+        tracing::warn!(%error, retry_in = ?self.next, "transient failure; retrying");
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = shutdown.wait_for(|stop| *stop) => false,
+        }
+    }
+
+    /// Back to the shortest wait, after a success.
+    pub fn reset(&mut self, min: Duration) {
+        self.next = min;
+    }
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+fn stopping(shutdown: &watch::Receiver<bool>) -> bool {
+    *shutdown.borrow()
+}
+
+/// Connects to the cluster, retrying while it is unreachable.
+async fn connect_cluster(addr: &str, shutdown: &mut watch::Receiver<bool>) -> Result<Option<Fluvio>, ConnectorError> {
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
+    loop {
+        match Fluvio::connect(addr).await {
+            Ok(fluvio) => return Ok(Some(fluvio)),
+            Err(error) => {
+                let error = ConnectorError::from(error);
+                if !error.is_transient() {
+                    return Err(error);
+                }
+                if !backoff.wait(shutdown, &error).await {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// Writes the metrics file every few seconds until dropped.
+fn report_metrics(name: &str, metrics: Arc<Metrics>, file: Option<PathBuf>) -> tokio::task::JoinHandle<()> {
+    let name = name.to_string();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            write_metrics(&name, &metrics, file.as_deref());
+        }
+    })
+}
+
+fn write_metrics(name: &str, metrics: &Metrics, file: Option<&std::path::Path>) {
+    let json = metrics.to_json();
+    tracing::debug!(connector = name, metrics = %json, "metrics");
+    if let Some(file) = file
+        && let Err(error) = fluvio_fs::write_atomic(file, json.to_string().as_bytes())
+    {
+        tracing::warn!(%error, file = %file.display(), "cannot write the metrics file");
+    }
+}
+
+/// Runs a source until it ends or shutdown: records go through the
+/// connector's transforms in this process, and only their outputs are sent.
+pub async fn run_source<S: Source>(
+    config: &ConnectorConfig,
+    mut source: S,
+    mut options: RunOptions,
+) -> Result<Arc<Metrics>, ConnectorError> {
+    let metrics = Arc::clone(&options.metrics);
+    let reporter = report_metrics(&config.name, Arc::clone(&metrics), options.metrics_file.clone());
+    let Some(fluvio) = connect_cluster(&options.addr, &mut options.shutdown).await? else {
+        return Ok(metrics);
+    };
+    let producer_config = ProducerConfig {
+        batch_bytes: config.producer.batch_size,
+        linger: config.producer.linger,
+        smartmodules: config.transforms.clone(),
+        // A record a transform fails on is counted and logged; one bad
+        // message does not stop the data of everyone else.
+        policy: ErrorPolicy::Skip,
+        ..Default::default()
+    };
+    let producer = fluvio.topic_producer_with(&config.topic, producer_config).await?;
+    let (acks, settled) = mpsc::channel::<ProduceOutput>(65_536);
+    let settler = tokio::spawn(settle(settled, Arc::clone(&metrics)));
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
+    // The producer sends in the background; its byte count is copied into
+    // the metrics on this tick.
+    let mut refresh = tokio::time::interval(Duration::from_millis(100));
+    let result = 'connect: loop {
+        if stopping(&options.shutdown) {
+            break Ok(());
+        }
+        if let Err(error) = source.connect().await {
+            if error.is_transient() && backoff.wait(&mut options.shutdown, &error).await {
+                continue;
+            }
+            break if error.is_transient() { Ok(()) } else { Err(error) };
+        }
+        backoff.reset(MIN_BACKOFF);
+        loop {
+            let next = tokio::select! {
+                next = source.next() => next,
+                _ = refresh.tick() => {
+                    metrics.bytes.store(producer.bytes_sent(), Ordering::Relaxed);
+                    continue;
+                }
+                _ = options.shutdown.wait_for(|stop| *stop) => break 'connect Ok(()),
+            };
+            match next {
+                Ok(Some(record)) => {
+                    metrics.records_in.fetch_add(1, Ordering::Relaxed);
+                    match producer.send(record.key, record.value).await {
+                        Ok(output) => {
+                            if acks.send(output).await.is_err() {
+                                break 'connect Err(ConnectorError::Fatal("the acknowledgement task stopped".into()));
+                            }
+                        }
+                        Err(error) => break 'connect Err(error.into()),
+                    }
+                }
+                Ok(None) => break 'connect Ok(()),
+                Err(error) if error.is_transient() => {
+                    if !backoff.wait(&mut options.shutdown, &error).await {
+                        break 'connect Ok(());
+                    }
+                    continue 'connect;
+                }
+                Err(error) => break 'connect Err(error),
+            }
+        }
+    };
+    // Whatever was read is sent before the connector stops.
+    let flushed = producer.flush().await;
+    drop(acks);
+    let _ = settler.await;
+    metrics.failed.fetch_add(producer.skipped(), Ordering::Relaxed);
+    metrics.bytes.store(producer.bytes_sent(), Ordering::Relaxed);
+    let skipped = producer.skipped();
+    metrics.filtered.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| Some(f.saturating_sub(skipped))).ok();
+    reporter.abort();
+    write_metrics(&config.name, &metrics, options.metrics_file.as_deref());
+    result?;
+    flushed?;
+    Ok(metrics)
+}
+
+/// Counts each sent record once the cluster acknowledged it.
+async fn settle(mut outputs: mpsc::Receiver<ProduceOutput>, metrics: Arc<Metrics>) {
+    while let Some(output) = outputs.recv().await {
+        match output.wait().await {
+            Ok(Some(offset)) => {
+                metrics.records_out.fetch_add(1, Ordering::Relaxed);
+                metrics.last_offset.fetch_max(offset, Ordering::Relaxed);
+            }
+            // Dropped by a transform (or skipped after failing in one:
+            // moved to `failed` at the end).
+            Ok(None) => {
+                metrics.filtered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::error!(%error, "a record was not delivered");
+                metrics.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Runs a sink until shutdown: the server applies the transforms, the sink
+/// writes each batch with its offset, and a restart resumes after the last
+/// batch written.
+pub async fn run_sink<K: Sink>(
+    config: &ConnectorConfig,
+    mut sink: K,
+    mut options: RunOptions,
+) -> Result<Arc<Metrics>, ConnectorError> {
+    let metrics = Arc::clone(&options.metrics);
+    let reporter = report_metrics(&config.name, Arc::clone(&metrics), options.metrics_file.clone());
+    let Some(fluvio) = connect_cluster(&options.addr, &mut options.shutdown).await? else {
+        return Ok(metrics);
+    };
+    let key =
+        ResumeKey { connector: config.name.clone(), topic: config.topic.clone(), partition: config.consumer.partition };
+    let position = Arc::new(AtomicI64::new(-1));
+    let lag = tokio::spawn(track_lag(fluvio.clone(), key.clone(), Arc::clone(&position), Arc::clone(&metrics)));
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
+    let result = 'connect: loop {
+        if stopping(&options.shutdown) {
+            break Ok(());
+        }
+        let resume = match sink.connect(&key).await {
+            Ok(resume) => resume,
+            Err(error) if error.is_transient() => {
+                if backoff.wait(&mut options.shutdown, &error).await {
+                    continue;
+                }
+                break Ok(());
+            }
+            Err(error) => break Err(error),
+        };
+        let offset = match resume {
+            Some(next) => OffsetSpec::Absolute(next),
+            None => match config.consumer.start {
+                StartOffset::Beginning => OffsetSpec::Beginning,
+                StartOffset::End => OffsetSpec::End,
+                StartOffset::Absolute(offset) => OffsetSpec::Absolute(offset),
+                StartOffset::FromEnd(n) => OffsetSpec::FromEnd(n),
+            },
+        };
+        if let Some(next) = resume {
+            position.store(next, Ordering::Relaxed);
+        }
+        let consumer = ConsumerConfig {
+            partition: config.consumer.partition,
+            offset,
+            continuous: true,
+            smartmodules: config.transforms.clone(),
+            policy: ErrorPolicy::Skip,
+            max_bytes: config.consumer.max_bytes,
+            ..Default::default()
+        };
+        let mut stream = match fluvio.consumer_stream(&config.topic, consumer).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                let error = ConnectorError::from(error);
+                if error.is_transient() && backoff.wait(&mut options.shutdown, &error).await {
+                    continue;
+                }
+                break if error.is_transient() { Ok(()) } else { Err(error) };
+            }
+        };
+        tracing::info!(connector = %config.name, ?offset, "streaming");
+        let mut covered_from = resume;
+        let mut counted_bytes = 0;
+        loop {
+            let next = tokio::select! {
+                next = stream.next_batch() => next,
+                _ = options.shutdown.wait_for(|stop| *stop) => break 'connect Ok(()),
+            };
+            let batch = match next {
+                Some(Ok(batch)) => batch,
+                Some(Err(FluvioError::DeadLetter(failure))) => {
+                    tracing::warn!(%failure, "a transform failed on a record");
+                    metrics.failed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Some(Err(error)) => {
+                    let error = ConnectorError::from(error);
+                    if error.is_transient() && backoff.wait(&mut options.shutdown, &error).await {
+                        continue 'connect;
+                    }
+                    break 'connect if error.is_transient() { Ok(()) } else { Err(error) };
+                }
+                None => {
+                    let error =
+                        ConnectorError::Transient { system: "the cluster".into(), reason: "the stream ended".into() };
+                    if backoff.wait(&mut options.shutdown, &error).await {
+                        continue 'connect;
+                    }
+                    break 'connect Ok(());
+                }
+            };
+            metrics.bytes.fetch_add(stream.bytes_received().saturating_sub(counted_bytes), Ordering::Relaxed);
+            counted_bytes = stream.bytes_received();
+            match sink.write(&batch).await {
+                Ok(report) => {
+                    backoff.reset(MIN_BACKOFF);
+                    let covered = covered_from
+                        .map_or(batch.records.len() as u64, |from| (batch.next_offset - from).max(0) as u64);
+                    covered_from = Some(batch.next_offset);
+                    metrics.records_in.fetch_add(covered, Ordering::Relaxed);
+                    metrics.records_out.fetch_add(report.written, Ordering::Relaxed);
+                    metrics.failed.fetch_add(report.rejected, Ordering::Relaxed);
+                    let delivered = report.written + report.rejected;
+                    metrics.filtered.fetch_add(covered.saturating_sub(delivered), Ordering::Relaxed);
+                    if let Some(last) = batch.records.last() {
+                        metrics.last_offset.fetch_max(last.offset, Ordering::Relaxed);
+                    }
+                    position.store(batch.next_offset, Ordering::Relaxed);
+                }
+                // Whether the write landed is known only to the sink: ask
+                // it again where to resume.
+                Err(error) if error.is_transient() => {
+                    if backoff.wait(&mut options.shutdown, &error).await {
+                        continue 'connect;
+                    }
+                    break 'connect Ok(());
+                }
+                Err(error) => break 'connect Err(error),
+            }
+        }
+    };
+    lag.abort();
+    reporter.abort();
+    write_metrics(&config.name, &metrics, options.metrics_file.as_deref());
+    result.map(|()| metrics)
+}
+
+/// Keeps `metrics.lag` current: the partition's end minus the sink's position.
+async fn track_lag(fluvio: Fluvio, key: ResumeKey, position: Arc<AtomicI64>, metrics: Arc<Metrics>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let Ok(topics) = fluvio.list_topics().await else { continue };
+        let end = topics.iter().find(|t| t.name == key.topic).and_then(|t| t.next_offsets.get(key.partition as usize));
+        let at = position.load(Ordering::Relaxed);
+        if let Some(end) = end
+            && at >= 0
+        {
+            metrics.lag.store((end - at).max(0), Ordering::Relaxed);
+        }
+    }
+}
+
+/// A producer for a dead-letter topic, for sinks whose policy sends refused
+/// records there.
+pub async fn dead_letter_producer(addr: &str, topic: &str) -> Result<TopicProducer, ConnectorError> {
+    let fluvio = Fluvio::connect(addr).await?;
+    Ok(fluvio.topic_producer(topic).await?)
+}

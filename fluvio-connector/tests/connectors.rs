@@ -1,0 +1,464 @@
+//! Connectors against real systems: a real Mosquitto broker and a real
+//! PostgreSQL server (throwaway instances on loopback, or `$MQTT_URL` and
+//! `$DATABASE_URL`), a real server on loopback, and SmartModules built from
+//! this repository. Each test uses its own topics, tables and MQTT topics.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use dev_support::services::{Mosquitto, Postgres};
+use dev_support::wasm_path;
+use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec};
+use fluvio_connector::ConnectorError;
+use fluvio_connector::config::{ConnectorConfig, Secrets};
+use fluvio_connector::mqtt::MqttSource;
+use fluvio_connector::runtime::{Metrics, RunOptions, run_sink, run_source};
+use fluvio_connector::sql::SqlSink;
+use fluvio_server::{Server, ServerConfig};
+use futures::StreamExt;
+use tokio::sync::watch;
+
+/// A real server on a loopback port, in this process.
+struct Cluster {
+    addr: String,
+    dir: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fluvio-connector-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn cluster(name: &str) -> (Cluster, Fluvio) {
+    let dir = scratch(&format!("{name}-data"));
+    let mut config = ServerConfig::new(&dir);
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    let server = Server::bind(config).await.unwrap();
+    let addr = server.local_addr().to_string();
+    let task = tokio::spawn(server.run());
+    let fluvio = Fluvio::connect(&addr).await.unwrap();
+    (Cluster { addr, dir, task }, fluvio)
+}
+
+fn config(name: &str, text: &str) -> ConnectorConfig {
+    let path = scratch(name).join("connector.yaml");
+    std::fs::write(&path, text).unwrap();
+    ConnectorConfig::from_file(&path, &Secrets::from_env()).unwrap()
+}
+
+/// A connector running in this process, with a switch to stop it.
+struct Running {
+    stop: watch::Sender<bool>,
+    metrics: Arc<Metrics>,
+    task: tokio::task::JoinHandle<Result<Arc<Metrics>, ConnectorError>>,
+}
+
+impl Running {
+    async fn stop(self) -> Result<Arc<Metrics>, ConnectorError> {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the connector stops within 30 s")
+            .unwrap()
+    }
+}
+
+fn options(addr: &str) -> (watch::Sender<bool>, RunOptions) {
+    let (stop, shutdown) = watch::channel(false);
+    (stop, RunOptions::new(addr, shutdown))
+}
+
+fn start_sink(config: ConnectorConfig, addr: &str) -> Running {
+    let (stop, options) = options(addr);
+    let metrics = Arc::clone(&options.metrics);
+    let task = tokio::spawn(async move {
+        let sink = SqlSink::from_config(&config, &options.addr)?;
+        run_sink(&config, sink, options).await
+    });
+    Running { stop, metrics, task }
+}
+
+fn start_source(config: ConnectorConfig, addr: &str) -> Running {
+    let (stop, options) = options(addr);
+    let metrics = Arc::clone(&options.metrics);
+    let task = tokio::spawn(async move {
+        let source = MqttSource::from_config(&config)?;
+        run_source(&config, source, options).await
+    });
+    Running { stop, metrics, task }
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn produce_all(fluvio: &Fluvio, topic: &str, values: &[String]) {
+    let producer = fluvio.topic_producer(topic).await.unwrap();
+    let mut outputs = Vec::with_capacity(values.len());
+    for value in values {
+        outputs.push(producer.send(None::<Vec<u8>>, value.clone()).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    for output in outputs {
+        output.wait().await.unwrap();
+    }
+}
+
+async fn topic_end(fluvio: &Fluvio, topic: &str) -> i64 {
+    let topics = fluvio.list_topics().await.unwrap();
+    topics.iter().find(|t| t.name == topic).map_or(0, |t| t.next_offsets[0])
+}
+
+async fn read_values(fluvio: &Fluvio, topic: &str) -> Vec<String> {
+    let config = ConsumerConfig { offset: OffsetSpec::Beginning, continuous: false, ..Default::default() };
+    let stream = fluvio.consumer_stream(topic, config).await.unwrap();
+    stream.map(|r| String::from_utf8(r.unwrap().value).unwrap()).collect().await
+}
+
+fn reading(sensor: &str, celsius: f64) -> String {
+    format!(r#"{{"sensor":"{sensor}","celsius":{celsius}}}"#)
+}
+
+fn count(pg: &Postgres, table: &str) -> i64 {
+    pg.psql(&format!("SELECT count(*) FROM {table}")).parse().unwrap()
+}
+
+fn sink_config(name: &str, pg: &Postgres, topic: &str, section_extra: &str, transforms: &str) -> ConnectorConfig {
+    config(
+        name,
+        &format!(
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: {name}\n  type: sql-sink\n  topic: {topic}\n\
+             sql:\n  url: {url}\n{section_extra}{transforms}",
+            url = pg.url()
+        ),
+    )
+}
+
+fn mqtt_source_config(broker: &Mosquitto, name: &str, topic: &str, transforms: &str) -> ConnectorConfig {
+    config(
+        name,
+        &format!(
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: {name}\n  type: mqtt-source\n  topic: {topic}\n  \
+             producer: {{ linger: 200ms, batch-size: 1MiB }}\nmqtt:\n  url: {}\n  topics: [ \"test/readings/#\" ]\n  qos: 1\n  \
+             topic-as-key: true\n{transforms}",
+            broker.url(),
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_source_sends_every_message_once_and_filters_before_sending() {
+    let broker = Mosquitto::start();
+    let (cluster, fluvio) = cluster("mqtt").await;
+    fluvio.create_topic("readings-mqtt", 1).await.unwrap();
+    fluvio.create_topic("readings-mqtt-all", 1).await.unwrap();
+    // Two sources on the same MQTT messages: one filters, one does not, so
+    // the bytes each sends can be compared in one run.
+    let transforms = format!("transforms:\n  - uses: {}\n", wasm_path("reading-filter").display());
+    let filtering =
+        start_source(mqtt_source_config(&broker, "mqtt-filtering", "readings-mqtt", &transforms), &cluster.addr);
+    let plain = start_source(mqtt_source_config(&broker, "mqtt-plain", "readings-mqtt-all", ""), &cluster.addr);
+
+    let (host, port) = broker.host_port();
+    let (client, mut eventloop) =
+        rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("test-publisher", host, port), 1024);
+    let publisher = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    // Publish probes until both sources are subscribed and one arrived at each.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while topic_end(&fluvio, "readings-mqtt").await == 0 || topic_end(&fluvio, "readings-mqtt-all").await == 0 {
+        assert!(Instant::now() < deadline, "the sources never delivered a probe");
+        client.publish("test/readings/probe", rumqttc::QoS::AtLeastOnce, false, reading("probe", 0.0)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let probes = topic_end(&fluvio, "readings-mqtt").await;
+    let probe_bytes = (filtering.metrics.bytes.load(Ordering::Relaxed), plain.metrics.bytes.load(Ordering::Relaxed));
+    for i in 0..500 {
+        // Every other reading is implausible: the filter drops it.
+        let celsius = if i % 2 == 0 { 999.0 } else { (i % 40) as f64 };
+        let value = reading(&format!("s{i}"), celsius);
+        client.publish(format!("test/readings/{i}"), rumqttc::QoS::AtLeastOnce, false, value).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let kept = read_values(&fluvio, "readings-mqtt").await.iter().filter(|v| !v.contains("probe")).count();
+        let all = read_values(&fluvio, "readings-mqtt-all").await.iter().filter(|v| !v.contains("probe")).count();
+        if kept >= 250 && all >= 500 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {kept} kept and {all} unfiltered readings arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let filtered_metrics = filtering.stop().await.unwrap();
+    let plain_metrics = plain.stop().await.unwrap();
+    publisher.abort();
+
+    let sensors = |topic_values: Vec<String>| {
+        let mut sensors: Vec<String> = topic_values
+            .iter()
+            .filter(|v| !v.contains("probe"))
+            .map(|v| serde_json::from_str::<serde_json::Value>(v).unwrap()["sensor"].as_str().unwrap().to_string())
+            .collect();
+        sensors.sort();
+        sensors
+    };
+    let mut expected: Vec<String> = (0..500).filter(|i| i % 2 != 0).map(|i| format!("s{i}")).collect();
+    expected.sort();
+    assert_eq!(
+        sensors(read_values(&fluvio, "readings-mqtt").await),
+        expected,
+        "every kept reading arrives exactly once"
+    );
+    let mut everything: Vec<String> = (0..500).map(|i| format!("s{i}")).collect();
+    everything.sort();
+    assert_eq!(
+        sensors(read_values(&fluvio, "readings-mqtt-all").await),
+        everything,
+        "every message arrives exactly once"
+    );
+    assert_eq!(filtered_metrics.filtered.load(Ordering::Relaxed), 250, "the source dropped the implausible readings");
+    assert_eq!(plain_metrics.filtered.load(Ordering::Relaxed), 0);
+    // The dropped half never left the source: it sent about half the bytes
+    // the unfiltered source sent for the same messages.
+    let filtered_sent = filtered_metrics.bytes.load(Ordering::Relaxed) - probe_bytes.0;
+    let plain_sent = plain_metrics.bytes.load(Ordering::Relaxed) - probe_bytes.1;
+    assert!(
+        filtered_sent * 10 < plain_sent * 7,
+        "the filtering source sent {filtered_sent} bytes, the unfiltered one {plain_sent}"
+    );
+    // The MQTT topic became the key.
+    let config = ConsumerConfig { offset: OffsetSpec::Absolute(probes), continuous: false, ..Default::default() };
+    let first = fluvio.consumer_stream("readings-mqtt", config).await.unwrap().next().await.unwrap().unwrap();
+    assert!(first.key.unwrap().starts_with(b"test/readings/"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_sink_writes_rows_that_match_the_records() {
+    let pg = Postgres::start();
+    pg.psql("CREATE TABLE plain_readings (sensor TEXT PRIMARY KEY, celsius DOUBLE PRECISION NOT NULL)");
+    let (cluster, fluvio) = cluster("sql-plain").await;
+    fluvio.create_topic("plain", 1).await.unwrap();
+    let values: Vec<String> = (0..1000).map(|i| reading(&format!("s{i}"), i as f64 / 4.0)).collect();
+    produce_all(&fluvio, "plain", &values).await;
+    let running = start_sink(sink_config("plain-sink", &pg, "plain", "  table: plain_readings\n", ""), &cluster.addr);
+    wait_until("1000 rows are written", Duration::from_secs(60), || count(&pg, "plain_readings") == 1000).await;
+    let metrics = running.stop().await.unwrap();
+    assert_eq!(pg.psql("SELECT celsius FROM plain_readings WHERE sensor = 's998'"), "249.5");
+    assert_eq!(
+        pg.psql("SELECT sum(celsius) FROM plain_readings"),
+        (0..1000).map(|i| i as f64 / 4.0).sum::<f64>().to_string()
+    );
+    assert_eq!(
+        pg.psql("SELECT next_offset FROM fluvio_connector_offsets WHERE connector = 'plain-sink' AND topic = 'plain'"),
+        "1000"
+    );
+    assert_eq!(metrics.records_out.load(Ordering::Relaxed), 1000);
+    assert_eq!(metrics.last_offset.load(Ordering::Relaxed), 999);
+
+    // A restarted sink resumes after what it wrote: new records only.
+    produce_all(&fluvio, "plain", &[reading("late", 1.0)]).await;
+    let running = start_sink(sink_config("plain-sink", &pg, "plain", "  table: plain_readings\n", ""), &cluster.addr);
+    wait_until("the late record is written", Duration::from_secs(60), || count(&pg, "plain_readings") == 1001).await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_sink_transforms_run_on_the_server_and_only_kept_records_cross_the_network() {
+    let pg = Postgres::start();
+    pg.psql("CREATE TABLE all_readings (sensor TEXT, celsius DOUBLE PRECISION)");
+    pg.psql("CREATE TABLE kept_readings (sensor TEXT, celsius DOUBLE PRECISION)");
+    let (cluster, fluvio) = cluster("sql-model").await;
+    fluvio.create_topic("model", 1).await.unwrap();
+    // Half of the readings are implausible.
+    let values: Vec<String> =
+        (0..2000).map(|i| reading(&format!("s{i}"), if i % 2 == 0 { 500.0 } else { i as f64 / 100.0 })).collect();
+    produce_all(&fluvio, "model", &values).await;
+    let to_sql =
+        |table: &str| format!("  - uses: {}\n    with: {{ table: {table} }}\n", wasm_path("reading-to-sql").display());
+    let everything = sink_config("all-sink", &pg, "model", "", &format!("transforms:\n{}", to_sql("all_readings")));
+    let filtered = sink_config(
+        "kept-sink",
+        &pg,
+        "model",
+        "",
+        &format!("transforms:\n  - uses: {}\n{}", wasm_path("reading-filter").display(), to_sql("kept_readings")),
+    );
+    let all = start_sink(everything, &cluster.addr);
+    let kept = start_sink(filtered, &cluster.addr);
+    wait_until("all readings are written", Duration::from_secs(60), || count(&pg, "all_readings") == 2000).await;
+    wait_until("kept readings are written", Duration::from_secs(60), || count(&pg, "kept_readings") == 1000).await;
+    let all = all.stop().await.unwrap();
+    let kept = kept.stop().await.unwrap();
+    assert_eq!(pg.psql("SELECT count(*) FROM kept_readings WHERE celsius > 60"), "0");
+    let (all_bytes, kept_bytes) = (all.bytes.load(Ordering::Relaxed), kept.bytes.load(Ordering::Relaxed));
+    assert!(
+        kept_bytes * 10 < all_bytes * 6,
+        "the filtering sink received {kept_bytes} bytes, the other {all_bytes}: dropped records crossed the network"
+    );
+    assert_eq!(kept.records_out.load(Ordering::Relaxed), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_rows_follow_the_error_policy() {
+    let pg = Postgres::start();
+    let (cluster, fluvio) = cluster("sql-policy").await;
+    fluvio.create_topic("strict", 1).await.unwrap();
+    fluvio.create_topic("rejected", 1).await.unwrap();
+    // One batch: s3 breaks the CHECK constraint, the second s1 the primary key.
+    let mut values: Vec<String> = (0..10).map(|i| reading(&format!("s{i}"), i as f64)).collect();
+    values[3] = reading("s3", 500.0);
+    values[6] = reading("s1", 6.0);
+    produce_all(&fluvio, "strict", &values).await;
+    for policy in ["skip", "dead-letter", "fail"] {
+        let table = format!("strict_{}", policy.replace('-', "_"));
+        pg.psql(&format!(
+            "CREATE TABLE {table} (sensor TEXT PRIMARY KEY, celsius DOUBLE PRECISION CHECK (celsius < 100))"
+        ));
+        let extra = format!("  table: {table}\n  error-policy: {policy}\n  dead-letter-topic: rejected\n");
+        let running = start_sink(sink_config(&format!("{policy}-sink"), &pg, "strict", &extra, ""), &cluster.addr);
+        match policy {
+            "fail" => {
+                let error = tokio::time::timeout(Duration::from_secs(60), running.task)
+                    .await
+                    .expect("the fail policy stops the connector")
+                    .unwrap()
+                    .unwrap_err();
+                let message = error.to_string();
+                assert!(message.contains("offset 3") && message.contains("check"), "{message}");
+                assert_eq!(count(&pg, &table), 0, "nothing of the batch is committed");
+            }
+            _ => {
+                wait_until("eight rows are written", Duration::from_secs(60), || count(&pg, &table) == 8).await;
+                let metrics = running.stop().await.unwrap();
+                assert_eq!(metrics.failed.load(Ordering::Relaxed), 2, "{policy}");
+                assert_eq!(pg.psql(&format!("SELECT celsius FROM {table} WHERE sensor = 's1'")), "1");
+            }
+        }
+    }
+    let letters = read_values(&fluvio, "rejected").await;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let offsets: Vec<i64> = letters
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(offsets, [3, 6]);
+    assert!(letters[0].contains("check constraint"), "{}", letters[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_is_retried_patiently_until_shutdown() {
+    let (cluster, fluvio) = cluster("sql-down").await;
+    fluvio.create_topic("down", 1).await.unwrap();
+    let port = dev_support::services::free_port();
+    let config = config(
+        "down-sink",
+        &format!(
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: down-sink\n  type: sql-sink\n  topic: down\n\
+             sql:\n  url: postgres://postgres@127.0.0.1:{port}/postgres\n"
+        ),
+    );
+    let running = start_sink(config, &cluster.addr);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!running.task.is_finished(), "a transient failure must not stop the connector");
+    let started = Instant::now();
+    running.stop().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown interrupts the backoff");
+}
+
+fn connector_binary(config: &Path, addr: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_fluvio-connector"))
+        .arg("--config")
+        .arg(config)
+        .args(["--addr", addr])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the connector binary starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_killed_with_sigkill_writes_each_record_exactly_once() {
+    let pg = Postgres::start();
+    pg.psql("CREATE TABLE ledger (sensor TEXT NOT NULL, celsius DOUBLE PRECISION NOT NULL)");
+    let (cluster, fluvio) = cluster("sql-kill").await;
+    fluvio.create_topic("ledger", 1).await.unwrap();
+    let values: Vec<String> = (0..100_000).map(|i| reading(&format!("s{i}"), (i % 50) as f64)).collect();
+    produce_all(&fluvio, "ledger", &values).await;
+    let dir = scratch("kill-sink");
+    let file = dir.join("sink.yaml");
+    // Small batches: many transactions, so the kill lands in the middle.
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: ledger-sink\n  type: sql-sink\n  topic: ledger\n  \
+             consumer: {{ max-bytes: 8KiB }}\nsql:\n  url: {}\n  table: ledger\n",
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let mut sink = connector_binary(&file, &cluster.addr);
+    wait_until("the sink is halfway", Duration::from_secs(120), || count(&pg, "ledger") >= 30_000).await;
+    sink.kill().unwrap();
+    sink.wait().unwrap();
+    let at_kill = count(&pg, "ledger");
+    assert!(at_kill < 100_000, "the sink finished before it could be killed");
+
+    let mut sink = connector_binary(&file, &cluster.addr);
+    wait_until("every record is written", Duration::from_secs(120), || count(&pg, "ledger") >= 100_000).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = Command::new("kill").arg(sink.id().to_string()).status();
+    let status = sink.wait().unwrap();
+    assert!(status.success(), "SIGTERM stops the sink cleanly: {status}");
+    assert_eq!(count(&pg, "ledger"), 100_000);
+    assert_eq!(pg.psql("SELECT count(DISTINCT sensor) FROM ledger"), "100000");
+    assert_eq!(pg.psql("SELECT next_offset FROM fluvio_connector_offsets WHERE connector = 'ledger-sink'"), "100000");
+}
+
+#[test]
+fn the_binary_refuses_bad_configs_naming_the_file_and_the_key() {
+    let dir = scratch("bad-config");
+    let file = dir.join("bad.yaml");
+    let base = "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: bad\n  type: sql-sink\n  topic: t\n  secrets: [ { name: FLUVIO_TEST_NO_SUCH_SECRET } ]\nsql:\n  url: postgres://u:${{ secrets.FLUVIO_TEST_NO_SUCH_SECRET }}@127.0.0.1/db\n";
+    for (text, expected) in [
+        (base.to_string(), "`sql.url` needs the secret FLUVIO_TEST_NO_SUCH_SECRET".to_string()),
+        (
+            base.replace("  topic: t\n", "  topic: t\n  producer: { linger: sometime }\n"),
+            "`meta.producer.linger` \"sometime\" is not a duration".into(),
+        ),
+        (
+            "apiVersion: 0.1.0\nmeta:\n  name: bad\n  type: telepathy-sink\n  topic: t\n".to_string(),
+            "unknown connector type \"telepathy-sink\"".into(),
+        ),
+        ("meta: [".to_string(), "is not valid YAML".into()),
+    ] {
+        std::fs::write(&file, &text).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_fluvio-connector"))
+            .arg("--config")
+            .arg(&file)
+            .arg("--check")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&file.display().to_string()) || expected.starts_with("unknown"), "{stderr}");
+        assert!(stderr.contains(&expected), "expected {expected:?} in {stderr}");
+    }
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the real services the connector tests and the demo talk to, when
+# the machine lacks them: a PostgreSQL server, the Mosquitto MQTT broker and
+# its clients, and nats-server. Uses the system's package manager (apt);
+# each test then starts its own throwaway instances on loopback ports.
+set -euo pipefail
+
+missing=()
+have_postgres() {
+  command -v initdb >/dev/null 2>&1 && return 0
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+have_postgres || missing+=(postgresql)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "installing ${missing[*]}"
+sudo=()
+if [ "$(id -u)" != 0 ]; then
+  sudo=(sudo)
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "cannot install ${missing[*]}: no apt-get on this machine; install them and run again" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q "${missing[@]}"
+# The packages start system-wide instances; the tests start their own.
+for service in mosquitto postgresql; do
+  "${sudo[@]}" service "$service" stop >/dev/null 2>&1 || true
+done
