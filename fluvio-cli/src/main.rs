@@ -1,11 +1,13 @@
 //! The `fluvio` command: a local cluster, topics, producing and consuming
-//! records, and SmartModules (register, list, delete, test, build).
+//! records, SmartModules (register, list, delete, test, build) and
+//! connectors.
 //!
 //! It is a thin layer over the SDK (`fluvio-client`): every network call and
 //! every SmartModule run goes through it, so the CLI behaves as programs do.
 
 mod chain;
 mod cluster;
+mod connector;
 mod error;
 mod home;
 mod records;
@@ -45,6 +47,10 @@ enum Command {
     /// Register, list, delete, test and build SmartModules.
     #[command(subcommand, name = "smart-module", alias = "smartmodule")]
     SmartModule(smartmodule::SmartModuleCommand),
+    /// Create, list, follow and delete connectors run by the cluster, or
+    /// run one in the foreground.
+    #[command(subcommand)]
+    Connector(connector::ConnectorCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +135,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Produce(args) => records::produce(connect(addr).await?, args).await,
         Command::Consume(args) => records::consume(connect(addr).await?, args).await,
         Command::SmartModule(command) => smartmodule::run(addr, command).await,
+        Command::Connector(command) => connector::run(addr, command).await,
     }
 }
 

@@ -4,82 +4,13 @@
 
 mod common;
 
+use common::Cluster;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const ACCOUNT: &str = r#"{"social_security_number":"123-45-6789","event_type":"account-created","account_id":"1509aaf8-5863-4b41-bfe2-b081691d7a6e","first_name":"Daniel","last_name":"Mahoney","email":"","password_hash":"db6b535bc9909ecfb7c2ee4550ed7b350a61785e"}"#;
-
-/// A scratch `FLUVIO_HOME` with a local cluster started through the CLI,
-/// stopped (through the CLI) on drop.
-struct Cluster {
-    home: PathBuf,
-}
-
-impl Cluster {
-    fn start(name: &str) -> Cluster {
-        let home = std::env::temp_dir().join(format!("fluvio-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&home);
-        std::fs::create_dir_all(&home).unwrap();
-        let cluster = Cluster { home };
-        let out = cluster.fluvio(&["cluster", "start", "--listen", "127.0.0.1:0"], None, Path::new("."));
-        assert!(out.status.success(), "cluster start failed: {}", String::from_utf8_lossy(&out.stderr));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("listening on 127.0.0.1:"), "{stdout}");
-        assert!(stdout.contains("logs in"), "{stdout}");
-        cluster
-    }
-
-    fn command(&self, args: &[&str], dir: &Path) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fluvio"));
-        command.args(args).current_dir(dir).env("FLUVIO_HOME", &self.home).env_remove("FLUVIO_ADDR");
-        let server = Path::new(env!("CARGO_BIN_EXE_fluvio")).with_file_name("fluvio-server");
-        assert!(server.is_file(), "{} is missing: run the tests with `cargo test --workspace`", server.display());
-        command.env("FLUVIO_SERVER_BIN", server);
-        command
-    }
-
-    /// Runs `fluvio ARGS` with optional stdin, in `dir`, within 60 s.
-    fn fluvio(&self, args: &[&str], stdin: Option<&str>, dir: &Path) -> Output {
-        let mut child = self
-            .command(args, dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            let mut input = child.stdin.take().unwrap();
-            if let Some(text) = stdin {
-                input.write_all(text.as_bytes()).unwrap();
-            }
-        }
-        wait_with_timeout(child, Duration::from_secs(60)).expect("fluvio finishes within 60 s")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.fluvio(&["cluster", "stop"], None, Path::new("."));
-        let _ = std::fs::remove_dir_all(&self.home);
-    }
-}
-
-/// Waits for a child; on timeout kills it and returns `None`.
-fn wait_with_timeout(mut child: std::process::Child, timeout: Duration) -> Option<Output> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return Some(child.wait_with_output().unwrap());
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Runs a continuous command for `wait`, then kills it; returns its output.
 fn run_for(mut command: Command, wait: Duration) -> (String, String) {

@@ -8,10 +8,13 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
-use fluvio_protocol::messages::{CreateSmartModuleRequest, CreateTopicRequest, Empty, NameRequest};
+use fluvio_protocol::messages::{
+    ConnectorLogsRequest, ConnectorLogsResponse, CreateConnectorRequest, CreateSmartModuleRequest, CreateTopicRequest,
+    Empty, NameRequest,
+};
 use fluvio_protocol::{
-    ApiKind, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, ErrorResponse, Frame, RESPONSE_BIT, RetentionSpec, SmartModuleInfo,
-    TopicInfo,
+    ApiKind, ConnectorInfo, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, ErrorResponse, Frame, RESPONSE_BIT, RetentionSpec,
+    SmartModuleInfo, TopicInfo,
 };
 
 use crate::FluvioError;
@@ -252,5 +255,39 @@ impl Fluvio {
             .request(ApiKind::GetSmartModule, &NameRequest { name: name.to_string() }, Vec::new())
             .await?;
         Ok((control(&frame)?, frame.payload))
+    }
+
+    /// Hands a connector to the cluster, which checks its config, runs it
+    /// as its own process and restarts it when it stops. `secrets` are the
+    /// values of the secrets the config names.
+    pub async fn create_connector(
+        &self,
+        config: &str,
+        secrets: Vec<(String, String)>,
+    ) -> Result<ConnectorInfo, FluvioError> {
+        let request = CreateConnectorRequest { config: config.to_string(), secrets };
+        let frame = self.connection.request(ApiKind::CreateConnector, &request, Vec::new()).await?;
+        control(&frame)
+    }
+
+    /// Lists the cluster's connectors and what each is doing.
+    pub async fn list_connectors(&self) -> Result<Vec<ConnectorInfo>, FluvioError> {
+        let frame = self.connection.request(ApiKind::ListConnectors, &Empty, Vec::new()).await?;
+        control(&frame)
+    }
+
+    /// Stops a connector and deletes it.
+    pub async fn delete_connector(&self, name: &str) -> Result<(), FluvioError> {
+        self.connection.request(ApiKind::DeleteConnector, &NameRequest { name: name.to_string() }, Vec::new()).await?;
+        Ok(())
+    }
+
+    /// Part of a connector's log from byte `offset`, and the offset to read
+    /// from next (an empty text means nothing new yet).
+    pub async fn connector_logs(&self, name: &str, offset: u64) -> Result<(Vec<u8>, u64), FluvioError> {
+        let request = ConnectorLogsRequest { name: name.to_string(), offset };
+        let frame = self.connection.request(ApiKind::ConnectorLogs, &request, Vec::new()).await?;
+        let response: ConnectorLogsResponse = control(&frame)?;
+        Ok((frame.payload, response.next_offset))
     }
 }

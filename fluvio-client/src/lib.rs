@@ -47,7 +47,7 @@ pub use client::Fluvio;
 pub use consumer::{ConsumerBatch, ConsumerConfig, ConsumerRecord, ConsumerStream, DeadLetterSink};
 pub use error::FluvioError;
 pub use fluvio_protocol::{
-    ErrorPolicy, OffsetSpec, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm,
+    ConnectorInfo, ErrorPolicy, OffsetSpec, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm,
 };
 pub use producer::{ProduceOutput, ProducerConfig, TopicProducer};
 #[cfg(feature = "smartengine")]

@@ -28,6 +28,10 @@ struct Args {
     /// Check the config and exit.
     #[arg(long)]
     check: bool,
+    /// Check the config, print its name, type and topic as one JSON line,
+    /// and exit (the cluster reads this when a connector is created).
+    #[arg(long, conflicts_with = "check")]
+    describe: bool,
 }
 
 #[tokio::main]
@@ -35,6 +39,8 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // The cluster writes this output to a log file: no colour codes there.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let secrets = match &args.secrets {
@@ -52,6 +58,11 @@ async fn main() -> ExitCode {
     if let Err(error) = fluvio_connector::check(&config) {
         eprintln!("error: {error}");
         return ExitCode::from(2);
+    }
+    if args.describe {
+        let description = serde_json::json!({ "name": config.name, "type": config.kind, "topic": config.topic });
+        println!("{description}");
+        return ExitCode::SUCCESS;
     }
     if args.check {
         println!("{}: {} connector {:?} is valid", args.config.display(), config.kind, config.name);

@@ -49,6 +49,14 @@ pub enum ApiKind {
     DeleteSmartModule = 8,
     /// Download a registered SmartModule's wasm.
     GetSmartModule = 9,
+    /// Hand a connector to the cluster to run.
+    CreateConnector = 10,
+    /// List the cluster's connectors.
+    ListConnectors = 11,
+    /// Stop a connector and forget it.
+    DeleteConnector = 12,
+    /// Read part of a connector's log.
+    ConnectorLogs = 13,
     /// An error answer to any request.
     Error = 0x7fff,
 }
@@ -69,6 +77,10 @@ impl ApiKind {
             7 => ApiKind::ListSmartModules,
             8 => ApiKind::DeleteSmartModule,
             9 => ApiKind::GetSmartModule,
+            10 => ApiKind::CreateConnector,
+            11 => ApiKind::ListConnectors,
+            12 => ApiKind::DeleteConnector,
+            13 => ApiKind::ConnectorLogs,
             0x7fff => ApiKind::Error,
             _ => return None,
         })

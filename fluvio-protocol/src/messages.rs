@@ -34,6 +34,13 @@ pub enum ErrorCode {
     BadFrame,
     /// The server could not read or write its storage.
     Storage,
+    /// A connector with that name exists.
+    ConnectorExists,
+    /// No connector with that name.
+    ConnectorNotFound,
+    /// The connector's config was refused (the message says why), or its
+    /// program could not be run.
+    InvalidConnector,
 }
 
 /// The control part of an [`ApiKind::Error`](crate::ApiKind::Error) frame.
@@ -185,3 +192,55 @@ pub struct SmartModuleInfo {
 /// An empty control message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Empty;
+
+/// Hand a connector to the cluster, which runs it as its own process and
+/// restarts it when it stops. The cluster checks the config first.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateConnectorRequest {
+    /// The config file's text (Fluvio's connector config format).
+    pub config: String,
+    /// Values of the secrets the config names, as `(NAME, value)`.
+    pub secrets: Vec<(String, String)>,
+}
+
+/// Secrets never appear in debug output.
+impl std::fmt::Debug for CreateConnectorRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.secrets.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("CreateConnectorRequest").field("config", &self.config).field("secrets", &names).finish()
+    }
+}
+
+/// A connector as listed (never with its secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorInfo {
+    /// Its name (`meta.name`).
+    pub name: String,
+    /// Its type (`meta.type`), such as `sql-sink`.
+    pub kind: String,
+    /// The topic it reads or writes.
+    pub topic: String,
+    /// What it is doing, for people: `running`, `restarting in 4s`...
+    pub status: String,
+    /// Process id while it runs.
+    pub pid: Option<u32>,
+    /// How many times it was restarted after stopping on its own.
+    pub restarts: u32,
+}
+
+/// Read a connector's log from a byte offset; the payload of the answer is
+/// the text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorLogsRequest {
+    /// The connector.
+    pub name: String,
+    /// Where to start reading.
+    pub offset: u64,
+}
+
+/// Where the next read of a connector's log starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorLogsResponse {
+    /// Offset after the returned text; pass it to the next request.
+    pub next_offset: u64,
+}

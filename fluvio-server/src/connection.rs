@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use fluvio_protocol::messages::{
-    CreateSmartModuleRequest, CreateTopicRequest, Empty, NameRequest, ProduceRequest, ProduceResponse,
-    StreamFetchRequest,
+    ConnectorLogsRequest, ConnectorLogsResponse, CreateConnectorRequest, CreateSmartModuleRequest, CreateTopicRequest,
+    Empty, NameRequest, ProduceRequest, ProduceResponse, StreamFetchRequest,
 };
 use fluvio_protocol::{
     ApiKind, Batch, ErrorCode, ErrorResponse, Frame, FrameError, OffsetSpec, PROTOCOL_VERSION, RESPONSE_BIT,
@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::ServerContext;
+use crate::connectors::ConnectorError;
 use crate::registry::RegistryError;
 use crate::storage::{StorageError, TopicError, TopicSpec};
 
@@ -81,6 +82,20 @@ impl From<RegistryError> for ServerError {
             RegistryError::NotFound(_) => ErrorCode::SmartModuleNotFound,
             RegistryError::Invalid(_) => ErrorCode::InvalidSmartModule,
             RegistryError::Io { .. } => ErrorCode::Storage,
+        };
+        ServerError::new(code, error.to_string())
+    }
+}
+
+impl From<ConnectorError> for ServerError {
+    fn from(error: ConnectorError) -> Self {
+        let code = match &error {
+            ConnectorError::Exists(_) => ErrorCode::ConnectorExists,
+            ConnectorError::NotFound(_) => ErrorCode::ConnectorNotFound,
+            ConnectorError::Invalid(_) | ConnectorError::Name(_) | ConnectorError::Program { .. } => {
+                ErrorCode::InvalidConnector
+            }
+            ConnectorError::Io { .. } => ErrorCode::Storage,
         };
         ServerError::new(code, error.to_string())
     }
@@ -237,6 +252,25 @@ async fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<
             let request: NameRequest = decode(&frame)?;
             let (module, wasm) = context.registry.get(&request.name)?;
             Ok(respond(kind, id, &crate::registry::info(&request.name, &module), wasm))
+        }
+        ApiKind::CreateConnector => {
+            let request: CreateConnectorRequest = decode(&frame)?;
+            let info = context.connectors.create(request).await?;
+            Ok(respond(kind, id, &info, Vec::new()))
+        }
+        ApiKind::ListConnectors => {
+            decode::<Empty>(&frame)?;
+            Ok(respond(kind, id, &context.connectors.list().await, Vec::new()))
+        }
+        ApiKind::DeleteConnector => {
+            let request: NameRequest = decode(&frame)?;
+            context.connectors.delete(&request.name).await?;
+            Ok(respond(kind, id, &Empty, Vec::new()))
+        }
+        ApiKind::ConnectorLogs => {
+            let request: ConnectorLogsRequest = decode(&frame)?;
+            let (text, next_offset) = context.connectors.logs(&request.name, request.offset).await?;
+            Ok(respond(kind, id, &ConnectorLogsResponse { next_offset }, text))
         }
         ApiKind::StreamFetch | ApiKind::Error => Err(bad_frame("unexpected request kind")),
     }

@@ -9,9 +9,11 @@
 //! `fluvio-smartengine`; the server defines neither, and does not depend on
 //! the SDK. One connection's bad input never reaches another connection or
 //! the stored data: every frame is checked before use, and a malformed one
-//! closes only its own connection.
+//! closes only its own connection. It also runs the cluster's connectors,
+//! each as its own supervised process ([`connectors`]).
 
 pub mod connection;
+pub mod connectors;
 pub mod registry;
 pub mod storage;
 
@@ -43,6 +45,9 @@ pub enum StartError {
     /// The SmartModule registry could not be opened.
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
+    /// The connectors' directory could not be opened.
+    #[error(transparent)]
+    Connectors(#[from] connectors::ConnectorError),
     /// The address cannot be listened on.
     #[error("cannot listen on {addr}: {source}; is another server running there? pick another address with --addr")]
     Listen {
@@ -68,6 +73,28 @@ pub struct ServerConfig {
     pub segment_bytes: u64,
     /// Memory and CPU caps of every SmartModule.
     pub limits: Limits,
+    /// The `fluvio-connector` program the server runs connectors with.
+    pub connector_program: PathBuf,
+}
+
+/// Where the `fluvio-connector` program is: `$FLUVIO_CONNECTOR_BIN`, next to
+/// the running program (or one directory up, for cargo's test binaries in
+/// `deps/`), else looked up on `PATH`.
+pub fn default_connector_program() -> PathBuf {
+    if let Some(program) = std::env::var_os("FLUVIO_CONNECTOR_BIN") {
+        return PathBuf::from(program);
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        for dir in [Some(dir), dir.parent()].into_iter().flatten() {
+            let candidate = dir.join("fluvio-connector");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from("fluvio-connector")
 }
 
 impl ServerConfig {
@@ -80,6 +107,7 @@ impl ServerConfig {
             flush: FlushPolicy::EveryBatch,
             segment_bytes: 256 << 20,
             limits: Limits::default(),
+            connector_program: default_connector_program(),
         }
     }
 }
@@ -94,6 +122,8 @@ pub struct ServerContext {
     pub registry: Arc<registry::Registry>,
     /// The SmartModule engine, with its on-disk cache under the data dir.
     pub engine: SmartEngine,
+    /// The connectors this server runs.
+    pub connectors: connectors::Connectors,
 }
 
 /// A server bound to its address, ready to run.
@@ -113,7 +143,11 @@ impl Server {
         let registry = registry::Registry::open(&data_dir.join("smartmodules"), engine.clone())?;
         let listener =
             TcpListener::bind(config.addr).await.map_err(|source| StartError::Listen { addr: config.addr, source })?;
-        let context = ServerContext { config, storage: Arc::new(storage), registry: Arc::new(registry), engine };
+        // Blocking, once at start-up (it may wait for a leftover connector
+        // process to stop).
+        let connectors = connectors::Connectors::open(&data_dir.join("connectors"), config.connector_program.clone())?;
+        let context =
+            ServerContext { config, storage: Arc::new(storage), registry: Arc::new(registry), engine, connectors };
         Ok(Server { listener, context: Arc::new(context) })
     }
 
@@ -127,9 +161,19 @@ impl Server {
         Arc::clone(&self.context)
     }
 
-    /// Serves connections until the task is dropped.
+    /// Serves connections, and runs the connectors, until the task is
+    /// dropped (which kills the connectors' processes; a clean shutdown
+    /// calls [`Connectors::stop_all`](connectors::Connectors::stop_all) first).
     pub async fn run(self) {
         let _maintenance = AbortOnDrop(tokio::spawn(maintain(Arc::clone(&self.context))));
+        let _connectors = StopConnectorsOnDrop(Arc::clone(&self.context));
+        // Connectors reach this server on loopback when it listens on all
+        // interfaces.
+        let mut addr = self.local_addr();
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        self.context.connectors.start(addr.to_string()).await;
         loop {
             match self.listener.accept().await {
                 Ok((socket, peer)) => {
@@ -162,6 +206,14 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+struct StopConnectorsOnDrop(Arc<ServerContext>);
+
+impl Drop for StopConnectorsOnDrop {
+    fn drop(&mut self) {
+        self.0.connectors.abort_all();
     }
 }
 

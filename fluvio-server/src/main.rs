@@ -34,6 +34,10 @@ struct Args {
     /// CPU cap of every SmartModule per batch, in fuel units.
     #[arg(long, default_value_t = Limits::DEFAULT_FUEL_PER_BATCH)]
     smartmodule_fuel: u64,
+    /// The `fluvio-connector` program connectors run with (default: next
+    /// to this program, else on PATH).
+    #[arg(long, env = "FLUVIO_CONNECTOR_BIN", value_name = "PROGRAM")]
+    connector_bin: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -50,6 +54,7 @@ async fn main() -> std::process::ExitCode {
         flush: args.flush,
         segment_bytes: args.segment_bytes,
         limits: Limits { memory_bytes: args.smartmodule_memory_bytes, fuel_per_batch: args.smartmodule_fuel },
+        connector_program: args.connector_bin.unwrap_or_else(fluvio_server::default_connector_program),
     };
     let server = match Server::bind(config).await {
         Ok(server) => server,
@@ -69,6 +74,8 @@ async fn main() -> std::process::ExitCode {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
+    // Connectors finish their work in hand and start again with the server.
+    context.connectors.stop_all().await;
     Server::sync_all(&context).await;
     tracing::info!("stopped");
     std::process::ExitCode::SUCCESS

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
@@ -59,4 +60,86 @@ pub fn generate(destination: &Path, name: &str, kind: &str, params: bool) -> Pat
         .arg("--destination")
         .arg(destination));
     destination.join(name)
+}
+
+/// A scratch `FLUVIO_HOME` with a local cluster started through the CLI,
+/// stopped (through the CLI) on drop.
+pub struct Cluster {
+    /// The scratch `FLUVIO_HOME`.
+    pub home: PathBuf,
+}
+
+impl Cluster {
+    /// Starts a cluster in a new scratch home.
+    pub fn start(name: &str) -> Cluster {
+        let home = std::env::temp_dir().join(format!("fluvio-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap();
+        let cluster = Cluster { home };
+        cluster.start_again();
+        cluster
+    }
+
+    /// `fluvio cluster start` in this home (after a stop: same data).
+    pub fn start_again(&self) {
+        let out = self.fluvio(&["cluster", "start", "--listen", "127.0.0.1:0"], None, Path::new("."));
+        assert!(out.status.success(), "cluster start failed: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("listening on 127.0.0.1:"), "{stdout}");
+        assert!(stdout.contains("logs in"), "{stdout}");
+    }
+
+    /// `fluvio ARGS` in `dir`, against this cluster.
+    pub fn command(&self, args: &[&str], dir: &Path) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fluvio"));
+        command.args(args).current_dir(dir).env("FLUVIO_HOME", &self.home).env_remove("FLUVIO_ADDR");
+        let server = Path::new(env!("CARGO_BIN_EXE_fluvio")).with_file_name("fluvio-server");
+        assert!(server.is_file(), "{} is missing: run the tests with `cargo test --workspace`", server.display());
+        command.env("FLUVIO_SERVER_BIN", server);
+        let connector = Path::new(env!("CARGO_BIN_EXE_fluvio")).with_file_name("fluvio-connector");
+        assert!(connector.is_file(), "{} is missing: run the tests with `cargo test --workspace`", connector.display());
+        command.env("FLUVIO_CONNECTOR_BIN", connector);
+        command
+    }
+
+    /// Runs `fluvio ARGS` with optional stdin, in `dir`, within 60 s.
+    pub fn fluvio(&self, args: &[&str], stdin: Option<&str>, dir: &Path) -> Output {
+        let mut child = self
+            .command(args, dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut input = child.stdin.take().unwrap();
+            if let Some(text) = stdin {
+                input.write_all(text.as_bytes()).unwrap();
+            }
+        }
+        wait_with_timeout(child, Duration::from_secs(60)).expect("fluvio finishes within 60 s")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.fluvio(&["cluster", "stop"], None, Path::new("."));
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// Waits for a child; on timeout kills it and returns `None`.
+pub fn wait_with_timeout(mut child: std::process::Child, timeout: Duration) -> Option<Output> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
