@@ -10,7 +10,7 @@
 //! This crate owns the connector traits, the runtime around them
 //! ([`runtime`]: retries with backoff, clean shutdown, resume from a sink's
 //! committed offset, metrics), the configuration in Fluvio's connector
-//! format ([`config`]) and the built-in connectors ([`mqtt`], [`sql`]). It
+//! format ([`config`]) and the built-in connectors ([`mqtt`], [`http`], [`sql`]). It
 //! talks to the cluster only through the SDK, and knows nothing of storage.
 //!
 //! ```no_run
@@ -26,6 +26,7 @@
 
 pub mod config;
 mod connector;
+pub mod http;
 pub mod mqtt;
 pub mod runtime;
 pub mod sql;
@@ -36,7 +37,7 @@ use config::ConnectorConfig;
 use runtime::RunOptions;
 
 /// The connector types this runtime has built in.
-pub const BUILT_IN_TYPES: &[&str] = &["mqtt-source", "sql-sink"];
+pub const BUILT_IN_TYPES: &[&str] = &["mqtt-source", "http-source", "sql-sink", "http-sink"];
 
 /// Checks everything about a config that can be checked without running
 /// it: the common part was checked when it was read; this reads the type's
@@ -44,7 +45,9 @@ pub const BUILT_IN_TYPES: &[&str] = &["mqtt-source", "sql-sink"];
 pub fn check(config: &ConnectorConfig) -> Result<(), ConnectorError> {
     match config.kind.as_str() {
         "mqtt-source" => mqtt::MqttSource::from_config(config).map(drop)?,
+        "http-source" => http::HttpSource::from_config(config).map(drop)?,
         "sql-sink" => sql::SqlSink::from_config(config, "").map(drop)?,
+        "http-sink" => http::HttpSink::from_config(config).map(drop)?,
         other => return Err(ConnectorError::UnknownType(other.to_string())),
     }
     Ok(())
@@ -58,8 +61,16 @@ pub async fn run(config: &ConnectorConfig, options: RunOptions) -> Result<(), Co
             let source = mqtt::MqttSource::from_config(config)?;
             runtime::run_source(config, source, options).await?;
         }
+        "http-source" => {
+            let source = http::HttpSource::from_config(config)?;
+            runtime::run_source(config, source, options).await?;
+        }
         "sql-sink" => {
             let sink = sql::SqlSink::from_config(config, &options.addr)?;
+            runtime::run_sink(config, sink, options).await?;
+        }
+        "http-sink" => {
+            let sink = http::HttpSink::from_config(config)?;
             runtime::run_sink(config, sink, options).await?;
         }
         other => return Err(ConnectorError::UnknownType(other.to_string())),

@@ -14,9 +14,7 @@ use dev_support::wasm_path;
 use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec};
 use fluvio_connector::ConnectorError;
 use fluvio_connector::config::{ConnectorConfig, Secrets};
-use fluvio_connector::mqtt::MqttSource;
-use fluvio_connector::runtime::{Metrics, RunOptions, run_sink, run_source};
-use fluvio_connector::sql::SqlSink;
+use fluvio_connector::runtime::{Metrics, RunOptions};
 use fluvio_server::{Server, ServerConfig};
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -63,7 +61,7 @@ fn config(name: &str, text: &str) -> ConnectorConfig {
 struct Running {
     stop: watch::Sender<bool>,
     metrics: Arc<Metrics>,
-    task: tokio::task::JoinHandle<Result<Arc<Metrics>, ConnectorError>>,
+    task: tokio::task::JoinHandle<Result<(), ConnectorError>>,
 }
 
 impl Running {
@@ -72,32 +70,17 @@ impl Running {
         tokio::time::timeout(Duration::from_secs(30), self.task)
             .await
             .expect("the connector stops within 30 s")
-            .unwrap()
+            .unwrap()?;
+        Ok(self.metrics)
     }
 }
 
-fn options(addr: &str) -> (watch::Sender<bool>, RunOptions) {
+/// Runs the connector the config's `meta.type` names, as the binary does.
+fn start(config: ConnectorConfig, addr: &str) -> Running {
     let (stop, shutdown) = watch::channel(false);
-    (stop, RunOptions::new(addr, shutdown))
-}
-
-fn start_sink(config: ConnectorConfig, addr: &str) -> Running {
-    let (stop, options) = options(addr);
+    let options = RunOptions::new(addr, shutdown);
     let metrics = Arc::clone(&options.metrics);
-    let task = tokio::spawn(async move {
-        let sink = SqlSink::from_config(&config, &options.addr)?;
-        run_sink(&config, sink, options).await
-    });
-    Running { stop, metrics, task }
-}
-
-fn start_source(config: ConnectorConfig, addr: &str) -> Running {
-    let (stop, options) = options(addr);
-    let metrics = Arc::clone(&options.metrics);
-    let task = tokio::spawn(async move {
-        let source = MqttSource::from_config(&config)?;
-        run_source(&config, source, options).await
-    });
+    let task = tokio::spawn(async move { fluvio_connector::run(&config, options).await });
     Running { stop, metrics, task }
 }
 
@@ -172,9 +155,8 @@ async fn mqtt_source_sends_every_message_once_and_filters_before_sending() {
     // Two sources on the same MQTT messages: one filters, one does not, so
     // the bytes each sends can be compared in one run.
     let transforms = format!("transforms:\n  - uses: {}\n", wasm_path("reading-filter").display());
-    let filtering =
-        start_source(mqtt_source_config(&broker, "mqtt-filtering", "readings-mqtt", &transforms), &cluster.addr);
-    let plain = start_source(mqtt_source_config(&broker, "mqtt-plain", "readings-mqtt-all", ""), &cluster.addr);
+    let filtering = start(mqtt_source_config(&broker, "mqtt-filtering", "readings-mqtt", &transforms), &cluster.addr);
+    let plain = start(mqtt_source_config(&broker, "mqtt-plain", "readings-mqtt-all", ""), &cluster.addr);
 
     let (host, port) = broker.host_port();
     let (client, mut eventloop) =
@@ -257,7 +239,7 @@ async fn sql_sink_writes_rows_that_match_the_records() {
     fluvio.create_topic("plain", 1).await.unwrap();
     let values: Vec<String> = (0..1000).map(|i| reading(&format!("s{i}"), i as f64 / 4.0)).collect();
     produce_all(&fluvio, "plain", &values).await;
-    let running = start_sink(sink_config("plain-sink", &pg, "plain", "  table: plain_readings\n", ""), &cluster.addr);
+    let running = start(sink_config("plain-sink", &pg, "plain", "  table: plain_readings\n", ""), &cluster.addr);
     wait_until("1000 rows are written", Duration::from_secs(60), || count(&pg, "plain_readings") == 1000).await;
     let metrics = running.stop().await.unwrap();
     assert_eq!(pg.psql("SELECT celsius FROM plain_readings WHERE sensor = 's998'"), "249.5");
@@ -274,7 +256,7 @@ async fn sql_sink_writes_rows_that_match_the_records() {
 
     // A restarted sink resumes after what it wrote: new records only.
     produce_all(&fluvio, "plain", &[reading("late", 1.0)]).await;
-    let running = start_sink(sink_config("plain-sink", &pg, "plain", "  table: plain_readings\n", ""), &cluster.addr);
+    let running = start(sink_config("plain-sink", &pg, "plain", "  table: plain_readings\n", ""), &cluster.addr);
     wait_until("the late record is written", Duration::from_secs(60), || count(&pg, "plain_readings") == 1001).await;
     running.stop().await.unwrap();
 }
@@ -300,8 +282,8 @@ async fn sql_sink_transforms_run_on_the_server_and_only_kept_records_cross_the_n
         "",
         &format!("transforms:\n  - uses: {}\n{}", wasm_path("reading-filter").display(), to_sql("kept_readings")),
     );
-    let all = start_sink(everything, &cluster.addr);
-    let kept = start_sink(filtered, &cluster.addr);
+    let all = start(everything, &cluster.addr);
+    let kept = start(filtered, &cluster.addr);
     wait_until("all readings are written", Duration::from_secs(60), || count(&pg, "all_readings") == 2000).await;
     wait_until("kept readings are written", Duration::from_secs(60), || count(&pg, "kept_readings") == 1000).await;
     let all = all.stop().await.unwrap();
@@ -332,7 +314,7 @@ async fn refused_rows_follow_the_error_policy() {
             "CREATE TABLE {table} (sensor TEXT PRIMARY KEY, celsius DOUBLE PRECISION CHECK (celsius < 100))"
         ));
         let extra = format!("  table: {table}\n  error-policy: {policy}\n  dead-letter-topic: rejected\n");
-        let running = start_sink(sink_config(&format!("{policy}-sink"), &pg, "strict", &extra, ""), &cluster.addr);
+        let running = start(sink_config(&format!("{policy}-sink"), &pg, "strict", &extra, ""), &cluster.addr);
         match policy {
             "fail" => {
                 let error = tokio::time::timeout(Duration::from_secs(60), running.task)
@@ -374,7 +356,7 @@ async fn an_unreachable_database_is_retried_patiently_until_shutdown() {
              sql:\n  url: postgres://postgres@127.0.0.1:{port}/postgres\n"
         ),
     );
-    let running = start_sink(config, &cluster.addr);
+    let running = start(config, &cluster.addr);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!running.task.is_finished(), "a transient failure must not stop the connector");
     let started = Instant::now();
@@ -461,4 +443,247 @@ fn the_binary_refuses_bad_configs_naming_the_file_and_the_key() {
         assert!(stderr.contains(&file.display().to_string()) || expected.starts_with("unknown"), "{stderr}");
         assert!(stderr.contains(&expected), "expected {expected:?} in {stderr}");
     }
+}
+
+/// A small HTTP/1.1 server on loopback for the HTTP connectors: it records
+/// every request and answers by path.
+///
+/// - `GET /poll`: `{"n": N}`, N counting up from 0.
+/// - `GET /stream`: 50 lines `line-0` .. `line-49`, split across writes at
+///   awkward places, then the connection closes.
+/// - `POST /ingest`: records the body; the first `fail_first` requests are
+///   answered 503, the rest 200.
+/// - `POST /reject`: 400.
+struct HttpServer {
+    addr: std::net::SocketAddr,
+    requests: Arc<std::sync::Mutex<Vec<Request>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// One request the test server received.
+#[derive(Debug, Clone)]
+struct Request {
+    path: String,
+    /// Lower-case names.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl HttpServer {
+    async fn start(fail_first: usize) -> HttpServer {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests: Arc<std::sync::Mutex<Vec<_>>> = Arc::default();
+        let log = Arc::clone(&requests);
+        let polls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let ingests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else { return };
+                let (log, polls, ingests) = (Arc::clone(&log), Arc::clone(&polls), Arc::clone(&ingests));
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut read = BufReader::new(read);
+                    loop {
+                        let mut line = String::new();
+                        if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut parts = line.split_whitespace();
+                        let path = parts.nth(1).unwrap_or("").to_string();
+                        let mut headers = Vec::new();
+                        loop {
+                            let mut header = String::new();
+                            read.read_line(&mut header).await.unwrap();
+                            let header = header.trim_end();
+                            if header.is_empty() {
+                                break;
+                            }
+                            let (name, value) = header.split_once(':').unwrap();
+                            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+                        }
+                        let length: usize = headers
+                            .iter()
+                            .find(|(name, _)| name == "content-length")
+                            .map_or(0, |(_, value)| value.parse().unwrap());
+                        let mut body = vec![0; length];
+                        read.read_exact(&mut body).await.unwrap();
+                        log.lock().unwrap().push(Request { path: path.clone(), headers, body });
+                        let respond = |status: &str, body: String| {
+                            format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+                        };
+                        let answer = match path.as_str() {
+                            "/poll" => {
+                                let n = polls.fetch_add(1, Ordering::Relaxed);
+                                respond("200 OK", format!("{{\"n\": {n}}}"))
+                            }
+                            "/stream" => {
+                                write.write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n").await.unwrap();
+                                let text: String = (0..50).map(|i| format!("line-{i}\n")).collect();
+                                for chunk in text.as_bytes().chunks(7) {
+                                    write.write_all(chunk).await.unwrap();
+                                    write.flush().await.unwrap();
+                                    tokio::time::sleep(Duration::from_millis(2)).await;
+                                }
+                                return;
+                            }
+                            "/ingest" if ingests.fetch_add(1, Ordering::Relaxed) < fail_first => {
+                                respond("503 Service Unavailable", "try later".into())
+                            }
+                            "/ingest" => respond("200 OK", String::new()),
+                            _ => respond("400 Bad Request", "no such thing".into()),
+                        };
+                        if write.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        HttpServer { addr, requests, task }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Bodies of the requests to `path`.
+    fn bodies(&self, path: &str) -> Vec<Vec<u8>> {
+        self.requests.lock().unwrap().iter().filter(|r| r.path == path).map(|r| r.body.clone()).collect()
+    }
+}
+
+fn config_with_secrets(name: &str, text: &str, secrets: &str) -> ConnectorConfig {
+    let path = scratch(name).join("connector.yaml");
+    std::fs::write(&path, text).unwrap();
+    ConnectorConfig::from_file(&path, &Secrets::parse(secrets, &path.with_file_name("secrets")).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_source_polls_with_headers_and_reads_streams_line_by_line() {
+    let server = HttpServer::start(0).await;
+    let (cluster, fluvio) = cluster("http-source").await;
+    fluvio.create_topic("polled", 1).await.unwrap();
+    fluvio.create_topic("streamed", 1).await.unwrap();
+    let polling = start(
+        config_with_secrets(
+            "http-poll",
+            &format!(
+                "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: http-poll\n  type: http-source\n  topic: polled\n  \
+                 secrets: [ {{ name: API_TOKEN }} ]\nhttp:\n  endpoint: {}\n  interval: 100ms\n  \
+                 headers: [ \"Authorization: Bearer ${{{{ secrets.API_TOKEN }}}}\" ]\n",
+                server.url("/poll")
+            ),
+            "API_TOKEN=s3cret\n",
+        ),
+        &cluster.addr,
+    );
+    let streaming = start(
+        config(
+            "http-stream",
+            &format!(
+                "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: http-stream\n  type: http-source\n  topic: streamed\n\
+                 http:\n  endpoint: {}\n  stream: true\n",
+                server.url("/stream")
+            ),
+        ),
+        &cluster.addr,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while topic_end(&fluvio, "polled").await < 5 || topic_end(&fluvio, "streamed").await < 50 {
+        assert!(Instant::now() < deadline, "the HTTP sources did not deliver");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    polling.stop().await.unwrap();
+    streaming.stop().await.unwrap();
+
+    // Each poll is one record, in order, and carried the secret header.
+    let polled = read_values(&fluvio, "polled").await;
+    for (i, value) in polled.iter().enumerate() {
+        assert_eq!(value, &format!("{{\"n\": {i}}}"));
+    }
+    let requests = server.requests.lock().unwrap().clone();
+    let poll = requests.iter().find(|r| r.path == "/poll").unwrap();
+    assert!(poll.headers.contains(&("authorization".into(), "Bearer s3cret".into())), "{:?}", poll.headers);
+    // Each line of the stream is one record; when the stream ends the
+    // source reconnects (after a backoff), so the lines may come again.
+    let streamed = read_values(&fluvio, "streamed").await;
+    let expected: Vec<String> = (0..50).map(|i| format!("line-{i}")).collect();
+    assert_eq!(&streamed[..50], &expected[..]);
+}
+
+fn http_sink_config(name: &str, server: &HttpServer, path: &str, extra: &str, offsets: &Path) -> ConnectorConfig {
+    config(
+        name,
+        &format!(
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: {name}\n  type: http-sink\n  topic: outgoing\n\
+             http:\n  endpoint: {}\n  offsets-file: {}\n{extra}",
+            server.url(path),
+            offsets.display()
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sink_delivers_every_record_through_failures_and_resumes_where_it_stopped() {
+    // The first three requests fail with 503: the sink retries.
+    let server = HttpServer::start(3).await;
+    let (cluster, fluvio) = cluster("http-sink").await;
+    fluvio.create_topic("outgoing", 1).await.unwrap();
+    let values: Vec<String> = (0..100).map(|i| format!("{{\"id\": {i}}}")).collect();
+    produce_all(&fluvio, "outgoing", &values).await;
+    let dir = scratch("http-sink-state");
+    let offsets = dir.join("offsets.json");
+
+    let sink = start(http_sink_config("http-each", &server, "/ingest", "", &offsets), &cluster.addr);
+    let delivered = |server: &HttpServer| {
+        let bodies: std::collections::BTreeSet<String> =
+            server.bodies("/ingest").into_iter().map(|b| String::from_utf8(b).unwrap()).collect();
+        bodies
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered(&server).len() < 100 {
+        assert!(Instant::now() < deadline, "only {} records delivered", delivered(&server).len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = sink.stop().await.unwrap();
+    assert_eq!(delivered(&server), values.iter().cloned().collect(), "every record arrives, at least once");
+    assert_eq!(metrics.last_offset.load(Ordering::Relaxed), 99);
+
+    // Restarted, it resumes after what it delivered: only new records go.
+    let before = server.bodies("/ingest").len();
+    let sink = start(http_sink_config("http-each", &server, "/ingest", "", &offsets), &cluster.addr);
+    produce_all(&fluvio, "outgoing", &["{\"id\": 100}".to_string()]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.bodies("/ingest").len() == before {
+        assert!(Instant::now() < deadline, "the new record was not delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sink.stop().await.unwrap();
+    let after = server.bodies("/ingest");
+    assert_eq!(after[before..], [b"{\"id\": 100}".to_vec()], "a restart sends only what was not delivered");
+
+    // One JSON array per batch.
+    let arrays = start(
+        http_sink_config("http-array", &server, "/batch-ok", "  mode: json-array\n", &dir.join("array.json")),
+        &cluster.addr,
+    );
+    // `/batch-ok` answers 400: the sink stops, naming the refusal.
+    let error = tokio::time::timeout(Duration::from_secs(30), arrays.task).await.unwrap().unwrap().unwrap_err();
+    assert!(error.to_string().contains("400"), "{error}");
+    let body = server.bodies("/batch-ok").into_iter().next().expect("the batch was sent");
+    let array: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(array[0], serde_json::json!({"id": 0}));
+    assert!(array.len() > 1, "a batch travels as one array");
+    let request = server.requests.lock().unwrap().iter().find(|r| r.path == "/batch-ok").cloned().unwrap();
+    assert!(request.headers.contains(&("content-type".into(), "application/json".into())));
+    let _ = arrays.stop;
 }

@@ -468,6 +468,10 @@ async fn supervise(
                 .arg(&cluster_addr)
                 .arg("--metrics-file")
                 .arg(dir.join(METRICS_FILE))
+                // Connectors that keep state of their own (http-sink's
+                // offsets) keep it here, with the rest of the connector.
+                .env("FLUVIO_CONNECTOR_STATE_DIR", &dir)
+                .current_dir(&dir)
                 .stdin(Stdio::null())
                 .stdout(stdout)
                 .stderr(stderr)
