@@ -42,7 +42,7 @@ pub enum ConnectorError {
     #[error(transparent)]
     Fluvio(#[from] FluvioError),
     /// `meta.type` names no connector this runtime has.
-    #[error("unknown connector type {0:?}; the built-in types are {types}", types = crate::BUILT_IN_TYPES.join(", "))]
+    #[error("unknown connector type {0:?}; the built-in types are {types}", types = crate::built_in_types().join(", "))]
     UnknownType(String),
 }
 

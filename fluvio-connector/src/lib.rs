@@ -24,56 +24,72 @@
 //! # Ok(()) }
 //! ```
 
+pub mod app;
 pub mod config;
 mod connector;
+#[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod runtime;
+#[cfg(feature = "sql")]
 pub mod sql;
 
 pub use connector::{ConnectorError, ResumeKey, Sink, Source, SourceRecord, WriteReport};
+/// What a sink receives: batches of records, with the position after each.
+pub use fluvio_client::{ConsumerBatch, ConsumerRecord};
 
 use config::ConnectorConfig;
 use runtime::RunOptions;
 
-/// The connector types this runtime has built in.
-pub const BUILT_IN_TYPES: &[&str] = &["mqtt-source", "http-source", "sql-sink", "http-sink"];
+/// The connector types built in (with the crate's default features).
+pub fn built_in_types() -> Vec<&'static str> {
+    let mut types = Vec::new();
+    if cfg!(feature = "mqtt") {
+        types.push("mqtt-source");
+    }
+    if cfg!(feature = "http") {
+        types.extend(["http-source", "http-sink"]);
+    }
+    if cfg!(feature = "sql") {
+        types.push("sql-sink");
+    }
+    types
+}
 
 /// Checks everything about a config that can be checked without running
 /// it: the common part was checked when it was read; this reads the type's
 /// own section.
 pub fn check(config: &ConnectorConfig) -> Result<(), ConnectorError> {
     match config.kind.as_str() {
-        "mqtt-source" => mqtt::MqttSource::from_config(config).map(drop)?,
-        "http-source" => http::HttpSource::from_config(config).map(drop)?,
-        "sql-sink" => sql::SqlSink::from_config(config, "").map(drop)?,
-        "http-sink" => http::HttpSink::from_config(config).map(drop)?,
-        other => return Err(ConnectorError::UnknownType(other.to_string())),
+        #[cfg(feature = "mqtt")]
+        "mqtt-source" => Ok(mqtt::MqttSource::from_config(config).map(drop)?),
+        #[cfg(feature = "http")]
+        "http-source" => Ok(http::HttpSource::from_config(config).map(drop)?),
+        #[cfg(feature = "sql")]
+        "sql-sink" => Ok(sql::SqlSink::from_config(config, "").map(drop)?),
+        #[cfg(feature = "http")]
+        "http-sink" => Ok(http::HttpSink::from_config(config).map(drop)?),
+        other => Err(ConnectorError::UnknownType(other.to_string())),
     }
-    Ok(())
 }
 
 /// Runs the connector a config names until it ends, fails, or
 /// `options.shutdown` turns on.
+#[cfg_attr(not(any(feature = "mqtt", feature = "sql", feature = "http")), allow(unused_variables))]
 pub async fn run(config: &ConnectorConfig, options: RunOptions) -> Result<(), ConnectorError> {
     match config.kind.as_str() {
-        "mqtt-source" => {
-            let source = mqtt::MqttSource::from_config(config)?;
-            runtime::run_source(config, source, options).await?;
-        }
-        "http-source" => {
-            let source = http::HttpSource::from_config(config)?;
-            runtime::run_source(config, source, options).await?;
-        }
+        #[cfg(feature = "mqtt")]
+        "mqtt-source" => runtime::run_source(config, mqtt::MqttSource::from_config(config)?, options).await.map(drop),
+        #[cfg(feature = "http")]
+        "http-source" => runtime::run_source(config, http::HttpSource::from_config(config)?, options).await.map(drop),
+        #[cfg(feature = "sql")]
         "sql-sink" => {
             let sink = sql::SqlSink::from_config(config, &options.addr)?;
-            runtime::run_sink(config, sink, options).await?;
+            runtime::run_sink(config, sink, options).await.map(drop)
         }
-        "http-sink" => {
-            let sink = http::HttpSink::from_config(config)?;
-            runtime::run_sink(config, sink, options).await?;
-        }
-        other => return Err(ConnectorError::UnknownType(other.to_string())),
+        #[cfg(feature = "http")]
+        "http-sink" => runtime::run_sink(config, http::HttpSink::from_config(config)?, options).await.map(drop),
+        other => Err(ConnectorError::UnknownType(other.to_string())),
     }
-    Ok(())
 }

@@ -47,6 +47,21 @@ pub fn cargo() -> Command {
     command
 }
 
+/// Renders the connector template (`kind`: source or sink) into
+/// `destination/name`.
+pub fn generate_connector(destination: &Path, name: &str, kind: &str) -> PathBuf {
+    run(Command::new(cargo_generate())
+        .arg("generate")
+        .arg("--path")
+        .arg(repo().join("templates/connector"))
+        .args(["--name", name, "--vcs", "none", "--silent"])
+        .args(["--define", &format!("connector_kind={kind}")])
+        .args(["--define", &format!("fluvio_connector_path={}", repo().join("fluvio-connector").display())])
+        .arg("--destination")
+        .arg(destination));
+    destination.join(name)
+}
+
 /// Renders the SmartModule template into `destination/name`.
 pub fn generate(destination: &Path, name: &str, kind: &str, params: bool) -> PathBuf {
     run(Command::new(cargo_generate())
@@ -87,6 +102,14 @@ impl Cluster {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("listening on 127.0.0.1:"), "{stdout}");
         assert!(stdout.contains("logs in"), "{stdout}");
+    }
+
+    /// The address the cluster listens on.
+    pub fn addr(&self) -> String {
+        std::fs::read_to_string(self.home.join("server.addr"))
+            .expect("a started cluster records its address")
+            .trim()
+            .to_string()
     }
 
     /// `fluvio ARGS` in `dir`, against this cluster.
