@@ -22,7 +22,7 @@
 //!     async fn next(&mut self) -> Result<Option<SourceRecord>, ConnectorError> {
 //!         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 //!         self.0 += 1;
-//!         Ok(Some(SourceRecord { key: None, value: format!("tick {}", self.0).into_bytes() }))
+//!         Ok(Some(SourceRecord::new(None, format!("tick {}", self.0).into_bytes())))
 //!     }
 //! }
 //!

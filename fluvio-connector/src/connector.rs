@@ -4,18 +4,59 @@
 //! retries, shutdown and metrics.
 
 use std::future::Future;
+use std::pin::Pin;
 
 use fluvio_client::{ConsumerBatch, FluvioError};
 
 use crate::config::ConfigError;
 
 /// One record a source read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct SourceRecord {
     /// The key, if the source gives one (the MQTT topic, for example).
     pub key: Option<Vec<u8>>,
     /// The value.
     pub value: Vec<u8>,
+    /// Run once the cluster stored the record, or a transform dropped it.
+    pub acknowledgement: Option<Acknowledgement>,
+}
+
+impl SourceRecord {
+    /// A record with nothing to acknowledge.
+    pub fn new(key: Option<Vec<u8>>, value: Vec<u8>) -> SourceRecord {
+        SourceRecord { key, value, acknowledgement: None }
+    }
+
+    /// The same record, acknowledged to its system by `acknowledgement`
+    /// once the cluster has it: a system that redelivers what was not
+    /// acknowledged (an MQTT broker, a queue) then loses nothing even if the
+    /// connector is killed.
+    pub fn acknowledged_by(mut self, acknowledgement: Acknowledgement) -> SourceRecord {
+        self.acknowledgement = Some(acknowledgement);
+        self
+    }
+}
+
+/// Work that tells the other system a record is safe: the runtime runs it
+/// after the cluster acknowledged the record. Records are acknowledged in
+/// the order they were read; a record that failed is never acknowledged.
+pub struct Acknowledgement(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+impl Acknowledgement {
+    /// Acknowledges by running `work`.
+    pub fn new(work: impl Future<Output = ()> + Send + 'static) -> Acknowledgement {
+        Acknowledgement(Box::pin(work))
+    }
+
+    pub(crate) async fn run(self) {
+        self.0.await
+    }
+}
+
+impl std::fmt::Debug for Acknowledgement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Acknowledgement")
+    }
 }
 
 /// Why a connector failed. [`ConnectorError::Transient`] failures are
@@ -67,8 +108,17 @@ pub trait Source: Send {
     fn connect(&mut self) -> impl Future<Output = Result<(), ConnectorError>> + Send;
 
     /// Waits for the next record; `Ok(None)` when the source has no more
-    /// (most never end).
+    /// (most never end). The runtime may drop this future when it stops,
+    /// so a record must not be acknowledged to its system before it is
+    /// returned.
     fn next(&mut self) -> impl Future<Output = Result<Option<SourceRecord>, ConnectorError>> + Send;
+
+    /// Called once at the end, after every record returned was sent and
+    /// its acknowledgement run: send what is still queued for the other
+    /// system and disconnect.
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// What a sink reports for one written batch.

@@ -240,7 +240,7 @@ impl HttpSource {
                     .into_bytes()
             }
         };
-        Ok(SourceRecord { key: None, value })
+        Ok(SourceRecord::new(None, value))
     }
 
     /// The next complete line of the stream, if one is buffered.
@@ -293,7 +293,7 @@ impl Source for HttpSource {
         }
         loop {
             if let Some(line) = self.buffered_line() {
-                return Ok(Some(SourceRecord { key: None, value: line }));
+                return Ok(Some(SourceRecord::new(None, line)));
             }
             let Some(response) = self.response.as_mut() else {
                 return Err(self.endpoint.transient("not connected"));
@@ -310,7 +310,7 @@ impl Source for HttpSource {
                     let rest = std::mem::take(&mut self.pending);
                     let rest = String::from_utf8_lossy(&rest).trim().to_string();
                     if !rest.is_empty() {
-                        return Ok(Some(SourceRecord { key: None, value: rest.into_bytes() }));
+                        return Ok(Some(SourceRecord::new(None, rest.into_bytes())));
                     }
                     return Err(self.endpoint.transient("the streaming response ended"));
                 }

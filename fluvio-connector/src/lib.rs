@@ -35,7 +35,7 @@ pub mod runtime;
 #[cfg(feature = "sql")]
 pub mod sql;
 
-pub use connector::{ConnectorError, ResumeKey, Sink, Source, SourceRecord, WriteReport};
+pub use connector::{Acknowledgement, ConnectorError, ResumeKey, Sink, Source, SourceRecord, WriteReport};
 /// What a sink receives: batches of records, with the position after each.
 pub use fluvio_client::{ConsumerBatch, ConsumerRecord};
 

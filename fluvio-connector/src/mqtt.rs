@@ -12,15 +12,30 @@
 //!   max-packet-size: 1MiB
 //!   payload_output_type: binary  # binary (default): the payload is the value;
 //!                                # json: {"mqtt_topic": ..., "payload": ...} as Fluvio's connector writes
+//!   acknowledge: received        # received (default) or stored; see below
 //! ```
 //!
 //! The session is persistent (the client id is fixed and the session not
 //! cleaned), so QoS 1 messages published while the connector is away are
 //! delivered when it comes back. It uses rumqttc, a well-kept MQTT client.
+//!
+//! A QoS 1 message is acknowledged to the broker only once the connector
+//! has it in hand, never while it is still in the client's buffers, so a
+//! stop (SIGTERM) loses nothing: what was taken is sent before the
+//! connector exits, and the broker delivers the rest again.
+//! `acknowledge: received` (default) acknowledges as a message is taken;
+//! `acknowledge: stored` waits until the cluster has stored the record, so
+//! that even a connector killed with SIGKILL loses nothing (the broker
+//! delivers unacknowledged messages again: at least once). `stored` holds
+//! each message unacknowledged for a producer round trip, and brokers cap
+//! unacknowledged messages per client (Mosquitto: `max_inflight_messages`,
+//! 20 by default), so raise that cap with it.
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 
 use crate::config::{ConfigError, ConnectorConfig};
 use crate::connector::{ConnectorError, Source, SourceRecord};
@@ -33,7 +48,51 @@ pub struct MqttSource {
     qos: QoS,
     topic_as_key: bool,
     json_output: bool,
+    acknowledge_stored: bool,
     session: Option<(AsyncClient, EventLoop)>,
+    acks: PendingAcks,
+}
+
+/// Room in rumqttc's request queue, which holds this source's
+/// acknowledgements until the event loop sends them.
+const REQUEST_QUEUE: usize = 10_000;
+
+/// Acknowledgements on their way to the broker. rumqttc's request queue is
+/// bounded and is emptied only while the event loop is polled, and after a
+/// reconnection the broker can send its backlog faster than acknowledgements
+/// leave. One that does not fit waits here, in order, and is retried before
+/// every poll. None is ever dropped: a dropped one would hold one of the
+/// broker's in-flight slots for the rest of the session, and enough of them
+/// stop delivery altogether.
+#[derive(Clone, Default)]
+struct PendingAcks(Arc<Mutex<VecDeque<Publish>>>);
+
+impl PendingAcks {
+    fn ack(&self, client: &AsyncClient, publish: Publish) {
+        let mut waiting = self.0.lock().expect("acks lock");
+        if waiting.is_empty() && client.try_ack(&publish).is_ok() {
+            return;
+        }
+        waiting.push_back(publish);
+    }
+
+    /// Moves waiting acknowledgements into the client's queue; `true` when
+    /// none is left waiting.
+    fn flush(&self, client: &AsyncClient) -> bool {
+        let mut waiting = self.0.lock().expect("acks lock");
+        while let Some(publish) = waiting.front() {
+            if client.try_ack(publish).is_err() {
+                return false;
+            }
+            waiting.pop_front();
+        }
+        true
+    }
+
+    /// A new session: the broker delivers again what was not acknowledged.
+    fn clear(&self) {
+        self.0.lock().expect("acks lock").clear();
+    }
 }
 
 impl std::fmt::Debug for MqttSource {
@@ -70,6 +129,7 @@ impl MqttSource {
             "max-packet-size",
             "payload_output_type",
             "payload-output-type",
+            "acknowledge",
         ])?;
         let url = section.string("url")?;
         if url.starts_with("mqtts://") || url.starts_with("ssl://") {
@@ -107,7 +167,15 @@ impl MqttSource {
                 return Err(section.invalid("payload_output_type", format!("{other:?} is not binary or json")));
             }
         };
+        let acknowledge_stored = match section.opt_string("acknowledge")?.as_deref() {
+            None | Some("received") => false,
+            Some("stored") => true,
+            Some(other) => return Err(section.invalid("acknowledge", format!("{other:?} is not received or stored"))),
+        };
         let mut options = MqttOptions::new(client_id, host.clone(), port);
+        // Acknowledged by `next` or after the cluster stored the record,
+        // never by the client on its own (see the module docs).
+        options.set_manual_acks(true);
         options.set_keep_alive(keep_alive.max(Duration::from_secs(5)));
         options.set_clean_session(false);
         options.set_max_packet_size(max_packet, max_packet);
@@ -118,7 +186,9 @@ impl MqttSource {
             qos,
             topic_as_key: section.opt_bool("topic-as-key")?.unwrap_or(false),
             json_output,
+            acknowledge_stored,
             session: None,
+            acks: PendingAcks::default(),
         })
     }
 
@@ -135,14 +205,19 @@ impl MqttSource {
         } else {
             payload.to_vec()
         };
-        SourceRecord { key, value }
+        SourceRecord::new(key, value)
     }
 }
 
 impl Source for MqttSource {
+    async fn close(&mut self) {
+        self.drain_and_disconnect().await;
+    }
+
     async fn connect(&mut self) -> Result<(), ConnectorError> {
         self.session = None;
-        let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 1024);
+        self.acks.clear();
+        let (client, mut eventloop) = AsyncClient::new(self.options.clone(), REQUEST_QUEUE);
         // Wait for the broker's answer, so that an unreachable broker is
         // reported (and retried) here.
         let connected = tokio::time::timeout(Duration::from_secs(10), async {
@@ -174,12 +249,26 @@ impl Source for MqttSource {
 
     async fn next(&mut self) -> Result<Option<SourceRecord>, ConnectorError> {
         loop {
-            let Some((_, eventloop)) = self.session.as_mut() else {
+            let Some((client, eventloop)) = self.session.as_mut() else {
                 return Err(self.transient("not connected"));
             };
+            self.acks.flush(client);
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    return Ok(Some(self.record(&publish.topic, &publish.payload)));
+                    let record = self.record(&publish.topic, &publish.payload);
+                    let Some((client, _)) = self.session.as_ref() else { unreachable!("polled just now") };
+                    if self.acknowledge_stored {
+                        let (client, acks) = (client.clone(), self.acks.clone());
+                        return Ok(Some(
+                            record.acknowledged_by(crate::Acknowledgement::new(
+                                async move { acks.ack(&client, publish) },
+                            )),
+                        ));
+                    }
+                    // No await from here to the return: once acknowledged,
+                    // the record reaches the runtime.
+                    self.acks.ack(client, publish);
+                    return Ok(Some(record));
                 }
                 Ok(_) => continue,
                 Err(error) => {
@@ -187,6 +276,35 @@ impl Source for MqttSource {
                     return Err(self.transient(error));
                 }
             }
+        }
+    }
+}
+
+impl MqttSource {
+    /// Sends the acknowledgements still queued, then disconnects.
+    async fn drain_and_disconnect(&mut self) {
+        let Some((client, mut eventloop)) = self.session.take() else { return };
+        let acks = self.acks.clone();
+        let drained = tokio::time::timeout(Duration::from_secs(5), async {
+            while !acks.flush(&client) {
+                if eventloop.poll().await.is_err() {
+                    return;
+                }
+            }
+            // Requests go out in order: the queued acknowledgements first.
+            if client.try_disconnect().is_err() {
+                return;
+            }
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(broker = %self.broker, "the broker did not take the last acknowledgements within 5 s");
         }
     }
 }

@@ -20,7 +20,7 @@ use fluvio_client::{
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{ConnectorConfig, StartOffset};
-use crate::connector::{ConnectorError, ResumeKey, Sink, Source};
+use crate::connector::{Acknowledgement, ConnectorError, ResumeKey, Sink, Source};
 
 /// How a connector is run.
 #[derive(Debug, Clone)]
@@ -208,13 +208,25 @@ pub async fn run_source<S: Source>(
         policy: ErrorPolicy::Skip,
         ..Default::default()
     };
-    let producer = fluvio.topic_producer_with(&config.topic, producer_config).await?;
-    let (acks, settled) = mpsc::channel::<ProduceOutput>(65_536);
+    let producer = Arc::new(fluvio.topic_producer_with(&config.topic, producer_config).await?);
+    // The producer sends in the background; its byte count is copied into
+    // the metrics here, in a task of its own: `source.next()` is never
+    // interrupted for it, because a source's client may not survive being
+    // interrupted mid-read (rumqttc can lose an acknowledgement it was
+    // writing).
+    let byte_counter = {
+        let (producer, metrics) = (Arc::clone(&producer), Arc::clone(&metrics));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                metrics.bytes.store(producer.bytes_sent(), Ordering::Relaxed);
+            }
+        })
+    };
+    let (acks, settled) = mpsc::channel::<(ProduceOutput, Option<Acknowledgement>)>(65_536);
     let settler = tokio::spawn(settle(settled, Arc::clone(&metrics)));
     let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
-    // The producer sends in the background; its byte count is copied into
-    // the metrics on this tick.
-    let mut refresh = tokio::time::interval(Duration::from_millis(100));
     let result = 'connect: loop {
         if stopping(&options.shutdown) {
             break Ok(());
@@ -229,10 +241,6 @@ pub async fn run_source<S: Source>(
         loop {
             let next = tokio::select! {
                 next = source.next() => next,
-                _ = refresh.tick() => {
-                    metrics.bytes.store(producer.bytes_sent(), Ordering::Relaxed);
-                    continue;
-                }
                 _ = options.shutdown.wait_for(|stop| *stop) => break 'connect Ok(()),
             };
             match next {
@@ -240,7 +248,7 @@ pub async fn run_source<S: Source>(
                     metrics.records_in.fetch_add(1, Ordering::Relaxed);
                     match producer.send(record.key, record.value).await {
                         Ok(output) => {
-                            if acks.send(output).await.is_err() {
+                            if acks.send((output, record.acknowledgement)).await.is_err() {
                                 break 'connect Err(ConnectorError::Fatal("the acknowledgement task stopped".into()));
                             }
                         }
@@ -262,6 +270,8 @@ pub async fn run_source<S: Source>(
     let flushed = producer.flush().await;
     drop(acks);
     let _ = settler.await;
+    byte_counter.abort();
+    source.close().await;
     metrics.failed.fetch_add(producer.skipped(), Ordering::Relaxed);
     metrics.bytes.store(producer.bytes_sent(), Ordering::Relaxed);
     let skipped = producer.skipped();
@@ -273,18 +283,25 @@ pub async fn run_source<S: Source>(
     Ok(metrics)
 }
 
-/// Counts each sent record once the cluster acknowledged it.
-async fn settle(mut outputs: mpsc::Receiver<ProduceOutput>, metrics: Arc<Metrics>) {
-    while let Some(output) = outputs.recv().await {
+/// Counts each sent record once the cluster acknowledged it, and then
+/// acknowledges it to its system.
+async fn settle(mut outputs: mpsc::Receiver<(ProduceOutput, Option<Acknowledgement>)>, metrics: Arc<Metrics>) {
+    while let Some((output, acknowledgement)) = outputs.recv().await {
         match output.wait().await {
             Ok(Some(offset)) => {
                 metrics.records_out.fetch_add(1, Ordering::Relaxed);
                 metrics.last_offset.fetch_max(offset, Ordering::Relaxed);
+                if let Some(acknowledgement) = acknowledgement {
+                    acknowledgement.run().await;
+                }
             }
             // Dropped by a transform (or skipped after failing in one:
-            // moved to `failed` at the end).
+            // moved to `failed` at the end); done with, either way.
             Ok(None) => {
                 metrics.filtered.fetch_add(1, Ordering::Relaxed);
+                if let Some(acknowledgement) = acknowledgement {
+                    acknowledgement.run().await;
+                }
             }
             Err(error) => {
                 tracing::error!(%error, "a record was not delivered");

@@ -364,12 +364,15 @@ async fn an_unreachable_database_is_retried_patiently_until_shutdown() {
     assert!(started.elapsed() < Duration::from_secs(5), "shutdown interrupts the backoff");
 }
 
+/// Runs the connector binary; it writes its metrics beside its config.
 fn connector_binary(config: &Path, addr: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_fluvio-connector"))
         .arg("--config")
         .arg(config)
+        .arg("--metrics-file")
+        .arg(config.with_extension("metrics.json"))
         .args(["--addr", addr])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("CONNECTOR_TEST_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -412,6 +415,104 @@ async fn a_sink_killed_with_sigkill_writes_each_record_exactly_once() {
     assert_eq!(count(&pg, "ledger"), 100_000);
     assert_eq!(pg.psql("SELECT count(DISTINCT sensor) FROM ledger"), "100000");
     assert_eq!(pg.psql("SELECT next_offset FROM fluvio_connector_offsets WHERE connector = 'ledger-sink'"), "100000");
+}
+
+/// Publishes 3000 QoS 1 messages while the source binary is stopped with
+/// `signal` after the first 1000 and started again after 2000; every
+/// message must reach the topic.
+async fn source_stopped_while_messages_flow_loses_none(name: &str, acknowledge: &str, signal: &str) {
+    let broker = Mosquitto::start();
+    let (cluster, fluvio) = cluster(name).await;
+    fluvio.create_topic("flowing", 1).await.unwrap();
+    let dir = scratch(name);
+    let file = dir.join("source.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: flowing-source\n  type: mqtt-source\n  topic: flowing\n  \
+             producer: {{ linger: 5ms }}\nmqtt:\n  url: {}\n  topics: [ \"flow/#\" ]\n  qos: 1\n  \
+             acknowledge: {acknowledge}\n",
+            broker.url()
+        ),
+    )
+    .unwrap();
+    let mut source = connector_binary(&file, &cluster.addr);
+    let (host, port) = broker.host_port();
+    let (client, mut eventloop) =
+        rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("flow-publisher", host, port), 1024);
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let publisher_acks = Arc::clone(&acked);
+    let publisher = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                    publisher_acks.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(error) => panic!("the test's publisher failed: {error}"),
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while topic_end(&fluvio, "flowing").await == 0 {
+        assert!(Instant::now() < deadline, "the source never subscribed");
+        client.publish("flow/probe", rumqttc::QoS::AtLeastOnce, false, "probe").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Messages keep flowing while the source is stopped and started again:
+    // the broker keeps QoS 1 messages for its persistent session, and what
+    // the source had taken from the broker it sends before exiting.
+    for i in 0..3000 {
+        if i == 1000 {
+            let _ = Command::new("kill").args(["-s", signal]).arg(source.id().to_string()).status();
+            let status = tokio::task::block_in_place(|| source.wait().unwrap());
+            if signal == "TERM" {
+                assert!(status.success(), "SIGTERM stops the source cleanly: {status}");
+            }
+        }
+        if i == 2000 {
+            source = connector_binary(&file, &cluster.addr);
+        }
+        client.publish("flow/data", rumqttc::QoS::AtLeastOnce, false, format!("m{i}")).await.unwrap();
+        if i % 100 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let missing = loop {
+        let values: std::collections::HashSet<String> = read_values(&fluvio, "flowing").await.into_iter().collect();
+        let missing: Vec<usize> = (0..3000).filter(|i| !values.contains(&format!("m{i}"))).collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = Command::new("kill").arg(source.id().to_string()).status();
+    let _ = tokio::task::block_in_place(|| source.wait());
+    if publisher.is_finished() {
+        publisher.await.expect("the test's publisher stopped");
+        panic!("the test's publisher stopped");
+    }
+    publisher.abort();
+    let published = acked.load(Ordering::Relaxed);
+    assert!(published >= 3000, "the broker acknowledged only {published} of the test's messages");
+    assert!(
+        missing.is_empty(),
+        "{} messages never arrived, the first {:?}; the source's last metrics: {}",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        std::fs::read_to_string(file.with_extension("metrics.json")).unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_stopped_with_sigterm_while_messages_flow_loses_none() {
+    source_stopped_while_messages_flow_loses_none("mqtt-sigterm", "received", "TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_acknowledging_stored_records_killed_with_sigkill_loses_none() {
+    source_stopped_while_messages_flow_loses_none("mqtt-sigkill", "stored", "KILL").await;
 }
 
 #[test]

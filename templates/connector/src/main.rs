@@ -38,7 +38,7 @@ impl Ticker {
     /// The record numbered `n`, keyed by its number.
     pub fn record(&self, n: u64) -> SourceRecord {
         let value = serde_json::json!({ "n": n, "message": self.message });
-        SourceRecord { key: Some(n.to_string().into_bytes()), value: value.to_string().into_bytes() }
+        SourceRecord::new(Some(n.to_string().into_bytes()), value.to_string().into_bytes())
     }
 }
 
