@@ -26,8 +26,10 @@
 //! resumes from that position, so a record is in the table once however
 //! the sink was stopped.
 //!
-//! Rows are written in multi-row statements, one per run of records with
-//! the same shape. When PostgreSQL refuses a statement because of its data
+//! Rows are written with `COPY ... FROM STDIN`, one per run of records with
+//! the same shape (upserts, which COPY cannot do, as multi-row `INSERT ...
+//! ON CONFLICT` statements). Values travel in PostgreSQL's text format, so
+//! the server converts each to its column's type as a `text` cast would. When PostgreSQL refuses a statement because of its data
 //! (a constraint, a type, an unknown column), the batch is written again row
 //! by row, each under a savepoint, to find the refused records; the error
 //! policy then decides: `fail` stops the connector with the first refusal
@@ -36,6 +38,9 @@
 //! silently.
 
 use std::collections::HashSet;
+
+use bytes::{BufMut, BytesMut};
+use futures::SinkExt;
 
 use fluvio_client::{ConsumerBatch, ConsumerRecord, TopicProducer};
 use serde_json::Value;
@@ -76,6 +81,9 @@ pub struct SqlSink {
     client: Option<Client>,
     key: Option<ResumeKey>,
     columns: HashSet<String>,
+    /// Plain mode: the columns whose type is `json` or `jsonb`, which take
+    /// a value's JSON text (a string stays quoted).
+    json_columns: HashSet<String>,
     dead_letters: Option<TopicProducer>,
 }
 
@@ -142,6 +150,11 @@ enum Row {
 }
 
 impl Row {
+    /// Whether COPY can write it (it cannot upsert).
+    fn copyable(&self) -> bool {
+        !matches!(self, Row::Model { upsert_on: Some(_), .. })
+    }
+
     /// Rows with the same shape go in one statement.
     fn shape(&self) -> (Option<&str>, Option<&str>, &[String], &[&'static str]) {
         match self {
@@ -204,6 +217,29 @@ fn plain_row(value: &[u8], known: &HashSet<String>) -> Result<Row, String> {
 
 /// Most parameters one statement may have (PostgreSQL allows 65535).
 const MAX_PARAMS: usize = 60_000;
+
+/// COPY data is sent in chunks of about this size.
+const COPY_CHUNK: usize = 64 << 10;
+
+/// Appends `text` in COPY's text format: backslash, tab, newline and
+/// carriage return escaped.
+fn copy_text(buffer: &mut BytesMut, text: &str) {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match byte {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => continue,
+        };
+        buffer.put_slice(&bytes[from..i]);
+        buffer.put_slice(escaped);
+        from = i + 1;
+    }
+    buffer.put_slice(&bytes[from..]);
+}
 
 /// One statement for rows of the same shape.
 fn statement(mode: &Mode, rows: &[&Row]) -> (String, Vec<String>) {
@@ -313,6 +349,7 @@ impl SqlSink {
             client: None,
             key: None,
             columns: HashSet::new(),
+            json_columns: HashSet::new(),
             dead_letters: None,
         })
     }
@@ -330,21 +367,76 @@ impl SqlSink {
         }
     }
 
-    async fn execute_rows(&self, tx: &Transaction<'_>, rows: &[&Row]) -> Result<(), tokio_postgres::Error> {
+    /// Writes rows in as few statements as their shapes allow: `bulk`
+    /// uses COPY where it can; otherwise (row by row, to find a refused
+    /// record) INSERT statements.
+    async fn execute_rows(&self, tx: &Transaction<'_>, rows: &[&Row], bulk: bool) -> Result<(), tokio_postgres::Error> {
         let mut start = 0;
         while start < rows.len() {
-            // Runs of the same shape, each within the parameter limit.
+            // Runs of the same shape; INSERTs within the parameter limit.
             let shape = rows[start].shape();
+            let copy = bulk && rows[start].copyable();
             let per_row = shape.2.len().max(1);
             let mut end = start + 1;
-            while end < rows.len() && rows[end].shape() == shape && (end - start + 1) * per_row <= MAX_PARAMS {
+            while end < rows.len() && rows[end].shape() == shape && (copy || (end - start + 1) * per_row <= MAX_PARAMS)
+            {
                 end += 1;
             }
-            let (sql, params) = statement(&self.mode, &rows[start..end]);
-            let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-            tx.execute(sql.as_str(), &params).await?;
+            if copy {
+                self.copy_rows(tx, &rows[start..end]).await?;
+            } else {
+                let (sql, params) = statement(&self.mode, &rows[start..end]);
+                let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                tx.execute(sql.as_str(), &params).await?;
+            }
             start = end;
         }
+        Ok(())
+    }
+
+    /// One `COPY ... FROM STDIN` for rows of one shape.
+    async fn copy_rows(&self, tx: &Transaction<'_>, rows: &[&Row]) -> Result<(), tokio_postgres::Error> {
+        let (table, columns) = match (&self.mode, rows[0]) {
+            (_, Row::Model { table, columns, .. }) => (table.as_str(), columns),
+            (Mode::Plain { table }, Row::Plain { columns, .. }) => (table.as_str(), columns),
+            (Mode::Model, Row::Plain { .. }) => unreachable!("plain rows exist only in plain mode"),
+        };
+        let column_list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        let sink = tx.copy_in(&format!("COPY {} ({column_list}) FROM STDIN", quote(table))).await?;
+        futures::pin_mut!(sink);
+        let mut buffer = BytesMut::with_capacity(COPY_CHUNK + 4096);
+        for row in rows {
+            match row {
+                Row::Model { values, .. } => {
+                    for (i, value) in values.iter().enumerate() {
+                        if i > 0 {
+                            buffer.put_u8(b'\t');
+                        }
+                        copy_text(&mut buffer, value);
+                    }
+                }
+                Row::Plain { columns, object } => {
+                    for (i, column) in columns.iter().enumerate() {
+                        if i > 0 {
+                            buffer.put_u8(b'\t');
+                        }
+                        match &object[column] {
+                            Value::Null => buffer.put_slice(b"\\N"),
+                            Value::String(text) if !self.json_columns.contains(column) => copy_text(&mut buffer, text),
+                            other => copy_text(&mut buffer, &other.to_string()),
+                        }
+                    }
+                }
+            }
+            buffer.put_u8(b'\n');
+            if buffer.len() >= COPY_CHUNK {
+                sink.send(buffer.split().freeze()).await?;
+            }
+        }
+        if !buffer.is_empty() {
+            sink.send(buffer.freeze()).await?;
+        }
+        sink.finish().await?;
         Ok(())
     }
 
@@ -423,7 +515,7 @@ impl Sink for SqlSink {
             };
             let rows = client
                 .query(
-                    "SELECT column_name::text FROM information_schema.columns \
+                    "SELECT column_name::text, data_type::text FROM information_schema.columns \
                      WHERE table_name = $1 AND table_schema = coalesce($2, current_schema())",
                     &[&name, &schema],
                 )
@@ -436,6 +528,11 @@ impl Sink for SqlSink {
                 )));
             }
             self.columns = rows.iter().map(|row| row.get::<_, String>(0)).collect();
+            self.json_columns = rows
+                .iter()
+                .filter(|row| matches!(row.get::<_, String>(1).as_str(), "json" | "jsonb"))
+                .map(|row| row.get::<_, String>(0))
+                .collect();
         }
         let select = format!(
             "SELECT next_offset FROM {} WHERE connector = $1 AND topic = $2 AND partition = $3",
@@ -491,7 +588,7 @@ impl SqlSink {
         if refused.is_empty() || self.policy != RowPolicy::Fail {
             // The common case: every row in a few statements.
             let tx = client.transaction().await.map_err(|e| self.classify(e))?;
-            match self.execute_rows(&tx, &all).await {
+            match self.execute_rows(&tx, &all, true).await {
                 Ok(()) if refused.is_empty() => {
                     self.commit_offset(&tx, next_offset).await.map_err(|e| self.classify(e))?;
                     tx.commit().await.map_err(|e| self.classify(e))?;
@@ -509,7 +606,7 @@ impl SqlSink {
         if refused.is_empty() || self.policy != RowPolicy::Fail {
             for (record, row) in rows {
                 let savepoint = tx.savepoint("fluvio_row").await.map_err(|e| self.classify(e))?;
-                match self.execute_rows(&savepoint, &[row]).await {
+                match self.execute_rows(&savepoint, &[row], false).await {
                     Ok(()) => {
                         savepoint.commit().await.map_err(|e| self.classify(e))?;
                         written += 1;
@@ -551,6 +648,16 @@ impl SqlSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_text_escapes_what_the_text_format_needs() {
+        let mut buffer = BytesMut::new();
+        copy_text(&mut buffer, "a\tb\nc\\d\re");
+        assert_eq!(&buffer[..], b"a\\tb\\nc\\\\d\\re");
+        let mut buffer = BytesMut::new();
+        copy_text(&mut buffer, "plain, \"quoted\" and \u{e9}");
+        assert_eq!(&buffer[..], "plain, \"quoted\" and \u{e9}".as_bytes());
+    }
 
     #[test]
     fn the_sql_model_reads_as_fluvio_writes_it() {

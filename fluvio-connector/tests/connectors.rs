@@ -262,6 +262,27 @@ async fn sql_sink_writes_rows_that_match_the_records() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_sink_keeps_text_nulls_booleans_and_json_exactly() {
+    let pg = Postgres::start();
+    pg.psql("CREATE TABLE odd (id INT PRIMARY KEY, note TEXT, flag BOOLEAN, doc JSONB, maybe TEXT)");
+    let (cluster, fluvio) = cluster("sql-odd").await;
+    fluvio.create_topic("odd", 1).await.unwrap();
+    let values = [
+        r#"{"id": 1, "note": "tab\there\nnew line \\ back\\slash", "flag": true, "doc": {"a": [1, 2]}, "maybe": null}"#,
+        r#"{"id": 2, "note": "\u00e9t\u00e9 \\N", "flag": false, "doc": "just a string", "maybe": "x"}"#,
+    ]
+    .map(String::from);
+    produce_all(&fluvio, "odd", &values).await;
+    let running = start(sink_config("odd-sink", &pg, "odd", "  table: odd\n", ""), &cluster.addr);
+    wait_until("both rows are written", Duration::from_secs(60), || count(&pg, "odd") == 2).await;
+    running.stop().await.unwrap();
+    assert_eq!(
+        pg.psql("SELECT json_agg(json_build_array(note, flag, doc, maybe) ORDER BY id) FROM odd"),
+        r#"[["tab\there\nnew line \\ back\\slash", true, {"a": [1, 2]}, null], ["été \\N", false, "just a string", "x"]]"#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_sink_transforms_run_on_the_server_and_only_kept_records_cross_the_network() {
     let pg = Postgres::start();
     pg.psql("CREATE TABLE all_readings (sensor TEXT, celsius DOUBLE PRECISION)");
