@@ -5,7 +5,8 @@
 //!   (plain mode, exactly once: each batch and its offset in one
 //!   transaction), beside a plain loop that writes the same rows with the
 //!   same driver (tokio-postgres) and the same rows per transaction, as a
-//!   multi-row INSERT with typed parameters.
+//!   multi-row INSERT with typed parameters, and beside the limit: the same
+//!   rows sent with COPY FROM STDIN by a hand-written loop.
 //! - `mqtt-source`: 100,000 QoS 1 messages through a real Mosquitto broker
 //!   into a topic, beside a plain rumqttc subscriber loop that receives the
 //!   same messages from the same publisher.
@@ -112,6 +113,30 @@ async fn plain_insert_loop(client: &mut tokio_postgres::Client, table: &str, bat
     }
 }
 
+/// The limit: the same rows, `batch` per transaction, with COPY FROM STDIN
+/// in text format, built by hand.
+async fn plain_copy_loop(client: &mut tokio_postgres::Client, table: &str, batch: usize) {
+    use futures::SinkExt;
+    for first in (0..SQL_RECORDS).step_by(batch) {
+        let transaction = client.transaction().await.unwrap();
+        let sink =
+            transaction.copy_in::<_, bytes::Bytes>(&format!("COPY {table} (id, sensor, celsius) FROM STDIN")).await.unwrap();
+        futures::pin_mut!(sink);
+        let mut chunk = Vec::with_capacity(70 << 10);
+        for n in first..(first + batch).min(SQL_RECORDS) {
+            chunk.extend_from_slice(format!("{n}\tsensor-{:03}\t{}.5\n", n % 1000, n % 40).as_bytes());
+            if chunk.len() >= 64 << 10 {
+                sink.send(bytes::Bytes::from(std::mem::take(&mut chunk))).await.unwrap();
+            }
+        }
+        if !chunk.is_empty() {
+            sink.send(bytes::Bytes::from(chunk)).await.unwrap();
+        }
+        sink.finish().await.unwrap();
+        transaction.commit().await.unwrap();
+    }
+}
+
 fn connectors(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = std::env::temp_dir().join(format!("fluvio-bench-connectors-{}", std::process::id()));
@@ -204,6 +229,21 @@ fn connectors(c: &mut Criterion) {
                 let table = fresh_table(&client);
                 let started = Instant::now();
                 runtime.block_on(plain_insert_loop(&mut client, &table, rows_per_transaction));
+                total += started.elapsed();
+                assert_eq!(runtime.block_on(count(&client, &table)), SQL_RECORDS as i64);
+                runtime.block_on(client.batch_execute(&format!("DROP TABLE {table}"))).unwrap();
+            }
+            total
+        })
+    });
+
+    group.bench_function("baseline-plain-copy-loop-1M-rows", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let table = fresh_table(&client);
+                let started = Instant::now();
+                runtime.block_on(plain_copy_loop(&mut client, &table, rows_per_transaction));
                 total += started.elapsed();
                 assert_eq!(runtime.block_on(count(&client, &table)), SQL_RECORDS as i64);
                 runtime.block_on(client.batch_execute(&format!("DROP TABLE {table}"))).unwrap();

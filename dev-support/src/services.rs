@@ -69,6 +69,8 @@ fn wait_for_port(port: u16, what: &str, timeout: Duration) {
 pub struct Postgres {
     url: String,
     owned: Option<(PathBuf, PathBuf)>,
+    /// On a shared server: the schema this instance's tables live in.
+    schema: Option<String>,
 }
 
 impl Postgres {
@@ -76,7 +78,17 @@ impl Postgres {
     /// `pg_ctl start`) on a free loopback port, or uses `$DATABASE_URL`.
     pub fn start() -> Postgres {
         if let Ok(url) = std::env::var("DATABASE_URL") {
-            return Postgres { url, owned: None };
+            // A schema of its own, first on the search path (for psql and
+            // for the connectors alike), so that tests can run in parallel
+            // and again on one shared server.
+            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let schema = format!("fluvio_test_{}_{n}", std::process::id());
+            let shared = Postgres { url: url.clone(), owned: None, schema: None };
+            shared.psql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"));
+            let separator = if url.contains('?') { '&' } else { '?' };
+            let url = format!("{url}{separator}options=-csearch_path%3D{schema}");
+            return Postgres { url, owned: None, schema: Some(schema) };
         }
         let dirs = postgres_dirs();
         let initdb = find_program("initdb", &dirs)
@@ -110,7 +122,11 @@ impl Postgres {
             .expect("pg_ctl runs");
         assert!(status.success(), "pg_ctl start failed; see {}", dir.join("server.log").display());
         wait_for_port(port, "PostgreSQL", Duration::from_secs(30));
-        Postgres { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), owned: Some((pg_ctl, data)) }
+        Postgres {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            owned: Some((pg_ctl, data)),
+            schema: None,
+        }
     }
 
     /// The URL to connect to.
@@ -133,6 +149,12 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        if let Some(schema) = &self.schema {
+            let psql = find_program("psql", &postgres_dirs()).expect("psql is not installed");
+            let _ = Command::new(psql)
+                .args(["-X", "-q", "-d", &self.url, "-c", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")])
+                .output();
+        }
         if let Some((pg_ctl, data)) = &self.owned {
             let _ = postgres_command(pg_ctl)
                 .args(["-D"])

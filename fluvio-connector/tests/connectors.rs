@@ -134,14 +134,21 @@ fn sink_config(name: &str, pg: &Postgres, topic: &str, section_extra: &str, tran
     )
 }
 
+/// MQTT topics and client ids of this test run, so runs against one
+/// shared broker (`$MQTT_URL`) never see each other's messages or sessions.
+fn mqtt_prefix() -> String {
+    format!("test-{}", std::process::id())
+}
+
 fn mqtt_source_config(broker: &Mosquitto, name: &str, topic: &str, transforms: &str) -> ConnectorConfig {
     config(
         name,
         &format!(
-            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: {name}\n  type: mqtt-source\n  topic: {topic}\n  \
-             producer: {{ linger: 200ms, batch-size: 1MiB }}\nmqtt:\n  url: {}\n  topics: [ \"test/readings/#\" ]\n  qos: 1\n  \
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: {name}-{prefix}\n  type: mqtt-source\n  topic: {topic}\n  \
+             producer: {{ linger: 200ms, batch-size: 1MiB }}\nmqtt:\n  url: {}\n  topics: [ \"{prefix}/readings/#\" ]\n  qos: 1\n  \
              topic-as-key: true\n{transforms}",
             broker.url(),
+            prefix = mqtt_prefix(),
         ),
     )
 }
@@ -160,13 +167,21 @@ async fn mqtt_source_sends_every_message_once_and_filters_before_sending() {
 
     let (host, port) = broker.host_port();
     let (client, mut eventloop) =
-        rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("test-publisher", host, port), 1024);
+        rumqttc::AsyncClient::new(rumqttc::MqttOptions::new(format!("publisher-{}", mqtt_prefix()), host, port), 1024);
     let publisher = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     // Publish probes until both sources are subscribed and one arrived at each.
     let deadline = Instant::now() + Duration::from_secs(60);
     while topic_end(&fluvio, "readings-mqtt").await == 0 || topic_end(&fluvio, "readings-mqtt-all").await == 0 {
         assert!(Instant::now() < deadline, "the sources never delivered a probe");
-        client.publish("test/readings/probe", rumqttc::QoS::AtLeastOnce, false, reading("probe", 0.0)).await.unwrap();
+        client
+            .publish(
+                format!("{}/readings/probe", mqtt_prefix()),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                reading("probe", 0.0),
+            )
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -176,7 +191,10 @@ async fn mqtt_source_sends_every_message_once_and_filters_before_sending() {
         // Every other reading is implausible: the filter drops it.
         let celsius = if i % 2 == 0 { 999.0 } else { (i % 40) as f64 };
         let value = reading(&format!("s{i}"), celsius);
-        client.publish(format!("test/readings/{i}"), rumqttc::QoS::AtLeastOnce, false, value).await.unwrap();
+        client
+            .publish(format!("{}/readings/{i}", mqtt_prefix()), rumqttc::QoS::AtLeastOnce, false, value)
+            .await
+            .unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -228,7 +246,7 @@ async fn mqtt_source_sends_every_message_once_and_filters_before_sending() {
     // The MQTT topic became the key.
     let config = ConsumerConfig { offset: OffsetSpec::Absolute(probes), continuous: false, ..Default::default() };
     let first = fluvio.consumer_stream("readings-mqtt", config).await.unwrap().next().await.unwrap().unwrap();
-    assert!(first.key.unwrap().starts_with(b"test/readings/"));
+    assert!(first.key.unwrap().starts_with(format!("{}/readings/", mqtt_prefix()).as_bytes()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,17 +468,20 @@ async fn source_stopped_while_messages_flow_loses_none(name: &str, acknowledge: 
     std::fs::write(
         &file,
         format!(
-            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: flowing-source\n  type: mqtt-source\n  topic: flowing\n  \
-             producer: {{ linger: 5ms }}\nmqtt:\n  url: {}\n  topics: [ \"flow/#\" ]\n  qos: 1\n  \
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: {name}-{prefix}\n  type: mqtt-source\n  topic: flowing\n  \
+             producer: {{ linger: 5ms }}\nmqtt:\n  url: {}\n  topics: [ \"{prefix}/{name}/#\" ]\n  qos: 1\n  \
              acknowledge: {acknowledge}\n",
-            broker.url()
+            broker.url(),
+            prefix = mqtt_prefix(),
         ),
     )
     .unwrap();
     let mut source = connector_binary(&file, &cluster.addr);
     let (host, port) = broker.host_port();
-    let (client, mut eventloop) =
-        rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("flow-publisher", host, port), 1024);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(
+        rumqttc::MqttOptions::new(format!("{name}-publisher-{}", mqtt_prefix()), host, port),
+        1024,
+    );
     let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let publisher_acks = Arc::clone(&acked);
     let publisher = tokio::spawn(async move {
@@ -477,7 +498,10 @@ async fn source_stopped_while_messages_flow_loses_none(name: &str, acknowledge: 
     let deadline = Instant::now() + Duration::from_secs(60);
     while topic_end(&fluvio, "flowing").await == 0 {
         assert!(Instant::now() < deadline, "the source never subscribed");
-        client.publish("flow/probe", rumqttc::QoS::AtLeastOnce, false, "probe").await.unwrap();
+        client
+            .publish(format!("{}/{name}/probe", mqtt_prefix()), rumqttc::QoS::AtLeastOnce, false, "probe")
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Messages keep flowing while the source is stopped and started again:
@@ -494,7 +518,10 @@ async fn source_stopped_while_messages_flow_loses_none(name: &str, acknowledge: 
         if i == 2000 {
             source = connector_binary(&file, &cluster.addr);
         }
-        client.publish("flow/data", rumqttc::QoS::AtLeastOnce, false, format!("m{i}")).await.unwrap();
+        client
+            .publish(format!("{}/{name}/data", mqtt_prefix()), rumqttc::QoS::AtLeastOnce, false, format!("m{i}"))
+            .await
+            .unwrap();
         if i % 100 == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
