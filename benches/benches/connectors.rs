@@ -119,8 +119,10 @@ async fn plain_copy_loop(client: &mut tokio_postgres::Client, table: &str, batch
     use futures::SinkExt;
     for first in (0..SQL_RECORDS).step_by(batch) {
         let transaction = client.transaction().await.unwrap();
-        let sink =
-            transaction.copy_in::<_, bytes::Bytes>(&format!("COPY {table} (id, sensor, celsius) FROM STDIN")).await.unwrap();
+        let sink = transaction
+            .copy_in::<_, bytes::Bytes>(&format!("COPY {table} (id, sensor, celsius) FROM STDIN"))
+            .await
+            .unwrap();
         futures::pin_mut!(sink);
         let mut chunk = Vec::with_capacity(70 << 10);
         for n in first..(first + batch).min(SQL_RECORDS) {
