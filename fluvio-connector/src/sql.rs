@@ -37,6 +37,7 @@
 //! `dead-letter` sends them, with their error, to a topic. None is dropped
 //! silently.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use bytes::{BufMut, BytesMut};
@@ -44,6 +45,7 @@ use futures::SinkExt;
 
 use fluvio_client::{ConsumerBatch, ConsumerRecord, TopicProducer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Transaction};
 
@@ -133,9 +135,9 @@ fn pg_type(model_type: &str) -> Option<&'static str> {
     })
 }
 
-/// One record as a row to write.
-#[derive(Debug, Clone, PartialEq)]
-enum Row {
+/// One record as a row to write; a plain row borrows from its record.
+#[derive(Debug, Clone)]
+enum Row<'a> {
     Model {
         table: String,
         upsert_on: Option<String>,
@@ -144,28 +146,50 @@ enum Row {
         values: Vec<String>,
     },
     Plain {
-        columns: Vec<String>,
-        object: serde_json::Map<String, Value>,
+        /// Sorted.
+        columns: Vec<Cow<'a, str>>,
+        /// The JSON text of each column's value, in `columns`' order.
+        values: Vec<&'a RawValue>,
+        /// The whole record: a JSON object.
+        record: &'a [u8],
     },
 }
 
-impl Row {
+/// What rows must share to go in one statement.
+#[derive(Debug, PartialEq)]
+enum Shape<'r> {
+    Model { table: &'r str, upsert_on: Option<&'r str>, columns: &'r [String], types: &'r [&'static str] },
+    Plain { columns: &'r [Cow<'r, str>] },
+}
+
+impl Shape<'_> {
+    fn column_count(&self) -> usize {
+        match self {
+            Shape::Model { columns, .. } => columns.len(),
+            Shape::Plain { columns } => columns.len(),
+        }
+    }
+}
+
+impl<'a> Row<'a> {
     /// Whether COPY can write it (it cannot upsert).
     fn copyable(&self) -> bool {
         !matches!(self, Row::Model { upsert_on: Some(_), .. })
     }
 
     /// Rows with the same shape go in one statement.
-    fn shape(&self) -> (Option<&str>, Option<&str>, &[String], &[&'static str]) {
+    fn shape(&self) -> Shape<'_> {
         match self {
-            Row::Model { table, upsert_on, columns, types, .. } => (Some(table), upsert_on.as_deref(), columns, types),
-            Row::Plain { columns, .. } => (None, None, columns, &[]),
+            Row::Model { table, upsert_on, columns, types, .. } => {
+                Shape::Model { table, upsert_on: upsert_on.as_deref(), columns, types }
+            }
+            Row::Plain { columns, .. } => Shape::Plain { columns },
         }
     }
 }
 
 /// Reads one record of Fluvio's SQL model.
-fn model_row(value: &[u8]) -> Result<Row, String> {
+fn model_row(value: &[u8]) -> Result<Row<'static>, String> {
     let json: Value = serde_json::from_slice(value).map_err(|e| format!("not JSON: {e}"))?;
     let (operation, body) = match json.as_object().filter(|o| o.len() == 1).and_then(|o| o.iter().next()) {
         Some((operation, body)) if operation == "Insert" || operation == "Upsert" => (operation.clone(), body),
@@ -200,19 +224,93 @@ fn model_row(value: &[u8]) -> Result<Row, String> {
     Ok(Row::Model { table, upsert_on, columns, types, values: raw })
 }
 
+/// A JSON object's members as they are in the record: keys borrowed unless
+/// they hold escapes, values as their JSON text. No tree is built.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+/// A key, borrowed from the record when it can be.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key.to_string())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Members<'de>, M::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    members.push((key, value));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
 /// Reads one plain record: a JSON object whose keys are columns of the table.
-fn plain_row(value: &[u8], known: &HashSet<String>) -> Result<Row, String> {
-    let json: Value = serde_json::from_slice(value).map_err(|e| format!("not JSON: {e}"))?;
-    let Value::Object(object) = json else { return Err("not a JSON object".into()) };
-    if object.is_empty() {
+fn plain_row<'a>(value: &'a [u8], known: &HashSet<String>) -> Result<Row<'a>, String> {
+    let Members(mut members) = match serde_json::from_slice::<Members<'a>>(value) {
+        Ok(members) => members,
+        Err(error) if error.classify() == serde_json::error::Category::Data => {
+            return Err("not a JSON object".into());
+        }
+        Err(error) => return Err(format!("not JSON: {error}")),
+    };
+    if members.is_empty() {
         return Err("an empty JSON object has no column to write".into());
     }
-    let mut columns: Vec<String> = object.keys().cloned().collect();
-    columns.sort();
-    if let Some(unknown) = columns.iter().find(|c| !known.contains(*c)) {
+    members.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(twice) = members.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(format!("the key {:?} appears twice", twice[0].0));
+    }
+    if let Some((unknown, _)) = members.iter().find(|(column, _)| !known.contains(column.as_ref())) {
         return Err(format!("the table has no column {unknown:?}"));
     }
-    Ok(Row::Plain { columns, object })
+    let (columns, values) = members.into_iter().unzip();
+    Ok(Row::Plain { columns, values, record: value })
+}
+
+/// Appends one plain value in COPY's text format: JSON null is NULL, a
+/// string its text (into a json column, its JSON text), anything else its
+/// JSON text.
+fn copy_json_value(buffer: &mut BytesMut, value: &RawValue, json_column: bool) {
+    let text = value.get();
+    if text == "null" {
+        buffer.put_slice(b"\\N");
+    } else if text.starts_with('"') && !json_column {
+        let inner = &text[1..text.len() - 1];
+        if inner.contains('\\') {
+            let unescaped: String = serde_json::from_str(text).expect("serde_json checked the string");
+            copy_text(buffer, &unescaped);
+        } else {
+            copy_text(buffer, inner);
+        }
+    } else {
+        copy_text(buffer, text);
+    }
 }
 
 /// Most parameters one statement may have (PostgreSQL allows 65535).
@@ -242,7 +340,7 @@ fn copy_text(buffer: &mut BytesMut, text: &str) {
 }
 
 /// One statement for rows of the same shape.
-fn statement(mode: &Mode, rows: &[&Row]) -> (String, Vec<String>) {
+fn statement(mode: &Mode, rows: &[&Row<'_>]) -> (String, Vec<String>) {
     match (mode, rows[0]) {
         (_, Row::Model { table, upsert_on, columns, types, .. }) => {
             let column_list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
@@ -277,18 +375,21 @@ fn statement(mode: &Mode, rows: &[&Row]) -> (String, Vec<String>) {
         }
         (Mode::Plain { table }, Row::Plain { columns, .. }) => {
             let column_list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
-            let objects: Vec<&serde_json::Map<String, Value>> = rows
-                .iter()
-                .map(|row| match row {
-                    Row::Plain { object, .. } => object,
-                    Row::Model { .. } => unreachable!("rows share a shape"),
-                })
-                .collect();
+            // The records are JSON objects already: the array is their text.
+            let mut array = String::from("[");
+            for (i, row) in rows.iter().enumerate() {
+                let Row::Plain { record, .. } = row else { unreachable!("rows share a shape") };
+                if i > 0 {
+                    array.push(',');
+                }
+                array.push_str(std::str::from_utf8(record).expect("serde_json checked the record is UTF-8"));
+            }
+            array.push(']');
             let sql = format!(
                 "INSERT INTO {t} ({column_list}) SELECT {column_list} FROM json_populate_recordset(NULL::{t}, $1::text::json)",
                 t = quote(table)
             );
-            (sql, vec![serde_json::to_string(&objects).expect("JSON values serialize")])
+            (sql, vec![array])
         }
         (Mode::Model, Row::Plain { .. }) => unreachable!("plain rows exist only in plain mode"),
     }
@@ -370,13 +471,18 @@ impl SqlSink {
     /// Writes rows in as few statements as their shapes allow: `bulk`
     /// uses COPY where it can; otherwise (row by row, to find a refused
     /// record) INSERT statements.
-    async fn execute_rows(&self, tx: &Transaction<'_>, rows: &[&Row], bulk: bool) -> Result<(), tokio_postgres::Error> {
+    async fn execute_rows(
+        &self,
+        tx: &Transaction<'_>,
+        rows: &[&Row<'_>],
+        bulk: bool,
+    ) -> Result<(), tokio_postgres::Error> {
         let mut start = 0;
         while start < rows.len() {
             // Runs of the same shape; INSERTs within the parameter limit.
             let shape = rows[start].shape();
             let copy = bulk && rows[start].copyable();
-            let per_row = shape.2.len().max(1);
+            let per_row = shape.column_count().max(1);
             let mut end = start + 1;
             while end < rows.len() && rows[end].shape() == shape && (copy || (end - start + 1) * per_row <= MAX_PARAMS)
             {
@@ -395,13 +501,21 @@ impl SqlSink {
     }
 
     /// One `COPY ... FROM STDIN` for rows of one shape.
-    async fn copy_rows(&self, tx: &Transaction<'_>, rows: &[&Row]) -> Result<(), tokio_postgres::Error> {
-        let (table, columns) = match (&self.mode, rows[0]) {
-            (_, Row::Model { table, columns, .. }) => (table.as_str(), columns),
-            (Mode::Plain { table }, Row::Plain { columns, .. }) => (table.as_str(), columns),
+    async fn copy_rows(&self, tx: &Transaction<'_>, rows: &[&Row<'_>]) -> Result<(), tokio_postgres::Error> {
+        let (table, column_list) = match (&self.mode, rows[0]) {
+            (_, Row::Model { table, columns, .. }) => {
+                (table.as_str(), columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "))
+            }
+            (Mode::Plain { table }, Row::Plain { columns, .. }) => {
+                (table.as_str(), columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "))
+            }
             (Mode::Model, Row::Plain { .. }) => unreachable!("plain rows exist only in plain mode"),
         };
-        let column_list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        // Plain rows of one shape share their columns: which take JSON text.
+        let json_columns: Vec<bool> = match rows[0] {
+            Row::Plain { columns, .. } => columns.iter().map(|c| self.json_columns.contains(c.as_ref())).collect(),
+            Row::Model { .. } => Vec::new(),
+        };
         let sink = tx.copy_in(&format!("COPY {} ({column_list}) FROM STDIN", quote(table))).await?;
         futures::pin_mut!(sink);
         let mut buffer = BytesMut::with_capacity(COPY_CHUNK + 4096);
@@ -415,16 +529,12 @@ impl SqlSink {
                         copy_text(&mut buffer, value);
                     }
                 }
-                Row::Plain { columns, object } => {
-                    for (i, column) in columns.iter().enumerate() {
+                Row::Plain { values, .. } => {
+                    for (i, value) in values.iter().enumerate() {
                         if i > 0 {
                             buffer.put_u8(b'\t');
                         }
-                        match &object[column] {
-                            Value::Null => buffer.put_slice(b"\\N"),
-                            Value::String(text) if !self.json_columns.contains(column) => copy_text(&mut buffer, text),
-                            other => copy_text(&mut buffer, &other.to_string()),
-                        }
+                        copy_json_value(&mut buffer, value, json_columns[i]);
                     }
                 }
             }
@@ -551,7 +661,7 @@ impl Sink for SqlSink {
 
     async fn write(&mut self, batch: &ConsumerBatch) -> Result<WriteReport, ConnectorError> {
         let mut refused: Vec<(&ConsumerRecord, String)> = Vec::new();
-        let mut rows: Vec<(&ConsumerRecord, Row)> = Vec::with_capacity(batch.records.len());
+        let mut rows: Vec<(&ConsumerRecord, Row<'_>)> = Vec::with_capacity(batch.records.len());
         for record in &batch.records {
             let parsed = match &self.mode {
                 Mode::Model => model_row(&record.value),
@@ -581,10 +691,10 @@ impl SqlSink {
         &mut self,
         client: &mut Client,
         next_offset: i64,
-        rows: &[(&'r ConsumerRecord, Row)],
+        rows: &[(&'r ConsumerRecord, Row<'r>)],
         refused: &mut Vec<(&'r ConsumerRecord, String)>,
     ) -> Result<u64, ConnectorError> {
-        let all: Vec<&Row> = rows.iter().map(|(_, row)| row).collect();
+        let all: Vec<&Row<'_>> = rows.iter().map(|(_, row)| row).collect();
         if refused.is_empty() || self.policy != RowPolicy::Fail {
             // The common case: every row in a few statements.
             let tx = client.transaction().await.map_err(|e| self.classify(e))?;
@@ -689,6 +799,26 @@ mod tests {
         let known: HashSet<String> = ["a".to_string()].into();
         assert!(plain_row(br#"{"a":1,"b":2}"#, &known).unwrap_err().contains("no column \"b\""));
         assert!(plain_row(b"[1]", &known).unwrap_err().contains("not a JSON object"));
+        assert!(plain_row(b"{\"a\":", &known).unwrap_err().contains("not JSON"));
+        assert!(plain_row(br#"{"a":1,"a":2}"#, &known).unwrap_err().contains("appears twice"));
+    }
+
+    #[test]
+    fn plain_values_become_copy_text() {
+        let known: HashSet<String> = ["a", "b\"c", "doc", "n"].map(String::from).into();
+        let record = br#"{"n": null, "doc": "x\ty", "b\"c": 2.5, "a": "line\nbreak \\ \u00e9"}"#;
+        let Row::Plain { columns, values, .. } = plain_row(record, &known).unwrap() else { panic!("a plain row") };
+        assert_eq!(columns, ["a", "b\"c", "doc", "n"]);
+        let copied = |value: &RawValue, json: bool| {
+            let mut buffer = BytesMut::new();
+            copy_json_value(&mut buffer, value, json);
+            String::from_utf8(buffer.to_vec()).unwrap()
+        };
+        assert_eq!(copied(values[0], false), "line\\nbreak \\\\ \u{e9}");
+        assert_eq!(copied(values[1], false), "2.5");
+        assert_eq!(copied(values[2], false), "x\\ty");
+        assert_eq!(copied(values[2], true), "\"x\\\\ty\"");
+        assert_eq!(copied(values[3], false), "\\N");
     }
 
     #[test]
