@@ -8,21 +8,10 @@ use std::time::{Duration, Instant};
 use crate::error::{CliError, CliResult};
 use crate::home;
 
-/// Finds the `fluvio-server` binary: `$FLUVIO_SERVER_BIN`, next to this
+/// The `fluvio-server` program: `$FLUVIO_SERVER_BIN`, next to this
 /// executable, then on PATH.
 fn server_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("FLUVIO_SERVER_BIN") {
-        return PathBuf::from(path);
-    }
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.parent()
-    {
-        let candidate = dir.join("fluvio-server");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    PathBuf::from("fluvio-server")
+    home::sibling_program("fluvio-server", "FLUVIO_SERVER_BIN")
 }
 
 fn running_pid() -> Option<i32> {

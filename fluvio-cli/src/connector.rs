@@ -55,18 +55,7 @@ pub enum ConnectorCommand {
 /// The `fluvio-connector` program: `$FLUVIO_CONNECTOR_BIN`, next to this
 /// executable, then on PATH.
 fn connector_program() -> PathBuf {
-    if let Some(path) = std::env::var_os("FLUVIO_CONNECTOR_BIN") {
-        return PathBuf::from(path);
-    }
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.parent()
-    {
-        let candidate = dir.join("fluvio-connector");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    PathBuf::from("fluvio-connector")
+    crate::home::sibling_program("fluvio-connector", "FLUVIO_CONNECTOR_BIN")
 }
 
 /// The secret names a config declares in `meta.secrets`.

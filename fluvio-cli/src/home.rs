@@ -48,3 +48,20 @@ pub fn server_addr(flag: Option<&str>) -> String {
     }
     fluvio_client::protocol::DEFAULT_ADDR.to_string()
 }
+
+/// A program installed beside this one: `$ENV_VAR` when set, else the file
+/// `name` next to this executable, else `name` looked up on PATH.
+pub fn sibling_program(name: &str, env_var: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var) {
+        return PathBuf::from(path);
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    PathBuf::from(name)
+}
