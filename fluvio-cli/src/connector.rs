@@ -149,10 +149,15 @@ pub async fn run(addr: Option<&str>, command: ConnectorCommand) -> CliResult {
             let rows: Vec<Vec<String>> = connectors
                 .into_iter()
                 .map(|c| {
+                    let restarts = match c.restarts {
+                        1 => "1 restart".to_string(),
+                        n => format!("{n} restarts"),
+                    };
                     let status = match (c.pid, c.restarts) {
                         (Some(pid), 0) => format!("{} (pid {pid})", c.status),
-                        (Some(pid), restarts) => format!("{} (pid {pid}, {restarts} restarts)", c.status),
-                        (None, _) => c.status,
+                        (Some(pid), _) => format!("{} (pid {pid}, {restarts})", c.status),
+                        (None, 0) => c.status,
+                        (None, _) => format!("{}, {restarts}", c.status),
                     };
                     vec![c.name, c.kind, c.topic, status]
                 })

@@ -114,7 +114,7 @@ fn the_cluster_runs_restarts_and_deletes_connectors() {
         listed(&cluster, "supervised-sink").and_then(|row| pid_in(&row)).is_some_and(|pid| pid != first_pid)
     });
     let row = listed(&cluster, "supervised-sink").unwrap();
-    assert!(row.contains("1 restarts"), "{row}");
+    assert!(row.contains("1 restart)"), "{row}");
     produce(&cluster, 100..200);
     wait_until("200 rows are written", Duration::from_secs(60), || rows(&pg) == 200);
 
@@ -141,5 +141,52 @@ fn the_cluster_runs_restarts_and_deletes_connectors() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(rows(&pg), 300, "a deleted connector writes nothing");
     let out = cluster.fluvio(&["connector", "logs", "supervised-sink"], None, Path::new("."));
+    assert!(!out.status.success() && text(&out.stderr).contains("no connector named"), "{}", text(&out.stderr));
+}
+
+/// How many restarts the connector's row of `fluvio connector list` shows.
+fn restarts_in(row: &str) -> u32 {
+    row.split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .find(|pair| matches!(pair[1].trim_end_matches(')'), "restart" | "restarts"))
+        .and_then(|pair| pair[0].trim_start_matches('(').parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_connector_that_keeps_failing_is_restarted_with_backoff_not_in_a_tight_loop() {
+    let pg = Postgres::start();
+    let cluster = Cluster::start("connectors-failing");
+    fluvio_ok(&cluster, &["topic", "create", "nowhere"], None);
+    let work = cluster.home.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    // Valid as written, but the table does not exist: the connector stops
+    // with that reason each time it starts.
+    let config = work.join("sink.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: failing-sink\n  type: sql-sink\n  topic: nowhere\n\
+             sql:\n  url: {}\n  table: no_such_table\n",
+            pg.url()
+        ),
+    )
+    .unwrap();
+    fluvio_ok(&cluster, &["connector", "create", "--config", config.to_str().unwrap()], None);
+    wait_until("the connector failed once", Duration::from_secs(30), || {
+        listed(&cluster, "failing-sink").is_some_and(|row| restarts_in(&row) >= 1)
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    // Backoff 1 s, 2 s, 4 s...: a handful of restarts in these seconds,
+    // not hundreds.
+    let row = listed(&cluster, "failing-sink").unwrap();
+    let restarts = restarts_in(&row);
+    assert!((2..=6).contains(&restarts), "{restarts} restarts: {row}");
+    let logs = fluvio_ok(&cluster, &["connector", "logs", "failing-sink"], None);
+    assert!(logs.contains("no_such_table") && logs.contains("does not exist"), "{logs}");
+    assert!(logs.contains("restarting in"), "{logs}");
+    fluvio_ok(&cluster, &["connector", "delete", "failing-sink"], None);
+    let out = cluster.fluvio(&["connector", "delete", "failing-sink"], None, Path::new("."));
     assert!(!out.status.success() && text(&out.stderr).contains("no connector named"), "{}", text(&out.stderr));
 }
