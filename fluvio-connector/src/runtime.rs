@@ -187,6 +187,23 @@ fn write_metrics(name: &str, metrics: &Metrics, file: Option<&std::path::Path>) 
     }
 }
 
+/// What both kinds of connector start with: the metrics reporter and a
+/// cluster connection (retried while the cluster is unreachable); `None`
+/// when shutdown came first.
+async fn start_run(
+    config: &ConnectorConfig,
+    options: &mut RunOptions,
+) -> Result<Option<(Fluvio, tokio::task::JoinHandle<()>)>, ConnectorError> {
+    let reporter = report_metrics(&config.name, Arc::clone(&options.metrics), options.metrics_file.clone());
+    match connect_cluster(&options.addr, &mut options.shutdown).await {
+        Ok(Some(fluvio)) => Ok(Some((fluvio, reporter))),
+        other => {
+            reporter.abort();
+            other.map(|_| None)
+        }
+    }
+}
+
 /// Runs a source until it ends or shutdown: records go through the
 /// connector's transforms in this process, and only their outputs are sent.
 pub async fn run_source<S: Source>(
@@ -195,8 +212,7 @@ pub async fn run_source<S: Source>(
     mut options: RunOptions,
 ) -> Result<Arc<Metrics>, ConnectorError> {
     let metrics = Arc::clone(&options.metrics);
-    let reporter = report_metrics(&config.name, Arc::clone(&metrics), options.metrics_file.clone());
-    let Some(fluvio) = connect_cluster(&options.addr, &mut options.shutdown).await? else {
+    let Some((fluvio, reporter)) = start_run(config, &mut options).await? else {
         return Ok(metrics);
     };
     let producer_config = ProducerConfig {
@@ -320,8 +336,7 @@ pub async fn run_sink<K: Sink>(
     mut options: RunOptions,
 ) -> Result<Arc<Metrics>, ConnectorError> {
     let metrics = Arc::clone(&options.metrics);
-    let reporter = report_metrics(&config.name, Arc::clone(&metrics), options.metrics_file.clone());
-    let Some(fluvio) = connect_cluster(&options.addr, &mut options.shutdown).await? else {
+    let Some((fluvio, reporter)) = start_run(config, &mut options).await? else {
         return Ok(metrics);
     };
     let key =
