@@ -1,6 +1,6 @@
-//! Throwaway instances of the real services tests talk to: PostgreSQL and
-//! a Mosquitto MQTT broker, each on a free loopback port with its files in
-//! a temporary directory, stopped when dropped.
+//! Throwaway instances of the real services tests talk to: PostgreSQL, a
+//! Mosquitto MQTT broker and a NATS JetStream cluster, each on free loopback
+//! ports with its files in a temporary directory, stopped when dropped.
 //!
 //! When `$DATABASE_URL` or `$MQTT_URL` is set, the tests use that server
 //! instead, and nothing is started. A missing program is a test failure
@@ -223,5 +223,112 @@ impl Drop for Mosquitto {
             let _ = child.wait();
             let _ = std::fs::remove_dir_all(dir);
         }
+    }
+}
+
+/// A NATS cluster with JetStream on loopback: `nodes` `nats-server`
+/// processes joined by cluster routes, each with its own store directory,
+/// stopped when dropped. Nodes can be killed with SIGKILL and started again
+/// on the same ports and store, as a machine that fails and comes back.
+pub struct NatsCluster {
+    dir: PathBuf,
+    program: PathBuf,
+    client_ports: Vec<u16>,
+    route_ports: Vec<u16>,
+    children: Vec<Option<std::process::Child>>,
+}
+
+impl NatsCluster {
+    /// Starts `nodes` nodes (1 gives a single server, not clustered) and
+    /// waits until each accepts connections. JetStream still needs a
+    /// moment to elect its leaders: clients retry.
+    pub fn start(nodes: usize) -> NatsCluster {
+        let program = find_program("nats-server", &[PathBuf::from("/usr/sbin")])
+            .expect("nats-server is not installed; run scripts/test.sh, or `apt-get install -y nats-server`");
+        let dir = temp_dir("nats");
+        let client_ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let route_ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let mut cluster =
+            NatsCluster { dir, program, client_ports, route_ports, children: (0..nodes).map(|_| None).collect() };
+        for node in 0..nodes {
+            cluster.write_config(node);
+        }
+        for node in 0..nodes {
+            cluster.start_node(node);
+        }
+        for &port in &cluster.client_ports {
+            wait_for_port(port, "nats-server", Duration::from_secs(30));
+        }
+        cluster
+    }
+
+    fn config_path(&self, node: usize) -> PathBuf {
+        self.dir.join(format!("node{node}.conf"))
+    }
+
+    fn write_config(&self, node: usize) {
+        let store = self.dir.join(format!("store{node}"));
+        let mut config = format!(
+            "server_name: node{node}\nlisten: 127.0.0.1:{}\nmax_payload: 8MB\n\
+             jetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 256MB\n  max_file_store: 8GB\n}}\n",
+            self.client_ports[node],
+            store.display()
+        );
+        if self.client_ports.len() > 1 {
+            let routes: Vec<String> =
+                self.route_ports.iter().map(|port| format!("nats-route://127.0.0.1:{port}")).collect();
+            config.push_str(&format!(
+                "cluster {{\n  name: fluvio-test\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
+                self.route_ports[node],
+                routes.join(", ")
+            ));
+        }
+        std::fs::write(self.config_path(node), config).expect("write a nats-server config");
+    }
+
+    fn start_node(&mut self, node: usize) {
+        let log = std::fs::File::create(self.dir.join(format!("node{node}.log"))).expect("create a nats-server log");
+        let child = Command::new(&self.program)
+            .arg("-c")
+            .arg(self.config_path(node))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nats-server starts");
+        self.children[node] = Some(child);
+    }
+
+    /// Every node's client URL, comma-separated: what `--jetstream` takes.
+    pub fn urls(&self) -> String {
+        self.client_ports.iter().map(|port| format!("nats://127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// One node's client URL.
+    pub fn url(&self, node: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.client_ports[node])
+    }
+
+    /// Kills one node with SIGKILL.
+    pub fn kill9(&mut self, node: usize) {
+        if let Some(mut child) = self.children[node].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed node again, on its ports and store.
+    pub fn restart(&mut self, node: usize) {
+        self.kill9(node);
+        self.start_node(node);
+        wait_for_port(self.client_ports[node], "nats-server", Duration::from_secs(30));
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for node in 0..self.children.len() {
+            self.kill9(node);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

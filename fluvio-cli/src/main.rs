@@ -25,7 +25,9 @@ use crate::error::CliResult;
 #[derive(Debug, Parser)]
 #[command(name = "fluvio", version, propagate_version = true)]
 struct Cli {
-    /// The server's address (default: $FLUVIO_ADDR, the local cluster's, or 127.0.0.1:9003).
+    /// The server's address, or several comma-separated (servers sharing a
+    /// JetStream cluster; the client fails over between them). Default:
+    /// $FLUVIO_ADDR, the local cluster's, or 127.0.0.1:9003.
     #[arg(long, global = true, value_name = "HOST:PORT")]
     addr: Option<String>,
     #[command(subcommand)]
@@ -79,6 +81,10 @@ enum TopicCommand {
         /// Number of partitions.
         #[arg(short, long, default_value_t = 1)]
         partitions: u32,
+        /// Copies kept of each partition (more than 1 needs servers on a
+        /// JetStream cluster).
+        #[arg(short, long, default_value_t = 1)]
+        replication: u32,
         /// Delete records older than this many seconds.
         #[arg(long, value_name = "SECONDS")]
         retention_secs: Option<u64>,
@@ -108,13 +114,20 @@ async fn run(cli: Cli) -> CliResult {
         Command::Cluster(ClusterCommand::Start { data_dir, listen }) => cluster::start(data_dir, &listen),
         Command::Cluster(ClusterCommand::Stop) => cluster::stop(),
         Command::Cluster(ClusterCommand::Status) => cluster::status().await,
-        Command::Topic(TopicCommand::Create { name, partitions, retention_secs, retention_bytes, segment_bytes }) => {
+        Command::Topic(TopicCommand::Create {
+            name,
+            partitions,
+            replication,
+            retention_secs,
+            retention_bytes,
+            segment_bytes,
+        }) => {
             let retention = fluvio_client::protocol::RetentionSpec {
                 max_age_ms: retention_secs.map(|s| s.saturating_mul(1000)),
                 max_bytes: retention_bytes,
                 segment_bytes,
             };
-            connect(addr).await?.create_topic_with(&name, partitions, retention).await?;
+            connect(addr).await?.create_replicated_topic(&name, partitions, replication, retention).await?;
             println!("topic \"{name}\" created");
             Ok(())
         }
@@ -122,9 +135,16 @@ async fn run(cli: Cli) -> CliResult {
             let topics = connect(addr).await?.list_topics().await?;
             let rows: Vec<Vec<String>> = topics
                 .iter()
-                .map(|t| vec![t.name.clone(), t.partitions.to_string(), t.next_offsets.iter().sum::<i64>().to_string()])
+                .map(|t| {
+                    vec![
+                        t.name.clone(),
+                        t.partitions.to_string(),
+                        t.replication.to_string(),
+                        t.next_offsets.iter().sum::<i64>().to_string(),
+                    ]
+                })
                 .collect();
-            print!("{}", table(&["NAME", "PARTITIONS", "RECORDS"], &rows));
+            print!("{}", table(&["NAME", "PARTITIONS", "REPLICATION", "RECORDS"], &rows));
             Ok(())
         }
         Command::Topic(TopicCommand::Delete { name }) => {

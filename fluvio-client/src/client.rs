@@ -133,6 +133,20 @@ impl Connection {
     }
 }
 
+/// Opens a connection to the first address that answers, trying them in
+/// turn from `start`.
+async fn open_any(addrs: &[String], start: usize) -> Result<(Connection, usize), FluvioError> {
+    let mut last_error = None;
+    for step in 0..addrs.len() {
+        let index = (start + step) % addrs.len();
+        match Connection::open(&addrs[index]).await {
+            Ok(connection) => return Ok((connection, index)),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.expect("at least one address"))
+}
+
 /// Turns an error frame into an error.
 pub(crate) fn check(frame: Frame) -> Result<Frame, FluvioError> {
     if frame.kind == ApiKind::Error as u16 | RESPONSE_BIT {
@@ -146,7 +160,14 @@ pub(crate) fn control<T: for<'de> serde::Deserialize<'de>>(frame: &Frame) -> Res
     Ok(frame.control()?)
 }
 
-/// A client of one server: admin requests, producers and consumers.
+/// A client of a cluster: admin requests, producers and consumers.
+///
+/// It talks to one server at a time. Given several addresses
+/// (`"h1:9003,h2:9003"`, servers sharing a JetStream cluster), it moves to
+/// the next when its server goes away: requests are sent again there,
+/// producers resend unacknowledged batches (stored once, by their producer
+/// stamp) and consumer streams resume at the first offset they have not
+/// delivered.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), fluvio_client::FluvioError> {
@@ -160,19 +181,52 @@ pub(crate) fn control<T: for<'de> serde::Deserialize<'de>>(frame: &Frame) -> Res
 /// ```
 #[derive(Clone)]
 pub struct Fluvio {
-    connection: Arc<Connection>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    addrs: Vec<String>,
+    /// The connection in use and the index of its address.
+    current: Mutex<(Arc<Connection>, usize)>,
+    /// Serializes moving to another server, so that concurrent failures
+    /// move once.
+    failover: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Fluvio {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fluvio").field("addr", &self.connection.addr()).finish()
+        f.debug_struct("Fluvio").field("addr", &self.addr()).field("addrs", &self.shared.addrs).finish()
     }
 }
 
+/// How long a client keeps trying the cluster's servers before giving up
+/// on a request, a batch or a stream.
+pub(crate) const FAILOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether an error means "try again, maybe on another server": the
+/// connection broke, or the server's storage was briefly unavailable.
+pub(crate) fn is_retryable(error: &FluvioError) -> bool {
+    matches!(error, FluvioError::ConnectionLost { .. } | FluvioError::Connect { .. })
+        || error.code() == Some(fluvio_protocol::ErrorCode::Unavailable)
+}
+
 impl Fluvio {
-    /// Connects to the server at `addr` (`host:port`).
+    /// Connects to the server at `addr` (`host:port`), or to the first of
+    /// several comma-separated addresses that answers.
     pub async fn connect(addr: &str) -> Result<Fluvio, FluvioError> {
-        Ok(Fluvio { connection: Arc::new(Connection::open(addr).await?) })
+        let addrs: Vec<String> =
+            addr.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect();
+        if addrs.is_empty() {
+            return Err(FluvioError::InvalidRequest(format!("no server address in {addr:?}")));
+        }
+        let (connection, index) = open_any(&addrs, 0).await?;
+        Ok(Fluvio {
+            shared: Arc::new(Shared {
+                addrs,
+                current: Mutex::new((Arc::new(connection), index)),
+                failover: tokio::sync::Mutex::new(()),
+            }),
+        })
     }
 
     /// Connects to `$FLUVIO_ADDR`, or to the local default `127.0.0.1:9003`.
@@ -181,24 +235,104 @@ impl Fluvio {
         Fluvio::connect(&addr).await
     }
 
-    /// The server's address.
-    pub fn addr(&self) -> &str {
-        self.connection.addr()
+    /// The address of the server in use.
+    pub fn addr(&self) -> String {
+        self.connection().addr().to_string()
+    }
+
+    /// Every address this client may use.
+    pub fn addrs(&self) -> &[String] {
+        &self.shared.addrs
     }
 
     /// Bytes received from the server on this client's admin and producer
     /// connection (consumers use connections of their own).
     pub fn bytes_received(&self) -> u64 {
-        self.connection.bytes_received()
+        self.connection().bytes_received()
     }
 
-    pub(crate) fn connection(&self) -> &Arc<Connection> {
-        &self.connection
+    pub(crate) fn connection(&self) -> Arc<Connection> {
+        Arc::clone(&self.shared.current.lock().expect("connection lock").0)
     }
 
-    /// Creates a topic with `partitions` partitions and no retention limit.
+    /// Opens a new connection (for a consumer stream of its own): to the
+    /// server in use if it answers, else to the next one that does; after
+    /// a failure on `after`, to the servers after it first.
+    pub(crate) async fn open_connection_after(&self, after: Option<&str>) -> Result<Connection, FluvioError> {
+        let start = match after.and_then(|failed| self.shared.addrs.iter().position(|a| a == failed)) {
+            Some(index) => index + 1,
+            None => self.shared.current.lock().expect("connection lock").1,
+        };
+        Ok(open_any(&self.shared.addrs, start).await?.0)
+    }
+
+    /// Moves to another server after `failed` broke: the next address that
+    /// answers (the same one too, if it came back). A no-op when another
+    /// task has already moved.
+    pub(crate) async fn fail_over(&self, failed: &Arc<Connection>) -> Result<(), FluvioError> {
+        let _moving = self.shared.failover.lock().await;
+        let index = {
+            let current = self.shared.current.lock().expect("connection lock");
+            if !Arc::ptr_eq(&current.0, failed) {
+                return Ok(());
+            }
+            current.1
+        };
+        let (connection, index) = open_any(&self.shared.addrs, index + 1).await?;
+        tracing::info!(addr = %connection.addr(), "moved to another server");
+        *self.shared.current.lock().expect("connection lock") = (Arc::new(connection), index);
+        Ok(())
+    }
+
+    /// Sends a request; when the server goes away (or its storage is
+    /// briefly unavailable), sends it again, on another server if there is
+    /// one, for up to [`FAILOVER_TIMEOUT`].
+    pub(crate) async fn request<T: serde::Serialize>(
+        &self,
+        kind: ApiKind,
+        control: &T,
+        payload: Vec<u8>,
+    ) -> Result<Frame, FluvioError> {
+        let deadline = tokio::time::Instant::now() + FAILOVER_TIMEOUT;
+        let mut delay = std::time::Duration::from_millis(50);
+        loop {
+            let connection = self.connection();
+            let error = match connection.request(kind, control, payload.clone()).await {
+                Ok(frame) => return Ok(frame),
+                Err(error) if is_retryable(&error) => error,
+                Err(error) => return Err(error),
+            };
+            if tokio::time::Instant::now() + delay > deadline {
+                return Err(error);
+            }
+            tracing::debug!(%error, "request failed; retrying");
+            if matches!(error, FluvioError::ConnectionLost { .. }) {
+                let _ = self.fail_over(&connection).await;
+            } else {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// Creates a topic with `partitions` partitions, one copy and no
+    /// retention limit.
     pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<(), FluvioError> {
         self.create_topic_with(name, partitions, RetentionSpec::default()).await
+    }
+
+    /// Creates a topic whose partitions are each kept in `replication`
+    /// copies (a JetStream cluster; the local log keeps one).
+    pub async fn create_replicated_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication: u32,
+        retention: RetentionSpec,
+    ) -> Result<(), FluvioError> {
+        let request = CreateTopicRequest { name: name.to_string(), partitions, replication, retention };
+        self.request(ApiKind::CreateTopic, &request, Vec::new()).await?;
+        Ok(())
     }
 
     /// Creates a topic with retention settings.
@@ -208,27 +342,24 @@ impl Fluvio {
         partitions: u32,
         retention: RetentionSpec,
     ) -> Result<(), FluvioError> {
-        let request = CreateTopicRequest { name: name.to_string(), partitions, retention };
-        self.connection.request(ApiKind::CreateTopic, &request, Vec::new()).await?;
-        Ok(())
+        self.create_replicated_topic(name, partitions, 1, retention).await
     }
 
     /// Deletes a topic and its records.
     pub async fn delete_topic(&self, name: &str) -> Result<(), FluvioError> {
-        self.connection.request(ApiKind::DeleteTopic, &NameRequest { name: name.to_string() }, Vec::new()).await?;
+        self.request(ApiKind::DeleteTopic, &NameRequest { name: name.to_string() }, Vec::new()).await?;
         Ok(())
     }
 
     /// Lists topics.
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, FluvioError> {
-        let frame = self.connection.request(ApiKind::ListTopics, &Empty, Vec::new()).await?;
+        let frame = self.request(ApiKind::ListTopics, &Empty, Vec::new()).await?;
         control(&frame)
     }
 
     /// Registers a SmartModule; the server validates it first.
     pub async fn create_smartmodule(&self, name: &str, wasm: Vec<u8>) -> Result<SmartModuleInfo, FluvioError> {
         let frame = self
-            .connection
             .request(ApiKind::CreateSmartModule, &CreateSmartModuleRequest { name: name.to_string() }, wasm)
             .await?;
         control(&frame)
@@ -236,14 +367,13 @@ impl Fluvio {
 
     /// Lists registered SmartModules.
     pub async fn list_smartmodules(&self) -> Result<Vec<SmartModuleInfo>, FluvioError> {
-        let frame = self.connection.request(ApiKind::ListSmartModules, &Empty, Vec::new()).await?;
+        let frame = self.request(ApiKind::ListSmartModules, &Empty, Vec::new()).await?;
         control(&frame)
     }
 
     /// Deletes a registered SmartModule.
     pub async fn delete_smartmodule(&self, name: &str) -> Result<(), FluvioError> {
-        self.connection
-            .request(ApiKind::DeleteSmartModule, &NameRequest { name: name.to_string() }, Vec::new())
+        self.request(ApiKind::DeleteSmartModule, &NameRequest { name: name.to_string() }, Vec::new())
             .await?;
         Ok(())
     }
@@ -251,7 +381,6 @@ impl Fluvio {
     /// Downloads a registered SmartModule's wasm.
     pub async fn get_smartmodule(&self, name: &str) -> Result<(SmartModuleInfo, Vec<u8>), FluvioError> {
         let frame = self
-            .connection
             .request(ApiKind::GetSmartModule, &NameRequest { name: name.to_string() }, Vec::new())
             .await?;
         Ok((control(&frame)?, frame.payload))
@@ -266,19 +395,19 @@ impl Fluvio {
         secrets: Vec<(String, String)>,
     ) -> Result<ConnectorInfo, FluvioError> {
         let request = CreateConnectorRequest { config: config.to_string(), secrets };
-        let frame = self.connection.request(ApiKind::CreateConnector, &request, Vec::new()).await?;
+        let frame = self.request(ApiKind::CreateConnector, &request, Vec::new()).await?;
         control(&frame)
     }
 
     /// Lists the cluster's connectors and what each is doing.
     pub async fn list_connectors(&self) -> Result<Vec<ConnectorInfo>, FluvioError> {
-        let frame = self.connection.request(ApiKind::ListConnectors, &Empty, Vec::new()).await?;
+        let frame = self.request(ApiKind::ListConnectors, &Empty, Vec::new()).await?;
         control(&frame)
     }
 
     /// Stops a connector and deletes it.
     pub async fn delete_connector(&self, name: &str) -> Result<(), FluvioError> {
-        self.connection.request(ApiKind::DeleteConnector, &NameRequest { name: name.to_string() }, Vec::new()).await?;
+        self.request(ApiKind::DeleteConnector, &NameRequest { name: name.to_string() }, Vec::new()).await?;
         Ok(())
     }
 
@@ -286,7 +415,7 @@ impl Fluvio {
     /// from next (an empty text means nothing new yet).
     pub async fn connector_logs(&self, name: &str, offset: u64) -> Result<(Vec<u8>, u64), FluvioError> {
         let request = ConnectorLogsRequest { name: name.to_string(), offset };
-        let frame = self.connection.request(ApiKind::ConnectorLogs, &request, Vec::new()).await?;
+        let frame = self.request(ApiKind::ConnectorLogs, &request, Vec::new()).await?;
         let response: ConnectorLogsResponse = control(&frame)?;
         Ok((frame.payload, response.next_offset))
     }

@@ -6,7 +6,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::time::Duration;
+
 use futures::Stream;
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use fluvio_protocol::messages::StreamFetchRequest;
@@ -14,7 +17,7 @@ use fluvio_protocol::{
     ApiKind, Batch, ErrorPolicy, Frame, OffsetSpec, RecordFailure, SmartModuleInvocation, StreamEvent,
 };
 
-use crate::client::{Connection, check, control};
+use crate::client::{Connection, FAILOVER_TIMEOUT, check, control};
 use crate::{Fluvio, FluvioError};
 
 /// Receives the records SmartModules failed on under
@@ -108,18 +111,33 @@ pub struct ConsumerRecord {
 /// after an error; dropping it closes its connection and stops the server's
 /// work for it.
 pub struct ConsumerStream {
+    fluvio: Fluvio,
+    request: StreamFetchRequest,
     connection: Arc<Connection>,
     responses: mpsc::UnboundedReceiver<Result<Frame, FluvioError>>,
     buffered: VecDeque<ConsumerRecord>,
     sink: Option<DeadLetterSink>,
     next_offset: Option<i64>,
     done: bool,
+    /// Moving to another server after the connection broke.
+    reconnecting: Option<BoxFuture<'static, Result<Opened, FluvioError>>>,
+    /// When moving gives up (set at the first failure of a series).
+    give_up_at: Option<tokio::time::Instant>,
+}
+
+type Opened = (Arc<Connection>, mpsc::UnboundedReceiver<Result<Frame, FluvioError>>);
+
+/// Opens a stream connection, trying the servers after `after` first, and
+/// sends the stream's request on it.
+async fn open_stream(fluvio: Fluvio, after: Option<String>, request: StreamFetchRequest) -> Result<Opened, FluvioError> {
+    let connection = Arc::new(fluvio.open_connection_after(after.as_deref()).await?);
+    let (_, responses) = connection.send(ApiKind::StreamFetch, &request, Vec::new()).await?;
+    Ok((connection, responses))
 }
 
 impl Fluvio {
     /// Streams records from `topic`. Each stream has a connection of its own.
     pub async fn consumer_stream(&self, topic: &str, config: ConsumerConfig) -> Result<ConsumerStream, FluvioError> {
-        let connection = Arc::new(Connection::open(self.addr()).await?);
         let request = StreamFetchRequest {
             topic: topic.to_string(),
             partition: config.partition,
@@ -129,14 +147,18 @@ impl Fluvio {
             policy: config.policy,
             max_bytes: config.max_bytes,
         };
-        let (_, responses) = connection.send(ApiKind::StreamFetch, &request, Vec::new()).await?;
+        let (connection, responses) = open_stream(self.clone(), None, request.clone()).await?;
         Ok(ConsumerStream {
+            fluvio: self.clone(),
+            request,
             connection,
             responses,
             buffered: VecDeque::new(),
             sink: config.dead_letters,
             next_offset: None,
             done: false,
+            reconnecting: None,
+            give_up_at: None,
         })
     }
 }
@@ -181,6 +203,31 @@ impl ConsumerStream {
         .await
     }
 
+    /// Starts moving the stream to another server (or the same one, back):
+    /// it resumes at the first offset not yet delivered. `Err` when the
+    /// time for that has run out.
+    fn reconnect(&mut self, error: FluvioError) -> Result<(), FluvioError> {
+        let now = tokio::time::Instant::now();
+        let give_up_at = *self.give_up_at.get_or_insert(now + FAILOVER_TIMEOUT);
+        if now >= give_up_at {
+            return Err(error);
+        }
+        tracing::debug!(%error, "stream interrupted; resuming");
+        let mut request = self.request.clone();
+        if let Some(next_offset) = self.next_offset {
+            request.offset = OffsetSpec::Absolute(next_offset);
+        }
+        let fluvio = self.fluvio.clone();
+        let failed = self.connection.addr().to_string();
+        // The first attempt goes at once; later ones pace themselves.
+        let pause = if self.reconnecting.is_some() { Duration::from_millis(200) } else { Duration::ZERO };
+        self.reconnecting = Some(Box::pin(async move {
+            tokio::time::sleep(pause).await;
+            open_stream(fluvio, Some(failed), request).await
+        }));
+        Ok(())
+    }
+
     /// Reads frames until records are buffered, an error arrives, or the
     /// stream ends. `Ready(None)`: records are buffered, or the stream is
     /// done.
@@ -189,21 +236,48 @@ impl ConsumerStream {
             if !self.buffered.is_empty() || self.done {
                 return Poll::Ready(None);
             }
-            match self.responses.poll_recv(cx) {
+            if let Some(reconnecting) = self.reconnecting.as_mut() {
+                match reconnecting.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok((connection, responses))) => {
+                        self.reconnecting = None;
+                        self.connection = connection;
+                        self.responses = responses;
+                    }
+                    Poll::Ready(Err(error)) => {
+                        if let Err(error) = self.reconnect(error) {
+                            self.reconnecting = None;
+                            self.done = true;
+                            return Poll::Ready(Some(error));
+                        }
+                    }
+                }
+                continue;
+            }
+            let result = match self.responses.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
-                    self.done = true;
                     let addr = self.connection.addr().to_string();
-                    return Poll::Ready(Some(FluvioError::ConnectionLost { addr, reason: "the stream closed".into() }));
+                    Err(FluvioError::ConnectionLost { addr, reason: "the stream closed".into() })
                 }
-                Poll::Ready(Some(Err(error))) => {
-                    self.done = true;
-                    return Poll::Ready(Some(error));
+                Poll::Ready(Some(Err(error))) => Err(error),
+                Poll::Ready(Some(Ok(frame))) => self.on_frame(frame),
+            };
+            match result {
+                Ok(()) => {
+                    // Records arrive again: a later failure gets its own time.
+                    self.give_up_at = None;
                 }
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(error) = self.on_frame(frame) {
+                Err(error @ FluvioError::DeadLetter(_)) => return Poll::Ready(Some(error)),
+                Err(error) if crate::client::is_retryable(&error) => {
+                    if let Err(error) = self.reconnect(error) {
+                        self.done = true;
                         return Poll::Ready(Some(error));
                     }
+                }
+                Err(error) => {
+                    self.done = true;
+                    return Poll::Ready(Some(error));
                 }
             }
         }
@@ -211,56 +285,39 @@ impl ConsumerStream {
 
     /// Handles one frame: buffers its records, or returns the error it
     /// carries.
-    fn on_frame(&mut self, frame: Frame) -> Option<FluvioError> {
-        let frame = match check(frame) {
-            Ok(frame) => frame,
-            Err(error) => {
-                self.done = true;
-                return Some(error);
-            }
-        };
-        let event: StreamEvent = match control(&frame) {
-            Ok(event) => event,
-            Err(error) => {
-                self.done = true;
-                return Some(error);
-            }
-        };
+    fn on_frame(&mut self, frame: Frame) -> Result<(), FluvioError> {
+        let frame = check(frame)?;
+        let event: StreamEvent = control(&frame)?;
         match event {
+            StreamEvent::Started { offset } => {
+                self.next_offset.get_or_insert(offset);
+                Ok(())
+            }
             StreamEvent::Batch { next_offset } => {
+                let batch = Batch::from_bytes(frame.payload)
+                    .map_err(|error| FluvioError::Protocol(format!("the server sent an invalid batch: {error}")))?;
                 self.next_offset = Some(next_offset);
-                match Batch::from_bytes(frame.payload) {
-                    Ok(batch) => {
-                        self.buffered.extend(batch.records().map(|r| ConsumerRecord {
-                            offset: r.offset,
-                            timestamp: r.timestamp,
-                            key: r.key.map(<[u8]>::to_vec),
-                            value: r.value.to_vec(),
-                            headers: r.headers.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
-                        }));
-                        None
-                    }
-                    Err(error) => {
-                        self.done = true;
-                        Some(FluvioError::Protocol(format!("the server sent an invalid batch: {error}")))
-                    }
-                }
+                self.buffered.extend(batch.records().map(|r| ConsumerRecord {
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key.map(<[u8]>::to_vec),
+                    value: r.value.to_vec(),
+                    headers: r.headers.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+                }));
+                Ok(())
             }
             StreamEvent::DeadLetter(failure) => match &self.sink {
                 Some(sink) => {
                     sink(failure);
-                    None
+                    Ok(())
                 }
-                None => Some(FluvioError::DeadLetter(Box::new(failure))),
+                None => Err(FluvioError::DeadLetter(Box::new(failure))),
             },
-            StreamEvent::Failed(failure) => {
-                self.done = true;
-                Some(FluvioError::RecordFailed(Box::new(failure)))
-            }
+            StreamEvent::Failed(failure) => Err(FluvioError::RecordFailed(Box::new(failure))),
             StreamEvent::End { next_offset } => {
                 self.next_offset = Some(next_offset);
                 self.done = true;
-                None
+                Ok(())
             }
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, oneshot, watch};
 
 use fluvio_protocol::messages::{ProduceRequest, ProduceResponse};
-use fluvio_protocol::{ApiKind, Batch, BatchBuilder, ErrorCode, ErrorPolicy, SmartModuleInvocation};
+use fluvio_protocol::{ApiKind, Batch, BatchBuilder, ErrorCode, ErrorPolicy, ProducerStamp, SmartModuleInvocation};
 
 use crate::client::control;
 use crate::consumer::DeadLetterSink;
@@ -103,6 +103,19 @@ struct Shared {
     skipped: AtomicU64,
     dead_lettered: AtomicU64,
     bytes_sent: AtomicU64,
+    producer_id: u64,
+    next_sequence: AtomicU64,
+}
+
+/// A producer id unlikely to be any other producer's, ever.
+fn new_producer_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.write_u32(std::process::id());
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.finish()
 }
 
 /// Sends records to one partition of a topic.
@@ -182,6 +195,8 @@ impl Fluvio {
             skipped: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
+            producer_id: new_producer_id(),
+            next_sequence: AtomicU64::new(0),
         });
         let flusher = tokio::spawn(flush_loop(Arc::clone(&shared)));
         Ok(TopicProducer { shared, flusher })
@@ -335,9 +350,12 @@ async fn send_records(shared: &Shared, records: Vec<PendingRecord>) {
         }
         return;
     }
-    let request = ProduceRequest { topic: shared.topic.clone(), partition: shared.config.partition };
+    // One stamp per batch, kept across retries: a batch resent after a
+    // lost acknowledgement (or through another server) is stored once.
+    let stamp = ProducerStamp { id: shared.producer_id, sequence: shared.next_sequence.fetch_add(1, Ordering::Relaxed) };
+    let request = ProduceRequest { topic: shared.topic.clone(), partition: shared.config.partition, producer: Some(stamp) };
     shared.bytes_sent.fetch_add(batch.as_bytes().len() as u64, Ordering::Relaxed);
-    let result = shared.fluvio.connection().request(ApiKind::Produce, &request, batch.into_bytes()).await;
+    let result = shared.fluvio.request(ApiKind::Produce, &request, batch.into_bytes()).await;
     let result: Result<ProduceResponse, FluvioError> = result.and_then(|frame| control(&frame));
     for (ack, first) in acks.into_iter().zip(first_output) {
         let Some(ack) = ack else { continue };

@@ -15,7 +15,7 @@ use fluvio_smartmodule::codec::{ByteReader, FormatError, PutBytes};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Frames larger than this are refused unless configured otherwise.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 64 << 20;
 /// Bytes after the length prefix and before the control part: version
@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let frame =
-            Frame::new(ApiKind::Produce as u16, 7, &ProduceRequest { topic: "t".into(), partition: 0 }, vec![1, 2, 3]);
+            Frame::new(ApiKind::Produce as u16, 7, &ProduceRequest { topic: "t".into(), partition: 0, producer: None }, vec![1, 2, 3]);
         let bytes = encoded(&frame);
         assert_eq!(bytes.len(), frame.encoded_len());
         let read = parse(&bytes, DEFAULT_MAX_FRAME_BYTES).unwrap();
@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn control_messages_must_decode_whole() {
-        let mut bytes = encode(&ProduceRequest { topic: "t".into(), partition: 3 });
+        let mut bytes = encode(&ProduceRequest { topic: "t".into(), partition: 3, producer: None });
         bytes.push(0);
         assert!(matches!(decode::<ProduceRequest>(&bytes), Err(FrameError::BadControl { .. })));
         assert!(matches!(decode::<ProduceRequest>(&[0xff; 3]), Err(FrameError::BadControl { .. })));

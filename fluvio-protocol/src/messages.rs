@@ -41,6 +41,10 @@ pub enum ErrorCode {
     /// The connector's config was refused (the message says why), or its
     /// program could not be run.
     InvalidConnector,
+    /// The storage behind the server (a JetStream cluster) did not answer
+    /// in time or has no quorum; the request may be retried, here or on
+    /// another server.
+    Unavailable,
 }
 
 /// The control part of an [`ApiKind::Error`](crate::ApiKind::Error) frame.
@@ -59,6 +63,9 @@ pub struct CreateTopicRequest {
     pub name: String,
     /// Number of partitions (at least 1).
     pub partitions: u32,
+    /// Copies kept of each partition (at least 1; more than 1 needs a
+    /// replicated backend such as JetStream).
+    pub replication: u32,
     /// Retention.
     pub retention: RetentionSpec,
 }
@@ -90,6 +97,8 @@ pub struct TopicInfo {
     pub name: String,
     /// Number of partitions.
     pub partitions: u32,
+    /// Copies kept of each partition.
+    pub replication: u32,
     /// Retention settings.
     pub retention: RetentionSpec,
     /// The next offset of each partition.
@@ -103,6 +112,19 @@ pub struct ProduceRequest {
     pub topic: String,
     /// Partition.
     pub partition: u32,
+    /// Who sent the batch and its place in that producer's sequence: a
+    /// batch sent again with the same stamp (after a lost acknowledgement)
+    /// is stored once, and answered with the offsets it got the first time.
+    pub producer: Option<ProducerStamp>,
+}
+
+/// A producer's identity and the number of one of its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProducerStamp {
+    /// Random, chosen when the producer starts.
+    pub id: u64,
+    /// 0, 1, 2... for the producer's batches in order.
+    pub sequence: u64,
 }
 
 /// The answer to a produce: where the batch's records now are.
@@ -150,6 +172,13 @@ pub struct StreamFetchRequest {
 /// One event of a stream; the payload of a `Batch` event is a record batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StreamEvent {
+    /// The stream starts at `offset` (its [`OffsetSpec`] resolved), sent
+    /// first: a client that reconnects resumes from here when no batch has
+    /// arrived yet.
+    Started {
+        /// The first offset the stream reads.
+        offset: i64,
+    },
     /// The payload is a batch of (transformed) records. `next_offset` is
     /// where the stream continues.
     Batch {

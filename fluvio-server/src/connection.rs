@@ -13,7 +13,7 @@ use fluvio_protocol::messages::{
 };
 use fluvio_protocol::{
     ApiKind, Batch, ErrorCode, ErrorResponse, Frame, FrameError, OffsetSpec, PROTOCOL_VERSION, RESPONSE_BIT,
-    StreamEvent,
+    SmartModuleWasm, StreamEvent,
 };
 use fluvio_smartengine::{ChainBuilder, ChainWorker, EngineError};
 use tokio::io::AsyncWriteExt;
@@ -53,6 +53,7 @@ impl From<StorageError> for ServerError {
         let code = match error {
             StorageError::InvalidBatch(_) => ErrorCode::InvalidBatch,
             StorageError::Io { .. } | StorageError::Corrupt { .. } => ErrorCode::Storage,
+            StorageError::Unavailable { .. } => ErrorCode::Unavailable,
         };
         ServerError::new(code, error.to_string())
     }
@@ -64,7 +65,10 @@ impl From<TopicError> for ServerError {
             TopicError::Exists(_) => ErrorCode::TopicExists,
             TopicError::NotFound(_) => ErrorCode::TopicNotFound,
             TopicError::InvalidName(_) => ErrorCode::InvalidTopicName,
-            TopicError::InvalidPartitionCount(_) => ErrorCode::InvalidRequest,
+            TopicError::InvalidPartitionCount(_) | TopicError::InvalidReplication { .. } => ErrorCode::InvalidRequest,
+            TopicError::Unavailable { .. } | TopicError::Storage(StorageError::Unavailable { .. }) => {
+                ErrorCode::Unavailable
+            }
             TopicError::PartitionNotFound { .. } => ErrorCode::PartitionNotFound,
             TopicError::CorruptSettings { .. } => ErrorCode::Storage,
             TopicError::Storage(StorageError::InvalidBatch(_)) => ErrorCode::InvalidBatch,
@@ -82,6 +86,7 @@ impl From<RegistryError> for ServerError {
             RegistryError::NotFound(_) => ErrorCode::SmartModuleNotFound,
             RegistryError::Invalid(_) => ErrorCode::InvalidSmartModule,
             RegistryError::Io { .. } => ErrorCode::Storage,
+            RegistryError::Shared { .. } => ErrorCode::Unavailable,
         };
         ServerError::new(code, error.to_string())
     }
@@ -211,7 +216,12 @@ async fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<
     match kind {
         ApiKind::CreateTopic => {
             let request: CreateTopicRequest = decode(&frame)?;
-            let spec = TopicSpec { name: request.name, partitions: request.partitions, retention: request.retention };
+            let spec = TopicSpec {
+                name: request.name,
+                partitions: request.partitions,
+                replication: request.replication,
+                retention: request.retention,
+            };
             context.storage.create_topic(spec).await?;
             Ok(respond(kind, id, &Empty, Vec::new()))
         }
@@ -230,27 +240,27 @@ async fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<
             let batch = Batch::from_bytes(frame.payload)
                 .map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
             let record_count = batch.record_count();
-            let base_offset = partition.append(batch).await?;
+            let base_offset = partition.append(batch, request.producer).await?;
             Ok(respond(kind, id, &ProduceResponse { base_offset, record_count }, Vec::new()))
         }
         // Registering compiles the module: blocking work.
         ApiKind::CreateSmartModule => {
             let request: CreateSmartModuleRequest = decode(&frame)?;
-            let info = tokio::task::block_in_place(|| context.registry.create(&request.name, frame.payload))?;
+            let info = context.registry.create(&request.name, frame.payload).await?;
             Ok(respond(kind, id, &info, Vec::new()))
         }
         ApiKind::ListSmartModules => {
             decode::<Empty>(&frame)?;
-            Ok(respond(kind, id, &context.registry.list(), Vec::new()))
+            Ok(respond(kind, id, &context.registry.list().await?, Vec::new()))
         }
         ApiKind::DeleteSmartModule => {
             let request: NameRequest = decode(&frame)?;
-            tokio::task::block_in_place(|| context.registry.delete(&request.name))?;
+            context.registry.delete(&request.name).await?;
             Ok(respond(kind, id, &Empty, Vec::new()))
         }
         ApiKind::GetSmartModule => {
             let request: NameRequest = decode(&frame)?;
-            let (module, wasm) = context.registry.get(&request.name)?;
+            let (module, wasm) = context.registry.get(&request.name).await?;
             Ok(respond(kind, id, &crate::registry::info(&request.name, &module), wasm))
         }
         ApiKind::CreateConnector => {
@@ -280,6 +290,15 @@ async fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<
 /// modules come from the registry, ad hoc ones are compiled there (or found
 /// in the engine's caches).
 async fn start_chain(context: &ServerContext, request: &StreamFetchRequest) -> Result<ChainWorker, ServerError> {
+    let registered: Vec<String> = request
+        .chain
+        .iter()
+        .filter_map(|invocation| match &invocation.wasm {
+            SmartModuleWasm::Predefined(name) => Some(name.clone()),
+            SmartModuleWasm::AdHoc { .. } => None,
+        })
+        .collect();
+    context.registry.prepare(registered.iter().map(String::as_str)).await?;
     let registry = Arc::clone(&context.registry);
     let chain = ChainBuilder::new(&context.engine)
         .invocations(request.chain.iter().cloned())
@@ -316,9 +335,18 @@ async fn stream(
     let send = |event: StreamEvent, payload: Vec<u8>| async move {
         frames.send(respond(ApiKind::StreamFetch, id, &event, payload)).await.is_ok()
     };
+    if !send(StreamEvent::Started { offset }, Vec::new()).await {
+        return Ok(());
+    }
     loop {
         let batches = partition.read(offset, max_bytes).await?;
         if batches.is_empty() {
+            if *watermark.borrow() > offset {
+                // The end moved, but the records are not readable here
+                // yet (a replica behind its leader): ask again shortly.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
             if !request.continuous {
                 send(StreamEvent::End { next_offset: offset }, Vec::new()).await;
                 return Ok(());

@@ -42,6 +42,9 @@ pub enum StartError {
     /// The topics could not be opened (or recovered).
     #[error(transparent)]
     Topics(#[from] storage::TopicError),
+    /// The JetStream cluster cannot be used.
+    #[error(transparent)]
+    JetStream(#[from] storage::jetstream::JetStreamError),
     /// The SmartModule registry could not be opened.
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
@@ -75,6 +78,9 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// The `fluvio-connector` program the server runs connectors with.
     pub connector_program: PathBuf,
+    /// Keep topics and the registry in this JetStream cluster instead of
+    /// the data directory (which then holds only caches and connectors).
+    pub jetstream: Option<storage::jetstream::JetStreamConfig>,
 }
 
 /// Where the `fluvio-connector` program is: `$FLUVIO_CONNECTOR_BIN`, next to
@@ -108,6 +114,7 @@ impl ServerConfig {
             segment_bytes: 256 << 20,
             limits: Limits::default(),
             connector_program: default_connector_program(),
+            jetstream: None,
         }
     }
 }
@@ -139,15 +146,29 @@ impl Server {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
         let engine = SmartEngine::with_config(config.limits, Some(data_dir.join("module-cache")));
-        let storage = storage::local::LocalStorage::open(&data_dir.join("topics"), config.segment_bytes, config.flush)?;
-        let registry = registry::Registry::open(&data_dir.join("smartmodules"), engine.clone())?;
+        let (storage, registry): (Arc<dyn storage::Storage>, registry::Registry) = match &config.jetstream {
+            None => (
+                Arc::new(storage::local::LocalStorage::open(
+                    &data_dir.join("topics"),
+                    config.segment_bytes,
+                    config.flush,
+                )?),
+                registry::Registry::open(&data_dir.join("smartmodules"), engine.clone())?,
+            ),
+            Some(jetstream) => {
+                let storage = storage::jetstream::JetStreamStorage::connect_with_retry(jetstream.clone()).await?;
+                let registry =
+                    registry::Registry::open_shared(storage.context(), storage.metadata_replicas(), engine.clone())
+                        .await?;
+                (Arc::new(storage), registry)
+            }
+        };
         let listener =
             TcpListener::bind(config.addr).await.map_err(|source| StartError::Listen { addr: config.addr, source })?;
         // Blocking, once at start-up (it may wait for a leftover connector
         // process to stop).
         let connectors = connectors::Connectors::open(&data_dir.join("connectors"), config.connector_program.clone())?;
-        let context =
-            ServerContext { config, storage: Arc::new(storage), registry: Arc::new(registry), engine, connectors };
+        let context = ServerContext { config, storage, registry: Arc::new(registry), engine, connectors };
         Ok(Server { listener, context: Arc::new(context) })
     }
 

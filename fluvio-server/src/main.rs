@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use fluvio_server::storage::jetstream::JetStreamConfig;
 use fluvio_server::{FlushPolicy, Server, ServerConfig};
 use fluvio_smartengine::Limits;
 
@@ -38,6 +39,15 @@ struct Args {
     /// to this program, else on PATH).
     #[arg(long, env = "FLUVIO_CONNECTOR_BIN", value_name = "PROGRAM")]
     connector_bin: Option<PathBuf>,
+    /// Keep topics and SmartModules in this NATS JetStream cluster
+    /// (comma-separated client URLs), so that several servers serve the
+    /// same topics; the data directory then holds only caches and connectors.
+    #[arg(long, env = "FLUVIO_JETSTREAM", value_name = "URLS")]
+    jetstream: Option<String>,
+    /// How long a JetStream cluster remembers a producer's batch to drop it
+    /// when sent again, in seconds.
+    #[arg(long, default_value_t = 120, requires = "jetstream")]
+    duplicate_window_secs: u64,
 }
 
 #[tokio::main]
@@ -55,6 +65,10 @@ async fn main() -> std::process::ExitCode {
         segment_bytes: args.segment_bytes,
         limits: Limits { memory_bytes: args.smartmodule_memory_bytes, fuel_per_batch: args.smartmodule_fuel },
         connector_program: args.connector_bin.unwrap_or_else(fluvio_server::default_connector_program),
+        jetstream: args.jetstream.as_deref().map(|urls| JetStreamConfig {
+            duplicate_window: std::time::Duration::from_secs(args.duplicate_window_secs),
+            ..JetStreamConfig::new(urls)
+        }),
     };
     let server = match Server::bind(config).await {
         Ok(server) => server,

@@ -238,7 +238,7 @@ async fn malformed_frames_close_only_their_connection() {
     let mut bytes = batch.finish().into_bytes();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
-    let request = protocol::messages::ProduceRequest { topic: "safe".into(), partition: 0 };
+    let request = protocol::messages::ProduceRequest { topic: "safe".into(), partition: 0, producer: None };
     Frame::new(ApiKind::Produce as u16, 8, &request, bytes).write(&mut socket).await.unwrap();
     let error = answer(&mut socket).await.unwrap();
     assert!(error.message.contains("CRC mismatch"), "{}", error.message);

@@ -89,6 +89,13 @@ impl LocalStorage {
         if spec.partitions == 0 || spec.partitions > MAX_PARTITIONS {
             return Err(TopicError::InvalidPartitionCount(spec.partitions));
         }
+        if spec.replication != 1 {
+            return Err(TopicError::InvalidReplication {
+                topic: spec.name,
+                requested: spec.replication,
+                reason: "the embedded local log keeps one copy on this machine; use -r 1, or run the servers on a JetStream cluster (`fluvio-server --jetstream URLS`) for replicated topics".into(),
+            });
+        }
         let mut topics = self.topics.write().expect("topics lock");
         if topics.contains_key(&spec.name) {
             return Err(TopicError::Exists(spec.name));
@@ -146,6 +153,7 @@ impl LocalStorage {
             .map(|t| TopicInfo {
                 name: t.spec.name.clone(),
                 partitions: t.spec.partitions,
+                replication: t.spec.replication,
                 retention: t.spec.retention,
                 next_offsets: t.partitions.iter().map(|p| p.next_offset()).collect(),
             })
@@ -225,7 +233,7 @@ mod tests {
     }
 
     fn spec(name: &str) -> TopicSpec {
-        TopicSpec { name: name.into(), partitions: 2, retention: RetentionSpec::default() }
+        TopicSpec { name: name.into(), partitions: 2, replication: 1, retention: RetentionSpec::default() }
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! partition, read batches from an offset, follow its end. A backend owns
 //! everything else, durability, recovery and retention included. The
 //! embedded backend is [`local::LocalStorage`]: a directory of topics, each
-//! partition a [`segment_log::PartitionLog`] on local disk. A second backend
-//! (a distributed engine) implements the same two traits.
+//! partition a [`segment_log::PartitionLog`] on local disk. The distributed
+//! backend, [`jetstream::JetStreamStorage`], implements the same two traits
+//! on a NATS JetStream cluster, for several servers and replicated topics.
 
+pub mod jetstream;
 pub mod local;
 pub mod segment_log;
 
@@ -15,7 +17,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use fluvio_protocol::{Batch, RetentionSpec, TopicInfo};
+use fluvio_protocol::{Batch, ProducerStamp, RetentionSpec, TopicInfo};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -27,7 +29,10 @@ pub trait Partition: Send + Sync {
     /// Appends a producer's batch (records numbered 0, 1, 2, ...), gives it
     /// the next offsets and stores it durably per the backend's policy.
     /// Returns the offset of its first record.
-    fn append(&self, batch: Batch) -> BoxFuture<'_, Result<i64, StorageError>>;
+    /// With a `producer` stamp, a batch stored before under the same stamp
+    /// is not stored again: the offset it got then is returned (within the
+    /// backend's deduplication window).
+    fn append(&self, batch: Batch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>>;
 
     /// Whole stored batches, starting with the one that holds `offset` (or
     /// the first still stored, if retention removed `offset`), up to about
@@ -75,8 +80,15 @@ pub struct TopicSpec {
     pub name: String,
     /// Number of partitions.
     pub partitions: u32,
+    /// Copies kept of each partition.
+    #[serde(default = "one")]
+    pub replication: u32,
     /// Retention.
     pub retention: RetentionSpec,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Storage failures of one partition.
@@ -93,6 +105,17 @@ pub enum StorageError {
     /// A batch was refused.
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
+    /// The JetStream cluster did not answer, or could not store the batch
+    /// with a majority of its copies.
+    #[error("the JetStream cluster could not {action} stream {stream}: {reason}; the request can be retried")]
+    Unavailable {
+        /// What was being done.
+        action: &'static str,
+        /// The JetStream stream.
+        stream: String,
+        /// What NATS said.
+        reason: String,
+    },
     /// A stored batch failed its checks when read back.
     #[error("stored batch at byte {position} of {} is corrupt: {reason}", path.display())]
     Corrupt {
@@ -117,6 +140,24 @@ pub enum TopicError {
     /// The name is not allowed.
     #[error("invalid topic {0}")]
     InvalidName(#[from] NameError),
+    /// The backend cannot keep that many copies.
+    #[error("topic {topic:?} cannot have {requested} copies: {reason}")]
+    InvalidReplication {
+        /// The topic.
+        topic: String,
+        /// The replication factor asked for.
+        requested: u32,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The JetStream cluster did not answer a metadata request.
+    #[error("the JetStream cluster could not {action}: {reason}; the request can be retried")]
+    Unavailable {
+        /// What was being done.
+        action: String,
+        /// What NATS said.
+        reason: String,
+    },
     /// The partition count is outside what a topic may have.
     #[error("a topic needs 1 to {MAX_PARTITIONS} partitions, not {0}")]
     InvalidPartitionCount(u32),

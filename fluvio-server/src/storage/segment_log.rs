@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fluvio_protocol::{Batch, RetentionSpec};
+use fluvio_protocol::{Batch, ProducerStamp, RetentionSpec};
 use fluvio_smartmodule::abi;
 use fluvio_smartmodule::codec::{ByteReader, FormatError, PutBytes};
 use futures::future::BoxFuture;
@@ -172,7 +172,15 @@ pub struct PartitionLog {
     /// The next offset consumers may read up to: advanced only once the
     /// flush policy is satisfied.
     watermark: tokio::sync::watch::Sender<i64>,
+    /// Each producer's last stamped batch and where it was stored, so that
+    /// a batch sent again after a lost acknowledgement is stored once. Kept
+    /// in memory: it holds while this server runs.
+    producers: Mutex<std::collections::HashMap<u64, (u64, i64)>>,
 }
+
+/// Most producers a partition remembers for deduplication; past it the
+/// memory starts again (a retry is only ever of a producer's latest batch).
+const MAX_REMEMBERED_PRODUCERS: usize = 100_000;
 
 /// What [`PartitionLog::open`] found and repaired.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -321,6 +329,7 @@ impl PartitionLog {
             sync_lock: Mutex::new(()),
             synced: AtomicI64::new(next_offset),
             watermark,
+            producers: Mutex::default(),
         };
         Ok((log, recovery))
     }
@@ -542,8 +551,26 @@ impl PartitionLog {
 impl Partition for PartitionLog {
     // File I/O and fsync block; `block_in_place` lets the runtime move its
     // other tasks off this thread meanwhile, without a thread hop per call.
-    fn append(&self, batch: Batch) -> BoxFuture<'_, Result<i64, StorageError>> {
-        Box::pin(async move { tokio::task::block_in_place(|| PartitionLog::append(self, batch)) })
+    fn append(&self, batch: Batch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>> {
+        Box::pin(async move {
+            let Some(stamp) = producer else {
+                return tokio::task::block_in_place(|| PartitionLog::append(self, batch));
+            };
+            // Held across the append: a retry racing its original waits
+            // for it and then finds it.
+            let mut producers = self.producers.lock().expect("producers lock");
+            if let Some(&(sequence, base_offset)) = producers.get(&stamp.id)
+                && sequence == stamp.sequence
+            {
+                return Ok(base_offset);
+            }
+            let base_offset = tokio::task::block_in_place(|| PartitionLog::append(self, batch))?;
+            if producers.len() >= MAX_REMEMBERED_PRODUCERS {
+                producers.clear();
+            }
+            producers.insert(stamp.id, (stamp.sequence, base_offset));
+            Ok(base_offset)
+        })
     }
 
     fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>> {

@@ -39,7 +39,10 @@ impl ServerProcess {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("the server prints its address within 60 s");
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!("the server did not print its address within 60 s");
+        };
         let addr = line
             .trim()
             .strip_prefix("fluvio-server listening on ")
