@@ -214,8 +214,7 @@ impl Fluvio {
     /// Connects to the server at `addr` (`host:port`), or to the first of
     /// several comma-separated addresses that answers.
     pub async fn connect(addr: &str) -> Result<Fluvio, FluvioError> {
-        let addrs: Vec<String> =
-            addr.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect();
+        let addrs: Vec<String> = addr.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect();
         if addrs.is_empty() {
             return Err(FluvioError::InvalidRequest(format!("no server address in {addr:?}")));
         }
@@ -373,16 +372,13 @@ impl Fluvio {
 
     /// Deletes a registered SmartModule.
     pub async fn delete_smartmodule(&self, name: &str) -> Result<(), FluvioError> {
-        self.request(ApiKind::DeleteSmartModule, &NameRequest { name: name.to_string() }, Vec::new())
-            .await?;
+        self.request(ApiKind::DeleteSmartModule, &NameRequest { name: name.to_string() }, Vec::new()).await?;
         Ok(())
     }
 
     /// Downloads a registered SmartModule's wasm.
     pub async fn get_smartmodule(&self, name: &str) -> Result<(SmartModuleInfo, Vec<u8>), FluvioError> {
-        let frame = self
-            .request(ApiKind::GetSmartModule, &NameRequest { name: name.to_string() }, Vec::new())
-            .await?;
+        let frame = self.request(ApiKind::GetSmartModule, &NameRequest { name: name.to_string() }, Vec::new()).await?;
         Ok((control(&frame)?, frame.payload))
     }
 

@@ -129,7 +129,11 @@ type Opened = (Arc<Connection>, mpsc::UnboundedReceiver<Result<Frame, FluvioErro
 
 /// Opens a stream connection, trying the servers after `after` first, and
 /// sends the stream's request on it.
-async fn open_stream(fluvio: Fluvio, after: Option<String>, request: StreamFetchRequest) -> Result<Opened, FluvioError> {
+async fn open_stream(
+    fluvio: Fluvio,
+    after: Option<String>,
+    request: StreamFetchRequest,
+) -> Result<Opened, FluvioError> {
     let connection = Arc::new(fluvio.open_connection_after(after.as_deref()).await?);
     let (_, responses) = connection.send(ApiKind::StreamFetch, &request, Vec::new()).await?;
     Ok((connection, responses))

@@ -352,8 +352,10 @@ async fn send_records(shared: &Shared, records: Vec<PendingRecord>) {
     }
     // One stamp per batch, kept across retries: a batch resent after a
     // lost acknowledgement (or through another server) is stored once.
-    let stamp = ProducerStamp { id: shared.producer_id, sequence: shared.next_sequence.fetch_add(1, Ordering::Relaxed) };
-    let request = ProduceRequest { topic: shared.topic.clone(), partition: shared.config.partition, producer: Some(stamp) };
+    let stamp =
+        ProducerStamp { id: shared.producer_id, sequence: shared.next_sequence.fetch_add(1, Ordering::Relaxed) };
+    let request =
+        ProduceRequest { topic: shared.topic.clone(), partition: shared.config.partition, producer: Some(stamp) };
     shared.bytes_sent.fetch_add(batch.as_bytes().len() as u64, Ordering::Relaxed);
     let result = shared.fluvio.request(ApiKind::Produce, &request, batch.into_bytes()).await;
     let result: Result<ProduceResponse, FluvioError> = result.and_then(|frame| control(&frame));

@@ -267,8 +267,12 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        let frame =
-            Frame::new(ApiKind::Produce as u16, 7, &ProduceRequest { topic: "t".into(), partition: 0, producer: None }, vec![1, 2, 3]);
+        let frame = Frame::new(
+            ApiKind::Produce as u16,
+            7,
+            &ProduceRequest { topic: "t".into(), partition: 0, producer: None },
+            vec![1, 2, 3],
+        );
         let bytes = encoded(&frame);
         assert_eq!(bytes.len(), frame.encoded_len());
         let read = parse(&bytes, DEFAULT_MAX_FRAME_BYTES).unwrap();

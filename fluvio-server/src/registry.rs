@@ -63,7 +63,7 @@ enum Store {
     /// `DIR/NAME.wasm` on local disk.
     Dir(PathBuf),
     /// A JetStream object store shared by every server of a cluster.
-    Objects(object_store::ObjectStore),
+    Objects(Box<object_store::ObjectStore>),
 }
 
 /// The object store that holds registered SmartModules on a JetStream
@@ -152,7 +152,7 @@ impl Registry {
         };
         let modules: Arc<RwLock<BTreeMap<String, Loaded>>> = Arc::default();
         let watcher = tokio::spawn(watch_modules(store.clone(), Arc::clone(&modules)));
-        Ok(Registry { store: Store::Objects(store), engine, modules, watcher: Some(watcher) })
+        Ok(Registry { store: Store::Objects(Box::new(store)), engine, modules, watcher: Some(watcher) })
     }
 
     /// Validates and registers a module.
@@ -261,7 +261,13 @@ impl Registry {
             let modules = self.modules.read().expect("registry lock");
             return Ok(names.iter().filter_map(|name| modules.get(name).map(|(m, _, _)| info(name, m))).collect());
         }
-        Ok(self.modules.read().expect("registry lock").iter().map(|(name, (module, _, _))| info(name, module)).collect())
+        Ok(self
+            .modules
+            .read()
+            .expect("registry lock")
+            .iter()
+            .map(|(name, (module, _, _))| info(name, module))
+            .collect())
     }
 }
 

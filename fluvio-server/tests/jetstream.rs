@@ -5,13 +5,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{ServerProcess, data_dir, from_beginning, read_all, values, wasm};
 use dev_support::services::NatsCluster;
 use fluvio_client::protocol::{ErrorCode, RetentionSpec};
-use fluvio_client::{ConsumerConfig, Fluvio, FluvioError, OffsetSpec, ProducerConfig, SmartModuleInvocation};
+use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig, SmartModuleInvocation};
 use futures::StreamExt;
 
 /// A server on the cluster, with a data directory of its own (caches and
@@ -101,4 +100,227 @@ async fn two_servers_writing_one_partition_give_dense_unique_offsets() {
             assert_eq!(mine, expected.iter().collect::<Vec<_>>());
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_move_to_the_other_server_when_theirs_is_killed() {
+    let cluster = NatsCluster::start(3);
+    let mut server_a = server_on(&cluster, "js-failover-a");
+    let server_b = server_on(&cluster, "js-failover-b");
+    let fluvio = Fluvio::connect(&format!("{},{}", server_a.addr, server_b.addr)).await.expect("connect");
+    assert_eq!(fluvio.addr(), server_a.addr, "the first address is used first");
+    fluvio.create_replicated_topic("payments", 1, 3, RetentionSpec::default()).await.expect("create");
+
+    let consumer = {
+        let fluvio = fluvio.clone();
+        tokio::spawn(async move {
+            let config = ConsumerConfig { offset: OffsetSpec::Beginning, continuous: true, ..Default::default() };
+            let mut stream = fluvio.consumer_stream("payments", config).await.expect("stream");
+            let mut seen = Vec::new();
+            while seen.len() < 6000 {
+                let record = tokio::time::timeout(Duration::from_secs(60), stream.next())
+                    .await
+                    .expect("records keep coming")
+                    .expect("the stream goes on")
+                    .expect("a record, not an error");
+                seen.push((record.offset, String::from_utf8(record.value).unwrap()));
+            }
+            seen
+        })
+    };
+    let config = ProducerConfig { linger: Duration::from_millis(1), batch_bytes: 2048, ..Default::default() };
+    let producer = fluvio.topic_producer_with("payments", config).await.expect("producer");
+    let mut pending = Vec::new();
+    for i in 0..6000 {
+        if i == 3000 {
+            // Batches are in flight: the producer resends what was not
+            // acknowledged, through B.
+            server_a.kill9();
+        }
+        let value = format!("p-{i}");
+        pending.push((producer.send(None::<Vec<u8>>, value.clone()).await.expect("send"), value));
+        if i % 100 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    producer.flush().await.expect("flush through B");
+    let mut acknowledged = Vec::new();
+    for (output, value) in pending {
+        acknowledged.push((output.wait().await.expect("acknowledged").expect("not filtered"), value));
+    }
+    assert_eq!(fluvio.addr(), server_b.addr, "the client moved to B");
+
+    let stored = read_dense(&fluvio, "payments").await;
+    let expected: Vec<String> = (0..6000).map(|i| format!("p-{i}")).collect();
+    assert_eq!(stored, expected, "every record once, in order: nothing lost, nothing stored twice");
+    for (offset, value) in &acknowledged {
+        assert_eq!(&stored[*offset as usize], value, "acknowledged at the offset it holds");
+    }
+    let seen = consumer.await.expect("the consumer finished");
+    let offsets: Vec<i64> = seen.iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(offsets, (0..6000).collect::<Vec<_>>(), "the consumer saw every offset once");
+    assert_eq!(seen.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smartmodule_registered_through_one_server_runs_on_another() {
+    let cluster = NatsCluster::start(3);
+    let server_a = server_on(&cluster, "js-registry-a");
+    let server_b = server_on(&cluster, "js-registry-b");
+    let fluvio_a = server_a.client().await;
+    let fluvio_b = server_b.client().await;
+    fluvio_a.create_replicated_topic("fruit", 1, 3, RetentionSpec::default()).await.expect("create");
+    common::produce(&fluvio_a, "fruit", &["apple", "cherry", "banana", "kiwi", "grape"]).await;
+
+    fluvio_a.create_smartmodule("keep-a", wasm("my-filter")).await.expect("register through A");
+    let listed: Vec<String> = fluvio_b.list_smartmodules().await.unwrap().into_iter().map(|m| m.name).collect();
+    assert_eq!(listed, ["keep-a"], "B lists the module registered through A");
+
+    let filtered = from_beginning().smartmodule(SmartModuleInvocation::predefined("keep-a"));
+    let on_a = values(&read_all(&fluvio_a, "fruit", filtered.clone()).await);
+    let on_b = values(&read_all(&fluvio_b, "fruit", filtered.clone()).await);
+    assert_eq!(on_a, ["apple", "banana", "grape"]);
+    assert_eq!(on_b, on_a, "the same filter gives the same output on both servers");
+
+    // Registered twice through another server: refused, as on one server.
+    let again = fluvio_b.create_smartmodule("keep-a", wasm("my-filter")).await.unwrap_err();
+    assert_eq!(again.code(), Some(ErrorCode::SmartModuleExists), "{again}");
+
+    // Deleted through B: gone for A too, once A has seen the deletion.
+    fluvio_b.delete_smartmodule("keep-a").await.expect("delete through B");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stream = fluvio_a.consumer_stream("fruit", filtered.clone()).await.expect("stream request sent");
+        let first = stream.collect::<Vec<_>>().await;
+        match first.first() {
+            Some(Err(error)) if error.code() == Some(ErrorCode::SmartModuleNotFound) => break,
+            _ => assert!(tokio::time::Instant::now() < deadline, "A still runs a module deleted through B"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(fluvio_a.list_smartmodules().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_batch_is_stored_once_and_answered_with_its_first_offsets() {
+    use fluvio_client::protocol::messages::{ProduceRequest, ProduceResponse};
+    use fluvio_client::protocol::{ApiKind, BatchBuilder, Frame, ProducerStamp};
+
+    let cluster = NatsCluster::start(3);
+    let server_a = server_on(&cluster, "js-dedup-a");
+    let server_b = server_on(&cluster, "js-dedup-b");
+    let fluvio = server_a.client().await;
+    fluvio.create_replicated_topic("once", 1, 3, RetentionSpec::default()).await.expect("create");
+    common::produce(&fluvio, "once", &["first"]).await;
+
+    let mut batch = BatchBuilder::new(0, 0);
+    batch.push_value(None, b"resent");
+    let batch = batch.finish().into_bytes();
+    let stamp = ProducerStamp { id: 0x5eed, sequence: 7 };
+    let mut offsets = Vec::new();
+    // The same batch, as a producer resends it after losing the answer:
+    // to the same server, then to the other.
+    for addr in [&server_a.addr, &server_a.addr, &server_b.addr] {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = ProduceRequest { topic: "once".into(), partition: 0, producer: Some(stamp) };
+        Frame::new(ApiKind::Produce as u16, 1, &request, batch.clone()).write(&mut socket).await.unwrap();
+        let answer = Frame::read(&mut socket, 1 << 20).await.unwrap();
+        offsets.push(answer.control::<ProduceResponse>().expect("a produce response").base_offset);
+    }
+    assert_eq!(offsets, [1, 1, 1], "answered with the offset it got the first time");
+    // The next batch of that producer is new.
+    let mut socket = tokio::net::TcpStream::connect(&server_b.addr).await.unwrap();
+    let request =
+        ProduceRequest { topic: "once".into(), partition: 0, producer: Some(ProducerStamp { sequence: 8, ..stamp }) };
+    Frame::new(ApiKind::Produce as u16, 2, &request, batch.clone()).write(&mut socket).await.unwrap();
+    let answer = Frame::read(&mut socket, 1 << 20).await.unwrap();
+    assert_eq!(answer.control::<ProduceResponse>().unwrap().base_offset, 2);
+    assert_eq!(read_dense(&fluvio, "once").await, ["first", "resent", "resent"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_copies_than_the_cluster_has_servers_is_a_clear_error() {
+    let cluster = NatsCluster::start(3);
+    let server = server_on(&cluster, "js-replicas");
+    let fluvio = server.client().await;
+    for replication in [5, 9, 0] {
+        let error = fluvio
+            .create_replicated_topic("too-many", 2, replication, RetentionSpec::default())
+            .await
+            .expect_err("more copies than servers");
+        assert_eq!(error.code(), Some(ErrorCode::InvalidRequest), "{error}");
+        assert!(error.to_string().contains(&format!("cannot have {replication} copies")), "{error}");
+    }
+    assert!(fluvio.list_topics().await.unwrap().is_empty(), "nothing is left of the refused topic");
+    fluvio.create_replicated_topic("too-many", 2, 3, RetentionSpec::default()).await.expect("-r 3 fits");
+    let topics = fluvio.list_topics().await.unwrap();
+    assert_eq!((topics[0].partitions, topics[0].replication), (2, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_cluster_at_start_is_reported_and_retried() {
+    let mut cluster = NatsCluster::start(1);
+    cluster.kill9(0);
+    let dir = data_dir("js-unreachable");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_path = dir.join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    // The server retries; it starts listening once NATS is back.
+    let starting = {
+        let dir = dir.clone();
+        let url = cluster.url(0);
+        std::thread::spawn(move || ServerProcess::start_with_stderr(&dir, &["--jetstream", &url], log))
+    };
+    let wanted = format!("cannot reach the JetStream cluster at {}", cluster.url(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&log_path).unwrap().matches(&wanted).count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no clear, repeated error in the log");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(std::fs::read_to_string(&log_path).unwrap().contains("is nats-server running there"));
+    cluster.restart(0);
+    let server = starting.join().expect("the server started once NATS was back");
+    let fluvio = server.client().await;
+    fluvio.create_topic("late", 1).await.expect("serving");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_message_that_is_not_a_batch_is_skipped_and_named() {
+    let cluster = NatsCluster::start(3);
+    let dir = data_dir("js-garbage");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_path = dir.join("server.log");
+    let server = ServerProcess::start_with_stderr(
+        &dir,
+        &["--jetstream", &cluster.urls()],
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    let fluvio = server.client().await;
+    fluvio.create_replicated_topic("mixed", 1, 3, RetentionSpec::default()).await.expect("create");
+    common::produce(&fluvio, "mixed", &["one", "two"]).await;
+
+    // Something else writes to the partition's subject.
+    let nats = async_nats::connect(cluster.url(0)).await.unwrap();
+    let js = async_nats::jetstream::new(nats);
+    let subject = fluvio_server::storage::jetstream::data_subject("mixed", 0);
+    js.publish(subject, "not a batch".into()).await.unwrap().await.expect("stored by JetStream");
+
+    common::produce(&fluvio, "mixed", &["three"]).await;
+    let records = read_all(&fluvio, "mixed", from_beginning()).await;
+    let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+    assert_eq!(values(&records), ["one", "two", "three"]);
+    assert_eq!(offsets, [0, 1, 2], "offsets go on past the foreign message");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let stream = fluvio_server::storage::jetstream::stream_name("mixed", 0);
+    assert!(log.contains(&format!("message 2 of JetStream stream {stream} is not a valid record batch")), "{log}");
+    // A follower of the partition also passes over it.
+    let config = ConsumerConfig { offset: OffsetSpec::Absolute(1), continuous: true, ..Default::default() };
+    let mut follower = fluvio.consumer_stream("mixed", config).await.unwrap();
+    common::produce(&fluvio, "mixed", &["four"]).await;
+    let mut followed = Vec::new();
+    for _ in 0..3 {
+        let record = tokio::time::timeout(Duration::from_secs(10), follower.next()).await.unwrap().unwrap().unwrap();
+        followed.push(String::from_utf8(record.value).unwrap());
+    }
+    assert_eq!(followed, ["two", "three", "four"]);
 }

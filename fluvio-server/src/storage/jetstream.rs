@@ -174,6 +174,9 @@ fn unavailable(action: impl Into<String>, error: impl std::fmt::Display) -> Topi
     TopicError::Unavailable { action: action.into(), reason: error.to_string() }
 }
 
+/// The partitions a server has open, by topic and number.
+type OpenPartitions = Mutex<HashMap<(String, u32), Arc<JetStreamPartition>>>;
+
 /// Every topic, in a JetStream cluster.
 pub struct JetStreamStorage {
     config: JetStreamConfig,
@@ -182,7 +185,7 @@ pub struct JetStreamStorage {
     topics_kv: kv::Store,
     /// Ready topics, kept current by watching the bucket.
     topics: Arc<RwLock<HashMap<String, TopicSpec>>>,
-    partitions: Arc<Mutex<HashMap<(String, u32), Arc<JetStreamPartition>>>>,
+    partitions: Arc<OpenPartitions>,
     watcher: tokio::task::JoinHandle<()>,
 }
 
@@ -201,8 +204,9 @@ impl JetStreamStorage {
         let urls = config.urls.join(",");
         let mut addrs = Vec::new();
         for url in &config.urls {
-            let addr: async_nats::ServerAddr =
-                url.parse().map_err(|e: std::io::Error| JetStreamError::Url { url: url.clone(), reason: e.to_string() })?;
+            let addr: async_nats::ServerAddr = url
+                .parse()
+                .map_err(|e: std::io::Error| JetStreamError::Url { url: url.clone(), reason: e.to_string() })?;
             addrs.push(addr);
         }
         if addrs.is_empty() {
@@ -253,7 +257,7 @@ impl JetStreamStorage {
             }
         };
         let topics: Arc<RwLock<HashMap<String, TopicSpec>>> = Arc::default();
-        let partitions: Arc<Mutex<HashMap<(String, u32), Arc<JetStreamPartition>>>> = Arc::default();
+        let partitions: Arc<OpenPartitions> = Arc::default();
         let watcher = tokio::spawn(watch_topics(topics_kv.clone(), Arc::clone(&topics), Arc::clone(&partitions)));
         Ok(JetStreamStorage { config, client, js, topics_kv, topics, partitions, watcher })
     }
@@ -294,10 +298,11 @@ impl JetStreamStorage {
         let entry = self.topics_kv.entry(topic_key(topic)).await.map_err(|e| unavailable("read topic settings", e))?;
         Ok(match entry {
             Some(entry) if entry.operation == kv::Operation::Put => {
-                let record: TopicRecord = serde_json::from_slice(&entry.value).map_err(|e| TopicError::CorruptSettings {
-                    path: format!("{TOPICS_BUCKET}/{}", entry.key).into(),
-                    reason: e.to_string(),
-                })?;
+                let record: TopicRecord =
+                    serde_json::from_slice(&entry.value).map_err(|e| TopicError::CorruptSettings {
+                        path: format!("{TOPICS_BUCKET}/{}", entry.key).into(),
+                        reason: e.to_string(),
+                    })?;
                 Some((record, entry.revision))
             }
             _ => None,
@@ -337,16 +342,25 @@ impl JetStreamStorage {
 
     async fn delete_streams(&self, topic: &str, partitions: u32) -> Result<(), TopicError> {
         for partition in 0..partitions {
-            let name = stream_name(topic, partition);
-            if let Err(error) = self.js.delete_stream(&name).await {
-                let not_found = matches!(error.kind(), jetstream::context::DeleteStreamErrorKind::JetStream(e)
-                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND);
-                if !not_found {
-                    return Err(unavailable(format!("delete stream {name}"), error));
-                }
-            }
+            self.delete_stream(topic, partition).await?;
         }
         Ok(())
+    }
+
+    /// Deletes one partition's stream; one that is not there is fine.
+    async fn delete_stream(&self, topic: &str, partition: u32) -> Result<(), TopicError> {
+        let name = stream_name(topic, partition);
+        match self.js.delete_stream(&name).await {
+            Ok(_) => Ok(()),
+            Err(error) => match error.kind() {
+                jetstream::context::DeleteStreamErrorKind::JetStream(e)
+                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(())
+                }
+                _ => Err(unavailable(format!("delete stream {name}"), error)),
+            },
+        }
     }
 
     async fn create(&self, spec: TopicSpec) -> Result<(), TopicError> {
@@ -385,7 +399,10 @@ impl JetStreamStorage {
             return Err(error);
         }
         let ready = TopicRecord::new(spec.clone(), TopicState::Ready);
-        self.topics_kv.update(&key, ready.to_bytes(), revision).await.map_err(|e| unavailable("record the topic", e))?;
+        self.topics_kv
+            .update(&key, ready.to_bytes(), revision)
+            .await
+            .map_err(|e| unavailable("record the topic", e))?;
         self.topics.write().expect("topics lock").insert(spec.name.clone(), spec);
         Ok(())
     }
@@ -395,7 +412,7 @@ impl JetStreamStorage {
             let config = self.stream_config(spec, partition);
             // A stream left by a deletion that did not finish holds old
             // records: a new topic starts empty.
-            self.delete_streams(&spec.name, partition + 1).await.ok();
+            self.delete_stream(&spec.name, partition).await?;
             if let Err(error) = self.js.create_stream(config).await {
                 return Err(match error.kind() {
                     jetstream::context::CreateStreamErrorKind::JetStream(e)
@@ -472,11 +489,7 @@ impl JetStreamStorage {
 
     async fn open_partition(&self, spec: &TopicSpec, partition: u32) -> Result<Arc<JetStreamPartition>, TopicError> {
         if partition >= spec.partitions {
-            return Err(TopicError::PartitionNotFound {
-                topic: spec.name.clone(),
-                partition,
-                count: spec.partitions,
-            });
+            return Err(TopicError::PartitionNotFound { topic: spec.name.clone(), partition, count: spec.partitions });
         }
         let key = (spec.name.clone(), partition);
         if let Some(open) = self.partitions.lock().expect("partitions lock").get(&key) {
@@ -499,7 +512,7 @@ fn metadata_replicas(client: &async_nats::Client) -> usize {
 async fn watch_topics(
     store: kv::Store,
     topics: Arc<RwLock<HashMap<String, TopicSpec>>>,
-    partitions: Arc<Mutex<HashMap<(String, u32), Arc<JetStreamPartition>>>>,
+    partitions: Arc<OpenPartitions>,
 ) {
     loop {
         match store.watch_all().await {
@@ -717,7 +730,10 @@ impl JetStreamPartition {
                 Ok(Fetched::Batch(batch))
             }
             Err(error) => {
-                tracing::error!(stream = %self.stream_name, sequence, %error, "a JetStream message is not a valid record batch; skipping it");
+                tracing::error!(
+                    "message {sequence} of JetStream stream {} is not a valid record batch ({error}); skipping it",
+                    self.stream_name
+                );
                 Ok(Fetched::Invalid)
             }
         }

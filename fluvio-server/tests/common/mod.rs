@@ -23,13 +23,18 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts a server on an ephemeral loopback port in `data_dir`.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> ServerProcess {
+        ServerProcess::start_with_stderr(data_dir, extra_args, Stdio::inherit())
+    }
+
+    /// Starts a server whose log goes to `stderr`, a file to read back.
+    pub fn start_with_stderr(data_dir: &Path, extra_args: &[&str], stderr: impl Into<Stdio>) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fluvio-server"))
             .args(["--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("the server binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");
