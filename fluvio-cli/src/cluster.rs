@@ -21,7 +21,7 @@ fn running_pid() -> Option<i32> {
 }
 
 /// Starts the server in the background and waits until it listens.
-pub fn start(data_dir: Option<PathBuf>, addr: &str) -> CliResult {
+pub fn start(data_dir: Option<PathBuf>, addr: &str, jetstream: Option<&str>) -> CliResult {
     if let Some(pid) = running_pid() {
         let addr = home::server_addr(None);
         println!("a local Fluvio server is already running (pid {pid}) on {addr}");
@@ -35,22 +35,17 @@ pub fn start(data_dir: Option<PathBuf>, addr: &str) -> CliResult {
         .map_err(|e| CliError::failed(format!("cannot create {}: {e}", log_path.display())))?;
     let log_err = log.try_clone().map_err(|e| CliError::failed(e.to_string()))?;
     let binary = server_binary();
-    let child = Command::new(&binary)
-        .arg("--addr")
-        .arg(addr)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| {
-            CliError::failed(format!(
-                "cannot start {}: {e}; build it with `cargo build --release -p fluvio-server`",
-                binary.display()
-            ))
-        })?;
+    let mut command = Command::new(&binary);
+    command.arg("--addr").arg(addr).arg("--data-dir").arg(&data_dir);
+    if let Some(urls) = jetstream {
+        command.arg("--jetstream").arg(urls);
+    }
+    let child = command.stdin(Stdio::null()).stdout(log).stderr(log_err).process_group(0).spawn().map_err(|e| {
+        CliError::failed(format!(
+            "cannot start {}: {e}; build it with `cargo build --release -p fluvio-server`",
+            binary.display()
+        ))
+    })?;
     let pid = child.id();
     std::fs::write(home::pid_file(), pid.to_string()).map_err(|e| CliError::failed(e.to_string()))?;
     let listening = wait_for_listening(&log_path, pid as i32, Duration::from_secs(60))?;

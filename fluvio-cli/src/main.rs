@@ -65,6 +65,10 @@ enum ClusterCommand {
         /// Address to listen on.
         #[arg(long = "listen", default_value = fluvio_client::protocol::DEFAULT_ADDR, value_name = "HOST:PORT")]
         listen: String,
+        /// Keep topics in this NATS JetStream cluster (comma-separated
+        /// nats:// URLs) instead of the data directory.
+        #[arg(long, env = "FLUVIO_JETSTREAM", value_name = "URLS")]
+        jetstream: Option<String>,
     },
     /// Stop the local server.
     Stop,
@@ -111,7 +115,9 @@ async fn connect(addr: Option<&str>) -> CliResult<fluvio_client::Fluvio> {
 async fn run(cli: Cli) -> CliResult {
     let addr = cli.addr.as_deref();
     match cli.command {
-        Command::Cluster(ClusterCommand::Start { data_dir, listen }) => cluster::start(data_dir, &listen),
+        Command::Cluster(ClusterCommand::Start { data_dir, listen, jetstream }) => {
+            cluster::start(data_dir, &listen, jetstream.as_deref())
+        }
         Command::Cluster(ClusterCommand::Stop) => cluster::stop(),
         Command::Cluster(ClusterCommand::Status) => cluster::status().await,
         Command::Topic(TopicCommand::Create {

@@ -65,7 +65,9 @@ impl From<TopicError> for ServerError {
             TopicError::Exists(_) => ErrorCode::TopicExists,
             TopicError::NotFound(_) => ErrorCode::TopicNotFound,
             TopicError::InvalidName(_) => ErrorCode::InvalidTopicName,
-            TopicError::InvalidPartitionCount(_) | TopicError::InvalidReplication { .. } => ErrorCode::InvalidRequest,
+            TopicError::InvalidPartitionCount(_)
+            | TopicError::InvalidReplication { .. }
+            | TopicError::Refused { .. } => ErrorCode::InvalidRequest,
             TopicError::Unavailable { .. } | TopicError::Storage(StorageError::Unavailable { .. }) => {
                 ErrorCode::Unavailable
             }

@@ -3,8 +3,10 @@
 //! the network.
 //!
 //! It owns storage behind one boundary ([`storage::Storage`], with the
-//! embedded [`storage::local`] backend), the registry ([`registry`]) and the
-//! serving of the wire protocol ([`connection`]). The batch format and the
+//! embedded [`storage::local`] backend, and [`storage::jetstream`] for
+//! topics kept in a NATS JetStream cluster and served by several servers),
+//! the registry ([`registry`]) and the serving of the wire protocol
+//! ([`connection`]). The batch format and the
 //! protocol come from `fluvio-protocol` and SmartModules run in
 //! `fluvio-smartengine`; the server defines neither, and does not depend on
 //! the SDK. One connection's bad input never reaches another connection or

@@ -324,3 +324,26 @@ async fn a_stream_message_that_is_not_a_batch_is_skipped_and_named() {
     }
     assert_eq!(followed, ["two", "three", "four"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_go_on_after_retention_removed_every_record() {
+    let cluster = NatsCluster::start(3);
+    let server_a = server_on(&cluster, "js-aged-a");
+    let fluvio_a = server_a.client().await;
+    let retention = RetentionSpec { max_age_ms: Some(2000), ..Default::default() };
+    fluvio_a.create_replicated_topic("short-lived", 1, 3, retention).await.expect("create");
+    let written = produce_numbered(&fluvio_a, "short-lived", "old", 50).await;
+    assert_eq!(written.last().unwrap().0, 49);
+
+    // Every record ages out; a server that never saw the partition then
+    // appends: it must not hand out offsets 0.. again.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let server_b = server_on(&cluster, "js-aged-b");
+    let fluvio_b = server_b.client().await;
+    let after = produce_numbered(&fluvio_b, "short-lived", "new", 3).await;
+    let offsets: Vec<i64> = after.iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(offsets, [50, 51, 52], "offsets continue after the removed records");
+    let records = read_all(&fluvio_b, "short-lived", from_beginning()).await;
+    assert_eq!(values(&records), ["new-0", "new-1", "new-2"]);
+    assert_eq!(records[0].offset, 50);
+}

@@ -42,6 +42,11 @@ use super::{MAX_PARTITIONS, Partition, Storage, StorageError, TopicError, TopicS
 /// The key-value bucket that holds every topic's settings.
 pub const TOPICS_BUCKET: &str = "fluvio-topics";
 
+/// The key-value bucket where each partition's end is noted, once a second
+/// while it grows: retention by age can remove every message of a
+/// partition, and with them the last offset.
+pub const ENDS_BUCKET: &str = "fluvio-ends";
+
 /// Most copies JetStream keeps of a stream.
 pub const MAX_REPLICATION: u32 = 5;
 
@@ -155,6 +160,10 @@ fn topic_key(topic: &str) -> String {
     escape(topic)
 }
 
+fn end_key(topic: &str, partition: u32) -> String {
+    format!("{}.{partition}", escape(topic))
+}
+
 /// The JetStream stream that holds one partition.
 pub fn stream_name(topic: &str, partition: u32) -> String {
     format!("fluvio_{}_{partition}", escape(topic))
@@ -183,6 +192,7 @@ pub struct JetStreamStorage {
     client: async_nats::Client,
     js: jetstream::Context,
     topics_kv: kv::Store,
+    ends_kv: kv::Store,
     /// Ready topics, kept current by watching the bucket.
     topics: Arc<RwLock<HashMap<String, TopicSpec>>>,
     partitions: Arc<OpenPartitions>,
@@ -224,42 +234,21 @@ impl JetStreamStorage {
         js.request::<_, (), serde_json::Value>("INFO", &())
             .await
             .map_err(|e| JetStreamError::NoJetStream { urls: urls.clone(), reason: e.to_string() })?;
-        let topics_kv = match js.get_key_value(TOPICS_BUCKET).await {
-            Ok(store) => store,
-            Err(_) => {
-                let replicas = metadata_replicas(&client);
-                // The bucket's stream as NATS's key-value layout defines it,
-                // made directly: async-nats's `create_key_value` first
-                // reads account fields that nats-server 2.9 does not send.
-                let created = js
-                    .create_stream(stream::Config {
-                        name: format!("KV_{TOPICS_BUCKET}"),
-                        description: Some("Fluvio topic settings".into()),
-                        subjects: vec![format!("$KV.{TOPICS_BUCKET}.>")],
-                        max_messages_per_subject: 1,
-                        storage: stream::StorageType::File,
-                        num_replicas: replicas,
-                        allow_rollup: true,
-                        deny_delete: true,
-                        allow_direct: true,
-                        discard: stream::DiscardPolicy::New,
-                        ..Default::default()
-                    })
-                    .await;
-                // Made here or, meanwhile, by another server.
-                js.get_key_value(TOPICS_BUCKET).await.map_err(|_| JetStreamError::NoJetStream {
-                    urls: urls.clone(),
-                    reason: match created {
-                        Ok(_) => format!("cannot open the bucket {TOPICS_BUCKET}"),
-                        Err(error) => format!("cannot create the bucket {TOPICS_BUCKET}: {error}"),
-                    },
-                })?
-            }
+        let replicas = metadata_replicas(&client);
+        let bucket_error = |bucket: &str, reason: String| JetStreamError::NoJetStream {
+            urls: urls.clone(),
+            reason: format!("cannot open the bucket {bucket}: {reason}"),
         };
+        let topics_kv = open_bucket(&js, TOPICS_BUCKET, "Fluvio topic settings", replicas)
+            .await
+            .map_err(|reason| bucket_error(TOPICS_BUCKET, reason))?;
+        let ends_kv = open_bucket(&js, ENDS_BUCKET, "Fluvio partition ends", replicas)
+            .await
+            .map_err(|reason| bucket_error(ENDS_BUCKET, reason))?;
         let topics: Arc<RwLock<HashMap<String, TopicSpec>>> = Arc::default();
         let partitions: Arc<OpenPartitions> = Arc::default();
         let watcher = tokio::spawn(watch_topics(topics_kv.clone(), Arc::clone(&topics), Arc::clone(&partitions)));
-        Ok(JetStreamStorage { config, client, js, topics_kv, topics, partitions, watcher })
+        Ok(JetStreamStorage { config, client, js, topics_kv, ends_kv, topics, partitions, watcher })
     }
 
     /// [`connect`](Self::connect), again and again until the cluster
@@ -331,7 +320,11 @@ impl JetStreamStorage {
             subjects: vec![data_subject(&spec.name, partition)],
             storage: stream::StorageType::File,
             num_replicas: spec.replication as usize,
-            duplicate_window: self.config.duplicate_window,
+            // JetStream wants the window within the age limit.
+            duplicate_window: match spec.retention.max_age_ms {
+                Some(max_age) => self.config.duplicate_window.min(Duration::from_millis(max_age)),
+                None => self.config.duplicate_window,
+            },
             max_age: spec.retention.max_age_ms.map(Duration::from_millis).unwrap_or_default(),
             max_bytes: spec.retention.max_bytes.map_or(-1, |b| b.min(i64::MAX as u64) as i64),
             discard: stream::DiscardPolicy::Old,
@@ -413,6 +406,7 @@ impl JetStreamStorage {
             // A stream left by a deletion that did not finish holds old
             // records: a new topic starts empty.
             self.delete_stream(&spec.name, partition).await?;
+            let _ = self.ends_kv.purge(end_key(&spec.name, partition)).await;
             if let Err(error) = self.js.create_stream(config).await {
                 return Err(match error.kind() {
                     jetstream::context::CreateStreamErrorKind::JetStream(e)
@@ -421,8 +415,7 @@ impl JetStreamStorage {
                             jetstream::ErrorCode::CLUSTER_NO_PEERS,
                             jetstream::ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED,
                         ]
-                        .contains(&e.error_code())
-                            || (spec.replication > 1 && e.code() == 500) =>
+                        .contains(&e.error_code()) =>
                     {
                         TopicError::InvalidReplication {
                             topic: spec.name.clone(),
@@ -433,6 +426,10 @@ impl JetStreamStorage {
                             ),
                         }
                     }
+                    jetstream::context::CreateStreamErrorKind::JetStream(e) if e.code() < 500 => TopicError::Refused {
+                        topic: spec.name.clone(),
+                        reason: format!("JetStream refused stream {}: {e}", stream_name(&spec.name, partition)),
+                    },
                     _ => unavailable(format!("create stream {}", stream_name(&spec.name, partition)), error),
                 });
             }
@@ -453,6 +450,9 @@ impl JetStreamStorage {
             .map_err(|_| TopicError::NotFound(topic.to_string()))?;
         self.topics.write().expect("topics lock").remove(topic);
         self.delete_streams(topic, record.spec.partitions).await?;
+        for partition in 0..record.spec.partitions {
+            let _ = self.ends_kv.purge(end_key(topic, partition)).await;
+        }
         self.topics_kv.delete(&key).await.map_err(|e| unavailable("remove the topic's settings", e))?;
         self.partitions.lock().expect("partitions lock").retain(|(name, _), _| name != topic);
         Ok(())
@@ -495,10 +495,45 @@ impl JetStreamStorage {
         if let Some(open) = self.partitions.lock().expect("partitions lock").get(&key) {
             return Ok(Arc::clone(open));
         }
-        let opened = JetStreamPartition::open(&self.js, &self.client, spec, partition).await?;
+        let opened = JetStreamPartition::open(&self.js, &self.client, &self.ends_kv, spec, partition).await?;
         let mut partitions = self.partitions.lock().expect("partitions lock");
         Ok(Arc::clone(partitions.entry(key).or_insert(opened)))
     }
+}
+
+/// Opens a key-value bucket, creating it when missing. The bucket's stream
+/// is made directly, as NATS's key-value layout defines it: async-nats's
+/// `create_key_value` first reads account fields that nats-server 2.9 does
+/// not send.
+async fn open_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    replicas: usize,
+) -> Result<kv::Store, String> {
+    if let Ok(store) = js.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    let created = js
+        .create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some(description.to_string()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await;
+    // Made here or, meanwhile, by another server.
+    js.get_key_value(bucket).await.map_err(|error| match created {
+        Ok(_) => error.to_string(),
+        Err(create_error) => create_error.to_string(),
+    })
 }
 
 /// Metadata is kept with as many copies as the cluster has nodes, up to
@@ -615,6 +650,10 @@ pub struct JetStreamPartition {
     positions: Mutex<BTreeMap<i64, u64>>,
     last_refresh_ms: AtomicU64,
     follower: tokio::task::JoinHandle<()>,
+    /// Where this partition's end is noted, and the end noted last.
+    ends: kv::Store,
+    end_key: String,
+    noted_end: AtomicI64,
 }
 
 impl Drop for JetStreamPartition {
@@ -639,6 +678,7 @@ impl JetStreamPartition {
     async fn open(
         js: &jetstream::Context,
         client: &async_nats::Client,
+        ends: &kv::Store,
         spec: &TopicSpec,
         partition: u32,
     ) -> Result<Arc<JetStreamPartition>, TopicError> {
@@ -666,6 +706,9 @@ impl JetStreamPartition {
             positions: Mutex::default(),
             last_refresh_ms: AtomicU64::new(0),
             follower: tokio::spawn(follow(weak.clone(), notifications)),
+            ends: ends.clone(),
+            end_key: end_key(&spec.name, partition),
+            noted_end: AtomicI64::new(0),
         });
         let mut tail = partition.tail.lock().await;
         *tail = partition.load_tail().await.map_err(TopicError::Storage)?;
@@ -749,8 +792,16 @@ impl JetStreamPartition {
             }
             sequence -= 1;
         }
-        // Empty: nothing stored yet, or retention removed everything.
-        Ok(Tail { last_sequence: last, next_offset: *self.watermark.borrow() })
+        // Empty: nothing stored yet, or retention removed everything, and
+        // the offsets with it: the end noted last says where they stopped.
+        let mut next_offset = *self.watermark.borrow();
+        if last > 0
+            && let Ok(Some(noted)) = self.ends.get(&self.end_key).await
+            && let Ok(noted) = <[u8; 8]>::try_from(&noted[..])
+        {
+            next_offset = next_offset.max(i64::from_le_bytes(noted));
+        }
+        Ok(Tail { last_sequence: last, next_offset })
     }
 
     async fn refresh_start(&self) -> Result<(), StorageError> {
@@ -786,6 +837,12 @@ impl JetStreamPartition {
         }
         if let Err(error) = self.refresh_start().await {
             tracing::debug!(%error, "cannot refresh a partition's start");
+        }
+        let end = self.next_offset();
+        if end > self.noted_end.load(Ordering::Relaxed)
+            && self.ends.put(&self.end_key, Bytes::copy_from_slice(&end.to_le_bytes())).await.is_ok()
+        {
+            self.noted_end.fetch_max(end, Ordering::Relaxed);
         }
     }
 

@@ -150,6 +150,14 @@ pub enum TopicError {
         /// Why, and what to do.
         reason: String,
     },
+    /// The backend refused the topic's settings.
+    #[error("topic {topic:?} was refused: {reason}")]
+    Refused {
+        /// The topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
     /// The JetStream cluster did not answer a metadata request.
     #[error("the JetStream cluster could not {action}: {reason}; the request can be retried")]
     Unavailable {

@@ -1,0 +1,203 @@
+//! The JetStream backend against JetStream used directly and against the
+//! embedded local log, in the same run, on a three-node NATS cluster on
+//! loopback with three copies of every message:
+//!
+//! - through a `fluvio-server` on the cluster (`-r 3`): produce 1,000,000
+//!   records of 100 bytes with one SDK producer (64 KiB batches, each batch
+//!   one JetStream message), and consume them;
+//! - JetStream directly with `async-nats`, one message per record, as most
+//!   users would use it: publish with acknowledgements pipelined, then read
+//!   with an ordered consumer;
+//! - the same producer and consumer against a server on the local log.
+//!
+//! The NATS nodes are throwaway processes; both servers run in this
+//! process. Under `cargo test` (no `--bench`), each case runs once on
+//! 20,000 records, as a check that it works.
+//!
+//! Run: `cargo bench -p fluvio-benches --bench jetstream`
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, stream};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dev_support::services::NatsCluster;
+use fluvio_client::protocol::RetentionSpec;
+use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig};
+use fluvio_server::storage::jetstream::JetStreamConfig;
+use fluvio_server::{Server, ServerConfig};
+use futures::StreamExt;
+
+const VALUE_BYTES: usize = 100;
+
+fn record_count() -> usize {
+    if std::env::args().any(|arg| arg == "--bench") { 1_000_000 } else { 20_000 }
+}
+
+fn value(n: usize) -> Vec<u8> {
+    let mut value = format!("record-{n:012}-").into_bytes();
+    value.resize(VALUE_BYTES, b'x');
+    value
+}
+
+async fn start_server(
+    runtime: &tokio::runtime::Runtime,
+    data_dir: std::path::PathBuf,
+    jetstream: Option<String>,
+) -> Fluvio {
+    let mut config = ServerConfig::new(data_dir);
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.jetstream = jetstream.as_deref().map(JetStreamConfig::new);
+    let server = Server::bind(config).await.unwrap();
+    let addr = server.local_addr().to_string();
+    runtime.spawn(server.run());
+    Fluvio::connect(&addr).await.unwrap()
+}
+
+async fn produce(fluvio: &Fluvio, topic: &str, records: usize) {
+    let config = ProducerConfig { batch_bytes: 64 << 10, ..Default::default() };
+    let producer = fluvio.topic_producer_with(topic, config).await.unwrap();
+    for n in 0..records {
+        producer.send(None::<Vec<u8>>, value(n)).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+}
+
+async fn consume(fluvio: &Fluvio, topic: &str, records: usize) {
+    let config = ConsumerConfig { offset: OffsetSpec::Beginning, continuous: false, ..Default::default() };
+    let mut stream = fluvio.consumer_stream(topic, config).await.unwrap();
+    let mut received = 0;
+    while let Some(batch) = stream.next_batch().await {
+        received += batch.unwrap().records.len();
+    }
+    assert_eq!(received, records);
+}
+
+/// JetStream alone: one message per record, acknowledgements awaited in
+/// windows so that publishing is pipelined.
+async fn publish_directly(js: &jetstream::Context, subject: &str, records: usize) {
+    let mut acks = Vec::with_capacity(4096);
+    for n in 0..records {
+        acks.push(js.publish(subject.to_string(), value(n).into()).await.unwrap());
+        if acks.len() == 4096 {
+            for ack in futures::future::join_all(acks.drain(..)).await {
+                ack.unwrap();
+            }
+        }
+    }
+    for ack in futures::future::join_all(acks).await {
+        ack.unwrap();
+    }
+}
+
+async fn read_directly(js: &jetstream::Context, stream_name: &str, records: usize) {
+    let stream = js.get_stream(stream_name).await.unwrap();
+    let consumer = stream.create_consumer(consumer::pull::OrderedConfig::default()).await.unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    for _ in 0..records {
+        let message = messages.next().await.unwrap().unwrap();
+        assert_eq!(message.payload.len(), VALUE_BYTES);
+    }
+}
+
+fn jetstream_backend(c: &mut Criterion) {
+    let records = record_count();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let _guard = runtime.enter();
+    let cluster = NatsCluster::start(3);
+    let dir = std::env::temp_dir().join(format!("fluvio-bench-jetstream-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let on_jetstream = runtime.block_on(start_server(&runtime, dir.join("js"), Some(cluster.urls())));
+    let on_local = runtime.block_on(start_server(&runtime, dir.join("local"), None));
+    let nats = runtime.block_on(async_nats::connect(cluster.url(0))).unwrap();
+    let js = jetstream::new(nats);
+    let mut run = 0u32;
+
+    let mut group = c.benchmark_group("jetstream");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(30));
+    group.throughput(Throughput::Elements(records as u64));
+
+    // Each produce run writes a fresh topic (or stream) with three copies.
+    group.bench_function("produce-via-server-r3", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                run += 1;
+                let topic = format!("produce-{run}");
+                runtime.block_on(on_jetstream.create_replicated_topic(&topic, 1, 3, RetentionSpec::default())).unwrap();
+                let start = Instant::now();
+                runtime.block_on(produce(&on_jetstream, &topic, records));
+                total += start.elapsed();
+                runtime.block_on(on_jetstream.delete_topic(&topic)).unwrap();
+            }
+            total
+        })
+    });
+    group.bench_function("publish-directly-per-record-r3", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                run += 1;
+                let name = format!("direct-{run}");
+                let subject = format!("direct.{run}");
+                let config = stream::Config {
+                    name: name.clone(),
+                    subjects: vec![subject.clone()],
+                    num_replicas: 3,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                };
+                runtime.block_on(js.create_stream(config)).unwrap();
+                let start = Instant::now();
+                runtime.block_on(publish_directly(&js, &subject, records));
+                total += start.elapsed();
+                runtime.block_on(js.delete_stream(&name)).unwrap();
+            }
+            total
+        })
+    });
+    group.bench_function("produce-local-log", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                run += 1;
+                let topic = format!("local-{run}");
+                runtime.block_on(on_local.create_topic(&topic, 1)).unwrap();
+                let start = Instant::now();
+                runtime.block_on(produce(&on_local, &topic, records));
+                total += start.elapsed();
+                runtime.block_on(on_local.delete_topic(&topic)).unwrap();
+            }
+            total
+        })
+    });
+
+    // Reading: one topic (or stream) written once, read by each run.
+    runtime.block_on(on_jetstream.create_replicated_topic("read", 1, 3, RetentionSpec::default())).unwrap();
+    runtime.block_on(produce(&on_jetstream, "read", records));
+    runtime.block_on(on_local.create_topic("read", 1)).unwrap();
+    runtime.block_on(produce(&on_local, "read", records));
+    let config = stream::Config {
+        name: "direct-read".into(),
+        subjects: vec!["direct.read".into()],
+        num_replicas: 3,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    runtime.block_on(js.create_stream(config)).unwrap();
+    runtime.block_on(publish_directly(&js, "direct.read", records));
+
+    group.bench_function("consume-via-server-r3", |b| {
+        b.iter(|| runtime.block_on(consume(&on_jetstream, "read", records)))
+    });
+    group.bench_function("read-directly-ordered-consumer-r3", |b| {
+        b.iter(|| runtime.block_on(read_directly(&js, "direct-read", records)))
+    });
+    group.bench_function("consume-local-log", |b| b.iter(|| runtime.block_on(consume(&on_local, "read", records))));
+    group.finish();
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, jetstream_backend);
+criterion_main!(benches);
