@@ -34,18 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A loopback port nothing listens on (bash's /dev/tcp: no other tool needed).
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return
-    fi
-  done
-}
-run() { echo "\$ $*"; "$@"; }
+source scripts/demo-lib.sh
 
 # A throwaway MQTT broker.
 mqtt_port=$(free_port)

@@ -23,26 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A loopback port nothing listens on (bash's /dev/tcp: no other tool needed).
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return
-    fi
-  done
-}
-run() { echo "\$ $*"; "$@"; }
-wait_for_port() {
-  for _ in $(seq 1 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
-    sleep 0.1
-  done
-  echo "nothing listens on 127.0.0.1:$1" >&2
-  exit 1
-}
+source scripts/demo-lib.sh
 
 # Three NATS nodes, each with its own JetStream store, joined by routes.
 nats_bin=$(command -v nats-server || echo /usr/sbin/nats-server)
@@ -61,6 +42,7 @@ EOF
   "$nats_bin" -c "$work/node$node.conf" > "$work/node$node.log" 2>&1 &
   nats_pids+=($!)
   pids+=($!)
+  disown $!  # no "Killed" notice when the demo kills it
 done
 for port in "${client_ports[@]}"; do wait_for_port "$port"; done
 urls=$(printf 'nats://127.0.0.1:%s,' "${client_ports[@]}")
@@ -76,6 +58,7 @@ for name in a b; do
     > "$work/server-$name.out" 2> "$work/server-$name.log" &
   server_pids+=($!)
   pids+=($!)
+  disown $!
   server_ports+=("$port")
 done
 for port in "${server_ports[@]}"; do wait_for_port "$port"; done

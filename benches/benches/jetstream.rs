@@ -16,6 +16,7 @@
 //!
 //! Run: `cargo bench -p fluvio-benches --bench jetstream`
 
+use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
@@ -79,12 +80,12 @@ async fn publish_directly(js: &jetstream::Context, subject: &str, records: usize
     for n in 0..records {
         acks.push(js.publish(subject.to_string(), value(n).into()).await.unwrap());
         if acks.len() == 4096 {
-            for ack in futures::future::join_all(acks.drain(..)).await {
+            for ack in futures::future::join_all(acks.drain(..).map(IntoFuture::into_future)).await {
                 ack.unwrap();
             }
         }
     }
-    for ack in futures::future::join_all(acks).await {
+    for ack in futures::future::join_all(acks.into_iter().map(IntoFuture::into_future)).await {
         ack.unwrap();
     }
 }
