@@ -87,17 +87,29 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a cluster in a new scratch home.
     pub fn start(name: &str) -> Cluster {
+        Cluster::start_with(name, &[])
+    }
+
+    /// Starts a cluster in a new scratch home, with more `cluster start`
+    /// arguments.
+    pub fn start_with(name: &str, args: &[&str]) -> Cluster {
         let home = std::env::temp_dir().join(format!("fluvio-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&home);
         std::fs::create_dir_all(&home).unwrap();
         let cluster = Cluster { home };
-        cluster.start_again();
+        cluster.start_again_with(args);
         cluster
     }
 
     /// `fluvio cluster start` in this home (after a stop: same data).
     pub fn start_again(&self) {
-        let out = self.fluvio(&["cluster", "start", "--listen", "127.0.0.1:0"], None, Path::new("."));
+        self.start_again_with(&[]);
+    }
+
+    fn start_again_with(&self, args: &[&str]) {
+        let mut command = vec!["cluster", "start", "--listen", "127.0.0.1:0"];
+        command.extend_from_slice(args);
+        let out = self.fluvio(&command, None, Path::new("."));
         assert!(out.status.success(), "cluster start failed: {}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("listening on 127.0.0.1:"), "{stdout}");
