@@ -1,18 +1,16 @@
 //! Producers: batch records, optionally run SmartModules on them in this
 //! process (the `smartengine` feature), and send only the outputs.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::future::BoxFuture;
 use tokio::sync::{Notify, oneshot, watch};
 
 use fluvio_protocol::messages::{ProduceRequest, ProduceResponse};
 use fluvio_protocol::{ApiKind, Batch, BatchBuilder, ErrorCode, ErrorPolicy, ProducerStamp, SmartModuleInvocation};
 
-use crate::client::{check, control, is_retryable};
+use crate::client::control;
 use crate::consumer::DeadLetterSink;
 use crate::{Fluvio, FluvioError};
 
@@ -285,22 +283,7 @@ impl TopicProducer {
     }
 }
 
-/// Batches a producer keeps in flight: sent, not yet acknowledged.
-const IN_FLIGHT_BATCHES: usize = 4;
-
-/// A batch sent and waiting for its answer.
-struct InFlight {
-    response: BoxFuture<'static, Result<ProduceResponse, FluvioError>>,
-    acks: Vec<Option<Ack>>,
-    first_output: Vec<Option<u32>>,
-    /// Records queued by `send` that this batch answers.
-    count: u64,
-}
-
 async fn flush_loop(shared: Arc<Shared>) {
-    // Answers are awaited in sending order, so that a batch resent after a
-    // failure goes before the batches sent after it.
-    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     loop {
         let wait = {
             let pending = shared.pending.lock().expect("pending lock");
@@ -313,23 +296,9 @@ async fn flush_loop(shared: Arc<Shared>) {
         if let Some(wait) = wait
             && !wait.is_zero()
         {
-            match in_flight.front_mut() {
-                Some(front) => {
-                    tokio::select! {
-                        result = &mut front.response => {
-                            let done = in_flight.pop_front().expect("a front");
-                            finish(&shared, done, result);
-                        }
-                        _ = shared.wake.notified() => {}
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
-                None => {
-                    tokio::select! {
-                        _ = shared.wake.notified() => {}
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
             }
             continue;
         }
@@ -344,37 +313,16 @@ async fn flush_loop(shared: Arc<Shared>) {
             let count = taken.len() as u64;
             (taken, count)
         };
-        match send_records(&shared, records, count).await {
-            Some(sent) => in_flight.push_back(sent),
-            None => shared.sent.send_modify(|sent| *sent += count),
+        if !records.is_empty() {
+            send_records(&shared, records).await;
         }
-        while in_flight.len() >= IN_FLIGHT_BATCHES {
-            let mut front = in_flight.pop_front().expect("a front");
-            let result = (&mut front.response).await;
-            finish(&shared, front, result);
-        }
+        shared.sent.send_modify(|sent| *sent += count);
     }
 }
 
-/// Answers the acknowledgements of a batch whose answer came.
-fn finish(shared: &Shared, done: InFlight, result: Result<ProduceResponse, FluvioError>) {
-    for (ack, first) in done.acks.into_iter().zip(done.first_output) {
-        let Some(ack) = ack else { continue };
-        let _ = ack.send(match &result {
-            Ok(response) => Ok(first.map(|j| response.base_offset + j as i64)),
-            Err(error) => Err(error.clone()),
-        });
-    }
-    shared.sent.send_modify(|sent| *sent += done.count);
-}
-
-/// Runs the chain (if any) over `records` and sends the outputs as one
-/// batch. Returns the batch in flight, or `None` when every record's
-/// acknowledgement has been answered already (nothing to send).
-async fn send_records(shared: &Shared, records: Vec<PendingRecord>, count: u64) -> Option<InFlight> {
-    if records.is_empty() {
-        return None;
-    }
+/// Runs the chain (if any) over `records`, sends the outputs as one batch,
+/// and answers every record's acknowledgement.
+async fn send_records(shared: &Shared, records: Vec<PendingRecord>) {
     let base_timestamp = records[0].timestamp;
     let mut builder = BatchBuilder::new(0, base_timestamp);
     for (i, record) in records.iter().enumerate() {
@@ -391,13 +339,16 @@ async fn send_records(shared: &Shared, records: Vec<PendingRecord>, count: u64) 
             }
             input
         }
-        Some(chain) => transform(shared, chain, input, &mut acks, &mut first_output).await?,
+        Some(chain) => match transform(shared, chain, input, &mut acks, &mut first_output).await {
+            Some(batch) => batch,
+            None => return,
+        },
     };
     if batch.is_empty() {
         for ack in acks.into_iter().flatten() {
             let _ = ack.send(Ok(None));
         }
-        return None;
+        return;
     }
     // One stamp per batch, kept across retries: a batch resent after a
     // lost acknowledgement (or through another server) is stored once.
@@ -405,40 +356,16 @@ async fn send_records(shared: &Shared, records: Vec<PendingRecord>, count: u64) 
         ProducerStamp { id: shared.producer_id, sequence: shared.next_sequence.fetch_add(1, Ordering::Relaxed) };
     let request =
         ProduceRequest { topic: shared.topic.clone(), partition: shared.config.partition, producer: Some(stamp) };
-    let payload = batch.into_bytes();
-    shared.bytes_sent.fetch_add(payload.len() as u64, Ordering::Relaxed);
-    // Written now, in order; the answer is awaited later.
-    let connection = shared.fluvio.connection();
-    let sent = connection.send(ApiKind::Produce, &request, payload.clone()).await;
-    let fluvio = shared.fluvio.clone();
-    let response = Box::pin(async move {
-        let first = match sent {
-            Ok((id, mut responses)) => {
-                let answer = responses.recv().await;
-                connection.forget(id);
-                answer
-                    .unwrap_or_else(|| {
-                        Err(FluvioError::ConnectionLost {
-                            addr: connection.addr().to_string(),
-                            reason: "closed".into(),
-                        })
-                    })
-                    .and_then(check)
-            }
-            Err(error) => Err(error),
-        };
-        let frame = match first {
-            Err(error) if is_retryable(&error) => {
-                if matches!(error, FluvioError::ConnectionLost { .. }) {
-                    let _ = fluvio.fail_over(&connection).await;
-                }
-                fluvio.request(ApiKind::Produce, &request, payload).await
-            }
-            other => other,
-        };
-        frame.and_then(|frame| control::<ProduceResponse>(&frame))
-    });
-    Some(InFlight { response, acks, first_output, count })
+    shared.bytes_sent.fetch_add(batch.as_bytes().len() as u64, Ordering::Relaxed);
+    let result = shared.fluvio.request(ApiKind::Produce, &request, batch.into_bytes()).await;
+    let result: Result<ProduceResponse, FluvioError> = result.and_then(|frame| control(&frame));
+    for (ack, first) in acks.into_iter().zip(first_output) {
+        let Some(ack) = ack else { continue };
+        let _ = ack.send(match &result {
+            Ok(response) => Ok(first.map(|j| response.base_offset + j as i64)),
+            Err(error) => Err(error.clone()),
+        });
+    }
 }
 
 /// Runs the producer's chain over a batch and renumbers the outputs 0, 1,

@@ -146,7 +146,6 @@ pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
         let _ = writer.shutdown().await;
     });
     let mut streams = Vec::new();
-    let queued = Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_PRODUCES));
     loop {
         let frame = match Frame::read(&mut reader, context.config.max_frame_bytes).await {
             Ok(frame) => frame,
@@ -193,47 +192,7 @@ pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
             }
             continue;
         }
-        if kind == ApiKind::Produce {
-            // Queued in arrival order; on a backend that keeps appends in
-            // flight the answer comes later, and the next request is read
-            // meanwhile (at most MAX_QUEUED_PRODUCES waiting).
-            match queue_produce(&context, frame).await {
-                Ok(Queued::Later(receipt, record_count)) => {
-                    let Ok(permit) = Arc::clone(&queued).acquire_owned().await else { break };
-                    let frames = frames.clone();
-                    tokio::spawn(async move {
-                        let answer = match receipt.await {
-                            Ok(Ok(base_offset)) => respond(
-                                kind,
-                                correlation_id,
-                                &ProduceResponse { base_offset, record_count },
-                                Vec::new(),
-                            ),
-                            Ok(Err(error)) => error_frame(correlation_id, &ServerError::from(error)),
-                            Err(_) => error_frame(
-                                correlation_id,
-                                &ServerError::new(ErrorCode::Unavailable, "the partition's appender stopped; retry"),
-                            ),
-                        };
-                        let _ = frames.send(answer).await;
-                        drop(permit);
-                    });
-                    continue;
-                }
-                Ok(Queued::Done(response)) => {
-                    if frames.send(response).await.is_err() {
-                        break;
-                    }
-                }
-                Err(error) => {
-                    if frames.send(error_frame(correlation_id, &error)).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        // Requests other than streams and produces are answered in order.
+        // Requests other than streams are answered in order.
         let response = handle(&context, kind, frame).await.unwrap_or_else(|error| error_frame(correlation_id, &error));
         if frames.send(response).await.is_err() {
             break;
@@ -244,34 +203,6 @@ pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
     }
     drop(frames);
     let _ = writer_task.await;
-}
-
-/// Most produce requests of one connection waiting for their append.
-const MAX_QUEUED_PRODUCES: usize = 64;
-
-/// A produce request, appended or queued.
-enum Queued {
-    /// Answered now.
-    Done(Frame),
-    /// Queued: the base offset comes later; the batch's record count.
-    Later(crate::storage::AppendReceipt, u32),
-}
-
-async fn queue_produce(context: &ServerContext, frame: Frame) -> Result<Queued, ServerError> {
-    let id = frame.correlation_id;
-    let request: ProduceRequest = decode(&frame)?;
-    let partition = context.storage.partition(&request.topic, request.partition).await?;
-    let batch = Batch::from_bytes(frame.payload)
-        .map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
-    let record_count = batch.record_count();
-    if partition.pipelines_appends() {
-        return match partition.enqueue_append(batch, request.producer) {
-            Some(receipt) => Ok(Queued::Later(receipt, record_count)),
-            None => Err(ServerError::new(ErrorCode::Unavailable, "the partition cannot take appends now; retry")),
-        };
-    }
-    let base_offset = partition.append(batch, request.producer).await?;
-    Ok(Queued::Done(respond(ApiKind::Produce, id, &ProduceResponse { base_offset, record_count }, Vec::new())))
 }
 
 fn respond<T: serde::Serialize>(kind: ApiKind, correlation_id: u32, control: &T, payload: Vec<u8>) -> Frame {
@@ -304,6 +235,15 @@ async fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<
         ApiKind::ListTopics => {
             decode::<Empty>(&frame)?;
             Ok(respond(kind, id, &context.storage.list_topics().await?, Vec::new()))
+        }
+        ApiKind::Produce => {
+            let request: ProduceRequest = decode(&frame)?;
+            let partition = context.storage.partition(&request.topic, request.partition).await?;
+            let batch = Batch::from_bytes(frame.payload)
+                .map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
+            let record_count = batch.record_count();
+            let base_offset = partition.append(batch, request.producer).await?;
+            Ok(respond(kind, id, &ProduceResponse { base_offset, record_count }, Vec::new()))
         }
         // Registering compiles the module: blocking work.
         ApiKind::CreateSmartModule => {
@@ -344,7 +284,7 @@ async fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<
             let (text, next_offset) = context.connectors.logs(&request.name, request.offset).await?;
             Ok(respond(kind, id, &ConnectorLogsResponse { next_offset }, text))
         }
-        ApiKind::Produce | ApiKind::StreamFetch | ApiKind::Error => Err(bad_frame("unexpected request kind")),
+        ApiKind::StreamFetch | ApiKind::Error => Err(bad_frame("unexpected request kind")),
     }
 }
 

@@ -650,9 +650,6 @@ pub struct JetStreamPartition {
     positions: Mutex<BTreeMap<i64, u64>>,
     last_refresh_ms: AtomicU64,
     follower: tokio::task::JoinHandle<()>,
-    /// This server's queued appends, taken in order by the appender task.
-    appends: tokio::sync::mpsc::UnboundedSender<AppendJob>,
-    appender: tokio::task::JoinHandle<()>,
     /// Where this partition's end is noted, and the end noted last.
     ends: kv::Store,
     end_key: String,
@@ -662,36 +659,6 @@ pub struct JetStreamPartition {
 impl Drop for JetStreamPartition {
     fn drop(&mut self) {
         self.follower.abort();
-        self.appender.abort();
-    }
-}
-
-/// An append waiting for the appender task.
-struct AppendJob {
-    batch: Batch,
-    producer: Option<ProducerStamp>,
-    reply: tokio::sync::oneshot::Sender<Result<i64, StorageError>>,
-}
-
-/// Most appends a partition keeps in flight at once.
-const PIPELINE_DEPTH: usize = 8;
-
-/// Takes a partition's queued appends in order, as many at once as are
-/// waiting (up to [`PIPELINE_DEPTH`]).
-async fn run_appender(
-    partition: std::sync::Weak<JetStreamPartition>,
-    mut jobs: tokio::sync::mpsc::UnboundedReceiver<AppendJob>,
-) {
-    while let Some(first) = jobs.recv().await {
-        let Some(partition) = partition.upgrade() else { return };
-        let mut group = vec![first];
-        while group.len() < PIPELINE_DEPTH {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        partition.append_group(group).await;
     }
 }
 
@@ -725,7 +692,6 @@ impl JetStreamPartition {
             .await
             .map_err(|e| unavailable(format!("follow stream {stream_name}"), e))?;
         let (watermark, _) = watch::channel(0);
-        let (append_sender, append_receiver) = tokio::sync::mpsc::unbounded_channel();
         let partition = Arc::new_cyclic(|weak: &std::sync::Weak<JetStreamPartition>| JetStreamPartition {
             stream,
             stream_name,
@@ -740,8 +706,6 @@ impl JetStreamPartition {
             positions: Mutex::default(),
             last_refresh_ms: AtomicU64::new(0),
             follower: tokio::spawn(follow(weak.clone(), notifications)),
-            appends: append_sender,
-            appender: tokio::spawn(run_appender(weak.clone(), append_receiver)),
             ends: ends.clone(),
             end_key: end_key(&spec.name, partition),
             noted_end: AtomicI64::new(0),
@@ -928,7 +892,8 @@ impl JetStreamPartition {
         Ok((low <= last).then_some(low))
     }
 
-    fn check_size(&self, batch: &Batch) -> Result<(), StorageError> {
+    async fn append_stamped(&self, mut batch: Batch, producer: Option<ProducerStamp>) -> Result<i64, StorageError> {
+        let mut tail = self.tail.lock().await;
         let payload_len = batch.as_bytes().len();
         let max_payload = self.client.server_info().max_payload;
         if payload_len + 256 > max_payload {
@@ -936,127 +901,15 @@ impl JetStreamPartition {
                 "the batch is {payload_len} bytes, more than the JetStream cluster's max_payload of {max_payload}; send smaller batches (the producer's batch size), or raise max_payload in nats-server's config"
             )));
         }
-        Ok(())
-    }
-
-    /// The message id of a batch: its producer's stamp, else one of this
-    /// server's own.
-    fn message_id(producer: Option<ProducerStamp>) -> String {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        static SERVER: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        match producer {
-            Some(stamp) => format!("{:016x}-{}", stamp.id, stamp.sequence),
-            None => {
-                let server = SERVER.get_or_init(|| {
-                    use std::hash::{BuildHasher, Hasher};
-                    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-                    hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-                    hasher.write_u32(std::process::id());
-                    hasher.finish()
-                });
-                format!("server-{server:016x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
-            }
-        }
-    }
-
-    /// Records a stored batch as the new end and announces it.
-    async fn stored(&self, tail: &mut Tail, base_offset: i64, sequence: u64, next_offset: i64) {
-        tail.last_sequence = sequence;
-        tail.next_offset = next_offset;
-        self.remember(base_offset, sequence);
-        self.advance(tail.next_offset, tail.last_sequence);
-        let mut end = Vec::with_capacity(16);
-        end.extend_from_slice(&tail.next_offset.to_le_bytes());
-        end.extend_from_slice(&tail.last_sequence.to_le_bytes());
-        let _ = self.client.publish(self.notify_subject.clone(), Bytes::from(end)).await;
-    }
-
-    /// Appends queued batches: all sent at once, each stating the sequence
-    /// and the message id it must follow, so that JetStream (which checks
-    /// both in order as it applies them) refuses the rest of the chain when
-    /// one is refused or another server wrote in between. What was refused
-    /// is then appended one at a time.
-    async fn append_group(&self, jobs: Vec<AppendJob>) {
-        let mut tail = self.tail.lock().await;
-        let mut sent = Vec::with_capacity(jobs.len());
-        let mut predicted = *tail;
-        let mut previous_id: Option<String> = None;
-        for mut job in jobs {
-            if let Err(error) = self.check_size(&job.batch) {
-                let _ = job.reply.send(Err(error));
-                continue;
-            }
-            let base_offset = predicted.next_offset;
-            job.batch.set_base_offset(base_offset);
-            let id = Self::message_id(job.producer);
-            let mut publish = jetstream::message::PublishMessage::build()
-                .payload(Bytes::copy_from_slice(job.batch.as_bytes()))
-                .expected_last_sequence(predicted.last_sequence)
-                .message_id(&id);
-            if let Some(previous) = &previous_id {
-                publish = publish.expected_last_message_id(previous);
-            }
-            let ack = self.js.send_publish(self.subject.clone(), publish).await;
-            predicted = Tail { last_sequence: predicted.last_sequence + 1, next_offset: job.batch.next_offset() };
-            previous_id = Some(id);
-            sent.push((job, base_offset, ack));
-        }
-        let mut again = Vec::new();
-        let mut broken = false;
-        for (job, base_offset, ack) in sent {
-            let acknowledged = match ack {
-                Ok(ack) => ack.await,
-                Err(error) => Err(error),
-            };
-            match acknowledged {
-                Ok(ack) if !ack.duplicate => {
-                    self.stored(&mut tail, base_offset, ack.sequence, job.batch.next_offset()).await;
-                    let _ = job.reply.send(Ok(base_offset));
-                }
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        jetstream::context::PublishErrorKind::WrongLastSequence
-                            | jetstream::context::PublishErrorKind::WrongLastMessageId
-                    ) =>
-                {
-                    broken = true;
-                    again.push(job);
-                }
-                // A resend of a stored batch, or a failure: the end is
-                // no longer what was predicted.
-                _ => {
-                    broken = true;
-                    again.push(job);
-                }
-            }
-        }
-        if broken && let Ok(loaded) = self.load_tail().await {
-            *tail = loaded;
-            self.advance(tail.next_offset, tail.last_sequence);
-        }
-        for job in again {
-            let result = self.append_one(&mut tail, job.batch, job.producer).await;
-            let _ = job.reply.send(result);
-        }
-    }
-
-    /// Appends one batch after the end in `tail`, reloading the end and
-    /// trying again when another server appended first.
-    async fn append_one(
-        &self,
-        tail: &mut Tail,
-        mut batch: Batch,
-        producer: Option<ProducerStamp>,
-    ) -> Result<i64, StorageError> {
-        self.check_size(&batch)?;
         let mut conflicts = 0u32;
         loop {
             batch.set_base_offset(tail.next_offset);
-            let publish = jetstream::message::PublishMessage::build()
+            let mut publish = jetstream::message::PublishMessage::build()
                 .payload(Bytes::copy_from_slice(batch.as_bytes()))
-                .expected_last_sequence(tail.last_sequence)
-                .message_id(Self::message_id(producer));
+                .expected_last_sequence(tail.last_sequence);
+            if let Some(stamp) = producer {
+                publish = publish.message_id(format!("{:016x}-{}", stamp.id, stamp.sequence));
+            }
             let sent = self.js.send_publish(self.subject.clone(), publish).await;
             let acknowledged = match sent {
                 Ok(ack) => ack.await,
@@ -1075,7 +928,14 @@ impl JetStreamPartition {
                 }
                 Ok(ack) => {
                     let base_offset = tail.next_offset;
-                    self.stored(tail, base_offset, ack.sequence, batch.next_offset()).await;
+                    tail.last_sequence = ack.sequence;
+                    tail.next_offset = batch.next_offset();
+                    self.remember(base_offset, ack.sequence);
+                    self.advance(tail.next_offset, tail.last_sequence);
+                    let mut end = Vec::with_capacity(16);
+                    end.extend_from_slice(&tail.next_offset.to_le_bytes());
+                    end.extend_from_slice(&tail.last_sequence.to_le_bytes());
+                    let _ = self.client.publish(self.notify_subject.clone(), Bytes::from(end)).await;
                     return Ok(base_offset);
                 }
                 Err(error) if error.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
@@ -1142,25 +1002,7 @@ async fn follow(partition: std::sync::Weak<JetStreamPartition>, mut notification
 
 impl Partition for JetStreamPartition {
     fn append(&self, batch: Batch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>> {
-        let receipt = self.enqueue_append(batch, producer);
-        Box::pin(async move {
-            match receipt {
-                Some(receipt) => {
-                    receipt.await.unwrap_or_else(|_| Err(self.unavailable("append to", "the appender stopped")))
-                }
-                None => Err(self.unavailable("append to", "the appender stopped")),
-            }
-        })
-    }
-
-    fn pipelines_appends(&self) -> bool {
-        true
-    }
-
-    fn enqueue_append(&self, batch: Batch, producer: Option<ProducerStamp>) -> Option<super::AppendReceipt> {
-        let (reply, receipt) = tokio::sync::oneshot::channel();
-        self.appends.send(AppendJob { batch, producer, reply }).ok()?;
-        Some(receipt)
+        Box::pin(self.append_stamped(batch, producer))
     }
 
     fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>> {

@@ -47,25 +47,7 @@ pub trait Partition: Send + Sync {
 
     /// Follows the offset consumers may read up to, as records are appended.
     fn subscribe(&self) -> watch::Receiver<i64>;
-
-    /// Whether appends can be queued with
-    /// [`enqueue_append`](Self::enqueue_append), several in flight.
-    fn pipelines_appends(&self) -> bool {
-        false
-    }
-
-    /// Queues an append now, in call order, and returns where its answer
-    /// will come, for backends that keep several appends in flight; `None`
-    /// (the default) when the backend does not (call
-    /// [`append`](Self::append) and await it).
-    fn enqueue_append(&self, batch: Batch, producer: Option<ProducerStamp>) -> Option<AppendReceipt> {
-        let _ = (batch, producer);
-        None
-    }
 }
-
-/// Where the answer to a queued append arrives: the batch's base offset.
-pub type AppendReceipt = tokio::sync::oneshot::Receiver<Result<i64, StorageError>>;
 
 /// Topics and their partitions, wherever they are stored.
 pub trait Storage: Send + Sync {
