@@ -118,58 +118,68 @@ fn jetstream_backend(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(30));
     group.throughput(Throughput::Elements(records as u64));
 
-    // Each produce run writes a fresh topic (or stream) with three copies.
-    group.bench_function("produce-via-server-r3", |b| {
-        b.iter_custom(|iterations| {
+    // Each produce run writes a fresh topic (or stream): `make` and
+    // `remove` are not timed, `write` is.
+    let mut fresh =
+        |iterations: u64, prefix: &str, make: &dyn Fn(&str), write: &dyn Fn(&str), remove: &dyn Fn(&str)| {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
                 run += 1;
-                let topic = format!("produce-{run}");
-                runtime.block_on(on_jetstream.create_replicated_topic(&topic, 1, 3, RetentionSpec::default())).unwrap();
+                let name = format!("{prefix}-{run}");
+                make(&name);
                 let start = Instant::now();
-                runtime.block_on(produce(&on_jetstream, &topic, records));
+                write(&name);
                 total += start.elapsed();
-                runtime.block_on(on_jetstream.delete_topic(&topic)).unwrap();
+                remove(&name);
             }
             total
+        };
+    group.bench_function("produce-via-server-r3", |b| {
+        b.iter_custom(|iterations| {
+            fresh(
+                iterations,
+                "produce",
+                &|topic| {
+                    runtime
+                        .block_on(on_jetstream.create_replicated_topic(topic, 1, 3, RetentionSpec::default()))
+                        .unwrap()
+                },
+                &|topic| runtime.block_on(produce(&on_jetstream, topic, records)),
+                &|topic| runtime.block_on(on_jetstream.delete_topic(topic)).unwrap(),
+            )
         })
     });
     group.bench_function("publish-directly-per-record-r3", |b| {
         b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                run += 1;
-                let name = format!("direct-{run}");
-                let subject = format!("direct.{run}");
-                let config = stream::Config {
-                    name: name.clone(),
-                    subjects: vec![subject.clone()],
-                    num_replicas: 3,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                };
-                runtime.block_on(js.create_stream(config)).unwrap();
-                let start = Instant::now();
-                runtime.block_on(publish_directly(&js, &subject, records));
-                total += start.elapsed();
-                runtime.block_on(js.delete_stream(&name)).unwrap();
-            }
-            total
+            fresh(
+                iterations,
+                "direct",
+                &|name| {
+                    let config = stream::Config {
+                        name: name.to_string(),
+                        subjects: vec![format!("{name}.records")],
+                        num_replicas: 3,
+                        storage: stream::StorageType::File,
+                        ..Default::default()
+                    };
+                    runtime.block_on(js.create_stream(config)).unwrap();
+                },
+                &|name| runtime.block_on(publish_directly(&js, &format!("{name}.records"), records)),
+                &|name| {
+                    runtime.block_on(js.delete_stream(name)).unwrap();
+                },
+            )
         })
     });
     group.bench_function("produce-local-log", |b| {
         b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                run += 1;
-                let topic = format!("local-{run}");
-                runtime.block_on(on_local.create_topic(&topic, 1)).unwrap();
-                let start = Instant::now();
-                runtime.block_on(produce(&on_local, &topic, records));
-                total += start.elapsed();
-                runtime.block_on(on_local.delete_topic(&topic)).unwrap();
-            }
-            total
+            fresh(
+                iterations,
+                "local",
+                &|topic| runtime.block_on(on_local.create_topic(topic, 1)).unwrap(),
+                &|topic| runtime.block_on(produce(&on_local, topic, records)),
+                &|topic| runtime.block_on(on_local.delete_topic(topic)).unwrap(),
+            )
         })
     });
 
