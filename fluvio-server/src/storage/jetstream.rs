@@ -273,12 +273,7 @@ impl JetStreamStorage {
         metadata_replicas(&self.client)
     }
 
-    /// The NATS client, shared with the registry's object store.
-    pub fn client(&self) -> &async_nats::Client {
-        &self.client
-    }
-
-    /// The JetStream context.
+    /// The JetStream context, shared with the registry's object store.
     pub fn context(&self) -> &jetstream::Context {
         &self.js
     }
