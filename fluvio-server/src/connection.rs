@@ -333,6 +333,7 @@ async fn stream(
     };
     let max_bytes = (request.max_bytes as u64).clamp(1, 16 << 20);
     let mut watermark = partition.subscribe();
+    let mut reader = partition.reader(offset);
     // `false` once the client is gone: the stream then just ends.
     let send = |event: StreamEvent, payload: Vec<u8>| async move {
         frames.send(respond(ApiKind::StreamFetch, id, &event, payload)).await.is_ok()
@@ -341,7 +342,7 @@ async fn stream(
         return Ok(());
     }
     loop {
-        let batches = partition.read(offset, max_bytes).await?;
+        let batches = reader.next(max_bytes).await?;
         if batches.is_empty() {
             if *watermark.borrow() > offset {
                 // The end moved, but the records are not readable here

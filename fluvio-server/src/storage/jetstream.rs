@@ -24,7 +24,7 @@
 //! skipped with an error naming its stream and sequence; it never stops a
 //! server.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,7 +37,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::{MAX_PARTITIONS, Partition, Storage, StorageError, TopicError, TopicSpec, validate_name};
+use super::{MAX_PARTITIONS, Partition, PartitionReader, Storage, StorageError, TopicError, TopicSpec, validate_name};
 
 /// The key-value bucket that holds every topic's settings.
 pub const TOPICS_BUCKET: &str = "fluvio-topics";
@@ -640,9 +640,11 @@ pub struct JetStreamPartition {
     watermark: watch::Sender<i64>,
     /// The last stream sequence known to hold a batch: reads go no further.
     known_last: AtomicU64,
-    /// Known batch positions: base offset → stream sequence, to find where
-    /// a read starts without searching.
-    positions: Mutex<BTreeMap<i64, u64>>,
+    /// Known batch positions: base offset → (stream sequence, next
+    /// offset), to find where a read starts without searching.
+    positions: Mutex<BTreeMap<i64, (u64, i64)>>,
+    /// Batches appended here lately.
+    recent: Mutex<RecentBatches>,
     last_refresh_ms: AtomicU64,
     follower: tokio::task::JoinHandle<()>,
     /// Where this partition's end is noted, and the end noted last.
@@ -659,6 +661,39 @@ impl Drop for JetStreamPartition {
 
 /// Most batch positions a partition remembers.
 const MAX_POSITIONS: usize = 4096;
+
+/// Most bytes of batches a partition keeps in [`RecentBatches`].
+const RECENT_BYTES: usize = 8 << 20;
+
+/// Batches this server appended lately, by stream sequence.
+///
+/// Consumers mostly follow the end of a partition: those connected to the
+/// server that wrote a batch read it from here instead of through NATS. A
+/// JetStream message never changes once stored, so an entry stays true
+/// until it is evicted.
+#[derive(Default)]
+struct RecentBatches {
+    by_sequence: BTreeMap<u64, Batch>,
+    bytes: usize,
+}
+
+impl RecentBatches {
+    fn get(&self, sequence: u64) -> Option<Batch> {
+        self.by_sequence.get(&sequence).cloned()
+    }
+
+    fn insert(&mut self, sequence: u64, batch: Batch) {
+        self.bytes += batch.as_bytes().len();
+        if let Some(replaced) = self.by_sequence.insert(sequence, batch) {
+            self.bytes -= replaced.as_bytes().len();
+        }
+        // Evict the oldest first: most reads follow the end.
+        while self.bytes > RECENT_BYTES {
+            let Some((_, evicted)) = self.by_sequence.pop_first() else { break };
+            self.bytes -= evicted.as_bytes().len();
+        }
+    }
+}
 
 /// What reading one stream message found.
 enum Fetched {
@@ -699,6 +734,7 @@ impl JetStreamPartition {
             watermark,
             known_last: AtomicU64::new(0),
             positions: Mutex::default(),
+            recent: Mutex::default(),
             last_refresh_ms: AtomicU64::new(0),
             follower: tokio::spawn(follow(weak.clone(), notifications)),
             ends: ends.clone(),
@@ -730,13 +766,13 @@ impl JetStreamPartition {
         });
     }
 
-    fn remember(&self, base_offset: i64, sequence: u64) {
+    fn remember(&self, base_offset: i64, sequence: u64, next_offset: i64) {
         let mut positions = self.positions.lock().expect("positions lock");
         // Forget the oldest: reads mostly follow the end.
         while positions.len() >= MAX_POSITIONS {
             positions.pop_first();
         }
-        positions.insert(base_offset, sequence);
+        positions.insert(base_offset, (sequence, next_offset));
     }
 
     /// The stream's sequence range, `first..=last` (empty when `first > last`).
@@ -749,6 +785,9 @@ impl JetStreamPartition {
     /// leader (a replica may not have a message just written yet).
     async fn fetch(&self, sequence: u64) -> Result<Fetched, StorageError> {
         use jetstream::stream::DirectGetErrorKind;
+        if let Some(batch) = self.recent.lock().expect("recent batches lock").get(sequence) {
+            return Ok(Fetched::Batch(batch));
+        }
         let message = match self.stream.direct_get(sequence).await {
             Ok(message) => message,
             Err(error) if error.kind() == DirectGetErrorKind::NotFound => {
@@ -764,7 +803,7 @@ impl JetStreamPartition {
         };
         match Batch::from_bytes(message.payload.to_vec()) {
             Ok(batch) => {
-                self.remember(batch.base_offset(), sequence);
+                self.remember(batch.base_offset(), sequence, batch.next_offset());
                 Ok(Fetched::Batch(batch))
             }
             Err(error) => {
@@ -847,19 +886,14 @@ impl JetStreamPartition {
         if offset >= self.next_offset() {
             return Ok(None);
         }
-        let hint = self.positions.lock().expect("positions lock").range(..=offset).next_back().map(|(b, s)| (*b, *s));
-        if let Some((base, sequence)) = hint {
-            if base == offset {
+        let hint = self.positions.lock().expect("positions lock").range(..=offset).next_back().map(|(_, p)| *p);
+        if let Some((sequence, next_offset)) = hint {
+            if next_offset > offset {
                 return Ok(Some(sequence));
             }
-            if let Fetched::Batch(batch) = self.fetch(sequence).await? {
-                if batch.next_offset() > offset {
-                    return Ok(Some(sequence));
-                }
-                if batch.next_offset() == offset {
-                    // Where the previous read ended: the next message.
-                    return Ok(Some(sequence + 1));
-                }
+            if next_offset == offset {
+                // Where the previous read ended: the next message.
+                return Ok(Some(sequence + 1));
             }
         }
         let (first, last) = self.sequences().await?;
@@ -925,7 +959,9 @@ impl JetStreamPartition {
                     let base_offset = tail.next_offset;
                     tail.last_sequence = ack.sequence;
                     tail.next_offset = batch.next_offset();
-                    self.remember(base_offset, ack.sequence);
+                    self.remember(base_offset, ack.sequence, tail.next_offset);
+                    // Before consumers are woken: those at the end read it from here.
+                    self.recent.lock().expect("recent batches lock").insert(ack.sequence, batch);
                     self.advance(tail.next_offset, tail.last_sequence);
                     let mut end = Vec::with_capacity(16);
                     end.extend_from_slice(&tail.next_offset.to_le_bytes());
@@ -983,6 +1019,88 @@ impl JetStreamPartition {
     }
 }
 
+/// Reads a partition onwards for one consumer, with up to [`READ_AHEAD`]
+/// messages in flight: each read is a round trip through NATS, so one at a
+/// time would bound a consumer by latency. Fetches run as tasks of their
+/// own, so that a read that stops at `max_bytes` leaves the ones ahead of
+/// it running for the next read rather than wasting them.
+struct JetStreamReader {
+    partition: Arc<JetStreamPartition>,
+    /// The first offset not yet returned.
+    offset: i64,
+    /// The next sequence to fetch; `None` until located (again).
+    next_sequence: Option<u64>,
+    in_flight: VecDeque<tokio::task::JoinHandle<Result<Fetched, StorageError>>>,
+}
+
+impl JetStreamReader {
+    fn restart(&mut self) {
+        for fetch in self.in_flight.drain(..) {
+            fetch.abort();
+        }
+        self.next_sequence = None;
+    }
+
+    async fn next_batches(&mut self, max_bytes: u64) -> Result<Vec<Batch>, StorageError> {
+        if self.next_sequence.is_none() {
+            match self.partition.locate(self.offset).await? {
+                Some(sequence) => self.next_sequence = Some(sequence),
+                None => return Ok(Vec::new()),
+            }
+        }
+        let mut batches = Vec::new();
+        let mut bytes = 0u64;
+        loop {
+            let last = self.partition.known_last.load(Ordering::Relaxed);
+            let mut sequence = self.next_sequence.expect("located above");
+            while self.in_flight.len() < READ_AHEAD && sequence <= last {
+                let partition = Arc::clone(&self.partition);
+                self.in_flight.push_back(tokio::spawn(async move { partition.fetch(sequence).await }));
+                sequence += 1;
+            }
+            self.next_sequence = Some(sequence);
+            let Some(fetch) = self.in_flight.pop_front() else { return Ok(batches) };
+            let fetched = fetch.await.map_err(|e| self.partition.unavailable("read", e));
+            match fetched.and_then(|fetched| fetched) {
+                Ok(Fetched::Batch(batch)) => {
+                    if batch.next_offset() <= self.offset {
+                        continue;
+                    }
+                    self.offset = batch.next_offset();
+                    bytes += batch.as_bytes().len() as u64;
+                    batches.push(batch);
+                    if bytes >= max_bytes {
+                        return Ok(batches);
+                    }
+                }
+                Ok(Fetched::Invalid) => {}
+                // Removed by retention meanwhile, or not yet on the replica
+                // that answered: locate again on the next call.
+                Ok(Fetched::Missing) => {
+                    self.restart();
+                    return Ok(batches);
+                }
+                Err(error) => {
+                    self.restart();
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+impl PartitionReader for JetStreamReader {
+    fn next(&mut self, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>> {
+        Box::pin(self.next_batches(max_bytes))
+    }
+}
+
+impl Drop for JetStreamReader {
+    fn drop(&mut self) {
+        self.restart();
+    }
+}
+
 /// Follows a partition's end as other servers announce it.
 async fn follow(partition: std::sync::Weak<JetStreamPartition>, mut notifications: async_nats::Subscriber) {
     while let Some(message) = notifications.next().await {
@@ -1002,6 +1120,10 @@ impl Partition for JetStreamPartition {
 
     fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>> {
         Box::pin(self.read_from(offset, max_bytes))
+    }
+
+    fn reader(self: Arc<Self>, offset: i64) -> Box<dyn PartitionReader> {
+        Box::new(JetStreamReader { partition: self, offset, next_sequence: None, in_flight: VecDeque::new() })
     }
 
     fn start_offset(&self) -> i64 {

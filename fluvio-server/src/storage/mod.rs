@@ -25,7 +25,7 @@ use tokio::sync::watch;
 pub use segment_log::FlushPolicy;
 
 /// One partition's records, wherever they are stored.
-pub trait Partition: Send + Sync {
+pub trait Partition: Send + Sync + 'static {
     /// Appends a producer's batch (records numbered 0, 1, 2, ...), gives it
     /// the next offsets and stores it durably per the backend's policy.
     /// Returns the offset of its first record.
@@ -47,6 +47,40 @@ pub trait Partition: Send + Sync {
 
     /// Follows the offset consumers may read up to, as records are appended.
     fn subscribe(&self) -> watch::Receiver<i64>;
+
+    /// A reader for one consumer that reads on from `offset`, batch after
+    /// batch. Where each read is a round trip (JetStream), the reader keeps
+    /// reads in flight ahead of the consumer; by default it just calls
+    /// [`read`](Self::read).
+    fn reader(self: Arc<Self>, offset: i64) -> Box<dyn PartitionReader> {
+        Box::new(PlainReader { partition: self, offset })
+    }
+}
+
+/// Reads a partition onwards, for one consumer.
+pub trait PartitionReader: Send {
+    /// The next stored batches, up to about `max_bytes` (at least one batch
+    /// when there is one); empty at the end. The first may start before
+    /// the reader's offset (batches are whole).
+    fn next(&mut self, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>>;
+}
+
+/// The default reader: one [`Partition::read`] after the other.
+struct PlainReader<P: ?Sized> {
+    partition: Arc<P>,
+    offset: i64,
+}
+
+impl<P: Partition + ?Sized> PartitionReader for PlainReader<P> {
+    fn next(&mut self, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>> {
+        Box::pin(async move {
+            let batches = self.partition.read(self.offset, max_bytes).await?;
+            if let Some(last) = batches.last() {
+                self.offset = self.offset.max(last.next_offset());
+            }
+            Ok(batches)
+        })
+    }
 }
 
 /// Topics and their partitions, wherever they are stored.
