@@ -2,10 +2,16 @@
 //!
 //! 1,000,000 records of about 100 bytes in batches of 1,000, through: a
 //! filter (value contains a byte), a map (ASCII upper-case), the regex
-//! scrubber from the walkthrough, and an aggregate (count). The native
-//! baseline runs the same Rust function through the same guest glue and
-//! the same output decoding, without the sandbox, so the ratio is the cost
-//! of WebAssembly, metering and the memory copy in and out.
+//! scrubber from the walkthrough, and an aggregate (count). Three columns:
+//!
+//! - `bare`: the function's body in a plain loop over the values as
+//!   `Vec<u8>`s, outputs allocated, no batch format: what a user would
+//!   write without a sandbox, and the limit the engine is measured against;
+//! - `native`: the same Rust function through the same guest glue, output
+//!   decoding and batch building as the engine, without the sandbox, so
+//!   that `wasm / native` is the cost of WebAssembly, metering and the
+//!   copies in and out;
+//! - `wasm`: the module, run by the engine.
 //!
 //! Also: instantiating a cached module with `init` (what a new consumer
 //! stream pays).
@@ -45,13 +51,55 @@ fn batches() -> Vec<Batch> {
         .collect()
 }
 
+/// The values of every batch, as a plain program would hold them.
+fn plain_values(input: &[Batch]) -> Vec<Vec<Vec<u8>>> {
+    input.iter().map(|batch| batch.records().map(|record| record.value.to_vec()).collect()).collect()
+}
+
+/// A plain loop over one batch's values; returns how many outputs it made.
+type Bare = fn(&[Vec<u8>]) -> usize;
+
+fn bare_filter(values: &[Vec<u8>]) -> usize {
+    let kept: Vec<Vec<u8>> = values.iter().filter(|value| value.contains(&b'#')).cloned().collect();
+    kept.len()
+}
+
+fn bare_uppercase(values: &[Vec<u8>]) -> usize {
+    let mapped: Vec<Vec<u8>> = values.iter().map(|value| value.to_ascii_uppercase()).collect();
+    mapped.len()
+}
+
+fn bare_regex_scrub(values: &[Vec<u8>]) -> usize {
+    static SSN: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\d{3}-\d{2}-\d{4}").unwrap());
+    let mapped: Vec<Vec<u8>> = values
+        .iter()
+        .map(|value| SSN.replace_all(std::str::from_utf8(value).unwrap(), "***-**-****").into_owned().into_bytes())
+        .collect();
+    mapped.len()
+}
+
+/// The count kept as text, as the module keeps its accumulator.
+fn bare_count(values: &[Vec<u8>]) -> usize {
+    let mut accumulator: Vec<u8> = Vec::new();
+    for _ in values {
+        let count: u64 =
+            if accumulator.is_empty() { 0 } else { std::str::from_utf8(&accumulator).unwrap().parse().unwrap() };
+        accumulator = (count + 1).to_string().into_bytes();
+    }
+    usize::from(!accumulator.is_empty())
+}
+
+#[allow(clippy::too_many_arguments)]
 fn wasm_run(
     c: &mut Criterion,
     group_name: &str,
     module: &str,
     kind: SmartModuleKind,
     native: fn(i32) -> i64,
+    bare: Bare,
     input: &[Batch],
+    values: &[Vec<Vec<u8>>],
 ) {
     let engine = SmartEngine::new();
     let invocation = SmartModuleInvocation::adhoc(module, dev_support::wasm(module)).expect_kind(kind);
@@ -68,6 +116,9 @@ fn wasm_run(
     group.throughput(Throughput::Elements(RECORDS as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(8));
+    group.bench_function(BenchmarkId::new("bare", RECORDS), |b| {
+        b.iter(|| values.iter().map(|batch| bare(batch)).sum::<usize>())
+    });
     group.bench_function(BenchmarkId::new("native", RECORDS), |b| {
         b.iter(|| {
             let mut out = 0usize;
@@ -91,22 +142,42 @@ fn wasm_run(
 
 fn kinds(c: &mut Criterion) {
     let input = batches();
+    let values = plain_values(&input);
+    // The bare loops compute what the modules compute.
+    let first = &values[0];
+    let expected_kept = input[0].records().filter(|r| r.value.contains(&b'#')).count();
+    assert_eq!(bare_filter(first), expected_kept);
+    assert_eq!(bare_uppercase(first), first.len());
+    assert_eq!(bare_regex_scrub(first), first.len());
     wasm_run(
         c,
         "filter",
         "bench-filter",
         SmartModuleKind::Filter,
         |len| glue::run_filter(len, 0, bench_filter::filter),
+        bare_filter,
         &input,
+        &values,
     );
-    wasm_run(c, "map", "uppercase-map", SmartModuleKind::Map, |len| glue::run_map(len, 0, uppercase_map::map), &input);
+    wasm_run(
+        c,
+        "map",
+        "uppercase-map",
+        SmartModuleKind::Map,
+        |len| glue::run_map(len, 0, uppercase_map::map),
+        bare_uppercase,
+        &input,
+        &values,
+    );
     wasm_run(
         c,
         "regex-scrub",
         "regex-scrubbing",
         SmartModuleKind::Map,
         |len| glue::run_map(len, 0, regex_scrubbing::map),
+        bare_regex_scrub,
         &input,
+        &values,
     );
     wasm_run(
         c,
@@ -114,7 +185,9 @@ fn kinds(c: &mut Criterion) {
         "bench-count",
         SmartModuleKind::Aggregate,
         |len| glue::run_aggregate(len, 0, bench_count::aggregate),
+        bare_count,
         &input,
+        &values,
     );
 }
 

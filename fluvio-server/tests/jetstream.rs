@@ -43,7 +43,13 @@ async fn produce_numbered(fluvio: &Fluvio, topic: &str, prefix: &str, count: usi
 async fn read_dense(fluvio: &Fluvio, topic: &str) -> Vec<String> {
     let records = read_all(fluvio, topic, from_beginning()).await;
     for (i, record) in records.iter().enumerate() {
-        assert_eq!(record.offset, i as i64, "offsets are dense from 0");
+        if record.offset != i as i64 {
+            let around: Vec<(i64, &[u8])> = records[i.saturating_sub(3)..(i + 3).min(records.len())]
+                .iter()
+                .map(|r| (r.offset, &r.value[..]))
+                .collect();
+            panic!("offsets are dense from 0: record {i} has offset {}; around it: {around:?}", record.offset);
+        }
     }
     values(&records)
 }

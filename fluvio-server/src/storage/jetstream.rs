@@ -454,14 +454,26 @@ impl JetStreamStorage {
     }
 
     async fn list(&self) -> Result<Vec<TopicInfo>, TopicError> {
-        let mut keys = self.topics_kv.keys().await.map_err(|e| unavailable("list topics", e))?;
+        // The bucket's subjects, from the stream's state: one request and
+        // its answer. (`kv::Store::keys` runs an ordered consumer, which can
+        // stall for a long time on nats-server 2.9 after a node is lost.)
+        let prefix = format!("$KV.{TOPICS_BUCKET}.");
+        let bucket_stream = self
+            .js
+            .get_stream_no_info(format!("KV_{TOPICS_BUCKET}"))
+            .await
+            .map_err(|e| unavailable("list topics", e))?;
+        let mut subjects =
+            bucket_stream.info_with_subjects(format!("{prefix}>")).await.map_err(|e| unavailable("list topics", e))?;
         let mut names = Vec::new();
-        while let Some(key) = keys.next().await {
-            names.push(key.map_err(|e| unavailable("list topics", e))?);
+        while let Some(subject) = subjects.next().await {
+            let (subject, _) = subject.map_err(|e| unavailable("list topics", e))?;
+            if let Some(key) = subject.strip_prefix(&prefix) {
+                names.push(key.replace('=', "."));
+            }
         }
         let mut topics = Vec::new();
-        for key in names {
-            let name = key.replace('=', ".");
+        for name in names {
             let Some((record, _)) = self.record(&name).await? else { continue };
             if record.state != TopicState::Ready {
                 continue;
@@ -818,13 +830,27 @@ impl JetStreamPartition {
 
     /// Finds the end: the last valid batch's next offset.
     async fn load_tail(&self) -> Result<Tail, StorageError> {
-        let (first, last) = self.sequences().await?;
+        let (mut first, mut last) = self.sequences().await?;
         let mut sequence = last;
+        let mut missing = 0;
         while sequence >= first.max(1) {
-            if let Fetched::Batch(batch) = self.fetch(sequence).await? {
-                return Ok(Tail { last_sequence: last, next_offset: batch.next_offset() });
+            match self.fetch(sequence).await? {
+                Fetched::Batch(batch) => return Ok(Tail { last_sequence: last, next_offset: batch.next_offset() }),
+                // Not a batch: holds no offsets, look before it.
+                Fetched::Invalid => sequence -= 1,
+                // Not readable although the stream says it is there. Going
+                // back past it would pair this `last` with an older batch's
+                // end, and the next append would reuse offsets: look again.
+                Fetched::Missing => {
+                    missing += 1;
+                    if missing > 20 {
+                        return Err(self.unavailable("read the end of", format!("message {sequence} cannot be read")));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    (first, last) = self.sequences().await?;
+                    sequence = last;
+                }
             }
-            sequence -= 1;
         }
         // Empty: nothing stored yet, or retention removed everything, and
         // the offsets with it: the end noted last says where they stopped.
