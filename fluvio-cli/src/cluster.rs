@@ -14,18 +14,84 @@ fn server_binary() -> PathBuf {
     home::sibling_program("fluvio-server", "FLUVIO_SERVER_BIN")
 }
 
-fn running_pid() -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(home::pid_file()).ok()?.trim().parse().ok()?;
+/// What the recorded local server is.
+enum LocalServer {
+    /// None recorded.
+    None,
+    /// Its process runs and it answers on its recorded address.
+    Running { pid: i32 },
+    /// Recorded, but of no use: `why` says what is wrong with it.
+    Stale { pid: i32, alive: bool, why: String },
+}
+
+/// How long a recorded server has to accept a connection before it is
+/// taken for stale.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn local_server() -> LocalServer {
+    let Some(pid) = std::fs::read_to_string(home::pid_file()).ok().and_then(|text| text.trim().parse::<i32>().ok())
+    else {
+        return LocalServer::None;
+    };
     // SAFETY: signal 0 only checks that the process exists.
-    (unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+    let exists = unsafe { libc::kill(pid, 0) } == 0;
+    if !exists || is_zombie(pid) {
+        return LocalServer::Stale { pid, alive: false, why: "is no longer running".into() };
+    }
+    // A pid is reused once its process is gone: it must still be ours.
+    let program = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let is_server =
+        program.split(|&b| b == 0).next().is_some_and(|arg0| String::from_utf8_lossy(arg0).contains("fluvio-server"));
+    if !is_server {
+        return LocalServer::Stale {
+            pid,
+            alive: false,
+            why: "is no longer running (its pid now belongs to another program)".into(),
+        };
+    }
+    let Ok(addr) = std::fs::read_to_string(home::addr_file()) else {
+        return LocalServer::Stale { pid, alive: true, why: "never recorded its address".into() };
+    };
+    let addr = addr.trim();
+    let answers = addr
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|socket| std::net::TcpStream::connect_timeout(&socket, ANSWER_TIMEOUT).is_ok());
+    if answers {
+        LocalServer::Running { pid }
+    } else {
+        LocalServer::Stale { pid, alive: true, why: format!("does not answer on {addr}") }
+    }
+}
+
+/// Removes what a stale server left: its process (when it still runs but
+/// does not answer, it holds the data directory) and its files.
+fn clean_up_stale(pid: i32, alive: bool) {
+    if alive {
+        // SAFETY: `pid` runs `fluvio-server` (checked by `local_server`).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // SAFETY: signal 0 only checks that the process exists.
+        while unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = std::fs::remove_file(home::pid_file());
+    let _ = std::fs::remove_file(home::addr_file());
 }
 
 /// Starts the server in the background and waits until it listens.
 pub fn start(data_dir: Option<PathBuf>, addr: &str, jetstream: Option<&str>) -> CliResult {
-    if let Some(pid) = running_pid() {
-        let addr = home::server_addr(None);
-        println!("a local Fluvio server is already running (pid {pid}) on {addr}");
-        return Ok(());
+    match local_server() {
+        LocalServer::Running { pid } => {
+            let addr = home::server_addr(None);
+            println!("a local Fluvio server is already running (pid {pid}) on {addr}");
+            return Ok(());
+        }
+        LocalServer::Stale { pid, alive, why } => {
+            println!("the local Fluvio server recorded before (pid {pid}) {why}; cleaning up and starting a new one");
+            clean_up_stale(pid, alive);
+        }
+        LocalServer::None => {}
     }
     let data_dir = data_dir.unwrap_or_else(home::default_data_dir);
     std::fs::create_dir_all(home::dir())
@@ -93,10 +159,15 @@ fn is_zombie(pid: i32) -> bool {
 
 /// Stops the local server cleanly (SIGTERM, then waits).
 pub fn stop() -> CliResult {
-    let Some(pid) = running_pid() else {
-        let _ = std::fs::remove_file(home::pid_file());
-        println!("no local Fluvio server is running");
-        return Ok(());
+    // A server that runs but does not answer is stopped all the same.
+    let pid = match local_server() {
+        LocalServer::Running { pid } | LocalServer::Stale { pid, alive: true, .. } => pid,
+        LocalServer::Stale { .. } | LocalServer::None => {
+            let _ = std::fs::remove_file(home::pid_file());
+            let _ = std::fs::remove_file(home::addr_file());
+            println!("no local Fluvio server is running");
+            return Ok(());
+        }
     };
     // SAFETY: sending SIGTERM to the pid we started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -116,8 +187,8 @@ pub fn stop() -> CliResult {
 
 /// Says whether the local server runs, and where.
 pub async fn status() -> CliResult {
-    match running_pid() {
-        Some(pid) => {
+    match local_server() {
+        LocalServer::Running { pid } => {
             let addr = home::server_addr(None);
             let reachable = fluvio_client::Fluvio::connect(&addr).await.is_ok();
             println!(
@@ -127,7 +198,13 @@ pub async fn status() -> CliResult {
             println!("logs in {}", home::log_file().display());
             Ok(())
         }
-        None => Err(CliError {
+        LocalServer::Stale { pid, why, .. } => Err(CliError {
+            message: format!(
+                "the local Fluvio server (pid {pid}) {why}; `fluvio cluster start` cleans up and starts a new one"
+            ),
+            code: crate::error::EXIT_NO_SERVER,
+        }),
+        LocalServer::None => Err(CliError {
             message: "no local Fluvio server is running; start one with `fluvio cluster start`".into(),
             code: crate::error::EXIT_NO_SERVER,
         }),
