@@ -85,7 +85,8 @@ struct IndexEntry {
     position: u64,
     len: u32,
     record_count: u32,
-    max_timestamp: i64,
+    /// When the server appended the batch (milliseconds since the epoch).
+    appended_ms: i64,
 }
 
 impl IndexEntry {
@@ -95,7 +96,7 @@ impl IndexEntry {
         out.put_u64(self.position);
         out.put_u32(self.len);
         out.put_u32(self.record_count);
-        out.put_i64(self.max_timestamp);
+        out.put_i64(self.appended_ms);
         out
     }
 
@@ -105,7 +106,7 @@ impl IndexEntry {
             position: reader.u64("index position")?,
             len: reader.u32("index batch length")?,
             record_count: reader.u32("index record count")?,
-            max_timestamp: reader.i64("index max timestamp")?,
+            appended_ms: reader.i64("index append time")?,
         })
     }
 
@@ -128,8 +129,9 @@ impl Segment {
         (dir.join(format!("{base_offset:020}.log")), dir.join(format!("{base_offset:020}.index")))
     }
 
-    fn max_timestamp(&self) -> Option<i64> {
-        self.entries.iter().map(|e| e.max_timestamp).max()
+    /// When the segment's newest batch was appended.
+    fn last_append_ms(&self) -> Option<i64> {
+        self.entries.iter().map(|e| e.appended_ms).max()
     }
 }
 
@@ -200,7 +202,15 @@ fn now_ms() -> i64 {
 /// length of the valid prefix.
 fn scan_segment(log_path: &Path) -> Result<(Vec<IndexEntry>, u64, u64), StorageError> {
     let mut file = File::open(log_path).map_err(io_error(log_path))?;
-    let file_len = file.metadata().map_err(io_error(log_path))?.len();
+    let metadata = file.metadata().map_err(io_error(log_path))?;
+    let file_len = metadata.len();
+    // When each batch was appended is lost with the index; the segment's
+    // last write is a time no batch in it is younger than.
+    let last_write_ms = metadata
+        .modified()
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or_else(now_ms, |age| age.as_millis() as i64);
     let mut bytes = Vec::with_capacity(file_len as usize);
     file.read_to_end(&mut bytes).map_err(io_error(log_path))?;
     let mut entries = Vec::new();
@@ -210,40 +220,33 @@ fn scan_segment(log_path: &Path) -> Result<(Vec<IndexEntry>, u64, u64), StorageE
         let Ok(header) = abi::BatchHeader::parse(rest) else { break };
         let len = header.batch_len as usize;
         let Ok(batch) = Batch::from_bytes(rest[..len].to_vec()) else { break };
-        entries.push(entry_for(&batch, position as u64, summarize(&batch).max_timestamp));
+        entries.push(entry_for(&batch, position as u64, last_write_ms));
         position += len;
     }
     Ok((entries, position as u64, file_len))
 }
 
-/// What one pass over a batch's records tells: its largest timestamp (for
-/// retention by age), and the first record whose offset delta is not its
-/// position (a produced batch must number records 0, 1, 2, ...).
-struct BatchSummary {
-    max_timestamp: i64,
-    misnumbered: Option<(usize, i64)>,
-}
-
-fn summarize(batch: &Batch) -> BatchSummary {
+/// The first record of a batch whose offset delta is not its position (a
+/// produced batch must number records 0, 1, 2, ...).
+fn misnumbered(batch: &Batch) -> Option<(usize, i64)> {
     let base = batch.base_offset();
-    let mut summary = BatchSummary { max_timestamp: batch.base_timestamp(), misnumbered: None };
-    for (position, record) in batch.records().enumerate() {
-        summary.max_timestamp = summary.max_timestamp.max(record.timestamp);
-        let delta = record.offset - base;
-        if delta != position as i64 && summary.misnumbered.is_none() {
-            summary.misnumbered = Some((position, delta));
-        }
-    }
-    summary
+    batch
+        .records()
+        .enumerate()
+        .map(|(position, record)| (position, record.offset - base))
+        .find(|(p, d)| *d != *p as i64)
 }
 
-fn entry_for(batch: &Batch, position: u64, max_timestamp: i64) -> IndexEntry {
+/// `appended_ms` is when the server stored the batch: retention by age
+/// counts from it, never from the producer's record timestamps (one record
+/// stamped in the future would otherwise hold retention back for ever).
+fn entry_for(batch: &Batch, position: u64, appended_ms: i64) -> IndexEntry {
     IndexEntry {
         base_offset: batch.base_offset(),
         position,
         len: batch.as_bytes().len() as u32,
         record_count: batch.record_count(),
-        max_timestamp,
+        appended_ms,
     }
 }
 
@@ -342,8 +345,7 @@ impl PartitionLog {
         if count == 0 {
             return Err(StorageError::InvalidBatch("a batch must hold at least one record".into()));
         }
-        let summary = summarize(&batch);
-        if let Some((record, delta)) = summary.misnumbered {
+        if let Some((record, delta)) = misnumbered(&batch) {
             return Err(StorageError::InvalidBatch(format!(
                 "record {record} has offset delta {delta}; a produced batch must number its records 0, 1, 2, ..."
             )));
@@ -355,7 +357,7 @@ impl PartitionLog {
             self.roll(&mut state)?;
         }
         let segment = state.segments.last().expect("active segment");
-        let entry = entry_for(&batch, segment.size, summary.max_timestamp);
+        let entry = entry_for(&batch, segment.size, now_ms());
         let (log_path, index_path) = (segment.log_path.clone(), segment.index_path.clone());
         let index_len = segment.entries.len() as u64 * INDEX_ENTRY_LEN as u64;
         let written = (&*state.active.log)
@@ -445,7 +447,7 @@ impl PartitionLog {
             let oldest = &state.segments[0];
             let too_big = retention.max_bytes.is_some_and(|max| total > max);
             let too_old =
-                retention.max_age_ms.is_some_and(|max| oldest.max_timestamp().is_some_and(|ts| now - ts > max as i64));
+                retention.max_age_ms.is_some_and(|max| oldest.last_append_ms().is_some_and(|ts| now - ts > max as i64));
             if !(too_big || too_old) {
                 break;
             }
@@ -734,17 +736,55 @@ mod tests {
         let dir = temp_dir("age");
         let config = LogConfig {
             segment_bytes: 100,
-            retention: RetentionSpec { max_age_ms: Some(60_000), ..Default::default() },
+            retention: RetentionSpec { max_age_ms: Some(300), ..Default::default() },
             flush: FlushPolicy::Os,
         };
         let (log, _) = PartitionLog::open(&dir, config).unwrap();
-        let mut old = BatchBuilder::new(0, now_ms() - 3_600_000);
-        old.push_value(None, &[b'o'; 120]);
-        log.append(old.finish()).unwrap();
+        log.append(batch(&[&"o".repeat(120)])).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
         log.append(batch(&[&"n".repeat(120)])).unwrap();
         log.append(batch(&["new"])).unwrap();
         log.apply_retention();
-        assert_eq!(log.start_offset(), 1);
+        assert_eq!(log.start_offset(), 1, "the segment appended 400 ms ago is past 300 ms");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn retention_by_age_counts_from_the_append_not_the_record_timestamps() {
+        let dir = temp_dir("age-stamps");
+        let config = LogConfig {
+            segment_bytes: 100,
+            retention: RetentionSpec { max_age_ms: Some(300), ..Default::default() },
+            flush: FlushPolicy::Os,
+        };
+        let (log, _) = PartitionLog::open(&dir, config).unwrap();
+        // Stamped a year ahead, and an hour ago: neither stamp counts.
+        let mut future = BatchBuilder::new(0, now_ms() + 365 * 24 * 3_600_000);
+        future.push_value(None, &[b'f'; 120]);
+        log.append(future.finish()).unwrap();
+        let mut past = BatchBuilder::new(0, now_ms() - 3_600_000);
+        past.push_value(None, &[b'p'; 120]);
+        log.append(past.finish()).unwrap();
+        log.append(batch(&["new"])).unwrap();
+        log.apply_retention();
+        assert_eq!(log.start_offset(), 0, "nothing was appended more than 300 ms ago");
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        log.append(batch(&["newer"])).unwrap();
+        log.apply_retention();
+        assert_eq!(log.start_offset(), 2, "both old segments went, the future-stamped one too");
+        // After a crash that loses the indexes, the segments' last writes stand in.
+        drop(log);
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "index") {
+                fs::remove_file(path).unwrap();
+            }
+        }
+        let (log, _) = PartitionLog::open(&dir, config).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        log.append(batch(&["last"])).unwrap();
+        log.apply_retention();
+        assert_eq!(log.start_offset(), 4, "rebuilt segments age from their last write");
         fs::remove_dir_all(&dir).unwrap();
     }
 
