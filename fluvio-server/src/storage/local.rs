@@ -14,7 +14,10 @@ use fluvio_protocol::{RetentionSpec, TopicInfo};
 use futures::future::BoxFuture;
 
 use super::segment_log::{FlushPolicy, LogConfig, PartitionLog};
-use super::{MAX_PARTITIONS, Partition, Storage, StorageError, TopicError, TopicSpec, validate_name};
+use super::{
+    MAX_PARTITIONS, MAX_TOTAL_PARTITIONS, Partition, SEGMENT_BYTES_RANGE, Storage, StorageError, TopicError, TopicSpec,
+    validate_name,
+};
 
 /// The name of a topic's settings file.
 pub const TOPIC_SETTINGS_FILE: &str = "topic.json";
@@ -31,6 +34,23 @@ pub struct LocalStorage {
     default_segment_bytes: u64,
     flush: FlushPolicy,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Most partitions over all topics: [`MAX_TOTAL_PARTITIONS`], or fewer
+    /// when the process may not open that many files.
+    max_total_partitions: usize,
+}
+
+/// Files kept for everything but partitions: connections, SmartModule
+/// caches, connectors.
+const FILES_FOR_THE_REST: u64 = 512;
+
+/// How many partitions fit in this process's open-file limit (two files
+/// each), at most [`MAX_TOTAL_PARTITIONS`].
+fn partition_limit() -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct it is given.
+    let files = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_cur } else { 1024 };
+    let partitions = files.saturating_sub(FILES_FOR_THE_REST) / 2;
+    (partitions as usize).clamp(1, MAX_TOTAL_PARTITIONS)
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TopicError + '_ {
@@ -41,7 +61,13 @@ impl LocalStorage {
     /// Opens every topic under `dir`, recovering each partition.
     pub fn open(dir: &Path, default_segment_bytes: u64, flush: FlushPolicy) -> Result<LocalStorage, TopicError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-        let store = LocalStorage { dir: dir.to_path_buf(), default_segment_bytes, flush, topics: RwLock::default() };
+        let store = LocalStorage {
+            dir: dir.to_path_buf(),
+            default_segment_bytes,
+            flush,
+            topics: RwLock::default(),
+            max_total_partitions: partition_limit(),
+        };
         for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
             let path = entry.map_err(io_error(dir))?.path();
             if !path.is_dir() {
@@ -96,9 +122,31 @@ impl LocalStorage {
                 reason: "the embedded local log keeps one copy on this machine; use -r 1, or run the servers on a JetStream cluster (`fluvio-server --jetstream URLS`) for replicated topics".into(),
             });
         }
+        if let Some(segment_bytes) = spec.retention.segment_bytes
+            && !SEGMENT_BYTES_RANGE.contains(&segment_bytes)
+        {
+            return Err(TopicError::Refused {
+                topic: spec.name,
+                reason: format!(
+                    "a segment size of {segment_bytes} bytes is outside {} to {} bytes",
+                    SEGMENT_BYTES_RANGE.start(),
+                    SEGMENT_BYTES_RANGE.end()
+                ),
+            });
+        }
         let mut topics = self.topics.write().expect("topics lock");
         if topics.contains_key(&spec.name) {
             return Err(TopicError::Exists(spec.name));
+        }
+        let held: usize = topics.values().map(|topic| topic.partitions.len()).sum();
+        if held + spec.partitions as usize > self.max_total_partitions {
+            return Err(TopicError::Refused {
+                topic: spec.name,
+                reason: format!(
+                    "this server holds {held} partitions and takes at most {} (two open files each, within its open-file limit and at most {MAX_TOTAL_PARTITIONS}); delete topics you no longer need, create this one with fewer partitions, or raise the limit (`ulimit -n`)",
+                    self.max_total_partitions
+                ),
+            });
         }
         let topic = self.open_topic(spec.clone())?;
         // The settings are written last: a topic without them is unfinished
@@ -292,6 +340,41 @@ mod tests {
         assert!(matches!(store.create(spec("t")), Err(TopicError::Exists(_))));
         assert!(matches!(store.partition_log("t", 2), Err(TopicError::PartitionNotFound { count: 2, .. })));
         assert!(matches!(store.delete("nope"), Err(TopicError::NotFound(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn segment_sizes_and_the_total_partition_count_are_bounded() {
+        let dir = temp_dir("bounds");
+        let store = LocalStorage::open(&dir, 1 << 20, FlushPolicy::EveryBatch).unwrap();
+        for segment_bytes in [0, 100, u64::MAX] {
+            let retention = RetentionSpec { segment_bytes: Some(segment_bytes), ..Default::default() };
+            let error = store.create(TopicSpec { retention, ..spec("seg") }).unwrap_err();
+            assert!(matches!(error, TopicError::Refused { .. }), "{error}");
+            assert!(error.to_string().contains(&format!("segment size of {segment_bytes} bytes")), "{error}");
+        }
+        assert!(!dir.join("seg").exists(), "a refused topic leaves nothing on disk");
+        let retention = RetentionSpec { segment_bytes: Some(1 << 20), ..Default::default() };
+        store.create(TopicSpec { retention, ..spec("seg") }).unwrap();
+
+        assert!(store.max_total_partitions >= 1 && store.max_total_partitions <= MAX_TOTAL_PARTITIONS);
+        // Up to the server's total, topic after topic; then a clear refusal
+        // (a small total here, to keep the test's open files few).
+        let mut store = store;
+        store.max_total_partitions = 40;
+        let per_topic = 16;
+        let mut created = 2; // `seg` has 2 partitions.
+        let mut n = 0;
+        while created + per_topic as usize <= store.max_total_partitions {
+            store.create(TopicSpec { partitions: per_topic, ..spec(&format!("wide-{n}")) }).unwrap();
+            created += per_topic as usize;
+            n += 1;
+        }
+        let error = store.create(TopicSpec { partitions: per_topic, ..spec("one-too-many") }).unwrap_err();
+        assert!(matches!(error, TopicError::Refused { .. }), "{error}");
+        assert!(error.to_string().contains(&format!("holds {created} partitions")), "{error}");
+        assert!(!dir.join("one-too-many").exists());
+        drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

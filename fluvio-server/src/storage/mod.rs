@@ -233,6 +233,15 @@ pub enum TopicError {
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 1024;
 
+/// Most partitions one server's local log holds, over all topics: each open
+/// partition keeps two files open for as long as the server runs.
+pub const MAX_TOTAL_PARTITIONS: usize = 8192;
+
+/// The range a topic's segment size must fall in. Below it, a partition
+/// becomes thousands of tiny files; above it, retention can only ever
+/// delete huge pieces at once.
+pub const SEGMENT_BYTES_RANGE: std::ops::RangeInclusive<u64> = (1 << 20)..=(16 << 30);
+
 /// A topic or SmartModule name that is not allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
