@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use dev_support::services::{Mosquitto, Postgres};
 use dev_support::wasm_path;
-use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec};
+use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig};
 use fluvio_connector::ConnectorError;
 use fluvio_connector::config::{ConnectorConfig, Secrets};
 use fluvio_connector::runtime::{Metrics, RunOptions};
@@ -93,7 +93,11 @@ async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> boo
 }
 
 async fn produce_all(fluvio: &Fluvio, topic: &str, values: &[String]) {
-    let producer = fluvio.topic_producer(topic).await.unwrap();
+    produce_all_with(fluvio, topic, values, ProducerConfig::default()).await;
+}
+
+async fn produce_all_with(fluvio: &Fluvio, topic: &str, values: &[String], config: ProducerConfig) {
+    let producer = fluvio.topic_producer_with(topic, config).await.unwrap();
     let mut outputs = Vec::with_capacity(values.len());
     for value in values {
         outputs.push(producer.send(None::<Vec<u8>>, value.clone()).await.unwrap());
@@ -425,21 +429,24 @@ async fn a_sink_killed_with_sigkill_writes_each_record_exactly_once() {
     let (cluster, fluvio) = cluster("sql-kill").await;
     fluvio.create_topic("ledger", 1).await.unwrap();
     let values: Vec<String> = (0..100_000).map(|i| reading(&format!("s{i}"), (i % 50) as f64)).collect();
-    produce_all(&fluvio, "ledger", &values).await;
+    // Small stored batches (a read returns whole ones): the sink then runs
+    // thousands of transactions, and the kill lands in the middle. With
+    // 64 KiB batches it wrote all 100,000 rows faster than this test polls.
+    let small_batches = ProducerConfig { batch_bytes: 2048, ..Default::default() };
+    produce_all_with(&fluvio, "ledger", &values, small_batches).await;
     let dir = scratch("kill-sink");
     let file = dir.join("sink.yaml");
-    // Small batches: many transactions, so the kill lands in the middle.
     std::fs::write(
         &file,
         format!(
             "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: ledger-sink\n  type: sql-sink\n  topic: ledger\n  \
-             consumer: {{ max-bytes: 8KiB }}\nsql:\n  url: {}\n  table: ledger\n",
+             consumer: {{ max-bytes: 2KiB }}\nsql:\n  url: {}\n  table: ledger\n",
             pg.url()
         ),
     )
     .unwrap();
     let mut sink = connector_binary(&file, &cluster.addr);
-    wait_until("the sink is halfway", Duration::from_secs(120), || count(&pg, "ledger") >= 30_000).await;
+    wait_until("the sink is writing", Duration::from_secs(120), || count(&pg, "ledger") >= 1_000).await;
     sink.kill().unwrap();
     sink.wait().unwrap();
     let at_kill = count(&pg, "ledger");
