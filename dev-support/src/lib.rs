@@ -29,6 +29,7 @@ pub const MODULES: &[&str] = &[
     "hostile-infinite-loop",
     "hostile-memory-bomb",
     "hostile-panic",
+    "hostile-burn-then-panic",
     "hostile-wrong-abi",
     "hostile-bad-output",
     "hostile-imports",

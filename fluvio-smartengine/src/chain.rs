@@ -271,6 +271,10 @@ impl Stage {
         let mut retry: Option<Vec<u8>> = None;
         let started = Instant::now();
         let mut first_attempt = true;
+        // One CPU budget per batch, whatever the retries: a module that
+        // burns most of it and then panics must not get it again for each
+        // record it panics on.
+        let mut fuel_left = engine.limits().fuel_per_batch;
         loop {
             let bytes = retry.as_deref().unwrap_or(input);
             let records = RecordIndex::new(bytes)?;
@@ -285,7 +289,8 @@ impl Stage {
                 return Ok(StageOutput { batch: bytes.to_vec(), failures });
             }
             let instance = self.ensure_instance(engine)?;
-            let result = instance.process(bytes, &records, flags);
+            let result = instance.process(bytes, &records, flags, fuel_left);
+            fuel_left = fuel_left.saturating_sub(instance.last_fuel_used());
             match result {
                 Ok(ProcessOutput { batch, records_out, errors, last_value, fuel_used }) => {
                     self.metrics.records_out += records_out as u64;
@@ -311,6 +316,13 @@ impl Stage {
                         _ => (0..records.len()).filter(|i| *i != index as usize).collect(),
                     };
                     retry = Some(sub_batch(bytes, &records, &keep));
+                    if fuel_left == 0 {
+                        self.metrics.time += started.elapsed();
+                        return Err(EngineError::CpuLimitExceeded {
+                            module: self.module.name().to_string(),
+                            limit: engine.limits().fuel_per_batch,
+                        });
+                    }
                 }
                 Err(error) => {
                     self.instance = None;

@@ -138,6 +138,11 @@ pub struct SmartModuleInstance {
     fuel_remaining: Global,
     fuel_exhausted: Global,
     fuel_limit: u64,
+    /// Fuel granted to the next call: the limit, or what a batch has left
+    /// after earlier attempts.
+    budget: u64,
+    /// Fuel the last call used, whether it returned or failed.
+    last_fuel_used: u64,
     memory_limit: u64,
     input_ptr: u32,
     input_cap: u32,
@@ -227,6 +232,8 @@ impl SmartModuleInstance {
             fuel_remaining,
             fuel_exhausted,
             fuel_limit: engine.limits().fuel_per_batch,
+            budget: engine.limits().fuel_per_batch,
+            last_fuel_used: 0,
             memory_limit: engine.limits().memory_bytes,
             input_ptr: 0,
             input_cap: 0,
@@ -256,9 +263,8 @@ impl SmartModuleInstance {
 
     /// Runs `f` with a fresh CPU budget and classifies any failure.
     fn call<R>(&mut self, f: impl FnOnce(&mut Store) -> Result<R, RuntimeError>) -> Result<(R, u64), CallError> {
-        self.fuel_remaining
-            .set(&mut self.store, Value::I64(self.fuel_limit as i64))
-            .expect("metering global is an i64");
+        let budget = self.budget;
+        self.fuel_remaining.set(&mut self.store, Value::I64(budget as i64)).expect("metering global is an i64");
         self.fuel_exhausted.set(&mut self.store, Value::I32(0)).expect("metering global is an i32");
         {
             let state = self.env.as_mut(&mut self.store);
@@ -267,14 +273,13 @@ impl SmartModuleInstance {
         }
         let result = f(&mut self.store);
         self.collect_logs();
+        let remaining = match self.fuel_remaining.get(&mut self.store) {
+            Value::I64(points) => points.max(0) as u64,
+            _ => 0,
+        };
+        self.last_fuel_used = budget.saturating_sub(remaining);
         match result {
-            Ok(value) => {
-                let remaining = match self.fuel_remaining.get(&mut self.store) {
-                    Value::I64(points) => points as u64,
-                    _ => 0,
-                };
-                Ok((value, self.fuel_limit.saturating_sub(remaining)))
-            }
+            Ok(value) => Ok((value, self.last_fuel_used)),
             Err(error) => Err(self.classify(error)),
         }
     }
@@ -376,18 +381,28 @@ impl SmartModuleInstance {
         Ok(())
     }
 
-    /// Runs one batch through the module and decodes its answer into an
-    /// output batch. `records` indexes the batch's records.
+    /// Fuel the last call used, also when it failed (a panic, say).
+    pub(crate) fn last_fuel_used(&self) -> u64 {
+        self.last_fuel_used
+    }
+
+    /// Runs one batch through the module, with at most `fuel` (capped at the
+    /// engine's per-batch limit), and decodes its answer into an output
+    /// batch. `records` indexes the batch's records.
     pub(crate) fn process(
         &mut self,
         batch: &[u8],
         records: &RecordIndex,
         flags: u32,
+        fuel: u64,
     ) -> Result<ProcessOutput, CallError> {
         self.write_input(batch)?;
         let len = batch.len() as i32;
         let process = self.process.clone();
-        let (location, fuel_used) = self.call(|store| process.call(store, len, flags as i32))?;
+        self.budget = fuel.min(self.fuel_limit);
+        let called = self.call(|store| process.call(store, len, flags as i32));
+        self.budget = self.fuel_limit;
+        let (location, fuel_used) = called?;
         let view = self.memory.view(&self.store);
         // SAFETY: as in `check_setup`, no guest code runs during the borrow.
         let memory = unsafe { std::slice::from_raw_parts(view.data_ptr(), view.data_size() as usize) };

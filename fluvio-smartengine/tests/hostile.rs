@@ -4,6 +4,7 @@
 mod common;
 
 use common::{batch, module, values, wasm};
+use fluvio_protocol::ErrorPolicy;
 use fluvio_smartengine::{ChainBuilder, ChainOutput, EngineError, Limits, SmartEngine};
 
 fn engine() -> SmartEngine {
@@ -116,4 +117,25 @@ fn a_plain_wasm_module_is_not_a_smartmodule() {
         matches!(&error, EngineError::NotASmartModule { reason } if reason.contains("Fluvio's own fluvio-smartmodule")),
         "{error}"
     );
+}
+
+#[test]
+fn retries_after_panics_share_one_cpu_budget_per_batch() {
+    let engine = engine();
+    let spins = "12000000";
+    let skip = |values: &[&str]| {
+        let mut chain = ChainBuilder::new(&engine)
+            .invocation(module("hostile-burn-then-panic"))
+            .on_error(ErrorPolicy::Skip)
+            .build()?;
+        chain.process(&batch(0, values))
+    };
+    // One such record fits in the budget: it panics, and is skipped.
+    let one = skip(&[spins]).expect("one record's spinning fits in the budget");
+    assert_eq!(one.skipped, 1);
+    // Five do not: each retry (without the record that panicked) draws on
+    // what the batch has left, not on a fresh budget.
+    let error = skip(&[spins; 5]).unwrap_err();
+    assert_eq!(error, EngineError::CpuLimitExceeded { module: "hostile-burn-then-panic".into(), limit: 200_000_000 });
+    good_module_still_works(&engine);
 }
