@@ -731,14 +731,20 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn retention_by_age_deletes_old_segments() {
-        let dir = temp_dir("age");
-        let config = LogConfig {
+    /// One batch of 120 bytes fills a segment; segments go 300 ms after
+    /// their last append.
+    fn age_config() -> LogConfig {
+        LogConfig {
             segment_bytes: 100,
             retention: RetentionSpec { max_age_ms: Some(300), ..Default::default() },
             flush: FlushPolicy::Os,
-        };
+        }
+    }
+
+    #[test]
+    fn retention_by_age_deletes_old_segments() {
+        let dir = temp_dir("age");
+        let config = age_config();
         let (log, _) = PartitionLog::open(&dir, config).unwrap();
         log.append(batch(&[&"o".repeat(120)])).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(400));
@@ -752,11 +758,7 @@ mod tests {
     #[test]
     fn retention_by_age_counts_from_the_append_not_the_record_timestamps() {
         let dir = temp_dir("age-stamps");
-        let config = LogConfig {
-            segment_bytes: 100,
-            retention: RetentionSpec { max_age_ms: Some(300), ..Default::default() },
-            flush: FlushPolicy::Os,
-        };
+        let config = age_config();
         let (log, _) = PartitionLog::open(&dir, config).unwrap();
         // Stamped a year ahead, and an hour ago: neither stamp counts.
         let mut future = BatchBuilder::new(0, now_ms() + 365 * 24 * 3_600_000);
