@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dev_support::services::{Mosquitto, Postgres};
-use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig};
+use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig, RecordKey};
 use fluvio_connector::config::{ConnectorConfig, Secrets};
 use fluvio_connector::runtime::{Metrics, RunOptions};
 use fluvio_server::{Server, ServerConfig};
@@ -165,7 +165,7 @@ fn connectors(c: &mut Criterion) {
             .await
             .unwrap();
         for n in 0..SQL_RECORDS {
-            producer.send(None::<Vec<u8>>, reading(n)).await.unwrap();
+            producer.send(RecordKey::NULL, reading(n)).await.unwrap();
         }
         producer.flush().await.unwrap();
     });

@@ -23,7 +23,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dev_support::services::NatsCluster;
 use fluvio_client::protocol::RetentionSpec;
-use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig};
+use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig, RecordKey};
 use fluvio_server::storage::jetstream::JetStreamConfig;
 use fluvio_server::{Server, ServerConfig};
 use futures::StreamExt;
@@ -58,7 +58,7 @@ async fn produce(fluvio: &Fluvio, topic: &str, records: usize) {
     let config = ProducerConfig { batch_bytes: 64 << 10, ..Default::default() };
     let producer = fluvio.topic_producer_with(topic, config).await.unwrap();
     for n in 0..records {
-        producer.send(None::<Vec<u8>>, value(n)).await.unwrap();
+        producer.send(RecordKey::NULL, value(n)).await.unwrap();
     }
     producer.flush().await.unwrap();
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, SmartModuleInvocation};
+use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, RecordKey, SmartModuleInvocation};
 use fluvio_server::{Server, ServerConfig};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,7 +37,7 @@ fn payload_bytes() -> u64 {
 async fn produce_all(fluvio: &Fluvio, topic: &str) {
     let producer = fluvio.topic_producer(topic).await.unwrap();
     for n in 0..RECORDS {
-        producer.send(None::<Vec<u8>>, value(n)).await.unwrap();
+        producer.send(RecordKey::NULL, value(n)).await.unwrap();
     }
     producer.flush().await.unwrap();
 }
@@ -110,7 +110,7 @@ fn platform(c: &mut Criterion) {
                             let client = Fluvio::connect(&addr).await.unwrap();
                             let producer = client.topic_producer(&topic).await.unwrap();
                             for n in (p..RECORDS).step_by(4) {
-                                producer.send(None::<Vec<u8>>, value(n)).await.unwrap();
+                                producer.send(RecordKey::NULL, value(n)).await.unwrap();
                             }
                             producer.flush().await.unwrap();
                         }));

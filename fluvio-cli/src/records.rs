@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use fluvio_client::{ConsumerConfig, Fluvio, FluvioError, OffsetSpec, ProduceOutput, ProducerConfig};
+use fluvio_client::{ConsumerConfig, Fluvio, FluvioError, OffsetSpec, ProduceOutput, ProducerConfig, RecordKey};
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
@@ -22,9 +22,11 @@ pub struct ProduceArgs {
     /// Split each line into key and value at the first occurrence of this text.
     #[arg(long, value_name = "SEPARATOR")]
     pub key_separator: Option<String>,
-    /// The partition to write to.
-    #[arg(short, long, default_value_t = 0)]
-    pub partition: u32,
+    /// Write every record to this partition. Without it, records with a
+    /// key go to the partition their key hashes to, and the others to each
+    /// partition in turn, a batch at a time.
+    #[arg(short, long)]
+    pub partition: Option<u32>,
     /// SmartModules applied before sending.
     #[command(flatten)]
     pub smartmodules: SmartModuleArgs,
@@ -79,6 +81,7 @@ pub async fn produce(fluvio: Fluvio, args: ProduceArgs) -> CliResult {
     let mut pending = Vec::new();
     let mut failures = Vec::new();
     let mut line_number = 0u64;
+    let mut malformed = 0u64;
     while let Some(line) = lines.next_line().await.map_err(|e| CliError::failed(format!("cannot read input: {e}")))? {
         line_number += 1;
         if let Some(bar) = &progress {
@@ -86,10 +89,14 @@ pub async fn produce(fluvio: Fluvio, args: ProduceArgs) -> CliResult {
         }
         let (key, value) = match &args.key_separator {
             Some(separator) => match line.split_once(separator.as_str()) {
-                Some((key, value)) => (Some(key.to_string()), value.to_string()),
-                None => return Err(CliError::failed(format!("line {line_number} has no key separator {separator:?}"))),
+                Some((key, value)) => (RecordKey::from(key), value.to_string()),
+                None => {
+                    eprintln!("line {line_number} has no key separator {separator:?}; skipped");
+                    malformed += 1;
+                    continue;
+                }
             },
-            None => (None, line),
+            None => (RecordKey::NULL, line),
         };
         pending.push(producer.send(key, value).await?);
         if pending.len() >= ACK_WINDOW {
@@ -102,6 +109,9 @@ pub async fn produce(fluvio: Fluvio, args: ProduceArgs) -> CliResult {
     }
     if producer.skipped() > 0 {
         eprintln!("{} record(s) skipped by SmartModule errors", producer.skipped());
+    }
+    if malformed > 0 {
+        eprintln!("{malformed} line(s) without the key separator were not sent");
     }
     if let Some(first) = failures.first() {
         return Err(CliError::failed(format!("{} record(s) were not sent; the first error: {first}", failures.len())));
@@ -129,9 +139,10 @@ pub struct ConsumeArgs {
     /// Print each record's key before its value: `[key] value`.
     #[arg(short = 'k', long = "key-value")]
     pub key_value: bool,
-    /// The partition to read.
-    #[arg(short, long, default_value_t = 0)]
-    pub partition: u32,
+    /// Read only this partition (repeat for several). Without it, every
+    /// partition of the topic is read, as one stream.
+    #[arg(short, long)]
+    pub partition: Vec<u32>,
     /// SmartModules run on the server before records are sent.
     #[command(flatten)]
     pub smartmodules: SmartModuleArgs,
@@ -152,7 +163,7 @@ pub async fn consume(fluvio: Fluvio, args: ConsumeArgs) -> CliResult {
         )
     };
     let config = ConsumerConfig {
-        partition: args.partition,
+        partitions: args.partition.clone(),
         offset,
         continuous: !args.disable_continuous,
         smartmodules: args.smartmodules.chain()?,

@@ -171,11 +171,11 @@ pub(crate) fn control<T: for<'de> serde::Deserialize<'de>>(frame: &Frame) -> Res
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), fluvio_client::FluvioError> {
-/// use fluvio_client::Fluvio;
+/// use fluvio_client::{Fluvio, RecordKey};
 /// let fluvio = Fluvio::connect("127.0.0.1:9003").await?;
 /// fluvio.create_topic("greetings", 1).await?;
 /// let producer = fluvio.topic_producer("greetings").await?;
-/// producer.send(None::<Vec<u8>>, "hello").await?;
+/// producer.send(RecordKey::NULL, "hello").await?;
 /// producer.flush().await?;
 /// # Ok(()) }
 /// ```
@@ -354,6 +354,15 @@ impl Fluvio {
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, FluvioError> {
         let frame = self.request(ApiKind::ListTopics, &Empty, Vec::new()).await?;
         control(&frame)
+    }
+
+    /// One topic's settings and partitions, or `TopicNotFound`.
+    pub async fn topic_info(&self, topic: &str) -> Result<TopicInfo, FluvioError> {
+        let topics = self.list_topics().await?;
+        topics.into_iter().find(|t| t.name == topic).ok_or_else(|| FluvioError::Server {
+            code: fluvio_protocol::ErrorCode::TopicNotFound,
+            message: format!("topic {topic:?} not found; create it with `fluvio topic create {topic}`"),
+        })
     }
 
     /// Registers a SmartModule; the server validates it first.

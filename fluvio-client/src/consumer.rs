@@ -27,8 +27,9 @@ pub type DeadLetterSink = Arc<dyn Fn(RecordFailure) + Send + Sync>;
 /// Where and how a consumer reads.
 #[derive(Clone)]
 pub struct ConsumerConfig {
-    /// The partition.
-    pub partition: u32,
+    /// The partitions to read, as one stream. Empty (the default): every
+    /// partition of the topic.
+    pub partitions: Vec<u32>,
     /// Where to start.
     pub offset: OffsetSpec,
     /// Wait for new records at the end (`true`) or stop there (`false`).
@@ -49,7 +50,7 @@ pub struct ConsumerConfig {
 impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
-            partition: 0,
+            partitions: Vec::new(),
             offset: OffsetSpec::Beginning,
             continuous: true,
             smartmodules: Vec::new(),
@@ -63,7 +64,7 @@ impl Default for ConsumerConfig {
 impl std::fmt::Debug for ConsumerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConsumerConfig")
-            .field("partition", &self.partition)
+            .field("partitions", &self.partitions)
             .field("offset", &self.offset)
             .field("continuous", &self.continuous)
             .field("smartmodules", &self.smartmodules)
@@ -75,6 +76,12 @@ impl std::fmt::Debug for ConsumerConfig {
 }
 
 impl ConsumerConfig {
+    /// Adds a partition to read (without any, the stream reads them all).
+    pub fn partition(mut self, partition: u32) -> Self {
+        self.partitions.push(partition);
+        self
+    }
+
     /// Adds a SmartModule for the server to apply.
     pub fn smartmodule(mut self, invocation: SmartModuleInvocation) -> Self {
         self.smartmodules.push(invocation);
@@ -85,6 +92,8 @@ impl ConsumerConfig {
 /// The records of one stored batch, as a consumer receives them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerBatch {
+    /// The partition they come from.
+    pub partition: u32,
     /// The records (SmartModule outputs, when the stream has a chain).
     pub records: Vec<ConsumerRecord>,
     /// The offset after the last stored record these came from: where a
@@ -95,6 +104,8 @@ pub struct ConsumerBatch {
 /// A record as a consumer receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
+    /// The partition it comes from.
+    pub partition: u32,
     /// Offset in the partition (of the source record, for SmartModule outputs).
     pub offset: i64,
     /// Timestamp, milliseconds since the Unix epoch.
@@ -107,10 +118,21 @@ pub struct ConsumerRecord {
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// A stream of records. Ends after the last record when not continuous, or
-/// after an error; dropping it closes its connection and stops the server's
-/// work for it.
+/// A stream of records from one or more partitions of a topic. Ends after
+/// the last record when not continuous, or after an error; dropping it
+/// closes its connections and stops the server's work for it.
+///
+/// With several partitions, records of one partition arrive in offset
+/// order, and the partitions take turns a stored batch at a time; each
+/// record says its partition.
 pub struct ConsumerStream {
+    parts: Vec<PartitionStream>,
+    /// The partition read from first, so that none starves.
+    turn: usize,
+}
+
+/// The stream of one partition, on a connection of its own.
+struct PartitionStream {
     fluvio: Fluvio,
     request: StreamFetchRequest,
     connection: Arc<Connection>,
@@ -140,73 +162,141 @@ async fn open_stream(
 }
 
 impl Fluvio {
-    /// Streams records from `topic`. Each stream has a connection of its own.
+    /// Streams records from `topic`: from the partitions the config names,
+    /// or from all of them. Each partition's stream has a connection of its
+    /// own.
     pub async fn consumer_stream(&self, topic: &str, config: ConsumerConfig) -> Result<ConsumerStream, FluvioError> {
-        let request = StreamFetchRequest {
-            topic: topic.to_string(),
-            partition: config.partition,
-            offset: config.offset,
-            continuous: config.continuous,
-            chain: config.smartmodules,
-            policy: config.policy,
-            max_bytes: config.max_bytes,
-        };
-        let (connection, responses) = open_stream(self.clone(), None, request.clone()).await?;
-        Ok(ConsumerStream {
-            fluvio: self.clone(),
-            request,
-            connection,
-            responses,
-            buffered: VecDeque::new(),
-            sink: config.dead_letters,
-            next_offset: None,
-            done: false,
-            reconnecting: None,
-            give_up_at: None,
-        })
+        let mut partitions = config.partitions.clone();
+        if partitions.is_empty() {
+            partitions = (0..self.topic_info(topic).await?.partitions).collect();
+        }
+        let mut seen = std::collections::HashSet::new();
+        partitions.retain(|partition| seen.insert(*partition));
+        let opening = partitions.iter().map(|&partition| {
+            let request = StreamFetchRequest {
+                topic: topic.to_string(),
+                partition,
+                offset: config.offset,
+                continuous: config.continuous,
+                chain: config.smartmodules.clone(),
+                policy: config.policy,
+                max_bytes: config.max_bytes,
+            };
+            let sink = config.dead_letters.clone();
+            async move {
+                let (connection, responses) = open_stream(self.clone(), None, request.clone()).await?;
+                Ok::<_, FluvioError>(PartitionStream {
+                    fluvio: self.clone(),
+                    request,
+                    connection,
+                    responses,
+                    buffered: VecDeque::new(),
+                    sink,
+                    next_offset: None,
+                    done: false,
+                    reconnecting: None,
+                    give_up_at: None,
+                })
+            }
+        });
+        let parts = futures::future::try_join_all(opening).await?;
+        Ok(ConsumerStream { parts, turn: 0 })
     }
 }
 
 impl std::fmt::Debug for ConsumerStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConsumerStream")
-            .field("addr", &self.connection.addr())
-            .field("next_offset", &self.next_offset)
-            .finish()
+        let mut list = f.debug_list();
+        for part in &self.parts {
+            list.entry(&format_args!(
+                "partition {} at {:?} via {}",
+                part.request.partition,
+                part.next_offset,
+                part.connection.addr()
+            ));
+        }
+        list.finish()
     }
 }
 
 impl ConsumerStream {
-    /// Bytes received from the server on this stream's connection.
+    /// Bytes received from the servers on this stream's connections.
     pub fn bytes_received(&self) -> u64 {
-        self.connection.bytes_received()
+        self.parts.iter().map(|part| part.connection.bytes_received()).sum()
     }
 
-    /// Where the stream continues: the offset after the last stored record
-    /// the server has processed for it.
+    /// The partitions this stream reads.
+    pub fn partitions(&self) -> Vec<u32> {
+        self.parts.iter().map(|part| part.request.partition).collect()
+    }
+
+    /// Where a stream of one partition continues: the offset after the last
+    /// stored record the server has processed for it. `None` before the
+    /// server has said, and for a stream of several partitions (see
+    /// [`next_offsets`](Self::next_offsets)).
     pub fn next_offset(&self) -> Option<i64> {
-        self.next_offset
+        match self.parts.as_slice() {
+            [part] => part.next_offset,
+            _ => None,
+        }
+    }
+
+    /// Where the stream continues in each of its partitions.
+    pub fn next_offsets(&self) -> Vec<(u32, Option<i64>)> {
+        self.parts.iter().map(|part| (part.request.partition, part.next_offset)).collect()
     }
 
     /// The records the server sent for the next stored batch, with the
-    /// offset the stream continues from after them: what a sink commits
-    /// once it has durably written the records. Records already taken one
-    /// by one (through `Stream`) are not returned again. `None` once the
-    /// stream has ended.
+    /// offset the stream continues from after them in their partition:
+    /// what a sink commits once it has durably written the records. Records
+    /// already taken one by one (through `Stream`) are not returned again.
+    /// `None` once the stream has ended.
     pub async fn next_batch(&mut self) -> Option<Result<ConsumerBatch, FluvioError>> {
-        std::future::poll_fn(|cx| match self.poll_frame(cx) {
+        std::future::poll_fn(|cx| match self.poll_part(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(error)) => Poll::Ready(Some(Err(error))),
-            Poll::Ready(None) if self.buffered.is_empty() => Poll::Ready(None),
-            Poll::Ready(None) => {
-                let records = self.buffered.drain(..).collect();
-                let next_offset = self.next_offset.unwrap_or_default();
-                Poll::Ready(Some(Ok(ConsumerBatch { records, next_offset })))
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error))),
+            Poll::Ready(Some(Ok(index))) => {
+                let part = &mut self.parts[index];
+                let records = part.buffered.drain(..).collect();
+                let batch = ConsumerBatch {
+                    partition: part.request.partition,
+                    records,
+                    next_offset: part.next_offset.unwrap_or_default(),
+                };
+                self.turn = (index + 1) % self.parts.len();
+                Poll::Ready(Some(Ok(batch)))
             }
         })
         .await
     }
 
+    /// Finds a partition with records buffered, starting with the one
+    /// whose turn it is. `Ready(None)`: every partition's stream has ended.
+    fn poll_part(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<usize, FluvioError>>> {
+        let count = self.parts.len();
+        let mut ended = true;
+        for step in 0..count {
+            let index = (self.turn + step) % count;
+            let part = &mut self.parts[index];
+            match part.poll_frame(cx) {
+                Poll::Pending => ended = false,
+                Poll::Ready(Some(error)) => {
+                    self.turn = (index + 1) % count;
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Ready(None) if part.buffered.is_empty() => {}
+                Poll::Ready(None) => {
+                    self.turn = index;
+                    return Poll::Ready(Some(Ok(index)));
+                }
+            }
+        }
+        if ended { Poll::Ready(None) } else { Poll::Pending }
+    }
+}
+
+impl PartitionStream {
     /// Starts moving the stream to another server (or the same one, back):
     /// it resumes at the first offset not yet delivered. `Err` when the
     /// time for that has run out.
@@ -301,7 +391,9 @@ impl ConsumerStream {
                 let batch = Batch::from_bytes(frame.payload)
                     .map_err(|error| FluvioError::Protocol(format!("the server sent an invalid batch: {error}")))?;
                 self.next_offset = Some(next_offset);
+                let partition = self.request.partition;
                 self.buffered.extend(batch.records().map(|r| ConsumerRecord {
+                    partition,
                     offset: r.offset,
                     timestamp: r.timestamp,
                     key: r.key.map(<[u8]>::to_vec),
@@ -331,13 +423,21 @@ impl Stream for ConsumerStream {
     type Item = Result<ConsumerRecord, FluvioError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(record) = self.buffered.pop_front() {
-            return Poll::Ready(Some(Ok(record)));
+        let index = match self.parts.get(self.turn).is_some_and(|part| !part.buffered.is_empty()) {
+            true => self.turn,
+            false => match self.poll_part(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
+                Poll::Ready(Some(Ok(index))) => index,
+            },
+        };
+        let count = self.parts.len();
+        let part = &mut self.parts[index];
+        let record = part.buffered.pop_front();
+        if part.buffered.is_empty() {
+            self.turn = (index + 1) % count;
         }
-        match self.poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(error)) => Poll::Ready(Some(Err(error))),
-            Poll::Ready(None) => Poll::Ready(self.buffered.pop_front().map(Ok)),
-        }
+        Poll::Ready(record.map(Ok))
     }
 }

@@ -49,6 +49,6 @@ pub use error::FluvioError;
 pub use fluvio_protocol::{
     ConnectorInfo, ErrorPolicy, OffsetSpec, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm,
 };
-pub use producer::{ProduceOutput, ProducerConfig, TopicProducer};
+pub use producer::{ProduceOutput, ProducerConfig, RecordKey, RecordMetadata, TopicProducer, partition_for_key};
 #[cfg(feature = "smartengine")]
 pub use smartmodule::{local_chain, local_engine};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, oneshot, watch};
 
 use fluvio_protocol::messages::{ProduceRequest, ProduceResponse};
-use fluvio_protocol::{ApiKind, Batch, BatchBuilder, ErrorCode, ErrorPolicy, ProducerStamp, SmartModuleInvocation};
+use fluvio_protocol::{ApiKind, Batch, BatchBuilder, ErrorPolicy, ProducerStamp, SmartModuleInvocation};
 
 use crate::client::control;
 use crate::consumer::DeadLetterSink;
@@ -24,8 +24,13 @@ enum Chain {}
 /// How a producer batches and transforms records.
 #[derive(Clone)]
 pub struct ProducerConfig {
-    /// The partition to write to.
-    pub partition: u32,
+    /// The partition to write every record to. `None` (the default)
+    /// spreads records over the topic's partitions: a record with a key
+    /// goes to the partition its key hashes to (the same key, the same
+    /// partition, for as long as the topic has the same partition count);
+    /// records without one fill a batch on one partition, and the next
+    /// batch goes to the next partition.
+    pub partition: Option<u32>,
     /// A batch is sent once it holds this many bytes of records.
     pub batch_bytes: usize,
     /// A batch is sent at the latest this long after its first record.
@@ -56,7 +61,7 @@ impl std::fmt::Debug for ProducerConfig {
 impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
-            partition: 0,
+            partition: None,
             batch_bytes: 64 << 10,
             linger: Duration::from_millis(5),
             smartmodules: Vec::new(),
@@ -74,7 +79,7 @@ impl ProducerConfig {
     }
 }
 
-type Ack = oneshot::Sender<Result<Option<i64>, FluvioError>>;
+type Ack = oneshot::Sender<Result<RecordMetadata, FluvioError>>;
 
 struct PendingRecord {
     key: Option<Vec<u8>>,
@@ -83,13 +88,28 @@ struct PendingRecord {
     ack: Ack,
 }
 
+/// Records waiting to be sent to one partition.
 #[derive(Default)]
 struct Pending {
     records: Vec<PendingRecord>,
     bytes: usize,
     first_at: Option<Instant>,
+}
+
+/// Everything a producer has queued.
+struct Queue {
+    /// One per partition of the topic.
+    partitions: Vec<Pending>,
+    /// Where records without a key go now.
+    keyless: u32,
     flush_requested: bool,
     queued: u64,
+}
+
+impl Queue {
+    fn bytes(&self) -> usize {
+        self.partitions.iter().map(|p| p.bytes).sum()
+    }
 }
 
 struct Shared {
@@ -97,7 +117,8 @@ struct Shared {
     topic: String,
     config: ProducerConfig,
     chain: Option<Chain>,
-    pending: Mutex<Pending>,
+    partitions: u32,
+    pending: Mutex<Queue>,
     wake: Notify,
     sent: watch::Sender<u64>,
     skipped: AtomicU64,
@@ -118,7 +139,8 @@ fn new_producer_id() -> u64 {
     hasher.finish()
 }
 
-/// Sends records to one partition of a topic.
+/// Sends records to a topic: batches them per partition, and sends each
+/// batch once it is full, once `linger` has passed, or on `flush`.
 pub struct TopicProducer {
     shared: Arc<Shared>,
     flusher: tokio::task::JoinHandle<()>,
@@ -129,6 +151,7 @@ impl std::fmt::Debug for TopicProducer {
         f.debug_struct("TopicProducer")
             .field("topic", &self.shared.topic)
             .field("partition", &self.shared.config.partition)
+            .field("partitions", &self.shared.partitions)
             .field("smartmodules", &self.shared.config.smartmodules.len())
             .finish()
     }
@@ -140,17 +163,82 @@ impl Drop for TopicProducer {
     }
 }
 
-/// A record accepted by a producer; `wait` gives its offset once sent.
+/// A record accepted by a producer; `wait` tells where it was stored.
 #[derive(Debug)]
 pub struct ProduceOutput {
-    ack: oneshot::Receiver<Result<Option<i64>, FluvioError>>,
+    ack: oneshot::Receiver<Result<RecordMetadata, FluvioError>>,
+}
+
+/// Where a produced record was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    partition: u32,
+    offset: Option<i64>,
+}
+
+impl RecordMetadata {
+    /// The partition the record went to.
+    pub fn partition_id(&self) -> u32 {
+        self.partition
+    }
+
+    /// The record's offset in its partition: that of the first record the
+    /// producer's SmartModules made from it. `-1` when they made none (a
+    /// filter dropped it); [`stored_offset`](Self::stored_offset) says the
+    /// same with an `Option`.
+    pub fn offset(&self) -> i64 {
+        self.offset.unwrap_or(-1)
+    }
+
+    /// The record's offset, or `None` when the producer's SmartModules
+    /// dropped it.
+    pub fn stored_offset(&self) -> Option<i64> {
+        self.offset
+    }
+}
+
+/// A record's key, as [`TopicProducer::send`] takes it: [`RecordKey::NULL`]
+/// for none, or anything that converts into bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordKey(Option<Vec<u8>>);
+
+impl RecordKey {
+    /// No key.
+    pub const NULL: RecordKey = RecordKey(None);
+
+    /// A key that may be absent.
+    pub fn from_option(key: Option<impl Into<Vec<u8>>>) -> RecordKey {
+        RecordKey(key.map(Into::into))
+    }
+
+    /// The key's bytes, if there is a key.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        self.0.as_deref()
+    }
+}
+
+impl<K: Into<Vec<u8>>> From<K> for RecordKey {
+    fn from(key: K) -> Self {
+        RecordKey(Some(key.into()))
+    }
+}
+
+/// The partition a key goes to. FNV-1a, written out here so that it never
+/// changes between releases or processes (std's hasher is seeded at
+/// random).
+pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in key {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % u64::from(partitions.max(1))) as u32
 }
 
 impl ProduceOutput {
-    /// Waits until the record's batch is acknowledged. The offset is that of
-    /// the first record the SmartModules made from it, or `None` when they
-    /// dropped it.
-    pub async fn wait(self) -> Result<Option<i64>, FluvioError> {
+    /// Waits until the record's batch is acknowledged, and tells where the
+    /// record was stored.
+    pub async fn wait(self) -> Result<RecordMetadata, FluvioError> {
         self.ack.await.unwrap_or_else(|_| {
             Err(FluvioError::InvalidRequest("the producer was dropped before the record was sent".into()))
         })
@@ -162,7 +250,9 @@ fn now_ms() -> i64 {
 }
 
 impl Fluvio {
-    /// A producer for partition 0 of `topic`, with default settings.
+    /// A producer for `topic`, with default settings: records with a key
+    /// go to the partition their key hashes to, the others to each
+    /// partition in turn, a batch at a time.
     pub async fn topic_producer(&self, topic: &str) -> Result<TopicProducer, FluvioError> {
         self.topic_producer_with(topic, ProducerConfig::default()).await
     }
@@ -171,17 +261,16 @@ impl Fluvio {
     /// fetched from the server) and initialized now, so a bad module or
     /// parameter fails here.
     pub async fn topic_producer_with(&self, topic: &str, config: ProducerConfig) -> Result<TopicProducer, FluvioError> {
-        let topics = self.list_topics().await?;
-        let info = topics.iter().find(|t| t.name == topic).ok_or_else(|| FluvioError::Server {
-            code: ErrorCode::TopicNotFound,
-            message: format!("topic {topic:?} not found; create it with `fluvio topic create {topic}`"),
-        })?;
-        if config.partition >= info.partitions {
+        let info = self.topic_info(topic).await?;
+        if let Some(partition) = config.partition
+            && partition >= info.partitions
+        {
             return Err(FluvioError::InvalidRequest(format!(
-                "topic {topic:?} has {} partition(s); there is no partition {}",
-                info.partitions, config.partition
+                "topic {topic:?} has {} partition(s); there is no partition {partition}",
+                info.partitions
             )));
         }
+        let partitions = info.partitions.max(1);
         let chain = if config.smartmodules.is_empty() { None } else { Some(self.producer_chain(&config).await?) };
         let (sent, _) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -189,7 +278,13 @@ impl Fluvio {
             topic: topic.to_string(),
             config,
             chain,
-            pending: Mutex::new(Pending::default()),
+            partitions,
+            pending: Mutex::new(Queue {
+                partitions: (0..partitions).map(|_| Pending::default()).collect(),
+                keyless: 0,
+                flush_requested: false,
+                queued: 0,
+            }),
             wake: Notify::new(),
             sent,
             skipped: AtomicU64::new(0),
@@ -219,18 +314,21 @@ impl Fluvio {
 
 impl TopicProducer {
     /// Queues a record. It is sent with its batch, when the batch is full,
-    /// when `linger` has passed, or on [`flush`](Self::flush).
+    /// when `linger` has passed, or on [`flush`](Self::flush). The key is
+    /// [`RecordKey::NULL`] or anything that converts into bytes (`&str`,
+    /// `String`, `Vec<u8>`...).
     pub async fn send(
         &self,
-        key: Option<impl Into<Vec<u8>>>,
+        key: impl Into<RecordKey>,
         value: impl Into<Vec<u8>>,
     ) -> Result<ProduceOutput, FluvioError> {
         let (ack, receiver) = oneshot::channel();
-        let record = PendingRecord { key: key.map(Into::into), value: value.into(), timestamp: now_ms(), ack };
+        let record = PendingRecord { key: key.into().0, value: value.into(), timestamp: now_ms(), ack };
+        let batch_bytes = self.shared.config.batch_bytes;
         // Keep at most a few batches queued: wait for the flusher otherwise.
         loop {
-            let queued_bytes = self.shared.pending.lock().expect("pending lock").bytes;
-            if queued_bytes < self.shared.config.batch_bytes * 4 {
+            let queued_bytes = self.shared.pending.lock().expect("pending lock").bytes();
+            if queued_bytes < batch_bytes * 4 * self.shared.partitions as usize {
                 break;
             }
             self.shared.wake.notify_one();
@@ -238,17 +336,43 @@ impl TopicProducer {
             let _ = tokio::time::timeout(Duration::from_millis(50), sent.changed()).await;
         }
         let full = {
-            let mut pending = self.shared.pending.lock().expect("pending lock");
+            let mut queue = self.shared.pending.lock().expect("pending lock");
+            let partition = match (self.shared.config.partition, &record.key) {
+                (Some(partition), _) => partition,
+                (None, Some(key)) => partition_for_key(key, self.shared.partitions),
+                (None, None) => queue.keyless,
+            };
+            queue.queued += 1;
+            let pending = &mut queue.partitions[partition as usize];
             pending.bytes += record.value.len() + record.key.as_ref().map_or(0, Vec::len) + 32;
             pending.first_at.get_or_insert_with(Instant::now);
             pending.records.push(record);
-            pending.queued += 1;
-            pending.bytes >= self.shared.config.batch_bytes || pending.records.len() == 1
+            pending.bytes >= batch_bytes || pending.records.len() == 1
         };
         if full {
             self.shared.wake.notify_one();
         }
         Ok(ProduceOutput { ack: receiver })
+    }
+
+    /// Queues each `(key, value)` in turn, as [`send`](Self::send) does.
+    pub async fn send_all<K, V, I>(&self, records: I) -> Result<Vec<ProduceOutput>, FluvioError>
+    where
+        K: Into<RecordKey>,
+        V: Into<Vec<u8>>,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        let mut outputs = Vec::new();
+        for (key, value) in records {
+            outputs.push(self.send(key, value).await?);
+        }
+        Ok(outputs)
+    }
+
+    /// The number of partitions the producer spreads records over (all of
+    /// the topic's, unless the config names one).
+    pub fn partition_count(&self) -> u32 {
+        self.shared.partitions
     }
 
     /// Sends everything queued and waits until it is acknowledged.
@@ -285,44 +409,54 @@ impl TopicProducer {
 
 async fn flush_loop(shared: Arc<Shared>) {
     loop {
-        let wait = {
-            let pending = shared.pending.lock().expect("pending lock");
-            match pending.first_at {
-                _ if pending.flush_requested || pending.bytes >= shared.config.batch_bytes => None,
-                Some(first) => Some(shared.config.linger.saturating_sub(first.elapsed())),
-                None => Some(Duration::from_secs(3600)),
+        // The batches due now, or how long until the next one is.
+        let (due, wait) = {
+            let mut queue = shared.pending.lock().expect("pending lock");
+            let flush = queue.flush_requested;
+            let mut due = Vec::new();
+            let mut wait = Duration::from_secs(3600);
+            for (partition, pending) in queue.partitions.iter_mut().enumerate() {
+                let Some(first) = pending.first_at else { continue };
+                let left = shared.config.linger.saturating_sub(first.elapsed());
+                if flush || pending.bytes >= shared.config.batch_bytes || left.is_zero() {
+                    pending.bytes = 0;
+                    pending.first_at = None;
+                    due.push((partition as u32, std::mem::take(&mut pending.records)));
+                } else {
+                    wait = wait.min(left);
+                }
             }
+            if due.is_empty() {
+                queue.flush_requested = false;
+            }
+            // Records without a key fill the next partition's batch now.
+            let keyless = queue.keyless;
+            if due.iter().any(|(partition, _)| *partition == keyless) {
+                queue.keyless = (keyless + 1) % shared.partitions;
+            }
+            (due, wait)
         };
-        if let Some(wait) = wait
-            && !wait.is_zero()
-        {
+        if due.is_empty() {
             tokio::select! {
                 _ = shared.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
             continue;
         }
-        let (records, count) = {
-            let mut pending = shared.pending.lock().expect("pending lock");
-            let taken = std::mem::take(&mut pending.records);
-            pending.bytes = 0;
-            pending.first_at = None;
-            if pending.records.is_empty() {
-                pending.flush_requested = false;
-            }
-            let count = taken.len() as u64;
-            (taken, count)
-        };
-        if !records.is_empty() {
-            send_records(&shared, records).await;
-        }
+        let count: u64 = due.iter().map(|(_, records)| records.len() as u64).sum();
+        // Partitions are independent: their batches travel at once, each
+        // partition's in order.
+        futures::future::join_all(
+            due.into_iter().map(|(partition, records)| send_records(&shared, partition, records)),
+        )
+        .await;
         shared.sent.send_modify(|sent| *sent += count);
     }
 }
 
 /// Runs the chain (if any) over `records`, sends the outputs as one batch,
 /// and answers every record's acknowledgement.
-async fn send_records(shared: &Shared, records: Vec<PendingRecord>) {
+async fn send_records(shared: &Shared, partition: u32, records: Vec<PendingRecord>) {
     let base_timestamp = records[0].timestamp;
     let mut builder = BatchBuilder::new(0, base_timestamp);
     for (i, record) in records.iter().enumerate() {
@@ -346,7 +480,7 @@ async fn send_records(shared: &Shared, records: Vec<PendingRecord>) {
     };
     if batch.is_empty() {
         for ack in acks.into_iter().flatten() {
-            let _ = ack.send(Ok(None));
+            let _ = ack.send(Ok(RecordMetadata { partition, offset: None }));
         }
         return;
     }
@@ -354,15 +488,14 @@ async fn send_records(shared: &Shared, records: Vec<PendingRecord>) {
     // lost acknowledgement (or through another server) is stored once.
     let stamp =
         ProducerStamp { id: shared.producer_id, sequence: shared.next_sequence.fetch_add(1, Ordering::Relaxed) };
-    let request =
-        ProduceRequest { topic: shared.topic.clone(), partition: shared.config.partition, producer: Some(stamp) };
+    let request = ProduceRequest { topic: shared.topic.clone(), partition, producer: Some(stamp) };
     shared.bytes_sent.fetch_add(batch.as_bytes().len() as u64, Ordering::Relaxed);
     let result = shared.fluvio.request(ApiKind::Produce, &request, batch.into_bytes()).await;
     let result: Result<ProduceResponse, FluvioError> = result.and_then(|frame| control(&frame));
     for (ack, first) in acks.into_iter().zip(first_output) {
         let Some(ack) = ack else { continue };
         let _ = ack.send(match &result {
-            Ok(response) => Ok(first.map(|j| response.base_offset + j as i64)),
+            Ok(response) => Ok(RecordMetadata { partition, offset: first.map(|j| response.base_offset + j as i64) }),
             Err(error) => Err(error.clone()),
         });
     }

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use fluvio_client::{
-    ConsumerConfig, ErrorPolicy, Fluvio, FluvioError, OffsetSpec, ProduceOutput, ProducerConfig, TopicProducer,
+    ConsumerConfig, ErrorPolicy, Fluvio, FluvioError, OffsetSpec, ProduceOutput, ProducerConfig, RecordKey,
+    TopicProducer,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -262,7 +263,7 @@ pub async fn run_source<S: Source>(
             match next {
                 Ok(Some(record)) => {
                     metrics.records_in.fetch_add(1, Ordering::Relaxed);
-                    match producer.send(record.key, record.value).await {
+                    match producer.send(RecordKey::from_option(record.key), record.value).await {
                         Ok(output) => {
                             if acks.send((output, record.acknowledgement)).await.is_err() {
                                 break 'connect Err(ConnectorError::Fatal("the acknowledgement task stopped".into()));
@@ -303,7 +304,7 @@ pub async fn run_source<S: Source>(
 /// acknowledges it to its system.
 async fn settle(mut outputs: mpsc::Receiver<(ProduceOutput, Option<Acknowledgement>)>, metrics: Arc<Metrics>) {
     while let Some((output, acknowledgement)) = outputs.recv().await {
-        match output.wait().await {
+        match output.wait().await.map(|metadata| metadata.stored_offset()) {
             Ok(Some(offset)) => {
                 metrics.records_out.fetch_add(1, Ordering::Relaxed);
                 metrics.last_offset.fetch_max(offset, Ordering::Relaxed);
@@ -371,7 +372,7 @@ pub async fn run_sink<K: Sink>(
             position.store(next, Ordering::Relaxed);
         }
         let consumer = ConsumerConfig {
-            partition: config.consumer.partition,
+            partitions: vec![config.consumer.partition],
             offset,
             continuous: true,
             smartmodules: config.transforms.clone(),

@@ -43,7 +43,7 @@ use std::collections::HashSet;
 use bytes::{BufMut, BytesMut};
 use futures::SinkExt;
 
-use fluvio_client::{ConsumerBatch, ConsumerRecord, TopicProducer};
+use fluvio_client::{ConsumerBatch, ConsumerRecord, RecordKey, TopicProducer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio_postgres::types::ToSql;
@@ -576,7 +576,7 @@ impl SqlSink {
                 "key": record.key.as_deref().map(String::from_utf8_lossy),
                 "value": String::from_utf8_lossy(&record.value),
             });
-            outputs.push(producer.send(record.key.clone(), letter.to_string()).await?);
+            outputs.push(producer.send(RecordKey::from_option(record.key.clone()), letter.to_string()).await?);
         }
         producer.flush().await?;
         for output in outputs {

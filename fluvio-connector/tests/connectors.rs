@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use dev_support::services::{Mosquitto, Postgres};
 use dev_support::wasm_path;
-use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig};
+use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig, RecordKey};
 use fluvio_connector::ConnectorError;
 use fluvio_connector::config::{ConnectorConfig, Secrets};
 use fluvio_connector::runtime::{Metrics, RunOptions};
@@ -100,7 +100,7 @@ async fn produce_all_with(fluvio: &Fluvio, topic: &str, values: &[String], confi
     let producer = fluvio.topic_producer_with(topic, config).await.unwrap();
     let mut outputs = Vec::with_capacity(values.len());
     for value in values {
-        outputs.push(producer.send(None::<Vec<u8>>, value.clone()).await.unwrap());
+        outputs.push(producer.send(RecordKey::NULL, value.clone()).await.unwrap());
     }
     producer.flush().await.unwrap();
     for output in outputs {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::{ServerProcess, data_dir, from_beginning, produce, read_all, values, wasm, wasm_path};
 use fluvio_client::protocol::ErrorCode;
 use fluvio_client::{
-    ConsumerConfig, ErrorPolicy, FluvioError, OffsetSpec, ProducerConfig, RecordFailure, SmartModuleInvocation,
-    SmartModuleKind,
+    ConsumerConfig, ErrorPolicy, FluvioError, OffsetSpec, ProducerConfig, RecordFailure, RecordKey,
+    SmartModuleInvocation, SmartModuleKind,
 };
 use futures::StreamExt;
 
@@ -221,12 +221,12 @@ async fn producer_smartmodules_run_before_sending() {
     let producer = fluvio.topic_producer_with("filtered", config).await.unwrap();
     let mut outputs = Vec::new();
     for value in ["cat", "dog", "bat", "owl"] {
-        outputs.push(producer.send(None::<Vec<u8>>, value).await.unwrap());
+        outputs.push(producer.send(RecordKey::NULL, value).await.unwrap());
     }
     producer.flush().await.unwrap();
     let mut offsets = Vec::new();
     for output in outputs {
-        offsets.push(output.wait().await.unwrap());
+        offsets.push(output.wait().await.unwrap().stored_offset());
     }
     assert_eq!(offsets, vec![Some(0), None, Some(1), None]);
     // Only the outputs were sent and stored.
@@ -242,9 +242,9 @@ async fn producer_smartmodules_run_before_sending() {
         )
         .await
         .unwrap();
-    let output = producer.send(None::<Vec<u8>>, "[\"x\",\"y\",\"z\"]").await.unwrap();
+    let output = producer.send(RecordKey::NULL, "[\"x\",\"y\",\"z\"]").await.unwrap();
     producer.flush().await.unwrap();
-    assert_eq!(output.wait().await.unwrap(), Some(0));
+    assert_eq!(output.wait().await.unwrap().offset(), 0);
     let stored = read_all(&fluvio, "split", from_beginning()).await;
     assert_eq!(values(&stored), ["\"x\"", "\"y\"", "\"z\""]);
     assert_eq!(stored.iter().map(|r| r.offset).collect::<Vec<_>>(), [0, 1, 2]);
@@ -262,12 +262,12 @@ async fn producer_error_policies_never_drop_errors_silently() {
             let producer = fluvio.topic_producer_with("p", config).await.unwrap();
             let mut outputs = Vec::new();
             for value in ["2", "x", "4"] {
-                outputs.push(producer.send(None::<Vec<u8>>, value).await.unwrap());
+                outputs.push(producer.send(RecordKey::NULL, value).await.unwrap());
             }
             producer.flush().await.unwrap();
             let mut results = Vec::new();
             for output in outputs {
-                results.push(output.wait().await);
+                results.push(output.wait().await.map(|stored| stored.stored_offset()));
             }
             (results, producer.skipped(), producer.dead_lettered())
         }
@@ -308,7 +308,7 @@ async fn server_side_filtering_sends_fewer_bytes() {
         // One record in ten contains an `a`.
         let value =
             if i % 10 == 0 { format!("{i:06} a {}", "x".repeat(90)) } else { format!("{i:06} {}", "z".repeat(92)) };
-        producer.send(None::<Vec<u8>>, value).await.unwrap();
+        producer.send(RecordKey::NULL, value).await.unwrap();
     }
     producer.flush().await.unwrap();
 
@@ -335,22 +335,75 @@ async fn partitions_are_independent() {
     let server = ServerProcess::start(&data_dir("partitions"), &["--flush", "interval:50"]);
     let fluvio = server.client().await;
     fluvio.create_topic("split", 2).await.unwrap();
-    let one = fluvio.topic_producer_with("split", ProducerConfig { partition: 1, ..Default::default() }).await.unwrap();
-    let output = one.send(None::<Vec<u8>>, "in-one").await.unwrap();
+    let one =
+        fluvio.topic_producer_with("split", ProducerConfig { partition: Some(1), ..Default::default() }).await.unwrap();
+    let output = one.send(RecordKey::NULL, "in-one").await.unwrap();
     one.flush().await.unwrap();
-    assert_eq!(output.wait().await.unwrap(), Some(0));
-    produce(&fluvio, "split", &["in-zero-a", "in-zero-b"]).await;
-    assert_eq!(
-        values(&read_all(&fluvio, "split", ConsumerConfig { partition: 1, ..from_beginning() }).await),
-        ["in-one"]
-    );
-    assert_eq!(values(&read_all(&fluvio, "split", from_beginning()).await), ["in-zero-a", "in-zero-b"]);
+    let stored = output.wait().await.unwrap();
+    assert_eq!((stored.partition_id(), stored.offset()), (1, 0));
+    let zero =
+        fluvio.topic_producer_with("split", ProducerConfig { partition: Some(0), ..Default::default() }).await.unwrap();
+    for value in ["in-zero-a", "in-zero-b"] {
+        zero.send(RecordKey::NULL, value).await.unwrap();
+    }
+    zero.flush().await.unwrap();
+    assert_eq!(values(&read_all(&fluvio, "split", from_beginning().partition(1)).await), ["in-one"]);
+    assert_eq!(values(&read_all(&fluvio, "split", from_beginning().partition(0)).await), ["in-zero-a", "in-zero-b"]);
     let topics = fluvio.list_topics().await.unwrap();
     assert_eq!(topics[0].next_offsets, vec![2, 1]);
-    let missing =
-        fluvio.topic_producer_with("split", ProducerConfig { partition: 2, ..Default::default() }).await.unwrap_err();
+    let missing = fluvio
+        .topic_producer_with("split", ProducerConfig { partition: Some(2), ..Default::default() })
+        .await
+        .unwrap_err();
     assert!(missing.to_string().contains("no partition 2"), "{missing}");
-    let stream = fluvio.consumer_stream("split", ConsumerConfig { partition: 7, ..from_beginning() }).await.unwrap();
+    let stream = fluvio.consumer_stream("split", from_beginning().partition(7)).await.unwrap();
     let error = stream.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::PartitionNotFound));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_spread_records_by_key_and_in_turn_and_consumers_read_every_partition() {
+    let server = ServerProcess::start(&data_dir("spread"), &["--flush", "interval:50"]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("spread", 3).await.unwrap();
+    // Keyed: every record of a key lands on the key's partition.
+    let producer = fluvio.topic_producer("spread").await.unwrap();
+    let mut outputs = Vec::new();
+    for i in 0..300 {
+        let key = format!("user-{}", i % 10);
+        outputs.push((key.clone(), producer.send(key, format!("keyed-{i}")).await.unwrap()));
+    }
+    producer.flush().await.unwrap();
+    let mut partition_of_key = std::collections::HashMap::new();
+    for (key, output) in outputs {
+        let stored = output.wait().await.unwrap();
+        assert_eq!(stored.partition_id(), fluvio_client::partition_for_key(key.as_bytes(), 3));
+        assert_eq!(*partition_of_key.entry(key).or_insert(stored.partition_id()), stored.partition_id());
+    }
+    let used: std::collections::HashSet<u32> = partition_of_key.values().copied().collect();
+    assert!(used.len() > 1, "ten keys all hashed to one partition: {partition_of_key:?}");
+    // Without keys: each batch goes to the next partition.
+    let small = ProducerConfig { batch_bytes: 1, linger: Duration::from_millis(1), ..Default::default() };
+    let producer = fluvio.topic_producer_with("spread", small).await.unwrap();
+    let mut partitions = Vec::new();
+    for i in 0..6 {
+        let output = producer.send(RecordKey::NULL, format!("plain-{i}")).await.unwrap();
+        producer.flush().await.unwrap();
+        partitions.push(output.wait().await.unwrap().partition_id());
+    }
+    assert_eq!(partitions.iter().filter(|&&p| p == 0).count(), 2, "{partitions:?}");
+    assert_eq!(partitions.iter().filter(|&&p| p == 1).count(), 2, "{partitions:?}");
+    assert_eq!(partitions.iter().filter(|&&p| p == 2).count(), 2, "{partitions:?}");
+
+    // One stream over all partitions: every record once, each partition in
+    // order, each record saying its partition.
+    let records = read_all(&fluvio, "spread", from_beginning()).await;
+    assert_eq!(records.len(), 306);
+    for partition in 0..3 {
+        let offsets: Vec<i64> = records.iter().filter(|r| r.partition == partition).map(|r| r.offset).collect();
+        assert_eq!(offsets, (0..offsets.len() as i64).collect::<Vec<_>>(), "partition {partition}");
+    }
+    for record in records.iter().filter(|r| r.key.is_some()) {
+        assert_eq!(record.partition, fluvio_client::partition_for_key(record.key.as_deref().unwrap(), 3));
+    }
 }

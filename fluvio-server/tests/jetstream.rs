@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{ServerProcess, data_dir, from_beginning, read_all, values, wasm};
 use dev_support::services::NatsCluster;
 use fluvio_client::protocol::{ErrorCode, RetentionSpec};
-use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig, SmartModuleInvocation};
+use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig, RecordKey, SmartModuleInvocation};
 use futures::StreamExt;
 
 /// A server on the cluster, with a data directory of its own (caches and
@@ -27,12 +27,12 @@ async fn produce_numbered(fluvio: &Fluvio, topic: &str, prefix: &str, count: usi
     let mut pending = Vec::new();
     for i in 0..count {
         let value = format!("{prefix}-{i}");
-        pending.push((producer.send(None::<Vec<u8>>, value.clone()).await.expect("send"), value));
+        pending.push((producer.send(RecordKey::NULL, value.clone()).await.expect("send"), value));
     }
     producer.flush().await.expect("flush");
     let mut acknowledged = Vec::new();
     for (output, value) in pending {
-        let offset = output.wait().await.expect("acknowledged").expect("not filtered");
+        let offset = output.wait().await.expect("acknowledged").stored_offset().expect("not filtered");
         acknowledged.push((offset, value));
     }
     acknowledged
@@ -144,7 +144,7 @@ async fn clients_move_to_the_other_server_when_theirs_is_killed() {
             server_a.kill9();
         }
         let value = format!("p-{i}");
-        pending.push((producer.send(None::<Vec<u8>>, value.clone()).await.expect("send"), value));
+        pending.push((producer.send(RecordKey::NULL, value.clone()).await.expect("send"), value));
         if i % 100 == 0 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -152,7 +152,7 @@ async fn clients_move_to_the_other_server_when_theirs_is_killed() {
     producer.flush().await.expect("flush through B");
     let mut acknowledged = Vec::new();
     for (output, value) in pending {
-        acknowledged.push((output.wait().await.expect("acknowledged").expect("not filtered"), value));
+        acknowledged.push((output.wait().await.expect("acknowledged").stored_offset().expect("not filtered"), value));
     }
     assert_eq!(fluvio.addr(), server_b.addr, "the client moved to B");
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{ServerProcess, data_dir, from_beginning, produce, read_all, values, wasm_path};
 use fluvio_client::protocol::{self, ApiKind, ErrorResponse, Frame, RESPONSE_BIT};
-use fluvio_client::{ConsumerConfig, OffsetSpec, SmartModuleInvocation};
+use fluvio_client::{ConsumerConfig, OffsetSpec, RecordKey, SmartModuleInvocation};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -38,7 +38,7 @@ async fn kill_9_loses_no_acknowledged_record() {
                 for _ in 0..20 {
                     let value = format!("entry-{n:06}");
                     n += 1;
-                    match producer.send(None::<Vec<u8>>, value.clone()).await {
+                    match producer.send(RecordKey::NULL, value.clone()).await {
                         Ok(output) => pending.push((value, output)),
                         Err(_) => return,
                     }
@@ -47,7 +47,7 @@ async fn kill_9_loses_no_acknowledged_record() {
                     return;
                 }
                 for (value, output) in pending {
-                    match output.wait().await {
+                    match output.wait().await.map(|stored| stored.stored_offset()) {
                         Ok(Some(offset)) => acknowledged.lock().unwrap().push((offset, value)),
                         _ => return,
                     }
@@ -127,11 +127,11 @@ async fn fifty_consumers_and_four_producers_at_once() {
             for i in 0..PER_PRODUCER {
                 // Half the values contain an `a`.
                 let value = if i % 2 == 0 { format!("p{p}-{i:04}-a") } else { format!("p{p}-{i:04}-z") };
-                outputs.push(producer.send(None::<Vec<u8>>, value).await.unwrap());
+                outputs.push(producer.send(RecordKey::NULL, value).await.unwrap());
             }
             producer.flush().await.unwrap();
             for output in outputs {
-                output.wait().await.unwrap().expect("stored");
+                output.wait().await.unwrap().stored_offset().expect("stored");
             }
         }));
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fluvio_client::{ConsumerConfig, ConsumerRecord, Fluvio, OffsetSpec};
+use fluvio_client::{ConsumerConfig, ConsumerRecord, Fluvio, OffsetSpec, RecordKey};
 use futures::StreamExt;
 
 #[allow(unused_imports)]
@@ -102,12 +102,12 @@ pub async fn produce(fluvio: &Fluvio, topic: &str, values: &[&str]) -> Vec<Optio
     let producer = fluvio.topic_producer(topic).await.expect("producer");
     let mut outputs = Vec::new();
     for value in values {
-        outputs.push(producer.send(None::<Vec<u8>>, value.as_bytes()).await.expect("send"));
+        outputs.push(producer.send(RecordKey::NULL, value.as_bytes()).await.expect("send"));
     }
     producer.flush().await.expect("flush");
     let mut offsets = Vec::new();
     for output in outputs {
-        offsets.push(output.wait().await.expect("acknowledged"));
+        offsets.push(output.wait().await.expect("acknowledged").stored_offset());
     }
     offsets
 }

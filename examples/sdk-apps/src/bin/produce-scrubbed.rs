@@ -3,7 +3,7 @@
 //!
 //! `produce-scrubbed 127.0.0.1:9003 accounts regex_scrubbing.wasm < accounts.txt`
 
-use fluvio_client::{Fluvio, FluvioError, ProducerConfig, SmartModuleInvocation};
+use fluvio_client::{Fluvio, FluvioError, ProducerConfig, RecordKey, SmartModuleInvocation};
 use tokio::io::AsyncBufReadExt;
 
 #[tokio::main]
@@ -22,12 +22,12 @@ async fn main() -> Result<(), FluvioError> {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut outputs = Vec::new();
     while let Some(line) = lines.next_line().await.expect("stdin is readable") {
-        outputs.push(producer.send(None::<Vec<u8>>, line).await?);
+        outputs.push(producer.send(RecordKey::NULL, line).await?);
     }
     producer.flush().await?;
     let mut sent = 0;
     for output in &mut outputs.drain(..) {
-        if output.wait().await?.is_some() {
+        if output.wait().await?.stored_offset().is_some() {
             sent += 1;
         }
     }
