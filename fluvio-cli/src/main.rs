@@ -47,8 +47,11 @@ enum Command {
     /// Read records from a topic, optionally through SmartModules run on the server.
     Consume(records::ConsumeArgs),
     /// Register, list, delete, test and build SmartModules.
-    #[command(subcommand, name = "smart-module", alias = "smartmodule")]
+    #[command(subcommand, name = "smart-module", aliases = ["smartmodule", "sm"])]
     SmartModule(smartmodule::SmartModuleCommand),
+    /// List or delete the offsets consumers stored (`fluvio consume -c ID`).
+    #[command(subcommand)]
+    Consumer(ConsumerCommand),
     /// Create, list, follow and delete connectors run by the cluster, or
     /// run one in the foreground.
     #[command(subcommand)]
@@ -74,6 +77,20 @@ enum ClusterCommand {
     Stop,
     /// Say whether the local server is running, and where.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsumerCommand {
+    /// List every consumer's stored offset in each partition, and its lag.
+    List,
+    /// Forget a consumer's stored offsets: it starts afresh next time.
+    Delete {
+        /// The consumer's id.
+        id: String,
+        /// Only its offsets in this topic.
+        #[arg(long)]
+        topic: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,10 +175,51 @@ async fn run(cli: Cli) -> CliResult {
             println!("topic \"{name}\" deleted");
             Ok(())
         }
+        Command::Consumer(ConsumerCommand::List) => {
+            let fluvio = connect(addr).await?;
+            let (consumers, topics) = (fluvio.list_consumers().await?, fluvio.list_topics().await?);
+            let rows: Vec<Vec<String>> = consumers
+                .iter()
+                .map(|c| {
+                    let end = topics
+                        .iter()
+                        .find(|t| t.name == c.topic)
+                        .and_then(|t| t.next_offsets.get(c.partition as usize).copied());
+                    vec![
+                        c.consumer.clone(),
+                        c.topic.clone(),
+                        c.partition.to_string(),
+                        c.offset.to_string(),
+                        end.map_or_else(|| "-".into(), |end| (end - c.offset).max(0).to_string()),
+                        age(c.modified_ms),
+                    ]
+                })
+                .collect();
+            print!("{}", table(&["CONSUMER", "TOPIC", "PARTITION", "OFFSET", "LAG", "LAST SEEN"], &rows));
+            Ok(())
+        }
+        Command::Consumer(ConsumerCommand::Delete { id, topic }) => {
+            connect(addr).await?.delete_consumer(&id, topic.as_deref()).await?;
+            println!("consumer \"{id}\" deleted");
+            Ok(())
+        }
         Command::Produce(args) => records::produce(connect(addr).await?, args).await,
         Command::Consume(args) => records::consume(connect(addr).await?, args).await,
         Command::SmartModule(command) => smartmodule::run(addr, command).await,
         Command::Connector(command) => connector::run(addr, command).await,
+    }
+}
+
+/// How long ago a time in milliseconds since the Unix epoch was: `42s`,
+/// `3m`, `5h`, `2d`.
+fn age(ms: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let secs = now.saturating_sub(ms) / 1000;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
     }
 }
 

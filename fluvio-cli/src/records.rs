@@ -139,6 +139,11 @@ pub struct ConsumeArgs {
     /// Print each record's key before its value: `[key] value`.
     #[arg(short = 'k', long = "key-value")]
     pub key_value: bool,
+    /// The consumer's id: the stream starts where this id's stored offsets
+    /// are (or where the other options say, the first time), and stores
+    /// its position as it goes (every second, and at the end).
+    #[arg(short = 'c', long = "consumer", value_name = "ID")]
+    pub consumer: Option<String>,
     /// Read only this partition (repeat for several). Without it, every
     /// partition of the topic is read, as one stream.
     #[arg(short, long)]
@@ -169,13 +174,42 @@ pub async fn consume(fluvio: Fluvio, args: ConsumeArgs) -> CliResult {
         smartmodules: args.smartmodules.chain()?,
         policy: args.smartmodules.policy(),
         dead_letters: args.smartmodules.dead_letters(),
+        consumer_id: args.consumer.clone(),
+        offset_flush: std::time::Duration::from_secs(1),
         ..Default::default()
     };
     let stream = fluvio.consumer_stream(&args.topic, config).await?;
     eprintln!("{banner}");
     let mut chunks = stream.ready_chunks(1024);
+    let result = print_records(&mut chunks, &args).await;
+    if args.consumer.is_some() {
+        // Store where the consumer got to, even after Ctrl-C.
+        chunks.get_mut().offset_flush().await?;
+    }
+    result
+}
+
+/// Prints records until the stream ends, the reader of stdout goes away,
+/// or Ctrl-C.
+async fn print_records(
+    chunks: &mut futures::stream::ReadyChunks<fluvio_client::ConsumerStream>,
+    args: &ConsumeArgs,
+) -> CliResult {
     let stdout = std::io::stdout();
-    while let Some(items) = chunks.next().await {
+    // With a consumer id, Ctrl-C stops the stream so that its position is
+    // stored; without one, it ends the process as usual.
+    let mut interrupted: futures::future::BoxFuture<'_, ()> = match args.consumer {
+        Some(_) => Box::pin(async {
+            let _ = tokio::signal::ctrl_c().await;
+        }),
+        None => Box::pin(std::future::pending()),
+    };
+    loop {
+        let items = tokio::select! {
+            items = chunks.next() => items,
+            _ = &mut interrupted => return Ok(()),
+        };
+        let Some(items) = items else { return Ok(()) };
         let mut out = stdout.lock();
         for item in items {
             match item {
@@ -203,5 +237,4 @@ pub async fn consume(fluvio: Fluvio, args: ConsumeArgs) -> CliResult {
             return Ok(());
         }
     }
-    Ok(())
 }

@@ -272,3 +272,52 @@ fn commands_without_a_server_say_how_to_start_one() {
     let out = Command::new(env!("CARGO_BIN_EXE_fluvio")).args(["consume"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "usage errors exit with 2");
 }
+
+#[test]
+fn partitions_consumer_ids_and_the_sm_alias_from_the_command_line() {
+    let cluster = Cluster::start("consumers");
+    let here = Path::new(".");
+    let out = cluster.fluvio(&["topic", "create", "events", "-p", "3"], None, here);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Keyed lines spread by key; a line without the separator is skipped
+    // and reported, not fatal.
+    let input: String = (0..30).map(|i| format!("k{}=v{i}\n", i % 6)).collect::<String>() + "no separator here\n";
+    let out = cluster.fluvio(&["produce", "events", "--key-separator", "="], Some(&input), here);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("line 31 has no key separator"), "{}", text(&out.stderr));
+    // Without -p, consume reads every partition.
+    let out = cluster.fluvio(&["consume", "events", "-B", "-d"], None, here);
+    let mut all: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    all.sort_by_key(|v| v[1..].parse::<u32>().unwrap());
+    assert_eq!(all, (0..30).map(|i| format!("v{i}")).collect::<Vec<_>>());
+    let per_partition: Vec<usize> = (0..3)
+        .map(|p| {
+            let out = cluster.fluvio(&["consume", "events", "-B", "-d", "-p", &p.to_string()], None, here);
+            text(&out.stdout).lines().count()
+        })
+        .collect();
+    assert_eq!(per_partition.iter().sum::<usize>(), 30);
+    assert!(per_partition.iter().filter(|&&n| n > 0).count() > 1, "six keys on one partition: {per_partition:?}");
+
+    // A consumer id: the second run goes on where the first stopped.
+    let out = cluster.fluvio(&["consume", "events", "-B", "-d", "-p", "0", "-c", "reader"], None, here);
+    assert_eq!(text(&out.stdout).lines().count(), per_partition[0], "{}", text(&out.stderr));
+    cluster.fluvio(&["produce", "events", "-p", "0"], Some("late\n"), here);
+    let out = cluster.fluvio(&["consume", "events", "-B", "-d", "-p", "0", "-c", "reader"], None, here);
+    assert_eq!(text(&out.stdout), "late\n", "{}", text(&out.stderr));
+    let out = cluster.fluvio(&["consumer", "list"], None, here);
+    let listed = text(&out.stdout);
+    let row = listed.lines().find(|line| line.contains("reader")).unwrap_or_else(|| panic!("{listed}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[..5], ["reader", "events", "0", &(per_partition[0] + 1).to_string(), "0"], "{listed}");
+    let out = cluster.fluvio(&["consumer", "delete", "reader"], None, here);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cluster.fluvio(&["consumer", "delete", "reader"], None, here);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("consumer \"reader\" has no stored offsets"), "{}", text(&out.stderr));
+
+    // `fluvio sm` is `fluvio smart-module`.
+    let out = cluster.fluvio(&["sm", "list"], None, here);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(" NAME"), "{}", text(&out.stdout));
+}

@@ -9,12 +9,12 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 use fluvio_protocol::messages::{
-    ConnectorLogsRequest, ConnectorLogsResponse, CreateConnectorRequest, CreateSmartModuleRequest, CreateTopicRequest,
-    Empty, NameRequest,
+    CommitOffsetRequest, ConnectorLogsRequest, ConnectorLogsResponse, CreateConnectorRequest, CreateSmartModuleRequest,
+    CreateTopicRequest, DeleteConsumerRequest, Empty, FetchOffsetRequest, FetchOffsetResponse, NameRequest,
 };
 use fluvio_protocol::{
-    ApiKind, ConnectorInfo, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, ErrorResponse, Frame, RESPONSE_BIT, RetentionSpec,
-    SmartModuleInfo, TopicInfo,
+    ApiKind, ConnectorInfo, ConsumerOffset, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, ErrorResponse, Frame, RESPONSE_BIT,
+    RetentionSpec, SmartModuleInfo, TopicInfo,
 };
 
 use crate::FluvioError;
@@ -363,6 +363,41 @@ impl Fluvio {
             code: fluvio_protocol::ErrorCode::TopicNotFound,
             message: format!("topic {topic:?} not found; create it with `fluvio topic create {topic}`"),
         })
+    }
+
+    /// Stores, on the server, the offset `consumer` reads next in a
+    /// partition: a stream with that consumer id resumes there.
+    pub async fn commit_offset(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+    ) -> Result<(), FluvioError> {
+        let request =
+            CommitOffsetRequest { consumer: consumer.to_string(), topic: topic.to_string(), partition, offset };
+        self.request(ApiKind::CommitOffset, &request, Vec::new()).await?;
+        Ok(())
+    }
+
+    /// The offset `consumer` committed last in a partition, if any.
+    pub async fn fetch_offset(&self, consumer: &str, topic: &str, partition: u32) -> Result<Option<i64>, FluvioError> {
+        let request = FetchOffsetRequest { consumer: consumer.to_string(), topic: topic.to_string(), partition };
+        let frame = self.request(ApiKind::FetchOffset, &request, Vec::new()).await?;
+        Ok(control::<FetchOffsetResponse>(&frame)?.offset)
+    }
+
+    /// Every consumer's stored offsets.
+    pub async fn list_consumers(&self) -> Result<Vec<ConsumerOffset>, FluvioError> {
+        let frame = self.request(ApiKind::ListConsumers, &Empty, Vec::new()).await?;
+        control(&frame)
+    }
+
+    /// Forgets a consumer's stored offsets, in one topic or in all.
+    pub async fn delete_consumer(&self, consumer: &str, topic: Option<&str>) -> Result<(), FluvioError> {
+        let request = DeleteConsumerRequest { consumer: consumer.to_string(), topic: topic.map(str::to_string) };
+        self.request(ApiKind::DeleteConsumer, &request, Vec::new()).await?;
+        Ok(())
     }
 
     /// Registers a SmartModule; the server validates it first.

@@ -45,6 +45,30 @@ pub struct ConsumerConfig {
     pub dead_letters: Option<DeadLetterSink>,
     /// Most bytes of stored batches the server reads per step.
     pub max_bytes: u32,
+    /// The consumer's id: its offsets are stored on the server under it,
+    /// and a stream with an id starts where the id's stored offset is (at
+    /// [`offset`](Self::offset) where it has none).
+    pub consumer_id: Option<String>,
+    /// How offsets are stored, for a stream with a consumer id.
+    pub offset_strategy: OffsetManagementStrategy,
+    /// Under [`OffsetManagementStrategy::Auto`], how often the position is
+    /// stored (and once more when the stream is dropped).
+    pub offset_flush: Duration,
+}
+
+/// How a stream with a consumer id stores its offsets on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetManagementStrategy {
+    /// Never: the id only says where the stream starts.
+    None,
+    /// When the application says: [`ConsumerStream::offset_commit`] notes
+    /// the position, [`ConsumerStream::offset_flush`] stores it.
+    Manual,
+    /// Every record handed out is noted, and the position is stored every
+    /// [`ConsumerConfig::offset_flush`] and when the stream is dropped
+    /// (at least once: records after the last store are read again).
+    #[default]
+    Auto,
 }
 
 impl Default for ConsumerConfig {
@@ -57,6 +81,9 @@ impl Default for ConsumerConfig {
             policy: ErrorPolicy::Fail,
             dead_letters: None,
             max_bytes: 1 << 20,
+            consumer_id: None,
+            offset_strategy: OffsetManagementStrategy::default(),
+            offset_flush: Duration::from_secs(5),
         }
     }
 }
@@ -71,6 +98,9 @@ impl std::fmt::Debug for ConsumerConfig {
             .field("policy", &self.policy)
             .field("dead_letters", &self.dead_letters.is_some())
             .field("max_bytes", &self.max_bytes)
+            .field("consumer_id", &self.consumer_id)
+            .field("offset_strategy", &self.offset_strategy)
+            .field("offset_flush", &self.offset_flush)
             .finish()
     }
 }
@@ -129,6 +159,71 @@ pub struct ConsumerStream {
     parts: Vec<PartitionStream>,
     /// The partition read from first, so that none starves.
     turn: usize,
+    /// Where the stream has got to, for a stream with a consumer id.
+    offsets: Option<Arc<OffsetTracker>>,
+    /// Stores the position now and then, under the `Auto` strategy.
+    auto_flusher: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A consumer's position in each partition, and what of it is stored.
+struct OffsetTracker {
+    fluvio: Fluvio,
+    consumer: String,
+    topic: String,
+    strategy: OffsetManagementStrategy,
+    state: std::sync::Mutex<OffsetState>,
+    /// One store at a time, in order.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct OffsetState {
+    /// The first offset not yet handed out, per partition.
+    delivered: std::collections::BTreeMap<u32, i64>,
+    /// What to store at the next flush.
+    committed: std::collections::BTreeMap<u32, i64>,
+    /// What the server has.
+    stored: std::collections::BTreeMap<u32, i64>,
+}
+
+impl OffsetTracker {
+    fn delivered(&self, partition: u32, offset: i64) {
+        let mut state = self.state.lock().expect("offsets lock");
+        state.delivered.insert(partition, offset);
+        if self.strategy == OffsetManagementStrategy::Auto {
+            state.committed.insert(partition, offset);
+        }
+    }
+
+    async fn flush(&self) -> Result<(), FluvioError> {
+        let _one_at_a_time = self.flushing.lock().await;
+        let due: Vec<(u32, i64)> = {
+            let state = self.state.lock().expect("offsets lock");
+            state.committed.iter().filter(|(p, o)| state.stored.get(p) != Some(o)).map(|(p, o)| (*p, *o)).collect()
+        };
+        for (partition, offset) in due {
+            self.fluvio.commit_offset(&self.consumer, &self.topic, partition, offset).await?;
+            self.state.lock().expect("offsets lock").stored.insert(partition, offset);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ConsumerStream {
+    fn drop(&mut self) {
+        if let Some(flusher) = self.auto_flusher.take() {
+            flusher.abort();
+            // The last position is stored on the way out, as far as the
+            // runtime still runs.
+            if let (Some(tracker), Ok(runtime)) = (self.offsets.clone(), tokio::runtime::Handle::try_current()) {
+                runtime.spawn(async move {
+                    if let Err(error) = tracker.flush().await {
+                        tracing::warn!(%error, consumer = %tracker.consumer, "could not store the consumer's offsets");
+                    }
+                });
+            }
+        }
+    }
 }
 
 /// The stream of one partition, on a connection of its own.
@@ -172,11 +267,19 @@ impl Fluvio {
         }
         let mut seen = std::collections::HashSet::new();
         partitions.retain(|partition| seen.insert(*partition));
-        let opening = partitions.iter().map(|&partition| {
+        let mut starts = Vec::with_capacity(partitions.len());
+        for &partition in &partitions {
+            let stored = match &config.consumer_id {
+                Some(consumer) => self.fetch_offset(consumer, topic, partition).await?,
+                None => None,
+            };
+            starts.push(stored.map_or(config.offset, OffsetSpec::Absolute));
+        }
+        let opening = partitions.iter().zip(starts).map(|(&partition, offset)| {
             let request = StreamFetchRequest {
                 topic: topic.to_string(),
                 partition,
-                offset: config.offset,
+                offset,
                 continuous: config.continuous,
                 chain: config.smartmodules.clone(),
                 policy: config.policy,
@@ -200,7 +303,34 @@ impl Fluvio {
             }
         });
         let parts = futures::future::try_join_all(opening).await?;
-        Ok(ConsumerStream { parts, turn: 0 })
+        let offsets = config.consumer_id.map(|consumer| {
+            Arc::new(OffsetTracker {
+                fluvio: self.clone(),
+                consumer,
+                topic: topic.to_string(),
+                strategy: config.offset_strategy,
+                state: Default::default(),
+                flushing: Default::default(),
+            })
+        });
+        let auto_flusher = match &offsets {
+            Some(tracker) if tracker.strategy == OffsetManagementStrategy::Auto => {
+                let tracker = Arc::clone(tracker);
+                let period = config.offset_flush.max(Duration::from_millis(10));
+                Some(tokio::spawn(async move {
+                    let mut ticks = tokio::time::interval(period);
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        ticks.tick().await;
+                        if let Err(error) = tracker.flush().await {
+                            tracing::warn!(%error, consumer = %tracker.consumer, "could not store the consumer's offsets");
+                        }
+                    }
+                }))
+            }
+            _ => None,
+        };
+        Ok(ConsumerStream { parts, turn: 0, offsets, auto_flusher })
     }
 }
 
@@ -241,6 +371,30 @@ impl ConsumerStream {
         }
     }
 
+    /// Notes the stream's position (every record handed out so far) as
+    /// the one to store at the next [`offset_flush`](Self::offset_flush).
+    /// Needs a consumer id.
+    pub fn offset_commit(&mut self) -> Result<(), FluvioError> {
+        let tracker = self.tracker()?;
+        let mut state = tracker.state.lock().expect("offsets lock");
+        state.committed = state.delivered.clone();
+        Ok(())
+    }
+
+    /// Stores the committed position on the server; a stream started later
+    /// with the same consumer id resumes there. Needs a consumer id.
+    pub async fn offset_flush(&mut self) -> Result<(), FluvioError> {
+        self.tracker()?.flush().await
+    }
+
+    fn tracker(&self) -> Result<Arc<OffsetTracker>, FluvioError> {
+        self.offsets.clone().ok_or_else(|| {
+            FluvioError::InvalidRequest(
+                "this stream has no consumer id, so it has no offsets to store; set `consumer_id` in its config".into(),
+            )
+        })
+    }
+
     /// Where the stream continues in each of its partitions.
     pub fn next_offsets(&self) -> Vec<(u32, Option<i64>)> {
         self.parts.iter().map(|part| (part.request.partition, part.next_offset)).collect()
@@ -264,6 +418,9 @@ impl ConsumerStream {
                     records,
                     next_offset: part.next_offset.unwrap_or_default(),
                 };
+                if let Some(tracker) = &self.offsets {
+                    tracker.delivered(batch.partition, batch.next_offset);
+                }
                 self.turn = (index + 1) % self.parts.len();
                 Poll::Ready(Some(Ok(batch)))
             }
@@ -432,11 +589,20 @@ impl Stream for ConsumerStream {
                 Poll::Ready(Some(Ok(index))) => index,
             },
         };
-        let count = self.parts.len();
-        let part = &mut self.parts[index];
+        let stream = &mut *self;
+        let count = stream.parts.len();
+        let part = &mut stream.parts[index];
         let record = part.buffered.pop_front();
+        if let Some(tracker) = &stream.offsets {
+            // The first offset not wholly handed out: one source record can
+            // have several outputs, and a filter's gaps count as read.
+            let next = part.buffered.front().map(|next| next.offset).or(part.next_offset);
+            if let Some(next) = next {
+                tracker.delivered(part.request.partition, next);
+            }
+        }
         if part.buffered.is_empty() {
-            self.turn = (index + 1) % count;
+            stream.turn = (index + 1) % count;
         }
         Poll::Ready(record.map(Ok))
     }

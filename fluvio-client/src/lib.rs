@@ -44,10 +44,13 @@ pub use fluvio_protocol as protocol;
 pub use fluvio_smartengine as engine;
 
 pub use client::Fluvio;
-pub use consumer::{ConsumerBatch, ConsumerConfig, ConsumerRecord, ConsumerStream, DeadLetterSink};
+pub use consumer::{
+    ConsumerBatch, ConsumerConfig, ConsumerRecord, ConsumerStream, DeadLetterSink, OffsetManagementStrategy,
+};
 pub use error::FluvioError;
 pub use fluvio_protocol::{
-    ConnectorInfo, ErrorPolicy, OffsetSpec, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm,
+    ConnectorInfo, ConsumerOffset, ErrorPolicy, OffsetSpec, RecordFailure, SmartModuleInvocation, SmartModuleKind,
+    SmartModuleWasm,
 };
 pub use producer::{ProduceOutput, ProducerConfig, RecordKey, RecordMetadata, TopicProducer, partition_for_key};
 #[cfg(feature = "smartengine")]

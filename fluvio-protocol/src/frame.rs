@@ -57,6 +57,14 @@ pub enum ApiKind {
     DeleteConnector = 12,
     /// Read part of a connector's log.
     ConnectorLogs = 13,
+    /// Store where a consumer has got to in a partition.
+    CommitOffset = 14,
+    /// Read where a consumer has got to in a partition.
+    FetchOffset = 15,
+    /// List every consumer's stored offsets.
+    ListConsumers = 16,
+    /// Forget a consumer's stored offsets.
+    DeleteConsumer = 17,
     /// An error answer to any request.
     Error = 0x7fff,
 }
@@ -81,6 +89,10 @@ impl ApiKind {
             11 => ApiKind::ListConnectors,
             12 => ApiKind::DeleteConnector,
             13 => ApiKind::ConnectorLogs,
+            14 => ApiKind::CommitOffset,
+            15 => ApiKind::FetchOffset,
+            16 => ApiKind::ListConsumers,
+            17 => ApiKind::DeleteConsumer,
             0x7fff => ApiKind::Error,
             _ => return None,
         })

@@ -34,8 +34,8 @@ pub mod smartmodule;
 pub use batch::{Batch, BatchBuilder, RecordRef};
 pub use frame::{ApiKind, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, Frame, FrameError, PROTOCOL_VERSION, RESPONSE_BIT};
 pub use messages::{
-    ConnectorInfo, ErrorCode, ErrorResponse, OffsetSpec, ProducerStamp, RetentionSpec, SmartModuleInfo, StreamEvent,
-    TopicInfo,
+    ConnectorInfo, ConsumerOffset, ErrorCode, ErrorResponse, OffsetSpec, ProducerStamp, RetentionSpec, SmartModuleInfo,
+    StreamEvent, TopicInfo,
 };
 pub use smartmodule::{
     ErrorPolicy, MAX_WASM_BYTES, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm, WasmFileError,

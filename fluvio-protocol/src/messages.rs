@@ -45,6 +45,8 @@ pub enum ErrorCode {
     /// in time or has no quorum; the request may be retried, here or on
     /// another server.
     Unavailable,
+    /// No stored offsets for that consumer.
+    ConsumerNotFound,
 }
 
 /// The control part of an [`ApiKind::Error`](crate::ApiKind::Error) frame.
@@ -194,6 +196,63 @@ pub enum StreamEvent {
         /// Offset after the last record.
         next_offset: i64,
     },
+}
+
+/// Store where a consumer has got to in a partition: the offset it reads
+/// next (one past the last record it has processed). A later commit
+/// replaces an earlier one, even with a lower offset (to read again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitOffsetRequest {
+    /// The consumer's id: 1 to 200 characters from `a-z A-Z 0-9 _ -`.
+    pub consumer: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// The offset the consumer reads next; at most the partition's end.
+    pub offset: i64,
+}
+
+/// Read a consumer's stored offset in a partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchOffsetRequest {
+    /// The consumer's id.
+    pub consumer: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+}
+
+/// The answer to [`FetchOffsetRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchOffsetResponse {
+    /// The stored offset; `None` when the consumer has committed none there.
+    pub offset: Option<i64>,
+}
+
+/// Forget a consumer's stored offsets: in one topic, or in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteConsumerRequest {
+    /// The consumer's id.
+    pub consumer: String,
+    /// Only this topic's offsets; every topic's when `None`.
+    pub topic: Option<String>,
+}
+
+/// One stored consumer offset, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerOffset {
+    /// The consumer's id.
+    pub consumer: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// The offset the consumer reads next.
+    pub offset: i64,
+    /// When it was committed, in milliseconds since the Unix epoch.
+    pub modified_ms: u64,
 }
 
 /// Register a SmartModule; the payload is the wasm.

@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use fluvio_protocol::messages::{
-    ConnectorLogsRequest, ConnectorLogsResponse, CreateConnectorRequest, CreateSmartModuleRequest, CreateTopicRequest,
-    Empty, NameRequest, ProduceRequest, ProduceResponse, StreamFetchRequest,
+    CommitOffsetRequest, ConnectorLogsRequest, ConnectorLogsResponse, CreateConnectorRequest, CreateSmartModuleRequest,
+    CreateTopicRequest, DeleteConsumerRequest, Empty, FetchOffsetRequest, FetchOffsetResponse, NameRequest,
+    ProduceRequest, ProduceResponse, StreamFetchRequest,
 };
 use fluvio_protocol::{
     ApiKind, Batch, ErrorCode, ErrorResponse, Frame, FrameError, OffsetSpec, PROTOCOL_VERSION, RESPONSE_BIT,
@@ -284,8 +285,53 @@ async fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<
             let (text, next_offset) = context.connectors.logs(&request.name, request.offset).await?;
             Ok(respond(kind, id, &ConnectorLogsResponse { next_offset }, text))
         }
+        ApiKind::CommitOffset => {
+            let request: CommitOffsetRequest = decode(&frame)?;
+            check_consumer(&request.consumer)?;
+            let partition = context.storage.partition(&request.topic, request.partition).await?;
+            let end = partition.next_offset();
+            if request.offset < 0 || request.offset > end {
+                return Err(ServerError::new(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "cannot commit offset {} for consumer {:?}: partition {} of topic {:?} holds offsets up to {end}",
+                        request.offset, request.consumer, request.partition, request.topic
+                    ),
+                ));
+            }
+            context.storage.commit_offset(&request.consumer, &request.topic, request.partition, request.offset).await?;
+            Ok(respond(kind, id, &Empty, Vec::new()))
+        }
+        ApiKind::FetchOffset => {
+            let request: FetchOffsetRequest = decode(&frame)?;
+            check_consumer(&request.consumer)?;
+            context.storage.partition(&request.topic, request.partition).await?;
+            let offset = context.storage.fetch_offset(&request.consumer, &request.topic, request.partition).await?;
+            Ok(respond(kind, id, &FetchOffsetResponse { offset }, Vec::new()))
+        }
+        ApiKind::ListConsumers => {
+            decode::<Empty>(&frame)?;
+            Ok(respond(kind, id, &context.storage.list_offsets().await?, Vec::new()))
+        }
+        ApiKind::DeleteConsumer => {
+            let request: DeleteConsumerRequest = decode(&frame)?;
+            check_consumer(&request.consumer)?;
+            let forgotten = context.storage.delete_offsets(Some(&request.consumer), request.topic.as_deref()).await?;
+            if forgotten == 0 {
+                let place = request.topic.map_or_else(String::new, |topic| format!(" in topic {topic:?}"));
+                return Err(ServerError::new(
+                    ErrorCode::ConsumerNotFound,
+                    format!("consumer {:?} has no stored offsets{place}; see `fluvio consumer list`", request.consumer),
+                ));
+            }
+            Ok(respond(kind, id, &Empty, Vec::new()))
+        }
         ApiKind::StreamFetch | ApiKind::Error => Err(bad_frame("unexpected request kind")),
     }
+}
+
+fn check_consumer(id: &str) -> Result<(), ServerError> {
+    crate::storage::validate_consumer_id(id).map_err(|e| ServerError::new(ErrorCode::InvalidRequest, e.to_string()))
 }
 
 /// Starts the chain a stream asked for on a worker thread: predefined

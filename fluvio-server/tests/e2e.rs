@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::{ServerProcess, data_dir, from_beginning, produce, read_all, values, wasm, wasm_path};
 use fluvio_client::protocol::ErrorCode;
 use fluvio_client::{
-    ConsumerConfig, ErrorPolicy, FluvioError, OffsetSpec, ProducerConfig, RecordFailure, RecordKey,
-    SmartModuleInvocation, SmartModuleKind,
+    ConsumerConfig, ErrorPolicy, FluvioError, OffsetManagementStrategy, OffsetSpec, ProducerConfig, RecordFailure,
+    RecordKey, SmartModuleInvocation, SmartModuleKind,
 };
 use futures::StreamExt;
 
@@ -406,4 +406,83 @@ async fn producers_spread_records_by_key_and_in_turn_and_consumers_read_every_pa
     for record in records.iter().filter(|r| r.key.is_some()) {
         assert_eq!(record.partition, fluvio_client::partition_for_key(record.key.as_deref().unwrap(), 3));
     }
+}
+
+/// A consumer config with an id and a strategy, reading to the end.
+fn as_consumer(id: &str, strategy: OffsetManagementStrategy) -> ConsumerConfig {
+    ConsumerConfig {
+        consumer_id: Some(id.to_string()),
+        offset_strategy: strategy,
+        offset_flush: Duration::from_millis(20),
+        ..from_beginning()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_offsets_are_stored_resumed_listed_deleted_and_survive_kill_9() {
+    let dir = data_dir("consumer-offsets");
+    let mut server = ServerProcess::start(&dir, &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("jobs", 2).await.unwrap();
+    let zero = fluvio.topic_producer_with("jobs", ProducerConfig { partition: Some(0), ..Default::default() });
+    let zero = zero.await.unwrap();
+    for i in 0..10 {
+        zero.send(RecordKey::NULL, format!("job-{i}")).await.unwrap();
+    }
+    zero.flush().await.unwrap();
+
+    // Manual: only what is committed and flushed is stored.
+    let mut stream =
+        fluvio.consumer_stream("jobs", as_consumer("worker", OffsetManagementStrategy::Manual)).await.unwrap();
+    for _ in 0..4 {
+        stream.next().await.unwrap().unwrap();
+    }
+    stream.offset_commit().unwrap();
+    stream.offset_flush().await.unwrap();
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    assert_eq!(fluvio.fetch_offset("worker", "jobs", 0).await.unwrap(), Some(4));
+    let rest = read_all(&fluvio, "jobs", as_consumer("worker", OffsetManagementStrategy::None)).await;
+    assert_eq!(values(&rest), (4..10).map(|i| format!("job-{i}")).collect::<Vec<_>>());
+
+    // Auto: every record handed out is stored, on a timer and on drop.
+    let mut stream = fluvio.consumer_stream("jobs", as_consumer("auto", OffsetManagementStrategy::Auto)).await.unwrap();
+    for _ in 0..7 {
+        stream.next().await.unwrap().unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while fluvio.fetch_offset("auto", "jobs", 0).await.unwrap() != Some(7) {
+        assert!(tokio::time::Instant::now() < deadline, "the auto strategy did not store offset 7");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(stream);
+
+    // Stored durably: kill -9, restart, and resume where each left off.
+    server.kill9();
+    let server = ServerProcess::start(&dir, &[]);
+    let fluvio = server.client().await;
+    let resumed = read_all(&fluvio, "jobs", as_consumer("auto", OffsetManagementStrategy::None)).await;
+    assert_eq!(values(&resumed), ["job-7", "job-8", "job-9"]);
+    let listed = fluvio.list_consumers().await.unwrap();
+    let listed: Vec<(&str, u32, i64)> = listed.iter().map(|c| (c.consumer.as_str(), c.partition, c.offset)).collect();
+    assert_eq!(listed, [("auto", 0, 7), ("worker", 0, 4)]);
+
+    // Refused: a bad id, an offset past the end, an unknown partition.
+    let error = fluvio.commit_offset("no spaces", "jobs", 0, 1).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::InvalidRequest), "{error}");
+    let error = fluvio.commit_offset("worker", "jobs", 0, 11).await.unwrap_err();
+    assert!(error.to_string().contains("holds offsets up to 10"), "{error}");
+    let error = fluvio.commit_offset("worker", "jobs", 5, 0).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::PartitionNotFound), "{error}");
+
+    // Deleted: the consumer starts afresh; unknown ones are an error.
+    fluvio.delete_consumer("worker", None).await.unwrap();
+    assert_eq!(fluvio.fetch_offset("worker", "jobs", 0).await.unwrap(), None);
+    let error = fluvio.delete_consumer("worker", None).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::ConsumerNotFound), "{error}");
+    // A topic deleted and made again has no consumers left from before.
+    fluvio.delete_topic("jobs").await.unwrap();
+    fluvio.create_topic("jobs", 1).await.unwrap();
+    assert_eq!(fluvio.fetch_offset("auto", "jobs", 0).await.unwrap(), None);
+    assert!(fluvio.list_consumers().await.unwrap().is_empty());
 }

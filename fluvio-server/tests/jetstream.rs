@@ -353,3 +353,51 @@ async fn offsets_go_on_after_retention_removed_every_record() {
     assert_eq!(values(&records), ["new-0", "new-1", "new-2"]);
     assert_eq!(records[0].offset, 50);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_offsets_committed_through_one_server_resume_on_another() {
+    let cluster = NatsCluster::start(3);
+    let server_a = server_on(&cluster, "js-offsets-a");
+    let server_b = server_on(&cluster, "js-offsets-b");
+    let fluvio_a = server_a.client().await;
+    let fluvio_b = server_b.client().await;
+    fluvio_a.create_replicated_topic("orders.eu", 2, 3, RetentionSpec::default()).await.expect("create");
+    let producer = fluvio_a
+        .topic_producer_with("orders.eu", ProducerConfig { partition: Some(1), ..Default::default() })
+        .await
+        .unwrap();
+    for i in 0..6 {
+        producer.send(RecordKey::NULL, format!("order-{i}")).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+
+    let config = ConsumerConfig {
+        consumer_id: Some("billing".into()),
+        offset_strategy: fluvio_client::OffsetManagementStrategy::Manual,
+        ..from_beginning()
+    };
+    let mut stream = fluvio_a.consumer_stream("orders.eu", config.clone()).await.unwrap();
+    for _ in 0..4 {
+        stream.next().await.unwrap().unwrap();
+    }
+    stream.offset_commit().unwrap();
+    stream.offset_flush().await.unwrap();
+    drop(stream);
+
+    // Another server reads the same stored offset (the topic name has a
+    // `.`, which NATS keys use as a separator).
+    assert_eq!(fluvio_b.fetch_offset("billing", "orders.eu", 1).await.unwrap(), Some(4));
+    assert_eq!(fluvio_b.fetch_offset("billing", "orders.eu", 0).await.unwrap(), None);
+    let rest = read_all(&fluvio_b, "orders.eu", config).await;
+    assert_eq!(values(&rest), ["order-4", "order-5"]);
+    let listed = fluvio_b.list_consumers().await.unwrap();
+    let listed: Vec<(&str, &str, u32, i64)> =
+        listed.iter().map(|c| (c.consumer.as_str(), c.topic.as_str(), c.partition, c.offset)).collect();
+    assert_eq!(listed, [("billing", "orders.eu", 1, 4)]);
+
+    // Deleting the topic forgets its consumers, for every server.
+    fluvio_b.delete_topic("orders.eu").await.unwrap();
+    assert!(fluvio_a.list_consumers().await.unwrap().is_empty());
+    let error = fluvio_a.delete_consumer("billing", None).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::ConsumerNotFound), "{error}");
+}

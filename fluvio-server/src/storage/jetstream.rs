@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
-use fluvio_protocol::{Batch, ProducerStamp, TopicInfo};
+use fluvio_protocol::{Batch, ConsumerOffset, ProducerStamp, TopicInfo};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,10 @@ pub const TOPICS_BUCKET: &str = "fluvio-topics";
 /// while it grows: retention by age can remove every message of a
 /// partition, and with them the last offset.
 pub const ENDS_BUCKET: &str = "fluvio-ends";
+
+/// The key-value bucket of consumer offsets: one key per consumer, topic
+/// and partition (`CONSUMER.TOPIC.PARTITION`, the topic escaped).
+pub const CONSUMERS_BUCKET: &str = "fluvio-consumers";
 
 /// Most copies JetStream keeps of a stream.
 pub const MAX_REPLICATION: u32 = 5;
@@ -160,6 +164,17 @@ fn topic_key(topic: &str) -> String {
     escape(topic)
 }
 
+fn offset_key(consumer: &str, topic: &str, partition: u32) -> String {
+    format!("{consumer}.{}.{partition}", escape(topic))
+}
+
+/// A consumer offset as kept in [`CONSUMERS_BUCKET`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct StoredOffset {
+    offset: i64,
+    modified_ms: u64,
+}
+
 fn end_key(topic: &str, partition: u32) -> String {
     format!("{}.{partition}", escape(topic))
 }
@@ -193,6 +208,7 @@ pub struct JetStreamStorage {
     js: jetstream::Context,
     topics_kv: kv::Store,
     ends_kv: kv::Store,
+    consumers_kv: kv::Store,
     /// Ready topics, kept current by watching the bucket.
     topics: Arc<RwLock<HashMap<String, TopicSpec>>>,
     partitions: Arc<OpenPartitions>,
@@ -245,10 +261,13 @@ impl JetStreamStorage {
         let ends_kv = open_bucket(&js, ENDS_BUCKET, "Fluvio partition ends", replicas)
             .await
             .map_err(|reason| bucket_error(ENDS_BUCKET, reason))?;
+        let consumers_kv = open_bucket(&js, CONSUMERS_BUCKET, "Fluvio consumer offsets", replicas)
+            .await
+            .map_err(|reason| bucket_error(CONSUMERS_BUCKET, reason))?;
         let topics: Arc<RwLock<HashMap<String, TopicSpec>>> = Arc::default();
         let partitions: Arc<OpenPartitions> = Arc::default();
         let watcher = tokio::spawn(watch_topics(topics_kv.clone(), Arc::clone(&topics), Arc::clone(&partitions)));
-        Ok(JetStreamStorage { config, client, js, topics_kv, ends_kv, topics, partitions, watcher })
+        Ok(JetStreamStorage { config, client, js, topics_kv, ends_kv, consumers_kv, topics, partitions, watcher })
     }
 
     /// [`connect`](Self::connect), again and again until the cluster
@@ -444,6 +463,7 @@ impl JetStreamStorage {
             .await
             .map_err(|_| TopicError::NotFound(topic.to_string()))?;
         self.topics.write().expect("topics lock").remove(topic);
+        self.forget_offsets(None, Some(topic)).await?;
         self.delete_streams(topic, record.spec.partitions).await?;
         for partition in 0..record.spec.partitions {
             let _ = self.ends_kv.purge(end_key(topic, partition)).await;
@@ -454,24 +474,12 @@ impl JetStreamStorage {
     }
 
     async fn list(&self) -> Result<Vec<TopicInfo>, TopicError> {
-        // The bucket's subjects, from the stream's state: one request and
-        // its answer. (`kv::Store::keys` runs an ordered consumer, which can
-        // stall for a long time on nats-server 2.9 after a node is lost.)
-        let prefix = format!("$KV.{TOPICS_BUCKET}.");
-        let bucket_stream = self
-            .js
-            .get_stream_no_info(format!("KV_{TOPICS_BUCKET}"))
-            .await
-            .map_err(|e| unavailable("list topics", e))?;
-        let mut subjects =
-            bucket_stream.info_with_subjects(format!("{prefix}>")).await.map_err(|e| unavailable("list topics", e))?;
-        let mut names = Vec::new();
-        while let Some(subject) = subjects.next().await {
-            let (subject, _) = subject.map_err(|e| unavailable("list topics", e))?;
-            if let Some(key) = subject.strip_prefix(&prefix) {
-                names.push(key.replace('=', "."));
-            }
-        }
+        let names: Vec<String> = self
+            .bucket_keys(TOPICS_BUCKET, "list topics")
+            .await?
+            .into_iter()
+            .map(|key| key.replace('=', "."))
+            .collect();
         let mut topics = Vec::new();
         for name in names {
             let Some((record, _)) = self.record(&name).await? else { continue };
@@ -492,6 +500,67 @@ impl JetStreamStorage {
         }
         topics.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(topics)
+    }
+
+    /// The keys of a bucket, from its stream's subjects: one request, unlike
+    /// `kv::Store::keys` (an ordered consumer, which can stall for a long
+    /// time on nats-server 2.9 after a node is lost).
+    async fn bucket_keys(&self, bucket: &str, action: &str) -> Result<Vec<String>, TopicError> {
+        let prefix = format!("$KV.{bucket}.");
+        let bucket_stream =
+            self.js.get_stream_no_info(format!("KV_{bucket}")).await.map_err(|e| unavailable(action, e))?;
+        let mut subjects =
+            bucket_stream.info_with_subjects(format!("{prefix}>")).await.map_err(|e| unavailable(action, e))?;
+        let mut keys = Vec::new();
+        while let Some(subject) = subjects.next().await {
+            let (subject, _) = subject.map_err(|e| unavailable(action, e))?;
+            if let Some(key) = subject.strip_prefix(&prefix) {
+                keys.push(key.to_string());
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Every stored consumer offset.
+    async fn offsets(&self) -> Result<Vec<ConsumerOffset>, TopicError> {
+        let mut offsets = Vec::new();
+        for key in self.bucket_keys(CONSUMERS_BUCKET, "list consumer offsets").await? {
+            let mut parts = key.splitn(3, '.');
+            let (Some(consumer), Some(topic), Some(partition)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let Ok(partition) = partition.parse::<u32>() else { continue };
+            let value = self.consumers_kv.get(&key).await.map_err(|e| unavailable("read a consumer offset", e))?;
+            let Some(stored) = value.and_then(|value| serde_json::from_slice::<StoredOffset>(&value).ok()) else {
+                continue;
+            };
+            offsets.push(ConsumerOffset {
+                consumer: consumer.to_string(),
+                topic: topic.replace('=', "."),
+                partition,
+                offset: stored.offset,
+                modified_ms: stored.modified_ms,
+            });
+        }
+        offsets.sort_by(|a, b| (&a.consumer, &a.topic, a.partition).cmp(&(&b.consumer, &b.topic, b.partition)));
+        Ok(offsets)
+    }
+
+    async fn forget_offsets(&self, consumer: Option<&str>, topic: Option<&str>) -> Result<usize, TopicError> {
+        let mut forgotten = 0;
+        for offset in self.offsets().await? {
+            if consumer.is_some_and(|consumer| consumer != offset.consumer)
+                || topic.is_some_and(|topic| topic != offset.topic)
+            {
+                continue;
+            }
+            self.consumers_kv
+                .purge(offset_key(&offset.consumer, &offset.topic, offset.partition))
+                .await
+                .map_err(|e| unavailable("delete a consumer offset", e))?;
+            forgotten += 1;
+        }
+        Ok(forgotten)
     }
 
     async fn open_partition(&self, spec: &TopicSpec, partition: u32) -> Result<Arc<JetStreamPartition>, TopicError> {
@@ -624,6 +693,52 @@ impl Storage for JetStreamStorage {
     /// Every acknowledged append is already stored by a majority.
     fn sync_all(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
+    }
+
+    fn commit_offset<'a>(
+        &'a self,
+        consumer: &'a str,
+        topic: &'a str,
+        partition: u32,
+        offset: i64,
+    ) -> BoxFuture<'a, Result<(), TopicError>> {
+        Box::pin(async move {
+            let stored = StoredOffset { offset, modified_ms: now_ms() };
+            let value = serde_json::to_vec(&stored).expect("an offset serializes");
+            self.consumers_kv
+                .put(offset_key(consumer, topic, partition), value.into())
+                .await
+                .map_err(|e| unavailable("store a consumer offset", e))?;
+            Ok(())
+        })
+    }
+
+    fn fetch_offset<'a>(
+        &'a self,
+        consumer: &'a str,
+        topic: &'a str,
+        partition: u32,
+    ) -> BoxFuture<'a, Result<Option<i64>, TopicError>> {
+        Box::pin(async move {
+            let value = self
+                .consumers_kv
+                .get(offset_key(consumer, topic, partition))
+                .await
+                .map_err(|e| unavailable("read a consumer offset", e))?;
+            Ok(value.and_then(|value| serde_json::from_slice::<StoredOffset>(&value).ok()).map(|s| s.offset))
+        })
+    }
+
+    fn list_offsets(&self) -> BoxFuture<'_, Result<Vec<ConsumerOffset>, TopicError>> {
+        Box::pin(self.offsets())
+    }
+
+    fn delete_offsets<'a>(
+        &'a self,
+        consumer: Option<&'a str>,
+        topic: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<usize, TopicError>> {
+        Box::pin(self.forget_offsets(consumer, topic))
     }
 }
 

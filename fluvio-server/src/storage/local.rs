@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use fluvio_protocol::{RetentionSpec, TopicInfo};
+use fluvio_protocol::{ConsumerOffset, RetentionSpec, TopicInfo};
 use futures::future::BoxFuture;
 
+use super::offsets::OffsetLog;
 use super::segment_log::{FlushPolicy, LogConfig, PartitionLog};
 use super::{
     MAX_PARTITIONS, MAX_TOTAL_PARTITIONS, Partition, SEGMENT_BYTES_RANGE, Storage, StorageError, TopicError, TopicSpec,
@@ -37,6 +38,8 @@ pub struct LocalStorage {
     /// Most partitions over all topics: [`MAX_TOTAL_PARTITIONS`], or fewer
     /// when the process may not open that many files.
     max_total_partitions: usize,
+    /// Where consumers have got to.
+    offsets: OffsetLog,
 }
 
 /// Files kept for everything but partitions: connections, SmartModule
@@ -67,6 +70,7 @@ impl LocalStorage {
             flush,
             topics: RwLock::default(),
             max_total_partitions: partition_limit(),
+            offsets: OffsetLog::open(dir)?,
         };
         for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
             let path = entry.map_err(io_error(dir))?.path();
@@ -164,6 +168,9 @@ impl LocalStorage {
         if self.topics.write().expect("topics lock").remove(name).is_none() {
             return Err(TopicError::NotFound(name.to_string()));
         }
+        // First, so that a topic created again under this name never finds
+        // the old one's consumers, even after a crash right here.
+        self.offsets.delete(None, Some(name))?;
         let dir = self.dir.join(name);
         // Without its settings the directory is an unfinished topic, so a
         // crash in the middle of removing it finishes the job at the next start.
@@ -267,6 +274,40 @@ impl Storage for LocalStorage {
                 }
             })
         })
+    }
+
+    fn commit_offset<'a>(
+        &'a self,
+        consumer: &'a str,
+        topic: &'a str,
+        partition: u32,
+        offset: i64,
+    ) -> BoxFuture<'a, Result<(), TopicError>> {
+        Box::pin(async move {
+            tokio::task::block_in_place(|| self.offsets.commit(consumer, topic, partition, offset))?;
+            Ok(())
+        })
+    }
+
+    fn fetch_offset<'a>(
+        &'a self,
+        consumer: &'a str,
+        topic: &'a str,
+        partition: u32,
+    ) -> BoxFuture<'a, Result<Option<i64>, TopicError>> {
+        Box::pin(async move { Ok(self.offsets.get(consumer, topic, partition)) })
+    }
+
+    fn list_offsets(&self) -> BoxFuture<'_, Result<Vec<ConsumerOffset>, TopicError>> {
+        Box::pin(async move { Ok(self.offsets.list()) })
+    }
+
+    fn delete_offsets<'a>(
+        &'a self,
+        consumer: Option<&'a str>,
+        topic: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<usize, TopicError>> {
+        Box::pin(async move { Ok(tokio::task::block_in_place(|| self.offsets.delete(consumer, topic))?) })
     }
 }
 

@@ -11,13 +11,14 @@
 
 pub mod jetstream;
 pub mod local;
+pub mod offsets;
 pub mod segment_log;
 
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use fluvio_protocol::{Batch, ProducerStamp, RetentionSpec, TopicInfo};
+use fluvio_protocol::{Batch, ConsumerOffset, ProducerStamp, RetentionSpec, TopicInfo};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -105,6 +106,50 @@ pub trait Storage: Send + Sync {
 
     /// Makes everything appended so far durable (for a clean shutdown).
     fn sync_all(&self) -> BoxFuture<'_, ()>;
+
+    /// Stores, durably, the offset `consumer` reads next in a partition
+    /// (the caller has checked the id, the partition and the offset).
+    fn commit_offset<'a>(
+        &'a self,
+        consumer: &'a str,
+        topic: &'a str,
+        partition: u32,
+        offset: i64,
+    ) -> BoxFuture<'a, Result<(), TopicError>>;
+
+    /// The offset `consumer` committed last in a partition, if any.
+    fn fetch_offset<'a>(
+        &'a self,
+        consumer: &'a str,
+        topic: &'a str,
+        partition: u32,
+    ) -> BoxFuture<'a, Result<Option<i64>, TopicError>>;
+
+    /// Every stored consumer offset, sorted by consumer, topic and
+    /// partition.
+    fn list_offsets(&self) -> BoxFuture<'_, Result<Vec<ConsumerOffset>, TopicError>>;
+
+    /// Forgets the offsets of `consumer` (every consumer's, when `None`) in
+    /// `topic` (in every topic, when `None`). Returns how many there were.
+    fn delete_offsets<'a>(
+        &'a self,
+        consumer: Option<&'a str>,
+        topic: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<usize, TopicError>>;
+}
+
+/// A consumer id that is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("consumer id {0:?} must be 1 to 200 characters from letters, digits, '_' and '-'")]
+pub struct ConsumerIdError(pub String);
+
+/// Checks a consumer id: 1 to 200 characters from `a-z A-Z 0-9 _ -` (no
+/// `.`: it separates the parts of a key in a JetStream bucket).
+pub fn validate_consumer_id(id: &str) -> Result<(), ConsumerIdError> {
+    if id.is_empty() || id.len() > 200 || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')) {
+        return Err(ConsumerIdError(id.to_string()));
+    }
+    Ok(())
 }
 
 /// A topic's settings.
