@@ -150,7 +150,7 @@ fn connectors(c: &mut Criterion) {
     let server = runtime.block_on(Server::bind(config)).unwrap();
     let addr = server.local_addr().to_string();
     runtime.spawn(server.run());
-    let fluvio = runtime.block_on(Fluvio::connect(&addr)).unwrap();
+    let fluvio = runtime.block_on(Fluvio::connect_to(&addr)).unwrap();
     let runs = AtomicU64::new(0);
 
     // sql-sink: the topic holds 1,000,000 readings in batches of about

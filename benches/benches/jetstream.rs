@@ -51,7 +51,7 @@ async fn start_server(
     let server = Server::bind(config).await.unwrap();
     let addr = server.local_addr().to_string();
     runtime.spawn(server.run());
-    Fluvio::connect(&addr).await.unwrap()
+    Fluvio::connect_to(&addr).await.unwrap()
 }
 
 async fn produce(fluvio: &Fluvio, topic: &str, records: usize) {

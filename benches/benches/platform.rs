@@ -65,7 +65,7 @@ fn platform(c: &mut Criterion) {
     let server = runtime.block_on(Server::bind(config)).unwrap();
     let addr = server.local_addr().to_string();
     runtime.spawn(server.run());
-    let fluvio = runtime.block_on(Fluvio::connect(&addr)).unwrap();
+    let fluvio = runtime.block_on(Fluvio::connect_to(&addr)).unwrap();
     let bytes = payload_bytes();
 
     let topics = AtomicU64::new(0);
@@ -107,7 +107,7 @@ fn platform(c: &mut Criterion) {
                     for p in 0..4 {
                         let (addr, topic) = (addr.clone(), topic.clone());
                         tasks.push(tokio::spawn(async move {
-                            let client = Fluvio::connect(&addr).await.unwrap();
+                            let client = Fluvio::connect_to(&addr).await.unwrap();
                             let producer = client.topic_producer(&topic).await.unwrap();
                             for n in (p..RECORDS).step_by(4) {
                                 producer.send(RecordKey::NULL, value(n)).await.unwrap();

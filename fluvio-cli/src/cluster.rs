@@ -190,7 +190,7 @@ pub async fn status() -> CliResult {
     match local_server() {
         LocalServer::Running { pid } => {
             let addr = home::server_addr(None);
-            let reachable = fluvio_client::Fluvio::connect(&addr).await.is_ok();
+            let reachable = fluvio_client::Fluvio::connect_to(&addr).await.is_ok();
             println!(
                 "the local Fluvio server is running (pid {pid}) on {addr}{}",
                 if reachable { "" } else { ", but does not answer" }

@@ -2,13 +2,10 @@
 
 use std::path::PathBuf;
 
-/// The CLI's home directory.
+/// The CLI's home directory (shared with the SDK, which finds the local
+/// cluster's address there).
 pub fn dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("FLUVIO_HOME") {
-        return PathBuf::from(home);
-    }
-    let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    user_home.join(".fluvio")
+    fluvio_client::fluvio_home()
 }
 
 /// The local server's data directory, unless overridden.
@@ -31,22 +28,10 @@ pub fn addr_file() -> PathBuf {
     dir().join("server.addr")
 }
 
-/// The server address commands use: `--addr`, then `$FLUVIO_ADDR`, then the
-/// local cluster's address, then `127.0.0.1:9003`.
+/// The server address commands use: `--addr`, else what the SDK uses
+/// (`$FLUVIO_ADDR`, the local cluster's address, `127.0.0.1:9003`).
 pub fn server_addr(flag: Option<&str>) -> String {
-    if let Some(addr) = flag {
-        return addr.to_string();
-    }
-    if let Ok(addr) = std::env::var("FLUVIO_ADDR") {
-        return addr;
-    }
-    if let Ok(addr) = std::fs::read_to_string(addr_file()) {
-        let addr = addr.trim();
-        if !addr.is_empty() {
-            return addr.to_string();
-        }
-    }
-    fluvio_client::protocol::DEFAULT_ADDR.to_string()
+    flag.map_or_else(fluvio_client::default_addr, str::to_string)
 }
 
 /// A program installed beside this one: `$ENV_VAR` when set, else the file

@@ -126,7 +126,7 @@ enum TopicCommand {
 }
 
 async fn connect(addr: Option<&str>) -> CliResult<fluvio_client::Fluvio> {
-    Ok(fluvio_client::Fluvio::connect(&home::server_addr(addr)).await?)
+    Ok(fluvio_client::Fluvio::connect_to(&home::server_addr(addr)).await?)
 }
 
 async fn run(cli: Cli) -> CliResult {

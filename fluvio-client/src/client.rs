@@ -18,6 +18,7 @@ use fluvio_protocol::{
 };
 
 use crate::FluvioError;
+use crate::config::RetryPolicy;
 
 type Pending = Arc<Mutex<HashMap<u32, mpsc::UnboundedSender<Result<Frame, FluvioError>>>>>;
 
@@ -160,6 +161,51 @@ pub(crate) fn control<T: for<'de> serde::Deserialize<'de>>(frame: &Frame) -> Res
     Ok(frame.control()?)
 }
 
+/// Where a client finds its cluster: one address (`host:port`), or several
+/// comma-separated (servers sharing a JetStream cluster).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FluvioClusterConfig {
+    /// The address or addresses.
+    pub endpoint: String,
+}
+
+/// The name Fluvio code uses for [`FluvioClusterConfig`].
+pub type FluvioConfig = FluvioClusterConfig;
+
+impl FluvioClusterConfig {
+    /// A config for `addr`.
+    pub fn new(addr: impl Into<String>) -> FluvioClusterConfig {
+        FluvioClusterConfig { endpoint: addr.into() }
+    }
+}
+
+/// The home of the `fluvio` command: `$FLUVIO_HOME`, or `~/.fluvio`.
+pub fn fluvio_home() -> std::path::PathBuf {
+    if let Some(home) = std::env::var_os("FLUVIO_HOME") {
+        return home.into();
+    }
+    let user_home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_else(|| ".".into());
+    user_home.join(".fluvio")
+}
+
+/// The address a client uses when given none: `$FLUVIO_ADDR`, else the
+/// address of the local cluster `fluvio cluster start` runs (recorded in
+/// `server.addr` under [`fluvio_home`]), else `127.0.0.1:9003`.
+pub fn default_addr() -> String {
+    if let Ok(addr) = std::env::var("FLUVIO_ADDR")
+        && !addr.trim().is_empty()
+    {
+        return addr;
+    }
+    if let Ok(addr) = std::fs::read_to_string(fluvio_home().join("server.addr")) {
+        let addr = addr.trim();
+        if !addr.is_empty() {
+            return addr.to_string();
+        }
+    }
+    DEFAULT_ADDR.to_string()
+}
+
 /// A client of a cluster: admin requests, producers and consumers.
 ///
 /// It talks to one server at a time. Given several addresses
@@ -172,7 +218,7 @@ pub(crate) fn control<T: for<'de> serde::Deserialize<'de>>(frame: &Frame) -> Res
 /// ```no_run
 /// # async fn run() -> Result<(), fluvio_client::FluvioError> {
 /// use fluvio_client::{Fluvio, RecordKey};
-/// let fluvio = Fluvio::connect("127.0.0.1:9003").await?;
+/// let fluvio = Fluvio::connect_to("127.0.0.1:9003").await?;
 /// fluvio.create_topic("greetings", 1).await?;
 /// let producer = fluvio.topic_producer("greetings").await?;
 /// producer.send(RecordKey::NULL, "hello").await?;
@@ -211,9 +257,21 @@ pub(crate) fn is_retryable(error: &FluvioError) -> bool {
 }
 
 impl Fluvio {
+    /// Connects to the cluster this machine uses, as the `fluvio` command
+    /// does: `$FLUVIO_ADDR`, else the local cluster started by `fluvio
+    /// cluster start`, else `127.0.0.1:9003` (see [`default_addr`]).
+    pub async fn connect() -> Result<Fluvio, FluvioError> {
+        Fluvio::connect_to(&default_addr()).await
+    }
+
+    /// Connects to the cluster a config names.
+    pub async fn connect_with_config(config: &FluvioClusterConfig) -> Result<Fluvio, FluvioError> {
+        Fluvio::connect_to(&config.endpoint).await
+    }
+
     /// Connects to the server at `addr` (`host:port`), or to the first of
     /// several comma-separated addresses that answers.
-    pub async fn connect(addr: &str) -> Result<Fluvio, FluvioError> {
+    pub async fn connect_to(addr: &str) -> Result<Fluvio, FluvioError> {
         let addrs: Vec<String> = addr.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect();
         if addrs.is_empty() {
             return Err(FluvioError::InvalidRequest(format!("no server address in {addr:?}")));
@@ -228,10 +286,9 @@ impl Fluvio {
         })
     }
 
-    /// Connects to `$FLUVIO_ADDR`, or to the local default `127.0.0.1:9003`.
+    /// The same as [`connect`](Self::connect).
     pub async fn connect_default() -> Result<Fluvio, FluvioError> {
-        let addr = std::env::var("FLUVIO_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.to_string());
-        Fluvio::connect(&addr).await
+        Fluvio::connect().await
     }
 
     /// The address of the server in use.
@@ -292,8 +349,21 @@ impl Fluvio {
         control: &T,
         payload: Vec<u8>,
     ) -> Result<Frame, FluvioError> {
-        let deadline = tokio::time::Instant::now() + FAILOVER_TIMEOUT;
-        let mut delay = std::time::Duration::from_millis(50);
+        self.request_with(kind, control, payload, &RetryPolicy::default()).await
+    }
+
+    /// Sends a request, and sends it again as `policy` says when the server
+    /// goes away or its storage is briefly unavailable.
+    pub(crate) async fn request_with<T: serde::Serialize>(
+        &self,
+        kind: ApiKind,
+        control: &T,
+        payload: Vec<u8>,
+        policy: &RetryPolicy,
+    ) -> Result<Frame, FluvioError> {
+        let deadline = tokio::time::Instant::now() + policy.timeout;
+        let mut delay = policy.initial_delay;
+        let mut retries = 0;
         loop {
             let connection = self.connection();
             let error = match connection.request(kind, control, payload.clone()).await {
@@ -301,15 +371,16 @@ impl Fluvio {
                 Err(error) if is_retryable(&error) => error,
                 Err(error) => return Err(error),
             };
-            if tokio::time::Instant::now() + delay > deadline {
+            if retries >= policy.max_retries || tokio::time::Instant::now() + delay > deadline {
                 return Err(error);
             }
+            retries += 1;
             tracing::debug!(%error, "request failed; retrying");
             if matches!(error, FluvioError::ConnectionLost { .. }) {
                 let _ = self.fail_over(&connection).await;
             } else {
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(1));
+                delay = (delay * 2).min(policy.max_delay);
             }
         }
     }

@@ -1,5 +1,9 @@
-//! Consumers: streams of records from a partition, with SmartModules run on
-//! the server so that only their outputs cross the network.
+//! Consumers: streams of records from the partitions of a topic, with
+//! SmartModules run on the server so that only their outputs cross the
+//! network.
+//!
+//! The module also gathers, under Fluvio's paths (`consumer::...`), the
+//! configuration types a consumer is built from.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -13,12 +17,15 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use fluvio_protocol::messages::StreamFetchRequest;
-use fluvio_protocol::{
-    ApiKind, Batch, ErrorPolicy, Frame, OffsetSpec, RecordFailure, SmartModuleInvocation, StreamEvent,
-};
+use fluvio_protocol::{ApiKind, Batch, ErrorPolicy, Frame, OffsetSpec, RecordFailure, StreamEvent};
 
 use crate::client::{Connection, FAILOVER_TIMEOUT, check, control};
 use crate::{Fluvio, FluvioError};
+
+pub use crate::config::{
+    ConsumerConfigBuilder, ConsumerConfigExt, ConsumerConfigExtBuilder, Offset, PartitionConsumer,
+};
+pub use fluvio_protocol::{SmartModuleInvocation, SmartModuleKind, SmartModuleWasm};
 
 /// Receives the records SmartModules failed on under
 /// [`ErrorPolicy::DeadLetter`], each with its error.
@@ -146,6 +153,107 @@ pub struct ConsumerRecord {
     pub value: Vec<u8>,
     /// Headers.
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The name Fluvio code uses for a consumed record.
+pub type Record = ConsumerRecord;
+
+impl ConsumerRecord {
+    /// The partition it comes from.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// Its offset in the partition.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    /// Its timestamp, milliseconds since the Unix epoch.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// The key's bytes, if it has a key.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+
+    /// The value's bytes.
+    pub fn value(&self) -> &[u8] {
+        &self.value
+    }
+
+    /// The key, if it has one, as [`RecordData`].
+    pub fn get_key(&self) -> Option<&RecordData> {
+        self.key.as_deref().map(RecordData::new)
+    }
+
+    /// The value, as [`RecordData`].
+    pub fn get_value(&self) -> &RecordData {
+        RecordData::new(&self.value)
+    }
+}
+
+impl AsRef<[u8]> for ConsumerRecord {
+    fn as_ref(&self) -> &[u8] {
+        &self.value
+    }
+}
+
+/// A record's key or value, borrowed: bytes, with text views.
+#[repr(transparent)]
+#[derive(PartialEq, Eq, Hash)]
+pub struct RecordData([u8]);
+
+impl RecordData {
+    /// Views bytes as record data.
+    pub fn new(bytes: &[u8]) -> &RecordData {
+        // SAFETY: `RecordData` is `repr(transparent)` over `[u8]`, so the
+        // two references have the same layout and metadata (the length).
+        unsafe { &*(bytes as *const [u8] as *const RecordData) }
+    }
+
+    /// The bytes as UTF-8 text, or why they are not.
+    pub fn as_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.0)
+    }
+
+    /// The bytes as text, with invalid UTF-8 replaced by `�`.
+    pub fn as_utf8_lossy_string(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for RecordData {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for RecordData {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RecordData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_utf8_lossy_string())
+    }
+}
+
+impl std::fmt::Display for RecordData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.as_utf8_lossy_string())
+    }
 }
 
 /// A stream of records from one or more partitions of a topic. Ends after

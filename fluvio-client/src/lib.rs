@@ -22,7 +22,7 @@
 //! use fluvio_client::{ConsumerConfig, Fluvio, SmartModuleInvocation};
 //!
 //! # async fn run() -> Result<(), fluvio_client::FluvioError> {
-//! let fluvio = Fluvio::connect("127.0.0.1:9003").await?;
+//! let fluvio = Fluvio::connect_to("127.0.0.1:9003").await?;
 //! let filter = SmartModuleInvocation::from_file("target/wasm32-unknown-unknown/release/my_filter.wasm")?;
 //! let config = ConsumerConfig::default().smartmodule(filter);
 //! let mut stream = fluvio.consumer_stream("my-topic", config).await?;
@@ -32,20 +32,42 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod client;
-mod consumer;
+mod config;
+pub mod consumer;
 mod error;
-mod producer;
+pub mod producer;
 #[cfg(feature = "smartengine")]
 mod smartmodule;
 
 pub use fluvio_protocol as protocol;
+
+/// Fluvio's paths to the admin specs: `metadata::topic::TopicSpec` and
+/// `metadata::smartmodule::SmartModuleSpec`.
+pub mod metadata {
+    /// Topics.
+    pub mod topic {
+        pub use crate::admin::{TopicSpec, TopicStatus};
+    }
+    /// SmartModules.
+    pub mod smartmodule {
+        pub use crate::admin::SmartModuleSpec;
+        pub use fluvio_protocol::messages::SmartModuleInfo;
+    }
+}
 #[cfg(feature = "smartengine")]
 pub use fluvio_smartengine as engine;
 
-pub use client::Fluvio;
+pub use admin::{AdminSpec, FluvioAdmin, Metadata, SmartModuleSpec, TopicSpec, TopicStatus, Validate};
+pub use client::{Fluvio, FluvioClusterConfig, FluvioConfig, default_addr, fluvio_home};
+pub use config::{
+    ConsumerConfigBuilder, ConsumerConfigExt, ConsumerConfigExtBuilder, DeliverySemantic, Offset, PartitionConsumer,
+    RetryPolicy, TopicProducerConfig, TopicProducerConfigBuilder, consumer, producer,
+};
 pub use consumer::{
-    ConsumerBatch, ConsumerConfig, ConsumerRecord, ConsumerStream, DeadLetterSink, OffsetManagementStrategy,
+    ConsumerBatch, ConsumerConfig, ConsumerRecord, ConsumerStream, DeadLetterSink, OffsetManagementStrategy, Record,
+    RecordData,
 };
 pub use error::FluvioError;
 pub use fluvio_protocol::{
@@ -53,5 +75,8 @@ pub use fluvio_protocol::{
     SmartModuleWasm,
 };
 pub use producer::{ProduceOutput, ProducerConfig, RecordKey, RecordMetadata, TopicProducer, partition_for_key};
+
+/// The name Fluvio code uses for a topic's producer.
+pub type TopicProducerPool = TopicProducer;
 #[cfg(feature = "smartengine")]
 pub use smartmodule::{local_chain, local_engine};

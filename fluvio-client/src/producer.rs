@@ -1,5 +1,9 @@
-//! Producers: batch records, optionally run SmartModules on them in this
-//! process (the `smartengine` feature), and send only the outputs.
+//! Producers: batch records, spread them over a topic's partitions,
+//! optionally run SmartModules on them in this process (the `smartengine`
+//! feature), and send only the outputs.
+//!
+//! The module also gathers, under Fluvio's paths (`producer::...`), the
+//! configuration types a producer is built from.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +17,8 @@ use fluvio_protocol::{ApiKind, Batch, BatchBuilder, ErrorPolicy, ProducerStamp, 
 use crate::client::control;
 use crate::consumer::DeadLetterSink;
 use crate::{Fluvio, FluvioError};
+
+pub use crate::config::{DeliverySemantic, RetryPolicy, TopicProducerConfig, TopicProducerConfigBuilder};
 
 /// The chain a producer runs. Without the engine no chain can exist, so the
 /// type is then empty and the code that would run one is unreachable.
@@ -43,6 +49,8 @@ pub struct ProducerConfig {
     /// Under [`ErrorPolicy::DeadLetter`], receives each record a SmartModule
     /// failed on; without one, dead letters are only counted.
     pub dead_letters: Option<DeadLetterSink>,
+    /// Whether a batch the cluster did not acknowledge is sent again.
+    pub delivery_semantic: DeliverySemantic,
 }
 
 impl std::fmt::Debug for ProducerConfig {
@@ -54,6 +62,7 @@ impl std::fmt::Debug for ProducerConfig {
             .field("smartmodules", &self.smartmodules)
             .field("policy", &self.policy)
             .field("dead_letters", &self.dead_letters.is_some())
+            .field("delivery_semantic", &self.delivery_semantic)
             .finish()
     }
 }
@@ -67,6 +76,7 @@ impl Default for ProducerConfig {
             smartmodules: Vec::new(),
             policy: ErrorPolicy::Fail,
             dead_letters: None,
+            delivery_semantic: DeliverySemantic::default(),
         }
     }
 }
@@ -253,8 +263,8 @@ impl Fluvio {
     /// A producer for `topic`, with default settings: records with a key
     /// go to the partition their key hashes to, the others to each
     /// partition in turn, a batch at a time.
-    pub async fn topic_producer(&self, topic: &str) -> Result<TopicProducer, FluvioError> {
-        self.topic_producer_with(topic, ProducerConfig::default()).await
+    pub async fn topic_producer(&self, topic: impl Into<String>) -> Result<TopicProducer, FluvioError> {
+        self.topic_producer_with(&topic.into(), ProducerConfig::default()).await
     }
 
     /// A producer with settings. SmartModules are loaded (registered ones
@@ -490,7 +500,8 @@ async fn send_records(shared: &Shared, partition: u32, records: Vec<PendingRecor
         ProducerStamp { id: shared.producer_id, sequence: shared.next_sequence.fetch_add(1, Ordering::Relaxed) };
     let request = ProduceRequest { topic: shared.topic.clone(), partition, producer: Some(stamp) };
     shared.bytes_sent.fetch_add(batch.as_bytes().len() as u64, Ordering::Relaxed);
-    let result = shared.fluvio.request(ApiKind::Produce, &request, batch.into_bytes()).await;
+    let policy = shared.config.delivery_semantic.retry_policy();
+    let result = shared.fluvio.request_with(ApiKind::Produce, &request, batch.into_bytes(), &policy).await;
     let result: Result<ProduceResponse, FluvioError> = result.and_then(|frame| control(&frame));
     for (ack, first) in acks.into_iter().zip(first_output) {
         let Some(ack) = ack else { continue };

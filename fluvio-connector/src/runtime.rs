@@ -151,7 +151,7 @@ fn stopping(shutdown: &watch::Receiver<bool>) -> bool {
 async fn connect_cluster(addr: &str, shutdown: &mut watch::Receiver<bool>) -> Result<Option<Fluvio>, ConnectorError> {
     let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     loop {
-        match Fluvio::connect(addr).await {
+        match Fluvio::connect_to(addr).await {
             Ok(fluvio) => return Ok(Some(fluvio)),
             Err(error) => {
                 let error = ConnectorError::from(error);
@@ -476,6 +476,6 @@ async fn track_lag(fluvio: Fluvio, key: ResumeKey, position: Arc<AtomicI64>, met
 /// A producer for a dead-letter topic, for sinks whose policy sends refused
 /// records there.
 pub async fn dead_letter_producer(addr: &str, topic: &str) -> Result<TopicProducer, ConnectorError> {
-    let fluvio = Fluvio::connect(addr).await?;
+    let fluvio = Fluvio::connect_to(addr).await?;
     Ok(fluvio.topic_producer(topic).await?)
 }

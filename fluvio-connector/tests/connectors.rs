@@ -47,7 +47,7 @@ async fn cluster(name: &str) -> (Cluster, Fluvio) {
     let server = Server::bind(config).await.unwrap();
     let addr = server.local_addr().to_string();
     let task = tokio::spawn(server.run());
-    let fluvio = Fluvio::connect(&addr).await.unwrap();
+    let fluvio = Fluvio::connect_to(&addr).await.unwrap();
     (Cluster { addr, dir, task }, fluvio)
 }
 

@@ -149,6 +149,8 @@ pub enum OffsetSpec {
     Absolute(i64),
     /// `n` records before the end.
     FromEnd(u64),
+    /// `n` records after the first still stored (at most the end).
+    FromBeginning(u64),
 }
 
 /// Start streaming records from a partition.

@@ -376,6 +376,7 @@ async fn stream(
         OffsetSpec::End => end,
         OffsetSpec::Absolute(offset) => offset.max(start),
         OffsetSpec::FromEnd(n) => (end - n.min(i64::MAX as u64) as i64).max(start),
+        OffsetSpec::FromBeginning(n) => start.saturating_add(n.min(i64::MAX as u64) as i64).min(end),
     };
     let max_bytes = (request.max_bytes as u64).clamp(1, 16 << 20);
     let mut watermark = partition.subscribe();

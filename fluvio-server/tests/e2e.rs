@@ -44,7 +44,7 @@ async fn topics_are_created_listed_and_deleted_with_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_refused_names_the_address() {
-    let error = fluvio_client::Fluvio::connect("127.0.0.1:1").await.unwrap_err();
+    let error = fluvio_client::Fluvio::connect_to("127.0.0.1:1").await.unwrap_err();
     assert!(matches!(error, FluvioError::Connect { .. }));
     assert!(error.to_string().contains("127.0.0.1:1"), "{error}");
     assert!(error.to_string().contains("fluvio cluster start"), "{error}");
@@ -485,4 +485,61 @@ async fn consumer_offsets_are_stored_resumed_listed_deleted_and_survive_kill_9()
     fluvio.create_topic("jobs", 1).await.unwrap();
     assert_eq!(fluvio.fetch_offset("auto", "jobs", 0).await.unwrap(), None);
     assert!(fluvio.list_consumers().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fluvio_shaped_admin_producer_and_consumer_api() {
+    use fluvio_client::metadata::smartmodule::SmartModuleSpec;
+    use fluvio_client::metadata::topic::TopicSpec;
+    use fluvio_client::producer::{DeliverySemantic, TopicProducerConfigBuilder};
+    use fluvio_client::{ConsumerConfig, Fluvio, FluvioConfig, Offset};
+
+    let server = ServerProcess::start(&data_dir("fluvio-shaped"), &[]);
+    let fluvio = Fluvio::connect_with_config(&FluvioConfig::new(server.addr.clone())).await.unwrap();
+    let admin = fluvio.admin().await;
+    admin.create("letters".to_string(), false, TopicSpec::new_computed(2, 1, None)).await.unwrap();
+    admin.create("dry".to_string(), true, TopicSpec::new_computed(1, 1, None)).await.unwrap();
+    let topics = admin.all::<TopicSpec>().await.unwrap();
+    assert_eq!(topics.iter().map(|t| (t.name.as_str(), t.spec.partitions())).collect::<Vec<_>>(), [("letters", 2)]);
+    let error = admin.create("zero".to_string(), false, TopicSpec::new_computed(0, 1, None)).await.unwrap_err();
+    assert!(error.to_string().contains("at least one partition"), "{error}");
+    admin.create("upper".to_string(), false, SmartModuleSpec::from_wasm(wasm("uppercase-map"))).await.unwrap();
+    let modules = admin.list::<SmartModuleSpec, _>(vec!["upper"]).await.unwrap();
+    assert_eq!(modules.len(), 1);
+    assert_eq!(modules[0].status.kind, SmartModuleKind::Map);
+
+    let config = TopicProducerConfigBuilder::default()
+        .batch_size(64)
+        .linger(Duration::from_millis(1))
+        .delivery_semantic(DeliverySemantic::AtMostOnce)
+        .partition(1)
+        .build()
+        .unwrap();
+    let producer = fluvio.topic_producer_with_config("letters", config).await.unwrap();
+    let outputs = producer.send_all(["a", "b", "c", "d"].map(|v| (RecordKey::from("k"), v))).await.unwrap();
+    producer.flush().await.unwrap();
+    for (i, output) in outputs.into_iter().enumerate() {
+        let stored = output.wait().await.unwrap();
+        assert_eq!((stored.partition_id(), stored.offset()), (1, i as i64));
+    }
+
+    let consumer = fluvio.partition_consumer("letters", 1).await.unwrap();
+    let config = ConsumerConfig::builder()
+        .disable_continuous(true)
+        .smartmodule(vec![SmartModuleInvocation::predefined("upper")])
+        .build()
+        .unwrap();
+    let stream = consumer.stream_with_config(Offset::from_beginning(2), config).await.unwrap();
+    let records: Vec<_> = stream.map(|r| r.unwrap()).collect().await;
+    let seen: Vec<(u32, i64, String, Option<&[u8]>)> = records
+        .iter()
+        .map(|r| (r.partition(), r.offset(), r.get_value().as_utf8_lossy_string().into_owned(), r.key()))
+        .collect();
+    assert_eq!(seen, [(1, 2, "C".to_string(), Some(&b"k"[..])), (1, 3, "D".to_string(), Some(&b"k"[..]))]);
+    assert!(records[0].timestamp() > 1_600_000_000_000, "a real timestamp: {}", records[0].timestamp());
+    assert!(fluvio.partition_consumer("letters", 2).await.is_err());
+
+    admin.delete::<TopicSpec>("letters").await.unwrap();
+    admin.delete::<SmartModuleSpec>("upper").await.unwrap();
+    assert!(admin.all::<TopicSpec>().await.unwrap().is_empty());
 }

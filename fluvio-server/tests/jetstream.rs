@@ -113,7 +113,7 @@ async fn clients_move_to_the_other_server_when_theirs_is_killed() {
     let cluster = NatsCluster::start(3);
     let mut server_a = server_on(&cluster, "js-failover-a");
     let server_b = server_on(&cluster, "js-failover-b");
-    let fluvio = Fluvio::connect(&format!("{},{}", server_a.addr, server_b.addr)).await.expect("connect");
+    let fluvio = Fluvio::connect_to(&format!("{},{}", server_a.addr, server_b.addr)).await.expect("connect");
     assert_eq!(fluvio.addr(), server_a.addr, "the first address is used first");
     fluvio.create_replicated_topic("payments", 1, 3, RetentionSpec::default()).await.expect("create");
 

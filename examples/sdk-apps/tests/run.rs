@@ -5,9 +5,9 @@ use std::process::{Command, Stdio};
 
 use fluvio_server::{Server, ServerConfig};
 
-fn start_server() -> (tokio::runtime::Runtime, String) {
+fn start_server(name: &str) -> (tokio::runtime::Runtime, String) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let dir = std::env::temp_dir().join(format!("sdk-apps-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("sdk-apps-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = ServerConfig::new(&dir);
     config.addr = "127.0.0.1:0".parse().unwrap();
@@ -19,7 +19,7 @@ fn start_server() -> (tokio::runtime::Runtime, String) {
 
 #[test]
 fn producer_scrubs_before_sending_and_consumer_filters_on_the_server() {
-    let (_runtime, addr) = start_server();
+    let (_runtime, addr) = start_server("scrub");
     let scrubber = dev_support::wasm_path("json-scrubbing");
     let mut producer = Command::new(env!("CARGO_BIN_EXE_produce-scrubbed"))
         .args([&addr, "accounts", scrubber.to_str().unwrap()])
@@ -46,4 +46,28 @@ fn producer_scrubs_before_sending_and_consumer_filters_on_the_server() {
     // Only alice's record contains an `a`; the SSN never reached the server.
     assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"name\":\"alice\"}\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("received 1 records"));
+}
+
+fn order_totals(addr: &str, orders: &str) -> String {
+    let mut app = Command::new(env!("CARGO_BIN_EXE_order-totals"))
+        .arg(addr)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    app.stdin.take().unwrap().write_all(orders.as_bytes()).unwrap();
+    let out = app.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_fluvio_application_keys_partitions_and_resumes_from_its_stored_offsets() {
+    let (_runtime, addr) = start_server("orders");
+    let first = order_totals(&addr, "ann,10\nbob,5\nann,7\ncid,1\nbob,2\n");
+    assert_eq!(first, "ann 17\nbob 7\ncid 1\n");
+    // The second run counts only the orders its consumer has not seen.
+    let second = order_totals(&addr, "bob,100\n");
+    assert_eq!(second, "bob 100\n");
 }

@@ -63,7 +63,7 @@ impl ServerProcess {
     }
 
     pub async fn client(&self) -> Fluvio {
-        Fluvio::connect(&self.addr).await.expect("client connects")
+        Fluvio::connect_to(&self.addr).await.expect("client connects")
     }
 }
 

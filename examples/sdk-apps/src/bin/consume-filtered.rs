@@ -3,7 +3,7 @@
 //!
 //! `consume-filtered 127.0.0.1:9003 events my_filter.wasm`
 
-use fluvio_client::{ConsumerConfig, Fluvio, FluvioError, OffsetSpec, SmartModuleInvocation};
+use fluvio::{ConsumerConfig, Fluvio, FluvioError, OffsetSpec, SmartModuleInvocation};
 use futures::StreamExt;
 
 #[tokio::main]
@@ -13,7 +13,7 @@ async fn main() -> Result<(), FluvioError> {
         eprintln!("usage: consume-filtered ADDR TOPIC MODULE.wasm");
         std::process::exit(2);
     };
-    let fluvio = Fluvio::connect(addr).await?;
+    let fluvio = Fluvio::connect_to(addr).await?;
     let config = ConsumerConfig { offset: OffsetSpec::Beginning, continuous: false, ..Default::default() }
         .smartmodule(SmartModuleInvocation::from_file(module)?);
     let mut stream = fluvio.consumer_stream(topic, config).await?;

@@ -3,7 +3,7 @@
 //!
 //! `produce-scrubbed 127.0.0.1:9003 accounts regex_scrubbing.wasm < accounts.txt`
 
-use fluvio_client::{Fluvio, FluvioError, ProducerConfig, RecordKey, SmartModuleInvocation};
+use fluvio::{Fluvio, FluvioError, ProducerConfig, RecordKey, SmartModuleInvocation};
 use tokio::io::AsyncBufReadExt;
 
 #[tokio::main]
@@ -13,7 +13,7 @@ async fn main() -> Result<(), FluvioError> {
         eprintln!("usage: produce-scrubbed ADDR TOPIC MODULE.wasm < lines");
         std::process::exit(2);
     };
-    let fluvio = Fluvio::connect(addr).await?;
+    let fluvio = Fluvio::connect_to(addr).await?;
     if !fluvio.list_topics().await?.iter().any(|t| &t.name == topic) {
         fluvio.create_topic(topic, 1).await?;
     }
