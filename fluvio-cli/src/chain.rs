@@ -42,8 +42,12 @@ pub struct SmartModuleArgs {
     #[arg(short = 'e', long = "params", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
     /// A YAML file describing a chain of SmartModules (see `docs/cli.md`).
-    #[arg(long, value_name = "FILE")]
+    #[arg(short = 't', long, value_name = "FILE")]
     pub transforms: Option<PathBuf>,
+    /// One transform as JSON, as an entry of a transforms file
+    /// (`{"uses":"my-filter","with":{"contains":"a"}}`); repeat for a chain.
+    #[arg(long = "transforms-line", value_name = "JSON", conflicts_with = "transforms")]
+    pub transforms_line: Vec<String>,
     /// What to do when a SmartModule fails on a record: fail, skip or dead-letter.
     #[arg(long = "on-error", value_name = "POLICY", default_value = "fail")]
     pub on_error: ErrorPolicy,
@@ -84,10 +88,55 @@ struct Transform {
     initial: Option<String>,
 }
 
+impl Transform {
+    /// The invocation this entry describes; `place` names where it was
+    /// written, for errors.
+    fn invocation(self, base: &Path, place: &str) -> CliResult<SmartModuleInvocation> {
+        let mut spec = module(&self.uses, base)?;
+        if let Some(kind) = &self.kind {
+            let kind = SmartModuleKind::from_name(kind).ok_or_else(|| {
+                CliError::failed(format!(
+                    "unknown kind {kind:?} in {place}; use filter, map, filter-map, array-map or aggregate"
+                ))
+            })?;
+            spec = spec.expect_kind(kind);
+        }
+        for (key, value) in self.with {
+            // Strings as they are; numbers, booleans, maps and lists as
+            // JSON, which is what Fluvio modules parse them with.
+            let value = match value {
+                serde_norway::Value::String(s) => s,
+                other => serde_json::to_string(&other).map_err(|e| {
+                    CliError::failed(format!("parameter {key:?} in {place} cannot be passed as JSON: {e}"))
+                })?,
+            };
+            spec = spec.param(key, value);
+        }
+        if let Some(initial) = self.initial {
+            spec = spec.initial_accumulator(initial);
+        }
+        Ok(spec)
+    }
+}
+
+/// Whether a `uses:` names a module on Fluvio's Hub: `owner/name@version`.
+fn is_hub_reference(reference: &str) -> bool {
+    let Some((owner, rest)) = reference.split_once('/') else { return false };
+    let Some((name, version)) = rest.split_once('@') else { return false };
+    let word = |text: &str| !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    word(owner) && word(name) && word(version) && !reference.ends_with(".wasm")
+}
+
 /// A `.wasm` file (read now) when the text names an existing file, ends in
 /// `.wasm` or has a `/`; otherwise a registered name.
 fn module(reference: &str, base: &Path) -> CliResult<SmartModuleInvocation> {
     let path = base.join(reference);
+    if is_hub_reference(reference) && !path.is_file() {
+        let name = reference.split_once('/').and_then(|(_, rest)| rest.split_once('@')).map_or(reference, |(n, _)| n);
+        return Err(CliError::failed(format!(
+            "{reference:?} names a SmartModule on Fluvio's Hub, which this platform does not download from; get its .wasm, register it under a local name with `fluvio sm create {name} --wasm-file FILE.wasm`, and write `uses: {name}`"
+        )));
+    }
     if reference.ends_with(".wasm") || reference.contains('/') || path.is_file() {
         wasm_file(&path)
     } else {
@@ -132,13 +181,16 @@ impl SmartModuleArgs {
                 "give one SmartModule flag (--filter, --map, --filter-map, --array-map, --aggregate, --smartmodule or --smartmodule-path); use --transforms for a chain",
             ));
         }
-        if let Some(file) = &self.transforms {
+        if self.transforms.is_some() || !self.transforms_line.is_empty() {
             if !single.is_empty() {
                 return Err(CliError::failed(
-                    "--transforms describes the whole chain; do not combine it with another SmartModule flag",
+                    "--transforms and --transforms-line describe the whole chain; do not combine them with another SmartModule flag",
                 ));
             }
-            return self.transforms_chain(file);
+            return match &self.transforms {
+                Some(file) => self.transforms_chain(file),
+                None => self.transforms_lines(),
+            };
         }
         let params: BTreeMap<String, String> = self.params.iter().cloned().collect();
         if single.is_empty() {
@@ -162,31 +214,17 @@ impl SmartModuleArgs {
             return Err(CliError::failed(format!("{} lists no transforms", file.display())));
         }
         let base = file.parent().unwrap_or(Path::new(""));
-        parsed
-            .transforms
-            .into_iter()
-            .map(|t| {
-                let mut spec = module(&t.uses, base)?;
-                if let Some(kind) = &t.kind {
-                    let kind = SmartModuleKind::from_name(kind).ok_or_else(|| {
-                        CliError::failed(format!(
-                            "unknown kind {kind:?} in {}; use filter, map, filter-map, array-map or aggregate",
-                            file.display()
-                        ))
-                    })?;
-                    spec = spec.expect_kind(kind);
-                }
-                for (key, value) in t.with {
-                    let value = match value {
-                        serde_norway::Value::String(s) => s,
-                        other => serde_norway::to_string(&other).unwrap_or_default().trim().to_string(),
-                    };
-                    spec = spec.param(key, value);
-                }
-                if let Some(initial) = t.initial {
-                    spec = spec.initial_accumulator(initial);
-                }
-                Ok(spec)
+        let place = file.display().to_string();
+        parsed.transforms.into_iter().map(|t| t.invocation(base, &place)).collect()
+    }
+
+    fn transforms_lines(&self) -> CliResult<Vec<SmartModuleInvocation>> {
+        self.transforms_line
+            .iter()
+            .map(|line| {
+                let transform: Transform = serde_json::from_str(line)
+                    .map_err(|e| CliError::failed(format!("--transforms-line {line:?} is not a transform: {e}")))?;
+                transform.invocation(Path::new(""), "--transforms-line")
             })
             .collect()
     }

@@ -10,6 +10,7 @@ mod cluster;
 mod connector;
 mod error;
 mod home;
+mod output;
 mod records;
 mod smartmodule;
 
@@ -79,6 +80,87 @@ enum ClusterCommand {
     Status,
 }
 
+/// How a list is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ListFormat {
+    /// Columns for people.
+    Table,
+    /// A JSON array.
+    Json,
+    /// A YAML list.
+    Yaml,
+}
+
+/// A topic as `topic list -O json|yaml` and `topic describe` print it.
+#[derive(Debug, serde::Serialize)]
+struct TopicView {
+    name: String,
+    partitions: u32,
+    replication: u32,
+    retention_time_ms: Option<u64>,
+    max_partition_size: Option<u64>,
+    segment_size: Option<u64>,
+    next_offsets: Vec<i64>,
+}
+
+impl From<fluvio_client::protocol::TopicInfo> for TopicView {
+    fn from(topic: fluvio_client::protocol::TopicInfo) -> Self {
+        TopicView {
+            name: topic.name,
+            partitions: topic.partitions,
+            replication: topic.replication,
+            retention_time_ms: topic.retention.max_age_ms,
+            max_partition_size: topic.retention.max_bytes,
+            segment_size: topic.retention.segment_bytes,
+            next_offsets: topic.next_offsets,
+        }
+    }
+}
+
+/// Prints topics as asked.
+fn print_topics(topics: Vec<TopicView>, format: ListFormat, one: bool) -> CliResult {
+    let text = match (format, one) {
+        (ListFormat::Json, false) => serde_json::to_string_pretty(&topics).expect("topics print") + "\n",
+        (ListFormat::Json, true) => serde_json::to_string_pretty(&topics[0]).expect("topics print") + "\n",
+        (ListFormat::Yaml, false) => serde_norway::to_string(&topics).expect("topics print"),
+        (ListFormat::Yaml, true) => serde_norway::to_string(&topics[0]).expect("topics print"),
+        (ListFormat::Table, false) => {
+            let rows: Vec<Vec<String>> = topics
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.name.clone(),
+                        t.partitions.to_string(),
+                        t.replication.to_string(),
+                        t.next_offsets.iter().sum::<i64>().to_string(),
+                    ]
+                })
+                .collect();
+            table(&["NAME", "PARTITIONS", "REPLICATION", "RECORDS"], &rows)
+        }
+        (ListFormat::Table, true) => {
+            let t = &topics[0];
+            let or_none =
+                |value: Option<u64>, unit: &str| value.map_or_else(|| "none".into(), |v| format!("{v} {unit}"));
+            let mut text = format!(
+                " Name: {}\n Partitions: {}\n Replication: {}\n Retention time: {}\n Max partition size: {}\n Segment size: {}\n",
+                t.name,
+                t.partitions,
+                t.replication,
+                or_none(t.retention_time_ms, "ms"),
+                or_none(t.max_partition_size, "bytes"),
+                t.segment_size.map_or_else(|| "server default".into(), |v| format!("{v} bytes")),
+            );
+            let rows: Vec<Vec<String>> =
+                t.next_offsets.iter().enumerate().map(|(p, end)| vec![p.to_string(), end.to_string()]).collect();
+            text.push_str(&table(&["PARTITION", "NEXT OFFSET"], &rows));
+            text
+        }
+    };
+    print!("{text}");
+    Ok(())
+}
+
 #[derive(Debug, Subcommand)]
 enum ConsumerCommand {
     /// List every consumer's stored offset in each partition, and its lag.
@@ -106,22 +188,35 @@ enum TopicCommand {
         /// JetStream cluster).
         #[arg(short, long, default_value_t = 1)]
         replication: u32,
-        /// Delete records older than this many seconds.
-        #[arg(long, value_name = "SECONDS")]
-        retention_secs: Option<u64>,
-        /// Keep at most this many bytes per partition.
-        #[arg(long, value_name = "BYTES")]
-        retention_bytes: Option<u64>,
-        /// Start a new segment at this size.
-        #[arg(long, value_name = "BYTES")]
-        segment_bytes: Option<u64>,
+        /// Delete records older than this (e.g. 1h, 7d).
+        #[arg(long = "retention-time", value_name = "DURATION", value_parser = output::parse_duration_ms)]
+        retention_ms: Option<u64>,
+        /// Keep at most this much per partition (e.g. 1GiB).
+        #[arg(long = "max-partition-size", value_name = "SIZE", value_parser = output::parse_size)]
+        max_partition_size: Option<u64>,
+        /// Start a new segment at this size (e.g. 10MiB; 1 MiB to 16 GiB).
+        #[arg(long = "segment-size", value_name = "SIZE", value_parser = output::parse_size)]
+        segment_size: Option<u64>,
     },
-    /// List topics.
-    List,
-    /// Delete a topic and its records.
-    Delete {
+    /// Show one topic's settings and partitions.
+    Describe {
         /// The topic's name.
         name: String,
+        /// table (the default), json or yaml.
+        #[arg(short = 'O', long, value_enum, default_value_t = ListFormat::Table)]
+        output: ListFormat,
+    },
+    /// List topics.
+    List {
+        /// table (the default), json or yaml.
+        #[arg(short = 'O', long, value_enum, default_value_t = ListFormat::Table)]
+        output: ListFormat,
+    },
+    /// Delete topics and their records.
+    Delete {
+        /// The topics' names.
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }
 
@@ -141,39 +236,43 @@ async fn run(cli: Cli) -> CliResult {
             name,
             partitions,
             replication,
-            retention_secs,
-            retention_bytes,
-            segment_bytes,
+            retention_ms,
+            max_partition_size,
+            segment_size,
         }) => {
             let retention = fluvio_client::protocol::RetentionSpec {
-                max_age_ms: retention_secs.map(|s| s.saturating_mul(1000)),
-                max_bytes: retention_bytes,
-                segment_bytes,
+                max_age_ms: retention_ms,
+                max_bytes: max_partition_size,
+                segment_bytes: segment_size,
             };
             connect(addr).await?.create_replicated_topic(&name, partitions, replication, retention).await?;
             println!("topic \"{name}\" created");
             Ok(())
         }
-        Command::Topic(TopicCommand::List) => {
+        Command::Topic(TopicCommand::List { output }) => {
             let topics = connect(addr).await?.list_topics().await?;
-            let rows: Vec<Vec<String>> = topics
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.name.clone(),
-                        t.partitions.to_string(),
-                        t.replication.to_string(),
-                        t.next_offsets.iter().sum::<i64>().to_string(),
-                    ]
-                })
-                .collect();
-            print!("{}", table(&["NAME", "PARTITIONS", "REPLICATION", "RECORDS"], &rows));
-            Ok(())
+            print_topics(topics.into_iter().map(TopicView::from).collect(), output, false)
         }
-        Command::Topic(TopicCommand::Delete { name }) => {
-            connect(addr).await?.delete_topic(&name).await?;
-            println!("topic \"{name}\" deleted");
-            Ok(())
+        Command::Topic(TopicCommand::Describe { name, output }) => {
+            let topic = connect(addr).await?.topic_info(&name).await?;
+            print_topics(vec![TopicView::from(topic)], output, true)
+        }
+        Command::Topic(TopicCommand::Delete { names }) => {
+            let fluvio = connect(addr).await?;
+            let mut first_error = None;
+            for name in names {
+                match fluvio.delete_topic(&name).await {
+                    Ok(()) => println!("topic \"{name}\" deleted"),
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+            match first_error {
+                Some(error) => Err(error.into()),
+                None => Ok(()),
+            }
         }
         Command::Consumer(ConsumerCommand::List) => {
             let fluvio = connect(addr).await?;

@@ -321,3 +321,84 @@ fn partitions_consumer_ids_and_the_sm_alias_from_the_command_line() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with(" NAME"), "{}", text(&out.stdout));
 }
+
+#[test]
+fn fluvio_flags_for_topics_produce_and_consume() {
+    let cluster = Cluster::start("fluvio-flags");
+    let here = Path::new(".");
+    let ok = |args: &[&str], stdin: Option<&str>| {
+        let out = cluster.fluvio(args, stdin, here);
+        assert!(out.status.success(), "fluvio {args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    // Topics with human durations and sizes, described, listed as JSON,
+    // several deleted at once.
+    ok(
+        &["topic", "create", "t", "--retention-time", "1h", "--segment-size", "10MiB", "--max-partition-size", "1GiB"],
+        None,
+    );
+    ok(&["topic", "create", "gone-1"], None);
+    ok(&["topic", "create", "gone-2"], None);
+    let described = ok(&["topic", "describe", "t", "-O", "json"], None);
+    let described: serde_json::Value = serde_json::from_str(&described).unwrap();
+    assert_eq!(described["retention_time_ms"], 3_600_000);
+    assert_eq!(described["segment_size"], 10 << 20);
+    assert_eq!(described["max_partition_size"], 1u64 << 30);
+    assert!(ok(&["topic", "describe", "t"], None).contains("Retention time: 3600000 ms"));
+    assert_eq!(
+        ok(&["topic", "delete", "gone-1", "gone-2"], None),
+        "topic \"gone-1\" deleted\ntopic \"gone-2\" deleted\n"
+    );
+    let listed: serde_json::Value = serde_json::from_str(&ok(&["topic", "list", "-O", "json"], None)).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(ok(&["topic", "list", "-O", "yaml"], None).contains("name: t"));
+    let out = cluster.fluvio(&["topic", "create", "bad", "--retention-time", "soon"], None, here);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("is not a duration"), "{}", text(&out.stderr));
+
+    // Produce: a fixed key, batching flags, at-most-once, and --raw.
+    ok(
+        &[
+            "produce",
+            "t",
+            "--key",
+            "k1",
+            "--linger",
+            "5ms",
+            "--batch-size",
+            "1KiB",
+            "--delivery-semantic",
+            "at-most-once",
+        ],
+        Some("zero\none\n{\"n\": 2}\n"),
+    );
+    ok(&["produce", "t", "--raw"], Some("three\nstill three"));
+    assert_eq!(
+        ok(&["consume", "t", "-B", "-d", "-k"], None),
+        "[k1] zero\n[k1] one\n[k1] {\"n\": 2}\n[null] three\nstill three\n"
+    );
+
+    // Consume: where to start and stop, and how to print.
+    assert_eq!(ok(&["consume", "t", "-H", "1", "-d", "--end", "2"], None), "one\n{\"n\": 2}\n");
+    assert_eq!(ok(&["consume", "t", "--start", "2", "-d", "-O", "json"], None), "{\"n\":2}\n");
+    assert_eq!(ok(&["consume", "t", "--start", "3", "-d", "-O", "raw"], None), "three\nstill three");
+    assert_eq!(
+        ok(&["consume", "t", "-B", "-d", "--end", "0", "-F", "{{partition}}/{{offset}} {{key}}: {{value}}"], None),
+        "0/0 k1: zero\n"
+    );
+    assert_eq!(ok(&["consume", "t", "-B", "-d", "-b", "1KiB"], None).lines().count(), 5);
+
+    // Chains from JSON lines; `with:` maps reach the module as JSON.
+    ok(&["produce", "t"], Some("x {\"a\":1} y\n"));
+    let params = dev_support::wasm_path("params-filter");
+    let line = format!(r#"{{"uses":"{}","with":{{"contains":{{"a":1}}}}}}"#, params.display());
+    assert_eq!(ok(&["consume", "t", "-B", "-d", "--transforms-line", &line], None), "x {\"a\":1} y\n");
+    // A Hub module is named as such, not as a missing file.
+    let out = cluster.fluvio(
+        &["consume", "t", "-B", "-d", "--transforms-line", r#"{"uses":"infinyon/jolt@0.4.1"}"#],
+        None,
+        here,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("names a SmartModule on Fluvio's Hub"), "{}", text(&out.stderr));
+}
