@@ -47,6 +47,10 @@ pub enum SmartModuleCommand {
         /// Print each output's key before its value.
         #[arg(short = 'k', long = "key-value")]
         key_value: bool,
+        /// The records' timestamp, in milliseconds since the Unix epoch
+        /// (default: now).
+        #[arg(long = "record-timestamp", value_name = "MS")]
+        record_timestamp: Option<i64>,
         #[command(flatten)]
         smartmodules: Box<SmartModuleArgs>,
     },
@@ -81,22 +85,30 @@ pub async fn run(addr: Option<&str>, command: SmartModuleCommand) -> CliResult {
             println!("smart-module \"{name}\" deleted");
             Ok(())
         }
-        SmartModuleCommand::Test { wasm_file, text, file, key, key_value, smartmodules } => {
-            test(addr, wasm_file, text, file, key, key_value, *smartmodules).await
+        SmartModuleCommand::Test { wasm_file, text, file, key, key_value, record_timestamp, smartmodules } => {
+            let input = TestInput { text, file, key, timestamp: record_timestamp };
+            test(addr, wasm_file, input, key_value, *smartmodules).await
         }
         SmartModuleCommand::Build { path } => build(&path),
     }
 }
 
-async fn test(
-    addr: Option<&str>,
-    wasm_file: Option<PathBuf>,
+/// The records `smart-module test` runs the modules over.
+struct TestInput {
     text: Option<String>,
     file: Option<PathBuf>,
     key: Option<String>,
+    timestamp: Option<i64>,
+}
+
+async fn test(
+    addr: Option<&str>,
+    wasm_file: Option<PathBuf>,
+    input: TestInput,
     key_value: bool,
     flags: SmartModuleArgs,
 ) -> CliResult {
+    let TestInput { text, file, key, timestamp } = input;
     let extra = wasm_file.as_deref().map(self::wasm_file).transpose()?;
     let chain = flags.chain_with(extra)?;
     if chain.is_empty() {
@@ -119,7 +131,9 @@ async fn test(
     };
     let needs_server = chain.iter().any(|s| matches!(s.wasm, SmartModuleWasm::Predefined(_)));
     let fluvio: Option<Fluvio> = if needs_server { Some(connect(addr).await?) } else { None };
-    let mut batch = BatchBuilder::new(0, 0);
+    // Records are stamped as a producer would stamp them: now.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let mut batch = BatchBuilder::new(0, timestamp.unwrap_or(now));
     for line in &input {
         batch.push_value(key.as_deref().map(str::as_bytes), line.as_bytes());
     }

@@ -75,10 +75,18 @@ pub fn setup(len: i32) -> i64 {
                 state.accumulator = accumulator;
                 Ok(())
             }
-            Err(error) => Err(Error::new("bad-setup", error)),
+            Err(error) => Err(error),
         }
     });
-    finish_setup(result)
+    match result {
+        Ok(()) => finish_setup(Ok(())),
+        Err(error) => {
+            let mut writer = OutputWriter::take();
+            writer.fault(abi::NO_RECORD, "bad-setup", &error.to_string());
+            writer.finish(abi::STATUS_SETUP_FAILED);
+            output_location()
+        }
+    }
 }
 
 /// Runs the user's init function with the params from setup.
@@ -164,8 +172,14 @@ impl OutputWriter {
     }
 
     fn error(&mut self, index: u32, error: &Error) {
+        let (kind, message) = (crate::error::kind_of(error), crate::error::message_of(error));
+        self.fault(index, &kind, &message);
+    }
+
+    /// An error the glue itself found, with its own kind.
+    fn fault(&mut self, index: u32, kind: &str, message: &str) {
         self.errors.put_u32(index);
-        abi::encode_header(&mut self.errors, error.kind().as_bytes(), error.message().as_bytes());
+        abi::encode_header(&mut self.errors, kind.as_bytes(), message.as_bytes());
         self.error_count += 1;
     }
 
@@ -221,7 +235,7 @@ fn drive(
     let (header, records) = match abi::RecordIter::new(batch) {
         Ok(parsed) => parsed,
         Err(error) => {
-            writer.error(abi::NO_RECORD, &Error::new("bad-batch", error));
+            writer.fault(abi::NO_RECORD, "bad-batch", &error.to_string());
             drop(input);
             writer.finish(abi::STATUS_BAD_INPUT);
             return;
@@ -233,13 +247,13 @@ fn drive(
         let view = match view {
             Ok(view) => view,
             Err(error) => {
-                writer.error(abi::NO_RECORD, &Error::new("bad-batch", error));
+                writer.fault(abi::NO_RECORD, "bad-batch", &error.to_string());
                 status = abi::STATUS_BAD_INPUT;
                 break;
             }
         };
         let record =
-            SmartModuleRecord::new(Record::from_view(&input, &view, header.base_offset, header.base_timestamp));
+            SmartModuleRecord::wrap(Record::from_view(&input, &view, header.base_offset, header.base_timestamp));
         CURRENT_RECORD.with(|current| current.set(index as i32));
         let result = each(index, &record, &input, &mut writer);
         CURRENT_RECORD.with(|current| current.set(-1));

@@ -44,9 +44,34 @@ mod record;
 #[doc(hidden)]
 pub mod guest;
 
-pub use error::{Error, Result};
-pub use params::{ParamError, SmartModuleExtraParams};
+pub use error::{ContextCompat, Error, OptionExt, Report, Result, WrapErr, bail, ensure, eyre};
+pub use params::{Lookback, ParamError, SmartModuleExtraParams, SmartModuleInitError};
 pub use record::{Header, Record, RecordData, SmartModuleRecord};
+
+/// The `eyre` crate, for code that names its items by path
+/// (`fluvio_smartmodule::eyre::WrapErr`); `eyre!` is the macro.
+pub use ::eyre;
+
+/// Fluvio's paths to the types SmartModules import
+/// (`fluvio_smartmodule::dataplane::...`).
+pub mod dataplane {
+    /// Parameters, init errors and the look-back.
+    pub mod smartmodule {
+        pub use crate::params::{Lookback, ParamError, SmartModuleExtraParams, SmartModuleInitError};
+        pub use crate::record::SmartModuleRecord;
+    }
+    /// Records and their data.
+    pub mod record {
+        pub use crate::record::{Header, Record, RecordData, SmartModuleRecord};
+    }
+    /// The shared basics: offsets and timestamps as Fluvio types them.
+    pub mod core {
+        /// A record's offset in its partition.
+        pub type Offset = i64;
+        /// Milliseconds since the Unix epoch.
+        pub type Timestamp = i64;
+    }
+}
 
 #[cfg(feature = "derive")]
 pub use smartmodule_derive::smartmodule;
@@ -61,5 +86,7 @@ pub mod __private {
 pub mod prelude {
     #[cfg(feature = "derive")]
     pub use crate::smartmodule;
-    pub use crate::{Error, Record, RecordData, Result, SmartModuleExtraParams, SmartModuleRecord};
+    pub use crate::{
+        Error, Record, RecordData, Result, SmartModuleExtraParams, SmartModuleRecord, WrapErr, bail, ensure, eyre,
+    };
 }

@@ -1,20 +1,75 @@
-//! Parameters passed to a SmartModule's `init` function.
+//! Parameters passed to a SmartModule's `init` function, and the look-back
+//! it was configured with.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// The `key=value` parameters a user gave for one SmartModule invocation
-/// (for example `fluvio consume -e key=value`).
+/// (for example `fluvio consume -e key=value`), and its look-back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SmartModuleExtraParams {
     inner: BTreeMap<String, String>,
+    lookback: Option<Lookback>,
 }
 
+/// Which stored records a `look_back` function is given before a stream
+/// starts: the last `last` records, or those younger than `age`, or the
+/// last `last` of those younger than `age` when both are set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lookback {
+    /// How many of the latest records (0: no count limit).
+    pub last: u64,
+    /// How old the oldest may be.
+    pub age: Option<Duration>,
+}
+
+impl Lookback {
+    /// The last `n` records.
+    pub fn last(n: u64) -> Lookback {
+        Lookback { last: n, age: None }
+    }
+
+    /// The records younger than `age`, at most the last `last` of them.
+    pub fn age(age: Duration, last: Option<u64>) -> Lookback {
+        Lookback { last: last.unwrap_or(0), age: Some(age) }
+    }
+}
+
+/// Errors an `init` function reports, by Fluvio's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmartModuleInitError {
+    /// A parameter the module needs was not given.
+    MissingParam(String),
+}
+
+impl fmt::Display for SmartModuleInitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SmartModuleInitError::MissingParam(name) => {
+                write!(f, "missing parameter `{name}`: pass it as `-e {name}=VALUE`")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SmartModuleInitError {}
+
 impl SmartModuleExtraParams {
-    /// Parameters from a map.
-    pub fn new(params: BTreeMap<String, String>) -> Self {
-        SmartModuleExtraParams { inner: params }
+    /// Parameters from a map, with a look-back.
+    pub fn new(params: BTreeMap<String, String>, lookback: Option<Lookback>) -> Self {
+        SmartModuleExtraParams { inner: params, lookback }
+    }
+
+    /// The look-back the invocation asked for, if any.
+    pub fn lookback(&self) -> Option<&Lookback> {
+        self.lookback.as_ref()
+    }
+
+    /// Sets the look-back.
+    pub fn set_lookback(&mut self, lookback: Option<Lookback>) {
+        self.lookback = lookback;
     }
 
     /// The raw value of a parameter, if it was given.
@@ -80,7 +135,7 @@ impl SmartModuleExtraParams {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for SmartModuleExtraParams {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        SmartModuleExtraParams { inner: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+        SmartModuleExtraParams { inner: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), lookback: None }
     }
 }
 

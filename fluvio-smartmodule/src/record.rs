@@ -64,6 +64,11 @@ impl RecordData {
         }
     }
 
+    /// The bytes as UTF-8 text, or why they are not.
+    pub fn as_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(self.as_slice())
+    }
+
     /// The bytes as text, with invalid UTF-8 replaced by U+FFFD.
     pub fn as_utf8_lossy_string(&self) -> std::borrow::Cow<'_, str> {
         String::from_utf8_lossy(self.as_slice())
@@ -125,39 +130,9 @@ impl fmt::Display for RecordData {
     }
 }
 
-impl From<Vec<u8>> for RecordData {
-    fn from(bytes: Vec<u8>) -> Self {
-        RecordData { repr: Repr::Owned(bytes) }
-    }
-}
-
-impl From<&[u8]> for RecordData {
-    fn from(bytes: &[u8]) -> Self {
-        RecordData::from(bytes.to_vec())
-    }
-}
-
-impl<const N: usize> From<&[u8; N]> for RecordData {
-    fn from(bytes: &[u8; N]) -> Self {
-        RecordData::from(bytes.to_vec())
-    }
-}
-
-impl From<String> for RecordData {
-    fn from(text: String) -> Self {
-        RecordData::from(text.into_bytes())
-    }
-}
-
-impl From<&str> for RecordData {
-    fn from(text: &str) -> Self {
-        RecordData::from(text.as_bytes())
-    }
-}
-
-impl From<&String> for RecordData {
-    fn from(text: &String) -> Self {
-        RecordData::from(text.as_bytes())
+impl<T: Into<Vec<u8>>> From<T> for RecordData {
+    fn from(bytes: T) -> Self {
+        RecordData { repr: Repr::Owned(bytes.into()) }
     }
 }
 
@@ -277,8 +252,18 @@ pub struct SmartModuleRecord {
 }
 
 impl SmartModuleRecord {
-    /// Wraps a record.
-    pub fn new(record: Record) -> SmartModuleRecord {
+    /// A record at `base_offset` plus the record's own offset, stamped
+    /// `base_timestamp` plus its own timestamp (a batch's base and a
+    /// record's deltas, as Fluvio builds them; `Record::new` starts both at
+    /// zero).
+    pub fn new(record: Record, base_offset: i64, base_timestamp: i64) -> SmartModuleRecord {
+        let offset = base_offset.wrapping_add(record.offset);
+        let timestamp = base_timestamp.wrapping_add(record.timestamp);
+        SmartModuleRecord { inner_record: Record { offset, timestamp, ..record } }
+    }
+
+    /// Wraps a record whose offset and timestamp are already absolute.
+    pub(crate) fn wrap(record: Record) -> SmartModuleRecord {
         SmartModuleRecord { inner_record: record }
     }
 
@@ -315,9 +300,15 @@ impl Deref for SmartModuleRecord {
     }
 }
 
+impl std::ops::DerefMut for SmartModuleRecord {
+    fn deref_mut(&mut self) -> &mut Record {
+        &mut self.inner_record
+    }
+}
+
 impl From<Record> for SmartModuleRecord {
     fn from(record: Record) -> Self {
-        SmartModuleRecord::new(record)
+        SmartModuleRecord::wrap(record)
     }
 }
 

@@ -31,7 +31,7 @@ mod tests {
 
     #[test]
     fn non_objects_are_errors() {
-        assert!(map(&Record::new("[1,2]")).unwrap_err().message().contains("not a JSON object"));
+        assert!(map(&Record::new("[1,2]")).unwrap_err().to_string().contains("not a JSON object"));
         assert!(map(&Record::new("nope")).is_err());
     }
 }

@@ -18,7 +18,9 @@ mod tests {
 
     #[test]
     fn prefixes_position() {
-        let record = SmartModuleRecord::new(Record::new("x").with_offset(7).with_timestamp(1000));
+        // Built as Fluvio builds one: a batch's base offset and timestamp
+        // plus the record's own.
+        let record = SmartModuleRecord::new(Record::new("x").with_offset(2).with_timestamp(100), 5, 900);
         assert_eq!(map(&record).unwrap().1.as_ref(), b"7:1000:x");
     }
 }
