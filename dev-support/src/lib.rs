@@ -22,6 +22,7 @@ pub const MODULES: &[&str] = &[
     "sum-aggregate",
     "params-filter",
     "record-position",
+    "dedup-filter",
     "regex-scrubbing",
     "json-scrubbing",
     "reading-filter",

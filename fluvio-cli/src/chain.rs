@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use fluvio_client::protocol::Lookback;
 use fluvio_client::{DeadLetterSink, ErrorPolicy, SmartModuleInvocation, SmartModuleKind};
 use serde::Deserialize;
 
@@ -86,6 +87,19 @@ struct Transform {
     /// An aggregate's initial accumulator.
     #[serde(default)]
     initial: Option<String>,
+    /// Stored records the module's `look_back` is fed before the stream.
+    #[serde(default)]
+    lookback: Option<LookbackEntry>,
+}
+
+/// `lookback: { last: N, age: 1h }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LookbackEntry {
+    #[serde(default)]
+    last: Option<u64>,
+    #[serde(default)]
+    age: Option<String>,
 }
 
 impl Transform {
@@ -114,6 +128,21 @@ impl Transform {
         }
         if let Some(initial) = self.initial {
             spec = spec.initial_accumulator(initial);
+        }
+        if let Some(lookback) = self.lookback {
+            let age = match &lookback.age {
+                Some(age) => Some(std::time::Duration::from_millis(
+                    crate::output::parse_duration_ms(age)
+                        .map_err(|e| CliError::failed(format!("lookback age in {place}: {e}")))?,
+                )),
+                None => None,
+            };
+            if lookback.last.is_none() && age.is_none() {
+                return Err(CliError::failed(format!(
+                    "a lookback in {place} needs `last: N`, `age: DURATION` or both"
+                )));
+            }
+            spec = spec.lookback(Lookback { last: lookback.last.unwrap_or(0), age });
         }
         Ok(spec)
     }

@@ -51,6 +51,10 @@ pub enum SmartModuleCommand {
         /// (default: now).
         #[arg(long = "record-timestamp", value_name = "MS")]
         record_timestamp: Option<i64>,
+        /// Feed the last N input records to each module's look_back
+        /// function first, as a stream with `lookback: { last: N }` would.
+        #[arg(long = "lookback-last", value_name = "N")]
+        lookback_last: Option<u64>,
         #[command(flatten)]
         smartmodules: Box<SmartModuleArgs>,
     },
@@ -85,8 +89,17 @@ pub async fn run(addr: Option<&str>, command: SmartModuleCommand) -> CliResult {
             println!("smart-module \"{name}\" deleted");
             Ok(())
         }
-        SmartModuleCommand::Test { wasm_file, text, file, key, key_value, record_timestamp, smartmodules } => {
-            let input = TestInput { text, file, key, timestamp: record_timestamp };
+        SmartModuleCommand::Test {
+            wasm_file,
+            text,
+            file,
+            key,
+            key_value,
+            record_timestamp,
+            lookback_last,
+            smartmodules,
+        } => {
+            let input = TestInput { text, file, key, timestamp: record_timestamp, lookback_last };
             test(addr, wasm_file, input, key_value, *smartmodules).await
         }
         SmartModuleCommand::Build { path } => build(&path),
@@ -99,6 +112,7 @@ struct TestInput {
     file: Option<PathBuf>,
     key: Option<String>,
     timestamp: Option<i64>,
+    lookback_last: Option<u64>,
 }
 
 async fn test(
@@ -108,9 +122,14 @@ async fn test(
     key_value: bool,
     flags: SmartModuleArgs,
 ) -> CliResult {
-    let TestInput { text, file, key, timestamp } = input;
+    let TestInput { text, file, key, timestamp, lookback_last } = input;
     let extra = wasm_file.as_deref().map(self::wasm_file).transpose()?;
-    let chain = flags.chain_with(extra)?;
+    let mut chain = flags.chain_with(extra)?;
+    if let Some(last) = lookback_last {
+        for invocation in &mut chain {
+            invocation.lookback = Some(fluvio_client::protocol::Lookback::last(last));
+        }
+    }
     if chain.is_empty() {
         return Err(CliError::failed("nothing to test: give --wasm-file FILE (or --filter, --map, ..., --transforms)"));
     }
@@ -138,7 +157,17 @@ async fn test(
         batch.push_value(key.as_deref().map(str::as_bytes), line.as_bytes());
     }
     // The engine runs here exactly as on the server: same chain, same policy.
+    let lookbacks: Vec<_> = chain.iter().map(|invocation| invocation.lookback).collect();
     let worker = local_chain(fluvio.as_ref(), chain, flags.policy()).await?;
+    for (stage, lookback) in lookbacks.into_iter().enumerate() {
+        let Some(lookback) = lookback else { continue };
+        let skip = input.len().saturating_sub(lookback.last.min(usize::MAX as u64) as usize);
+        let mut past = BatchBuilder::new(skip as i64, timestamp.unwrap_or(now));
+        for line in &input[skip..] {
+            past.push_value(key.as_deref().map(str::as_bytes), line.as_bytes());
+        }
+        worker.look_back(stage, past.finish()).await?;
+    }
     let output = worker.process(batch.finish()).await;
     let (_, logs) = worker.metrics_and_logs().await?;
     for log in logs {

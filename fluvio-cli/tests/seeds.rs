@@ -402,3 +402,44 @@ fn fluvio_flags_for_topics_produce_and_consume() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("names a SmartModule on Fluvio's Hub"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn look_back_and_record_timestamps_from_the_command_line() {
+    let here = Path::new(".");
+    let dedup = dev_support::wasm_path("dedup-filter");
+    let dedup = dedup.to_str().unwrap();
+    let cluster = Cluster::start("look-back");
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let out = cluster.fluvio(args, stdin, here);
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    // smart-module test: the last N input records warm the module first.
+    let (code, out, err) = run(&["sm", "test", "--wasm-file", dedup, "--lookback-last", "2"], Some("a\nb\nc\n"));
+    assert_eq!((code, out.as_str()), (Some(0), "a\n"), "{err}");
+    // Records are stamped now, or as told.
+    let position = dev_support::wasm_path("record-position");
+    let (_, out, _) = run(
+        &["sm", "test", "--wasm-file", position.to_str().unwrap(), "--text", "x", "--record-timestamp", "1234"],
+        None,
+    );
+    assert_eq!(out, "0:1234:x\n");
+    let (_, out, _) = run(&["sm", "test", "--wasm-file", position.to_str().unwrap(), "--text", "x"], None);
+    let stamped: i64 = out.split(':').nth(1).unwrap().parse().unwrap();
+    assert!(stamped > 1_600_000_000_000, "{out}");
+
+    // A transforms file's lookback on a consumer stream.
+    run(&["topic", "create", "seen"], None);
+    run(&["produce", "seen"], Some("a\nb\nc\n"));
+    let transforms = cluster.home.join("dedup.yaml");
+    std::fs::write(
+        &transforms,
+        format!("transforms:\n  - uses: {dedup}\n    lookback:\n      last: 2\n      age: 1h\n"),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["consume", "seen", "-B", "-d", "-t", transforms.to_str().unwrap()], None);
+    assert_eq!((code, out.as_str()), (Some(0), "a\n"), "{err}");
+    std::fs::write(&transforms, format!("transforms:\n  - uses: {dedup}\n    lookback: {{}}\n")).unwrap();
+    let (code, _, err) = run(&["consume", "seen", "-B", "-d", "-t", transforms.to_str().unwrap()], None);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("needs `last: N`, `age: DURATION` or both"), "{err}");
+}

@@ -281,6 +281,12 @@ impl Fluvio {
             )));
         }
         let partitions = info.partitions.max(1);
+        if let Some(invocation) = config.smartmodules.iter().find(|s| s.lookback.is_some()) {
+            return Err(FluvioError::InvalidRequest(format!(
+                "SmartModule {:?} has a lookback, which only consumer streams give (they read it from the partition); drop it from the producer's SmartModules",
+                invocation.name()
+            )));
+        }
         let chain = if config.smartmodules.is_empty() { None } else { Some(self.producer_chain(&config).await?) };
         let (sent, _) = watch::channel(0);
         let shared = Arc::new(Shared {

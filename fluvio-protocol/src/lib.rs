@@ -38,5 +38,6 @@ pub use messages::{
     StreamEvent, TopicInfo,
 };
 pub use smartmodule::{
-    ErrorPolicy, MAX_WASM_BYTES, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm, WasmFileError,
+    ErrorPolicy, Lookback, MAX_WASM_BYTES, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm,
+    WasmFileError,
 };

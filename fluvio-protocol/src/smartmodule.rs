@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use fluvio_smartmodule::Lookback;
 pub use fluvio_smartmodule::abi::SmartModuleKind;
 
 /// Largest SmartModule a server accepts once decompressed.
@@ -56,6 +57,10 @@ pub struct SmartModuleInvocation {
     pub params: BTreeMap<String, String>,
     /// The accumulator an aggregate starts from (empty when not given).
     pub initial_accumulator: Option<Vec<u8>>,
+    /// Stored records fed to the module's `look_back` function before a
+    /// stream starts (consumer streams only).
+    #[serde(default)]
+    pub lookback: Option<Lookback>,
 }
 
 /// A `.wasm` file that could not be read.
@@ -71,7 +76,7 @@ pub struct WasmFileError {
 
 impl SmartModuleInvocation {
     fn new(wasm: SmartModuleWasm) -> SmartModuleInvocation {
-        SmartModuleInvocation { wasm, kind: None, params: BTreeMap::new(), initial_accumulator: None }
+        SmartModuleInvocation { wasm, kind: None, params: BTreeMap::new(), initial_accumulator: None, lookback: None }
     }
 
     /// A module registered on the server under `name`.
@@ -101,6 +106,13 @@ impl SmartModuleInvocation {
     /// Adds a parameter.
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> SmartModuleInvocation {
         self.params.insert(name.into(), value.into());
+        self
+    }
+
+    /// Has the module's `look_back` function fed stored records before a
+    /// stream starts.
+    pub fn lookback(mut self, lookback: Lookback) -> SmartModuleInvocation {
+        self.lookback = Some(lookback);
         self
     }
 

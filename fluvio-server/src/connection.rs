@@ -13,8 +13,8 @@ use fluvio_protocol::messages::{
     ProduceRequest, ProduceResponse, StreamFetchRequest,
 };
 use fluvio_protocol::{
-    ApiKind, Batch, ErrorCode, ErrorResponse, Frame, FrameError, OffsetSpec, PROTOCOL_VERSION, RESPONSE_BIT,
-    SmartModuleWasm, StreamEvent,
+    ApiKind, Batch, BatchBuilder, ErrorCode, ErrorResponse, Frame, FrameError, OffsetSpec, PROTOCOL_VERSION,
+    RESPONSE_BIT, SmartModuleWasm, StreamEvent,
 };
 use fluvio_smartengine::{ChainBuilder, ChainWorker, EngineError};
 use tokio::io::AsyncWriteExt;
@@ -359,6 +359,54 @@ async fn start_chain(context: &ServerContext, request: &StreamFetchRequest) -> R
     Ok(chain)
 }
 
+/// Feeds each module that asked for a look-back the stored records it
+/// wants (those before `end`, where the stream's reading may start), before
+/// the stream's first batch. Records are the partition's own, not the
+/// output of earlier modules.
+async fn look_back(
+    partition: &Arc<dyn crate::storage::Partition>,
+    chain: &ChainWorker,
+    request: &StreamFetchRequest,
+    end: i64,
+) -> Result<(), ServerError> {
+    for (stage, invocation) in request.chain.iter().enumerate() {
+        let Some(lookback) = invocation.lookback else { continue };
+        let start = partition.start_offset();
+        let from = match lookback.last {
+            0 => start,
+            last => (end - last.min(i64::MAX as u64) as i64).max(start),
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let oldest = lookback.age.map(|age| now.saturating_sub(age.as_millis()) as i64);
+        let mut reader = Arc::clone(partition).reader(from);
+        let mut next = from;
+        while next < end {
+            let batches = reader.next(1 << 20).await?;
+            if batches.is_empty() {
+                break;
+            }
+            for batch in batches {
+                next = batch.next_offset();
+                let mut kept = BatchBuilder::new(batch.base_offset().max(from), batch.base_timestamp());
+                let base = batch.base_offset().max(from);
+                for record in batch.records() {
+                    let wanted = record.offset >= from
+                        && record.offset < end
+                        && oldest.is_none_or(|oldest| record.timestamp >= oldest);
+                    if wanted {
+                        let delta = (record.offset - base) as u32;
+                        kept.push(delta, record.timestamp, record.key, record.value, &record.headers);
+                    }
+                }
+                if !kept.is_empty() {
+                    chain.look_back(stage, kept.finish()).await.map_err(running_chain_failed)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Streams a partition to the client, through the requested chain. Returns
 /// quietly when the client goes away.
 async fn stream(
@@ -368,7 +416,8 @@ async fn stream(
     frames: &mpsc::Sender<Frame>,
 ) -> Result<(), ServerError> {
     let partition = context.storage.partition(&request.topic, request.partition).await?;
-    let chain = if request.chain.is_empty() { None } else { Some(start_chain(context, &request).await?) };
+    // Where to start is decided as the request arrives: "the end" is the
+    // end when the consumer asked, not once its modules have compiled.
     let start = partition.start_offset();
     let end = partition.next_offset();
     let mut offset = match request.offset {
@@ -378,6 +427,10 @@ async fn stream(
         OffsetSpec::FromEnd(n) => (end - n.min(i64::MAX as u64) as i64).max(start),
         OffsetSpec::FromBeginning(n) => start.saturating_add(n.min(i64::MAX as u64) as i64).min(end),
     };
+    let chain = if request.chain.is_empty() { None } else { Some(start_chain(context, &request).await?) };
+    if let Some(chain) = &chain {
+        look_back(&partition, chain, &request, end).await?;
+    }
     let max_bytes = (request.max_bytes as u64).clamp(1, 16 << 20);
     let mut watermark = partition.subscribe();
     let mut reader = partition.reader(offset);

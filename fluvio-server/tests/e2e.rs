@@ -543,3 +543,55 @@ async fn the_fluvio_shaped_admin_producer_and_consumer_api() {
     admin.delete::<SmartModuleSpec>("upper").await.unwrap();
     assert!(admin.all::<TopicSpec>().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn look_back_warms_a_module_with_stored_records_before_the_stream() {
+    use fluvio_client::protocol::Lookback;
+
+    let server = ServerProcess::start(&data_dir("look-back"), &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("events", 1).await.unwrap();
+    produce(&fluvio, "events", &["a", "b", "c"]).await;
+    let dedup = || SmartModuleInvocation::adhoc("dedup-filter", wasm("dedup-filter"));
+
+    // The last two stored records are fed to look_back: b and c are known,
+    // a is not; the stream itself starts at the end.
+    let config = ConsumerConfig { offset: OffsetSpec::End, ..Default::default() }
+        .smartmodule(dedup().lookback(Lookback::last(2)));
+    let mut stream = fluvio.consumer_stream("events", config).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    produce(&fluvio, "events", &["a", "b", "c", "d", "d"]).await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let record = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
+        seen.push(String::from_utf8(record.value).unwrap());
+    }
+    assert_eq!(seen, ["a", "d"]);
+
+    // Without a lookback the module starts empty.
+    let plain = read_all(&fluvio, "events", from_beginning().smartmodule(dedup())).await;
+    assert_eq!(values(&plain), ["a", "b", "c", "d"]);
+
+    // By age: everything stored is younger than an hour.
+    let config = from_beginning().smartmodule(dedup().lookback(Lookback::age(Duration::from_secs(3600), None)));
+    assert!(read_all(&fluvio, "events", config).await.is_empty());
+
+    // A look_back error stops the stream before it starts, naming the offset.
+    produce(&fluvio, "events", &[""]).await;
+    let config = from_beginning().smartmodule(dedup().lookback(Lookback::last(1)));
+    let stream = fluvio.consumer_stream("events", config).await.unwrap();
+    let error = stream.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
+    assert!(error.to_string().contains("failed in look_back at offset 8"), "{error}");
+
+    // A lookback for a module without look_back is refused.
+    let config = from_beginning().smartmodule(spec("my-filter").lookback(Lookback::last(1)));
+    let stream = fluvio.consumer_stream("events", config).await.unwrap();
+    let error = stream.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
+    assert!(error.to_string().contains("has no look_back function"), "{error}");
+    // And producers refuse lookbacks: only streams read stored records.
+    let error = fluvio
+        .topic_producer_with("events", ProducerConfig::default().smartmodule(dedup().lookback(Lookback::last(1))))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("only consumer streams"), "{error}");
+}

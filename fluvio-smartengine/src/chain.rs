@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use fluvio_protocol::batch::{RecordIndex, write_batch_header};
-use fluvio_protocol::{Batch, ErrorPolicy, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm};
+use fluvio_protocol::{
+    Batch, ErrorPolicy, Lookback, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm,
+};
 use fluvio_smartmodule::abi::{self, RecordView};
 
 use crate::instance::{CallError, ProcessOutput};
@@ -110,7 +112,11 @@ impl ChainBuilder {
             if let Some(kind) = invocation.kind {
                 module.expect_kind(kind)?;
             }
+            if invocation.lookback.is_some() && !module.has_look_back() {
+                return Err(EngineError::NoLookBack { module: module.name().to_string() });
+            }
             let mut stage = Stage {
+                lookback: invocation.lookback,
                 accumulator: invocation.initial_accumulator,
                 params: invocation.params,
                 module,
@@ -195,6 +201,33 @@ impl SmartModuleChain {
         Ok(ChainOutput { batch: Batch::seal(bytes), failure, skipped, dead_letters })
     }
 
+    /// The modules that asked for a look-back: their place in the chain
+    /// and which stored records they want.
+    pub fn lookbacks(&self) -> Vec<(usize, Lookback)> {
+        self.stages.iter().enumerate().filter_map(|(i, stage)| stage.lookback.map(|l| (i, l))).collect()
+    }
+
+    /// Feeds stored records to the `look_back` function of the module at
+    /// `stage`, before the stream's first batch. A failure ends the stream
+    /// before it starts.
+    pub fn look_back(&mut self, stage: usize, batch: &Batch) -> Result<(), EngineError> {
+        let Some(stage) = self.stages.get_mut(stage) else {
+            return Err(EngineError::InvalidBatch(abi::FormatError::new(format!("the chain has no stage {stage}"))));
+        };
+        let records = RecordIndex::new(batch.as_bytes())?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let instance = stage.ensure_instance(&self.engine)?;
+        let result = instance.look_back(batch.as_bytes(), &records);
+        if let Err(error) = result {
+            // A module that failed may have broken state: start afresh.
+            stage.instance = None;
+            return Err(error.into_engine_error(stage.module.name()));
+        }
+        Ok(())
+    }
+
     /// Each module's name and metrics, in chain order.
     pub fn metrics(&self) -> Vec<(String, ModuleMetrics)> {
         self.stages.iter().map(|s| (s.module.name().to_string(), s.metrics.clone())).collect()
@@ -218,6 +251,8 @@ impl SmartModuleChain {
 
 struct Stage {
     module: SmartModule,
+    /// What stored records the module's `look_back` wants.
+    lookback: Option<Lookback>,
     /// Parameters handed to `init` (again, when the instance is replaced).
     params: BTreeMap<String, String>,
     /// `None` after a failure: a trapped instance may have broken state, so

@@ -149,6 +149,25 @@ pub enum EngineError {
         /// The error's message, for example a missing parameter.
         message: String,
     },
+    /// A module's `look_back` function failed on a stored record, so the
+    /// stream it was warming up for could not start.
+    #[error("SmartModule `{module}` failed in look_back at offset {offset}: {message}")]
+    LookBackFailed {
+        /// Module name.
+        module: String,
+        /// The stored record's offset.
+        offset: i64,
+        /// The error's message.
+        message: String,
+    },
+    /// A look-back was asked of a module without a `look_back` function.
+    #[error(
+        "SmartModule `{module}` has no look_back function, so it cannot be given a lookback; add a #[smartmodule(look_back)] function or drop the lookback"
+    )]
+    NoLookBack {
+        /// Module name.
+        module: String,
+    },
     /// The input batch is malformed.
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] FormatError),
@@ -166,6 +185,8 @@ impl EngineError {
             | EngineError::Trap { module, .. }
             | EngineError::InvalidOutput { module, .. }
             | EngineError::InitFailed { module, .. }
+            | EngineError::LookBackFailed { module, .. }
+            | EngineError::NoLookBack { module }
             | EngineError::UnknownModule { name: module } => Some(module),
             _ => None,
         }

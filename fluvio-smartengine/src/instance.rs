@@ -135,6 +135,7 @@ pub struct SmartModuleInstance {
     memory: Memory,
     reserve: TypedFunction<i32, i32>,
     process: TypedFunction<(i32, i32), i64>,
+    look_back: Option<TypedFunction<(i32, i32), i64>>,
     fuel_remaining: Global,
     fuel_exhausted: Global,
     fuel_limit: u64,
@@ -210,6 +211,16 @@ impl SmartModuleInstance {
         } else {
             None
         };
+        let look_back: Option<TypedFunction<(i32, i32), i64>> = if module.has_look_back() {
+            Some(
+                instance
+                    .exports
+                    .get_typed_function(&store, abi::EXPORT_LOOK_BACK)
+                    .map_err(|e| instantiation(abi::EXPORT_LOOK_BACK, &e))?,
+            )
+        } else {
+            None
+        };
         let fuel_remaining = instance
             .exports
             .get_global("wasmer_metering_remaining_points")
@@ -229,6 +240,7 @@ impl SmartModuleInstance {
             memory,
             reserve,
             process,
+            look_back,
             fuel_remaining,
             fuel_exhausted,
             fuel_limit: engine.limits().fuel_per_batch,
@@ -384,6 +396,43 @@ impl SmartModuleInstance {
     /// Fuel the last call used, also when it failed (a panic, say).
     pub(crate) fn last_fuel_used(&self) -> u64 {
         self.last_fuel_used
+    }
+
+    /// Feeds a batch of stored records to the module's `look_back`
+    /// function, with a full CPU budget. Fails at the first record it
+    /// returns an error for.
+    pub(crate) fn look_back(&mut self, batch: &[u8], records: &RecordIndex) -> Result<(), CallError> {
+        let Some(look_back) = self.look_back.clone() else {
+            return Err(EngineError::NoLookBack { module: self.name.clone() }.into());
+        };
+        self.write_input(batch)?;
+        let len = batch.len() as i32;
+        self.budget = self.fuel_limit;
+        let (location, _) = self.call(|store| look_back.call(store, len, abi::FLAG_STOP_ON_ERROR as i32))?;
+        let view = self.memory.view(&self.store);
+        // SAFETY: as in `check_setup`, no guest code runs during the borrow.
+        let memory = unsafe { std::slice::from_raw_parts(view.data_ptr(), view.data_size() as usize) };
+        let output = OutputArea::locate(memory, location as u64).map_err(|r| self.invalid(r))?;
+        let (next_ptr, next_cap) = output.next_input(memory.len()).map_err(|r| self.invalid(r))?;
+        let errors = output.errors(records.len() as u32).map_err(|r| self.invalid(r))?;
+        self.input_ptr = next_ptr;
+        self.input_cap = next_cap;
+        if let Some(error) = errors.into_iter().next() {
+            let header = records.header();
+            let offset = match error.index {
+                abi::NO_RECORD => header.base_offset,
+                index => records
+                    .view(batch, index as usize)
+                    .map_or(header.base_offset, |record| header.base_offset + record.offset_delta as i64),
+            };
+            return Err(
+                EngineError::LookBackFailed { module: self.name.clone(), offset, message: error.message }.into()
+            );
+        }
+        if output.status != abi::STATUS_OK && output.status != abi::STATUS_STOPPED {
+            return Err(self.invalid(FormatError::new(format!("unknown status {}", output.status))).into());
+        }
+        Ok(())
     }
 
     /// Runs one batch through the module, with at most `fuel` (capped at the

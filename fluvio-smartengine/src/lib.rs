@@ -149,10 +149,18 @@ impl SmartEngine {
             });
         }
         let (module, engine) = self.compile(&hash, wasm)?;
-        let (kind, has_init) = inspect(&module)?;
+        let Inspected { kind, has_init, has_look_back } = inspect(&module)?;
         self.check_memory(name, &module)?;
-        let loaded =
-            SmartModule { name: name.to_string(), kind, has_init, hash, wasm_size: wasm.len(), module, engine };
+        let loaded = SmartModule {
+            name: name.to_string(),
+            kind,
+            has_init,
+            has_look_back,
+            hash,
+            wasm_size: wasm.len(),
+            module,
+            engine,
+        };
         self.inner.cache.lock().expect("cache lock").insert(hash, loaded.clone());
         Ok(loaded)
     }
@@ -262,7 +270,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Reads the module's exports: ABI version, kind, and the types of the
 /// functions the host will call. Runs no guest code.
-fn inspect(module: &Module) -> Result<(SmartModuleKind, bool), EngineError> {
+fn inspect(module: &Module) -> Result<Inspected, EngineError> {
     for import in module.imports() {
         let known = import.module() == abi::IMPORT_MODULE
             && [abi::IMPORT_LOG, abi::IMPORT_PANIC, abi::IMPORT_OUT_OF_MEMORY].contains(&import.name());
@@ -329,6 +337,10 @@ fn inspect(module: &Module) -> Result<(SmartModuleKind, bool), EngineError> {
     if has_init {
         expect_function(&exports, abi::EXPORT_INIT, &[], &[i64_])?;
     }
+    let has_look_back = exports.contains_key(abi::EXPORT_LOOK_BACK);
+    if has_look_back {
+        expect_function(&exports, abi::EXPORT_LOOK_BACK, &[i32_, i32_], &[i64_])?;
+    }
     match exports.get(abi::EXPORT_MEMORY) {
         Some(ExternType::Memory(_)) => {}
         _ => {
@@ -337,7 +349,14 @@ fn inspect(module: &Module) -> Result<(SmartModuleKind, bool), EngineError> {
             });
         }
     }
-    Ok((kind, has_init))
+    Ok(Inspected { kind, has_init, has_look_back })
+}
+
+/// What a module's exports say about it.
+struct Inspected {
+    kind: SmartModuleKind,
+    has_init: bool,
+    has_look_back: bool,
 }
 
 fn expect_function(
@@ -367,6 +386,7 @@ pub struct SmartModule {
     name: String,
     kind: SmartModuleKind,
     has_init: bool,
+    has_look_back: bool,
     hash: [u8; 32],
     wasm_size: usize,
     module: Module,
@@ -403,6 +423,11 @@ impl SmartModule {
     /// Whether the module has an `init` function.
     pub fn has_init(&self) -> bool {
         self.has_init
+    }
+
+    /// Whether the module has a `look_back` function.
+    pub fn has_look_back(&self) -> bool {
+        self.has_look_back
     }
 
     /// Size of the wasm file in bytes.

@@ -19,6 +19,7 @@ pub type MetricsAndLogs = (Vec<(String, ModuleMetrics)>, Vec<GuestLog>);
 
 enum Job {
     Process(Batch, oneshot::Sender<Result<ChainOutput, EngineError>>),
+    LookBack(usize, Batch, oneshot::Sender<Result<(), EngineError>>),
     Metrics(oneshot::Sender<MetricsAndLogs>),
 }
 
@@ -61,6 +62,9 @@ impl ChainWorker {
                         Job::Process(batch, reply) => {
                             let _ = reply.send(chain.process(&batch));
                         }
+                        Job::LookBack(stage, batch, reply) => {
+                            let _ = reply.send(chain.look_back(stage, &batch));
+                        }
                         Job::Metrics(reply) => {
                             let _ = reply.send((chain.metrics(), chain.take_logs()));
                         }
@@ -80,6 +84,14 @@ impl ChainWorker {
         let (reply, answer) = oneshot::channel();
         self.jobs.send(Job::Process(batch, reply)).map_err(|_| gone("has stopped"))?;
         answer.await.map_err(|_| gone("stopped while processing a batch"))?
+    }
+
+    /// Feeds stored records to the `look_back` function of the module at
+    /// `stage` (see [`SmartModuleChain::look_back`](crate::SmartModuleChain::look_back)).
+    pub async fn look_back(&self, stage: usize, batch: Batch) -> Result<(), EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::LookBack(stage, batch, reply)).map_err(|_| gone("has stopped"))?;
+        answer.await.map_err(|_| gone("stopped while looking back"))?
     }
 
     /// Each module's metrics, and the log lines written since the last call.

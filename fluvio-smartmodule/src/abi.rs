@@ -31,6 +31,11 @@ pub const EXPORT_SETUP: &str = "fluvio_setup";
 /// Export: `fluvio_init() -> i64`, present when the module has an
 /// `#[smartmodule(init)]` function. Returns an output location.
 pub const EXPORT_INIT: &str = "fluvio_init";
+
+/// The optional `look_back` export: `(input_len: i32, flags: i32) -> i64`,
+/// called with batches of stored records before a stream starts; its output
+/// area holds errors only.
+pub const EXPORT_LOOK_BACK: &str = "fluvio_look_back";
 /// The guest's linear memory.
 pub const EXPORT_MEMORY: &str = "memory";
 

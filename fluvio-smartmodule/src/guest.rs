@@ -331,6 +331,13 @@ pub fn run_aggregate<A, F: AggregateFn<A>>(input_len: i32, flags: i32, f: F) -> 
     output_location()
 }
 
+/// Feeds one batch of stored records to a `look_back` function, before a
+/// stream starts; nothing is output but errors.
+pub fn run_look_back<A, F: LookBackFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
+    drive(input_len, flags, |_, record, _, _| f.call_look_back(record));
+    output_location()
+}
+
 macro_rules! signature_trait {
     ($trait:ident, $method:ident, $doc:literal, $message:literal, $label:literal, ($($arg:ident: $argty:ty),*) -> $ret:ty) => {
         #[doc = $doc]
@@ -390,7 +397,14 @@ macro_rules! record_impls {
     };
 }
 
+signature_trait!(LookBackFn, call_look_back,
+    "A function usable as `#[smartmodule(look_back)]`.",
+    "`#[smartmodule(look_back)]` expects a function `fn(&Record) -> Result<()>`",
+    "this function does not have the signature of a look_back",
+    (record: &SmartModuleRecord) -> Result<()>);
+
 record_impls!(FilterFn, call_filter, () -> Result<bool>);
+record_impls!(LookBackFn, call_look_back, () -> Result<()>);
 record_impls!(MapFn, call_map, () -> Result<(Option<RecordData>, RecordData)>);
 record_impls!(FilterMapFn, call_filter_map, () -> Result<Option<(Option<RecordData>, RecordData)>>);
 record_impls!(ArrayMapFn, call_array_map, () -> Result<Vec<(Option<RecordData>, RecordData)>>);

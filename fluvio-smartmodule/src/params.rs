@@ -18,6 +18,7 @@ pub struct SmartModuleExtraParams {
 /// starts: the last `last` records, or those younger than `age`, or the
 /// last `last` of those younger than `age` when both are set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Lookback {
     /// How many of the latest records (0: no count limit).
     pub last: u64,

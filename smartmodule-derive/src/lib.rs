@@ -14,7 +14,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, ItemFn, parse_macro_input};
 
-const KINDS: &str = "filter, map, filter_map, array_map, aggregate or init";
+const KINDS: &str = "filter, map, filter_map, array_map, aggregate, init or look_back";
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -24,6 +24,7 @@ enum Kind {
     ArrayMap,
     Aggregate,
     Init,
+    LookBack,
 }
 
 impl Kind {
@@ -35,6 +36,7 @@ impl Kind {
             "array_map" => Kind::ArrayMap,
             "aggregate" => Kind::Aggregate,
             "init" => Kind::Init,
+            "look_back" => Kind::LookBack,
             _ => return None,
         })
     }
@@ -47,6 +49,7 @@ impl Kind {
             Kind::ArrayMap => "array_map",
             Kind::Aggregate => "aggregate",
             Kind::Init => "init",
+            Kind::LookBack => "look_back",
         }
     }
 
@@ -58,6 +61,7 @@ impl Kind {
             Kind::ArrayMap => "fn(&Record) -> Result<Vec<(Option<RecordData>, RecordData)>>",
             Kind::Aggregate => "fn(RecordData, &Record) -> Result<RecordData>",
             Kind::Init => "fn(SmartModuleExtraParams) -> Result<()>",
+            Kind::LookBack => "fn(&Record) -> Result<()>",
         }
     }
 
@@ -77,6 +81,7 @@ impl Kind {
             Kind::ArrayMap => ("fluvio_array_map", "run_array_map"),
             Kind::Aggregate => ("fluvio_aggregate", "run_aggregate"),
             Kind::Init => ("fluvio_init", "init"),
+            Kind::LookBack => ("fluvio_look_back", "run_look_back"),
         }
     }
 }
@@ -88,8 +93,9 @@ impl Kind {
 /// pub fn map(record: &Record) -> Result<(Option<RecordData>, RecordData)> { ... }
 /// ```
 ///
-/// Kinds: `filter`, `map`, `filter_map`, `array_map`, `aggregate`, and
-/// `init` for a function that receives the module's parameters once.
+/// Kinds: `filter`, `map`, `filter_map`, `array_map`, `aggregate`; `init`
+/// for a function that receives the module's parameters once; and
+/// `look_back` for a function fed stored records before a stream starts.
 #[proc_macro_attribute]
 pub fn smartmodule(args: TokenStream, input: TokenStream) -> TokenStream {
     let args = TokenStream2::from(args);
@@ -149,6 +155,7 @@ fn parse_kind(args: TokenStream2) -> syn::Result<Kind> {
         let hint = match ident.to_string().as_str() {
             "filtermap" | "filterMap" | "FilterMap" => " (did you mean filter_map?)",
             "arraymap" | "arrayMap" | "ArrayMap" => " (did you mean array_map?)",
+            "lookback" | "lookBack" | "LookBack" => " (did you mean look_back?)",
             _ => "",
         };
         syn::Error::new(ident.span(), format!("unknown SmartModule kind `{ident}`{hint}; the kinds are {KINDS}"))
