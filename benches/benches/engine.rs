@@ -18,12 +18,11 @@
 //!
 //! Run: `cargo bench -p fluvio-benches --bench engine`
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fluvio_protocol::{Batch, BatchBuilder, SmartModuleInvocation};
-use fluvio_smartengine::{ChainBuilder, SmartEngine, SmartModuleInstance, SmartModuleKind, run_native};
+use fluvio_smartengine::{ChainBuilder, ModuleKind, SmartEngine, SmartModuleInstance, run_native};
 use fluvio_smartmodule::__private as glue;
 
 const RECORDS: usize = 1_000_000;
@@ -95,7 +94,7 @@ fn wasm_run(
     c: &mut Criterion,
     group_name: &str,
     module: &str,
-    kind: SmartModuleKind,
+    kind: ModuleKind,
     native: fn(i32) -> i64,
     bare: Bare,
     input: &[Batch],
@@ -153,7 +152,7 @@ fn kinds(c: &mut Criterion) {
         c,
         "filter",
         "bench-filter",
-        SmartModuleKind::Filter,
+        ModuleKind::Filter,
         |len| glue::run_filter(len, 0, bench_filter::filter),
         bare_filter,
         &input,
@@ -163,7 +162,7 @@ fn kinds(c: &mut Criterion) {
         c,
         "map",
         "uppercase-map",
-        SmartModuleKind::Map,
+        ModuleKind::Map,
         |len| glue::run_map(len, 0, uppercase_map::map),
         bare_uppercase,
         &input,
@@ -173,7 +172,7 @@ fn kinds(c: &mut Criterion) {
         c,
         "regex-scrub",
         "regex-scrubbing",
-        SmartModuleKind::Map,
+        ModuleKind::Map,
         |len| glue::run_map(len, 0, regex_scrubbing::map),
         bare_regex_scrub,
         &input,
@@ -183,7 +182,7 @@ fn kinds(c: &mut Criterion) {
         c,
         "aggregate",
         "bench-count",
-        SmartModuleKind::Aggregate,
+        ModuleKind::Aggregate,
         |len| glue::run_aggregate(len, 0, bench_count::aggregate),
         bare_count,
         &input,
@@ -195,7 +194,7 @@ fn instantiate(c: &mut Criterion) {
     let engine = SmartEngine::new();
     let bytes = dev_support::wasm("params-filter");
     engine.load("params-filter", &bytes).unwrap();
-    let params: BTreeMap<String, String> = [("contains".to_string(), "fluvio".to_string())].into();
+    let params: fluvio_smartengine::SmartModuleExtraParams = [("contains", "fluvio")].into_iter().collect();
     let mut group = c.benchmark_group("instantiate");
     group.bench_function("cached-module-with-init", |b| {
         b.iter(|| {

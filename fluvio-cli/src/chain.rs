@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use fluvio_client::protocol::Lookback;
-use fluvio_client::{DeadLetterSink, ErrorPolicy, SmartModuleInvocation, SmartModuleKind};
+use fluvio_client::{DeadLetterSink, ErrorPolicy, ModuleKind, SmartModuleExtraParams, SmartModuleInvocation};
 use serde::Deserialize;
 
 use crate::error::{CliError, CliResult};
@@ -108,7 +108,7 @@ impl Transform {
     fn invocation(self, base: &Path, place: &str) -> CliResult<SmartModuleInvocation> {
         let mut spec = module(&self.uses, base)?;
         if let Some(kind) = &self.kind {
-            let kind = SmartModuleKind::from_name(kind).ok_or_else(|| {
+            let kind = ModuleKind::from_name(kind).ok_or_else(|| {
                 CliError::failed(format!(
                     "unknown kind {kind:?} in {place}; use filter, map, filter-map, array-map or aggregate"
                 ))
@@ -188,11 +188,11 @@ impl SmartModuleArgs {
     /// more SmartModule flag of any kind.
     pub fn chain_with(&self, extra: Option<SmartModuleInvocation>) -> CliResult<Vec<SmartModuleInvocation>> {
         let typed = [
-            (&self.filter, SmartModuleKind::Filter),
-            (&self.map, SmartModuleKind::Map),
-            (&self.filter_map, SmartModuleKind::FilterMap),
-            (&self.array_map, SmartModuleKind::ArrayMap),
-            (&self.aggregate, SmartModuleKind::Aggregate),
+            (&self.filter, ModuleKind::Filter),
+            (&self.map, ModuleKind::Map),
+            (&self.filter_map, ModuleKind::FilterMap),
+            (&self.array_map, ModuleKind::ArrayMap),
+            (&self.aggregate, ModuleKind::Aggregate),
         ];
         let mut single: Vec<SmartModuleInvocation> = typed
             .into_iter()
@@ -221,7 +221,7 @@ impl SmartModuleArgs {
                 None => self.transforms_lines(),
             };
         }
-        let params: BTreeMap<String, String> = self.params.iter().cloned().collect();
+        let params: SmartModuleExtraParams = self.params.iter().cloned().collect();
         if single.is_empty() {
             if !params.is_empty() || self.aggregate_initial.is_some() {
                 return Err(CliError::failed("-e and --aggregate-initial need a SmartModule flag"));
@@ -230,7 +230,9 @@ impl SmartModuleArgs {
         }
         let mut spec = single.pop().expect("one spec");
         spec.params = params;
-        spec.initial_accumulator = self.aggregate_initial.as_ref().map(|v| v.clone().into_bytes());
+        if let Some(initial) = &self.aggregate_initial {
+            spec = spec.initial_accumulator(initial.clone());
+        }
         Ok(vec![spec])
     }
 

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use clap::Subcommand;
 use fluvio_client::protocol::BatchBuilder;
-use fluvio_client::{Fluvio, SmartModuleWasm, local_chain};
+use fluvio_client::{Fluvio, SmartModuleInvocationWasm, local_chain};
 
 use crate::chain::{SmartModuleArgs, wasm_file};
 use crate::error::{CliError, CliResult};
@@ -127,7 +127,7 @@ async fn test(
     let mut chain = flags.chain_with(extra)?;
     if let Some(last) = lookback_last {
         for invocation in &mut chain {
-            invocation.lookback = Some(fluvio_client::protocol::Lookback::last(last));
+            invocation.params.set_lookback(Some(fluvio_client::protocol::Lookback::last(last)));
         }
     }
     if chain.is_empty() {
@@ -148,7 +148,7 @@ async fn test(
             all.lines().map(str::to_string).collect()
         }
     };
-    let needs_server = chain.iter().any(|s| matches!(s.wasm, SmartModuleWasm::Predefined(_)));
+    let needs_server = chain.iter().any(|s| matches!(s.wasm, SmartModuleInvocationWasm::Predefined(_)));
     let fluvio: Option<Fluvio> = if needs_server { Some(connect(addr).await?) } else { None };
     // Records are stamped as a producer would stamp them: now.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -157,7 +157,7 @@ async fn test(
         batch.push_value(key.as_deref().map(str::as_bytes), line.as_bytes());
     }
     // The engine runs here exactly as on the server: same chain, same policy.
-    let lookbacks: Vec<_> = chain.iter().map(|invocation| invocation.lookback).collect();
+    let lookbacks: Vec<_> = chain.iter().map(|invocation| invocation.params.lookback().copied()).collect();
     let worker = local_chain(fluvio.as_ref(), chain, flags.policy()).await?;
     for (stage, lookback) in lookbacks.into_iter().enumerate() {
         let Some(lookback) = lookback else { continue };

@@ -193,24 +193,74 @@ impl AdminSpec for TopicSpec {
     }
 }
 
-/// A SmartModule to register: its wasm. Listed SmartModules carry no wasm
-/// (see [`Fluvio::get_smartmodule`]); their status says what they are.
+/// A SmartModule to register, as Fluvio's spec has it: its wasm (and, in
+/// lists, a summary; listed SmartModules carry no wasm, see
+/// [`Fluvio::get_smartmodule`], and their status says what they are).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SmartModuleSpec {
+    /// Set in lists: the wasm's size.
+    pub summary: Option<SmartModuleWasmSummary>,
     /// The wasm module.
-    pub wasm: Vec<u8>,
+    pub wasm: SmartModuleWasm,
+}
+
+/// A listed module's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SmartModuleWasmSummary {
+    /// Bytes of wasm.
+    pub wasm_length: u32,
+}
+
+/// How a spec's payload is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SmartModuleWasmFormat {
+    /// Binary wasm (gzip-compressed in the payload).
+    #[default]
+    Binary,
+}
+
+/// A SmartModule's code in a spec: gzip-compressed wasm, as Fluvio keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SmartModuleWasm {
+    /// The encoding.
+    pub format: SmartModuleWasmFormat,
+    /// The compressed wasm.
+    pub payload: Vec<u8>,
+}
+
+impl SmartModuleWasm {
+    /// Compresses raw wasm bytes.
+    pub fn from_raw_wasm_bytes(raw: &[u8]) -> std::io::Result<SmartModuleWasm> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(raw)?;
+        Ok(SmartModuleWasm { format: SmartModuleWasmFormat::Binary, payload: encoder.finish()? })
+    }
+
+    /// Takes wasm already compressed with gzip.
+    pub fn from_compressed_gzip(payload: Vec<u8>) -> SmartModuleWasm {
+        SmartModuleWasm { format: SmartModuleWasmFormat::Binary, payload }
+    }
+
+    /// The raw wasm (the payload decompressed; raw payloads are accepted).
+    pub fn as_raw_wasm(&self) -> std::io::Result<Vec<u8>> {
+        Ok(fluvio_protocol::smartmodule::decompress_wasm(&self.payload)?.into_owned())
+    }
 }
 
 impl SmartModuleSpec {
-    /// A spec for wasm bytes.
-    pub fn from_wasm(wasm: impl Into<Vec<u8>>) -> SmartModuleSpec {
-        SmartModuleSpec { wasm: wasm.into() }
+    /// A spec for raw wasm bytes.
+    pub fn from_wasm(wasm: &[u8]) -> std::io::Result<SmartModuleSpec> {
+        Ok(SmartModuleSpec { summary: None, wasm: SmartModuleWasm::from_raw_wasm_bytes(wasm)? })
     }
 }
 
 impl Validate for SmartModuleSpec {
     fn validate(&self, name: &str) -> Result<(), FluvioError> {
-        if !self.wasm.starts_with(b"\0asm") {
+        let wasm = self.wasm.as_raw_wasm().map_err(|error| {
+            FluvioError::InvalidRequest(format!("SmartModule {name:?}: its payload does not decompress: {error}"))
+        })?;
+        if !wasm.starts_with(b"\0asm") {
             return Err(FluvioError::InvalidRequest(format!(
                 "SmartModule {name:?} is not WebAssembly (it does not start with \\0asm); build it with `smdk build`"
             )));
@@ -223,7 +273,10 @@ impl AdminSpec for SmartModuleSpec {
     type Status = SmartModuleInfo;
 
     fn create<'a>(fluvio: &'a Fluvio, name: String, spec: Self) -> BoxFuture<'a, Result<(), FluvioError>> {
-        Box::pin(async move { fluvio.create_smartmodule(&name, spec.wasm).await.map(|_| ()) })
+        Box::pin(async move {
+            let wasm = spec.wasm.as_raw_wasm().map_err(|error| FluvioError::InvalidRequest(error.to_string()))?;
+            fluvio.create_smartmodule(&name, wasm).await.map(|_| ())
+        })
     }
 
     fn delete<'a>(fluvio: &'a Fluvio, name: String) -> BoxFuture<'a, Result<(), FluvioError>> {
@@ -235,7 +288,11 @@ impl AdminSpec for SmartModuleSpec {
             let modules = fluvio.list_smartmodules().await?;
             Ok(modules
                 .into_iter()
-                .map(|info| Metadata { name: info.name.clone(), spec: SmartModuleSpec::default(), status: info })
+                .map(|info| {
+                    let summary = SmartModuleWasmSummary { wasm_length: info.size.min(u64::from(u32::MAX)) as u32 };
+                    let spec = SmartModuleSpec { summary: Some(summary), wasm: SmartModuleWasm::default() };
+                    Metadata { name: info.name.clone(), spec, status: info }
+                })
                 .collect())
         })
     }

@@ -25,7 +25,10 @@ use crate::{Fluvio, FluvioError};
 pub use crate::config::{
     ConsumerConfigBuilder, ConsumerConfigExt, ConsumerConfigExtBuilder, Offset, PartitionConsumer,
 };
-pub use fluvio_protocol::{SmartModuleInvocation, SmartModuleKind, SmartModuleWasm};
+pub use fluvio_protocol::{
+    Lookback, SmartModuleContextData, SmartModuleExtraParams, SmartModuleInvocation, SmartModuleInvocationWasm,
+    SmartModuleKind,
+};
 
 /// Receives the records SmartModules failed on under
 /// [`ErrorPolicy::DeadLetter`], each with its error.

@@ -52,7 +52,7 @@ pub mod metadata {
     }
     /// SmartModules.
     pub mod smartmodule {
-        pub use crate::admin::SmartModuleSpec;
+        pub use crate::admin::{SmartModuleSpec, SmartModuleWasm, SmartModuleWasmFormat, SmartModuleWasmSummary};
         pub use fluvio_protocol::messages::SmartModuleInfo;
     }
 }
@@ -71,8 +71,8 @@ pub use consumer::{
 };
 pub use error::FluvioError;
 pub use fluvio_protocol::{
-    ConnectorInfo, ConsumerOffset, ErrorPolicy, OffsetSpec, RecordFailure, SmartModuleInvocation, SmartModuleKind,
-    SmartModuleWasm,
+    ConnectorInfo, ConsumerOffset, ErrorPolicy, Lookback, ModuleKind, OffsetSpec, RecordFailure,
+    SmartModuleContextData, SmartModuleExtraParams, SmartModuleInvocation, SmartModuleInvocationWasm, SmartModuleKind,
 };
 pub use producer::{ProduceOutput, ProducerConfig, RecordKey, RecordMetadata, TopicProducer, partition_for_key};
 

@@ -281,7 +281,7 @@ impl Fluvio {
             )));
         }
         let partitions = info.partitions.max(1);
-        if let Some(invocation) = config.smartmodules.iter().find(|s| s.lookback.is_some()) {
+        if let Some(invocation) = config.smartmodules.iter().find(|s| s.params.lookback().is_some()) {
             return Err(FluvioError::InvalidRequest(format!(
                 "SmartModule {:?} has a lookback, which only consumer streams give (they read it from the partition); drop it from the producer's SmartModules",
                 invocation.name()

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use fluvio_protocol::{ErrorPolicy, SmartModuleInvocation, SmartModuleWasm};
+use fluvio_protocol::{ErrorPolicy, SmartModuleInvocation, SmartModuleInvocationWasm};
 use fluvio_smartengine::{ChainBuilder, ChainWorker, EngineError, SmartEngine};
 
 use crate::{Fluvio, FluvioError};
@@ -27,7 +27,7 @@ pub async fn local_chain(
 ) -> Result<ChainWorker, FluvioError> {
     let mut registered: HashMap<String, Vec<u8>> = HashMap::new();
     for invocation in &invocations {
-        if let SmartModuleWasm::Predefined(name) = &invocation.wasm
+        if let SmartModuleInvocationWasm::Predefined(name) = &invocation.wasm
             && !registered.contains_key(name)
         {
             let fluvio = fluvio.ok_or_else(|| {

@@ -14,8 +14,10 @@
 use fluvio_smartmodule::codec::{ByteReader, FormatError, PutBytes};
 use serde::{Deserialize, Serialize};
 
-/// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The protocol version this crate speaks (3: Fluvio-shaped SmartModule
+/// invocations, consumer offsets).
+pub const PROTOCOL_VERSION: u16 = 3;
+
 /// Frames larger than this are refused unless configured otherwise.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 64 << 20;
 /// Bytes after the length prefix and before the control part: version

@@ -38,6 +38,6 @@ pub use messages::{
     StreamEvent, TopicInfo,
 };
 pub use smartmodule::{
-    ErrorPolicy, Lookback, MAX_WASM_BYTES, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm,
-    WasmFileError,
+    ErrorPolicy, Lookback, MAX_WASM_BYTES, ModuleKind, RecordFailure, SmartModuleContextData, SmartModuleExtraParams,
+    SmartModuleInvocation, SmartModuleInvocationWasm, SmartModuleKind, WasmFileError,
 };

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::smartmodule::{ErrorPolicy, RecordFailure, SmartModuleInvocation, SmartModuleKind};
+use crate::smartmodule::{ErrorPolicy, ModuleKind, RecordFailure, SmartModuleInvocation};
 
 /// Error codes a server answers with. Each has a message for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,7 +270,7 @@ pub struct SmartModuleInfo {
     /// The name.
     pub name: String,
     /// Its kind.
-    pub kind: SmartModuleKind,
+    pub kind: ModuleKind,
     /// Size of the wasm in bytes.
     pub size: u64,
     /// `SmartModuleStatus` when it validated and compiled.

@@ -4,29 +4,38 @@
 //!
 //! These are the one representation used everywhere: producers and the CLI
 //! build them, requests carry them as they are, the server and the engine
-//! run them. Nothing converts them into a look-alike type on the way.
+//! run them. Nothing converts them into a look-alike type on the way. Their
+//! shape is Fluvio's (`wasm`, `kind`, `params`), so Fluvio code that builds
+//! one with a struct literal compiles here.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use fluvio_smartmodule::Lookback;
-pub use fluvio_smartmodule::abi::SmartModuleKind;
+/// What a module does with records, as its exports say (a registered
+/// module's kind, and the kind a chain checks against).
+pub use fluvio_smartmodule::abi::SmartModuleKind as ModuleKind;
+pub use fluvio_smartmodule::{Lookback, SmartModuleExtraParams};
 
 /// Largest SmartModule a server accepts once decompressed.
 pub const MAX_WASM_BYTES: u64 = 64 << 20;
 
 /// Where a SmartModule's code comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SmartModuleWasm {
+pub enum SmartModuleInvocationWasm {
     /// Registered on the server under this name
     /// (`fluvio smart-module create NAME`).
     Predefined(String),
-    /// Code that travels with the request. It is gzip-compressed on the
-    /// wire and refused past [`MAX_WASM_BYTES`] once decompressed.
-    AdHoc {
-        /// A name for errors and metrics (usually the file's stem).
+    /// Code that travels with the request (raw, or gzip-compressed as
+    /// Fluvio's `adhoc_from_bytes` makes it). It is gzip-compressed on the
+    /// wire and refused past [`MAX_WASM_BYTES`] once decompressed. Errors
+    /// and metrics name it `adhoc-` and the start of its SHA-256.
+    AdHoc(#[serde(with = "gzip")] Vec<u8>),
+    /// Code that travels with the request, with a name for errors and
+    /// metrics (usually the file's stem).
+    AdHocNamed {
+        /// The name.
         name: String,
         /// The wasm module.
         #[serde(with = "gzip")]
@@ -34,33 +43,118 @@ pub enum SmartModuleWasm {
     },
 }
 
+impl SmartModuleInvocationWasm {
+    /// Ad hoc code from wasm bytes (gzip-compressed bytes are accepted too).
+    pub fn adhoc_from_bytes(bytes: &[u8]) -> std::io::Result<SmartModuleInvocationWasm> {
+        Ok(SmartModuleInvocationWasm::AdHoc(bytes.to_vec()))
+    }
+
+    /// The wasm of an ad hoc module, decompressed when it was given
+    /// compressed; `None` for a registered one.
+    pub fn adhoc_wasm(&self) -> Option<Result<Cow<'_, [u8]>, std::io::Error>> {
+        let bytes = match self {
+            SmartModuleInvocationWasm::Predefined(_) => return None,
+            SmartModuleInvocationWasm::AdHoc(bytes) | SmartModuleInvocationWasm::AdHocNamed { wasm: bytes, .. } => {
+                bytes
+            }
+        };
+        Some(gzip::inflate_if_compressed(bytes))
+    }
+}
+
+/// What a module is asked to be, and the initial accumulator of an
+/// aggregate, by Fluvio's names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SmartModuleKind {
+    /// A filter.
+    Filter,
+    /// A map.
+    Map,
+    /// An array-map.
+    ArrayMap,
+    /// A filter-map.
+    FilterMap,
+    /// An aggregate, starting from `accumulator`.
+    Aggregate {
+        /// The initial accumulator.
+        accumulator: Vec<u8>,
+    },
+    /// Whatever the module is; the data is used if it is an aggregate.
+    Generic(SmartModuleContextData),
+}
+
+impl Default for SmartModuleKind {
+    fn default() -> Self {
+        SmartModuleKind::Generic(SmartModuleContextData::None)
+    }
+}
+
+/// What a [`SmartModuleKind::Generic`] module is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SmartModuleContextData {
+    /// Nothing.
+    #[default]
+    None,
+    /// An aggregate's initial accumulator.
+    Aggregate {
+        /// The initial accumulator.
+        accumulator: Vec<u8>,
+    },
+}
+
+impl SmartModuleKind {
+    /// The kind the module must be, or `None` for any.
+    pub fn expected(&self) -> Option<ModuleKind> {
+        Some(match self {
+            SmartModuleKind::Filter => ModuleKind::Filter,
+            SmartModuleKind::Map => ModuleKind::Map,
+            SmartModuleKind::ArrayMap => ModuleKind::ArrayMap,
+            SmartModuleKind::FilterMap => ModuleKind::FilterMap,
+            SmartModuleKind::Aggregate { .. } => ModuleKind::Aggregate,
+            SmartModuleKind::Generic(_) => return None,
+        })
+    }
+
+    /// The accumulator an aggregate starts from, if one was given.
+    pub fn initial_accumulator(&self) -> Option<&[u8]> {
+        match self {
+            SmartModuleKind::Aggregate { accumulator }
+            | SmartModuleKind::Generic(SmartModuleContextData::Aggregate { accumulator }) => Some(accumulator),
+            _ => None,
+        }
+    }
+}
+
 /// One SmartModule of a chain: the module, the kind the caller expects of
-/// it (if any), its parameters and an aggregate's initial accumulator.
+/// it (with an aggregate's initial accumulator), and its parameters (with
+/// its look-back).
 ///
 /// ```
-/// use fluvio_protocol::{SmartModuleInvocation, SmartModuleKind};
+/// use fluvio_protocol::{ModuleKind, SmartModuleInvocation, SmartModuleInvocationWasm, SmartModuleKind};
 ///
 /// let filter = SmartModuleInvocation::predefined("my-filter")
-///     .expect_kind(SmartModuleKind::Filter)
+///     .expect_kind(ModuleKind::Filter)
 ///     .param("contains", "a");
 /// assert_eq!(filter.name(), "my-filter");
-/// assert_eq!(filter.params["contains"], "a");
+/// assert_eq!(filter.params.get("contains").map(String::as_str), Some("a"));
+///
+/// // As Fluvio code writes it:
+/// let same = SmartModuleInvocation {
+///     wasm: SmartModuleInvocationWasm::Predefined("my-filter".into()),
+///     kind: SmartModuleKind::Filter,
+///     params: [("contains", "a")].into_iter().collect(),
+/// };
+/// assert_eq!(same, filter);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmartModuleInvocation {
     /// The module's code.
-    pub wasm: SmartModuleWasm,
-    /// The kind the caller expects; a module of another kind is refused.
-    /// `None` accepts the module's own kind.
-    pub kind: Option<SmartModuleKind>,
-    /// Parameters handed to the module's `init`.
-    pub params: BTreeMap<String, String>,
-    /// The accumulator an aggregate starts from (empty when not given).
-    pub initial_accumulator: Option<Vec<u8>>,
-    /// Stored records fed to the module's `look_back` function before a
-    /// stream starts (consumer streams only).
-    #[serde(default)]
-    pub lookback: Option<Lookback>,
+    pub wasm: SmartModuleInvocationWasm,
+    /// The kind the caller expects (a module of another kind is refused),
+    /// with an aggregate's initial accumulator.
+    pub kind: SmartModuleKind,
+    /// Parameters handed to the module's `init`, and its look-back.
+    pub params: SmartModuleExtraParams,
 }
 
 /// A `.wasm` file that could not be read.
@@ -75,18 +169,18 @@ pub struct WasmFileError {
 }
 
 impl SmartModuleInvocation {
-    fn new(wasm: SmartModuleWasm) -> SmartModuleInvocation {
-        SmartModuleInvocation { wasm, kind: None, params: BTreeMap::new(), initial_accumulator: None, lookback: None }
+    fn new(wasm: SmartModuleInvocationWasm) -> SmartModuleInvocation {
+        SmartModuleInvocation { wasm, kind: SmartModuleKind::default(), params: SmartModuleExtraParams::default() }
     }
 
     /// A module registered on the server under `name`.
     pub fn predefined(name: impl Into<String>) -> SmartModuleInvocation {
-        SmartModuleInvocation::new(SmartModuleWasm::Predefined(name.into()))
+        SmartModuleInvocation::new(SmartModuleInvocationWasm::Predefined(name.into()))
     }
 
     /// A module given as wasm bytes, named `name` in errors and metrics.
     pub fn adhoc(name: impl Into<String>, wasm: impl Into<Vec<u8>>) -> SmartModuleInvocation {
-        SmartModuleInvocation::new(SmartModuleWasm::AdHoc { name: name.into(), wasm: wasm.into() })
+        SmartModuleInvocation::new(SmartModuleInvocationWasm::AdHocNamed { name: name.into(), wasm: wasm.into() })
     }
 
     /// A module read from a `.wasm` file, named after the file's stem.
@@ -97,37 +191,73 @@ impl SmartModuleInvocation {
         Ok(SmartModuleInvocation::adhoc(name, wasm))
     }
 
-    /// Requires the module to be of `kind`.
-    pub fn expect_kind(mut self, kind: SmartModuleKind) -> SmartModuleInvocation {
-        self.kind = Some(kind);
+    /// Requires the module to be of `kind` (an initial accumulator given
+    /// before is kept).
+    pub fn expect_kind(mut self, kind: ModuleKind) -> SmartModuleInvocation {
+        let accumulator = self.kind.initial_accumulator().map(<[u8]>::to_vec);
+        self.kind = match kind {
+            ModuleKind::Filter => SmartModuleKind::Filter,
+            ModuleKind::Map => SmartModuleKind::Map,
+            ModuleKind::ArrayMap => SmartModuleKind::ArrayMap,
+            ModuleKind::FilterMap => SmartModuleKind::FilterMap,
+            ModuleKind::Aggregate => SmartModuleKind::Aggregate { accumulator: accumulator.unwrap_or_default() },
+        };
         self
     }
 
     /// Adds a parameter.
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> SmartModuleInvocation {
-        self.params.insert(name.into(), value.into());
+        self.params.insert(name, value);
         self
     }
 
     /// Has the module's `look_back` function fed stored records before a
-    /// stream starts.
+    /// stream starts (consumer streams only).
     pub fn lookback(mut self, lookback: Lookback) -> SmartModuleInvocation {
-        self.lookback = Some(lookback);
+        self.params.set_lookback(Some(lookback));
         self
     }
 
     /// Sets an aggregate's initial accumulator.
     pub fn initial_accumulator(mut self, value: impl Into<Vec<u8>>) -> SmartModuleInvocation {
-        self.initial_accumulator = Some(value.into());
+        let accumulator = value.into();
+        self.kind = match self.kind {
+            SmartModuleKind::Aggregate { .. } => SmartModuleKind::Aggregate { accumulator },
+            _ => SmartModuleKind::Generic(SmartModuleContextData::Aggregate { accumulator }),
+        };
         self
     }
 
-    /// The module's name: the registered name, or the ad hoc module's name.
-    pub fn name(&self) -> &str {
+    /// The module's name: the registered name, the ad hoc module's name,
+    /// or `adhoc-` and the start of its SHA-256 when it has none.
+    pub fn name(&self) -> Cow<'_, str> {
         match &self.wasm {
-            SmartModuleWasm::Predefined(name) | SmartModuleWasm::AdHoc { name, .. } => name,
+            SmartModuleInvocationWasm::Predefined(name) | SmartModuleInvocationWasm::AdHocNamed { name, .. } => {
+                Cow::Borrowed(name)
+            }
+            SmartModuleInvocationWasm::AdHoc(wasm) => {
+                let digest = fingerprint(wasm);
+                Cow::Owned(format!("adhoc-{digest:016x}"))
+            }
         }
     }
+}
+
+/// Wasm bytes, decompressed when they are a gzip stream (at most
+/// [`MAX_WASM_BYTES`]); raw wasm is returned as it is.
+pub fn decompress_wasm(bytes: &[u8]) -> Result<Cow<'_, [u8]>, std::io::Error> {
+    gzip::inflate_if_compressed(bytes)
+}
+
+/// A stable 64-bit fingerprint of bytes (FNV-1a), for naming unnamed
+/// modules: the same bytes always get the same name.
+fn fingerprint(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 /// What a chain does when a module fails on a record.
@@ -236,18 +366,31 @@ mod gzip {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
         let compressed = Vec::<u8>::deserialize(deserializer)?;
+        inflate(&compressed).map_err(serde::de::Error::custom)
+    }
+
+    /// Decompresses, refusing more than [`MAX_WASM_BYTES`](super::MAX_WASM_BYTES).
+    fn inflate(compressed: &[u8]) -> Result<Vec<u8>, String> {
         let limit = super::MAX_WASM_BYTES;
         let mut wasm = Vec::new();
-        flate2::read::GzDecoder::new(compressed.as_slice())
+        flate2::read::GzDecoder::new(compressed)
             .take(limit + 1)
             .read_to_end(&mut wasm)
-            .map_err(|e| serde::de::Error::custom(format!("cannot decompress the SmartModule: {e}")))?;
+            .map_err(|e| format!("cannot decompress the SmartModule: {e}"))?;
         if wasm.len() as u64 > limit {
-            return Err(serde::de::Error::custom(format!(
-                "the SmartModule is larger than {limit} bytes once decompressed"
-            )));
+            return Err(format!("the SmartModule is larger than {limit} bytes once decompressed"));
         }
         Ok(wasm)
+    }
+
+    /// The bytes, decompressed if they are a gzip stream (Fluvio code may
+    /// hand over wasm compressed).
+    pub fn inflate_if_compressed(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, std::io::Error> {
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            inflate(bytes).map(std::borrow::Cow::Owned).map_err(std::io::Error::other)
+        } else {
+            Ok(std::borrow::Cow::Borrowed(bytes))
+        }
     }
 }
 
@@ -260,9 +403,11 @@ mod tests {
     fn invocations_travel_as_they_are_and_wasm_compressed() {
         let wasm = vec![7u8; 100_000];
         let invocation = SmartModuleInvocation::adhoc("m", wasm)
-            .expect_kind(SmartModuleKind::Aggregate)
+            .expect_kind(ModuleKind::Aggregate)
             .param("k", "v")
-            .initial_accumulator("0");
+            .initial_accumulator("0")
+            .lookback(Lookback::last(3));
+        assert_eq!(invocation.kind, SmartModuleKind::Aggregate { accumulator: b"0".to_vec() });
         let bytes = encode(&invocation);
         assert!(bytes.len() < 2_000, "{} bytes", bytes.len());
         assert_eq!(decode::<SmartModuleInvocation>(&bytes).unwrap(), invocation);
@@ -272,10 +417,26 @@ mod tests {
     fn decompression_bombs_are_refused() {
         // Build the message by hand: a gzip stream that inflates past the limit.
         let huge = vec![0u8; MAX_WASM_BYTES as usize + 1];
-        let bytes = encode(&SmartModuleWasm::AdHoc { name: "bomb".into(), wasm: huge });
+        let bytes = encode(&SmartModuleInvocationWasm::AdHocNamed { name: "bomb".into(), wasm: huge });
         assert!(bytes.len() < 1 << 20);
-        let error = decode::<SmartModuleWasm>(&bytes).unwrap_err();
+        let error = decode::<SmartModuleInvocationWasm>(&bytes).unwrap_err();
         assert!(error.to_string().contains("larger than"), "{error}");
+    }
+
+    #[test]
+    fn ad_hoc_wasm_may_come_compressed_and_unnamed() {
+        use std::io::Write;
+        let wasm = b"\0asm\x01\0\0\0".to_vec();
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&wasm).unwrap();
+        let compressed = SmartModuleInvocationWasm::AdHoc(encoder.finish().unwrap());
+        assert_eq!(compressed.adhoc_wasm().unwrap().unwrap().as_ref(), wasm.as_slice());
+        let raw = SmartModuleInvocationWasm::adhoc_from_bytes(&wasm).unwrap();
+        assert_eq!(raw.adhoc_wasm().unwrap().unwrap().as_ref(), wasm.as_slice());
+        let invocation = SmartModuleInvocation { wasm: raw, kind: SmartModuleKind::Filter, params: Default::default() };
+        assert!(invocation.name().starts_with("adhoc-"), "{}", invocation.name());
+        assert_eq!(invocation.kind.expected(), Some(ModuleKind::Filter));
+        assert!(SmartModuleInvocationWasm::Predefined("x".into()).adhoc_wasm().is_none());
     }
 
     #[test]

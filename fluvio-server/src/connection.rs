@@ -14,7 +14,7 @@ use fluvio_protocol::messages::{
 };
 use fluvio_protocol::{
     ApiKind, Batch, BatchBuilder, ErrorCode, ErrorResponse, Frame, FrameError, OffsetSpec, PROTOCOL_VERSION,
-    RESPONSE_BIT, SmartModuleWasm, StreamEvent,
+    RESPONSE_BIT, SmartModuleInvocationWasm, StreamEvent,
 };
 use fluvio_smartengine::{ChainBuilder, ChainWorker, EngineError};
 use tokio::io::AsyncWriteExt;
@@ -342,8 +342,8 @@ async fn start_chain(context: &ServerContext, request: &StreamFetchRequest) -> R
         .chain
         .iter()
         .filter_map(|invocation| match &invocation.wasm {
-            SmartModuleWasm::Predefined(name) => Some(name.clone()),
-            SmartModuleWasm::AdHoc { .. } => None,
+            SmartModuleInvocationWasm::Predefined(name) => Some(name.clone()),
+            _ => None,
         })
         .collect();
     context.registry.prepare(registered.iter().map(String::as_str)).await?;
@@ -370,7 +370,7 @@ async fn look_back(
     end: i64,
 ) -> Result<(), ServerError> {
     for (stage, invocation) in request.chain.iter().enumerate() {
-        let Some(lookback) = invocation.lookback else { continue };
+        let Some(lookback) = invocation.params.lookback().copied() else { continue };
         let start = partition.start_offset();
         let from = match lookback.last {
             0 => start,

@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::{ServerProcess, data_dir, from_beginning, produce, read_all, values, wasm, wasm_path};
 use fluvio_client::protocol::ErrorCode;
 use fluvio_client::{
-    ConsumerConfig, ErrorPolicy, FluvioError, OffsetManagementStrategy, OffsetSpec, ProducerConfig, RecordFailure,
-    RecordKey, SmartModuleInvocation, SmartModuleKind,
+    ConsumerConfig, ErrorPolicy, FluvioError, ModuleKind, OffsetManagementStrategy, OffsetSpec, ProducerConfig,
+    RecordFailure, RecordKey, SmartModuleInvocation, SmartModuleKind,
 };
 use futures::StreamExt;
 
@@ -37,7 +37,11 @@ async fn topics_are_created_listed_and_deleted_with_clear_errors() {
     assert_eq!(missing.code(), Some(ErrorCode::TopicNotFound));
     assert!(missing.to_string().contains("topic \"orders\" not found"), "{missing}");
     assert!(fluvio.list_topics().await.unwrap().is_empty());
-    let unknown = fluvio.consumer_stream("nope", from_beginning()).await.unwrap();
+    // Every partition of an unknown topic: refused when the stream is made.
+    let error = fluvio.consumer_stream("nope", from_beginning()).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::TopicNotFound), "{error}");
+    // One named partition: the server's answer ends the stream.
+    let unknown = fluvio.consumer_stream("nope", from_beginning().partition(0)).await.unwrap();
     let error = unknown.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
     assert!(error.to_string().contains("topic \"nope\" not found"), "{error}");
 }
@@ -105,7 +109,7 @@ async fn each_kind_runs_on_the_server_ad_hoc() {
         let fluvio = fluvio.clone();
         async move { values(&read_all(&fluvio, topic, from_beginning().smartmodule(spec)).await) }
     };
-    assert_eq!(run("words", spec("my-filter").expect_kind(SmartModuleKind::Filter)).await, ["apple", "banana"]);
+    assert_eq!(run("words", spec("my-filter").expect_kind(ModuleKind::Filter)).await, ["apple", "banana"]);
     assert_eq!(run("words", spec("uppercase-map")).await, ["APPLE", "KIWI", "BANANA"]);
     assert_eq!(run("numbers", spec("even-filter-map")).await, ["1", "2", "5"]);
     assert_eq!(run("arrays", spec("json-array-map")).await, ["1", "2", "3"]);
@@ -118,7 +122,7 @@ async fn each_kind_runs_on_the_server_ad_hoc() {
 
     // A kind that does not match the module is refused with a clear error.
     let wrong = fluvio
-        .consumer_stream("words", from_beginning().smartmodule(spec("my-filter").expect_kind(SmartModuleKind::Map)))
+        .consumer_stream("words", from_beginning().smartmodule(spec("my-filter").expect_kind(ModuleKind::Map)))
         .await
         .unwrap();
     let error = wrong.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
@@ -503,10 +507,24 @@ async fn the_fluvio_shaped_admin_producer_and_consumer_api() {
     assert_eq!(topics.iter().map(|t| (t.name.as_str(), t.spec.partitions())).collect::<Vec<_>>(), [("letters", 2)]);
     let error = admin.create("zero".to_string(), false, TopicSpec::new_computed(0, 1, None)).await.unwrap_err();
     assert!(error.to_string().contains("at least one partition"), "{error}");
-    admin.create("upper".to_string(), false, SmartModuleSpec::from_wasm(wasm("uppercase-map"))).await.unwrap();
+    admin
+        .create(
+            "upper".to_string(),
+            false,
+            SmartModuleSpec {
+                wasm: fluvio_client::metadata::smartmodule::SmartModuleWasm::from_raw_wasm_bytes(&wasm(
+                    "uppercase-map",
+                ))
+                .unwrap(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let modules = admin.list::<SmartModuleSpec, _>(vec!["upper"]).await.unwrap();
     assert_eq!(modules.len(), 1);
-    assert_eq!(modules[0].status.kind, SmartModuleKind::Map);
+    assert_eq!(modules[0].status.kind, ModuleKind::Map);
+    assert_eq!(modules[0].spec.summary.unwrap().wasm_length as usize, wasm("uppercase-map").len());
 
     let config = TopicProducerConfigBuilder::default()
         .batch_size(64)
@@ -539,9 +557,20 @@ async fn the_fluvio_shaped_admin_producer_and_consumer_api() {
     assert!(records[0].timestamp() > 1_600_000_000_000, "a real timestamp: {}", records[0].timestamp());
     assert!(fluvio.partition_consumer("letters", 2).await.is_err());
 
+    // An invocation written as a Fluvio struct literal, with ad hoc wasm.
+    admin.create("nums".to_string(), false, TopicSpec::new_computed(1, 1, None)).await.unwrap();
+    produce(&fluvio, "nums", &["1", "2", "3"]).await;
+    let literal = SmartModuleInvocation {
+        wasm: fluvio_client::SmartModuleInvocationWasm::adhoc_from_bytes(&wasm("sum-aggregate")).unwrap(),
+        kind: SmartModuleKind::Aggregate { accumulator: b"10".to_vec() },
+        params: Default::default(),
+    };
+    let sums = read_all(&fluvio, "nums", from_beginning().smartmodule(literal)).await;
+    assert_eq!(values(&sums), ["11", "13", "16"]);
+
     admin.delete::<TopicSpec>("letters").await.unwrap();
     admin.delete::<SmartModuleSpec>("upper").await.unwrap();
-    assert!(admin.all::<TopicSpec>().await.unwrap().is_empty());
+    assert_eq!(admin.all::<TopicSpec>().await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

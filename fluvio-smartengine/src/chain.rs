@@ -7,12 +7,12 @@
 //! [`ChainBuilder::build`] on the caller's thread, or
 //! [`ChainBuilder::spawn`] onto a [`ChainWorker`] for async code.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use fluvio_protocol::batch::{RecordIndex, write_batch_header};
 use fluvio_protocol::{
-    Batch, ErrorPolicy, Lookback, RecordFailure, SmartModuleInvocation, SmartModuleKind, SmartModuleWasm,
+    Batch, ErrorPolicy, Lookback, ModuleKind, RecordFailure, SmartModuleExtraParams, SmartModuleInvocation,
+    SmartModuleInvocationWasm,
 };
 use fluvio_smartmodule::abi::{self, RecordView};
 
@@ -53,7 +53,7 @@ pub struct ChainBuilder {
 
 impl std::fmt::Debug for ChainBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let modules: Vec<&str> = self.invocations.iter().map(SmartModuleInvocation::name).collect();
+        let modules: Vec<String> = self.invocations.iter().map(|i| i.name().into_owned()).collect();
         f.debug_struct("ChainBuilder").field("modules", &modules).field("policy", &self.policy).finish()
     }
 }
@@ -105,19 +105,25 @@ impl ChainBuilder {
     pub fn build(self) -> Result<SmartModuleChain, EngineError> {
         let mut stages = Vec::with_capacity(self.invocations.len());
         for invocation in self.invocations {
-            let module = match invocation.wasm {
-                SmartModuleWasm::Predefined(name) => (self.resolver)(&name)?,
-                SmartModuleWasm::AdHoc { name, wasm } => self.engine.load(&name, &wasm)?,
+            let module = match &invocation.wasm {
+                SmartModuleInvocationWasm::Predefined(name) => (self.resolver)(name)?,
+                adhoc => {
+                    let wasm = adhoc.adhoc_wasm().expect("not predefined").map_err(|error| {
+                        EngineError::InvalidWasm { reason: format!("cannot decompress the module: {error}") }
+                    })?;
+                    self.engine.load(&invocation.name(), &wasm)?
+                }
             };
-            if let Some(kind) = invocation.kind {
+            if let Some(kind) = invocation.kind.expected() {
                 module.expect_kind(kind)?;
             }
-            if invocation.lookback.is_some() && !module.has_look_back() {
+            let lookback = invocation.params.lookback().copied();
+            if lookback.is_some() && !module.has_look_back() {
                 return Err(EngineError::NoLookBack { module: module.name().to_string() });
             }
             let mut stage = Stage {
-                lookback: invocation.lookback,
-                accumulator: invocation.initial_accumulator,
+                lookback,
+                accumulator: invocation.kind.initial_accumulator().map(<[u8]>::to_vec),
                 params: invocation.params,
                 module,
                 instance: None,
@@ -254,7 +260,7 @@ struct Stage {
     /// What stored records the module's `look_back` wants.
     lookback: Option<Lookback>,
     /// Parameters handed to `init` (again, when the instance is replaced).
-    params: BTreeMap<String, String>,
+    params: SmartModuleExtraParams,
     /// `None` after a failure: a trapped instance may have broken state, so
     /// it is replaced before the next batch.
     instance: Option<SmartModuleInstance>,
@@ -332,7 +338,7 @@ impl Stage {
                     self.metrics.errors += errors.len() as u64;
                     self.metrics.fuel_used += fuel_used;
                     self.metrics.time += started.elapsed();
-                    if self.module.kind() == SmartModuleKind::Aggregate && last_value.is_some() {
+                    if self.module.kind() == ModuleKind::Aggregate && last_value.is_some() {
                         self.accumulator = last_value;
                     }
                     for error in errors {

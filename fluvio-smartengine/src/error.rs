@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use fluvio_protocol::SmartModuleKind;
+use fluvio_protocol::ModuleKind;
 use fluvio_smartmodule::abi::FormatError;
 
 /// Everything that can go wrong loading or running a SmartModule, other
@@ -84,9 +84,9 @@ pub enum EngineError {
         /// Module name.
         module: String,
         /// The kind asked for.
-        expected: SmartModuleKind,
+        expected: ModuleKind,
         /// The module's real kind.
-        found: SmartModuleKind,
+        found: ModuleKind,
     },
     /// Instantiation failed for a reason other than the ones above.
     #[error("SmartModule `{module}` could not be started: {reason}")]

@@ -1,10 +1,9 @@
 //! One running instance of a SmartModule: its store, memory, exports and
 //! host imports, and the bounds-checked exchange of batches with it.
 
-use std::collections::BTreeMap;
-
 use fluvio_protocol::batch::{RecordIndex, encode_record, write_batch_header};
-use fluvio_smartmodule::abi::{self, FormatError, RecordView, SmartModuleKind};
+use fluvio_protocol::{ModuleKind, SmartModuleExtraParams};
+use fluvio_smartmodule::abi::{self, FormatError, RecordView};
 use fluvio_smartmodule::codec::{ByteReader, PutBytes};
 use fluvio_smartmodule::log::Level;
 use wasmer::{
@@ -129,7 +128,7 @@ pub(crate) struct ProcessOutput {
 /// touch any other instance.
 pub struct SmartModuleInstance {
     name: String,
-    kind: SmartModuleKind,
+    kind: ModuleKind,
     store: Store,
     env: FunctionEnv<HostState>,
     memory: Memory,
@@ -156,7 +155,7 @@ impl SmartModuleInstance {
     pub fn new(
         engine: &SmartEngine,
         module: &SmartModule,
-        params: &BTreeMap<String, String>,
+        params: &SmartModuleExtraParams,
         accumulator: Option<&[u8]>,
     ) -> Result<SmartModuleInstance, EngineError> {
         let name = module.name().to_string();
@@ -470,7 +469,7 @@ impl SmartModuleInstance {
         }
         let errors = output.errors(records.len() as u32).map_err(|r| self.invalid(r))?;
         let decoded = match self.kind {
-            SmartModuleKind::Filter => decode_filter(&output, batch, records),
+            ModuleKind::Filter => decode_filter(&output, batch, records),
             _ => decode_records(&output, batch, records),
         }
         .map_err(|r| self.invalid(r))?;
@@ -553,10 +552,10 @@ impl<'m> OutputArea<'m> {
 /// Encodes the setup blob a module's `fluvio_setup` reads: `u32 param
 /// count`, each param as two length-prefixed strings, then `i32 accumulator
 /// length` (-1 for none) and the accumulator bytes.
-fn encode_setup(params: &BTreeMap<String, String>, accumulator: Option<&[u8]>) -> Vec<u8> {
+fn encode_setup(params: &SmartModuleExtraParams, accumulator: Option<&[u8]>) -> Vec<u8> {
     let mut blob = Vec::new();
     blob.put_u32(params.len() as u32);
-    for (name, value) in params {
+    for (name, value) in params.iter() {
         abi::encode_header(&mut blob, name.as_bytes(), value.as_bytes());
     }
     match accumulator {
@@ -709,7 +708,7 @@ fn decode_records(
 /// `|len| run_filter(len, 0, my_module::filter)`.
 #[cfg(feature = "native-baseline")]
 pub fn run_native(
-    kind: SmartModuleKind,
+    kind: ModuleKind,
     batch: &fluvio_protocol::Batch,
     process: impl FnOnce(i32) -> i64,
 ) -> Result<fluvio_protocol::Batch, FormatError> {
@@ -718,7 +717,7 @@ pub fn run_native(
     fluvio_smartmodule::__private::native::call(input, process, |area| {
         let output = OutputArea::locate(area, abi::pack_location(0, area.len() as u32))?;
         let (bytes, _) = match kind {
-            SmartModuleKind::Filter => decode_filter(&output, input, &records)?,
+            ModuleKind::Filter => decode_filter(&output, input, &records)?,
             _ => decode_records(&output, input, &records)?,
         };
         Ok(fluvio_protocol::Batch::seal(bytes))

@@ -48,7 +48,7 @@ use wasmer_middlewares::Metering;
 
 pub use chain::{ChainBuilder, ChainOutput, ModuleMetrics, Resolver, SmartModuleChain};
 pub use error::EngineError;
-pub use fluvio_protocol::{ErrorPolicy, RecordFailure, SmartModuleInvocation, SmartModuleKind};
+pub use fluvio_protocol::{ErrorPolicy, ModuleKind, RecordFailure, SmartModuleExtraParams, SmartModuleInvocation};
 #[cfg(feature = "native-baseline")]
 pub use instance::run_native;
 pub use instance::{GuestLog, SmartModuleInstance};
@@ -309,8 +309,8 @@ fn inspect(module: &Module) -> Result<Inspected, EngineError> {
             });
         }
     }
-    let kinds: Vec<SmartModuleKind> =
-        SmartModuleKind::ALL.into_iter().filter(|k| exports.contains_key(k.process_export())).collect();
+    let kinds: Vec<ModuleKind> =
+        ModuleKind::ALL.into_iter().filter(|k| exports.contains_key(k.process_export())).collect();
     let kind = match kinds.as_slice() {
         [kind] => *kind,
         [] => {
@@ -354,7 +354,7 @@ fn inspect(module: &Module) -> Result<Inspected, EngineError> {
 
 /// What a module's exports say about it.
 struct Inspected {
-    kind: SmartModuleKind,
+    kind: ModuleKind,
     has_init: bool,
     has_look_back: bool,
 }
@@ -384,7 +384,7 @@ fn expect_function(
 #[derive(Clone)]
 pub struct SmartModule {
     name: String,
-    kind: SmartModuleKind,
+    kind: ModuleKind,
     has_init: bool,
     has_look_back: bool,
     hash: [u8; 32],
@@ -416,7 +416,7 @@ impl SmartModule {
     }
 
     /// What the module does with records.
-    pub fn kind(&self) -> SmartModuleKind {
+    pub fn kind(&self) -> ModuleKind {
         self.kind
     }
 
@@ -441,7 +441,7 @@ impl SmartModule {
     }
 
     /// Fails with [`EngineError::KindMismatch`] unless the module is of `expected` kind.
-    pub fn expect_kind(&self, expected: SmartModuleKind) -> Result<(), EngineError> {
+    pub fn expect_kind(&self, expected: ModuleKind) -> Result<(), EngineError> {
         if self.kind == expected {
             Ok(())
         } else {

@@ -7,8 +7,7 @@ use common::module;
 use common::{batch, values, wasm};
 use fluvio_protocol::BatchBuilder;
 use fluvio_smartengine::{
-    ChainBuilder, EngineError, ErrorPolicy, Limits, SmartEngine, SmartModuleChain, SmartModuleInvocation,
-    SmartModuleKind,
+    ChainBuilder, EngineError, ErrorPolicy, Limits, ModuleKind, SmartEngine, SmartModuleChain, SmartModuleInvocation,
 };
 
 fn chain_of(engine: &SmartEngine, modules: &[SmartModuleInvocation], policy: ErrorPolicy) -> SmartModuleChain {
@@ -27,11 +26,11 @@ fn owned(pairs: &[(i64, &str)]) -> Vec<(i64, String)> {
 fn detects_each_kind() {
     let engine = SmartEngine::new();
     for (name, kind) in [
-        ("my-filter", SmartModuleKind::Filter),
-        ("uppercase-map", SmartModuleKind::Map),
-        ("even-filter-map", SmartModuleKind::FilterMap),
-        ("json-array-map", SmartModuleKind::ArrayMap),
-        ("sum-aggregate", SmartModuleKind::Aggregate),
+        ("my-filter", ModuleKind::Filter),
+        ("uppercase-map", ModuleKind::Map),
+        ("even-filter-map", ModuleKind::FilterMap),
+        ("json-array-map", ModuleKind::ArrayMap),
+        ("sum-aggregate", ModuleKind::Aggregate),
     ] {
         let module = engine.load(name, &wasm(name)).unwrap();
         assert_eq!(module.kind(), kind, "{name}");
@@ -308,7 +307,7 @@ fn compiled_modules_are_cached_on_disk_across_engines() {
 fn kind_mismatch_is_a_clear_error() {
     let engine = SmartEngine::new();
     let module = engine.load("my-filter", &wasm("my-filter")).unwrap();
-    let error = module.expect_kind(SmartModuleKind::Map).unwrap_err();
+    let error = module.expect_kind(ModuleKind::Map).unwrap_err();
     assert_eq!(
         error.to_string(),
         "SmartModule `my-filter` is a filter, but it was given as a map; use --filter or --smartmodule instead"

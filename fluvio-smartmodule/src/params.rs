@@ -9,6 +9,7 @@ use std::time::Duration;
 /// The `key=value` parameters a user gave for one SmartModule invocation
 /// (for example `fluvio consume -e key=value`), and its look-back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SmartModuleExtraParams {
     inner: BTreeMap<String, String>,
     lookback: Option<Lookback>,
@@ -131,6 +132,16 @@ impl SmartModuleExtraParams {
     /// Adds or replaces a parameter.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
         self.inner.insert(name.into(), value.into());
+    }
+}
+
+/// `params["name"]`: the value of a parameter that must be there (panics
+/// when it is not, like a map's index).
+impl std::ops::Index<&str> for SmartModuleExtraParams {
+    type Output = String;
+
+    fn index(&self, name: &str) -> &String {
+        self.inner.get(name).unwrap_or_else(|| panic!("no parameter {name:?}"))
     }
 }
 
