@@ -31,13 +31,13 @@ pub struct SmartModuleArgs {
     #[arg(long, value_name = "NAME|PATH")]
     pub aggregate: Option<String>,
     /// A registered SmartModule of any kind (the kind is read from the module).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, visible_alias = "sm", value_name = "NAME")]
     pub smartmodule: Option<String>,
     /// A .wasm file of any kind (the kind is read from the module).
     #[arg(long = "smartmodule-path", value_name = "PATH")]
     pub smartmodule_path: Option<PathBuf>,
     /// The initial accumulator of an aggregate.
-    #[arg(long = "aggregate-initial", value_name = "VALUE")]
+    #[arg(long = "aggregate-initial", visible_alias = "a-init", value_name = "VALUE")]
     pub aggregate_initial: Option<String>,
     /// A parameter for the SmartModule's init function, as key=value (repeatable).
     #[arg(short = 'e', long = "params", value_name = "KEY=VALUE", value_parser = parse_param)]

@@ -37,6 +37,10 @@ pub struct ProduceArgs {
     /// Send a batch once it holds this many bytes of records (e.g. 16KiB).
     #[arg(long = "batch-size", value_name = "SIZE", value_parser = crate::output::parse_size)]
     pub batch_size: Option<u64>,
+    /// Compress batches before sending; they are stored compressed too:
+    /// none, gzip, snappy, lz4 or zstd.
+    #[arg(long, value_name = "CODEC", default_value = "none")]
+    pub compression: fluvio_client::Compression,
     /// at-least-once (resend until acknowledged; the default) or
     /// at-most-once (send each batch once).
     #[arg(long = "delivery-semantic", value_enum, default_value_t = Delivery::AtLeastOnce)]
@@ -94,6 +98,7 @@ pub async fn produce(fluvio: Fluvio, args: ProduceArgs) -> CliResult {
             Delivery::AtMostOnce => DeliverySemantic::AtMostOnce,
             Delivery::AtLeastOnce => DeliverySemantic::default(),
         },
+        compression: args.compression,
     };
     let producer = fluvio.topic_producer_with(&args.topic, config).await?;
     let (input, progress): (Box<dyn AsyncRead + Unpin + Send>, Option<indicatif::ProgressBar>) = match &args.file {

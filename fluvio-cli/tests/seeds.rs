@@ -316,10 +316,17 @@ fn partitions_consumer_ids_and_the_sm_alias_from_the_command_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("consumer \"reader\" has no stored offsets"), "{}", text(&out.stderr));
 
-    // `fluvio sm` is `fluvio smart-module`.
-    let out = cluster.fluvio(&["sm", "list"], None, here);
+    // `fluvio sm` is `fluvio smart-module`; `--sm` and `--a-init` are
+    // `--smartmodule` and `--aggregate-initial`.
+    let sum = dev_support::wasm_path("sum-aggregate");
+    let out = cluster.fluvio(&["sm", "create", "sum", "--wasm-file", sum.to_str().unwrap()], None, here);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with(" NAME"), "{}", text(&out.stdout));
+    let out = cluster.fluvio(&["sm", "list"], None, here);
+    assert!(text(&out.stdout).starts_with(" NAME") && text(&out.stdout).contains("sum"), "{}", text(&out.stdout));
+    cluster.fluvio(&["topic", "create", "nums"], None, here);
+    cluster.fluvio(&["produce", "nums"], Some("1\n2\n"), here);
+    let out = cluster.fluvio(&["consume", "nums", "-B", "-d", "--sm", "sum", "--a-init", "10"], None, here);
+    assert_eq!(text(&out.stdout), "11\n13\n", "{}", text(&out.stderr));
 }
 
 #[test]
@@ -387,6 +394,12 @@ fn fluvio_flags_for_topics_produce_and_consume() {
         "0/0 k1: zero\n"
     );
     assert_eq!(ok(&["consume", "t", "-B", "-d", "-b", "1KiB"], None).lines().count(), 5);
+    // Compressed batches read back as they were written.
+    ok(&["topic", "create", "packed"], None);
+    ok(&["produce", "packed", "--compression", "zstd"], Some("one\ntwo\n"));
+    assert_eq!(ok(&["consume", "packed", "-B", "-d"], None), "one\ntwo\n");
+    let out = cluster.fluvio(&["produce", "packed", "--compression", "brotli"], Some("x\n"), here);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 
     // Chains from JSON lines; `with:` maps reach the module as JSON.
     ok(&["produce", "t"], Some("x {\"a\":1} y\n"));

@@ -30,7 +30,7 @@
 
 use std::time::Duration;
 
-use fluvio_protocol::{OffsetSpec, SmartModuleInvocation};
+use fluvio_protocol::{Compression, OffsetSpec, SmartModuleInvocation};
 
 use crate::client::FAILOVER_TIMEOUT;
 use crate::consumer::{ConsumerConfig, ConsumerStream, OffsetManagementStrategy};
@@ -156,6 +156,12 @@ impl TopicProducerConfigBuilder {
     /// A batch is sent at the latest this long after its first record.
     pub fn linger(&mut self, linger: Duration) -> &mut Self {
         self.config.linger = linger;
+        self
+    }
+
+    /// How batches are compressed before they are sent and stored.
+    pub fn compression(&mut self, compression: Compression) -> &mut Self {
+        self.config.compression = compression;
         self
     }
 
@@ -512,9 +518,11 @@ mod tests {
             .batch_size(1000)
             .linger(Duration::from_millis(7))
             .delivery_semantic(DeliverySemantic::AtMostOnce)
+            .compression(Compression::Zstd)
             .build()
             .unwrap();
         assert_eq!((producer.batch_bytes, producer.linger), (1000, Duration::from_millis(7)));
+        assert_eq!(producer.compression, Compression::Zstd);
         assert_eq!(producer.delivery_semantic.retry_policy().max_retries, 0);
         assert!(TopicProducerConfigBuilder::default().batch_size(0).build().is_err());
     }

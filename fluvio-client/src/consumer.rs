@@ -657,6 +657,7 @@ impl PartitionStream {
             }
             StreamEvent::Batch { next_offset } => {
                 let batch = Batch::from_bytes(frame.payload)
+                    .and_then(Batch::decompressed)
                     .map_err(|error| FluvioError::Protocol(format!("the server sent an invalid batch: {error}")))?;
                 self.next_offset = Some(next_offset);
                 let partition = self.request.partition;

@@ -71,7 +71,7 @@ pub use consumer::{
 };
 pub use error::FluvioError;
 pub use fluvio_protocol::{
-    ConnectorInfo, ConsumerOffset, ErrorPolicy, Lookback, ModuleKind, OffsetSpec, RecordFailure,
+    Compression, ConnectorInfo, ConsumerOffset, ErrorPolicy, Lookback, ModuleKind, OffsetSpec, RecordFailure,
     SmartModuleContextData, SmartModuleExtraParams, SmartModuleInvocation, SmartModuleInvocationWasm, SmartModuleKind,
 };
 pub use producer::{ProduceOutput, ProducerConfig, RecordKey, RecordMetadata, TopicProducer, partition_for_key};

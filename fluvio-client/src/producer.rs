@@ -19,6 +19,7 @@ use crate::consumer::DeadLetterSink;
 use crate::{Fluvio, FluvioError};
 
 pub use crate::config::{DeliverySemantic, RetryPolicy, TopicProducerConfig, TopicProducerConfigBuilder};
+pub use fluvio_protocol::Compression;
 
 /// The chain a producer runs. Without the engine no chain can exist, so the
 /// type is then empty and the code that would run one is unreachable.
@@ -51,6 +52,8 @@ pub struct ProducerConfig {
     pub dead_letters: Option<DeadLetterSink>,
     /// Whether a batch the cluster did not acknowledge is sent again.
     pub delivery_semantic: DeliverySemantic,
+    /// How batches are compressed before they are sent (and stored).
+    pub compression: Compression,
 }
 
 impl std::fmt::Debug for ProducerConfig {
@@ -63,6 +66,7 @@ impl std::fmt::Debug for ProducerConfig {
             .field("policy", &self.policy)
             .field("dead_letters", &self.dead_letters.is_some())
             .field("delivery_semantic", &self.delivery_semantic)
+            .field("compression", &self.compression)
             .finish()
     }
 }
@@ -77,6 +81,7 @@ impl Default for ProducerConfig {
             policy: ErrorPolicy::Fail,
             dead_letters: None,
             delivery_semantic: DeliverySemantic::default(),
+            compression: Compression::None,
         }
     }
 }
@@ -505,6 +510,7 @@ async fn send_records(shared: &Shared, partition: u32, records: Vec<PendingRecor
     let stamp =
         ProducerStamp { id: shared.producer_id, sequence: shared.next_sequence.fetch_add(1, Ordering::Relaxed) };
     let request = ProduceRequest { topic: shared.topic.clone(), partition, producer: Some(stamp) };
+    let batch = batch.compressed(shared.config.compression);
     shared.bytes_sent.fetch_add(batch.as_bytes().len() as u64, Ordering::Relaxed);
     let policy = shared.config.delivery_semantic.retry_policy();
     let result = shared.fluvio.request_with(ApiKind::Produce, &request, batch.into_bytes(), &policy).await;

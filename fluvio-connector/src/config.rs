@@ -31,7 +31,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fluvio_client::SmartModuleInvocation;
+use fluvio_client::{Compression, Lookback, SmartModuleInvocation};
 use serde_norway::Value;
 
 /// The config versions this crate reads.
@@ -205,11 +205,13 @@ pub struct ProducerSettings {
     pub linger: Duration,
     /// A batch is sent once it holds this many bytes.
     pub batch_size: usize,
+    /// How batches are compressed before they are sent and stored.
+    pub compression: Compression,
 }
 
 impl Default for ProducerSettings {
     fn default() -> Self {
-        ProducerSettings { linger: Duration::from_millis(100), batch_size: 64 << 10 }
+        ProducerSettings { linger: Duration::from_millis(100), batch_size: 64 << 10, compression: Compression::None }
     }
 }
 
@@ -690,12 +692,11 @@ impl<'a> ConfigNode<'a> {
             Some(0) => return Err(self.invalid("batch-size", "a batch needs room for at least one byte")),
             Some(size) => usize::try_from(size).map_err(|_| self.invalid("batch-size", "too large"))?,
         };
-        if let Some(compression) = self.opt_string("compression")?
-            && !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression.as_str())
-        {
-            return Err(self.invalid("compression", format!("{compression:?} is not none, gzip, snappy, lz4 or zstd")));
-        }
-        Ok(ProducerSettings { linger, batch_size })
+        let compression = match self.opt_string("compression")? {
+            None => defaults.compression,
+            Some(name) => name.parse::<Compression>().map_err(|e| self.invalid("compression", e.to_string()))?,
+        };
+        Ok(ProducerSettings { linger, batch_size, compression })
     }
 
     /// One item of `transforms`: `uses` (a registered name, or a path to a
@@ -726,8 +727,14 @@ impl<'a> ConfigNode<'a> {
         if let Some(initial) = self.opt_string("initial")? {
             invocation = invocation.initial_accumulator(initial);
         }
-        if self.get("lookback")?.is_some() {
-            return Err(self.invalid("lookback", "look-back is not supported yet by this connector runtime"));
+        if let Some(lookback) = self.opt_node("lookback")? {
+            lookback.only(&["last", "age"])?;
+            let last = lookback.opt_u64("last")?;
+            let age = lookback.opt_duration("age")?;
+            if last.is_none() && age.is_none() {
+                return Err(self.invalid("lookback", "give `last: N`, `age: DURATION` or both"));
+            }
+            invocation = invocation.lookback(Lookback { last: last.unwrap_or(0), age });
         }
         Ok(invocation)
     }
@@ -782,13 +789,14 @@ meta:
   type: sql-sink
   topic: sensors
   consumer: { id: my-sql-sink, offset: { strategy: auto, start: beginning } }
-  producer: { linger: 100ms, batch-size: 64KiB }
+  producer: { linger: 100ms, batch-size: 64KiB, compression: zstd }
   secrets: [ { name: DB_PASSWORD } ]
 sql:
   url: postgres://postgres:${{ secrets.DB_PASSWORD }}@127.0.0.1:5432/test
 transforms:
   - uses: my-filter
     with: { key: value, limits: { max: 3 }, on: true }
+    lookback: { last: 10, age: 1h }
 "#;
 
     fn secrets() -> Secrets {
@@ -819,7 +827,14 @@ transforms:
                 max_bytes: 1 << 20
             }
         );
-        assert_eq!(config.producer, ProducerSettings { linger: Duration::from_millis(100), batch_size: 64 << 10 });
+        assert_eq!(
+            config.producer,
+            ProducerSettings {
+                linger: Duration::from_millis(100),
+                batch_size: 64 << 10,
+                compression: Compression::Zstd
+            }
+        );
         let section = config.section().unwrap();
         assert_eq!(section.string("url").unwrap(), "postgres://postgres:s3cr=t@127.0.0.1:5432/test");
         let transform = &config.transforms[0];
@@ -827,6 +842,7 @@ transforms:
         assert_eq!(transform.params["key"], "value");
         assert_eq!(transform.params["limits"], r#"{"max":3}"#);
         assert_eq!(transform.params["on"], "true");
+        assert_eq!(transform.params.lookback(), Some(&Lookback::age(Duration::from_secs(3600), Some(10))));
     }
 
     #[test]

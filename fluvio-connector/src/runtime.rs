@@ -219,6 +219,7 @@ pub async fn run_source<S: Source>(
     let producer_config = ProducerConfig {
         batch_bytes: config.producer.batch_size,
         linger: config.producer.linger,
+        compression: config.producer.compression,
         smartmodules: config.transforms.clone(),
         // A record a transform fails on is counted and logged; one bad
         // message does not stop the data of everyone else.

@@ -11,6 +11,8 @@
 //! live here.
 
 use fluvio_smartmodule::abi::{self, BatchHeader, FormatError, RecordIter, RecordView};
+
+use crate::compression::{COMPRESSION_MASK, Compression, MAX_DECOMPRESSED_BATCH_BYTES};
 use fluvio_smartmodule::codec::{ByteReader, PutBytes};
 
 /// A validated record batch.
@@ -48,11 +50,80 @@ impl Batch {
                 header.crc
             )));
         }
+        if header.attributes & COMPRESSION_MASK != 0 {
+            // Stored and sent compressed, but checked whole: the records
+            // must decompress, parse, and be numbered 0, 1, 2, ... (so the
+            // header alone says where the batch ends).
+            let batch = Batch { bytes };
+            let plain = batch.decompress()?;
+            if plain.record_count() != header.record_count {
+                return Err(FormatError::new("a compressed batch's records do not match its record count"));
+            }
+            let base = plain.base_offset();
+            if let Some((position, record)) =
+                plain.records().enumerate().find(|(position, record)| record.offset - base != *position as i64)
+            {
+                return Err(FormatError::new(format!(
+                    "a compressed batch must number its records 0, 1, 2...; record {position} has delta {}",
+                    record.offset - base
+                )));
+            }
+            return Ok(batch);
+        }
         let (_, records) = RecordIter::new(&bytes)?;
         for record in records {
             record?;
         }
         Ok(Batch { bytes })
+    }
+
+    /// How the batch's records are compressed.
+    pub fn compression(&self) -> Compression {
+        Compression::from_attributes(self.header().attributes).expect("a Batch is validated when built")
+    }
+
+    /// The same batch with its records compressed with `codec`. Only a
+    /// batch numbered 0, 1, 2... (as producers send them) is compressed;
+    /// another, or an empty one, is returned as it is.
+    pub fn compressed(self, codec: Compression) -> Batch {
+        if codec == Compression::None || self.compression() != Compression::None || self.is_empty() {
+            return self;
+        }
+        let base = self.base_offset();
+        if self.records().enumerate().any(|(position, record)| record.offset - base != position as i64) {
+            return self;
+        }
+        let packed = codec.compress(&self.bytes[abi::BATCH_HEADER_LEN..]);
+        let mut bytes = Vec::with_capacity(abi::BATCH_HEADER_LEN + packed.len());
+        bytes.extend_from_slice(&self.bytes[..abi::BATCH_HEADER_LEN]);
+        bytes.extend_from_slice(&packed);
+        let len = bytes.len() as u32;
+        bytes[abi::BATCH_LEN_AT..abi::BATCH_LEN_AT + 4].copy_from_slice(&len.to_le_bytes());
+        bytes[abi::BATCH_ATTRIBUTES_AT] = codec.code();
+        Batch::seal(bytes)
+    }
+
+    /// The batch with its records decompressed (a copy), or itself when
+    /// they are not compressed.
+    pub fn decompressed(self) -> Result<Batch, FormatError> {
+        if self.compression() == Compression::None { Ok(self) } else { self.decompress() }
+    }
+
+    fn decompress(&self) -> Result<Batch, FormatError> {
+        let header = abi::BatchHeader::parse(&self.bytes)?;
+        let codec = Compression::from_attributes(header.attributes)?;
+        let records = codec.decompress(&self.bytes[abi::BATCH_HEADER_LEN..], MAX_DECOMPRESSED_BATCH_BYTES)?;
+        let mut bytes = Vec::with_capacity(abi::BATCH_HEADER_LEN + records.len());
+        bytes.extend_from_slice(&self.bytes[..abi::BATCH_HEADER_LEN]);
+        bytes.extend_from_slice(&records);
+        let len = u32::try_from(bytes.len()).map_err(|_| FormatError::new("a decompressed batch over 4 GiB"))?;
+        bytes[abi::BATCH_LEN_AT..abi::BATCH_LEN_AT + 4].copy_from_slice(&len.to_le_bytes());
+        bytes[abi::BATCH_ATTRIBUTES_AT] = 0;
+        let (_, iter) = RecordIter::new(&bytes)?;
+        for record in iter {
+            record?;
+        }
+        Ok(Batch::seal(bytes))
     }
 
     /// Takes bytes that host code wrote with this module's writers
@@ -109,6 +180,11 @@ impl Batch {
 
     /// Offset one past the last record's, or the base offset when empty.
     pub fn next_offset(&self) -> i64 {
+        let header = self.header();
+        if header.attributes & COMPRESSION_MASK != 0 {
+            // Compressed batches are numbered 0, 1, 2... (checked when built).
+            return header.base_offset + header.record_count as i64;
+        }
         let index = RecordIndex::new(&self.bytes).expect("a Batch is validated when built");
         match index.len().checked_sub(1) {
             Some(last) => {
@@ -119,7 +195,8 @@ impl Batch {
         }
     }
 
-    /// The records, borrowed from the batch.
+    /// The records, borrowed from the batch. A compressed batch must be
+    /// [`decompressed`](Self::decompressed) first.
     pub fn records(&self) -> impl Iterator<Item = RecordRef<'_>> {
         let header = self.header();
         let bytes = &self.bytes;
@@ -138,6 +215,10 @@ impl Batch {
         if self.base_offset() >= offset {
             return self;
         }
+        self.decompressed().expect("a compressed Batch decompresses: it was checked when built").trim_plain(offset)
+    }
+
+    fn trim_plain(self, offset: i64) -> Batch {
         let mut builder = BatchBuilder::new(self.base_offset(), self.base_timestamp());
         for record in self.records().filter(|r| r.offset >= offset) {
             builder.push(
@@ -361,6 +442,41 @@ pub fn write_batch_header(out: &mut [u8], base_offset: i64, record_count: u32, b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compressed_batches_keep_their_header_and_give_their_records_back() {
+        let mut builder = BatchBuilder::new(40, 1_000);
+        for i in 0..500u32 {
+            builder.push(i, 1_000 + i as i64, Some(b"key"), format!("value number {i}").as_bytes(), &[]);
+        }
+        let plain = builder.finish();
+        for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+            let packed = plain.clone().compressed(codec);
+            assert_eq!(packed.compression(), codec);
+            assert!(packed.as_bytes().len() * 3 < plain.as_bytes().len(), "{codec}");
+            assert_eq!((packed.base_offset(), packed.record_count(), packed.next_offset()), (40, 500, 540));
+            // It travels as bytes and is checked whole on the way in.
+            let received = Batch::from_bytes(packed.clone().into_bytes()).unwrap();
+            assert_eq!(received.clone().decompressed().unwrap(), plain, "{codec}");
+            // A consumer starting inside it gets the rest, uncompressed.
+            let trimmed = packed.trimmed_to(538);
+            assert_eq!(trimmed.records().map(|r| r.offset).collect::<Vec<_>>(), [538, 539]);
+            // Records are never read from compressed bytes by mistake.
+            assert!(RecordIter::new(received.as_bytes()).is_err());
+        }
+        // Compressed records that do not decompress are refused, even with a
+        // CRC made to match (gzip carries a checksum of its own).
+        let mut bytes = plain.clone().compressed(Compression::Gzip).into_bytes();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        let error = Batch::from_bytes(Batch::seal(bytes).into_bytes()).unwrap_err();
+        assert!(error.to_string().contains("decompress") || error.to_string().contains("record"), "{error}");
+        // Batches with gaps (chain outputs) stay uncompressed.
+        let mut gaps = BatchBuilder::new(0, 0);
+        gaps.push(0, 0, None, b"a", &[]);
+        gaps.push(5, 0, None, b"b", &[]);
+        assert_eq!(gaps.finish().compressed(Compression::Gzip).compression(), Compression::None);
+    }
 
     #[test]
     fn round_trips_records_with_keys_and_headers() {

@@ -27,11 +27,13 @@
 //! ```
 
 pub mod batch;
+pub mod compression;
 pub mod frame;
 pub mod messages;
 pub mod smartmodule;
 
 pub use batch::{Batch, BatchBuilder, RecordRef};
+pub use compression::Compression;
 pub use frame::{ApiKind, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, Frame, FrameError, PROTOCOL_VERSION, RESPONSE_BIT};
 pub use messages::{
     ConnectorInfo, ConsumerOffset, ErrorCode, ErrorResponse, OffsetSpec, ProducerStamp, RetentionSpec, SmartModuleInfo,

@@ -387,6 +387,7 @@ async fn look_back(
             }
             for batch in batches {
                 next = batch.next_offset();
+                let batch = batch.decompressed().map_err(|e| ServerError::new(ErrorCode::Storage, e.to_string()))?;
                 let mut kept = BatchBuilder::new(batch.base_offset().max(from), batch.base_timestamp());
                 let base = batch.base_offset().max(from);
                 for record in batch.records() {
@@ -468,6 +469,9 @@ async fn stream(
             let (output, failure) = match chain.as_ref() {
                 None => (batch, None),
                 Some(chain) => {
+                    // Modules see records: a compressed batch is opened first.
+                    let batch =
+                        batch.decompressed().map_err(|e| ServerError::new(ErrorCode::Storage, e.to_string()))?;
                     let result = chain.process(batch).await.map_err(running_chain_failed)?;
                     for letter in result.dead_letters {
                         if !send(StreamEvent::DeadLetter(letter), Vec::new()).await {

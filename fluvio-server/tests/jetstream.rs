@@ -363,7 +363,10 @@ async fn consumer_offsets_committed_through_one_server_resume_on_another() {
     let fluvio_b = server_b.client().await;
     fluvio_a.create_replicated_topic("orders.eu", 2, 3, RetentionSpec::default()).await.expect("create");
     let producer = fluvio_a
-        .topic_producer_with("orders.eu", ProducerConfig { partition: Some(1), ..Default::default() })
+        .topic_producer_with(
+            "orders.eu",
+            ProducerConfig { partition: Some(1), compression: fluvio_client::Compression::Lz4, ..Default::default() },
+        )
         .await
         .unwrap();
     for i in 0..6 {

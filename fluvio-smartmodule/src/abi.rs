@@ -147,6 +147,9 @@ pub const BATCH_BASE_TIMESTAMP_AT: usize = 24;
 /// The batch format version written by this library.
 pub const BATCH_FORMAT_VERSION: u8 = 1;
 
+/// Most bytes of records a compressed batch may hold once decompressed.
+pub const MAX_COMPRESSED_BATCH_RECORDS_BYTES: usize = 256 << 20;
+
 /// Record header: record length (u32, bytes after this field), offset delta
 /// (u32), timestamp delta (i64), key length (i32, -1 for no key), value length
 /// (u32), header count (u32). Then key, value and headers.
@@ -168,6 +171,10 @@ pub struct BatchHeader {
     pub record_count: u32,
     /// Timestamp (milliseconds since the Unix epoch) records carry deltas from.
     pub base_timestamp: i64,
+    /// The attributes byte: its low three bits name the codec the records
+    /// are compressed with (0: not compressed). Guests only ever see
+    /// uncompressed batches.
+    pub attributes: u8,
 }
 
 impl BatchHeader {
@@ -190,11 +197,11 @@ impl BatchHeader {
                 "batch format version {version} is not supported (expected {BATCH_FORMAT_VERSION})"
             )));
         }
-        let _attributes = reader.u8("attributes")?;
+        let attributes = reader.u8("attributes")?;
         let _reserved = reader.u16("reserved")?;
         let record_count = reader.u32("record count")?;
         let base_timestamp = reader.i64("base timestamp")?;
-        let header = BatchHeader { base_offset, batch_len, crc, record_count, base_timestamp };
+        let header = BatchHeader { base_offset, batch_len, crc, record_count, base_timestamp, attributes };
         if (header.batch_len as usize) < BATCH_HEADER_LEN || header.batch_len as usize > bytes.len() {
             return Err(FormatError::new(format!(
                 "batch length {} is outside {BATCH_HEADER_LEN}..={} available bytes",
@@ -203,8 +210,15 @@ impl BatchHeader {
             )));
         }
         // Every record takes at least its header, so a count larger than
-        // that is a lie that would make readers allocate absurd indexes.
-        let max_records = (header.batch_len as usize - BATCH_HEADER_LEN) / RECORD_HEADER_LEN;
+        // that is a lie that would make readers allocate absurd indexes. A
+        // compressed batch's records are checked once decompressed; its
+        // count is only bounded by what it may decompress to.
+        let room = if header.attributes & 0x07 == 0 {
+            header.batch_len as usize - BATCH_HEADER_LEN
+        } else {
+            MAX_COMPRESSED_BATCH_RECORDS_BYTES
+        };
+        let max_records = room / RECORD_HEADER_LEN;
         if header.record_count as usize > max_records {
             return Err(FormatError::new(format!(
                 "record count {} cannot fit in a batch of {} bytes",
@@ -294,6 +308,9 @@ impl<'a> RecordIter<'a> {
     /// Iterates over the records of the batch at the start of `batch`.
     pub fn new(batch: &'a [u8]) -> Result<(BatchHeader, RecordIter<'a>), FormatError> {
         let header = BatchHeader::parse(batch)?;
+        if header.attributes & 0x07 != 0 {
+            return Err(FormatError::new("the batch is compressed; its records must be decompressed first"));
+        }
         let iter =
             RecordIter { batch, pos: BATCH_HEADER_LEN, end: header.batch_len as usize, remaining: header.record_count };
         Ok((header, iter))

@@ -198,6 +198,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, value)| ConsumerRecord {
+                partition: 0,
                 offset: next_offset - values.len() as i64 + i as i64,
                 timestamp: 0,
                 key: None,
@@ -205,7 +206,7 @@ mod tests {
                 headers: Vec::new(),
             })
             .collect();
-        ConsumerBatch { records, next_offset }
+        ConsumerBatch { partition: 0, records, next_offset }
     }
 
     #[tokio::test]

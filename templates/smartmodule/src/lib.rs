@@ -1,6 +1,7 @@
 {% if smartmodule_params %}use std::sync::OnceLock;
 
-{% endif %}use fluvio_smartmodule::{smartmodule, Record, Result{% if smartmodule_type == "map" or smartmodule_type == "filter-map" or smartmodule_type == "array-map" or smartmodule_type == "aggregate" %}, RecordData{% endif %}{% if smartmodule_params %}, SmartModuleExtraParams{% endif %}};
+{% endif %}{% if smartmodule_params %}use fluvio_smartmodule::dataplane::smartmodule::{SmartModuleExtraParams, SmartModuleInitError};
+{% endif %}use fluvio_smartmodule::{smartmodule, Record, Result{% if smartmodule_type == "map" or smartmodule_type == "filter-map" or smartmodule_type == "array-map" or smartmodule_type == "aggregate" %}, RecordData{% endif %}};
 {% if smartmodule_params %}
 /// Set once by `init` from the `-e` parameters.
 static NEEDLE: OnceLock<String> = OnceLock::new();
@@ -8,8 +9,10 @@ static NEEDLE: OnceLock<String> = OnceLock::new();
 /// Reads the parameters before the first record: `-e contains=TEXT`.
 #[smartmodule(init)]
 pub fn init(params: SmartModuleExtraParams) -> Result<()> {
-    let needle = params.require("contains")?;
-    let _ = NEEDLE.set(needle.to_string());
+    let Some(needle) = params.get("contains") else {
+        return Err(SmartModuleInitError::MissingParam("contains".to_string()).into());
+    };
+    let _ = NEEDLE.set(needle.clone());
     Ok(())
 }
 
