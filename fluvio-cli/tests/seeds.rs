@@ -429,6 +429,8 @@ fn look_back_and_record_timestamps_from_the_command_line() {
     // smart-module test: the last N input records warm the module first.
     let (code, out, err) = run(&["sm", "test", "--wasm-file", dedup, "--lookback-last", "2"], Some("a\nb\nc\n"));
     assert_eq!((code, out.as_str()), (Some(0), "a\n"), "{err}");
+    // The module's init was told its look-back.
+    assert!(err.contains("warming up from the last 2 stored records"), "{err}");
     // Records are stamped now, or as told.
     let position = dev_support::wasm_path("record-position");
     let (_, out, _) = run(

@@ -565,6 +565,14 @@ fn encode_setup(params: &SmartModuleExtraParams, accumulator: Option<&[u8]>) -> 
         }
         None => blob.put_i32(-1),
     }
+    match params.lookback() {
+        Some(lookback) => {
+            blob.put_u8(1);
+            blob.put_u64(lookback.last);
+            blob.put_i64(lookback.age.map_or(-1, |age| age.as_millis().min(i64::MAX as u128) as i64));
+        }
+        None => blob.put_u8(0),
+    }
     blob
 }
 

@@ -121,6 +121,15 @@ fn parse_setup(blob: &[u8]) -> std::result::Result<(SmartModuleExtraParams, Opti
         len if len < 0 => None,
         len => Some(RecordData::from(reader.bytes(len as usize, "accumulator")?)),
     };
+    // The look-back comes last; hosts that predate it send nothing here.
+    if reader.remaining() > 0 && reader.u8("look-back flag")? == 1 {
+        let last = reader.u64("look-back count")?;
+        let age = match reader.i64("look-back age")? {
+            ms if ms < 0 => None,
+            ms => Some(std::time::Duration::from_millis(ms as u64)),
+        };
+        params.set_lookback(Some(crate::params::Lookback { last, age }));
+    }
     Ok((params, accumulator))
 }
 

@@ -7,13 +7,22 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use fluvio_smartmodule::{Record, Result, ensure, smartmodule};
+use fluvio_smartmodule::{Record, Result, SmartModuleExtraParams, ensure, smartmodule};
 
 static SEEN: Mutex<Option<HashSet<Vec<u8>>>> = Mutex::new(None);
 
 fn remember(value: &[u8]) -> bool {
     let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     seen.get_or_insert_with(HashSet::new).insert(value.to_vec())
+}
+
+/// Says how much history the host will feed, when it was given a lookback.
+#[smartmodule(init)]
+pub fn init(params: SmartModuleExtraParams) -> Result<()> {
+    if let Some(lookback) = params.lookback() {
+        fluvio_smartmodule::log_info!("warming up from the last {} stored records", lookback.last);
+    }
+    Ok(())
 }
 
 /// Learns a stored record's value. An empty stored value is refused, to

@@ -9,3 +9,5 @@
 //! - `order-totals [ADDR]`: produces `customer,amount` lines keyed by
 //!   customer, then adds up the orders its consumer id has not seen yet,
 //!   and stores where it got to.
+//! - `quickstart [TOPIC]`: Fluvio's quick start, with `fluvio::producer`
+//!   and `fluvio::consumer` on the cluster `$FLUVIO_ADDR` names.

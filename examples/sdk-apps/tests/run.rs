@@ -71,3 +71,20 @@ fn a_fluvio_application_keys_partitions_and_resumes_from_its_stored_offsets() {
     let second = order_totals(&addr, "bob,100\n");
     assert_eq!(second, "bob 100\n");
 }
+
+#[test]
+fn fluvios_quick_start_finds_the_cluster_through_fluvio_addr() {
+    let (runtime, addr) = start_server("quickstart");
+    runtime.block_on(async {
+        let fluvio = fluvio::Fluvio::connect_to(&addr).await.unwrap();
+        fluvio.create_topic("greetings", 1).await.unwrap();
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_quickstart"))
+        .arg("greetings")
+        .env("FLUVIO_ADDR", &addr)
+        .env("FLUVIO_HOME", std::env::temp_dir().join("sdk-apps-no-home"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Got record: key=None, value=Hello, Fluvio!\n");
+}
