@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use fluvio_smartmodule::dataplane::core::Offset;
+use fluvio_smartmodule::dataplane::record::Record as DataplaneRecord;
 use fluvio_smartmodule::dataplane::smartmodule::{SmartModuleExtraParams, SmartModuleInitError};
-use fluvio_smartmodule::eyre::WrapErr;
+use fluvio_smartmodule::eyre::{ContextCompat, WrapErr};
 use fluvio_smartmodule::{bail, ensure, eyre, smartmodule, Record, RecordData, Result, SmartModuleRecord};
 
 static LIMIT: OnceLock<i64> = OnceLock::new();
@@ -22,8 +24,16 @@ fn init(params: SmartModuleExtraParams) -> Result<()> {
 
 #[smartmodule(look_back)]
 fn look_back(record: &SmartModuleRecord) -> Result<()> {
-    ensure!(record.offset() >= 0, "negative offset");
+    let offset: Offset = record.offset();
+    ensure!(offset >= 0, "negative offset");
+    let first = record.value.first().context("an empty stored record")?;
+    ensure!(*first != b'-', "a negative stored value");
     Ok(())
+}
+
+#[allow(dead_code)]
+fn same_record(record: &DataplaneRecord) -> &Record {
+    record
 }
 
 #[smartmodule(map)]
@@ -43,6 +53,8 @@ fn main() {
     let mut record = SmartModuleRecord::new(Record::new("4"), 100, 1_700_000_000_000);
     assert_eq!(record.offset(), 100);
     look_back(&record).unwrap();
+    let empty = SmartModuleRecord::new(Record::new(""), 0, 0);
+    assert_eq!(look_back(&empty).unwrap_err().to_string(), "an empty stored record");
     assert_eq!(map(&record).unwrap().1.as_str().unwrap(), "8");
     record.value = RecordData::from("40");
     let error = map(&record).unwrap_err();
