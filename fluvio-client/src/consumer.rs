@@ -351,6 +351,9 @@ struct PartitionStream {
     reconnecting: Option<BoxFuture<'static, Result<Opened, FluvioError>>>,
     /// When moving gives up (set at the first failure of a series).
     give_up_at: Option<tokio::time::Instant>,
+    /// A response read while waiting for the stream to start, not yet
+    /// handled.
+    held: Option<Result<Frame, FluvioError>>,
 }
 
 type Opened = (Arc<Connection>, mpsc::UnboundedReceiver<Result<Frame, FluvioError>>);
@@ -410,10 +413,15 @@ impl Fluvio {
                     done: false,
                     reconnecting: None,
                     give_up_at: None,
+                    held: None,
                 })
             }
         });
-        let parts = futures::future::try_join_all(opening).await?;
+        let mut parts = futures::future::try_join_all(opening).await?;
+        // Where each partition starts is fixed before this returns, so that
+        // records produced afterwards reach a stream that starts at the end.
+        let starting = parts.iter_mut().map(PartitionStream::wait_until_started);
+        let _ = tokio::time::timeout(FAILOVER_TIMEOUT, futures::future::join_all(starting)).await;
         let offsets = config.consumer_id.map(|consumer| {
             Arc::new(OffsetTracker {
                 fluvio: self.clone(),
@@ -564,7 +572,28 @@ impl ConsumerStream {
     }
 }
 
+/// Whether a stream response is the `Started` event.
+fn is_started(frame: &Frame) -> bool {
+    frame.kind == (ApiKind::StreamFetch as u16 | fluvio_protocol::RESPONSE_BIT)
+        && matches!(frame.control::<StreamEvent>(), Ok(StreamEvent::Started { .. }))
+}
+
 impl PartitionStream {
+    /// Reads responses until the server says where the stream starts. Any
+    /// other response (an error, say) is kept for the stream to handle as
+    /// it would have.
+    async fn wait_until_started(&mut self) {
+        while self.next_offset.is_none() && self.held.is_none() && !self.done {
+            let Some(response) = self.responses.recv().await else { return };
+            match response {
+                Ok(frame) if is_started(&frame) => {
+                    let _ = self.on_frame(frame);
+                }
+                other => self.held = Some(other),
+            }
+        }
+    }
+
     /// Starts moving the stream to another server (or the same one, back):
     /// it resumes at the first offset not yet delivered. `Err` when the
     /// time for that has run out.
@@ -616,7 +645,11 @@ impl PartitionStream {
                 }
                 continue;
             }
-            let result = match self.responses.poll_recv(cx) {
+            let polled = match self.held.take() {
+                Some(response) => Poll::Ready(Some(response)),
+                None => self.responses.poll_recv(cx),
+            };
+            let result = match polled {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
                     let addr = self.connection.addr().to_string();

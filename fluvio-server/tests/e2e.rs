@@ -588,7 +588,6 @@ async fn look_back_warms_a_module_with_stored_records_before_the_stream() {
     let config = ConsumerConfig { offset: OffsetSpec::End, ..Default::default() }
         .smartmodule(dedup().lookback(Lookback::last(2)));
     let mut stream = fluvio.consumer_stream("events", config).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     produce(&fluvio, "events", &["a", "b", "c", "d", "d"]).await;
     let mut seen = Vec::new();
     while seen.len() < 2 {
