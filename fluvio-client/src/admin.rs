@@ -231,10 +231,8 @@ pub struct SmartModuleWasm {
 impl SmartModuleWasm {
     /// Compresses raw wasm bytes.
     pub fn from_raw_wasm_bytes(raw: &[u8]) -> std::io::Result<SmartModuleWasm> {
-        use std::io::Write;
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        encoder.write_all(raw)?;
-        Ok(SmartModuleWasm { format: SmartModuleWasmFormat::Binary, payload: encoder.finish()? })
+        let payload = fluvio_protocol::Compression::Gzip.compress(raw);
+        Ok(SmartModuleWasm { format: SmartModuleWasmFormat::Binary, payload })
     }
 
     /// Takes wasm already compressed with gzip.

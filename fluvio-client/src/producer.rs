@@ -238,16 +238,11 @@ impl<K: Into<Vec<u8>>> From<K> for RecordKey {
     }
 }
 
-/// The partition a key goes to. FNV-1a, written out here so that it never
-/// changes between releases or processes (std's hasher is seeded at
-/// random).
+/// The partition a key goes to: its [`stable_hash`](fluvio_protocol::smartmodule::stable_hash)
+/// (FNV-1a), so the same key lands on the same partition in every process
+/// and release, for as long as the topic has the same partition count.
 pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in key {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (hash % u64::from(partitions.max(1))) as u32
+    (fluvio_protocol::smartmodule::stable_hash(key) % u64::from(partitions.max(1))) as u32
 }
 
 impl ProduceOutput {

@@ -236,7 +236,7 @@ impl SmartModuleInvocation {
                 Cow::Borrowed(name)
             }
             SmartModuleInvocationWasm::AdHoc(wasm) => {
-                let digest = fingerprint(wasm);
+                let digest = stable_hash(wasm);
                 Cow::Owned(format!("adhoc-{digest:016x}"))
             }
         }
@@ -249,9 +249,10 @@ pub fn decompress_wasm(bytes: &[u8]) -> Result<Cow<'_, [u8]>, std::io::Error> {
     gzip::inflate_if_compressed(bytes)
 }
 
-/// A stable 64-bit fingerprint of bytes (FNV-1a), for naming unnamed
-/// modules: the same bytes always get the same name.
-fn fingerprint(bytes: &[u8]) -> u64 {
+/// A stable 64-bit hash of bytes (FNV-1a): the same bytes give the same
+/// number in every process and release (std's hasher is seeded at
+/// random). It names unnamed modules, and producers place keys with it.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &byte in bytes {
         hash ^= u64::from(byte);
@@ -354,14 +355,12 @@ impl std::error::Error for RecordFailure {}
 /// compressed; decompression stops at [`MAX_WASM_BYTES`], so a small
 /// request cannot make the server allocate without bound.
 mod gzip {
-    use std::io::{Read, Write};
+    use std::io::Read;
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub fn serialize<S: Serializer>(wasm: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        encoder.write_all(wasm).expect("writing to a Vec cannot fail");
-        encoder.finish().expect("writing to a Vec cannot fail").serialize(serializer)
+        crate::Compression::Gzip.compress(wasm).serialize(serializer)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {

@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
@@ -37,7 +37,9 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::{MAX_PARTITIONS, Partition, PartitionReader, Storage, StorageError, TopicError, TopicSpec, validate_name};
+use super::{
+    MAX_PARTITIONS, Partition, PartitionReader, Storage, StorageError, TopicError, TopicSpec, now_ms, validate_name,
+};
 
 /// The key-value bucket that holds every topic's settings.
 pub const TOPICS_BUCKET: &str = "fluvio-topics";
@@ -134,10 +136,6 @@ enum TopicState {
     Creating,
     Ready,
     Deleting,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl TopicRecord {

@@ -138,6 +138,12 @@ pub trait Storage: Send + Sync {
     ) -> BoxFuture<'a, Result<usize, TopicError>>;
 }
 
+/// Milliseconds since the Unix epoch, for the times metadata records
+/// (when an offset was committed, when a topic changed state).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A consumer id that is not allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("consumer id {0:?} must be 1 to 200 characters from letters, digits, '_' and '-'")]

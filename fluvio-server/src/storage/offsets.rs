@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use fluvio_protocol::ConsumerOffset;
 use serde::{Deserialize, Serialize};
 
-use super::StorageError;
+use super::{StorageError, now_ms};
 
 /// The name of the offsets file in a server's data directory.
 pub const OFFSETS_FILE: &str = "consumer-offsets.log";
@@ -197,10 +197,6 @@ impl OffsetLog {
         state.lines = state.offsets.len();
         Ok(())
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
