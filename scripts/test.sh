@@ -7,6 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Disk space before and after: the template tests build generated projects
+# in their own target directories, so a full disk shows up there first.
+df -h . "${TMPDIR:-/tmp}" || true
+trap 'df -h . "${TMPDIR:-/tmp}" || true' EXIT
+
 rustup target add wasm32-unknown-unknown
 rustup component add rustfmt clippy
 if ! command -v cargo-generate >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-generate" ]; then

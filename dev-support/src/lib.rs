@@ -31,6 +31,7 @@ pub const MODULES: &[&str] = &[
     "hostile-memory-bomb",
     "hostile-panic",
     "hostile-burn-then-panic",
+    "hostile-fill-loop",
     "hostile-wrong-abi",
     "hostile-bad-output",
     "hostile-imports",

@@ -14,7 +14,7 @@ use common::{Cluster, cargo, generate, generate_connector, run};
 
 #[test]
 fn every_kind_renders_builds_and_runs() {
-    let work = std::env::temp_dir().join(format!("fluvio-template-{}", std::process::id()));
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fluvio-template-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
     let shared_target = work.join("target");
@@ -56,7 +56,7 @@ fn every_kind_renders_builds_and_runs() {
 
 #[test]
 fn connector_template_renders_as_source_and_sink_and_moves_records() {
-    let work = std::env::temp_dir().join(format!("fluvio-connector-template-{}", std::process::id()));
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fluvio-connector-template-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
     let shared_target = work.join("target");

@@ -47,6 +47,10 @@ pub enum ErrorCode {
     Unavailable,
     /// No stored offsets for that consumer.
     ConsumerNotFound,
+    /// A server resource limit was reached (connections, streams on one
+    /// connection, chain length, SmartModule memory); the message names the
+    /// limit and the flag that raises it.
+    LimitReached,
 }
 
 /// The control part of an [`ApiKind::Error`](crate::ApiKind::Error) frame.

@@ -6,6 +6,8 @@
 //! [`ServerError`]'s conversions below decide what a client is told.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use fluvio_protocol::messages::{
     CommitOffsetRequest, ConnectorLogsRequest, ConnectorLogsResponse, CreateConnectorRequest, CreateSmartModuleRequest,
@@ -19,7 +21,7 @@ use fluvio_protocol::{
 use fluvio_smartengine::{ChainBuilder, ChainWorker, EngineError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::ServerContext;
 use crate::connectors::ConnectorError;
@@ -73,7 +75,7 @@ impl From<TopicError> for ServerError {
                 ErrorCode::Unavailable
             }
             TopicError::PartitionNotFound { .. } => ErrorCode::PartitionNotFound,
-            TopicError::CorruptSettings { .. } => ErrorCode::Storage,
+            TopicError::CorruptSettings { .. } | TopicError::Unopened { .. } => ErrorCode::Storage,
             TopicError::Storage(StorageError::InvalidBatch(_)) => ErrorCode::InvalidBatch,
             TopicError::Storage(_) => ErrorCode::Storage,
         };
@@ -133,27 +135,106 @@ fn bad_frame(message: impl Into<String>) -> ServerError {
     ServerError::new(ErrorCode::BadFrame, message)
 }
 
-/// Serves one connection until the client closes it or sends a frame that
-/// cannot be understood (answered with an error, then closed).
+fn limit_reached(message: impl Into<String>) -> ServerError {
+    ServerError::new(ErrorCode::LimitReached, message)
+}
+
+/// The frames waiting to be written to one client, bounded in bytes: a
+/// client that stops reading holds at most `max_queued_bytes` of the
+/// server's memory, and its streams wait (they do not read ahead) until it
+/// reads again or the write timeout closes the connection.
+#[derive(Clone)]
+struct Outgoing {
+    frames: mpsc::UnboundedSender<(Frame, tokio::sync::OwnedSemaphorePermit)>,
+    budget: Arc<Semaphore>,
+    max_queued_bytes: u32,
+}
+
+impl Outgoing {
+    /// Queues a frame; `Err` once the connection is closing.
+    async fn send(&self, frame: Frame) -> Result<(), ()> {
+        // A frame larger than the whole budget waits for the queue to empty.
+        let cost = u32::try_from(frame.payload.len() + frame.control.len() + 16)
+            .unwrap_or(u32::MAX)
+            .min(self.max_queued_bytes)
+            .max(1);
+        let permit = Arc::clone(&self.budget).acquire_many_owned(cost).await.map_err(|_| ())?;
+        self.frames.send((frame, permit)).map_err(|_| ())
+    }
+
+    /// Resolves once the connection is closing.
+    async fn closed(&self) {
+        self.frames.closed().await
+    }
+}
+
+/// Serves one connection until the client closes it, sends a frame that
+/// cannot be understood (answered with an error, then closed), stays idle
+/// past the idle timeout, or stops reading past the write timeout.
 pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
+    let limits = context.config.connection_limits.clone();
+    let open = context.open_connections.fetch_add(1, Ordering::Relaxed) + 1;
+    let _counted = CountedConnection(Arc::clone(&context));
     let (mut reader, mut writer) = socket.into_split();
-    let (frames, mut outgoing) = mpsc::channel::<Frame>(64);
-    let writer_task = tokio::spawn(async move {
-        while let Some(frame) = outgoing.recv().await {
-            if frame.write(&mut writer).await.is_err() {
-                break;
+    let (queue, mut outgoing) = mpsc::unbounded_channel::<(Frame, tokio::sync::OwnedSemaphorePermit)>();
+    let max_queued_bytes = u32::try_from(limits.max_queued_bytes).unwrap_or(u32::MAX).max(1);
+    let budget = Arc::new(Semaphore::new(max_queued_bytes as usize));
+    let frames = Outgoing { frames: queue, budget: Arc::clone(&budget), max_queued_bytes };
+    let write_timeout = limits.write_timeout;
+    let mut writer_task = tokio::spawn(async move {
+        while let Some((frame, _permit)) = outgoing.recv().await {
+            match tokio::time::timeout(write_timeout, frame.write(&mut writer)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::info!(
+                        "a client read nothing for {} s; closing its connection",
+                        write_timeout.as_secs_f64()
+                    );
+                    break;
+                }
             }
         }
+        // Wakes streams waiting for queue space: the connection is closing.
+        budget.close();
         let _ = writer.shutdown().await;
     });
-    let mut streams = Vec::new();
+    if open > limits.max_connections {
+        // Answer the client's first request with why, then close.
+        if let Ok(Ok(frame)) =
+            tokio::time::timeout(Duration::from_secs(5), Frame::read(&mut reader, context.config.max_frame_bytes)).await
+        {
+            let error = limit_reached(format!(
+                "the server already serves its limit of {} connections; try again later, or raise --max-connections",
+                limits.max_connections
+            ));
+            let _ = frames.send(error_frame(frame.correlation_id, &error)).await;
+        }
+        drop(frames);
+        let _ = writer_task.await;
+        return;
+    }
+    let mut streams: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     loop {
-        let frame = match Frame::read(&mut reader, context.config.max_frame_bytes).await {
-            Ok(frame) => frame,
-            Err(FrameError::Closed) => break,
-            Err(FrameError::Io(_)) => break,
-            Err(error) => {
+        streams.retain(|stream| !stream.is_finished());
+        // An idle connection (no stream, no request) is closed after the
+        // idle timeout; one with streams is busy by definition.
+        let idle_timeout = if streams.is_empty() { limits.idle_timeout } else { Duration::MAX };
+        let read = tokio::select! {
+            read = tokio::time::timeout(idle_timeout, Frame::read(&mut reader, context.config.max_frame_bytes)) => read,
+            // The writer gave up on the client (it stopped reading).
+            _ = &mut writer_task => break,
+        };
+        let frame = match read {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(FrameError::Closed)) => break,
+            Ok(Err(FrameError::Io(_))) => break,
+            Ok(Err(error)) => {
                 let _ = frames.send(error_frame(0, &bad_frame(format!("{error}; closing the connection")))).await;
+                break;
+            }
+            Err(_) => {
+                tracing::debug!("closing a connection idle for {} s", limits.idle_timeout.as_secs_f64());
                 break;
             }
         };
@@ -177,6 +258,16 @@ pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
             }
         };
         if kind == ApiKind::StreamFetch {
+            if streams.len() >= limits.max_streams_per_connection {
+                let error = limit_reached(format!(
+                    "this connection already has its limit of {} streams open; close one, open another connection, or raise --max-streams-per-connection",
+                    limits.max_streams_per_connection
+                ));
+                if frames.send(error_frame(correlation_id, &error)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             match frame.control::<StreamFetchRequest>() {
                 Ok(request) => {
                     let context = Arc::clone(&context);
@@ -203,7 +294,47 @@ pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
         stream.abort();
     }
     drop(frames);
-    let _ = writer_task.await;
+    if !writer_task.is_finished() {
+        let _ = writer_task.await;
+    }
+}
+
+/// Counts a connection as open until dropped.
+struct CountedConnection(Arc<ServerContext>);
+
+impl Drop for CountedConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// SmartModule memory set aside for one stream's chain: every stage may
+/// grow to the per-module memory cap, so that much is reserved from the
+/// server's total while the stream runs.
+struct MemoryReservation {
+    context: Arc<ServerContext>,
+    bytes: u64,
+}
+
+impl MemoryReservation {
+    fn take(context: &Arc<ServerContext>, stages: usize) -> Result<MemoryReservation, ServerError> {
+        let bytes = context.config.limits.memory_bytes.saturating_mul(stages as u64);
+        let total = context.config.connection_limits.smartmodule_memory_total;
+        let reserved = context.smartmodule_memory_reserved.fetch_add(bytes, Ordering::Relaxed);
+        let reservation = MemoryReservation { context: Arc::clone(context), bytes };
+        if reserved.saturating_add(bytes) > total {
+            return Err(limit_reached(format!(
+                "the server's SmartModules may use {total} bytes of memory in all, and {reserved} are reserved by running streams; this stream's {stages} module(s) need {bytes} more. Try again later, or raise --smartmodule-memory-total"
+            )));
+        }
+        Ok(reservation)
+    }
+}
+
+impl Drop for MemoryReservation {
+    fn drop(&mut self) {
+        self.context.smartmodule_memory_reserved.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 fn respond<T: serde::Serialize>(kind: ApiKind, correlation_id: u32, control: &T, payload: Vec<u8>) -> Frame {
@@ -411,11 +542,20 @@ async fn look_back(
 /// Streams a partition to the client, through the requested chain. Returns
 /// quietly when the client goes away.
 async fn stream(
-    context: &ServerContext,
+    context: &Arc<ServerContext>,
     request: StreamFetchRequest,
     id: u32,
-    frames: &mpsc::Sender<Frame>,
+    frames: &Outgoing,
 ) -> Result<(), ServerError> {
+    let max_chain = context.config.connection_limits.max_chain_length;
+    if request.chain.len() > max_chain {
+        return Err(limit_reached(format!(
+            "a chain of {} SmartModules is longer than this server's limit of {max_chain}; shorten it, or raise --max-chain-length",
+            request.chain.len()
+        )));
+    }
+    let _memory =
+        if request.chain.is_empty() { None } else { Some(MemoryReservation::take(context, request.chain.len())?) };
     let partition = context.storage.partition(&request.topic, request.partition).await?;
     // Where to start is decided as the request arrives: "the end" is the
     // end when the consumer asked, not once its modules have compiled.

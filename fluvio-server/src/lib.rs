@@ -41,6 +41,15 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The compiled-module cache could be changed by someone other than the
+    /// server, which loads its files as native code.
+    #[error("the compiled-module cache {} {reason}; its files are loaded as native code, so it must be the server's own: `chown` it to the server's user and `chmod 700` it (and its parent must not be writable by others)", path.display())]
+    UnsafeModuleCache {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The topics could not be opened (or recovered).
     #[error(transparent)]
     Topics(#[from] storage::TopicError),
@@ -78,6 +87,8 @@ pub struct ServerConfig {
     pub segment_bytes: u64,
     /// Memory and CPU caps of every SmartModule.
     pub limits: Limits,
+    /// What one client, and all of them together, may hold of the server.
+    pub connection_limits: ConnectionLimits,
     /// The `fluvio-connector` program the server runs connectors with.
     pub connector_program: PathBuf,
     /// Keep topics and the registry in this JetStream cluster instead of
@@ -115,8 +126,50 @@ impl ServerConfig {
             flush: FlushPolicy::EveryBatch,
             segment_bytes: 256 << 20,
             limits: Limits::default(),
+            connection_limits: ConnectionLimits::default(),
             connector_program: default_connector_program(),
             jetstream: None,
+        }
+    }
+}
+
+/// Bounds on what clients may hold of the server, so that one client (or
+/// many) cannot exhaust its memory, threads or file descriptors. Each limit,
+/// when reached, gives the client an error naming it and the flag that
+/// raises it.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Connections served at once; more are answered with an error and
+    /// closed.
+    pub max_connections: usize,
+    /// Streams (consumers) open at once on one connection.
+    pub max_streams_per_connection: usize,
+    /// SmartModules in one consumer's chain.
+    pub max_chain_length: usize,
+    /// Memory all running SmartModules may use together: each stage of each
+    /// running chain reserves the per-module memory cap.
+    pub smartmodule_memory_total: u64,
+    /// Bytes of responses queued for one client that is slow to read; its
+    /// streams wait while the queue is full.
+    pub max_queued_bytes: usize,
+    /// How long a write to a client may block before the connection is
+    /// closed (a client that stopped reading).
+    pub write_timeout: Duration,
+    /// How long a connection with no open stream may send nothing before it
+    /// is closed. The SDK reconnects on its next request.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 1024,
+            max_streams_per_connection: 256,
+            max_chain_length: 16,
+            smartmodule_memory_total: 16 << 30,
+            max_queued_bytes: 64 << 20,
+            write_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -133,6 +186,10 @@ pub struct ServerContext {
     pub engine: SmartEngine,
     /// The connectors this server runs.
     pub connectors: connectors::Connectors,
+    /// Connections being served now.
+    pub open_connections: std::sync::atomic::AtomicUsize,
+    /// SmartModule memory reserved by running chains, in bytes.
+    pub smartmodule_memory_reserved: std::sync::atomic::AtomicU64,
 }
 
 /// A server bound to its address, ready to run.
@@ -147,7 +204,9 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Server, StartError> {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
-        let engine = SmartEngine::with_config(config.limits, Some(data_dir.join("module-cache")));
+        let cache_dir = data_dir.join("module-cache");
+        private_dir(&cache_dir)?;
+        let engine = SmartEngine::with_config(config.limits, Some(cache_dir));
         let (storage, registry): (Arc<dyn storage::Storage>, registry::Registry) = match &config.jetstream {
             None => (
                 Arc::new(storage::local::LocalStorage::open(
@@ -170,7 +229,15 @@ impl Server {
         // Blocking, once at start-up (it may wait for a leftover connector
         // process to stop).
         let connectors = connectors::Connectors::open(&data_dir.join("connectors"), config.connector_program.clone())?;
-        let context = ServerContext { config, storage, registry: Arc::new(registry), engine, connectors };
+        let context = ServerContext {
+            config,
+            storage,
+            registry: Arc::new(registry),
+            engine,
+            connectors,
+            open_connections: Default::default(),
+            smartmodule_memory_reserved: Default::default(),
+        };
         Ok(Server { listener, context: Arc::new(context) })
     }
 
@@ -221,6 +288,44 @@ impl Server {
     pub async fn sync_all(context: &ServerContext) {
         context.storage.sync_all().await;
     }
+}
+
+/// Makes sure `dir` exists and that nobody but this process's user can put
+/// files in it (or replace it): the engine loads its files as native code.
+fn private_dir(dir: &std::path::Path) -> Result<(), StartError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let unsafe_dir =
+        |path: &std::path::Path, reason: String| StartError::UnsafeModuleCache { path: path.to_path_buf(), reason };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(|error| unsafe_dir(dir, format!("cannot be created: {error}")))?;
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let parent = dir.parent().unwrap_or(dir);
+    for (path, is_cache) in [(dir, true), (parent, false)] {
+        let meta = std::fs::metadata(path).map_err(|error| unsafe_dir(path, format!("cannot be read: {error}")))?;
+        if is_cache && meta.uid() != me {
+            return Err(unsafe_dir(path, format!("belongs to user {}, not to the server's user {me}", meta.uid())));
+        }
+        let writable_by_others = meta.mode() & 0o022 != 0;
+        // A sticky, world-writable parent (like /tmp) still lets nobody
+        // else rename the cache directory away.
+        let sticky = meta.mode() & 0o1000 != 0;
+        if writable_by_others && (is_cache || !sticky) {
+            return Err(unsafe_dir(
+                path,
+                format!(
+                    "{}is writable by other users (mode {:o})",
+                    if is_cache { "" } else { "is in a directory that " },
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Stops a background task when the server's run future is dropped.

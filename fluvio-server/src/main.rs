@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use fluvio_server::storage::jetstream::JetStreamConfig;
-use fluvio_server::{FlushPolicy, Server, ServerConfig};
+use fluvio_server::{ConnectionLimits, FlushPolicy, Server, ServerConfig};
 use fluvio_smartengine::Limits;
 
 /// The streaming server: durable topics, a SmartModule registry, and
@@ -35,6 +35,40 @@ struct Args {
     /// CPU cap of every SmartModule per batch, in fuel units.
     #[arg(long, default_value_t = Limits::DEFAULT_FUEL_PER_BATCH)]
     smartmodule_fuel: u64,
+    /// Wall-clock cap of every call into a SmartModule, in milliseconds:
+    /// stops a module that runs too long however much fuel it has left.
+    #[arg(long, default_value_t = Limits::DEFAULT_CALL_TIME.as_millis() as u64)]
+    smartmodule_call_ms: u64,
+    /// Bytes of compiled SmartModule code kept cached, in memory and on disk.
+    #[arg(long, default_value_t = Limits::DEFAULT_CACHE_BYTES)]
+    smartmodule_cache_bytes: u64,
+    /// SmartModules compiled at the same time (default: the number of cores).
+    #[arg(long)]
+    smartmodule_compilations: Option<usize>,
+    /// Connections served at once.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_connections)]
+    max_connections: usize,
+    /// Streams (consumers) open at once on one connection.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_streams_per_connection)]
+    max_streams_per_connection: usize,
+    /// SmartModules in one consumer's chain.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_chain_length)]
+    max_chain_length: usize,
+    /// Memory all running SmartModules may use together, in bytes; each
+    /// module of a running chain reserves --smartmodule-memory-bytes.
+    #[arg(long, default_value_t = ConnectionLimits::default().smartmodule_memory_total)]
+    smartmodule_memory_total: u64,
+    /// Bytes of responses queued for one slow client.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_queued_bytes)]
+    max_queued_bytes: usize,
+    /// Seconds a write to a client that does not read may block before its
+    /// connection is closed.
+    #[arg(long, default_value_t = ConnectionLimits::default().write_timeout.as_secs())]
+    write_timeout_secs: u64,
+    /// Seconds a connection with no open stream may stay silent before it is
+    /// closed.
+    #[arg(long, default_value_t = ConnectionLimits::default().idle_timeout.as_secs())]
+    idle_timeout_secs: u64,
     /// The `fluvio-connector` program connectors run with (default: next
     /// to this program, else on PATH).
     #[arg(long, env = "FLUVIO_CONNECTOR_BIN", value_name = "PROGRAM")]
@@ -64,7 +98,24 @@ async fn main() -> std::process::ExitCode {
         max_frame_bytes: args.max_frame_bytes,
         flush: args.flush,
         segment_bytes: args.segment_bytes,
-        limits: Limits { memory_bytes: args.smartmodule_memory_bytes, fuel_per_batch: args.smartmodule_fuel },
+        limits: Limits {
+            memory_bytes: args.smartmodule_memory_bytes,
+            fuel_per_batch: args.smartmodule_fuel,
+            call_time: std::time::Duration::from_millis(args.smartmodule_call_ms),
+            cache_bytes: args.smartmodule_cache_bytes,
+            concurrent_compilations: args
+                .smartmodule_compilations
+                .unwrap_or_else(|| Limits::default().concurrent_compilations),
+        },
+        connection_limits: ConnectionLimits {
+            max_connections: args.max_connections,
+            max_streams_per_connection: args.max_streams_per_connection,
+            max_chain_length: args.max_chain_length,
+            smartmodule_memory_total: args.smartmodule_memory_total,
+            max_queued_bytes: args.max_queued_bytes,
+            write_timeout: std::time::Duration::from_secs(args.write_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
+        },
         connector_program: args.connector_bin.unwrap_or_else(fluvio_server::default_connector_program),
         jetstream: args.jetstream.as_deref().map(|urls| JetStreamConfig {
             duplicate_window: std::time::Duration::from_secs(args.duplicate_window_secs),

@@ -1,7 +1,8 @@
 //! The server under stress and abuse, on loopback: a killed server loses no
 //! acknowledged record; many clients at once see exactly what they should;
 //! malformed frames close only their own connection; a broken topic
-//! settings file stops the server with an error naming it, losing nothing.
+//! settings file sets that topic aside with an error naming the file, while
+//! the server serves the others, losing nothing.
 
 mod common;
 
@@ -309,10 +310,22 @@ async fn restarts_keep_topic_settings_and_a_broken_settings_file_is_named() {
     let whole = std::fs::read(&settings).unwrap();
     for broken in [Vec::new(), whole[..whole.len() / 2].to_vec()] {
         std::fs::write(&settings, &broken).unwrap();
-        let (status, stderr) = refused_start(&dir);
-        assert!(!status.success());
-        assert!(stderr.contains(&settings.display().to_string()), "the error names the file: {stderr}");
-        assert!(stderr.contains("restore"), "the error says what to do: {stderr}");
+        // The server starts and serves the other topics; the broken one
+        // answers with an error that names the file and what to do.
+        let server = ServerProcess::start(&dir, &[]);
+        let fluvio = server.client().await;
+        fluvio.create_topic("other", 1).await.unwrap();
+        produce(&fluvio, "other", &["served"]).await;
+        let error = match fluvio.consumer_stream("events", from_beginning().partition(0)).await {
+            Err(error) => error,
+            Ok(stream) => stream.collect::<Vec<_>>().await.pop().expect("an item").expect_err("not served"),
+        };
+        let message = error.to_string();
+        assert!(message.contains(&settings.display().to_string()), "the error names the file: {message}");
+        assert!(message.contains("restore"), "the error says what to do: {message}");
+        let refused = fluvio.create_topic("events", 1).await.unwrap_err();
+        assert!(refused.to_string().contains("could not be opened"), "{refused}");
+        fluvio.delete_topic("other").await.unwrap();
     }
 
     // Nothing was lost: with the file restored, the record is there.
@@ -320,4 +333,22 @@ async fn restarts_keep_topic_settings_and_a_broken_settings_file_is_named() {
     let server = ServerProcess::start(&dir, &[]);
     let fluvio = server.client().await;
     assert_eq!(values(&read_all(&fluvio, "events", from_beginning()).await), ["kept"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_cache_others_can_write_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = data_dir("cache-permissions");
+    let cache = dir.join("module-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (status, stderr) = refused_start(&dir);
+    assert!(!status.success());
+    assert!(stderr.contains("module-cache") && stderr.contains("writable by other users (mode 777)"), "{stderr}");
+    assert!(stderr.contains("chmod 700"), "{stderr}");
+
+    // Made private, the same directory serves.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let server = ServerProcess::start(&dir, &[]);
+    server.client().await.create_topic("fine", 1).await.unwrap();
 }

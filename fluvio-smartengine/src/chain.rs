@@ -193,9 +193,12 @@ impl SmartModuleChain {
         let mut failure: Option<RecordFailure> = None;
         let mut skipped = 0;
         let mut dead_letters = Vec::new();
+        // One CPU budget for the batch, shared by every module of the chain
+        // and every retry: a chain of many modules gets no more than one.
+        let mut fuel_left = self.engine.limits().fuel_per_batch;
         for stage in &mut self.stages {
             let input = current.as_deref().unwrap_or(batch.as_bytes());
-            let output = stage.run(&self.engine, input, self.policy)?;
+            let output = stage.run(&self.engine, input, self.policy, &mut fuel_left)?;
             for stage_failure in output.failures {
                 match &self.policy {
                     ErrorPolicy::Fail => {
@@ -313,7 +316,13 @@ impl Stage {
         }
     }
 
-    fn run(&mut self, engine: &SmartEngine, input: &[u8], policy: ErrorPolicy) -> Result<StageOutput, EngineError> {
+    fn run(
+        &mut self,
+        engine: &SmartEngine,
+        input: &[u8],
+        policy: ErrorPolicy,
+        fuel_left: &mut u64,
+    ) -> Result<StageOutput, EngineError> {
         let flags = if matches!(policy, ErrorPolicy::Fail) { abi::FLAG_STOP_ON_ERROR } else { 0 };
         let mut failures = Vec::new();
         // After a panic the batch is retried without the record that
@@ -321,10 +330,10 @@ impl Stage {
         let mut retry: Option<Vec<u8>> = None;
         let started = Instant::now();
         let mut first_attempt = true;
-        // One CPU budget per batch, whatever the retries: a module that
-        // burns most of it and then panics must not get it again for each
-        // record it panics on.
-        let mut fuel_left = engine.limits().fuel_per_batch;
+        // The batch's budget is shared by the retries: a module that burns
+        // most of it and then panics must not get it again for each record
+        // it panics on.
+        let mut panics = 0usize;
         loop {
             let bytes = retry.as_deref().unwrap_or(input);
             let records = RecordIndex::new(bytes)?;
@@ -339,8 +348,15 @@ impl Stage {
                 return Ok(StageOutput { batch: bytes.to_vec(), failures });
             }
             let instance = self.ensure_instance(engine)?;
-            let result = instance.process(bytes, &records, flags, fuel_left);
-            fuel_left = fuel_left.saturating_sub(instance.last_fuel_used());
+            if *fuel_left == 0 {
+                self.metrics.time += started.elapsed();
+                return Err(EngineError::CpuLimitExceeded {
+                    module: self.module.name().to_string(),
+                    limit: engine.limits().fuel_per_batch,
+                });
+            }
+            let result = instance.process(bytes, &records, flags, *fuel_left);
+            *fuel_left = fuel_left.saturating_sub(instance.last_fuel_used());
             match result {
                 Ok(ProcessOutput { batch, records_out, errors, last_value, fuel_used }) => {
                     self.metrics.records_out += records_out as u64;
@@ -358,6 +374,17 @@ impl Stage {
                 }
                 Err(CallError::Panic { message, record: Some(index) }) if (index as usize) < records.len() => {
                     self.instance = None;
+                    panics += 1;
+                    // Each retry instantiates the module again, work the fuel
+                    // does not count: a module that panics on record after
+                    // record stops here.
+                    if panics > MAX_PANICS_PER_BATCH {
+                        self.metrics.time += started.elapsed();
+                        return Err(EngineError::TooManyPanics {
+                            module: self.module.name().to_string(),
+                            limit: MAX_PANICS_PER_BATCH,
+                        });
+                    }
                     self.metrics.errors += 1;
                     let record = records.view(bytes, index as usize)?;
                     failures.push(self.failure(&record, &header, bytes, "panic".into(), message));
@@ -366,13 +393,6 @@ impl Stage {
                         _ => (0..records.len()).filter(|i| *i != index as usize).collect(),
                     };
                     retry = Some(sub_batch(bytes, &records, &keep));
-                    if fuel_left == 0 {
-                        self.metrics.time += started.elapsed();
-                        return Err(EngineError::CpuLimitExceeded {
-                            module: self.module.name().to_string(),
-                            limit: engine.limits().fuel_per_batch,
-                        });
-                    }
                 }
                 Err(error) => {
                     self.instance = None;
@@ -383,6 +403,9 @@ impl Stage {
         }
     }
 }
+
+/// Most records of one batch a module may panic on before the batch fails.
+pub const MAX_PANICS_PER_BATCH: usize = 100;
 
 /// A batch with the same header as `input` holding only `keep`, whose
 /// offset and timestamp deltas are unchanged.

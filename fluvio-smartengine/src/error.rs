@@ -106,6 +106,32 @@ pub enum EngineError {
         /// The budget per batch.
         limit: u64,
     },
+    /// One call into the module ran longer than the wall-clock limit.
+    #[error(
+        "SmartModule `{module}` ran longer than its time limit of {limit_ms} ms on one call (an infinite loop, or a machine too busy for the limit?); raise the limit or fix the module"
+    )]
+    TimeLimitExceeded {
+        /// Module name.
+        module: String,
+        /// The limit per call, in milliseconds.
+        limit_ms: u64,
+    },
+    /// The module panicked on more records of one batch than a batch
+    /// allows.
+    #[error("SmartModule `{module}` panicked on more than {limit} records of one batch; fix the module")]
+    TooManyPanics {
+        /// Module name.
+        module: String,
+        /// The most panics allowed per batch.
+        limit: usize,
+    },
+    /// The module was stopped mid-call because nobody wants its output any
+    /// more (its stream was closed).
+    #[error("SmartModule `{module}` was stopped because its stream was closed")]
+    Cancelled {
+        /// Module name.
+        module: String,
+    },
     /// The module tried to use more memory than its cap.
     #[error("SmartModule `{module}` exceeded its memory limit of {limit_bytes} bytes{}", requested.map(|r| format!(" (an allocation of {r} bytes failed)")).unwrap_or_default())]
     MemoryLimitExceeded {
@@ -180,6 +206,9 @@ impl EngineError {
             EngineError::KindMismatch { module, .. }
             | EngineError::Instantiation { module, .. }
             | EngineError::CpuLimitExceeded { module, .. }
+            | EngineError::TimeLimitExceeded { module, .. }
+            | EngineError::Cancelled { module }
+            | EngineError::TooManyPanics { module, .. }
             | EngineError::MemoryLimitExceeded { module, .. }
             | EngineError::Panic { module, .. }
             | EngineError::Trap { module, .. }

@@ -10,6 +10,8 @@ use wasmer::{
     Function, FunctionEnv, FunctionEnvMut, Global, Instance, Memory, RuntimeError, Store, TypedFunction, Value, imports,
 };
 
+use super::fuel;
+use super::watchdog::{Armed, FuelCell};
 use super::{EngineError, SmartEngine, SmartModule};
 
 /// Longest log line or panic message kept from a guest; the rest is cut.
@@ -75,6 +77,24 @@ fn host_out_of_memory(mut env: FunctionEnvMut<'_, HostState>, requested: i32) {
     env.data_mut().out_of_memory = Some(requested as u32 as u64);
 }
 
+/// Where the runtime keeps `global`'s value, for the watchdog to write from
+/// another thread.
+fn fuel_cell(store: &mut Store, global: &Global) -> Option<FuelCell> {
+    if global.ty(store).ty != wasmer::Type::I64 {
+        return None;
+    }
+    let wasmer::sys::vm::VMExtern::Global(handle) = wasmer::Extern::Global(global.clone()).to_vm_extern().unwrap_sys()
+    else {
+        return None;
+    };
+    let definition = handle.get(wasmer::AsStoreMut::objects_mut(store).as_sys()).vmglobal();
+    // SAFETY: the definition lives inline in the instance's VMContext, which
+    // the store owns: it stays put for as long as the instance, which owns
+    // the store, and the watchdog only writes it during a call. Its value is
+    // a union whose i64 member starts at offset 0, 16-byte aligned.
+    Some(unsafe { FuelCell::new(definition.cast::<i64>()) })
+}
+
 /// Why a call into the guest failed.
 #[derive(Debug)]
 pub(crate) enum CallError {
@@ -136,8 +156,11 @@ pub struct SmartModuleInstance {
     process: TypedFunction<(i32, i32), i64>,
     look_back: Option<TypedFunction<(i32, i32), i64>>,
     fuel_remaining: Global,
+    /// The same global as `fuel_remaining`, as the watchdog writes it.
+    fuel_cell: FuelCell,
     fuel_exhausted: Global,
     fuel_limit: u64,
+    call_time: std::time::Duration,
     /// Fuel granted to the next call: the limit, or what a batch has left
     /// after earlier attempts.
     budget: u64,
@@ -220,16 +243,12 @@ impl SmartModuleInstance {
         } else {
             None
         };
-        let fuel_remaining = instance
-            .exports
-            .get_global("wasmer_metering_remaining_points")
-            .map_err(|e| instantiation("metering", &e))?
-            .clone();
-        let fuel_exhausted = instance
-            .exports
-            .get_global("wasmer_metering_points_exhausted")
-            .map_err(|e| instantiation("metering", &e))?
-            .clone();
+        let fuel_remaining =
+            instance.exports.get_global(fuel::REMAINING_EXPORT).map_err(|e| instantiation("fuel", &e))?.clone();
+        let fuel_exhausted =
+            instance.exports.get_global(fuel::EXHAUSTED_EXPORT).map_err(|e| instantiation("fuel", &e))?.clone();
+        let fuel_cell = fuel_cell(&mut store, &fuel_remaining)
+            .ok_or_else(|| instantiation("fuel", &"the fuel global is not an i64 of the native runtime"))?;
 
         let mut this = SmartModuleInstance {
             name,
@@ -241,8 +260,10 @@ impl SmartModuleInstance {
             process,
             look_back,
             fuel_remaining,
+            fuel_cell,
             fuel_exhausted,
             fuel_limit: engine.limits().fuel_per_batch,
+            call_time: engine.limits().call_time,
             budget: engine.limits().fuel_per_batch,
             last_fuel_used: 0,
             memory_limit: engine.limits().memory_bytes,
@@ -282,7 +303,10 @@ impl SmartModuleInstance {
             state.panic = None;
             state.out_of_memory = None;
         }
+        let watch = Armed::new(self.fuel_cell, self.call_time);
         let result = f(&mut self.store);
+        let overdue = watch.fired();
+        drop(watch);
         self.collect_logs();
         let remaining = match self.fuel_remaining.get(&mut self.store) {
             Value::I64(points) => points.max(0) as u64,
@@ -291,6 +315,12 @@ impl SmartModuleInstance {
         self.last_fuel_used = budget.saturating_sub(remaining);
         match result {
             Ok(value) => Ok((value, self.last_fuel_used)),
+            Err(_) if overdue && Armed::cancelled() => Err(EngineError::Cancelled { module: self.name.clone() }.into()),
+            Err(_) if overdue => Err(EngineError::TimeLimitExceeded {
+                module: self.name.clone(),
+                limit_ms: self.call_time.as_millis().try_into().unwrap_or(u64::MAX),
+            }
+            .into()),
             Err(error) => Err(self.classify(error)),
         }
     }
@@ -470,7 +500,7 @@ impl SmartModuleInstance {
         let errors = output.errors(records.len() as u32).map_err(|r| self.invalid(r))?;
         let decoded = match self.kind {
             ModuleKind::Filter => decode_filter(&output, batch, records),
-            _ => decode_records(&output, batch, records),
+            kind => decode_records(kind, &output, batch, records, output_limit(batch, self.memory_limit)),
         }
         .map_err(|r| self.invalid(r))?;
         self.input_ptr = next_ptr;
@@ -648,16 +678,29 @@ fn entry_data<'a>(
     }
 }
 
+/// The most bytes a module's output batch may take: its input passed
+/// through whole, plus as much new data as its memory could hold. Entries
+/// may point at input bytes, so without a limit a few bytes of entries
+/// could repeat one large record until the host runs out of memory.
+fn output_limit(input: &[u8], memory_limit: u64) -> usize {
+    input.len().saturating_add(usize::try_from(memory_limit).unwrap_or(usize::MAX))
+}
+
 /// Map-like kinds answer with entries; a record whose key and value are
-/// the source's own bytes is copied whole from the host's input.
+/// the source's own bytes is copied whole from the host's input. A map,
+/// filter-map or aggregate answers at most once per record; an array-map
+/// may answer several times for one record, in order.
 fn decode_records(
+    kind: ModuleKind,
     output: &OutputArea<'_>,
     input: &[u8],
     records: &RecordIndex,
+    limit: usize,
 ) -> Result<(Vec<u8>, Option<Vec<u8>>), FormatError> {
+    let repeats_allowed = kind == ModuleKind::ArrayMap;
     let mut entries = ByteReader::new(output.entries);
     let mut out = start_output(input);
-    let mut previous = 0u32;
+    let mut previous: Option<u32> = None;
     let mut last_value = None;
     // Entries for one source record are consecutive (array-map), so the
     // last parsed source is reused.
@@ -666,12 +709,19 @@ fn decode_records(
         let index = entries.u32("entry record index")?;
         let tags = entries.bytes(4, "entry tags")?;
         let (key_tag, value_tag) = (tags[0], tags[1]);
-        if index < previous {
-            return Err(FormatError::new(format!(
-                "entry {n} is for record {index} after record {previous}; records must not go back"
-            )));
+        if let Some(previous) = previous {
+            if index < previous {
+                return Err(FormatError::new(format!(
+                    "entry {n} is for record {index} after record {previous}; records must not go back"
+                )));
+            }
+            if index == previous && !repeats_allowed {
+                return Err(FormatError::new(format!(
+                    "entry {n} is a second output for record {index}; a {kind} module gives at most one per record"
+                )));
+            }
         }
-        previous = index;
+        previous = Some(index);
         if (index as usize) >= records.len() {
             return Err(FormatError::new(format!(
                 "entry {n} is for record {index}, but the batch has {} records",
@@ -700,6 +750,11 @@ fn decode_records(
                 headers,
             );
         }
+        if out.len() > limit {
+            return Err(FormatError::new(format!(
+                "the output grew past {limit} bytes at entry {n} (the input plus the module's memory cap)"
+            )));
+        }
         if n + 1 == output.entry_count {
             last_value = Some(value.0.to_vec());
         }
@@ -726,7 +781,7 @@ pub fn run_native(
         let output = OutputArea::locate(area, abi::pack_location(0, area.len() as u32))?;
         let (bytes, _) = match kind {
             ModuleKind::Filter => decode_filter(&output, input, &records)?,
-            _ => decode_records(&output, input, &records)?,
+            kind => decode_records(kind, &output, input, &records, usize::MAX)?,
         };
         Ok(fluvio_protocol::Batch::seal(bytes))
     })

@@ -30,10 +30,13 @@
 //! # Ok(()) }
 //! ```
 
+mod cache;
 mod chain;
 mod error;
+mod fuel;
 mod instance;
 mod limits;
+mod watchdog;
 mod worker;
 
 use std::collections::HashMap;
@@ -44,9 +47,8 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 use wasmer::sys::{BaseTunables, CompilerConfig, EngineBuilder, NativeEngineExt};
 use wasmer::{ExternType, FunctionType, Module, Type};
-use wasmer_middlewares::Metering;
 
-pub use chain::{ChainBuilder, ChainOutput, ModuleMetrics, Resolver, SmartModuleChain};
+pub use chain::{ChainBuilder, ChainOutput, MAX_PANICS_PER_BATCH, ModuleMetrics, Resolver, SmartModuleChain};
 pub use error::EngineError;
 pub use fluvio_protocol::{ErrorPolicy, ModuleKind, RecordFailure, SmartModuleExtraParams, SmartModuleInvocation};
 #[cfg(feature = "native-baseline")]
@@ -63,7 +65,7 @@ pub const SUPPORTED_ABI_VERSIONS: &[u32] = &[abi::ABI_VERSION];
 /// Bumped whenever compiled code would differ for the same wasm bytes
 /// (middleware, cost function, wasmer version), so stale disk-cache entries
 /// are never loaded.
-const ARTIFACT_FORMAT: &str = concat!("fluvio-sm-artifact-1-wasmer7-", env!("CARGO_PKG_VERSION"));
+const ARTIFACT_FORMAT: &str = concat!("fluvio-sm-artifact-2-wasmer7-", env!("CARGO_PKG_VERSION"));
 
 /// Compiles, checks and caches SmartModules, and holds the limits they run
 /// under. Cheap to clone; clones share the cache.
@@ -75,7 +77,9 @@ pub struct SmartEngine {
 struct EngineInner {
     wasmer: wasmer::Engine,
     limits: Limits,
-    cache: Mutex<HashMap<[u8; 32], SmartModule>>,
+    cache: Mutex<cache::ModuleCache>,
+    /// Caps how many modules compile at once.
+    compile_gate: cache::Gate,
     /// One lock per module being compiled, so that streams starting at once
     /// with the same module compile it once.
     in_flight: Mutex<HashMap<[u8; 32], Arc<Mutex<()>>>>,
@@ -104,7 +108,8 @@ impl SmartEngine {
             inner: Arc::new(EngineInner {
                 wasmer,
                 limits,
-                cache: Mutex::new(HashMap::new()),
+                cache: Mutex::new(cache::ModuleCache::new(limits.cache_bytes)),
+                compile_gate: cache::Gate::new(limits.concurrent_compilations),
                 in_flight: Mutex::new(HashMap::new()),
                 cache_dir,
                 compilations: AtomicU64::new(0),
@@ -138,7 +143,7 @@ impl SmartEngine {
     }
 
     fn cached(&self, hash: &[u8; 32], name: &str) -> Option<SmartModule> {
-        let cache = self.inner.cache.lock().expect("cache lock");
+        let mut cache = self.inner.cache.lock().expect("cache lock");
         cache.get(hash).map(|cached| SmartModule { name: name.to_string(), ..cached.clone() })
     }
 
@@ -148,7 +153,8 @@ impl SmartEngine {
                 reason: "the file does not start with the WebAssembly magic bytes `\\0asm`; build the module with `cargo build --release --target wasm32-unknown-unknown`".into(),
             });
         }
-        let (module, engine) = self.compile(&hash, wasm)?;
+        self.check_tables(name, wasm)?;
+        let (module, engine, compiled_bytes) = self.compile(&hash, wasm)?;
         let Inspected { kind, has_init, has_look_back } = inspect(&module)?;
         self.check_memory(name, &module)?;
         let loaded = SmartModule {
@@ -161,7 +167,7 @@ impl SmartEngine {
             module,
             engine,
         };
-        self.inner.cache.lock().expect("cache lock").insert(hash, loaded.clone());
+        self.inner.cache.lock().expect("cache lock").insert(hash, loaded.clone(), compiled_bytes);
         Ok(loaded)
     }
 
@@ -184,6 +190,40 @@ impl SmartEngine {
         Ok(())
     }
 
+    /// A SmartModule needs one table (for indirect calls) at most. Tables
+    /// are host memory outside the linear memory cap, so a table whose
+    /// declared minimum is above the table cap is refused now, before the
+    /// runtime would allocate it; growth past the cap fails in the module.
+    fn check_tables(&self, name: &str, wasm: &[u8]) -> Result<(), EngineError> {
+        let mut tables = Vec::new();
+        for payload in wasmer::wasmparser::Parser::new(0).parse_all(wasm) {
+            // Malformed modules are reported by the compiler, with its words.
+            let Ok(payload) = payload else { return Ok(()) };
+            if let wasmer::wasmparser::Payload::TableSection(reader) = payload {
+                for table in reader {
+                    let Ok(table) = table else { return Ok(()) };
+                    tables.push(table.ty.initial);
+                }
+            }
+        }
+        if tables.len() > 1 {
+            return Err(EngineError::InvalidWasm {
+                reason: format!("the module declares {} tables; a SmartModule may have at most one", tables.len()),
+            });
+        }
+        let limit_elements = self.inner.limits.table_elements();
+        if let Some(&initial) = tables.first()
+            && initial > limit_elements
+        {
+            return Err(EngineError::MemoryLimitExceeded {
+                module: name.to_string(),
+                limit_bytes: self.inner.limits.memory_bytes,
+                requested: Some(initial.saturating_mul(limits::TABLE_ELEMENT_BYTES)),
+            });
+        }
+        Ok(())
+    }
+
     /// Loads a SmartModule from a `.wasm` file, named after the file.
     pub fn load_file(&self, path: &Path) -> Result<SmartModule, EngineError> {
         let wasm = std::fs::read(path)
@@ -192,9 +232,21 @@ impl SmartEngine {
         self.load(&name, &wasm)
     }
 
-    /// Number of distinct modules compiled or loaded by this engine.
+    /// Number of distinct compiled modules in the in-memory cache (at most
+    /// [`Limits::cache_bytes`] of compiled code; older ones are evicted).
     pub fn cached_modules(&self) -> usize {
         self.inner.cache.lock().expect("cache lock").len()
+    }
+
+    /// Bytes of compiled code in the in-memory cache.
+    pub fn cached_bytes(&self) -> u64 {
+        self.inner.cache.lock().expect("cache lock").bytes()
+    }
+
+    /// The most modules this engine has compiled at the same time (at most
+    /// [`Limits::concurrent_compilations`]).
+    pub fn peak_concurrent_compilations(&self) -> usize {
+        self.inner.compile_gate.peak()
     }
 
     /// Number of times this engine ran the compiler (cache misses in memory
@@ -204,8 +256,9 @@ impl SmartEngine {
     }
 
     /// Compiles (or loads from the disk cache) and returns the module with
-    /// the engine its instances must run on.
-    fn compile(&self, hash: &[u8; 32], wasm: &[u8]) -> Result<(Module, wasmer::Engine), EngineError> {
+    /// the engine its instances must run on, and the size of its compiled
+    /// code.
+    fn compile(&self, hash: &[u8; 32], wasm: &[u8]) -> Result<(Module, wasmer::Engine, u64), EngineError> {
         let artifact_path = self.inner.cache_dir.as_ref().map(|dir| {
             let mut key = Sha256::new();
             key.update(ARTIFACT_FORMAT);
@@ -220,23 +273,35 @@ impl SmartEngine {
             // cache directory, under a name derived from the wasm bytes and
             // ARTIFACT_FORMAT; a foreign or stale file fails to deserialize
             // and is recompiled below.
+            let compiled_bytes = bytes.len() as u64;
             match unsafe { Module::deserialize(&self.inner.wasmer, bytes) } {
-                Ok(module) => return Ok((module, self.inner.wasmer.clone())),
+                Ok(module) => {
+                    cache::touch(path);
+                    return Ok((module, self.inner.wasmer.clone(), compiled_bytes));
+                }
                 Err(error) => {
                     tracing::warn!(path = %path.display(), %error, "ignoring unreadable compiled-module cache entry")
                 }
             }
         }
-        self.inner.compilations.fetch_add(1, Ordering::Relaxed);
         let engine = compiling_engine(self.inner.limits);
-        let module =
-            Module::new(&engine, wasm).map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })?;
-        if let Some(path) = &artifact_path
-            && let Err(error) = write_artifact(&module, path)
-        {
-            tracing::warn!(path = %path.display(), %error, "could not write compiled-module cache entry");
+        let module = {
+            let _pass = self.inner.compile_gate.enter();
+            self.inner.compilations.fetch_add(1, Ordering::Relaxed);
+            Module::new(&engine, wasm).map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })?
+        };
+        let artifact = module.serialize().map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })?;
+        let compiled_bytes = artifact.len() as u64;
+        if let Some(path) = &artifact_path {
+            if let Err(error) = write_artifact(&artifact, path) {
+                tracing::warn!(path = %path.display(), %error, "could not write compiled-module cache entry");
+            } else if let Some(dir) = path.parent()
+                && let Err(error) = cache::trim_disk_cache(dir, self.inner.limits.cache_bytes, path)
+            {
+                tracing::warn!(dir = %dir.display(), %error, "could not trim the compiled-module cache");
+            }
         }
-        Ok((module, engine))
+        Ok((module, engine, compiled_bytes))
     }
 }
 
@@ -246,22 +311,43 @@ impl SmartEngine {
 /// compiled code and the instances made from it then use that engine.
 fn compiling_engine(limits: Limits) -> wasmer::Engine {
     let mut compiler = wasmer::sys::Cranelift::default();
-    // Every operator costs one unit: simple, and what matters is that a
-    // runaway loop hits the budget, not the exact price of each operator.
-    compiler.push_middleware(Arc::new(Metering::new(0, |_| 1)));
-    let mut engine: wasmer::Engine = EngineBuilder::new(compiler).engine().into();
-    engine.set_tunables(limits::CappedTunables::new(BaseTunables::new(), limits.memory_pages()));
+    compiler.push_middleware(Arc::new(fuel::FuelMeter::default()));
+    let mut engine: wasmer::Engine =
+        EngineBuilder::new(compiler).set_features(Some(smartmodule_features())).engine().into();
+    engine.set_tunables(limits::CappedTunables::new(
+        BaseTunables::new(),
+        limits.memory_pages(),
+        limits.table_elements(),
+    ));
     engine
 }
 
-fn write_artifact(module: &Module, path: &Path) -> std::io::Result<()> {
-    let bytes = module.serialize().map_err(std::io::Error::other)?;
+/// The WebAssembly proposals a SmartModule may use: what Rust's wasm32
+/// target emits (bulk memory, reference types, multi-value, SIMD,
+/// extended constants), and nothing that gives a module more than one
+/// memory, shared memory and threads, 64-bit memories, or exceptions that
+/// the fuel settlement would have to follow.
+fn smartmodule_features() -> wasmer::sys::Features {
+    let mut features = wasmer::sys::Features::new();
+    features
+        .threads(false)
+        .multi_memory(false)
+        .memory64(false)
+        .exceptions(false)
+        .tail_call(false)
+        .relaxed_simd(false)
+        .wide_arithmetic(false)
+        .module_linking(false);
+    features
+}
+
+fn write_artifact(bytes: &[u8], path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     // Atomic, so a concurrent reader (another process sharing the cache)
     // never sees half a file.
-    fluvio_fs::write_atomic(path, &bytes)
+    fluvio_fs::write_atomic(path, bytes)
 }
 
 fn hex(bytes: &[u8]) -> String {

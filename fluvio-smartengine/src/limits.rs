@@ -1,13 +1,16 @@
-//! Resource caps: a memory cap enforced through wasmer's tunables, and a CPU
-//! cap per batch enforced through the metering middleware.
+//! Resource caps: a memory cap enforced through wasmer's tunables, a CPU cap
+//! per batch enforced through the fuel middleware, and a wall-clock cap per
+//! call enforced by the watchdog.
 
 use std::ptr::NonNull;
+use std::time::Duration;
 
 use wasmer::sys::vm::{VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
 use wasmer::sys::{BaseTunables, Tunables};
 use wasmer::{MemoryError, MemoryStyle, MemoryType, Pages, TableStyle, TableType, WASM_PAGE_SIZE};
 
-/// Limits every module run by an engine is held to.
+/// Limits every module run by an engine is held to, and the bounds of the
+/// engine's compiled-module caches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// The most linear memory a module may have, in bytes.
@@ -15,6 +18,14 @@ pub struct Limits {
     /// Fuel (roughly, WebAssembly instructions) a module may use on one
     /// batch, and on its setup and init.
     pub fuel_per_batch: u64,
+    /// Longest one call into a module may run, in wall-clock time, however
+    /// much fuel it has left.
+    pub call_time: Duration,
+    /// Bytes of compiled code the engine keeps cached, in memory and again
+    /// in its disk cache directory; the least recently used go first.
+    pub cache_bytes: u64,
+    /// Most modules the engine compiles at the same time; more wait.
+    pub concurrent_compilations: usize,
 }
 
 impl Limits {
@@ -22,6 +33,18 @@ impl Limits {
     pub const DEFAULT_MEMORY_BYTES: u64 = 256 << 20;
     /// About 2 to 5 seconds of CPU on today's machines.
     pub const DEFAULT_FUEL_PER_BATCH: u64 = 10_000_000_000;
+    /// Ten seconds: well above what the default fuel takes, so on a healthy
+    /// machine fuel decides, and the clock only stops what fuel misprices.
+    pub const DEFAULT_CALL_TIME: Duration = Duration::from_secs(10);
+    /// 1 GiB of compiled code: some hundreds of typical modules.
+    pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
+
+    /// Most entries a module's table may hold: a sixteenth of the memory
+    /// cap, counted at [`TABLE_ELEMENT_BYTES`] each, so that memory and table
+    /// together stay within 1/16 of the cap. Rust modules use a few hundred.
+    pub(crate) fn table_elements(&self) -> u64 {
+        self.memory_bytes / 16 / TABLE_ELEMENT_BYTES
+    }
 
     pub(crate) fn memory_pages(&self) -> Pages {
         Pages((self.memory_bytes / WASM_PAGE_SIZE as u64).min(u32::MAX as u64) as u32)
@@ -30,20 +53,43 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_bytes: Self::DEFAULT_MEMORY_BYTES, fuel_per_batch: Self::DEFAULT_FUEL_PER_BATCH }
+        Limits {
+            memory_bytes: Self::DEFAULT_MEMORY_BYTES,
+            fuel_per_batch: Self::DEFAULT_FUEL_PER_BATCH,
+            call_time: Self::DEFAULT_CALL_TIME,
+            cache_bytes: Self::DEFAULT_CACHE_BYTES,
+            // Compiling is CPU-bound: more at once than cores only queues.
+            concurrent_compilations: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
     }
 }
 
-/// Tunables that cap every memory at a number of pages, so `memory.grow`
-/// past the cap fails inside the module instead of taking host memory.
+/// Host bytes one table entry takes (a function reference is a pointer).
+pub(crate) const TABLE_ELEMENT_BYTES: u64 = 8;
+
+/// Tunables that cap every memory at a number of pages and every table at a
+/// number of entries, so `memory.grow` and `table.grow` past the cap fail
+/// inside the module instead of taking host memory.
 pub(crate) struct CappedTunables {
     base: BaseTunables,
     max_pages: Pages,
+    max_table_elements: u32,
 }
 
 impl CappedTunables {
-    pub(crate) fn new(base: BaseTunables, max_pages: Pages) -> Self {
-        CappedTunables { base, max_pages }
+    pub(crate) fn new(base: BaseTunables, max_pages: Pages, max_table_elements: u64) -> Self {
+        CappedTunables { base, max_pages, max_table_elements: max_table_elements.min(u32::MAX as u64) as u32 }
+    }
+
+    fn capped_table(&self, requested: &TableType) -> Result<TableType, String> {
+        if requested.minimum > self.max_table_elements {
+            return Err(format!(
+                "the table's minimum of {} entries is above the cap of {} entries",
+                requested.minimum, self.max_table_elements
+            ));
+        }
+        let maximum = requested.maximum.map_or(self.max_table_elements, |max| max.min(self.max_table_elements));
+        Ok(TableType { maximum: Some(maximum), ..*requested })
     }
 
     fn capped(&self, requested: &MemoryType) -> Result<MemoryType, MemoryError> {
@@ -86,7 +132,8 @@ impl Tunables for CappedTunables {
     }
 
     fn create_host_table(&self, ty: &TableType, style: &TableStyle) -> Result<VMTable, String> {
-        self.base.create_host_table(ty, style)
+        let ty = self.capped_table(ty)?;
+        self.base.create_host_table(&ty, style)
     }
 
     unsafe fn create_vm_table(
@@ -95,8 +142,10 @@ impl Tunables for CappedTunables {
         style: &TableStyle,
         vm_definition_location: NonNull<VMTableDefinition>,
     ) -> Result<VMTable, String> {
-        // SAFETY: forwarded unchanged from our caller, who upholds the contract.
-        unsafe { self.base.create_vm_table(ty, style, vm_definition_location) }
+        let ty = self.capped_table(ty)?;
+        // SAFETY: forwarded from our caller, who upholds the contract; only
+        // the table's maximum is lowered.
+        unsafe { self.base.create_vm_table(&ty, style, vm_definition_location) }
     }
 
     fn vmconfig(&self) -> &VMConfig {

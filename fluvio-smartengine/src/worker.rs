@@ -7,6 +7,8 @@
 //! brings a new module never blocks the runtime. The thread ends when the
 //! worker is dropped.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 
 use fluvio_protocol::Batch;
@@ -25,8 +27,19 @@ enum Job {
 
 /// A [`SmartModuleChain`](crate::SmartModuleChain) running on its own
 /// thread. Made by [`ChainBuilder::spawn`].
+///
+/// Dropping the worker stops the batch it is running, if any, at the
+/// module's next fuel settlement: a consumer that goes away does not leave a
+/// module spinning on the server.
 pub struct ChainWorker {
     jobs: mpsc::Sender<Job>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Drop for ChainWorker {
+    fn drop(&mut self) {
+        crate::watchdog::cancel(&self.cancel);
+    }
 }
 
 impl std::fmt::Debug for ChainWorker {
@@ -44,9 +57,12 @@ impl ChainWorker {
     pub(crate) async fn start(builder: ChainBuilder) -> Result<ChainWorker, EngineError> {
         let (jobs, receiver) = mpsc::channel::<Job>();
         let (ready, built) = oneshot::channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let cancel_on_thread = Arc::clone(&cancel);
         std::thread::Builder::new()
             .name("smartmodule-chain".into())
             .spawn(move || {
+                crate::watchdog::cancel_this_threads_calls_with(cancel_on_thread);
                 let mut chain = match builder.build() {
                     Ok(chain) => {
                         let _ = ready.send(Ok(()));
@@ -73,7 +89,7 @@ impl ChainWorker {
             })
             .map_err(|e| gone(&format!("could not be started: {e}")))?;
         match built.await {
-            Ok(Ok(())) => Ok(ChainWorker { jobs }),
+            Ok(Ok(())) => Ok(ChainWorker { jobs, cancel }),
             Ok(Err(error)) => Err(error),
             Err(_) => Err(gone("stopped while building the chain")),
         }

@@ -304,6 +304,58 @@ fn compiled_modules_are_cached_on_disk_across_engines() {
 }
 
 #[test]
+fn the_module_caches_hold_at_most_their_byte_budget_least_recently_used_first() {
+    let dir = std::env::temp_dir().join(format!("fluvio-engine-cache-budget-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let names = ["my-filter", "uppercase-map", "sum-aggregate"];
+    // Measure each module's compiled size, then allow a little more than
+    // the two largest together: three never fit.
+    let sizes: Vec<u64> = names
+        .iter()
+        .map(|name| {
+            let engine = SmartEngine::new();
+            engine.load(name, &wasm(name)).unwrap();
+            engine.cached_bytes()
+        })
+        .collect();
+    let mut sorted = sizes.clone();
+    sorted.sort();
+    let budget = sorted[1] + sorted[2];
+    assert!(sizes.iter().sum::<u64>() > budget);
+    let engine = SmartEngine::with_config(Limits { cache_bytes: budget, ..Limits::default() }, Some(dir.clone()));
+    for name in names {
+        engine.load(name, &wasm(name)).unwrap();
+    }
+    assert!(engine.cached_bytes() <= budget, "{} cached bytes against a budget of {budget}", engine.cached_bytes());
+    assert!(engine.cached_modules() < names.len());
+    let on_disk: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert!(on_disk <= budget, "{on_disk} bytes on disk against a budget of {budget}");
+    // The last one loaded stays; the first was evicted from memory, so it
+    // comes back from disk or the compiler, and still runs.
+    let before = engine.compilations();
+    engine.load("sum-aggregate", &wasm("sum-aggregate")).unwrap();
+    assert_eq!(engine.compilations(), before, "the module just loaded is cached");
+    let mut chain =
+        ChainBuilder::new(&engine).invocation(SmartModuleInvocation::adhoc("f", wasm("my-filter"))).build().unwrap();
+    assert_eq!(values(&chain.process(&batch(0, &["alpha", "zzz"])).unwrap().batch), owned(&[(0, "alpha")]));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn compilations_beyond_the_cap_wait_their_turn() {
+    let engine = SmartEngine::with_config(Limits { concurrent_compilations: 1, ..Limits::default() }, None);
+    let names = ["my-filter", "uppercase-map", "sum-aggregate", "even-filter-map"];
+    std::thread::scope(|scope| {
+        for name in names {
+            let engine = engine.clone();
+            scope.spawn(move || engine.load(name, &wasm(name)).unwrap());
+        }
+    });
+    assert_eq!(engine.compilations(), 4);
+    assert_eq!(engine.peak_concurrent_compilations(), 1);
+}
+
+#[test]
 fn kind_mismatch_is_a_clear_error() {
     let engine = SmartEngine::new();
     let module = engine.load("my-filter", &wasm("my-filter")).unwrap();

@@ -9,7 +9,7 @@ use fluvio_smartengine::{ChainBuilder, ChainOutput, EngineError, Limits, SmartEn
 
 fn engine() -> SmartEngine {
     // Small limits keep the tests quick; the defaults are far larger.
-    SmartEngine::with_config(Limits { memory_bytes: 32 << 20, fuel_per_batch: 200_000_000 }, None)
+    SmartEngine::with_config(Limits { memory_bytes: 32 << 20, fuel_per_batch: 200_000_000, ..Limits::default() }, None)
 }
 
 fn run(engine: &SmartEngine, name: &str, values: &[&str]) -> Result<ChainOutput, EngineError> {
@@ -71,6 +71,7 @@ fn out_of_range_output_is_rejected() {
         ("bad-range", "input range 1073741824+64 is outside"),
         ("bad-index", "entry 0 is for record 999999, but the batch has 1 records"),
         ("bad-length", "inline bytes"),
+        ("repeat-record", "entry 1 is a second output for record 0; a map module gives at most one per record"),
     ] {
         let error = run(&engine, "hostile-bad-output", &[lie]).unwrap_err();
         match &error {
@@ -138,4 +139,191 @@ fn retries_after_panics_share_one_cpu_budget_per_batch() {
     let error = skip(&[spins; 5]).unwrap_err();
     assert_eq!(error, EngineError::CpuLimitExceeded { module: "hostile-burn-then-panic".into(), limit: 200_000_000 });
     good_module_still_works(&engine);
+}
+
+#[test]
+fn a_loop_of_bulk_fills_hits_the_cpu_limit() {
+    // Each turn is one `memory.fill` of 16 MiB: priced as one instruction,
+    // the 200 M budget would allow some 3 PB of writes.
+    let engine = engine();
+    let error = run(&engine, "hostile-fill-loop", &["x"]).unwrap_err();
+    assert_eq!(error, EngineError::CpuLimitExceeded { module: "hostile-fill-loop".into(), limit: 200_000_000 });
+    good_module_still_works(&engine);
+}
+
+#[test]
+fn a_call_that_outlives_its_time_limit_is_stopped_whatever_fuel_is_left() {
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        fuel_per_batch: u64::MAX / 2,
+        call_time: std::time::Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let engine = SmartEngine::with_config(limits, None);
+    let error = run(&engine, "hostile-infinite-loop", &["x"]).unwrap_err();
+    assert_eq!(error, EngineError::TimeLimitExceeded { module: "hostile-infinite-loop".into(), limit_ms: 200 });
+    assert!(error.to_string().contains("time limit of 200 ms"), "{error}");
+    good_module_still_works(&engine);
+}
+
+/// `wasm` with its table section replaced by `count` tables of `minimum`
+/// entries each (inserted where the section belongs if it had none).
+fn with_tables(wasm: &[u8], count: u32, minimum: u32) -> Vec<u8> {
+    fn leb(mut value: u32, out: &mut Vec<u8>) {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn read_leb(bytes: &[u8], at: &mut usize) -> u32 {
+        let (mut value, mut shift) = (0u32, 0);
+        loop {
+            let byte = bytes[*at];
+            *at += 1;
+            value |= u32::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return value;
+            }
+            shift += 7;
+        }
+    }
+    let mut table_section = vec![4u8];
+    let mut content = Vec::new();
+    leb(count, &mut content);
+    for _ in 0..count {
+        content.extend([0x70, 0x00]); // funcref, a minimum and no maximum
+        leb(minimum, &mut content);
+    }
+    leb(content.len() as u32, &mut table_section);
+    table_section.extend(content);
+
+    let mut out = wasm[..8].to_vec();
+    let mut inserted = false;
+    let mut at = 8;
+    while at < wasm.len() {
+        let start = at;
+        let id = wasm[at];
+        at += 1;
+        let size = read_leb(wasm, &mut at) as usize;
+        at += size;
+        if !inserted && !matches!(id, 0..=4) {
+            out.extend(&table_section);
+            inserted = true;
+        }
+        if id != 4 {
+            out.extend(&wasm[start..at]);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_table_above_the_memory_cap_is_refused_before_it_is_allocated() {
+    // 2^27 entries would hold 1 GiB of host memory against a 32 MiB cap.
+    let engine = engine();
+    let bomb = with_tables(&wasm("my-filter"), 1, 1 << 27);
+    let error = engine.load("table-bomb", &bomb).unwrap_err();
+    assert_eq!(
+        error,
+        EngineError::MemoryLimitExceeded {
+            module: "table-bomb".into(),
+            limit_bytes: 32 << 20,
+            requested: Some(1 << 30)
+        }
+    );
+    // A table of a reasonable size is still fine.
+    let modest = with_tables(&wasm("my-filter"), 1, 4096);
+    let mut chain = ChainBuilder::new(&engine)
+        .invocation(fluvio_protocol::SmartModuleInvocation::adhoc("modest-table", modest))
+        .build()
+        .unwrap();
+    let out = chain.process(&batch(0, &["alpha", "zzz"])).unwrap();
+    assert_eq!(values(&out.batch), vec![(0, "alpha".to_string())]);
+}
+
+#[test]
+fn a_module_with_two_tables_is_refused() {
+    let engine = engine();
+    let error = engine.load("two-tables", &with_tables(&wasm("my-filter"), 2, 16)).unwrap_err();
+    match &error {
+        EngineError::InvalidWasm { reason } => assert!(reason.contains("at most one"), "{error}"),
+        other => panic!("expected the second table to be refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn features_a_smartmodule_does_not_need_are_off() {
+    // Shared memory (threads) and a second memory are refused at load.
+    let engine = engine();
+    for (what, wat) in
+        [("shared memory", r#"(module (memory 1 1 shared))"#), ("two memories", r#"(module (memory 1) (memory 1))"#)]
+    {
+        let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap();
+        let error = engine.load(what, &wasm).unwrap_err();
+        assert!(matches!(error, EngineError::InvalidWasm { .. }), "{what}: {error:?}");
+    }
+}
+
+#[test]
+fn output_that_repeats_input_past_the_budget_is_rejected() {
+    // 2,000 entries of 16 bytes, each the whole ~50 KB batch: about 100 MB
+    // asked of the host, against 32 MiB of memory cap plus the input.
+    let engine = engine();
+    let filler = "a record of twenty b";
+    let values: Vec<&str> = std::iter::once("amplify").chain(std::iter::repeat_n(filler, 1999)).collect();
+    let error = run(&engine, "hostile-bad-output", &values).unwrap_err();
+    match &error {
+        EngineError::InvalidOutput { reason, .. } => {
+            assert!(reason.contains("the output grew past"), "{reason}")
+        }
+        other => panic!("expected the output budget to stop the module, got {other:?}"),
+    }
+    good_module_still_works(&engine);
+}
+
+#[test]
+fn the_modules_of_a_chain_share_one_cpu_budget_per_batch() {
+    let values: Vec<String> = (0..500).map(|i| format!("record number {i}")).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    // What one upper-casing pass over the batch costs.
+    let mut single = ChainBuilder::new(&SmartEngine::new()).invocation(module("uppercase-map")).build().unwrap();
+    single.process(&batch(0, &values)).unwrap();
+    let one_pass = single.metrics()[0].1.fuel_used;
+    assert!(one_pass > 0);
+
+    let limits = Limits { fuel_per_batch: one_pass * 3 / 2, ..Limits::default() };
+    let engine = SmartEngine::with_config(limits, None);
+    let mut one = ChainBuilder::new(&engine).invocation(module("uppercase-map")).build().unwrap();
+    assert_eq!(one.process(&batch(0, &values)).unwrap().batch.record_count(), 500);
+    // Two passes need twice the fuel: more than the batch's one budget.
+    let mut two = ChainBuilder::new(&engine)
+        .invocation(module("uppercase-map"))
+        .invocation(module("uppercase-map"))
+        .build()
+        .unwrap();
+    let error = two.process(&batch(0, &values)).unwrap_err();
+    assert!(matches!(error, EngineError::CpuLimitExceeded { .. }), "{error:?}");
+}
+
+#[test]
+fn a_module_that_panics_on_record_after_record_stops_the_batch() {
+    let engine = engine();
+    let many = vec!["panic"; fluvio_smartengine::MAX_PANICS_PER_BATCH + 20];
+    let mut chain =
+        ChainBuilder::new(&engine).invocation(module("hostile-panic")).on_error(ErrorPolicy::Skip).build().unwrap();
+    let error = chain.process(&batch(0, &many)).unwrap_err();
+    assert_eq!(
+        error,
+        EngineError::TooManyPanics { module: "hostile-panic".into(), limit: fluvio_smartengine::MAX_PANICS_PER_BATCH }
+    );
+    // A few panics are skipped as before.
+    let mut chain =
+        ChainBuilder::new(&engine).invocation(module("hostile-panic")).on_error(ErrorPolicy::Skip).build().unwrap();
+    let out = chain.process(&batch(0, &["fine", "panic", "also fine"])).unwrap();
+    assert_eq!(out.skipped, 1);
 }

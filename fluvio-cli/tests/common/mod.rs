@@ -37,6 +37,11 @@ pub fn run(command: &mut Command) -> String {
 
 /// `cargo` without the variables of the `cargo test` that runs us, so a
 /// generated project builds as it would for a user.
+///
+/// Debug info and incremental state are left out: a generated connector
+/// builds the whole SDK and wasm runtime again in its own target directory,
+/// and with debug info that throwaway build takes gigabytes of disk next to
+/// the workspace's own (a CI machine with little disk failed there).
 pub fn cargo() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     for (key, _) in std::env::vars_os() {
@@ -44,7 +49,16 @@ pub fn cargo() -> Command {
             command.env_remove(key);
         }
     }
+    command.env("CARGO_PROFILE_DEV_DEBUG", "0").env("CARGO_INCREMENTAL", "0");
     command
+}
+
+/// Gives a generated project the workspace's `Cargo.lock`, so it builds
+/// with the dependency versions the workspace was tested with rather than
+/// whatever the registry holds on the day the tests run. Cargo drops the
+/// entries the project does not use.
+fn pin_to_workspace_lock(project: &Path) {
+    std::fs::copy(repo().join("Cargo.lock"), project.join("Cargo.lock")).unwrap();
 }
 
 /// Renders the connector template (`kind`: source or sink) into
@@ -59,7 +73,9 @@ pub fn generate_connector(destination: &Path, name: &str, kind: &str) -> PathBuf
         .args(["--define", &format!("fluvio_connector_path={}", repo().join("fluvio-connector").display())])
         .arg("--destination")
         .arg(destination));
-    destination.join(name)
+    let project = destination.join(name);
+    pin_to_workspace_lock(&project);
+    project
 }
 
 /// Renders the SmartModule template into `destination/name`.
@@ -74,7 +90,9 @@ pub fn generate(destination: &Path, name: &str, kind: &str, params: bool) -> Pat
         .args(["--define", &format!("fluvio_smartmodule_path={}", repo().join("fluvio-smartmodule").display())])
         .arg("--destination")
         .arg(destination));
-    destination.join(name)
+    let project = destination.join(name);
+    pin_to_workspace_lock(&project);
+    project
 }
 
 /// A scratch `FLUVIO_HOME` with a local cluster started through the CLI,

@@ -35,6 +35,9 @@ pub struct LocalStorage {
     default_segment_bytes: u64,
     flush: FlushPolicy,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Topics whose files could not be opened at start, with why: not
+    /// served, names not reusable, files untouched.
+    unopened: RwLock<std::collections::HashMap<String, String>>,
     /// Most partitions over all topics: [`MAX_TOTAL_PARTITIONS`], or fewer
     /// when the process may not open that many files.
     max_total_partitions: usize,
@@ -69,6 +72,7 @@ impl LocalStorage {
             default_segment_bytes,
             flush,
             topics: RwLock::default(),
+            unopened: RwLock::default(),
             max_total_partitions: partition_limit(),
             offsets: OffsetLog::open(dir)?,
         };
@@ -84,10 +88,23 @@ impl LocalStorage {
                 let _ = std::fs::remove_dir_all(&path);
                 continue;
             }
-            fluvio_fs::remove_leftovers(&path).map_err(io_error(&path))?;
-            let spec = read_settings(&spec_path)?;
-            let topic = store.open_topic(spec)?;
-            store.topics.write().expect("topics lock").insert(topic.spec.name.clone(), Arc::new(topic));
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let opened = fluvio_fs::remove_leftovers(&path)
+                .map_err(io_error(&path))
+                .map_err(TopicError::from)
+                .and_then(|_| read_settings(&spec_path))
+                .and_then(|spec| store.open_topic(spec));
+            match opened {
+                Ok(topic) => {
+                    store.topics.write().expect("topics lock").insert(topic.spec.name.clone(), Arc::new(topic));
+                }
+                // One broken topic must not keep the others from being
+                // served: it is set aside, its files untouched.
+                Err(error) => {
+                    tracing::error!(topic = %name, %error, "a topic could not be opened; serving the others");
+                    store.unopened.write().expect("unopened lock").insert(name, error.to_string());
+                }
+            }
         }
         Ok(store)
     }
@@ -142,6 +159,9 @@ impl LocalStorage {
         if topics.contains_key(&spec.name) {
             return Err(TopicError::Exists(spec.name));
         }
+        if let Some(error) = self.unopened(&spec.name) {
+            return Err(error);
+        }
         let held: usize = topics.values().map(|topic| topic.partitions.len()).sum();
         if held + spec.partitions as usize > self.max_total_partitions {
             return Err(TopicError::Refused {
@@ -165,6 +185,11 @@ impl LocalStorage {
 
     /// Deletes a topic and its data.
     pub fn delete(&self, name: &str) -> Result<(), TopicError> {
+        // The files of a topic that could not be opened are left for the
+        // operator to repair or move away.
+        if let Some(error) = self.unopened(name) {
+            return Err(error);
+        }
         if self.topics.write().expect("topics lock").remove(name).is_none() {
             return Err(TopicError::NotFound(name.to_string()));
         }
@@ -181,12 +206,24 @@ impl LocalStorage {
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
-        self.topics
-            .read()
-            .expect("topics lock")
-            .get(name)
-            .cloned()
-            .ok_or_else(|| TopicError::NotFound(name.to_string()))
+        if let Some(topic) = self.topics.read().expect("topics lock").get(name) {
+            return Ok(Arc::clone(topic));
+        }
+        Err(self.unopened(name).unwrap_or_else(|| TopicError::NotFound(name.to_string())))
+    }
+
+    /// The error for a topic set aside at start, if `name` is one.
+    fn unopened(&self, name: &str) -> Option<TopicError> {
+        let unopened = self.unopened.read().expect("unopened lock");
+        unopened.get(name).map(|reason| TopicError::Unopened { topic: name.to_string(), reason: reason.clone() })
+    }
+
+    /// Topics whose files could not be opened at start, with why.
+    pub fn unopened_topics(&self) -> Vec<(String, String)> {
+        let unopened = self.unopened.read().expect("unopened lock");
+        let mut list: Vec<_> = unopened.iter().map(|(name, reason)| (name.clone(), reason.clone())).collect();
+        list.sort();
+        list
     }
 
     /// A partition of a topic.
@@ -325,6 +362,14 @@ mod tests {
         TopicSpec { name: name.into(), partitions: 2, replication: 1, retention: RetentionSpec::default() }
     }
 
+    fn batch(values: &[&str]) -> fluvio_protocol::Batch {
+        let mut builder = fluvio_protocol::BatchBuilder::new(0, 0);
+        for value in values {
+            builder.push_value(None, value.as_bytes());
+        }
+        builder.finish()
+    }
+
     #[test]
     fn settings_survive_restarts_and_no_temporary_file_is_left() {
         let dir = temp_dir("restart");
@@ -350,23 +395,33 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_or_truncated_settings_file_is_named_in_the_error() {
+    fn a_topic_with_an_empty_or_truncated_settings_file_is_set_aside_and_the_others_served() {
         let dir = temp_dir("corrupt");
         let store = LocalStorage::open(&dir, 1 << 20, FlushPolicy::EveryBatch).unwrap();
         store.create(spec("events")).unwrap();
+        store.create(spec("healthy")).unwrap();
         drop(store);
         let settings = dir.join("events").join(TOPIC_SETTINGS_FILE);
         let whole = std::fs::read(&settings).unwrap();
         for (broken, why) in [(Vec::new(), "empty"), (whole[..whole.len() / 2].to_vec(), "EOF")] {
             std::fs::write(&settings, &broken).unwrap();
-            let error = LocalStorage::open(&dir, 1 << 20, FlushPolicy::EveryBatch).err().expect("must fail");
+            let store = LocalStorage::open(&dir, 1 << 20, FlushPolicy::EveryBatch).unwrap();
+            store.partition_log("healthy", 0).unwrap().append(batch(&["fine"])).unwrap();
+            let error = store.partition_log("events", 0).err().expect("the broken topic is not served");
             let message = error.to_string();
-            assert!(matches!(error, TopicError::CorruptSettings { .. }), "{message}");
+            assert!(matches!(error, TopicError::Unopened { .. }), "{message}");
             assert!(message.contains(&settings.display().to_string()), "{message}");
             assert!(message.contains(why), "{message}");
+            // Its name stays taken, and its files stay, until it is repaired.
+            assert!(matches!(store.create(spec("events")), Err(TopicError::Unopened { .. })));
+            assert!(matches!(store.delete("events"), Err(TopicError::Unopened { .. })));
+            assert_eq!(store.unopened_topics().len(), 1);
         }
-        // Nothing was removed: the records are still there to recover.
         assert!(dir.join("events").join("0").exists());
+        std::fs::write(&settings, &whole).unwrap();
+        let store = LocalStorage::open(&dir, 1 << 20, FlushPolicy::EveryBatch).unwrap();
+        assert!(store.partition_log("events", 0).is_ok());
+        assert!(store.unopened_topics().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -264,6 +264,18 @@ pub enum TopicError {
         /// How many it has.
         count: u32,
     },
+    /// The topic's files are on disk but could not be opened when the
+    /// server started; the server serves every other topic and keeps these
+    /// files untouched.
+    #[error(
+        "topic {topic:?} could not be opened when the server started, so it is not served and its name is taken: {reason}. Its files are kept; once repaired, restart the server"
+    )]
+    Unopened {
+        /// The topic.
+        topic: String,
+        /// Why it could not be opened.
+        reason: String,
+    },
     /// A topic's stored settings cannot be read back.
     #[error(
         "the settings of a topic, {}, are unreadable ({reason}); restore the file from a backup, or move the directory {} away to drop the topic",

@@ -174,10 +174,18 @@ pub struct PartitionLog {
     /// The next offset consumers may read up to: advanced only once the
     /// flush policy is satisfied.
     watermark: tokio::sync::watch::Sender<i64>,
+    /// Set when a sync failed: what was written since the last good sync
+    /// may or may not be on disk, so the partition takes no more appends
+    /// until the server restarts and recovery reads what the disk kept.
+    failed: Mutex<Option<String>>,
     /// Each producer's last stamped batch and where it was stored, so that
     /// a batch sent again after a lost acknowledgement is stored once. Kept
     /// in memory: it holds while this server runs.
     producers: Mutex<std::collections::HashMap<u64, (u64, i64)>>,
+    /// Makes the next sync fail, as a failing disk would: a real fsync error
+    /// cannot be caused on demand on this machine's filesystems.
+    #[cfg(test)]
+    fail_next_sync: std::sync::atomic::AtomicBool,
 }
 
 /// Most producers a partition remembers for deduplication; past it the
@@ -336,7 +344,10 @@ impl PartitionLog {
             sync_lock: Mutex::new(()),
             synced: AtomicI64::new(next_offset),
             watermark,
+            failed: Mutex::new(None),
             producers: Mutex::default(),
+            #[cfg(test)]
+            fail_next_sync: std::sync::atomic::AtomicBool::new(false),
         };
         Ok((log, recovery))
     }
@@ -344,7 +355,78 @@ impl PartitionLog {
     /// Appends a producer's batch: checks that its offset deltas are
     /// `0..n`, gives it the next base offset, writes it and its index entry,
     /// and syncs per the flush policy. Returns the base offset.
-    pub fn append(&self, mut batch: Batch) -> Result<i64, StorageError> {
+    pub fn append(&self, batch: Batch) -> Result<i64, StorageError> {
+        let (base_offset, next) = self.write(batch)?;
+        let synced = match self.config.flush {
+            FlushPolicy::EveryBatch => self.sync_through(next),
+            FlushPolicy::Interval(interval) if self.state.lock().expect("log lock").last_sync.elapsed() >= interval => {
+                self.sync()
+            }
+            _ => Ok(()),
+        };
+        if let Err(error) = synced {
+            return Err(self.fail(error));
+        }
+        self.publish(next);
+        Ok(base_offset)
+    }
+
+    /// Makes every record below `next` readable (and wakes consumers).
+    fn publish(&self, next: i64) {
+        self.watermark.send_if_modified(|watermark| {
+            let advanced = next > *watermark;
+            if advanced {
+                *watermark = next;
+            }
+            advanced
+        });
+    }
+
+    /// After a failed sync: the batches written since the last good sync
+    /// were never acknowledged and must not be read (a producer retrying one
+    /// would store it twice), so they are cut from the files, best effort,
+    /// and the partition refuses appends until the server is restarted.
+    fn fail(&self, error: StorageError) -> StorageError {
+        let message = format!(
+            "partition {} stopped after a failed sync ({error}); check the disk, then restart the server, which recovers what the disk kept",
+            self.dir.display()
+        );
+        {
+            let mut failed = self.failed.lock().expect("failed lock");
+            if failed.is_some() {
+                return error;
+            }
+            tracing::error!("{message}");
+            *failed = Some(message);
+        }
+        let synced = self.synced.load(Ordering::Acquire);
+        let mut state = self.state.lock().expect("log lock");
+        let segment = state.segments.last_mut().expect("active segment");
+        let keep = segment.entries.partition_point(|e| e.next_offset() <= synced);
+        if keep < segment.entries.len() {
+            let cut = segment.entries[keep];
+            segment.entries.truncate(keep);
+            segment.size = cut.position;
+            let _ = state.active.log.set_len(cut.position);
+            let _ = state.active.index.set_len(keep as u64 * INDEX_ENTRY_LEN as u64);
+            state.next_offset = cut.base_offset;
+        }
+        error
+    }
+
+    fn check_not_failed(&self) -> Result<(), StorageError> {
+        match &*self.failed.lock().expect("failed lock") {
+            Some(message) => {
+                Err(StorageError::Io { path: self.dir.clone(), source: io::Error::other(message.clone()) })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Writes a batch (and its index entry) without syncing or making it
+    /// readable. Returns its base offset and the next offset after it.
+    fn write(&self, mut batch: Batch) -> Result<(i64, i64), StorageError> {
+        self.check_not_failed()?;
         let count = batch.record_count();
         if count == 0 {
             return Err(StorageError::InvalidBatch("a batch must hold at least one record".into()));
@@ -379,23 +461,7 @@ impl PartitionLog {
         segment.size += entry.len as u64;
         segment.entries.push(entry);
         state.next_offset = entry.next_offset();
-        let next = state.next_offset;
-        let interval_due =
-            matches!(self.config.flush, FlushPolicy::Interval(interval) if state.last_sync.elapsed() >= interval);
-        drop(state);
-        match self.config.flush {
-            FlushPolicy::EveryBatch => self.sync_through(next)?,
-            FlushPolicy::Interval(_) if interval_due => self.sync()?,
-            _ => {}
-        }
-        self.watermark.send_if_modified(|watermark| {
-            let advanced = next > *watermark;
-            if advanced {
-                *watermark = next;
-            }
-            advanced
-        });
-        Ok(base_offset)
+        Ok((base_offset, state.next_offset))
     }
 
     /// Returns once every record below `target` is on disk, syncing if no
@@ -410,6 +476,11 @@ impl PartitionLog {
 
     /// Syncs what is written now; the caller holds `sync_lock`.
     fn sync_locked(&self) -> Result<(), StorageError> {
+        self.check_not_failed()?;
+        #[cfg(test)]
+        if self.fail_next_sync.swap(false, Ordering::Relaxed) {
+            return Err(StorageError::Io { path: self.dir.clone(), source: io::Error::other("injected sync failure") });
+        }
         let (log, index, upto, path) = {
             let state = self.state.lock().expect("log lock");
             let path = state.segments.last().expect("active segment").log_path.clone();
@@ -491,7 +562,12 @@ impl PartitionLog {
     /// Reads whole stored batches starting with the one that holds `offset`
     /// (or the first stored one, if `offset` was deleted by retention), up to
     /// about `max_bytes` (always at least one batch when there is one).
+    ///
+    /// Only acknowledged batches are read: a batch written but not yet
+    /// synced (under `every-batch`) may still fail, and must not reach a
+    /// consumer before its producer hears it is stored.
     pub fn read(&self, offset: i64, max_bytes: u64) -> Result<Vec<Batch>, StorageError> {
+        let readable = *self.watermark.borrow();
         let plan: Vec<(PathBuf, IndexEntry)> = {
             let state = self.state.lock().expect("log lock");
             let mut plan = Vec::new();
@@ -502,6 +578,9 @@ impl PartitionLog {
                 }
                 let start = segment.entries.partition_point(|e| e.next_offset() <= offset);
                 for entry in &segment.entries[start..] {
+                    if entry.next_offset() > readable {
+                        break 'segments;
+                    }
                     if !plan.is_empty() && bytes + entry.len as u64 > max_bytes {
                         break 'segments;
                     }
@@ -617,6 +696,43 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fluvio-storage-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn batches_written_but_not_acknowledged_are_not_read() {
+        let dir = temp_dir("unacknowledged");
+        let (log, _) = PartitionLog::open(&dir, config()).unwrap();
+        log.append(batch(&["acknowledged"])).unwrap();
+        let (base, next) = log.write(batch(&["in flight"])).unwrap();
+        assert_eq!((base, next), (1, 2));
+        assert_eq!(all_values(&log, 0), [(0, "acknowledged".to_string())]);
+        assert!(log.read(1, u64::MAX).unwrap().is_empty());
+        log.publish(next);
+        assert_eq!(all_values(&log, 0), [(0, "acknowledged".to_string()), (1, "in flight".to_string())]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_sync_stops_the_partition_and_never_shows_the_unacknowledged_batch() {
+        let dir = temp_dir("failed-sync");
+        {
+            let (log, _) = PartitionLog::open(&dir, config()).unwrap();
+            log.append(batch(&["kept"])).unwrap();
+            log.fail_next_sync.store(true, Ordering::Relaxed);
+            let error = log.append(batch(&["lost"])).unwrap_err();
+            assert!(error.to_string().contains("injected sync failure"), "{error}");
+            assert_eq!(all_values(&log, 0), [(0, "kept".to_string())]);
+            let refused = log.append(batch(&["after"])).unwrap_err();
+            assert!(refused.to_string().contains("restart the server"), "{refused}");
+            assert_eq!(log.next_offset(), 1);
+        }
+        // After a restart the partition takes appends again, and the batch
+        // whose sync failed is not there to be read, nor stored twice when
+        // its producer sends it again.
+        let (log, _) = PartitionLog::open(&dir, config()).unwrap();
+        assert_eq!(log.append(batch(&["lost"])).unwrap(), 1);
+        assert_eq!(all_values(&log, 0), [(0, "kept".to_string()), (1, "lost".to_string())]);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     fn all_values(log: &PartitionLog, from: i64) -> Vec<(i64, String)> {

@@ -62,6 +62,11 @@ impl ServerProcess {
         let _ = self.child.wait();
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn client(&self) -> Fluvio {
         Fluvio::connect_to(&self.addr).await.expect("client connects")
     }

@@ -5,11 +5,19 @@
 //! - `bad-range`: an entry that points at input bytes past the batch;
 //! - `bad-index`: an entry for a record index the batch does not have;
 //! - `bad-length`: an inline value whose length runs past the output area;
+//! - `repeat-record`: two outputs for the first record, which a map may not
+//!   give;
+//! - `amplify`: an output for every record, each the whole input batch, so
+//!   a few bytes of entries ask the host for (records × batch) bytes;
 //! - anything else: an honest empty output.
 
 use fluvio_smartmodule::abi;
 
-static mut OUTPUT: [u8; 256] = [0; 256];
+fn record_count(input_len: i32) -> u32 {
+    let ptr = fluvio_smartmodule::__private::reserve(0);
+    let batch = unsafe { std::slice::from_raw_parts(ptr, input_len as usize) };
+    abi::RecordIter::new(batch).map_or(0, |(_, records)| records.count() as u32)
+}
 
 fn first_value(input_len: i32) -> Vec<u8> {
     let ptr = fluvio_smartmodule::__private::reserve(0);
@@ -50,6 +58,24 @@ pub extern "C" fn fluvio_map(input_len: i32, _flags: i32) -> i64 {
             out.extend_from_slice(&u32::MAX.to_le_bytes());
             entries = 1;
         }
+        b"repeat-record" => {
+            for _ in 0..2 {
+                out.extend_from_slice(&0u32.to_le_bytes());
+                out.extend_from_slice(&[abi::DATA_NONE, abi::DATA_INLINE, 0, 0]);
+                out.extend_from_slice(&1u32.to_le_bytes());
+                out.push(b'x');
+            }
+            entries = 2;
+        }
+        b"amplify" => {
+            entries = record_count(input_len);
+            for index in 0..entries {
+                out.extend_from_slice(&index.to_le_bytes());
+                out.extend_from_slice(&[abi::DATA_NONE, abi::DATA_INPUT_RANGE, 0, 0]);
+                out.extend_from_slice(&0u32.to_le_bytes());
+                out.extend_from_slice(&(input_len as u32).to_le_bytes());
+            }
+        }
         _ => {}
     }
     let mut header = Vec::new();
@@ -58,11 +84,8 @@ pub extern "C" fn fluvio_map(input_len: i32, _flags: i32) -> i64 {
         header.extend_from_slice(&word.to_le_bytes());
     }
     header.extend_from_slice(&out);
-    // SAFETY: the module is single-threaded and the host reads OUTPUT only
-    // between calls.
-    unsafe {
-        let output = &mut *std::ptr::addr_of_mut!(OUTPUT);
-        output[..header.len()].copy_from_slice(&header);
-        abi::pack_location(output.as_ptr() as usize as u32, header.len() as u32) as i64
-    }
+    // Leaked: the host reads it after the call returns, and a hostile
+    // module need not tidy up.
+    let output = header.leak();
+    abi::pack_location(output.as_ptr() as usize as u32, output.len() as u32) as i64
 }

@@ -1,0 +1,269 @@
+//! The server's resource limits, each hit on purpose against a real server
+//! process on loopback: the client that hits one gets an error naming it,
+//! and the server goes on serving everyone else.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ServerProcess, data_dir, from_beginning, produce, read_all, values};
+use fluvio_client::protocol::{self, ApiKind, ErrorCode, ErrorResponse, Frame, RESPONSE_BIT};
+use fluvio_client::{ConsumerConfig, Fluvio, FluvioError, OffsetSpec, SmartModuleInvocation};
+use futures::StreamExt;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+fn module(name: &str) -> SmartModuleInvocation {
+    SmartModuleInvocation::adhoc(name, common::wasm(name))
+}
+
+/// The error a consumer stream ends with: at its start, or as its first
+/// item.
+async fn stream_error(fluvio: &Fluvio, topic: &str, config: ConsumerConfig) -> FluvioError {
+    match fluvio.consumer_stream(topic, config).await {
+        Err(error) => error,
+        Ok(mut stream) => match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
+            Ok(Some(Err(error))) => error,
+            other => {
+                panic!("expected the stream to fail, got {:?}", other.map(|item| item.map(|r| r.map(|r| r.offset))))
+            }
+        },
+    }
+}
+
+/// A continuous stream that has started (its first record arrived).
+async fn running_stream(fluvio: &Fluvio, topic: &str, config: ConsumerConfig) -> fluvio_client::ConsumerStream {
+    let mut stream = fluvio.consumer_stream(topic, ConsumerConfig { continuous: true, ..config }).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("a record within 30 s");
+    first.expect("the stream yields").expect("a record");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_chains_and_smartmodule_memory_are_limited() {
+    let server = ServerProcess::start(
+        &data_dir("limits-streams"),
+        &[
+            "--max-streams-per-connection",
+            "2",
+            "--max-chain-length",
+            "2",
+            "--smartmodule-memory-bytes",
+            "33554432",
+            "--smartmodule-memory-total",
+            "67108864",
+        ],
+    );
+    let fluvio = server.client().await;
+    fluvio.create_topic("t", 1).await.unwrap();
+    produce(&fluvio, "t", &["alpha", "beta", "gamma"]).await;
+
+    // A chain of three is refused; two is fine.
+    let three = from_beginning()
+        .smartmodule(module("my-filter"))
+        .smartmodule(module("uppercase-map"))
+        .smartmodule(module("my-filter"));
+    let error = stream_error(&fluvio, "t", three).await;
+    assert_eq!(error.code(), Some(ErrorCode::LimitReached), "{error}");
+    assert!(error.to_string().contains("--max-chain-length"), "{error}");
+    let two = from_beginning().smartmodule(module("my-filter")).smartmodule(module("uppercase-map"));
+    assert_eq!(values(&read_all(&fluvio, "t", two.clone()).await), ["ALPHA", "GAMMA"]);
+
+    // Two running modules reserve the whole 64 MiB: a third is refused
+    // until one of them stops.
+    let first = running_stream(&fluvio, "t", from_beginning().smartmodule(module("uppercase-map"))).await;
+    let other_client = server.client().await;
+    let second = running_stream(&other_client, "t", from_beginning().smartmodule(module("uppercase-map"))).await;
+    let third_client = server.client().await;
+    let error = stream_error(&third_client, "t", from_beginning().smartmodule(module("uppercase-map"))).await;
+    assert_eq!(error.code(), Some(ErrorCode::LimitReached), "{error}");
+    assert!(error.to_string().contains("--smartmodule-memory-total"), "{error}");
+    drop(second);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let config = from_beginning().smartmodule(module("uppercase-map"));
+        match third_client.consumer_stream("t", config).await {
+            Ok(stream) => {
+                let items: Vec<_> = stream.collect().await;
+                if items.iter().all(Result::is_ok) {
+                    assert_eq!(items.len(), 3);
+                    break;
+                }
+            }
+            Err(error) => assert_eq!(error.code(), Some(ErrorCode::LimitReached), "{error}"),
+        }
+        assert!(Instant::now() < deadline, "the memory of a closed stream was never given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Two streams on one connection; a third on it is refused, while
+    // another connection is not affected.
+    let plain = ConsumerConfig { offset: OffsetSpec::Beginning, continuous: true, ..Default::default() };
+    let _extra = running_stream(&fluvio, "t", plain.clone()).await;
+    let error = stream_error(&fluvio, "t", plain.clone()).await;
+    assert_eq!(error.code(), Some(ErrorCode::LimitReached), "{error}");
+    assert!(error.to_string().contains("--max-streams-per-connection"), "{error}");
+    assert_eq!(values(&read_all(&other_client, "t", from_beginning()).await), ["alpha", "beta", "gamma"]);
+    drop(first);
+}
+
+async fn request_topics(socket: &mut TcpStream) -> Option<Frame> {
+    let request = Frame::new(ApiKind::ListTopics as u16, 7, &protocol::messages::Empty, Vec::new());
+    request.write(socket).await.ok()?;
+    tokio::time::timeout(Duration::from_secs(10), Frame::read(socket, protocol::DEFAULT_MAX_FRAME_BYTES))
+        .await
+        .expect("an answer or a close within 10 s")
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_told_why_and_closed() {
+    let server = ServerProcess::start(&data_dir("limits-connections"), &["--max-connections", "2"]);
+    let mut first = TcpStream::connect(&server.addr).await.unwrap();
+    let mut second = TcpStream::connect(&server.addr).await.unwrap();
+    assert!(request_topics(&mut first).await.is_some());
+    assert!(request_topics(&mut second).await.is_some());
+
+    let mut third = TcpStream::connect(&server.addr).await.unwrap();
+    let answer = request_topics(&mut third).await.expect("an answer before the close");
+    assert_eq!(answer.kind, ApiKind::Error as u16 | RESPONSE_BIT);
+    let error: ErrorResponse = answer.control().unwrap();
+    assert_eq!(error.code, ErrorCode::LimitReached);
+    assert!(error.message.contains("--max-connections"), "{}", error.message);
+    let mut byte = [0u8; 1];
+    assert_eq!(tokio::time::timeout(Duration::from_secs(10), third.read(&mut byte)).await.unwrap().unwrap(), 0);
+
+    // Once one closes, a new connection is served.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut again = TcpStream::connect(&server.addr).await.unwrap();
+        let answer = request_topics(&mut again).await.expect("an answer");
+        if answer.kind == ApiKind::ListTopics as u16 | RESPONSE_BIT {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a closed connection was never counted out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_the_sdk_carries_on() {
+    let server = ServerProcess::start(&data_dir("limits-idle"), &["--idle-timeout-secs", "1"]);
+    let mut silent = TcpStream::connect(&server.addr).await.unwrap();
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the idle connection was not closed: {read:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed before the idle timeout");
+
+    // An SDK client whose connection was closed for idleness reconnects on
+    // its next request.
+    let fluvio = server.client().await;
+    fluvio.create_topic("after-idle", 1).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    produce(&fluvio, "after-idle", &["still", "here"]).await;
+    assert_eq!(values(&read_all(&fluvio, "after-idle", from_beginning()).await), ["still", "here"]);
+
+    // A connection with an open stream is not idle, however quiet.
+    let mut stream = fluvio
+        .consumer_stream(
+            "after-idle",
+            ConsumerConfig { offset: OffsetSpec::End, continuous: true, ..Default::default() },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let producer_client = server.client().await;
+    produce(&producer_client, "after-idle", &["later"]).await;
+    let next = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(next.value, b"later");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
+    let server = ServerProcess::start(
+        &data_dir("limits-slow-reader"),
+        &["--max-queued-bytes", "1048576", "--write-timeout-secs", "2"],
+    );
+    let fluvio = server.client().await;
+    fluvio.create_topic("big", 1).await.unwrap();
+    let producer = fluvio.topic_producer("big").await.unwrap();
+    let value = vec![b'x'; 16 << 10];
+    for _ in 0..4096 {
+        producer.send(fluvio_client::RecordKey::NULL, value.clone()).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+
+    // 64 MiB to stream; the client asks and then reads nothing.
+    let mut socket = TcpStream::connect(&server.addr).await.unwrap();
+    let request = protocol::messages::StreamFetchRequest {
+        topic: "big".into(),
+        partition: 0,
+        offset: OffsetSpec::Beginning,
+        max_bytes: 1 << 20,
+        continuous: true,
+        chain: Vec::new(),
+        policy: Default::default(),
+    };
+    Frame::new(ApiKind::StreamFetch as u16, 1, &request, Vec::new()).write(&mut socket).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The server gave up: what it had written is there, then the end,
+    // well short of the 64 MiB.
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let read_all_of_it = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await;
+    assert!(read_all_of_it.is_ok(), "the server kept the connection of a client that does not read");
+    assert!(received < 48 << 20, "{received} bytes arrived; the server should have stopped writing");
+    // Everyone else is served.
+    assert_eq!(
+        read_all(&fluvio, "big", ConsumerConfig { offset: OffsetSpec::FromEnd(1), ..from_beginning() }).await.len(),
+        1
+    );
+}
+
+/// CPU time (user + system) the process has used, from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_stops_running_when_its_consumer_goes_away() {
+    // Fuel and time limits far beyond the test: only the consumer leaving
+    // can stop the endless module.
+    let server = ServerProcess::start(
+        &data_dir("limits-cancel"),
+        &["--smartmodule-fuel", "1000000000000000", "--smartmodule-call-ms", "3600000"],
+    );
+    let fluvio = server.client().await;
+    fluvio.create_topic("spin", 1).await.unwrap();
+    produce(&fluvio, "spin", &["x"]).await;
+    let consumer = server.client().await;
+    let stream =
+        consumer.consumer_stream("spin", from_beginning().smartmodule(module("hostile-infinite-loop"))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = server.pid();
+    let before = cpu_time(pid);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(cpu_time(pid) - before > Duration::from_millis(500), "the module was not running");
+    drop(stream);
+    drop(consumer);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cpu_time(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = cpu_time(pid) - before;
+    assert!(spent < Duration::from_millis(500), "the server used {spent:?} of CPU in 2 s after the consumer left");
+    assert_eq!(values(&read_all(&fluvio, "spin", from_beginning()).await), ["x"]);
+}

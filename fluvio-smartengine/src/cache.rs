@@ -1,0 +1,157 @@
+//! Bounds on compiled modules: an in-memory cache evicted least recently
+//! used first when it holds more bytes of compiled code than allowed, the
+//! same bound on the disk cache directory, and a cap on how many modules
+//! compile at once.
+//!
+//! Every distinct ad hoc module a client sends is compiled and cached; with
+//! no bound, a client that sends a new module with each request grows the
+//! server's memory and disk without end, and many at once take every core.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Condvar, Mutex};
+use std::time::SystemTime;
+
+use crate::SmartModule;
+
+struct Cached {
+    module: SmartModule,
+    /// Bytes of compiled code (the size of its serialized artifact).
+    bytes: u64,
+    last_used: u64,
+}
+
+/// Compiled modules by wasm hash, within a byte budget.
+pub(crate) struct ModuleCache {
+    budget: u64,
+    entries: HashMap<[u8; 32], Cached>,
+    total: u64,
+    clock: u64,
+}
+
+impl ModuleCache {
+    pub(crate) fn new(budget: u64) -> ModuleCache {
+        ModuleCache { budget, entries: HashMap::new(), total: 0, clock: 0 }
+    }
+
+    pub(crate) fn get(&mut self, hash: &[u8; 32]) -> Option<&SmartModule> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(hash).map(|entry| {
+            entry.last_used = clock;
+            &entry.module
+        })
+    }
+
+    /// Adds a module, then evicts the least recently used others until the
+    /// cache is within budget. The module just added always stays, so a
+    /// module larger than the whole budget still loads (its instances hold
+    /// it; the cache just forgets it sooner).
+    pub(crate) fn insert(&mut self, hash: [u8; 32], module: SmartModule, bytes: u64) {
+        self.clock += 1;
+        if let Some(old) = self.entries.insert(hash, Cached { module, bytes, last_used: self.clock }) {
+            self.total -= old.bytes;
+        }
+        self.total += bytes;
+        while self.total > self.budget {
+            let Some(oldest) =
+                self.entries.iter().filter(|(h, _)| **h != hash).min_by_key(|(_, e)| e.last_used).map(|(h, _)| *h)
+            else {
+                break;
+            };
+            let evicted = self.entries.remove(&oldest).expect("found above");
+            self.total -= evicted.bytes;
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.total
+    }
+}
+
+/// Deletes the least recently used artifacts in `dir` (by modification
+/// time, which a load refreshes) until the `.wasmer` files in it take at
+/// most `budget` bytes; `keep` is never deleted.
+pub(crate) fn trim_disk_cache(dir: &Path, budget: u64, keep: &Path) -> std::io::Result<()> {
+    let mut files: Vec<(SystemTime, u64, std::path::PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if path.extension().is_none_or(|ext| ext != "wasmer") {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        files.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len(), path));
+    }
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort();
+    for (_, len, path) in files {
+        if total <= budget {
+            break;
+        }
+        if path == keep {
+            continue;
+        }
+        // Another process sharing the directory may have removed it first.
+        if std::fs::remove_file(&path).is_ok() {
+            total -= len;
+        }
+    }
+    Ok(())
+}
+
+/// Marks a disk cache entry as just used, so trimming keeps it longest.
+pub(crate) fn touch(path: &Path) {
+    if let Ok(file) = std::fs::File::options().append(true).open(path) {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
+
+/// A counting gate: at most `limit` holders at once.
+pub(crate) struct Gate {
+    limit: usize,
+    state: Mutex<GateState>,
+    freed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    inside: usize,
+    peak: usize,
+}
+
+/// A place in a [`Gate`], given back on drop.
+pub(crate) struct Pass<'g>(&'g Gate);
+
+impl Gate {
+    pub(crate) fn new(limit: usize) -> Gate {
+        Gate { limit: limit.max(1), state: Mutex::new(GateState::default()), freed: Condvar::new() }
+    }
+
+    /// Waits for a place.
+    pub(crate) fn enter(&self) -> Pass<'_> {
+        let mut state = self.state.lock().expect("gate lock");
+        while state.inside >= self.limit {
+            state = self.freed.wait(state).expect("gate lock");
+        }
+        state.inside += 1;
+        state.peak = state.peak.max(state.inside);
+        Pass(self)
+    }
+
+    /// The most holders there have been at once.
+    pub(crate) fn peak(&self) -> usize {
+        self.state.lock().expect("gate lock").peak
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().expect("gate lock").inside -= 1;
+        self.0.freed.notify_one();
+    }
+}

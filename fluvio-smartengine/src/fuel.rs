@@ -1,0 +1,199 @@
+//! The CPU cap: a compiler middleware that makes every module pay fuel for
+//! what it runs, and traps it when the fuel is gone.
+//!
+//! Straight-line code pays one unit per operator, settled at the end of each
+//! basic block (wasm's branches, calls and block ends), so a loop pays on
+//! every turn. Bulk operations (`memory.fill`, `memory.copy`,
+//! `memory.init`, and the table equivalents) do work in proportion to a
+//! length known only at run time; priced as one operator, a loop of 256 MiB
+//! fills would run for hours on a budget meant for seconds. They also pay
+//! one unit per 2^[`BYTES_PER_FUEL_SHIFT`] bytes (or table entries) of that length,
+//! charged before they run.
+//!
+//! The middleware adds three globals the guest's own code cannot name (its
+//! global indexes were fixed before they were appended): the remaining fuel,
+//! a flag set when the module ran out, and a scratch slot for the length of
+//! a bulk operation.
+
+use std::sync::Mutex;
+
+use wasmer::sys::{FunctionMiddleware, MiddlewareError, MiddlewareReaderState, ModuleMiddleware};
+use wasmer::wasmparser::{BlockType, Operator};
+use wasmer::{ExportIndex, GlobalInit, GlobalType, LocalFunctionIndex, Mutability, Type};
+use wasmer_types::{GlobalIndex, ModuleInfo};
+
+/// Export name of the remaining-fuel global (i64).
+pub(crate) const REMAINING_EXPORT: &str = "fluvio_fuel_remaining";
+/// Export name of the ran-out flag (i32, 1 once the module trapped for fuel).
+pub(crate) const EXHAUSTED_EXPORT: &str = "fluvio_fuel_exhausted";
+
+/// Bytes (or table entries) of a bulk operation that cost one unit of fuel,
+/// as a power of two (3: eight bytes). That keeps a bulk byte within a small
+/// factor of the time an instruction takes, so the budget means about the
+/// same wall-clock time whichever way a module spends it.
+pub(crate) const BYTES_PER_FUEL_SHIFT: i64 = 3;
+
+#[derive(Clone, Copy)]
+struct FuelGlobals {
+    remaining: u32,
+    exhausted: u32,
+    bulk_length: u32,
+}
+
+/// The module middleware. One instance instruments one module: the global
+/// indexes it appends are those of that module.
+#[derive(Default)]
+pub(crate) struct FuelMeter {
+    globals: Mutex<Option<FuelGlobals>>,
+}
+
+impl std::fmt::Debug for FuelMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FuelMeter").finish_non_exhaustive()
+    }
+}
+
+impl ModuleMiddleware for FuelMeter {
+    fn generate_function_middleware<'a>(&self, _: LocalFunctionIndex) -> Box<dyn FunctionMiddleware<'a> + 'a> {
+        let globals = self.globals.lock().expect("fuel globals").expect("transform_module_info runs first");
+        Box::new(FunctionFuel { globals, block_cost: 0 })
+    }
+
+    fn transform_module_info(&self, info: &mut ModuleInfo) -> Result<(), MiddlewareError> {
+        let mut slot = self.globals.lock().expect("fuel globals");
+        if slot.is_some() {
+            return Err(MiddlewareError::new("FuelMeter", "one FuelMeter instruments one module"));
+        }
+        let mut add = |ty: Type, init: GlobalInit, export: Option<&str>| -> GlobalIndex {
+            let index = info.globals.push(GlobalType::new(ty, Mutability::Var));
+            info.global_initializers.push(init);
+            if let Some(name) = export {
+                info.exports.insert(name.to_string(), ExportIndex::Global(index));
+            }
+            index
+        };
+        // Zero until the host sets a budget before each call.
+        let remaining = add(Type::I64, GlobalInit::I64Const(0), Some(REMAINING_EXPORT));
+        let exhausted = add(Type::I32, GlobalInit::I32Const(0), Some(EXHAUSTED_EXPORT));
+        let bulk_length = add(Type::I32, GlobalInit::I32Const(0), None);
+        *slot = Some(FuelGlobals {
+            remaining: remaining.as_u32(),
+            exhausted: exhausted.as_u32(),
+            bulk_length: bulk_length.as_u32(),
+        });
+        Ok(())
+    }
+}
+
+struct FunctionFuel {
+    globals: FuelGlobals,
+    /// Cost of the operators since the last settlement.
+    block_cost: u64,
+}
+
+impl std::fmt::Debug for FunctionFuel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionFuel").field("block_cost", &self.block_cost).finish()
+    }
+}
+
+/// Operators that end a basic block or start one: where the cost of the
+/// block so far is settled, so that no path reaches a branch target or
+/// leaves the function without having paid.
+fn ends_block(operator: &Operator) -> bool {
+    matches!(
+        operator,
+        Operator::Loop { .. }
+            | Operator::End
+            | Operator::If { .. }
+            | Operator::Else
+            | Operator::Br { .. }
+            | Operator::BrIf { .. }
+            | Operator::BrTable { .. }
+            | Operator::Return
+            | Operator::Call { .. }
+            | Operator::CallIndirect { .. }
+            | Operator::ReturnCall { .. }
+            | Operator::ReturnCallIndirect { .. }
+            | Operator::CallRef { .. }
+            | Operator::ReturnCallRef { .. }
+            | Operator::BrOnNull { .. }
+            | Operator::BrOnNonNull { .. }
+            | Operator::Throw { .. }
+            | Operator::ThrowRef
+            | Operator::Rethrow { .. }
+            | Operator::Delegate { .. }
+            | Operator::Catch { .. }
+            | Operator::TryTable { .. }
+    )
+}
+
+/// Bulk operations whose last operand (on top of the stack) is an i32
+/// count of bytes or table entries. With memory64 and table64 turned off
+/// (see the engine's features), the count is always an i32.
+fn is_bulk(operator: &Operator) -> bool {
+    matches!(
+        operator,
+        Operator::MemoryFill { .. }
+            | Operator::MemoryCopy { .. }
+            | Operator::MemoryInit { .. }
+            | Operator::TableFill { .. }
+            | Operator::TableCopy { .. }
+            | Operator::TableInit { .. }
+            | Operator::TableGrow { .. }
+    )
+}
+
+impl FunctionFuel {
+    /// `if remaining < cost { exhausted = 1; trap } remaining -= cost`,
+    /// where `cost` is pushed by `push_cost`.
+    fn charge<'a>(&self, state: &mut MiddlewareReaderState<'a>, push_cost: &[Operator<'a>]) {
+        let FuelGlobals { remaining, exhausted, .. } = self.globals;
+        state.push_operator(Operator::GlobalGet { global_index: remaining });
+        state.extend(push_cost);
+        state.extend(&[
+            Operator::I64LtU,
+            Operator::If { blockty: BlockType::Empty },
+            Operator::I32Const { value: 1 },
+            Operator::GlobalSet { global_index: exhausted },
+            Operator::Unreachable,
+            Operator::End,
+            Operator::GlobalGet { global_index: remaining },
+        ]);
+        state.extend(push_cost);
+        state.extend(&[Operator::I64Sub, Operator::GlobalSet { global_index: remaining }]);
+    }
+}
+
+impl<'a> FunctionMiddleware<'a> for FunctionFuel {
+    fn feed(&mut self, operator: Operator<'a>, state: &mut MiddlewareReaderState<'a>) -> Result<(), MiddlewareError> {
+        // Counted before settling, so a call pays for itself before control
+        // leaves this block.
+        self.block_cost += 1;
+        if is_bulk(&operator) {
+            // Settle the block, then the length: the length is the top
+            // operand, so it is parked in the scratch global and pushed back.
+            let bulk_length = self.globals.bulk_length;
+            let cost = std::mem::take(&mut self.block_cost) as i64;
+            self.charge(state, &[Operator::I64Const { value: cost }]);
+            state.extend(&[
+                Operator::GlobalSet { global_index: bulk_length },
+                Operator::GlobalGet { global_index: bulk_length },
+            ]);
+            self.charge(
+                state,
+                &[
+                    Operator::GlobalGet { global_index: bulk_length },
+                    Operator::I64ExtendI32U,
+                    Operator::I64Const { value: BYTES_PER_FUEL_SHIFT },
+                    Operator::I64ShrU,
+                ],
+            );
+        } else if ends_block(&operator) && self.block_cost > 0 {
+            let cost = std::mem::take(&mut self.block_cost) as i64;
+            self.charge(state, &[Operator::I64Const { value: cost }]);
+        }
+        state.push_operator(operator);
+        Ok(())
+    }
+}
