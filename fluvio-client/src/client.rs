@@ -20,7 +20,16 @@ use fluvio_protocol::{
 use crate::FluvioError;
 use crate::config::RetryPolicy;
 
-type Pending = Arc<Mutex<HashMap<u32, mpsc::UnboundedSender<Result<Frame, FluvioError>>>>>;
+type Pending = Arc<Mutex<PendingRequests>>;
+
+/// Requests waiting for responses, and whether the connection has closed:
+/// both under one lock, so that no request is registered after the reader
+/// has given up (it would wait for ever).
+#[derive(Default)]
+struct PendingRequests {
+    senders: HashMap<u32, mpsc::UnboundedSender<Result<Frame, FluvioError>>>,
+    closed: Option<String>,
+}
 
 /// One TCP connection with requests multiplexed by correlation id.
 pub(crate) struct Connection {
@@ -62,7 +71,8 @@ impl Connection {
                                 let message = frame.control::<ErrorResponse>().map(|e| e.message).unwrap_or_default();
                                 break format!("the server closed the connection: {message}");
                             }
-                            let sender = pending.lock().expect("pending lock").get(&frame.correlation_id).cloned();
+                            let sender =
+                                pending.lock().expect("pending lock").senders.get(&frame.correlation_id).cloned();
                             if let Some(sender) = sender {
                                 let _ = sender.send(Ok(frame));
                             }
@@ -70,10 +80,14 @@ impl Connection {
                         Err(error) => break error.to_string(),
                     }
                 };
-                for (_, sender) in pending.lock().expect("pending lock").drain() {
+                let mut pending = pending.lock().expect("pending lock");
+                for (_, sender) in pending.senders.drain() {
                     let _ =
                         sender.send(Err(FluvioError::ConnectionLost { addr: addr.clone(), reason: reason.clone() }));
                 }
+                // A server that closes an idle connection, or goes away,
+                // fails the requests sent afterwards at once.
+                pending.closed = Some(reason);
             })
         };
         Ok(Connection {
@@ -103,11 +117,17 @@ impl Connection {
     ) -> Result<(u32, mpsc::UnboundedReceiver<Result<Frame, FluvioError>>), FluvioError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed).max(1);
         let (sender, receiver) = mpsc::unbounded_channel();
-        self.pending.lock().expect("pending lock").insert(id, sender);
+        {
+            let mut pending = self.pending.lock().expect("pending lock");
+            if let Some(reason) = &pending.closed {
+                return Err(FluvioError::ConnectionLost { addr: self.addr.clone(), reason: reason.clone() });
+            }
+            pending.senders.insert(id, sender);
+        }
         let frame = Frame::new(kind as u16, id, control, payload);
         let mut writer = self.writer.lock().await;
         if let Err(error) = frame.write(&mut *writer).await {
-            self.pending.lock().expect("pending lock").remove(&id);
+            self.pending.lock().expect("pending lock").senders.remove(&id);
             return Err(FluvioError::ConnectionLost { addr: self.addr.clone(), reason: error.to_string() });
         }
         Ok((id, receiver))
@@ -115,7 +135,7 @@ impl Connection {
 
     /// Stops routing responses for `id`.
     pub(crate) fn forget(&self, id: u32) {
-        self.pending.lock().expect("pending lock").remove(&id);
+        self.pending.lock().expect("pending lock").senders.remove(&id);
     }
 
     /// Sends a request and waits for its one response.

@@ -681,8 +681,17 @@ impl PartitionStream {
     /// Handles one frame: buffers its records, or returns the error it
     /// carries.
     fn on_frame(&mut self, frame: Frame) -> Result<(), FluvioError> {
-        let frame = check(frame)?;
-        let event: StreamEvent = control(&frame)?;
+        let mut frame = check(frame)?;
+        let mut event: StreamEvent = control(&frame)?;
+        // A failed record's key and value travel in the payload (they may
+        // be larger than a control message may be).
+        if let StreamEvent::DeadLetter(failure) | StreamEvent::Failed(failure) = &mut event
+            && !frame.payload.is_empty()
+        {
+            failure
+                .restore_record(std::mem::take(&mut frame.payload))
+                .map_err(|error| FluvioError::Protocol(format!("the server sent an invalid failed record: {error}")))?;
+        }
         match event {
             StreamEvent::Started { offset } => {
                 self.next_offset.get_or_insert(offset);

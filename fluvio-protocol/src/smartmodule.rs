@@ -330,6 +330,31 @@ pub struct RecordFailure {
 }
 
 impl RecordFailure {
+    /// Moves the record's key and value out into a one-record batch, sent
+    /// as a frame's payload: a control message is capped at
+    /// [`MAX_CONTROL_BYTES`](crate::frame::MAX_CONTROL_BYTES), a record is
+    /// not. [`restore_record`](Self::restore_record) puts them back.
+    pub fn into_control_and_payload(mut self) -> (RecordFailure, Vec<u8>) {
+        let mut builder = crate::BatchBuilder::new(self.offset, self.timestamp);
+        builder.push_value(self.key.as_deref(), &self.value);
+        self.key = None;
+        self.value = Vec::new();
+        (self, builder.finish().into_bytes())
+    }
+
+    /// Takes the key and value back from the payload
+    /// [`into_control_and_payload`](Self::into_control_and_payload) made.
+    pub fn restore_record(&mut self, payload: Vec<u8>) -> Result<(), fluvio_smartmodule::abi::FormatError> {
+        let batch = crate::Batch::from_bytes(payload)?;
+        let record = batch
+            .records()
+            .next()
+            .ok_or_else(|| fluvio_smartmodule::abi::FormatError::new("a failed record's payload holds no record"))?;
+        self.key = record.key.map(<[u8]>::to_vec);
+        self.value = record.value.to_vec();
+        Ok(())
+    }
+
     /// The first 32 bytes of the key as text, for messages.
     pub fn key_preview(&self) -> Option<String> {
         self.key.as_ref().map(|key| {

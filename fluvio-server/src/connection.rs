@@ -614,7 +614,8 @@ async fn stream(
                         batch.decompressed().map_err(|e| ServerError::new(ErrorCode::Storage, e.to_string()))?;
                     let result = chain.process(batch).await.map_err(running_chain_failed)?;
                     for letter in result.dead_letters {
-                        if !send(StreamEvent::DeadLetter(letter), Vec::new()).await {
+                        let (letter, record) = letter.into_control_and_payload();
+                        if !send(StreamEvent::DeadLetter(letter), record).await {
                             return Ok(());
                         }
                     }
@@ -625,7 +626,8 @@ async fn stream(
                 return Ok(());
             }
             if let Some(failure) = failure {
-                send(StreamEvent::Failed(failure), Vec::new()).await;
+                let (failure, record) = failure.into_control_and_payload();
+                send(StreamEvent::Failed(failure), record).await;
                 return Ok(());
             }
         }

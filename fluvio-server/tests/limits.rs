@@ -56,7 +56,7 @@ async fn streams_chains_and_smartmodule_memory_are_limited() {
     );
     let fluvio = server.client().await;
     fluvio.create_topic("t", 1).await.unwrap();
-    produce(&fluvio, "t", &["alpha", "beta", "gamma"]).await;
+    produce(&fluvio, "t", &["alpha", "plum", "gamma"]).await;
 
     // A chain of three is refused; two is fine.
     let three = from_beginning()
@@ -96,14 +96,38 @@ async fn streams_chains_and_smartmodule_memory_are_limited() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Two streams on one connection; a third on it is refused, while
-    // another connection is not affected.
-    let plain = ConsumerConfig { offset: OffsetSpec::Beginning, continuous: true, ..Default::default() };
-    let _extra = running_stream(&fluvio, "t", plain.clone()).await;
-    let error = stream_error(&fluvio, "t", plain.clone()).await;
-    assert_eq!(error.code(), Some(ErrorCode::LimitReached), "{error}");
-    assert!(error.to_string().contains("--max-streams-per-connection"), "{error}");
-    assert_eq!(values(&read_all(&other_client, "t", from_beginning()).await), ["alpha", "beta", "gamma"]);
+    // Two streams on one connection (the SDK opens a connection per
+    // stream, so this client speaks the protocol itself); a third on it is
+    // refused, while other connections are not affected.
+    let mut socket = TcpStream::connect(&server.addr).await.unwrap();
+    for id in 1..=3u32 {
+        let request = protocol::messages::StreamFetchRequest {
+            topic: "t".into(),
+            partition: 0,
+            offset: OffsetSpec::Beginning,
+            max_bytes: 1 << 20,
+            continuous: true,
+            chain: Vec::new(),
+            policy: Default::default(),
+        };
+        Frame::new(ApiKind::StreamFetch as u16, id, &request, Vec::new()).write(&mut socket).await.unwrap();
+    }
+    let refusal = loop {
+        let frame =
+            tokio::time::timeout(Duration::from_secs(10), Frame::read(&mut socket, protocol::DEFAULT_MAX_FRAME_BYTES))
+                .await
+                .expect("frames within 10 s")
+                .unwrap();
+        if frame.kind == ApiKind::Error as u16 | RESPONSE_BIT {
+            break frame;
+        }
+        assert!(frame.correlation_id <= 2, "the third stream was served");
+    };
+    assert_eq!(refusal.correlation_id, 3);
+    let error: ErrorResponse = refusal.control().unwrap();
+    assert_eq!(error.code, ErrorCode::LimitReached);
+    assert!(error.message.contains("--max-streams-per-connection"), "{}", error.message);
+    assert_eq!(values(&read_all(&other_client, "t", from_beginning()).await), ["alpha", "plum", "gamma"]);
     drop(first);
 }
 
@@ -162,7 +186,9 @@ async fn idle_connections_are_closed_and_the_sdk_carries_on() {
     let fluvio = server.client().await;
     fluvio.create_topic("after-idle", 1).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    produce(&fluvio, "after-idle", &["still", "here"]).await;
+    let bounded = Duration::from_secs(30);
+    tokio::time::timeout(bounded, fluvio.list_topics()).await.expect("a request after an idle close").unwrap();
+    tokio::time::timeout(bounded, produce(&fluvio, "after-idle", &["still", "here"])).await.expect("produce");
     assert_eq!(values(&read_all(&fluvio, "after-idle", from_beginning()).await), ["still", "here"]);
 
     // A connection with an open stream is not idle, however quiet.

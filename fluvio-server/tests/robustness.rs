@@ -352,3 +352,34 @@ async fn a_module_cache_others_can_write_is_refused_at_start() {
     let server = ServerProcess::start(&dir, &[]);
     server.client().await.create_topic("fine", 1).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_larger_than_a_control_message_reaches_the_consumer() {
+    let server = ServerProcess::start(&data_dir("big-dead-letter"), &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("big", 1).await.unwrap();
+    // 20 MiB: more than the 16 MiB a control message may hold.
+    let mut big = b"panic".to_vec();
+    big.resize(20 << 20, b'x');
+    let producer = fluvio.topic_producer("big").await.unwrap();
+    producer.send(RecordKey::NULL, big.clone()).await.unwrap();
+    producer.send(RecordKey::NULL, b"after".to_vec()).await.unwrap();
+    producer.flush().await.unwrap();
+
+    let config = ConsumerConfig {
+        policy: protocol::ErrorPolicy::DeadLetter,
+        ..from_beginning().smartmodule(SmartModuleInvocation::adhoc("hostile-panic", common::wasm("hostile-panic")))
+    };
+    let stream = fluvio.consumer_stream("big", config).await.unwrap();
+    let items =
+        tokio::time::timeout(Duration::from_secs(60), stream.collect::<Vec<_>>()).await.expect("the stream ends");
+    assert_eq!(items.len(), 2, "the dead letter, then the good record");
+    match &items[0] {
+        Err(fluvio_client::FluvioError::DeadLetter(failure)) => {
+            assert_eq!((failure.offset, failure.value.len()), (0, 20 << 20));
+            assert_eq!(failure.value, big);
+        }
+        other => panic!("expected the dead letter, got {:?}", other.as_ref().map(|r| r.offset)),
+    }
+    assert_eq!(items[1].as_ref().unwrap().value, b"after");
+}

@@ -249,6 +249,27 @@ fn misnumbered(batch: &Batch) -> Option<(usize, i64)> {
         .find(|(p, d)| *d != *p as i64)
 }
 
+/// Offsets must run on without gap or overlap from the segment's first
+/// offset (its file name): a batch's CRC does not cover its base offset, so
+/// a damaged one passes every other check and would hand out offsets twice.
+fn check_contiguous(log_path: &Path, segment_base: i64, entries: &[IndexEntry]) -> Result<(), StorageError> {
+    let mut expected = segment_base;
+    for entry in entries {
+        if entry.base_offset != expected {
+            return Err(StorageError::Corrupt {
+                path: log_path.to_path_buf(),
+                position: entry.position,
+                reason: format!(
+                    "the batch starts at offset {}, where offset {expected} was expected; restore the partition from a backup, or move the topic's directory away",
+                    entry.base_offset
+                ),
+            });
+        }
+        expected = entry.next_offset();
+    }
+    Ok(())
+}
+
 /// `appended_ms` is when the server stored the batch: retention by age
 /// counts from it, never from the producer's record timestamps (one record
 /// stamped in the future would otherwise hold retention back for ever).
@@ -300,7 +321,7 @@ impl PartitionLog {
             bases.push(0);
         }
         let mut recovery = Recovery::default();
-        let mut segments = Vec::with_capacity(bases.len());
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
         let last = bases.len() - 1;
         for (i, base_offset) in bases.into_iter().enumerate() {
             let (log_path, index_path) = Segment::paths(dir, base_offset);
@@ -328,6 +349,21 @@ impl PartitionLog {
                     entries
                 }
             };
+            check_contiguous(&log_path, base_offset, &entries)?;
+            if let Some(previous) = segments.last()
+                && let (Some(end), Some(first)) = (previous.entries.last(), entries.first())
+                && end.next_offset() != first.base_offset
+            {
+                return Err(StorageError::Corrupt {
+                    path: log_path,
+                    position: 0,
+                    reason: format!(
+                        "the segment starts at offset {}, but the one before it ends at {}",
+                        first.base_offset,
+                        end.next_offset()
+                    ),
+                });
+            }
             recovery.batches += entries.len() as u64;
             let size = entries.last().map_or(0, |l| l.position + l.len as u64);
             segments.push(Segment { base_offset, log_path, index_path, entries, size });
@@ -696,6 +732,32 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fluvio-storage-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn a_batch_whose_base_offset_was_damaged_is_reported_not_served() {
+        let dir = temp_dir("offset-damage");
+        {
+            let (log, _) = PartitionLog::open(&dir, config()).unwrap();
+            for value in ["a", "b", "c"] {
+                log.append(batch(&[value])).unwrap();
+            }
+        }
+        // The second batch's base offset says 0 again: its CRC still
+        // checks out.
+        let log_path = dir.join(format!("{:020}.log", 0));
+        let mut bytes = fs::read(&log_path).unwrap();
+        let first_len = abi::BatchHeader::parse(&bytes).unwrap().batch_len as usize;
+        bytes[first_len..first_len + 8].copy_from_slice(&0i64.to_le_bytes());
+        fs::write(&log_path, &bytes).unwrap();
+        let _ = fs::remove_file(dir.join(format!("{:020}.index", 0)));
+        let error = PartitionLog::open(&dir, config()).err().expect("a damaged offset is refused");
+        let message = error.to_string();
+        assert!(matches!(error, StorageError::Corrupt { .. }), "{message}");
+        assert!(message.contains("where offset 1 was expected"), "{message}");
+        // Nothing was cut.
+        assert_eq!(fs::read(&log_path).unwrap(), bytes);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
