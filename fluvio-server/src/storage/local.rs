@@ -91,7 +91,6 @@ impl LocalStorage {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let opened = fluvio_fs::remove_leftovers(&path)
                 .map_err(io_error(&path))
-                .map_err(TopicError::from)
                 .and_then(|_| read_settings(&spec_path))
                 .and_then(|spec| store.open_topic(spec));
             match opened {
