@@ -10,10 +10,15 @@
 //! one unit per 2^[`BYTES_PER_FUEL_SHIFT`] bytes (or table entries) of that length,
 //! charged before they run.
 //!
-//! The middleware adds three globals the guest's own code cannot name (its
-//! global indexes were fixed before they were appended): the remaining fuel,
-//! a flag set when the module ran out, and a scratch slot for the length of
-//! a bulk operation.
+//! The middleware adds four globals the guest's own code cannot name (its
+//! global indexes were fixed before they were appended): the fuel used, the
+//! limit it may reach, a flag set when the module ran out, and a scratch
+//! slot for the length of a bulk operation. The guest adds to `used` and
+//! compares it with `limit`, which it only ever reads: so another thread
+//! can stop a running module by lowering `limit` (see `watchdog.rs`). A
+//! single "remaining" counter would not do: the guest's read-modify-write of
+//! it, in flight in the store buffer of a tight loop, overwrites a store
+//! from another thread nearly every time.
 
 use std::sync::Mutex;
 
@@ -22,8 +27,11 @@ use wasmer::wasmparser::{BlockType, Operator};
 use wasmer::{ExportIndex, GlobalInit, GlobalType, LocalFunctionIndex, Mutability, Type};
 use wasmer_types::{GlobalIndex, ModuleInfo};
 
-/// Export name of the remaining-fuel global (i64).
-pub(crate) const REMAINING_EXPORT: &str = "fluvio_fuel_remaining";
+/// Export name of the fuel-used global (i64, counts up from 0).
+pub(crate) const USED_EXPORT: &str = "fluvio_fuel_used";
+/// Export name of the fuel-limit global (i64): the module traps once `used`
+/// goes past it.
+pub(crate) const LIMIT_EXPORT: &str = "fluvio_fuel_limit";
 /// Export name of the ran-out flag (i32, 1 once the module trapped for fuel).
 pub(crate) const EXHAUSTED_EXPORT: &str = "fluvio_fuel_exhausted";
 
@@ -35,7 +43,8 @@ pub(crate) const BYTES_PER_FUEL_SHIFT: i64 = 3;
 
 #[derive(Clone, Copy)]
 struct FuelGlobals {
-    remaining: u32,
+    used: u32,
+    limit: u32,
     exhausted: u32,
     bulk_length: u32,
 }
@@ -72,12 +81,14 @@ impl ModuleMiddleware for FuelMeter {
             }
             index
         };
-        // Zero until the host sets a budget before each call.
-        let remaining = add(Type::I64, GlobalInit::I64Const(0), Some(REMAINING_EXPORT));
+        // A limit of zero until the host sets a budget before each call.
+        let used = add(Type::I64, GlobalInit::I64Const(0), Some(USED_EXPORT));
+        let limit = add(Type::I64, GlobalInit::I64Const(0), Some(LIMIT_EXPORT));
         let exhausted = add(Type::I32, GlobalInit::I32Const(0), Some(EXHAUSTED_EXPORT));
         let bulk_length = add(Type::I32, GlobalInit::I32Const(0), None);
         *slot = Some(FuelGlobals {
-            remaining: remaining.as_u32(),
+            used: used.as_u32(),
+            limit: limit.as_u32(),
             exhausted: exhausted.as_u32(),
             bulk_length: bulk_length.as_u32(),
         });
@@ -145,23 +156,25 @@ fn is_bulk(operator: &Operator) -> bool {
 }
 
 impl FunctionFuel {
-    /// `if remaining < cost { exhausted = 1; trap } remaining -= cost`,
-    /// where `cost` is pushed by `push_cost`.
+    /// `used += cost; if used > limit { exhausted = 1; trap }`, where
+    /// `cost` is pushed by `push_cost`. Neither can overflow: costs are
+    /// below 2^32 a settlement and the host keeps limits below 2^62.
     fn charge<'a>(&self, state: &mut MiddlewareReaderState<'a>, push_cost: &[Operator<'a>]) {
-        let FuelGlobals { remaining, exhausted, .. } = self.globals;
-        state.push_operator(Operator::GlobalGet { global_index: remaining });
+        let FuelGlobals { used, limit, exhausted, .. } = self.globals;
+        state.push_operator(Operator::GlobalGet { global_index: used });
         state.extend(push_cost);
         state.extend(&[
-            Operator::I64LtU,
+            Operator::I64Add,
+            Operator::GlobalSet { global_index: used },
+            Operator::GlobalGet { global_index: used },
+            Operator::GlobalGet { global_index: limit },
+            Operator::I64GtS,
             Operator::If { blockty: BlockType::Empty },
             Operator::I32Const { value: 1 },
             Operator::GlobalSet { global_index: exhausted },
             Operator::Unreachable,
             Operator::End,
-            Operator::GlobalGet { global_index: remaining },
         ]);
-        state.extend(push_cost);
-        state.extend(&[Operator::I64Sub, Operator::GlobalSet { global_index: remaining }]);
     }
 }
 

@@ -155,8 +155,9 @@ pub struct SmartModuleInstance {
     reserve: TypedFunction<i32, i32>,
     process: TypedFunction<(i32, i32), i64>,
     look_back: Option<TypedFunction<(i32, i32), i64>>,
-    fuel_remaining: Global,
-    /// The same global as `fuel_remaining`, as the watchdog writes it.
+    fuel_used: Global,
+    fuel_limit_global: Global,
+    /// The same global as `fuel_limit_global`, as the watchdog writes it.
     fuel_cell: FuelCell,
     fuel_exhausted: Global,
     fuel_limit: u64,
@@ -243,11 +244,12 @@ impl SmartModuleInstance {
         } else {
             None
         };
-        let fuel_remaining =
-            instance.exports.get_global(fuel::REMAINING_EXPORT).map_err(|e| instantiation("fuel", &e))?.clone();
+        let fuel_used = instance.exports.get_global(fuel::USED_EXPORT).map_err(|e| instantiation("fuel", &e))?.clone();
+        let fuel_limit_global =
+            instance.exports.get_global(fuel::LIMIT_EXPORT).map_err(|e| instantiation("fuel", &e))?.clone();
         let fuel_exhausted =
             instance.exports.get_global(fuel::EXHAUSTED_EXPORT).map_err(|e| instantiation("fuel", &e))?.clone();
-        let fuel_cell = fuel_cell(&mut store, &fuel_remaining)
+        let fuel_cell = fuel_cell(&mut store, &fuel_limit_global)
             .ok_or_else(|| instantiation("fuel", &"the fuel global is not an i64 of the native runtime"))?;
 
         let mut this = SmartModuleInstance {
@@ -259,7 +261,8 @@ impl SmartModuleInstance {
             reserve,
             process,
             look_back,
-            fuel_remaining,
+            fuel_used,
+            fuel_limit_global,
             fuel_cell,
             fuel_exhausted,
             fuel_limit: engine.limits().fuel_per_batch,
@@ -296,7 +299,10 @@ impl SmartModuleInstance {
     /// Runs `f` with a fresh CPU budget and classifies any failure.
     fn call<R>(&mut self, f: impl FnOnce(&mut Store) -> Result<R, RuntimeError>) -> Result<(R, u64), CallError> {
         let budget = self.budget;
-        self.fuel_remaining.set(&mut self.store, Value::I64(budget as i64)).expect("metering global is an i64");
+        // Kept below 2^62 so that `used + cost` never overflows in the guest.
+        let limit = budget.min(1 << 62) as i64;
+        self.fuel_used.set(&mut self.store, Value::I64(0)).expect("fuel global is an i64");
+        self.fuel_limit_global.set(&mut self.store, Value::I64(limit)).expect("fuel global is an i64");
         self.fuel_exhausted.set(&mut self.store, Value::I32(0)).expect("metering global is an i32");
         {
             let state = self.env.as_mut(&mut self.store);
@@ -308,11 +314,11 @@ impl SmartModuleInstance {
         let overdue = watch.fired();
         drop(watch);
         self.collect_logs();
-        let remaining = match self.fuel_remaining.get(&mut self.store) {
+        let used = match self.fuel_used.get(&mut self.store) {
             Value::I64(points) => points.max(0) as u64,
-            _ => 0,
+            _ => budget,
         };
-        self.last_fuel_used = budget.saturating_sub(remaining);
+        self.last_fuel_used = used.min(budget);
         match result {
             Ok(value) => Ok((value, self.last_fuel_used)),
             Err(_) if overdue && Armed::cancelled() => Err(EngineError::Cancelled { module: self.name.clone() }.into()),

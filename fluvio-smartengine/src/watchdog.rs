@@ -3,7 +3,7 @@
 //! Fuel bounds what a module computes, but not what that costs in time on a
 //! busy or slow machine, nor any operation the price list gets wrong. One
 //! background thread watches the deadlines of all running calls; when one
-//! passes, it empties that call's fuel, so the module traps at its next
+//! passes, it lowers that call's fuel limit to zero, so the module traps at its next
 //! settlement exactly as if it had run out of fuel, and the host reports
 //! that the deadline, not the budget, stopped it.
 //!
@@ -11,10 +11,11 @@
 //! a [`ChainWorker`](crate::ChainWorker) that is dropped (its stream closed,
 //! its client gone) cancels the call running on its thread.
 //!
-//! The guest updates its fuel with a plain read-modify-write, which can
-//! overwrite the watchdog's store if the two interleave. The watchdog
-//! therefore keeps emptying an overdue call's fuel, every
-//! [`REPEAT_EVERY`], until the call returns.
+//! The watchdog lowers the call's fuel *limit* to zero, a global the guest
+//! only reads (it counts its fuel used in another), so the guest cannot
+//! write the old value back over it. It still stores again every
+//! [`REPEAT_EVERY`] until the call returns, which costs nothing and covers
+//! a call that armed after the first store.
 
 use std::collections::HashMap;
 use std::ptr::NonNull;
@@ -25,8 +26,8 @@ use std::time::{Duration, Instant};
 /// How often an overdue call's fuel is emptied again.
 const REPEAT_EVERY: Duration = Duration::from_millis(5);
 
-/// Where a running instance keeps its remaining fuel: the i64 value of the
-/// fuel global inside the instance's `VMContext`.
+/// Where a running instance keeps its fuel limit: the i64 value of the
+/// limit global inside the instance's `VMContext`.
 #[derive(Clone, Copy)]
 pub(crate) struct FuelCell(NonNull<i64>);
 

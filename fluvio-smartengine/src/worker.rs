@@ -38,6 +38,7 @@ pub struct ChainWorker {
 
 impl Drop for ChainWorker {
     fn drop(&mut self) {
+        tracing::debug!("chain worker dropped: cancelling its call");
         crate::watchdog::cancel(&self.cancel);
     }
 }
