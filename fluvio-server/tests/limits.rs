@@ -101,16 +101,7 @@ async fn streams_chains_and_smartmodule_memory_are_limited() {
     // refused, while other connections are not affected.
     let mut socket = TcpStream::connect(&server.addr).await.unwrap();
     for id in 1..=3u32 {
-        let request = protocol::messages::StreamFetchRequest {
-            topic: "t".into(),
-            partition: 0,
-            offset: OffsetSpec::Beginning,
-            max_bytes: 1 << 20,
-            continuous: true,
-            chain: Vec::new(),
-            policy: Default::default(),
-        };
-        Frame::new(ApiKind::StreamFetch as u16, id, &request, Vec::new()).write(&mut socket).await.unwrap();
+        open_raw_stream(&mut socket, id, "t").await;
     }
     let refusal = loop {
         let frame =
@@ -129,6 +120,21 @@ async fn streams_chains_and_smartmodule_memory_are_limited() {
     assert!(error.message.contains("--max-streams-per-connection"), "{}", error.message);
     assert_eq!(values(&read_all(&other_client, "t", from_beginning()).await), ["alpha", "plum", "gamma"]);
     drop(first);
+}
+
+/// Asks for a continuous stream of partition 0 of `topic` from the
+/// beginning, with no SmartModule, as correlation `id`.
+async fn open_raw_stream(socket: &mut TcpStream, id: u32, topic: &str) {
+    let request = protocol::messages::StreamFetchRequest {
+        topic: topic.into(),
+        partition: 0,
+        offset: OffsetSpec::Beginning,
+        max_bytes: 1 << 20,
+        continuous: true,
+        chain: Vec::new(),
+        policy: Default::default(),
+    };
+    Frame::new(ApiKind::StreamFetch as u16, id, &request, Vec::new()).write(socket).await.unwrap();
 }
 
 async fn request_topics(socket: &mut TcpStream) -> Option<Frame> {
@@ -223,16 +229,7 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
 
     // 64 MiB to stream; the client asks and then reads nothing.
     let mut socket = TcpStream::connect(&server.addr).await.unwrap();
-    let request = protocol::messages::StreamFetchRequest {
-        topic: "big".into(),
-        partition: 0,
-        offset: OffsetSpec::Beginning,
-        max_bytes: 1 << 20,
-        continuous: true,
-        chain: Vec::new(),
-        policy: Default::default(),
-    };
-    Frame::new(ApiKind::StreamFetch as u16, 1, &request, Vec::new()).write(&mut socket).await.unwrap();
+    open_raw_stream(&mut socket, 1, "big").await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     // The server gave up: what it had written is there, then the end,
     // well short of the 64 MiB.
