@@ -39,6 +39,20 @@ pub const MODULES: &[&str] = &[
     "bench-count",
 ];
 
+/// CPU time (user plus system) a process or thread has used, read from its
+/// `/proc/.../stat` file (`/proc/PID/stat`, `/proc/self/task/TID/stat`);
+/// `None` once it is gone. Tests use it to see whether something still
+/// runs.
+pub fn cpu_time(stat_path: &Path) -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    // The fields after the command name, which is in parentheses and may
+    // itself hold spaces: utime and stime are the 12th and 13th, in ticks.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports 100 ticks a second to user space.
+    Some(std::time::Duration::from_millis(ticks * 10))
+}
+
 /// The workspace's root directory.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("dev-support is in the workspace").to_path_buf()

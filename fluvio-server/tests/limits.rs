@@ -255,11 +255,7 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
 
 /// CPU time (user + system) the process has used, from /proc.
 fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
+    dev_support::cpu_time(std::path::Path::new(&format!("/proc/{pid}/stat"))).expect("the server runs")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,18 +13,16 @@ use fluvio_smartengine::{ChainBuilder, Limits, SmartEngine};
 /// worker's (`comm` holds the first 15 bytes of a thread's name; threads
 /// the worker starts, such as the compiler's, inherit it).
 fn chain_threads_cpu() -> Duration {
-    let mut ticks = 0u64;
+    let mut total = Duration::ZERO;
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
         let path = task.unwrap().path();
         let Ok(name) = std::fs::read_to_string(path.join("comm")) else { continue };
         if name.trim() != "smartmodule-cha" {
             continue;
         }
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else { continue };
-        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-        ticks += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        total += dev_support::cpu_time(&path.join("stat")).unwrap_or_default();
     }
-    Duration::from_millis(ticks * 10)
+    total
 }
 
 /// CPU those threads use over `window`.
