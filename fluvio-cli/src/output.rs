@@ -219,8 +219,8 @@ mod tests {
             partition: 1,
             offset: 7,
             timestamp: 0,
-            key: Some(b"k".to_vec()),
-            value: value.to_vec(),
+            key: Some(fluvio_client::Bytes::from_static(b"k")),
+            value: fluvio_client::Bytes::copy_from_slice(value),
             headers: Vec::new(),
         };
         let print = |printer: RecordPrinter, value: &[u8]| {

@@ -55,7 +55,9 @@ impl Connection {
             .map_err(|_| connect_error("timed out after 10 s".into()))?
             .map_err(|e| connect_error(e.to_string()))?;
         let _ = socket.set_nodelay(true);
-        let (mut reader, writer) = socket.into_split();
+        let (reader, writer) = socket.into_split();
+        // Small reads (a frame's prefix and header) come from the buffer.
+        let mut reader = tokio::io::BufReader::with_capacity(64 << 10, reader);
         let pending: Pending = Arc::default();
         let bytes_received = Arc::new(AtomicU64::new(0));
         let reader = {

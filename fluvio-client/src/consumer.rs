@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::Stream;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -151,11 +152,11 @@ pub struct ConsumerRecord {
     /// Timestamp, milliseconds since the Unix epoch.
     pub timestamp: i64,
     /// The key, if any.
-    pub key: Option<Vec<u8>>,
+    pub key: Option<Bytes>,
     /// The value.
-    pub value: Vec<u8>,
+    pub value: Bytes,
     /// Headers.
-    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub headers: Vec<(Bytes, Bytes)>,
 }
 
 /// The name Fluvio code uses for a consumed record.
@@ -342,7 +343,7 @@ struct PartitionStream {
     fluvio: Fluvio,
     request: StreamFetchRequest,
     connection: Arc<Connection>,
-    responses: mpsc::UnboundedReceiver<Result<Frame, FluvioError>>,
+    responses: Responses,
     buffered: VecDeque<ConsumerRecord>,
     sink: Option<DeadLetterSink>,
     next_offset: Option<i64>,
@@ -353,10 +354,10 @@ struct PartitionStream {
     give_up_at: Option<tokio::time::Instant>,
     /// A response read while waiting for the stream to start, not yet
     /// handled.
-    held: Option<Result<Frame, FluvioError>>,
+    held: Option<Result<StreamResponse, FluvioError>>,
 }
 
-type Opened = (Arc<Connection>, mpsc::UnboundedReceiver<Result<Frame, FluvioError>>);
+type Opened = (Arc<Connection>, Responses);
 
 /// Opens a stream connection, trying the servers after `after` first, and
 /// sends the stream's request on it.
@@ -366,8 +367,8 @@ async fn open_stream(
     request: StreamFetchRequest,
 ) -> Result<Opened, FluvioError> {
     let connection = Arc::new(fluvio.open_connection_after(after.as_deref()).await?);
-    let (_, responses) = connection.send(ApiKind::StreamFetch, &request, Vec::new()).await?;
-    Ok((connection, responses))
+    let (_, frames) = connection.send(ApiKind::StreamFetch, &request, Vec::new()).await?;
+    Ok((connection, decode_responses(request.partition, frames)))
 }
 
 impl Fluvio {
@@ -572,10 +573,73 @@ impl ConsumerStream {
     }
 }
 
-/// Whether a stream response is the `Started` event.
-fn is_started(frame: &Frame) -> bool {
-    frame.kind == (ApiKind::StreamFetch as u16 | fluvio_protocol::RESPONSE_BIT)
-        && matches!(frame.control::<StreamEvent>(), Ok(StreamEvent::Started { .. }))
+/// Decoded stream responses a consumer may have waiting, beyond those still
+/// in frames: enough to keep decoding ahead of a consumer that reads as fast.
+const DECODED_AHEAD: usize = 4;
+
+/// One stream response, decoded: the event, and for a `Batch` its records.
+struct StreamResponse {
+    event: StreamEvent,
+    records: VecDeque<ConsumerRecord>,
+}
+
+type Responses = mpsc::Receiver<Result<StreamResponse, FluvioError>>;
+
+/// Decodes a stream's responses on a task of its own, so that checking
+/// batches and slicing them into records runs beside the code that consumes
+/// the records, not in turn with it. Ends when the connection's responses
+/// end or the stream is dropped.
+fn decode_responses(partition: u32, mut frames: mpsc::UnboundedReceiver<Result<Frame, FluvioError>>) -> Responses {
+    let (decoded, responses) = mpsc::channel(DECODED_AHEAD);
+    tokio::spawn(async move {
+        while let Some(frame) = frames.recv().await {
+            if decoded.send(frame.and_then(|frame| decode(frame, partition))).await.is_err() {
+                break;
+            }
+        }
+    });
+    responses
+}
+
+fn decode(frame: Frame, partition: u32) -> Result<StreamResponse, FluvioError> {
+    let mut frame = check(frame)?;
+    let mut event: StreamEvent = control(&frame)?;
+    // A failed record's key and value travel in the payload (they may be
+    // larger than a control message may be).
+    if let StreamEvent::DeadLetter(failure) | StreamEvent::Failed(failure) = &mut event
+        && !frame.payload.is_empty()
+    {
+        failure
+            .restore_record(std::mem::take(&mut frame.payload))
+            .map_err(|error| FluvioError::Protocol(format!("the server sent an invalid failed record: {error}")))?;
+    }
+    let mut records = VecDeque::new();
+    if let StreamEvent::Batch { .. } = event {
+        let invalid = |error| FluvioError::Protocol(format!("the server sent an invalid batch: {error}"));
+        let batch = Batch::from_sent_bytes(frame.payload).and_then(Batch::decompressed).map_err(invalid)?;
+        // Keys and values are slices of the batch's one buffer; the records
+        // are checked as they are read (one pass).
+        let count = batch.record_count() as usize;
+        let bytes = Bytes::from(batch.into_bytes());
+        // Bounded by what the bytes can hold, whatever the header claims.
+        records.reserve(count.min(bytes.len() / 16));
+        for record in Batch::try_records_in(&bytes) {
+            let record = record.map_err(invalid)?;
+            let headers = match record.headers.is_empty() {
+                true => Vec::new(),
+                false => record.headers.into_iter().map(|(k, v)| (bytes.slice_ref(k), bytes.slice_ref(v))).collect(),
+            };
+            records.push_back(ConsumerRecord {
+                partition,
+                offset: record.offset,
+                timestamp: record.timestamp,
+                key: record.key.map(|key| bytes.slice_ref(key)),
+                value: bytes.slice_ref(record.value),
+                headers,
+            });
+        }
+    }
+    Ok(StreamResponse { event, records })
 }
 
 impl PartitionStream {
@@ -586,8 +650,8 @@ impl PartitionStream {
         while self.next_offset.is_none() && self.held.is_none() && !self.done {
             let Some(response) = self.responses.recv().await else { return };
             match response {
-                Ok(frame) if is_started(&frame) => {
-                    let _ = self.on_frame(frame);
+                Ok(response) if matches!(response.event, StreamEvent::Started { .. }) => {
+                    let _ = self.on_response(response);
                 }
                 other => self.held = Some(other),
             }
@@ -656,7 +720,7 @@ impl PartitionStream {
                     Err(FluvioError::ConnectionLost { addr, reason: "the stream closed".into() })
                 }
                 Poll::Ready(Some(Err(error))) => Err(error),
-                Poll::Ready(Some(Ok(frame))) => self.on_frame(frame),
+                Poll::Ready(Some(Ok(response))) => self.on_response(response),
             };
             match result {
                 Ok(()) => {
@@ -678,39 +742,20 @@ impl PartitionStream {
         }
     }
 
-    /// Handles one frame: buffers its records, or returns the error it
-    /// carries.
-    fn on_frame(&mut self, frame: Frame) -> Result<(), FluvioError> {
-        let mut frame = check(frame)?;
-        let mut event: StreamEvent = control(&frame)?;
-        // A failed record's key and value travel in the payload (they may
-        // be larger than a control message may be).
-        if let StreamEvent::DeadLetter(failure) | StreamEvent::Failed(failure) = &mut event
-            && !frame.payload.is_empty()
-        {
-            failure
-                .restore_record(std::mem::take(&mut frame.payload))
-                .map_err(|error| FluvioError::Protocol(format!("the server sent an invalid failed record: {error}")))?;
-        }
+    /// Handles one decoded response: buffers its records, or returns the
+    /// error it carries.
+    fn on_response(&mut self, response: StreamResponse) -> Result<(), FluvioError> {
+        let StreamResponse { event, records } = response;
         match event {
             StreamEvent::Started { offset } => {
                 self.next_offset.get_or_insert(offset);
                 Ok(())
             }
             StreamEvent::Batch { next_offset } => {
-                let batch = Batch::from_bytes(frame.payload)
-                    .and_then(Batch::decompressed)
-                    .map_err(|error| FluvioError::Protocol(format!("the server sent an invalid batch: {error}")))?;
+                // Frames are read only once the buffer is empty.
+                debug_assert!(self.buffered.is_empty());
+                self.buffered = records;
                 self.next_offset = Some(next_offset);
-                let partition = self.request.partition;
-                self.buffered.extend(batch.records().map(|r| ConsumerRecord {
-                    partition,
-                    offset: r.offset,
-                    timestamp: r.timestamp,
-                    key: r.key.map(<[u8]>::to_vec),
-                    value: r.value.to_vec(),
-                    headers: r.headers.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
-                }));
                 Ok(())
             }
             StreamEvent::DeadLetter(failure) => match &self.sink {

@@ -60,6 +60,9 @@ pub mod metadata {
 pub use fluvio_smartengine as engine;
 
 pub use admin::{AdminSpec, FluvioAdmin, Metadata, SmartModuleSpec, TopicSpec, TopicStatus, Validate};
+/// The shared byte buffer consumed records hold their keys and values in
+/// (slices of the batch they arrived in, so reading a record copies nothing).
+pub use bytes::Bytes;
 pub use client::{Fluvio, FluvioClusterConfig, FluvioConfig, default_addr, fluvio_home};
 pub use config::{
     ConsumerConfigBuilder, ConsumerConfigExt, ConsumerConfigExtBuilder, DeliverySemantic, Offset, PartitionConsumer,

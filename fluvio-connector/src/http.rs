@@ -414,7 +414,7 @@ impl Sink for HttpSink {
         match self.mode {
             SinkMode::Record => {
                 for record in &batch.records {
-                    self.send(record.value.clone(), false).await?;
+                    self.send(record.value.to_vec(), false).await?;
                 }
             }
             SinkMode::JsonArray => {

@@ -116,7 +116,7 @@ async fn topic_end(fluvio: &Fluvio, topic: &str) -> i64 {
 async fn read_values(fluvio: &Fluvio, topic: &str) -> Vec<String> {
     let config = ConsumerConfig { offset: OffsetSpec::Beginning, continuous: false, ..Default::default() };
     let stream = fluvio.consumer_stream(topic, config).await.unwrap();
-    stream.map(|r| String::from_utf8(r.unwrap().value).unwrap()).collect().await
+    stream.map(|r| String::from_utf8(r.unwrap().value.to_vec()).unwrap()).collect().await
 }
 
 fn reading(sensor: &str, celsius: f64) -> String {

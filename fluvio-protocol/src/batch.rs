@@ -35,21 +35,7 @@ impl Batch {
     /// Checks `bytes` (exactly one batch) and takes them: header, every
     /// record's lengths and the CRC-32C.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Batch, FormatError> {
-        let header = abi::BatchHeader::parse(&bytes)?;
-        if header.batch_len as usize != bytes.len() {
-            return Err(FormatError::new(format!(
-                "batch says it is {} bytes long but {} bytes were given",
-                header.batch_len,
-                bytes.len()
-            )));
-        }
-        let computed = crc32c::crc32c(&bytes[abi::BATCH_CRC_FROM..]);
-        if computed != header.crc {
-            return Err(FormatError::new(format!(
-                "batch CRC mismatch: stored {:#010x}, computed {computed:#010x}; the batch is corrupt",
-                header.crc
-            )));
-        }
+        let header = Batch::check_length_and_crc(&bytes)?;
         if header.attributes & COMPRESSION_MASK != 0 {
             // Stored and sent compressed, but checked whole: the records
             // must decompress, parse, and be numbered 0, 1, 2, ... (so the
@@ -75,6 +61,64 @@ impl Batch {
             record?;
         }
         Ok(Batch { bytes })
+    }
+
+    /// Checks the header, the length and the CRC of a batch whose records
+    /// the caller reads once anyway, each checked as it is read with
+    /// [`try_records`](Self::try_records) (a consumer: one pass over the
+    /// records instead of two). A compressed batch is checked whole, as
+    /// [`from_bytes`](Self::from_bytes) does.
+    pub fn from_sent_bytes(bytes: Vec<u8>) -> Result<Batch, FormatError> {
+        let header = Batch::check_length_and_crc(&bytes)?;
+        if header.attributes & COMPRESSION_MASK != 0 {
+            return Batch::from_bytes(bytes);
+        }
+        Ok(Batch { bytes })
+    }
+
+    fn check_length_and_crc(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
+        let header = abi::BatchHeader::parse(bytes)?;
+        if header.batch_len as usize != bytes.len() {
+            return Err(FormatError::new(format!(
+                "batch says it is {} bytes long but {} bytes were given",
+                header.batch_len,
+                bytes.len()
+            )));
+        }
+        let computed = crc32c::crc32c(&bytes[abi::BATCH_CRC_FROM..]);
+        if computed != header.crc {
+            return Err(FormatError::new(format!(
+                "batch CRC mismatch: stored {:#010x}, computed {computed:#010x}; the batch is corrupt",
+                header.crc
+            )));
+        }
+        Ok(header)
+    }
+
+    /// Takes a batch this process stored: its CRC and records were checked
+    /// when it was appended or when its log was recovered, so only the
+    /// header is read here (a consumer that reads a partition from
+    /// the start would otherwise pay for every check a second time). Call
+    /// [`verified`](Self::verified) before reading its records where the
+    /// bytes on disk may have changed since: [`records`](Self::records) of
+    /// a damaged batch end early rather than panic, and a consumer's own
+    /// check ([`from_bytes`](Self::from_bytes)) catches the damage.
+    pub fn from_stored_bytes(bytes: Vec<u8>) -> Result<Batch, FormatError> {
+        let header = abi::BatchHeader::parse(&bytes)?;
+        if header.batch_len as usize != bytes.len() {
+            return Err(FormatError::new(format!(
+                "batch says it is {} bytes long but {} bytes were given",
+                header.batch_len,
+                bytes.len()
+            )));
+        }
+        Compression::from_attributes(header.attributes)?;
+        Ok(Batch { bytes })
+    }
+
+    /// The batch, checked as [`from_bytes`](Self::from_bytes) checks one.
+    pub fn verified(self) -> Result<Batch, FormatError> {
+        Batch::from_bytes(self.bytes)
     }
 
     /// How the batch's records are compressed.
@@ -179,31 +223,59 @@ impl Batch {
     }
 
     /// Offset one past the last record's, or the base offset when empty.
+    /// Hops from record length to record length (no record is parsed and
+    /// nothing is allocated): a server asks this of every batch it sends.
     pub fn next_offset(&self) -> i64 {
         let header = self.header();
         if header.attributes & COMPRESSION_MASK != 0 {
             // Compressed batches are numbered 0, 1, 2... (checked when built).
             return header.base_offset + header.record_count as i64;
         }
-        let index = RecordIndex::new(&self.bytes).expect("a Batch is validated when built");
-        match index.len().checked_sub(1) {
-            Some(last) => {
-                let view = index.view(&self.bytes, last).expect("a Batch is validated when built");
-                index.header().base_offset + view.offset_delta as i64 + 1
+        let end = (header.batch_len as usize).min(self.bytes.len());
+        let mut last = None;
+        let mut at = abi::BATCH_HEADER_LEN;
+        for _ in 0..header.record_count {
+            let Some(len) = self.bytes.get(at..at + 4) else { break };
+            let len = u32::from_le_bytes(len.try_into().expect("four bytes")) as usize;
+            if at + 4 + len > end {
+                break;
             }
-            None => self.base_offset(),
+            last = Some(at);
+            at += 4 + len;
+        }
+        match last.and_then(|at| self.bytes.get(at + 4..at + 8)) {
+            Some(delta) => header.base_offset + u32::from_le_bytes(delta.try_into().expect("four bytes")) as i64 + 1,
+            None => header.base_offset,
         }
     }
 
     /// The records, borrowed from the batch. A compressed batch must be
     /// [`decompressed`](Self::decompressed) first.
     pub fn records(&self) -> impl Iterator<Item = RecordRef<'_>> {
-        let header = self.header();
-        let bytes = &self.bytes;
-        RecordIter::new(bytes)
-            .expect("a Batch is validated when built")
-            .1
-            .map(move |view| RecordRef::new(bytes, &view.expect("a Batch is validated when built"), &header))
+        // Only a damaged stored batch (see `from_stored_bytes`) can fail
+        // here; its records end at the damage.
+        self.try_records().map_while(Result::ok)
+    }
+
+    /// The records, each checked as it is read: for a batch taken with
+    /// [`from_stored_bytes`](Self::from_stored_bytes) or
+    /// [`from_sent_bytes`](Self::from_sent_bytes), which do not walk the
+    /// records up front. A compressed batch gives one error.
+    pub fn try_records(&self) -> impl Iterator<Item = Result<RecordRef<'_>, FormatError>> {
+        Batch::try_records_in(&self.bytes)
+    }
+
+    /// [`try_records`](Self::try_records) of a batch's bytes, for a caller
+    /// that has moved them out of the `Batch` (into a shared buffer, say,
+    /// whose slices then outlive the iteration).
+    pub fn try_records_in(bytes: &[u8]) -> impl Iterator<Item = Result<RecordRef<'_>, FormatError>> {
+        let (first_error, records) = match RecordIter::new(bytes) {
+            Ok((header, records)) => (None, Some((header, records))),
+            Err(error) => (Some(Err(error)), None),
+        };
+        first_error.into_iter().chain(records.into_iter().flat_map(move |(header, records)| {
+            records.map(move |view| view.map(|view| RecordRef::new(bytes, &view, &header)))
+        }))
     }
 }
 
@@ -256,7 +328,10 @@ impl<'a> RecordRef<'a> {
             timestamp: header.base_timestamp + view.timestamp_delta,
             key: view.key.map(|(start, len)| &batch[start..start + len]),
             value: &batch[view.value.0..view.value.0 + view.value.1],
-            headers: abi::iter_headers(&batch[hstart..hstart + hlen], view.header_count).collect(),
+            headers: match view.header_count {
+                0 => Vec::new(),
+                count => abi::iter_headers(&batch[hstart..hstart + hlen], count).collect(),
+            },
         }
     }
 }

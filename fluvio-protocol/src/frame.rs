@@ -217,7 +217,10 @@ impl Frame {
     }
 
     /// Reads one frame, refusing any larger than `max_bytes` before reading
-    /// its body.
+    /// its body. The control part and the payload are read into buffers of
+    /// their own (a payload is not copied out of the body afterwards); wrap
+    /// a socket in a `BufReader` so that the small reads do not each cost a
+    /// system call.
     #[cfg(feature = "tokio")]
     pub async fn read<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, max_bytes: u32) -> Result<Frame, FrameError> {
         use tokio::io::AsyncReadExt;
@@ -228,16 +231,45 @@ impl Frame {
             Err(e) => return Err(e.into()),
         }
         let len = Frame::body_len(prefix, max_bytes)?;
-        let mut body = vec![0u8; len];
-        reader.read_exact(&mut body).await.map_err(|e| {
+        let truncated = |e: std::io::Error| -> FrameError {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 FrameError::Malformed(FormatError::new(format!("connection closed inside a frame of {len} bytes")))
             } else {
                 e.into()
             }
-        })?;
-        Frame::from_body(body)
+        };
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        reader.read_exact(&mut header).await.map_err(truncated)?;
+        let mut fields = ByteReader::new(&header);
+        let version = fields.u16("frame version")?;
+        let kind = fields.u16("frame kind")?;
+        let correlation_id = fields.u32("correlation id")?;
+        let control_len = fields.u32("control part")? as usize;
+        let Some(payload_len) = (len - FRAME_HEADER_LEN).checked_sub(control_len) else {
+            return Err(FormatError::new(format!(
+                "control part: needs {control_len} bytes, {} remain",
+                len - FRAME_HEADER_LEN
+            ))
+            .into());
+        };
+        let control = read_exactly(reader, control_len).await.map_err(truncated)?;
+        let payload = read_exactly(reader, payload_len).await.map_err(truncated)?;
+        Ok(Frame { version, kind, correlation_id, control, payload })
     }
+}
+
+/// Reads exactly `len` bytes into a new buffer, without zeroing it first.
+#[cfg(feature = "tokio")]
+async fn read_exactly<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, len: usize) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::with_capacity(len);
+    // `take` stops at the frame's end; `read_to_end` reads into the spare
+    // capacity as it is.
+    (&mut *reader).take(len as u64).read_to_end(&mut bytes).await?;
+    if bytes.len() < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(bytes)
 }
 
 fn bincode_config() -> impl bincode::config::Config {

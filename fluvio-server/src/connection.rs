@@ -175,7 +175,9 @@ pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
     let limits = context.config.connection_limits.clone();
     let open = context.open_connections.fetch_add(1, Ordering::Relaxed) + 1;
     let _counted = CountedConnection(Arc::clone(&context));
-    let (mut reader, mut writer) = socket.into_split();
+    let (reader, mut writer) = socket.into_split();
+    // Small reads (a frame's prefix and header) come from the buffer.
+    let mut reader = tokio::io::BufReader::with_capacity(64 << 10, reader);
     let (queue, mut outgoing) = mpsc::unbounded_channel::<(Frame, tokio::sync::OwnedSemaphorePermit)>();
     let max_queued_bytes = u32::try_from(limits.max_queued_bytes).unwrap_or(u32::MAX).max(1);
     let budget = Arc::new(Semaphore::new(max_queued_bytes as usize));
@@ -518,7 +520,7 @@ async fn look_back(
             }
             for batch in batches {
                 next = batch.next_offset();
-                let batch = batch.decompressed().map_err(|e| ServerError::new(ErrorCode::Storage, e.to_string()))?;
+                let batch = opened(batch)?;
                 let mut kept = BatchBuilder::new(batch.base_offset().max(from), batch.base_timestamp());
                 let base = batch.base_offset().max(from);
                 for record in batch.records() {
@@ -537,6 +539,12 @@ async fn look_back(
         }
     }
     Ok(())
+}
+
+/// A stored batch, checked whole and decompressed, for code that reads its
+/// records (storage reads skip the checks a consumer makes itself).
+fn opened(batch: Batch) -> Result<Batch, ServerError> {
+    batch.verified().and_then(Batch::decompressed).map_err(|e| ServerError::new(ErrorCode::Storage, e.to_string()))
 }
 
 /// Streams a partition to the client, through the requested chain. Returns
@@ -604,14 +612,14 @@ async fn stream(
             continue;
         }
         for batch in batches {
+            // A stored batch goes out as it is read, unless the stream
+            // starts inside it or modules must see its records.
+            let batch = if batch.base_offset() < offset || chain.is_some() { opened(batch)? } else { batch };
             let batch = batch.trimmed_to(offset);
             offset = batch.next_offset();
             let (output, failure) = match chain.as_ref() {
                 None => (batch, None),
                 Some(chain) => {
-                    // Modules see records: a compressed batch is opened first.
-                    let batch =
-                        batch.decompressed().map_err(|e| ServerError::new(ErrorCode::Storage, e.to_string()))?;
                     let result = chain.process(batch).await.map_err(running_chain_failed)?;
                     for letter in result.dead_letters {
                         let (letter, record) = letter.into_control_and_payload();

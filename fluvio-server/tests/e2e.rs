@@ -89,7 +89,7 @@ async fn a_continuous_consumer_sees_records_produced_later() {
             .expect("record arrives")
             .unwrap()
             .unwrap();
-        seen.push(String::from_utf8(record.value).unwrap());
+        seen.push(String::from_utf8(record.value.to_vec()).unwrap());
     }
     assert_eq!(seen, ["late-1", "late-2"]);
 }
@@ -177,7 +177,7 @@ async fn consumer_error_policies() {
     let stream = fluvio.consumer_stream("mixed", from_beginning().smartmodule(spec("sum-aggregate"))).await.unwrap();
     let items: Vec<_> = stream.collect().await;
     assert_eq!(items.len(), 2);
-    assert_eq!(items[0].as_ref().unwrap().value, b"1");
+    assert_eq!(&items[0].as_ref().unwrap().value[..], b"1");
     match &items[1] {
         Err(FluvioError::RecordFailed(failure)) => {
             assert_eq!(failure.offset, 1);
@@ -325,7 +325,7 @@ async fn server_side_filtering_sends_fewer_bytes() {
     let mut filtered = fluvio.consumer_stream("events", from_beginning().smartmodule(spec("my-filter"))).await.unwrap();
     let mut filtered_count = 0;
     while let Some(record) = filtered.next().await {
-        assert!(String::from_utf8(record.unwrap().value).unwrap().contains('a'));
+        assert!(String::from_utf8(record.unwrap().value.to_vec()).unwrap().contains('a'));
         filtered_count += 1;
     }
     assert_eq!((plain_count, filtered_count), (2_000, 200));
@@ -592,7 +592,7 @@ async fn look_back_warms_a_module_with_stored_records_before_the_stream() {
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let record = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
-        seen.push(String::from_utf8(record.value).unwrap());
+        seen.push(String::from_utf8(record.value.to_vec()).unwrap());
     }
     assert_eq!(seen, ["a", "d"]);
 
@@ -669,7 +669,7 @@ async fn compressed_batches_are_stored_and_sent_compressed_and_opened_for_smartm
         let mut count = 0;
         while let Some(record) = plain.next().await {
             let record = record.unwrap();
-            assert_eq!(String::from_utf8(record.value).unwrap(), values[count], "{codec}");
+            assert_eq!(String::from_utf8(record.value.to_vec()).unwrap(), values[count], "{codec}");
             assert_eq!(record.offset, count as i64);
             count += 1;
         }

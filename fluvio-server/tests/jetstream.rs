@@ -129,7 +129,7 @@ async fn clients_move_to_the_other_server_when_theirs_is_killed() {
                     .expect("records keep coming")
                     .expect("the stream goes on")
                     .expect("a record, not an error");
-                seen.push((record.offset, String::from_utf8(record.value).unwrap()));
+                seen.push((record.offset, String::from_utf8(record.value.to_vec()).unwrap()));
             }
             seen
         })
@@ -326,7 +326,7 @@ async fn a_stream_message_that_is_not_a_batch_is_skipped_and_named() {
     let mut followed = Vec::new();
     for _ in 0..3 {
         let record = tokio::time::timeout(Duration::from_secs(10), follower.next()).await.unwrap().unwrap().unwrap();
-        followed.push(String::from_utf8(record.value).unwrap());
+        followed.push(String::from_utf8(record.value.to_vec()).unwrap());
     }
     assert_eq!(followed, ["two", "three", "four"]);
 }

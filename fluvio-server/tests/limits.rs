@@ -209,7 +209,7 @@ async fn idle_connections_are_closed_and_the_sdk_carries_on() {
     let producer_client = server.client().await;
     produce(&producer_client, "after-idle", &["later"]).await;
     let next = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(next.value, b"later");
+    assert_eq!(&next.value[..], b"later");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,7 +114,7 @@ async fn fifty_consumers_and_four_producers_at_once() {
             let mut seen = Vec::with_capacity(expected);
             while seen.len() < expected {
                 let record = stream.next().await.expect("stream stays open").expect("no error");
-                seen.push(String::from_utf8(record.value).unwrap());
+                seen.push(String::from_utf8(record.value.to_vec()).unwrap());
             }
             (filtered, seen)
         }));
@@ -260,7 +260,7 @@ async fn malformed_frames_close_only_their_connection() {
     // Everyone else is still served and nothing stored was lost.
     produce(&fluvio, "safe", &["three"]).await;
     let record = tokio::time::timeout(Duration::from_secs(10), follower.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(record.value, b"three");
+    assert_eq!(&record.value[..], b"three");
     assert_eq!(values(&read_all(&fluvio, "safe", from_beginning()).await), ["one", "two", "three"]);
 }
 
@@ -381,5 +381,5 @@ async fn a_dead_letter_larger_than_a_control_message_reaches_the_consumer() {
         }
         other => panic!("expected the dead letter, got {:?}", other.as_ref().map(|r| r.offset)),
     }
-    assert_eq!(items[1].as_ref().unwrap().value, b"after");
+    assert_eq!(&items[1].as_ref().unwrap().value[..], b"after");
 }

@@ -253,7 +253,60 @@ pub struct RecordView<'a> {
 }
 
 /// Parses the record that starts at `at` in `batch` (limited to `end`).
+#[inline]
 pub fn parse_record(batch: &[u8], at: usize, end: usize) -> Result<RecordView<'_>, FormatError> {
+    // Every host and guest reads each record through here, so the common
+    // case (a well-formed record without headers) takes a few bounds checks;
+    // anything else goes the long way, which also words the error.
+    match parse_record_fast(&batch[..end], at) {
+        Some(view) => Ok(view),
+        None => parse_record_checked(batch, at, end),
+    }
+}
+
+#[inline]
+fn le_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
+}
+
+/// A record without headers, or `None` for anything else (which
+/// [`parse_record_checked`] then reads or refuses).
+#[inline]
+fn parse_record_fast(batch: &[u8], at: usize) -> Option<RecordView<'_>> {
+    let head = batch.get(at..)?.get(..RECORD_HEADER_LEN)?;
+    let record_len = le_u32(head, 0) as usize;
+    let bytes = batch.get(at..)?.get(..record_len.checked_add(4)?)?;
+    let header_count = le_u32(head, 24);
+    if record_len < RECORD_HEADER_LEN - 4 || header_count != 0 {
+        return None;
+    }
+    let key_len = le_u32(head, 16) as i32;
+    let value_len = le_u32(head, 20) as usize;
+    let key_bytes = match key_len {
+        -1 => 0,
+        len if len >= 0 => len as usize,
+        _ => return None,
+    };
+    // Key and value fill the rest of the record exactly.
+    if key_bytes.checked_add(value_len)? != bytes.len() - RECORD_HEADER_LEN {
+        return None;
+    }
+    let key = (key_len >= 0).then_some((at + RECORD_HEADER_LEN, key_bytes));
+    let value_start = at + RECORD_HEADER_LEN + key_bytes;
+    Some(RecordView {
+        bytes,
+        start: at,
+        offset_delta: le_u32(head, 4),
+        timestamp_delta: i64::from_le_bytes(head[8..16].try_into().expect("eight bytes")),
+        key,
+        value: (value_start, value_len),
+        headers: (value_start + value_len, 0),
+        header_count: 0,
+    })
+}
+
+#[cold]
+fn parse_record_checked(batch: &[u8], at: usize, end: usize) -> Result<RecordView<'_>, FormatError> {
     let batch = &batch[..end];
     let mut reader = ByteReader::at(batch, at);
     let record_len = reader.u32("record length")? as usize;
@@ -399,4 +452,86 @@ pub fn pack_location(ptr: u32, len: u32) -> u64 {
 #[inline]
 pub fn unpack_location(location: u64) -> (u32, u32) {
     ((location >> 32) as u32, location as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::PutBytes;
+
+    /// A small deterministic generator: the test needs variety, not secrecy.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self, below: u64) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (self.0 >> 33) % below.max(1)
+        }
+    }
+
+    fn record(random: &mut Lcg) -> Vec<u8> {
+        let key: Option<Vec<u8>> = (random.next(2) == 0).then(|| vec![b'k'; random.next(5) as usize]);
+        let value = vec![b'v'; random.next(40) as usize];
+        let mut headers = Vec::new();
+        let header_count = random.next(3) as u32;
+        for _ in 0..header_count {
+            encode_header(&mut headers, b"h", &vec![b'x'; random.next(4) as usize]);
+        }
+        let key_len = key.as_ref().map_or(0, Vec::len);
+        let mut out = Vec::new();
+        out.put_u32((RECORD_HEADER_LEN - 4 + key_len + value.len() + headers.len()) as u32);
+        out.put_u32(random.next(1000) as u32);
+        out.put_i64(random.next(1000) as i64 - 500);
+        out.put_i32(key.as_ref().map_or(-1, |k| k.len() as i32));
+        out.put_u32(value.len() as u32);
+        out.put_u32(header_count);
+        out.extend_from_slice(key.as_deref().unwrap_or_default());
+        out.extend_from_slice(&value);
+        out.extend_from_slice(&headers);
+        out
+    }
+
+    /// The fast path must read every record exactly as the checked one
+    /// does, and refuse exactly what it refuses: well-formed records and
+    /// records with a byte changed, a length changed, or bytes cut off.
+    #[test]
+    fn the_fast_parse_agrees_with_the_checked_one_on_good_and_damaged_records() {
+        let mut random = Lcg(7);
+        let mut refused = 0;
+        for round in 0..20_000 {
+            let mut bytes = vec![0u8; random.next(3) as usize];
+            let at = bytes.len();
+            bytes.extend(record(&mut random));
+            bytes.extend(vec![0u8; random.next(3) as usize]);
+            let mut end = at + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize + 4;
+            match round % 4 {
+                0 => {}
+                1 => {
+                    let position = at + random.next((end - at) as u64) as usize;
+                    bytes[position] = random.next(256) as u8;
+                }
+                2 => {
+                    // A length field (record, key, value or header count) off by a little.
+                    let field = [0, 16, 20, 24][random.next(4) as usize];
+                    let old = u32::from_le_bytes(bytes[at + field..at + field + 4].try_into().unwrap());
+                    let new = old.wrapping_add(random.next(5) as u32).wrapping_sub(2);
+                    bytes[at + field..at + field + 4].copy_from_slice(&new.to_le_bytes());
+                }
+                _ => end = at + random.next((end - at) as u64) as usize,
+            }
+            let end = end.min(bytes.len());
+            let fast = parse_record(&bytes, at, end);
+            let checked = parse_record_checked(&bytes, at, end);
+            match (&fast, &checked) {
+                (Ok(fast), Ok(checked)) => assert_eq!(fast, checked, "round {round}"),
+                (Err(fast), Err(checked)) => {
+                    assert_eq!(fast.reason, checked.reason, "round {round}");
+                    refused += 1;
+                }
+                _ => panic!("round {round}: fast {fast:?}, checked {checked:?}"),
+            }
+        }
+        // Most damaged records are refused; the test covers both outcomes.
+        assert!(refused > 5_000, "{refused} refused");
+    }
 }

@@ -202,7 +202,7 @@ mod tests {
                 offset: next_offset - values.len() as i64 + i as i64,
                 timestamp: 0,
                 key: None,
-                value: value.as_bytes().to_vec(),
+                value: value.as_bytes().to_vec().into(),
                 headers: Vec::new(),
             })
             .collect();
