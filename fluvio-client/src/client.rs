@@ -27,7 +27,7 @@ type Pending = Arc<Mutex<PendingRequests>>;
 /// has given up (it would wait for ever).
 #[derive(Default)]
 struct PendingRequests {
-    senders: HashMap<u32, mpsc::UnboundedSender<Result<Frame, FluvioError>>>,
+    senders: HashMap<u32, mpsc::Sender<Result<Frame, FluvioError>>>,
     closed: Option<String>,
 }
 
@@ -76,7 +76,11 @@ impl Connection {
                             let sender =
                                 pending.lock().expect("pending lock").senders.get(&frame.correlation_id).cloned();
                             if let Some(sender) = sender {
-                                let _ = sender.send(Ok(frame));
+                                // A full queue stops this reader, and with it
+                                // the socket: the server then waits (TCP's own
+                                // flow control) instead of the client holding a
+                                // whole partition in memory.
+                                let _ = sender.send(Ok(frame)).await;
                             }
                         }
                         Err(error) => break error.to_string(),
@@ -84,8 +88,10 @@ impl Connection {
                 };
                 let mut pending = pending.lock().expect("pending lock");
                 for (_, sender) in pending.senders.drain() {
-                    let _ =
-                        sender.send(Err(FluvioError::ConnectionLost { addr: addr.clone(), reason: reason.clone() }));
+                    // A full queue gets no error; its receiver sees the
+                    // channel close, which it reads as the same loss.
+                    let _ = sender
+                        .try_send(Err(FluvioError::ConnectionLost { addr: addr.clone(), reason: reason.clone() }));
                 }
                 // A server that closes an idle connection, or goes away,
                 // fails the requests sent afterwards at once.
@@ -116,9 +122,9 @@ impl Connection {
         kind: ApiKind,
         control: &T,
         payload: Vec<u8>,
-    ) -> Result<(u32, mpsc::UnboundedReceiver<Result<Frame, FluvioError>>), FluvioError> {
+    ) -> Result<(u32, mpsc::Receiver<Result<Frame, FluvioError>>), FluvioError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed).max(1);
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (sender, receiver) = mpsc::channel(RESPONSES_AHEAD);
         {
             let mut pending = self.pending.lock().expect("pending lock");
             if let Some(reason) = &pending.closed {
@@ -132,6 +138,8 @@ impl Connection {
             self.pending.lock().expect("pending lock").senders.remove(&id);
             return Err(FluvioError::ConnectionLost { addr: self.addr.clone(), reason: error.to_string() });
         }
+        drop(writer);
+        fluvio_protocol::buffers::give(frame.payload);
         Ok((id, receiver))
     }
 
@@ -182,6 +190,10 @@ pub(crate) fn check(frame: Frame) -> Result<Frame, FluvioError> {
 pub(crate) fn control<T: for<'de> serde::Deserialize<'de>>(frame: &Frame) -> Result<T, FluvioError> {
     Ok(frame.control()?)
 }
+
+/// Responses to one request (a stream's frames, for a consumer) read from
+/// the socket but not yet taken: about 2 MiB of stored batches.
+const RESPONSES_AHEAD: usize = 32;
 
 /// Where a client finds its cluster: one address (`host:port`), or several
 /// comma-separated (servers sharing a JetStream cluster).

@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use fluvio_protocol::messages::StreamFetchRequest;
-use fluvio_protocol::{ApiKind, Batch, ErrorPolicy, Frame, OffsetSpec, RecordFailure, StreamEvent};
+use fluvio_protocol::{ApiKind, Batch, ErrorPolicy, Frame, OffsetSpec, RecordFailure, StreamEvent, abi, buffers};
 
 use crate::client::{Connection, FAILOVER_TIMEOUT, check, control};
 use crate::{Fluvio, FluvioError};
@@ -589,7 +589,7 @@ type Responses = mpsc::Receiver<Result<StreamResponse, FluvioError>>;
 /// batches and slicing them into records runs beside the code that consumes
 /// the records, not in turn with it. Ends when the connection's responses
 /// end or the stream is dropped.
-fn decode_responses(partition: u32, mut frames: mpsc::UnboundedReceiver<Result<Frame, FluvioError>>) -> Responses {
+fn decode_responses(partition: u32, mut frames: mpsc::Receiver<Result<Frame, FluvioError>>) -> Responses {
     let (decoded, responses) = mpsc::channel(DECODED_AHEAD);
     tokio::spawn(async move {
         while let Some(frame) = frames.recv().await {
@@ -620,21 +620,27 @@ fn decode(frame: Frame, partition: u32) -> Result<StreamResponse, FluvioError> {
         // Keys and values are slices of the batch's one buffer; the records
         // are checked as they are read (one pass).
         let count = batch.record_count() as usize;
-        let bytes = Bytes::from(batch.into_bytes());
+        let bytes = Bytes::from_owner(buffers::Recycled(batch.into_bytes()));
         // Bounded by what the bytes can hold, whatever the header claims.
         records.reserve(count.min(bytes.len() / 16));
-        for record in Batch::try_records_in(&bytes) {
-            let record = record.map_err(invalid)?;
-            let headers = match record.headers.is_empty() {
-                true => Vec::new(),
-                false => record.headers.into_iter().map(|(k, v)| (bytes.slice_ref(k), bytes.slice_ref(v))).collect(),
+        // Straight from the parsed views (no intermediate record): this
+        // loop runs once per record a consumer receives.
+        let (header, views) = abi::RecordIter::new(&bytes).map_err(invalid)?;
+        let slice = |(start, len): (usize, usize)| bytes.slice(start..start + len);
+        for view in views {
+            let view = view.map_err(invalid)?;
+            let headers = match view.header_count {
+                0 => Vec::new(),
+                count => abi::iter_headers(&bytes[view.headers.0..][..view.headers.1], count)
+                    .map(|(name, value)| (bytes.slice_ref(name), bytes.slice_ref(value)))
+                    .collect(),
             };
             records.push_back(ConsumerRecord {
                 partition,
-                offset: record.offset,
-                timestamp: record.timestamp,
-                key: record.key.map(|key| bytes.slice_ref(key)),
-                value: bytes.slice_ref(record.value),
+                offset: header.base_offset + view.offset_delta as i64,
+                timestamp: header.base_timestamp + view.timestamp_delta,
+                key: view.key.map(slice),
+                value: slice(view.value),
                 headers,
             });
         }

@@ -268,6 +268,7 @@ impl Batch {
     /// [`try_records`](Self::try_records) of a batch's bytes, for a caller
     /// that has moved them out of the `Batch` (into a shared buffer, say,
     /// whose slices then outlive the iteration).
+    #[inline]
     pub fn try_records_in(bytes: &[u8]) -> impl Iterator<Item = Result<RecordRef<'_>, FormatError>> {
         let (first_error, records) = match RecordIter::new(bytes) {
             Ok((header, records)) => (None, Some((header, records))),
@@ -321,6 +322,7 @@ pub struct RecordRef<'a> {
 }
 
 impl<'a> RecordRef<'a> {
+    #[inline]
     fn new(batch: &'a [u8], view: &RecordView<'a>, header: &BatchHeader) -> RecordRef<'a> {
         let (hstart, hlen) = view.headers;
         RecordRef {

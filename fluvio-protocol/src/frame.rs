@@ -210,9 +210,13 @@ impl Frame {
     /// Writes the frame.
     #[cfg(feature = "tokio")]
     pub async fn write<W: tokio::io::AsyncWrite + Unpin>(&self, writer: &mut W) -> Result<(), FrameError> {
+        use bytes::Buf;
         use tokio::io::AsyncWriteExt;
-        writer.write_all(&self.head()).await?;
-        writer.write_all(&self.payload).await?;
+        // One vectored write for head and payload where the writer takes it
+        // (a socket does): a system call per frame, not two.
+        let head = self.head();
+        let mut frame = head.as_slice().chain(self.payload.as_slice());
+        writer.write_all_buf(&mut frame).await?;
         Ok(())
     }
 
@@ -262,7 +266,7 @@ impl Frame {
 #[cfg(feature = "tokio")]
 async fn read_exactly<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, len: usize) -> std::io::Result<Vec<u8>> {
     use tokio::io::AsyncReadExt;
-    let mut bytes = Vec::with_capacity(len);
+    let mut bytes = crate::buffers::take(len);
     // `take` stops at the frame's end; `read_to_end` reads into the spare
     // capacity as it is.
     (&mut *reader).take(len as u64).read_to_end(&mut bytes).await?;

@@ -27,6 +27,7 @@
 //! ```
 
 pub mod batch;
+pub mod buffers;
 pub mod compression;
 pub mod frame;
 pub mod messages;
@@ -34,6 +35,8 @@ pub mod smartmodule;
 
 pub use batch::{Batch, BatchBuilder, RecordRef};
 pub use compression::Compression;
+/// The batch layout itself (header, record parsing), shared with guests.
+pub use fluvio_smartmodule::abi;
 pub use frame::{ApiKind, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, Frame, FrameError, PROTOCOL_VERSION, RESPONSE_BIT};
 pub use messages::{
     ConnectorInfo, ConsumerOffset, ErrorCode, ErrorResponse, OffsetSpec, ProducerStamp, RetentionSpec, SmartModuleInfo,

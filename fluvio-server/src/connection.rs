@@ -139,13 +139,23 @@ fn limit_reached(message: impl Into<String>) -> ServerError {
     ServerError::new(ErrorCode::LimitReached, message)
 }
 
+/// Bytes one stream may have queued for its client, not yet written: a
+/// stream reads ahead of the socket by this much and no more, so a fast
+/// reader of a long partition keeps a few MiB in flight rather than the
+/// connection's whole budget (and the memory churn that comes with it).
+const STREAM_AHEAD_BYTES: usize = 4 << 20;
+
+/// What a queued frame holds until it is written: its share of the
+/// connection's budget and, for a stream's frames, of the stream's.
+type Permits = (tokio::sync::OwnedSemaphorePermit, Option<tokio::sync::OwnedSemaphorePermit>);
+
 /// The frames waiting to be written to one client, bounded in bytes: a
 /// client that stops reading holds at most `max_queued_bytes` of the
 /// server's memory, and its streams wait (they do not read ahead) until it
 /// reads again or the write timeout closes the connection.
 #[derive(Clone)]
 struct Outgoing {
-    frames: mpsc::UnboundedSender<(Frame, tokio::sync::OwnedSemaphorePermit)>,
+    frames: mpsc::UnboundedSender<(Frame, Permits)>,
     budget: Arc<Semaphore>,
     max_queued_bytes: u32,
 }
@@ -153,13 +163,25 @@ struct Outgoing {
 impl Outgoing {
     /// Queues a frame; `Err` once the connection is closing.
     async fn send(&self, frame: Frame) -> Result<(), ()> {
+        self.send_within(frame, None).await
+    }
+
+    /// Queues a frame that also counts against `stream`'s own budget until
+    /// it is written.
+    async fn send_within(&self, frame: Frame, stream: Option<&Arc<Semaphore>>) -> Result<(), ()> {
         // A frame larger than the whole budget waits for the queue to empty.
-        let cost = u32::try_from(frame.payload.len() + frame.control.len() + 16)
-            .unwrap_or(u32::MAX)
-            .min(self.max_queued_bytes)
-            .max(1);
-        let permit = Arc::clone(&self.budget).acquire_many_owned(cost).await.map_err(|_| ())?;
-        self.frames.send((frame, permit)).map_err(|_| ())
+        let size = frame.payload.len() + frame.control.len() + 16;
+        let cost = |limit: u32| u32::try_from(size).unwrap_or(u32::MAX).min(limit).max(1);
+        let stream = match stream {
+            Some(budget) => {
+                let cost = cost(STREAM_AHEAD_BYTES as u32);
+                Some(Arc::clone(budget).acquire_many_owned(cost).await.map_err(|_| ())?)
+            }
+            None => None,
+        };
+        let connection =
+            Arc::clone(&self.budget).acquire_many_owned(cost(self.max_queued_bytes)).await.map_err(|_| ())?;
+        self.frames.send((frame, (connection, stream))).map_err(|_| ())
     }
 
     /// Resolves once the connection is closing.
@@ -178,7 +200,7 @@ pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
     let (reader, mut writer) = socket.into_split();
     // Small reads (a frame's prefix and header) come from the buffer.
     let mut reader = tokio::io::BufReader::with_capacity(64 << 10, reader);
-    let (queue, mut outgoing) = mpsc::unbounded_channel::<(Frame, tokio::sync::OwnedSemaphorePermit)>();
+    let (queue, mut outgoing) = mpsc::unbounded_channel::<(Frame, Permits)>();
     let max_queued_bytes = u32::try_from(limits.max_queued_bytes).unwrap_or(u32::MAX).max(1);
     let budget = Arc::new(Semaphore::new(max_queued_bytes as usize));
     let frames = Outgoing { frames: queue, budget: Arc::clone(&budget), max_queued_bytes };
@@ -186,7 +208,7 @@ pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
     let mut writer_task = tokio::spawn(async move {
         while let Some((frame, _permit)) = outgoing.recv().await {
             match tokio::time::timeout(write_timeout, frame.write(&mut writer)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => fluvio_protocol::buffers::give(frame.payload),
                 Ok(Err(_)) => break,
                 Err(_) => {
                     tracing::info!(
@@ -584,8 +606,10 @@ async fn stream(
     let mut watermark = partition.subscribe();
     let mut reader = partition.reader(offset);
     // `false` once the client is gone: the stream then just ends.
+    let ahead = Arc::new(Semaphore::new(STREAM_AHEAD_BYTES));
+    let ahead = &ahead;
     let send = |event: StreamEvent, payload: Vec<u8>| async move {
-        frames.send(respond(ApiKind::StreamFetch, id, &event, payload)).await.is_ok()
+        frames.send_within(respond(ApiKind::StreamFetch, id, &event, payload), Some(ahead)).await.is_ok()
     };
     if !send(StreamEvent::Started { offset }, Vec::new()).await {
         return Ok(());

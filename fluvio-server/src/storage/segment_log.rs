@@ -14,7 +14,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -285,6 +284,34 @@ fn entry_for(batch: &Batch, position: u64, appended_ms: i64) -> IndexEntry {
 
 /// A segment's index, when it is whole; `None` sends the caller to rebuild
 /// it from the log.
+/// Reads `len` bytes at `position` into a new buffer, without zeroing it
+/// first (a consumer reading a partition from the start reads every stored
+/// byte once; zeroing would touch each of them a second time).
+fn read_at(file: &File, position: u64, len: usize) -> io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let mut bytes = fluvio_protocol::buffers::take(len);
+    while bytes.len() < len {
+        let missing = len - bytes.len();
+        let at = libc::off_t::try_from(position + bytes.len() as u64)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "position past what pread takes"))?;
+        // SAFETY: the destination is the vector's spare capacity, `missing`
+        // bytes long; pread writes at most that many and returns how many.
+        let read = unsafe { libc::pread(file.as_raw_fd(), bytes.as_mut_ptr().add(bytes.len()).cast(), missing, at) };
+        match read {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            -1 => {
+                let error = io::Error::last_os_error();
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+            // SAFETY: pread initialized `read` more bytes (at most `missing`).
+            read => unsafe { bytes.set_len(bytes.len() + read as usize) },
+        }
+    }
+    Ok(bytes)
+}
+
 fn read_index(index_path: &Path) -> Option<Vec<IndexEntry>> {
     let bytes = fs::read(index_path).ok()?;
     if bytes.len() % INDEX_ENTRY_LEN != 0 {
@@ -639,8 +666,7 @@ impl PartitionLog {
                 }
             }
             let (_, file) = open.as_ref().expect("file opened above");
-            let mut bytes = vec![0u8; entry.len as usize];
-            file.read_exact_at(&mut bytes, entry.position).map_err(io_error(&path))?;
+            let bytes = read_at(file, entry.position, entry.len as usize).map_err(io_error(&path))?;
             // Checked whole when appended and when recovered; consumers
             // check the CRC again themselves.
             let batch = Batch::from_stored_bytes(bytes).map_err(|e| StorageError::Corrupt {
