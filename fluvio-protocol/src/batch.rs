@@ -283,12 +283,21 @@ impl Batch {
 impl Batch {
     /// Keeps the records at or after `offset`, so that a consumer starting
     /// inside a stored batch sees (and SmartModules process) only what it
-    /// asked for. Offsets and timestamps are unchanged.
+    /// asked for. Offsets and timestamps are unchanged. A stored batch
+    /// damaged since it was checked (see
+    /// [`from_stored_bytes`](Self::from_stored_bytes)) that no longer
+    /// decompresses is returned as it is, for a check downstream to refuse.
     pub fn trimmed_to(self, offset: i64) -> Batch {
         if self.base_offset() >= offset {
             return self;
         }
-        self.decompressed().expect("a compressed Batch decompresses: it was checked when built").trim_plain(offset)
+        match self.compression() {
+            Compression::None => self.trim_plain(offset),
+            _ => match self.decompress() {
+                Ok(plain) => plain.trim_plain(offset),
+                Err(_) => self,
+            },
+        }
     }
 
     fn trim_plain(self, offset: i64) -> Batch {
