@@ -76,7 +76,7 @@ impl Batch {
         Ok(Batch { bytes })
     }
 
-    fn check_length_and_crc(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
+    fn check_length(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
         let header = abi::BatchHeader::parse(bytes)?;
         if header.batch_len as usize != bytes.len() {
             return Err(FormatError::new(format!(
@@ -85,6 +85,11 @@ impl Batch {
                 bytes.len()
             )));
         }
+        Ok(header)
+    }
+
+    fn check_length_and_crc(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
+        let header = Batch::check_length(bytes)?;
         let computed = crc32c::crc32c(&bytes[abi::BATCH_CRC_FROM..]);
         if computed != header.crc {
             return Err(FormatError::new(format!(
@@ -102,16 +107,9 @@ impl Batch {
     /// [`verified`](Self::verified) before reading its records where the
     /// bytes on disk may have changed since: [`records`](Self::records) of
     /// a damaged batch end early rather than panic, and a consumer's own
-    /// check ([`from_bytes`](Self::from_bytes)) catches the damage.
+    /// check ([`from_sent_bytes`](Self::from_sent_bytes)) catches the damage.
     pub fn from_stored_bytes(bytes: Vec<u8>) -> Result<Batch, FormatError> {
-        let header = abi::BatchHeader::parse(&bytes)?;
-        if header.batch_len as usize != bytes.len() {
-            return Err(FormatError::new(format!(
-                "batch says it is {} bytes long but {} bytes were given",
-                header.batch_len,
-                bytes.len()
-            )));
-        }
+        let header = Batch::check_length(&bytes)?;
         Compression::from_attributes(header.attributes)?;
         Ok(Batch { bytes })
     }
@@ -262,14 +260,7 @@ impl Batch {
     /// [`from_sent_bytes`](Self::from_sent_bytes), which do not walk the
     /// records up front. A compressed batch gives one error.
     pub fn try_records(&self) -> impl Iterator<Item = Result<RecordRef<'_>, FormatError>> {
-        Batch::try_records_in(&self.bytes)
-    }
-
-    /// [`try_records`](Self::try_records) of a batch's bytes, for a caller
-    /// that has moved them out of the `Batch` (into a shared buffer, say,
-    /// whose slices then outlive the iteration).
-    #[inline]
-    pub fn try_records_in(bytes: &[u8]) -> impl Iterator<Item = Result<RecordRef<'_>, FormatError>> {
+        let bytes = &self.bytes;
         let (first_error, records) = match RecordIter::new(bytes) {
             Ok((header, records)) => (None, Some((header, records))),
             Err(error) => (Some(Err(error)), None),
