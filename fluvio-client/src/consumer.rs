@@ -616,7 +616,8 @@ fn decode(frame: Frame, partition: u32) -> Result<StreamResponse, FluvioError> {
     let mut records = VecDeque::new();
     if let StreamEvent::Batch { .. } = event {
         let invalid = |error| FluvioError::Protocol(format!("the server sent an invalid batch: {error}"));
-        let batch = Batch::from_sent_bytes(frame.payload).and_then(Batch::decompressed).map_err(invalid)?;
+        // Comes back decompressed.
+        let batch = Batch::from_sent_bytes(frame.payload).map_err(invalid)?;
         // Keys and values are slices of the batch's one buffer; the records
         // are checked as they are read (one pass).
         let count = batch.record_count() as usize;

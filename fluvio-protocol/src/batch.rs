@@ -37,23 +37,8 @@ impl Batch {
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Batch, FormatError> {
         let header = Batch::check_length_and_crc(&bytes)?;
         if header.attributes & COMPRESSION_MASK != 0 {
-            // Stored and sent compressed, but checked whole: the records
-            // must decompress, parse, and be numbered 0, 1, 2, ... (so the
-            // header alone says where the batch ends).
             let batch = Batch { bytes };
-            let plain = batch.decompress()?;
-            if plain.record_count() != header.record_count {
-                return Err(FormatError::new("a compressed batch's records do not match its record count"));
-            }
-            let base = plain.base_offset();
-            if let Some((position, record)) =
-                plain.records().enumerate().find(|(position, record)| record.offset - base != *position as i64)
-            {
-                return Err(FormatError::new(format!(
-                    "a compressed batch must number its records 0, 1, 2...; record {position} has delta {}",
-                    record.offset - base
-                )));
-            }
+            batch.opened_and_checked(&header)?;
             return Ok(batch);
         }
         let (_, records) = RecordIter::new(&bytes)?;
@@ -67,13 +52,34 @@ impl Batch {
     /// the caller reads once anyway, each checked as it is read with
     /// [`try_records`](Self::try_records) (a consumer: one pass over the
     /// records instead of two). A compressed batch is checked whole, as
-    /// [`from_bytes`](Self::from_bytes) does.
+    /// [`from_bytes`](Self::from_bytes) does, and returned decompressed (it
+    /// is decompressed once, for the check and the reader both).
     pub fn from_sent_bytes(bytes: Vec<u8>) -> Result<Batch, FormatError> {
         let header = Batch::check_length_and_crc(&bytes)?;
         if header.attributes & COMPRESSION_MASK != 0 {
-            return Batch::from_bytes(bytes);
+            return Batch { bytes }.opened_and_checked(&header);
         }
         Ok(Batch { bytes })
+    }
+
+    /// A compressed batch's records, decompressed and checked: they must
+    /// parse, match the header's count and be numbered 0, 1, 2, ... (so the
+    /// header alone says where the batch ends).
+    fn opened_and_checked(&self, header: &BatchHeader) -> Result<Batch, FormatError> {
+        let plain = self.decompress()?;
+        if plain.record_count() != header.record_count {
+            return Err(FormatError::new("a compressed batch's records do not match its record count"));
+        }
+        let base = plain.base_offset();
+        if let Some((position, record)) =
+            plain.records().enumerate().find(|(position, record)| record.offset - base != *position as i64)
+        {
+            return Err(FormatError::new(format!(
+                "a compressed batch must number its records 0, 1, 2...; record {position} has delta {}",
+                record.offset - base
+            )));
+        }
+        Ok(plain)
     }
 
     fn check_length(bytes: &[u8]) -> Result<BatchHeader, FormatError> {

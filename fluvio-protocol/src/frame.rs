@@ -195,13 +195,21 @@ impl Frame {
         Ok(len as usize)
     }
 
+    /// The fixed header at the start of a body: version, kind, correlation
+    /// id and the control part's length.
+    fn parse_header(body: &[u8]) -> Result<(u16, u16, u32, usize), FormatError> {
+        let mut fields = ByteReader::new(body);
+        let version = fields.u16("frame version")?;
+        let kind = fields.u16("frame kind")?;
+        let correlation_id = fields.u32("correlation id")?;
+        let control_len = fields.u32("control part")? as usize;
+        Ok((version, kind, correlation_id, control_len))
+    }
+
     /// Decodes a frame from its body (everything after the length prefix).
     pub fn from_body(mut body: Vec<u8>) -> Result<Frame, FrameError> {
-        let mut reader = ByteReader::new(&body);
-        let version = reader.u16("frame version")?;
-        let kind = reader.u16("frame kind")?;
-        let correlation_id = reader.u32("correlation id")?;
-        let control_len = reader.len_prefixed("control part")?.len();
+        let (version, kind, correlation_id, control_len) = Frame::parse_header(&body)?;
+        ByteReader::at(&body, FRAME_HEADER_LEN).bytes(control_len, "control part")?;
         let payload = body.split_off(FRAME_HEADER_LEN + control_len);
         let control = body.split_off(FRAME_HEADER_LEN);
         Ok(Frame { version, kind, correlation_id, control, payload })
@@ -244,11 +252,7 @@ impl Frame {
         };
         let mut header = [0u8; FRAME_HEADER_LEN];
         reader.read_exact(&mut header).await.map_err(truncated)?;
-        let mut fields = ByteReader::new(&header);
-        let version = fields.u16("frame version")?;
-        let kind = fields.u16("frame kind")?;
-        let correlation_id = fields.u32("correlation id")?;
-        let control_len = fields.u32("control part")? as usize;
+        let (version, kind, correlation_id, control_len) = Frame::parse_header(&header)?;
         let Some(payload_len) = (len - FRAME_HEADER_LEN).checked_sub(control_len) else {
             return Err(FormatError::new(format!(
                 "control part: needs {control_len} bytes, {} remain",
