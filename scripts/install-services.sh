@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real services the connector tests and the demo talk to, when
 # the machine lacks them: a PostgreSQL server, the Mosquitto MQTT broker and
-# its clients, and nats-server. Uses the system's package manager (apt);
-# each test then starts its own throwaway instances on loopback ports.
+# its clients, nats-server, and openssl (the TLS tests make their
+# certificates with it). Uses the system's package manager (apt); each test
+# then starts its own throwaway instances on loopback ports.
 set -euo pipefail
 
 missing=()
@@ -14,6 +15,8 @@ have_postgres || missing+=(postgresql)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+# The TLS tests make their throwaway certificates with it.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

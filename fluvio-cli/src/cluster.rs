@@ -80,7 +80,7 @@ fn clean_up_stale(pid: i32, alive: bool) {
 }
 
 /// Starts the server in the background and waits until it listens.
-pub fn start(data_dir: Option<PathBuf>, addr: &str, jetstream: Option<&str>) -> CliResult {
+pub fn start(data_dir: Option<PathBuf>, addr: &str, server_args: &[std::ffi::OsString]) -> CliResult {
     match local_server() {
         LocalServer::Running { pid } => {
             let addr = home::server_addr(None);
@@ -103,9 +103,7 @@ pub fn start(data_dir: Option<PathBuf>, addr: &str, jetstream: Option<&str>) -> 
     let binary = server_binary();
     let mut command = Command::new(&binary);
     command.arg("--addr").arg(addr).arg("--data-dir").arg(&data_dir);
-    if let Some(urls) = jetstream {
-        command.arg("--jetstream").arg(urls);
-    }
+    command.args(server_args);
     let child = command.stdin(Stdio::null()).stdout(log).stderr(log_err).process_group(0).spawn().map_err(|e| {
         CliError::failed(format!(
             "cannot start {}: {e}; build it with `cargo build --release -p fluvio-server`",

@@ -28,7 +28,8 @@ use crate::error::CliResult;
 struct Cli {
     /// The server's address, or several comma-separated (servers sharing a
     /// JetStream cluster; the client fails over between them). Default:
-    /// $FLUVIO_ADDR, the local cluster's, or 127.0.0.1:9003.
+    /// $FLUVIO_ADDR, the current profile's (~/.fluvio/config), the local
+    /// cluster's, or 127.0.0.1:9003.
     #[arg(long, global = true, value_name = "HOST:PORT")]
     addr: Option<String>,
     #[command(subcommand)]
@@ -73,6 +74,19 @@ enum ClusterCommand {
         /// nats:// URLs) instead of the data directory.
         #[arg(long, env = "FLUVIO_JETSTREAM", value_name = "URLS")]
         jetstream: Option<String>,
+        /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Accept client certificates signed by these authorities (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_client_ca: Option<PathBuf>,
+        /// Require every client to authenticate as a principal of this
+        /// access file (see docs/security.md).
+        #[arg(long, value_name = "FILE")]
+        access: Option<PathBuf>,
     },
     /// Stop the local server.
     Stop,
@@ -220,15 +234,47 @@ enum TopicCommand {
     },
 }
 
+/// The cluster of `--addr`, else the configured one (`FLUVIO_ADDR`, the
+/// profile, the local cluster), with the profile's and the environment's
+/// TLS and token.
 async fn connect(addr: Option<&str>) -> CliResult<fluvio_client::Fluvio> {
-    Ok(fluvio_client::Fluvio::connect_to(&home::server_addr(addr)).await?)
+    Ok(match addr {
+        Some(addr) => fluvio_client::Fluvio::connect_to(addr).await?,
+        None => fluvio_client::Fluvio::connect().await?,
+    })
 }
 
 async fn run(cli: Cli) -> CliResult {
     let addr = cli.addr.as_deref();
     match cli.command {
-        Command::Cluster(ClusterCommand::Start { data_dir, listen, jetstream }) => {
-            cluster::start(data_dir, &listen, jetstream.as_deref())
+        Command::Cluster(ClusterCommand::Start {
+            data_dir,
+            listen,
+            jetstream,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            access,
+        }) => {
+            let mut server_args: Vec<std::ffi::OsString> = Vec::new();
+            if let Some(urls) = jetstream {
+                server_args.extend(["--jetstream".into(), urls.into()]);
+            }
+            let files = [
+                ("--tls-cert", tls_cert),
+                ("--tls-key", tls_key),
+                ("--tls-client-ca", tls_client_ca),
+                ("--access", access),
+            ];
+            for (flag, file) in files {
+                if let Some(file) = file {
+                    // The server runs in another directory's stead: give it
+                    // absolute paths.
+                    let file = std::path::absolute(&file).unwrap_or(file);
+                    server_args.extend([flag.into(), file.into()]);
+                }
+            }
+            cluster::start(data_dir, &listen, &server_args)
         }
         Command::Cluster(ClusterCommand::Stop) => cluster::stop(),
         Command::Cluster(ClusterCommand::Status) => cluster::status().await,

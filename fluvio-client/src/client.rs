@@ -4,13 +4,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 use fluvio_protocol::messages::{
-    CommitOffsetRequest, ConnectorLogsRequest, ConnectorLogsResponse, CreateConnectorRequest, CreateSmartModuleRequest,
-    CreateTopicRequest, DeleteConsumerRequest, Empty, FetchOffsetRequest, FetchOffsetResponse, NameRequest,
+    AuthenticateRequest, AuthenticateResponse, CommitOffsetRequest, ConnectorLogsRequest, ConnectorLogsResponse,
+    CreateConnectorRequest, CreateSmartModuleRequest, CreateTopicRequest, DeleteConsumerRequest, Empty,
+    FetchOffsetRequest, FetchOffsetResponse, NameRequest,
 };
 use fluvio_protocol::{
     ApiKind, ConnectorInfo, ConsumerOffset, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, ErrorResponse, Frame, RESPONSE_BIT,
@@ -19,6 +20,10 @@ use fluvio_protocol::{
 
 use crate::FluvioError;
 use crate::config::RetryPolicy;
+use crate::security::{Security, TlsConfig, TlsPolicy};
+
+/// How long opening a connection (TCP, then TLS) may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 type Pending = Arc<Mutex<PendingRequests>>;
 
@@ -28,13 +33,13 @@ type Pending = Arc<Mutex<PendingRequests>>;
 #[derive(Default)]
 struct PendingRequests {
     senders: HashMap<u32, mpsc::Sender<Result<Frame, FluvioError>>>,
-    closed: Option<String>,
+    closed: Option<FluvioError>,
 }
 
 /// One TCP connection with requests multiplexed by correlation id.
 pub(crate) struct Connection {
     addr: String,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
     pending: Pending,
     next_id: AtomicU32,
     bytes_received: Arc<AtomicU64>,
@@ -48,14 +53,48 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    pub(crate) async fn open(addr: &str) -> Result<Connection, FluvioError> {
+    pub(crate) async fn open(addr: &str, security: &Security) -> Result<Connection, FluvioError> {
         let connect_error = |reason: String| FluvioError::Connect { addr: addr.to_string(), reason };
-        let socket = tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(addr))
+        let socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
-            .map_err(|_| connect_error("timed out after 10 s".into()))?
+            .map_err(|_| connect_error(format!("timed out after {} s", CONNECT_TIMEOUT.as_secs())))?
             .map_err(|e| connect_error(e.to_string()))?;
         let _ = socket.set_nodelay(true);
-        let (reader, writer) = socket.into_split();
+        let connection = match security.tls_for(addr)? {
+            None => {
+                let (reader, writer) = socket.into_split();
+                Connection::start(addr, reader, Box::new(writer))
+            }
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, socket))
+                    .await
+                    .map_err(|_| FluvioError::Tls {
+                        addr: addr.to_string(),
+                        reason: format!(
+                            "no TLS handshake in {} s; is the server serving TLS?",
+                            CONNECT_TIMEOUT.as_secs()
+                        ),
+                    })?
+                    .map_err(|e| FluvioError::Tls { addr: addr.to_string(), reason: e.to_string() })?;
+                let (reader, writer) = tokio::io::split(tls);
+                Connection::start(addr, reader, Box::new(writer))
+            }
+        };
+        if let Some(token) = &security.token {
+            let response = connection
+                .request(ApiKind::Authenticate, &AuthenticateRequest { token: token.clone() }, Vec::new())
+                .await?;
+            let principal: AuthenticateResponse = control(&response)?;
+            tracing::debug!(%addr, principal = %principal.principal, role = %principal.role, "authenticated");
+        }
+        Ok(connection)
+    }
+
+    /// Starts the task that reads responses from `reader`.
+    fn start<R>(addr: &str, reader: R, writer: Box<dyn AsyncWrite + Send + Unpin>) -> Connection
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
         // Small reads (a frame's prefix and header) come from the buffer.
         let mut reader = tokio::io::BufReader::with_capacity(64 << 10, reader);
         let pending: Pending = Arc::default();
@@ -65,13 +104,18 @@ impl Connection {
             let bytes_received = Arc::clone(&bytes_received);
             let addr = addr.to_string();
             tokio::spawn(async move {
+                let lost = |reason: String| FluvioError::ConnectionLost { addr: addr.clone(), reason };
                 let reason = loop {
                     match Frame::read(&mut reader, DEFAULT_MAX_FRAME_BYTES.max(256 << 20)).await {
                         Ok(frame) => {
                             bytes_received.fetch_add(frame.encoded_len() as u64, Ordering::Relaxed);
                             if frame.correlation_id == 0 && frame.kind == ApiKind::Error as u16 | RESPONSE_BIT {
-                                let message = frame.control::<ErrorResponse>().map(|e| e.message).unwrap_or_default();
-                                break format!("the server closed the connection: {message}");
+                                // The server's last word before closing: what
+                                // it refuses here it refuses on a retry too.
+                                break match frame.control::<ErrorResponse>() {
+                                    Ok(error) => FluvioError::Server { code: error.code, message: error.message },
+                                    Err(_) => lost("the server closed the connection".into()),
+                                };
                             }
                             let sender =
                                 pending.lock().expect("pending lock").senders.get(&frame.correlation_id).cloned();
@@ -83,29 +127,36 @@ impl Connection {
                                 let _ = sender.send(Ok(frame)).await;
                             }
                         }
-                        Err(error) => break error.to_string(),
+                        // A TLS alert (the server refused this client's
+                        // certificate, which TLS 1.3 says after the
+                        // handshake) is refused again on a retry.
+                        Err(fluvio_protocol::FrameError::Io(error))
+                            if error.get_ref().is_some_and(|inner| inner.is::<tokio_rustls::rustls::Error>()) =>
+                        {
+                            break FluvioError::Tls { addr: addr.clone(), reason: error.to_string() };
+                        }
+                        Err(error) => break lost(error.to_string()),
                     }
                 };
                 let mut pending = pending.lock().expect("pending lock");
                 for (_, sender) in pending.senders.drain() {
                     // A full queue gets no error; its receiver sees the
                     // channel close, which it reads as the same loss.
-                    let _ = sender
-                        .try_send(Err(FluvioError::ConnectionLost { addr: addr.clone(), reason: reason.clone() }));
+                    let _ = sender.try_send(Err(reason.clone()));
                 }
                 // A server that closes an idle connection, or goes away,
                 // fails the requests sent afterwards at once.
                 pending.closed = Some(reason);
             })
         };
-        Ok(Connection {
+        Connection {
             addr: addr.to_string(),
             writer: tokio::sync::Mutex::new(writer),
             pending,
             next_id: AtomicU32::new(1),
             bytes_received,
             reader,
-        })
+        }
     }
 
     pub(crate) fn addr(&self) -> &str {
@@ -128,7 +179,7 @@ impl Connection {
         {
             let mut pending = self.pending.lock().expect("pending lock");
             if let Some(reason) = &pending.closed {
-                return Err(FluvioError::ConnectionLost { addr: self.addr.clone(), reason: reason.clone() });
+                return Err(reason.clone());
             }
             pending.senders.insert(id, sender);
         }
@@ -166,11 +217,11 @@ impl Connection {
 
 /// Opens a connection to the first address that answers, trying them in
 /// turn from `start`.
-async fn open_any(addrs: &[String], start: usize) -> Result<(Connection, usize), FluvioError> {
+async fn open_any(addrs: &[String], start: usize, security: &Security) -> Result<(Connection, usize), FluvioError> {
     let mut last_error = None;
     for step in 0..addrs.len() {
         let index = (start + step) % addrs.len();
-        match Connection::open(&addrs[index]).await {
+        match Connection::open(&addrs[index], security).await {
             Ok(connection) => return Ok((connection, index)),
             Err(error) => last_error = Some(error),
         }
@@ -196,20 +247,65 @@ pub(crate) fn control<T: for<'de> serde::Deserialize<'de>>(frame: &Frame) -> Res
 const RESPONSES_AHEAD: usize = 32;
 
 /// Where a client finds its cluster: one address (`host:port`), or several
-/// comma-separated (servers sharing a JetStream cluster).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// comma-separated (servers sharing a JetStream cluster), with the TLS and
+/// token to use there. In a profile file it is a `[cluster.NAME]` table.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FluvioClusterConfig {
     /// The address or addresses.
+    #[serde(alias = "addr")]
     pub endpoint: String,
+    /// TLS, and how the server's certificate is checked.
+    #[serde(default)]
+    pub tls: TlsPolicy,
+    /// The token presented to a server that requires credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for FluvioClusterConfig {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FluvioClusterConfig")
+            .field("endpoint", &self.endpoint)
+            .field("tls", &self.tls)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// The name Fluvio code uses for [`FluvioClusterConfig`].
 pub type FluvioConfig = FluvioClusterConfig;
 
 impl FluvioClusterConfig {
-    /// A config for `addr`.
+    /// A config for `addr`: plain TCP, no token.
     pub fn new(addr: impl Into<String>) -> FluvioClusterConfig {
-        FluvioClusterConfig { endpoint: addr.into() }
+        FluvioClusterConfig { endpoint: addr.into(), tls: TlsPolicy::Disabled, token: None }
+    }
+
+    /// The cluster this process is configured for, as [`Fluvio::connect`]
+    /// uses it: `$FLUVIO_ADDR`, else the current profile of
+    /// `~/.fluvio/config` (or `$FLUVIO_PROFILE`), else the local cluster;
+    /// `$FLUVIO_TOKEN` and `$FLUVIO_TLS_*` over the profile's credentials.
+    pub fn load() -> Result<FluvioClusterConfig, FluvioError> {
+        crate::profile::configured_cluster()
+    }
+
+    /// The same config using TLS as `tls` says.
+    pub fn with_tls(mut self, tls: impl Into<TlsPolicy>) -> FluvioClusterConfig {
+        self.tls = tls.into();
+        self
+    }
+
+    /// The same config presenting `token`.
+    pub fn with_token(mut self, token: impl Into<String>) -> FluvioClusterConfig {
+        self.token = Some(token.into());
+        self
+    }
+}
+
+impl From<TlsConfig> for TlsPolicy {
+    fn from(config: TlsConfig) -> TlsPolicy {
+        TlsPolicy::Verified(config)
     }
 }
 
@@ -231,6 +327,12 @@ pub fn default_addr() -> String {
     {
         return addr;
     }
+    local_addr()
+}
+
+/// The local cluster's address: recorded by `fluvio cluster start`, else
+/// the default.
+pub(crate) fn local_addr() -> String {
     if let Ok(addr) = std::fs::read_to_string(fluvio_home().join("server.addr")) {
         let addr = addr.trim();
         if !addr.is_empty() {
@@ -266,6 +368,7 @@ pub struct Fluvio {
 
 struct Shared {
     addrs: Vec<String>,
+    security: Security,
     /// The connection in use and the index of its address.
     current: Mutex<(Arc<Connection>, usize)>,
     /// Serializes moving to another server, so that concurrent failures
@@ -295,29 +398,34 @@ impl Fluvio {
     /// does: `$FLUVIO_ADDR`, else the local cluster started by `fluvio
     /// cluster start`, else `127.0.0.1:9003` (see [`default_addr`]).
     pub async fn connect() -> Result<Fluvio, FluvioError> {
-        Fluvio::connect_to(&default_addr()).await
+        Fluvio::connect_with_config(&FluvioClusterConfig::load()?).await
     }
 
-    /// Connects to the cluster a config names.
+    /// Connects to the cluster a config names, with its TLS and token.
     pub async fn connect_with_config(config: &FluvioClusterConfig) -> Result<Fluvio, FluvioError> {
-        Fluvio::connect_to(&config.endpoint).await
-    }
-
-    /// Connects to the server at `addr` (`host:port`), or to the first of
-    /// several comma-separated addresses that answers.
-    pub async fn connect_to(addr: &str) -> Result<Fluvio, FluvioError> {
+        let addr = &config.endpoint;
         let addrs: Vec<String> = addr.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect();
         if addrs.is_empty() {
             return Err(FluvioError::InvalidRequest(format!("no server address in {addr:?}")));
         }
-        let (connection, index) = open_any(&addrs, 0).await?;
+        let security = Security::new(&config.tls, config.token.clone())?;
+        let (connection, index) = open_any(&addrs, 0, &security).await?;
         Ok(Fluvio {
             shared: Arc::new(Shared {
                 addrs,
+                security,
                 current: Mutex::new((Arc::new(connection), index)),
                 failover: tokio::sync::Mutex::new(()),
             }),
         })
+    }
+
+    /// Connects to the server at `addr` (`host:port`), or to the first of
+    /// several comma-separated addresses that answers. TLS and token come
+    /// from the environment (`FLUVIO_TOKEN`, `FLUVIO_TLS_*`), and from the
+    /// current profile when it names exactly this address.
+    pub async fn connect_to(addr: &str) -> Result<Fluvio, FluvioError> {
+        Fluvio::connect_with_config(&crate::profile::cluster_at(addr)).await
     }
 
     /// The same as [`connect`](Self::connect).
@@ -353,7 +461,7 @@ impl Fluvio {
             Some(index) => index + 1,
             None => self.shared.current.lock().expect("connection lock").1,
         };
-        Ok(open_any(&self.shared.addrs, start).await?.0)
+        Ok(open_any(&self.shared.addrs, start, &self.shared.security).await?.0)
     }
 
     /// Moves to another server after `failed` broke: the next address that
@@ -368,7 +476,7 @@ impl Fluvio {
             }
             current.1
         };
-        let (connection, index) = open_any(&self.shared.addrs, index + 1).await?;
+        let (connection, index) = open_any(&self.shared.addrs, index + 1, &self.shared.security).await?;
         tracing::info!(addr = %connection.addr(), "moved to another server");
         *self.shared.current.lock().expect("connection lock") = (Arc::new(connection), index);
         Ok(())
@@ -410,9 +518,14 @@ impl Fluvio {
             }
             retries += 1;
             tracing::debug!(%error, "request failed; retrying");
-            if matches!(error, FluvioError::ConnectionLost { .. }) {
+            let lost = matches!(error, FluvioError::ConnectionLost { .. });
+            if lost {
                 let _ = self.fail_over(&connection).await;
-            } else {
+            }
+            // The first move to another server is immediate; a connection
+            // lost again and again (a server that closes every connection)
+            // waits like any other retry instead of spinning.
+            if !lost || retries > 1 {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(policy.max_delay);
             }
@@ -466,7 +579,11 @@ impl Fluvio {
         let topics = self.list_topics().await?;
         topics.into_iter().find(|t| t.name == topic).ok_or_else(|| FluvioError::Server {
             code: fluvio_protocol::ErrorCode::TopicNotFound,
-            message: format!("topic {topic:?} not found; create it with `fluvio topic create {topic}`"),
+            message: if self.shared.security.presents_credentials() {
+                format!("topic {topic:?} not found, or not among the topics your credentials may use")
+            } else {
+                format!("topic {topic:?} not found; create it with `fluvio topic create {topic}`")
+            },
         })
     }
 

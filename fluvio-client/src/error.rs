@@ -18,6 +18,21 @@ pub enum FluvioError {
         /// The operating system's reason.
         reason: String,
     },
+    /// The TLS handshake with the server failed: its certificate was not
+    /// trusted or not for this name, or it does not serve TLS.
+    #[error(
+        "TLS with {addr} failed: {reason}; check the CA certificate and domain of your profile (or FLUVIO_TLS_CA, FLUVIO_TLS_DOMAIN)"
+    )]
+    Tls {
+        /// The server's address.
+        addr: String,
+        /// rustls's reason.
+        reason: String,
+    },
+    /// The client's configuration (profile file, environment, TLS files)
+    /// cannot be used.
+    #[error("{0}")]
+    Config(String),
     /// The connection broke or the server closed it.
     #[error("connection to {addr} lost: {reason}")]
     ConnectionLost {

@@ -38,6 +38,8 @@ mod config;
 pub mod consumer;
 mod error;
 pub mod producer;
+mod profile;
+mod security;
 #[cfg(feature = "smartengine")]
 mod smartmodule;
 
@@ -78,6 +80,8 @@ pub use fluvio_protocol::{
     SmartModuleContextData, SmartModuleExtraParams, SmartModuleInvocation, SmartModuleInvocationWasm, SmartModuleKind,
 };
 pub use producer::{ProduceOutput, ProducerConfig, RecordKey, RecordMetadata, TopicProducer, partition_for_key};
+pub use profile::{ConfigFile, Profile};
+pub use security::{TlsConfig, TlsPolicy};
 
 /// The name Fluvio code uses for a topic's producer.
 pub type TopicProducerPool = TopicProducer;

@@ -67,6 +67,8 @@ pub enum ApiKind {
     ListConsumers = 16,
     /// Forget a consumer's stored offsets.
     DeleteConsumer = 17,
+    /// Present a token: the connection then acts as the token's principal.
+    Authenticate = 18,
     /// An error answer to any request.
     Error = 0x7fff,
 }
@@ -95,6 +97,7 @@ impl ApiKind {
             15 => ApiKind::FetchOffset,
             16 => ApiKind::ListConsumers,
             17 => ApiKind::DeleteConsumer,
+            18 => ApiKind::Authenticate,
             0x7fff => ApiKind::Error,
             _ => return None,
         })

@@ -51,6 +51,12 @@ pub enum ErrorCode {
     /// connection, chain length, SmartModule memory); the message names the
     /// limit and the flag that raises it.
     LimitReached,
+    /// The server requires credentials (a token or a client certificate)
+    /// and the connection has presented none, or ones it does not know.
+    Unauthenticated,
+    /// The connection's principal may not do this (its role, or the topics
+    /// it is allowed).
+    PermissionDenied,
 }
 
 /// The control part of an [`ApiKind::Error`](crate::ApiKind::Error) frame.
@@ -87,6 +93,30 @@ pub struct RetentionSpec {
     pub max_bytes: Option<u64>,
     /// Segment size at which a new segment starts; server default when `None`.
     pub segment_bytes: Option<u64>,
+}
+
+/// Present a token; sent first on a connection to a server that requires
+/// credentials.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthenticateRequest {
+    /// The secret token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for AuthenticateRequest {
+    /// Never prints the token: requests end up in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthenticateRequest").field("token", &"<redacted>").finish()
+    }
+}
+
+/// Who a connection acts as, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthenticateResponse {
+    /// The principal's name.
+    pub principal: String,
+    /// Its role: `admin` or `client`.
+    pub role: String,
 }
 
 /// Delete a topic, or a SmartModule: the name.

@@ -10,22 +10,23 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fluvio_protocol::messages::{
-    CommitOffsetRequest, ConnectorLogsRequest, ConnectorLogsResponse, CreateConnectorRequest, CreateSmartModuleRequest,
-    CreateTopicRequest, DeleteConsumerRequest, Empty, FetchOffsetRequest, FetchOffsetResponse, NameRequest,
-    ProduceRequest, ProduceResponse, StreamFetchRequest,
+    AuthenticateRequest, AuthenticateResponse, CommitOffsetRequest, ConnectorLogsRequest, ConnectorLogsResponse,
+    CreateConnectorRequest, CreateSmartModuleRequest, CreateTopicRequest, DeleteConsumerRequest, Empty,
+    FetchOffsetRequest, FetchOffsetResponse, NameRequest, ProduceRequest, ProduceResponse, StreamFetchRequest,
 };
 use fluvio_protocol::{
     ApiKind, Batch, BatchBuilder, ErrorCode, ErrorResponse, Frame, FrameError, OffsetSpec, PROTOCOL_VERSION,
     RESPONSE_BIT, SmartModuleInvocationWasm, StreamEvent,
 };
 use fluvio_smartengine::{ChainBuilder, ChainWorker, EngineError};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::ServerContext;
 use crate::connectors::ConnectorError;
 use crate::registry::RegistryError;
+use crate::security::{AccessPolicy, Principal, Role};
 use crate::storage::{StorageError, TopicError, TopicSpec};
 
 /// An error as a client is told it: a code and a message that says what was
@@ -190,14 +191,149 @@ impl Outgoing {
     }
 }
 
+/// The first byte of every TLS connection (a handshake record).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one accepted socket: the TLS handshake first when the server
+/// serves TLS (a client certificate naming a principal authenticates the
+/// connection), then [`serve`].
+pub async fn accept(socket: TcpStream, peer: std::net::SocketAddr, context: Arc<ServerContext>) {
+    let Some(acceptor) = context.tls.clone() else {
+        let (reader, writer) = socket.into_split();
+        return serve(reader, writer, None, context).await;
+    };
+    // A client speaking plain frames to a TLS port is told so in its own
+    // language, instead of waiting on a handshake that never comes.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] != TLS_HANDSHAKE_RECORD => {
+            let error = bad_frame(
+                "this server accepts only TLS connections: give the client TLS settings with the server's CA (`tls` of the profile in ~/.fluvio/config, or FLUVIO_TLS_CA)",
+            );
+            let mut socket = socket;
+            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, error_frame(0, &error).write(&mut socket)).await;
+            let _ = socket.shutdown().await;
+            return;
+        }
+        Ok(Ok(1)) => {}
+        _ => return,
+    }
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::info!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake not finished in {} s", HANDSHAKE_TIMEOUT.as_secs());
+            return;
+        }
+    };
+    let principal = match (&context.access, tls.get_ref().1.peer_certificates()) {
+        (Some(access), Some([leaf, ..])) => {
+            let principal = access.by_certificate(leaf);
+            if principal.is_none() {
+                tracing::info!(%peer, "a client certificate names no principal of the access file");
+            }
+            principal
+        }
+        _ => None,
+    };
+    let (reader, writer) = tokio::io::split(tls);
+    serve(reader, writer, principal, context).await
+}
+
+/// Who a connection acts as.
+struct Session {
+    access: Option<Arc<AccessPolicy>>,
+    principal: Option<Arc<Principal>>,
+}
+
+impl Session {
+    /// The principal, or `None` on a server that needs no credentials
+    /// (where everyone may do everything).
+    fn principal(&self) -> Result<Option<&Principal>, ServerError> {
+        if self.access.is_none() {
+            return Ok(None);
+        }
+        match &self.principal {
+            Some(principal) => Ok(Some(principal)),
+            None => Err(ServerError::new(
+                ErrorCode::Unauthenticated,
+                "this server requires credentials: give a token (FLUVIO_TOKEN, or `token` in your profile in ~/.fluvio/config) or a client certificate",
+            )),
+        }
+    }
+
+    /// Refuses a principal that is not an admin.
+    fn require_admin(&self, kind: ApiKind) -> Result<(), ServerError> {
+        match self.principal()? {
+            Some(principal) if principal.role != Role::Admin => Err(ServerError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "{:?} is a client; {kind:?} needs the admin role (ask an admin, or use an admin's token)",
+                    principal.name
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a topic the principal may not use.
+    fn require_topic(&self, topic: &str) -> Result<(), ServerError> {
+        match self.principal()? {
+            Some(principal) if !principal.may_use_topic(topic) => Err(ServerError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "{:?} may not use topic {topic:?}; its topics are {:?} (an admin grants more in the access file)",
+                    principal.name, principal.topics
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a listing may show this topic to the principal.
+    fn may_see(&self, topic: &str) -> bool {
+        self.require_topic(topic).is_ok()
+    }
+
+    /// Answers an `Authenticate` request; `Err` closes the connection.
+    fn authenticate(&mut self, frame: &Frame) -> Result<AuthenticateResponse, ServerError> {
+        let request: AuthenticateRequest = decode(frame)?;
+        let Some(access) = &self.access else {
+            return Ok(AuthenticateResponse { principal: String::new(), role: Role::Admin.name().to_string() });
+        };
+        match access.by_token(&request.token) {
+            Some(principal) => {
+                let response =
+                    AuthenticateResponse { principal: principal.name.clone(), role: principal.role.name().to_string() };
+                self.principal = Some(principal);
+                Ok(response)
+            }
+            None => Err(ServerError::new(
+                ErrorCode::Unauthenticated,
+                "the token is not known to this server; check FLUVIO_TOKEN or the `token` of your profile",
+            )),
+        }
+    }
+}
+
 /// Serves one connection until the client closes it, sends a frame that
 /// cannot be understood (answered with an error, then closed), stays idle
 /// past the idle timeout, or stops reading past the write timeout.
-pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
+pub async fn serve<R, W>(reader: R, mut writer: W, principal: Option<Arc<Principal>>, context: Arc<ServerContext>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let mut session = Session { access: context.access.clone(), principal };
     let limits = context.config.connection_limits.clone();
     let open = context.open_connections.fetch_add(1, Ordering::Relaxed) + 1;
     let _counted = CountedConnection(Arc::clone(&context));
-    let (reader, mut writer) = socket.into_split();
     // Small reads (a frame's prefix and header) come from the buffer.
     let mut reader = tokio::io::BufReader::with_capacity(64 << 10, reader);
     let (queue, mut outgoing) = mpsc::unbounded_channel::<(Frame, Permits)>();
@@ -281,6 +417,22 @@ pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
                 continue;
             }
         };
+        if kind == ApiKind::Authenticate {
+            let answer = match session.authenticate(&frame) {
+                Ok(response) => respond(kind, correlation_id, &response, Vec::new()),
+                Err(error) => {
+                    // A wrong token ends the connection: guessing costs a
+                    // connection (and the limit on them) per try.
+                    tracing::info!("a connection presented an unknown token");
+                    let _ = frames.send(error_frame(correlation_id, &error)).await;
+                    break;
+                }
+            };
+            if frames.send(answer).await.is_err() {
+                break;
+            }
+            continue;
+        }
         if kind == ApiKind::StreamFetch {
             if streams.len() >= limits.max_streams_per_connection {
                 let error = limit_reached(format!(
@@ -293,6 +445,11 @@ pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
                 continue;
             }
             match frame.control::<StreamFetchRequest>() {
+                Ok(request) if let Err(error) = session.require_topic(&request.topic) => {
+                    if frames.send(error_frame(correlation_id, &error)).await.is_err() {
+                        break;
+                    }
+                }
                 Ok(request) => {
                     let context = Arc::clone(&context);
                     let frames = frames.clone();
@@ -309,7 +466,8 @@ pub async fn serve(socket: TcpStream, context: Arc<ServerContext>) {
             continue;
         }
         // Requests other than streams are answered in order.
-        let response = handle(&context, kind, frame).await.unwrap_or_else(|error| error_frame(correlation_id, &error));
+        let response =
+            handle(&context, &session, kind, frame).await.unwrap_or_else(|error| error_frame(correlation_id, &error));
         if frames.send(response).await.is_err() {
             break;
         }
@@ -369,8 +527,28 @@ fn decode<T: for<'de> serde::Deserialize<'de>>(frame: &Frame) -> Result<T, Serve
     frame.control().map_err(|e| bad_frame(e.to_string()))
 }
 
-async fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<Frame, ServerError> {
+/// Requests only an admin may make: they change what everyone sees.
+fn needs_admin(kind: ApiKind) -> bool {
+    matches!(
+        kind,
+        ApiKind::CreateTopic
+            | ApiKind::DeleteTopic
+            | ApiKind::CreateSmartModule
+            | ApiKind::DeleteSmartModule
+            | ApiKind::CreateConnector
+            | ApiKind::ListConnectors
+            | ApiKind::DeleteConnector
+            | ApiKind::ConnectorLogs
+            | ApiKind::DeleteConsumer
+    )
+}
+
+async fn handle(context: &ServerContext, session: &Session, kind: ApiKind, frame: Frame) -> Result<Frame, ServerError> {
     let id = frame.correlation_id;
+    session.principal()?;
+    if needs_admin(kind) {
+        session.require_admin(kind)?;
+    }
     match kind {
         ApiKind::CreateTopic => {
             let request: CreateTopicRequest = decode(&frame)?;
@@ -390,10 +568,13 @@ async fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<
         }
         ApiKind::ListTopics => {
             decode::<Empty>(&frame)?;
-            Ok(respond(kind, id, &context.storage.list_topics().await?, Vec::new()))
+            let mut topics = context.storage.list_topics().await?;
+            topics.retain(|topic| session.may_see(&topic.name));
+            Ok(respond(kind, id, &topics, Vec::new()))
         }
         ApiKind::Produce => {
             let request: ProduceRequest = decode(&frame)?;
+            session.require_topic(&request.topic)?;
             let partition = context.storage.partition(&request.topic, request.partition).await?;
             let batch = Batch::from_bytes(frame.payload)
                 .map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
@@ -442,6 +623,7 @@ async fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<
         }
         ApiKind::CommitOffset => {
             let request: CommitOffsetRequest = decode(&frame)?;
+            session.require_topic(&request.topic)?;
             check_consumer(&request.consumer)?;
             let partition = context.storage.partition(&request.topic, request.partition).await?;
             let end = partition.next_offset();
@@ -459,6 +641,7 @@ async fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<
         }
         ApiKind::FetchOffset => {
             let request: FetchOffsetRequest = decode(&frame)?;
+            session.require_topic(&request.topic)?;
             check_consumer(&request.consumer)?;
             context.storage.partition(&request.topic, request.partition).await?;
             let offset = context.storage.fetch_offset(&request.consumer, &request.topic, request.partition).await?;
@@ -466,7 +649,9 @@ async fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<
         }
         ApiKind::ListConsumers => {
             decode::<Empty>(&frame)?;
-            Ok(respond(kind, id, &context.storage.list_offsets().await?, Vec::new()))
+            let mut offsets = context.storage.list_offsets().await?;
+            offsets.retain(|offset| session.may_see(&offset.topic));
+            Ok(respond(kind, id, &offsets, Vec::new()))
         }
         ApiKind::DeleteConsumer => {
             let request: DeleteConsumerRequest = decode(&frame)?;
@@ -481,7 +666,7 @@ async fn handle(context: &ServerContext, kind: ApiKind, frame: Frame) -> Result<
             }
             Ok(respond(kind, id, &Empty, Vec::new()))
         }
-        ApiKind::StreamFetch | ApiKind::Error => Err(bad_frame("unexpected request kind")),
+        ApiKind::StreamFetch | ApiKind::Authenticate | ApiKind::Error => Err(bad_frame("unexpected request kind")),
     }
 }
 

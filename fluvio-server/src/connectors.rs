@@ -118,11 +118,34 @@ struct Supervised {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// How the server's connectors reach it: its address, and the
+/// environment that gives them a token and the server's certificate.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterAccess {
+    /// `host:port`, on loopback.
+    pub addr: String,
+    /// Variables set for every connector process.
+    pub env: Vec<(String, String)>,
+}
+
+/// The variables through which the SDK takes credentials: cleared for
+/// connector processes, then set from [`ClusterAccess::env`].
+pub const CLIENT_CREDENTIAL_VARIABLES: [&str; 8] = [
+    "FLUVIO_TOKEN",
+    "FLUVIO_PROFILE",
+    "FLUVIO_TLS_CA",
+    "FLUVIO_TLS_DOMAIN",
+    "FLUVIO_TLS_CERT",
+    "FLUVIO_TLS_KEY",
+    "FLUVIO_TLS_PINNED_CERT",
+    "FLUVIO_ADDR",
+];
+
 /// The connectors of one server.
 pub struct Connectors {
     dir: PathBuf,
     program: PathBuf,
-    cluster_addr: Mutex<Option<String>>,
+    cluster: Mutex<Option<ClusterAccess>>,
     supervised: tokio::sync::Mutex<BTreeMap<String, Supervised>>,
 }
 
@@ -161,14 +184,14 @@ impl Connectors {
         Ok(Connectors {
             dir: dir.to_path_buf(),
             program,
-            cluster_addr: Mutex::new(None),
+            cluster: Mutex::new(None),
             supervised: tokio::sync::Mutex::new(supervised),
         })
     }
 
-    /// Starts supervising every connector; they connect to `cluster_addr`.
-    pub async fn start(&self, cluster_addr: String) {
-        *self.cluster_addr.lock().expect("address lock") = Some(cluster_addr);
+    /// Starts supervising every connector; they connect as `cluster` says.
+    pub async fn start(&self, cluster: ClusterAccess) {
+        *self.cluster.lock().expect("address lock") = Some(cluster);
         let mut supervised = self.supervised.lock().await;
         for (name, connector) in supervised.iter_mut() {
             if connector.task.is_none() {
@@ -179,11 +202,11 @@ impl Connectors {
     }
 
     fn spawn_supervisor(&self, name: &str, connector: &Supervised) -> tokio::task::JoinHandle<()> {
-        let addr = self.cluster_addr.lock().expect("address lock").clone().unwrap_or_default();
+        let cluster = self.cluster.lock().expect("address lock").clone().unwrap_or_default();
         tokio::spawn(supervise(
             self.program.clone(),
             self.dir.join(name),
-            addr,
+            cluster,
             Arc::clone(&connector.state),
             connector.stop.subscribe(),
         ))
@@ -229,7 +252,7 @@ impl Connectors {
         fluvio_fs::sync_dir(&self.dir).map_err(io_error(&self.dir))?;
         let name = description.name.clone();
         let mut connector = Supervised::new(description);
-        if self.cluster_addr.lock().expect("address lock").is_some() {
+        if self.cluster.lock().expect("address lock").is_some() {
             connector.task = Some(self.spawn_supervisor(&name, &connector));
         }
         let info = connector.info(&name);
@@ -427,7 +450,7 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
 async fn supervise(
     program: PathBuf,
     dir: PathBuf,
-    cluster_addr: String,
+    cluster: ClusterAccess,
     state: Arc<Mutex<State>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -459,13 +482,20 @@ async fn supervise(
         log_line(&mut log, &format!("starting {}", program.display()));
         let spawned = log.try_clone().and_then(|stdout| {
             let stderr = log.try_clone()?;
-            tokio::process::Command::new(&program)
+            let mut command = tokio::process::Command::new(&program);
+            // Credentials come from the server alone, never from whatever
+            // the server's own environment held.
+            for name in CLIENT_CREDENTIAL_VARIABLES {
+                command.env_remove(name);
+            }
+            command.envs(cluster.env.iter().map(|(name, value)| (name, value)));
+            command
                 .arg("--config")
                 .arg(dir.join(CONFIG_FILE))
                 .arg("--secrets")
                 .arg(dir.join(SECRETS_FILE))
                 .arg("--addr")
-                .arg(&cluster_addr)
+                .arg(&cluster.addr)
                 .arg("--metrics-file")
                 .arg(dir.join(METRICS_FILE))
                 // Connectors that keep state of their own (http-sink's

@@ -17,6 +17,7 @@
 pub mod connection;
 pub mod connectors;
 pub mod registry;
+pub mod security;
 pub mod storage;
 
 use std::net::SocketAddr;
@@ -62,6 +63,10 @@ pub enum StartError {
     /// The connectors' directory could not be opened.
     #[error(transparent)]
     Connectors(#[from] connectors::ConnectorError),
+    /// The TLS files or the access file cannot be used, or plain TCP
+    /// beyond loopback was not allowed.
+    #[error(transparent)]
+    Security(#[from] security::SecurityError),
     /// The address cannot be listened on.
     #[error("cannot listen on {addr}: {source}; is another server running there? pick another address with --addr")]
     Listen {
@@ -94,6 +99,8 @@ pub struct ServerConfig {
     /// Keep topics and the registry in this JetStream cluster instead of
     /// the data directory (which then holds only caches and connectors).
     pub jetstream: Option<storage::jetstream::JetStreamConfig>,
+    /// TLS, principals, and whether plain TCP beyond loopback is allowed.
+    pub security: security::SecurityConfig,
 }
 
 /// Where the `fluvio-connector` program is: `$FLUVIO_CONNECTOR_BIN`, next to
@@ -129,6 +136,7 @@ impl ServerConfig {
             connection_limits: ConnectionLimits::default(),
             connector_program: default_connector_program(),
             jetstream: None,
+            security: security::SecurityConfig::default(),
         }
     }
 }
@@ -190,6 +198,12 @@ pub struct ServerContext {
     pub open_connections: std::sync::atomic::AtomicUsize,
     /// SmartModule memory reserved by running chains, in bytes.
     pub smartmodule_memory_reserved: std::sync::atomic::AtomicU64,
+    /// The TLS side of new connections, when the server serves TLS.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The principals, when connections must authenticate.
+    pub access: Option<Arc<security::AccessPolicy>>,
+    /// How the server's own connectors reach it (address set at run).
+    connector_env: Vec<(String, String)>,
 }
 
 /// A server bound to its address, ready to run.
@@ -202,6 +216,24 @@ impl Server {
     /// Opens the data directory (recovering every partition), loads the
     /// registry and binds the listener.
     pub async fn bind(config: ServerConfig) -> Result<Server, StartError> {
+        security::check_listen_address(config.addr, &config.security)?;
+        let tls = config.security.tls.as_ref().map(security::tls_acceptor).transpose()?;
+        let mut access = config.security.access_file.as_deref().map(security::AccessPolicy::load).transpose()?;
+        let mut connector_env = Vec::new();
+        if let Some(access) = &mut access {
+            // The server's connectors act as an admin of its own, whose token
+            // lives only in this process and in theirs.
+            let token = access
+                .add_internal("fluvio-server connectors", security::Role::Admin, Vec::new())
+                .map_err(|source| StartError::DataDir { path: "/dev/urandom".into(), source })?;
+            connector_env.push(("FLUVIO_TOKEN".to_string(), token));
+        }
+        if let Some(files) = &config.security.tls {
+            // They reach the server on loopback, a name its certificate need
+            // not carry: they trust exactly its certificate instead.
+            let cert = std::path::absolute(&files.cert).unwrap_or_else(|_| files.cert.clone());
+            connector_env.push(("FLUVIO_TLS_PINNED_CERT".to_string(), cert.to_string_lossy().into_owned()));
+        }
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
         let cache_dir = data_dir.join("module-cache");
@@ -237,6 +269,9 @@ impl Server {
             connectors,
             open_connections: Default::default(),
             smartmodule_memory_reserved: Default::default(),
+            tls,
+            access: access.map(Arc::new),
+            connector_env,
         };
         Ok(Server { listener, context: Arc::new(context) })
     }
@@ -263,7 +298,8 @@ impl Server {
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        self.context.connectors.start(addr.to_string()).await;
+        let cluster = connectors::ClusterAccess { addr: addr.to_string(), env: self.context.connector_env.clone() };
+        self.context.connectors.start(cluster).await;
         loop {
             match self.listener.accept().await {
                 Ok((socket, peer)) => {
@@ -271,7 +307,7 @@ impl Server {
                     let context = Arc::clone(&self.context);
                     tokio::spawn(async move {
                         tracing::debug!(%peer, "connection opened");
-                        connection::serve(socket, context).await;
+                        connection::accept(socket, peer, context).await;
                         tracing::debug!(%peer, "connection closed");
                     });
                 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use fluvio_server::security::{SecurityConfig, TlsFiles};
 use fluvio_server::storage::jetstream::JetStreamConfig;
 use fluvio_server::{ConnectionLimits, FlushPolicy, Server, ServerConfig};
 use fluvio_smartengine::Limits;
@@ -82,6 +83,26 @@ struct Args {
     /// when sent again, in seconds.
     #[arg(long, default_value_t = 120, requires = "jetstream")]
     duplicate_window_secs: u64,
+    /// Serve TLS with this certificate chain (PEM, leaf first).
+    #[arg(long, env = "FLUVIO_SERVER_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "FLUVIO_SERVER_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Accept client certificates signed by these authorities (PEM); a
+    /// certificate whose common name is a principal's name authenticates
+    /// the connection as that principal.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Require every connection to authenticate as a principal of this
+    /// file (TOML: name, role admin or client, token, topics); see
+    /// docs/security.md.
+    #[arg(long, env = "FLUVIO_SERVER_ACCESS", value_name = "FILE")]
+    access: Option<PathBuf>,
+    /// Allow plain TCP on an address beyond loopback (refused by default:
+    /// anyone on the network could read and change every topic).
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[tokio::main]
@@ -121,6 +142,15 @@ async fn main() -> std::process::ExitCode {
             duplicate_window: std::time::Duration::from_secs(args.duplicate_window_secs),
             ..JetStreamConfig::new(urls)
         }),
+        security: SecurityConfig {
+            tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| TlsFiles {
+                cert,
+                key,
+                client_ca: args.tls_client_ca,
+            }),
+            access_file: args.access,
+            insecure: args.insecure,
+        },
     };
     let server = match Server::bind(config).await {
         Ok(server) => server,

@@ -146,6 +146,18 @@ impl Cluster {
     pub fn command(&self, args: &[&str], dir: &Path) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_fluvio"));
         command.args(args).current_dir(dir).env("FLUVIO_HOME", &self.home).env_remove("FLUVIO_ADDR");
+        // Credentials come from the test's profile file alone.
+        for name in [
+            "FLUVIO_PROFILE",
+            "FLUVIO_TOKEN",
+            "FLUVIO_TLS_CA",
+            "FLUVIO_TLS_DOMAIN",
+            "FLUVIO_TLS_CERT",
+            "FLUVIO_TLS_KEY",
+            "FLUVIO_TLS_PINNED_CERT",
+        ] {
+            command.env_remove(name);
+        }
         let server = Path::new(env!("CARGO_BIN_EXE_fluvio")).with_file_name("fluvio-server");
         assert!(server.is_file(), "{} is missing: run the tests with `cargo test --workspace`", server.display());
         command.env("FLUVIO_SERVER_BIN", server);

@@ -1,0 +1,283 @@
+//! TLS and access control against the real server binary on loopback, with
+//! certificates made by `openssl`: the server refuses plain TCP beyond
+//! loopback, clients check its certificate, and principals (by token or
+//! client certificate) can do what their role and topics allow, no more.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{ServerProcess, data_dir, from_beginning, produce, read_all, values};
+use dev_support::pki::TestCa;
+use fluvio_client::protocol::messages::{AuthenticateRequest, ErrorResponse, ProduceRequest, StreamFetchRequest};
+use fluvio_client::protocol::{ApiKind, BatchBuilder, ErrorCode, Frame, RESPONSE_BIT};
+use fluvio_client::{ConsumerConfig, Fluvio, FluvioClusterConfig, FluvioError, OffsetSpec, TlsConfig};
+use futures::StreamExt;
+use tokio::net::TcpStream;
+
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+const APP_TOKEN: &str = "orders-app-token-0123456789";
+
+fn access_file(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("access.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[principal]]\nname = \"ops\"\nrole = \"admin\"\ntoken = \"{ADMIN_TOKEN}\"\n\n\
+             [[principal]]\nname = \"orders-app\"\nrole = \"client\"\ntoken = \"{APP_TOKEN}\"\ntopics = [\"orders\", \"orders-*\"]\n\n\
+             [[principal]]\nname = \"billing\"\nrole = \"client\"\ntopics = [\"payments\"]\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn code(error: &FluvioError) -> Option<ErrorCode> {
+    error.code()
+}
+
+/// A server with TLS, client certificates from `ca` and the access file.
+fn secure_server(name: &str, ca: &TestCa, dir: &Path) -> ServerProcess {
+    let (cert, key) = ca.server("server");
+    let access = access_file(dir);
+    ServerProcess::start(
+        &data_dir(name),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--tls-client-ca",
+            ca.cert().to_str().unwrap(),
+            "--access",
+            access.to_str().unwrap(),
+        ],
+    )
+}
+
+async fn connect(addr: &str, tls: TlsConfig, token: Option<&str>) -> Result<Fluvio, FluvioError> {
+    let mut config = FluvioClusterConfig::new(addr).with_tls(tls);
+    config.token = token.map(str::to_string);
+    Fluvio::connect_with_config(&config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_principals_guard_every_request() {
+    let dir = data_dir("security-pki");
+    let ca = TestCa::new(&dir, "good");
+    let other_ca = TestCa::new(&dir, "other");
+    let server = secure_server("security", &ca, &dir);
+    let trusted = TlsConfig::with_ca(ca.cert());
+
+    // The client checks the server: an unknown authority, or a name the
+    // certificate does not carry, ends at the handshake.
+    let error = connect(&server.addr, TlsConfig::with_ca(other_ca.cert()), Some(ADMIN_TOKEN)).await.unwrap_err();
+    assert!(matches!(error, FluvioError::Tls { .. }), "{error}");
+    assert!(error.to_string().contains("invalid peer certificate: UnknownIssuer"), "{error}");
+    let error =
+        connect(&server.addr, trusted.clone().domain("fluvio.example.com"), Some(ADMIN_TOKEN)).await.unwrap_err();
+    assert!(matches!(error, FluvioError::Tls { .. }), "{error}");
+    assert!(error.to_string().contains("not valid for name \"fluvio.example.com\""), "{error}");
+
+    // Plain TCP to a TLS server is told, at once and in plain frames, what
+    // it lacks (not retried: it would be refused again).
+    let plain = Fluvio::connect_with_config(&FluvioClusterConfig::new(&server.addr)).await.unwrap();
+    let started = std::time::Instant::now();
+    let error = plain.list_topics().await.unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::BadFrame), "{error}");
+    assert!(error.to_string().contains("accepts only TLS connections"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "refused without retrying for long");
+
+    // TLS but no credentials: nothing but authenticating is answered.
+    let anonymous = connect(&server.addr, trusted.clone(), None).await.unwrap();
+    let error = anonymous.list_topics().await.unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::Unauthenticated), "{error}");
+    assert!(error.to_string().contains("FLUVIO_TOKEN"), "{error}");
+    let error = anonymous.create_topic("orders", 1).await.unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::Unauthenticated), "{error}");
+
+    // A wrong token is refused when connecting.
+    let error = connect(&server.addr, trusted.clone(), Some("not-a-token-anyone-has-0000")).await.unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::Unauthenticated), "{error}");
+
+    // The admin sets the cluster up.
+    let admin = connect(&server.addr, trusted.clone(), Some(ADMIN_TOKEN)).await.unwrap();
+    for topic in ["orders", "orders-eu", "payments"] {
+        admin.create_topic(topic, 1).await.unwrap();
+    }
+    admin.create_smartmodule("keep-a", common::wasm("my-filter")).await.unwrap();
+    produce(&admin, "payments", &["p1", "p2"]).await;
+
+    // A client produces and consumes on its topics, through a registered
+    // SmartModule too, and sees only its topics.
+    let app = connect(&server.addr, trusted.clone(), Some(APP_TOKEN)).await.unwrap();
+    let offsets = produce(&app, "orders", &["apple", "kiwi", "banana"]).await;
+    assert_eq!(offsets, vec![Some(0), Some(1), Some(2)]);
+    assert_eq!(values(&read_all(&app, "orders", from_beginning()).await), ["apple", "kiwi", "banana"]);
+    let filter = fluvio_client::SmartModuleInvocation::predefined("keep-a");
+    let filtered = read_all(&app, "orders", from_beginning().smartmodule(filter)).await;
+    assert_eq!(values(&filtered), ["apple", "banana"]);
+    produce(&app, "orders-eu", &["eu"]).await;
+    let names: Vec<String> = app.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["orders", "orders-eu"]);
+
+    // ... and nothing else (the SDK does not even see the other topics).
+    let error = app.topic_producer("payments").await.unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::TopicNotFound), "{error}");
+    assert!(error.to_string().contains("credentials"), "{error}");
+    // The refusal comes as the stream's first item.
+    let mut denied =
+        app.consumer_stream("payments", ConsumerConfig { partitions: vec![0], ..from_beginning() }).await.unwrap();
+    let error = denied.next().await.expect("the stream says why it ends").map(|_| ()).unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::PermissionDenied), "{error}");
+    let error = app.create_topic("mine", 1).await.unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::PermissionDenied), "{error}");
+    assert!(error.to_string().contains("admin"), "{error}");
+    let error = app.delete_topic("payments").await.unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::PermissionDenied), "{error}");
+    let error = app.create_smartmodule("mine", common::wasm("my-filter")).await.unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::PermissionDenied), "{error}");
+    let error = app.commit_offset("reader", "payments", 0, 1).await.unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::PermissionDenied), "{error}");
+    let error = app.fetch_offset("reader", "payments", 0).await.unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::PermissionDenied), "{error}");
+    let error = app.list_connectors().await.unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::PermissionDenied), "{error}");
+    // Nothing of it reached the stored data.
+    assert_eq!(values(&read_all(&admin, "payments", from_beginning()).await), ["p1", "p2"]);
+    let names: Vec<String> = admin.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["orders", "orders-eu", "payments"]);
+
+    // A client certificate whose common name is a principal's is that
+    // principal, with no token.
+    let (cert, key) = ca.client("billing", "billing");
+    let billing = connect(&server.addr, trusted.clone().client_certificate(&cert, &key), None).await.unwrap();
+    produce(&billing, "payments", &["p3"]).await;
+    assert_eq!(values(&read_all(&billing, "payments", from_beginning()).await), ["p1", "p2", "p3"]);
+    let error = billing.create_topic("x", 1).await.unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::PermissionDenied), "{error}");
+    // A certificate of an unknown name, or from another authority, is not.
+    let (cert, key) = ca.client("stranger", "stranger");
+    let stranger = connect(&server.addr, trusted.clone().client_certificate(&cert, &key), None).await.unwrap();
+    let error = stranger.list_topics().await.unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::Unauthenticated), "{error}");
+    let (cert, key) = other_ca.client("forged", "billing");
+    let forged = connect(&server.addr, trusted.clone().client_certificate(&cert, &key), None).await;
+    // TLS 1.3 refuses a client certificate after the client's side of the
+    // handshake is done: the refusal arrives with the first request.
+    let error = match forged {
+        Err(error) => error,
+        Ok(forged) => forged.list_topics().await.unwrap_err(),
+    };
+    assert!(matches!(error, FluvioError::Tls { .. }), "{error}");
+    assert!(error.to_string().contains("UnknownCA"), "{error}");
+}
+
+#[test]
+fn a_server_refuses_plain_tcp_beyond_loopback_unless_told_insecure() {
+    let dir = data_dir("security-insecure");
+    // Refused before anything is bound: no socket beyond loopback is opened.
+    let out = Command::new(env!("CARGO_BIN_EXE_fluvio-server"))
+        .args(["--addr", "0.0.0.0:0", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without TLS") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+    // A bad access file stops the start with its reason.
+    let access = dir.with_extension("toml");
+    std::fs::write(&access, "[[principal]]\nname = \"a\"\nrole = \"admin\"\ntoken = \"short\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fluvio-server"))
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .arg("--access")
+        .arg(&access)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("access file") && stderr.contains("fewer than 16"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_work_without_tls_on_loopback_and_profiles_carry_them() {
+    let dir = data_dir("security-plain-pki");
+    std::fs::create_dir_all(&dir).unwrap();
+    let access = access_file(&dir);
+    let server = ServerProcess::start(&data_dir("security-plain"), &["--access", access.to_str().unwrap()]);
+    let admin =
+        Fluvio::connect_with_config(&FluvioClusterConfig::new(&server.addr).with_token(ADMIN_TOKEN)).await.unwrap();
+    admin.create_topic("orders", 1).await.unwrap();
+    let error = Fluvio::connect_to(&server.addr).await.unwrap().create_topic("x", 1).await.unwrap_err();
+    assert_eq!(code(&error), Some(ErrorCode::Unauthenticated), "{error}");
+    // A profile file names the cluster and its token.
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join("config"),
+        format!(
+            "current_profile = \"app\"\n[profile.app]\ncluster = \"app\"\n[cluster.app]\nendpoint = \"{}\"\ntoken = \"{APP_TOKEN}\"\n",
+            server.addr
+        ),
+    )
+    .unwrap();
+    let file = fluvio_client::ConfigFile::load(&home.join("config")).unwrap().unwrap();
+    let config = file.cluster(None).unwrap().unwrap().clone();
+    let app = Fluvio::connect_with_config(&config).await.unwrap();
+    produce(&app, "orders", &["from a profile"]).await;
+    assert_eq!(values(&read_all(&admin, "orders", from_beginning()).await), ["from a profile"]);
+
+    // The server itself refuses what the SDK would not even send: raw
+    // frames from an authenticated client to a topic it may not use.
+    admin.create_topic("payments", 1).await.unwrap();
+    let mut socket = TcpStream::connect(&server.addr).await.unwrap();
+    Frame::new(ApiKind::Authenticate as u16, 1, &AuthenticateRequest { token: APP_TOKEN.into() }, Vec::new())
+        .write(&mut socket)
+        .await
+        .unwrap();
+    let answer = Frame::read(&mut socket, u32::MAX).await.unwrap();
+    assert_eq!(answer.kind, ApiKind::Authenticate as u16 | RESPONSE_BIT);
+    let mut batch = BatchBuilder::new(0, 0);
+    batch.push_value(None, b"stolen");
+    let produce_request = ProduceRequest { topic: "payments".into(), partition: 0, producer: None };
+    Frame::new(ApiKind::Produce as u16, 2, &produce_request, batch.finish().into_bytes())
+        .write(&mut socket)
+        .await
+        .unwrap();
+    let refused = Frame::read(&mut socket, u32::MAX).await.unwrap();
+    let error: ErrorResponse = refused.control().unwrap();
+    assert_eq!((refused.correlation_id, error.code), (2, ErrorCode::PermissionDenied), "{}", error.message);
+    let fetch = StreamFetchRequest {
+        topic: "payments".into(),
+        partition: 0,
+        offset: OffsetSpec::Beginning,
+        continuous: false,
+        chain: Vec::new(),
+        policy: Default::default(),
+        max_bytes: 1 << 20,
+    };
+    Frame::new(ApiKind::StreamFetch as u16, 3, &fetch, Vec::new()).write(&mut socket).await.unwrap();
+    let refused = Frame::read(&mut socket, u32::MAX).await.unwrap();
+    let error: ErrorResponse = refused.control().unwrap();
+    assert_eq!((refused.correlation_id, error.code), (3, ErrorCode::PermissionDenied), "{}", error.message);
+    assert!(read_all(&admin, "payments", from_beginning()).await.is_empty(), "nothing was stored");
+    // A wrong token is answered and the connection closed.
+    let mut socket = TcpStream::connect(&server.addr).await.unwrap();
+    Frame::new(
+        ApiKind::Authenticate as u16,
+        1,
+        &AuthenticateRequest { token: "guess-guess-guess-guess".into() },
+        Vec::new(),
+    )
+    .write(&mut socket)
+    .await
+    .unwrap();
+    let refused = Frame::read(&mut socket, u32::MAX).await.unwrap();
+    assert_eq!(refused.control::<ErrorResponse>().unwrap().code, ErrorCode::Unauthenticated);
+    assert!(Frame::read(&mut socket, u32::MAX).await.is_err(), "the connection is closed");
+}
