@@ -1,16 +1,17 @@
 //! One running instance of a SmartModule: its store, memory, exports and
 //! host imports, and the bounds-checked exchange of batches with it.
 
-use fluvio_protocol::batch::{RecordIndex, encode_record, write_batch_header};
+use fluvio_protocol::batch::RecordIndex;
 use fluvio_protocol::{ModuleKind, SmartModuleExtraParams};
-use fluvio_smartmodule::abi::{self, FormatError, RecordView};
-use fluvio_smartmodule::codec::{ByteReader, PutBytes};
+use fluvio_smartmodule::abi::{self, FormatError};
+use fluvio_smartmodule::codec::PutBytes;
 use fluvio_smartmodule::log::Level;
 use wasmer::{
     Function, FunctionEnv, FunctionEnvMut, Global, Instance, Memory, RuntimeError, Store, TypedFunction, Value, imports,
 };
 
 use super::fuel;
+use super::output::{GuestError, OutputArea, OutputError, decode_filter, decode_output, decode_records};
 use super::watchdog::{Armed, FuelCell};
 use super::{EngineError, SmartEngine, SmartModule};
 
@@ -117,18 +118,6 @@ impl CallError {
             CallError::Panic { message, .. } => EngineError::Panic { module: module.to_string(), message },
         }
     }
-}
-
-/// An error a guest reported for one record of a batch (or, with index
-/// [`abi::NO_RECORD`], for its setup).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct GuestError {
-    /// Index of the record in the batch the guest was given.
-    pub index: u32,
-    /// The error's kind: the guest error type's name.
-    pub kind: String,
-    /// The error's message.
-    pub message: String,
 }
 
 /// The decoded answer to one batch.
@@ -490,98 +479,23 @@ impl SmartModuleInstance {
         let view = self.memory.view(&self.store);
         // SAFETY: as in `check_setup`, no guest code runs during the borrow.
         let memory = unsafe { std::slice::from_raw_parts(view.data_ptr(), view.data_size() as usize) };
-        let output = OutputArea::locate(memory, location as u64).map_err(|r| self.invalid(r))?;
-        let (next_ptr, next_cap) = output.next_input(memory.len()).map_err(|r| self.invalid(r))?;
-        if output.status == abi::STATUS_BAD_INPUT {
-            let errors = output.errors(records.len() as u32).unwrap_or_default();
-            let reason = errors.first().map_or("no reason given", |e| e.message.as_str());
-            return Err(EngineError::InvalidBatch(FormatError::new(format!(
-                "the module could not read the batch: {reason}"
-            )))
-            .into());
-        }
-        if output.status != abi::STATUS_OK && output.status != abi::STATUS_STOPPED {
-            return Err(self.invalid(FormatError::new(format!("unknown status {}", output.status))).into());
-        }
-        let errors = output.errors(records.len() as u32).map_err(|r| self.invalid(r))?;
-        let decoded = match self.kind {
-            ModuleKind::Filter => decode_filter(&output, batch, records),
-            kind => decode_records(kind, &output, batch, records, output_limit(batch, self.memory_limit)),
-        }
-        .map_err(|r| self.invalid(r))?;
-        self.input_ptr = next_ptr;
-        self.input_cap = next_cap;
+        let decoded =
+            decode_output(self.kind, memory, location as u64, batch, records, self.memory_limit).map_err(|error| {
+                match error {
+                    OutputError::BadInput(reason) => EngineError::InvalidBatch(FormatError::new(format!(
+                        "the module could not read the batch: {reason}"
+                    ))),
+                    OutputError::Invalid(error) => self.invalid(error),
+                }
+            })?;
+        (self.input_ptr, self.input_cap) = decoded.next_input;
         Ok(ProcessOutput {
-            batch: decoded.0,
-            records_out: output.entry_count,
-            errors,
-            last_value: decoded.1,
+            batch: decoded.batch,
+            records_out: decoded.records_out,
+            errors: decoded.errors,
+            last_value: decoded.last_value,
             fuel_used,
         })
-    }
-}
-
-/// The output area a guest pointed at, checked against its memory.
-struct OutputArea<'m> {
-    status: u32,
-    next_ptr: u32,
-    next_cap: u32,
-    entry_count: u32,
-    error_count: u32,
-    entries: &'m [u8],
-    errors: &'m [u8],
-}
-
-impl<'m> OutputArea<'m> {
-    fn locate(memory: &'m [u8], location: u64) -> Result<OutputArea<'m>, FormatError> {
-        let (ptr, len) = abi::unpack_location(location);
-        let area = ByteReader::at(memory, ptr as usize).bytes(len as usize, "output area").map_err(|_| {
-            FormatError::new(format!("output area {ptr:#x}+{len} is outside guest memory ({} bytes)", memory.len()))
-        })?;
-        let mut header = ByteReader::new(area);
-        let status = header.u32("output status")?;
-        let next_ptr = header.u32("next input pointer")?;
-        let next_cap = header.u32("next input capacity")?;
-        let entry_count = header.u32("entry count")?;
-        let error_count = header.u32("error count")?;
-        let entries_len = header.u32("entries length")? as usize;
-        let entries = header.bytes(entries_len, "output entries")?;
-        let errors = &area[header.position()..];
-        Ok(OutputArea { status, next_ptr, next_cap, entry_count, error_count, entries, errors })
-    }
-
-    fn next_input(&self, memory_len: usize) -> Result<(u32, u32), FormatError> {
-        let end = self.next_ptr as u64 + self.next_cap as u64;
-        if end > memory_len as u64 {
-            return Err(FormatError::new(format!(
-                "next input buffer {:#x}+{} is outside guest memory ({memory_len} bytes)",
-                self.next_ptr, self.next_cap
-            )));
-        }
-        Ok((self.next_ptr, self.next_cap))
-    }
-
-    /// The record errors. Indexes must be below `record_count` or be
-    /// [`abi::NO_RECORD`].
-    fn errors(&self, record_count: u32) -> Result<Vec<GuestError>, FormatError> {
-        let mut errors = Vec::with_capacity(self.error_count.min(1024) as usize);
-        let mut reader = ByteReader::new(self.errors);
-        for _ in 0..self.error_count {
-            let index = reader.u32("error record index")?;
-            if index >= record_count && index != abi::NO_RECORD {
-                return Err(FormatError::new(format!(
-                    "error for record index {index}, but the batch has {record_count} records"
-                )));
-            }
-            let kind = reader.len_prefixed("error kind")?;
-            let message = reader.len_prefixed("error message")?;
-            errors.push(GuestError {
-                index,
-                kind: String::from_utf8_lossy(kind).into_owned(),
-                message: String::from_utf8_lossy(message).into_owned(),
-            });
-        }
-        Ok(errors)
     }
 }
 
@@ -610,164 +524,6 @@ fn encode_setup(params: &SmartModuleExtraParams, accumulator: Option<&[u8]>) -> 
         None => blob.put_u8(0),
     }
     blob
-}
-
-fn start_output(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    out.extend_from_slice(&input[..abi::BATCH_HEADER_LEN]);
-    out
-}
-
-fn finish_output(out: &mut [u8], records: &RecordIndex, count: u32) {
-    let header = records.header();
-    write_batch_header(out, header.base_offset, count, header.base_timestamp);
-}
-
-/// A filter answers with the indexes it keeps; the kept records are copied
-/// from the host's own copy of the input.
-fn decode_filter(
-    output: &OutputArea<'_>,
-    input: &[u8],
-    records: &RecordIndex,
-) -> Result<(Vec<u8>, Option<Vec<u8>>), FormatError> {
-    if output.entries.len() != output.entry_count as usize * 4 {
-        return Err(FormatError::new(format!(
-            "{} filter entries need {} bytes, got {}",
-            output.entry_count,
-            output.entry_count as u64 * 4,
-            output.entries.len()
-        )));
-    }
-    let mut out = start_output(input);
-    let mut previous: Option<u32> = None;
-    let mut entries = ByteReader::new(output.entries);
-    for _ in 0..output.entry_count {
-        let index = entries.u32("filter entry")?;
-        if let Some(previous) = previous.filter(|p| index <= *p) {
-            return Err(FormatError::new(format!(
-                "filter kept record {index} after record {previous}; indexes must increase"
-            )));
-        }
-        let record = records.bytes(input, index as usize).ok_or_else(|| {
-            FormatError::new(format!("filter kept record {index}, but the batch has {} records", records.len()))
-        })?;
-        out.extend_from_slice(record);
-        previous = Some(index);
-    }
-    finish_output(&mut out, records, output.entry_count);
-    Ok((out, None))
-}
-
-/// A key or value of an entry: its bytes, and their range in the input
-/// batch when they are input bytes.
-type EntryData<'a> = (&'a [u8], Option<(usize, usize)>);
-
-/// Reads one key or value of a map-like entry: inline bytes in the output
-/// area, or a range of the input batch.
-fn entry_data<'a>(
-    tag: u8,
-    entries: &mut ByteReader<'a>,
-    input: &'a [u8],
-) -> Result<Option<EntryData<'a>>, FormatError> {
-    match tag {
-        abi::DATA_NONE => Ok(None),
-        abi::DATA_INLINE => Ok(Some((entries.len_prefixed("inline bytes")?, None))),
-        abi::DATA_INPUT_RANGE => {
-            let start = entries.u32("input range start")? as usize;
-            let len = entries.u32("input range length")? as usize;
-            let bytes = ByteReader::at(input, start).bytes(len, "input range").map_err(|_| {
-                FormatError::new(format!("input range {start}+{len} is outside the {}-byte batch", input.len()))
-            })?;
-            Ok(Some((bytes, Some((start, len)))))
-        }
-        other => Err(FormatError::new(format!("unknown data tag {other}"))),
-    }
-}
-
-/// The most bytes a module's output batch may take: its input passed
-/// through whole, plus as much new data as its memory could hold. Entries
-/// may point at input bytes, so without a limit a few bytes of entries
-/// could repeat one large record until the host runs out of memory.
-fn output_limit(input: &[u8], memory_limit: u64) -> usize {
-    input.len().saturating_add(usize::try_from(memory_limit).unwrap_or(usize::MAX))
-}
-
-/// Map-like kinds answer with entries; a record whose key and value are
-/// the source's own bytes is copied whole from the host's input. A map,
-/// filter-map or aggregate answers at most once per record; an array-map
-/// may answer several times for one record, in order.
-fn decode_records(
-    kind: ModuleKind,
-    output: &OutputArea<'_>,
-    input: &[u8],
-    records: &RecordIndex,
-    limit: usize,
-) -> Result<(Vec<u8>, Option<Vec<u8>>), FormatError> {
-    let repeats_allowed = kind == ModuleKind::ArrayMap;
-    let mut entries = ByteReader::new(output.entries);
-    let mut out = start_output(input);
-    let mut previous: Option<u32> = None;
-    let mut last_value = None;
-    // Entries for one source record are consecutive (array-map), so the
-    // last parsed source is reused.
-    let mut source_cache: Option<(u32, RecordView<'_>)> = None;
-    for n in 0..output.entry_count {
-        let index = entries.u32("entry record index")?;
-        let tags = entries.bytes(4, "entry tags")?;
-        let (key_tag, value_tag) = (tags[0], tags[1]);
-        if let Some(previous) = previous {
-            if index < previous {
-                return Err(FormatError::new(format!(
-                    "entry {n} is for record {index} after record {previous}; records must not go back"
-                )));
-            }
-            if index == previous && !repeats_allowed {
-                return Err(FormatError::new(format!(
-                    "entry {n} is a second output for record {index}; a {kind} module gives at most one per record"
-                )));
-            }
-        }
-        previous = Some(index);
-        if (index as usize) >= records.len() {
-            return Err(FormatError::new(format!(
-                "entry {n} is for record {index}, but the batch has {} records",
-                records.len()
-            )));
-        }
-        if source_cache.as_ref().is_none_or(|(cached, _)| *cached != index) {
-            source_cache = Some((index, records.view(input, index as usize)?));
-        }
-        let source = &source_cache.as_ref().expect("cached above").1;
-        let key = entry_data(key_tag, &mut entries, input)?;
-        let value = entry_data(value_tag, &mut entries, input)?
-            .ok_or_else(|| FormatError::new(format!("entry {n} has no value")))?;
-        let unchanged = key.map(|k| k.1) == source.key.map(Some) && value.1 == Some(source.value);
-        if unchanged {
-            out.extend_from_slice(source.bytes);
-        } else {
-            let headers = &input[source.headers.0..source.headers.0 + source.headers.1];
-            encode_record(
-                &mut out,
-                source.offset_delta,
-                source.timestamp_delta,
-                key.map(|k| k.0),
-                value.0,
-                source.header_count,
-                headers,
-            );
-        }
-        if out.len() > limit {
-            return Err(FormatError::new(format!(
-                "the output grew past {limit} bytes at entry {n} (the input plus the module's memory cap)"
-            )));
-        }
-        if n + 1 == output.entry_count {
-            last_value = Some(value.0.to_vec());
-        }
-    }
-    entries.finish(&format!("{} entries", output.entry_count))?;
-    finish_output(&mut out, records, output.entry_count);
-    Ok((out, last_value))
 }
 
 /// Runs a SmartModule function compiled for the host through the same guest

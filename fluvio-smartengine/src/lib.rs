@@ -36,6 +36,7 @@ mod error;
 mod fuel;
 mod instance;
 mod limits;
+pub mod output;
 mod watchdog;
 mod worker;
 

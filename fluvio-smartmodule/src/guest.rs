@@ -108,7 +108,9 @@ fn finish_setup(result: Result<()>) -> i64 {
     output_location()
 }
 
-fn parse_setup(blob: &[u8]) -> std::result::Result<(SmartModuleExtraParams, Option<RecordData>), abi::FormatError> {
+/// Decodes a setup blob (what the host's `encode_setup` writes): the params and
+/// the initial accumulator. Public so that it can be fuzzed natively.
+pub fn parse_setup(blob: &[u8]) -> std::result::Result<(SmartModuleExtraParams, Option<RecordData>), abi::FormatError> {
     let mut reader = ByteReader::new(blob);
     let count = reader.u32("param count")?;
     let mut params = SmartModuleExtraParams::default();

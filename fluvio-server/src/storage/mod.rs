@@ -12,6 +12,7 @@
 pub mod jetstream;
 pub mod local;
 pub mod offsets;
+pub mod producers;
 pub mod segment_log;
 
 use std::io;

@@ -4,7 +4,9 @@
 //! A segment is two files named after its base offset:
 //! `00000000000000000000.log` holds batches back to back, exactly as they
 //! travel on the wire; `00000000000000000000.index` holds one entry per batch
-//! (base offset, position, length, record count, largest timestamp).
+//! (base offset, position, length, record count, largest timestamp). Beside
+//! the segments, `producers.journal` remembers each producer's latest batch
+//! (see [`super::producers`]).
 //!
 //! On open the last segment is scanned batch by batch and every CRC is
 //! checked; a torn or corrupt tail (a crash in the middle of a write) is
@@ -24,6 +26,7 @@ use fluvio_smartmodule::abi;
 use fluvio_smartmodule::codec::{ByteReader, FormatError, PutBytes};
 use futures::future::BoxFuture;
 
+use super::producers::ProducerJournal;
 use super::{Partition, StorageError};
 
 /// When appended data is synced to disk.
@@ -178,18 +181,18 @@ pub struct PartitionLog {
     /// until the server restarts and recovery reads what the disk kept.
     failed: Mutex<Option<String>>,
     /// Each producer's last stamped batch and where it was stored, so that
-    /// a batch sent again after a lost acknowledgement is stored once. Kept
-    /// in memory: it holds while this server runs.
-    producers: Mutex<std::collections::HashMap<u64, (u64, i64)>>,
+    /// a batch sent again after a lost acknowledgement is stored once, also
+    /// across a crash (kept in a journal beside the log).
+    producers: Mutex<ProducerJournal>,
+    /// The journal's file, for syncing without the producers' lock (held
+    /// across whole appends), and whether it has entries not yet synced.
+    journal_file: Mutex<Arc<File>>,
+    journal_dirty: std::sync::atomic::AtomicBool,
     /// Makes the next sync fail, as a failing disk would: a real fsync error
     /// cannot be caused on demand on this machine's filesystems.
     #[cfg(test)]
     fail_next_sync: std::sync::atomic::AtomicBool,
 }
-
-/// Most producers a partition remembers for deduplication; past it the
-/// memory starts again (a retry is only ever of a producer's latest batch).
-const MAX_REMEMBERED_PRODUCERS: usize = 100_000;
 
 /// What [`PartitionLog::open`] found and repaired.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -398,6 +401,7 @@ impl PartitionLog {
         let active_segment = segments.last().expect("at least one segment");
         let next_offset = active_segment.entries.last().map_or(active_segment.base_offset, IndexEntry::next_offset);
         let active = Active::open(&active_segment.log_path, &active_segment.index_path)?;
+        let journal = ProducerJournal::open(dir, next_offset)?;
         sync_dir(dir)?;
         let (watermark, _) = tokio::sync::watch::channel(next_offset);
         let log = PartitionLog {
@@ -408,7 +412,9 @@ impl PartitionLog {
             synced: AtomicI64::new(next_offset),
             watermark,
             failed: Mutex::new(None),
-            producers: Mutex::default(),
+            journal_file: Mutex::new(journal.file()),
+            journal_dirty: std::sync::atomic::AtomicBool::new(false),
+            producers: Mutex::new(journal),
             #[cfg(test)]
             fail_next_sync: std::sync::atomic::AtomicBool::new(false),
         };
@@ -419,7 +425,17 @@ impl PartitionLog {
     /// `0..n`, gives it the next base offset, writes it and its index entry,
     /// and syncs per the flush policy. Returns the base offset.
     pub fn append(&self, batch: Batch) -> Result<i64, StorageError> {
-        let (base_offset, next) = self.write(batch)?;
+        self.append_with(batch, None)
+    }
+
+    /// Appends a batch, recording `producer`'s stamp in the journal first
+    /// when there is one.
+    fn append_with(
+        &self,
+        batch: Batch,
+        producer: Option<(ProducerStamp, &mut ProducerJournal)>,
+    ) -> Result<i64, StorageError> {
+        let (base_offset, next) = self.write(batch, producer)?;
         let synced = match self.config.flush {
             FlushPolicy::EveryBatch => self.sync_through(next),
             FlushPolicy::Interval(interval) if self.state.lock().expect("log lock").last_sync.elapsed() >= interval => {
@@ -488,7 +504,11 @@ impl PartitionLog {
 
     /// Writes a batch (and its index entry) without syncing or making it
     /// readable. Returns its base offset and the next offset after it.
-    fn write(&self, mut batch: Batch) -> Result<(i64, i64), StorageError> {
+    fn write(
+        &self,
+        mut batch: Batch,
+        producer: Option<(ProducerStamp, &mut ProducerJournal)>,
+    ) -> Result<(i64, i64), StorageError> {
         self.check_not_failed()?;
         let count = batch.record_count();
         if count == 0 {
@@ -504,6 +524,12 @@ impl PartitionLog {
         batch.set_base_offset(base_offset);
         if state.segments.last().expect("active segment").size >= self.config.segment_bytes {
             self.roll(&mut state)?;
+        }
+        if let Some((stamp, journal)) = producer {
+            // Before the batch: a batch on disk always has its entry there.
+            journal.record(stamp, base_offset)?;
+            *self.journal_file.lock().expect("journal lock") = journal.file();
+            self.journal_dirty.store(true, Ordering::Release);
         }
         let segment = state.segments.last().expect("active segment");
         let entry = entry_for(&batch, segment.size, now_ms());
@@ -549,6 +575,15 @@ impl PartitionLog {
             let path = state.segments.last().expect("active segment").log_path.clone();
             (Arc::clone(&state.active.log), Arc::clone(&state.active.index), state.next_offset, path)
         };
+        // The journal first: every batch below `upto` wrote its entry before
+        // `upto` was read, to this file or to one compaction synced.
+        if self.journal_dirty.swap(false, Ordering::AcqRel) {
+            let journal = Arc::clone(&self.journal_file.lock().expect("journal lock"));
+            if let Err(source) = journal.sync_data() {
+                self.journal_dirty.store(true, Ordering::Release);
+                return Err(StorageError::Io { path: self.dir.join(super::producers::JOURNAL_FILE), source });
+            }
+        }
         log.sync_data().map_err(io_error(&path))?;
         index.sync_data().map_err(io_error(&path))?;
         self.synced.fetch_max(upto, Ordering::Release);
@@ -705,20 +740,16 @@ impl Partition for PartitionLog {
             let Some(stamp) = producer else {
                 return tokio::task::block_in_place(|| PartitionLog::append(self, batch));
             };
+            // A stopped partition answers no retry from its memory: the
+            // batch it remembers may have been cut.
+            self.check_not_failed()?;
             // Held across the append: a retry racing its original waits
             // for it and then finds it.
             let mut producers = self.producers.lock().expect("producers lock");
-            if let Some(&(sequence, base_offset)) = producers.get(&stamp.id)
-                && sequence == stamp.sequence
-            {
+            if let Some(base_offset) = producers.find(stamp) {
                 return Ok(base_offset);
             }
-            let base_offset = tokio::task::block_in_place(|| PartitionLog::append(self, batch))?;
-            if producers.len() >= MAX_REMEMBERED_PRODUCERS {
-                producers.clear();
-            }
-            producers.insert(stamp.id, (stamp.sequence, base_offset));
-            Ok(base_offset)
+            tokio::task::block_in_place(|| self.append_with(batch, Some((stamp, &mut producers))))
         })
     }
 
@@ -762,6 +793,37 @@ mod tests {
         dir
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_batch_resent_after_a_crash_is_stored_once() {
+        let dir = temp_dir("resent-after-crash");
+        let stamp = ProducerStamp { id: 42, sequence: 3 };
+        {
+            // Stored, then the server dies before it can acknowledge.
+            let (log, _) = PartitionLog::open(&dir, config()).unwrap();
+            Partition::append(&log, batch(&["x"]), None).await.unwrap();
+            assert_eq!(Partition::append(&log, batch(&["a", "b"]), Some(stamp)).await.unwrap(), 1);
+        }
+        let (log, _) = PartitionLog::open(&dir, config()).unwrap();
+        assert_eq!(
+            Partition::append(&log, batch(&["a", "b"]), Some(stamp)).await.unwrap(),
+            1,
+            "found, not stored again"
+        );
+        assert_eq!(log.next_offset(), 3);
+        let next = ProducerStamp { id: 42, sequence: 4 };
+        assert_eq!(Partition::append(&log, batch(&["c"]), Some(next)).await.unwrap(), 3);
+        // A journal entry whose batch did not reach the log is forgotten.
+        drop(log);
+        let journal = dir.join(super::super::producers::JOURNAL_FILE);
+        let mut bytes = fs::read(&journal).unwrap();
+        bytes.extend(super::super::producers::encode(9, 0, 4));
+        fs::write(&journal, bytes).unwrap();
+        let (log, _) = PartitionLog::open(&dir, config()).unwrap();
+        let lost = ProducerStamp { id: 9, sequence: 0 };
+        assert_eq!(Partition::append(&log, batch(&["d"]), Some(lost)).await.unwrap(), 4, "stored now");
+        assert_eq!(log.next_offset(), 5);
+    }
+
     #[test]
     fn a_batch_whose_base_offset_was_damaged_is_reported_not_served() {
         let dir = temp_dir("offset-damage");
@@ -793,7 +855,7 @@ mod tests {
         let dir = temp_dir("unacknowledged");
         let (log, _) = PartitionLog::open(&dir, config()).unwrap();
         log.append(batch(&["acknowledged"])).unwrap();
-        let (base, next) = log.write(batch(&["in flight"])).unwrap();
+        let (base, next) = log.write(batch(&["in flight"]), None).unwrap();
         assert_eq!((base, next), (1, 2));
         assert_eq!(all_values(&log, 0), [(0, "acknowledged".to_string())]);
         assert!(log.read(1, u64::MAX).unwrap().is_empty());

@@ -28,8 +28,14 @@ impl ServerProcess {
 
     /// Starts a server whose log goes to `stderr`, a file to read back.
     pub fn start_with_stderr(data_dir: &Path, extra_args: &[&str], stderr: impl Into<Stdio>) -> ServerProcess {
+        ServerProcess::start_at("127.0.0.1:0", data_dir, extra_args, stderr)
+    }
+
+    /// Starts a server on `addr` (a fixed port, for a server restarted
+    /// where its clients look for it).
+    pub fn start_at(addr: &str, data_dir: &Path, extra_args: &[&str], stderr: impl Into<Stdio>) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fluvio-server"))
-            .args(["--addr", "127.0.0.1:0", "--data-dir"])
+            .args(["--addr", addr, "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
             .env("RUST_LOG", std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
