@@ -7,6 +7,7 @@
 //! directory of their own, so the build never waits on the lock held by the
 //! `cargo test` or `cargo bench` that runs us.
 
+pub mod damage;
 pub mod pki;
 pub mod services;
 

@@ -5,19 +5,10 @@
 //! the same way. A deterministic generator makes a failure reproducible
 //! from the round number it prints.
 
+use dev_support::damage::{Lcg, damage};
 use fluvio_protocol::frame::{decode, encode};
 use fluvio_protocol::messages::StreamFetchRequest;
 use fluvio_protocol::{Batch, BatchBuilder, Compression, Frame, FrameError, StreamEvent};
-
-/// A small deterministic generator: the tests need variety, not secrecy.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % bound.max(1)
-    }
-}
 
 fn batch(random: &mut Lcg) -> Batch {
     let mut builder = BatchBuilder::new(random.below(1 << 40) as i64, 1_700_000_000_000);
@@ -32,28 +23,6 @@ fn batch(random: &mut Lcg) -> Batch {
         builder.push(delta, 1_700_000_000_000 + delta as i64, key, &value, &headers);
     }
     builder.finish()
-}
-
-/// Changes `bytes` in one of the ways a bad disk, a bad peer or an
-/// attacker would: a byte, a length or count field, or a cut.
-fn damage(random: &mut Lcg, bytes: &mut Vec<u8>) {
-    match random.below(4) {
-        0 => {
-            let at = random.below(bytes.len() as u64) as usize;
-            bytes[at] = random.below(256) as u8;
-        }
-        1 if bytes.len() >= 4 => {
-            // A little-endian u32 somewhere, moved by a little or set huge.
-            let at = random.below(bytes.len() as u64 - 3) as usize;
-            let old = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-            let new = match random.below(2) {
-                0 => old.wrapping_add(random.below(9) as u32).wrapping_sub(4),
-                _ => u32::MAX - random.below(3) as u32,
-            };
-            bytes[at..at + 4].copy_from_slice(&new.to_le_bytes());
-        }
-        _ => bytes.truncate(random.below(bytes.len() as u64) as usize),
-    }
 }
 
 /// Refreshes the CRC of a damaged batch, so that the damage reaches the

@@ -13,7 +13,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         Some((secrets, config)) => (secrets, config),
         None => ("", text),
     };
-    let secrets = Secrets::parse(secrets_text, Path::new("secrets.env")).unwrap_or_default();
+    let secrets = Secrets::parse(secrets_text, Path::new("secrets.env"))
+        .unwrap_or_else(|_| Secrets::parse("", Path::new("secrets.env")).expect("no secrets parse"));
     if let Err(error) = ConnectorConfig::parse(config_text, Path::new("connector.yaml"), &secrets) {
         assert!(error.to_string().contains("connector.yaml"), "{error}");
     }

@@ -192,6 +192,10 @@ pub struct PartitionLog {
     /// cannot be caused on demand on this machine's filesystems.
     #[cfg(test)]
     fail_next_sync: std::sync::atomic::AtomicBool,
+    /// Runs between a read's plan and its opening of the files, where
+    /// retention may delete a planned segment.
+    #[cfg(test)]
+    between_plan_and_open: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 /// What [`PartitionLog::open`] found and repaired.
@@ -417,6 +421,8 @@ impl PartitionLog {
             producers: Mutex::new(journal),
             #[cfg(test)]
             fail_next_sync: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            between_plan_and_open: Mutex::new(None),
         };
         Ok((log, recovery))
     }
@@ -688,6 +694,10 @@ impl PartitionLog {
             }
             plan
         };
+        #[cfg(test)]
+        if let Some(hook) = self.between_plan_and_open.lock().expect("hook lock").take() {
+            hook();
+        }
         let mut batches = Vec::with_capacity(plan.len());
         let mut open: Option<(PathBuf, File)> = None;
         for (path, entry) in plan {
@@ -791,6 +801,37 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fluvio-storage-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn a_segment_deleted_by_retention_between_a_reads_plan_and_its_open_reads_again_from_the_new_start() {
+        let dir = temp_dir("retention-race");
+        let small = LogConfig { segment_bytes: 64, ..config() };
+        let (log, _) = PartitionLog::open(&dir, small).unwrap();
+        let log = Arc::new(log);
+        for n in 0..6 {
+            log.append(batch(&[&format!("record {n}")])).unwrap();
+        }
+        assert!(log.state.lock().unwrap().segments.len() >= 4, "one batch per segment");
+        // Retention that keeps only the newest segments, run right after
+        // the read planned to start in the oldest one.
+        let racing = Arc::clone(&log);
+        *log.between_plan_and_open.lock().unwrap() = Some(Box::new(move || {
+            let mut state = racing.state.lock().unwrap();
+            while state.segments.len() > 2 {
+                let oldest = state.segments.remove(0);
+                fs::remove_file(&oldest.log_path).unwrap();
+                fs::remove_file(&oldest.index_path).unwrap();
+            }
+        }));
+        // Not an error and no records from a deleted file: nothing, so
+        // the stream loop reads again (the watermark is past its offset).
+        assert!(log.read(0, 1 << 20).unwrap().is_empty());
+        assert!(*log.watermark.borrow() > 0);
+        let again = log.read(0, 1 << 20).unwrap();
+        let first = again.first().expect("the records left").base_offset();
+        assert_eq!(first, log.start_offset());
+        assert_eq!(again.last().unwrap().next_offset(), log.next_offset(), "read through to the end");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

@@ -1,0 +1,132 @@
+//! Property tests of the engine's output decoder, which reads what a
+//! hostile module wrote into its memory: valid answers of every module kind,
+//! damaged at random (a byte changed, a count, length, index or range moved
+//! or set huge, bytes cut off) and placed anywhere in a memory of junk, are
+//! refused or decoded into a valid output batch of the records they claim,
+//! within the output budget; never a panic.
+
+use dev_support::damage::{Lcg, damage};
+use fluvio_protocol::batch::RecordIndex;
+use fluvio_protocol::{Batch, BatchBuilder, ModuleKind};
+use fluvio_smartengine::output::{OutputError, decode_output};
+use fluvio_smartmodule::abi;
+
+const MEMORY_LIMIT: u64 = 1 << 16;
+
+fn input(random: &mut Lcg) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(random.below(1 << 30) as i64, 1_700_000_000_000);
+    for n in 0..random.below(10) + 1 {
+        let key = (n % 2 == 0).then(|| vec![b'k'; random.below(4) as usize]);
+        builder.push_value(key.as_deref(), &vec![b'v'; random.below(40) as usize]);
+    }
+    builder.finish().into_bytes()
+}
+
+fn area(status: u32, entry_count: u32, entries: &[u8], errors: &[(u32, &str)]) -> Vec<u8> {
+    let mut area = Vec::new();
+    let fields = [status, 0, 0, entry_count, errors.len() as u32, entries.len() as u32];
+    fields.iter().for_each(|field| area.extend_from_slice(&field.to_le_bytes()));
+    area.extend_from_slice(entries);
+    for (index, message) in errors {
+        area.extend_from_slice(&index.to_le_bytes());
+        for text in [&b"Error"[..], message.as_bytes()] {
+            area.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            area.extend_from_slice(text);
+        }
+    }
+    area
+}
+
+/// A valid answer of `kind` to a batch of `records` records.
+fn answer(random: &mut Lcg, kind: ModuleKind, records: u32, input_len: u32) -> Vec<u8> {
+    let mut entries = Vec::new();
+    let mut count = 0;
+    for index in 0..records {
+        if kind == ModuleKind::Filter {
+            if random.below(2) == 0 {
+                entries.extend_from_slice(&index.to_le_bytes());
+                count += 1;
+            }
+            continue;
+        }
+        for _ in 0..if kind == ModuleKind::ArrayMap { random.below(3) } else { random.below(2) } {
+            entries.extend_from_slice(&index.to_le_bytes());
+            let (key_tag, value_tag) = (random.below(3) as u8, 1 + random.below(2) as u8);
+            entries.extend_from_slice(&[key_tag, value_tag, 0, 0]);
+            for tag in [key_tag, value_tag] {
+                match tag {
+                    abi::DATA_INLINE => {
+                        let len = random.below(20) as u32;
+                        entries.extend_from_slice(&len.to_le_bytes());
+                        entries.extend(std::iter::repeat_n(b'x', len as usize));
+                    }
+                    abi::DATA_INPUT_RANGE => {
+                        let start = random.below(input_len as u64) as u32;
+                        let len = random.below((input_len - start) as u64 + 1) as u32;
+                        entries.extend_from_slice(&start.to_le_bytes());
+                        entries.extend_from_slice(&len.to_le_bytes());
+                    }
+                    _ => {}
+                }
+            }
+            count += 1;
+        }
+    }
+    let errors: Vec<(u32, &str)> = match random.below(4) {
+        0 => vec![(random.below(records as u64) as u32, "bad record")],
+        _ => Vec::new(),
+    };
+    area(abi::STATUS_OK, count, &entries, &errors)
+}
+
+#[test]
+fn damaged_answers_are_refused_or_make_valid_batches_never_a_panic() {
+    let kinds =
+        [ModuleKind::Filter, ModuleKind::Map, ModuleKind::FilterMap, ModuleKind::ArrayMap, ModuleKind::Aggregate];
+    let mut random = Lcg(0x5eed_0u64 ^ 0x0123_4567_89ab_cdef);
+    let (mut accepted, mut refused) = (0u32, 0u32);
+    for round in 0..100_000u32 {
+        let input = input(&mut random);
+        let records = RecordIndex::new(&input).unwrap();
+        let kind = kinds[round as usize % kinds.len()];
+        let mut answer = answer(&mut random, kind, records.len() as u32, input.len() as u32);
+        // A third of the answers stay valid; the rest are damaged, some
+        // several times.
+        for _ in 0..random.below(4) {
+            if random.below(3) != 0 {
+                damage(&mut random, &mut answer);
+            }
+        }
+        let mut memory: Vec<u8> = (0..random.below(64)).map(|_| random.below(256) as u8).collect();
+        let ptr = memory.len() as u32;
+        memory.extend_from_slice(&answer);
+        memory.extend((0..random.below(64)).map(|_| random.below(256) as u8));
+        let (ptr, len) = match random.below(10) {
+            0 => (random.below(1 << 32) as u32, random.below(1 << 32) as u32),
+            _ => (ptr, answer.len() as u32),
+        };
+        match decode_output(kind, &memory, abi::pack_location(ptr, len), &input, &records, MEMORY_LIMIT) {
+            Ok(decoded) => {
+                accepted += 1;
+                assert!(decoded.batch.len() <= input.len() + MEMORY_LIMIT as usize, "round {round}: over budget");
+                let batch = Batch::from_bytes(Batch::seal(decoded.batch).into_bytes())
+                    .unwrap_or_else(|error| panic!("round {round}: an accepted answer made a bad batch: {error}"));
+                assert_eq!(batch.records().count() as u32, decoded.records_out, "round {round}");
+                assert_eq!(batch.base_offset(), records.header().base_offset, "round {round}");
+            }
+            Err(OutputError::Invalid(_) | OutputError::BadInput(_)) => refused += 1,
+        }
+    }
+    assert!(accepted > 20_000 && refused > 20_000, "accepted {accepted}, refused {refused}");
+}
+
+#[test]
+fn a_module_that_cannot_read_its_input_says_why() {
+    let input = BatchBuilder::new(0, 0).finish().into_bytes();
+    let records = RecordIndex::new(&input).unwrap();
+    let answer = area(abi::STATUS_BAD_INPUT, 0, &[], &[(abi::NO_RECORD, "truncated header")]);
+    let error =
+        decode_output(ModuleKind::Map, &answer, abi::pack_location(0, answer.len() as u32), &input, &records, 1)
+            .unwrap_err();
+    assert_eq!(error, OutputError::BadInput("truncated header".into()));
+}
