@@ -7,12 +7,16 @@
 use fluvio_protocol::Batch;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let full = Batch::from_bytes(data.to_vec());
+    // A compressed batch passes the full check as it is, and is read
+    // decompressed (its decompression is checked by the full check too).
+    let full = Batch::from_bytes(data.to_vec()).map(|batch| batch.decompressed().expect("checked whole"));
     let sent = Batch::from_sent_bytes(data.to_vec())
+        .and_then(Batch::decompressed)
         .and_then(|batch| batch.try_records().map(|r| r.map(|r| r.offset)).collect::<Result<Vec<_>, _>>());
     match (&full, &sent) {
         (Ok(batch), Ok(sent_offsets)) => {
             let offsets: Vec<i64> = batch.records().map(|r| r.offset).collect();
+            assert_eq!(offsets.len(), batch.record_count() as usize);
             assert_eq!(&offsets, sent_offsets);
             let next = offsets.last().map_or(batch.base_offset(), |last| last + 1);
             assert_eq!(batch.next_offset(), next);

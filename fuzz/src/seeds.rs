@@ -1,6 +1,9 @@
 //! Writes the seed corpus of every target into `fuzz/corpus/TARGET/`:
 //! small valid inputs the fuzzer mutates from. Run by scripts/fuzz.sh
-//! before fuzzing; the files are in the repository too.
+//! before fuzzing; the files are in the repository too. Built like the
+//! targets (instrumented, so linked with libFuzzer): it does its work in
+//! libFuzzer's start-up hook and exits there.
+#![no_main]
 
 use std::path::Path;
 
@@ -33,7 +36,7 @@ fn output_input(kind: u8, area: &[u8]) -> Vec<u8> {
     input
 }
 
-fn main() {
+fn write_seeds() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let batch = fluvio_fuzz::seed_batch();
 
@@ -138,3 +141,11 @@ fn main() {
     write(&dir, "profile", "local", profile.as_bytes());
     println!("seed corpus written to {}", dir.display());
 }
+
+libfuzzer_sys::fuzz_target!(
+    init: {
+        write_seeds();
+        std::process::exit(0);
+    },
+    |_data: &[u8]| {}
+);
