@@ -638,8 +638,8 @@ fn decode(frame: Frame, partition: u32) -> Result<StreamResponse, FluvioError> {
             };
             records.push_back(ConsumerRecord {
                 partition,
-                offset: header.base_offset + view.offset_delta as i64,
-                timestamp: header.base_timestamp + view.timestamp_delta,
+                offset: header.base_offset.saturating_add(view.offset_delta as i64),
+                timestamp: header.base_timestamp.saturating_add(view.timestamp_delta),
                 key: view.key.map(slice),
                 value: slice(view.value),
                 headers,

@@ -233,7 +233,7 @@ impl Batch {
         let header = self.header();
         if header.attributes & COMPRESSION_MASK != 0 {
             // Compressed batches are numbered 0, 1, 2... (checked when built).
-            return header.base_offset + header.record_count as i64;
+            return header.base_offset.saturating_add(header.record_count as i64);
         }
         let end = (header.batch_len as usize).min(self.bytes.len());
         let mut last = None;
@@ -248,7 +248,9 @@ impl Batch {
             at += 4 + len;
         }
         match last.and_then(|at| self.bytes.get(at + 4..at + 8)) {
-            Some(delta) => header.base_offset + u32::from_le_bytes(delta.try_into().expect("four bytes")) as i64 + 1,
+            Some(delta) => {
+                header.base_offset.saturating_add(u32::from_le_bytes(delta.try_into().expect("four bytes")) as i64 + 1)
+            }
             None => header.base_offset,
         }
     }
@@ -332,8 +334,10 @@ impl<'a> RecordRef<'a> {
     fn new(batch: &'a [u8], view: &RecordView<'a>, header: &BatchHeader) -> RecordRef<'a> {
         let (hstart, hlen) = view.headers;
         RecordRef {
-            offset: header.base_offset + view.offset_delta as i64,
-            timestamp: header.base_timestamp + view.timestamp_delta,
+            // Saturating: the fields come from outside, and an absurd timestamp
+            // must not overflow (a panic with overflow checks).
+            offset: header.base_offset.saturating_add(view.offset_delta as i64),
+            timestamp: header.base_timestamp.saturating_add(view.timestamp_delta),
             key: view.key.map(|(start, len)| &batch[start..start + len]),
             value: &batch[view.value.0..view.value.0 + view.value.1],
             headers: match view.header_count {
@@ -525,6 +529,23 @@ pub fn write_batch_header(out: &mut [u8], base_offset: i64, record_count: u32, b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_absurd_timestamp_saturates_instead_of_overflowing() {
+        // Found by the `batch` fuzz target: a producer's base timestamp
+        // plus a record's delta overflowed (a panic with overflow checks,
+        // a negative timestamp without).
+        let mut builder = BatchBuilder::new(7, i64::MAX - 5);
+        builder.push_value(None, b"late");
+        let mut bytes = builder.finish().into_bytes();
+        let delta_at = abi::BATCH_HEADER_LEN + 8;
+        bytes[delta_at..delta_at + 8].copy_from_slice(&i64::MAX.to_le_bytes());
+        let batch = Batch::from_bytes(Batch::seal(bytes).into_bytes()).unwrap();
+        let record = batch.records().next().unwrap();
+        assert_eq!((record.offset, record.timestamp), (7, i64::MAX));
+        let checked = batch.try_records().next().unwrap().unwrap();
+        assert_eq!(checked.timestamp, i64::MAX);
+    }
 
     #[test]
     fn compressed_batches_keep_their_header_and_give_their_records_back() {

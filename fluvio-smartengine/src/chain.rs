@@ -307,8 +307,8 @@ impl Stage {
     ) -> RecordFailure {
         RecordFailure {
             module: self.module.name().to_string(),
-            offset: header.base_offset + record.offset_delta as i64,
-            timestamp: header.base_timestamp + record.timestamp_delta,
+            offset: header.base_offset.saturating_add(record.offset_delta as i64),
+            timestamp: header.base_timestamp.saturating_add(record.timestamp_delta),
             kind,
             message,
             key: record.key.map(|(start, len)| input[start..start + len].to_vec()),

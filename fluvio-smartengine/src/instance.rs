@@ -447,7 +447,7 @@ impl SmartModuleInstance {
                 abi::NO_RECORD => header.base_offset,
                 index => records
                     .view(batch, index as usize)
-                    .map_or(header.base_offset, |record| header.base_offset + record.offset_delta as i64),
+                    .map_or(header.base_offset, |record| header.base_offset.saturating_add(record.offset_delta as i64)),
             };
             return Err(
                 EngineError::LookBackFailed { module: self.name.clone(), offset, message: error.message }.into()
