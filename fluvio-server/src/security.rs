@@ -297,7 +297,7 @@ impl AccessPolicy {
                 (None, None) => None,
             };
             for pattern in &entry.topics {
-                if pattern.is_empty() || pattern[..pattern.len() - 1].contains('*') {
+                if pattern.is_empty() || pattern.strip_suffix('*').unwrap_or(pattern).contains('*') {
                     return Err(format!(
                         "principal {name:?} has the topic pattern {pattern:?}; a pattern is a name, or a prefix followed by one `*` at the end"
                     ));
@@ -408,6 +408,12 @@ mod tests {
             "same token",
         );
         refused("[[principal]]\nname = \"a\"\nrole = \"admin\"\ntokn = \"x\"\n", "unknown field");
+        // A pattern ending in a multi-byte character is read, not sliced.
+        let policy = AccessPolicy::parse(
+            "[[principal]]\nname = \"a\"\nrole = \"client\"\ntopics = [\"café\", \"*\"]\ntoken = \"0123456789abcdef\"\n",
+        )
+        .unwrap();
+        assert!(policy.by_token("0123456789abcdef").unwrap().may_use_topic("anything"));
     }
 
     #[test]
