@@ -56,7 +56,12 @@ fn write_seeds() {
     let frames = [
         Frame::new(ApiKind::Produce as u16, 1, &produce, batch.clone()),
         Frame::new(ApiKind::StreamFetch as u16, 2, &fetch, Vec::new()),
-        Frame::new(ApiKind::Error as u16 | 0x8000, 0, &ErrorResponse { code: ErrorCode::BadFrame, message: "x".into() }, Vec::new()),
+        Frame::new(
+            ApiKind::Error as u16 | 0x8000,
+            0,
+            &ErrorResponse { code: ErrorCode::BadFrame, message: "x".into() },
+            Vec::new(),
+        ),
     ];
     for (n, frame) in frames.iter().enumerate() {
         let mut bytes = frame.head();
@@ -66,7 +71,15 @@ fn write_seeds() {
 
     // Control messages, each behind its selector byte.
     let messages: Vec<(u8, Vec<u8>)> = vec![
-        (0, encode(&CreateTopicRequest { name: "t".into(), partitions: 3, replication: 1, retention: Default::default() })),
+        (
+            0,
+            encode(&CreateTopicRequest {
+                name: "t".into(),
+                partitions: 3,
+                replication: 1,
+                retention: Default::default(),
+            }),
+        ),
         (1, encode(&NameRequest { name: "t".into() })),
         (2, encode(&produce)),
         (3, encode(&fetch)),
