@@ -11,6 +11,9 @@ pub struct TestCa {
     name: String,
 }
 
+/// `openssl req` arguments that make a new P-256 key, unencrypted.
+const NEW_KEY: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+
 fn openssl(args: &[&str], dir: &Path) {
     let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
     assert!(out.status.success(), "openssl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -24,26 +27,24 @@ impl TestCa {
         let (cert, key) = (format!("{name}-ca.pem"), format!("{name}-ca.key"));
         openssl(
             &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &cert,
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={name} test CA"),
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
+                &["req", "-x509"][..],
+                &NEW_KEY,
+                &[
+                    "-keyout",
+                    &key,
+                    "-out",
+                    &cert,
+                    "-days",
+                    "2",
+                    "-subj",
+                    &format!("/CN={name} test CA"),
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ],
+            ]
+            .concat(),
             dir,
         );
         TestCa { dir: dir.to_path_buf(), name: name.to_string() }
@@ -78,20 +79,8 @@ impl TestCa {
         )
         .unwrap();
         openssl(
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &format!("/CN={common_name}"),
-            ],
+            &[&["req"][..], &NEW_KEY, &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={common_name}")]]
+                .concat(),
             &self.dir,
         );
         let (ca_cert, ca_key) = (format!("{}-ca.pem", self.name), format!("{}-ca.key", self.name));

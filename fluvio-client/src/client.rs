@@ -20,7 +20,7 @@ use fluvio_protocol::{
 
 use crate::FluvioError;
 use crate::config::RetryPolicy;
-use crate::security::{Security, TlsConfig, TlsPolicy};
+use crate::security::{Security, TlsPolicy};
 
 /// How long opening a connection (TCP, then TLS) may take.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -300,12 +300,6 @@ impl FluvioClusterConfig {
     pub fn with_token(mut self, token: impl Into<String>) -> FluvioClusterConfig {
         self.token = Some(token.into());
         self
-    }
-}
-
-impl From<TlsConfig> for TlsPolicy {
-    fn from(config: TlsConfig) -> TlsPolicy {
-        TlsPolicy::Verified(config)
     }
 }
 

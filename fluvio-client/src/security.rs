@@ -34,6 +34,12 @@ pub enum TlsPolicy {
     Verified(TlsConfig),
 }
 
+impl From<TlsConfig> for TlsPolicy {
+    fn from(config: TlsConfig) -> TlsPolicy {
+        TlsPolicy::Verified(config)
+    }
+}
+
 /// The files a verified TLS connection uses.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

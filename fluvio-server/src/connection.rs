@@ -296,9 +296,14 @@ impl Session {
         }
     }
 
-    /// Whether a listing may show this topic to the principal.
+    /// Whether a listing may show this topic to the principal (without
+    /// building the refusal `require_topic` would send).
     fn may_see(&self, topic: &str) -> bool {
-        self.require_topic(topic).is_ok()
+        match self.principal() {
+            Ok(None) => true,
+            Ok(Some(principal)) => principal.may_use_topic(topic),
+            Err(_) => false,
+        }
     }
 
     /// Answers an `Authenticate` request; `Err` closes the connection.
