@@ -63,7 +63,16 @@ enum Store {
     /// `DIR/NAME.wasm` on local disk.
     Dir(PathBuf),
     /// A JetStream object store shared by every server of a cluster.
-    Objects(Box<object_store::ObjectStore>),
+    Objects(Box<SharedStore>),
+}
+
+/// The object store and the stream under it: listings read the stream's
+/// leader, because the store's own listing runs an ordered consumer whose
+/// count of pending entries can come from a replica that has not yet seen
+/// the latest registration, and then lists nothing.
+struct SharedStore {
+    objects: object_store::ObjectStore,
+    stream: async_nats::jetstream::stream::Stream,
 }
 
 /// The object store that holds registered SmartModules on a JetStream
@@ -130,29 +139,42 @@ impl Registry {
         replicas: usize,
         engine: SmartEngine,
     ) -> Result<Registry, RegistryError> {
-        let store = match js.get_object_store(SMARTMODULES_BUCKET).await {
-            Ok(store) => store,
-            Err(_) => {
-                let config = object_store::Config {
-                    bucket: SMARTMODULES_BUCKET.to_string(),
-                    description: Some("Fluvio SmartModule registry".into()),
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                };
-                match js.create_object_store(config).await {
-                    Ok(store) => store,
-                    // Another server created it meanwhile.
-                    Err(error) => js
-                        .get_object_store(SMARTMODULES_BUCKET)
-                        .await
-                        .map_err(|_| shared_error("create the SmartModule bucket", error))?,
-                }
+        if js.get_object_store(SMARTMODULES_BUCKET).await.is_err() {
+            let config = object_store::Config {
+                bucket: SMARTMODULES_BUCKET.to_string(),
+                description: Some("Fluvio SmartModule registry".into()),
+                storage: async_nats::jetstream::stream::StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            };
+            if let Err(error) = js.create_object_store(config).await {
+                // Another server may have created it meanwhile.
+                js.get_object_store(SMARTMODULES_BUCKET)
+                    .await
+                    .map_err(|_| shared_error("create the SmartModule bucket", error))?;
             }
-        };
+        }
+        // Lookups of one module go to the stream's leader too.
+        let stream_name = format!("OBJ_{SMARTMODULES_BUCKET}");
+        crate::storage::jetstream::read_from_leader(js, &stream_name)
+            .await
+            .map_err(|e| shared_error("configure the SmartModule bucket", e))?;
+        let store = js
+            .get_object_store(SMARTMODULES_BUCKET)
+            .await
+            .map_err(|e| shared_error("open the SmartModule bucket", e))?;
+        let stream = js
+            .get_stream(stream_name)
+            .await
+            .map_err(|e| shared_error("open the SmartModule bucket", e))?;
         let modules: Arc<RwLock<BTreeMap<String, Loaded>>> = Arc::default();
         let watcher = tokio::spawn(watch_modules(store.clone(), Arc::clone(&modules)));
-        Ok(Registry { store: Store::Objects(Box::new(store)), engine, modules, watcher: Some(watcher) })
+        Ok(Registry {
+            store: Store::Objects(Box::new(SharedStore { objects: store, stream })),
+            engine,
+            modules,
+            watcher: Some(watcher),
+        })
     }
 
     /// Validates and registers a module.
@@ -169,6 +191,7 @@ impl Registry {
                 None
             }
             Store::Objects(store) => {
+                let store = &store.objects;
                 if store.info(name).await.is_ok() {
                     return Err(RegistryError::Exists(name.to_string()));
                 }
@@ -194,6 +217,7 @@ impl Registry {
                 fluvio_fs::sync_dir(dir).map_err(io_error(dir))?;
             }
             Store::Objects(store) => {
+                let store = &store.objects;
                 self.modules.write().expect("registry lock").remove(name);
                 if store.info(name).await.is_err() {
                     return Err(RegistryError::NotFound(name.to_string()));
@@ -207,7 +231,7 @@ impl Registry {
     /// Fetches and compiles a module registered through another server.
     async fn fetch(&self, name: &str) -> Result<Option<(SmartModule, Vec<u8>)>, RegistryError> {
         let Store::Objects(store) = &self.store else { return Ok(None) };
-        let mut object = match store.get(name).await {
+        let mut object = match store.objects.get(name).await {
             Ok(object) => object,
             Err(error) if error.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(shared_error("fetch the module", error)),
@@ -249,14 +273,7 @@ impl Registry {
     /// Every module, sorted by name.
     pub async fn list(&self) -> Result<Vec<SmartModuleInfo>, RegistryError> {
         if let Store::Objects(store) = &self.store {
-            let mut listing = store.list().await.map_err(|e| shared_error("list the modules", e))?;
-            let mut names = Vec::new();
-            while let Some(object) = listing.next().await {
-                let object = object.map_err(|e| shared_error("list the modules", e))?;
-                if !object.deleted {
-                    names.push(object.name);
-                }
-            }
+            let names = store.names().await?;
             self.prepare(names.iter().map(String::as_str)).await?;
             let modules = self.modules.read().expect("registry lock");
             return Ok(names.iter().filter_map(|name| modules.get(name).map(|(m, _, _)| info(name, m))).collect());
@@ -268,6 +285,30 @@ impl Registry {
             .iter()
             .map(|(name, (module, _, _))| info(name, module))
             .collect())
+    }
+}
+
+impl SharedStore {
+    /// The names of the modules in the bucket now, as its stream's leader
+    /// knows them.
+    async fn names(&self) -> Result<Vec<String>, RegistryError> {
+        let listing = |e: &dyn std::fmt::Display| shared_error("list the modules", e);
+        let mut subjects = self
+            .stream
+            .info_with_subjects(format!("$O.{SMARTMODULES_BUCKET}.M.>"))
+            .await
+            .map_err(|e| listing(&e))?;
+        let mut names = Vec::new();
+        while let Some(entry) = subjects.next().await {
+            let (subject, _) = entry.map_err(|e| listing(&e))?;
+            let last = self.stream.get_last_raw_message_by_subject(&subject).await.map_err(|e| listing(&e))?;
+            let object: object_store::ObjectInfo = serde_json::from_slice(&last.payload).map_err(|e| listing(&e))?;
+            if !object.deleted {
+                names.push(object.name);
+            }
+        }
+        names.sort();
+        Ok(names)
     }
 }
 

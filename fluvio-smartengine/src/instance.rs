@@ -11,7 +11,9 @@ use wasmer::{
 };
 
 use super::fuel;
-use super::output::{GuestError, OutputArea, OutputError, decode_filter, decode_output, decode_records};
+use super::output::{GuestError, OutputArea, OutputError, decode_output};
+#[cfg(feature = "native-baseline")]
+use super::output::{decode_filter, decode_records};
 use super::watchdog::{Armed, FuelCell};
 use super::{EngineError, SmartEngine, SmartModule};
 

@@ -585,8 +585,9 @@ async fn open_bucket(
     description: &str,
     replicas: usize,
 ) -> Result<kv::Store, String> {
-    if let Ok(store) = js.get_key_value(bucket).await {
-        return Ok(store);
+    if js.get_key_value(bucket).await.is_ok() {
+        read_from_leader(js, &format!("KV_{bucket}")).await?;
+        return js.get_key_value(bucket).await.map_err(|e| e.to_string());
     }
     let created = js
         .create_stream(stream::Config {
@@ -598,7 +599,8 @@ async fn open_bucket(
             num_replicas: replicas,
             allow_rollup: true,
             deny_delete: true,
-            allow_direct: true,
+            // Reads go to the leader: see `read_from_leader`.
+            allow_direct: false,
             discard: stream::DiscardPolicy::New,
             ..Default::default()
         })
@@ -608,6 +610,24 @@ async fn open_bucket(
         Ok(_) => error.to_string(),
         Err(create_error) => create_error.to_string(),
     })
+}
+
+/// Turns off direct gets on a metadata stream made by an older version.
+///
+/// With direct gets any replica answers a read, and one that lags says that
+/// a topic created or a module registered a moment ago through another
+/// server does not exist, or that a deleted one still does. Metadata is read
+/// rarely, so every read goes to the stream's leader instead. Stores opened
+/// on the stream before this call keep the old setting: open them again.
+pub(crate) async fn read_from_leader(js: &jetstream::Context, stream_name: &str) -> Result<(), String> {
+    let failed = |reason: String| format!("cannot configure the stream {stream_name}: {reason}");
+    let mut stream = js.get_stream(stream_name).await.map_err(|e| failed(e.to_string()))?;
+    let mut config = stream.info().await.map_err(|e| failed(e.to_string()))?.config.clone();
+    if config.allow_direct {
+        config.allow_direct = false;
+        js.update_stream(config).await.map_err(|e| failed(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Metadata is kept with as many copies as the cluster has nodes, up to
