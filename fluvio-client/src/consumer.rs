@@ -616,37 +616,48 @@ fn decode(frame: Frame, partition: u32) -> Result<StreamResponse, FluvioError> {
     let mut records = VecDeque::new();
     if let StreamEvent::Batch { .. } = event {
         let invalid = |error| FluvioError::Protocol(format!("the server sent an invalid batch: {error}"));
-        // Comes back decompressed.
-        let batch = Batch::from_sent_bytes(frame.payload).map_err(invalid)?;
-        // Keys and values are slices of the batch's one buffer; the records
-        // are checked as they are read (one pass).
-        let count = batch.record_count() as usize;
-        let bytes = Bytes::from_owner(buffers::Recycled(batch.into_bytes()));
-        // Bounded by what the bytes can hold, whatever the header claims.
-        records.reserve(count.min(bytes.len() / 16));
-        // Straight from the parsed views (no intermediate record): this
-        // loop runs once per record a consumer receives.
-        let (header, views) = abi::RecordIter::new(&bytes).map_err(invalid)?;
-        let slice = |(start, len): (usize, usize)| bytes.slice(start..start + len);
-        for view in views {
-            let view = view.map_err(invalid)?;
-            let headers = match view.header_count {
-                0 => Vec::new(),
-                count => abi::iter_headers(&bytes[view.headers.0..][..view.headers.1], count)
-                    .map(|(name, value)| (bytes.slice_ref(name), bytes.slice_ref(value)))
-                    .collect(),
+        // Keys and values are slices of the payload's one buffer; each
+        // batch's records are checked as they are read (one pass).
+        let payload = Bytes::from_owner(buffers::Recycled(std::mem::take(&mut frame.payload)));
+        for range in fluvio_protocol::batch_ranges(&payload) {
+            let range = range.map_err(invalid)?;
+            let bytes = match Batch::check_sent(&payload[range.clone()]).map_err(invalid)? {
+                None => payload.slice(range),
+                Some(decompressed) => Bytes::from(decompressed.into_bytes()),
             };
-            records.push_back(ConsumerRecord {
-                partition,
-                offset: header.base_offset.saturating_add(view.offset_delta as i64),
-                timestamp: header.base_timestamp.saturating_add(view.timestamp_delta),
-                key: view.key.map(slice),
-                value: slice(view.value),
-                headers,
-            });
+            push_records(&bytes, partition, &mut records).map_err(invalid)?;
         }
     }
     Ok(StreamResponse { event, records })
+}
+
+/// Appends the records of one checked batch (header, length and CRC) to
+/// `records`, checking each record as it is read.
+fn push_records(bytes: &Bytes, partition: u32, records: &mut VecDeque<ConsumerRecord>) -> Result<(), abi::FormatError> {
+    let (header, views) = abi::RecordIter::new(bytes)?;
+    // Bounded by what the bytes can hold, whatever the header claims.
+    records.reserve((header.record_count as usize).min(bytes.len() / 16));
+    let slice = |(start, len): (usize, usize)| bytes.slice(start..start + len);
+    // Straight from the parsed views (no intermediate record): this loop
+    // runs once per record a consumer receives.
+    for view in views {
+        let view = view?;
+        let headers = match view.header_count {
+            0 => Vec::new(),
+            count => abi::iter_headers(&bytes[view.headers.0..][..view.headers.1], count)
+                .map(|(name, value)| (bytes.slice_ref(name), bytes.slice_ref(value)))
+                .collect(),
+        };
+        records.push_back(ConsumerRecord {
+            partition,
+            offset: header.base_offset.saturating_add(view.offset_delta as i64),
+            timestamp: header.base_timestamp.saturating_add(view.timestamp_delta),
+            key: view.key.map(slice),
+            value: slice(view.value),
+            headers,
+        });
+    }
+    Ok(())
 }
 
 impl PartitionStream {

@@ -15,6 +15,35 @@ use fluvio_smartmodule::abi::{self, BatchHeader, FormatError, RecordIter, Record
 use crate::compression::{COMPRESSION_MASK, Compression, MAX_DECOMPRESSED_BATCH_BYTES};
 use fluvio_smartmodule::codec::{ByteReader, PutBytes};
 
+/// The byte range of each batch in `bytes`, which holds whole batches back
+/// to back (a stream's `Batch` payload). Only each header's length is read
+/// here: check each batch with [`Batch::check_sent`]. Ends with an error at
+/// the first length that is too short for a header or runs past the end.
+pub fn batch_ranges(bytes: &[u8]) -> impl Iterator<Item = Result<std::ops::Range<usize>, FormatError>> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        if at >= bytes.len() {
+            return None;
+        }
+        let rest = &bytes[at..];
+        let Some(len) = rest.get(abi::BATCH_LEN_AT..abi::BATCH_LEN_AT + 4) else {
+            at = bytes.len();
+            return Some(Err(FormatError::new(format!("{} bytes after the last batch are not a batch", rest.len()))));
+        };
+        let len = u32::from_le_bytes(len.try_into().expect("four bytes")) as usize;
+        if len < abi::BATCH_HEADER_LEN || len > rest.len() {
+            at = bytes.len();
+            return Some(Err(FormatError::new(format!(
+                "a batch says it is {len} bytes long, but {} bytes remain",
+                rest.len()
+            ))));
+        }
+        let range = at..at + len;
+        at += len;
+        Some(Ok(range))
+    })
+}
+
 /// A validated record batch.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Batch {
@@ -60,6 +89,19 @@ impl Batch {
             return Batch { bytes }.opened_and_checked(&header);
         }
         Ok(Batch { bytes })
+    }
+
+    /// [`from_sent_bytes`](Self::from_sent_bytes) for a batch the caller
+    /// keeps where it is (one of a run: [`batch_ranges`]): `None` when the
+    /// bytes are read as they are, with records checked as they are read;
+    /// the batch decompressed and checked whole (a copy) when its records
+    /// are compressed.
+    pub fn check_sent(bytes: &[u8]) -> Result<Option<Batch>, FormatError> {
+        let header = Batch::check_length_and_crc(bytes)?;
+        if header.attributes & COMPRESSION_MASK != 0 {
+            return Batch { bytes: bytes.to_vec() }.opened_and_checked(&header).map(Some);
+        }
+        Ok(None)
     }
 
     /// A compressed batch's records, decompressed and checked: they must
@@ -529,6 +571,53 @@ pub fn write_batch_header(out: &mut [u8], base_offset: i64, record_count: u32, b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn batch_of(base_offset: i64, values: &[&str]) -> Batch {
+        let mut builder = BatchBuilder::new(base_offset, 1_000);
+        for value in values {
+            builder.push_value(None, value.as_bytes());
+        }
+        builder.finish()
+    }
+
+    #[test]
+    fn a_run_of_batches_splits_into_each_batch_and_each_checks() {
+        let batches = [batch_of(0, &["a", "b"]), batch_of(2, &["c"]), batch_of(3, &["d", "e", "f"])];
+        let run: Vec<u8> = batches.iter().flat_map(|b| b.as_bytes().to_vec()).collect();
+        let ranges: Vec<_> = batch_ranges(&run).collect::<Result<_, _>>().unwrap();
+        assert_eq!(ranges.len(), 3);
+        for (range, batch) in ranges.iter().zip(&batches) {
+            assert_eq!(&run[range.clone()], batch.as_bytes());
+            assert!(Batch::check_sent(&run[range.clone()]).unwrap().is_none(), "read in place");
+        }
+        assert_eq!(batch_ranges(&[]).count(), 0);
+
+        // A damaged byte in the second batch fails its CRC, not the split.
+        let mut damaged = run.clone();
+        damaged[ranges[1].start + abi::BATCH_HEADER_LEN] ^= 0xff;
+        assert!(Batch::check_sent(&damaged[ranges[1].clone()]).is_err());
+        // A length past the end, too short for a header, or bytes left over
+        // end the split with an error.
+        let mut too_long = run.clone();
+        too_long[ranges[2].start + abi::BATCH_LEN_AT] = 0xff;
+        assert!(batch_ranges(&too_long).nth(2).unwrap().is_err());
+        let mut too_short = run.clone();
+        too_short[abi::BATCH_LEN_AT..abi::BATCH_LEN_AT + 4].copy_from_slice(&4u32.to_le_bytes());
+        let split: Vec<_> = batch_ranges(&too_short).collect();
+        assert_eq!(split.len(), 1, "stops at the first bad length");
+        assert!(split[0].is_err());
+        let leftover = [run.as_slice(), &[1, 2, 3]].concat();
+        assert!(batch_ranges(&leftover).nth(3).unwrap().is_err());
+    }
+
+    #[test]
+    fn a_compressed_batch_of_a_run_comes_back_decompressed() {
+        let plain = batch_of(5, &["one", "two", "three"]);
+        let compressed = plain.clone().compressed(crate::Compression::Gzip);
+        let opened = Batch::check_sent(compressed.as_bytes()).unwrap().expect("decompressed");
+        let values: Vec<Vec<u8>> = opened.records().map(|r| r.value.to_vec()).collect();
+        assert_eq!(values, [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+    }
 
     #[test]
     fn an_absurd_timestamp_saturates_instead_of_overflowing() {

@@ -14,9 +14,9 @@
 use fluvio_smartmodule::codec::{ByteReader, FormatError, PutBytes};
 use serde::{Deserialize, Serialize};
 
-/// The protocol version this crate speaks (3: Fluvio-shaped SmartModule
-/// invocations, consumer offsets).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// The protocol version this crate speaks (4: a stream's `Batch` event may
+/// carry several batches back to back).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Frames larger than this are refused unless configured otherwise.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 64 << 20;
@@ -172,7 +172,14 @@ impl Frame {
     /// part. Writers send this, then the payload, so that a large payload
     /// is never copied into a second buffer.
     pub fn head(&self) -> Vec<u8> {
-        let len = FRAME_HEADER_LEN + self.control.len() + self.payload.len();
+        self.head_followed_by(0)
+    }
+
+    /// The head of a frame whose payload goes on for `more` bytes after
+    /// [`payload`](Self::payload): a sender that writes those bytes from
+    /// elsewhere (a file, say) announces them here.
+    pub fn head_followed_by(&self, more: usize) -> Vec<u8> {
+        let len = FRAME_HEADER_LEN + self.control.len() + self.payload.len() + more;
         let mut head = Vec::with_capacity(4 + FRAME_HEADER_LEN + self.control.len());
         head.put_u32(len as u32);
         head.put_u16(self.version);

@@ -33,7 +33,7 @@ pub mod frame;
 pub mod messages;
 pub mod smartmodule;
 
-pub use batch::{Batch, BatchBuilder, RecordRef};
+pub use batch::{Batch, BatchBuilder, RecordRef, batch_ranges};
 pub use compression::Compression;
 /// The batch layout itself (header, record parsing), shared with guests.
 pub use fluvio_smartmodule::abi;

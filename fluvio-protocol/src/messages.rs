@@ -217,10 +217,11 @@ pub enum StreamEvent {
         /// The first offset the stream reads.
         offset: i64,
     },
-    /// The payload is a batch of (transformed) records. `next_offset` is
-    /// where the stream continues.
+    /// The payload is one or more record batches back to back (stored
+    /// batches as they are, or a SmartModule chain's output). `next_offset`
+    /// is where the stream continues.
     Batch {
-        /// Offset after the last stored record this batch came from.
+        /// Offset after the last stored record these batches came from.
         next_offset: i64,
     },
     /// A record a SmartModule failed on, under the dead-letter policy.

@@ -19,12 +19,13 @@ use fluvio_protocol::{
     RESPONSE_BIT, SmartModuleInvocationWasm, StreamEvent,
 };
 use fluvio_smartengine::{ChainBuilder, ChainWorker, EngineError};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::ServerContext;
 use crate::connectors::ConnectorError;
+use crate::outbound::{FrameWriter, Outbound, Tail};
 use crate::registry::RegistryError;
 use crate::security::{AccessPolicy, Principal, Role};
 use crate::storage::{StorageError, TopicError, TopicSpec};
@@ -150,13 +151,18 @@ const STREAM_AHEAD_BYTES: usize = 4 << 20;
 /// connection's budget and, for a stream's frames, of the stream's.
 type Permits = (tokio::sync::OwnedSemaphorePermit, Option<tokio::sync::OwnedSemaphorePermit>);
 
+/// The most bytes of stored batches one frame of a stream without
+/// SmartModules carries: large enough that per-frame costs vanish, small
+/// enough that a client reading a few frames ahead holds little memory.
+const RUN_BYTES: u64 = 256 << 10;
+
 /// The frames waiting to be written to one client, bounded in bytes: a
 /// client that stops reading holds at most `max_queued_bytes` of the
 /// server's memory, and its streams wait (they do not read ahead) until it
 /// reads again or the write timeout closes the connection.
 #[derive(Clone)]
 struct Outgoing {
-    frames: mpsc::UnboundedSender<(Frame, Permits)>,
+    frames: mpsc::UnboundedSender<(Outbound, Permits)>,
     budget: Arc<Semaphore>,
     max_queued_bytes: u32,
 }
@@ -164,14 +170,14 @@ struct Outgoing {
 impl Outgoing {
     /// Queues a frame; `Err` once the connection is closing.
     async fn send(&self, frame: Frame) -> Result<(), ()> {
-        self.send_within(frame, None).await
+        self.send_within(frame.into(), None).await
     }
 
     /// Queues a frame that also counts against `stream`'s own budget until
     /// it is written.
-    async fn send_within(&self, frame: Frame, stream: Option<&Arc<Semaphore>>) -> Result<(), ()> {
+    async fn send_within(&self, frame: Outbound, stream: Option<&Arc<Semaphore>>) -> Result<(), ()> {
         // A frame larger than the whole budget waits for the queue to empty.
-        let size = frame.payload.len() + frame.control.len() + 16;
+        let size = frame.encoded_len();
         let cost = |limit: u32| u32::try_from(size).unwrap_or(u32::MAX).min(limit).max(1);
         let stream = match stream {
             Some(budget) => {
@@ -333,7 +339,7 @@ impl Session {
 pub async fn serve<R, W>(reader: R, mut writer: W, principal: Option<Arc<Principal>>, context: Arc<ServerContext>)
 where
     R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: FrameWriter + 'static,
 {
     let mut session = Session { access: context.access.clone(), principal };
     let limits = context.config.connection_limits.clone();
@@ -341,7 +347,7 @@ where
     let _counted = CountedConnection(Arc::clone(&context));
     // Small reads (a frame's prefix and header) come from the buffer.
     let mut reader = tokio::io::BufReader::with_capacity(64 << 10, reader);
-    let (queue, mut outgoing) = mpsc::unbounded_channel::<(Frame, Permits)>();
+    let (queue, mut outgoing) = mpsc::unbounded_channel::<(Outbound, Permits)>();
     let max_queued_bytes = u32::try_from(limits.max_queued_bytes).unwrap_or(u32::MAX).max(1);
     let budget = Arc::new(Semaphore::new(max_queued_bytes as usize));
     let frames = Outgoing { frames: queue, budget: Arc::clone(&budget), max_queued_bytes };
@@ -349,7 +355,7 @@ where
     let mut writer_task = tokio::spawn(async move {
         while let Some((frame, _permit)) = outgoing.recv().await {
             match tokio::time::timeout(write_timeout, frame.write(&mut writer)).await {
-                Ok(Ok(())) => fluvio_protocol::buffers::give(frame.payload),
+                Ok(Ok(())) => frame.recycle(),
                 Ok(Err(_)) => break,
                 Err(_) => {
                     tracing::info!(
@@ -798,13 +804,25 @@ async fn stream(
     // `false` once the client is gone: the stream then just ends.
     let ahead = Arc::new(Semaphore::new(STREAM_AHEAD_BYTES));
     let ahead = &ahead;
-    let send = |event: StreamEvent, payload: Vec<u8>| async move {
-        frames.send_within(respond(ApiKind::StreamFetch, id, &event, payload), Some(ahead)).await.is_ok()
+    let send_with = |event: StreamEvent, payload: Vec<u8>, tail: Vec<Tail>| async move {
+        let frame = Outbound { frame: respond(ApiKind::StreamFetch, id, &event, payload), tail };
+        frames.send_within(frame, Some(ahead)).await.is_ok()
     };
+    let send = |event: StreamEvent, payload: Vec<u8>| send_with(event, payload, Vec::new());
     if !send(StreamEvent::Started { offset }, Vec::new()).await {
         return Ok(());
     }
     loop {
+        if chain.is_none() {
+            // Stored batches as they lie in their file, several per frame.
+            if let Some(run) = reader.next_run(max_bytes.min(RUN_BYTES)).await? {
+                offset = run.next_offset;
+                if !send_with(StreamEvent::Batch { next_offset: offset }, Vec::new(), vec![Tail::Stored(run)]).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        }
         let batches = reader.next(max_bytes).await?;
         if batches.is_empty() {
             if *watermark.borrow() > offset {
@@ -825,25 +843,34 @@ async fn stream(
             }
             continue;
         }
-        for batch in batches {
-            // A stored batch goes out as it is read, unless the stream
-            // starts inside it or modules must see its records.
-            let batch = if batch.base_offset() < offset || chain.is_some() { opened(batch)? } else { batch };
-            let batch = batch.trimmed_to(offset);
-            offset = batch.next_offset();
-            let (output, failure) = match chain.as_ref() {
-                None => (batch, None),
-                Some(chain) => {
-                    let result = chain.process(batch).await.map_err(running_chain_failed)?;
-                    for letter in result.dead_letters {
-                        let (letter, record) = letter.into_control_and_payload();
-                        if !send(StreamEvent::DeadLetter(letter), record).await {
-                            return Ok(());
-                        }
-                    }
-                    (result.batch, result.failure)
+        let Some(chain) = chain.as_ref() else {
+            // One frame for the whole read. A stored batch goes out as it
+            // is read, unless the stream starts inside it.
+            let mut tail = Vec::with_capacity(batches.len());
+            for batch in batches {
+                let batch = if batch.base_offset() < offset { opened(batch)?.trimmed_to(offset) } else { batch };
+                offset = batch.next_offset();
+                if !batch.is_empty() {
+                    tail.push(Tail::Memory(batch.into_bytes()));
                 }
-            };
+            }
+            if !tail.is_empty() && !send_with(StreamEvent::Batch { next_offset: offset }, Vec::new(), tail).await {
+                return Ok(());
+            }
+            continue;
+        };
+        for batch in batches {
+            // Modules see every record: the batch is checked whole first.
+            let batch = opened(batch)?.trimmed_to(offset);
+            offset = batch.next_offset();
+            let result = chain.process(batch).await.map_err(running_chain_failed)?;
+            for letter in result.dead_letters {
+                let (letter, record) = letter.into_control_and_payload();
+                if !send(StreamEvent::DeadLetter(letter), record).await {
+                    return Ok(());
+                }
+            }
+            let (output, failure) = (result.batch, result.failure);
             if !output.is_empty() && !send(StreamEvent::Batch { next_offset: offset }, output.into_bytes()).await {
                 return Ok(());
             }

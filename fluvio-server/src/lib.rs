@@ -16,6 +16,7 @@
 
 pub mod connection;
 pub mod connectors;
+pub mod outbound;
 pub mod registry;
 pub mod security;
 pub mod storage;

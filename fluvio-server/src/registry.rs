@@ -163,10 +163,7 @@ impl Registry {
             .get_object_store(SMARTMODULES_BUCKET)
             .await
             .map_err(|e| shared_error("open the SmartModule bucket", e))?;
-        let stream = js
-            .get_stream(stream_name)
-            .await
-            .map_err(|e| shared_error("open the SmartModule bucket", e))?;
+        let stream = js.get_stream(stream_name).await.map_err(|e| shared_error("open the SmartModule bucket", e))?;
         let modules: Arc<RwLock<BTreeMap<String, Loaded>>> = Arc::default();
         let watcher = tokio::spawn(watch_modules(store.clone(), Arc::clone(&modules)));
         Ok(Registry {
@@ -293,11 +290,8 @@ impl SharedStore {
     /// knows them.
     async fn names(&self) -> Result<Vec<String>, RegistryError> {
         let listing = |e: &dyn std::fmt::Display| shared_error("list the modules", e);
-        let mut subjects = self
-            .stream
-            .info_with_subjects(format!("$O.{SMARTMODULES_BUCKET}.M.>"))
-            .await
-            .map_err(|e| listing(&e))?;
+        let mut subjects =
+            self.stream.info_with_subjects(format!("$O.{SMARTMODULES_BUCKET}.M.>")).await.map_err(|e| listing(&e))?;
         let mut names = Vec::new();
         while let Some(entry) = subjects.next().await {
             let (subject, _) = entry.map_err(|e| listing(&e))?;

@@ -41,6 +41,17 @@ pub trait Partition: Send + Sync + 'static {
     /// `max_bytes` (at least one batch when there is one).
     fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>>;
 
+    /// Whole stored batches that start exactly at `offset` and lie back to
+    /// back in one file, as that file's byte range, up to about `max_bytes`
+    /// (at least one batch): a consumer without SmartModules gets them
+    /// straight from the file (`sendfile` on plain TCP), never copied
+    /// through this process. `None` where the backend does not keep batches
+    /// in files, and where [`read`](Self::read) must decide (nothing
+    /// readable yet, `offset` inside a batch or removed by retention).
+    fn read_run(&self, _offset: i64, _max_bytes: u64) -> BoxFuture<'_, Result<Option<StoredRun>, StorageError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Offset of the first record still stored.
     fn start_offset(&self) -> i64;
 
@@ -59,12 +70,35 @@ pub trait Partition: Send + Sync + 'static {
     }
 }
 
+/// Stored batches back to back in one file: bytes `position..position +
+/// len` of `file` hold whole batches, as they were checked and appended.
+#[derive(Debug, Clone)]
+pub struct StoredRun {
+    /// The segment file, open (retention may unlink it meanwhile; the open
+    /// file keeps its bytes).
+    pub file: Arc<std::fs::File>,
+    /// Its path, for errors.
+    pub path: PathBuf,
+    /// Where the first batch starts.
+    pub position: u64,
+    /// Bytes of the run.
+    pub len: usize,
+    /// The offset after the run's last record.
+    pub next_offset: i64,
+}
+
 /// Reads a partition onwards, for one consumer.
 pub trait PartitionReader: Send {
     /// The next stored batches, up to about `max_bytes` (at least one batch
     /// when there is one); empty at the end. The first may start before
     /// the reader's offset (batches are whole).
     fn next(&mut self, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>>;
+
+    /// The next stored batches as a run of one file
+    /// ([`Partition::read_run`]); `None`: call [`next`](Self::next).
+    fn next_run(&mut self, _max_bytes: u64) -> BoxFuture<'_, Result<Option<StoredRun>, StorageError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// The default reader: one [`Partition::read`] after the other.
@@ -81,6 +115,16 @@ impl<P: Partition + ?Sized> PartitionReader for PlainReader<P> {
                 self.offset = self.offset.max(last.next_offset());
             }
             Ok(batches)
+        })
+    }
+
+    fn next_run(&mut self, max_bytes: u64) -> BoxFuture<'_, Result<Option<StoredRun>, StorageError>> {
+        Box::pin(async move {
+            let run = self.partition.read_run(self.offset, max_bytes).await?;
+            if let Some(run) = &run {
+                self.offset = self.offset.max(run.next_offset);
+            }
+            Ok(run)
         })
     }
 }

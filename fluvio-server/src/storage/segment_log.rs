@@ -27,7 +27,7 @@ use fluvio_smartmodule::codec::{ByteReader, FormatError, PutBytes};
 use futures::future::BoxFuture;
 
 use super::producers::ProducerJournal;
-use super::{Partition, StorageError};
+use super::{Partition, StorageError, StoredRun};
 
 /// When appended data is synced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -724,6 +724,49 @@ impl PartitionLog {
         Ok(batches)
     }
 
+    /// Whole acknowledged batches that start exactly at `offset`, back to
+    /// back in one segment file, up to about `max_bytes` (at least one
+    /// batch); `None` when there is none such (see [`Partition::read_run`]).
+    pub fn read_run(&self, offset: i64, max_bytes: u64) -> Result<Option<StoredRun>, StorageError> {
+        let readable = *self.watermark.borrow();
+        let (path, position, len, next_offset) = {
+            let state = self.state.lock().expect("log lock");
+            let Some(segment) =
+                state.segments.iter().find(|s| s.entries.last().is_some_and(|l| l.next_offset() > offset))
+            else {
+                return Ok(None);
+            };
+            let start = segment.entries.partition_point(|e| e.next_offset() <= offset);
+            let first = segment.entries[start];
+            if first.base_offset != offset || first.next_offset() > readable {
+                return Ok(None);
+            }
+            let (mut len, mut next_offset) = (first.len as u64, first.next_offset());
+            for entry in &segment.entries[start + 1..] {
+                // Appends are contiguous within a segment; the check keeps
+                // a run to bytes the index vouches for even if one is not.
+                if entry.next_offset() > readable
+                    || len + entry.len as u64 > max_bytes
+                    || entry.position != first.position + len
+                {
+                    break;
+                }
+                len += entry.len as u64;
+                next_offset = entry.next_offset();
+            }
+            (segment.log_path.clone(), first.position, len, next_offset)
+        };
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            // Retention deleted the segment meanwhile: `read` finds the new
+            // start.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageError::Io { path, source: e }),
+        };
+        let len = usize::try_from(len).expect("a run is at most max_bytes plus one batch");
+        Ok(Some(StoredRun { file: Arc::new(file), path, position, len, next_offset }))
+    }
+
     /// Under the interval flush policy, syncs when the last sync is older
     /// than the interval (appends alone would leave a quiet partition's last
     /// writes unsynced).
@@ -765,6 +808,10 @@ impl Partition for PartitionLog {
 
     fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>> {
         Box::pin(async move { tokio::task::block_in_place(|| PartitionLog::read(self, offset, max_bytes)) })
+    }
+
+    fn read_run(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Option<StoredRun>, StorageError>> {
+        Box::pin(async move { PartitionLog::read_run(self, offset, max_bytes) })
     }
 
     fn start_offset(&self) -> i64 {
@@ -832,6 +879,46 @@ mod tests {
         let first = again.first().expect("the records left").base_offset();
         assert_eq!(first, log.start_offset());
         assert_eq!(again.last().unwrap().next_offset(), log.next_offset(), "read through to the end");
+    }
+
+    #[test]
+    fn a_run_is_the_file_bytes_of_whole_batches_from_a_batch_start() {
+        use std::os::unix::fs::FileExt;
+        let dir = temp_dir("runs");
+        let small = LogConfig { segment_bytes: 300, ..config() };
+        let (log, _) = PartitionLog::open(&dir, small).unwrap();
+        let batches: Vec<Batch> = (0..8).map(|n| batch(&[&format!("record {n}a"), &format!("record {n}b")])).collect();
+        for batch in &batches {
+            log.append(batch.clone()).unwrap();
+        }
+        let stored = log.read(0, u64::MAX).unwrap();
+        assert_eq!(stored.len(), 8);
+        assert!(log.segment_count() > 1, "several segments");
+
+        // Runs follow one another to the end, each within one segment and
+        // each the stored batches' exact bytes.
+        let (mut offset, mut seen) = (0, Vec::new());
+        while let Some(run) = log.read_run(offset, 1 << 20).unwrap() {
+            let mut bytes = vec![0; run.len];
+            run.file.read_exact_at(&mut bytes, run.position).unwrap();
+            seen.extend_from_slice(&bytes);
+            assert!(run.next_offset > offset);
+            offset = run.next_offset;
+        }
+        assert_eq!(offset, 16, "to the end");
+        let expected: Vec<u8> = stored.iter().flat_map(|b| b.as_bytes().to_vec()).collect();
+        assert_eq!(seen, expected);
+
+        // At least one batch, whatever the limit; more only within it.
+        let one = log.read_run(0, 1).unwrap().unwrap();
+        assert_eq!((one.len, one.next_offset), (stored[0].as_bytes().len(), 2));
+        let two = stored[0].as_bytes().len() + stored[1].as_bytes().len();
+        let run = log.read_run(0, two as u64).unwrap().unwrap();
+        assert!(run.next_offset <= 4);
+        // Inside a batch, past the end: the caller reads batches instead.
+        assert!(log.read_run(1, 1 << 20).unwrap().is_none());
+        assert!(log.read_run(16, 1 << 20).unwrap().is_none());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
