@@ -3,7 +3,10 @@
 //!
 //! Straight-line code pays one unit per operator, settled at the end of each
 //! basic block (wasm's branches, calls and block ends), so a loop pays on
-//! every turn. Bulk operations (`memory.fill`, `memory.copy`,
+//! every turn. The used fuel is compared with the limit only where control
+//! may turn back or go elsewhere (branches and calls): every endless run
+//! passes one of them, and a hot loop pays one comparison a turn instead of
+//! one per block of its body. Bulk operations (`memory.fill`, `memory.copy`,
 //! `memory.init`, and the table equivalents) do work in proportion to a
 //! length known only at run time; priced as one operator, a loop of 256 MiB
 //! fills would run for hours on a budget meant for seconds. They also pay
@@ -155,7 +158,26 @@ fn is_bulk(operator: &Operator) -> bool {
     )
 }
 
+/// Block ends where control only falls through or leaves the function:
+/// no path turns back from them, so the fuel they settle is checked against
+/// the limit at the next branch or call instead. Every way to run without
+/// end (a loop's back edge is a branch; recursion is a call) passes a
+/// check, and a straight run of code between checks is bounded by the
+/// function's size.
+fn falls_through(operator: &Operator) -> bool {
+    matches!(operator, Operator::End | Operator::If { .. } | Operator::Else | Operator::Loop { .. } | Operator::Return)
+}
+
 impl FunctionFuel {
+    /// `used += cost`, where `cost` is pushed by `push_cost`, without the
+    /// check (see [`falls_through`]).
+    fn settle<'a>(&self, state: &mut MiddlewareReaderState<'a>, push_cost: &[Operator<'a>]) {
+        let used = self.globals.used;
+        state.push_operator(Operator::GlobalGet { global_index: used });
+        state.extend(push_cost);
+        state.extend(&[Operator::I64Add, Operator::GlobalSet { global_index: used }]);
+    }
+
     /// `used += cost; if used > limit { exhausted = 1; trap }`, where
     /// `cost` is pushed by `push_cost`. Neither can overflow: costs are
     /// below 2^32 a settlement and the host keeps limits below 2^62.
@@ -204,7 +226,11 @@ impl<'a> FunctionMiddleware<'a> for FunctionFuel {
             );
         } else if ends_block(&operator) && self.block_cost > 0 {
             let cost = std::mem::take(&mut self.block_cost) as i64;
-            self.charge(state, &[Operator::I64Const { value: cost }]);
+            if falls_through(&operator) {
+                self.settle(state, &[Operator::I64Const { value: cost }]);
+            } else {
+                self.charge(state, &[Operator::I64Const { value: cost }]);
+            }
         }
         state.push_operator(operator);
         Ok(())
