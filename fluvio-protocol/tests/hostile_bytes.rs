@@ -127,3 +127,51 @@ fn damaged_frames_and_control_messages_are_refused_never_a_panic() {
     }
     assert!(refused > 5_000, "{refused} refused");
 }
+
+#[test]
+fn damaged_runs_of_batches_are_split_and_checked_without_a_panic() {
+    // A stream's `Batch` payload holds several batches back to back: the
+    // split reads each header's length, so a damaged length must end the
+    // split with an error, never slice out of bounds.
+    let mut random = Lcg(23);
+    let (mut whole, mut refused) = (0, 0);
+    for round in 0..50_000 {
+        let batches: Vec<Batch> = (0..random.below(4) + 1).map(|_| batch(&mut random)).collect();
+        let mut run: Vec<u8> = batches.iter().flat_map(|b| b.as_bytes().to_vec()).collect();
+        let damaged = random.below(4) != 0;
+        if damaged {
+            damage(&mut random, &mut run);
+        }
+        let mut read = Vec::new();
+        let mut failed = false;
+        for range in fluvio_protocol::batch_ranges(&run) {
+            let Ok(range) = range else {
+                failed = true;
+                break;
+            };
+            assert!(range.end <= run.len(), "round {round}: a range past the end");
+            match Batch::check_sent(&run[range.clone()]) {
+                Ok(Some(opened)) => read.extend(opened.records().map(|r| r.value.to_vec())),
+                Ok(None) => match Batch::from_sent_bytes(run[range].to_vec()) {
+                    Ok(batch) => match batch.try_records().collect::<Result<Vec<_>, _>>() {
+                        Ok(records) => read.extend(records.iter().map(|r| r.value.to_vec())),
+                        Err(_) => failed = true,
+                    },
+                    Err(_) => failed = true,
+                },
+                Err(_) => failed = true,
+            }
+        }
+        if failed {
+            refused += 1;
+        } else {
+            whole += 1;
+        }
+        if !damaged {
+            let expected: Vec<Vec<u8>> = batches.iter().flat_map(|b| b.records().map(|r| r.value.to_vec())).collect();
+            assert!(!failed, "round {round}: an undamaged run was refused");
+            assert_eq!(read, expected, "round {round}: an undamaged run read back");
+        }
+    }
+    assert!(whole > 10_000 && refused > 10_000, "both outcomes seen: {whole} read, {refused} refused");
+}
