@@ -6,7 +6,6 @@
 //! `sendfile`, never copied through this process. Over TLS (the bytes must
 //! be encrypted here) they are read into memory and written as any payload.
 
-use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -15,6 +14,7 @@ use fluvio_protocol::Frame;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::storage::StoredRun;
+use crate::storage::segment_log::read_at;
 
 /// What a frame's payload goes on with, after the bytes the frame holds.
 pub enum Tail {
@@ -88,16 +88,14 @@ pub trait FrameWriter: AsyncWrite + Unpin + Send {
     fn write_stored<'a>(&'a mut self, run: &'a StoredRun) -> WriteFuture<'a> {
         Box::pin(async move {
             const PIECE: usize = 256 << 10;
-            let mut buffer = fluvio_protocol::buffers::take(PIECE.min(run.len));
             let mut done = 0;
             while done < run.len {
                 let piece = PIECE.min(run.len - done);
-                buffer.clear();
-                read_exact_at(&run.file, &mut buffer, run.position + done as u64, piece)?;
-                self.write_all(&buffer).await?;
+                let bytes = read_at(&run.file, run.position + done as u64, piece)?;
+                self.write_all(&bytes).await?;
+                fluvio_protocol::buffers::give(bytes);
                 done += piece;
             }
-            fluvio_protocol::buffers::give(buffer);
             Ok(())
         })
     }
@@ -142,10 +140,3 @@ impl FrameWriter for tokio::net::tcp::OwnedWriteHalf {
 
 /// TLS: the bytes are encrypted here, so they are read into memory.
 impl<S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send> FrameWriter for tokio::io::WriteHalf<S> {}
-
-/// Reads exactly `len` bytes at `position` into `buffer` (resized to `len`).
-fn read_exact_at(file: &File, buffer: &mut Vec<u8>, position: u64, len: usize) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    buffer.resize(len, 0);
-    file.read_exact_at(buffer, position)
-}

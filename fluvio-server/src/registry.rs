@@ -156,14 +156,13 @@ impl Registry {
         }
         // Lookups of one module go to the stream's leader too.
         let stream_name = format!("OBJ_{SMARTMODULES_BUCKET}");
-        crate::storage::jetstream::read_from_leader(js, &stream_name)
+        let stream = crate::storage::jetstream::read_from_leader(js, &stream_name)
             .await
             .map_err(|e| shared_error("configure the SmartModule bucket", e))?;
         let store = js
             .get_object_store(SMARTMODULES_BUCKET)
             .await
             .map_err(|e| shared_error("open the SmartModule bucket", e))?;
-        let stream = js.get_stream(stream_name).await.map_err(|e| shared_error("open the SmartModule bucket", e))?;
         let modules: Arc<RwLock<BTreeMap<String, Loaded>>> = Arc::default();
         let watcher = tokio::spawn(watch_modules(store.clone(), Arc::clone(&modules)));
         Ok(Registry {

@@ -619,7 +619,8 @@ async fn open_bucket(
 /// server does not exist, or that a deleted one still does. Metadata is read
 /// rarely, so every read goes to the stream's leader instead. Stores opened
 /// on the stream before this call keep the old setting: open them again.
-pub(crate) async fn read_from_leader(js: &jetstream::Context, stream_name: &str) -> Result<(), String> {
+/// Returns the stream (its cached info may predate the change).
+pub(crate) async fn read_from_leader(js: &jetstream::Context, stream_name: &str) -> Result<stream::Stream, String> {
     let failed = |reason: String| format!("cannot configure the stream {stream_name}: {reason}");
     let mut stream = js.get_stream(stream_name).await.map_err(|e| failed(e.to_string()))?;
     let mut config = stream.info().await.map_err(|e| failed(e.to_string()))?.config.clone();
@@ -627,7 +628,7 @@ pub(crate) async fn read_from_leader(js: &jetstream::Context, stream_name: &str)
         config.allow_direct = false;
         js.update_stream(config).await.map_err(|e| failed(e.to_string()))?;
     }
-    Ok(())
+    Ok(stream)
 }
 
 /// Metadata is kept with as many copies as the cluster has nodes, up to

@@ -294,7 +294,7 @@ fn entry_for(batch: &Batch, position: u64, appended_ms: i64) -> IndexEntry {
 /// Reads `len` bytes at `position` into a new buffer, without zeroing it
 /// first (a consumer reading a partition from the start reads every stored
 /// byte once; zeroing would touch each of them a second time).
-fn read_at(file: &File, position: u64, len: usize) -> io::Result<Vec<u8>> {
+pub(crate) fn read_at(file: &File, position: u64, len: usize) -> io::Result<Vec<u8>> {
     use std::os::fd::AsRawFd;
     let mut bytes = fluvio_protocol::buffers::take(len);
     while bytes.len() < len {
