@@ -203,8 +203,19 @@ fn instantiate(c: &mut Criterion) {
             SmartModuleInstance::new(&engine, &module, &params, None).unwrap()
         })
     });
+    // The largest module here (about 1.4 MB: the regex crate), whose
+    // instances have the most memory to set up.
+    let regex_bytes = dev_support::wasm("regex-scrubbing");
+    engine.load("regex-scrubbing", &regex_bytes).unwrap();
+    let none = fluvio_smartengine::SmartModuleExtraParams::default();
+    group.bench_function("cached-regex-module", |b| {
+        b.iter(|| {
+            let module = engine.load("regex-scrubbing", &regex_bytes).unwrap();
+            SmartModuleInstance::new(&engine, &module, &none, None).unwrap()
+        })
+    });
     group.finish();
-    assert_eq!(engine.compilations(), 1);
+    assert_eq!(engine.compilations(), 2);
 }
 
 criterion_group!(benches, kinds, instantiate);

@@ -128,6 +128,9 @@ impl SmartEngine {
     /// kind, and compiles it. A module with the same bytes is compiled once
     /// per engine (and once per cache directory).
     pub fn load(&self, name: &str, wasm: &[u8]) -> Result<SmartModule, EngineError> {
+        if let Some(cached) = self.inner.cache.lock().expect("cache lock").get_by_bytes(wasm) {
+            return Ok(SmartModule { name: name.to_string(), ..cached.clone() });
+        }
         let hash: [u8; 32] = Sha256::digest(wasm).into();
         if let Some(cached) = self.cached(&hash, name) {
             return Ok(cached);
@@ -168,7 +171,7 @@ impl SmartEngine {
             module,
             engine,
         };
-        self.inner.cache.lock().expect("cache lock").insert(hash, loaded.clone(), compiled_bytes);
+        self.inner.cache.lock().expect("cache lock").insert(hash, loaded.clone(), wasm, compiled_bytes);
         Ok(loaded)
     }
 
@@ -239,7 +242,8 @@ impl SmartEngine {
         self.inner.cache.lock().expect("cache lock").len()
     }
 
-    /// Bytes of compiled code in the in-memory cache.
+    /// Bytes of compiled code, and of the wasm kept beside it, in the
+    /// in-memory cache.
     pub fn cached_bytes(&self) -> u64 {
         self.inner.cache.lock().expect("cache lock").bytes()
     }

@@ -21,8 +21,9 @@ pub struct Limits {
     /// Longest one call into a module may run, in wall-clock time, however
     /// much fuel it has left.
     pub call_time: Duration,
-    /// Bytes of compiled code the engine keeps cached, in memory and again
-    /// in its disk cache directory; the least recently used go first.
+    /// Bytes of compiled code the engine keeps cached, in memory (with the
+    /// wasm each came from) and again in its disk cache directory; the
+    /// least recently used go first.
     pub cache_bytes: u64,
     /// Most modules the engine compiles at the same time; more wait.
     pub concurrent_compilations: usize,

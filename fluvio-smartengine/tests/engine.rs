@@ -341,6 +341,79 @@ fn the_module_caches_hold_at_most_their_byte_budget_least_recently_used_first() 
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `wasm` with a custom section appended that makes it `len` bytes long;
+/// the section's last four bytes are free for the caller to set.
+fn padded_to(wasm: &[u8], len: usize) -> Vec<u8> {
+    // Section id 0, a five-byte LEB128 size, a one-byte name length, "pad".
+    let overhead = 1 + 5 + 1 + 3;
+    let payload = len - wasm.len() - overhead;
+    let size = (1 + 3 + payload) as u32;
+    let mut out = wasm.to_vec();
+    out.push(0);
+    for i in 0..5 {
+        let bits = ((size >> (7 * i)) & 0x7f) as u8;
+        out.push(if i < 4 { bits | 0x80 } else { bits });
+    }
+    out.push(3);
+    out.extend_from_slice(b"pad");
+    out.resize(len, 0);
+    out
+}
+
+/// Sets the last four bytes of `bytes` so that its CRC-32C is `target`.
+/// For messages of one length the CRC is affine in their bits, so this
+/// solves a 32 by 32 linear system over GF(2).
+fn force_crc32c(bytes: &mut [u8], target: u32) {
+    let end = bytes.len() - 4;
+    let crc_with = |bytes: &mut [u8], tail: u32| {
+        bytes[end..].copy_from_slice(&tail.to_le_bytes());
+        crc32c::crc32c(bytes)
+    };
+    let base = crc_with(bytes, 0);
+    // Row i: the effect of tail bit i on the CRC, beside the bit itself.
+    let mut rows: Vec<(u32, u32)> = (0..32).map(|i| (crc_with(bytes, 1 << i) ^ base, 1u32 << i)).collect();
+    let mut want = target ^ base;
+    let mut tail = 0u32;
+    for bit in 0..32 {
+        let pivot =
+            (bit..32).find(|&r| rows[r].0 & (1 << bit) != 0).expect("the CRC of the last four bytes is invertible");
+        rows.swap(bit, pivot);
+        let (effect, source) = rows[bit];
+        for (r, row) in rows.iter_mut().enumerate() {
+            if r != bit && row.0 & (1 << bit) != 0 {
+                row.0 ^= effect;
+                row.1 ^= source;
+            }
+        }
+        if want & (1 << bit) != 0 {
+            want ^= effect;
+            tail ^= source;
+        }
+    }
+    assert_eq!(crc_with(bytes, tail), target);
+}
+
+#[test]
+fn a_module_with_the_length_and_crc_of_a_cached_one_is_compiled_not_mistaken_for_it() {
+    // The cache finds modules by length and CRC-32C before hashing; a CRC
+    // is easy to forge, so a hostile client could send bytes that match a
+    // cached module's. The bytes themselves must decide.
+    let (filter, map) = (wasm("my-filter"), wasm("uppercase-map"));
+    let len = filter.len().max(map.len()) + 64;
+    let filter = padded_to(&filter, len);
+    let mut map = padded_to(&map, len);
+    force_crc32c(&mut map, crc32c::crc32c(&filter));
+    assert_ne!(filter, map);
+    let engine = SmartEngine::new();
+    assert_eq!(engine.load("f", &filter).unwrap().kind(), ModuleKind::Filter);
+    assert_eq!(engine.load("m", &map).unwrap().kind(), ModuleKind::Map);
+    assert_eq!(engine.compilations(), 2);
+    // Both stay findable, each by its own bytes.
+    assert_eq!(engine.load("f", &filter).unwrap().kind(), ModuleKind::Filter);
+    assert_eq!(engine.load("m", &map).unwrap().kind(), ModuleKind::Map);
+    assert_eq!(engine.compilations(), 2);
+}
+
 #[test]
 fn compilations_beyond_the_cap_wait_their_turn() {
     let engine = SmartEngine::with_config(Limits { concurrent_compilations: 1, ..Limits::default() }, None);
