@@ -57,12 +57,18 @@ fn map_transforms_values_and_keeps_keys_and_headers() {
     let mut builder = BatchBuilder::new(7, 50);
     builder.push(0, 50, Some(b"key-1"), b"hello", &[(b"trace".as_slice(), b"abc".as_slice())]);
     builder.push(1, 51, None, b"World", &[]);
+    // The glue moves one record along the batch: keys come and go.
+    builder.push(2, 52, Some(b"key-3"), b"three", &[]);
+    builder.push(3, 53, Some(b"key-four"), b"four", &[(b"h".as_slice(), b"v".as_slice())]);
     let out = chain.process(&builder.finish()).unwrap();
     let records: Vec<_> = out.batch.records().collect();
-    assert_eq!(records.len(), 2);
+    assert_eq!(records.len(), 4);
     assert_eq!((records[0].offset, records[0].key, records[0].value), (7, Some(&b"key-1"[..]), &b"HELLO"[..]));
     assert_eq!(records[0].headers, vec![(&b"trace"[..], &b"abc"[..])]);
     assert_eq!((records[1].offset, records[1].key, records[1].value), (8, None, &b"WORLD"[..]));
+    assert_eq!((records[2].offset, records[2].key, records[2].value), (9, Some(&b"key-3"[..]), &b"THREE"[..]));
+    assert_eq!((records[3].offset, records[3].key, records[3].value), (10, Some(&b"key-four"[..]), &b"FOUR"[..]));
+    assert_eq!(records[3].headers, vec![(&b"h"[..], &b"v"[..])]);
 }
 
 #[test]
@@ -73,6 +79,8 @@ fn unchanged_records_pass_through_byte_for_byte() {
     let mut builder = BatchBuilder::new(0, 0);
     builder.push(0, 3, Some(b"k"), b"one", &[(b"h".as_slice(), b"v".as_slice())]);
     builder.push(1, 4, None, b"two", &[]);
+    builder.push(2, 5, Some(b"key"), b"three", &[]);
+    builder.push(3, 6, Some(b"k4"), b"four", &[(b"h".as_slice(), b"v".as_slice())]);
     let input = builder.finish();
     let out = chain.process(&input).unwrap();
     assert_eq!(out.batch.as_bytes(), input.as_bytes());

@@ -253,6 +253,9 @@ fn drive(
         }
     };
     let mut status = abi::STATUS_OK;
+    // One record, moved along the batch: user code sees it only by
+    // reference, so nothing it keeps (a clone) refers to the reused parts.
+    let mut record = SmartModuleRecord::wrap(Record::new(RecordData::default()));
     for (index, view) in records.enumerate() {
         let index = index as u32;
         let view = match view {
@@ -263,8 +266,7 @@ fn drive(
                 break;
             }
         };
-        let record =
-            SmartModuleRecord::wrap(Record::from_view(&input, &view, header.base_offset, header.base_timestamp));
+        record.refill(&input, &view, header.base_offset, header.base_timestamp);
         CURRENT_RECORD.with(|current| current.set(index as i32));
         let result = each(index, &record, &input, &mut writer);
         CURRENT_RECORD.with(|current| current.set(-1));
@@ -276,6 +278,7 @@ fn drive(
             }
         }
     }
+    drop(record);
     drop(input);
     writer.finish(status);
 }

@@ -38,6 +38,22 @@ impl RecordData {
         RecordData { repr: Repr::Shared { buffer: Arc::clone(buffer), start: start as u32, len: len as u32 } }
     }
 
+    /// Makes these bytes `len` bytes at `start` in `buffer`, keeping the
+    /// reference it already holds when it is to the same buffer: the glue
+    /// moves one record along a batch this way, with no reference count
+    /// taken and given back per record.
+    #[inline]
+    pub(crate) fn point_at(&mut self, buffer: &Arc<Vec<u8>>, start: usize, len: usize) {
+        debug_assert!(start + len <= buffer.len());
+        match &mut self.repr {
+            Repr::Shared { buffer: held, start: held_start, len: held_len } if Arc::ptr_eq(held, buffer) => {
+                *held_start = start as u32;
+                *held_len = len as u32;
+            }
+            _ => *self = RecordData::shared(buffer, start, len),
+        }
+    }
+
     /// The position of these bytes in `input` when they are an unchanged
     /// range of it; the ABI glue uses this to avoid copying them back.
     pub(crate) fn range_in(&self, input: &Arc<Vec<u8>>) -> Option<(u32, u32)> {
@@ -216,30 +232,37 @@ impl Record {
         &self.headers
     }
 
-    /// Builds a record from a view of an input batch held in `buffer`.
-    pub(crate) fn from_view(
+    /// Makes this record the one `view` shows in the batch held in
+    /// `buffer`, reusing what it holds (see [`RecordData::point_at`]).
+    #[inline]
+    pub(crate) fn refill(
+        &mut self,
         buffer: &Arc<Vec<u8>>,
         view: &abi::RecordView<'_>,
         base_offset: i64,
         base_timestamp: i64,
-    ) -> Record {
-        let key = view.key.map(|(start, len)| RecordData::shared(buffer, start, len));
-        let value = RecordData::shared(buffer, view.value.0, view.value.1);
-        let headers = if view.header_count == 0 {
-            Vec::new()
-        } else {
-            let encoded = &buffer[view.headers.0..view.headers.0 + view.headers.1];
-            abi::iter_headers(encoded, view.header_count)
-                .map(|(k, v)| Header { key: String::from_utf8_lossy(k).into_owned(), value: RecordData::from(v) })
-                .collect()
-        };
-        Record {
-            key,
-            value,
-            offset: base_offset.wrapping_add(view.offset_delta as i64),
-            timestamp: base_timestamp.wrapping_add(view.timestamp_delta),
-            headers,
+    ) {
+        match (view.key, &mut self.key) {
+            (Some((start, len)), Some(key)) => key.point_at(buffer, start, len),
+            (Some((start, len)), key) => *key = Some(RecordData::shared(buffer, start, len)),
+            (None, key) => *key = None,
         }
+        self.value.point_at(buffer, view.value.0, view.value.1);
+        self.offset = base_offset.wrapping_add(view.offset_delta as i64);
+        self.timestamp = base_timestamp.wrapping_add(view.timestamp_delta);
+        if view.header_count != 0 || !self.headers.is_empty() {
+            self.headers = Self::headers_of(buffer, view);
+        }
+    }
+
+    fn headers_of(buffer: &[u8], view: &abi::RecordView<'_>) -> Vec<Header> {
+        if view.header_count == 0 {
+            return Vec::new();
+        }
+        let encoded = &buffer[view.headers.0..view.headers.0 + view.headers.1];
+        abi::iter_headers(encoded, view.header_count)
+            .map(|(k, v)| Header { key: String::from_utf8_lossy(k).into_owned(), value: RecordData::from(v) })
+            .collect()
     }
 }
 
