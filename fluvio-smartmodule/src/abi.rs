@@ -253,7 +253,7 @@ pub struct RecordView<'a> {
 }
 
 /// Parses the record that starts at `at` in `batch` (limited to `end`).
-#[inline]
+#[inline(always)]
 pub fn parse_record(batch: &[u8], at: usize, end: usize) -> Result<RecordView<'_>, FormatError> {
     // Every host and guest reads each record through here, so the common
     // case (a well-formed record without headers) takes a few bounds checks;
@@ -271,7 +271,7 @@ fn le_u32(bytes: &[u8], at: usize) -> u32 {
 
 /// A record without headers, or `None` for anything else (which
 /// [`parse_record_checked`] then reads or refuses).
-#[inline]
+#[inline(always)]
 fn parse_record_fast(batch: &[u8], at: usize) -> Option<RecordView<'_>> {
     let head = batch.get(at..)?.get(..RECORD_HEADER_LEN)?;
     let record_len = le_u32(head, 0) as usize;
@@ -377,7 +377,7 @@ impl<'a> Iterator for RecordIter<'a> {
     // Inlined into the caller's loop so that the record's fields stay in
     // registers (returned through memory, they cost a store-forwarding
     // stall per record).
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.remaining == 0 {
             return if self.pos != self.end {

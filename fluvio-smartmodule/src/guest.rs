@@ -256,8 +256,13 @@ fn drive(
     // One record, moved along the batch: user code sees it only by
     // reference, so nothing it keeps (a clone) refers to the reused parts.
     let mut record = SmartModuleRecord::wrap(Record::new(RecordData::default()));
-    for (index, view) in records.enumerate() {
-        let index = index as u32;
+    // A counter of our own rather than `enumerate()`: its `next` is not
+    // inlined, and a record view returned through memory costs a
+    // store-forwarding stall per record.
+    let mut next_index: u32 = 0;
+    for view in records {
+        let index = next_index;
+        next_index += 1;
         let view = match view {
             Ok(view) => view,
             Err(error) => {
