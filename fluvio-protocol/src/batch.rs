@@ -518,6 +518,7 @@ impl RecordIndex {
     }
 
     /// Record `index`, parsed and checked.
+    #[inline]
     pub fn view<'a>(&self, batch: &'a [u8], index: usize) -> Result<RecordView<'a>, FormatError> {
         let start = *self.starts.get(index).ok_or_else(|| FormatError::new(format!("no record {index}")))? as usize;
         abi::parse_record(batch, start, self.header.batch_len as usize)
@@ -526,6 +527,7 @@ impl RecordIndex {
 
 /// Appends one record to `out` in the batch layout. `encoded_headers` is a
 /// list written with `abi::encode_header` holding `header_count` headers.
+#[inline]
 pub fn encode_record(
     out: &mut Vec<u8>,
     offset_delta: u32,

@@ -196,6 +196,7 @@ type EntryData<'a> = (&'a [u8], Option<(usize, usize)>);
 
 /// Reads one key or value of a map-like entry: inline bytes in the output
 /// area, or a range of the input batch.
+#[inline]
 fn entry_data<'a>(
     tag: u8,
     entries: &mut ByteReader<'a>,
