@@ -236,3 +236,53 @@ impl<'a> FunctionMiddleware<'a> for FunctionFuel {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wasmer::{Instance, Module, Store, Value, imports};
+
+    use super::{EXHAUSTED_EXPORT, LIMIT_EXPORT};
+
+    /// Runs the export `run` of `wat`, compiled with the fuel middleware,
+    /// on a budget of a million units: `true` when it ran out of fuel.
+    fn runs_out_of_fuel(wat: &str) -> bool {
+        let mut store = Store::new(crate::compiling_engine(crate::Limits::default()));
+        let module = Module::new(&store, wat).expect("the test module compiles");
+        let instance = Instance::new(&mut store, &module, &imports! {}).expect("it instantiates");
+        let limit = instance.exports.get_global(LIMIT_EXPORT).unwrap();
+        limit.set(&mut store, Value::I64(1_000_000)).unwrap();
+        let run = instance.exports.get_function("run").unwrap();
+        let result = run.call(&mut store, &[]);
+        let exhausted = instance.exports.get_global(EXHAUSTED_EXPORT).unwrap().get(&mut store);
+        assert_eq!(result.is_err(), exhausted == Value::I32(1), "a trap other than fuel: {result:?}");
+        exhausted == Value::I32(1)
+    }
+
+    #[test]
+    fn loops_whose_only_way_back_is_a_branch_out_of_nested_blocks_run_out() {
+        for body in [
+            // `br` from one block down.
+            "(loop $l (block $b (br $l)))",
+            // `br_if` from two blocks down.
+            "(loop $l (block (block (br_if $l (i32.const 1)))))",
+            // `br_table` whose default goes back.
+            "(loop $l (block $b (br_table $b $l (i32.const 5))))",
+            // `br_table` with the way back among its targets.
+            "(loop $l (block $b (br_table $l $b (i32.const 0))))",
+            // Inside an `if`, with a forward branch before the way back.
+            "(loop $l (if (i32.const 1) (then (block $b (br_if $b (i32.const 0)) (br $l)))))",
+        ] {
+            let wat = format!(r#"(module (func (export "run") {body}))"#);
+            assert!(runs_out_of_fuel(&wat), "{body} ran to the end or trapped otherwise");
+        }
+    }
+
+    #[test]
+    fn forward_branches_run_to_the_end() {
+        let wat = r#"(module (func (export "run")
+            (block $b (br_if $b (i32.const 1)))
+            (block $c (br_table $c $c (i32.const 0)))
+            (if (i32.const 1) (then (return)))))"#;
+        assert!(!runs_out_of_fuel(wat));
+    }
+}
