@@ -233,6 +233,8 @@ fn write_data(out: &mut Vec<u8>, data: &RecordData, range: Option<(u32, u32)>) {
 }
 
 /// Walks the batch in the input buffer and calls `each` for every record.
+// The loop keeps its own index on purpose: see the note at the loop.
+#[allow(clippy::explicit_counter_loop)]
 fn drive(
     input_len: i32,
     flags: i32,
@@ -256,8 +258,8 @@ fn drive(
     // One record, moved along the batch: user code sees it only by
     // reference, so nothing it keeps (a clone) refers to the reused parts.
     let mut record = SmartModuleRecord::wrap(Record::new(RecordData::default()));
-    // A counter of our own rather than `enumerate()`: its `next` is not
-    // inlined, and a record view returned through memory costs a
+    // A counter of our own rather than `enumerate()` or `zip`: their `next`
+    // is not inlined, and a record view returned through memory costs a
     // store-forwarding stall per record.
     let mut next_index: u32 = 0;
     for view in records {
