@@ -250,19 +250,13 @@ impl Record {
         self.value.point_at(buffer, view.value.0, view.value.1);
         self.offset = base_offset.wrapping_add(view.offset_delta as i64);
         self.timestamp = base_timestamp.wrapping_add(view.timestamp_delta);
+        // Records without headers, the common case, leave the empty vector be.
         if view.header_count != 0 || !self.headers.is_empty() {
-            self.headers = Self::headers_of(buffer, view);
+            let encoded = &buffer[view.headers.0..view.headers.0 + view.headers.1];
+            self.headers = abi::iter_headers(encoded, view.header_count)
+                .map(|(k, v)| Header { key: String::from_utf8_lossy(k).into_owned(), value: RecordData::from(v) })
+                .collect();
         }
-    }
-
-    fn headers_of(buffer: &[u8], view: &abi::RecordView<'_>) -> Vec<Header> {
-        if view.header_count == 0 {
-            return Vec::new();
-        }
-        let encoded = &buffer[view.headers.0..view.headers.0 + view.headers.1];
-        abi::iter_headers(encoded, view.header_count)
-            .map(|(k, v)| Header { key: String::from_utf8_lossy(k).into_owned(), value: RecordData::from(v) })
-            .collect()
     }
 }
 
