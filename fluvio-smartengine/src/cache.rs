@@ -18,6 +18,8 @@ struct Cached {
     module: SmartModule,
     /// The wasm it was compiled from, to confirm a fingerprint match.
     wasm: Arc<[u8]>,
+    /// The wasm's fingerprint, kept so that eviction need not compute it again.
+    print: Fingerprint,
     /// Bytes of compiled code (the size of its serialized artifact).
     bytes: u64,
     last_used: u64,
@@ -75,10 +77,11 @@ impl ModuleCache {
     pub(crate) fn insert(&mut self, hash: [u8; 32], module: SmartModule, wasm: &[u8], compiled_bytes: u64) {
         self.clock += 1;
         let bytes = compiled_bytes + wasm.len() as u64;
-        let entry = Cached { module, wasm: Arc::from(wasm), bytes, last_used: self.clock };
+        let print = fingerprint(wasm);
+        let entry = Cached { module, wasm: Arc::from(wasm), print, bytes, last_used: self.clock };
         match self.entries.insert(hash, entry) {
             Some(old) => self.total -= old.bytes,
-            None => self.by_fingerprint.entry(fingerprint(wasm)).or_default().push(hash),
+            None => self.by_fingerprint.entry(print).or_default().push(hash),
         }
         self.total += bytes;
         while self.total > self.budget {
@@ -89,11 +92,10 @@ impl ModuleCache {
             };
             let evicted = self.entries.remove(&oldest).expect("found above");
             self.total -= evicted.bytes;
-            let print = fingerprint(&evicted.wasm);
-            if let Some(hashes) = self.by_fingerprint.get_mut(&print) {
+            if let Some(hashes) = self.by_fingerprint.get_mut(&evicted.print) {
                 hashes.retain(|h| *h != oldest);
                 if hashes.is_empty() {
-                    self.by_fingerprint.remove(&print);
+                    self.by_fingerprint.remove(&evicted.print);
                 }
             }
         }
