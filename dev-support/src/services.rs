@@ -235,6 +235,7 @@ pub struct NatsCluster {
     program: PathBuf,
     client_ports: Vec<u16>,
     route_ports: Vec<u16>,
+    monitor_ports: Vec<u16>,
     children: Vec<Option<std::process::Child>>,
 }
 
@@ -248,8 +249,9 @@ impl NatsCluster {
         let dir = temp_dir("nats");
         let client_ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
         let route_ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
-        let mut cluster =
-            NatsCluster { dir, program, client_ports, route_ports, children: (0..nodes).map(|_| None).collect() };
+        let monitor_ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let children = (0..nodes).map(|_| None).collect();
+        let mut cluster = NatsCluster { dir, program, client_ports, route_ports, monitor_ports, children };
         for node in 0..nodes {
             cluster.write_config(node);
         }
@@ -269,9 +271,10 @@ impl NatsCluster {
     fn write_config(&self, node: usize) {
         let store = self.dir.join(format!("store{node}"));
         let mut config = format!(
-            "server_name: node{node}\nlisten: 127.0.0.1:{}\nmax_payload: 8MB\n\
+            "server_name: node{node}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\nmax_payload: 8MB\n\
              jetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 256MB\n  max_file_store: 8GB\n}}\n",
             self.client_ports[node],
+            self.monitor_ports[node],
             store.display()
         );
         if self.client_ports.len() > 1 {
@@ -306,6 +309,28 @@ impl NatsCluster {
     /// One node's client URL.
     pub fn url(&self, node: usize) -> String {
         format!("nats://127.0.0.1:{}", self.client_ports[node])
+    }
+
+    /// One node's name in the cluster (`server_name`), as JetStream names
+    /// a stream's leader.
+    pub fn node_name(&self, node: usize) -> String {
+        format!("node{node}")
+    }
+
+    /// The body of a GET of `path` (`/connz`, `/jsz`...) on one node's HTTP
+    /// monitoring port: what the node itself reports, for tests to check
+    /// where traffic went.
+    pub fn monitor(&self, node: usize, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut connection = std::net::TcpStream::connect(("127.0.0.1", self.monitor_ports[node]))
+            .expect("connect to nats-server's monitoring port");
+        connection.set_read_timeout(Some(Duration::from_secs(10))).expect("set a read timeout");
+        write!(connection, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send a monitoring request");
+        let mut response = String::new();
+        connection.read_to_string(&mut response).expect("read a monitoring response");
+        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+        assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+        body.to_string()
     }
 
     /// Kills one node with SIGKILL.

@@ -404,3 +404,84 @@ async fn consumer_offsets_committed_through_one_server_resume_on_another() {
     let error = fluvio_a.delete_consumer("billing", None).await.unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::ConsumerNotFound), "{error}");
 }
+
+/// Bytes each node received from `fluvio-server` connections so far, by
+/// the node's own count (`/connz`).
+fn bytes_from_servers(cluster: &NatsCluster, nodes: usize) -> Vec<u64> {
+    (0..nodes)
+        .map(|node| {
+            let connz: serde_json::Value =
+                serde_json::from_str(&cluster.monitor(node, "/connz?limit=1024")).expect("connz is JSON");
+            connz["connections"]
+                .as_array()
+                .expect("connz lists connections")
+                .iter()
+                .filter(|connection| connection["name"] == "fluvio-server")
+                .map(|connection| connection["in_bytes"].as_u64().expect("in_bytes"))
+                .sum()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_go_straight_to_the_node_that_leads_the_stream() {
+    const NODES: usize = 3;
+    const RECORDS: usize = 4000;
+    const VALUE_BYTES: usize = 250;
+    let cluster = NatsCluster::start(NODES);
+    let server = server_on(&cluster, "js-leader-appends");
+    let fluvio = server.client().await;
+    let js = async_nats::jetstream::new(async_nats::connect(cluster.url(0)).await.unwrap());
+
+    // One-copy topics until their streams are led by at least two nodes:
+    // then whichever node the server's main connection is on, some batches
+    // would cross it on their way to another node's stream.
+    let mut leaders: Vec<(String, String)> = Vec::new();
+    for i in 0..12 {
+        let topic = format!("led-{i}");
+        fluvio.create_replicated_topic(&topic, 1, 1, RetentionSpec::default()).await.expect("create -r 1");
+        let stream = fluvio_server::storage::jetstream::stream_name(&topic, 0);
+        let mut info = js.get_stream(&stream).await.expect("the topic's stream").info().await.expect("info").clone();
+        let leader = info.cluster.take().and_then(|cluster| cluster.leader).expect("a one-copy stream has a leader");
+        leaders.push((topic, leader));
+        let distinct: BTreeSet<&String> = leaders.iter().map(|(_, leader)| leader).collect();
+        if distinct.len() >= 2 {
+            break;
+        }
+    }
+    let distinct: BTreeSet<&String> = leaders.iter().map(|(_, leader)| leader).collect();
+    assert!(distinct.len() >= 2, "twelve one-copy streams all on one node: {leaders:?}");
+
+    // Open every partition on the server and let it learn the leaders.
+    for (topic, _) in &leaders {
+        produce_numbered(&fluvio, topic, "warm-up", 1).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let before = bytes_from_servers(&cluster, NODES);
+    let value = vec![b'v'; VALUE_BYTES];
+    for (topic, _) in &leaders {
+        let producer = fluvio.topic_producer(topic.as_str()).await.expect("producer");
+        for _ in 0..RECORDS {
+            producer.send(RecordKey::NULL, value.clone()).await.expect("send");
+        }
+        producer.flush().await.expect("flush");
+    }
+    let after = bytes_from_servers(&cluster, NODES);
+
+    // Every topic got the same records, so each costs the same bytes on
+    // the wire (values, batch and NATS headers); each node should get
+    // that much for each stream it leads, and nothing for the others.
+    let received: Vec<u64> = after.iter().zip(&before).map(|(after, before)| after - before).collect();
+    let per_topic = received.iter().sum::<u64>() / leaders.len() as u64;
+    assert!(per_topic >= (RECORDS * VALUE_BYTES) as u64, "every record reached a node: {received:?}");
+    let report = format!("leaders {leaders:?}, bytes received by node {received:?}, {per_topic} bytes per topic");
+    for (node, received) in received.iter().enumerate() {
+        let name = cluster.node_name(node);
+        let led = leaders.iter().filter(|(_, leader)| *leader == name).count() as u64;
+        assert!(
+            received.abs_diff(led * per_topic) < per_topic / 2,
+            "{name} should have got the batches of the {led} stream(s) it leads, no more: {report}"
+        );
+    }
+}

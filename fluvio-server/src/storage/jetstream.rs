@@ -64,6 +64,10 @@ const ABANDONED_AFTER: Duration = Duration::from_secs(30);
 /// notification was lost.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often a server tries again to connect to a NATS node it could not
+/// reach.
+const NODE_RETRY: Duration = Duration::from_secs(10);
+
 /// Direct gets in flight at once while reading a partition.
 const READ_AHEAD: usize = 16;
 
@@ -211,11 +215,81 @@ pub struct JetStreamStorage {
     topics: Arc<RwLock<HashMap<String, TopicSpec>>>,
     partitions: Arc<OpenPartitions>,
     watcher: tokio::task::JoinHandle<()>,
+    nodes: Arc<NodeConnections>,
+    node_connector: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for JetStreamStorage {
     fn drop(&mut self) {
         self.watcher.abort();
+        self.node_connector.abort();
+    }
+}
+
+/// A connection to each NATS node of the cluster, so that each partition's
+/// appends go straight to its stream's Raft leader.
+///
+/// An append through any node works: a node that does not lead the stream
+/// forwards the message across a route to the one that does, and the
+/// acknowledgement comes back the same way. That hop makes the cluster read
+/// and copy every batch once more; on a busy cluster it is CPU the replicas
+/// need (measured in docs/benchmarks.md). The main connection stays the one
+/// for everything else, and the fallback whenever the leader's node is not
+/// connected.
+#[derive(Default)]
+struct NodeConnections {
+    clients: RwLock<Vec<async_nats::Client>>,
+}
+
+impl NodeConnections {
+    /// A JetStream context on the node named `leader`, when connected to it.
+    fn to(&self, leader: &str) -> Option<jetstream::Context> {
+        let clients = self.clients.read().expect("node connections lock");
+        clients
+            .iter()
+            .find(|client| {
+                client.connection_state() == async_nats::connection::State::Connected
+                    && client.try_server_info().is_some_and(|info| info.server_name == leader)
+            })
+            .map(|client| jetstream::new(client.clone()))
+    }
+}
+
+/// Connects to each of `addrs` on its own (not following the cluster: each
+/// connection is to be one node's), trying the unreachable ones again every
+/// [`NODE_RETRY`] until every node is connected. Once connected, the client
+/// reconnects to its node by itself.
+async fn connect_nodes(nodes: std::sync::Weak<NodeConnections>, mut pending: Vec<async_nats::ServerAddr>) {
+    loop {
+        let mut unreachable = Vec::new();
+        for addr in pending {
+            let connected = async_nats::ConnectOptions::new()
+                .name("fluvio-server")
+                .ignore_discovered_servers()
+                .connection_timeout(Duration::from_secs(2))
+                .connect(addr.clone())
+                .await;
+            let Some(nodes) = nodes.upgrade() else { return };
+            match connected {
+                Ok(client) => {
+                    let name = client.server_info().server_name;
+                    let mut clients = nodes.clients.write().expect("node connections lock");
+                    // The same node under two addresses needs one connection.
+                    if !clients.iter().any(|known| known.try_server_info().is_some_and(|i| i.server_name == name)) {
+                        clients.push(client);
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "cannot connect to NATS node {addr:?} yet; appends go through another node");
+                    unreachable.push(addr);
+                }
+            }
+        }
+        if unreachable.is_empty() {
+            return;
+        }
+        pending = unreachable;
+        tokio::time::sleep(NODE_RETRY).await;
     }
 }
 
@@ -239,7 +313,7 @@ impl JetStreamStorage {
         let client = async_nats::ConnectOptions::new()
             .name("fluvio-server")
             .connection_timeout(Duration::from_secs(5))
-            .connect(addrs)
+            .connect(addrs.clone())
             .await
             .map_err(|e| JetStreamError::Connect { urls: urls.clone(), reason: e.to_string() })?;
         let js = jetstream::new(client.clone());
@@ -265,7 +339,29 @@ impl JetStreamStorage {
         let topics: Arc<RwLock<HashMap<String, TopicSpec>>> = Arc::default();
         let partitions: Arc<OpenPartitions> = Arc::default();
         let watcher = tokio::spawn(watch_topics(topics_kv.clone(), Arc::clone(&topics), Arc::clone(&partitions)));
-        Ok(JetStreamStorage { config, client, js, topics_kv, ends_kv, consumers_kv, topics, partitions, watcher })
+        // The configured nodes and those the cluster told of.
+        let discovered = client.server_info().connect_urls.into_iter().filter_map(|url| url.parse().ok());
+        let mut node_addrs: Vec<async_nats::ServerAddr> = Vec::new();
+        for addr in addrs.into_iter().chain(discovered) {
+            if !node_addrs.iter().any(|known| known.host() == addr.host() && known.port() == addr.port()) {
+                node_addrs.push(addr);
+            }
+        }
+        let nodes: Arc<NodeConnections> = Arc::default();
+        let node_connector = tokio::spawn(connect_nodes(Arc::downgrade(&nodes), node_addrs));
+        Ok(JetStreamStorage {
+            config,
+            client,
+            js,
+            topics_kv,
+            ends_kv,
+            consumers_kv,
+            topics,
+            partitions,
+            watcher,
+            nodes,
+            node_connector,
+        })
     }
 
     /// [`connect`](Self::connect), again and again until the cluster
@@ -569,7 +665,8 @@ impl JetStreamStorage {
         if let Some(open) = self.partitions.lock().expect("partitions lock").get(&key) {
             return Ok(Arc::clone(open));
         }
-        let opened = JetStreamPartition::open(&self.js, &self.client, &self.ends_kv, spec, partition).await?;
+        let opened =
+            JetStreamPartition::open(&self.js, &self.client, &self.ends_kv, &self.nodes, spec, partition).await?;
         let mut partitions = self.partitions.lock().expect("partitions lock");
         Ok(Arc::clone(partitions.entry(key).or_insert(opened)))
     }
@@ -778,6 +875,10 @@ pub struct JetStreamPartition {
     notify_subject: String,
     js: jetstream::Context,
     client: async_nats::Client,
+    nodes: Arc<NodeConnections>,
+    /// Where appends go: the connection to the stream leader's node, as
+    /// last seen; `None` for the main connection.
+    publisher: Mutex<Option<jetstream::Context>>,
     /// Serializes this server's appends; other servers are kept out by the
     /// expected-last-sequence check.
     tail: tokio::sync::Mutex<Tail>,
@@ -855,6 +956,7 @@ impl JetStreamPartition {
         js: &jetstream::Context,
         client: &async_nats::Client,
         ends: &kv::Store,
+        nodes: &Arc<NodeConnections>,
         spec: &TopicSpec,
         partition: u32,
     ) -> Result<Arc<JetStreamPartition>, TopicError> {
@@ -875,6 +977,8 @@ impl JetStreamPartition {
             notify_subject,
             js: js.clone(),
             client: client.clone(),
+            nodes: Arc::clone(nodes),
+            publisher: Mutex::new(None),
             tail: tokio::sync::Mutex::new(Tail { last_sequence: 0, next_offset: 0 }),
             start_offset: AtomicI64::new(0),
             watermark,
@@ -922,8 +1026,11 @@ impl JetStreamPartition {
     }
 
     /// The stream's sequence range, `first..=last` (empty when `first > last`).
+    /// The answer also names the stream's leader: appends follow it.
     async fn sequences(&self) -> Result<(u64, u64), StorageError> {
         let info = self.stream.get_info().await.map_err(|e| self.unavailable("read the state of", e))?;
+        let leader = info.cluster.as_ref().and_then(|cluster| cluster.leader.as_deref());
+        *self.publisher.lock().expect("publisher lock") = leader.and_then(|leader| self.nodes.to(leader));
         Ok((info.state.first_sequence, info.state.last_sequence))
     }
 
@@ -1084,7 +1191,9 @@ impl JetStreamPartition {
     async fn append_stamped(&self, mut batch: Batch, producer: Option<ProducerStamp>) -> Result<i64, StorageError> {
         let mut tail = self.tail.lock().await;
         let payload_len = batch.as_bytes().len();
-        let max_payload = self.client.server_info().max_payload;
+        let max_payload = self.client.max_payload();
+        let publisher = self.publisher.lock().expect("publisher lock").clone();
+        let js = publisher.as_ref().unwrap_or(&self.js);
         if payload_len + 256 > max_payload {
             return Err(StorageError::InvalidBatch(format!(
                 "the batch is {payload_len} bytes, more than the JetStream cluster's max_payload of {max_payload}; send smaller batches (the producer's batch size), or raise max_payload in nats-server's config"
@@ -1099,7 +1208,7 @@ impl JetStreamPartition {
             if let Some(stamp) = producer {
                 publish = publish.message_id(format!("{:016x}-{}", stamp.id, stamp.sequence));
             }
-            let sent = self.js.send_publish(self.subject.clone(), publish).await;
+            let sent = js.send_publish(self.subject.clone(), publish).await;
             let acknowledged = match sent {
                 Ok(ack) => ack.await,
                 Err(error) => Err(error),
@@ -1138,7 +1247,13 @@ impl JetStreamPartition {
                     *tail = self.load_tail().await?;
                     self.advance(tail.next_offset, tail.last_sequence);
                 }
-                Err(error) => return Err(self.unavailable("append to", error)),
+                Err(error) => {
+                    // The leader's node may be gone: the next append goes
+                    // through the main connection, until the leader is
+                    // known again.
+                    *self.publisher.lock().expect("publisher lock") = None;
+                    return Err(self.unavailable("append to", error));
+                }
             }
         }
     }
