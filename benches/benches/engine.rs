@@ -78,15 +78,16 @@ fn bare_regex_scrub(values: &[Vec<u8>]) -> usize {
     mapped.len()
 }
 
-/// The count kept as text, as the module keeps its accumulator.
+/// The count kept as text, as the module keeps its accumulator, and every
+/// accumulator an output: an aggregate answers each record with the value
+/// so far, so the module makes one output record per input record.
 fn bare_count(values: &[Vec<u8>]) -> usize {
-    let mut accumulator: Vec<u8> = Vec::new();
+    let mut outputs: Vec<Vec<u8>> = Vec::with_capacity(values.len());
     for _ in values {
-        let count: u64 =
-            if accumulator.is_empty() { 0 } else { std::str::from_utf8(&accumulator).unwrap().parse().unwrap() };
-        accumulator = (count + 1).to_string().into_bytes();
+        let count: u64 = outputs.last().map_or(0, |last| std::str::from_utf8(last).unwrap().parse().unwrap());
+        outputs.push((count + 1).to_string().into_bytes());
     }
-    usize::from(!accumulator.is_empty())
+    outputs.len()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -148,6 +149,7 @@ fn kinds(c: &mut Criterion) {
     assert_eq!(bare_filter(first), expected_kept);
     assert_eq!(bare_uppercase(first), first.len());
     assert_eq!(bare_regex_scrub(first), first.len());
+    assert_eq!(bare_count(first), first.len());
     wasm_run(
         c,
         "filter",

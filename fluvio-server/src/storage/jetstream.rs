@@ -1338,10 +1338,12 @@ impl JetStreamReader {
             let fetched = fetch.await.map_err(|e| self.partition.unavailable("read", e));
             match fetched.and_then(|fetched| fetched) {
                 Ok(Fetched::Batch(batch)) => {
-                    if batch.next_offset() <= self.offset {
+                    // Found by walking the records: once per batch.
+                    let next_offset = batch.next_offset();
+                    if next_offset <= self.offset {
                         continue;
                     }
-                    self.offset = batch.next_offset();
+                    self.offset = next_offset;
                     bytes += batch.as_bytes().len() as u64;
                     batches.push(batch);
                     if bytes >= max_bytes {
