@@ -311,6 +311,11 @@ impl NatsCluster {
         format!("nats://127.0.0.1:{}", self.client_ports[node])
     }
 
+    /// How many nodes the cluster has.
+    pub fn node_count(&self) -> usize {
+        self.client_ports.len()
+    }
+
     /// One node's name in the cluster (`server_name`), as JetStream names
     /// a stream's leader.
     pub fn node_name(&self, node: usize) -> String {

@@ -62,8 +62,10 @@ async fn a_replicated_topic_loses_nothing_when_a_nats_node_is_killed() {
     fluvio.create_replicated_topic("orders", 1, 3, RetentionSpec::default()).await.expect("create -r 3");
 
     let before = produce_numbered(&fluvio, "orders", "before", 3000).await;
-    // Whichever node leads the stream, a majority of two remains.
-    cluster.kill9(1);
+    // The node that leads the stream, which the server sends its appends
+    // to: a majority of two remains, and elects a new leader.
+    let leader = stream_leader(&cluster, "orders").await;
+    cluster.kill9(leader);
     let after = produce_numbered(&fluvio, "orders", "after", 3000).await;
 
     let stored = read_dense(&fluvio, "orders").await;
@@ -72,7 +74,17 @@ async fn a_replicated_topic_loses_nothing_when_a_nats_node_is_killed() {
     for (offset, value) in before.iter().chain(&after) {
         assert_eq!(&stored[*offset as usize], value, "the acknowledged offset holds the record");
     }
-    cluster.restart(1);
+    cluster.restart(leader);
+}
+
+/// The node that leads the stream of a topic's partition 0.
+async fn stream_leader(cluster: &NatsCluster, topic: &str) -> usize {
+    let urls: Vec<String> = cluster.urls().split(',').map(str::to_string).collect();
+    let js = async_nats::jetstream::new(async_nats::connect(urls).await.expect("connect to the cluster"));
+    let stream = fluvio_server::storage::jetstream::stream_name(topic, 0);
+    let mut info = js.get_stream(&stream).await.expect("the topic's stream").info().await.expect("info").clone();
+    let leader = info.cluster.take().and_then(|cluster| cluster.leader).expect("the stream has a leader");
+    (0..cluster.node_count()).find(|&node| cluster.node_name(node) == leader).expect("the leader is one of the nodes")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,7 +443,6 @@ async fn appends_go_straight_to_the_node_that_leads_the_stream() {
     let cluster = NatsCluster::start(NODES);
     let server = server_on(&cluster, "js-leader-appends");
     let fluvio = server.client().await;
-    let js = async_nats::jetstream::new(async_nats::connect(cluster.url(0)).await.unwrap());
 
     // One-copy topics until their streams are led by at least two nodes:
     // then whichever node the server's main connection is on, some batches
@@ -440,9 +451,7 @@ async fn appends_go_straight_to_the_node_that_leads_the_stream() {
     for i in 0..12 {
         let topic = format!("led-{i}");
         fluvio.create_replicated_topic(&topic, 1, 1, RetentionSpec::default()).await.expect("create -r 1");
-        let stream = fluvio_server::storage::jetstream::stream_name(&topic, 0);
-        let mut info = js.get_stream(&stream).await.expect("the topic's stream").info().await.expect("info").clone();
-        let leader = info.cluster.take().and_then(|cluster| cluster.leader).expect("a one-copy stream has a leader");
+        let leader = cluster.node_name(stream_leader(&cluster, &topic).await);
         leaders.push((topic, leader));
         let distinct: BTreeSet<&String> = leaders.iter().map(|(_, leader)| leader).collect();
         if distinct.len() >= 2 {

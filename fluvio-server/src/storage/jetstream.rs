@@ -1192,7 +1192,14 @@ impl JetStreamPartition {
         let mut tail = self.tail.lock().await;
         let payload_len = batch.as_bytes().len();
         let max_payload = self.client.max_payload();
-        let publisher = self.publisher.lock().expect("publisher lock").clone();
+        // Not through a node whose connection is down (the node may be
+        // gone): the append would wait out its timeout there.
+        let publisher = self
+            .publisher
+            .lock()
+            .expect("publisher lock")
+            .clone()
+            .filter(|node| node.client().connection_state() == async_nats::connection::State::Connected);
         let js = publisher.as_ref().unwrap_or(&self.js);
         if payload_len + 256 > max_payload {
             return Err(StorageError::InvalidBatch(format!(
