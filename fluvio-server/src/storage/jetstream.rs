@@ -280,7 +280,12 @@ async fn connect_nodes(nodes: std::sync::Weak<NodeConnections>, mut pending: Vec
                     }
                 }
                 Err(error) => {
-                    tracing::debug!(%error, "cannot connect to NATS node {addr:?} yet; appends go through another node");
+                    tracing::debug!(
+                        %error,
+                        "cannot connect to NATS node {}:{} yet; its streams' appends go through another node",
+                        addr.host(),
+                        addr.port()
+                    );
                     unreachable.push(addr);
                 }
             }
