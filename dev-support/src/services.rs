@@ -271,8 +271,9 @@ impl NatsCluster {
     fn write_config(&self, node: usize) {
         let store = self.dir.join(format!("store{node}"));
         let mut config = format!(
-            "server_name: node{node}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\nmax_payload: 8MB\n\
+            "server_name: {}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\nmax_payload: 8MB\n\
              jetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 256MB\n  max_file_store: 8GB\n}}\n",
+            self.node_name(node),
             self.client_ports[node],
             self.monitor_ports[node],
             store.display()

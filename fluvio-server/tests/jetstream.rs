@@ -419,8 +419,8 @@ async fn consumer_offsets_committed_through_one_server_resume_on_another() {
 
 /// Bytes each node received from `fluvio-server` connections so far, by
 /// the node's own count (`/connz`).
-fn bytes_from_servers(cluster: &NatsCluster, nodes: usize) -> Vec<u64> {
-    (0..nodes)
+fn bytes_from_servers(cluster: &NatsCluster) -> Vec<u64> {
+    (0..cluster.node_count())
         .map(|node| {
             let connz: serde_json::Value =
                 serde_json::from_str(&cluster.monitor(node, "/connz?limit=1024")).expect("connz is JSON");
@@ -448,18 +448,18 @@ async fn appends_go_straight_to_the_node_that_leads_the_stream() {
     // then whichever node the server's main connection is on, some batches
     // would cross it on their way to another node's stream.
     let mut leaders: Vec<(String, String)> = Vec::new();
+    let leading_nodes =
+        |leaders: &[(String, String)]| leaders.iter().map(|(_, leader)| leader.clone()).collect::<BTreeSet<_>>().len();
     for i in 0..12 {
         let topic = format!("led-{i}");
         fluvio.create_replicated_topic(&topic, 1, 1, RetentionSpec::default()).await.expect("create -r 1");
         let leader = cluster.node_name(stream_leader(&cluster, &topic).await);
         leaders.push((topic, leader));
-        let distinct: BTreeSet<&String> = leaders.iter().map(|(_, leader)| leader).collect();
-        if distinct.len() >= 2 {
+        if leading_nodes(&leaders) >= 2 {
             break;
         }
     }
-    let distinct: BTreeSet<&String> = leaders.iter().map(|(_, leader)| leader).collect();
-    assert!(distinct.len() >= 2, "twelve one-copy streams all on one node: {leaders:?}");
+    assert!(leading_nodes(&leaders) >= 2, "twelve one-copy streams all on one node: {leaders:?}");
 
     // Open every partition on the server and let it learn the leaders.
     for (topic, _) in &leaders {
@@ -467,7 +467,7 @@ async fn appends_go_straight_to_the_node_that_leads_the_stream() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let before = bytes_from_servers(&cluster, NODES);
+    let before = bytes_from_servers(&cluster);
     let value = vec![b'v'; VALUE_BYTES];
     for (topic, _) in &leaders {
         let producer = fluvio.topic_producer(topic.as_str()).await.expect("producer");
@@ -476,7 +476,7 @@ async fn appends_go_straight_to_the_node_that_leads_the_stream() {
         }
         producer.flush().await.expect("flush");
     }
-    let after = bytes_from_servers(&cluster, NODES);
+    let after = bytes_from_servers(&cluster);
 
     // Every topic got the same records, so each costs the same bytes on
     // the wire (values, batch and NATS headers); each node should get
