@@ -8,7 +8,12 @@
 //! - JetStream directly with `async-nats`, one message per record, as most
 //!   users would use it: publish with acknowledgements pipelined, then read
 //!   with an ordered consumer;
-//! - the same producer and consumer against a server on the local log.
+//! - the same producer and consumer against a server on the local log;
+//! - JetStream directly with the server's own message pattern, the limit
+//!   the server can reach: the same records in the same 64 KiB batches,
+//!   one message per batch, published one at a time (as the server appends
+//!   to a partition) and with 16 in flight, and the topic's stream read
+//!   back with 16 direct gets in flight (as the server reads).
 //!
 //! The NATS nodes are throwaway processes; both servers run in this
 //! process. Under `cargo test` (no `--bench`), each case runs once on
@@ -88,6 +93,62 @@ async fn publish_directly(js: &jetstream::Context, subject: &str, records: usize
     for ack in futures::future::join_all(acks.into_iter().map(IntoFuture::into_future)).await {
         ack.unwrap();
     }
+}
+
+/// The records in the batches the SDK producer makes of them (64 KiB of
+/// record bytes each, counted as the producer counts them).
+fn producer_batches(records: usize) -> Vec<bytes::Bytes> {
+    let mut batches = Vec::new();
+    let mut builder = fluvio_protocol::BatchBuilder::new(0, 0);
+    let mut counted = 0;
+    for n in 0..records {
+        let value = value(n);
+        counted += value.len() + 32;
+        builder.push_value(None, &value);
+        if counted >= 64 << 10 {
+            let full = std::mem::replace(&mut builder, fluvio_protocol::BatchBuilder::new(0, 0));
+            batches.push(full.finish().into_bytes().into());
+            counted = 0;
+        }
+    }
+    if !builder.is_empty() {
+        batches.push(builder.finish().into_bytes().into());
+    }
+    batches
+}
+
+/// JetStream alone with whole batches as messages, at most `in_flight`
+/// unacknowledged at a time.
+async fn publish_batches(js: &jetstream::Context, subject: &str, batches: &[bytes::Bytes], in_flight: usize) {
+    let mut acks = std::collections::VecDeque::with_capacity(in_flight);
+    for batch in batches {
+        acks.push_back(js.publish(subject.to_string(), batch.clone()).await.unwrap());
+        if acks.len() == in_flight {
+            acks.pop_front().unwrap().await.unwrap();
+        }
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+}
+
+/// JetStream alone reading a topic's stream as the server does: direct
+/// gets of whole batches, 16 in flight.
+async fn read_batches_directly(js: &jetstream::Context, stream_name: &str, records: usize) {
+    let stream = js.get_stream(stream_name).await.unwrap();
+    let last = stream.get_info().await.unwrap().state.last_sequence;
+    let mut gets = futures::stream::iter(1..=last)
+        .map(|sequence| {
+            let stream = stream.clone();
+            async move { stream.direct_get(sequence).await.unwrap() }
+        })
+        .buffered(16);
+    let mut received = 0;
+    while let Some(message) = gets.next().await {
+        received +=
+            fluvio_protocol::Batch::from_stored_bytes(message.payload.to_vec()).unwrap().record_count() as usize;
+    }
+    assert_eq!(received, records);
 }
 
 async fn read_directly(js: &jetstream::Context, stream_name: &str, records: usize) {
@@ -171,6 +232,35 @@ fn jetstream_backend(c: &mut Criterion) {
             )
         })
     });
+    let batches = producer_batches(records);
+    let batch_stream = |name: &str| {
+        let config = stream::Config {
+            name: name.to_string(),
+            subjects: vec![format!("{name}.batches")],
+            num_replicas: 3,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        runtime.block_on(js.create_stream(config)).unwrap();
+    };
+    let remove_stream = |name: &str| {
+        runtime.block_on(js.delete_stream(name)).unwrap();
+    };
+    for (id, in_flight) in
+        [("publish-batches-directly-one-at-a-time-r3", 1), ("publish-batches-directly-16-in-flight-r3", 16)]
+    {
+        group.bench_function(id, |b| {
+            b.iter_custom(|iterations| {
+                fresh(
+                    iterations,
+                    "batches",
+                    &batch_stream,
+                    &|name| runtime.block_on(publish_batches(&js, &format!("{name}.batches"), &batches, in_flight)),
+                    &remove_stream,
+                )
+            })
+        });
+    }
     group.bench_function("produce-local-log", |b| {
         b.iter_custom(|iterations| {
             fresh(
@@ -200,6 +290,10 @@ fn jetstream_backend(c: &mut Criterion) {
 
     group.bench_function("consume-via-server-r3", |b| {
         b.iter(|| runtime.block_on(consume(&on_jetstream, "read", records)))
+    });
+    let read_stream = fluvio_server::storage::jetstream::stream_name("read", 0);
+    group.bench_function("read-batches-directly-r3", |b| {
+        b.iter(|| runtime.block_on(read_batches_directly(&js, &read_stream, records)))
     });
     group.bench_function("read-directly-ordered-consumer-r3", |b| {
         b.iter(|| runtime.block_on(read_directly(&js, "direct-read", records)))

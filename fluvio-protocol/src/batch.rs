@@ -64,17 +64,27 @@ impl Batch {
     /// Checks `bytes` (exactly one batch) and takes them: header, every
     /// record's lengths and the CRC-32C.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Batch, FormatError> {
+        Batch::from_bytes_with_next_offset(bytes).map(|(batch, _)| batch)
+    }
+
+    /// Checks `bytes` as [`from_bytes`](Self::from_bytes) does, and also
+    /// returns the batch's [`next_offset`](Self::next_offset), found in the
+    /// same pass over the records (a reader of a store that needs both
+    /// would otherwise walk every batch twice).
+    pub fn from_bytes_with_next_offset(bytes: Vec<u8>) -> Result<(Batch, i64), FormatError> {
         let header = Batch::check_length_and_crc(&bytes)?;
         if header.attributes & COMPRESSION_MASK != 0 {
             let batch = Batch { bytes };
             batch.opened_and_checked(&header)?;
-            return Ok(batch);
+            let next_offset = batch.next_offset();
+            return Ok((batch, next_offset));
         }
         let (_, records) = RecordIter::new(&bytes)?;
+        let mut next_offset = header.base_offset;
         for record in records {
-            record?;
+            next_offset = header.base_offset.saturating_add(record?.offset_delta as i64 + 1);
         }
-        Ok(Batch { bytes })
+        Ok((Batch { bytes }, next_offset))
     }
 
     /// Checks the header, the length and the CRC of a batch whose records
@@ -671,6 +681,30 @@ mod tests {
         gaps.push(0, 0, None, b"a", &[]);
         gaps.push(5, 0, None, b"b", &[]);
         assert_eq!(gaps.finish().compressed(Compression::Gzip).compression(), Compression::None);
+    }
+
+    #[test]
+    fn the_checked_next_offset_is_the_one_the_batch_reports() {
+        let mut gaps = BatchBuilder::new(70, 0);
+        gaps.push(0, 0, None, b"a", &[]);
+        gaps.push(9, 0, None, b"b", &[(b"h".as_slice(), b"x".as_slice())]);
+        let mut many = BatchBuilder::new(3, 0);
+        for i in 0..300u32 {
+            many.push(i, 0, None, format!("value {i}").as_bytes(), &[]);
+        }
+        let many = many.finish();
+        for batch in [
+            BatchBuilder::new(12, 0).finish(),
+            batch_of(5, &["one", "two", "three"]),
+            gaps.finish(),
+            many.clone().compressed(Compression::Zstd),
+            many,
+        ] {
+            let (checked, next_offset) = Batch::from_bytes_with_next_offset(batch.clone().into_bytes()).unwrap();
+            assert_eq!((&checked, next_offset), (&batch, batch.next_offset()));
+        }
+        assert_eq!(Batch::from_bytes_with_next_offset(batch_of(5, &["x"]).into_bytes()).unwrap().1, 6);
+        assert_eq!(Batch::from_bytes_with_next_offset(BatchBuilder::new(12, 0).finish().into_bytes()).unwrap().1, 12);
     }
 
     #[test]

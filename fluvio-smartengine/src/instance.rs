@@ -386,15 +386,27 @@ impl SmartModuleInstance {
             self.input_cap = len as u32;
         }
         let view = self.memory.view(&self.store);
-        view.write(self.input_ptr as u64, bytes).map_err(|_| EngineError::InvalidOutput {
-            module: self.name.clone(),
-            reason: format!(
-                "input buffer {:#x}+{} is outside guest memory ({} bytes)",
-                self.input_ptr,
-                bytes.len(),
-                view.data_size()
-            ),
-        })?;
+        // SAFETY: as in `check_setup`, no guest code runs during the borrow
+        // (and with threads off, no other thread shares the memory). So a
+        // plain copy is sound; wasmer's own `write` copies eight bytes at a
+        // time with volatile stores, which took a tenth of a filter's time.
+        let memory = unsafe { std::slice::from_raw_parts_mut(view.data_ptr(), view.data_size() as usize) };
+        let start = self.input_ptr as usize;
+        match memory.get_mut(start..).and_then(|free| free.get_mut(..bytes.len())) {
+            Some(input) => input.copy_from_slice(bytes),
+            None => {
+                return Err(EngineError::InvalidOutput {
+                    module: self.name.clone(),
+                    reason: format!(
+                        "input buffer {:#x}+{} is outside guest memory ({} bytes)",
+                        self.input_ptr,
+                        bytes.len(),
+                        memory.len()
+                    ),
+                }
+                .into());
+            }
+        }
         Ok(())
     }
 

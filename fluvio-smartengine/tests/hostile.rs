@@ -327,3 +327,27 @@ fn a_module_that_panics_on_record_after_record_stops_the_batch() {
     let out = chain.process(&batch(0, &["fine", "panic", "also fine"])).unwrap();
     assert_eq!(out.skipped, 1);
 }
+
+#[test]
+fn an_input_buffer_outside_guest_memory_is_refused() {
+    // A module whose `fluvio_reserve` answers with a place far past its one
+    // page of memory: the host's copy of the setup blob must not go there.
+    let wat = r#"(module
+        (memory (export "memory") 1)
+        (func (export "fluvio_abi_v1"))
+        (func (export "fluvio_reserve") (param i32) (result i32) (i32.const 0x7ffffff0))
+        (func (export "fluvio_setup") (param i32) (result i64) (unreachable))
+        (func (export "fluvio_filter") (param i32 i32) (result i64) (unreachable)))"#;
+    let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap().into_owned();
+    let engine = engine();
+    let invocation = fluvio_smartengine::SmartModuleInvocation::adhoc("bad-reserve", wasm);
+    let error = ChainBuilder::new(&engine).invocation(invocation).build().unwrap_err();
+    match &error {
+        EngineError::InvalidOutput { module, reason } => {
+            assert_eq!(module, "bad-reserve");
+            assert!(reason.contains("input buffer 0x7ffffff0+") && reason.contains("outside guest memory"), "{reason}");
+        }
+        other => panic!("expected invalid output, got {other:?}"),
+    }
+    good_module_still_works(&engine);
+}

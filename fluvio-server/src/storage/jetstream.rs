@@ -925,23 +925,24 @@ const RECENT_BYTES: usize = 8 << 20;
 /// until it is evicted.
 #[derive(Default)]
 struct RecentBatches {
-    by_sequence: BTreeMap<u64, Batch>,
+    /// Each batch with its next offset.
+    by_sequence: BTreeMap<u64, (Batch, i64)>,
     bytes: usize,
 }
 
 impl RecentBatches {
-    fn get(&self, sequence: u64) -> Option<Batch> {
+    fn get(&self, sequence: u64) -> Option<(Batch, i64)> {
         self.by_sequence.get(&sequence).cloned()
     }
 
-    fn insert(&mut self, sequence: u64, batch: Batch) {
+    fn insert(&mut self, sequence: u64, batch: Batch, next_offset: i64) {
         self.bytes += batch.as_bytes().len();
-        if let Some(replaced) = self.by_sequence.insert(sequence, batch) {
+        if let Some((replaced, _)) = self.by_sequence.insert(sequence, (batch, next_offset)) {
             self.bytes -= replaced.as_bytes().len();
         }
         // Evict the oldest first: most reads follow the end.
         while self.bytes > RECENT_BYTES {
-            let Some((_, evicted)) = self.by_sequence.pop_first() else { break };
+            let Some((_, (evicted, _))) = self.by_sequence.pop_first() else { break };
             self.bytes -= evicted.as_bytes().len();
         }
     }
@@ -949,7 +950,8 @@ impl RecentBatches {
 
 /// What reading one stream message found.
 enum Fetched {
-    Batch(Batch),
+    /// A batch, and its next offset (found as it was checked).
+    Batch(Batch, i64),
     /// Not a valid batch: skipped (and logged).
     Invalid,
     /// No message at that sequence (removed, or not written yet).
@@ -1043,8 +1045,8 @@ impl JetStreamPartition {
     /// leader (a replica may not have a message just written yet).
     async fn fetch(&self, sequence: u64) -> Result<Fetched, StorageError> {
         use jetstream::stream::DirectGetErrorKind;
-        if let Some(batch) = self.recent.lock().expect("recent batches lock").get(sequence) {
-            return Ok(Fetched::Batch(batch));
+        if let Some((batch, next_offset)) = self.recent.lock().expect("recent batches lock").get(sequence) {
+            return Ok(Fetched::Batch(batch, next_offset));
         }
         let message = match self.stream.direct_get(sequence).await {
             Ok(message) => message,
@@ -1059,10 +1061,10 @@ impl JetStreamPartition {
             }
             Err(error) => return Err(self.unavailable("read", error)),
         };
-        match Batch::from_bytes(message.payload.to_vec()) {
-            Ok(batch) => {
-                self.remember(batch.base_offset(), sequence, batch.next_offset());
-                Ok(Fetched::Batch(batch))
+        match Batch::from_bytes_with_next_offset(message.payload.to_vec()) {
+            Ok((batch, next_offset)) => {
+                self.remember(batch.base_offset(), sequence, next_offset);
+                Ok(Fetched::Batch(batch, next_offset))
             }
             Err(error) => {
                 tracing::error!(
@@ -1081,7 +1083,7 @@ impl JetStreamPartition {
         let mut missing = 0;
         while sequence >= first.max(1) {
             match self.fetch(sequence).await? {
-                Fetched::Batch(batch) => return Ok(Tail { last_sequence: last, next_offset: batch.next_offset() }),
+                Fetched::Batch(_, next_offset) => return Ok(Tail { last_sequence: last, next_offset }),
                 // Not a batch: holds no offsets, look before it.
                 Fetched::Invalid => sequence -= 1,
                 // Not readable although the stream says it is there. Going
@@ -1114,7 +1116,7 @@ impl JetStreamPartition {
         let (first, last) = self.sequences().await?;
         let mut sequence = first.max(1);
         while sequence <= last {
-            if let Fetched::Batch(batch) = self.fetch(sequence).await? {
+            if let Fetched::Batch(batch, _) = self.fetch(sequence).await? {
                 self.start_offset.store(batch.base_offset(), Ordering::Relaxed);
                 return Ok(());
             }
@@ -1136,9 +1138,9 @@ impl JetStreamPartition {
         if let Ok((_, last)) = self.sequences().await {
             let known = self.tail.lock().await.last_sequence;
             if last > known
-                && let Ok(Fetched::Batch(batch)) = self.fetch(last).await
+                && let Ok(Fetched::Batch(_, next_offset)) = self.fetch(last).await
             {
-                self.advance(batch.next_offset(), last);
+                self.advance(next_offset, last);
             }
         }
         if let Err(error) = self.refresh_start().await {
@@ -1176,17 +1178,17 @@ impl JetStreamPartition {
             let middle = low + (high - low) / 2;
             // Invalid or missing messages hold no offsets: look past them.
             let mut probe = middle;
-            let batch = loop {
+            let next_offset = loop {
                 if probe > last {
                     break None;
                 }
                 match self.fetch(probe).await? {
-                    Fetched::Batch(batch) => break Some(batch),
+                    Fetched::Batch(_, next_offset) => break Some(next_offset),
                     _ => probe += 1,
                 }
             };
-            match batch {
-                Some(batch) if batch.next_offset() <= offset => low = probe + 1,
+            match next_offset {
+                Some(next_offset) if next_offset <= offset => low = probe + 1,
                 _ => high = middle,
             }
         }
@@ -1229,7 +1231,7 @@ impl JetStreamPartition {
                 Ok(ack) if ack.duplicate => {
                     // Stored before: answer with the offset it got then.
                     let base_offset = match self.fetch(ack.sequence).await? {
-                        Fetched::Batch(stored) => stored.base_offset(),
+                        Fetched::Batch(stored, _) => stored.base_offset(),
                         _ => return Err(self.unavailable("read back a deduplicated batch from", "it is gone")),
                     };
                     *tail = self.load_tail().await?;
@@ -1242,7 +1244,7 @@ impl JetStreamPartition {
                     tail.next_offset = batch.next_offset();
                     self.remember(base_offset, ack.sequence, tail.next_offset);
                     // Before consumers are woken: those at the end read it from here.
-                    self.recent.lock().expect("recent batches lock").insert(ack.sequence, batch);
+                    self.recent.lock().expect("recent batches lock").insert(ack.sequence, batch, tail.next_offset);
                     self.advance(tail.next_offset, tail.last_sequence);
                     let mut end = Vec::with_capacity(16);
                     end.extend_from_slice(&tail.next_offset.to_le_bytes());
@@ -1286,8 +1288,8 @@ impl JetStreamPartition {
             for result in fetched {
                 sequence += 1;
                 match result? {
-                    Fetched::Batch(batch) => {
-                        if batch.next_offset() <= offset {
+                    Fetched::Batch(batch, next_offset) => {
+                        if next_offset <= offset {
                             continue;
                         }
                         bytes += batch.as_bytes().len() as u64;
@@ -1349,9 +1351,7 @@ impl JetStreamReader {
             let Some(fetch) = self.in_flight.pop_front() else { return Ok(batches) };
             let fetched = fetch.await.map_err(|e| self.partition.unavailable("read", e));
             match fetched.and_then(|fetched| fetched) {
-                Ok(Fetched::Batch(batch)) => {
-                    // Found by walking the records: once per batch.
-                    let next_offset = batch.next_offset();
+                Ok(Fetched::Batch(batch, next_offset)) => {
                     if next_offset <= self.offset {
                         continue;
                     }
