@@ -8,6 +8,8 @@
 //! - JetStream directly with `async-nats`, one message per record, as most
 //!   users would use it: publish with acknowledgements pipelined, then read
 //!   with an ordered consumer;
+//! - the same producer with keyed records into a topic of three
+//!   partitions (three streams, whose appends the server runs side by side);
 //! - the same producer and consumer against a server on the local log;
 //! - JetStream directly with the server's own message pattern, the limit
 //!   the server can reach: the same records in the same 64 KiB batches,
@@ -64,6 +66,17 @@ async fn produce(fluvio: &Fluvio, topic: &str, records: usize) {
     let producer = fluvio.topic_producer_with(topic, config).await.unwrap();
     for n in 0..records {
         producer.send(RecordKey::NULL, value(n)).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+}
+
+/// As [`produce`], with each record keyed by its number modulo 64, so that
+/// every partition of the topic fills at once.
+async fn produce_keyed(fluvio: &Fluvio, topic: &str, records: usize) {
+    let config = ProducerConfig { batch_bytes: 64 << 10, ..Default::default() };
+    let producer = fluvio.topic_producer_with(topic, config).await.unwrap();
+    for n in 0..records {
+        producer.send(format!("key-{}", n % 64), value(n)).await.unwrap();
     }
     producer.flush().await.unwrap();
 }
@@ -206,6 +219,21 @@ fn jetstream_backend(c: &mut Criterion) {
                         .unwrap()
                 },
                 &|topic| runtime.block_on(produce(&on_jetstream, topic, records)),
+                &|topic| runtime.block_on(on_jetstream.delete_topic(topic)).unwrap(),
+            )
+        })
+    });
+    group.bench_function("produce-via-server-r3-3-partitions-keyed", |b| {
+        b.iter_custom(|iterations| {
+            fresh(
+                iterations,
+                "keyed",
+                &|topic| {
+                    runtime
+                        .block_on(on_jetstream.create_replicated_topic(topic, 3, 3, RetentionSpec::default()))
+                        .unwrap()
+                },
+                &|topic| runtime.block_on(produce_keyed(&on_jetstream, topic, records)),
                 &|topic| runtime.block_on(on_jetstream.delete_topic(topic)).unwrap(),
             )
         })

@@ -347,6 +347,25 @@ impl NatsCluster {
         }
     }
 
+    /// Stops one node with SIGSTOP: its connections stay open and nothing
+    /// answers on them, as with a node that hangs. [`resume`](Self::resume)
+    /// wakes it.
+    pub fn pause(&self, node: usize) {
+        self.signal(node, "-STOP");
+    }
+
+    /// Wakes a node that [`pause`](Self::pause) stopped.
+    pub fn resume(&self, node: usize) {
+        self.signal(node, "-CONT");
+    }
+
+    fn signal(&self, node: usize, signal: &str) {
+        let child = self.children[node].as_ref().expect("the node is running");
+        let status =
+            std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} of nats-server node {node} failed");
+    }
+
     /// Starts a killed node again, on its ports and store.
     pub fn restart(&mut self, node: usize) {
         self.kill9(node);

@@ -1,5 +1,9 @@
 //! One client connection: reads frames, answers requests in order, and runs
-//! each stream (consumer) in a task of its own.
+//! each stream (consumer) in a task of its own. Produce requests run side
+//! by side (up to [`MAX_PRODUCES_IN_FLIGHT`]): a client that sends batches
+//! for several partitions at once, or several producers sharing one
+//! connection, gets their appends done together, not one after another.
+//! Their answers still go out in the order the requests came.
 //!
 //! This is the only place where errors become wire [`ErrorCode`]s: the
 //! stores, the registry and the engine return their own error types, and
@@ -19,6 +23,7 @@ use fluvio_protocol::{
     RESPONSE_BIT, SmartModuleInvocationWasm, StreamEvent,
 };
 use fluvio_smartengine::{ChainBuilder, ChainWorker, EngineError};
+use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
@@ -252,7 +257,13 @@ pub async fn accept(socket: TcpStream, peer: std::net::SocketAddr, context: Arc<
     serve(reader, writer, principal, context).await
 }
 
+/// Produce requests one connection may have in flight at once. An SDK
+/// producer keeps at most one batch per partition in flight, so appends run
+/// together only where their order does not matter.
+pub const MAX_PRODUCES_IN_FLIGHT: usize = 16;
+
 /// Who a connection acts as.
+#[derive(Clone)]
 struct Session {
     access: Option<Arc<AccessPolicy>>,
     principal: Option<Arc<Principal>>,
@@ -386,15 +397,44 @@ where
         return;
     }
     let mut streams: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-    loop {
+    // Produce requests being handled, answered in order, and the bytes of
+    // their batches: at most a quarter of the frame limit is held this way
+    // before the next frame is read, so that a connection holds little
+    // more than one largest frame, as when it handled one at a time.
+    let mut produces: futures::stream::FuturesOrdered<ProduceAnswer> = futures::stream::FuturesOrdered::new();
+    let mut produce_bytes = 0usize;
+    let produce_byte_budget = context.config.max_frame_bytes as usize / 4;
+    'requests: loop {
+        while produces.len() >= MAX_PRODUCES_IN_FLIGHT || (produce_bytes > produce_byte_budget && !produces.is_empty())
+        {
+            let Some((response, bytes)) = produces.next().await else { break };
+            produce_bytes -= bytes;
+            if frames.send(response).await.is_err() {
+                break 'requests;
+            }
+        }
         streams.retain(|stream| !stream.is_finished());
         // An idle connection (no stream, no request) is closed after the
-        // idle timeout; one with streams is busy by definition.
-        let idle_timeout = if streams.is_empty() { limits.idle_timeout } else { Duration::MAX };
-        let read = tokio::select! {
-            read = tokio::time::timeout(idle_timeout, Frame::read(&mut reader, context.config.max_frame_bytes)) => read,
-            // The writer gave up on the client (it stopped reading).
-            _ = &mut writer_task => break,
+        // idle timeout; one with streams or appends in flight is busy by
+        // definition.
+        let idle = streams.is_empty() && produces.is_empty();
+        let idle_timeout = if idle { limits.idle_timeout } else { Duration::MAX };
+        let read = tokio::time::timeout(idle_timeout, Frame::read(&mut reader, context.config.max_frame_bytes));
+        tokio::pin!(read);
+        // Answers go out as their appends finish, while the next frame is
+        // read: the read is polled to its end, never dropped half done.
+        let read = loop {
+            tokio::select! {
+                read = &mut read => break read,
+                Some((response, bytes)) = produces.next(), if !produces.is_empty() => {
+                    produce_bytes -= bytes;
+                    if frames.send(response).await.is_err() {
+                        break 'requests;
+                    }
+                }
+                // The writer gave up on the client (it stopped reading).
+                _ = &mut writer_task => break 'requests,
+            }
         };
         let frame = match read {
             Ok(Ok(frame)) => frame,
@@ -476,7 +516,35 @@ where
             }
             continue;
         }
-        // Requests other than streams are answered in order.
+        if kind == ApiKind::Produce {
+            let bytes = frame.payload.len();
+            let (context, session) = (Arc::clone(&context), session.clone());
+            // A task of its own: an append runs to its end even when the
+            // client goes away meanwhile (dropped halfway, a local log's
+            // append would leave the partition to recovery).
+            let append = tokio::spawn(async move {
+                handle(&context, &session, kind, frame)
+                    .await
+                    .unwrap_or_else(|error| error_frame(correlation_id, &error))
+            });
+            produces.push_back(Box::pin(async move {
+                let response = append.await.unwrap_or_else(|error| {
+                    let reason = format!("the append failed inside the server: {error}");
+                    error_frame(correlation_id, &ServerError::new(ErrorCode::Storage, reason))
+                });
+                (response, bytes)
+            }));
+            produce_bytes += bytes;
+            continue;
+        }
+        // Other requests are answered in order, after the appends before
+        // them: what a client sent earlier is done when it gets this answer.
+        while let Some((response, bytes)) = produces.next().await {
+            produce_bytes -= bytes;
+            if frames.send(response).await.is_err() {
+                break 'requests;
+            }
+        }
         let response =
             handle(&context, &session, kind, frame).await.unwrap_or_else(|error| error_frame(correlation_id, &error));
         if frames.send(response).await.is_err() {
@@ -491,6 +559,9 @@ where
         let _ = writer_task.await;
     }
 }
+
+/// A produce request's answer, with the bytes of its batch.
+type ProduceAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = (Frame, usize)> + Send>>;
 
 /// Counts a connection as open until dropped.
 struct CountedConnection(Arc<ServerContext>);

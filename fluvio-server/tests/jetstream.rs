@@ -10,7 +10,9 @@ use std::time::Duration;
 use common::{ServerProcess, data_dir, from_beginning, read_all, values, wasm};
 use dev_support::services::NatsCluster;
 use fluvio_client::protocol::{ErrorCode, RetentionSpec};
-use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig, RecordKey, SmartModuleInvocation};
+use fluvio_client::{
+    ConsumerConfig, DeliverySemantic, Fluvio, OffsetSpec, ProducerConfig, RecordKey, SmartModuleInvocation,
+};
 use futures::StreamExt;
 
 /// A server on the cluster, with a data directory of its own (caches and
@@ -493,4 +495,78 @@ async fn appends_go_straight_to_the_node_that_leads_the_stream() {
             "{name} should have got the batches of the {led} stream(s) it leads, no more: {report}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_stuck_on_one_node_does_not_hold_up_appends_behind_it_on_the_connection() {
+    let cluster = NatsCluster::start(3);
+    // Only node 0 is named: the server's main connection is there, and it
+    // finds the other nodes from the cluster.
+    let server = ServerProcess::start(&data_dir("js-side-by-side"), &["--jetstream", &cluster.url(0)]);
+    let fluvio = server.client().await;
+
+    // One-copy topics until one is led by node 1 and another by node 2.
+    let (mut stuck, mut moving) = (None, None);
+    for i in 0..30 {
+        let topic = format!("placed-{i}");
+        fluvio.create_replicated_topic(&topic, 1, 1, RetentionSpec::default()).await.expect("create -r 1");
+        match stream_leader(&cluster, &topic).await {
+            1 if stuck.is_none() => stuck = Some(topic),
+            2 if moving.is_none() => moving = Some(topic),
+            _ => {}
+        }
+        if stuck.is_some() && moving.is_some() {
+            break;
+        }
+    }
+    let (Some(stuck), Some(moving)) = (stuck, moving) else {
+        panic!("thirty one-copy streams, none led by node 1 or 2")
+    };
+    // Open both partitions on the server and let it learn their leaders.
+    for topic in [&stuck, &moving] {
+        produce_numbered(&fluvio, topic, "warm-up", 1).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // A reader on another connection, waiting after the warm-up record.
+    let reader = server.client().await;
+    let config = ConsumerConfig { offset: OffsetSpec::Absolute(1), continuous: true, ..Default::default() };
+    let mut stream = reader.consumer_stream(&moving, config).await.expect("stream");
+
+    // The node leading `stuck` hangs; an append to it waits on it until
+    // the server's JetStream request times out (5 s), and is then answered
+    // with an error, which this producer does not retry.
+    // Both producers exist first: a request other than a produce waits for
+    // the appends before it on the connection.
+    let once = ProducerConfig { delivery_semantic: DeliverySemantic::AtMostOnce, ..Default::default() };
+    let stuck_producer = fluvio.topic_producer_with(stuck.as_str(), once).await.expect("producer");
+    let moving_producer = fluvio.topic_producer(moving.as_str()).await.expect("producer");
+    cluster.pause(1);
+    let stuck_append = tokio::spawn(async move {
+        stuck_producer.send(RecordKey::NULL, "waits").await?.wait().await?;
+        Ok::<_, fluvio_client::FluvioError>(())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Behind it on the same connection, an append to the other node's stream.
+    let moving_append = tokio::spawn(async move {
+        moving_producer.send(RecordKey::NULL, "goes by").await?.wait().await?;
+        Ok::<_, fluvio_client::FluvioError>(())
+    });
+
+    // The reader sees the second append stored while
+    // the first still waits (answers keep their order, so the producer
+    // hears of it only after the first is answered). Handled one after the
+    // other, the second would start only once the first had been answered.
+    let record = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("the second append was stored while the first waited")
+        .expect("a record")
+        .expect("readable");
+    assert_eq!(record.value(), b"goes by");
+    assert!(!stuck_append.is_finished(), "the first append was still waiting on the stopped node");
+
+    cluster.resume(1);
+    let answered = tokio::time::timeout(Duration::from_secs(60), moving_append).await;
+    answered.expect("the second append is answered once the first is").expect("task").expect("acknowledged");
+    let _ = tokio::time::timeout(Duration::from_secs(60), stuck_append).await;
 }
