@@ -61,22 +61,15 @@ async fn start_server(
     Fluvio::connect_to(&addr).await.unwrap()
 }
 
-async fn produce(fluvio: &Fluvio, topic: &str, records: usize) {
+/// Produces the records with one SDK producer. `keyed`: each record is
+/// keyed by its number modulo 64, so that every partition of the topic
+/// fills at once; otherwise they have no key.
+async fn produce(fluvio: &Fluvio, topic: &str, records: usize, keyed: bool) {
     let config = ProducerConfig { batch_bytes: 64 << 10, ..Default::default() };
     let producer = fluvio.topic_producer_with(topic, config).await.unwrap();
     for n in 0..records {
-        producer.send(RecordKey::NULL, value(n)).await.unwrap();
-    }
-    producer.flush().await.unwrap();
-}
-
-/// As [`produce`], with each record keyed by its number modulo 64, so that
-/// every partition of the topic fills at once.
-async fn produce_keyed(fluvio: &Fluvio, topic: &str, records: usize) {
-    let config = ProducerConfig { batch_bytes: 64 << 10, ..Default::default() };
-    let producer = fluvio.topic_producer_with(topic, config).await.unwrap();
-    for n in 0..records {
-        producer.send(format!("key-{}", n % 64), value(n)).await.unwrap();
+        let key = if keyed { RecordKey::from(format!("key-{}", n % 64)) } else { RecordKey::NULL };
+        producer.send(key, value(n)).await.unwrap();
     }
     producer.flush().await.unwrap();
 }
@@ -208,63 +201,35 @@ fn jetstream_backend(c: &mut Criterion) {
             }
             total
         };
-    group.bench_function("produce-via-server-r3", |b| {
-        b.iter_custom(|iterations| {
-            fresh(
-                iterations,
-                "produce",
-                &|topic| {
-                    runtime
-                        .block_on(on_jetstream.create_replicated_topic(topic, 1, 3, RetentionSpec::default()))
-                        .unwrap()
-                },
-                &|topic| runtime.block_on(produce(&on_jetstream, topic, records)),
-                &|topic| runtime.block_on(on_jetstream.delete_topic(topic)).unwrap(),
-            )
-        })
-    });
-    group.bench_function("produce-via-server-r3-3-partitions-keyed", |b| {
-        b.iter_custom(|iterations| {
-            fresh(
-                iterations,
-                "keyed",
-                &|topic| {
-                    runtime
-                        .block_on(on_jetstream.create_replicated_topic(topic, 3, 3, RetentionSpec::default()))
-                        .unwrap()
-                },
-                &|topic| runtime.block_on(produce_keyed(&on_jetstream, topic, records)),
-                &|topic| runtime.block_on(on_jetstream.delete_topic(topic)).unwrap(),
-            )
-        })
-    });
-    group.bench_function("publish-directly-per-record-r3", |b| {
-        b.iter_custom(|iterations| {
-            fresh(
-                iterations,
-                "direct",
-                &|name| {
-                    let config = stream::Config {
-                        name: name.to_string(),
-                        subjects: vec![format!("{name}.records")],
-                        num_replicas: 3,
-                        storage: stream::StorageType::File,
-                        ..Default::default()
-                    };
-                    runtime.block_on(js.create_stream(config)).unwrap();
-                },
-                &|name| runtime.block_on(publish_directly(&js, &format!("{name}.records"), records)),
-                &|name| {
-                    runtime.block_on(js.delete_stream(name)).unwrap();
-                },
-            )
-        })
-    });
-    let batches = producer_batches(records);
-    let batch_stream = |name: &str| {
+    for (id, partitions, keyed) in
+        [("produce-via-server-r3", 1, false), ("produce-via-server-r3-3-partitions-keyed", 3, true)]
+    {
+        group.bench_function(id, |b| {
+            b.iter_custom(|iterations| {
+                fresh(
+                    iterations,
+                    "produce",
+                    &|topic| {
+                        runtime
+                            .block_on(on_jetstream.create_replicated_topic(
+                                topic,
+                                partitions,
+                                3,
+                                RetentionSpec::default(),
+                            ))
+                            .unwrap()
+                    },
+                    &|topic| runtime.block_on(produce(&on_jetstream, topic, records, keyed)),
+                    &|topic| runtime.block_on(on_jetstream.delete_topic(topic)).unwrap(),
+                )
+            })
+        });
+    }
+    // A three-copy stream `name` for subject `name.suffix`.
+    let make_stream = |name: &str, suffix: &str| {
         let config = stream::Config {
             name: name.to_string(),
-            subjects: vec![format!("{name}.batches")],
+            subjects: vec![format!("{name}.{suffix}")],
             num_replicas: 3,
             storage: stream::StorageType::File,
             ..Default::default()
@@ -274,6 +239,18 @@ fn jetstream_backend(c: &mut Criterion) {
     let remove_stream = |name: &str| {
         runtime.block_on(js.delete_stream(name)).unwrap();
     };
+    group.bench_function("publish-directly-per-record-r3", |b| {
+        b.iter_custom(|iterations| {
+            fresh(
+                iterations,
+                "direct",
+                &|name| make_stream(name, "records"),
+                &|name| runtime.block_on(publish_directly(&js, &format!("{name}.records"), records)),
+                &remove_stream,
+            )
+        })
+    });
+    let batches = producer_batches(records);
     for (id, in_flight) in
         [("publish-batches-directly-one-at-a-time-r3", 1), ("publish-batches-directly-16-in-flight-r3", 16)]
     {
@@ -282,7 +259,7 @@ fn jetstream_backend(c: &mut Criterion) {
                 fresh(
                     iterations,
                     "batches",
-                    &batch_stream,
+                    &|name| make_stream(name, "batches"),
                     &|name| runtime.block_on(publish_batches(&js, &format!("{name}.batches"), &batches, in_flight)),
                     &remove_stream,
                 )
@@ -295,7 +272,7 @@ fn jetstream_backend(c: &mut Criterion) {
                 iterations,
                 "local",
                 &|topic| runtime.block_on(on_local.create_topic(topic, 1)).unwrap(),
-                &|topic| runtime.block_on(produce(&on_local, topic, records)),
+                &|topic| runtime.block_on(produce(&on_local, topic, records, false)),
                 &|topic| runtime.block_on(on_local.delete_topic(topic)).unwrap(),
             )
         })
@@ -303,9 +280,9 @@ fn jetstream_backend(c: &mut Criterion) {
 
     // Reading: one topic (or stream) written once, read by each run.
     runtime.block_on(on_jetstream.create_replicated_topic("read", 1, 3, RetentionSpec::default())).unwrap();
-    runtime.block_on(produce(&on_jetstream, "read", records));
+    runtime.block_on(produce(&on_jetstream, "read", records, false));
     runtime.block_on(on_local.create_topic("read", 1)).unwrap();
-    runtime.block_on(produce(&on_local, "read", records));
+    runtime.block_on(produce(&on_local, "read", records, false));
     let config = stream::Config {
         name: "direct-read".into(),
         subjects: vec!["direct.read".into()],
