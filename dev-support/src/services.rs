@@ -351,19 +351,21 @@ impl NatsCluster {
     /// answers on them, as with a node that hangs. [`resume`](Self::resume)
     /// wakes it.
     pub fn pause(&self, node: usize) {
-        self.signal(node, "-STOP");
+        self.signal(node, libc::SIGSTOP);
     }
 
     /// Wakes a node that [`pause`](Self::pause) stopped.
     pub fn resume(&self, node: usize) {
-        self.signal(node, "-CONT");
+        self.signal(node, libc::SIGCONT);
     }
 
-    fn signal(&self, node: usize, signal: &str) {
+    fn signal(&self, node: usize, signal: libc::c_int) {
         let child = self.children[node].as_ref().expect("the node is running");
-        let status =
-            std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().expect("run kill");
-        assert!(status.success(), "kill {signal} of nats-server node {node} failed");
+        let pid = libc::pid_t::try_from(child.id()).expect("a process id fits pid_t");
+        // SAFETY: `kill` has no memory effects; the pid is our own child,
+        // not yet waited for, so it names no other process.
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "signal {signal} to nats-server node {node}: {}", std::io::Error::last_os_error());
     }
 
     /// Starts a killed node again, on its ports and store.
