@@ -401,14 +401,11 @@ where
     // their batches: at most a quarter of the frame limit is held this way
     // before the next frame is read, so that a connection holds little
     // more than one largest frame, as when it handled one at a time.
-    let mut produces: futures::stream::FuturesOrdered<ProduceAnswer> = futures::stream::FuturesOrdered::new();
-    let mut produce_bytes = 0usize;
+    let mut produces = InFlightProduces::default();
     let produce_byte_budget = context.config.max_frame_bytes as usize / 4;
     'requests: loop {
-        while produces.len() >= MAX_PRODUCES_IN_FLIGHT || (produce_bytes > produce_byte_budget && !produces.is_empty())
-        {
-            let Some((response, bytes)) = produces.next().await else { break };
-            produce_bytes -= bytes;
+        while produces.len() >= MAX_PRODUCES_IN_FLIGHT || produces.bytes > produce_byte_budget {
+            let Some(response) = produces.next().await else { break };
             if frames.send(response).await.is_err() {
                 break 'requests;
             }
@@ -426,8 +423,7 @@ where
         let read = loop {
             tokio::select! {
                 read = &mut read => break read,
-                Some((response, bytes)) = produces.next(), if !produces.is_empty() => {
-                    produce_bytes -= bytes;
+                Some(response) = produces.next(), if !produces.is_empty() => {
                     if frames.send(response).await.is_err() {
                         break 'requests;
                     }
@@ -527,20 +523,17 @@ where
                     .await
                     .unwrap_or_else(|error| error_frame(correlation_id, &error))
             });
-            produces.push_back(Box::pin(async move {
-                let response = append.await.unwrap_or_else(|error| {
+            produces.push(bytes, async move {
+                append.await.unwrap_or_else(|error| {
                     let reason = format!("the append failed inside the server: {error}");
                     error_frame(correlation_id, &ServerError::new(ErrorCode::Storage, reason))
-                });
-                (response, bytes)
-            }));
-            produce_bytes += bytes;
+                })
+            });
             continue;
         }
         // Other requests are answered in order, after the appends before
         // them: what a client sent earlier is done when it gets this answer.
-        while let Some((response, bytes)) = produces.next().await {
-            produce_bytes -= bytes;
+        while let Some(response) = produces.next().await {
             if frames.send(response).await.is_err() {
                 break 'requests;
             }
@@ -562,6 +555,37 @@ where
 
 /// A produce request's answer, with the bytes of its batch.
 type ProduceAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = (Frame, usize)> + Send>>;
+
+/// A connection's produce requests being carried out, answered in the
+/// order they came, and the bytes of their batches.
+#[derive(Default)]
+struct InFlightProduces {
+    answers: futures::stream::FuturesOrdered<ProduceAnswer>,
+    bytes: usize,
+}
+
+impl InFlightProduces {
+    fn push(&mut self, bytes: usize, answer: impl std::future::Future<Output = Frame> + Send + 'static) {
+        self.bytes += bytes;
+        self.answers.push_back(Box::pin(async move { (answer.await, bytes) }));
+    }
+
+    fn len(&self) -> usize {
+        self.answers.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.answers.is_empty()
+    }
+
+    /// The next answer, once its append is done; `None` when none is in
+    /// flight. Cancel-safe: an answer is only taken when it is returned.
+    async fn next(&mut self) -> Option<Frame> {
+        let (answer, bytes) = self.answers.next().await?;
+        self.bytes -= bytes;
+        Some(answer)
+    }
+}
 
 /// Counts a connection as open until dropped.
 struct CountedConnection(Arc<ServerContext>);
