@@ -3,7 +3,8 @@
 //! by side (up to [`MAX_PRODUCES_IN_FLIGHT`]): a client that sends batches
 //! for several partitions at once, or several producers sharing one
 //! connection, gets their appends done together, not one after another.
-//! Their answers still go out in the order the requests came.
+//! Appends to the same partition still start one after the other, in the
+//! order their requests came, and every answer goes out in that order.
 //!
 //! This is the only place where errors become wire [`ErrorCode`]s: the
 //! stores, the registry and the engine return their own error types, and
@@ -257,9 +258,9 @@ pub async fn accept(socket: TcpStream, peer: std::net::SocketAddr, context: Arc<
     serve(reader, writer, principal, context).await
 }
 
-/// Produce requests one connection may have in flight at once. An SDK
-/// producer keeps at most one batch per partition in flight, so appends run
-/// together only where their order does not matter.
+/// Produce requests one connection may have in flight at once. Only
+/// appends to different partitions run together: a connection's batches
+/// for one partition are stored in the order they came.
 pub const MAX_PRODUCES_IN_FLIGHT: usize = 16;
 
 /// Who a connection acts as.
@@ -515,13 +516,20 @@ where
         if kind == ApiKind::Produce {
             let bytes = frame.payload.len();
             let (context, session) = (Arc::clone(&context), session.clone());
+            // A request that does not decode fails in `handle`, touching
+            // no partition: it waits for nothing.
+            let partition = frame.control::<ProduceRequest>().ok().map(|request| (request.topic, request.partition));
+            let (before, done) = produces.enter(partition);
             // A task of its own: an append runs to its end even when the
             // client goes away meanwhile (dropped halfway, a local log's
             // append would leave the partition to recovery).
             let append = tokio::spawn(async move {
-                handle(&context, &session, kind, frame)
+                before.await;
+                let answer = handle(&context, &session, kind, frame)
                     .await
-                    .unwrap_or_else(|error| error_frame(correlation_id, &error))
+                    .unwrap_or_else(|error| error_frame(correlation_id, &error));
+                drop(done);
+                answer
             });
             produces.push(bytes, async move {
                 append.await.unwrap_or_else(|error| {
@@ -562,9 +570,38 @@ type ProduceAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = (Frame, 
 struct InFlightProduces {
     answers: futures::stream::FuturesOrdered<ProduceAnswer>,
     bytes: usize,
+    /// For each partition with an append in flight, the latest one's end:
+    /// the next append to that partition waits for it.
+    latest_appends: std::collections::HashMap<(String, u32), AppendEnd>,
 }
 
+/// Closes when its append ends (its sender is dropped, also if the task
+/// panics): it never carries a value.
+type AppendEnd = tokio::sync::watch::Receiver<()>;
+
 impl InFlightProduces {
+    /// Enters an append to `partition` in its order: returns what it must
+    /// wait for before it starts (the append to the same partition before
+    /// it, if one is in flight), and what it drops when it ends.
+    fn enter(
+        &mut self,
+        partition: Option<(String, u32)>,
+    ) -> (impl std::future::Future<Output = ()> + Send + 'static, tokio::sync::watch::Sender<()>) {
+        let (done, end) = tokio::sync::watch::channel(());
+        let before = partition.and_then(|partition| self.latest_appends.insert(partition, end));
+        // Ended appends are forgotten once they could crowd the map.
+        if self.latest_appends.len() > MAX_PRODUCES_IN_FLIGHT {
+            self.latest_appends.retain(|_, end| end.has_changed().is_ok());
+        }
+        let before = async move {
+            if let Some(mut before) = before {
+                // Never sent to: this returns once the sender is gone.
+                let _ = before.changed().await;
+            }
+        };
+        (before, done)
+    }
+
     fn push(&mut self, bytes: usize, answer: impl std::future::Future<Output = Frame> + Send + 'static) {
         self.bytes += bytes;
         self.answers.push_back(Box::pin(async move { (answer.await, bytes) }));

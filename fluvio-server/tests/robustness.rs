@@ -159,6 +159,46 @@ async fn fifty_consumers_and_four_producers_at_once() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_sent_back_to_back_on_one_connection_are_stored_in_the_order_sent() {
+    use protocol::messages::{ProduceRequest, ProduceResponse};
+    const BATCHES: usize = 300;
+    let server = ServerProcess::start(&data_dir("pipelined-order"), &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("in-order", 2).await.unwrap();
+
+    // A client that does not wait for answers: every batch is on the wire
+    // before the first is answered, alternating between the two partitions
+    // so that the server has appends of both in flight at once.
+    let mut socket = raw_connection(&server.addr).await;
+    let mut frames = Vec::new();
+    for n in 0..BATCHES {
+        let mut batch = protocol::BatchBuilder::new(0, 0);
+        batch.push_value(None, format!("{n:04}").as_bytes());
+        let request = ProduceRequest { topic: "in-order".into(), partition: (n % 2) as u32, producer: None };
+        Frame::new(ApiKind::Produce as u16, n as u32, &request, batch.finish().into_bytes())
+            .write(&mut frames)
+            .await
+            .unwrap();
+    }
+    socket.write_all(&frames).await.unwrap();
+    for n in 0..BATCHES {
+        let answer = tokio::time::timeout(Duration::from_secs(30), Frame::read(&mut socket, 1 << 20))
+            .await
+            .expect("answered within 30 s")
+            .unwrap();
+        assert_eq!(answer.correlation_id, n as u32, "answers come in the order of the requests");
+        let stored = answer.control::<ProduceResponse>().expect("a produce response");
+        assert_eq!(stored.base_offset, (n / 2) as i64, "batch {n} got the offset after the batches sent before it");
+    }
+    for partition in 0..2 {
+        let config = ConsumerConfig { partitions: vec![partition], ..from_beginning() };
+        let expected: Vec<String> =
+            (0..BATCHES).filter(|n| n % 2 == partition as usize).map(|n| format!("{n:04}")).collect();
+        assert_eq!(values(&read_all(&fluvio, "in-order", config).await), expected, "partition {partition}");
+    }
+}
+
 async fn raw_connection(addr: &str) -> TcpStream {
     TcpStream::connect(addr).await.unwrap()
 }
