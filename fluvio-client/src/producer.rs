@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use tokio::sync::{Notify, oneshot, watch};
 
 use fluvio_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -103,12 +104,45 @@ struct PendingRecord {
     ack: Ack,
 }
 
+impl PendingRecord {
+    /// What the record counts for in a batch's size.
+    fn queued_bytes(&self) -> usize {
+        self.value.len() + self.key.as_ref().map_or(0, Vec::len) + 32
+    }
+}
+
 /// Records waiting to be sent to one partition.
 #[derive(Default)]
 struct Pending {
     records: Vec<PendingRecord>,
     bytes: usize,
     first_at: Option<Instant>,
+    /// A batch of this partition is on its way: the next waits for its
+    /// answer, so that a partition's batches are stored in order.
+    sending: bool,
+}
+
+impl Pending {
+    /// Takes the oldest records, up to one batch's worth of bytes (records
+    /// that queued up while a batch was on its way make several batches,
+    /// never one larger than the server takes).
+    fn take_batch(&mut self, batch_bytes: usize) -> Vec<PendingRecord> {
+        let mut bytes = 0;
+        let mut count = 0;
+        for record in &self.records {
+            if count > 0 && bytes >= batch_bytes {
+                break;
+            }
+            bytes += record.queued_bytes();
+            count += 1;
+        }
+        self.bytes -= bytes;
+        let rest = self.records.split_off(count);
+        if rest.is_empty() {
+            self.first_at = None;
+        }
+        std::mem::replace(&mut self.records, rest)
+    }
 }
 
 /// Everything a producer has queued.
@@ -360,7 +394,7 @@ impl TopicProducer {
             };
             queue.queued += 1;
             let pending = &mut queue.partitions[partition as usize];
-            pending.bytes += record.value.len() + record.key.as_ref().map_or(0, Vec::len) + 32;
+            pending.bytes += record.queued_bytes();
             pending.first_at.get_or_insert_with(Instant::now);
             pending.records.push(record);
             pending.bytes >= batch_bytes || pending.records.len() == 1
@@ -423,50 +457,62 @@ impl TopicProducer {
     }
 }
 
+/// Sends each partition's batches as they fill or linger out. Partitions
+/// are independent: each has one batch on its way at a time (its order),
+/// and a partition waiting on a slow answer holds up no other.
 async fn flush_loop(shared: Arc<Shared>) {
+    let mut sending = futures::stream::FuturesUnordered::new();
     loop {
         // The batches due now, or how long until the next one is.
         let (due, wait) = {
             let mut queue = shared.pending.lock().expect("pending lock");
             let flush = queue.flush_requested;
+            let keyless = queue.keyless;
+            let mut keyless_batch_closed = false;
             let mut due = Vec::new();
             let mut wait = Duration::from_secs(3600);
+            let mut unsent = false;
             for (partition, pending) in queue.partitions.iter_mut().enumerate() {
                 let Some(first) = pending.first_at else { continue };
                 let left = shared.config.linger.saturating_sub(first.elapsed());
-                if flush || pending.bytes >= shared.config.batch_bytes || left.is_zero() {
-                    pending.bytes = 0;
-                    pending.first_at = None;
-                    due.push((partition as u32, std::mem::take(&mut pending.records)));
+                let ready = flush || pending.bytes >= shared.config.batch_bytes || left.is_zero();
+                keyless_batch_closed |= ready && partition as u32 == keyless;
+                if pending.sending {
+                    // Looked at again when its batch on the way is answered.
+                    unsent = true;
+                } else if ready {
+                    pending.sending = true;
+                    due.push((partition as u32, pending.take_batch(shared.config.batch_bytes)));
                 } else {
                     wait = wait.min(left);
                 }
             }
-            if due.is_empty() {
+            if due.is_empty() && !unsent {
                 queue.flush_requested = false;
             }
-            // Records without a key fill the next partition's batch now.
-            let keyless = queue.keyless;
-            if due.iter().any(|(partition, _)| *partition == keyless) {
+            // Records without a key fill the next partition's batch once
+            // this one's is closed, even if it still waits to be sent.
+            if keyless_batch_closed {
                 queue.keyless = (keyless + 1) % shared.partitions;
             }
             (due, wait)
         };
-        if due.is_empty() {
-            tokio::select! {
-                _ = shared.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-            continue;
+        for (partition, records) in due {
+            let count = records.len() as u64;
+            let shared = &shared;
+            sending.push(async move {
+                send_records(shared, partition, records).await;
+                (partition, count)
+            });
         }
-        let count: u64 = due.iter().map(|(_, records)| records.len() as u64).sum();
-        // Partitions are independent: their batches travel at once, each
-        // partition's in order.
-        futures::future::join_all(
-            due.into_iter().map(|(partition, records)| send_records(&shared, partition, records)),
-        )
-        .await;
-        shared.sent.send_modify(|sent| *sent += count);
+        tokio::select! {
+            Some((partition, count)) = sending.next(), if !sending.is_empty() => {
+                shared.pending.lock().expect("pending lock").partitions[partition as usize].sending = false;
+                shared.sent.send_modify(|sent| *sent += count);
+            }
+            _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
     }
 }
 

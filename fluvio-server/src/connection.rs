@@ -2,9 +2,11 @@
 //! each stream (consumer) in a task of its own. Produce requests run side
 //! by side (up to [`MAX_PRODUCES_IN_FLIGHT`]): a client that sends batches
 //! for several partitions at once, or several producers sharing one
-//! connection, gets their appends done together, not one after another.
-//! Appends to the same partition still start one after the other, in the
-//! order their requests came, and every answer goes out in that order.
+//! connection, gets their appends done together, not one after another,
+//! and each answer as soon as its append is done, so that a partition
+//! waiting on a slow store holds up no other. Appends to the same
+//! partition still run one after the other, in the order their requests
+//! came.
 //!
 //! This is the only place where errors become wire [`ErrorCode`]s: the
 //! stores, the registry and the engine return their own error types, and
@@ -398,7 +400,7 @@ where
         return;
     }
     let mut streams: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-    // Produce requests being handled, answered in order, and the bytes of
+    // Produce requests being handled, answered as they end, and the bytes of
     // their batches: at most a quarter of the frame limit is held this way
     // before the next frame is read, so that a connection holds little
     // more than one largest frame, as when it handled one at a time.
@@ -564,11 +566,11 @@ where
 /// A produce request's answer, with the bytes of its batch.
 type ProduceAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = (Frame, usize)> + Send>>;
 
-/// A connection's produce requests being carried out, answered in the
-/// order they came, and the bytes of their batches.
+/// A connection's produce requests being carried out, answered as they
+/// end, and the bytes of their batches.
 #[derive(Default)]
 struct InFlightProduces {
-    answers: futures::stream::FuturesOrdered<ProduceAnswer>,
+    answers: futures::stream::FuturesUnordered<ProduceAnswer>,
     bytes: usize,
     /// For each partition with an append in flight, the latest one's end:
     /// the next append to that partition waits for it.
@@ -604,7 +606,7 @@ impl InFlightProduces {
 
     fn push(&mut self, bytes: usize, answer: impl std::future::Future<Output = Frame> + Send + 'static) {
         self.bytes += bytes;
-        self.answers.push_back(Box::pin(async move { (answer.await, bytes) }));
+        self.answers.push(Box::pin(async move { (answer.await, bytes) }));
     }
 
     fn len(&self) -> usize {
@@ -615,7 +617,7 @@ impl InFlightProduces {
         self.answers.is_empty()
     }
 
-    /// The next answer, once its append is done; `None` when none is in
+    /// The answer of an append that is done; `None` when none is in
     /// flight. Cancel-safe: an answer is only taken when it is returned.
     async fn next(&mut self) -> Option<Frame> {
         let (answer, bytes) = self.answers.next().await?;

@@ -81,9 +81,14 @@ async fn a_replicated_topic_loses_nothing_when_a_nats_node_is_killed() {
 
 /// The node that leads the stream of a topic's partition 0.
 async fn stream_leader(cluster: &NatsCluster, topic: &str) -> usize {
+    partition_leader(cluster, topic, 0).await
+}
+
+/// The node that leads the stream of a topic's partition.
+async fn partition_leader(cluster: &NatsCluster, topic: &str, partition: u32) -> usize {
     let urls: Vec<String> = cluster.urls().split(',').map(str::to_string).collect();
     let js = async_nats::jetstream::new(async_nats::connect(urls).await.expect("connect to the cluster"));
-    let stream = fluvio_server::storage::jetstream::stream_name(topic, 0);
+    let stream = fluvio_server::storage::jetstream::stream_name(topic, partition);
     let mut info = js.get_stream(&stream).await.expect("the topic's stream").info().await.expect("info").clone();
     let leader = info.cluster.take().and_then(|cluster| cluster.leader).expect("the stream has a leader");
     (0..cluster.node_count()).find(|&node| cluster.node_name(node) == leader).expect("the leader is one of the nodes")
@@ -569,4 +574,76 @@ async fn an_append_stuck_on_one_node_does_not_hold_up_appends_behind_it_on_the_c
     let answered = tokio::time::timeout(Duration::from_secs(60), moving_append).await;
     answered.expect("the second append is answered once the first is").expect("task").expect("acknowledged");
     let _ = tokio::time::timeout(Duration::from_secs(60), stuck_append).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_keeps_writing_its_other_partitions_while_one_waits_on_a_hung_node() {
+    let cluster = NatsCluster::start(3);
+    // Only node 0 is named: the server's main connection is there.
+    let server = ServerProcess::start(&data_dir("js-producer-partitions"), &["--jetstream", &cluster.url(0)]);
+    let fluvio = server.client().await;
+
+    // A two-partition, one-copy topic whose partition 0 is led by node 1 or
+    // 2 (not the server's main node) and partition 1 by another node.
+    let mut chosen = None;
+    for i in 0..30 {
+        let topic = format!("split-{i}");
+        fluvio.create_replicated_topic(&topic, 2, 1, RetentionSpec::default()).await.expect("create -r 1");
+        let leaders = (partition_leader(&cluster, &topic, 0).await, partition_leader(&cluster, &topic, 1).await);
+        if leaders.0 != 0 && leaders.0 != leaders.1 {
+            chosen = Some((topic, leaders.0));
+            break;
+        }
+    }
+    let (topic, stuck_node) = chosen.expect("thirty two-partition topics, none placed as needed");
+    let key_for = |partition: u32| {
+        (0..)
+            .map(|k| format!("key-{k}"))
+            .find(|key| fluvio_client::partition_for_key(key.as_bytes(), 2) == partition)
+            .unwrap()
+    };
+    let (stuck_key, moving_key) = (key_for(0), key_for(1));
+    // Open both partitions on the server and let it learn their leaders.
+    let once = ProducerConfig { delivery_semantic: DeliverySemantic::AtMostOnce, ..Default::default() };
+    let producer = fluvio.topic_producer_with(topic.as_str(), once).await.expect("producer");
+    for key in [&stuck_key, &moving_key] {
+        producer.send(key.as_str(), "warm-up").await.unwrap().wait().await.expect("warm-up stored");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let reader = server.client().await;
+    let config =
+        ConsumerConfig { offset: OffsetSpec::Absolute(1), partitions: vec![1], continuous: true, ..Default::default() };
+    let mut stream = reader.consumer_stream(&topic, config).await.expect("stream");
+
+    // The node leading partition 0 hangs: the record for it waits until
+    // the server's JetStream request times out (5 s).
+    cluster.pause(stuck_node);
+    let stuck = producer.send(stuck_key.as_str(), "waits").await.unwrap();
+    let stuck = tokio::spawn(stuck.wait());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let moving = producer.send(moving_key.as_str(), "goes by").await.unwrap();
+
+    // Partition 1's record is stored, and acknowledged, while partition 0's
+    // still waits. With all of a producer's partitions sent in rounds, it
+    // would go only once the round's stuck batch had been answered.
+    let record = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("partition 1's record was stored while partition 0's waited")
+        .expect("a record")
+        .expect("readable");
+    assert_eq!(record.value(), b"goes by");
+    let acknowledged = tokio::time::timeout(Duration::from_secs(3), moving.wait()).await;
+    assert!(!stuck.is_finished(), "partition 0's record was still waiting on the stopped node");
+    acknowledged.expect("acknowledged while partition 0 waits").expect("stored");
+
+    cluster.resume(stuck_node);
+    let _ = tokio::time::timeout(Duration::from_secs(60), stuck).await;
+    // The producer goes on writing both partitions.
+    for key in [&stuck_key, &moving_key] {
+        let written = producer.send(key.as_str(), "after").await.unwrap().wait();
+        tokio::time::timeout(Duration::from_secs(60), written)
+            .await
+            .expect("answered")
+            .expect("stored after the node is back");
+    }
 }
