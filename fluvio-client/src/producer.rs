@@ -122,15 +122,27 @@ struct Pending {
     sending: bool,
 }
 
+/// `send` waits while the producer holds this many `batch_bytes` of
+/// records per partition.
+const QUEUED_BATCHES_PER_PARTITION: usize = 4;
+
+/// Records that queued up for a partition while its last batch was on its
+/// way go in one batch of up to this many `batch_bytes`: when the store is
+/// what limits, fewer and larger appends (one fsync, one JetStream message
+/// each) carry more. Twice what `send` lets queue for one partition, so
+/// that a producer to one partition never splits what queued into a full
+/// batch and a small one; bounded, because stores take messages up to a
+/// size (NATS's default is 1 MiB).
+const COALESCED_BATCHES: usize = 2 * QUEUED_BATCHES_PER_PARTITION;
+
 impl Pending {
-    /// Takes the oldest records, up to one batch's worth of bytes (records
-    /// that queued up while a batch was on its way make several batches,
-    /// never one larger than the server takes).
-    fn take_batch(&mut self, batch_bytes: usize) -> Vec<PendingRecord> {
+    /// Takes the oldest records, about `max_bytes` of them (one batch's
+    /// worth; what is left goes in the next batch).
+    fn take_batch(&mut self, max_bytes: usize) -> Vec<PendingRecord> {
         let mut bytes = 0;
         let mut count = 0;
         for record in &self.records {
-            if count > 0 && bytes >= batch_bytes {
+            if count > 0 && bytes + record.queued_bytes() > max_bytes {
                 break;
             }
             bytes += record.queued_bytes();
@@ -378,7 +390,7 @@ impl TopicProducer {
         // Keep at most a few batches queued: wait for the flusher otherwise.
         loop {
             let queued_bytes = self.shared.pending.lock().expect("pending lock").bytes();
-            if queued_bytes < batch_bytes * 4 * self.shared.partitions as usize {
+            if queued_bytes < batch_bytes * QUEUED_BATCHES_PER_PARTITION * self.shared.partitions as usize {
                 break;
             }
             self.shared.wake.notify_one();
@@ -482,7 +494,7 @@ async fn flush_loop(shared: Arc<Shared>) {
                     unsent = true;
                 } else if ready {
                     pending.sending = true;
-                    due.push((partition as u32, pending.take_batch(shared.config.batch_bytes)));
+                    due.push((partition as u32, pending.take_batch(shared.config.batch_bytes * COALESCED_BATCHES)));
                 } else {
                     wait = wait.min(left);
                 }
@@ -615,4 +627,44 @@ async fn transform(
 #[cfg(not(feature = "smartengine"))]
 async fn transform(_: &Shared, chain: &Chain, _: Batch, _: &mut [Option<Ack>], _: &mut [Option<u32>]) -> Option<Batch> {
     match *chain {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(values: &[usize]) -> Pending {
+        let mut pending = Pending::default();
+        for (i, &len) in values.iter().enumerate() {
+            let record =
+                PendingRecord { key: None, value: vec![i as u8; len], timestamp: 0, ack: oneshot::channel().0 };
+            pending.bytes += record.queued_bytes();
+            pending.records.push(record);
+        }
+        pending.first_at = Some(Instant::now());
+        pending
+    }
+
+    #[test]
+    fn a_backlog_goes_out_in_batches_no_larger_than_the_limit_oldest_first() {
+        // Each record counts its value plus 32 bytes: 100 bytes each.
+        let mut pending = queued(&[68; 10]);
+        let first = pending.take_batch(350);
+        assert_eq!(first.iter().map(|r| r.value[0]).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(pending.bytes, 700);
+        assert!(pending.first_at.is_some(), "what is left is still due");
+        let second = pending.take_batch(350);
+        assert_eq!(second.iter().map(|r| r.value[0]).collect::<Vec<_>>(), [3, 4, 5]);
+        let rest = pending.take_batch(10_000);
+        assert_eq!(rest.len(), 4);
+        assert_eq!((pending.bytes, pending.records.len(), pending.first_at), (0, 0, None));
+    }
+
+    #[test]
+    fn a_record_larger_than_the_limit_is_a_batch_of_its_own() {
+        let mut pending = queued(&[1000, 68]);
+        assert_eq!(pending.take_batch(350).len(), 1);
+        assert_eq!(pending.take_batch(350).len(), 1);
+        assert!(pending.records.is_empty());
+    }
 }
