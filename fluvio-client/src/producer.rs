@@ -39,7 +39,10 @@ pub struct ProducerConfig {
     /// records without one fill a batch on one partition, and the next
     /// batch goes to the next partition.
     pub partition: Option<u32>,
-    /// A batch is sent once it holds this many bytes of records.
+    /// A batch is sent once it holds this many bytes of records. Records
+    /// that queued up while the partition's last batch was on its way may
+    /// make a batch of up to eight times this, and at most 512 KiB unless
+    /// this is larger.
     pub batch_bytes: usize,
     /// A batch is sent at the latest this long after its first record.
     pub linger: Duration,
@@ -130,10 +133,19 @@ const QUEUED_BATCHES_PER_PARTITION: usize = 4;
 /// way go in one batch of up to this many `batch_bytes`: when the store is
 /// what limits, fewer and larger appends (one fsync, one JetStream message
 /// each) carry more. Twice what `send` lets queue for one partition, so
-/// that a producer to one partition never splits what queued into a full
-/// batch and a small one; bounded, because stores take messages up to a
-/// size (NATS's default is 1 MiB).
+/// that a producer to one partition does not split what queued into a full
+/// batch and a small one.
 const COALESCED_BATCHES: usize = 2 * QUEUED_BATCHES_PER_PARTITION;
+
+/// A batch grows past `batch_bytes` only up to this size: stores take
+/// messages up to a limit (NATS's default `max_payload` is 1 MiB), and a
+/// backlog must not turn into a batch the store refuses.
+const MAX_COALESCED_BYTES: usize = 512 << 10;
+
+/// The largest batch a backlog goes out in, for a producer's `batch_bytes`.
+fn coalesced_batch_limit(batch_bytes: usize) -> usize {
+    batch_bytes.saturating_mul(COALESCED_BATCHES).min(MAX_COALESCED_BYTES).max(batch_bytes)
+}
 
 impl Pending {
     /// Takes the oldest records, about `max_bytes` of them (one batch's
@@ -494,7 +506,7 @@ async fn flush_loop(shared: Arc<Shared>) {
                     unsent = true;
                 } else if ready {
                     pending.sending = true;
-                    due.push((partition as u32, pending.take_batch(shared.config.batch_bytes * COALESCED_BATCHES)));
+                    due.push((partition as u32, pending.take_batch(coalesced_batch_limit(shared.config.batch_bytes))));
                 } else {
                     wait = wait.min(left);
                 }
@@ -658,6 +670,14 @@ mod tests {
         let rest = pending.take_batch(10_000);
         assert_eq!(rest.len(), 4);
         assert_eq!((pending.bytes, pending.records.len(), pending.first_at), (0, 0, None));
+    }
+
+    #[test]
+    fn a_backlog_grows_a_batch_up_to_half_a_mebibyte_but_never_below_the_batch_size() {
+        assert_eq!(coalesced_batch_limit(64 << 10), 512 << 10);
+        assert_eq!(coalesced_batch_limit(16 << 10), 128 << 10);
+        assert_eq!(coalesced_batch_limit(256 << 10), 512 << 10);
+        assert_eq!(coalesced_batch_limit(4 << 20), 4 << 20);
     }
 
     #[test]
