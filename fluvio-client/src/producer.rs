@@ -148,8 +148,8 @@ fn coalesced_batch_limit(batch_bytes: usize) -> usize {
 }
 
 impl Pending {
-    /// Takes the oldest records, about `max_bytes` of them (one batch's
-    /// worth; what is left goes in the next batch).
+    /// Takes the oldest records, as many as fit in `max_bytes` (at least
+    /// one, however large); what is left goes in the next batch.
     fn take_batch(&mut self, max_bytes: usize) -> Vec<PendingRecord> {
         let mut bytes = 0;
         let mut count = 0;
