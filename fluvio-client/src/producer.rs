@@ -418,10 +418,15 @@ impl TopicProducer {
             };
             queue.queued += 1;
             let pending = &mut queue.partitions[partition as usize];
+            let was_short = pending.bytes < batch_bytes;
             pending.bytes += record.queued_bytes();
             pending.first_at.get_or_insert_with(Instant::now);
             pending.records.push(record);
-            pending.bytes >= batch_bytes || pending.records.len() == 1
+            // The flusher is woken once per batch, when it fills (and for
+            // its first record, to start its linger): records added to a
+            // full batch that waits for the one on its way would wake it
+            // for nothing, once each.
+            (was_short && pending.bytes >= batch_bytes) || pending.records.len() == 1
         };
         if full {
             self.shared.wake.notify_one();
