@@ -490,7 +490,7 @@ impl TopicProducer {
 /// are independent: each has one batch on its way at a time (its order),
 /// and a partition waiting on a slow answer holds up no other.
 async fn flush_loop(shared: Arc<Shared>) {
-    let mut sending = futures::stream::FuturesUnordered::new();
+    let mut on_their_way = futures::stream::FuturesUnordered::new();
     loop {
         // The batches due now, or how long until the next one is.
         let (due, wait) = {
@@ -529,13 +529,13 @@ async fn flush_loop(shared: Arc<Shared>) {
         for (partition, records) in due {
             let count = records.len() as u64;
             let shared = &shared;
-            sending.push(async move {
+            on_their_way.push(async move {
                 send_records(shared, partition, records).await;
                 (partition, count)
             });
         }
         tokio::select! {
-            Some((partition, count)) = sending.next(), if !sending.is_empty() => {
+            Some((partition, count)) = on_their_way.next(), if !on_their_way.is_empty() => {
                 shared.pending.lock().expect("pending lock").partitions[partition as usize].sending = false;
                 shared.sent.send_modify(|sent| *sent += count);
             }
