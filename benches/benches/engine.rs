@@ -21,34 +21,11 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use fluvio_protocol::{Batch, BatchBuilder, SmartModuleInvocation};
+use fluvio_protocol::{Batch, SmartModuleInvocation};
 use fluvio_smartengine::{ChainBuilder, ModuleKind, SmartEngine, SmartModuleInstance, run_native};
 use fluvio_smartmodule::__private as glue;
 
-const RECORDS: usize = 1_000_000;
-const BATCH: usize = 1_000;
-
-/// About 100-byte JSON-ish records; one in ten contains `#` and an SSN.
-fn batches() -> Vec<Batch> {
-    (0..RECORDS / BATCH)
-        .map(|b| {
-            let mut builder = BatchBuilder::new((b * BATCH) as i64, 1_700_000_000_000);
-            for i in 0..BATCH {
-                let n = b * BATCH + i;
-                let value = if n.is_multiple_of(10) {
-                    format!(
-                        r##"{{"id":{n:08},"ssn":"123-45-{:04}","tag":"#vip","note":"lorem ipsum dolor sit amet"}}"##,
-                        n % 10_000
-                    )
-                } else {
-                    format!(r#"{{"id":{n:08},"name":"user-{n:08}","tag":"std","note":"lorem ipsum dolor sit amet c"}}"#)
-                };
-                builder.push_value(None, value.as_bytes());
-            }
-            builder.finish()
-        })
-        .collect()
-}
+use fluvio_benches::{RECORDS, engine_batches as batches};
 
 /// The values of every batch, as a plain program would hold them.
 fn plain_values(input: &[Batch]) -> Vec<Vec<Vec<u8>>> {

@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
-use wasmer::sys::{BaseTunables, CompilerConfig, EngineBuilder, NativeEngineExt};
+use wasmer::sys::{BaseTunables, EngineBuilder, NativeEngineExt};
 use wasmer::{ExternType, FunctionType, Module, Type};
 
 pub use chain::{ChainBuilder, ChainOutput, MAX_PANICS_PER_BATCH, ModuleMetrics, Resolver, SmartModuleChain};
@@ -64,9 +64,9 @@ use fluvio_smartmodule::abi;
 pub const SUPPORTED_ABI_VERSIONS: &[u32] = &[abi::ABI_VERSION];
 
 /// Bumped whenever compiled code would differ for the same wasm bytes
-/// (middleware, cost function, wasmer version), so stale disk-cache entries
+/// (fuel metering, cost function, wasmer version), so stale disk-cache entries
 /// are never loaded.
-const ARTIFACT_FORMAT: &str = concat!("fluvio-sm-artifact-3-wasmer7-", env!("CARGO_PKG_VERSION"));
+const ARTIFACT_FORMAT: &str = concat!("fluvio-sm-artifact-4-wasmer7-", env!("CARGO_PKG_VERSION"));
 
 /// Compiles, checks and caches SmartModules, and holds the limits they run
 /// under. Cheap to clone; clones share the cache.
@@ -200,10 +200,10 @@ impl SmartEngine {
     /// runtime would allocate it; growth past the cap fails in the module.
     fn check_tables(&self, name: &str, wasm: &[u8]) -> Result<(), EngineError> {
         let mut tables = Vec::new();
-        for payload in wasmer::wasmparser::Parser::new(0).parse_all(wasm) {
+        for payload in wasmparser::Parser::new(0).parse_all(wasm) {
             // Malformed modules are reported by the compiler, with its words.
             let Ok(payload) = payload else { return Ok(()) };
-            if let wasmer::wasmparser::Payload::TableSection(reader) = payload {
+            if let wasmparser::Payload::TableSection(reader) = payload {
                 for table in reader {
                     let Ok(table) = table else { return Ok(()) };
                     tables.push(table.ty.initial);
@@ -293,7 +293,8 @@ impl SmartEngine {
         let module = {
             let _pass = self.inner.compile_gate.enter();
             self.inner.compilations.fetch_add(1, Ordering::Relaxed);
-            Module::new(&engine, wasm).map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })?
+            let metered = fuel::instrument(wasm).map_err(|reason| EngineError::InvalidWasm { reason })?;
+            Module::new(&engine, metered).map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })?
         };
         let artifact = module.serialize().map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })?;
         let compiled_bytes = artifact.len() as u64;
@@ -310,13 +311,13 @@ impl SmartEngine {
     }
 }
 
-/// A wasmer engine that compiles with metering and runs under the memory
-/// cap. wasmer's `Metering` middleware records global indexes for the one
-/// module it instruments, so every compilation needs an engine of its own;
-/// compiled code and the instances made from it then use that engine.
+/// A wasmer engine that compiles SmartModules (metered beforehand by
+/// [`fuel::instrument`]) and runs them under the memory cap. Every
+/// compilation gets an engine of its own, which the module's instances
+/// then use: a wasmer engine keeps the code it compiled until it is
+/// dropped, so a module evicted from the cache takes its code with it.
 fn compiling_engine(limits: Limits) -> wasmer::Engine {
-    let mut compiler = wasmer::sys::Cranelift::default();
-    compiler.push_middleware(Arc::new(fuel::FuelMeter::default()));
+    let compiler = wasmer::sys::Cranelift::default();
     let mut engine: wasmer::Engine =
         EngineBuilder::new(compiler).set_features(Some(smartmodule_features())).engine().into();
     engine.set_tunables(limits::CappedTunables::new(

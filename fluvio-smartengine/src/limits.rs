@@ -1,5 +1,5 @@
 //! Resource caps: a memory cap enforced through wasmer's tunables, a CPU cap
-//! per batch enforced through the fuel middleware, and a wall-clock cap per
+//! per batch enforced through the fuel metering (`fuel.rs`), and a wall-clock cap per
 //! call enforced by the watchdog.
 
 use std::ptr::NonNull;

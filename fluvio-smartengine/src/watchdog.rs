@@ -3,8 +3,9 @@
 //! Fuel bounds what a module computes, but not what that costs in time on a
 //! busy or slow machine, nor any operation the price list gets wrong. One
 //! background thread watches the deadlines of all running calls; when one
-//! passes, it lowers that call's fuel limit to zero, so the module traps at its next
-//! settlement exactly as if it had run out of fuel, and the host reports
+//! passes, it lowers that call's fuel limit to zero, so the module traps at
+//! its next check (a branch back to a loop's start, or a call) exactly as if
+//! it had run out of fuel, and the host reports
 //! that the deadline, not the budget, stopped it.
 //!
 //! A call is also stopped early when the work it does is no longer wanted:
@@ -12,7 +13,7 @@
 //! its client gone) cancels the call running on its thread.
 //!
 //! The watchdog lowers the call's fuel *limit* to zero, a global the guest
-//! only reads (it counts its fuel used in another), so the guest cannot
+//! only reads (it counts its fuel used elsewhere), so the guest cannot
 //! write the old value back over it. It still stores again every
 //! [`REPEAT_EVERY`] until the call returns, which costs nothing and covers
 //! a call that armed after the first store.
