@@ -331,6 +331,20 @@ impl Reencode for Rewrite {
         Ok(())
     }
 
+    fn parse_custom_section(
+        &mut self,
+        module: &mut wasm_encoder::Module,
+        section: wasmparser::CustomSectionReader<'_>,
+    ) -> Result<(), reencode::Error<String>> {
+        // Copied as they are, names included: the rewrite changes no index
+        // a custom section can name (a function's new locals come after its
+        // own), and a section the re-encoder cannot read, which the
+        // compiler would ignore, must not cost a module its load.
+        let copy = self.custom_section(section)?;
+        module.section(&copy);
+        Ok(())
+    }
+
     fn intersperse_section_hook(
         &mut self,
         module: &mut wasm_encoder::Module,
@@ -600,6 +614,19 @@ mod tests {
         let module = Module::new(&store, wasm).unwrap();
         let exports: Vec<String> = module.exports().map(|export| export.name().to_string()).collect();
         assert_eq!(exports, [USED_EXPORT, LIMIT_EXPORT, EXHAUSTED_EXPORT]);
+    }
+
+    #[test]
+    fn custom_sections_are_kept_as_they_are_even_unreadable_names() {
+        let mut wasm = wat::parse_str(r#"(module (func (export "run") nop))"#).unwrap();
+        // A `name` section whose content is not a name section.
+        wasm.extend_from_slice(&[0, 7, 4, b'n', b'a', b'm', b'e', 0xff, 0xff]);
+        wasm.extend_from_slice(&[0, 6, 3, b'a', b'b', b'c', 1, 2]);
+        let instrumented = instrument(&wasm).expect("custom sections are no reason to refuse a module");
+        assert!(
+            instrumented.ends_with(&[0, 7, 4, b'n', b'a', b'm', b'e', 0xff, 0xff, 0, 6, 3, b'a', b'b', b'c', 1, 2])
+        );
+        Module::new(&Store::new(crate::compiling_engine(crate::Limits::default())), instrumented).unwrap();
     }
 
     #[test]
