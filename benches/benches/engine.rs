@@ -25,47 +25,8 @@ use fluvio_protocol::{Batch, SmartModuleInvocation};
 use fluvio_smartengine::{ChainBuilder, ModuleKind, SmartEngine, SmartModuleInstance, run_native};
 use fluvio_smartmodule::__private as glue;
 
+use fluvio_benches::bare::{Bare, bare_count, bare_filter, bare_regex_scrub, bare_uppercase, plain_values};
 use fluvio_benches::{RECORDS, engine_batches as batches};
-
-/// The values of every batch, as a plain program would hold them.
-fn plain_values(input: &[Batch]) -> Vec<Vec<Vec<u8>>> {
-    input.iter().map(|batch| batch.records().map(|record| record.value.to_vec()).collect()).collect()
-}
-
-/// A plain loop over one batch's values; returns how many outputs it made.
-type Bare = fn(&[Vec<u8>]) -> usize;
-
-fn bare_filter(values: &[Vec<u8>]) -> usize {
-    let kept: Vec<Vec<u8>> = values.iter().filter(|value| value.contains(&b'#')).cloned().collect();
-    kept.len()
-}
-
-fn bare_uppercase(values: &[Vec<u8>]) -> usize {
-    let mapped: Vec<Vec<u8>> = values.iter().map(|value| value.to_ascii_uppercase()).collect();
-    mapped.len()
-}
-
-fn bare_regex_scrub(values: &[Vec<u8>]) -> usize {
-    static SSN: std::sync::LazyLock<regex::Regex> =
-        std::sync::LazyLock::new(|| regex::Regex::new(r"\d{3}-\d{2}-\d{4}").unwrap());
-    let mapped: Vec<Vec<u8>> = values
-        .iter()
-        .map(|value| SSN.replace_all(std::str::from_utf8(value).unwrap(), "***-**-****").into_owned().into_bytes())
-        .collect();
-    mapped.len()
-}
-
-/// The count kept as text, as the module keeps its accumulator, and every
-/// accumulator an output: an aggregate answers each record with the value
-/// so far, so the module makes one output record per input record.
-fn bare_count(values: &[Vec<u8>]) -> usize {
-    let mut outputs: Vec<Vec<u8>> = Vec::with_capacity(values.len());
-    for _ in values {
-        let count: u64 = outputs.last().map_or(0, |last| std::str::from_utf8(last).unwrap().parse().unwrap());
-        outputs.push((count + 1).to_string().into_bytes());
-    }
-    outputs.len()
-}
 
 #[allow(clippy::too_many_arguments)]
 fn wasm_run(

@@ -14,47 +14,71 @@
 //! ```
 //!
 //! Arguments: the number of passes after a first, unmeasured one (default
-//! 1), and a part of a module's name to run only that module. It also
-//! prints each module's best CPU time per pass.
+//! 1); a part of a module's name to run only that module (`-` for all);
+//! and the column of the engine benchmark to run: `wasm` (the default),
+//! `native` (the same function and glue, compiled natively) or `bare` (a
+//! plain loop). It also prints each module's best time per pass (wall-clock: this
+//! kernel counts a thread's CPU time in 4 ms ticks).
 
+use fluvio_benches::bare::{self, Bare};
 use fluvio_benches::engine_batches;
-use fluvio_protocol::SmartModuleInvocation;
-use fluvio_smartengine::{ChainBuilder, ModuleKind, SmartEngine};
+use fluvio_protocol::{Batch, SmartModuleInvocation};
+use fluvio_smartengine::{ChainBuilder, ModuleKind, SmartEngine, run_native};
+use fluvio_smartmodule::__private as glue;
 
-/// CPU time this thread has run, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("read /proc/thread-self/schedstat");
-    stat.split_whitespace().next().and_then(|ns| ns.parse().ok()).expect("schedstat starts with the run time")
-}
+/// A module of the benchmark: its name, its kind, its function run
+/// through the glue natively, and its bare loop.
+type BenchModule = (&'static str, ModuleKind, fn(i32) -> i64, Bare);
+
+/// One pass of a column over one batch (or its values): the outputs made.
+type Pass = Box<dyn FnMut(&Batch, &[Vec<u8>]) -> usize>;
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let passes: usize = args.next().map_or(1, |passes| passes.parse().expect("the number of passes"));
-    let only = args.next();
+    let only = args.next().filter(|only| only != "-");
+    let column = args.next().unwrap_or_else(|| "wasm".to_owned());
     let input = engine_batches();
+    let values = bare::plain_values(&input);
     let engine = SmartEngine::new();
-    for (module, kind) in [
-        ("bench-filter", ModuleKind::Filter),
-        ("uppercase-map", ModuleKind::Map),
-        ("regex-scrubbing", ModuleKind::Map),
-        ("bench-count", ModuleKind::Aggregate),
-    ] {
+    let modules: [BenchModule; 4] = [
+        ("bench-filter", ModuleKind::Filter, |len| glue::run_filter(len, 0, bench_filter::filter), bare::bare_filter),
+        ("uppercase-map", ModuleKind::Map, |len| glue::run_map(len, 0, uppercase_map::map), bare::bare_uppercase),
+        ("regex-scrubbing", ModuleKind::Map, |len| glue::run_map(len, 0, regex_scrubbing::map), bare::bare_regex_scrub),
+        (
+            "bench-count",
+            ModuleKind::Aggregate,
+            |len| glue::run_aggregate(len, 0, bench_count::aggregate),
+            bare::bare_count,
+        ),
+    ];
+    for (module, kind, native, bare) in modules {
         if only.as_ref().is_some_and(|only| !module.contains(only.as_str())) {
             continue;
         }
-        let invocation = SmartModuleInvocation::adhoc(module, dev_support::wasm(module)).expect_kind(kind);
-        let mut chain = ChainBuilder::new(&engine).invocation(invocation).build().expect("the module loads");
-        for batch in &input {
-            chain.process(batch).expect("the module runs");
-        }
-        let mut best = u64::MAX;
-        for _ in 0..passes {
-            let start = thread_cpu_ns();
-            for batch in &input {
-                std::hint::black_box(chain.process(batch).expect("the module runs"));
+        let mut pass: Pass = match column.as_str() {
+            "wasm" => {
+                let invocation = SmartModuleInvocation::adhoc(module, dev_support::wasm(module)).expect_kind(kind);
+                let mut chain = ChainBuilder::new(&engine).invocation(invocation).build().expect("the module loads");
+                Box::new(move |batch, _| chain.process(batch).expect("the module runs").batch.record_count() as usize)
             }
-            best = best.min(thread_cpu_ns() - start);
+            "native" => Box::new(move |batch, _| {
+                run_native(kind, batch, native).expect("the function runs").record_count() as usize
+            }),
+            "bare" => Box::new(move |_, values| bare(values)),
+            other => panic!("no column {other}: wasm, native or bare"),
+        };
+        let mut best = u64::MAX;
+        // The first pass compiles and warms up, and is not counted.
+        for counted in std::iter::once(false).chain(std::iter::repeat_n(true, passes)) {
+            let start = std::time::Instant::now();
+            for (batch, values) in input.iter().zip(&values) {
+                std::hint::black_box(pass(batch, values));
+            }
+            if counted {
+                best = best.min(start.elapsed().as_nanos() as u64);
+            }
         }
-        println!("{module}: {passes} passes, the best took {:.1} ms of CPU", best as f64 / 1e6);
+        println!("{module} ({column}): {passes} passes, the best took {:.1} ms", best as f64 / 1e6);
     }
 }

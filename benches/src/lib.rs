@@ -4,6 +4,8 @@
 
 use fluvio_protocol::{Batch, BatchBuilder};
 
+pub mod bare;
+
 /// Records in the engine benchmark's input.
 pub const RECORDS: usize = 1_000_000;
 

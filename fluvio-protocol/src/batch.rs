@@ -549,18 +549,24 @@ pub fn encode_record(
 ) {
     let key_len = key.map_or(0, <[u8]>::len);
     let record_len = abi::RECORD_HEADER_LEN - 4 + key_len + value.len() + encoded_headers.len();
+    // The fixed fields go in as one array: a push per field pays a
+    // capacity check each, and the engine writes a record per output.
+    let mut head = [0u8; abi::RECORD_HEADER_LEN];
+    head[0..4].copy_from_slice(&(record_len as u32).to_le_bytes());
+    head[4..8].copy_from_slice(&offset_delta.to_le_bytes());
+    head[8..16].copy_from_slice(&timestamp_delta.to_le_bytes());
+    head[16..20].copy_from_slice(&key.map_or(-1, |k| k.len() as i32).to_le_bytes());
+    head[20..24].copy_from_slice(&(value.len() as u32).to_le_bytes());
+    head[24..28].copy_from_slice(&header_count.to_le_bytes());
     out.reserve(record_len + 4);
-    out.put_u32(record_len as u32);
-    out.put_u32(offset_delta);
-    out.put_i64(timestamp_delta);
-    out.put_i32(key.map_or(-1, |k| k.len() as i32));
-    out.put_u32(value.len() as u32);
-    out.put_u32(header_count);
+    out.extend_from_slice(&head);
     if let Some(key) = key {
         out.extend_from_slice(key);
     }
     out.extend_from_slice(value);
-    out.extend_from_slice(encoded_headers);
+    if !encoded_headers.is_empty() {
+        out.extend_from_slice(encoded_headers);
+    }
 }
 
 /// Writes a batch header at the start of `out` (which must hold at least

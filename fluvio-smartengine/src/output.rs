@@ -190,13 +190,26 @@ pub(crate) fn decode_filter(
     Ok((out, None))
 }
 
+/// Words an entry that goes back in the batch, or repeats a record where
+/// the kind allows one output per record.
+#[cold]
+fn out_of_order(kind: ModuleKind, n: u32, index: u32, previous: u32) -> FormatError {
+    if index < previous {
+        FormatError::new(format!("entry {n} is for record {index} after record {previous}; records must not go back"))
+    } else {
+        FormatError::new(format!(
+            "entry {n} is a second output for record {index}; a {kind} module gives at most one per record"
+        ))
+    }
+}
+
 /// A key or value of an entry: its bytes, and their range in the input
 /// batch when they are input bytes.
 type EntryData<'a> = (&'a [u8], Option<(usize, usize)>);
 
 /// Reads one key or value of a map-like entry: inline bytes in the output
 /// area, or a range of the input batch.
-#[inline]
+#[inline(always)]
 fn entry_data<'a>(
     tag: u8,
     entries: &mut ByteReader<'a>,
@@ -239,28 +252,23 @@ pub(crate) fn decode_records(
     let repeats_allowed = kind == ModuleKind::ArrayMap;
     let mut entries = ByteReader::new(output.entries);
     let mut out = start_output(input);
-    let mut previous: Option<u32> = None;
+    // The record of the last entry, or -1 before the first: entries go
+    // forward through the batch.
+    let mut previous: i64 = -1;
     let mut last_value = None;
     // Entries for one source record are consecutive (array-map), so the
     // last parsed source is reused.
     let mut source_cache: Option<(u32, RecordView<'_>)> = None;
     for n in 0..output.entry_count {
-        let index = entries.u32("entry record index")?;
-        let tags = entries.bytes(4, "entry tags")?;
-        let (key_tag, value_tag) = (tags[0], tags[1]);
-        if let Some(previous) = previous {
-            if index < previous {
-                return Err(FormatError::new(format!(
-                    "entry {n} is for record {index} after record {previous}; records must not go back"
-                )));
-            }
-            if index == previous && !repeats_allowed {
-                return Err(FormatError::new(format!(
-                    "entry {n} is a second output for record {index}; a {kind} module gives at most one per record"
-                )));
-            }
+        // An entry's fixed part (record index, key tag, value tag, two
+        // spare bytes) is read with one bounds check.
+        let fixed = entries.bytes(8, "entry record index and tags")?;
+        let index = u32::from_le_bytes([fixed[0], fixed[1], fixed[2], fixed[3]]);
+        let (key_tag, value_tag) = (fixed[4], fixed[5]);
+        if i64::from(index) <= previous && (i64::from(index) < previous || !repeats_allowed) {
+            return Err(out_of_order(kind, n, index, previous as u32));
         }
-        previous = Some(index);
+        previous = i64::from(index);
         if (index as usize) >= records.len() {
             return Err(FormatError::new(format!(
                 "entry {n} is for record {index}, but the batch has {} records",

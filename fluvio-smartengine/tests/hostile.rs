@@ -66,14 +66,16 @@ fn wrong_abi_version_is_refused_naming_the_supported_versions() {
 #[test]
 fn out_of_range_output_is_rejected() {
     let engine = engine();
-    for (lie, expected) in [
-        ("bad-pointer", "output area 0xffff0000+4096 is outside guest memory"),
-        ("bad-range", "input range 1073741824+64 is outside"),
-        ("bad-index", "entry 0 is for record 999999, but the batch has 1 records"),
-        ("bad-length", "inline bytes"),
-        ("repeat-record", "entry 1 is a second output for record 0; a map module gives at most one per record"),
+    for (lies, expected) in [
+        (&["go-back", "second"][..], "entry 1 is for record 0 after record 1; records must not go back"),
+        (&["bad-pointer"], "output area 0xffff0000+4096 is outside guest memory"),
+        (&["bad-range"], "input range 1073741824+64 is outside"),
+        (&["bad-index"], "entry 0 is for record 999999, but the batch has 1 records"),
+        (&["bad-length"], "inline bytes"),
+        (&["repeat-record"], "entry 1 is a second output for record 0; a map module gives at most one per record"),
     ] {
-        let error = run(&engine, "hostile-bad-output", &[lie]).unwrap_err();
+        let lie = lies[0];
+        let error = run(&engine, "hostile-bad-output", lies).unwrap_err();
         match &error {
             EngineError::InvalidOutput { module, reason } => {
                 assert_eq!(module, "hostile-bad-output");

@@ -234,7 +234,7 @@ impl Record {
 
     /// Makes this record the one `view` shows in the batch held in
     /// `buffer`, reusing what it holds (see [`RecordData::point_at`]).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn refill(
         &mut self,
         buffer: &Arc<Vec<u8>>,

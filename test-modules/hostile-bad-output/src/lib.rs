@@ -7,6 +7,7 @@
 //! - `bad-length`: an inline value whose length runs past the output area;
 //! - `repeat-record`: two outputs for the first record, which a map may not
 //!   give;
+//! - `go-back`: an output for the second record, then one for the first;
 //! - `amplify`: an output for every record, each the whole input batch, so
 //!   a few bytes of entries ask the host for (records × batch) bytes;
 //! - anything else: an honest empty output.
@@ -61,6 +62,15 @@ pub extern "C" fn fluvio_map(input_len: i32, _flags: i32) -> i64 {
         b"repeat-record" => {
             for _ in 0..2 {
                 out.extend_from_slice(&0u32.to_le_bytes());
+                out.extend_from_slice(&[abi::DATA_NONE, abi::DATA_INLINE, 0, 0]);
+                out.extend_from_slice(&1u32.to_le_bytes());
+                out.push(b'x');
+            }
+            entries = 2;
+        }
+        b"go-back" => {
+            for index in [1u32, 0] {
+                out.extend_from_slice(&index.to_le_bytes());
                 out.extend_from_slice(&[abi::DATA_NONE, abi::DATA_INLINE, 0, 0]);
                 out.extend_from_slice(&1u32.to_le_bytes());
                 out.push(b'x');
