@@ -311,13 +311,25 @@ impl SmartEngine {
     }
 }
 
+/// The environment variable that makes the engine write a `perf` map of
+/// the modules it compiles or loads from its disk cache (any value): for
+/// profiling guest code, see `docs/engine.md`.
+pub const PERFMAP_VARIABLE: &str = "FLUVIO_SMARTENGINE_PERFMAP";
+
 /// A wasmer engine that compiles SmartModules (metered beforehand by
 /// [`fuel::instrument`]) and runs them under the memory cap. Every
 /// compilation gets an engine of its own, which the module's instances
 /// then use: a wasmer engine keeps the code it compiled until it is
 /// dropped, so a module evicted from the cache takes its code with it.
+///
+/// With [`PERFMAP_VARIABLE`] set, the compiler also writes where each
+/// function's code is to `/tmp/perf-PID.map`, so that `perf` names the
+/// guest's functions instead of `[unknown]`.
 fn compiling_engine(limits: Limits) -> wasmer::Engine {
-    let compiler = wasmer::sys::Cranelift::default();
+    let mut compiler = wasmer::sys::Cranelift::default();
+    if std::env::var_os(PERFMAP_VARIABLE).is_some() {
+        wasmer::sys::CompilerConfig::enable_perfmap(&mut compiler);
+    }
     let mut engine: wasmer::Engine =
         EngineBuilder::new(compiler).set_features(Some(smartmodule_features())).engine().into();
     engine.set_tunables(limits::CappedTunables::new(
