@@ -175,32 +175,33 @@ impl OutputWriter {
         let out = &mut self.output;
         // The common entry (no key, a value) goes in as one fixed part and
         // the value's bytes: an append per field pays a capacity check each.
-        if key.is_none() {
-            let value_len = value_range.map_or(value.len(), |_| 0);
-            out.reserve(16 + value_len);
-            let mut fixed = [0u8; 16];
-            fixed[0..4].copy_from_slice(&index.to_le_bytes());
-            fixed[4] = key_tag;
-            fixed[5] = value_tag;
-            match value_range {
-                Some((start, len)) => {
-                    fixed[8..12].copy_from_slice(&start.to_le_bytes());
-                    fixed[12..16].copy_from_slice(&len.to_le_bytes());
-                    out.extend_from_slice(&fixed);
-                }
-                None => {
-                    fixed[8..12].copy_from_slice(&(value_len as u32).to_le_bytes());
-                    out.extend_from_slice(&fixed[..12]);
-                    out.extend_from_slice(value);
+        match key {
+            None => {
+                let inline_len = if value_range.is_some() { 0 } else { value.len() };
+                out.reserve(16 + inline_len);
+                let mut fixed = [0u8; 16];
+                fixed[0..4].copy_from_slice(&index.to_le_bytes());
+                fixed[4] = key_tag;
+                fixed[5] = value_tag;
+                match value_range {
+                    Some((start, len)) => {
+                        fixed[8..12].copy_from_slice(&start.to_le_bytes());
+                        fixed[12..16].copy_from_slice(&len.to_le_bytes());
+                        out.extend_from_slice(&fixed);
+                    }
+                    None => {
+                        fixed[8..12].copy_from_slice(&(inline_len as u32).to_le_bytes());
+                        out.extend_from_slice(&fixed[..12]);
+                        out.extend_from_slice(value);
+                    }
                 }
             }
-        } else {
-            out.put_u32(index);
-            out.extend_from_slice(&[key_tag, value_tag, 0, 0]);
-            if let Some(key) = key {
+            Some(key) => {
+                out.put_u32(index);
+                out.extend_from_slice(&[key_tag, value_tag, 0, 0]);
                 write_data(out, key, key_range);
+                write_data(out, value, value_range);
             }
-            write_data(out, value, value_range);
         }
         self.entries += 1;
     }
