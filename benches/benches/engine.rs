@@ -7,6 +7,9 @@
 //! - `bare`: the function's body in a plain loop over the values as
 //!   `Vec<u8>`s, outputs allocated, no batch format: what a user would
 //!   write without a sandbox, and the limit the engine is measured against;
+//! - `batch`: the same plain loop reading the input batch and writing an
+//!   output batch (records encoded, CRC), with nothing else: the limit for
+//!   anything that must take and give batches, as the engine must;
 //! - `native`: the same Rust function through the same guest glue, output
 //!   decoding and batch building as the engine, without the sandbox, so
 //!   that `wasm / native` is the cost of WebAssembly, metering and the
@@ -25,8 +28,11 @@ use fluvio_protocol::{Batch, SmartModuleInvocation};
 use fluvio_smartengine::{ChainBuilder, ModuleKind, SmartEngine, SmartModuleInstance, run_native};
 use fluvio_smartmodule::__private as glue;
 
-use fluvio_benches::bare::{Bare, bare_count, bare_filter, bare_regex_scrub, bare_uppercase, plain_values};
-use fluvio_benches::{RECORDS, engine_batches as batches};
+use fluvio_benches::bare::{
+    Bare, BatchLoop, bare_count, bare_filter, bare_regex_scrub, bare_uppercase, batch_count, batch_filter,
+    batch_regex_scrub, batch_uppercase, plain_values,
+};
+use fluvio_benches::{RECORDS, STOP_ON_ERROR, engine_batches as batches};
 
 #[allow(clippy::too_many_arguments)]
 fn wasm_run(
@@ -36,6 +42,7 @@ fn wasm_run(
     kind: ModuleKind,
     native: fn(i32) -> i64,
     bare: Bare,
+    batch_loop: BatchLoop,
     input: &[Batch],
     values: &[Vec<Vec<u8>>],
 ) {
@@ -43,11 +50,20 @@ fn wasm_run(
     let invocation = SmartModuleInvocation::adhoc(module, dev_support::wasm(module)).expect_kind(kind);
     let mut chain = ChainBuilder::new(&engine).invocation(invocation).build().unwrap();
 
-    // Both sides must agree before either is timed.
-    for batch in input.iter().take(3) {
+    // All sides must agree before any is timed. The batch loop is checked
+    // on the first batch only: the aggregate's count goes on from batch to
+    // batch in the engine but starts again in every batch of the batch loop
+    // (as in the bare loop).
+    for (n, batch) in input.iter().take(3).enumerate() {
         let wasm_out = chain.process(batch).unwrap().batch;
         let native_out = run_native(kind, batch, native).unwrap();
         assert_eq!(wasm_out.as_bytes(), native_out.as_bytes(), "{group_name}: wasm and native disagree");
+        if n == 0 {
+            assert!(
+                batch_loop(batch).as_bytes() == native_out.as_bytes(),
+                "{group_name}: the batch loop and the engine disagree"
+            );
+        }
     }
 
     let mut group = c.benchmark_group(group_name);
@@ -56,6 +72,9 @@ fn wasm_run(
     group.measurement_time(Duration::from_secs(8));
     group.bench_function(BenchmarkId::new("bare", RECORDS), |b| {
         b.iter(|| values.iter().map(|batch| bare(batch)).sum::<usize>())
+    });
+    group.bench_function(BenchmarkId::new("batch", RECORDS), |b| {
+        b.iter(|| input.iter().map(|batch| batch_loop(batch).record_count() as usize).sum::<usize>())
     });
     group.bench_function(BenchmarkId::new("native", RECORDS), |b| {
         b.iter(|| {
@@ -93,8 +112,9 @@ fn kinds(c: &mut Criterion) {
         "filter",
         "bench-filter",
         ModuleKind::Filter,
-        |len| glue::run_filter(len, 0, bench_filter::filter),
+        |len| glue::run_filter(len, STOP_ON_ERROR, bench_filter::filter),
         bare_filter,
+        batch_filter,
         &input,
         &values,
     );
@@ -103,8 +123,9 @@ fn kinds(c: &mut Criterion) {
         "map",
         "uppercase-map",
         ModuleKind::Map,
-        |len| glue::run_map(len, 0, uppercase_map::map),
+        |len| glue::run_map(len, STOP_ON_ERROR, uppercase_map::map),
         bare_uppercase,
+        batch_uppercase,
         &input,
         &values,
     );
@@ -113,8 +134,9 @@ fn kinds(c: &mut Criterion) {
         "regex-scrub",
         "regex-scrubbing",
         ModuleKind::Map,
-        |len| glue::run_map(len, 0, regex_scrubbing::map),
+        |len| glue::run_map(len, STOP_ON_ERROR, regex_scrubbing::map),
         bare_regex_scrub,
+        batch_regex_scrub,
         &input,
         &values,
     );
@@ -123,8 +145,9 @@ fn kinds(c: &mut Criterion) {
         "aggregate",
         "bench-count",
         ModuleKind::Aggregate,
-        |len| glue::run_aggregate(len, 0, bench_count::aggregate),
+        |len| glue::run_aggregate(len, STOP_ON_ERROR, bench_count::aggregate),
         bare_count,
+        batch_count,
         &input,
         &values,
     );

@@ -16,19 +16,19 @@
 //! Arguments: the number of passes after a first, unmeasured one (default
 //! 1); a part of a module's name to run only that module (`-` for all);
 //! and the column of the engine benchmark to run: `wasm` (the default),
-//! `native` (the same function and glue, compiled natively) or `bare` (a
-//! plain loop). It also prints each module's best time per pass (wall-clock: this
+//! `native` (the same function and glue, compiled natively), `batch` (a
+//! plain loop from batch to batch) or `bare` (a plain loop over values). It also prints each module's best time per pass (wall-clock: this
 //! kernel counts a thread's CPU time in 4 ms ticks).
 
-use fluvio_benches::bare::{self, Bare};
-use fluvio_benches::engine_batches;
+use fluvio_benches::bare::{self, Bare, BatchLoop};
+use fluvio_benches::{STOP_ON_ERROR, engine_batches};
 use fluvio_protocol::{Batch, SmartModuleInvocation};
 use fluvio_smartengine::{ChainBuilder, ModuleKind, SmartEngine, run_native};
 use fluvio_smartmodule::__private as glue;
 
 /// A module of the benchmark: its name, its kind, its function run
 /// through the glue natively, and its bare loop.
-type BenchModule = (&'static str, ModuleKind, fn(i32) -> i64, Bare);
+type BenchModule = (&'static str, ModuleKind, fn(i32) -> i64, Bare, BatchLoop);
 
 /// One pass of a column over one batch (or its values): the outputs made.
 type Pass = Box<dyn FnMut(&Batch, &[Vec<u8>]) -> usize>;
@@ -42,17 +42,36 @@ fn main() {
     let values = bare::plain_values(&input);
     let engine = SmartEngine::new();
     let modules: [BenchModule; 4] = [
-        ("bench-filter", ModuleKind::Filter, |len| glue::run_filter(len, 0, bench_filter::filter), bare::bare_filter),
-        ("uppercase-map", ModuleKind::Map, |len| glue::run_map(len, 0, uppercase_map::map), bare::bare_uppercase),
-        ("regex-scrubbing", ModuleKind::Map, |len| glue::run_map(len, 0, regex_scrubbing::map), bare::bare_regex_scrub),
+        (
+            "bench-filter",
+            ModuleKind::Filter,
+            |len| glue::run_filter(len, STOP_ON_ERROR, bench_filter::filter),
+            bare::bare_filter,
+            bare::batch_filter,
+        ),
+        (
+            "uppercase-map",
+            ModuleKind::Map,
+            |len| glue::run_map(len, STOP_ON_ERROR, uppercase_map::map),
+            bare::bare_uppercase,
+            bare::batch_uppercase,
+        ),
+        (
+            "regex-scrubbing",
+            ModuleKind::Map,
+            |len| glue::run_map(len, STOP_ON_ERROR, regex_scrubbing::map),
+            bare::bare_regex_scrub,
+            bare::batch_regex_scrub,
+        ),
         (
             "bench-count",
             ModuleKind::Aggregate,
-            |len| glue::run_aggregate(len, 0, bench_count::aggregate),
+            |len| glue::run_aggregate(len, STOP_ON_ERROR, bench_count::aggregate),
             bare::bare_count,
+            bare::batch_count,
         ),
     ];
-    for (module, kind, native, bare) in modules {
+    for (module, kind, native, bare, batch_loop) in modules {
         if only.as_ref().is_some_and(|only| !module.contains(only.as_str())) {
             continue;
         }
@@ -66,7 +85,8 @@ fn main() {
                 run_native(kind, batch, native).expect("the function runs").record_count() as usize
             }),
             "bare" => Box::new(move |_, values| bare(values)),
-            other => panic!("no column {other}: wasm, native or bare"),
+            "batch" => Box::new(move |batch, _| batch_loop(batch).record_count() as usize),
+            other => panic!("no column {other}: wasm, native, batch or bare"),
         };
         let mut best = u64::MAX;
         // The first pass compiles and warms up, and is not counted.

@@ -3,6 +3,12 @@
 //! a sandbox, and the limit the engine is measured against.
 
 use fluvio_protocol::Batch;
+use fluvio_protocol::abi;
+use fluvio_protocol::batch::{RecordIndex, encode_record, write_batch_header};
+
+/// What the regex scrubber masks: something that looks like an SSN.
+static SSN: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"\d{3}-\d{2}-\d{4}").unwrap());
 
 /// The values of every batch, as a plain program would hold them.
 pub fn plain_values(input: &[Batch]) -> Vec<Vec<Vec<u8>>> {
@@ -26,8 +32,6 @@ pub fn bare_uppercase(values: &[Vec<u8>]) -> usize {
 
 /// Masks what looks like an SSN, as the `regex-scrubbing` example does.
 pub fn bare_regex_scrub(values: &[Vec<u8>]) -> usize {
-    static SSN: std::sync::LazyLock<regex::Regex> =
-        std::sync::LazyLock::new(|| regex::Regex::new(r"\d{3}-\d{2}-\d{4}").unwrap());
     let mapped: Vec<Vec<u8>> = values
         .iter()
         .map(|value| SSN.replace_all(std::str::from_utf8(value).unwrap(), "***-**-****").into_owned().into_bytes())
@@ -45,4 +49,78 @@ pub fn bare_count(values: &[Vec<u8>]) -> usize {
         outputs.push((count + 1).to_string().into_bytes());
     }
     outputs.len()
+}
+
+/// A plain loop over one batch that writes an output batch: the same
+/// function as a bare loop, with the batch format in and out and nothing
+/// else (no sandbox, no guest glue, no output area). The distance from a
+/// bare loop to this one is what the batch format costs on its own.
+pub type BatchLoop = fn(&Batch) -> Batch;
+
+/// Calls `each` with every record's view and value, and seals what it
+/// wrote after the input's header into an output batch of `count` records.
+fn batch_loop(batch: &Batch, mut each: impl FnMut(&[u8], &abi::RecordView<'_>, &[u8], &mut Vec<u8>) -> bool) -> Batch {
+    let bytes = batch.as_bytes();
+    let index = RecordIndex::new(bytes).expect("the benchmark's batches are well formed");
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&bytes[..abi::BATCH_HEADER_LEN]);
+    let mut count = 0;
+    for i in 0..index.len() {
+        let view = index.view(bytes, i).expect("the benchmark's records are well formed");
+        let value = &bytes[view.value.0..view.value.0 + view.value.1];
+        if each(bytes, &view, value, &mut out) {
+            count += 1;
+        }
+    }
+    let header = index.header();
+    write_batch_header(&mut out, header.base_offset, count, header.base_timestamp);
+    Batch::seal(out)
+}
+
+/// Writes `value` as the output of the record `view`: its offset,
+/// timestamp, key and headers kept.
+fn write_output(bytes: &[u8], view: &abi::RecordView<'_>, value: &[u8], out: &mut Vec<u8>) {
+    let key = view.key.map(|(start, len)| &bytes[start..start + len]);
+    let headers = &bytes[view.headers.0..view.headers.0 + view.headers.1];
+    encode_record(out, view.offset_delta, view.timestamp_delta, key, value, view.header_count, headers);
+}
+
+/// [`bare_filter`] over a batch: kept records are copied whole.
+pub fn batch_filter(batch: &Batch) -> Batch {
+    batch_loop(batch, |_, view, value, out| {
+        let keep = value.contains(&b'#');
+        if keep {
+            out.extend_from_slice(view.bytes);
+        }
+        keep
+    })
+}
+
+/// [`bare_uppercase`] over a batch.
+pub fn batch_uppercase(batch: &Batch) -> Batch {
+    batch_loop(batch, |bytes, view, value, out| {
+        write_output(bytes, view, &value.to_ascii_uppercase(), out);
+        true
+    })
+}
+
+/// [`bare_regex_scrub`] over a batch.
+pub fn batch_regex_scrub(batch: &Batch) -> Batch {
+    batch_loop(batch, |bytes, view, value, out| {
+        let scrubbed = SSN.replace_all(std::str::from_utf8(value).unwrap(), "***-**-****");
+        write_output(bytes, view, scrubbed.as_bytes(), out);
+        true
+    })
+}
+
+/// [`bare_count`] over a batch: every record's output is the count so far.
+pub fn batch_count(batch: &Batch) -> Batch {
+    let mut accumulator: Vec<u8> = Vec::new();
+    batch_loop(batch, |bytes, view, _, out| {
+        let count: u64 =
+            if accumulator.is_empty() { 0 } else { std::str::from_utf8(&accumulator).unwrap().parse().unwrap() };
+        accumulator = (count + 1).to_string().into_bytes();
+        write_output(bytes, view, &accumulator, out);
+        true
+    })
 }

@@ -6,6 +6,11 @@ use fluvio_protocol::{Batch, BatchBuilder};
 
 pub mod bare;
 
+/// The flags the engine hands a module under its default error policy
+/// (stop at the first error): the native column passes them too, so that
+/// its glue takes the same path as the module's.
+pub const STOP_ON_ERROR: i32 = fluvio_protocol::abi::FLAG_STOP_ON_ERROR as i32;
+
 /// Records in the engine benchmark's input.
 pub const RECORDS: usize = 1_000_000;
 

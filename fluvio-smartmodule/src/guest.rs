@@ -162,8 +162,12 @@ impl OutputWriter {
         self.entries += 1;
     }
 
-    #[inline]
-    fn record(&mut self, index: u32, key: Option<&RecordData>, value: &RecordData, input: &Arc<Vec<u8>>) {
+    /// Writes a map-like entry; answers where its value's bytes went, so
+    /// that the aggregate can read its last accumulator back. Always
+    /// inlined: where the answer goes unused (every kind but the
+    /// aggregate) it then costs nothing.
+    #[inline(always)]
+    fn record(&mut self, index: u32, key: Option<&RecordData>, value: &RecordData, input: &Arc<Vec<u8>>) -> ValueAt {
         let key_range = key.and_then(|k| k.range_in(input));
         let value_range = value.range_in(input);
         let key_tag = match (key, key_range) {
@@ -204,6 +208,19 @@ impl OutputWriter {
             }
         }
         self.entries += 1;
+        match value_range {
+            Some((start, len)) => ValueAt::Input(start, len),
+            None => ValueAt::OutputEnd(value.len() as u32),
+        }
+    }
+
+    /// The bytes of a value written by [`OutputWriter::record`], as long as
+    /// no entry was written after it.
+    fn written_value<'a>(&'a self, at: ValueAt, input: &'a [u8]) -> &'a [u8] {
+        match at {
+            ValueAt::Input(start, len) => &input[start as usize..start as usize + len as usize],
+            ValueAt::OutputEnd(len) => &self.output[self.output.len() - len as usize..],
+        }
     }
 
     fn error(&mut self, index: u32, error: &Error) {
@@ -243,6 +260,14 @@ impl OutputWriter {
             state.errors = self.errors;
         });
     }
+}
+
+/// Where an entry's value went: a range of the input batch, or the last
+/// bytes of the output area (a value's bytes are an entry's last).
+#[derive(Clone, Copy)]
+enum ValueAt {
+    Input(u32, u32),
+    OutputEnd(u32),
 }
 
 #[inline]
@@ -362,14 +387,30 @@ pub fn run_array_map<A, F: ArrayMapFn<A>>(input_len: i32, flags: i32, f: F) -> i
 pub fn run_aggregate<A, F: AggregateFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
     let stop_on_error = flags as u32 & abi::FLAG_STOP_ON_ERROR != 0;
     let mut accumulator = STATE.with(|state| state.borrow_mut().accumulator.take()).unwrap_or_default();
+    // The function takes the accumulator, and an error must leave it as it
+    // was. Rather than a copy per record, an error takes it back from the
+    // last output, which is the accumulator, or at the batch's first
+    // records, from a copy made once per batch. Under stop-on-error the
+    // stream ends at an error, so no copy is needed at all.
+    let at_batch_start = if stop_on_error { None } else { Some(accumulator.clone()) };
+    let mut last_output: Option<ValueAt> = None;
     drive(input_len, flags, |index, record, input, out| {
-        // Under stop-on-error the stream ends at an error, so the old
-        // accumulator is never needed again and need not be copied.
-        let given = if stop_on_error { std::mem::take(&mut accumulator) } else { accumulator.clone() };
-        let next = f.call_aggregate(given, record)?;
-        out.record(index, record.key.as_ref(), &next, input);
-        accumulator = next;
-        Ok(())
+        match f.call_aggregate(std::mem::take(&mut accumulator), record) {
+            Ok(next) => {
+                last_output = Some(out.record(index, record.key.as_ref(), &next, input));
+                accumulator = next;
+                Ok(())
+            }
+            Err(error) => {
+                if !stop_on_error {
+                    accumulator = match last_output {
+                        Some(at) => RecordData::from(out.written_value(at, input)),
+                        None => at_batch_start.clone().unwrap_or_default(),
+                    };
+                }
+                Err(error)
+            }
+        }
     });
     accumulator.detach();
     STATE.with(|state| state.borrow_mut().accumulator = Some(accumulator));
@@ -593,5 +634,98 @@ pub mod native {
         unsafe { std::ptr::copy_nonoverlapping(input.as_ptr(), ptr, input.len()) };
         call(input.len() as i32);
         STATE.with(|state| read(&state.borrow().output))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch of keyless records with these values, at offset 0.
+    fn batch(values: &[&str]) -> Vec<u8> {
+        let mut records = Vec::new();
+        for (delta, value) in values.iter().enumerate() {
+            records.put_u32((abi::RECORD_HEADER_LEN - 4 + value.len()) as u32);
+            records.put_u32(delta as u32);
+            records.put_i64(0);
+            records.put_i32(-1);
+            records.put_u32(value.len() as u32);
+            records.put_u32(0);
+            records.extend_from_slice(value.as_bytes());
+        }
+        let mut out = Vec::new();
+        out.put_i64(0);
+        out.put_u32((abi::BATCH_HEADER_LEN + records.len()) as u32);
+        out.put_u32(0);
+        out.extend_from_slice(&[abi::BATCH_FORMAT_VERSION, 0, 0, 0]);
+        out.put_u32(values.len() as u32);
+        out.put_i64(0);
+        out.extend_from_slice(&records);
+        out
+    }
+
+    /// The values of an output area's keyless entries, by record index, and
+    /// the indexes of its errors.
+    fn outputs(area: &[u8], input: &[u8]) -> (Vec<(u32, String)>, Vec<u32>) {
+        let mut header = ByteReader::new(&area[..abi::OUTPUT_HEADER_LEN]);
+        let words: Vec<u32> = (0..6).map(|_| header.u32("header").unwrap()).collect();
+        let (entry_count, error_count, entries_len) = (words[3], words[4], words[5] as usize);
+        let mut entries = ByteReader::new(&area[abi::OUTPUT_HEADER_LEN..abi::OUTPUT_HEADER_LEN + entries_len]);
+        let mut values = Vec::new();
+        for _ in 0..entry_count {
+            let index = entries.u32("index").unwrap();
+            let tags = entries.bytes(4, "tags").unwrap();
+            assert_eq!(tags[0], abi::DATA_NONE, "keyless records have keyless outputs");
+            let value = match tags[1] {
+                abi::DATA_INLINE => entries.len_prefixed("value").unwrap(),
+                abi::DATA_INPUT_RANGE => {
+                    let (start, len) = (entries.u32("start").unwrap() as usize, entries.u32("len").unwrap() as usize);
+                    &input[start..start + len]
+                }
+                other => panic!("unexpected value tag {other}"),
+            };
+            values.push((index, String::from_utf8(value.to_vec()).unwrap()));
+        }
+        let mut errors = ByteReader::new(&area[abi::OUTPUT_HEADER_LEN + entries_len..]);
+        let error_indexes = (0..error_count)
+            .map(|_| {
+                let index = errors.u32("error index").unwrap();
+                errors.len_prefixed("kind").unwrap();
+                errors.len_prefixed("message").unwrap();
+                index
+            })
+            .collect();
+        (values, error_indexes)
+    }
+
+    /// Fails on `x`; answers `echo` with the accumulator as it is; takes
+    /// any other value as the new accumulator (a slice of the input).
+    fn latest(accumulator: RecordData, record: &Record) -> Result<RecordData> {
+        match record.value.as_ref() {
+            b"x" => Err(crate::error::eyre!("no")),
+            b"echo" => Ok(accumulator),
+            _ => Ok(record.value.clone()),
+        }
+    }
+
+    fn run(values: &[&str]) -> (Vec<(u32, String)>, Vec<u32>) {
+        let input = batch(values);
+        native::call(&input, |len| run_aggregate(len, 0, latest), |area| outputs(area, &input))
+    }
+
+    /// An error leaves the accumulator as it was, whether the last output
+    /// was written inline or as a range of the input, and at a batch's
+    /// first record, where there is no output yet to take it back from.
+    #[test]
+    fn an_aggregate_error_leaves_the_accumulator_as_it_was() {
+        STATE.with(|state| state.borrow_mut().accumulator = Some(RecordData::from("start")));
+        let (values, errors) = run(&["x", "echo", "a", "x", "echo", "x", "echo"]);
+        assert_eq!(errors, [0, 3, 5]);
+        let expected = [(1, "start"), (2, "a"), (4, "a"), (6, "a")];
+        assert_eq!(values, expected.map(|(index, value)| (index, value.to_owned())));
+        // The accumulator goes on into the next batch, and there too an
+        // error at the first record keeps it.
+        let (values, errors) = run(&["x", "echo"]);
+        assert_eq!((values, errors), (vec![(1, "a".to_owned())], vec![0]));
     }
 }
