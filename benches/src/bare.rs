@@ -58,7 +58,8 @@ pub fn bare_count(values: &[Vec<u8>]) -> usize {
 pub type BatchLoop = fn(&Batch) -> Batch;
 
 /// Calls `each` with every record's view and value, and seals what it
-/// wrote after the input's header into an output batch of `count` records.
+/// wrote after the input's header into an output batch that counts the
+/// records `each` answered `true` for.
 fn batch_loop(batch: &Batch, mut each: impl FnMut(&[u8], &abi::RecordView<'_>, &[u8], &mut Vec<u8>) -> bool) -> Batch {
     let bytes = batch.as_bytes();
     let index = RecordIndex::new(bytes).expect("the benchmark's batches are well formed");
