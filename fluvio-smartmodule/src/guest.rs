@@ -641,7 +641,9 @@ pub mod native {
 mod tests {
     use super::*;
 
-    /// A batch of keyless records with these values, at offset 0.
+    /// A batch of keyless records with these values, at offset 0. Written
+    /// by hand: `BatchBuilder` lives in fluvio-protocol, which depends on
+    /// this crate.
     fn batch(values: &[&str]) -> Vec<u8> {
         let mut records = Vec::new();
         for (delta, value) in values.iter().enumerate() {
