@@ -1112,17 +1112,35 @@ impl JetStreamPartition {
         Ok(Tail { last_sequence: last, next_offset })
     }
 
+    /// Moves the partition's start up to the first batch the stream holds.
+    ///
+    /// The start only ever moves forward, and only to an offset a batch
+    /// proves: a start too high would hide stored records from consumers
+    /// reading from the beginning, while one too low costs them nothing
+    /// (reads begin at the first batch there is).
     async fn refresh_start(&self) -> Result<(), StorageError> {
         let (first, last) = self.sequences().await?;
         let mut sequence = first.max(1);
         while sequence <= last {
-            if let Fetched::Batch(batch, _) = self.fetch(sequence).await? {
-                self.start_offset.store(batch.base_offset(), Ordering::Relaxed);
-                return Ok(());
+            match self.fetch(sequence).await? {
+                Fetched::Batch(batch, _) => {
+                    self.start_offset.fetch_max(batch.base_offset(), Ordering::Relaxed);
+                    return Ok(());
+                }
+                Fetched::Invalid => sequence += 1,
+                // Not readable yet where the read went (a replica behind
+                // its leader, a leader just elected), or removed by
+                // retention meanwhile: the start is not known this time.
+                // Looking past it would take the next batch's offset for
+                // the start, and hide this one's records.
+                Fetched::Missing => return Ok(()),
             }
-            sequence += 1;
         }
-        self.start_offset.store(*self.watermark.borrow(), Ordering::Relaxed);
+        // No batch left. Only an answer that has seen every message this
+        // server knows of says the stream is empty rather than behind.
+        if last >= self.known_last.load(Ordering::Relaxed) {
+            self.start_offset.fetch_max(*self.watermark.borrow(), Ordering::Relaxed);
+        }
         Ok(())
     }
 
