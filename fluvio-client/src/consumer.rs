@@ -355,6 +355,20 @@ struct PartitionStream {
     /// A response read while waiting for the stream to start, not yet
     /// handled.
     held: Option<Result<StreamResponse, FluvioError>>,
+    /// The value of the last record received, kept when the chain ends in
+    /// a module that may be an aggregate: that value is the aggregate's
+    /// accumulator, and a stream moved to another server (or to the same
+    /// one, restarted) goes on from it instead of from the initial one.
+    last_output: Option<Bytes>,
+}
+
+/// Whether the last module of `chain` may be an aggregate: one asked for as
+/// an aggregate, or of any kind. Giving any other module an accumulator
+/// changes nothing, since only aggregates read it.
+fn may_end_in_aggregate(chain: &[SmartModuleInvocation]) -> bool {
+    chain
+        .last()
+        .is_some_and(|last| matches!(last.kind, SmartModuleKind::Aggregate { .. } | SmartModuleKind::Generic(_)))
 }
 
 type Opened = (Arc<Connection>, Responses);
@@ -415,6 +429,7 @@ impl Fluvio {
                     reconnecting: None,
                     give_up_at: None,
                     held: None,
+                    last_output: None,
                 })
             }
         });
@@ -690,6 +705,9 @@ impl PartitionStream {
         if let Some(next_offset) = self.next_offset {
             request.offset = OffsetSpec::Absolute(next_offset);
         }
+        if let (Some(accumulator), Some(last)) = (&self.last_output, request.chain.last_mut()) {
+            *last = last.clone().initial_accumulator(accumulator.to_vec());
+        }
         let fluvio = self.fluvio.clone();
         let failed = self.connection.addr().to_string();
         // The first attempt goes at once; later ones pace themselves.
@@ -772,6 +790,11 @@ impl PartitionStream {
             StreamEvent::Batch { next_offset } => {
                 // Frames are read only once the buffer is empty.
                 debug_assert!(self.buffered.is_empty());
+                if may_end_in_aggregate(&self.request.chain)
+                    && let Some(last) = records.back()
+                {
+                    self.last_output = Some(last.value.clone());
+                }
                 self.buffered = records;
                 self.next_offset = Some(next_offset);
                 Ok(())

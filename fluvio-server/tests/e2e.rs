@@ -166,6 +166,51 @@ async fn registered_smartmodules_run_by_name_and_survive_restart() {
     assert!(error.to_string().contains("\"upper\" is not registered"), "{error}");
 }
 
+/// The next record's value, within 30 s.
+async fn next_value(stream: &mut fluvio_client::ConsumerStream) -> String {
+    let record = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .expect("a record within 30 s")
+        .expect("the stream goes on")
+        .expect("a record, not an error");
+    String::from_utf8(record.value.to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregate_stream_goes_on_from_its_last_sum_when_the_server_restarts() {
+    let addr = format!("127.0.0.1:{}", dev_support::services::free_port());
+    let dir = data_dir("aggregate-restart");
+    let mut server = ServerProcess::start_at(&addr, &dir, &[], std::process::Stdio::inherit());
+    let fluvio = server.client().await;
+    fluvio.create_topic("numbers", 1).await.unwrap();
+    produce(&fluvio, "numbers", &["1", "2", "3"]).await;
+
+    let continuous = ConsumerConfig { continuous: true, ..from_beginning() };
+    // As the CLI asks without --aggregate-initial: a module of any kind.
+    let any_kind = continuous.clone().smartmodule(spec("sum-aggregate"));
+    // As Fluvio code asks: an aggregate, from 100.
+    let from_100 = continuous.smartmodule(SmartModuleInvocation {
+        kind: SmartModuleKind::Aggregate { accumulator: b"100".to_vec() },
+        ..spec("sum-aggregate")
+    });
+    let mut sums = fluvio.consumer_stream("numbers", any_kind).await.unwrap();
+    let mut sums_from_100 = fluvio.consumer_stream("numbers", from_100).await.unwrap();
+    for expected in ["1", "3", "6"] {
+        assert_eq!(next_value(&mut sums).await, expected);
+    }
+    for expected in ["101", "103", "106"] {
+        assert_eq!(next_value(&mut sums_from_100).await, expected);
+    }
+
+    // The streams move to the restarted server at offset 3: their
+    // aggregates go on from the last sums they delivered.
+    server.kill9();
+    let server = ServerProcess::start_at(&addr, &dir, &[], std::process::Stdio::inherit());
+    produce(&server.client().await, "numbers", &["4", "5"]).await;
+    assert_eq!([next_value(&mut sums).await, next_value(&mut sums).await], ["10", "15"]);
+    assert_eq!([next_value(&mut sums_from_100).await, next_value(&mut sums_from_100).await], ["110", "115"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_error_policies() {
     let server = ServerProcess::start(&data_dir("policies"), &[]);
