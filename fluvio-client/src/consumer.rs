@@ -793,7 +793,8 @@ impl PartitionStream {
                 if may_end_in_aggregate(&self.request.chain)
                     && let Some(last) = records.back()
                 {
-                    self.last_output = Some(last.value.clone());
+                    // A copy: a slice would hold the whole frame's buffer.
+                    self.last_output = Some(Bytes::copy_from_slice(&last.value));
                 }
                 self.buffered = records;
                 self.next_offset = Some(next_offset);
