@@ -9,11 +9,45 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on right now, on 127.0.0.1.
+/// A port nobody listens on right now, on 127.0.0.1, for a service a test
+/// starts.
+///
+/// The port comes from below the kernel's ephemeral range. A port from
+/// `bind(0)` is free only until it is released: before the service binds
+/// it, the kernel may give it to another `bind(0)` or to an outgoing
+/// connection, both common while other tests run clusters, and the service
+/// then fails to start while the test talks to whatever holds the port (a
+/// test failed that way). The kernel never hands out ports below the range
+/// by itself, and within this process each is handed out once; each
+/// process starts at a place of its own.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
+    static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    // 12,000 ports under the range, never the well-known ones.
+    let low = ephemeral_start.saturating_sub(12_000).max(1024);
+    let span = ephemeral_start.saturating_sub(low);
+    if span < 1000 {
+        return TcpListener::bind("127.0.0.1:0")
+            .expect("bind an ephemeral port")
+            .local_addr()
+            .expect("local addr")
+            .port();
+    }
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let n = HANDED_OUT.fetch_add(1, Ordering::Relaxed);
+        let port = (low + (start + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {low} and {}", low + span)
 }
 
 fn temp_dir(what: &str) -> PathBuf {

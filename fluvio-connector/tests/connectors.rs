@@ -408,8 +408,33 @@ async fn an_unreachable_database_is_retried_patiently_until_shutdown() {
 }
 
 /// Runs the connector binary; it writes its metrics beside its config.
-fn connector_binary(config: &Path, addr: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fluvio-connector"))
+/// A connector process that is killed when dropped, so that a failing
+/// test leaves none running behind it.
+struct ConnectorProcess(Child);
+
+impl std::ops::Deref for ConnectorProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ConnectorProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ConnectorProcess {
+    fn drop(&mut self) {
+        // A child already waited for is not signalled again.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn connector_binary(config: &Path, addr: &str) -> ConnectorProcess {
+    let child = Command::new(env!("CARGO_BIN_EXE_fluvio-connector"))
         .arg("--config")
         .arg(config)
         .arg("--metrics-file")
@@ -419,7 +444,8 @@ fn connector_binary(config: &Path, addr: &str) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("the connector binary starts")
+        .expect("the connector binary starts");
+    ConnectorProcess(child)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
