@@ -1,297 +1,151 @@
-//! The admin API by the shape of Fluvio's `FluvioAdmin`: create, delete
-//! and list objects by their spec type ([`TopicSpec`], [`SmartModuleSpec`]).
-//!
-//! ```no_run
-//! use fluvio_client::{Fluvio, TopicSpec};
-//!
-//! # async fn run() -> Result<(), fluvio_client::FluvioError> {
-//! let admin = Fluvio::connect().await?.admin().await;
-//! admin.create("greetings".to_string(), false, TopicSpec::new_computed(2, 1, None)).await?;
-//! for topic in admin.all::<TopicSpec>().await? {
-//!     println!("{} has {} partitions", topic.name, topic.spec.partitions());
-//! }
-//! admin.delete::<TopicSpec>("greetings").await?;
-//! # Ok(()) }
-//! ```
+//! The admin calls: topics, consumers' offsets, SmartModules and
+//! connectors. Each is [`Fluvio::send`] with its request type, shaped for
+//! callers (names as `&str`, answers unwrapped); Fluvio's `FluvioAdmin`
+//! shape of the same calls is in [`crate::compat`].
 
-use futures::future::BoxFuture;
-
-use fluvio_protocol::messages::SmartModuleInfo;
-use fluvio_protocol::{RetentionSpec, TopicInfo};
+use fluvio_protocol::requests::{
+    CommitOffsetRequest, ConnectorLogsRequest, CreateConnectorRequest, CreateSmartModuleRequest, CreateTopicRequest,
+    DeleteConnectorRequest, DeleteConsumerRequest, DeleteSmartModuleRequest, DeleteTopicRequest, FetchOffsetRequest,
+    GetSmartModuleRequest, ListConnectorsRequest, ListConsumersRequest, ListSmartModulesRequest, ListTopicsRequest,
+};
+use fluvio_protocol::{ConnectorInfo, ConsumerOffset, ErrorCode, RetentionSpec, SmartModuleInfo, TopicInfo};
 
 use crate::{Fluvio, FluvioError};
 
-/// An object the admin API manages, named by its spec type.
-pub trait AdminSpec: Sized + Send + 'static {
-    /// What the cluster says of the object besides its spec.
-    type Status: std::fmt::Debug + Clone + Send;
-
-    /// Creates the object.
-    fn create<'a>(fluvio: &'a Fluvio, name: String, spec: Self) -> BoxFuture<'a, Result<(), FluvioError>>;
-
-    /// Deletes the object.
-    fn delete<'a>(fluvio: &'a Fluvio, name: String) -> BoxFuture<'a, Result<(), FluvioError>>;
-
-    /// Every object of this type.
-    fn all(fluvio: &Fluvio) -> BoxFuture<'_, Result<Vec<Metadata<Self>>, FluvioError>>;
-}
-
-/// An object as listed: its name, spec and status.
-#[derive(Debug, Clone)]
-pub struct Metadata<S: AdminSpec> {
-    /// The name.
-    pub name: String,
-    /// The spec.
-    pub spec: S,
-    /// The status.
-    pub status: S::Status,
-}
-
-/// The admin side of a client, as Fluvio's `FluvioAdmin`.
-#[derive(Debug, Clone)]
-pub struct FluvioAdmin {
-    fluvio: Fluvio,
-}
-
 impl Fluvio {
-    /// The admin API.
-    pub async fn admin(&self) -> FluvioAdmin {
-        FluvioAdmin { fluvio: self.clone() }
+    /// Creates a topic with `partitions` partitions, one copy and no
+    /// retention limit.
+    pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<(), FluvioError> {
+        self.create_topic_with(name, partitions, RetentionSpec::default()).await
     }
-}
 
-impl FluvioAdmin {
-    /// Creates an object. With `dry_run`, nothing is created and the spec
-    /// is only checked here (the name, and what the spec can check alone).
-    pub async fn create<S: AdminSpec + Validate>(
+    /// Creates a topic whose partitions are each kept in `replication`
+    /// copies (a JetStream cluster; the local log keeps one).
+    pub async fn create_replicated_topic(
         &self,
-        name: String,
-        dry_run: bool,
-        spec: S,
+        name: &str,
+        partitions: u32,
+        replication: u32,
+        retention: RetentionSpec,
     ) -> Result<(), FluvioError> {
-        spec.validate(&name)?;
-        if dry_run {
-            return Ok(());
-        }
-        S::create(&self.fluvio, name, spec).await
-    }
-
-    /// Deletes an object by name.
-    pub async fn delete<S: AdminSpec>(&self, name: impl Into<String>) -> Result<(), FluvioError> {
-        S::delete(&self.fluvio, name.into()).await
-    }
-
-    /// The objects of a type whose names are among `filters` (every object
-    /// when `filters` is empty).
-    pub async fn list<S: AdminSpec, F: Into<String>>(&self, filters: Vec<F>) -> Result<Vec<Metadata<S>>, FluvioError> {
-        let names: Vec<String> = filters.into_iter().map(Into::into).collect();
-        let all = S::all(&self.fluvio).await?;
-        Ok(all.into_iter().filter(|object| names.is_empty() || names.contains(&object.name)).collect())
-    }
-
-    /// Every object of a type.
-    pub async fn all<S: AdminSpec>(&self) -> Result<Vec<Metadata<S>>, FluvioError> {
-        S::all(&self.fluvio).await
-    }
-}
-
-/// Checks a spec before it is sent.
-pub trait Validate {
-    /// Why the spec cannot be created under `name`, if it cannot.
-    fn validate(&self, name: &str) -> Result<(), FluvioError>;
-}
-
-/// A topic's settings, as the admin API creates and lists them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicSpec {
-    partitions: u32,
-    replication: u32,
-    retention: RetentionSpec,
-}
-
-impl TopicSpec {
-    /// A topic with `partitions` partitions, each in `replication` copies
-    /// (rack placement is the backend's business, so `ignore_rack` changes
-    /// nothing).
-    pub fn new_computed(partitions: u32, replication: u32, ignore_rack: Option<bool>) -> TopicSpec {
-        let _ = ignore_rack;
-        TopicSpec { partitions, replication, retention: RetentionSpec::default() }
-    }
-
-    /// The same, with retention settings.
-    pub fn with_retention(mut self, retention: RetentionSpec) -> TopicSpec {
-        self.retention = retention;
-        self
-    }
-
-    /// The number of partitions.
-    pub fn partitions(&self) -> u32 {
-        self.partitions
-    }
-
-    /// The copies kept of each partition.
-    pub fn replication_factor(&self) -> Option<u32> {
-        Some(self.replication)
-    }
-
-    /// The retention settings.
-    pub fn retention(&self) -> RetentionSpec {
-        self.retention
-    }
-}
-
-/// A topic's state: where each partition ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicStatus {
-    /// The next offset of each partition.
-    pub next_offsets: Vec<i64>,
-}
-
-impl Validate for TopicSpec {
-    fn validate(&self, name: &str) -> Result<(), FluvioError> {
-        if name.is_empty() {
-            return Err(FluvioError::InvalidRequest("a topic needs a name".into()));
-        }
-        if self.partitions == 0 || self.replication == 0 {
-            return Err(FluvioError::InvalidRequest(format!(
-                "topic {name:?} needs at least one partition and one copy"
-            )));
-        }
+        self.send(CreateTopicRequest { name: name.to_string(), partitions, replication, retention }).await?;
         Ok(())
     }
-}
 
-impl AdminSpec for TopicSpec {
-    type Status = TopicStatus;
-
-    fn create<'a>(fluvio: &'a Fluvio, name: String, spec: Self) -> BoxFuture<'a, Result<(), FluvioError>> {
-        Box::pin(async move {
-            fluvio.create_replicated_topic(&name, spec.partitions, spec.replication, spec.retention).await
-        })
+    /// Creates a topic with retention settings.
+    pub async fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: u32,
+        retention: RetentionSpec,
+    ) -> Result<(), FluvioError> {
+        self.create_replicated_topic(name, partitions, 1, retention).await
     }
 
-    fn delete<'a>(fluvio: &'a Fluvio, name: String) -> BoxFuture<'a, Result<(), FluvioError>> {
-        Box::pin(async move { fluvio.delete_topic(&name).await })
-    }
-
-    fn all(fluvio: &Fluvio) -> BoxFuture<'_, Result<Vec<Metadata<Self>>, FluvioError>> {
-        Box::pin(async move {
-            let topics: Vec<TopicInfo> = fluvio.list_topics().await?;
-            Ok(topics
-                .into_iter()
-                .map(|topic| Metadata {
-                    name: topic.name,
-                    spec: TopicSpec {
-                        partitions: topic.partitions,
-                        replication: topic.replication,
-                        retention: topic.retention,
-                    },
-                    status: TopicStatus { next_offsets: topic.next_offsets },
-                })
-                .collect())
-        })
-    }
-}
-
-/// A SmartModule to register, as Fluvio's spec has it: its wasm (and, in
-/// lists, a summary; listed SmartModules carry no wasm, see
-/// [`Fluvio::get_smartmodule`], and their status says what they are).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SmartModuleSpec {
-    /// Set in lists: the wasm's size.
-    pub summary: Option<SmartModuleWasmSummary>,
-    /// The wasm module.
-    pub wasm: SmartModuleWasm,
-}
-
-/// A listed module's size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SmartModuleWasmSummary {
-    /// Bytes of wasm.
-    pub wasm_length: u32,
-}
-
-/// How a spec's payload is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SmartModuleWasmFormat {
-    /// Binary wasm (gzip-compressed in the payload).
-    #[default]
-    Binary,
-}
-
-/// A SmartModule's code in a spec: gzip-compressed wasm, as Fluvio keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SmartModuleWasm {
-    /// The encoding.
-    pub format: SmartModuleWasmFormat,
-    /// The compressed wasm.
-    pub payload: Vec<u8>,
-}
-
-impl SmartModuleWasm {
-    /// Compresses raw wasm bytes.
-    pub fn from_raw_wasm_bytes(raw: &[u8]) -> std::io::Result<SmartModuleWasm> {
-        let payload = fluvio_protocol::Compression::Gzip.compress(raw);
-        Ok(SmartModuleWasm { format: SmartModuleWasmFormat::Binary, payload })
-    }
-
-    /// Takes wasm already compressed with gzip.
-    pub fn from_compressed_gzip(payload: Vec<u8>) -> SmartModuleWasm {
-        SmartModuleWasm { format: SmartModuleWasmFormat::Binary, payload }
-    }
-
-    /// The raw wasm (the payload decompressed; raw payloads are accepted).
-    pub fn as_raw_wasm(&self) -> std::io::Result<Vec<u8>> {
-        Ok(fluvio_protocol::smartmodule::decompress_wasm(&self.payload)?.into_owned())
-    }
-}
-
-impl SmartModuleSpec {
-    /// A spec for raw wasm bytes.
-    pub fn from_wasm(wasm: &[u8]) -> std::io::Result<SmartModuleSpec> {
-        Ok(SmartModuleSpec { summary: None, wasm: SmartModuleWasm::from_raw_wasm_bytes(wasm)? })
-    }
-}
-
-impl Validate for SmartModuleSpec {
-    fn validate(&self, name: &str) -> Result<(), FluvioError> {
-        let wasm = self.wasm.as_raw_wasm().map_err(|error| {
-            FluvioError::InvalidRequest(format!("SmartModule {name:?}: its payload does not decompress: {error}"))
-        })?;
-        if !wasm.starts_with(b"\0asm") {
-            return Err(FluvioError::InvalidRequest(format!(
-                "SmartModule {name:?} is not WebAssembly (it does not start with \\0asm); build it with `smdk build`"
-            )));
-        }
+    /// Deletes a topic and its records.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), FluvioError> {
+        self.send(DeleteTopicRequest { name: name.to_string() }).await?;
         Ok(())
     }
-}
 
-impl AdminSpec for SmartModuleSpec {
-    type Status = SmartModuleInfo;
+    /// Lists topics.
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, FluvioError> {
+        Ok(self.send(ListTopicsRequest).await?.topics)
+    }
 
-    fn create<'a>(fluvio: &'a Fluvio, name: String, spec: Self) -> BoxFuture<'a, Result<(), FluvioError>> {
-        Box::pin(async move {
-            let wasm = spec.wasm.as_raw_wasm().map_err(|error| FluvioError::InvalidRequest(error.to_string()))?;
-            fluvio.create_smartmodule(&name, wasm).await.map(|_| ())
+    /// One topic's settings and partitions, or `TopicNotFound`.
+    pub async fn topic_info(&self, topic: &str) -> Result<TopicInfo, FluvioError> {
+        let topics = self.list_topics().await?;
+        topics.into_iter().find(|t| t.name == topic).ok_or_else(|| FluvioError::Server {
+            code: ErrorCode::TopicNotFound,
+            message: if self.presents_credentials() {
+                format!("topic {topic:?} not found, or not among the topics your credentials may use")
+            } else {
+                format!("topic {topic:?} not found; create it with `fluvio topic create {topic}`")
+            },
         })
     }
 
-    fn delete<'a>(fluvio: &'a Fluvio, name: String) -> BoxFuture<'a, Result<(), FluvioError>> {
-        Box::pin(async move { fluvio.delete_smartmodule(&name).await })
+    /// Stores, on the server, the offset `consumer` reads next in a
+    /// partition: a stream with that consumer id resumes there.
+    pub async fn commit_offset(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+    ) -> Result<(), FluvioError> {
+        let request =
+            CommitOffsetRequest { consumer: consumer.to_string(), topic: topic.to_string(), partition, offset };
+        self.send(request).await?;
+        Ok(())
     }
 
-    fn all(fluvio: &Fluvio) -> BoxFuture<'_, Result<Vec<Metadata<Self>>, FluvioError>> {
-        Box::pin(async move {
-            let modules = fluvio.list_smartmodules().await?;
-            Ok(modules
-                .into_iter()
-                .map(|info| {
-                    let summary = SmartModuleWasmSummary { wasm_length: info.size.min(u64::from(u32::MAX)) as u32 };
-                    let spec = SmartModuleSpec { summary: Some(summary), wasm: SmartModuleWasm::default() };
-                    Metadata { name: info.name.clone(), spec, status: info }
-                })
-                .collect())
-        })
+    /// The offset `consumer` committed last in a partition, if any.
+    pub async fn fetch_offset(&self, consumer: &str, topic: &str, partition: u32) -> Result<Option<i64>, FluvioError> {
+        let request = FetchOffsetRequest { consumer: consumer.to_string(), topic: topic.to_string(), partition };
+        Ok(self.send(request).await?.offset)
+    }
+
+    /// Every consumer's stored offsets.
+    pub async fn list_consumers(&self) -> Result<Vec<ConsumerOffset>, FluvioError> {
+        Ok(self.send(ListConsumersRequest).await?.offsets)
+    }
+
+    /// Forgets a consumer's stored offsets, in one topic or in all.
+    pub async fn delete_consumer(&self, consumer: &str, topic: Option<&str>) -> Result<(), FluvioError> {
+        self.send(DeleteConsumerRequest { consumer: consumer.to_string(), topic: topic.map(str::to_string) }).await?;
+        Ok(())
+    }
+
+    /// Registers a SmartModule; the server validates it first.
+    pub async fn create_smartmodule(&self, name: &str, wasm: Vec<u8>) -> Result<SmartModuleInfo, FluvioError> {
+        Ok(self.send(CreateSmartModuleRequest { name: name.to_string(), wasm }).await?.info)
+    }
+
+    /// Lists registered SmartModules.
+    pub async fn list_smartmodules(&self) -> Result<Vec<SmartModuleInfo>, FluvioError> {
+        Ok(self.send(ListSmartModulesRequest).await?.modules)
+    }
+
+    /// Deletes a registered SmartModule.
+    pub async fn delete_smartmodule(&self, name: &str) -> Result<(), FluvioError> {
+        self.send(DeleteSmartModuleRequest { name: name.to_string() }).await?;
+        Ok(())
+    }
+
+    /// Downloads a registered SmartModule's wasm.
+    pub async fn get_smartmodule(&self, name: &str) -> Result<(SmartModuleInfo, Vec<u8>), FluvioError> {
+        let module = self.send(GetSmartModuleRequest { name: name.to_string() }).await?;
+        Ok((module.info, module.wasm))
+    }
+
+    /// Hands a connector to the cluster, which checks its config, runs it
+    /// as its own process and restarts it when it stops. `secrets` are the
+    /// values of the secrets the config names.
+    pub async fn create_connector(
+        &self,
+        config: &str,
+        secrets: Vec<(String, String)>,
+    ) -> Result<ConnectorInfo, FluvioError> {
+        Ok(self.send(CreateConnectorRequest { config: config.to_string(), secrets }).await?.info)
+    }
+
+    /// Lists the cluster's connectors and what each is doing.
+    pub async fn list_connectors(&self) -> Result<Vec<ConnectorInfo>, FluvioError> {
+        Ok(self.send(ListConnectorsRequest).await?.connectors)
+    }
+
+    /// Stops a connector and deletes it.
+    pub async fn delete_connector(&self, name: &str) -> Result<(), FluvioError> {
+        self.send(DeleteConnectorRequest { name: name.to_string() }).await?;
+        Ok(())
+    }
+
+    /// Part of a connector's log from byte `offset`, and the offset to read
+    /// from next (an empty text means nothing new yet).
+    pub async fn connector_logs(&self, name: &str, offset: u64) -> Result<(Vec<u8>, u64), FluvioError> {
+        let logs = self.send(ConnectorLogsRequest { name: name.to_string(), offset }).await?;
+        Ok((logs.text, logs.next_offset))
     }
 }

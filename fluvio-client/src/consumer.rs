@@ -17,10 +17,11 @@ use futures::Stream;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use fluvio_protocol::messages::StreamFetchRequest;
-use fluvio_protocol::{ApiKind, Batch, ErrorPolicy, Frame, OffsetSpec, RecordFailure, StreamEvent, abi, buffers};
+use fluvio_protocol::requests::StreamFetchRequest;
+use fluvio_protocol::{Batch, ErrorPolicy, Frame, OffsetSpec, RecordFailure, StreamEvent, abi, buffers};
 
-use crate::client::{Connection, FAILOVER_TIMEOUT, check, control};
+use crate::client::{FAILOVER_TIMEOUT, is_retryable};
+use crate::connection::{Connection, EncodedRequest, check};
 use crate::{Fluvio, FluvioError};
 
 pub use crate::config::{
@@ -381,8 +382,9 @@ async fn open_stream(
     request: StreamFetchRequest,
 ) -> Result<Opened, FluvioError> {
     let connection = Arc::new(fluvio.open_connection_after(after.as_deref()).await?);
-    let (_, frames) = connection.send(ApiKind::StreamFetch, &request, Vec::new()).await?;
-    Ok((connection, decode_responses(request.partition, frames)))
+    let partition = request.partition;
+    let (_, frames) = connection.send(EncodedRequest::new(request)).await?;
+    Ok((connection, decode_responses(partition, frames)))
 }
 
 impl Fluvio {
@@ -618,7 +620,7 @@ fn decode_responses(partition: u32, mut frames: mpsc::Receiver<Result<Frame, Flu
 
 fn decode(frame: Frame, partition: u32) -> Result<StreamResponse, FluvioError> {
     let mut frame = check(frame)?;
-    let mut event: StreamEvent = control(&frame)?;
+    let mut event: StreamEvent = frame.control()?;
     // A failed record's key and value travel in the payload (they may be
     // larger than a control message may be).
     if let StreamEvent::DeadLetter(failure) | StreamEvent::Failed(failure) = &mut event
@@ -764,7 +766,7 @@ impl PartitionStream {
                     self.give_up_at = None;
                 }
                 Err(error @ FluvioError::DeadLetter(_)) => return Poll::Ready(Some(error)),
-                Err(error) if crate::client::is_retryable(&error) => {
+                Err(error) if is_retryable(&error) => {
                     if let Err(error) = self.reconnect(error) {
                         self.done = true;
                         return Poll::Ready(Some(error));

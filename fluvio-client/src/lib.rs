@@ -34,7 +34,9 @@
 
 mod admin;
 mod client;
+pub mod compat;
 mod config;
+mod connection;
 pub mod consumer;
 mod error;
 pub mod producer;
@@ -50,22 +52,24 @@ pub use fluvio_protocol as protocol;
 pub mod metadata {
     /// Topics.
     pub mod topic {
-        pub use crate::admin::{TopicSpec, TopicStatus};
+        pub use crate::compat::admin::{TopicSpec, TopicStatus};
     }
     /// SmartModules.
     pub mod smartmodule {
-        pub use crate::admin::{SmartModuleSpec, SmartModuleWasm, SmartModuleWasmFormat, SmartModuleWasmSummary};
+        pub use crate::compat::admin::{
+            SmartModuleSpec, SmartModuleWasm, SmartModuleWasmFormat, SmartModuleWasmSummary,
+        };
         pub use fluvio_protocol::messages::SmartModuleInfo;
     }
 }
 #[cfg(feature = "smartengine")]
 pub use fluvio_smartengine as engine;
 
-pub use admin::{AdminSpec, FluvioAdmin, Metadata, SmartModuleSpec, TopicSpec, TopicStatus, Validate};
 /// The shared byte buffer consumed records hold their keys and values in
 /// (slices of the batch they arrived in, so reading a record copies nothing).
 pub use bytes::Bytes;
-pub use client::{Fluvio, FluvioClusterConfig, FluvioConfig, default_addr, fluvio_home};
+pub use client::Fluvio;
+pub use compat::admin::{AdminSpec, FluvioAdmin, Metadata, SmartModuleSpec, TopicSpec, TopicStatus, Validate};
 pub use config::{
     ConsumerConfigBuilder, ConsumerConfigExt, ConsumerConfigExtBuilder, DeliverySemantic, Offset, PartitionConsumer,
     RetryPolicy, TopicProducerConfig, TopicProducerConfigBuilder, consumer, producer,
@@ -80,7 +84,7 @@ pub use fluvio_protocol::{
     SmartModuleContextData, SmartModuleExtraParams, SmartModuleInvocation, SmartModuleInvocationWasm, SmartModuleKind,
 };
 pub use producer::{ProduceOutput, ProducerConfig, RecordKey, RecordMetadata, TopicProducer, partition_for_key};
-pub use profile::{ConfigFile, Profile};
+pub use profile::{ConfigFile, FluvioClusterConfig, FluvioConfig, Profile, default_addr, fluvio_home};
 pub use security::{TlsConfig, TlsPolicy};
 
 /// The name Fluvio code uses for a topic's producer.

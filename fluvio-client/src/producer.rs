@@ -12,10 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use tokio::sync::{Notify, oneshot, watch};
 
-use fluvio_protocol::messages::{ProduceRequest, ProduceResponse};
-use fluvio_protocol::{ApiKind, Batch, BatchBuilder, ErrorPolicy, ProducerStamp, SmartModuleInvocation};
+use fluvio_protocol::requests::ProduceRequest;
+use fluvio_protocol::{Batch, BatchBuilder, ErrorPolicy, ProducerStamp, SmartModuleInvocation};
 
-use crate::client::control;
 use crate::consumer::DeadLetterSink;
 use crate::{Fluvio, FluvioError};
 
@@ -579,12 +578,12 @@ async fn send_records(shared: &Shared, partition: u32, records: Vec<PendingRecor
     // lost acknowledgement (or through another server) is stored once.
     let stamp =
         ProducerStamp { id: shared.producer_id, sequence: shared.next_sequence.fetch_add(1, Ordering::Relaxed) };
-    let request = ProduceRequest { topic: shared.topic.clone(), partition, producer: Some(stamp) };
     let batch = batch.compressed(shared.config.compression);
     shared.bytes_sent.fetch_add(batch.as_bytes().len() as u64, Ordering::Relaxed);
+    let request =
+        ProduceRequest { topic: shared.topic.clone(), partition, producer: Some(stamp), batch: batch.into_bytes() };
     let policy = shared.config.delivery_semantic.retry_policy();
-    let result = shared.fluvio.request_with(ApiKind::Produce, &request, batch.into_bytes(), &policy).await;
-    let result: Result<ProduceResponse, FluvioError> = result.and_then(|frame| control(&frame));
+    let result = shared.fluvio.send_with(request, &policy).await;
     for (ack, first) in acks.into_iter().zip(first_output) {
         let Some(ack) = ack else { continue };
         let _ = ack.send(match &result {

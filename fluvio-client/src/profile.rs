@@ -1,5 +1,6 @@
-//! Where a client finds its cluster and credentials: the profile file
-//! (`~/.fluvio/config`, Fluvio's layout) and the environment.
+//! Where a client finds its cluster and credentials: a cluster's config
+//! ([`FluvioClusterConfig`]), the profile file (`~/.fluvio/config`,
+//! Fluvio's layout) and the environment.
 //!
 //! ```toml
 //! current_profile = "prod"
@@ -25,8 +26,100 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use fluvio_protocol::DEFAULT_ADDR;
+
+use crate::FluvioError;
 use crate::security::{TlsConfig, TlsPolicy};
-use crate::{FluvioClusterConfig, FluvioError, fluvio_home};
+
+/// Where a client finds its cluster: one address (`host:port`), or several
+/// comma-separated (servers sharing a JetStream cluster), with the TLS and
+/// token to use there. In a profile file it is a `[cluster.NAME]` table.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FluvioClusterConfig {
+    /// The address or addresses.
+    #[serde(alias = "addr")]
+    pub endpoint: String,
+    /// TLS, and how the server's certificate is checked.
+    #[serde(default)]
+    pub tls: TlsPolicy,
+    /// The token presented to a server that requires credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for FluvioClusterConfig {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FluvioClusterConfig")
+            .field("endpoint", &self.endpoint)
+            .field("tls", &self.tls)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The name Fluvio code uses for [`FluvioClusterConfig`].
+pub type FluvioConfig = FluvioClusterConfig;
+
+impl FluvioClusterConfig {
+    /// A config for `addr`: plain TCP, no token.
+    pub fn new(addr: impl Into<String>) -> FluvioClusterConfig {
+        FluvioClusterConfig { endpoint: addr.into(), tls: TlsPolicy::Disabled, token: None }
+    }
+
+    /// The cluster this process is configured for, as [`Fluvio::connect`]
+    /// uses it: `$FLUVIO_ADDR`, else the current profile of
+    /// `~/.fluvio/config` (or `$FLUVIO_PROFILE`), else the local cluster;
+    /// `$FLUVIO_TOKEN` and `$FLUVIO_TLS_*` over the profile's credentials.
+    pub fn load() -> Result<FluvioClusterConfig, FluvioError> {
+        crate::profile::configured_cluster()
+    }
+
+    /// The same config using TLS as `tls` says.
+    pub fn with_tls(mut self, tls: impl Into<TlsPolicy>) -> FluvioClusterConfig {
+        self.tls = tls.into();
+        self
+    }
+
+    /// The same config presenting `token`.
+    pub fn with_token(mut self, token: impl Into<String>) -> FluvioClusterConfig {
+        self.token = Some(token.into());
+        self
+    }
+}
+
+/// The home of the `fluvio` command: `$FLUVIO_HOME`, or `~/.fluvio`.
+pub fn fluvio_home() -> std::path::PathBuf {
+    if let Some(home) = std::env::var_os("FLUVIO_HOME") {
+        return home.into();
+    }
+    let user_home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_else(|| ".".into());
+    user_home.join(".fluvio")
+}
+
+/// The address a client uses when given none: `$FLUVIO_ADDR`, else the
+/// address of the local cluster `fluvio cluster start` runs (recorded in
+/// `server.addr` under [`fluvio_home`]), else `127.0.0.1:9003`.
+pub fn default_addr() -> String {
+    if let Ok(addr) = std::env::var("FLUVIO_ADDR")
+        && !addr.trim().is_empty()
+    {
+        return addr;
+    }
+    local_addr()
+}
+
+/// The local cluster's address: recorded by `fluvio cluster start`, else
+/// the default.
+pub(crate) fn local_addr() -> String {
+    if let Ok(addr) = std::fs::read_to_string(fluvio_home().join("server.addr")) {
+        let addr = addr.trim();
+        if !addr.is_empty() {
+            return addr.to_string();
+        }
+    }
+    DEFAULT_ADDR.to_string()
+}
 
 /// The profile file: named profiles, each pointing at a cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,7 +208,7 @@ pub(crate) fn configured_cluster() -> Result<FluvioClusterConfig, FluvioError> {
         (Some(addr), Some(profile)) if profile.endpoint == addr => profile,
         (Some(addr), _) => FluvioClusterConfig::new(addr),
         (None, Some(profile)) => profile,
-        (None, None) => FluvioClusterConfig::new(crate::client::local_addr()),
+        (None, None) => FluvioClusterConfig::new(local_addr()),
     };
     Ok(with_environment(config))
 }

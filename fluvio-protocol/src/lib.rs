@@ -6,8 +6,9 @@
 //!   (`docs/abi.md`) used unchanged on disk, on the wire and as SmartModule
 //!   input; [`RecordRef`] borrows one record from a batch.
 //! - [`Frame`] is the unit of the wire protocol (`docs/protocol.md`);
-//!   [`messages`] are the requests, responses and stream events it carries,
-//!   with the [`ErrorCode`]s a server answers with.
+//!   [`requests`] are its requests, each one type naming its response type
+//!   ([`Request`]), and [`messages`] the stream events, listings and
+//!   [`ErrorCode`]s they share.
 //! - [`SmartModuleInvocation`], [`SmartModuleKind`], [`ErrorPolicy`] and
 //!   [`RecordFailure`] name the SmartModules a producer, a consumer or the
 //!   server runs, and what they report.
@@ -31,6 +32,7 @@ pub mod buffers;
 pub mod compression;
 pub mod frame;
 pub mod messages;
+pub mod requests;
 pub mod smartmodule;
 
 pub use batch::{Batch, BatchBuilder, RecordRef, batch_ranges};
@@ -42,6 +44,7 @@ pub use messages::{
     ConnectorInfo, ConsumerOffset, ErrorCode, ErrorResponse, OffsetSpec, ProducerStamp, RetentionSpec, SmartModuleInfo,
     StreamEvent, TopicInfo,
 };
+pub use requests::{AnyRequest, Message, Request};
 pub use smartmodule::{
     ErrorPolicy, Lookback, MAX_WASM_BYTES, ModuleKind, RecordFailure, SmartModuleContextData, SmartModuleExtraParams,
     SmartModuleInvocation, SmartModuleInvocationWasm, SmartModuleKind, WasmFileError,

@@ -7,7 +7,7 @@
 
 use dev_support::damage::{Lcg, damage};
 use fluvio_protocol::frame::{decode, encode};
-use fluvio_protocol::messages::StreamFetchRequest;
+use fluvio_protocol::requests::StreamFetchRequest;
 use fluvio_protocol::{Batch, BatchBuilder, Compression, Frame, FrameError, StreamEvent};
 
 fn batch(random: &mut Lcg) -> Batch {

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fluvio_protocol::ConnectorInfo;
-use fluvio_protocol::messages::CreateConnectorRequest;
+use fluvio_protocol::requests::CreateConnectorRequest;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 

@@ -228,8 +228,8 @@ async fn a_smartmodule_registered_through_one_server_runs_on_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resent_batch_is_stored_once_and_answered_with_its_first_offsets() {
-    use fluvio_client::protocol::messages::{ProduceRequest, ProduceResponse};
-    use fluvio_client::protocol::{ApiKind, BatchBuilder, Frame, ProducerStamp};
+    use fluvio_client::protocol::requests::{ProduceRequest, ProduceResponse};
+    use fluvio_client::protocol::{BatchBuilder, Frame, ProducerStamp};
 
     let cluster = NatsCluster::start(3);
     let server_a = server_on(&cluster, "js-dedup-a");
@@ -247,17 +247,18 @@ async fn a_resent_batch_is_stored_once_and_answered_with_its_first_offsets() {
     // to the same server, then to the other.
     for addr in [&server_a.addr, &server_a.addr, &server_b.addr] {
         let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = ProduceRequest { topic: "once".into(), partition: 0, producer: Some(stamp) };
-        Frame::new(ApiKind::Produce as u16, 1, &request, batch.clone()).write(&mut socket).await.unwrap();
+        let request =
+            ProduceRequest { topic: "once".into(), partition: 0, producer: Some(stamp), batch: batch.clone() };
+        Frame::request(1, request).write(&mut socket).await.unwrap();
         let answer = Frame::read(&mut socket, 1 << 20).await.unwrap();
         offsets.push(answer.control::<ProduceResponse>().expect("a produce response").base_offset);
     }
     assert_eq!(offsets, [1, 1, 1], "answered with the offset it got the first time");
     // The next batch of that producer is new.
     let mut socket = tokio::net::TcpStream::connect(&server_b.addr).await.unwrap();
-    let request =
-        ProduceRequest { topic: "once".into(), partition: 0, producer: Some(ProducerStamp { sequence: 8, ..stamp }) };
-    Frame::new(ApiKind::Produce as u16, 2, &request, batch.clone()).write(&mut socket).await.unwrap();
+    let stamp = Some(ProducerStamp { sequence: 8, ..stamp });
+    let request = ProduceRequest { topic: "once".into(), partition: 0, producer: stamp, batch: batch.clone() };
+    Frame::request(2, request).write(&mut socket).await.unwrap();
     let answer = Frame::read(&mut socket, 1 << 20).await.unwrap();
     assert_eq!(answer.control::<ProduceResponse>().unwrap().base_offset, 2);
     assert_eq!(read_dense(&fluvio, "once").await, ["first", "resent", "resent"]);

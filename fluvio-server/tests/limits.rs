@@ -125,7 +125,7 @@ async fn streams_chains_and_smartmodule_memory_are_limited() {
 /// Asks for a continuous stream of partition 0 of `topic` from the
 /// beginning, with no SmartModule, as correlation `id`.
 async fn open_raw_stream(socket: &mut TcpStream, id: u32, topic: &str) {
-    let request = protocol::messages::StreamFetchRequest {
+    let request = protocol::requests::StreamFetchRequest {
         topic: topic.into(),
         partition: 0,
         offset: OffsetSpec::Beginning,
@@ -138,7 +138,7 @@ async fn open_raw_stream(socket: &mut TcpStream, id: u32, topic: &str) {
 }
 
 async fn request_topics(socket: &mut TcpStream) -> Option<Frame> {
-    let request = Frame::new(ApiKind::ListTopics as u16, 7, &protocol::messages::Empty, Vec::new());
+    let request = Frame::new(ApiKind::ListTopics as u16, 7, &protocol::requests::ListTopicsRequest, Vec::new());
     request.write(socket).await.ok()?;
     tokio::time::timeout(Duration::from_secs(10), Frame::read(socket, protocol::DEFAULT_MAX_FRAME_BYTES))
         .await

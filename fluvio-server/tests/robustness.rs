@@ -161,7 +161,7 @@ async fn fifty_consumers_and_four_producers_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_sent_back_to_back_on_one_connection_are_stored_in_the_order_sent() {
-    use protocol::messages::{ProduceRequest, ProduceResponse};
+    use protocol::requests::{ProduceRequest, ProduceResponse};
     const BATCHES: usize = 300;
     let server = ServerProcess::start(&data_dir("pipelined-order"), &[]);
     let fluvio = server.client().await;
@@ -175,11 +175,9 @@ async fn batches_sent_back_to_back_on_one_connection_are_stored_in_the_order_sen
     for n in 0..BATCHES {
         let mut batch = protocol::BatchBuilder::new(0, 0);
         batch.push_value(None, format!("{n:04}").as_bytes());
-        let request = ProduceRequest { topic: "in-order".into(), partition: (n % 2) as u32, producer: None };
-        Frame::new(ApiKind::Produce as u16, n as u32, &request, batch.finish().into_bytes())
-            .write(&mut frames)
-            .await
-            .unwrap();
+        let (partition, batch) = ((n % 2) as u32, batch.finish().into_bytes());
+        let request = ProduceRequest { topic: "in-order".into(), partition, producer: None, batch };
+        Frame::request(n as u32, request).write(&mut frames).await.unwrap();
     }
     socket.write_all(&frames).await.unwrap();
     // Answers come as appends end, in any order; the offsets they carry
@@ -263,7 +261,7 @@ async fn malformed_frames_close_only_their_connection() {
 
     // Wrong protocol version.
     let mut socket = raw_connection(&server.addr).await;
-    let mut frame = Frame::new(ApiKind::ListTopics as u16, 5, &protocol::messages::Empty, Vec::new());
+    let mut frame = Frame::new(ApiKind::ListTopics as u16, 5, &protocol::requests::ListTopicsRequest, Vec::new());
     frame.version = 42;
     frame.write(&mut socket).await.unwrap();
     let error = answer(&mut socket).await.unwrap();
@@ -271,9 +269,12 @@ async fn malformed_frames_close_only_their_connection() {
 
     // Unknown request kind: answered, and the connection stays usable.
     let mut socket = raw_connection(&server.addr).await;
-    Frame::new(0x1234, 6, &protocol::messages::Empty, Vec::new()).write(&mut socket).await.unwrap();
+    Frame::new(0x1234, 6, &protocol::requests::ListTopicsRequest, Vec::new()).write(&mut socket).await.unwrap();
     assert!(answer(&mut socket).await.unwrap().message.contains("unknown request kind 4660"));
-    Frame::new(ApiKind::ListTopics as u16, 7, &protocol::messages::Empty, Vec::new()).write(&mut socket).await.unwrap();
+    Frame::new(ApiKind::ListTopics as u16, 7, &protocol::requests::ListTopicsRequest, Vec::new())
+        .write(&mut socket)
+        .await
+        .unwrap();
     let listed = Frame::read(&mut socket, protocol::DEFAULT_MAX_FRAME_BYTES).await.unwrap();
     assert_eq!(listed.kind, ApiKind::ListTopics as u16 | RESPONSE_BIT);
 
@@ -283,8 +284,9 @@ async fn malformed_frames_close_only_their_connection() {
     let mut bytes = batch.finish().into_bytes();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
-    let request = protocol::messages::ProduceRequest { topic: "safe".into(), partition: 0, producer: None };
-    Frame::new(ApiKind::Produce as u16, 8, &request, bytes).write(&mut socket).await.unwrap();
+    let request =
+        protocol::requests::ProduceRequest { topic: "safe".into(), partition: 0, producer: None, batch: bytes };
+    Frame::request(8, request).write(&mut socket).await.unwrap();
     let error = answer(&mut socket).await.unwrap();
     assert!(error.message.contains("CRC mismatch"), "{}", error.message);
 

@@ -10,7 +10,8 @@ use std::process::Command;
 
 use common::{ServerProcess, data_dir, from_beginning, produce, read_all, values};
 use dev_support::pki::TestCa;
-use fluvio_client::protocol::messages::{AuthenticateRequest, ErrorResponse, ProduceRequest, StreamFetchRequest};
+use fluvio_client::protocol::messages::ErrorResponse;
+use fluvio_client::protocol::requests::{AuthenticateRequest, ProduceRequest, StreamFetchRequest};
 use fluvio_client::protocol::{ApiKind, BatchBuilder, ErrorCode, Frame, RESPONSE_BIT};
 use fluvio_client::{ConsumerConfig, Fluvio, FluvioClusterConfig, FluvioError, OffsetSpec, TlsConfig};
 use futures::StreamExt;
@@ -244,11 +245,9 @@ async fn tokens_work_without_tls_on_loopback_and_profiles_carry_them() {
     assert_eq!(answer.kind, ApiKind::Authenticate as u16 | RESPONSE_BIT);
     let mut batch = BatchBuilder::new(0, 0);
     batch.push_value(None, b"stolen");
-    let produce_request = ProduceRequest { topic: "payments".into(), partition: 0, producer: None };
-    Frame::new(ApiKind::Produce as u16, 2, &produce_request, batch.finish().into_bytes())
-        .write(&mut socket)
-        .await
-        .unwrap();
+    let batch = batch.finish().into_bytes();
+    let produce_request = ProduceRequest { topic: "payments".into(), partition: 0, producer: None, batch };
+    Frame::request(2, produce_request).write(&mut socket).await.unwrap();
     let refused = Frame::read(&mut socket, u32::MAX).await.unwrap();
     let error: ErrorResponse = refused.control().unwrap();
     assert_eq!((refused.correlation_id, error.code), (2, ErrorCode::PermissionDenied), "{}", error.message);

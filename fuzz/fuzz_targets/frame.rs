@@ -1,15 +1,15 @@
 //! A frame body as it comes off a socket after its length prefix: refused
 //! or read, never a panic; a frame read back after writing is the same
-//! frame; its control part decodes as the server's stream request or not
-//! at all.
+//! frame; it decodes as the request its kind names (the server's own
+//! decoding) or is refused.
 #![no_main]
 
-use fluvio_protocol::Frame;
-use fluvio_protocol::messages::{ErrorResponse, StreamEvent, StreamFetchRequest};
+use fluvio_protocol::messages::{ErrorResponse, StreamEvent};
+use fluvio_protocol::{AnyRequest, Frame};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(frame) = Frame::from_body(data.to_vec()) else { return };
-    let _ = frame.control::<StreamFetchRequest>();
+    let _ = AnyRequest::from_frame(frame.clone());
     let _ = frame.control::<StreamEvent>();
     let _ = frame.control::<ErrorResponse>();
     let mut written = frame.head();

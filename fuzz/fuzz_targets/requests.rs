@@ -5,6 +5,7 @@
 
 use fluvio_protocol::frame::{decode, encode};
 use fluvio_protocol::messages::*;
+use fluvio_protocol::requests::*;
 
 fn round_trip<T>(bytes: &[u8])
 where
@@ -20,7 +21,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((&which, bytes)) = data.split_first() else { return };
     match which % 16 {
         0 => round_trip::<CreateTopicRequest>(bytes),
-        1 => round_trip::<NameRequest>(bytes),
+        1 => round_trip::<DeleteTopicRequest>(bytes),
         2 => round_trip::<ProduceRequest>(bytes),
         3 => round_trip::<StreamFetchRequest>(bytes),
         4 => round_trip::<CreateSmartModuleRequest>(bytes),
@@ -32,7 +33,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         10 => round_trip::<AuthenticateRequest>(bytes),
         11 => round_trip::<StreamEvent>(bytes),
         12 => round_trip::<ErrorResponse>(bytes),
-        13 => round_trip::<Vec<TopicInfo>>(bytes),
+        13 => round_trip::<ListTopicsResponse>(bytes),
         14 => round_trip::<ProduceResponse>(bytes),
         _ => round_trip::<AuthenticateResponse>(bytes),
     }

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use fluvio_protocol::frame::encode;
 use fluvio_protocol::messages::*;
+use fluvio_protocol::requests::*;
 use fluvio_protocol::{ApiKind, Batch, BatchBuilder, Compression, Frame, OffsetSpec};
 use fluvio_smartmodule::abi;
 
@@ -43,7 +44,7 @@ fn write_seeds() {
     let batch = fluvio_fuzz::seed_batch();
 
     // Frames: a produce with its batch, a stream request, an error.
-    let produce = ProduceRequest { topic: "orders".into(), partition: 0, producer: None };
+    let produce = ProduceRequest { topic: "orders".into(), partition: 0, producer: None, batch: batch.clone() };
     let fetch = StreamFetchRequest {
         topic: "orders".into(),
         partition: 0,
@@ -54,8 +55,8 @@ fn write_seeds() {
         max_bytes: 1 << 20,
     };
     let frames = [
-        Frame::new(ApiKind::Produce as u16, 1, &produce, batch.clone()),
-        Frame::new(ApiKind::StreamFetch as u16, 2, &fetch, Vec::new()),
+        Frame::request(1, produce.clone()),
+        Frame::request(2, fetch.clone()),
         Frame::new(
             ApiKind::Error as u16 | 0x8000,
             0,
@@ -80,7 +81,7 @@ fn write_seeds() {
                 retention: Default::default(),
             }),
         ),
-        (1, encode(&NameRequest { name: "t".into() })),
+        (1, encode(&DeleteTopicRequest { name: "t".into() })),
         (2, encode(&produce)),
         (3, encode(&fetch)),
         (10, encode(&AuthenticateRequest { token: "0123456789abcdef".into() })),

@@ -1,0 +1,621 @@
+//! Every request a client may send, each one type that names its response
+//! type (`docs/protocol.md`, "Kinds").
+//!
+//! A request type implements [`Request`]: its [`ApiKind`] and the type the
+//! server answers with. That pairing is written once, in the table at the
+//! bottom of this file, which also builds [`AnyRequest`], the server's view
+//! of an incoming frame. The SDK sends any request through one generic call
+//! and the server dispatches on [`AnyRequest`]; adding a kind is a request
+//! type, a response type and a line in the table here, and a handler on the
+//! server.
+//!
+//! Bulk bytes (a record batch, wasm, log text) travel as the frame's
+//! payload, never inside the bincode control part: the types that carry
+//! them keep them in a field the control part skips, and [`Message`] moves
+//! it between the field and the frame without copying.
+//!
+//! ```
+//! use fluvio_protocol::Frame;
+//! use fluvio_protocol::requests::{AnyRequest, DeleteTopicRequest, Request};
+//!
+//! let frame = Frame::request(7, DeleteTopicRequest { name: "orders".into() });
+//! assert_eq!(frame.kind, DeleteTopicRequest::KIND as u16);
+//! match AnyRequest::from_frame(frame).unwrap() {
+//!     AnyRequest::DeleteTopic(request) => assert_eq!(request.name, "orders"),
+//!     other => panic!("decoded as {:?}", other.kind()),
+//! }
+//! ```
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::frame::{ApiKind, Frame, FrameError};
+use crate::messages::{
+    ConnectorInfo, ConsumerOffset, ProducerStamp, RetentionSpec, SmartModuleInfo, StreamEvent, TopicInfo,
+};
+use crate::smartmodule::{ErrorPolicy, SmartModuleInvocation};
+
+/// A control message, and the bulk bytes (if any) that travel beside it as
+/// the frame's payload.
+pub trait Message: Serialize + DeserializeOwned + Send + 'static {
+    /// Takes the bytes that go out as the frame's payload (none by default).
+    fn take_payload(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// Keeps a received frame's payload (ignored by default: a message
+    /// without bulk bytes has nothing to keep).
+    fn set_payload(&mut self, _payload: Vec<u8>) {}
+}
+
+/// A request: its kind on the wire and the type the server answers with.
+pub trait Request: Message {
+    /// The frame kind this request travels as.
+    const KIND: ApiKind;
+    /// What the server answers with (for [`StreamFetchRequest`], each of the
+    /// many frames of the stream).
+    type Response: Message;
+}
+
+impl Frame {
+    /// The frame that carries `request`.
+    pub fn request<R: Request>(correlation_id: u32, mut request: R) -> Frame {
+        let payload = request.take_payload();
+        Frame::new(R::KIND as u16, correlation_id, &request, payload)
+    }
+
+    /// The frame that answers a request of type `R`.
+    pub fn response<R: Request>(correlation_id: u32, mut response: R::Response) -> Frame {
+        let payload = response.take_payload();
+        Frame::new(R::KIND as u16 | crate::RESPONSE_BIT, correlation_id, &response, payload)
+    }
+
+    /// Decodes the control part as `M` and hands it the payload.
+    pub fn into_message<M: Message>(self) -> Result<M, FrameError> {
+        let mut message: M = self.control()?;
+        message.set_payload(self.payload);
+        Ok(message)
+    }
+}
+
+/// Why a frame is not a request this side understands.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The kind is no request kind (an unknown number, a response, or an
+    /// error).
+    #[error("unknown request kind {0}")]
+    UnknownKind(u16),
+    /// The control part does not decode as the kind's request type.
+    #[error(transparent)]
+    Malformed(#[from] FrameError),
+}
+
+/// Create a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTopicRequest {
+    /// The name.
+    pub name: String,
+    /// Number of partitions (at least 1).
+    pub partitions: u32,
+    /// Copies kept of each partition (at least 1; more than 1 needs a
+    /// replicated backend such as JetStream).
+    pub replication: u32,
+    /// Retention.
+    pub retention: RetentionSpec,
+}
+
+/// The topic was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTopicResponse;
+
+/// Delete a topic and its records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteTopicRequest {
+    /// The topic.
+    pub name: String,
+}
+
+/// The topic was deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteTopicResponse;
+
+/// List the topics the connection may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListTopicsRequest;
+
+/// The topics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListTopicsResponse {
+    /// Each topic, with its partitions' ends.
+    pub topics: Vec<TopicInfo>,
+}
+
+/// Append a batch to a partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceRequest {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Who sent the batch and its place in that producer's sequence: a
+    /// batch sent again with the same stamp (after a lost acknowledgement)
+    /// is stored once, and answered with the offsets it got the first time.
+    pub producer: Option<ProducerStamp>,
+    /// The batch, in the batch layout (the frame's payload).
+    #[serde(skip)]
+    pub batch: Vec<u8>,
+}
+
+impl Message for ProduceRequest {
+    fn take_payload(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.batch)
+    }
+
+    fn set_payload(&mut self, payload: Vec<u8>) {
+        self.batch = payload;
+    }
+}
+
+/// The answer to a produce: where the batch's records now are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceResponse {
+    /// Offset of the batch's first record.
+    pub base_offset: i64,
+    /// Number of records appended.
+    pub record_count: u32,
+}
+
+/// Start streaming records from a partition; the server answers with a
+/// [`StreamEvent`] per frame until the stream ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamFetchRequest {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Where to start.
+    pub offset: crate::OffsetSpec,
+    /// Keep waiting for new records at the end (`false`: stop at the end).
+    pub continuous: bool,
+    /// SmartModules to run on the server, in order.
+    pub chain: Vec<SmartModuleInvocation>,
+    /// What to do when a module fails on a record; dead letters come back
+    /// to the consumer as [`StreamEvent::DeadLetter`]s.
+    pub policy: ErrorPolicy,
+    /// Most bytes of stored batches to read per step.
+    pub max_bytes: u32,
+}
+
+/// A stream's events carry their records as the frame's payload, which a
+/// consumer reads in place: the event itself does not keep it.
+impl Message for StreamEvent {}
+
+/// Register a SmartModule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSmartModuleRequest {
+    /// The name.
+    pub name: String,
+    /// The module (the frame's payload).
+    #[serde(skip)]
+    pub wasm: Vec<u8>,
+}
+
+impl Message for CreateSmartModuleRequest {
+    fn take_payload(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.wasm)
+    }
+
+    fn set_payload(&mut self, payload: Vec<u8>) {
+        self.wasm = payload;
+    }
+}
+
+/// The module was registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSmartModuleResponse {
+    /// The module as the registry sees it.
+    pub info: SmartModuleInfo,
+}
+
+/// List the registered SmartModules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListSmartModulesRequest;
+
+/// The registered SmartModules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListSmartModulesResponse {
+    /// Each module.
+    pub modules: Vec<SmartModuleInfo>,
+}
+
+/// Delete a registered SmartModule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteSmartModuleRequest {
+    /// The module's name.
+    pub name: String,
+}
+
+/// The module was deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteSmartModuleResponse;
+
+/// Download a registered SmartModule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetSmartModuleRequest {
+    /// The module's name.
+    pub name: String,
+}
+
+/// A registered module and its wasm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetSmartModuleResponse {
+    /// The module as the registry sees it.
+    pub info: SmartModuleInfo,
+    /// The module (the frame's payload).
+    #[serde(skip)]
+    pub wasm: Vec<u8>,
+}
+
+impl Message for GetSmartModuleResponse {
+    fn take_payload(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.wasm)
+    }
+
+    fn set_payload(&mut self, payload: Vec<u8>) {
+        self.wasm = payload;
+    }
+}
+
+/// Hand a connector to the cluster, which runs it as its own process and
+/// restarts it when it stops. The cluster checks the config first.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateConnectorRequest {
+    /// The config file's text (Fluvio's connector config format).
+    pub config: String,
+    /// Values of the secrets the config names, as `(NAME, value)`.
+    pub secrets: Vec<(String, String)>,
+}
+
+/// Secrets never appear in debug output.
+impl std::fmt::Debug for CreateConnectorRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.secrets.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("CreateConnectorRequest").field("config", &self.config).field("secrets", &names).finish()
+    }
+}
+
+/// The connector was created and started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateConnectorResponse {
+    /// The connector as the cluster runs it.
+    pub info: ConnectorInfo,
+}
+
+/// List the cluster's connectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListConnectorsRequest;
+
+/// The cluster's connectors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListConnectorsResponse {
+    /// Each connector and what it is doing.
+    pub connectors: Vec<ConnectorInfo>,
+}
+
+/// Stop a connector and forget it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteConnectorRequest {
+    /// The connector's name.
+    pub name: String,
+}
+
+/// The connector was stopped and deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteConnectorResponse;
+
+/// Read a connector's log from a byte offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorLogsRequest {
+    /// The connector.
+    pub name: String,
+    /// Where to start reading.
+    pub offset: u64,
+}
+
+/// Part of a connector's log, and where the next read starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorLogsResponse {
+    /// Offset after the returned text; pass it to the next request.
+    pub next_offset: u64,
+    /// The text (the frame's payload); empty when nothing is new.
+    #[serde(skip)]
+    pub text: Vec<u8>,
+}
+
+impl Message for ConnectorLogsResponse {
+    fn take_payload(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.text)
+    }
+
+    fn set_payload(&mut self, payload: Vec<u8>) {
+        self.text = payload;
+    }
+}
+
+/// Store where a consumer has got to in a partition: the offset it reads
+/// next (one past the last record it has processed). A later commit
+/// replaces an earlier one, even with a lower offset (to read again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitOffsetRequest {
+    /// The consumer's id: 1 to 200 characters from `a-z A-Z 0-9 _ -`.
+    pub consumer: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// The offset the consumer reads next; at most the partition's end.
+    pub offset: i64,
+}
+
+/// The offset was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitOffsetResponse;
+
+/// Read a consumer's stored offset in a partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchOffsetRequest {
+    /// The consumer's id.
+    pub consumer: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+}
+
+/// The answer to [`FetchOffsetRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchOffsetResponse {
+    /// The stored offset; `None` when the consumer has committed none there.
+    pub offset: Option<i64>,
+}
+
+/// List every consumer's stored offsets (in the topics the connection may
+/// see).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListConsumersRequest;
+
+/// Stored consumer offsets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListConsumersResponse {
+    /// One per consumer and partition.
+    pub offsets: Vec<ConsumerOffset>,
+}
+
+/// Forget a consumer's stored offsets: in one topic, or in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteConsumerRequest {
+    /// The consumer's id.
+    pub consumer: String,
+    /// Only this topic's offsets; every topic's when `None`.
+    pub topic: Option<String>,
+}
+
+/// The consumer's offsets were forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteConsumerResponse;
+
+/// Present a token; sent first on a connection to a server that requires
+/// credentials.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthenticateRequest {
+    /// The secret token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for AuthenticateRequest {
+    /// Never prints the token: requests end up in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthenticateRequest").field("token", &"<redacted>").finish()
+    }
+}
+
+/// Who a connection acts as, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthenticateResponse {
+    /// The principal's name.
+    pub principal: String,
+    /// Its role: `admin` or `client`.
+    pub role: String,
+}
+
+/// Messages with no bulk bytes: [`Message`]'s defaults.
+macro_rules! plain_messages {
+    ($($message:ident),+ $(,)?) => {
+        $(impl Message for $message {})+
+    };
+}
+
+plain_messages!(
+    CreateTopicRequest,
+    CreateTopicResponse,
+    DeleteTopicRequest,
+    DeleteTopicResponse,
+    ListTopicsRequest,
+    ListTopicsResponse,
+    ProduceResponse,
+    StreamFetchRequest,
+    CreateSmartModuleResponse,
+    ListSmartModulesRequest,
+    ListSmartModulesResponse,
+    DeleteSmartModuleRequest,
+    DeleteSmartModuleResponse,
+    GetSmartModuleRequest,
+    CreateConnectorRequest,
+    CreateConnectorResponse,
+    ListConnectorsRequest,
+    ListConnectorsResponse,
+    DeleteConnectorRequest,
+    DeleteConnectorResponse,
+    ConnectorLogsRequest,
+    CommitOffsetRequest,
+    CommitOffsetResponse,
+    FetchOffsetRequest,
+    FetchOffsetResponse,
+    ListConsumersRequest,
+    ListConsumersResponse,
+    DeleteConsumerRequest,
+    DeleteConsumerResponse,
+    AuthenticateRequest,
+    AuthenticateResponse,
+);
+
+/// The one table of requests: for each kind, its request type and its
+/// response type. It implements [`Request`] for each and builds
+/// [`AnyRequest`].
+macro_rules! requests {
+    ($($kind:ident: $request:ident => $response:ident;)+) => {
+        $(
+            impl Request for $request {
+                const KIND: ApiKind = ApiKind::$kind;
+                type Response = $response;
+            }
+        )+
+
+        /// A request as the server receives it: any kind, decoded by the
+        /// type its kind names.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum AnyRequest {
+            $(
+                #[doc = concat!("A [`", stringify!($request), "`].")]
+                $kind($request),
+            )+
+        }
+
+        impl AnyRequest {
+            /// Decodes a request frame by its kind.
+            pub fn from_frame(frame: Frame) -> Result<AnyRequest, RequestError> {
+                if frame.is_response() {
+                    return Err(RequestError::UnknownKind(frame.kind));
+                }
+                match ApiKind::from_u16(frame.kind) {
+                    $(Some(ApiKind::$kind) => Ok(AnyRequest::$kind(frame.into_message()?)),)+
+                    _ => Err(RequestError::UnknownKind(frame.kind)),
+                }
+            }
+
+            /// The request's kind.
+            pub fn kind(&self) -> ApiKind {
+                match self {
+                    $(AnyRequest::$kind(_) => ApiKind::$kind,)+
+                }
+            }
+        }
+    };
+}
+
+requests! {
+    CreateTopic: CreateTopicRequest => CreateTopicResponse;
+    DeleteTopic: DeleteTopicRequest => DeleteTopicResponse;
+    ListTopics: ListTopicsRequest => ListTopicsResponse;
+    Produce: ProduceRequest => ProduceResponse;
+    StreamFetch: StreamFetchRequest => StreamEvent;
+    CreateSmartModule: CreateSmartModuleRequest => CreateSmartModuleResponse;
+    ListSmartModules: ListSmartModulesRequest => ListSmartModulesResponse;
+    DeleteSmartModule: DeleteSmartModuleRequest => DeleteSmartModuleResponse;
+    GetSmartModule: GetSmartModuleRequest => GetSmartModuleResponse;
+    CreateConnector: CreateConnectorRequest => CreateConnectorResponse;
+    ListConnectors: ListConnectorsRequest => ListConnectorsResponse;
+    DeleteConnector: DeleteConnectorRequest => DeleteConnectorResponse;
+    ConnectorLogs: ConnectorLogsRequest => ConnectorLogsResponse;
+    CommitOffset: CommitOffsetRequest => CommitOffsetResponse;
+    FetchOffset: FetchOffsetRequest => FetchOffsetResponse;
+    ListConsumers: ListConsumersRequest => ListConsumersResponse;
+    DeleteConsumer: DeleteConsumerRequest => DeleteConsumerResponse;
+    Authenticate: AuthenticateRequest => AuthenticateResponse;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{decode, encode};
+    use crate::messages::ErrorCode;
+    use crate::{ModuleKind, RESPONSE_BIT};
+
+    fn module() -> SmartModuleInfo {
+        SmartModuleInfo { name: "m".into(), kind: ModuleKind::Filter, size: 3, status: "ok".into(), has_init: false }
+    }
+
+    #[test]
+    fn every_request_kind_decodes_as_its_own_type() {
+        let requests = [
+            Frame::request(
+                1,
+                CreateTopicRequest { name: "t".into(), partitions: 1, replication: 1, retention: Default::default() },
+            ),
+            Frame::request(1, DeleteTopicRequest { name: "t".into() }),
+            Frame::request(1, ListTopicsRequest),
+            Frame::request(1, ProduceRequest { topic: "t".into(), partition: 0, producer: None, batch: vec![1] }),
+            Frame::request(1, CreateSmartModuleRequest { name: "m".into(), wasm: vec![0, 97] }),
+            Frame::request(1, ListSmartModulesRequest),
+            Frame::request(1, DeleteSmartModuleRequest { name: "m".into() }),
+            Frame::request(1, GetSmartModuleRequest { name: "m".into() }),
+            Frame::request(1, CreateConnectorRequest { config: "c".into(), secrets: Vec::new() }),
+            Frame::request(1, ListConnectorsRequest),
+            Frame::request(1, DeleteConnectorRequest { name: "c".into() }),
+            Frame::request(1, ConnectorLogsRequest { name: "c".into(), offset: 4 }),
+            Frame::request(1, CommitOffsetRequest { consumer: "c".into(), topic: "t".into(), partition: 0, offset: 1 }),
+            Frame::request(1, FetchOffsetRequest { consumer: "c".into(), topic: "t".into(), partition: 0 }),
+            Frame::request(1, ListConsumersRequest),
+            Frame::request(1, DeleteConsumerRequest { consumer: "c".into(), topic: None }),
+            Frame::request(1, AuthenticateRequest { token: "x".into() }),
+        ];
+        for frame in requests {
+            let kind = frame.kind;
+            let request = AnyRequest::from_frame(frame).unwrap();
+            assert_eq!(request.kind() as u16, kind);
+        }
+    }
+
+    #[test]
+    fn payloads_travel_beside_the_control_part() {
+        let frame =
+            Frame::request(3, ProduceRequest { topic: "t".into(), partition: 2, producer: None, batch: vec![9; 5] });
+        assert_eq!(frame.payload, vec![9; 5]);
+        let control: ProduceRequest = frame.control().unwrap();
+        assert!(control.batch.is_empty(), "the control part does not carry the batch");
+        let AnyRequest::Produce(request) = AnyRequest::from_frame(frame).unwrap() else { panic!("not a produce") };
+        assert_eq!((request.partition, request.batch), (2, vec![9; 5]));
+
+        let answer = GetSmartModuleResponse { info: module(), wasm: vec![0, 97, 115, 109] };
+        let frame = Frame::response::<GetSmartModuleRequest>(3, answer.clone());
+        assert_eq!(frame.kind, ApiKind::GetSmartModule as u16 | RESPONSE_BIT);
+        assert_eq!(frame.into_message::<GetSmartModuleResponse>().unwrap(), answer);
+    }
+
+    #[test]
+    fn responses_and_unknown_kinds_are_not_requests() {
+        let response = Frame::response::<ListTopicsRequest>(1, ListTopicsResponse { topics: Vec::new() });
+        assert!(matches!(AnyRequest::from_frame(response), Err(RequestError::UnknownKind(_))));
+        let unknown = Frame::new(0x1234, 1, &ListTopicsRequest, Vec::new());
+        assert!(matches!(AnyRequest::from_frame(unknown), Err(RequestError::UnknownKind(0x1234))));
+        let error = Frame::new(ApiKind::Error as u16, 1, &ErrorCode::BadFrame, Vec::new());
+        assert!(matches!(AnyRequest::from_frame(error), Err(RequestError::UnknownKind(_))));
+        let wrong_control = Frame::new(ApiKind::DeleteTopic as u16, 1, &7u64, Vec::new());
+        assert!(matches!(AnyRequest::from_frame(wrong_control), Err(RequestError::Malformed(_))));
+    }
+
+    /// Protocol version 4's bytes: the typed messages encode exactly as the
+    /// shared ones they replaced (a unit, a bare list, a bare info), so
+    /// clients and servers of either shape understand each other.
+    #[test]
+    fn typed_messages_keep_the_version_4_encoding() {
+        assert!(encode(&CreateTopicResponse).is_empty());
+        assert!(encode(&ListTopicsRequest).is_empty());
+        let info = module();
+        assert_eq!(encode(&CreateSmartModuleResponse { info: info.clone() }), encode(&info));
+        assert_eq!(encode(&GetSmartModuleResponse { info: info.clone(), wasm: vec![1] }), encode(&info));
+        assert_eq!(encode(&ListSmartModulesResponse { modules: vec![info.clone()] }), encode(&vec![info]));
+        let logs: ConnectorLogsResponse = decode(&encode(&7u64)).unwrap();
+        assert_eq!(logs, ConnectorLogsResponse { next_offset: 7, text: Vec::new() });
+    }
+}

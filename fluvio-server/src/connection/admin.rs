@@ -1,0 +1,176 @@
+//! The admin requests' handlers: topics, SmartModules, connectors and
+//! consumers' offsets. Each turns its request into calls on the storage,
+//! the registry or the connectors, and their answers into its response.
+
+use fluvio_protocol::ErrorCode;
+use fluvio_protocol::requests::{
+    CommitOffsetRequest, CommitOffsetResponse, ConnectorLogsRequest, ConnectorLogsResponse, CreateConnectorRequest,
+    CreateConnectorResponse, CreateSmartModuleRequest, CreateSmartModuleResponse, CreateTopicRequest,
+    CreateTopicResponse, DeleteConnectorRequest, DeleteConnectorResponse, DeleteConsumerRequest,
+    DeleteConsumerResponse, DeleteSmartModuleRequest, DeleteSmartModuleResponse, DeleteTopicRequest,
+    DeleteTopicResponse, FetchOffsetRequest, FetchOffsetResponse, GetSmartModuleRequest, GetSmartModuleResponse,
+    ListConnectorsRequest, ListConnectorsResponse, ListConsumersRequest, ListConsumersResponse,
+    ListSmartModulesRequest, ListSmartModulesResponse, ListTopicsRequest, ListTopicsResponse,
+};
+
+use super::dispatch::Handle;
+use super::error::ServerError;
+use super::session::Session;
+use crate::ServerContext;
+use crate::storage::TopicSpec;
+
+impl Handle for CreateTopicRequest {
+    const ADMIN_ONLY: bool = true;
+
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<CreateTopicResponse, ServerError> {
+        let spec = TopicSpec {
+            name: self.name,
+            partitions: self.partitions,
+            replication: self.replication,
+            retention: self.retention,
+        };
+        context.storage.create_topic(spec).await?;
+        Ok(CreateTopicResponse)
+    }
+}
+
+impl Handle for DeleteTopicRequest {
+    const ADMIN_ONLY: bool = true;
+
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<DeleteTopicResponse, ServerError> {
+        context.storage.delete_topic(&self.name).await?;
+        Ok(DeleteTopicResponse)
+    }
+}
+
+impl Handle for ListTopicsRequest {
+    async fn handle(self, context: &ServerContext, session: &Session) -> Result<ListTopicsResponse, ServerError> {
+        let mut topics = context.storage.list_topics().await?;
+        topics.retain(|topic| session.may_see(&topic.name));
+        Ok(ListTopicsResponse { topics })
+    }
+}
+
+impl Handle for CreateSmartModuleRequest {
+    const ADMIN_ONLY: bool = true;
+
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<CreateSmartModuleResponse, ServerError> {
+        let info = context.registry.create(&self.name, self.wasm).await?;
+        Ok(CreateSmartModuleResponse { info })
+    }
+}
+
+impl Handle for ListSmartModulesRequest {
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<ListSmartModulesResponse, ServerError> {
+        Ok(ListSmartModulesResponse { modules: context.registry.list().await? })
+    }
+}
+
+impl Handle for DeleteSmartModuleRequest {
+    const ADMIN_ONLY: bool = true;
+
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<DeleteSmartModuleResponse, ServerError> {
+        context.registry.delete(&self.name).await?;
+        Ok(DeleteSmartModuleResponse)
+    }
+}
+
+impl Handle for GetSmartModuleRequest {
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<GetSmartModuleResponse, ServerError> {
+        let (module, wasm) = context.registry.get(&self.name).await?;
+        Ok(GetSmartModuleResponse { info: crate::registry::info(&self.name, &module), wasm })
+    }
+}
+
+impl Handle for CreateConnectorRequest {
+    const ADMIN_ONLY: bool = true;
+
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<CreateConnectorResponse, ServerError> {
+        Ok(CreateConnectorResponse { info: context.connectors.create(self).await? })
+    }
+}
+
+impl Handle for ListConnectorsRequest {
+    const ADMIN_ONLY: bool = true;
+
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<ListConnectorsResponse, ServerError> {
+        Ok(ListConnectorsResponse { connectors: context.connectors.list().await })
+    }
+}
+
+impl Handle for DeleteConnectorRequest {
+    const ADMIN_ONLY: bool = true;
+
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<DeleteConnectorResponse, ServerError> {
+        context.connectors.delete(&self.name).await?;
+        Ok(DeleteConnectorResponse)
+    }
+}
+
+impl Handle for ConnectorLogsRequest {
+    const ADMIN_ONLY: bool = true;
+
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<ConnectorLogsResponse, ServerError> {
+        let (text, next_offset) = context.connectors.logs(&self.name, self.offset).await?;
+        Ok(ConnectorLogsResponse { next_offset, text })
+    }
+}
+
+impl Handle for CommitOffsetRequest {
+    async fn handle(self, context: &ServerContext, session: &Session) -> Result<CommitOffsetResponse, ServerError> {
+        session.require_topic(&self.topic)?;
+        check_consumer(&self.consumer)?;
+        let partition = context.storage.partition(&self.topic, self.partition).await?;
+        let end = partition.next_offset();
+        if self.offset < 0 || self.offset > end {
+            return Err(ServerError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "cannot commit offset {} for consumer {:?}: partition {} of topic {:?} holds offsets up to {end}",
+                    self.offset, self.consumer, self.partition, self.topic
+                ),
+            ));
+        }
+        context.storage.commit_offset(&self.consumer, &self.topic, self.partition, self.offset).await?;
+        Ok(CommitOffsetResponse)
+    }
+}
+
+impl Handle for FetchOffsetRequest {
+    async fn handle(self, context: &ServerContext, session: &Session) -> Result<FetchOffsetResponse, ServerError> {
+        session.require_topic(&self.topic)?;
+        check_consumer(&self.consumer)?;
+        context.storage.partition(&self.topic, self.partition).await?;
+        let offset = context.storage.fetch_offset(&self.consumer, &self.topic, self.partition).await?;
+        Ok(FetchOffsetResponse { offset })
+    }
+}
+
+impl Handle for ListConsumersRequest {
+    async fn handle(self, context: &ServerContext, session: &Session) -> Result<ListConsumersResponse, ServerError> {
+        let mut offsets = context.storage.list_offsets().await?;
+        offsets.retain(|offset| session.may_see(&offset.topic));
+        Ok(ListConsumersResponse { offsets })
+    }
+}
+
+impl Handle for DeleteConsumerRequest {
+    const ADMIN_ONLY: bool = true;
+
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<DeleteConsumerResponse, ServerError> {
+        check_consumer(&self.consumer)?;
+        let forgotten = context.storage.delete_offsets(Some(&self.consumer), self.topic.as_deref()).await?;
+        if forgotten == 0 {
+            let place = self.topic.map_or_else(String::new, |topic| format!(" in topic {topic:?}"));
+            return Err(ServerError::new(
+                ErrorCode::ConsumerNotFound,
+                format!("consumer {:?} has no stored offsets{place}; see `fluvio consumer list`", self.consumer),
+            ));
+        }
+        Ok(DeleteConsumerResponse)
+    }
+}
+
+fn check_consumer(id: &str) -> Result<(), ServerError> {
+    crate::storage::validate_consumer_id(id).map_err(|e| ServerError::new(ErrorCode::InvalidRequest, e.to_string()))
+}

@@ -1,0 +1,265 @@
+//! One client connection, split by job as mini-redis splits its server:
+//!
+//! - this file: accepting a socket (TLS first, when the server serves it)
+//!   and the serve loop, which reads frames and hands each request to its
+//!   place;
+//! - [`session`]: admission (the connection limit), authentication and
+//!   what the principal may do;
+//! - [`dispatch`]: requests answered once, dispatched by type to their
+//!   [`Handle`](dispatch::Handle) implementations in [`admin`] and
+//!   [`produce`];
+//! - [`produce`]: appends run side by side across partitions, in order
+//!   within one;
+//! - [`stream`]: consumers' streams, each a task of its own, through their
+//!   SmartModule chains;
+//! - [`outgoing`]: the frames queued for the client, bounded in bytes, and
+//!   the task that writes them;
+//! - [`error`]: the one place where errors become wire [`ErrorCode`](fluvio_protocol::ErrorCode)s
+//!   ([`ServerError`]).
+//!
+//! Requests other than appends and streams are answered in order, after the
+//! appends before them: what a client sent earlier is done when it gets
+//! the answer.
+
+mod admin;
+mod dispatch;
+mod error;
+mod outgoing;
+mod produce;
+mod session;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fluvio_protocol::requests::RequestError;
+use fluvio_protocol::{AnyRequest, Frame, FrameError, PROTOCOL_VERSION};
+use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+pub use error::ServerError;
+pub use produce::MAX_PRODUCES_IN_FLIGHT;
+
+use crate::ServerContext;
+use crate::outbound::FrameWriter;
+use crate::security::Principal;
+use dispatch::answer;
+use error::{bad_frame, error_frame, limit_reached};
+use outgoing::Outgoing;
+use produce::InFlightProduces;
+use session::{CountedConnection, Session};
+
+/// The first byte of every TLS connection (a handshake record).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one accepted socket: the TLS handshake first when the server
+/// serves TLS (a client certificate naming a principal authenticates the
+/// connection), then [`serve`].
+pub async fn accept(socket: TcpStream, peer: std::net::SocketAddr, context: Arc<ServerContext>) {
+    let Some(acceptor) = context.tls.clone() else {
+        let (reader, writer) = socket.into_split();
+        return serve(reader, writer, None, context).await;
+    };
+    // A client speaking plain frames to a TLS port is told so in its own
+    // language, instead of waiting on a handshake that never comes.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] != TLS_HANDSHAKE_RECORD => {
+            let error = bad_frame(
+                "this server accepts only TLS connections: give the client TLS settings with the server's CA (`tls` of the profile in ~/.fluvio/config, or FLUVIO_TLS_CA)",
+            );
+            let mut socket = socket;
+            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, error_frame(0, &error).write(&mut socket)).await;
+            let _ = socket.shutdown().await;
+            return;
+        }
+        Ok(Ok(1)) => {}
+        _ => return,
+    }
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::info!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake not finished in {} s", HANDSHAKE_TIMEOUT.as_secs());
+            return;
+        }
+    };
+    let principal = match (&context.access, tls.get_ref().1.peer_certificates()) {
+        (Some(access), Some([leaf, ..])) => {
+            let principal = access.by_certificate(leaf);
+            if principal.is_none() {
+                tracing::info!(%peer, "a client certificate names no principal of the access file");
+            }
+            principal
+        }
+        _ => None,
+    };
+    let (reader, writer) = tokio::io::split(tls);
+    serve(reader, writer, principal, context).await
+}
+
+/// Serves one connection until the client closes it, sends a frame that
+/// cannot be understood (answered with an error, then closed), stays idle
+/// past the idle timeout, or stops reading past the write timeout.
+pub async fn serve<R, W>(reader: R, writer: W, principal: Option<Arc<Principal>>, context: Arc<ServerContext>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: FrameWriter + 'static,
+{
+    let mut session = Session::new(context.access.clone(), principal);
+    let limits = context.config.connection_limits.clone();
+    let (_counted, open) = CountedConnection::enter(&context);
+    // Small reads (a frame's prefix and header) come from the buffer.
+    let mut reader = BufReader::with_capacity(64 << 10, reader);
+    let (frames, mut writer_task) = Outgoing::start(writer, limits.max_queued_bytes, limits.write_timeout);
+    if open > limits.max_connections {
+        refuse_over_limit(&mut reader, &frames, &context).await;
+        drop(frames);
+        let _ = writer_task.await;
+        return;
+    }
+    let mut streams: Vec<JoinHandle<()>> = Vec::new();
+    // At most a quarter of the frame limit is held in batches being
+    // appended before the next frame is read, so that a connection holds
+    // little more than one largest frame, as when it handled one at a time.
+    let mut produces = InFlightProduces::default();
+    let produce_byte_budget = context.config.max_frame_bytes as usize / 4;
+    loop {
+        if produces.answer_while_full(&frames, produce_byte_budget).await.is_err() {
+            break;
+        }
+        streams.retain(|stream| !stream.is_finished());
+        // An idle connection (no stream, no request) is closed after the
+        // idle timeout; one with streams or appends in flight is busy.
+        let idle = streams.is_empty() && produces.is_empty();
+        let idle_timeout = if idle { limits.idle_timeout } else { Duration::MAX };
+        let read = Frame::read(&mut reader, context.config.max_frame_bytes);
+        let Some(frame) = next_frame(read, idle_timeout, &mut produces, &frames, &mut writer_task).await else {
+            break;
+        };
+        let id = frame.correlation_id;
+        let request = match decode(frame) {
+            Ok(request) => request,
+            Err((error, close)) => {
+                if frames.send(error_frame(id, &error)).await.is_err() || close {
+                    break;
+                }
+                continue;
+            }
+        };
+        match request {
+            AnyRequest::Authenticate(request) => {
+                let answer = match session.authenticate(request) {
+                    Ok(response) => Frame::response::<fluvio_protocol::requests::AuthenticateRequest>(id, response),
+                    Err(error) => {
+                        // A wrong token ends the connection: guessing costs a
+                        // connection (and the limit on them) per try.
+                        tracing::info!("a connection presented an unknown token");
+                        let _ = frames.send(error_frame(id, &error)).await;
+                        break;
+                    }
+                };
+                if frames.send(answer).await.is_err() {
+                    break;
+                }
+            }
+            AnyRequest::StreamFetch(request) => {
+                match stream::start(&context, &session, &frames, id, request, streams.len()) {
+                    Ok(stream) => streams.push(stream),
+                    Err(error) if frames.send(error_frame(id, &error)).await.is_err() => break,
+                    Err(_) => {}
+                }
+            }
+            AnyRequest::Produce(request) => produces.start(&context, &session, id, request),
+            request => {
+                if produces.answer_all(&frames).await.is_err() {
+                    break;
+                }
+                if frames.send(answer(&context, &session, id, request).await).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    for stream in streams {
+        stream.abort();
+    }
+    drop(frames);
+    if !writer_task.is_finished() {
+        let _ = writer_task.await;
+    }
+}
+
+/// The next frame from the client, while the answers of appends in flight
+/// go out as they finish; `None` when the connection is to close (the
+/// client left, idled past `idle_timeout`, sent what is not a frame, or the
+/// writer gave up on it).
+async fn next_frame(
+    read: impl Future<Output = Result<Frame, FrameError>>,
+    idle_timeout: Duration,
+    produces: &mut InFlightProduces,
+    frames: &Outgoing,
+    writer_task: &mut JoinHandle<()>,
+) -> Option<Frame> {
+    let read = tokio::time::timeout(idle_timeout, read);
+    tokio::pin!(read);
+    // The read is polled to its end, never dropped half done.
+    let read = loop {
+        tokio::select! {
+            read = &mut read => break read,
+            Some(response) = produces.next(), if !produces.is_empty() => {
+                frames.send(response).await.ok()?;
+            }
+            // The writer gave up on the client (it stopped reading).
+            _ = &mut *writer_task => return None,
+        }
+    };
+    match read {
+        Ok(Ok(frame)) => Some(frame),
+        Ok(Err(FrameError::Closed | FrameError::Io(_))) => None,
+        Ok(Err(error)) => {
+            let _ = frames.send(error_frame(0, &bad_frame(format!("{error}; closing the connection")))).await;
+            None
+        }
+        Err(_) => {
+            tracing::debug!("closing a connection idle for {} s", idle_timeout.as_secs_f64());
+            None
+        }
+    }
+}
+
+/// Decodes a request frame; an error says whether the connection closes
+/// after it is answered (a protocol version this server does not speak).
+fn decode(frame: Frame) -> Result<AnyRequest, (ServerError, bool)> {
+    if frame.version != PROTOCOL_VERSION {
+        let message = format!(
+            "protocol version {} is not supported; this server speaks version {PROTOCOL_VERSION}",
+            frame.version
+        );
+        return Err((bad_frame(message), true));
+    }
+    AnyRequest::from_frame(frame).map_err(|error| match error {
+        RequestError::UnknownKind(_) => (bad_frame(error.to_string()), false),
+        RequestError::Malformed(error) => (bad_frame(error.to_string()), false),
+    })
+}
+
+/// Answers the first request of a connection over the server's limit with
+/// why, so that the client can tell a full server from a broken one.
+async fn refuse_over_limit<R: AsyncRead + Unpin>(reader: &mut R, frames: &Outgoing, context: &ServerContext) {
+    let read = Frame::read(reader, context.config.max_frame_bytes);
+    if let Ok(Ok(frame)) = tokio::time::timeout(Duration::from_secs(5), read).await {
+        let max = context.config.connection_limits.max_connections;
+        let error = limit_reached(format!(
+            "the server already serves its limit of {max} connections; try again later, or raise --max-connections"
+        ));
+        let _ = frames.send(error_frame(frame.correlation_id, &error)).await;
+    }
+}

@@ -1,0 +1,139 @@
+//! Produce requests: an append's handler, and a connection's appends in
+//! flight. Appends to different partitions run side by side (up to
+//! [`MAX_PRODUCES_IN_FLIGHT`]), each answered as soon as it is done, so that
+//! a partition waiting on a slow store holds up no other; appends to the
+//! same partition run one after the other, in the order their requests came.
+
+use std::sync::Arc;
+
+use fluvio_protocol::requests::{ProduceRequest, ProduceResponse};
+use fluvio_protocol::{AnyRequest, Batch, ErrorCode, Frame};
+use futures::StreamExt;
+
+use super::dispatch::{Handle, answer};
+use super::error::{ServerError, error_frame};
+use super::outgoing::Outgoing;
+use super::session::Session;
+use crate::ServerContext;
+
+/// Produce requests one connection may have in flight at once. Only
+/// appends to different partitions run together: a connection's batches
+/// for one partition are stored in the order they came.
+pub const MAX_PRODUCES_IN_FLIGHT: usize = 16;
+
+impl Handle for ProduceRequest {
+    async fn handle(self, context: &ServerContext, session: &Session) -> Result<ProduceResponse, ServerError> {
+        session.require_topic(&self.topic)?;
+        let partition = context.storage.partition(&self.topic, self.partition).await?;
+        let batch = Batch::from_bytes(self.batch)
+            .map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
+        let record_count = batch.record_count();
+        let base_offset = partition.append(batch, self.producer).await?;
+        Ok(ProduceResponse { base_offset, record_count })
+    }
+}
+
+/// A produce request's answer, with the bytes of its batch.
+type ProduceAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = (Frame, usize)> + Send>>;
+
+/// A connection's produce requests being carried out, answered as they
+/// end, and the bytes of their batches.
+#[derive(Default)]
+pub(super) struct InFlightProduces {
+    answers: futures::stream::FuturesUnordered<ProduceAnswer>,
+    bytes: usize,
+    /// For each partition with an append in flight, the latest one's end:
+    /// the next append to that partition waits for it.
+    latest_appends: std::collections::HashMap<(String, u32), AppendEnd>,
+}
+
+/// Closes when its append ends (its sender is dropped, also if the task
+/// panics): it never carries a value.
+type AppendEnd = tokio::sync::watch::Receiver<()>;
+
+impl InFlightProduces {
+    /// Starts an append, in order after the connection's earlier appends
+    /// to the same partition. It runs in a task of its own: an append runs
+    /// to its end even when the client goes away meanwhile (dropped halfway,
+    /// a local log's append would leave the partition to recovery).
+    pub(super) fn start(&mut self, context: &Arc<ServerContext>, session: &Session, id: u32, request: ProduceRequest) {
+        let bytes = request.batch.len();
+        let (before, done) = self.enter((request.topic.clone(), request.partition));
+        let (context, session) = (Arc::clone(context), session.clone());
+        let append = tokio::spawn(async move {
+            before.await;
+            let answer = answer(&context, &session, id, AnyRequest::Produce(request)).await;
+            drop(done);
+            answer
+        });
+        self.push(bytes, async move {
+            append.await.unwrap_or_else(|error| {
+                let reason = format!("the append failed inside the server: {error}");
+                error_frame(id, &ServerError::new(ErrorCode::Storage, reason))
+            })
+        });
+    }
+
+    /// Enters an append to `partition` in its order: returns what it must
+    /// wait for before it starts (the append to the same partition before
+    /// it, if one is in flight), and what it drops when it ends.
+    fn enter(
+        &mut self,
+        partition: (String, u32),
+    ) -> (impl std::future::Future<Output = ()> + Send + 'static, tokio::sync::watch::Sender<()>) {
+        let (done, end) = tokio::sync::watch::channel(());
+        let before = self.latest_appends.insert(partition, end);
+        // Ended appends are forgotten once they could crowd the map.
+        if self.latest_appends.len() > MAX_PRODUCES_IN_FLIGHT {
+            self.latest_appends.retain(|_, end| end.has_changed().is_ok());
+        }
+        let before = async move {
+            if let Some(mut before) = before {
+                // Never sent to: this returns once the sender is gone.
+                let _ = before.changed().await;
+            }
+        };
+        (before, done)
+    }
+
+    /// Sends the answers of appends that end while too many are in flight
+    /// (by count, or by the bytes of their batches); `Err` once the
+    /// connection is closing.
+    pub(super) async fn answer_while_full(&mut self, frames: &Outgoing, byte_budget: usize) -> Result<(), ()> {
+        while self.len() >= MAX_PRODUCES_IN_FLIGHT || self.bytes > byte_budget {
+            let Some(response) = self.next().await else { break };
+            frames.send(response).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every append in flight and sends its answer; `Err` once
+    /// the connection is closing.
+    pub(super) async fn answer_all(&mut self, frames: &Outgoing) -> Result<(), ()> {
+        while let Some(response) = self.next().await {
+            frames.send(response).await?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, bytes: usize, answer: impl std::future::Future<Output = Frame> + Send + 'static) {
+        self.bytes += bytes;
+        self.answers.push(Box::pin(async move { (answer.await, bytes) }));
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.answers.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.answers.is_empty()
+    }
+
+    /// The answer of an append that is done; `None` when none is in
+    /// flight. Cancel-safe: an answer is only taken when it is returned.
+    pub(super) async fn next(&mut self) -> Option<Frame> {
+        let (answer, bytes) = self.answers.next().await?;
+        self.bytes -= bytes;
+        Some(answer)
+    }
+}

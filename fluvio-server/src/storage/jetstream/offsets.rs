@@ -1,0 +1,80 @@
+//! Consumer offsets, one key per consumer, topic and partition in the
+//! consumers bucket.
+
+use fluvio_protocol::ConsumerOffset;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::names::{offset_key, parse_offset_key};
+use super::{CONSUMERS_BUCKET, JetStreamStorage, unavailable};
+use crate::storage::TopicError;
+
+/// A consumer offset as kept in [`CONSUMERS_BUCKET`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(super) struct StoredOffset {
+    pub(super) offset: i64,
+    pub(super) modified_ms: u64,
+}
+
+impl JetStreamStorage {
+    /// The keys of a bucket, from its stream's subjects: one request, unlike
+    /// `kv::Store::keys` (an ordered consumer, which can stall for a long
+    /// time on nats-server 2.9 after a node is lost).
+    pub(super) async fn bucket_keys(&self, bucket: &str, action: &str) -> Result<Vec<String>, TopicError> {
+        let prefix = format!("$KV.{bucket}.");
+        let bucket_stream =
+            self.js.get_stream_no_info(format!("KV_{bucket}")).await.map_err(|e| unavailable(action, e))?;
+        let mut subjects =
+            bucket_stream.info_with_subjects(format!("{prefix}>")).await.map_err(|e| unavailable(action, e))?;
+        let mut keys = Vec::new();
+        while let Some(subject) = subjects.next().await {
+            let (subject, _) = subject.map_err(|e| unavailable(action, e))?;
+            if let Some(key) = subject.strip_prefix(&prefix) {
+                keys.push(key.to_string());
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Every stored consumer offset.
+    pub(super) async fn offsets(&self) -> Result<Vec<ConsumerOffset>, TopicError> {
+        let mut offsets = Vec::new();
+        for key in self.bucket_keys(CONSUMERS_BUCKET, "list consumer offsets").await? {
+            let Some((consumer, topic, partition)) = parse_offset_key(&key) else { continue };
+            let value = self.consumers_kv.get(&key).await.map_err(|e| unavailable("read a consumer offset", e))?;
+            let Some(stored) = value.and_then(|value| serde_json::from_slice::<StoredOffset>(&value).ok()) else {
+                continue;
+            };
+            offsets.push(ConsumerOffset {
+                consumer: consumer.to_string(),
+                topic,
+                partition,
+                offset: stored.offset,
+                modified_ms: stored.modified_ms,
+            });
+        }
+        offsets.sort_by(|a, b| (&a.consumer, &a.topic, a.partition).cmp(&(&b.consumer, &b.topic, b.partition)));
+        Ok(offsets)
+    }
+
+    pub(super) async fn forget_offsets(
+        &self,
+        consumer: Option<&str>,
+        topic: Option<&str>,
+    ) -> Result<usize, TopicError> {
+        let mut forgotten = 0;
+        for offset in self.offsets().await? {
+            if consumer.is_some_and(|consumer| consumer != offset.consumer)
+                || topic.is_some_and(|topic| topic != offset.topic)
+            {
+                continue;
+            }
+            self.consumers_kv
+                .purge(offset_key(&offset.consumer, &offset.topic, offset.partition))
+                .await
+                .map_err(|e| unavailable("delete a consumer offset", e))?;
+            forgotten += 1;
+        }
+        Ok(forgotten)
+    }
+}

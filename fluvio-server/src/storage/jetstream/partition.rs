@@ -1,0 +1,456 @@
+//! One partition: a JetStream stream of record batches, one batch per
+//! message. Appends state the sequence they follow, so offsets stay dense
+//! with several servers writing; the end is followed through other
+//! servers' announcements and a slow poll; the start moves only forward.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use bytes::Bytes;
+use fluvio_protocol::{Batch, ProducerStamp};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+
+use super::names::{AnnouncedEnd, data_subject, end_key, notify_subject, stream_name};
+use super::nodes::NodeConnections;
+use super::positions::{BatchPositions, RecentBatches, first_sequence_ending_after};
+use super::reader::JetStreamReader;
+use super::{POLL_INTERVAL, READ_AHEAD, unavailable};
+use crate::storage::{Partition, PartitionReader, StorageError, TopicError, TopicSpec, now_ms};
+
+/// Where a partition ends, as last seen.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Tail {
+    /// The stream's last sequence (0 when empty).
+    last_sequence: u64,
+    /// The offset the next record gets.
+    next_offset: i64,
+}
+
+/// One partition: a JetStream stream of record batches.
+pub struct JetStreamPartition {
+    stream: stream::Stream<()>,
+    stream_name: String,
+    subject: String,
+    notify_subject: String,
+    js: jetstream::Context,
+    client: async_nats::Client,
+    nodes: Arc<NodeConnections>,
+    /// Where appends go: the connection to the stream leader's node, as
+    /// last seen; `None` for the main connection.
+    publisher: Mutex<Option<jetstream::Context>>,
+    /// Serializes this server's appends; other servers are kept out by the
+    /// expected-last-sequence check.
+    tail: tokio::sync::Mutex<Tail>,
+    start_offset: AtomicI64,
+    /// The end consumers may read up to (also the watch's value).
+    watermark: watch::Sender<i64>,
+    /// The last stream sequence known to hold a batch: reads go no further.
+    pub(super) known_last: AtomicU64,
+    /// Where batches seen are, to find where a read starts without
+    /// searching.
+    positions: Mutex<BatchPositions>,
+    /// Batches appended here lately.
+    recent: Mutex<RecentBatches>,
+    last_refresh_ms: AtomicU64,
+    follower: tokio::task::JoinHandle<()>,
+    /// Where this partition's end is noted, and the end noted last.
+    ends: kv::Store,
+    end_key: String,
+    noted_end: AtomicI64,
+}
+
+impl Drop for JetStreamPartition {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
+/// What reading one stream message found.
+pub(super) enum Fetched {
+    /// A batch, and its next offset (found as it was checked).
+    Batch(Batch, i64),
+    /// Not a valid batch: skipped (and logged).
+    Invalid,
+    /// No message at that sequence (removed, or not written yet).
+    Missing,
+}
+
+impl JetStreamPartition {
+    pub(super) async fn open(
+        js: &jetstream::Context,
+        client: &async_nats::Client,
+        ends: &kv::Store,
+        nodes: &Arc<NodeConnections>,
+        spec: &TopicSpec,
+        partition: u32,
+    ) -> Result<Arc<JetStreamPartition>, TopicError> {
+        let stream_name = stream_name(&spec.name, partition);
+        let stream = js.get_stream_no_info(&stream_name).await.map_err(|e| unavailable("open the stream", e))?;
+        let notify_subject = notify_subject(&spec.name, partition);
+        // Subscribed before the end is read, so that no append falls
+        // between the two.
+        let notifications = client
+            .subscribe(notify_subject.clone())
+            .await
+            .map_err(|e| unavailable(format!("follow stream {stream_name}"), e))?;
+        let (watermark, _) = watch::channel(0);
+        let partition = Arc::new_cyclic(|weak: &std::sync::Weak<JetStreamPartition>| JetStreamPartition {
+            stream,
+            stream_name,
+            subject: data_subject(&spec.name, partition),
+            notify_subject,
+            js: js.clone(),
+            client: client.clone(),
+            nodes: Arc::clone(nodes),
+            publisher: Mutex::new(None),
+            tail: tokio::sync::Mutex::new(Tail { last_sequence: 0, next_offset: 0 }),
+            start_offset: AtomicI64::new(0),
+            watermark,
+            known_last: AtomicU64::new(0),
+            positions: Mutex::default(),
+            recent: Mutex::default(),
+            last_refresh_ms: AtomicU64::new(0),
+            follower: tokio::spawn(follow(weak.clone(), notifications)),
+            ends: ends.clone(),
+            end_key: end_key(&spec.name, partition),
+            noted_end: AtomicI64::new(0),
+        });
+        let mut tail = partition.tail.lock().await;
+        *tail = partition.load_tail().await.map_err(TopicError::Storage)?;
+        partition.advance(tail.next_offset, tail.last_sequence);
+        drop(tail);
+        partition.refresh_start().await.map_err(TopicError::Storage)?;
+        Ok(partition)
+    }
+
+    pub(super) fn unavailable(&self, action: &'static str, error: impl std::fmt::Display) -> StorageError {
+        StorageError::Unavailable { action, stream: self.stream_name.clone(), reason: error.to_string() }
+    }
+
+    /// Moves the known end forward (never back).
+    fn advance(&self, next_offset: i64, last_sequence: u64) {
+        self.known_last.fetch_max(last_sequence, Ordering::Relaxed);
+        self.watermark.send_if_modified(|current| {
+            if next_offset > *current {
+                *current = next_offset;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn remember(&self, base_offset: i64, sequence: u64, next_offset: i64) {
+        self.positions.lock().expect("positions lock").remember(base_offset, sequence, next_offset);
+    }
+
+    /// The stream's sequence range, `first..=last` (empty when `first > last`).
+    /// The answer also names the stream's leader: appends follow it.
+    async fn sequences(&self) -> Result<(u64, u64), StorageError> {
+        let info = self.stream.get_info().await.map_err(|e| self.unavailable("read the state of", e))?;
+        let leader = info.cluster.as_ref().and_then(|cluster| cluster.leader.as_deref());
+        *self.publisher.lock().expect("publisher lock") = leader.and_then(|leader| self.nodes.to(leader));
+        Ok((info.state.first_sequence, info.state.last_sequence))
+    }
+
+    /// Reads the message at `sequence`: from any replica, else from the
+    /// leader (a replica may not have a message just written yet).
+    pub(super) async fn fetch(&self, sequence: u64) -> Result<Fetched, StorageError> {
+        use jetstream::stream::DirectGetErrorKind;
+        if let Some((batch, next_offset)) = self.recent.lock().expect("recent batches lock").get(sequence) {
+            return Ok(Fetched::Batch(batch, next_offset));
+        }
+        let message = match self.stream.direct_get(sequence).await {
+            Ok(message) => message,
+            Err(error) if error.kind() == DirectGetErrorKind::NotFound => {
+                match self.stream.get_raw_message(sequence).await {
+                    Ok(message) => message,
+                    Err(error) if error.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {
+                        return Ok(Fetched::Missing);
+                    }
+                    Err(error) => return Err(self.unavailable("read", error)),
+                }
+            }
+            Err(error) => return Err(self.unavailable("read", error)),
+        };
+        match Batch::from_bytes_with_next_offset(message.payload.to_vec()) {
+            Ok((batch, next_offset)) => {
+                self.remember(batch.base_offset(), sequence, next_offset);
+                Ok(Fetched::Batch(batch, next_offset))
+            }
+            Err(error) => {
+                tracing::error!(
+                    "message {sequence} of JetStream stream {} is not a valid record batch ({error}); skipping it",
+                    self.stream_name
+                );
+                Ok(Fetched::Invalid)
+            }
+        }
+    }
+
+    /// Finds the end: the last valid batch's next offset.
+    async fn load_tail(&self) -> Result<Tail, StorageError> {
+        let (mut first, mut last) = self.sequences().await?;
+        let mut sequence = last;
+        let mut missing = 0;
+        while sequence >= first.max(1) {
+            match self.fetch(sequence).await? {
+                Fetched::Batch(_, next_offset) => return Ok(Tail { last_sequence: last, next_offset }),
+                // Not a batch: holds no offsets, look before it.
+                Fetched::Invalid => sequence -= 1,
+                // Not readable although the stream says it is there. Going
+                // back past it would pair this `last` with an older batch's
+                // end, and the next append would reuse offsets: look again.
+                Fetched::Missing => {
+                    missing += 1;
+                    if missing > 20 {
+                        return Err(self.unavailable("read the end of", format!("message {sequence} cannot be read")));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    (first, last) = self.sequences().await?;
+                    sequence = last;
+                }
+            }
+        }
+        // Empty: nothing stored yet, or retention removed everything, and
+        // the offsets with it: the end noted last says where they stopped.
+        let mut next_offset = *self.watermark.borrow();
+        if last > 0
+            && let Ok(Some(noted)) = self.ends.get(&self.end_key).await
+            && let Ok(noted) = <[u8; 8]>::try_from(&noted[..])
+        {
+            next_offset = next_offset.max(i64::from_le_bytes(noted));
+        }
+        Ok(Tail { last_sequence: last, next_offset })
+    }
+
+    /// Moves the partition's start up to the first batch the stream holds.
+    ///
+    /// The start only ever moves forward, and only to an offset a batch
+    /// proves: a start too high would hide stored records from consumers
+    /// reading from the beginning, while one too low costs them nothing
+    /// (reads begin at the first batch there is).
+    async fn refresh_start(&self) -> Result<(), StorageError> {
+        let (first, last) = self.sequences().await?;
+        let mut sequence = first.max(1);
+        while sequence <= last {
+            match self.fetch(sequence).await? {
+                Fetched::Batch(batch, _) => {
+                    self.start_offset.fetch_max(batch.base_offset(), Ordering::Relaxed);
+                    return Ok(());
+                }
+                Fetched::Invalid => sequence += 1,
+                // Not readable yet where the read went (a replica behind
+                // its leader, a leader just elected), or removed by
+                // retention meanwhile: the start is not known this time.
+                // Looking past it would take the next batch's offset for
+                // the start, and hide this one's records.
+                Fetched::Missing => return Ok(()),
+            }
+        }
+        // No batch left. Only an answer that has seen every message this
+        // server knows of says the stream is empty rather than behind.
+        if last >= self.known_last.load(Ordering::Relaxed) {
+            self.start_offset.fetch_max(*self.watermark.borrow(), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Catches up with appends made through other servers whose
+    /// notification was lost, and with retention, at most every
+    /// [`POLL_INTERVAL`].
+    pub(super) async fn refresh_if_due(&self) {
+        let now = now_ms();
+        if now.saturating_sub(self.last_refresh_ms.load(Ordering::Relaxed)) < POLL_INTERVAL.as_millis() as u64 {
+            return;
+        }
+        self.last_refresh_ms.store(now, Ordering::Relaxed);
+        if let Ok((_, last)) = self.sequences().await {
+            let known = self.tail.lock().await.last_sequence;
+            if last > known
+                && let Ok(Fetched::Batch(_, next_offset)) = self.fetch(last).await
+            {
+                self.advance(next_offset, last);
+            }
+        }
+        if let Err(error) = self.refresh_start().await {
+            tracing::debug!(%error, "cannot refresh a partition's start");
+        }
+        let end = self.next_offset();
+        if end > self.noted_end.load(Ordering::Relaxed)
+            && self.ends.put(&self.end_key, Bytes::copy_from_slice(&end.to_le_bytes())).await.is_ok()
+        {
+            self.noted_end.fetch_max(end, Ordering::Relaxed);
+        }
+    }
+
+    /// The stream sequence of the batch holding `offset`, or of the first
+    /// batch after it; `None` when nothing at or after `offset` is known.
+    pub(super) async fn locate(&self, offset: i64) -> Result<Option<u64>, StorageError> {
+        if offset >= self.next_offset() {
+            return Ok(None);
+        }
+        if let Some(sequence) = self.positions.lock().expect("positions lock").sequence_for(offset) {
+            return Ok(Some(sequence));
+        }
+        let (first, last) = self.sequences().await?;
+        first_sequence_ending_after(first, last, offset, |sequence| async move {
+            Ok(match self.fetch(sequence).await? {
+                Fetched::Batch(_, next_offset) => Some(next_offset),
+                Fetched::Invalid | Fetched::Missing => None,
+            })
+        })
+        .await
+    }
+
+    async fn append_stamped(&self, mut batch: Batch, producer: Option<ProducerStamp>) -> Result<i64, StorageError> {
+        let mut tail = self.tail.lock().await;
+        let payload_len = batch.as_bytes().len();
+        let max_payload = self.client.max_payload();
+        // Not through a node whose connection is down (the node may be
+        // gone): the append would wait out its timeout there.
+        let publisher = self
+            .publisher
+            .lock()
+            .expect("publisher lock")
+            .clone()
+            .filter(|node| node.client().connection_state() == async_nats::connection::State::Connected);
+        let js = publisher.as_ref().unwrap_or(&self.js);
+        if payload_len + 256 > max_payload {
+            return Err(StorageError::InvalidBatch(format!(
+                "the batch is {payload_len} bytes, more than the JetStream cluster's max_payload of {max_payload}; send smaller batches (the producer's batch size), or raise max_payload in nats-server's config"
+            )));
+        }
+        let mut conflicts = 0u32;
+        loop {
+            batch.set_base_offset(tail.next_offset);
+            let mut publish = jetstream::message::PublishMessage::build()
+                .payload(Bytes::copy_from_slice(batch.as_bytes()))
+                .expected_last_sequence(tail.last_sequence);
+            if let Some(stamp) = producer {
+                publish = publish.message_id(format!("{:016x}-{}", stamp.id, stamp.sequence));
+            }
+            let sent = js.send_publish(self.subject.clone(), publish).await;
+            let acknowledged = match sent {
+                Ok(ack) => ack.await,
+                Err(error) => Err(error),
+            };
+            match acknowledged {
+                Ok(ack) if ack.duplicate => {
+                    // Stored before: answer with the offset it got then.
+                    let base_offset = match self.fetch(ack.sequence).await? {
+                        Fetched::Batch(stored, _) => stored.base_offset(),
+                        _ => return Err(self.unavailable("read back a deduplicated batch from", "it is gone")),
+                    };
+                    *tail = self.load_tail().await?;
+                    self.advance(tail.next_offset, tail.last_sequence);
+                    return Ok(base_offset);
+                }
+                Ok(ack) => {
+                    let base_offset = tail.next_offset;
+                    tail.last_sequence = ack.sequence;
+                    tail.next_offset = batch.next_offset();
+                    self.remember(base_offset, ack.sequence, tail.next_offset);
+                    // Before consumers are woken: those at the end read it from here.
+                    self.recent.lock().expect("recent batches lock").insert(ack.sequence, batch, tail.next_offset);
+                    self.advance(tail.next_offset, tail.last_sequence);
+                    let end = AnnouncedEnd { next_offset: tail.next_offset, last_sequence: tail.last_sequence };
+                    let _ =
+                        self.client.publish(self.notify_subject.clone(), Bytes::copy_from_slice(&end.to_bytes())).await;
+                    return Ok(base_offset);
+                }
+                Err(error) if error.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                    // Another server appended first: take the offsets after its batch.
+                    conflicts += 1;
+                    if conflicts > 1000 {
+                        return Err(self.unavailable("append to", "too many competing appends"));
+                    }
+                    *tail = self.load_tail().await?;
+                    self.advance(tail.next_offset, tail.last_sequence);
+                }
+                Err(error) => {
+                    // The leader's node may be gone: the next append goes
+                    // through the main connection, until the leader is
+                    // known again.
+                    *self.publisher.lock().expect("publisher lock") = None;
+                    return Err(self.unavailable("append to", error));
+                }
+            }
+        }
+    }
+
+    async fn read_from(&self, offset: i64, max_bytes: u64) -> Result<Vec<Batch>, StorageError> {
+        let Some(mut sequence) = self.locate(offset).await? else { return Ok(Vec::new()) };
+        let mut batches = Vec::new();
+        let mut bytes = 0u64;
+        loop {
+            let last = self.known_last.load(Ordering::Relaxed);
+            if sequence > last {
+                return Ok(batches);
+            }
+            // Several reads in flight: one round trip per batch would
+            // bound a consumer by latency.
+            let wave_end = last.min(sequence + READ_AHEAD as u64 - 1);
+            let fetched = futures::future::join_all((sequence..=wave_end).map(|s| self.fetch(s))).await;
+            for result in fetched {
+                sequence += 1;
+                match result? {
+                    Fetched::Batch(batch, next_offset) => {
+                        if next_offset <= offset {
+                            continue;
+                        }
+                        bytes += batch.as_bytes().len() as u64;
+                        batches.push(batch);
+                        if bytes >= max_bytes {
+                            return Ok(batches);
+                        }
+                    }
+                    Fetched::Invalid => {}
+                    // Removed by retention meanwhile, or not yet on the
+                    // leader: the caller asks again.
+                    Fetched::Missing => return Ok(batches),
+                }
+            }
+        }
+    }
+}
+
+/// Follows a partition's end as other servers announce it.
+async fn follow(partition: std::sync::Weak<JetStreamPartition>, mut notifications: async_nats::Subscriber) {
+    while let Some(message) = notifications.next().await {
+        let Some(partition) = partition.upgrade() else { return };
+        if let Some(end) = AnnouncedEnd::from_bytes(&message.payload) {
+            partition.advance(end.next_offset, end.last_sequence);
+        }
+    }
+}
+
+impl Partition for JetStreamPartition {
+    fn append(&self, batch: Batch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>> {
+        Box::pin(self.append_stamped(batch, producer))
+    }
+
+    fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>> {
+        Box::pin(self.read_from(offset, max_bytes))
+    }
+
+    fn reader(self: Arc<Self>, offset: i64) -> Box<dyn PartitionReader> {
+        Box::new(JetStreamReader::new(self, offset))
+    }
+
+    fn start_offset(&self) -> i64 {
+        self.start_offset.load(Ordering::Relaxed)
+    }
+
+    fn next_offset(&self) -> i64 {
+        *self.watermark.borrow()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<i64> {
+        self.watermark.subscribe()
+    }
+}
