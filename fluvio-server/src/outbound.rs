@@ -14,7 +14,7 @@ use fluvio_protocol::Frame;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::storage::StoredRun;
-use crate::storage::segment_log::read_at;
+use crate::storage::local::segment_log::read_at;
 
 /// What a frame's payload goes on with, after the bytes the frame holds.
 pub enum Tail {

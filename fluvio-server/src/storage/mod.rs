@@ -5,15 +5,12 @@
 //! partition, read batches from an offset, follow its end. A backend owns
 //! everything else, durability, recovery and retention included. The
 //! embedded backend is [`local::LocalStorage`]: a directory of topics, each
-//! partition a [`segment_log::PartitionLog`] on local disk. The distributed
+//! partition a [`local::segment_log::PartitionLog`] on local disk. The distributed
 //! backend, [`jetstream::JetStreamStorage`], implements the same two traits
 //! on a NATS JetStream cluster, for several servers and replicated topics.
 
 pub mod jetstream;
 pub mod local;
-pub mod offsets;
-pub mod producers;
-pub mod segment_log;
 
 use std::io;
 use std::path::PathBuf;
@@ -24,7 +21,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-pub use segment_log::FlushPolicy;
+pub use local::segment_log::FlushPolicy;
 
 /// One partition's records, wherever they are stored.
 pub trait Partition: Send + Sync + 'static {

@@ -5,6 +5,15 @@
 //! written last and atomically ([`fluvio_fs::write_atomic`]), so a topic
 //! directory without it is an interrupted creation, removed at the next
 //! start, and a power cut never leaves it empty.
+//!
+//! The files, one job each: this one keeps the topics; [`segment_log`] is
+//! a partition's log of segments (`segment_log/segment.rs` a segment's
+//! files and their recovery checks), [`offsets`] the consumers' offsets and
+//! [`producers`] the journal of each producer's latest batch.
+
+pub mod offsets;
+pub mod producers;
+pub mod segment_log;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,12 +22,12 @@ use std::sync::{Arc, RwLock};
 use fluvio_protocol::{ConsumerOffset, RetentionSpec, TopicInfo};
 use futures::future::BoxFuture;
 
-use super::offsets::OffsetLog;
-use super::segment_log::{FlushPolicy, LogConfig, PartitionLog};
 use super::{
     MAX_PARTITIONS, MAX_TOTAL_PARTITIONS, Partition, SEGMENT_BYTES_RANGE, Storage, StorageError, TopicError, TopicSpec,
     validate_name,
 };
+use offsets::OffsetLog;
+use segment_log::{FlushPolicy, LogConfig, PartitionLog};
 
 /// The name of a topic's settings file.
 pub const TOPIC_SETTINGS_FILE: &str = "topic.json";

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use fluvio_protocol::ProducerStamp;
 
-use super::StorageError;
+use crate::storage::StorageError;
 
 const ENTRY_LEN: usize = 28;
 

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use fluvio_protocol::ConsumerOffset;
 use serde::{Deserialize, Serialize};
 
-use super::{StorageError, now_ms};
+use crate::storage::{StorageError, now_ms};
 
 /// The name of the offsets file in a server's data directory.
 pub const OFFSETS_FILE: &str = "consumer-offsets.log";
