@@ -17,7 +17,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fluvio_protocol::ConnectorInfo;
@@ -191,7 +193,7 @@ impl Connectors {
 
     /// Starts supervising every connector; they connect as `cluster` says.
     pub async fn start(&self, cluster: ClusterAccess) {
-        *self.cluster.lock().expect("address lock") = Some(cluster);
+        *self.cluster.lock() = Some(cluster);
         let mut supervised = self.supervised.lock().await;
         for (name, connector) in supervised.iter_mut() {
             if connector.task.is_none() {
@@ -202,7 +204,7 @@ impl Connectors {
     }
 
     fn spawn_supervisor(&self, name: &str, connector: &Supervised) -> tokio::task::JoinHandle<()> {
-        let cluster = self.cluster.lock().expect("address lock").clone().unwrap_or_default();
+        let cluster = self.cluster.lock().clone().unwrap_or_default();
         tokio::spawn(supervise(
             self.program.clone(),
             self.dir.join(name),
@@ -252,7 +254,7 @@ impl Connectors {
         fluvio_fs::sync_dir(&self.dir).map_err(io_error(&self.dir))?;
         let name = description.name.clone();
         let mut connector = Supervised::new(description);
-        if self.cluster.lock().expect("address lock").is_some() {
+        if self.cluster.lock().is_some() {
             connector.task = Some(self.spawn_supervisor(&name, &connector));
         }
         let info = connector.info(&name);
@@ -321,7 +323,12 @@ impl Connectors {
             return Err(ConnectorError::NotFound(name.to_string()));
         }
         let path = self.dir.join(name).join(LOG_FILE);
-        tokio::task::spawn_blocking(move || read_log(&path, offset)).await.expect("log reader does not panic")
+        let reading = path.clone();
+        // A read that panicked (or was cancelled at shutdown) is this
+        // request's failure, not the server's.
+        tokio::task::spawn_blocking(move || read_log(&reading, offset))
+            .await
+            .unwrap_or_else(|error| Err(ConnectorError::Io { path, source: std::io::Error::other(error.to_string()) }))
     }
 
     /// Stops every connector cleanly (for a server shutdown); they start
@@ -356,7 +363,7 @@ impl Supervised {
     }
 
     fn info(&self, name: &str) -> ConnectorInfo {
-        let state = self.state.lock().expect("state lock");
+        let state = self.state.lock();
         let status = match &state.status {
             Status::Starting => "starting".to_string(),
             Status::Running => "running".to_string(),
@@ -455,7 +462,7 @@ async fn supervise(
     mut stop: watch::Receiver<bool>,
 ) {
     let set = |status: Status, pid: Option<u32>| {
-        let mut state = state.lock().expect("state lock");
+        let mut state = state.lock();
         state.status = status;
         state.pid = pid;
     };
@@ -547,7 +554,7 @@ async fn supervise(
         log_line(&mut log, &format!("the connector stopped ({reason}); restarting in {}s", backoff.as_secs()));
         tracing::warn!(connector = %dir.display(), %reason, "connector stopped; restarting");
         {
-            let mut state = state.lock().expect("state lock");
+            let mut state = state.lock();
             state.restarts += 1;
             state.status = Status::Restarting { after: reason, at: Instant::now() + backoff };
             state.pid = None;

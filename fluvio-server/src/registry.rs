@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use async_nats::jetstream::object_store;
 use futures::StreamExt;
@@ -120,7 +122,7 @@ impl Registry {
             let wasm = std::fs::read(&path).map_err(io_error(&path))?;
             match registry.engine.load(name, &wasm) {
                 Ok(module) => {
-                    registry.modules.write().expect("registry lock").insert(name.to_string(), (module, wasm, None));
+                    registry.modules.write().insert(name.to_string(), (module, wasm, None));
                 }
                 Err(error) => {
                     tracing::error!(module = name, %error, "registered SmartModule no longer loads; skipping it")
@@ -176,7 +178,7 @@ impl Registry {
     /// Validates and registers a module.
     pub async fn create(&self, name: &str, wasm: Vec<u8>) -> Result<SmartModuleInfo, RegistryError> {
         validate_name(name)?;
-        if self.modules.read().expect("registry lock").contains_key(name) {
+        if self.modules.read().contains_key(name) {
             return Err(RegistryError::Exists(name.to_string()));
         }
         let module = tokio::task::block_in_place(|| self.engine.load(name, &wasm))?;
@@ -197,7 +199,7 @@ impl Registry {
             }
         };
         let info = info(name, &module);
-        self.modules.write().expect("registry lock").insert(name.to_string(), (module, wasm, digest));
+        self.modules.write().insert(name.to_string(), (module, wasm, digest));
         Ok(info)
     }
 
@@ -205,7 +207,7 @@ impl Registry {
     pub async fn delete(&self, name: &str) -> Result<(), RegistryError> {
         match &self.store {
             Store::Dir(dir) => {
-                if self.modules.write().expect("registry lock").remove(name).is_none() {
+                if self.modules.write().remove(name).is_none() {
                     return Err(RegistryError::NotFound(name.to_string()));
                 }
                 let path = dir.join(format!("{name}.wasm"));
@@ -214,7 +216,7 @@ impl Registry {
             }
             Store::Objects(store) => {
                 let store = &store.objects;
-                self.modules.write().expect("registry lock").remove(name);
+                self.modules.write().remove(name);
                 if store.info(name).await.is_err() {
                     return Err(RegistryError::NotFound(name.to_string()));
                 }
@@ -236,13 +238,13 @@ impl Registry {
         let mut wasm = Vec::new();
         object.read_to_end(&mut wasm).await.map_err(|e| shared_error("fetch the module", e))?;
         let module = tokio::task::block_in_place(|| self.engine.load(name, &wasm))?;
-        self.modules.write().expect("registry lock").insert(name.to_string(), (module.clone(), wasm.clone(), digest));
+        self.modules.write().insert(name.to_string(), (module.clone(), wasm.clone(), digest));
         Ok(Some((module, wasm)))
     }
 
     /// A registered module, compiled, and its wasm.
     pub async fn get(&self, name: &str) -> Result<(SmartModule, Vec<u8>), RegistryError> {
-        let known = self.modules.read().expect("registry lock").get(name).map(|(m, w, _)| (m.clone(), w.clone()));
+        let known = self.modules.read().get(name).map(|(m, w, _)| (m.clone(), w.clone()));
         if let Some(found) = known {
             return Ok(found);
         }
@@ -254,7 +256,7 @@ impl Registry {
     /// finds them. Unknown names are left for the chain to report.
     pub async fn prepare<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<(), RegistryError> {
         for name in names {
-            if !self.modules.read().expect("registry lock").contains_key(name) {
+            if !self.modules.read().contains_key(name) {
                 self.fetch(name).await?;
             }
         }
@@ -263,7 +265,7 @@ impl Registry {
 
     /// A registered module, compiled; what a chain's resolver asks for.
     pub fn module(&self, name: &str) -> Option<SmartModule> {
-        self.modules.read().expect("registry lock").get(name).map(|(module, _, _)| module.clone())
+        self.modules.read().get(name).map(|(module, _, _)| module.clone())
     }
 
     /// Every module, sorted by name.
@@ -271,16 +273,10 @@ impl Registry {
         if let Store::Objects(store) = &self.store {
             let names = store.names().await?;
             self.prepare(names.iter().map(String::as_str)).await?;
-            let modules = self.modules.read().expect("registry lock");
+            let modules = self.modules.read();
             return Ok(names.iter().filter_map(|name| modules.get(name).map(|(m, _, _)| info(name, m))).collect());
         }
-        Ok(self
-            .modules
-            .read()
-            .expect("registry lock")
-            .iter()
-            .map(|(name, (module, _, _))| info(name, module))
-            .collect())
+        Ok(self.modules.read().iter().map(|(name, (module, _, _))| info(name, module)).collect())
     }
 }
 
@@ -312,7 +308,7 @@ async fn watch_modules(store: object_store::ObjectStore, modules: Arc<RwLock<BTr
         match store.watch().await {
             Ok(mut watch) => {
                 while let Some(Ok(object)) = watch.next().await {
-                    let mut modules = modules.write().expect("registry lock");
+                    let mut modules = modules.write();
                     let current = modules.get(&object.name).map(|(_, _, digest)| digest.clone());
                     if let Some(digest) = current
                         && (object.deleted || digest != object.digest)

@@ -42,7 +42,9 @@ mod reader;
 mod topics;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
@@ -295,8 +297,7 @@ impl Storage for JetStreamStorage {
     /// partition's start (what retention removed).
     fn maintain(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let open: Vec<Arc<JetStreamPartition>> =
-                self.partitions.lock().expect("partitions lock").values().cloned().collect();
+            let open: Vec<Arc<JetStreamPartition>> = self.partitions.lock().values().cloned().collect();
             for partition in open {
                 partition.refresh_if_due().await;
             }

@@ -1,7 +1,7 @@
 //! Connections to the cluster's nodes, and the key-value buckets the
 //! servers share.
 
-use std::sync::RwLock;
+use parking_lot::RwLock;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
@@ -26,7 +26,7 @@ pub(super) struct NodeConnections {
 impl NodeConnections {
     /// A JetStream context on the node named `leader`, when connected to it.
     pub(super) fn to(&self, leader: &str) -> Option<jetstream::Context> {
-        let clients = self.clients.read().expect("node connections lock");
+        let clients = self.clients.read();
         clients
             .iter()
             .find(|client| {
@@ -55,7 +55,7 @@ pub(super) async fn connect_nodes(nodes: std::sync::Weak<NodeConnections>, mut p
             match connected {
                 Ok(client) => {
                     let name = client.server_info().server_name;
-                    let mut clients = nodes.clients.write().expect("node connections lock");
+                    let mut clients = nodes.clients.write();
                     // The same node under two addresses needs one connection.
                     if !clients.iter().any(|known| known.try_server_info().is_some_and(|i| i.server_name == name)) {
                         clients.push(client);

@@ -3,8 +3,10 @@
 //! with several servers writing; the end is followed through other
 //! servers' announcements and a slow poll; the start moves only forward.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
@@ -145,7 +147,7 @@ impl JetStreamPartition {
     }
 
     fn remember(&self, base_offset: i64, sequence: u64, next_offset: i64) {
-        self.positions.lock().expect("positions lock").remember(base_offset, sequence, next_offset);
+        self.positions.lock().remember(base_offset, sequence, next_offset);
     }
 
     /// The stream's sequence range, `first..=last` (empty when `first > last`).
@@ -153,7 +155,7 @@ impl JetStreamPartition {
     async fn sequences(&self) -> Result<(u64, u64), StorageError> {
         let info = self.stream.get_info().await.map_err(|e| self.unavailable("read the state of", e))?;
         let leader = info.cluster.as_ref().and_then(|cluster| cluster.leader.as_deref());
-        *self.publisher.lock().expect("publisher lock") = leader.and_then(|leader| self.nodes.to(leader));
+        *self.publisher.lock() = leader.and_then(|leader| self.nodes.to(leader));
         Ok((info.state.first_sequence, info.state.last_sequence))
     }
 
@@ -161,7 +163,7 @@ impl JetStreamPartition {
     /// leader (a replica may not have a message just written yet).
     pub(super) async fn fetch(&self, sequence: u64) -> Result<Fetched, StorageError> {
         use jetstream::stream::DirectGetErrorKind;
-        if let Some((batch, next_offset)) = self.recent.lock().expect("recent batches lock").get(sequence) {
+        if let Some((batch, next_offset)) = self.recent.lock().get(sequence) {
             return Ok(Fetched::Batch(batch, next_offset));
         }
         let message = match self.stream.direct_get(sequence).await {
@@ -294,7 +296,7 @@ impl JetStreamPartition {
         if offset >= self.next_offset() {
             return Ok(None);
         }
-        if let Some(sequence) = self.positions.lock().expect("positions lock").sequence_for(offset) {
+        if let Some(sequence) = self.positions.lock().sequence_for(offset) {
             return Ok(Some(sequence));
         }
         let (first, last) = self.sequences().await?;
@@ -316,7 +318,6 @@ impl JetStreamPartition {
         let publisher = self
             .publisher
             .lock()
-            .expect("publisher lock")
             .clone()
             .filter(|node| node.client().connection_state() == async_nats::connection::State::Connected);
         let js = publisher.as_ref().unwrap_or(&self.js);
@@ -356,7 +357,7 @@ impl JetStreamPartition {
                     tail.next_offset = batch.next_offset();
                     self.remember(base_offset, ack.sequence, tail.next_offset);
                     // Before consumers are woken: those at the end read it from here.
-                    self.recent.lock().expect("recent batches lock").insert(ack.sequence, batch, tail.next_offset);
+                    self.recent.lock().insert(ack.sequence, batch, tail.next_offset);
                     self.advance(tail.next_offset, tail.last_sequence);
                     let end = AnnouncedEnd { next_offset: tail.next_offset, last_sequence: tail.last_sequence };
                     let _ =
@@ -376,7 +377,7 @@ impl JetStreamPartition {
                     // The leader's node may be gone: the next append goes
                     // through the main connection, until the leader is
                     // known again.
-                    *self.publisher.lock().expect("publisher lock") = None;
+                    *self.publisher.lock() = None;
                     return Err(self.unavailable("append to", error));
                 }
             }

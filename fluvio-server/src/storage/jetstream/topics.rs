@@ -3,7 +3,9 @@
 //! partition, and every server's cache of them kept in step by a watch.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
@@ -67,12 +69,12 @@ impl JetStreamStorage {
     /// The settings of a ready topic: from the watched cache, else from the
     /// bucket (a topic created a moment ago through another server).
     pub(super) async fn spec(&self, topic: &str) -> Result<TopicSpec, TopicError> {
-        if let Some(spec) = self.topics.read().expect("topics lock").get(topic) {
+        if let Some(spec) = self.topics.read().get(topic) {
             return Ok(spec.clone());
         }
         match self.record(topic).await? {
             Some((record, _)) if record.state == TopicState::Ready => {
-                self.topics.write().expect("topics lock").insert(topic.to_string(), record.spec.clone());
+                self.topics.write().insert(topic.to_string(), record.spec.clone());
                 Ok(record.spec)
             }
             _ => Err(TopicError::NotFound(topic.to_string())),
@@ -162,7 +164,7 @@ impl JetStreamStorage {
             .update(&key, ready.to_bytes(), revision)
             .await
             .map_err(|e| unavailable("record the topic", e))?;
-        self.topics.write().expect("topics lock").insert(spec.name.clone(), spec);
+        self.topics.write().insert(spec.name.clone(), spec);
         Ok(())
     }
 
@@ -214,14 +216,14 @@ impl JetStreamStorage {
             .update(&key, deleting.to_bytes(), revision)
             .await
             .map_err(|_| TopicError::NotFound(topic.to_string()))?;
-        self.topics.write().expect("topics lock").remove(topic);
+        self.topics.write().remove(topic);
         self.forget_offsets(None, Some(topic)).await?;
         self.delete_streams(topic, record.spec.partitions).await?;
         for partition in 0..record.spec.partitions {
             let _ = self.ends_kv.purge(end_key(topic, partition)).await;
         }
         self.topics_kv.delete(&key).await.map_err(|e| unavailable("remove the topic's settings", e))?;
-        self.partitions.lock().expect("partitions lock").retain(|(name, _), _| name != topic);
+        self.partitions.lock().retain(|(name, _), _| name != topic);
         Ok(())
     }
 
@@ -263,12 +265,12 @@ impl JetStreamStorage {
             return Err(TopicError::PartitionNotFound { topic: spec.name.clone(), partition, count: spec.partitions });
         }
         let key = (spec.name.clone(), partition);
-        if let Some(open) = self.partitions.lock().expect("partitions lock").get(&key) {
+        if let Some(open) = self.partitions.lock().get(&key) {
             return Ok(Arc::clone(open));
         }
         let opened =
             JetStreamPartition::open(&self.js, &self.client, &self.ends_kv, &self.nodes, spec, partition).await?;
-        let mut partitions = self.partitions.lock().expect("partitions lock");
+        let mut partitions = self.partitions.lock();
         Ok(Arc::clone(partitions.entry(key).or_insert(opened)))
     }
 }
@@ -294,11 +296,11 @@ pub(super) async fn watch_topics(
                     };
                     match ready {
                         Some(record) => {
-                            topics.write().expect("topics lock").insert(name, record.spec);
+                            topics.write().insert(name, record.spec);
                         }
                         None => {
-                            topics.write().expect("topics lock").remove(&name);
-                            partitions.lock().expect("partitions lock").retain(|(topic, _), _| *topic != name);
+                            topics.write().remove(&name);
+                            partitions.lock().retain(|(topic, _), _| *topic != name);
                         }
                     }
                 }

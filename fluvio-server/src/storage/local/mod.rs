@@ -17,7 +17,9 @@ pub mod segment_log;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use fluvio_protocol::{ConsumerOffset, RetentionSpec, TopicInfo};
 use futures::future::BoxFuture;
@@ -104,13 +106,13 @@ impl LocalStorage {
                 .and_then(|spec| store.open_topic(spec));
             match opened {
                 Ok(topic) => {
-                    store.topics.write().expect("topics lock").insert(topic.spec.name.clone(), Arc::new(topic));
+                    store.topics.write().insert(topic.spec.name.clone(), Arc::new(topic));
                 }
                 // One broken topic must not keep the others from being
                 // served: it is set aside, its files untouched.
                 Err(error) => {
                     tracing::error!(topic = %name, %error, "a topic could not be opened; serving the others");
-                    store.unopened.write().expect("unopened lock").insert(name, error.to_string());
+                    store.unopened.write().insert(name, error.to_string());
                 }
             }
         }
@@ -163,7 +165,7 @@ impl LocalStorage {
                 ),
             });
         }
-        let mut topics = self.topics.write().expect("topics lock");
+        let mut topics = self.topics.write();
         if topics.contains_key(&spec.name) {
             return Err(TopicError::Exists(spec.name));
         }
@@ -198,7 +200,7 @@ impl LocalStorage {
         if let Some(error) = self.unopened(name) {
             return Err(error);
         }
-        if self.topics.write().expect("topics lock").remove(name).is_none() {
+        if self.topics.write().remove(name).is_none() {
             return Err(TopicError::NotFound(name.to_string()));
         }
         // First, so that a topic created again under this name never finds
@@ -214,7 +216,7 @@ impl LocalStorage {
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
-        if let Some(topic) = self.topics.read().expect("topics lock").get(name) {
+        if let Some(topic) = self.topics.read().get(name) {
             return Ok(Arc::clone(topic));
         }
         Err(self.unopened(name).unwrap_or_else(|| TopicError::NotFound(name.to_string())))
@@ -222,13 +224,13 @@ impl LocalStorage {
 
     /// The error for a topic set aside at start, if `name` is one.
     fn unopened(&self, name: &str) -> Option<TopicError> {
-        let unopened = self.unopened.read().expect("unopened lock");
+        let unopened = self.unopened.read();
         unopened.get(name).map(|reason| TopicError::Unopened { topic: name.to_string(), reason: reason.clone() })
     }
 
     /// Topics whose files could not be opened at start, with why.
     pub fn unopened_topics(&self) -> Vec<(String, String)> {
-        let unopened = self.unopened.read().expect("unopened lock");
+        let unopened = self.unopened.read();
         let mut list: Vec<_> = unopened.iter().map(|(name, reason)| (name.clone(), reason.clone())).collect();
         list.sort();
         list
@@ -248,7 +250,6 @@ impl LocalStorage {
     pub fn list(&self) -> Vec<TopicInfo> {
         self.topics
             .read()
-            .expect("topics lock")
             .values()
             .map(|t| TopicInfo {
                 name: t.spec.name.clone(),
@@ -261,7 +262,7 @@ impl LocalStorage {
     }
 
     fn all_partitions(&self) -> Vec<Arc<PartitionLog>> {
-        self.topics.read().expect("topics lock").values().flat_map(|t| t.partitions.clone()).collect()
+        self.topics.read().values().flat_map(|t| t.partitions.clone()).collect()
     }
 }
 

@@ -8,11 +8,11 @@
 //! file holds many more lines than live offsets, it is rewritten
 //! atomically with one line per offset.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use fluvio_protocol::ConsumerOffset;
 use serde::{Deserialize, Serialize};
@@ -91,7 +91,7 @@ impl OffsetLog {
             file.write_all(b"\n").map_err(io(&path))?;
         }
         let log = OffsetLog { path, state: Mutex::new(State { file, offsets, lines }) };
-        let mut state = log.state.lock().expect("offsets lock");
+        let mut state = log.state.lock();
         log.compact_if_due(&mut state)?;
         drop(state);
         Ok(log)
@@ -102,7 +102,7 @@ impl OffsetLog {
         let modified_ms = now_ms();
         let line =
             Line::Commit { consumer: consumer.to_string(), topic: topic.to_string(), partition, offset, modified_ms };
-        let mut state = self.state.lock().expect("offsets lock");
+        let mut state = self.state.lock();
         self.append(&mut state, &[line])?;
         state.offsets.insert((consumer.to_string(), topic.to_string(), partition), Committed { offset, modified_ms });
         self.compact_if_due(&mut state)
@@ -110,13 +110,13 @@ impl OffsetLog {
 
     /// A consumer's stored offset in a partition.
     pub fn get(&self, consumer: &str, topic: &str, partition: u32) -> Option<i64> {
-        let state = self.state.lock().expect("offsets lock");
+        let state = self.state.lock();
         state.offsets.get(&(consumer.to_string(), topic.to_string(), partition)).map(|c| c.offset)
     }
 
     /// Every stored offset, by consumer, topic and partition.
     pub fn list(&self) -> Vec<ConsumerOffset> {
-        let state = self.state.lock().expect("offsets lock");
+        let state = self.state.lock();
         state
             .offsets
             .iter()
@@ -133,7 +133,7 @@ impl OffsetLog {
     /// Forgets the offsets of `consumer` (any, when `None`) in `topic` (any,
     /// when `None`), durably. Returns how many were forgotten.
     pub fn delete(&self, consumer: Option<&str>, topic: Option<&str>) -> Result<usize, StorageError> {
-        let mut state = self.state.lock().expect("offsets lock");
+        let mut state = self.state.lock();
         let doomed: Vec<Key> = state
             .offsets
             .keys()

@@ -17,8 +17,10 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fluvio_protocol::{Batch, ProducerStamp, RetentionSpec};
@@ -242,9 +244,7 @@ impl PartitionLog {
         let (base_offset, next) = self.write(batch, producer)?;
         let synced = match self.config.flush {
             FlushPolicy::EveryBatch => self.sync_through(next),
-            FlushPolicy::Interval(interval) if self.state.lock().expect("log lock").last_sync.elapsed() >= interval => {
-                self.sync()
-            }
+            FlushPolicy::Interval(interval) if self.state.lock().last_sync.elapsed() >= interval => self.sync(),
             _ => Ok(()),
         };
         if let Err(error) = synced {
@@ -275,7 +275,7 @@ impl PartitionLog {
             self.dir.display()
         );
         {
-            let mut failed = self.failed.lock().expect("failed lock");
+            let mut failed = self.failed.lock();
             if failed.is_some() {
                 return error;
             }
@@ -283,7 +283,7 @@ impl PartitionLog {
             *failed = Some(message);
         }
         let synced = self.synced.load(Ordering::Acquire);
-        let mut state = self.state.lock().expect("log lock");
+        let mut state = self.state.lock();
         let segment = state.segments.last_mut().expect("active segment");
         let keep = segment.entries.partition_point(|e| e.next_offset() <= synced);
         if keep < segment.entries.len() {
@@ -298,7 +298,7 @@ impl PartitionLog {
     }
 
     fn check_not_failed(&self) -> Result<(), StorageError> {
-        match &*self.failed.lock().expect("failed lock") {
+        match &*self.failed.lock() {
             Some(message) => {
                 Err(StorageError::Io { path: self.dir.clone(), source: io::Error::other(message.clone()) })
             }
@@ -323,7 +323,7 @@ impl PartitionLog {
                 "record {record} has offset delta {delta}; a produced batch must number its records 0, 1, 2, ..."
             )));
         }
-        let mut state = self.state.lock().expect("log lock");
+        let mut state = self.state.lock();
         let base_offset = state.next_offset;
         batch.set_base_offset(base_offset);
         if state.segments.last().expect("active segment").size >= self.config.segment_bytes {
@@ -332,7 +332,7 @@ impl PartitionLog {
         if let Some((stamp, journal)) = producer {
             // Before the batch: a batch on disk always has its entry there.
             journal.record(stamp, base_offset)?;
-            *self.journal_file.lock().expect("journal lock") = journal.file();
+            *self.journal_file.lock() = journal.file();
             self.journal_dirty.store(true, Ordering::Release);
         }
         let segment = state.segments.last().expect("active segment");
@@ -360,7 +360,7 @@ impl PartitionLog {
     /// Returns once every record below `target` is on disk, syncing if no
     /// one else already did.
     fn sync_through(&self, target: i64) -> Result<(), StorageError> {
-        let _syncing = self.sync_lock.lock().expect("sync lock");
+        let _syncing = self.sync_lock.lock();
         if self.synced.load(Ordering::Acquire) >= target {
             return Ok(());
         }
@@ -375,14 +375,14 @@ impl PartitionLog {
             return Err(StorageError::Io { path: self.dir.clone(), source: io::Error::other("injected sync failure") });
         }
         let (log, index, upto, path) = {
-            let state = self.state.lock().expect("log lock");
+            let state = self.state.lock();
             let path = state.segments.last().expect("active segment").log_path.clone();
             (Arc::clone(&state.active.log), Arc::clone(&state.active.index), state.next_offset, path)
         };
         // The journal first: every batch below `upto` wrote its entry before
         // `upto` was read, to this file or to one compaction synced.
         if self.journal_dirty.swap(false, Ordering::AcqRel) {
-            let journal = Arc::clone(&self.journal_file.lock().expect("journal lock"));
+            let journal = Arc::clone(&self.journal_file.lock());
             if let Err(source) = journal.sync_data() {
                 self.journal_dirty.store(true, Ordering::Release);
                 return Err(StorageError::Io { path: self.dir.join(super::producers::JOURNAL_FILE), source });
@@ -391,7 +391,7 @@ impl PartitionLog {
         log.sync_data().map_err(io_error(&path))?;
         index.sync_data().map_err(io_error(&path))?;
         self.synced.fetch_max(upto, Ordering::Release);
-        self.state.lock().expect("log lock").last_sync = Instant::now();
+        self.state.lock().last_sync = Instant::now();
         Ok(())
     }
 
@@ -412,7 +412,7 @@ impl PartitionLog {
     /// Deletes segments past the retention limits. The active segment is
     /// never deleted.
     pub fn apply_retention(&self) {
-        let mut state = self.state.lock().expect("log lock");
+        let mut state = self.state.lock();
         self.apply_retention_locked(&mut state);
     }
 
@@ -437,13 +437,13 @@ impl PartitionLog {
 
     /// Offset of the first record still stored.
     pub fn start_offset(&self) -> i64 {
-        let state = self.state.lock().expect("log lock");
+        let state = self.state.lock();
         state.segments[0].entries.first().map_or(state.segments[0].base_offset, |e| e.base_offset)
     }
 
     /// Offset the next record will get.
     pub fn next_offset(&self) -> i64 {
-        self.state.lock().expect("log lock").next_offset
+        self.state.lock().next_offset
     }
 
     /// Follows the next offset as records are appended.
@@ -453,12 +453,12 @@ impl PartitionLog {
 
     /// Total bytes of all segments.
     pub fn size(&self) -> u64 {
-        self.state.lock().expect("log lock").segments.iter().map(|s| s.size).sum()
+        self.state.lock().segments.iter().map(|s| s.size).sum()
     }
 
     /// Number of segments.
     pub fn segment_count(&self) -> usize {
-        self.state.lock().expect("log lock").segments.len()
+        self.state.lock().segments.len()
     }
 
     /// Reads whole stored batches starting with the one that holds `offset`
@@ -471,7 +471,7 @@ impl PartitionLog {
     pub fn read(&self, offset: i64, max_bytes: u64) -> Result<Vec<Batch>, StorageError> {
         let readable = *self.watermark.borrow();
         let plan: Vec<(PathBuf, IndexEntry)> = {
-            let state = self.state.lock().expect("log lock");
+            let state = self.state.lock();
             let mut plan = Vec::new();
             let mut bytes = 0u64;
             'segments: for segment in &state.segments {
@@ -493,7 +493,7 @@ impl PartitionLog {
             plan
         };
         #[cfg(test)]
-        if let Some(hook) = self.between_plan_and_open.lock().expect("hook lock").take() {
+        if let Some(hook) = self.between_plan_and_open.lock().take() {
             hook();
         }
         let mut batches = Vec::with_capacity(plan.len());
@@ -528,7 +528,7 @@ impl PartitionLog {
     pub fn read_run(&self, offset: i64, max_bytes: u64) -> Result<Option<StoredRun>, StorageError> {
         let readable = *self.watermark.borrow();
         let (path, position, len, next_offset) = {
-            let state = self.state.lock().expect("log lock");
+            let state = self.state.lock();
             let Some(segment) =
                 state.segments.iter().find(|s| s.entries.last().is_some_and(|l| l.next_offset() > offset))
             else {
@@ -570,7 +570,7 @@ impl PartitionLog {
     /// writes unsynced).
     pub fn sync_if_due(&self) -> Result<(), StorageError> {
         let FlushPolicy::Interval(interval) = self.config.flush else { return Ok(()) };
-        if self.state.lock().expect("log lock").last_sync.elapsed() < interval {
+        if self.state.lock().last_sync.elapsed() < interval {
             return Ok(());
         }
         self.sync()
@@ -578,7 +578,7 @@ impl PartitionLog {
 
     /// Syncs everything written so far (for the interval policy and shutdown).
     pub fn sync(&self) -> Result<(), StorageError> {
-        let _syncing = self.sync_lock.lock().expect("sync lock");
+        let _syncing = self.sync_lock.lock();
         self.sync_locked()
     }
 }
@@ -596,7 +596,7 @@ impl Partition for PartitionLog {
             self.check_not_failed()?;
             // Held across the append: a retry racing its original waits
             // for it and then finds it.
-            let mut producers = self.producers.lock().expect("producers lock");
+            let mut producers = self.producers.lock();
             if let Some(base_offset) = producers.find(stamp) {
                 return Ok(base_offset);
             }

@@ -29,12 +29,12 @@ fn a_segment_deleted_by_retention_between_a_reads_plan_and_its_open_reads_again_
     for n in 0..6 {
         log.append(batch(&[&format!("record {n}")])).unwrap();
     }
-    assert!(log.state.lock().unwrap().segments.len() >= 4, "one batch per segment");
+    assert!(log.state.lock().segments.len() >= 4, "one batch per segment");
     // Retention that keeps only the newest segments, run right after
     // the read planned to start in the oldest one.
     let racing = Arc::clone(&log);
-    *log.between_plan_and_open.lock().unwrap() = Some(Box::new(move || {
-        let mut state = racing.state.lock().unwrap();
+    *log.between_plan_and_open.lock() = Some(Box::new(move || {
+        let mut state = racing.state.lock();
         while state.segments.len() > 2 {
             let oldest = state.segments.remove(0);
             fs::remove_file(&oldest.log_path).unwrap();
