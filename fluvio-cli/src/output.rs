@@ -5,6 +5,7 @@
 use std::io::Write;
 
 use fluvio_client::ConsumerRecord;
+use fluvio_client::protocol::units::{self, UnitError};
 
 /// How a record's value is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -128,62 +129,17 @@ pub fn rfc3339(ms: i64) -> String {
     )
 }
 
-/// A human duration (`500ms`, `30s`, `10m`, `1h`, `7d`, `2w`, or several,
-/// as in `1h30m`), in milliseconds.
-pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    let units: [(&[&str], u64); 6] = [
-        (&["ms", "msec", "millis"], 1),
-        (&["s", "sec", "secs", "second", "seconds"], 1_000),
-        (&["m", "min", "mins", "minute", "minutes"], 60_000),
-        (&["h", "hr", "hrs", "hour", "hours"], 3_600_000),
-        (&["d", "day", "days"], 86_400_000),
-        (&["w", "week", "weeks"], 604_800_000),
-    ];
-    let total = parse_quantities(text, |unit| units.iter().find(|(names, _)| names.contains(&unit)).map(|(_, ms)| *ms))
-        .map_err(|why| format!("{text:?} is not a duration ({why}); write e.g. 30s, 10m, 1h, 7d"))?;
-    Ok(total)
+/// A duration flag (`500ms`, `30s`, `10m`, `1h`, `7d`, `1h30m`), in
+/// milliseconds; read by [`units::parse_duration`], the one reader of
+/// durations.
+pub fn parse_duration_ms(text: &str) -> Result<u64, UnitError> {
+    units::parse_duration(text).map(|duration| duration.as_millis().min(u64::MAX as u128) as u64)
 }
 
-/// A human size (`512`, `64KiB`, `10MiB`, `1GiB`, `1GB`), in bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let units: [(&[&str], u64); 9] = [
-        (&["", "b"], 1),
-        (&["k", "kb"], 1_000),
-        (&["kib", "ki"], 1 << 10),
-        (&["m", "mb"], 1_000_000),
-        (&["mib", "mi"], 1 << 20),
-        (&["g", "gb"], 1_000_000_000),
-        (&["gib", "gi"], 1 << 30),
-        (&["t", "tb"], 1_000_000_000_000),
-        (&["tib", "ti"], 1 << 40),
-    ];
-    let lower = text.trim().to_ascii_lowercase();
-    parse_quantities(&lower, |unit| units.iter().find(|(names, _)| names.contains(&unit)).map(|(_, bytes)| *bytes))
-        .map_err(|why| format!("{text:?} is not a size ({why}); write e.g. 512, 64KiB, 10MiB, 1GiB"))
-}
-
-/// Sums `NUMBER UNIT` pairs.
-fn parse_quantities(text: &str, unit_value: impl Fn(&str) -> Option<u64>) -> Result<u64, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("it is empty".into());
-    }
-    let mut total: u64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("expected a number at {rest:?}"));
-        }
-        let number: u64 = rest[..digits].parse().map_err(|_| "the number is too large".to_string())?;
-        rest = rest[digits..].trim_start();
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c.is_whitespace()).unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        let value = unit_value(unit).ok_or_else(|| format!("unknown unit {unit:?}"))?;
-        total = number.checked_mul(value).and_then(|v| total.checked_add(v)).ok_or("it is too large")?;
-        rest = rest[unit_len..].trim_start();
-    }
-    Ok(total)
+/// A size flag (`512`, `64KiB`, `10MiB`, `1GB`), in bytes; read by
+/// [`units::parse_size`], the one reader of sizes.
+pub fn parse_size(text: &str) -> Result<u64, UnitError> {
+    units::parse_size(text)
 }
 
 #[cfg(test)]
@@ -196,14 +152,14 @@ mod tests {
         assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
         assert_eq!(parse_duration_ms("7 days"), Ok(604_800_000));
         assert_eq!(parse_duration_ms("250ms"), Ok(250));
-        assert!(parse_duration_ms("10").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration_ms("10").unwrap_err().to_string().contains("time unit needed"));
         assert!(parse_duration_ms("soon").is_err());
         assert_eq!(parse_size("10MiB"), Ok(10 << 20));
         assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
         assert_eq!(parse_size("512"), Ok(512));
         assert_eq!(parse_size("64 KiB"), Ok(64 << 10));
         assert!(parse_size("ten MB").is_err());
-        assert!(parse_size("99999999999TiB").unwrap_err().contains("too large"));
+        assert!(parse_size("99999999999TiB").unwrap_err().to_string().contains("too large"));
     }
 
     #[test]

@@ -330,7 +330,6 @@ async fn print_records(
     }
 }
 
-fn parse_size_u32(text: &str) -> Result<u32, String> {
-    let bytes = crate::output::parse_size(text)?;
-    u32::try_from(bytes).map_err(|_| format!("{text:?} is more than 4 GiB"))
+fn parse_size_u32(text: &str) -> Result<u32, fluvio_client::protocol::units::UnitError> {
+    fluvio_client::protocol::units::parse_size_within(text)
 }

@@ -31,6 +31,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use fluvio_client::protocol::units::{self, UnitError};
 use fluvio_client::{Compression, Lookback, SmartModuleInvocation};
 use serde_norway::Value;
 
@@ -75,12 +76,9 @@ pub enum ConfigProblem {
         /// What the file has.
         found: &'static str,
     },
-    /// A value that does not read as a duration.
-    #[error("{0:?} is not a duration; write it like 500ms, 10s, 5m or 1h")]
-    BadDuration(String),
-    /// A value that does not read as a size.
-    #[error("{0:?} is not a size; write it like 1000, 64KiB, 1MiB or 1MB")]
-    BadSize(String),
+    /// A value that does not read as a duration or a size.
+    #[error(transparent)]
+    BadUnit(#[from] UnitError),
     /// A value outside what the key allows.
     #[error("{0}")]
     Invalid(String),
@@ -564,17 +562,18 @@ impl<'a> ConfigNode<'a> {
         }
     }
 
-    /// A duration under `key`: `500ms`, `10s`, `5m`, `1h` (a bare number is
-    /// milliseconds).
+    /// A duration under `key`: `500ms`, `10s`, `5m`, `1h` (with its unit,
+    /// as Fluvio reads it: [`units::parse_duration`]).
     pub fn opt_duration(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
         let Some(text) = self.opt_string(key)? else { return Ok(None) };
-        parse_duration(&text).map(Some).ok_or_else(|| self.error_at(key, ConfigProblem::BadDuration(text)))
+        units::parse_duration(&text).map(Some).map_err(|error| self.error_at(key, ConfigProblem::BadUnit(error)))
     }
 
-    /// A size in bytes under `key`: `1000`, `64KiB`, `1MiB`, `1MB`, `2GB`.
+    /// A size in bytes under `key`: `1000`, `64KiB`, `1MiB`, `1MB`, `2GB`
+    /// ([`units::parse_size`]).
     pub fn opt_size(&self, key: &str) -> Result<Option<u64>, ConfigError> {
         let Some(text) = self.opt_string(key)? else { return Ok(None) };
-        parse_size(&text).map(Some).ok_or_else(|| self.error_at(key, ConfigProblem::BadSize(text)))
+        units::parse_size(&text).map(Some).map_err(|error| self.error_at(key, ConfigProblem::BadUnit(error)))
     }
 
     /// A list of text under `key` (a single text counts as a list of one).
@@ -740,43 +739,6 @@ impl<'a> ConfigNode<'a> {
     }
 }
 
-/// Parses `500ms`, `10s`, `5m`, `1h`, `2d` (a bare number is milliseconds).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let millis = match unit.trim() {
-        "" | "ms" => 1,
-        "s" | "sec" | "secs" => 1_000,
-        "m" | "min" | "mins" => 60_000,
-        "h" | "hr" | "hrs" => 3_600_000,
-        "d" | "day" | "days" => 86_400_000,
-        _ => return None,
-    };
-    number.checked_mul(millis).map(Duration::from_millis)
-}
-
-/// Parses `1000`, `64KiB`, `1MiB`, `2GiB`, `64KB`, `1MB`, `2GB` (`K`, `M`,
-/// `G` alone are binary, as Fluvio reads them).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        _ => return None,
-    };
-    number.checked_mul(factor)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -897,17 +859,19 @@ transforms:
 
     #[test]
     fn durations_and_sizes_read_like_fluvios() {
-        assert_eq!(parse_duration("100ms"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("250"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1.5s"), None);
-        assert_eq!(parse_size("64KiB"), Some(65_536));
-        assert_eq!(parse_size("1MB"), Some(1_000_000));
-        assert_eq!(parse_size("1 MiB"), Some(1 << 20));
-        assert_eq!(parse_size("12"), Some(12));
-        assert_eq!(parse_size("-1"), None);
+        use units::{parse_duration, parse_size};
+        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        // Fluvio's reader (humantime) wants a unit, and takes fractions.
+        assert!(parse_duration("250").is_err());
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_size("64KiB"), Ok(65_536));
+        assert_eq!(parse_size("1MB"), Ok(1_000_000));
+        assert_eq!(parse_size("1 MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("12"), Ok(12));
+        assert!(parse_size("-1").is_err());
         assert_eq!(section_name("sql-sink"), "sql");
         assert_eq!(section_name("mqtt-source"), "mqtt");
     }

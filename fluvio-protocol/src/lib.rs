@@ -13,6 +13,9 @@
 //!   [`RecordFailure`] name the SmartModules a producer, a consumer or the
 //!   server runs, and what they report.
 //!
+//! - [`units`] reads the sizes and durations people write (`64KiB`, `10s`)
+//!   for the command, connector configs and the server alike.
+//!
 //! This crate owns formats only. It does no I/O of its own (the `tokio`
 //! feature adds frame reading and writing over tokio streams) and knows
 //! nothing of wasm runtimes, storage or connections.
@@ -34,6 +37,7 @@ pub mod frame;
 pub mod messages;
 pub mod requests;
 pub mod smartmodule;
+pub mod units;
 
 pub use batch::{Batch, BatchBuilder, RecordRef, batch_ranges};
 pub use compression::Compression;

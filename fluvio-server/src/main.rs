@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use fluvio_protocol::units;
 use fluvio_server::security::{SecurityConfig, TlsFiles};
 use fluvio_server::storage::jetstream::JetStreamConfig;
 use fluvio_server::{ConnectionLimits, FlushPolicy, Server, ServerConfig};
@@ -24,14 +25,14 @@ struct Args {
     /// When appended records are synced: every-batch, interval:MILLISECONDS or os.
     #[arg(long, default_value = "every-batch")]
     flush: FlushPolicy,
-    /// Largest request frame accepted, in bytes.
-    #[arg(long, default_value_t = fluvio_protocol::DEFAULT_MAX_FRAME_BYTES)]
+    /// Largest request frame accepted, in bytes (or 64MiB, 1GB...).
+    #[arg(long, default_value_t = fluvio_protocol::DEFAULT_MAX_FRAME_BYTES, value_parser = units::parse_size_within::<u32>)]
     max_frame_bytes: u32,
-    /// Size at which a partition starts a new segment, in bytes.
-    #[arg(long, default_value_t = 256 << 20)]
+    /// Size at which a partition starts a new segment, in bytes (or 256MiB...).
+    #[arg(long, default_value_t = 256 << 20, value_parser = units::parse_size)]
     segment_bytes: u64,
-    /// Memory cap of every SmartModule, in bytes.
-    #[arg(long, default_value_t = Limits::DEFAULT_MEMORY_BYTES)]
+    /// Memory cap of every SmartModule, in bytes (or 16MiB...).
+    #[arg(long, default_value_t = Limits::DEFAULT_MEMORY_BYTES, value_parser = units::parse_size)]
     smartmodule_memory_bytes: u64,
     /// CPU cap of every SmartModule per batch, in fuel units.
     #[arg(long, default_value_t = Limits::DEFAULT_FUEL_PER_BATCH)]
@@ -40,8 +41,9 @@ struct Args {
     /// stops a module that runs too long however much fuel it has left.
     #[arg(long, default_value_t = Limits::DEFAULT_CALL_TIME.as_millis() as u64)]
     smartmodule_call_ms: u64,
-    /// Bytes of compiled SmartModule code kept cached, in memory and on disk.
-    #[arg(long, default_value_t = Limits::DEFAULT_CACHE_BYTES)]
+    /// Bytes of compiled SmartModule code kept cached, in memory and on disk
+    /// (or 512MiB...).
+    #[arg(long, default_value_t = Limits::DEFAULT_CACHE_BYTES, value_parser = units::parse_size)]
     smartmodule_cache_bytes: u64,
     /// SmartModules compiled at the same time (default: the number of cores).
     #[arg(long)]
@@ -57,10 +59,10 @@ struct Args {
     max_chain_length: usize,
     /// Memory all running SmartModules may use together, in bytes; each
     /// module of a running chain reserves --smartmodule-memory-bytes.
-    #[arg(long, default_value_t = ConnectionLimits::default().smartmodule_memory_total)]
+    #[arg(long, default_value_t = ConnectionLimits::default().smartmodule_memory_total, value_parser = units::parse_size)]
     smartmodule_memory_total: u64,
-    /// Bytes of responses queued for one slow client.
-    #[arg(long, default_value_t = ConnectionLimits::default().max_queued_bytes)]
+    /// Bytes of responses queued for one slow client (or 8MiB...).
+    #[arg(long, default_value_t = ConnectionLimits::default().max_queued_bytes, value_parser = units::parse_size_within::<usize>)]
     max_queued_bytes: usize,
     /// Seconds a write to a client that does not read may block before its
     /// connection is closed.
