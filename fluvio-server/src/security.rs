@@ -66,14 +66,66 @@ pub enum SecurityError {
         /// Why.
         reason: String,
     },
+    /// The access file cannot be read.
+    #[error("the access file {} cannot be read: {source}", path.display())]
+    AccessUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The access file is not valid.
-    #[error("the access file {} is not valid: {reason}", path.display())]
+    #[error("the access file {} is not valid: {source}", path.display())]
     Access {
         /// The file.
         path: PathBuf,
-        /// What is wrong, with its place in the file.
-        reason: String,
+        /// What is wrong.
+        source: AccessFileError,
     },
+}
+
+/// What is wrong with the text of an access file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessFileError {
+    /// Not TOML of the access file's layout (the message has the place).
+    #[error("{0}")]
+    Layout(String),
+    /// No `[[principal]]` at all.
+    #[error("it names no principal: add a [[principal]] with a name, a role and a token")]
+    NoPrincipal,
+    /// A principal's name is empty.
+    #[error("a principal has an empty name")]
+    EmptyName,
+    /// Both `token` and `token_sha256`.
+    #[error("principal {0:?} has both token and token_sha256; keep one")]
+    TwoTokens(String),
+    /// A token too short to be a secret.
+    #[error(
+        "principal {0:?} has a token of fewer than {MIN_TOKEN_CHARS} characters; use a long random one (for example `openssl rand -hex 32`)"
+    )]
+    ShortToken(String),
+    /// A `token_sha256` that is not a digest.
+    #[error("principal {0:?} has a token_sha256 that is not 64 hexadecimal digits")]
+    BadDigest(String),
+    /// A topic pattern with a `*` anywhere but at its end.
+    #[error(
+        "principal {name:?} has the topic pattern {pattern:?}; a pattern is a name, or a prefix followed by one `*` at the end"
+    )]
+    BadPattern {
+        /// The principal.
+        name: String,
+        /// The pattern.
+        pattern: String,
+    },
+    /// A client that may use no topic.
+    #[error("client {0:?} has no topics, so it could do nothing; list them in `topics` (\"*\" for all)")]
+    NoTopics(String),
+    /// Two principals of one name.
+    #[error("principal {0:?} appears twice")]
+    Duplicate(String),
+    /// Two principals with one token.
+    #[error("principal {0:?} has the same token as another principal")]
+    SharedToken(String),
 }
 
 /// The TLS files of a server.
@@ -262,60 +314,54 @@ fn parse_hex_digest(hex: &str) -> Option<[u8; 32]> {
 impl AccessPolicy {
     /// Reads and checks an access file.
     pub fn load(path: &Path) -> Result<AccessPolicy, SecurityError> {
-        let invalid = |reason: String| SecurityError::Access { path: path.to_path_buf(), reason };
-        let text = std::fs::read_to_string(path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
-        AccessPolicy::parse(&text).map_err(invalid)
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SecurityError::AccessUnreadable { path: path.to_path_buf(), source })?;
+        AccessPolicy::parse(&text).map_err(|source| SecurityError::Access { path: path.to_path_buf(), source })
     }
 
     /// Parses the text of an access file.
-    pub fn parse(text: &str) -> Result<AccessPolicy, String> {
-        let file: AccessFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<AccessPolicy, AccessFileError> {
+        let file: AccessFile = toml::from_str(text).map_err(|e| AccessFileError::Layout(e.to_string()))?;
         if file.principal.is_empty() {
-            return Err("it names no principal: add a [[principal]] with a name, a role and a token".into());
+            return Err(AccessFileError::NoPrincipal);
         }
         let mut policy = AccessPolicy::default();
         for entry in file.principal {
             let name = entry.name.trim().to_string();
             if name.is_empty() {
-                return Err("a principal has an empty name".into());
+                return Err(AccessFileError::EmptyName);
             }
             let digest = match (&entry.token, &entry.token_sha256) {
                 (Some(_), Some(_)) => {
-                    return Err(format!("principal {name:?} has both token and token_sha256; keep one"));
+                    return Err(AccessFileError::TwoTokens(name));
                 }
                 (Some(token), None) => {
                     if token.chars().count() < MIN_TOKEN_CHARS {
-                        return Err(format!(
-                            "principal {name:?} has a token of fewer than {MIN_TOKEN_CHARS} characters; use a long random one (for example `openssl rand -hex 32`)"
-                        ));
+                        return Err(AccessFileError::ShortToken(name));
                     }
                     Some(token_digest(token))
                 }
-                (None, Some(hex)) => Some(parse_hex_digest(hex).ok_or_else(|| {
-                    format!("principal {name:?} has a token_sha256 that is not 64 hexadecimal digits")
-                })?),
+                (None, Some(hex)) => {
+                    Some(parse_hex_digest(hex).ok_or_else(|| AccessFileError::BadDigest(name.clone()))?)
+                }
                 (None, None) => None,
             };
             for pattern in &entry.topics {
                 if pattern.is_empty() || pattern.strip_suffix('*').unwrap_or(pattern).contains('*') {
-                    return Err(format!(
-                        "principal {name:?} has the topic pattern {pattern:?}; a pattern is a name, or a prefix followed by one `*` at the end"
-                    ));
+                    return Err(AccessFileError::BadPattern { name, pattern: pattern.clone() });
                 }
             }
             if entry.role == Role::Client && entry.topics.is_empty() {
-                return Err(format!(
-                    "client {name:?} has no topics, so it could do nothing; list them in `topics` (\"*\" for all)"
-                ));
+                return Err(AccessFileError::NoTopics(name));
             }
             let principal = Arc::new(Principal { name: name.clone(), role: entry.role, topics: entry.topics });
             if policy.by_name.insert(name.clone(), Arc::clone(&principal)).is_some() {
-                return Err(format!("principal {name:?} appears twice"));
+                return Err(AccessFileError::Duplicate(name));
             }
             if let Some(digest) = digest
                 && policy.by_token.insert(digest, principal).is_some()
             {
-                return Err(format!("principal {name:?} has the same token as another principal"));
+                return Err(AccessFileError::SharedToken(name));
             }
         }
         Ok(policy)
@@ -387,7 +433,7 @@ mod tests {
     #[test]
     fn bad_access_files_are_refused_with_the_reason() {
         let refused = |text: &str, expected: &str| {
-            let error = AccessPolicy::parse(text).unwrap_err();
+            let error = AccessPolicy::parse(text).unwrap_err().to_string();
             assert!(error.contains(expected), "{error}");
         };
         refused("", "no principal");
