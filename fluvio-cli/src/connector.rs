@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use clap::Subcommand;
+use fluvio_client::protocol::secrets_file;
 
 use crate::error::{CliError, CliResult};
 
@@ -78,22 +79,10 @@ fn declared_secrets(config: &Path, text: &str) -> CliResult<Vec<String>> {
 fn gather_secrets(config: &Path, text: &str, secrets_file: Option<&Path>) -> CliResult<Vec<(String, String)>> {
     let mut from_file = std::collections::HashMap::new();
     if let Some(file) = secrets_file {
-        let secrets = std::fs::read_to_string(file)
+        let text = std::fs::read_to_string(file)
             .map_err(|e| CliError::failed(format!("cannot read the secrets file {}: {e}", file.display())))?;
-        for (number, line) in secrets.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((name, value)) = line.split_once('=') else {
-                return Err(CliError::failed(format!(
-                    "{}:{}: expected NAME=value (the value is not shown)",
-                    file.display(),
-                    number + 1
-                )));
-            };
-            from_file.insert(name.trim().to_string(), value.to_string());
-        }
+        let secrets = secrets_file::parse(&text).map_err(|e| CliError::failed(format!("{}: {e}", file.display())))?;
+        from_file.extend(secrets);
     }
     let mut secrets = Vec::new();
     for name in declared_secrets(config, text)? {

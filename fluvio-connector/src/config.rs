@@ -31,6 +31,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use fluvio_client::protocol::secrets_file::{self, SecretsFileError};
 use fluvio_client::protocol::units::{self, UnitError};
 use fluvio_client::{Compression, Lookback, SmartModuleInvocation};
 use serde_norway::Value;
@@ -90,9 +91,9 @@ pub enum ConfigProblem {
         "needs the secret {0}, which is neither in the environment nor in the secrets file; set {0} or pass --secrets FILE with a line {0}=value"
     )]
     MissingSecret(String),
-    /// A line of a secrets file is not `NAME=value`.
-    #[error("line {0} is not NAME=value")]
-    BadSecretLine(usize),
+    /// A secrets file that does not read.
+    #[error(transparent)]
+    Secrets(#[from] SecretsFileError),
 }
 
 /// Where secrets come from: the environment, and optionally a secrets file.
@@ -126,33 +127,16 @@ impl Secrets {
 
     /// Secrets from the text of a secrets file.
     pub fn parse(text: &str, path: &Path) -> Result<Secrets, ConfigError> {
-        let mut values = HashMap::new();
-        for (number, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((name, value)) = line.split_once('=').filter(|(name, _)| !name.trim().is_empty()) else {
-                return Err(ConfigError {
-                    file: path.to_path_buf(),
-                    key: None,
-                    problem: ConfigProblem::BadSecretLine(number + 1),
-                });
-            };
-            values.insert(name.trim().to_string(), value.to_string());
-        }
-        Ok(Secrets { values, file: Some(path.to_path_buf()) })
+        let values = secrets_file::parse(text).map_err(|error| ConfigError {
+            file: path.to_path_buf(),
+            key: None,
+            problem: error.into(),
+        })?;
+        Ok(Secrets { values: values.into_iter().collect(), file: Some(path.to_path_buf()) })
     }
 
     fn get(&self, name: &str) -> Option<String> {
         self.values.get(name).cloned().or_else(|| std::env::var(name).ok())
-    }
-
-    /// The secrets as `NAME=value` lines, for handing to a connector process.
-    pub fn to_file_text(&self) -> String {
-        let mut lines: Vec<String> = self.values.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-        lines.sort();
-        lines.concat()
     }
 
     /// Values for `names` taken from the environment, so that a process

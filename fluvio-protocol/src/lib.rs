@@ -14,7 +14,8 @@
 //!   server runs, and what they report.
 //!
 //! - [`units`] reads the sizes and durations people write (`64KiB`, `10s`)
-//!   for the command, connector configs and the server alike.
+//!   for the command, connector configs and the server alike;
+//!   [`secrets_file`] reads and writes the connector secrets file.
 //!
 //! This crate owns formats only. It does no I/O of its own (the `tokio`
 //! feature adds frame reading and writing over tokio streams) and knows
@@ -36,6 +37,7 @@ pub mod compression;
 pub mod frame;
 pub mod messages;
 pub mod requests;
+pub mod secrets_file;
 pub mod smartmodule;
 pub mod units;
 

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fluvio_protocol::ConnectorInfo;
 use fluvio_protocol::requests::CreateConnectorRequest;
+use fluvio_protocol::secrets_file;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -394,15 +395,7 @@ impl Supervised {
 /// Secrets are stored readable by the server's user only, one `NAME=value`
 /// per line, which is what `fluvio-connector --secrets` reads.
 fn write_secrets(path: &Path, secrets: &[(String, String)]) -> Result<(), ConnectorError> {
-    let mut text = String::new();
-    for (name, value) in secrets {
-        if name.is_empty() || name.contains(['=', '\n']) || value.contains('\n') {
-            return Err(ConnectorError::Invalid(format!(
-                "secret {name:?}: names cannot be empty or hold '=' or line breaks, values cannot hold line breaks"
-            )));
-        }
-        text.push_str(&format!("{name}={value}\n"));
-    }
+    let text = secrets_file::render(secrets).map_err(|error| ConnectorError::Invalid(error.to_string()))?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
