@@ -1,10 +1,15 @@
 # Helpers the demo scripts share; sourced, not run.
 
-# A loopback port nothing listens on (bash's /dev/tcp: no other tool needed).
+# A loopback port nothing listens on, from the 12,000 just below the
+# kernel's ephemeral range (as dev-support's `free_port`): the kernel never
+# hands those out to another `bind(0)` or outgoing connection in the moment
+# between this check and the service binding it.
 free_port() {
-  local port
+  local low port
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  if [ "$low" -le 13024 ]; then low=13024; fi
   while :; do
-    port=$((20000 + RANDOM % 40000))
+    port=$((low - 12000 + RANDOM % 12000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "$port"
       return

@@ -8,6 +8,8 @@
 # Set FLUVIO_HOME to keep the cluster somewhere else than a scratch directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/demo-lib.sh
+. scripts/demo-lib.sh
 
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 cargo build --release -p fluvio-server -p fluvio-cli
@@ -15,8 +17,6 @@ cargo build --release --target wasm32-unknown-unknown -p regex-scrubbing
 export PATH="$PWD/target/release:$PATH"
 export FLUVIO_HOME="${FLUVIO_HOME:-$(mktemp -d)}"
 trap 'fluvio cluster stop >/dev/null 2>&1 || true' EXIT
-
-run() { echo "\$ $*"; "$@"; }
 
 run fluvio cluster start --listen 127.0.0.1:0
 fluvio topic delete accounts >/dev/null 2>&1 || true

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use fluvio_protocol::Request;
 
 use crate::FluvioError;
-use crate::config::RetryPolicy;
 use crate::connection::{Connection, EncodedRequest, open_any, response};
 use crate::profile::FluvioClusterConfig;
+use crate::retry::RetryPolicy;
 use crate::security::Security;
 
 /// A client of a cluster: admin requests, producers and consumers.

@@ -24,7 +24,9 @@ use crate::client::{FAILOVER_TIMEOUT, is_retryable};
 use crate::connection::{Connection, EncodedRequest, check};
 use crate::{Fluvio, FluvioError};
 
-pub use crate::config::{
+/// Fluvio's names for consumer configs, at Fluvio's paths
+/// (`fluvio::consumer::..`); [`ConsumerConfig`] is the native one.
+pub use crate::compat::config::{
     ConsumerConfigBuilder, ConsumerConfigExt, ConsumerConfigExtBuilder, Offset, PartitionConsumer,
 };
 pub use fluvio_protocol::{

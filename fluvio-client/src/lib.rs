@@ -35,12 +35,12 @@
 mod admin;
 mod client;
 pub mod compat;
-mod config;
 mod connection;
 pub mod consumer;
 mod error;
 pub mod producer;
 mod profile;
+mod retry;
 mod security;
 #[cfg(feature = "smartengine")]
 mod smartmodule;
@@ -70,9 +70,10 @@ pub use fluvio_smartengine as engine;
 pub use bytes::Bytes;
 pub use client::Fluvio;
 pub use compat::admin::{AdminSpec, FluvioAdmin, Metadata, SmartModuleSpec, TopicSpec, TopicStatus, Validate};
-pub use config::{
-    ConsumerConfigBuilder, ConsumerConfigExt, ConsumerConfigExtBuilder, DeliverySemantic, Offset, PartitionConsumer,
-    RetryPolicy, TopicProducerConfig, TopicProducerConfigBuilder, consumer, producer,
+/// Fluvio's names at the crate root, where Fluvio has them.
+pub use compat::config::{
+    ConsumerConfigBuilder, ConsumerConfigExt, ConsumerConfigExtBuilder, Offset, PartitionConsumer, TopicProducerConfig,
+    TopicProducerConfigBuilder, consumer, producer,
 };
 pub use consumer::{
     ConsumerBatch, ConsumerConfig, ConsumerRecord, ConsumerStream, DeadLetterSink, OffsetManagementStrategy, Record,
@@ -85,6 +86,7 @@ pub use fluvio_protocol::{
 };
 pub use producer::{ProduceOutput, ProducerConfig, RecordKey, RecordMetadata, TopicProducer, partition_for_key};
 pub use profile::{ConfigFile, FluvioClusterConfig, FluvioConfig, Profile, default_addr, fluvio_home};
+pub use retry::{DeliverySemantic, RetryPolicy};
 pub use security::{TlsConfig, TlsPolicy};
 
 /// The name Fluvio code uses for a topic's producer.

@@ -18,7 +18,10 @@ use fluvio_protocol::{Batch, BatchBuilder, ErrorPolicy, ProducerStamp, SmartModu
 use crate::consumer::DeadLetterSink;
 use crate::{Fluvio, FluvioError};
 
-pub use crate::config::{DeliverySemantic, RetryPolicy, TopicProducerConfig, TopicProducerConfigBuilder};
+/// Fluvio's names for a producer's config, at Fluvio's paths
+/// (`fluvio::producer::..`); [`ProducerConfig`] is the native one.
+pub use crate::compat::config::{TopicProducerConfig, TopicProducerConfigBuilder};
+pub use crate::retry::{DeliverySemantic, RetryPolicy};
 pub use fluvio_protocol::Compression;
 
 /// The chain a producer runs. Without the engine no chain can exist, so the

@@ -1,11 +1,13 @@
 //! The configuration types a Fluvio application builds, by the names and
 //! shapes of Fluvio's `fluvio` crate: [`Offset`],
-//! [`TopicProducerConfigBuilder`] with [`DeliverySemantic`],
-//! [`ConsumerConfigExtBuilder`], the older [`ConsumerConfigBuilder`], and
-//! the shortcuts [`producer`], [`consumer`] and [`PartitionConsumer`].
+//! [`TopicProducerConfigBuilder`], [`ConsumerConfigExtBuilder`], the older
+//! [`ConsumerConfigBuilder`], and the shortcuts [`producer`], [`consumer`]
+//! and [`PartitionConsumer`].
 //!
 //! Each builds this crate's own [`ProducerConfig`] or [`ConsumerConfig`],
-//! so the extras (error policies, dead letters) stay one field away.
+//! the native configs, so the extras (error policies, dead letters) stay
+//! one field away. They are reachable at Fluvio's paths too
+//! (`fluvio_client::consumer::ConsumerConfigExtBuilder`, ...).
 //!
 //! ```no_run
 //! use fluvio_client::{ConsumerConfigExtBuilder, Fluvio, Offset, RecordKey};
@@ -32,9 +34,9 @@ use std::time::Duration;
 
 use fluvio_protocol::{Compression, OffsetSpec, SmartModuleInvocation};
 
-use crate::client::FAILOVER_TIMEOUT;
 use crate::consumer::{ConsumerConfig, ConsumerStream, OffsetManagementStrategy};
 use crate::producer::{ProducerConfig, TopicProducer};
+use crate::retry::DeliverySemantic;
 use crate::{Fluvio, FluvioError};
 
 /// Where a consumer starts reading a partition.
@@ -79,61 +81,6 @@ impl Offset {
 impl From<Offset> for OffsetSpec {
     fn from(offset: Offset) -> Self {
         offset.0
-    }
-}
-
-/// How a producer retries a batch the cluster did not acknowledge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Most times a batch is sent again.
-    pub max_retries: usize,
-    /// The pause before the first retry; each later pause doubles.
-    pub initial_delay: Duration,
-    /// The longest pause between retries.
-    pub max_delay: Duration,
-    /// How long a batch is retried in all.
-    pub timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// Retries for up to 30 s, pausing 50 ms, then 100 ms... up to 1 s, and
-    /// moves to another server of the cluster when one goes away.
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: usize::MAX,
-            initial_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(1),
-            timeout: FAILOVER_TIMEOUT,
-        }
-    }
-}
-
-/// What a producer promises about each record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeliverySemantic {
-    /// Each batch is sent once; if the connection breaks first, its
-    /// records are reported failed and not sent again (never stored
-    /// twice, maybe not at all).
-    AtMostOnce,
-    /// Each batch is sent until acknowledged, within the policy; a batch
-    /// resent after a lost acknowledgement is stored once (the producer
-    /// stamps it).
-    AtLeastOnce(RetryPolicy),
-}
-
-impl Default for DeliverySemantic {
-    fn default() -> Self {
-        DeliverySemantic::AtLeastOnce(RetryPolicy::default())
-    }
-}
-
-impl DeliverySemantic {
-    /// The retries this semantic allows.
-    pub(crate) fn retry_policy(&self) -> RetryPolicy {
-        match self {
-            DeliverySemantic::AtMostOnce => RetryPolicy { max_retries: 0, ..RetryPolicy::default() },
-            DeliverySemantic::AtLeastOnce(policy) => policy.clone(),
-        }
     }
 }
 
