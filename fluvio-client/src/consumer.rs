@@ -27,7 +27,7 @@ use crate::{Fluvio, FluvioError};
 /// Fluvio's names for consumer configs, at Fluvio's paths
 /// (`fluvio::consumer::..`); [`ConsumerConfig`] is the native one.
 pub use crate::compat::config::{
-    ConsumerConfigBuilder, ConsumerConfigExt, ConsumerConfigExtBuilder, Offset, PartitionConsumer,
+    ConsumerConfigBuilder, ConsumerConfigExt, ConsumerConfigExtBuilder, Offset, PartitionConsumer, RecordData,
 };
 pub use fluvio_protocol::{
     Lookback, SmartModuleContextData, SmartModuleExtraParams, SmartModuleInvocation, SmartModuleInvocationWasm,
@@ -191,14 +191,14 @@ impl ConsumerRecord {
         &self.value
     }
 
-    /// The key, if it has one, as [`RecordData`].
-    pub fn get_key(&self) -> Option<&RecordData> {
-        self.key.as_deref().map(RecordData::new)
+    /// The key, if it has one, as [`RecordBytes`].
+    pub fn get_key(&self) -> Option<&RecordBytes> {
+        self.key.as_deref().map(RecordBytes::new)
     }
 
-    /// The value, as [`RecordData`].
-    pub fn get_value(&self) -> &RecordData {
-        RecordData::new(&self.value)
+    /// The value, as [`RecordBytes`].
+    pub fn get_value(&self) -> &RecordBytes {
+        RecordBytes::new(&self.value)
     }
 }
 
@@ -208,17 +208,20 @@ impl AsRef<[u8]> for ConsumerRecord {
     }
 }
 
-/// A record's key or value, borrowed: bytes, with text views.
+/// A record's key or value, borrowed: bytes, with text views. (Fluvio
+/// calls it `RecordData`, which is also the name of the guest library's
+/// owned record data; the SDK keeps Fluvio's name as an alias in
+/// [`compat`](crate::compat::config::RecordData).)
 #[repr(transparent)]
 #[derive(PartialEq, Eq, Hash)]
-pub struct RecordData([u8]);
+pub struct RecordBytes([u8]);
 
-impl RecordData {
+impl RecordBytes {
     /// Views bytes as record data.
-    pub fn new(bytes: &[u8]) -> &RecordData {
-        // SAFETY: `RecordData` is `repr(transparent)` over `[u8]`, so the
+    pub fn new(bytes: &[u8]) -> &RecordBytes {
+        // SAFETY: `RecordBytes` is `repr(transparent)` over `[u8]`, so the
         // two references have the same layout and metadata (the length).
-        unsafe { &*(bytes as *const [u8] as *const RecordData) }
+        unsafe { &*(bytes as *const [u8] as *const RecordBytes) }
     }
 
     /// The bytes as UTF-8 text, or why they are not.
@@ -237,7 +240,7 @@ impl RecordData {
     }
 }
 
-impl std::ops::Deref for RecordData {
+impl std::ops::Deref for RecordBytes {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
@@ -245,19 +248,19 @@ impl std::ops::Deref for RecordData {
     }
 }
 
-impl AsRef<[u8]> for RecordData {
+impl AsRef<[u8]> for RecordBytes {
     fn as_ref(&self) -> &[u8] {
         &self.0
     }
 }
 
-impl std::fmt::Debug for RecordData {
+impl std::fmt::Debug for RecordBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", self.as_utf8_lossy_string())
     }
 }
 
-impl std::fmt::Display for RecordData {
+impl std::fmt::Display for RecordBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.as_utf8_lossy_string())
     }

@@ -77,7 +77,7 @@ pub use compat::config::{
 };
 pub use consumer::{
     ConsumerBatch, ConsumerConfig, ConsumerRecord, ConsumerStream, DeadLetterSink, OffsetManagementStrategy, Record,
-    RecordData,
+    RecordBytes,
 };
 pub use error::FluvioError;
 pub use fluvio_protocol::{

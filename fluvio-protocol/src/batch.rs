@@ -6,14 +6,14 @@
 //! CRC, so code that holds a `Batch` can trust it.
 //!
 //! The layout itself (header fields, record parsing) is defined once, in
-//! `fluvio_smartmodule::abi`, which guests share; the writers that only hosts
+//! `smartmodule_abi::abi`, which guests share; the writers that only hosts
 //! need ([`encode_record`], [`write_batch_header`]) and the [`RecordIndex`]
 //! live here.
 
-use fluvio_smartmodule::abi::{self, BatchHeader, FormatError, RecordIter, RecordView};
+use smartmodule_abi::abi::{self, BatchHeader, FormatError, RecordIter, RecordView};
 
 use crate::compression::{COMPRESSION_MASK, Compression, MAX_DECOMPRESSED_BATCH_BYTES};
-use fluvio_smartmodule::codec::{ByteReader, PutBytes};
+use smartmodule_abi::codec::{ByteReader, PutBytes};
 
 /// The byte range of each batch in `bytes`, which holds whole batches back
 /// to back (a stream's `Batch` payload). Only each header's length is read

@@ -9,8 +9,8 @@
 
 use std::io::{Read, Write};
 
-use fluvio_smartmodule::abi::FormatError;
 use serde::{Deserialize, Serialize};
+use smartmodule_abi::abi::FormatError;
 
 /// Most bytes a compressed batch may decompress to: a small compressed
 /// batch must not make its reader allocate without bound.

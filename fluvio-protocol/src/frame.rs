@@ -11,8 +11,8 @@
 //! `tokio` feature, [`Frame::read`] and [`Frame::write`] move frames over
 //! tokio streams.
 
-use fluvio_smartmodule::codec::{ByteReader, FormatError, PutBytes};
 use serde::{Deserialize, Serialize};
+use smartmodule_abi::codec::{ByteReader, FormatError, PutBytes};
 
 /// The protocol version this crate speaks (4: a stream's `Batch` event may
 /// carry several batches back to back).

@@ -43,8 +43,6 @@ pub mod units;
 
 pub use batch::{Batch, BatchBuilder, RecordRef, batch_ranges};
 pub use compression::Compression;
-/// The batch layout itself (header, record parsing), shared with guests.
-pub use fluvio_smartmodule::abi;
 pub use frame::{ApiKind, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, Frame, FrameError, PROTOCOL_VERSION, RESPONSE_BIT};
 pub use messages::{
     ConnectorInfo, ConsumerOffset, ErrorCode, ErrorResponse, OffsetSpec, ProducerStamp, RetentionSpec, SmartModuleInfo,
@@ -55,3 +53,5 @@ pub use smartmodule::{
     ErrorPolicy, Lookback, MAX_WASM_BYTES, ModuleKind, RecordFailure, SmartModuleContextData, SmartModuleExtraParams,
     SmartModuleInvocation, SmartModuleInvocationWasm, SmartModuleKind, WasmFileError,
 };
+/// The batch layout itself (header, record parsing), shared with guests.
+pub use smartmodule_abi::abi;

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 /// What a module does with records, as its exports say (a registered
 /// module's kind, and the kind a chain checks against).
-pub use fluvio_smartmodule::abi::SmartModuleKind as ModuleKind;
-pub use fluvio_smartmodule::{Lookback, SmartModuleExtraParams};
+pub use smartmodule_abi::abi::ModuleKind;
+pub use smartmodule_abi::params::{Lookback, SmartModuleExtraParams};
 
 /// Largest SmartModule a server accepts once decompressed.
 pub const MAX_WASM_BYTES: u64 = 64 << 20;
@@ -344,12 +344,12 @@ impl RecordFailure {
 
     /// Takes the key and value back from the payload
     /// [`into_control_and_payload`](Self::into_control_and_payload) made.
-    pub fn restore_record(&mut self, payload: Vec<u8>) -> Result<(), fluvio_smartmodule::abi::FormatError> {
+    pub fn restore_record(&mut self, payload: Vec<u8>) -> Result<(), smartmodule_abi::abi::FormatError> {
         let batch = crate::Batch::from_bytes(payload)?;
         let record = batch
             .records()
             .next()
-            .ok_or_else(|| fluvio_smartmodule::abi::FormatError::new("a failed record's payload holds no record"))?;
+            .ok_or_else(|| smartmodule_abi::abi::FormatError::new("a failed record's payload holds no record"))?;
         self.key = record.key.map(<[u8]>::to_vec);
         self.value = record.value.to_vec();
         Ok(())

@@ -14,7 +14,7 @@ use fluvio_protocol::{
     Batch, ErrorPolicy, Lookback, ModuleKind, RecordFailure, SmartModuleExtraParams, SmartModuleInvocation,
     SmartModuleInvocationWasm,
 };
-use fluvio_smartmodule::abi::{self, RecordView};
+use smartmodule_abi::abi::{self, RecordView};
 
 use crate::instance::{CallError, ProcessOutput};
 use crate::{ChainWorker, EngineError, GuestLog, SmartEngine, SmartModule, SmartModuleInstance};

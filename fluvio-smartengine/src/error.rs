@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use fluvio_protocol::ModuleKind;
-use fluvio_smartmodule::abi::FormatError;
+use smartmodule_abi::abi::FormatError;
 
 /// Everything that can go wrong loading or running a SmartModule, other
 /// than a per-record error (see [`RecordFailure`](crate::RecordFailure)).

@@ -3,9 +3,9 @@
 
 use fluvio_protocol::batch::RecordIndex;
 use fluvio_protocol::{ModuleKind, SmartModuleExtraParams};
-use fluvio_smartmodule::abi::{self, FormatError};
-use fluvio_smartmodule::codec::PutBytes;
-use fluvio_smartmodule::log::Level;
+use smartmodule_abi::abi::{self, FormatError};
+use smartmodule_abi::codec::PutBytes;
+use smartmodule_abi::log::Level;
 use wasmer::{
     Function, FunctionEnv, FunctionEnvMut, Global, Instance, Memory, RuntimeError, Store, TypedFunction, Value, imports,
 };

@@ -58,7 +58,7 @@ pub use instance::{GuestLog, SmartModuleInstance};
 pub use limits::Limits;
 pub use worker::ChainWorker;
 
-use fluvio_smartmodule::abi;
+use smartmodule_abi::abi;
 
 /// The ABI versions this host runs.
 pub const SUPPORTED_ABI_VERSIONS: &[u32] = &[abi::ABI_VERSION];

@@ -6,8 +6,8 @@
 
 use fluvio_protocol::ModuleKind;
 use fluvio_protocol::batch::{RecordIndex, encode_record, write_batch_header};
-use fluvio_smartmodule::abi::{self, FormatError, RecordView};
-use fluvio_smartmodule::codec::ByteReader;
+use smartmodule_abi::abi::{self, FormatError, RecordView};
+use smartmodule_abi::codec::ByteReader;
 
 /// An error a guest reported for one record of a batch (or, with index
 /// [`abi::NO_RECORD`], for its setup).

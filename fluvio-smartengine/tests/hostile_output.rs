@@ -9,7 +9,7 @@ use dev_support::damage::{Lcg, damage};
 use fluvio_protocol::batch::RecordIndex;
 use fluvio_protocol::{Batch, BatchBuilder, ModuleKind};
 use fluvio_smartengine::output::{OutputError, decode_output};
-use fluvio_smartmodule::abi;
+use smartmodule_abi::abi;
 
 const MEMORY_LIMIT: u64 = 1 << 16;
 

@@ -5,7 +5,9 @@
 //! the ABI (see `docs/abi.md`): the record types a function sees, the error
 //! type it returns, its parameters, and the glue the `#[smartmodule]`
 //! attribute wires a function into. It never runs a module; hosts do that
-//! (`fluvio-smartengine`).
+//! (`fluvio-smartengine`). What hosts share with it (the batch layout, the
+//! byte codec, parameters) is the `smartmodule-abi` crate, re-exported here
+//! as [`abi`], [`codec`] and the parameter types.
 //!
 //! ```
 //! use fluvio_smartmodule::{smartmodule, Record, Result};
@@ -34,12 +36,16 @@
 //!
 //! `&SmartModuleRecord` may stand in place of `&Record`.
 
-pub mod abi;
-pub mod codec;
 mod error;
 pub mod log;
-mod params;
 mod record;
+
+/// The batch layout and the ABI's names, shared with hosts
+/// (`smartmodule-abi`).
+pub use smartmodule_abi::abi;
+/// The byte codec, shared with hosts (`smartmodule-abi`).
+pub use smartmodule_abi::codec;
+use smartmodule_abi::params;
 
 #[doc(hidden)]
 pub mod guest;

@@ -4,41 +4,7 @@
 //! logs it with the module's name. When the function runs natively (in a
 //! unit test) the line goes to stderr instead.
 
-/// How important a log line is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-#[repr(i32)]
-pub enum Level {
-    /// Detail for debugging a module.
-    Debug = 0,
-    /// Normal operation.
-    Info = 1,
-    /// Something unexpected that the module handled.
-    Warn = 2,
-    /// Something that failed.
-    Error = 3,
-}
-
-impl Level {
-    /// The level from its ABI number; unknown numbers read as `Info`.
-    pub fn from_i32(level: i32) -> Level {
-        match level {
-            0 => Level::Debug,
-            2 => Level::Warn,
-            3 => Level::Error,
-            _ => Level::Info,
-        }
-    }
-
-    /// Lower-case name of the level.
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        }
-    }
-}
+pub use smartmodule_abi::log::Level;
 
 /// Sends one line at `level` to the host.
 pub fn log(level: Level, message: &str) {

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use fluvio_protocol::batch::RecordIndex;
 use fluvio_protocol::{Batch, ModuleKind};
 use fluvio_smartengine::output::decode_output;
-use fluvio_smartmodule::abi;
+use smartmodule_abi::abi;
 
 const MEMORY_LIMIT: u64 = 1 << 16;
 

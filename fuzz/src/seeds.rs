@@ -13,7 +13,7 @@ use fluvio_protocol::frame::encode;
 use fluvio_protocol::messages::*;
 use fluvio_protocol::requests::*;
 use fluvio_protocol::{ApiKind, Batch, BatchBuilder, Compression, Frame, OffsetSpec};
-use fluvio_smartmodule::abi;
+use smartmodule_abi::abi;
 
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     let dir = dir.join(target);

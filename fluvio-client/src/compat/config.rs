@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use fluvio_protocol::{Compression, OffsetSpec, SmartModuleInvocation};
 
-use crate::consumer::{ConsumerConfig, ConsumerStream, OffsetManagementStrategy};
+use crate::consumer::{ConsumerConfig, ConsumerStream, OffsetManagementStrategy, RecordBytes};
 use crate::producer::{ProducerConfig, TopicProducer};
 use crate::retry::DeliverySemantic;
 use crate::{Fluvio, FluvioError};
@@ -83,6 +83,10 @@ impl From<Offset> for OffsetSpec {
         offset.0
     }
 }
+
+/// Fluvio's name for a consumed record's key or value, borrowed
+/// ([`RecordBytes`]).
+pub type RecordData = RecordBytes;
 
 /// The name Fluvio code uses for a producer's config.
 pub type TopicProducerConfig = ProducerConfig;

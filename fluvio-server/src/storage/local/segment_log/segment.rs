@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fluvio_protocol::Batch;
-use fluvio_smartmodule::abi;
-use fluvio_smartmodule::codec::{ByteReader, FormatError, PutBytes};
+use smartmodule_abi::abi;
+use smartmodule_abi::codec::{ByteReader, FormatError, PutBytes};
 
 use super::now_ms;
 use crate::storage::StorageError;

@@ -1,6 +1,6 @@
 use super::*;
 use fluvio_protocol::BatchBuilder;
-use fluvio_smartmodule::abi;
+use smartmodule_abi::abi;
 
 fn config() -> LogConfig {
     LogConfig { segment_bytes: 1 << 20, retention: RetentionSpec::default(), flush: FlushPolicy::EveryBatch }

@@ -60,7 +60,7 @@ pub const FLAG_STOP_ON_ERROR: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
-pub enum SmartModuleKind {
+pub enum ModuleKind {
     /// Keeps or drops each record.
     Filter,
     /// Turns each record into one new record.
@@ -73,47 +73,42 @@ pub enum SmartModuleKind {
     Aggregate,
 }
 
-impl SmartModuleKind {
+impl ModuleKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [SmartModuleKind; 5] = [
-        SmartModuleKind::Filter,
-        SmartModuleKind::Map,
-        SmartModuleKind::FilterMap,
-        SmartModuleKind::ArrayMap,
-        SmartModuleKind::Aggregate,
-    ];
+    pub const ALL: [ModuleKind; 5] =
+        [ModuleKind::Filter, ModuleKind::Map, ModuleKind::FilterMap, ModuleKind::ArrayMap, ModuleKind::Aggregate];
 
     /// The export that processes one batch for this kind:
     /// `(input_len: i32, flags: i32) -> i64` returning an output location.
     pub fn process_export(self) -> &'static str {
         match self {
-            SmartModuleKind::Filter => "fluvio_filter",
-            SmartModuleKind::Map => "fluvio_map",
-            SmartModuleKind::FilterMap => "fluvio_filter_map",
-            SmartModuleKind::ArrayMap => "fluvio_array_map",
-            SmartModuleKind::Aggregate => "fluvio_aggregate",
+            ModuleKind::Filter => "fluvio_filter",
+            ModuleKind::Map => "fluvio_map",
+            ModuleKind::FilterMap => "fluvio_filter_map",
+            ModuleKind::ArrayMap => "fluvio_array_map",
+            ModuleKind::Aggregate => "fluvio_aggregate",
         }
     }
 
     /// The name users write: `filter`, `map`, `filter-map`, `array-map`, `aggregate`.
     pub fn name(self) -> &'static str {
         match self {
-            SmartModuleKind::Filter => "filter",
-            SmartModuleKind::Map => "map",
-            SmartModuleKind::FilterMap => "filter-map",
-            SmartModuleKind::ArrayMap => "array-map",
-            SmartModuleKind::Aggregate => "aggregate",
+            ModuleKind::Filter => "filter",
+            ModuleKind::Map => "map",
+            ModuleKind::FilterMap => "filter-map",
+            ModuleKind::ArrayMap => "array-map",
+            ModuleKind::Aggregate => "aggregate",
         }
     }
 
     /// Parses a kind name; accepts `filter_map` as well as `filter-map`.
-    pub fn from_name(name: &str) -> Option<SmartModuleKind> {
+    pub fn from_name(name: &str) -> Option<ModuleKind> {
         let normalized = name.replace('_', "-");
         Self::ALL.into_iter().find(|kind| kind.name() == normalized)
     }
 }
 
-impl fmt::Display for SmartModuleKind {
+impl fmt::Display for ModuleKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
