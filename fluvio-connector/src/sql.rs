@@ -39,6 +39,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 use futures::SinkExt;
@@ -69,7 +70,7 @@ enum Mode {
     /// Fluvio's SQL model (`Insert` / `Upsert`).
     Model,
     /// JSON objects into one table.
-    Plain { table: String },
+    Plain { table: Arc<str> },
 }
 
 /// The `sql-sink` connector.
@@ -135,57 +136,110 @@ fn pg_type(model_type: &str) -> Option<&'static str> {
     })
 }
 
-/// One record as a row to write; a plain row borrows from its record.
+/// One record of Fluvio's SQL model as a row to write.
+#[derive(Debug, Clone)]
+struct ModelRow {
+    table: String,
+    upsert_on: Option<String>,
+    columns: Vec<String>,
+    types: Vec<&'static str>,
+    values: Vec<String>,
+}
+
+/// One plain record (a JSON object) as a row of the sink's table; it
+/// borrows from its record.
+#[derive(Debug, Clone)]
+struct PlainRow<'a> {
+    /// The sink's table, which every plain row names: a plain row exists
+    /// only in plain mode.
+    table: Arc<str>,
+    /// Sorted.
+    columns: Vec<Cow<'a, str>>,
+    /// The JSON text of each column's value, in `columns`' order.
+    values: Vec<&'a RawValue>,
+    /// The whole record: a JSON object.
+    record: &'a [u8],
+}
+
+/// One record as a row to write: its kind follows the sink's mode.
 #[derive(Debug, Clone)]
 enum Row<'a> {
-    Model {
-        table: String,
-        upsert_on: Option<String>,
-        columns: Vec<String>,
-        types: Vec<&'static str>,
-        values: Vec<String>,
-    },
-    Plain {
-        /// Sorted.
-        columns: Vec<Cow<'a, str>>,
-        /// The JSON text of each column's value, in `columns`' order.
-        values: Vec<&'a RawValue>,
-        /// The whole record: a JSON object.
-        record: &'a [u8],
-    },
+    Model(ModelRow),
+    Plain(PlainRow<'a>),
 }
 
-/// What rows must share to go in one statement.
-#[derive(Debug, PartialEq)]
-enum Shape<'r> {
-    Model { table: &'r str, upsert_on: Option<&'r str>, columns: &'r [String], types: &'r [&'static str] },
-    Plain { columns: &'r [Cow<'r, str>] },
-}
-
-impl Shape<'_> {
-    fn column_count(&self) -> usize {
-        match self {
-            Shape::Model { columns, .. } => columns.len(),
-            Shape::Plain { columns } => columns.len(),
-        }
+impl ModelRow {
+    /// Rows of one table, columns and types go in one statement.
+    fn same_shape(&self, other: &ModelRow) -> bool {
+        (&self.table, &self.upsert_on, &self.columns, &self.types)
+            == (&other.table, &other.upsert_on, &other.columns, &other.types)
     }
 }
 
-impl<'a> Row<'a> {
+impl PlainRow<'_> {
+    /// Rows with the same columns go in one statement.
+    fn same_shape(&self, other: &PlainRow<'_>) -> bool {
+        self.table == other.table && self.columns == other.columns
+    }
+}
+
+/// Consecutive rows of one shape, written by one statement: a run's rows
+/// are all of one kind, so each statement reads its rows' fields directly.
+enum Run<'a, 'r> {
+    Model(Vec<&'a ModelRow>),
+    Plain(Vec<&'a PlainRow<'r>>),
+}
+
+impl Run<'_, '_> {
+    fn len(&self) -> usize {
+        match self {
+            Run::Model(rows) => rows.len(),
+            Run::Plain(rows) => rows.len(),
+        }
+    }
+
     /// Whether COPY can write it (it cannot upsert).
     fn copyable(&self) -> bool {
-        !matches!(self, Row::Model { upsert_on: Some(_), .. })
-    }
-
-    /// Rows with the same shape go in one statement.
-    fn shape(&self) -> Shape<'_> {
         match self {
-            Row::Model { table, upsert_on, columns, types, .. } => {
-                Shape::Model { table, upsert_on: upsert_on.as_deref(), columns, types }
-            }
-            Row::Plain { columns, .. } => Shape::Plain { columns },
+            Run::Model(rows) => rows[0].upsert_on.is_none(),
+            Run::Plain(_) => true,
         }
     }
+
+    /// Whether one more row of its shape may join it: any number for
+    /// COPY, within the parameter limit for an INSERT (counted per column,
+    /// which bounds the plain rows' one array parameter too).
+    fn takes_one_more(&self, bulk: bool) -> bool {
+        let per_row = match self {
+            Run::Model(rows) => rows[0].columns.len(),
+            Run::Plain(rows) => rows[0].columns.len(),
+        };
+        (bulk && self.copyable()) || (self.len() + 1) * per_row.max(1) <= MAX_PARAMS
+    }
+}
+
+/// Cuts rows into runs of one shape: as long as COPY allows when `bulk`
+/// (and the run can be copied), else within an INSERT's parameter limit.
+fn runs<'a, 'r>(rows: &[&'a Row<'r>], bulk: bool) -> Vec<Run<'a, 'r>> {
+    let mut runs: Vec<Run<'a, 'r>> = Vec::new();
+    for row in rows {
+        let joins = match (runs.last(), row) {
+            (Some(run @ Run::Model(models)), Row::Model(model)) => {
+                models[0].same_shape(model) && run.takes_one_more(bulk)
+            }
+            (Some(run @ Run::Plain(plains)), Row::Plain(plain)) => {
+                plains[0].same_shape(plain) && run.takes_one_more(bulk)
+            }
+            _ => false,
+        };
+        match (runs.last_mut(), row) {
+            (Some(Run::Model(models)), Row::Model(model)) if joins => models.push(model),
+            (Some(Run::Plain(plains)), Row::Plain(plain)) if joins => plains.push(plain),
+            (_, Row::Model(model)) => runs.push(Run::Model(vec![model])),
+            (_, Row::Plain(plain)) => runs.push(Run::Plain(vec![plain])),
+        }
+    }
+    runs
 }
 
 /// Reads one record of Fluvio's SQL model.
@@ -221,7 +275,7 @@ fn model_row(value: &[u8]) -> Result<Row<'static>, String> {
     if columns.is_empty() {
         return Err(format!("{operation} into {table:?} has no values"));
     }
-    Ok(Row::Model { table, upsert_on, columns, types, values: raw })
+    Ok(Row::Model(ModelRow { table, upsert_on, columns, types, values: raw }))
 }
 
 /// A JSON object's members as they are in the record: keys borrowed unless
@@ -271,7 +325,7 @@ impl<'de> serde::Deserialize<'de> for Members<'de> {
 }
 
 /// Reads one plain record: a JSON object whose keys are columns of the table.
-fn plain_row<'a>(value: &'a [u8], known: &HashSet<String>) -> Result<Row<'a>, String> {
+fn plain_row<'a>(value: &'a [u8], table: &Arc<str>, known: &HashSet<String>) -> Result<Row<'a>, String> {
     let Members(mut members) = match serde_json::from_slice::<Members<'a>>(value) {
         Ok(members) => members,
         Err(error) if error.classify() == serde_json::error::Category::Data => {
@@ -290,7 +344,7 @@ fn plain_row<'a>(value: &'a [u8], known: &HashSet<String>) -> Result<Row<'a>, St
         return Err(format!("the table has no column {unknown:?}"));
     }
     let (columns, values) = members.into_iter().unzip();
-    Ok(Row::Plain { columns, values, record: value })
+    Ok(Row::Plain(PlainRow { table: Arc::clone(table), columns, values, record: value }))
 }
 
 /// Appends one plain value in COPY's text format: JSON null is NULL, a
@@ -339,60 +393,55 @@ fn copy_text(buffer: &mut BytesMut, text: &str) {
     buffer.put_slice(&bytes[from..]);
 }
 
-/// One statement for rows of the same shape.
-fn statement(mode: &Mode, rows: &[&Row<'_>]) -> (String, Vec<String>) {
-    match (mode, rows[0]) {
-        (_, Row::Model { table, upsert_on, columns, types, .. }) => {
-            let column_list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
-            let mut params = Vec::with_capacity(rows.len() * columns.len());
-            let mut tuples = Vec::with_capacity(rows.len());
-            for row in rows {
-                let Row::Model { values, .. } = row else { unreachable!("rows share a shape") };
-                let placeholders: Vec<String> = values
-                    .iter()
-                    .zip(types.iter())
-                    .map(|(value, ty)| {
-                        params.push(value.clone());
-                        format!("${}::text::{ty}", params.len())
-                    })
-                    .collect();
-                tuples.push(format!("({})", placeholders.join(", ")));
-            }
-            let mut sql = format!("INSERT INTO {} ({column_list}) VALUES {}", quote(table), tuples.join(", "));
-            if let Some(unique) = upsert_on {
-                let updates: Vec<String> = columns
-                    .iter()
-                    .filter(|c| *c != unique)
-                    .map(|c| format!("{} = EXCLUDED.{}", quote(c), quote(c)))
-                    .collect();
-                if updates.is_empty() {
-                    sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", quote(unique)));
-                } else {
-                    sql.push_str(&format!(" ON CONFLICT ({}) DO UPDATE SET {}", quote(unique), updates.join(", ")));
-                }
-            }
-            (sql, params)
-        }
-        (Mode::Plain { table }, Row::Plain { columns, .. }) => {
-            let column_list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
-            // The records are JSON objects already: the array is their text.
-            let mut array = String::from("[");
-            for (i, row) in rows.iter().enumerate() {
-                let Row::Plain { record, .. } = row else { unreachable!("rows share a shape") };
-                if i > 0 {
-                    array.push(',');
-                }
-                array.push_str(std::str::from_utf8(record).expect("serde_json checked the record is UTF-8"));
-            }
-            array.push(']');
-            let sql = format!(
-                "INSERT INTO {t} ({column_list}) SELECT {column_list} FROM json_populate_recordset(NULL::{t}, $1::text::json)",
-                t = quote(table)
-            );
-            (sql, vec![array])
-        }
-        (Mode::Model, Row::Plain { .. }) => unreachable!("plain rows exist only in plain mode"),
+/// One INSERT statement for a run of model rows.
+fn model_statement(rows: &[&ModelRow]) -> (String, Vec<String>) {
+    let ModelRow { table, upsert_on, columns, types, .. } = rows[0];
+    let column_list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let mut params = Vec::with_capacity(rows.len() * columns.len());
+    let mut tuples = Vec::with_capacity(rows.len());
+    for row in rows {
+        let placeholders: Vec<String> = row
+            .values
+            .iter()
+            .zip(types.iter())
+            .map(|(value, ty)| {
+                params.push(value.clone());
+                format!("${}::text::{ty}", params.len())
+            })
+            .collect();
+        tuples.push(format!("({})", placeholders.join(", ")));
     }
+    let mut sql = format!("INSERT INTO {} ({column_list}) VALUES {}", quote(table), tuples.join(", "));
+    if let Some(unique) = upsert_on {
+        let updates: Vec<String> =
+            columns.iter().filter(|c| *c != unique).map(|c| format!("{} = EXCLUDED.{}", quote(c), quote(c))).collect();
+        if updates.is_empty() {
+            sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", quote(unique)));
+        } else {
+            sql.push_str(&format!(" ON CONFLICT ({}) DO UPDATE SET {}", quote(unique), updates.join(", ")));
+        }
+    }
+    (sql, params)
+}
+
+/// One INSERT statement for a run of plain rows: the records are JSON
+/// objects already, so the parameter is their array's text.
+fn plain_statement(rows: &[&PlainRow<'_>]) -> (String, Vec<String>) {
+    let PlainRow { table, columns, .. } = rows[0];
+    let column_list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let mut array = String::from("[");
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            array.push(',');
+        }
+        array.push_str(std::str::from_utf8(row.record).expect("serde_json checked the record is UTF-8"));
+    }
+    array.push(']');
+    let sql = format!(
+        "INSERT INTO {t} ({column_list}) SELECT {column_list} FROM json_populate_recordset(NULL::{t}, $1::text::json)",
+        t = quote(table)
+    );
+    (sql, vec![array])
 }
 
 /// Whether PostgreSQL refused a statement because of the data in it (so
@@ -425,7 +474,7 @@ impl SqlSink {
             section.opt_duration(key)?;
         }
         let mode = match section.opt_string("table")? {
-            Some(table) => Mode::Plain { table },
+            Some(table) => Mode::Plain { table: table.into() },
             None => Mode::Model,
         };
         let policy = match section.opt_string("error-policy")?.as_deref() {
@@ -477,70 +526,64 @@ impl SqlSink {
         rows: &[&Row<'_>],
         bulk: bool,
     ) -> Result<(), tokio_postgres::Error> {
-        let mut start = 0;
-        while start < rows.len() {
-            // Runs of the same shape; INSERTs within the parameter limit.
-            let shape = rows[start].shape();
-            let copy = bulk && rows[start].copyable();
-            let per_row = shape.column_count().max(1);
-            let mut end = start + 1;
-            while end < rows.len() && rows[end].shape() == shape && (copy || (end - start + 1) * per_row <= MAX_PARAMS)
-            {
-                end += 1;
+        for run in runs(rows, bulk) {
+            if bulk && run.copyable() {
+                self.copy_rows(tx, &run).await?;
+                continue;
             }
-            if copy {
-                self.copy_rows(tx, &rows[start..end]).await?;
-            } else {
-                let (sql, params) = statement(&self.mode, &rows[start..end]);
-                let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                tx.execute(sql.as_str(), &params).await?;
-            }
-            start = end;
+            let (sql, params) = match &run {
+                Run::Model(rows) => model_statement(rows),
+                Run::Plain(rows) => plain_statement(rows),
+            };
+            let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            tx.execute(sql.as_str(), &params).await?;
         }
         Ok(())
     }
 
-    /// One `COPY ... FROM STDIN` for rows of one shape.
-    async fn copy_rows(&self, tx: &Transaction<'_>, rows: &[&Row<'_>]) -> Result<(), tokio_postgres::Error> {
-        let (table, column_list) = match (&self.mode, rows[0]) {
-            (_, Row::Model { table, columns, .. }) => {
-                (table.as_str(), columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "))
-            }
-            (Mode::Plain { table }, Row::Plain { columns, .. }) => {
-                (table.as_str(), columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "))
-            }
-            (Mode::Model, Row::Plain { .. }) => unreachable!("plain rows exist only in plain mode"),
+    /// One `COPY ... FROM STDIN` for a run of rows.
+    async fn copy_rows(&self, tx: &Transaction<'_>, run: &Run<'_, '_>) -> Result<(), tokio_postgres::Error> {
+        let (table, columns): (&str, Vec<&str>) = match run {
+            Run::Model(rows) => (&rows[0].table, rows[0].columns.iter().map(String::as_str).collect()),
+            Run::Plain(rows) => (&rows[0].table, rows[0].columns.iter().map(|c| c.as_ref()).collect()),
         };
-        // Plain rows of one shape share their columns: which take JSON text.
-        let json_columns: Vec<bool> = match rows[0] {
-            Row::Plain { columns, .. } => columns.iter().map(|c| self.json_columns.contains(c.as_ref())).collect(),
-            Row::Model { .. } => Vec::new(),
-        };
+        let column_list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
         let sink = tx.copy_in(&format!("COPY {} ({column_list}) FROM STDIN", quote(table))).await?;
         futures::pin_mut!(sink);
         let mut buffer = BytesMut::with_capacity(COPY_CHUNK + 4096);
-        for row in rows {
-            match row {
-                Row::Model { values, .. } => {
-                    for (i, value) in values.iter().enumerate() {
+        // Plain rows of one run share their columns: which take JSON text.
+        let json_columns: Vec<bool> = match run {
+            Run::Plain(_) => columns.iter().map(|c| self.json_columns.contains(*c)).collect(),
+            Run::Model(_) => Vec::new(),
+        };
+        match run {
+            Run::Model(rows) => {
+                for row in rows {
+                    for (i, value) in row.values.iter().enumerate() {
                         if i > 0 {
                             buffer.put_u8(b'\t');
                         }
                         copy_text(&mut buffer, value);
                     }
+                    buffer.put_u8(b'\n');
+                    if buffer.len() >= COPY_CHUNK {
+                        sink.send(buffer.split().freeze()).await?;
+                    }
                 }
-                Row::Plain { values, .. } => {
-                    for (i, value) in values.iter().enumerate() {
+            }
+            Run::Plain(rows) => {
+                for row in rows {
+                    for (i, value) in row.values.iter().enumerate() {
                         if i > 0 {
                             buffer.put_u8(b'\t');
                         }
                         copy_json_value(&mut buffer, value, json_columns[i]);
                     }
+                    buffer.put_u8(b'\n');
+                    if buffer.len() >= COPY_CHUNK {
+                        sink.send(buffer.split().freeze()).await?;
+                    }
                 }
-            }
-            buffer.put_u8(b'\n');
-            if buffer.len() >= COPY_CHUNK {
-                sink.send(buffer.split().freeze()).await?;
             }
         }
         if !buffer.is_empty() {
@@ -621,7 +664,7 @@ impl Sink for SqlSink {
         if let Mode::Plain { table } = &self.mode {
             let (schema, name) = match table.split_once('.') {
                 Some((schema, name)) => (Some(schema.to_string()), name.to_string()),
-                None => (None, table.clone()),
+                None => (None, table.to_string()),
             };
             let rows = client
                 .query(
@@ -665,7 +708,7 @@ impl Sink for SqlSink {
         for record in &batch.records {
             let parsed = match &self.mode {
                 Mode::Model => model_row(&record.value),
-                Mode::Plain { .. } => plain_row(&record.value, &self.columns),
+                Mode::Plain { table } => plain_row(&record.value, table, &self.columns),
             };
             match parsed {
                 Ok(row) => rows.push((record, row)),
@@ -772,15 +815,16 @@ mod tests {
     #[test]
     fn the_sql_model_reads_as_fluvio_writes_it() {
         let insert = br#"{"Insert":{"table":"readings","values":[{"column":"id","raw_value":"7","type":"Int"},{"column":"note","raw_value":"hi","type":"Text"}]}}"#;
-        let row = model_row(insert).unwrap();
-        let (sql, params) = statement(&Mode::Model, &[&row, &row]);
+        let Row::Model(row) = model_row(insert).unwrap() else { panic!("a model row") };
+        let (sql, params) = model_statement(&[&row, &row]);
         assert_eq!(
             sql,
             r#"INSERT INTO "readings" ("id", "note") VALUES ($1::text::integer, $2::text::text), ($3::text::integer, $4::text::text)"#
         );
         assert_eq!(params, ["7", "hi", "7", "hi"]);
         let upsert = br#"{"Upsert":{"table":"s.t","uniq_idx":"id","values":[{"column":"id","raw_value":"1","type":"BigInt"},{"column":"v","raw_value":"2.5","type":"DoublePrecision"}]}}"#;
-        let (sql, _) = statement(&Mode::Model, &[&model_row(upsert).unwrap()]);
+        let Row::Model(row) = model_row(upsert).unwrap() else { panic!("a model row") };
+        let (sql, _) = model_statement(&[&row]);
         assert_eq!(
             sql,
             r#"INSERT INTO "s"."t" ("id", "v") VALUES ($1::text::bigint, $2::text::double precision) ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v""#
@@ -797,17 +841,19 @@ mod tests {
                 .contains("unknown type \"Huge\"")
         );
         let known: HashSet<String> = ["a".to_string()].into();
-        assert!(plain_row(br#"{"a":1,"b":2}"#, &known).unwrap_err().contains("no column \"b\""));
-        assert!(plain_row(b"[1]", &known).unwrap_err().contains("not a JSON object"));
-        assert!(plain_row(b"{\"a\":", &known).unwrap_err().contains("not JSON"));
-        assert!(plain_row(br#"{"a":1,"a":2}"#, &known).unwrap_err().contains("appears twice"));
+        assert!(plain_row(br#"{"a":1,"b":2}"#, &"t".into(), &known).unwrap_err().contains("no column \"b\""));
+        assert!(plain_row(b"[1]", &"t".into(), &known).unwrap_err().contains("not a JSON object"));
+        assert!(plain_row(b"{\"a\":", &"t".into(), &known).unwrap_err().contains("not JSON"));
+        assert!(plain_row(br#"{"a":1,"a":2}"#, &"t".into(), &known).unwrap_err().contains("appears twice"));
     }
 
     #[test]
     fn plain_values_become_copy_text() {
         let known: HashSet<String> = ["a", "b\"c", "doc", "n"].map(String::from).into();
         let record = br#"{"n": null, "doc": "x\ty", "b\"c": 2.5, "a": "line\nbreak \\ \u00e9"}"#;
-        let Row::Plain { columns, values, .. } = plain_row(record, &known).unwrap() else { panic!("a plain row") };
+        let Row::Plain(PlainRow { columns, values, .. }) = plain_row(record, &"t".into(), &known).unwrap() else {
+            panic!("a plain row")
+        };
         assert_eq!(columns, ["a", "b\"c", "doc", "n"]);
         let copied = |value: &RawValue, json: bool| {
             let mut buffer = BytesMut::new();
