@@ -152,7 +152,7 @@ async fn read_batches_directly(js: &jetstream::Context, stream_name: &str, recor
     let mut received = 0;
     while let Some(message) = gets.next().await {
         received +=
-            fluvio_protocol::Batch::from_stored_bytes(message.payload.to_vec()).unwrap().record_count() as usize;
+            fluvio_protocol::StoredBatch::from_storage(message.payload.to_vec()).unwrap().record_count() as usize;
     }
     assert_eq!(received, records);
 }

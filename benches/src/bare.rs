@@ -75,7 +75,7 @@ fn batch_loop(batch: &Batch, mut each: impl FnMut(&[u8], &abi::RecordView<'_>, &
     }
     let header = index.header();
     write_batch_header(&mut out, header.base_offset, count, header.base_timestamp);
-    Batch::seal(out)
+    Batch::seal_host_written(out)
 }
 
 /// Writes `value` as the output of the record `view`: its offset,

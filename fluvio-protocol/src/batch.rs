@@ -1,9 +1,18 @@
 //! Record batches on the host: building, validating and reading them.
 //!
-//! A [`Batch`] holds bytes in the one batch layout (`docs/abi.md`) that the
-//! platform uses on disk, on the wire and as SmartModule input. Building one
-//! computes its CRC-32C; parsing one checks the header, every record and the
-//! CRC, so code that holds a `Batch` can trust it.
+//! Batches are bytes in the one batch layout (`docs/abi.md`) that the
+//! platform uses on disk, on the wire and as SmartModule input. How far
+//! they were checked is their type:
+//!
+//! - a [`StoredBatch`], read back from this server's storage, had its
+//!   header checked: it can be sent on as it is, but gives no records;
+//! - a [`CheckedBatch`] was checked whole (CRC-32C and every record), but
+//!   its records may be compressed: what is stored and sent;
+//! - a [`Batch`] was checked whole and its records are plain: the only one
+//!   that hands out records.
+//!
+//! Each step up is a method that checks (`verify`, `open`); building a
+//! batch ([`BatchBuilder`]) computes its CRC-32C.
 //!
 //! The layout itself (header fields, record parsing) is defined once, in
 //! `smartmodule_abi::abi`, which guests share; the writers that only hosts
@@ -44,38 +53,233 @@ pub fn batch_ranges(bytes: &[u8]) -> impl Iterator<Item = Result<std::ops::Range
     })
 }
 
-/// A validated record batch.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Batch {
-    bytes: Vec<u8>,
+/// The header getters every batch type shares: a batch's header was
+/// checked when the value was made, whatever else was.
+macro_rules! header_getters {
+    () => {
+        fn header(&self) -> abi::BatchHeader {
+            abi::BatchHeader::parse(&self.bytes).expect("the header is checked when the batch is made")
+        }
+
+        /// Offset of the first record; record offsets are relative to it.
+        pub fn base_offset(&self) -> i64 {
+            self.header().base_offset
+        }
+
+        /// Timestamp that record timestamps are relative to.
+        pub fn base_timestamp(&self) -> i64 {
+            self.header().base_timestamp
+        }
+
+        /// Number of records.
+        pub fn record_count(&self) -> u32 {
+            self.header().record_count
+        }
+
+        /// Whether the batch holds no record.
+        pub fn is_empty(&self) -> bool {
+            self.record_count() == 0
+        }
+
+        /// How the batch's records are compressed.
+        pub fn compression(&self) -> Compression {
+            Compression::from_attributes(self.header().attributes).expect("the codec is checked when the batch is made")
+        }
+
+        /// Offset one past the last record's, or the base offset when empty.
+        /// Hops from record length to record length (no record is parsed and
+        /// nothing is allocated): a server asks this of every batch it sends.
+        pub fn next_offset(&self) -> i64 {
+            next_offset_of(&self.bytes, &self.header())
+        }
+
+        /// The encoded batch.
+        pub fn as_bytes(&self) -> &[u8] {
+            &self.bytes
+        }
+
+        /// The encoded batch, by value.
+        pub fn into_bytes(self) -> Vec<u8> {
+            self.bytes
+        }
+    };
 }
 
-impl std::fmt::Debug for Batch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batch")
-            .field("base_offset", &self.base_offset())
-            .field("records", &self.record_count())
-            .field("bytes", &self.bytes.len())
-            .finish()
+fn debug_batch(name: &str, f: &mut std::fmt::Formatter<'_>, bytes: &[u8]) -> std::fmt::Result {
+    let header = abi::BatchHeader::parse(bytes).expect("the header is checked when the batch is made");
+    f.debug_struct(name)
+        .field("base_offset", &header.base_offset)
+        .field("records", &header.record_count)
+        .field("bytes", &bytes.len())
+        .finish()
+}
+
+/// Offset one past the last record's: hops record lengths, every hop
+/// bounds-checked (a stored batch's records were not checked again).
+fn next_offset_of(bytes: &[u8], header: &BatchHeader) -> i64 {
+    if header.attributes & COMPRESSION_MASK != 0 {
+        // Compressed batches are numbered 0, 1, 2... (checked when stored).
+        return header.base_offset.saturating_add(header.record_count as i64);
+    }
+    let end = (header.batch_len as usize).min(bytes.len());
+    let mut last = None;
+    let mut at = abi::BATCH_HEADER_LEN;
+    for _ in 0..header.record_count {
+        let Some(len) = bytes.get(at..at + 4) else { break };
+        let len = u32::from_le_bytes(len.try_into().expect("four bytes")) as usize;
+        if at + 4 + len > end {
+            break;
+        }
+        last = Some(at);
+        at += 4 + len;
+    }
+    match last.and_then(|at| bytes.get(at + 4..at + 8)) {
+        Some(delta) => {
+            header.base_offset.saturating_add(u32::from_le_bytes(delta.try_into().expect("four bytes")) as i64 + 1)
+        }
+        None => header.base_offset,
     }
 }
 
-impl Batch {
-    /// Checks `bytes` (exactly one batch) and takes them: header, every
-    /// record's lengths and the CRC-32C.
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Batch, FormatError> {
-        Batch::from_bytes_with_next_offset(bytes).map(|(batch, _)| batch)
+fn check_length(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
+    let header = abi::BatchHeader::parse(bytes)?;
+    if header.batch_len as usize != bytes.len() {
+        return Err(FormatError::new(format!(
+            "batch says it is {} bytes long but {} bytes were given",
+            header.batch_len,
+            bytes.len()
+        )));
+    }
+    Ok(header)
+}
+
+fn check_length_and_crc(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
+    let header = check_length(bytes)?;
+    let computed = crc32c::crc32c(&bytes[abi::BATCH_CRC_FROM..]);
+    if computed != header.crc {
+        return Err(FormatError::new(format!(
+            "batch CRC mismatch: stored {:#010x}, computed {computed:#010x}; the batch is corrupt",
+            header.crc
+        )));
+    }
+    Ok(header)
+}
+
+/// A compressed batch's records, decompressed and checked: they must parse,
+/// match the header's count and be numbered 0, 1, 2, ... (so the header
+/// alone says where the batch ends).
+fn open_compressed(bytes: &[u8], header: &BatchHeader) -> Result<Batch, FormatError> {
+    let codec = Compression::from_attributes(header.attributes)?;
+    let records = codec.decompress(&bytes[abi::BATCH_HEADER_LEN..], MAX_DECOMPRESSED_BATCH_BYTES)?;
+    let mut plain = Vec::with_capacity(abi::BATCH_HEADER_LEN + records.len());
+    plain.extend_from_slice(&bytes[..abi::BATCH_HEADER_LEN]);
+    plain.extend_from_slice(&records);
+    let len = u32::try_from(plain.len()).map_err(|_| FormatError::new("a decompressed batch over 4 GiB"))?;
+    plain[abi::BATCH_LEN_AT..abi::BATCH_LEN_AT + 4].copy_from_slice(&len.to_le_bytes());
+    plain[abi::BATCH_ATTRIBUTES_AT] = 0;
+    let (_, iter) = RecordIter::new(&plain)?;
+    let mut count = 0u32;
+    for (position, record) in iter.enumerate() {
+        let record = record?;
+        if record.offset_delta as usize != position {
+            return Err(FormatError::new(format!(
+                "a compressed batch must number its records 0, 1, 2...; record {position} has delta {}",
+                record.offset_delta
+            )));
+        }
+        count += 1;
+    }
+    if count != header.record_count {
+        return Err(FormatError::new("a compressed batch's records do not match its record count"));
+    }
+    Ok(Batch::seal_host_written(plain))
+}
+
+/// A batch read back from this server's own storage, whose header alone
+/// was checked: its CRC and records were checked when it was stored, and
+/// a reader that sends it on as it is need not pay for that again. It tells
+/// where it lies and gives its bytes, but no records:
+/// [`verify`](Self::verify) checks it whole and [`open`](Self::open) also
+/// decompresses it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredBatch {
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        debug_batch("StoredBatch", f, &self.bytes)
+    }
+}
+
+impl StoredBatch {
+    /// Takes a batch this process stored, checking its header, its length
+    /// and its codec only.
+    pub fn from_storage(bytes: Vec<u8>) -> Result<StoredBatch, FormatError> {
+        let header = check_length(&bytes)?;
+        Compression::from_attributes(header.attributes)?;
+        Ok(StoredBatch { bytes })
+    }
+
+    /// The batch checked whole, as [`CheckedBatch::from_bytes`] checks one:
+    /// what a reader does where the bytes on disk may have changed since
+    /// they were stored.
+    pub fn verify(self) -> Result<CheckedBatch, FormatError> {
+        CheckedBatch::from_bytes(self.bytes)
+    }
+
+    /// The batch checked whole and decompressed, for code that reads its
+    /// records.
+    pub fn open(self) -> Result<Batch, FormatError> {
+        self.verify()?.open()
+    }
+
+    header_getters!();
+}
+
+impl From<CheckedBatch> for StoredBatch {
+    fn from(batch: CheckedBatch) -> StoredBatch {
+        StoredBatch { bytes: batch.bytes }
+    }
+}
+
+impl From<Batch> for StoredBatch {
+    fn from(batch: Batch) -> StoredBatch {
+        StoredBatch { bytes: batch.bytes }
+    }
+}
+
+/// A batch checked whole (header, length, CRC-32C and every record, a
+/// compressed one's after decompressing them), whose records may still be
+/// compressed: what a server stores and a producer sends. It hands out no
+/// records; [`open`](Self::open) gives the [`Batch`] that does.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CheckedBatch {
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for CheckedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        debug_batch("CheckedBatch", f, &self.bytes)
+    }
+}
+
+impl CheckedBatch {
+    /// Checks `bytes` (exactly one batch) and takes them as they are,
+    /// compressed or not.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<CheckedBatch, FormatError> {
+        CheckedBatch::from_bytes_with_next_offset(bytes).map(|(batch, _)| batch)
     }
 
     /// Checks `bytes` as [`from_bytes`](Self::from_bytes) does, and also
     /// returns the batch's [`next_offset`](Self::next_offset), found in the
     /// same pass over the records (a reader of a store that needs both
     /// would otherwise walk every batch twice).
-    pub fn from_bytes_with_next_offset(bytes: Vec<u8>) -> Result<(Batch, i64), FormatError> {
-        let header = Batch::check_length_and_crc(&bytes)?;
+    pub fn from_bytes_with_next_offset(bytes: Vec<u8>) -> Result<(CheckedBatch, i64), FormatError> {
+        let header = check_length_and_crc(&bytes)?;
         if header.attributes & COMPRESSION_MASK != 0 {
-            let batch = Batch { bytes };
-            batch.opened_and_checked(&header)?;
+            open_compressed(&bytes, &header)?;
+            let batch = CheckedBatch { bytes };
             let next_offset = batch.next_offset();
             return Ok((batch, next_offset));
         }
@@ -84,175 +288,17 @@ impl Batch {
         for record in records {
             next_offset = header.base_offset.saturating_add(record?.offset_delta as i64 + 1);
         }
-        Ok((Batch { bytes }, next_offset))
+        Ok((CheckedBatch { bytes }, next_offset))
     }
 
-    /// Checks the header, the length and the CRC of a batch whose records
-    /// the caller reads once anyway, each checked as it is read with
-    /// [`try_records`](Self::try_records) (a consumer: one pass over the
-    /// records instead of two). A compressed batch is checked whole, as
-    /// [`from_bytes`](Self::from_bytes) does, and returned decompressed (it
-    /// is decompressed once, for the check and the reader both).
-    pub fn from_sent_bytes(bytes: Vec<u8>) -> Result<Batch, FormatError> {
-        let header = Batch::check_length_and_crc(&bytes)?;
-        if header.attributes & COMPRESSION_MASK != 0 {
-            return Batch { bytes }.opened_and_checked(&header);
+    /// The batch with its records decompressed (a copy), or itself, now a
+    /// [`Batch`], when they are not compressed.
+    pub fn open(self) -> Result<Batch, FormatError> {
+        let header = self.header();
+        if header.attributes & COMPRESSION_MASK == 0 {
+            return Ok(Batch { bytes: self.bytes });
         }
-        Ok(Batch { bytes })
-    }
-
-    /// [`from_sent_bytes`](Self::from_sent_bytes) for a batch the caller
-    /// keeps where it is (one of a run: [`batch_ranges`]): `None` when the
-    /// bytes are read as they are, with records checked as they are read;
-    /// the batch decompressed and checked whole (a copy) when its records
-    /// are compressed.
-    pub fn check_sent(bytes: &[u8]) -> Result<Option<Batch>, FormatError> {
-        let header = Batch::check_length_and_crc(bytes)?;
-        if header.attributes & COMPRESSION_MASK != 0 {
-            return Batch { bytes: bytes.to_vec() }.opened_and_checked(&header).map(Some);
-        }
-        Ok(None)
-    }
-
-    /// A compressed batch's records, decompressed and checked: they must
-    /// parse, match the header's count and be numbered 0, 1, 2, ... (so the
-    /// header alone says where the batch ends).
-    fn opened_and_checked(&self, header: &BatchHeader) -> Result<Batch, FormatError> {
-        let plain = self.decompress()?;
-        if plain.record_count() != header.record_count {
-            return Err(FormatError::new("a compressed batch's records do not match its record count"));
-        }
-        let base = plain.base_offset();
-        if let Some((position, record)) =
-            plain.records().enumerate().find(|(position, record)| record.offset - base != *position as i64)
-        {
-            return Err(FormatError::new(format!(
-                "a compressed batch must number its records 0, 1, 2...; record {position} has delta {}",
-                record.offset - base
-            )));
-        }
-        Ok(plain)
-    }
-
-    fn check_length(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
-        let header = abi::BatchHeader::parse(bytes)?;
-        if header.batch_len as usize != bytes.len() {
-            return Err(FormatError::new(format!(
-                "batch says it is {} bytes long but {} bytes were given",
-                header.batch_len,
-                bytes.len()
-            )));
-        }
-        Ok(header)
-    }
-
-    fn check_length_and_crc(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
-        let header = Batch::check_length(bytes)?;
-        let computed = crc32c::crc32c(&bytes[abi::BATCH_CRC_FROM..]);
-        if computed != header.crc {
-            return Err(FormatError::new(format!(
-                "batch CRC mismatch: stored {:#010x}, computed {computed:#010x}; the batch is corrupt",
-                header.crc
-            )));
-        }
-        Ok(header)
-    }
-
-    /// Takes a batch this process stored: its CRC and records were checked
-    /// when it was appended or when its log was recovered, so only the
-    /// header is read here (a consumer that reads a partition from
-    /// the start would otherwise pay for every check a second time). Call
-    /// [`verified`](Self::verified) before reading its records where the
-    /// bytes on disk may have changed since: [`records`](Self::records) of
-    /// a damaged batch end early rather than panic, and a consumer's own
-    /// check ([`from_sent_bytes`](Self::from_sent_bytes)) catches the damage.
-    pub fn from_stored_bytes(bytes: Vec<u8>) -> Result<Batch, FormatError> {
-        let header = Batch::check_length(&bytes)?;
-        Compression::from_attributes(header.attributes)?;
-        Ok(Batch { bytes })
-    }
-
-    /// The batch, checked as [`from_bytes`](Self::from_bytes) checks one.
-    pub fn verified(self) -> Result<Batch, FormatError> {
-        Batch::from_bytes(self.bytes)
-    }
-
-    /// How the batch's records are compressed.
-    pub fn compression(&self) -> Compression {
-        Compression::from_attributes(self.header().attributes).expect("a Batch is validated when built")
-    }
-
-    /// The same batch with its records compressed with `codec`. Only a
-    /// batch numbered 0, 1, 2... (as producers send them) is compressed;
-    /// another, or an empty one, is returned as it is.
-    pub fn compressed(self, codec: Compression) -> Batch {
-        if codec == Compression::None || self.compression() != Compression::None || self.is_empty() {
-            return self;
-        }
-        let base = self.base_offset();
-        if self.records().enumerate().any(|(position, record)| record.offset - base != position as i64) {
-            return self;
-        }
-        let packed = codec.compress(&self.bytes[abi::BATCH_HEADER_LEN..]);
-        let mut bytes = Vec::with_capacity(abi::BATCH_HEADER_LEN + packed.len());
-        bytes.extend_from_slice(&self.bytes[..abi::BATCH_HEADER_LEN]);
-        bytes.extend_from_slice(&packed);
-        let len = bytes.len() as u32;
-        bytes[abi::BATCH_LEN_AT..abi::BATCH_LEN_AT + 4].copy_from_slice(&len.to_le_bytes());
-        bytes[abi::BATCH_ATTRIBUTES_AT] = codec.code();
-        Batch::seal(bytes)
-    }
-
-    /// The batch with its records decompressed (a copy), or itself when
-    /// they are not compressed.
-    pub fn decompressed(self) -> Result<Batch, FormatError> {
-        if self.compression() == Compression::None { Ok(self) } else { self.decompress() }
-    }
-
-    fn decompress(&self) -> Result<Batch, FormatError> {
-        let header = abi::BatchHeader::parse(&self.bytes)?;
-        let codec = Compression::from_attributes(header.attributes)?;
-        let records = codec.decompress(&self.bytes[abi::BATCH_HEADER_LEN..], MAX_DECOMPRESSED_BATCH_BYTES)?;
-        let mut bytes = Vec::with_capacity(abi::BATCH_HEADER_LEN + records.len());
-        bytes.extend_from_slice(&self.bytes[..abi::BATCH_HEADER_LEN]);
-        bytes.extend_from_slice(&records);
-        let len = u32::try_from(bytes.len()).map_err(|_| FormatError::new("a decompressed batch over 4 GiB"))?;
-        bytes[abi::BATCH_LEN_AT..abi::BATCH_LEN_AT + 4].copy_from_slice(&len.to_le_bytes());
-        bytes[abi::BATCH_ATTRIBUTES_AT] = 0;
-        let (_, iter) = RecordIter::new(&bytes)?;
-        for record in iter {
-            record?;
-        }
-        Ok(Batch::seal(bytes))
-    }
-
-    /// Takes bytes that host code wrote with this module's writers
-    /// ([`write_batch_header`], [`encode_record`], or whole records copied
-    /// from a validated batch), and computes the CRC. The bytes are not
-    /// validated again: never call this on bytes from a client or a guest.
-    pub fn seal(mut bytes: Vec<u8>) -> Batch {
-        let crc = crc32c::crc32c(&bytes[abi::BATCH_CRC_FROM..]);
-        bytes[abi::BATCH_CRC_AT..abi::BATCH_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
-        Batch { bytes }
-    }
-
-    /// The encoded batch.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// The encoded batch, by value.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
-    }
-
-    fn header(&self) -> abi::BatchHeader {
-        abi::BatchHeader::parse(&self.bytes).expect("a Batch is validated when built")
-    }
-
-    /// Offset of the first record; record offsets are relative to it.
-    pub fn base_offset(&self) -> i64 {
-        self.header().base_offset
+        open_compressed(&self.bytes, &header)
     }
 
     /// Moves the batch to a new base offset (a server does this when it
@@ -263,62 +309,132 @@ impl Batch {
             .copy_from_slice(&base_offset.to_le_bytes());
     }
 
-    /// Timestamp that record timestamps are relative to.
-    pub fn base_timestamp(&self) -> i64 {
-        self.header().base_timestamp
+    /// The first record whose offset delta is not its position, as
+    /// `(position, delta)`: a produced batch must number its records 0, 1,
+    /// 2, ... (a compressed one was made to when it was checked).
+    pub fn misnumbered(&self) -> Option<(usize, i64)> {
+        if self.compression() != Compression::None {
+            return None;
+        }
+        let (_, records) = RecordIter::new(&self.bytes).ok()?;
+        records
+            .map_while(Result::ok)
+            .enumerate()
+            .map(|(position, record)| (position, record.offset_delta as i64))
+            .find(|(position, delta)| *delta != *position as i64)
     }
 
-    /// Number of records.
-    pub fn record_count(&self) -> u32 {
-        self.header().record_count
+    header_getters!();
+}
+
+impl From<Batch> for CheckedBatch {
+    fn from(batch: Batch) -> CheckedBatch {
+        CheckedBatch { bytes: batch.bytes }
+    }
+}
+
+/// A record batch checked whole, with its records uncompressed: the one
+/// batch type that hands out records. Built by [`BatchBuilder`], checked
+/// from bytes by [`from_bytes`](Self::from_bytes), opened from a
+/// [`CheckedBatch`] or a [`StoredBatch`], or sealed from bytes host code
+/// wrote itself ([`seal_host_written`](Self::seal_host_written)).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Batch {
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        debug_batch("Batch", f, &self.bytes)
+    }
+}
+
+impl Batch {
+    /// Checks `bytes` (exactly one batch): header, every record's lengths
+    /// and the CRC-32C; a compressed batch is checked and returned
+    /// decompressed.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Batch, FormatError> {
+        CheckedBatch::from_bytes(bytes)?.open()
     }
 
-    /// Whether the batch holds no record.
-    pub fn is_empty(&self) -> bool {
-        self.record_count() == 0
-    }
-
-    /// Offset one past the last record's, or the base offset when empty.
-    /// Hops from record length to record length (no record is parsed and
-    /// nothing is allocated): a server asks this of every batch it sends.
-    pub fn next_offset(&self) -> i64 {
-        let header = self.header();
+    /// Checks the header, the length and the CRC of a batch whose records
+    /// the caller reads once anyway, each checked as it is read with
+    /// [`try_records`](Self::try_records) (a consumer: one pass over the
+    /// records instead of two). A compressed batch is checked whole, as
+    /// [`from_bytes`](Self::from_bytes) does, and returned decompressed (it
+    /// is decompressed once, for the check and the reader both).
+    pub fn from_sent_bytes(bytes: Vec<u8>) -> Result<Batch, FormatError> {
+        let header = check_length_and_crc(&bytes)?;
         if header.attributes & COMPRESSION_MASK != 0 {
-            // Compressed batches are numbered 0, 1, 2... (checked when built).
-            return header.base_offset.saturating_add(header.record_count as i64);
+            return open_compressed(&bytes, &header);
         }
-        let end = (header.batch_len as usize).min(self.bytes.len());
-        let mut last = None;
-        let mut at = abi::BATCH_HEADER_LEN;
-        for _ in 0..header.record_count {
-            let Some(len) = self.bytes.get(at..at + 4) else { break };
-            let len = u32::from_le_bytes(len.try_into().expect("four bytes")) as usize;
-            if at + 4 + len > end {
-                break;
-            }
-            last = Some(at);
-            at += 4 + len;
-        }
-        match last.and_then(|at| self.bytes.get(at + 4..at + 8)) {
-            Some(delta) => {
-                header.base_offset.saturating_add(u32::from_le_bytes(delta.try_into().expect("four bytes")) as i64 + 1)
-            }
-            None => header.base_offset,
-        }
+        Ok(Batch { bytes })
     }
 
-    /// The records, borrowed from the batch. A compressed batch must be
-    /// [`decompressed`](Self::decompressed) first.
+    /// [`from_sent_bytes`](Self::from_sent_bytes) for a batch the caller
+    /// keeps where it is (one of a run: [`batch_ranges`]): `None` when the
+    /// bytes are read as they are, with records checked as they are read;
+    /// the batch decompressed and checked whole (a copy) when its records
+    /// are compressed.
+    pub fn check_sent(bytes: &[u8]) -> Result<Option<Batch>, FormatError> {
+        let header = check_length_and_crc(bytes)?;
+        if header.attributes & COMPRESSION_MASK != 0 {
+            return open_compressed(bytes, &header).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// The same batch with its records compressed with `codec`, to send or
+    /// store. Only a batch numbered 0, 1, 2... (as producers send them) is
+    /// compressed; another, or an empty one, is returned as it is.
+    pub fn compressed(self, codec: Compression) -> CheckedBatch {
+        if codec == Compression::None || self.is_empty() {
+            return self.into();
+        }
+        let base = self.base_offset();
+        if self.records().enumerate().any(|(position, record)| record.offset - base != position as i64) {
+            return self.into();
+        }
+        let packed = codec.compress(&self.bytes[abi::BATCH_HEADER_LEN..]);
+        let mut bytes = Vec::with_capacity(abi::BATCH_HEADER_LEN + packed.len());
+        bytes.extend_from_slice(&self.bytes[..abi::BATCH_HEADER_LEN]);
+        bytes.extend_from_slice(&packed);
+        let len = bytes.len() as u32;
+        bytes[abi::BATCH_LEN_AT..abi::BATCH_LEN_AT + 4].copy_from_slice(&len.to_le_bytes());
+        bytes[abi::BATCH_ATTRIBUTES_AT] = codec.code();
+        Batch::seal_host_written(bytes).into()
+    }
+
+    /// Takes bytes that host code wrote with this module's writers
+    /// ([`write_batch_header`], [`encode_record`], or whole records copied
+    /// from a checked batch), and computes the CRC. The bytes are trusted,
+    /// not checked: never call this on bytes from a client, a guest or a
+    /// file.
+    pub fn seal_host_written(mut bytes: Vec<u8>) -> Batch {
+        let crc = crc32c::crc32c(&bytes[abi::BATCH_CRC_FROM..]);
+        bytes[abi::BATCH_CRC_AT..abi::BATCH_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        Batch { bytes }
+    }
+
+    /// Moves the batch to a new base offset. The CRC does not cover the
+    /// base offset, so it stays valid.
+    pub fn set_base_offset(&mut self, base_offset: i64) {
+        self.bytes[abi::BATCH_BASE_OFFSET_AT..abi::BATCH_BASE_OFFSET_AT + 8]
+            .copy_from_slice(&base_offset.to_le_bytes());
+    }
+
+    header_getters!();
+
+    /// The records, borrowed from the batch.
     pub fn records(&self) -> impl Iterator<Item = RecordRef<'_>> {
-        // Only a damaged stored batch (see `from_stored_bytes`) can fail
-        // here; its records end at the damage.
+        // Only bytes sealed by hand (`seal_host_written`) can fail here;
+        // their records end at the damage.
         self.try_records().map_while(Result::ok)
     }
 
     /// The records, each checked as it is read: for a batch taken with
-    /// [`from_stored_bytes`](Self::from_stored_bytes) or
-    /// [`from_sent_bytes`](Self::from_sent_bytes), which do not walk the
-    /// records up front. A compressed batch gives one error.
+    /// [`from_sent_bytes`](Self::from_sent_bytes), which does not walk the
+    /// records up front.
     pub fn try_records(&self) -> impl Iterator<Item = Result<RecordRef<'_>, FormatError>> {
         let bytes = &self.bytes;
         let (first_error, records) = match RecordIter::new(bytes) {
@@ -329,29 +445,14 @@ impl Batch {
             records.map(move |view| view.map(|view| RecordRef::new(bytes, &view, &header)))
         }))
     }
-}
 
-impl Batch {
     /// Keeps the records at or after `offset`, so that a consumer starting
     /// inside a stored batch sees (and SmartModules process) only what it
-    /// asked for. Offsets and timestamps are unchanged. A stored batch
-    /// damaged since it was checked (see
-    /// [`from_stored_bytes`](Self::from_stored_bytes)) that no longer
-    /// decompresses is returned as it is, for a check downstream to refuse.
+    /// asked for. Offsets and timestamps are unchanged.
     pub fn trimmed_to(self, offset: i64) -> Batch {
         if self.base_offset() >= offset {
             return self;
         }
-        match self.compression() {
-            Compression::None => self.trim_plain(offset),
-            _ => match self.decompress() {
-                Ok(plain) => plain.trim_plain(offset),
-                Err(_) => self,
-            },
-        }
-    }
-
-    fn trim_plain(self, offset: i64) -> Batch {
         let mut builder = BatchBuilder::new(self.base_offset(), self.base_timestamp());
         for record in self.records().filter(|r| r.offset >= offset) {
             builder.push(
@@ -469,7 +570,7 @@ impl BatchBuilder {
     pub fn finish(self) -> Batch {
         let mut bytes = self.bytes;
         write_batch_header(&mut bytes, self.base_offset, self.record_count, self.base_timestamp);
-        Batch::seal(bytes)
+        Batch::seal_host_written(bytes)
     }
 }
 
@@ -571,7 +672,7 @@ pub fn encode_record(
 
 /// Writes a batch header at the start of `out` (which must hold at least
 /// `abi::BATCH_HEADER_LEN` bytes, the records following). The CRC is left at
-/// zero: [`Batch::seal`] fills it in.
+/// zero: [`Batch::seal_host_written`] fills it in.
 pub fn write_batch_header(out: &mut [u8], base_offset: i64, record_count: u32, base_timestamp: i64) {
     let batch_len = out.len() as u32;
     let mut header = Vec::with_capacity(abi::BATCH_HEADER_LEN);
@@ -647,7 +748,7 @@ mod tests {
         let mut bytes = builder.finish().into_bytes();
         let delta_at = abi::BATCH_HEADER_LEN + 8;
         bytes[delta_at..delta_at + 8].copy_from_slice(&i64::MAX.to_le_bytes());
-        let batch = Batch::from_bytes(Batch::seal(bytes).into_bytes()).unwrap();
+        let batch = Batch::from_bytes(Batch::seal_host_written(bytes).into_bytes()).unwrap();
         let record = batch.records().next().unwrap();
         assert_eq!((record.offset, record.timestamp), (7, i64::MAX));
         let checked = batch.try_records().next().unwrap().unwrap();
@@ -667,10 +768,10 @@ mod tests {
             assert!(packed.as_bytes().len() * 3 < plain.as_bytes().len(), "{codec}");
             assert_eq!((packed.base_offset(), packed.record_count(), packed.next_offset()), (40, 500, 540));
             // It travels as bytes and is checked whole on the way in.
-            let received = Batch::from_bytes(packed.clone().into_bytes()).unwrap();
-            assert_eq!(received.clone().decompressed().unwrap(), plain, "{codec}");
+            let received = CheckedBatch::from_bytes(packed.clone().into_bytes()).unwrap();
+            assert_eq!(received.clone().open().unwrap(), plain, "{codec}");
             // A consumer starting inside it gets the rest, uncompressed.
-            let trimmed = packed.trimmed_to(538);
+            let trimmed = packed.open().unwrap().trimmed_to(538);
             assert_eq!(trimmed.records().map(|r| r.offset).collect::<Vec<_>>(), [538, 539]);
             // Records are never read from compressed bytes by mistake.
             assert!(RecordIter::new(received.as_bytes()).is_err());
@@ -680,7 +781,7 @@ mod tests {
         let mut bytes = plain.clone().compressed(Compression::Gzip).into_bytes();
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0xff;
-        let error = Batch::from_bytes(Batch::seal(bytes).into_bytes()).unwrap_err();
+        let error = Batch::from_bytes(Batch::seal_host_written(bytes).into_bytes()).unwrap_err();
         assert!(error.to_string().contains("decompress") || error.to_string().contains("record"), "{error}");
         // Batches with gaps (chain outputs) stay uncompressed.
         let mut gaps = BatchBuilder::new(0, 0);
@@ -699,18 +800,22 @@ mod tests {
             many.push(i, 0, None, format!("value {i}").as_bytes(), &[]);
         }
         let many = many.finish();
-        for batch in [
-            BatchBuilder::new(12, 0).finish(),
-            batch_of(5, &["one", "two", "three"]),
-            gaps.finish(),
+        let batches: [CheckedBatch; 5] = [
+            BatchBuilder::new(12, 0).finish().into(),
+            batch_of(5, &["one", "two", "three"]).into(),
+            gaps.finish().into(),
             many.clone().compressed(Compression::Zstd),
-            many,
-        ] {
-            let (checked, next_offset) = Batch::from_bytes_with_next_offset(batch.clone().into_bytes()).unwrap();
+            many.into(),
+        ];
+        for batch in batches {
+            let (checked, next_offset) = CheckedBatch::from_bytes_with_next_offset(batch.clone().into_bytes()).unwrap();
             assert_eq!((&checked, next_offset), (&batch, batch.next_offset()));
         }
-        assert_eq!(Batch::from_bytes_with_next_offset(batch_of(5, &["x"]).into_bytes()).unwrap().1, 6);
-        assert_eq!(Batch::from_bytes_with_next_offset(BatchBuilder::new(12, 0).finish().into_bytes()).unwrap().1, 12);
+        assert_eq!(CheckedBatch::from_bytes_with_next_offset(batch_of(5, &["x"]).into_bytes()).unwrap().1, 6);
+        assert_eq!(
+            CheckedBatch::from_bytes_with_next_offset(BatchBuilder::new(12, 0).finish().into_bytes()).unwrap().1,
+            12
+        );
     }
 
     #[test]

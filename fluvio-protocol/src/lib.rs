@@ -41,7 +41,7 @@ pub mod secrets_file;
 pub mod smartmodule;
 pub mod units;
 
-pub use batch::{Batch, BatchBuilder, RecordRef, batch_ranges};
+pub use batch::{Batch, BatchBuilder, CheckedBatch, RecordRef, StoredBatch, batch_ranges};
 pub use compression::Compression;
 pub use frame::{ApiKind, DEFAULT_ADDR, DEFAULT_MAX_FRAME_BYTES, Frame, FrameError, PROTOCOL_VERSION, RESPONSE_BIT};
 pub use messages::{

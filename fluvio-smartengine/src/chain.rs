@@ -181,14 +181,6 @@ impl SmartModuleChain {
     /// exceeds its limits, traps or breaks the ABI fails the whole batch
     /// with an [`EngineError`]; it is re-instantiated for the next batch.
     pub fn process(&mut self, batch: &Batch) -> Result<ChainOutput, EngineError> {
-        // Modules read records: a compressed batch is opened first.
-        let opened;
-        let batch = if batch.compression() == fluvio_protocol::Compression::None {
-            batch
-        } else {
-            opened = batch.clone().decompressed()?;
-            &opened
-        };
         let mut current: Option<Vec<u8>> = None;
         let mut failure: Option<RecordFailure> = None;
         let mut skipped = 0;
@@ -215,7 +207,7 @@ impl SmartModuleChain {
             current = Some(output.batch);
         }
         let bytes = current.unwrap_or_else(|| batch.as_bytes().to_vec());
-        Ok(ChainOutput { batch: Batch::seal(bytes), failure, skipped, dead_letters })
+        Ok(ChainOutput { batch: Batch::seal_host_written(bytes), failure, skipped, dead_letters })
     }
 
     /// The modules that asked for a look-back: their place in the chain
@@ -231,7 +223,6 @@ impl SmartModuleChain {
         let Some(stage) = self.stages.get_mut(stage) else {
             return Err(EngineError::InvalidBatch(abi::FormatError::new(format!("the chain has no stage {stage}"))));
         };
-        let batch = batch.clone().decompressed()?;
         let records = RecordIndex::new(batch.as_bytes())?;
         if records.is_empty() {
             return Ok(());

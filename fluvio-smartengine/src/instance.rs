@@ -559,6 +559,6 @@ pub fn run_native(
             ModuleKind::Filter => decode_filter(&output, input, &records)?,
             kind => decode_records(kind, &output, input, &records, usize::MAX)?,
         };
-        Ok(fluvio_protocol::Batch::seal(bytes))
+        Ok(fluvio_protocol::Batch::seal_host_written(bytes))
     })
 }

@@ -109,7 +109,7 @@ fn damaged_answers_are_refused_or_make_valid_batches_never_a_panic() {
             Ok(decoded) => {
                 accepted += 1;
                 assert!(decoded.batch.len() <= input.len() + MEMORY_LIMIT as usize, "round {round}: over budget");
-                let batch = Batch::from_bytes(Batch::seal(decoded.batch).into_bytes())
+                let batch = Batch::from_bytes(Batch::seal_host_written(decoded.batch).into_bytes())
                     .unwrap_or_else(|error| panic!("round {round}: an accepted answer made a bad batch: {error}"));
                 assert_eq!(batch.records().count() as u32, decoded.records_out, "round {round}");
                 assert_eq!(batch.base_offset(), records.header().base_offset, "round {round}");

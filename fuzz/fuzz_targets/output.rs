@@ -48,7 +48,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(decoded) = decode_output(kind, memory, location, batch, records, MEMORY_LIMIT) {
         assert!(decoded.batch.len() <= batch.len() + MEMORY_LIMIT as usize + 64 * 1024, "output over its budget");
         let output =
-            Batch::from_bytes(Batch::seal(decoded.batch).into_bytes()).expect("an accepted answer is a valid batch");
+            Batch::from_bytes(Batch::seal_host_written(decoded.batch).into_bytes()).expect("an accepted answer is a valid batch");
         assert_eq!(output.records().count() as u32, decoded.records_out);
     }
 });

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use fluvio_protocol::requests::{ProduceRequest, ProduceResponse};
-use fluvio_protocol::{AnyRequest, Batch, ErrorCode, Frame};
+use fluvio_protocol::{AnyRequest, CheckedBatch, ErrorCode, Frame};
 use futures::StreamExt;
 
 use super::dispatch::{Handle, answer};
@@ -25,7 +25,7 @@ impl Handle for ProduceRequest {
     async fn handle(self, context: &ServerContext, session: &Session) -> Result<ProduceResponse, ServerError> {
         session.require_topic(&self.topic)?;
         let partition = context.storage.partition(&self.topic, self.partition).await?;
-        let batch = Batch::from_bytes(self.batch)
+        let batch = CheckedBatch::from_bytes(self.batch)
             .map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
         let record_count = batch.record_count();
         let base_offset = partition.append(batch, self.producer).await?;

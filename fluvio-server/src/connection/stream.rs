@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use fluvio_protocol::requests::StreamFetchRequest;
-use fluvio_protocol::{Batch, BatchBuilder, ErrorCode, Frame, OffsetSpec, SmartModuleInvocationWasm, StreamEvent};
+use fluvio_protocol::{
+    Batch, BatchBuilder, ErrorCode, Frame, OffsetSpec, SmartModuleInvocationWasm, StoredBatch, StreamEvent,
+};
 use fluvio_smartengine::{ChainBuilder, ChainWorker, EngineError};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -128,8 +130,8 @@ async fn look_back(
 
 /// A stored batch, checked whole and decompressed, for code that reads its
 /// records (storage reads skip the checks a consumer makes itself).
-fn opened(batch: Batch) -> Result<Batch, ServerError> {
-    batch.verified().and_then(Batch::decompressed).map_err(|e| ServerError::new(ErrorCode::Storage, e.to_string()))
+fn opened(batch: StoredBatch) -> Result<Batch, ServerError> {
+    batch.open().map_err(|e| ServerError::new(ErrorCode::Storage, e.to_string()))
 }
 
 /// Starts a stream in a task of its own, unless the connection has its
@@ -243,7 +245,11 @@ async fn stream(
             // is read, unless the stream starts inside it.
             let mut tail = Vec::with_capacity(batches.len());
             for batch in batches {
-                let batch = if batch.base_offset() < offset { opened(batch)?.trimmed_to(offset) } else { batch };
+                let batch = if batch.base_offset() < offset {
+                    StoredBatch::from(opened(batch)?.trimmed_to(offset))
+                } else {
+                    batch
+                };
                 offset = batch.next_offset();
                 if !batch.is_empty() {
                     tail.push(Tail::Memory(batch.into_bytes()));

@@ -16,7 +16,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use fluvio_protocol::{Batch, ConsumerOffset, ProducerStamp, RetentionSpec, TopicInfo};
+use fluvio_protocol::{CheckedBatch, ConsumerOffset, ProducerStamp, RetentionSpec, StoredBatch, TopicInfo};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -31,12 +31,14 @@ pub trait Partition: Send + Sync + 'static {
     /// With a `producer` stamp, a batch stored before under the same stamp
     /// is not stored again: the offset it got then is returned (within the
     /// backend's deduplication window).
-    fn append(&self, batch: Batch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>>;
+    fn append(&self, batch: CheckedBatch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>>;
 
     /// Whole stored batches, starting with the one that holds `offset` (or
     /// the first still stored, if retention removed `offset`), up to about
-    /// `max_bytes` (at least one batch when there is one).
-    fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>>;
+    /// `max_bytes` (at least one batch when there is one). They come as
+    /// stored: a reader that needs their records opens them
+    /// ([`StoredBatch::open`]), which checks them again.
+    fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<StoredBatch>, StorageError>>;
 
     /// Whole stored batches that start exactly at `offset` and lie back to
     /// back in one file, as that file's byte range, up to about `max_bytes`
@@ -89,7 +91,7 @@ pub trait PartitionReader: Send {
     /// The next stored batches, up to about `max_bytes` (at least one batch
     /// when there is one); empty at the end. The first may start before
     /// the reader's offset (batches are whole).
-    fn next(&mut self, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>>;
+    fn next(&mut self, max_bytes: u64) -> BoxFuture<'_, Result<Vec<StoredBatch>, StorageError>>;
 
     /// The next stored batches as a run of one file
     /// ([`Partition::read_run`]); `None`: call [`next`](Self::next).
@@ -105,7 +107,7 @@ struct PlainReader<P: ?Sized> {
 }
 
 impl<P: Partition + ?Sized> PartitionReader for PlainReader<P> {
-    fn next(&mut self, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>> {
+    fn next(&mut self, max_bytes: u64) -> BoxFuture<'_, Result<Vec<StoredBatch>, StorageError>> {
         Box::pin(async move {
             let batches = self.partition.read(self.offset, max_bytes).await?;
             if let Some(last) = batches.last() {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
-use fluvio_protocol::{Batch, ProducerStamp};
+use fluvio_protocol::{CheckedBatch, ProducerStamp, StoredBatch};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
@@ -74,7 +74,7 @@ impl Drop for JetStreamPartition {
 /// What reading one stream message found.
 pub(super) enum Fetched {
     /// A batch, and its next offset (found as it was checked).
-    Batch(Batch, i64),
+    Batch(CheckedBatch, i64),
     /// Not a valid batch: skipped (and logged).
     Invalid,
     /// No message at that sequence (removed, or not written yet).
@@ -179,7 +179,7 @@ impl JetStreamPartition {
             }
             Err(error) => return Err(self.unavailable("read", error)),
         };
-        match Batch::from_bytes_with_next_offset(message.payload.to_vec()) {
+        match CheckedBatch::from_bytes_with_next_offset(message.payload.to_vec()) {
             Ok((batch, next_offset)) => {
                 self.remember(batch.base_offset(), sequence, next_offset);
                 Ok(Fetched::Batch(batch, next_offset))
@@ -309,7 +309,11 @@ impl JetStreamPartition {
         .await
     }
 
-    async fn append_stamped(&self, mut batch: Batch, producer: Option<ProducerStamp>) -> Result<i64, StorageError> {
+    async fn append_stamped(
+        &self,
+        mut batch: CheckedBatch,
+        producer: Option<ProducerStamp>,
+    ) -> Result<i64, StorageError> {
         let mut tail = self.tail.lock().await;
         let payload_len = batch.as_bytes().len();
         let max_payload = self.client.max_payload();
@@ -384,7 +388,7 @@ impl JetStreamPartition {
         }
     }
 
-    async fn read_from(&self, offset: i64, max_bytes: u64) -> Result<Vec<Batch>, StorageError> {
+    async fn read_from(&self, offset: i64, max_bytes: u64) -> Result<Vec<StoredBatch>, StorageError> {
         let Some(mut sequence) = self.locate(offset).await? else { return Ok(Vec::new()) };
         let mut batches = Vec::new();
         let mut bytes = 0u64;
@@ -405,7 +409,7 @@ impl JetStreamPartition {
                             continue;
                         }
                         bytes += batch.as_bytes().len() as u64;
-                        batches.push(batch);
+                        batches.push(batch.into());
                         if bytes >= max_bytes {
                             return Ok(batches);
                         }
@@ -431,11 +435,11 @@ async fn follow(partition: std::sync::Weak<JetStreamPartition>, mut notification
 }
 
 impl Partition for JetStreamPartition {
-    fn append(&self, batch: Batch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>> {
+    fn append(&self, batch: CheckedBatch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>> {
         Box::pin(self.append_stamped(batch, producer))
     }
 
-    fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>> {
+    fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<StoredBatch>, StorageError>> {
         Box::pin(self.read_from(offset, max_bytes))
     }
 

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use fluvio_protocol::Batch;
+use fluvio_protocol::StoredBatch;
 use futures::future::BoxFuture;
 
 use super::READ_AHEAD;
@@ -38,7 +38,7 @@ impl JetStreamReader {
         self.next_sequence = None;
     }
 
-    async fn next_batches(&mut self, max_bytes: u64) -> Result<Vec<Batch>, StorageError> {
+    async fn next_batches(&mut self, max_bytes: u64) -> Result<Vec<StoredBatch>, StorageError> {
         if self.next_sequence.is_none() {
             match self.partition.locate(self.offset).await? {
                 Some(sequence) => self.next_sequence = Some(sequence),
@@ -65,7 +65,7 @@ impl JetStreamReader {
                     }
                     self.offset = next_offset;
                     bytes += batch.as_bytes().len() as u64;
-                    batches.push(batch);
+                    batches.push(batch.into());
                     if bytes >= max_bytes {
                         return Ok(batches);
                     }
@@ -87,7 +87,7 @@ impl JetStreamReader {
 }
 
 impl PartitionReader for JetStreamReader {
-    fn next(&mut self, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>> {
+    fn next(&mut self, max_bytes: u64) -> BoxFuture<'_, Result<Vec<StoredBatch>, StorageError>> {
         Box::pin(self.next_batches(max_bytes))
     }
 }

@@ -371,12 +371,12 @@ mod tests {
         TopicSpec { name: name.into(), partitions: 2, replication: 1, retention: RetentionSpec::default() }
     }
 
-    fn batch(values: &[&str]) -> fluvio_protocol::Batch {
+    fn batch(values: &[&str]) -> fluvio_protocol::CheckedBatch {
         let mut builder = fluvio_protocol::BatchBuilder::new(0, 0);
         for value in values {
             builder.push_value(None, value.as_bytes());
         }
-        builder.finish()
+        builder.finish().into()
     }
 
     #[test]

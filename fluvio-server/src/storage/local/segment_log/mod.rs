@@ -23,15 +23,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fluvio_protocol::{Batch, ProducerStamp, RetentionSpec};
+use fluvio_protocol::{CheckedBatch, ProducerStamp, RetentionSpec, StoredBatch};
 use futures::future::BoxFuture;
 
 use super::producers::ProducerJournal;
 use crate::storage::{Partition, StorageError, StoredRun};
 pub(crate) use segment::read_at;
 use segment::{
-    Active, INDEX_ENTRY_LEN, IndexEntry, Segment, check_contiguous, entry_for, io_error, misnumbered, read_index,
-    scan_segment, sync_dir, write_index,
+    Active, INDEX_ENTRY_LEN, IndexEntry, Segment, check_contiguous, entry_for, io_error, read_index, scan_segment,
+    sync_dir, write_index,
 };
 
 /// When appended data is synced to disk.
@@ -230,7 +230,7 @@ impl PartitionLog {
     /// Appends a producer's batch: checks that its offset deltas are
     /// `0..n`, gives it the next base offset, writes it and its index entry,
     /// and syncs per the flush policy. Returns the base offset.
-    pub fn append(&self, batch: Batch) -> Result<i64, StorageError> {
+    pub fn append(&self, batch: CheckedBatch) -> Result<i64, StorageError> {
         self.append_with(batch, None)
     }
 
@@ -238,7 +238,7 @@ impl PartitionLog {
     /// when there is one.
     fn append_with(
         &self,
-        batch: Batch,
+        batch: CheckedBatch,
         producer: Option<(ProducerStamp, &mut ProducerJournal)>,
     ) -> Result<i64, StorageError> {
         let (base_offset, next) = self.write(batch, producer)?;
@@ -310,7 +310,7 @@ impl PartitionLog {
     /// readable. Returns its base offset and the next offset after it.
     fn write(
         &self,
-        mut batch: Batch,
+        mut batch: CheckedBatch,
         producer: Option<(ProducerStamp, &mut ProducerJournal)>,
     ) -> Result<(i64, i64), StorageError> {
         self.check_not_failed()?;
@@ -318,7 +318,7 @@ impl PartitionLog {
         if count == 0 {
             return Err(StorageError::InvalidBatch("a batch must hold at least one record".into()));
         }
-        if let Some((record, delta)) = misnumbered(&batch) {
+        if let Some((record, delta)) = batch.misnumbered() {
             return Err(StorageError::InvalidBatch(format!(
                 "record {record} has offset delta {delta}; a produced batch must number its records 0, 1, 2, ..."
             )));
@@ -468,7 +468,7 @@ impl PartitionLog {
     /// Only acknowledged batches are read: a batch written but not yet
     /// synced (under `every-batch`) may still fail, and must not reach a
     /// consumer before its producer hears it is stored.
-    pub fn read(&self, offset: i64, max_bytes: u64) -> Result<Vec<Batch>, StorageError> {
+    pub fn read(&self, offset: i64, max_bytes: u64) -> Result<Vec<StoredBatch>, StorageError> {
         let readable = *self.watermark.borrow();
         let plan: Vec<(PathBuf, IndexEntry)> = {
             let state = self.state.lock();
@@ -512,7 +512,7 @@ impl PartitionLog {
             let bytes = read_at(file, entry.position, entry.len as usize).map_err(io_error(&path))?;
             // Checked whole when appended and when recovered; consumers
             // check the CRC again themselves.
-            let batch = Batch::from_stored_bytes(bytes).map_err(|e| StorageError::Corrupt {
+            let batch = StoredBatch::from_storage(bytes).map_err(|e| StorageError::Corrupt {
                 path: path.clone(),
                 position: entry.position,
                 reason: e.reason,
@@ -586,7 +586,7 @@ impl PartitionLog {
 impl Partition for PartitionLog {
     // File I/O and fsync block; `block_in_place` lets the runtime move its
     // other tasks off this thread meanwhile, without a thread hop per call.
-    fn append(&self, batch: Batch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>> {
+    fn append(&self, batch: CheckedBatch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>> {
         Box::pin(async move {
             let Some(stamp) = producer else {
                 return tokio::task::block_in_place(|| PartitionLog::append(self, batch));
@@ -604,7 +604,7 @@ impl Partition for PartitionLog {
         })
     }
 
-    fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<Batch>, StorageError>> {
+    fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<StoredBatch>, StorageError>> {
         Box::pin(async move { tokio::task::block_in_place(|| PartitionLog::read(self, offset, max_bytes)) })
     }
 

@@ -7,7 +7,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fluvio_protocol::Batch;
+use fluvio_protocol::CheckedBatch;
 use smartmodule_abi::abi;
 use smartmodule_abi::codec::{ByteReader, FormatError, PutBytes};
 
@@ -111,26 +111,11 @@ pub(super) fn scan_segment(log_path: &Path) -> Result<(Vec<IndexEntry>, u64, u64
         let rest = &bytes[position..];
         let Ok(header) = abi::BatchHeader::parse(rest) else { break };
         let len = header.batch_len as usize;
-        let Ok(batch) = Batch::from_bytes(rest[..len].to_vec()) else { break };
+        let Ok(batch) = CheckedBatch::from_bytes(rest[..len].to_vec()) else { break };
         entries.push(entry_for(&batch, position as u64, last_write_ms));
         position += len;
     }
     Ok((entries, position as u64, file_len))
-}
-
-/// The first record of a batch whose offset delta is not its position (a
-/// produced batch must number records 0, 1, 2, ...).
-pub(super) fn misnumbered(batch: &Batch) -> Option<(usize, i64)> {
-    if batch.compression() != fluvio_protocol::Compression::None {
-        // Checked when the batch was built: compressed ones are numbered 0, 1, 2...
-        return None;
-    }
-    let base = batch.base_offset();
-    batch
-        .records()
-        .enumerate()
-        .map(|(position, record)| (position, record.offset - base))
-        .find(|(p, d)| *d != *p as i64)
 }
 
 /// Offsets must run on without gap or overlap from the segment's first
@@ -157,7 +142,7 @@ pub(super) fn check_contiguous(log_path: &Path, segment_base: i64, entries: &[In
 /// `appended_ms` is when the server stored the batch: retention by age
 /// counts from it, never from the producer's record timestamps (one record
 /// stamped in the future would otherwise hold retention back for ever).
-pub(super) fn entry_for(batch: &Batch, position: u64, appended_ms: i64) -> IndexEntry {
+pub(super) fn entry_for(batch: &CheckedBatch, position: u64, appended_ms: i64) -> IndexEntry {
     IndexEntry {
         base_offset: batch.base_offset(),
         position,

@@ -6,12 +6,12 @@ fn config() -> LogConfig {
     LogConfig { segment_bytes: 1 << 20, retention: RetentionSpec::default(), flush: FlushPolicy::EveryBatch }
 }
 
-fn batch(values: &[&str]) -> Batch {
+fn batch(values: &[&str]) -> CheckedBatch {
     let mut builder = BatchBuilder::new(0, now_ms());
     for v in values {
         builder.push_value(None, v.as_bytes());
     }
-    builder.finish()
+    builder.finish().into()
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -57,7 +57,8 @@ fn a_run_is_the_file_bytes_of_whole_batches_from_a_batch_start() {
     let dir = temp_dir("runs");
     let small = LogConfig { segment_bytes: 300, ..config() };
     let (log, _) = PartitionLog::open(&dir, small).unwrap();
-    let batches: Vec<Batch> = (0..8).map(|n| batch(&[&format!("record {n}a"), &format!("record {n}b")])).collect();
+    let batches: Vec<CheckedBatch> =
+        (0..8).map(|n| batch(&[&format!("record {n}a"), &format!("record {n}b")])).collect();
     for batch in &batches {
         log.append(batch.clone()).unwrap();
     }
@@ -186,6 +187,7 @@ fn all_values(log: &PartitionLog, from: i64) -> Vec<(i64, String)> {
         .unwrap()
         .iter()
         .flat_map(|b| {
+            let b = b.clone().open().unwrap();
             b.records().map(|r| (r.offset, String::from_utf8_lossy(r.value).into_owned())).collect::<Vec<_>>()
         })
         .collect()
@@ -329,10 +331,10 @@ fn retention_by_age_counts_from_the_append_not_the_record_timestamps() {
     // Stamped a year ahead, and an hour ago: neither stamp counts.
     let mut future = BatchBuilder::new(0, now_ms() + 365 * 24 * 3_600_000);
     future.push_value(None, &[b'f'; 120]);
-    log.append(future.finish()).unwrap();
+    log.append(future.finish().into()).unwrap();
     let mut past = BatchBuilder::new(0, now_ms() - 3_600_000);
     past.push_value(None, &[b'p'; 120]);
-    log.append(past.finish()).unwrap();
+    log.append(past.finish().into()).unwrap();
     log.append(batch(&["new"])).unwrap();
     log.apply_retention();
     assert_eq!(log.start_offset(), 0, "nothing was appended more than 300 ms ago");
@@ -363,7 +365,7 @@ fn batches_with_wrong_deltas_are_refused() {
     let mut builder = BatchBuilder::new(0, 0);
     builder.push(0, 0, None, b"a", &[]);
     builder.push(5, 0, None, b"b", &[]);
-    let error = log.append(builder.finish()).unwrap_err();
+    let error = log.append(builder.finish().into()).unwrap_err();
     assert!(error.to_string().contains("offset delta 5"), "{error}");
     assert_eq!(log.next_offset(), 0);
     fs::remove_dir_all(&dir).unwrap();
