@@ -21,11 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dev_support::server::InProcessServer;
 use dev_support::services::{Mosquitto, Postgres};
 use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig, RecordKey};
 use fluvio_connector::config::{ConnectorConfig, Secrets};
 use fluvio_connector::runtime::{Metrics, RunOptions};
-use fluvio_server::{Server, ServerConfig};
 use tokio::sync::watch;
 
 const SQL_RECORDS: usize = 1_000_000;
@@ -144,12 +144,9 @@ fn connectors(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("fluvio-bench-connectors-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut config = ServerConfig::new(dir.join("data"));
-    config.addr = "127.0.0.1:0".parse().unwrap();
     let _guard = runtime.enter();
-    let server = runtime.block_on(Server::bind(config)).unwrap();
-    let addr = server.local_addr().to_string();
-    runtime.spawn(server.run());
+    let server = runtime.block_on(InProcessServer::start("bench-connectors"));
+    let addr = server.addr.clone();
     let fluvio = runtime.block_on(Fluvio::connect_to(&addr)).unwrap();
     let runs = AtomicU64::new(0);
 

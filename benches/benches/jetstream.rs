@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dev_support::server::InProcessServer;
 use dev_support::services::NatsCluster;
 use fluvio_client::protocol::RetentionSpec;
 use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig, RecordKey};
 use fluvio_server::storage::jetstream::JetStreamConfig;
-use fluvio_server::{Server, ServerConfig};
 use futures::StreamExt;
 
 const VALUE_BYTES: usize = 100;
@@ -47,18 +47,15 @@ fn value(n: usize) -> Vec<u8> {
     value
 }
 
-async fn start_server(
-    runtime: &tokio::runtime::Runtime,
-    data_dir: std::path::PathBuf,
-    jetstream: Option<String>,
-) -> Fluvio {
-    let mut config = ServerConfig::new(data_dir);
-    config.addr = "127.0.0.1:0".parse().unwrap();
-    config.jetstream = jetstream.as_deref().map(JetStreamConfig::new);
-    let server = Server::bind(config).await.unwrap();
-    let addr = server.local_addr().to_string();
-    runtime.spawn(server.run());
-    Fluvio::connect_to(&addr).await.unwrap()
+/// A server in this process, on the JetStream cluster at `jetstream` or on
+/// the local log, and a client of it.
+async fn start_server(name: &str, jetstream: Option<String>) -> (InProcessServer, Fluvio) {
+    let server = InProcessServer::start_with(name, |config| {
+        config.jetstream = jetstream.as_deref().map(JetStreamConfig::new);
+    })
+    .await;
+    let fluvio = Fluvio::connect_to(&server.addr).await.unwrap();
+    (server, fluvio)
 }
 
 /// Produces the records with one SDK producer. `keyed`: each record is
@@ -172,10 +169,8 @@ fn jetstream_backend(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let _guard = runtime.enter();
     let cluster = NatsCluster::start(3);
-    let dir = std::env::temp_dir().join(format!("fluvio-bench-jetstream-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let on_jetstream = runtime.block_on(start_server(&runtime, dir.join("js"), Some(cluster.urls())));
-    let on_local = runtime.block_on(start_server(&runtime, dir.join("local"), None));
+    let (_jetstream_server, on_jetstream) = runtime.block_on(start_server("bench-js", Some(cluster.urls())));
+    let (_local_server, on_local) = runtime.block_on(start_server("bench-local", None));
     let nats = runtime.block_on(async_nats::connect(cluster.url(0))).unwrap();
     let js = jetstream::new(nats);
     let mut run = 0u32;
@@ -306,7 +301,6 @@ fn jetstream_backend(c: &mut Criterion) {
     group.bench_function("consume-local-log", |b| b.iter(|| runtime.block_on(consume(&on_local, "read", records))));
     group.finish();
     drop(cluster);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 criterion_group!(benches, jetstream_backend);

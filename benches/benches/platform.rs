@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dev_support::server::InProcessServer;
 use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, RecordKey, SmartModuleInvocation};
-use fluvio_server::{Server, ServerConfig};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -58,13 +58,8 @@ async fn consume_all(fluvio: &Fluvio, topic: &str, filter: bool) -> (usize, u64)
 
 fn platform(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let data_dir = std::env::temp_dir().join(format!("fluvio-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
-    let mut config = ServerConfig::new(&data_dir);
-    config.addr = "127.0.0.1:0".parse().unwrap();
-    let server = runtime.block_on(Server::bind(config)).unwrap();
-    let addr = server.local_addr().to_string();
-    runtime.spawn(server.run());
+    let server = runtime.block_on(InProcessServer::start("bench-platform"));
+    let addr = server.addr.clone();
     let fluvio = runtime.block_on(Fluvio::connect_to(&addr)).unwrap();
     let bytes = payload_bytes();
 
@@ -169,7 +164,8 @@ fn platform(c: &mut Criterion) {
         })
     });
     let disk = |sync_every_chunk: bool| {
-        let path = data_dir.join("baseline-disk");
+        // On the server's own file system: the disk it syncs to.
+        let path = server.data_dir.join("baseline-disk");
         let mut file = std::fs::File::create(&path).unwrap();
         let chunk = vec![7u8; 64 << 10];
         let mut written = 0u64;
@@ -189,7 +185,7 @@ fn platform(c: &mut Criterion) {
     group.bench_function("baseline-disk-write-fsync-per-64KiB", |b| b.iter(|| disk(true)));
     group.finish();
     drop(fluvio);
-    let _ = std::fs::remove_dir_all(&data_dir);
+    drop(server);
 }
 
 criterion_group!(benches, platform);

@@ -1,7 +1,8 @@
 //! Builds this repository's SmartModules (`examples/`, `test-modules/`,
 //! `benches/modules/`) to `wasm32-unknown-unknown` from source, for tests and
-//! benchmarks, and starts throwaway PostgreSQL and Mosquitto servers
-//! ([`services`]). Nothing here ships to users.
+//! benchmarks, starts throwaway PostgreSQL, Mosquitto and NATS servers
+//! ([`services`]) and, with the `server` feature, a fluvio server in the
+//! process ([`server`]). Nothing here ships to users.
 //!
 //! Modules are built once per process into `target/wasm-modules`, a target
 //! directory of their own, so the build never waits on the lock held by the
@@ -9,6 +10,8 @@
 
 pub mod damage;
 pub mod pki;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod services;
 
 use std::path::{Path, PathBuf};

@@ -9,30 +9,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use dev_support::server::InProcessServer;
 use dev_support::services::{Mosquitto, Postgres};
 use dev_support::wasm_path;
 use fluvio_client::{ConsumerConfig, Fluvio, OffsetSpec, ProducerConfig, RecordKey};
 use fluvio_connector::ConnectorError;
 use fluvio_connector::config::{ConnectorConfig, Secrets};
 use fluvio_connector::runtime::{Metrics, RunOptions};
-use fluvio_server::{Server, ServerConfig};
 use futures::StreamExt;
 use tokio::sync::watch;
 
 /// A real server on a loopback port, in this process.
-struct Cluster {
-    addr: String,
-    dir: PathBuf,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.task.abort();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("fluvio-connector-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -40,15 +27,11 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-async fn cluster(name: &str) -> (Cluster, Fluvio) {
-    let dir = scratch(&format!("{name}-data"));
-    let mut config = ServerConfig::new(&dir);
-    config.addr = "127.0.0.1:0".parse().unwrap();
-    let server = Server::bind(config).await.unwrap();
-    let addr = server.local_addr().to_string();
-    let task = tokio::spawn(server.run());
-    let fluvio = Fluvio::connect_to(&addr).await.unwrap();
-    (Cluster { addr, dir, task }, fluvio)
+/// A server in this process and a client of it.
+async fn cluster(name: &str) -> (InProcessServer, Fluvio) {
+    let server = InProcessServer::start(&format!("connector-test-{name}")).await;
+    let fluvio = Fluvio::connect_to(&server.addr).await.unwrap();
+    (server, fluvio)
 }
 
 fn config(name: &str, text: &str) -> ConnectorConfig {

@@ -3,23 +3,20 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use fluvio_server::{Server, ServerConfig};
+use dev_support::server::InProcessServer;
 
-fn start_server(name: &str) -> (tokio::runtime::Runtime, String) {
+/// A server in this process, on a runtime of its own (the programs under
+/// test run as processes of their own).
+fn start_server(name: &str) -> (tokio::runtime::Runtime, InProcessServer, String) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let dir = std::env::temp_dir().join(format!("sdk-apps-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut config = ServerConfig::new(&dir);
-    config.addr = "127.0.0.1:0".parse().unwrap();
-    let server = runtime.block_on(Server::bind(config)).unwrap();
-    let addr = server.local_addr().to_string();
-    runtime.spawn(server.run());
-    (runtime, addr)
+    let server = runtime.block_on(InProcessServer::start(&format!("sdk-apps-{name}")));
+    let addr = server.addr.clone();
+    (runtime, server, addr)
 }
 
 #[test]
 fn producer_scrubs_before_sending_and_consumer_filters_on_the_server() {
-    let (_runtime, addr) = start_server("scrub");
+    let (_runtime, _server, addr) = start_server("scrub");
     let scrubber = dev_support::wasm_path("json-scrubbing");
     let mut producer = Command::new(env!("CARGO_BIN_EXE_produce-scrubbed"))
         .args([&addr, "accounts", scrubber.to_str().unwrap()])
@@ -64,7 +61,7 @@ fn order_totals(addr: &str, orders: &str) -> String {
 
 #[test]
 fn a_fluvio_application_keys_partitions_and_resumes_from_its_stored_offsets() {
-    let (_runtime, addr) = start_server("orders");
+    let (_runtime, _server, addr) = start_server("orders");
     let first = order_totals(&addr, "ann,10\nbob,5\nann,7\ncid,1\nbob,2\n");
     assert_eq!(first, "ann 17\nbob 7\ncid 1\n");
     // The second run counts only the orders its consumer has not seen.
@@ -74,7 +71,7 @@ fn a_fluvio_application_keys_partitions_and_resumes_from_its_stored_offsets() {
 
 #[test]
 fn fluvios_quick_start_finds_the_cluster_through_fluvio_addr() {
-    let (runtime, addr) = start_server("quickstart");
+    let (runtime, _server, addr) = start_server("quickstart");
     runtime.block_on(async {
         let fluvio = fluvio::Fluvio::connect_to(&addr).await.unwrap();
         fluvio.create_topic("greetings", 1).await.unwrap();
