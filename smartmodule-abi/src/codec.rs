@@ -8,7 +8,7 @@
 //! where it was expected, so a malformed input says what was wrong with it.
 //!
 //! ```
-//! use fluvio_smartmodule::codec::{ByteReader, PutBytes};
+//! use smartmodule_abi::codec::{ByteReader, PutBytes};
 //!
 //! let mut bytes = Vec::new();
 //! bytes.put_u32(7);

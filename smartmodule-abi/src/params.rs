@@ -87,7 +87,7 @@ impl SmartModuleExtraParams {
     /// The value of a required parameter, parsed as `T`.
     ///
     /// ```
-    /// # use fluvio_smartmodule::SmartModuleExtraParams;
+    /// # use smartmodule_abi::params::SmartModuleExtraParams;
     /// let params: SmartModuleExtraParams = [("limit", "ten")].into_iter().collect();
     /// let error = params.parse::<u32>("limit").unwrap_err();
     /// assert_eq!(error.to_string(), "parameter `limit` is invalid: \"ten\" is not a valid u32 (invalid digit found in string)");
