@@ -568,12 +568,33 @@ mod tests {
             Frame::request(1, ListConsumersRequest),
             Frame::request(1, DeleteConsumerRequest { consumer: "c".into(), topic: None }),
             Frame::request(1, AuthenticateRequest { token: "x".into() }),
+            Frame::request(
+                1,
+                StreamFetchRequest {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: crate::OffsetSpec::Beginning,
+                    continuous: true,
+                    chain: Vec::new(),
+                    policy: ErrorPolicy::default(),
+                    max_bytes: 1 << 20,
+                },
+            ),
         ];
+        let mut kinds: Vec<u16> = requests.iter().map(|frame| frame.kind).collect();
         for frame in requests {
             let kind = frame.kind;
             let request = AnyRequest::from_frame(frame).unwrap();
             assert_eq!(request.kind() as u16, kind);
         }
+        // Every request kind there is, each once.
+        kinds.sort_unstable();
+        let every: Vec<u16> = (1..=u16::MAX)
+            .filter(|&kind| {
+                ApiKind::from_u16(kind).is_some_and(|kind| kind != ApiKind::Error) && kind & RESPONSE_BIT == 0
+            })
+            .collect();
+        assert_eq!(kinds, every);
     }
 
     #[test]
