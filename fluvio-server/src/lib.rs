@@ -167,6 +167,9 @@ pub struct ConnectionLimits {
     /// How long a connection with no open stream may send nothing before it
     /// is closed. The SDK reconnects on its next request.
     pub idle_timeout: Duration,
+    /// On a server that requires credentials, how long a connection has to
+    /// authenticate (from its first byte) before it is closed.
+    pub login_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -179,6 +182,7 @@ impl Default for ConnectionLimits {
             max_queued_bytes: 64 << 20,
             write_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(600),
+            login_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -72,6 +72,10 @@ struct Args {
     /// closed.
     #[arg(long, default_value_t = ConnectionLimits::default().idle_timeout.as_secs())]
     idle_timeout_secs: u64,
+    /// Seconds a connection to a server with an access file has to
+    /// authenticate before it is closed.
+    #[arg(long, default_value_t = ConnectionLimits::default().login_timeout.as_secs())]
+    login_timeout_secs: u64,
     /// The `fluvio-connector` program connectors run with (default: next
     /// to this program, else on PATH).
     #[arg(long, env = "FLUVIO_CONNECTOR_BIN", value_name = "PROGRAM")]
@@ -138,6 +142,7 @@ async fn main() -> std::process::ExitCode {
             max_queued_bytes: args.max_queued_bytes,
             write_timeout: std::time::Duration::from_secs(args.write_timeout_secs),
             idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
+            login_timeout: std::time::Duration::from_secs(args.login_timeout_secs),
         },
         connector_program: args.connector_bin.unwrap_or_else(fluvio_server::default_connector_program),
         jetstream: args.jetstream.as_deref().map(|urls| JetStreamConfig {

@@ -280,3 +280,70 @@ async fn tokens_work_without_tls_on_loopback_and_profiles_carry_them() {
     assert_eq!(refused.control::<ErrorResponse>().unwrap().code, ErrorCode::Unauthenticated);
     assert!(Frame::read(&mut socket, u32::MAX).await.is_err(), "the connection is closed");
 }
+
+/// Before it has authenticated, a connection to a server with an access
+/// file may send one small `Authenticate` and nothing else, within the login
+/// deadline: anything else is answered once and the connection closed, a
+/// large frame is refused before its body is read, and a silent connection
+/// is closed when the deadline passes. Once authenticated, none of that
+/// applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_login_only_a_small_authenticate_is_read_and_only_for_a_while() {
+    use fluvio_client::protocol::requests::{ListTopicsRequest, ListTopicsResponse};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = data_dir("security-login-pki");
+    std::fs::create_dir_all(&dir).unwrap();
+    let access = access_file(&dir);
+    let server = ServerProcess::start(
+        &data_dir("security-login"),
+        &["--access", access.to_str().unwrap(), "--login-timeout-secs", "1"],
+    );
+    let closed = |read: Result<Frame, fluvio_client::protocol::FrameError>| read.is_err();
+
+    // Any request but Authenticate: refused once, then the connection ends.
+    let mut socket = TcpStream::connect(&server.addr).await.unwrap();
+    Frame::request(1, ListTopicsRequest).write(&mut socket).await.unwrap();
+    let refused = Frame::read(&mut socket, u32::MAX).await.unwrap();
+    let error: ErrorResponse = refused.control().unwrap();
+    assert_eq!((refused.correlation_id, error.code), (1, ErrorCode::Unauthenticated), "{}", error.message);
+    assert!(closed(Frame::read(&mut socket, u32::MAX).await), "the connection is closed after the refusal");
+
+    // A frame announcing 1 MiB: refused from its length alone (no body is
+    // ever sent here), and the connection closed.
+    let mut socket = TcpStream::connect(&server.addr).await.unwrap();
+    let mut head = Vec::new();
+    head.extend_from_slice(&(1u32 << 20).to_le_bytes());
+    head.extend_from_slice(&fluvio_client::protocol::PROTOCOL_VERSION.to_le_bytes());
+    head.extend_from_slice(&(ApiKind::Authenticate as u16).to_le_bytes());
+    head.extend_from_slice(&2u32.to_le_bytes());
+    socket.write_all(&head).await.unwrap();
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(5), Frame::read(&mut socket, u32::MAX))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let error: ErrorResponse = refused.control().unwrap();
+    assert_eq!(error.code, ErrorCode::BadFrame, "{}", error.message);
+    assert!(error.message.contains("authenticate first"), "{}", error.message);
+    assert!(closed(Frame::read(&mut socket, u32::MAX).await), "the connection is closed");
+
+    // Silence: closed once the login deadline (1 s here) passes.
+    let mut socket = TcpStream::connect(&server.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), socket.read(&mut byte))
+        .await
+        .expect("closed well before the idle timeout");
+    assert!(matches!(read, Ok(0) | Err(_)), "the server closed the connection: {read:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "not before the deadline");
+
+    // Authenticated in time: the deadline and the frame cap no longer apply.
+    let mut socket = TcpStream::connect(&server.addr).await.unwrap();
+    Frame::request(3, AuthenticateRequest { token: APP_TOKEN.into() }).write(&mut socket).await.unwrap();
+    let answer = Frame::read(&mut socket, u32::MAX).await.unwrap();
+    assert_eq!(answer.kind, ApiKind::Authenticate as u16 | RESPONSE_BIT);
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    Frame::request(4, ListTopicsRequest).write(&mut socket).await.unwrap();
+    let listed = Frame::read(&mut socket, u32::MAX).await.unwrap();
+    assert_eq!(listed.kind, ApiKind::ListTopics as u16 | RESPONSE_BIT);
+    listed.into_message::<ListTopicsResponse>().unwrap();
+}

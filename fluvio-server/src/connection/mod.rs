@@ -105,6 +105,11 @@ pub async fn accept(socket: TcpStream, peer: std::net::SocketAddr, context: Arc<
     serve(reader, writer, principal, context).await
 }
 
+/// The largest frame a connection may send before it has authenticated (on
+/// a server that requires credentials): an `Authenticate` request is a few
+/// dozen bytes, and nothing else is read before it.
+pub const PRE_LOGIN_MAX_FRAME_BYTES: u32 = 4 << 10;
+
 /// Serves one connection until the client closes it, sends a frame that
 /// cannot be understood (answered with an error, then closed), stays idle
 /// past the idle timeout, or stops reading past the write timeout.
@@ -125,6 +130,7 @@ where
         let _ = writer_task.await;
         return;
     }
+    let login_deadline = tokio::time::Instant::now() + limits.login_timeout;
     let mut streams: Vec<JoinHandle<()>> = Vec::new();
     // At most a quarter of the frame limit is held in batches being
     // appended before the next frame is read, so that a connection holds
@@ -140,8 +146,16 @@ where
         // idle timeout; one with streams or appends in flight is busy.
         let idle = streams.is_empty() && produces.is_empty();
         let idle_timeout = if idle { limits.idle_timeout } else { Duration::MAX };
-        let read = Frame::read(&mut reader, context.config.max_frame_bytes);
-        let Some(frame) = next_frame(read, idle_timeout, &mut produces, &frames, &mut writer_task).await else {
+        // Before login, a connection gets a deadline and small frames only:
+        // what it sends is not read whole before it has said who it is.
+        let awaits_login = session.awaits_login();
+        let (timeout, max_frame_bytes) = match awaits_login {
+            true => (login_deadline.saturating_duration_since(tokio::time::Instant::now()), PRE_LOGIN_MAX_FRAME_BYTES),
+            false => (idle_timeout, context.config.max_frame_bytes),
+        };
+        let read = Frame::read(&mut reader, max_frame_bytes);
+        let Some(frame) = next_frame(read, timeout, awaits_login, &mut produces, &frames, &mut writer_task).await
+        else {
             break;
         };
         let id = frame.correlation_id;
@@ -154,6 +168,14 @@ where
                 continue;
             }
         };
+        if awaits_login && !matches!(request, AnyRequest::Authenticate(_)) {
+            // Nothing but authenticating is answered, and the answer ends
+            // the connection: an anonymous client holds no connection.
+            if let Err(error) = session.principal() {
+                let _ = frames.send(error_frame(id, &error)).await;
+            }
+            break;
+        }
         match request {
             AnyRequest::Authenticate(request) => {
                 let answer = match session.authenticate(request) {
@@ -203,12 +225,13 @@ where
 /// writer gave up on it).
 async fn next_frame(
     read: impl Future<Output = Result<Frame, FrameError>>,
-    idle_timeout: Duration,
+    timeout: Duration,
+    awaits_login: bool,
     produces: &mut InFlightProduces,
     frames: &Outgoing,
     writer_task: &mut JoinHandle<()>,
 ) -> Option<Frame> {
-    let read = tokio::time::timeout(idle_timeout, read);
+    let read = tokio::time::timeout(timeout, read);
     tokio::pin!(read);
     // The read is polled to its end, never dropped half done.
     let read = loop {
@@ -224,12 +247,23 @@ async fn next_frame(
     match read {
         Ok(Ok(frame)) => Some(frame),
         Ok(Err(FrameError::Closed | FrameError::Io(_))) => None,
+        Ok(Err(error @ FrameError::TooLarge { .. })) if awaits_login => {
+            let message = format!(
+                "{error}: a connection that has not authenticated may send only an Authenticate request; authenticate first (a token: FLUVIO_TOKEN, or `token` in your profile)"
+            );
+            let _ = frames.send(error_frame(0, &bad_frame(message))).await;
+            None
+        }
         Ok(Err(error)) => {
             let _ = frames.send(error_frame(0, &bad_frame(format!("{error}; closing the connection")))).await;
             None
         }
+        Err(_) if awaits_login => {
+            tracing::info!("closing a connection that did not authenticate in time");
+            None
+        }
         Err(_) => {
-            tracing::debug!("closing a connection idle for {} s", idle_timeout.as_secs_f64());
+            tracing::debug!("closing a connection idle for {} s", timeout.as_secs_f64());
             None
         }
     }

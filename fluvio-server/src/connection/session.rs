@@ -45,6 +45,13 @@ impl Session {
 }
 
 impl Session {
+    /// Whether the connection must still authenticate: the server requires
+    /// credentials and none were presented yet. Until it has, it may send
+    /// nothing but a small `Authenticate` (see `connection/mod.rs`).
+    pub(super) fn awaits_login(&self) -> bool {
+        self.access.is_some() && self.principal.is_none()
+    }
+
     /// The principal, or `None` on a server that needs no credentials
     /// (where everyone may do everything).
     pub(super) fn principal(&self) -> Result<Option<&Principal>, ServerError> {
