@@ -36,6 +36,7 @@ pub const MODULES: &[&str] = &[
     "hostile-memory-bomb",
     "hostile-panic",
     "hostile-burn-then-panic",
+    "hostile-burn-in-startup",
     "hostile-fill-loop",
     "hostile-wrong-abi",
     "hostile-bad-output",

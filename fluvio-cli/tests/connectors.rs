@@ -131,6 +131,9 @@ fn the_cluster_runs_restarts_and_deletes_connectors() {
     assert!(logs.contains("[supervisor") && logs.contains("killed by signal 9"), "{logs}");
     assert!(logs.contains("streaming"), "{logs}");
     assert!(!logs.contains(pg.url()), "the log shows a secret");
+    let log_file = cluster.home.join("data/connectors/supervised-sink/connector.log");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&log_file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "{} is readable by others", log_file.display());
 
     // Delete stops the process and forgets the connector.
     let pid = pid_in(&listed(&cluster, "supervised-sink").unwrap()).unwrap();

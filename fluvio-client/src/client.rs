@@ -56,7 +56,7 @@ impl std::fmt::Debug for Fluvio {
 
 /// How long a client keeps trying the cluster's servers before giving up
 /// on a request, a batch or a stream.
-pub(crate) const FAILOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const FAILOVER_TIMEOUT: std::time::Duration = fluvio_protocol::RETRY_HORIZON;
 
 /// Whether an error means "try again, maybe on another server": the
 /// connection broke, or the server's storage was briefly unavailable.

@@ -91,16 +91,33 @@ pub enum ConfigProblem {
         "needs the secret {0}, which is neither in the environment nor in the secrets file; set {0} or pass --secrets FILE with a line {0}=value"
     )]
     MissingSecret(String),
+    /// A declared secret is not in the secrets file, the only place a
+    /// connector the cluster runs takes secrets from.
+    #[error(
+        "needs the secret {0}, which its secrets file does not hold; connectors the cluster runs take secrets from that file only, never from the server's environment: give it when you create the connector (`fluvio connector create --config FILE --secrets FILE` with a line {0}=value, or {0} set where you run that command)"
+    )]
+    MissingFileSecret(String),
     /// A secrets file that does not read.
     #[error(transparent)]
     Secrets(#[from] SecretsFileError),
 }
 
-/// Where secrets come from: the environment, and optionally a secrets file.
-#[derive(Default, Clone)]
+/// Where secrets come from: a secrets file, and (unless
+/// [`file_only`](Secrets::file_only)) the environment.
+#[derive(Clone)]
 pub struct Secrets {
     values: HashMap<String, String>,
     file: Option<PathBuf>,
+    /// Whether a secret the file lacks is taken from the environment: yes
+    /// for a connector run by hand, on the user's own machine; never for
+    /// one the cluster runs, whose environment is the server's.
+    from_environment: bool,
+}
+
+impl Default for Secrets {
+    fn default() -> Self {
+        Secrets { values: HashMap::new(), file: None, from_environment: true }
+    }
 }
 
 impl fmt::Debug for Secrets {
@@ -132,11 +149,26 @@ impl Secrets {
             key: None,
             problem: error.into(),
         })?;
-        Ok(Secrets { values: values.into_iter().collect(), file: Some(path.to_path_buf()) })
+        Ok(Secrets { values: values.into_iter().collect(), file: Some(path.to_path_buf()), from_environment: true })
+    }
+
+    /// The same secrets, never taken from the environment: what a cluster
+    /// that runs connectors uses, so that a config cannot name a variable
+    /// of the server's environment as a secret and send it anywhere.
+    pub fn file_only(self) -> Secrets {
+        Secrets { from_environment: false, ..self }
     }
 
     fn get(&self, name: &str) -> Option<String> {
-        self.values.get(name).cloned().or_else(|| std::env::var(name).ok())
+        let from_environment = || self.from_environment.then(|| std::env::var(name).ok()).flatten();
+        self.values.get(name).cloned().or_else(from_environment)
+    }
+
+    fn missing(&self, name: &str) -> ConfigProblem {
+        match self.from_environment {
+            true => ConfigProblem::MissingSecret(name.to_string()),
+            false => ConfigProblem::MissingFileSecret(name.to_string()),
+        }
     }
 
     /// Values for `names` taken from the environment, so that a process
@@ -222,6 +254,8 @@ pub struct ConnectorConfig {
     section: Option<(String, Value)>,
     /// `transforms`, secrets resolved.
     pub transforms: Vec<SmartModuleInvocation>,
+    /// The secrets filled in, as `(value, name)`, kept out of messages.
+    filled_secrets: Vec<(String, String)>,
 }
 
 impl fmt::Debug for ConnectorConfig {
@@ -298,7 +332,7 @@ impl ConnectorConfig {
         };
         meta.only(&["name", "type", "version", "topic", "secrets", "consumer", "producer"])?;
 
-        let resolver = SecretResolver { declared: &secret_names, secrets, file: path };
+        let resolver = SecretResolver { declared: &secret_names, secrets, file: path, filled: Default::default() };
         let section_key = section_name(&kind);
         let mut section = None;
         let mut allowed = vec!["apiVersion".to_string(), "meta".into(), "transforms".into()];
@@ -313,6 +347,7 @@ impl ConnectorConfig {
             }
         };
         root.only(&allowed.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let filled_secrets = resolver.filled.into_inner();
         Ok(ConnectorConfig {
             file: path.to_path_buf(),
             api_version,
@@ -325,6 +360,7 @@ impl ConnectorConfig {
             secret_names,
             section,
             transforms,
+            filled_secrets,
         })
     }
 
@@ -333,7 +369,9 @@ impl ConnectorConfig {
     pub fn section(&self) -> Result<ConfigNode<'_>, ConfigError> {
         let key = section_name(&self.kind);
         match &self.section {
-            Some((name, value)) => Ok(ConfigNode { file: &self.file, path: name.clone(), value }),
+            Some((name, value)) => {
+                Ok(ConfigNode { file: &self.file, path: name.clone(), value, filled: &self.filled_secrets })
+            }
             None => Err(ConfigError {
                 file: self.file.clone(),
                 key: Some(key.to_string()),
@@ -353,6 +391,22 @@ struct SecretResolver<'a> {
     declared: &'a [String],
     secrets: &'a Secrets,
     file: &'a Path,
+    /// Each secret filled in, as `(value, name)`.
+    filled: std::cell::RefCell<Vec<(String, String)>>,
+}
+
+/// `message` with each of the `filled` secret values in it replaced by the
+/// reference it came from (longest values first, so that one value that
+/// holds another is hidden whole).
+fn hide_secrets(mut message: String, filled: &[(String, String)]) -> String {
+    let mut filled: Vec<&(String, String)> = filled.iter().filter(|(value, _)| !value.is_empty()).collect();
+    filled.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
+    for (value, name) in filled {
+        if message.contains(value.as_str()) {
+            message = message.replace(value.as_str(), &format!("${{{{ secrets.{name} }}}}"));
+        }
+    }
+    message
 }
 
 impl SecretResolver<'_> {
@@ -399,8 +453,9 @@ impl SecretResolver<'_> {
             if !self.declared.iter().any(|declared| declared == name) {
                 return Err(error(ConfigProblem::UndeclaredSecret(name.to_string())));
             }
-            let value = self.secrets.get(name).ok_or_else(|| error(ConfigProblem::MissingSecret(name.to_string())))?;
+            let value = self.secrets.get(name).ok_or_else(|| error(self.secrets.missing(name)))?;
             out.push_str(&value);
+            self.filled.borrow_mut().push((value, name.to_string()));
             rest = &after[end + 2..];
         }
         out.push_str(rest);
@@ -434,11 +489,14 @@ pub struct ConfigNode<'a> {
     file: &'a Path,
     path: String,
     value: &'a Value,
+    /// The secrets filled into this value, as `(value, name)`: a message
+    /// that would echo one shows `${{ secrets.NAME }}` instead.
+    filled: &'a [(String, String)],
 }
 
 impl<'a> ConfigNode<'a> {
     fn root(file: &'a Path, value: &'a Value) -> Result<ConfigNode<'a>, ConfigError> {
-        let node = ConfigNode { file, path: String::new(), value };
+        let node = ConfigNode { file, path: String::new(), value, filled: &[] };
         node.map()?;
         Ok(node)
     }
@@ -449,11 +507,24 @@ impl<'a> ConfigNode<'a> {
 
     fn error(&self, problem: ConfigProblem) -> ConfigError {
         let key = (!self.path.is_empty()).then(|| self.path.clone());
-        ConfigError { file: self.file.to_path_buf(), key, problem }
+        ConfigError { file: self.file.to_path_buf(), key, problem: self.without_secrets(problem) }
     }
 
     fn error_at(&self, key: &str, problem: ConfigProblem) -> ConfigError {
-        ConfigError { file: self.file.to_path_buf(), key: Some(self.child_path(key)), problem }
+        ConfigError {
+            file: self.file.to_path_buf(),
+            key: Some(self.child_path(key)),
+            problem: self.without_secrets(problem),
+        }
+    }
+
+    /// The problem with every secret value its message echoes put back as
+    /// the reference the file holds: errors are logged and shown.
+    fn without_secrets(&self, problem: ConfigProblem) -> ConfigProblem {
+        match problem {
+            ConfigProblem::Invalid(message) => ConfigProblem::Invalid(hide_secrets(message, self.filled)),
+            other => other,
+        }
     }
 
     /// The dotted path of this value (`meta.consumer`).
@@ -474,7 +545,12 @@ impl<'a> ConfigNode<'a> {
             Value::Sequence(items) => Ok(items
                 .iter()
                 .enumerate()
-                .map(|(i, value)| ConfigNode { file: self.file, path: format!("{}[{i}]", self.path), value })
+                .map(|(i, value)| ConfigNode {
+                    file: self.file,
+                    path: format!("{}[{i}]", self.path),
+                    value,
+                    filled: self.filled,
+                })
                 .collect()),
             other => Err(self.error(ConfigProblem::WrongType { expected: "a list", found: type_name(other) })),
         }
@@ -491,7 +567,12 @@ impl<'a> ConfigNode<'a> {
 
     /// The value under `key`, if there is one.
     pub fn opt_node(&self, key: &str) -> Result<Option<ConfigNode<'a>>, ConfigError> {
-        Ok(self.get(key)?.map(|value| ConfigNode { file: self.file, path: self.child_path(key), value }))
+        Ok(self.get(key)?.map(|value| ConfigNode {
+            file: self.file,
+            path: self.child_path(key),
+            value,
+            filled: self.filled,
+        }))
     }
 
     /// Fails naming the first key that is not in `allowed`.
@@ -751,6 +832,36 @@ transforms:
 
     fn parse(text: &str) -> Result<ConnectorConfig, ConfigError> {
         ConnectorConfig::parse(text, Path::new("sink.yaml"), &secrets())
+    }
+
+    #[test]
+    fn a_cluster_run_connector_takes_secrets_from_its_file_only() {
+        // HOME is set in any test environment; as a secret it would be the
+        // server's own.
+        let config = SINK.replace("name: DB_PASSWORD", "name: HOME").replace("secrets.DB_PASSWORD", "secrets.HOME");
+        let path = Path::new("sink.yaml");
+        assert!(std::env::var("HOME").is_ok());
+        ConnectorConfig::parse(&config, path, &secrets()).expect("run by hand: the environment serves");
+        let error = ConnectorConfig::parse(&config, path, &secrets().file_only()).unwrap_err();
+        assert_eq!(error.problem, ConfigProblem::MissingFileSecret("HOME".into()));
+        assert!(error.to_string().contains("never from the server's environment"), "{error}");
+        ConnectorConfig::parse(SINK, path, &secrets().file_only()).expect("what the file holds serves");
+    }
+
+    #[test]
+    fn a_message_about_a_value_never_shows_the_secret_filled_into_it() {
+        let config = parse(&SINK.replace("postgres://postgres:", "mysql://postgres:")).unwrap();
+        let section = config.section().unwrap();
+        let url = section.string("url").unwrap();
+        assert!(url.contains("s3cr=t"), "the value itself has the secret: {url}");
+        let error = section.invalid("url", format!("{url:?} is not a postgres:// URL"));
+        let shown = error.to_string();
+        assert!(!shown.contains("s3cr=t"), "{shown}");
+        assert!(shown.contains("mysql://postgres:${{ secrets.DB_PASSWORD }}@127.0.0.1"), "{shown}");
+        assert_eq!(
+            hide_secrets("a-b-ab".into(), &[("a".into(), "A".into()), ("ab".into(), "AB".into())]),
+            "${{ secrets.A }}-b-${{ secrets.AB }}"
+        );
     }
 
     fn error(text: &str) -> String {

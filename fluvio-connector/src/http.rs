@@ -99,7 +99,7 @@ impl Endpoint {
 
     /// Where it is, for messages: without credentials or query.
     fn display(&self) -> String {
-        format!("the HTTP endpoint {}://{}{}", self.url.scheme(), self.url.authority(), self.url.path())
+        format!("the HTTP endpoint {}", shown_url(&self.url))
     }
 
     fn transient(&self, reason: impl std::fmt::Display) -> ConnectorError {
@@ -260,6 +260,16 @@ impl HttpSource {
 }
 
 /// reqwest's messages include the URL, which may hold a secret.
+/// A URL as messages show it: scheme, host, port and path, never the user
+/// name, password, query or fragment (any of which may hold a secret).
+fn shown_url(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{}://{host}:{port}{}", url.scheme(), url.path()),
+        None => format!("{}://{host}{}", url.scheme(), url.path()),
+    }
+}
+
 fn without_url(error: reqwest::Error) -> String {
     error.without_url().to_string()
 }
@@ -442,5 +452,27 @@ impl Sink for HttpSink {
                 .map_err(|e| ConnectorError::Fatal(format!("cannot write the offsets file {}: {e}", file.display())))?;
         }
         Ok(WriteReport { written: batch.records.len() as u64, rejected: 0 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConnectorConfig, Secrets};
+
+    #[test]
+    fn an_endpoint_is_shown_without_its_credentials_or_query() {
+        let text = "apiVersion: 0.1.0\nmeta: { name: h, type: http-sink, topic: t, secrets: [ { name: TOKEN } ] }\nhttp: { endpoint: \"https://ops:${{ secrets.TOKEN }}@example.com:8443/in?key=${{ secrets.TOKEN }}\" }\n";
+        let secrets = Secrets::parse("TOKEN=hunter2-secret\n", std::path::Path::new("s.env")).unwrap();
+        let config = ConnectorConfig::parse(text, std::path::Path::new("h.yaml"), &secrets).unwrap();
+        let endpoint = Endpoint::from_section(&config.section().unwrap(), Method::POST).unwrap();
+        assert_eq!(endpoint.display(), "the HTTP endpoint https://example.com:8443/in");
+        let error = endpoint.transient("refused").to_string();
+        assert!(!error.contains("hunter2-secret") && !error.contains("ops"), "{error}");
+        // A URL that does not parse is named with its secrets as references.
+        let broken = text.replace("https://", "htps:/");
+        let config = ConnectorConfig::parse(&broken, std::path::Path::new("h.yaml"), &secrets).unwrap();
+        let error = Endpoint::from_section(&config.section().unwrap(), Method::POST).unwrap_err().to_string();
+        assert!(!error.contains("hunter2-secret") && error.contains("${{ secrets.TOKEN }}"), "{error}");
     }
 }

@@ -101,15 +101,33 @@ impl std::fmt::Debug for MqttSource {
     }
 }
 
-/// Splits `mqtt://host:port` (or `tcp://`, or a bare `host:port`).
-fn broker_address(url: &str) -> Option<(String, u16)> {
+/// A broker's address and the credentials its URL carries.
+#[derive(Debug, PartialEq, Eq)]
+struct BrokerAddress {
+    host: String,
+    port: u16,
+    /// `user:password@` (or `user@`), for the broker's login.
+    credentials: Option<(String, String)>,
+}
+
+/// Splits `mqtt://[user[:password]@]host:port` (or `tcp://`, or a bare
+/// `host:port`).
+fn broker_address(url: &str) -> Option<BrokerAddress> {
     let rest = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("tcp://")).unwrap_or(url);
-    let rest = rest.split(['/', '?']).next().unwrap_or(rest);
-    match rest.rsplit_once(':') {
-        Some((host, port)) => Some((host.to_string(), port.parse().ok()?)),
-        None if !rest.is_empty() => Some((rest.to_string(), 1883)),
-        None => None,
-    }
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let (credentials, address) = match authority.rsplit_once('@') {
+        Some((user_info, address)) => {
+            let (user, password) = user_info.split_once(':').unwrap_or((user_info, ""));
+            (Some((user.to_string(), password.to_string())), address)
+        }
+        None => (None, authority),
+    };
+    let (host, port) = match address.rsplit_once(':') {
+        Some((host, port)) => (host.to_string(), port.parse().ok()?),
+        None if !address.is_empty() => (address.to_string(), 1883),
+        None => return None,
+    };
+    (!host.is_empty()).then_some(BrokerAddress { host, port, credentials })
 }
 
 impl MqttSource {
@@ -135,7 +153,7 @@ impl MqttSource {
         if url.starts_with("mqtts://") || url.starts_with("ssl://") {
             return Err(section.invalid("url", "TLS brokers are not supported yet; use mqtt://"));
         }
-        let (host, port) = broker_address(&url)
+        let BrokerAddress { host, port, credentials } = broker_address(&url)
             .ok_or_else(|| section.invalid("url", format!("{url:?} is not an MQTT address like mqtt://host:1883")))?;
         let mut topics = section.opt_strings("topics")?.unwrap_or_default();
         topics.extend(section.opt_strings("topic")?.unwrap_or_default());
@@ -179,6 +197,9 @@ impl MqttSource {
         options.set_keep_alive(keep_alive.max(Duration::from_secs(5)));
         options.set_clean_session(false);
         options.set_max_packet_size(max_packet, max_packet);
+        if let Some((user, password)) = credentials {
+            options.set_credentials(user, password);
+        }
         Ok(MqttSource {
             broker: format!("the MQTT broker at {host}:{port}"),
             options,
@@ -313,12 +334,38 @@ impl MqttSource {
 mod tests {
     use super::*;
 
+    fn address(host: &str, port: u16, credentials: Option<(&str, &str)>) -> Option<BrokerAddress> {
+        let credentials = credentials.map(|(user, password)| (user.to_string(), password.to_string()));
+        Some(BrokerAddress { host: host.into(), port, credentials })
+    }
+
     #[test]
     fn broker_addresses_parse() {
-        assert_eq!(broker_address("mqtt://127.0.0.1:1884"), Some(("127.0.0.1".into(), 1884)));
-        assert_eq!(broker_address("tcp://broker"), Some(("broker".into(), 1883)));
-        assert_eq!(broker_address("broker:99/path"), Some(("broker".into(), 99)));
+        assert_eq!(broker_address("mqtt://127.0.0.1:1884"), address("127.0.0.1", 1884, None));
+        assert_eq!(broker_address("tcp://broker"), address("broker", 1883, None));
+        assert_eq!(broker_address("broker:99/path"), address("broker", 99, None));
         assert_eq!(broker_address("mqtt://host:notaport"), None);
         assert_eq!(broker_address("mqtt://"), None);
+        assert_eq!(broker_address("mqtt://u:p@ss@"), None);
+    }
+
+    #[test]
+    fn credentials_in_the_url_log_in_and_are_never_shown() {
+        assert_eq!(broker_address("mqtt://ops:pa:ss@broker:1884"), address("broker", 1884, Some(("ops", "pa:ss"))));
+        assert_eq!(broker_address("mqtt://ops@broker"), address("broker", 1883, Some(("ops", ""))));
+        let config = ConnectorConfig::parse(
+            "apiVersion: 0.1.0\nmeta: { name: m, type: mqtt-source, topic: t, secrets: [ { name: MQTT_PASSWORD } ] }\nmqtt: { url: \"mqtt://ops:${{ secrets.MQTT_PASSWORD }}@127.0.0.1:1884\", topic: a }\n",
+            std::path::Path::new("mqtt.yaml"),
+            &crate::config::Secrets::parse("MQTT_PASSWORD=hunter2-secret\n", std::path::Path::new("s.env")).unwrap(),
+        )
+        .unwrap();
+        let source = MqttSource::from_config(&config).unwrap();
+        let shown = format!("{source:?} {}", source.transient("down"));
+        assert!(!shown.contains("hunter2-secret") && !shown.contains("ops:"), "{shown}");
+        assert!(shown.contains("127.0.0.1:1884"), "{shown}");
+        assert_eq!(
+            source.options.credentials().map(|login| (login.username, login.password)),
+            Some(("ops".to_string(), "hunter2-secret".to_string()))
+        );
     }
 }

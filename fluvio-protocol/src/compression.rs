@@ -5,7 +5,9 @@
 //! record count, base timestamp; the codec in the attributes byte) and
 //! holds its records compressed after it. It is stored and sent as it is;
 //! whoever needs the records (a consumer, a SmartModule chain) decompresses
-//! it, at most [`MAX_DECOMPRESSED_BATCH_BYTES`].
+//! it, at most [`decompressed_limit`] bytes: [`MAX_DECOMPRESSION_RATIO`]
+//! times its compressed size, and never more than
+//! [`MAX_DECOMPRESSED_BATCH_BYTES`].
 
 use std::io::{Read, Write};
 
@@ -15,6 +17,27 @@ use smartmodule_abi::abi::FormatError;
 /// Most bytes a compressed batch may decompress to: a small compressed
 /// batch must not make its reader allocate without bound.
 pub const MAX_DECOMPRESSED_BATCH_BYTES: usize = 256 << 20;
+
+/// Most times its compressed size a batch of more than
+/// [`RATIO_FREE_DECOMPRESSED_BYTES`] may decompress to. Real record data
+/// compresses 3 to 30 times, very repetitive data some 100 times; 256 stops
+/// a bomb (zeros compress a thousand times and more) long before the
+/// absolute cap.
+pub const MAX_DECOMPRESSION_RATIO: usize = 256;
+
+/// What any compressed batch may decompress to whatever its ratio: small
+/// batches of very repetitive records are never refused.
+pub const RATIO_FREE_DECOMPRESSED_BYTES: usize = 4 << 20;
+
+/// The most bytes `compressed_len` bytes of a batch's records may
+/// decompress to: [`MAX_DECOMPRESSION_RATIO`] times as many, at least
+/// [`RATIO_FREE_DECOMPRESSED_BYTES`] and at most
+/// [`MAX_DECOMPRESSED_BATCH_BYTES`].
+pub fn decompressed_limit(compressed_len: usize) -> usize {
+    compressed_len
+        .saturating_mul(MAX_DECOMPRESSION_RATIO)
+        .clamp(RATIO_FREE_DECOMPRESSED_BYTES, MAX_DECOMPRESSED_BATCH_BYTES)
+}
 
 /// The bits of a batch's attributes byte that name its codec.
 pub const COMPRESSION_MASK: u8 = 0x07;
@@ -94,7 +117,13 @@ impl Compression {
         let failed = |error: &dyn std::fmt::Display| {
             FormatError::new(format!("cannot decompress the {} batch: {error}", self.name()))
         };
-        let too_large = || FormatError::new(format!("the {} batch decompresses past {limit} bytes", self.name()));
+        let too_large = || {
+            FormatError::new(format!(
+                "the {} batch decompresses past {limit} bytes, the most a batch of {} compressed bytes may hold ({MAX_DECOMPRESSION_RATIO} times its size, at least {RATIO_FREE_DECOMPRESSED_BYTES} and at most {MAX_DECOMPRESSED_BATCH_BYTES} bytes); send smaller batches",
+                self.name(),
+                data.len()
+            ))
+        };
         let capped = |reader: &mut dyn Read| -> Result<Vec<u8>, FormatError> {
             let mut out = Vec::new();
             reader.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| failed(&e))?;

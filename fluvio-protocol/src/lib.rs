@@ -49,9 +49,15 @@ pub use messages::{
     StreamEvent, TopicInfo,
 };
 pub use requests::{AnyRequest, Message, Request};
+
+/// How long the SDK goes on sending a batch the cluster did not
+/// acknowledge (to the same server, or another of the cluster). A server
+/// that drops resent batches must remember each producer's batch at least
+/// this long, or a late resend is stored twice.
+pub const RETRY_HORIZON: std::time::Duration = std::time::Duration::from_secs(30);
 pub use smartmodule::{
-    ErrorPolicy, Lookback, MAX_WASM_BYTES, ModuleKind, RecordFailure, SmartModuleContextData, SmartModuleExtraParams,
-    SmartModuleInvocation, SmartModuleInvocationWasm, SmartModuleKind, WasmFileError,
+    ErrorPolicy, Lookback, MAX_CHAIN_WASM_BYTES, MAX_WASM_BYTES, ModuleKind, RecordFailure, SmartModuleContextData,
+    SmartModuleExtraParams, SmartModuleInvocation, SmartModuleInvocationWasm, SmartModuleKind, WasmFileError,
 };
 /// The batch layout itself (header, record parsing), shared with guests.
 pub use smartmodule_abi::abi;

@@ -21,6 +21,11 @@ pub use smartmodule_abi::params::{Lookback, SmartModuleExtraParams};
 /// Largest SmartModule a server accepts once decompressed.
 pub const MAX_WASM_BYTES: u64 = 64 << 20;
 
+/// Most bytes the ad hoc modules of one chain may inflate to together: a
+/// request of a few MiB cannot make a host inflate gigabytes however many
+/// modules it names.
+pub const MAX_CHAIN_WASM_BYTES: u64 = 64 << 20;
+
 /// Where a SmartModule's code comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SmartModuleInvocationWasm {
@@ -29,8 +34,11 @@ pub enum SmartModuleInvocationWasm {
     Predefined(String),
     /// Code that travels with the request (raw, or gzip-compressed as
     /// Fluvio's `adhoc_from_bytes` makes it). It is gzip-compressed on the
-    /// wire and refused past [`MAX_WASM_BYTES`] once decompressed. Errors
-    /// and metrics name it `adhoc-` and the start of its SHA-256.
+    /// wire, and stays compressed when a request is decoded: it is inflated
+    /// only by [`adhoc_wasm`](SmartModuleInvocationWasm::adhoc_wasm), once
+    /// whoever runs it has checked the request, and refused past
+    /// [`MAX_WASM_BYTES`]. Errors and metrics name it `adhoc-` and the
+    /// start of its hash.
     AdHoc(#[serde(with = "gzip")] Vec<u8>),
     /// Code that travels with the request, with a name for errors and
     /// metrics (usually the file's stem).
@@ -49,16 +57,23 @@ impl SmartModuleInvocationWasm {
         Ok(SmartModuleInvocationWasm::AdHoc(bytes.to_vec()))
     }
 
-    /// The wasm of an ad hoc module, decompressed when it was given
-    /// compressed; `None` for a registered one.
+    /// The wasm of an ad hoc module, decompressed when it is compressed (as
+    /// it is after travelling in a request), at most [`MAX_WASM_BYTES`];
+    /// `None` for a registered one.
     pub fn adhoc_wasm(&self) -> Option<Result<Cow<'_, [u8]>, std::io::Error>> {
+        self.adhoc_wasm_within(MAX_WASM_BYTES)
+    }
+
+    /// As [`adhoc_wasm`](Self::adhoc_wasm), refusing more than `limit`
+    /// bytes (and never more than [`MAX_WASM_BYTES`]) once decompressed.
+    pub fn adhoc_wasm_within(&self, limit: u64) -> Option<Result<Cow<'_, [u8]>, std::io::Error>> {
         let bytes = match self {
             SmartModuleInvocationWasm::Predefined(_) => return None,
             SmartModuleInvocationWasm::AdHoc(bytes) | SmartModuleInvocationWasm::AdHocNamed { wasm: bytes, .. } => {
                 bytes
             }
         };
-        Some(gzip::inflate_if_compressed(bytes))
+        Some(gzip::inflate_if_compressed(bytes, limit.min(MAX_WASM_BYTES)))
     }
 }
 
@@ -229,14 +244,17 @@ impl SmartModuleInvocation {
     }
 
     /// The module's name: the registered name, the ad hoc module's name,
-    /// or `adhoc-` and the start of its SHA-256 when it has none.
+    /// or `adhoc-` and a hash of its wasm when it has none (the same hash
+    /// whether the wasm is at hand compressed or not; an unnamed module
+    /// that is compressed is inflated for it).
     pub fn name(&self) -> Cow<'_, str> {
         match &self.wasm {
             SmartModuleInvocationWasm::Predefined(name) | SmartModuleInvocationWasm::AdHocNamed { name, .. } => {
                 Cow::Borrowed(name)
             }
-            SmartModuleInvocationWasm::AdHoc(wasm) => {
-                let digest = stable_hash(wasm);
+            SmartModuleInvocationWasm::AdHoc(bytes) => {
+                let inflated = self.wasm.adhoc_wasm().and_then(Result::ok);
+                let digest = stable_hash(inflated.as_deref().unwrap_or(bytes));
                 Cow::Owned(format!("adhoc-{digest:016x}"))
             }
         }
@@ -246,7 +264,7 @@ impl SmartModuleInvocation {
 /// Wasm bytes, decompressed when they are a gzip stream (at most
 /// [`MAX_WASM_BYTES`]); raw wasm is returned as it is.
 pub fn decompress_wasm(bytes: &[u8]) -> Result<Cow<'_, [u8]>, std::io::Error> {
-    gzip::inflate_if_compressed(bytes)
+    gzip::inflate_if_compressed(bytes, MAX_WASM_BYTES)
 }
 
 /// A stable 64-bit hash of bytes (FNV-1a): the same bytes give the same
@@ -377,44 +395,50 @@ impl std::fmt::Display for RecordFailure {
 impl std::error::Error for RecordFailure {}
 
 /// Ad hoc wasm is sent with every stream that uses it, so it travels
-/// compressed; decompression stops at [`MAX_WASM_BYTES`], so a small
-/// request cannot make the server allocate without bound.
+/// compressed. Decoding keeps it compressed: a request names modules it
+/// may not be allowed to run, so nothing is inflated before the host has
+/// checked it, and then at most a set number of bytes.
 mod gzip {
     use std::io::Read;
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+    const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+    /// Compresses raw wasm; bytes that are compressed already (decoded from
+    /// a request, or handed over compressed) go as they are.
     pub fn serialize<S: Serializer>(wasm: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        crate::Compression::Gzip.compress(wasm).serialize(serializer)
+        if wasm.starts_with(&GZIP_MAGIC) {
+            wasm.serialize(serializer)
+        } else {
+            crate::Compression::Gzip.compress(wasm).serialize(serializer)
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
-        let compressed = Vec::<u8>::deserialize(deserializer)?;
-        inflate(&compressed).map_err(serde::de::Error::custom)
+        Vec::<u8>::deserialize(deserializer)
     }
 
-    /// Decompresses, refusing more than [`MAX_WASM_BYTES`](super::MAX_WASM_BYTES).
-    fn inflate(compressed: &[u8]) -> Result<Vec<u8>, String> {
-        let limit = super::MAX_WASM_BYTES;
+    /// The bytes, decompressed if they are a gzip stream, refusing more
+    /// than `limit` bytes once decompressed.
+    pub fn inflate_if_compressed(bytes: &[u8], limit: u64) -> Result<std::borrow::Cow<'_, [u8]>, std::io::Error> {
+        if !bytes.starts_with(&GZIP_MAGIC) {
+            if bytes.len() as u64 > limit {
+                return Err(std::io::Error::other(format!("the SmartModule is larger than {limit} bytes")));
+            }
+            return Ok(std::borrow::Cow::Borrowed(bytes));
+        }
         let mut wasm = Vec::new();
-        flate2::read::GzDecoder::new(compressed)
+        flate2::read::GzDecoder::new(bytes)
             .take(limit + 1)
             .read_to_end(&mut wasm)
-            .map_err(|e| format!("cannot decompress the SmartModule: {e}"))?;
+            .map_err(|e| std::io::Error::other(format!("cannot decompress the SmartModule: {e}")))?;
         if wasm.len() as u64 > limit {
-            return Err(format!("the SmartModule is larger than {limit} bytes once decompressed"));
+            return Err(std::io::Error::other(format!(
+                "the SmartModule is larger than {limit} bytes once decompressed"
+            )));
         }
-        Ok(wasm)
-    }
-
-    /// The bytes, decompressed if they are a gzip stream (Fluvio code may
-    /// hand over wasm compressed).
-    pub fn inflate_if_compressed(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, std::io::Error> {
-        if bytes.starts_with(&[0x1f, 0x8b]) {
-            inflate(bytes).map(std::borrow::Cow::Owned).map_err(std::io::Error::other)
-        } else {
-            Ok(std::borrow::Cow::Borrowed(bytes))
-        }
+        Ok(std::borrow::Cow::Owned(wasm))
     }
 }
 
@@ -434,17 +458,37 @@ mod tests {
         assert_eq!(invocation.kind, SmartModuleKind::Aggregate { accumulator: b"0".to_vec() });
         let bytes = encode(&invocation);
         assert!(bytes.len() < 2_000, "{} bytes", bytes.len());
-        assert_eq!(decode::<SmartModuleInvocation>(&bytes).unwrap(), invocation);
+        let decoded = decode::<SmartModuleInvocation>(&bytes).unwrap();
+        // The wasm stays compressed until it is asked for.
+        assert!(matches!(&decoded.wasm, SmartModuleInvocationWasm::AdHocNamed { wasm, .. } if wasm.len() < 2_000));
+        assert_eq!(decoded.wasm.adhoc_wasm().unwrap().unwrap().as_ref(), vec![7u8; 100_000].as_slice());
+        assert_eq!(
+            (decoded.name(), &decoded.kind, &decoded.params),
+            (invocation.name(), &invocation.kind, &invocation.params)
+        );
+        // Sent on again, it is not compressed twice.
+        assert_eq!(encode(&decoded), bytes);
     }
 
     #[test]
-    fn decompression_bombs_are_refused() {
-        // Build the message by hand: a gzip stream that inflates past the limit.
+    fn decompression_bombs_are_kept_compressed_and_refused_when_inflated() {
+        // A gzip stream that inflates past the limit.
         let huge = vec![0u8; MAX_WASM_BYTES as usize + 1];
         let bytes = encode(&SmartModuleInvocationWasm::AdHocNamed { name: "bomb".into(), wasm: huge });
         assert!(bytes.len() < 1 << 20);
-        let error = decode::<SmartModuleInvocationWasm>(&bytes).unwrap_err();
+        let decoded = decode::<SmartModuleInvocationWasm>(&bytes).expect("decoding inflates nothing");
+        let error = decoded.adhoc_wasm().unwrap().unwrap_err();
         assert!(error.to_string().contains("larger than"), "{error}");
+        let error = decoded.adhoc_wasm_within(1_000).unwrap().unwrap_err();
+        assert!(error.to_string().contains("larger than 1000 bytes"), "{error}");
+    }
+
+    #[test]
+    fn an_unnamed_module_has_one_name_compressed_or_not() {
+        let raw = SmartModuleInvocation::new(SmartModuleInvocationWasm::AdHoc(b"\0asm\x01\0\0\0".to_vec()));
+        let travelled = decode::<SmartModuleInvocation>(&encode(&raw)).unwrap();
+        assert_ne!(raw.wasm, travelled.wasm, "it travelled compressed");
+        assert_eq!(raw.name(), travelled.name());
     }
 
     #[test]

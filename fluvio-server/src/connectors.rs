@@ -131,18 +131,34 @@ pub struct ClusterAccess {
     pub env: Vec<(String, String)>,
 }
 
-/// The variables through which the SDK takes credentials: cleared for
-/// connector processes, then set from [`ClusterAccess::env`].
-pub const CLIENT_CREDENTIAL_VARIABLES: [&str; 8] = [
-    "FLUVIO_TOKEN",
-    "FLUVIO_PROFILE",
-    "FLUVIO_TLS_CA",
-    "FLUVIO_TLS_DOMAIN",
-    "FLUVIO_TLS_CERT",
-    "FLUVIO_TLS_KEY",
-    "FLUVIO_TLS_PINNED_CERT",
-    "FLUVIO_ADDR",
+/// The only variables of the server's environment a connector process
+/// gets (then [`ClusterAccess::env`] and its state directory): a connector
+/// config is the user's, and must not reach what the server's environment
+/// holds (cloud credentials, say) through a secret or a header.
+pub const CONNECTOR_ENVIRONMENT: [&str; 10] = [
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NO_COLOR",
 ];
+
+/// Gives `command` only the allow-listed variables of the server's
+/// environment, and takes secrets from the secrets file alone.
+fn sandbox(command: &mut tokio::process::Command) {
+    command.env_clear();
+    for name in CONNECTOR_ENVIRONMENT {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command.arg("--secrets-file-only");
+}
 
 /// The connectors of one server.
 pub struct Connectors {
@@ -267,6 +283,7 @@ impl Connectors {
     /// Runs `fluvio-connector --describe` on a stored config.
     async fn describe(&self, dir: &Path) -> Result<Description, ConnectorError> {
         let mut command = tokio::process::Command::new(&self.program);
+        sandbox(&mut command);
         command
             .arg("--describe")
             .arg("--config")
@@ -434,7 +451,10 @@ fn open_log(dir: &Path) -> std::io::Result<std::fs::File> {
     if std::fs::metadata(&path).map(|m| m.len() > LOG_ROTATE_BYTES).unwrap_or(false) {
         let _ = std::fs::rename(&path, dir.join(format!("{LOG_FILE}.1")));
     }
-    std::fs::OpenOptions::new().create(true).append(true).open(path)
+    // A connector may log what it was told; only the server's user reads it.
+    let log = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(log)
 }
 
 fn describe_exit(status: std::process::ExitStatus) -> String {
@@ -485,9 +505,7 @@ async fn supervise(
             let mut command = tokio::process::Command::new(&program);
             // Credentials come from the server alone, never from whatever
             // the server's own environment held.
-            for name in CLIENT_CREDENTIAL_VARIABLES {
-                command.env_remove(name);
-            }
+            sandbox(&mut command);
             command.envs(cluster.env.iter().map(|(name, value)| (name, value)));
             command
                 .arg("--config")

@@ -16,6 +16,7 @@
 
 pub mod connection;
 pub mod connectors;
+pub mod inflate;
 pub mod outbound;
 pub mod registry;
 pub mod security;
@@ -148,9 +149,17 @@ impl ServerConfig {
 /// raises it.
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
-    /// Connections served at once; more are answered with an error and
+    /// Authenticated connections served at once (on a server without an
+    /// access file: all connections); more are answered with an error and
     /// closed.
     pub max_connections: usize,
+    /// Connections that have not logged in yet (or are in their TLS
+    /// handshake), counted apart from `max_connections`; past it, the
+    /// oldest of them is closed to make room for the new one.
+    pub max_pre_login_connections: usize,
+    /// Connections before login from one address; past it, that address's
+    /// oldest is closed to make room.
+    pub max_pre_login_per_address: usize,
     /// Streams (consumers) open at once on one connection.
     pub max_streams_per_connection: usize,
     /// SmartModules in one consumer's chain.
@@ -170,12 +179,19 @@ pub struct ConnectionLimits {
     /// On a server that requires credentials, how long a connection has to
     /// authenticate (from its first byte) before it is closed.
     pub login_timeout: Duration,
+    /// Bytes all compressed batches being checked or read may inflate to
+    /// at once (each counts its most, see
+    /// [`decompressed_limit`](fluvio_protocol::compression::decompressed_limit));
+    /// more wait.
+    pub inflate_budget: u64,
 }
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
             max_connections: 1024,
+            max_pre_login_connections: 1024,
+            max_pre_login_per_address: 64,
             max_streams_per_connection: 256,
             max_chain_length: 16,
             smartmodule_memory_total: 16 << 30,
@@ -183,6 +199,7 @@ impl Default for ConnectionLimits {
             write_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(600),
             login_timeout: Duration::from_secs(10),
+            inflate_budget: 1 << 30,
         }
     }
 }
@@ -203,6 +220,10 @@ pub struct ServerContext {
     pub open_connections: std::sync::atomic::AtomicUsize,
     /// SmartModule memory reserved by running chains, in bytes.
     pub smartmodule_memory_reserved: std::sync::atomic::AtomicU64,
+    /// Where compressed batches are inflated, within the server's budget.
+    pub inflater: inflate::Inflater,
+    /// The connections that have not logged in yet.
+    pub pre_login: Arc<connection::admission::PreLogin>,
     /// The TLS side of new connections, when the server serves TLS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The principals, when connections must authenticate.
@@ -255,9 +276,7 @@ impl Server {
             ),
             Some(jetstream) => {
                 let storage = storage::jetstream::JetStreamStorage::connect_with_retry(jetstream.clone()).await?;
-                let registry =
-                    registry::Registry::open_shared(storage.context(), storage.metadata_replicas(), engine.clone())
-                        .await?;
+                let registry = open_shared_registry_with_retry(&storage, &engine).await?;
                 (Arc::new(storage), registry)
             }
         };
@@ -266,6 +285,11 @@ impl Server {
         // Blocking, once at start-up (it may wait for a leftover connector
         // process to stop).
         let connectors = connectors::Connectors::open(&data_dir.join("connectors"), config.connector_program.clone())?;
+        let inflater = inflate::Inflater::new(config.connection_limits.inflate_budget);
+        let pre_login = connection::admission::PreLogin::new(
+            config.connection_limits.max_pre_login_connections,
+            config.connection_limits.max_pre_login_per_address,
+        );
         let context = ServerContext {
             config,
             storage,
@@ -274,6 +298,8 @@ impl Server {
             connectors,
             open_connections: Default::default(),
             smartmodule_memory_reserved: Default::default(),
+            inflater,
+            pre_login,
             tls,
             access: access.map(Arc::new),
             connector_env,
@@ -328,6 +354,27 @@ impl Server {
     /// Makes every partition durable (for a clean shutdown).
     pub async fn sync_all(context: &ServerContext) {
         context.storage.sync_all().await;
+    }
+}
+
+/// Opens the registry a JetStream cluster shares, again and again while the
+/// cluster answers with what may pass (a timeout, no leader yet for the
+/// bucket's stream: a freshly formed cluster, or several servers configuring
+/// the bucket at once), logging each failure; anything else fails the start.
+async fn open_shared_registry_with_retry(
+    storage: &storage::jetstream::JetStreamStorage,
+    engine: &SmartEngine,
+) -> Result<registry::Registry, registry::RegistryError> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match registry::Registry::open_shared(storage.context(), storage.metadata_replicas(), engine.clone()).await {
+            Err(error @ registry::RegistryError::Shared { .. }) => {
+                tracing::warn!("{error}; retrying in {:.1} s", delay.as_secs_f64());
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            opened => return opened,
+        }
     }
 }
 

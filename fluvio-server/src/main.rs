@@ -48,9 +48,23 @@ struct Args {
     /// SmartModules compiled at the same time (default: the number of cores).
     #[arg(long)]
     smartmodule_compilations: Option<usize>,
-    /// Connections served at once.
+    /// Longest one SmartModule may take to compile, in seconds; a module
+    /// sent that takes longer is refused (the compile finishes in the
+    /// background, holding one of the compile places).
+    #[arg(long, default_value_t = Limits::DEFAULT_COMPILE_TIME.as_secs())]
+    smartmodule_compile_secs: u64,
+    /// Connections served at once (with --access: authenticated ones).
     #[arg(long, default_value_t = ConnectionLimits::default().max_connections)]
     max_connections: usize,
+    /// Connections that have not logged in yet (or are in their TLS
+    /// handshake), counted apart from --max-connections; past it, the
+    /// oldest of them is closed to make room.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_pre_login_connections)]
+    max_pre_login_connections: usize,
+    /// Connections before login from one address; past it, that address's
+    /// oldest is closed to make room.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_pre_login_per_address)]
+    max_pre_login_per_address: usize,
     /// Streams (consumers) open at once on one connection.
     #[arg(long, default_value_t = ConnectionLimits::default().max_streams_per_connection)]
     max_streams_per_connection: usize,
@@ -76,6 +90,11 @@ struct Args {
     /// authenticate before it is closed.
     #[arg(long, default_value_t = ConnectionLimits::default().login_timeout.as_secs())]
     login_timeout_secs: u64,
+    /// Bytes all compressed batches being checked or read may inflate to
+    /// at once, each counted at the most it may inflate to (256MiB...); more
+    /// wait. At least 256MiB, the largest batch.
+    #[arg(long, default_value_t = ConnectionLimits::default().inflate_budget, value_parser = units::parse_size)]
+    inflate_budget_bytes: u64,
     /// The `fluvio-connector` program connectors run with (default: next
     /// to this program, else on PATH).
     #[arg(long, env = "FLUVIO_CONNECTOR_BIN", value_name = "PROGRAM")]
@@ -133,9 +152,13 @@ async fn main() -> std::process::ExitCode {
             concurrent_compilations: args
                 .smartmodule_compilations
                 .unwrap_or_else(|| Limits::default().concurrent_compilations),
+            compile_time: std::time::Duration::from_secs(args.smartmodule_compile_secs),
+            ..Limits::default()
         },
         connection_limits: ConnectionLimits {
             max_connections: args.max_connections,
+            max_pre_login_connections: args.max_pre_login_connections,
+            max_pre_login_per_address: args.max_pre_login_per_address,
             max_streams_per_connection: args.max_streams_per_connection,
             max_chain_length: args.max_chain_length,
             smartmodule_memory_total: args.smartmodule_memory_total,
@@ -143,6 +166,7 @@ async fn main() -> std::process::ExitCode {
             write_timeout: std::time::Duration::from_secs(args.write_timeout_secs),
             idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
             login_timeout: std::time::Duration::from_secs(args.login_timeout_secs),
+            inflate_budget: args.inflate_budget_bytes,
         },
         connector_program: args.connector_bin.unwrap_or_else(fluvio_server::default_connector_program),
         jetstream: args.jetstream.as_deref().map(|urls| JetStreamConfig {

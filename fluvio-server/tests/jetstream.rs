@@ -283,6 +283,21 @@ async fn more_copies_than_the_cluster_has_servers_is_a_clear_error() {
     assert_eq!((topics[0].partitions, topics[0].replication), (2, 3));
 }
 
+#[test]
+fn a_duplicate_window_shorter_than_the_retry_horizon_is_refused_at_start() {
+    let dir = data_dir("js-short-window");
+    // No cluster is needed: the setting is refused before any is reached.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fluvio-server"))
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .args(["--jetstream", "nats://127.0.0.1:1", "--duplicate-window-secs", "10"])
+        .output()
+        .expect("the server runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("stored twice") && stderr.contains("--duplicate-window-secs 30"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_cluster_at_start_is_reported_and_retried() {
     let mut cluster = NatsCluster::start(1);
@@ -356,14 +371,20 @@ async fn offsets_go_on_after_retention_removed_every_record() {
     let cluster = NatsCluster::start(3);
     let server_a = server_on(&cluster, "js-aged-a");
     let fluvio_a = server_a.client().await;
-    let retention = RetentionSpec { max_age_ms: Some(2000), ..Default::default() };
+    // Kept less than the SDK's retry horizon, a resend could outlive the
+    // duplicate window: refused, saying why.
+    let too_short = RetentionSpec { max_age_ms: Some(2000), ..Default::default() };
+    let error = fluvio_a.create_replicated_topic("too-short", 1, 3, too_short).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::InvalidRequest), "{error}");
+    assert!(error.to_string().contains("stored twice"), "{error}");
+    let retention = RetentionSpec { max_age_ms: Some(30_000), ..Default::default() };
     fluvio_a.create_replicated_topic("short-lived", 1, 3, retention).await.expect("create");
     let written = produce_numbered(&fluvio_a, "short-lived", "old", 50).await;
     assert_eq!(written.last().unwrap().0, 49);
 
     // Every record ages out; a server that never saw the partition then
     // appends: it must not hand out offsets 0.. again.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(33)).await;
     let server_b = server_on(&cluster, "js-aged-b");
     let fluvio_b = server_b.client().await;
     let after = produce_numbered(&fluvio_b, "short-lived", "new", 3).await;
@@ -646,5 +667,31 @@ async fn a_producer_keeps_writing_its_other_partitions_while_one_waits_on_a_hung
             .await
             .expect("answered")
             .expect("stored after the node is back");
+    }
+}
+
+/// Servers started together on a cluster that has only just formed all
+/// come up: what the cluster answers while it settles (a timeout, no
+/// leader yet for a bucket's stream) and what the other servers do at the
+/// same time are waited out with backoff, never a reason to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_started_together_on_a_fresh_cluster_all_serve() {
+    for round in 0..2 {
+        let cluster = NatsCluster::start(3);
+        let starting: Vec<_> = (0..3)
+            .map(|i| {
+                let urls = cluster.urls();
+                let dir = data_dir(&format!("js-together-{round}-{i}"));
+                std::thread::spawn(move || ServerProcess::start(&dir, &["--jetstream", &urls]))
+            })
+            .collect();
+        let servers: Vec<ServerProcess> =
+            starting.into_iter().map(|thread| thread.join().expect("every server starts")).collect();
+        for (i, server) in servers.iter().enumerate() {
+            let fluvio = server.client().await;
+            let topic = format!("together-{i}");
+            fluvio.create_topic(&topic, 1).await.unwrap_or_else(|error| panic!("round {round}, server {i}: {error}"));
+            assert!(fluvio.list_smartmodules().await.is_ok(), "round {round}, server {i}: the registry serves");
+        }
     }
 }

@@ -286,3 +286,110 @@ async fn a_module_stops_running_when_its_consumer_goes_away() {
     assert!(spent < Duration::from_millis(500), "the server used {spent:?} of CPU in 2 s after the consumer left");
     assert_eq!(values(&read_all(&fluvio, "spin", from_beginning()).await), ["x"]);
 }
+
+/// The most resident memory the process has had, from `/proc/PID/status`.
+fn peak_resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server's status");
+    let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("a VmHWM line");
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmHWM in kB");
+    kib << 10
+}
+
+/// Ad hoc modules arrive compressed and stay so until the request has
+/// passed its checks: a request of a few MiB naming a hundred modules that
+/// each inflate to 64 MiB is refused for its chain length without one of
+/// them inflated, and the modules of one chain inflate to 64 MiB in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_hoc_modules_are_not_inflated_before_the_request_is_checked() {
+    let server = ServerProcess::start(&data_dir("limits-gzip-bombs"), &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("t", 1).await.unwrap();
+    let bomb = protocol::Compression::Gzip.compress(&vec![0u8; protocol::MAX_WASM_BYTES as usize]);
+    assert!(bomb.len() < 100 << 10, "{} bytes compressed", bomb.len());
+    // Handed over compressed, the bytes travel as they are.
+    let bomb = |name: &str| SmartModuleInvocation::adhoc(name, bomb.clone());
+    let mut socket = TcpStream::connect(&server.addr).await.unwrap();
+    let fetch = |id: u32, topic: &str, chain: Vec<SmartModuleInvocation>| {
+        let request = protocol::requests::StreamFetchRequest {
+            topic: topic.into(),
+            partition: 0,
+            offset: OffsetSpec::Beginning,
+            max_bytes: 1 << 20,
+            continuous: false,
+            chain,
+            policy: Default::default(),
+        };
+        Frame::new(ApiKind::StreamFetch as u16, id, &request, Vec::new())
+    };
+    let answer = |frame: Frame| frame.control::<ErrorResponse>().expect("an error answer");
+
+    // A hundred bombs, to a topic that exists and one that does not.
+    for (id, topic) in [(1, "t"), (2, "missing")] {
+        let chain = (0..100).map(|i| bomb(&format!("bomb-{i}"))).collect();
+        fetch(id, topic, chain).write(&mut socket).await.unwrap();
+        let error = answer(Frame::read(&mut socket, u32::MAX).await.unwrap());
+        assert!(matches!(error.code, ErrorCode::LimitReached | ErrorCode::TopicNotFound), "{error:?}");
+    }
+    // A real module, then a bomb: the bomb would take the chain past what
+    // its modules may inflate to.
+    let filter = module("my-filter");
+    fetch(3, "t", vec![filter, bomb("bomb")]).write(&mut socket).await.unwrap();
+    let error = answer(Frame::read(&mut socket, u32::MAX).await.unwrap());
+    assert!(error.message.contains("`bomb`") && error.message.contains("in all"), "{error:?}");
+
+    let peak = peak_resident_bytes(server.pid());
+    assert!(peak < 400 << 20, "the server's resident memory peaked at {} MiB", peak >> 20);
+    // Still serving.
+    produce(&fluvio, "t", &["alpha"]).await;
+    assert_eq!(values(&read_all(&fluvio, "t", from_beginning()).await), ["alpha"]);
+}
+
+/// A zstd batch of a few KiB that inflates to 256 MiB of zeros, with a
+/// header that says so, as a hostile producer would send it.
+fn zstd_bomb() -> Vec<u8> {
+    use protocol::abi;
+    let records = vec![0u8; protocol::compression::MAX_DECOMPRESSED_BATCH_BYTES];
+    let packed = protocol::Compression::Zstd.compress(&records);
+    let mut bytes = protocol::BatchBuilder::new(0, 0).finish().into_bytes();
+    bytes.truncate(abi::BATCH_HEADER_LEN);
+    bytes.extend_from_slice(&packed);
+    let len = bytes.len() as u32;
+    bytes[abi::BATCH_LEN_AT..abi::BATCH_LEN_AT + 4].copy_from_slice(&len.to_le_bytes());
+    bytes[abi::BATCH_ATTRIBUTES_AT] = protocol::Compression::Zstd.code();
+    bytes[abi::BATCH_RECORD_COUNT_AT..abi::BATCH_RECORD_COUNT_AT + 4].copy_from_slice(&1u32.to_le_bytes());
+    // The CRC is right: only the inflated size is hostile.
+    protocol::Batch::seal_host_written(bytes).into_bytes()
+}
+
+/// Compressed batches are inflated at most so many times their size, off
+/// the runtime's threads and within one budget: sixteen connections each
+/// sending a zstd bomb at once get `InvalidBatch`, the server's memory stays
+/// bounded, and an honest producer is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decompression_bombs_are_refused_within_their_ratio() {
+    let server = ServerProcess::start(&data_dir("limits-zstd-bombs"), &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("t", 1).await.unwrap();
+    let bomb = zstd_bomb();
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    let mut senders = Vec::new();
+    for id in 0..16u32 {
+        let (addr, batch) = (server.addr.clone(), bomb.clone());
+        senders.push(tokio::spawn(async move {
+            let mut socket = TcpStream::connect(&addr).await.unwrap();
+            let request = protocol::requests::ProduceRequest { topic: "t".into(), partition: 0, producer: None, batch };
+            Frame::request(id, request).write(&mut socket).await.unwrap();
+            let answer = Frame::read(&mut socket, u32::MAX).await.unwrap();
+            answer.control::<ErrorResponse>().expect("an error answer")
+        }));
+    }
+    produce(&fluvio, "t", &["honest"]).await;
+    for sender in senders {
+        let error = sender.await.unwrap();
+        assert_eq!(error.code, ErrorCode::InvalidBatch, "{}", error.message);
+        assert!(error.message.contains("times its size"), "{}", error.message);
+    }
+    let peak = peak_resident_bytes(server.pid());
+    assert!(peak < 400 << 20, "the server's resident memory peaked at {} MiB", peak >> 20);
+    assert_eq!(values(&read_all(&fluvio, "t", from_beginning()).await), ["honest"]);
+}

@@ -347,3 +347,128 @@ async fn before_login_only_a_small_authenticate_is_read_and_only_for_a_while() {
     assert_eq!(listed.kind, ApiKind::ListTopics as u16 | RESPONSE_BIT);
     listed.into_message::<ListTopicsResponse>().unwrap();
 }
+
+/// Opens `count` sockets to `addr` that never say a word.
+async fn idle_sockets(addr: &str, count: usize) -> Vec<TcpStream> {
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 0..count {
+        sockets.push(TcpStream::connect(addr).await.unwrap());
+    }
+    sockets
+}
+
+/// How many of `sockets` the server has closed (read end of file, or
+/// reset), each given until `deadline`.
+async fn closed_by_server(sockets: &mut [TcpStream], deadline: std::time::Duration) -> usize {
+    use tokio::io::AsyncReadExt;
+    let until = tokio::time::Instant::now() + deadline;
+    let mut closed = 0;
+    for socket in sockets {
+        let mut byte = [0u8; 1];
+        if let Ok(read) = tokio::time::timeout_at(until, socket.read(&mut byte)).await
+            && matches!(read, Ok(0) | Err(_))
+        {
+            closed += 1;
+        }
+    }
+    closed
+}
+
+/// A flood of connections that never log in (idle, slow, and still
+/// arriving) neither locks out a client with a token nor stops one that is
+/// logged in already: they count against a budget of their own, apart from
+/// `--max-connections`, and the oldest make room for newcomers. Over TLS
+/// too, where a handshake that never finishes counts the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_before_login_locks_out_no_client_with_a_token() {
+    use tokio::io::AsyncWriteExt;
+    let dir = data_dir("security-flood-pki");
+    std::fs::create_dir_all(&dir).unwrap();
+    let access = access_file(&dir);
+    let ca = TestCa::new(&dir, "flood");
+    let (cert, key) = ca.server("server");
+    let limits = ["--max-connections", "8", "--max-pre-login-connections", "64", "--max-pre-login-per-address", "32"];
+    let plain_args: Vec<&str> = [&["--access", access.to_str().unwrap()][..], &limits[..]].concat();
+    let tls_args: Vec<&str> = [
+        &[
+            "--access",
+            access.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ][..],
+        &limits[..],
+    ]
+    .concat();
+    for (name, args, tls) in
+        [("security-flood", plain_args, None), ("security-flood-tls", tls_args, Some(TlsConfig::with_ca(ca.cert())))]
+    {
+        let server = ServerProcess::start(&data_dir(name), &args);
+        let client = |token: &'static str| {
+            let mut config = FluvioClusterConfig::new(&server.addr).with_token(token);
+            if let Some(tls) = &tls {
+                config = config.with_tls(tls.clone());
+            }
+            async move { Fluvio::connect_with_config(&config).await }
+        };
+        let admin = client(ADMIN_TOKEN).await.unwrap();
+        admin.create_topic("orders", 1).await.unwrap();
+        let before = client(APP_TOKEN).await.unwrap();
+
+        // Three hundred idle sockets, ten that send an Authenticate a byte
+        // at a time, and more arriving all along.
+        let mut idle = idle_sockets(&server.addr, 300).await;
+        let request = Frame::request(1, AuthenticateRequest { token: APP_TOKEN.into() });
+        let mut slow_bytes = Vec::new();
+        request.write(&mut slow_bytes).await.unwrap();
+        let slow: Vec<_> = (0..10)
+            .map(|_| {
+                let (addr, bytes) = (server.addr.clone(), slow_bytes.clone());
+                tokio::spawn(async move {
+                    let mut socket = TcpStream::connect(&addr).await.unwrap();
+                    for byte in bytes {
+                        if socket.write_all(&[byte]).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                })
+            })
+            .collect();
+        let arriving = {
+            let addr = server.addr.clone();
+            tokio::spawn(async move {
+                let mut held = Vec::new();
+                for _ in 0..300 {
+                    held.push(TcpStream::connect(&addr).await.unwrap());
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                held
+            })
+        };
+
+        // A client with a token connects and works, as many times as the
+        // authenticated limit allows, and the one logged in before goes on.
+        for round in 0..5 {
+            let after = tokio::time::timeout(std::time::Duration::from_secs(20), client(APP_TOKEN))
+                .await
+                .expect("connected within 20 s")
+                .unwrap_or_else(|error| panic!("{name}: round {round}: {error}"));
+            produce(&after, "orders", &[&format!("after {round}")]).await;
+        }
+        produce(&before, "orders", &["before"]).await;
+        let expected: Vec<String> =
+            (0..5).map(|round| format!("after {round}")).chain(["before".to_string()]).collect();
+        assert_eq!(values(&read_all(&before, "orders", from_beginning()).await), expected, "{name}");
+
+        // The idle sockets were closed to make room, all but the newest few.
+        let arrived = arriving.await.unwrap();
+        let closed = closed_by_server(&mut idle, std::time::Duration::from_secs(5)).await;
+        assert!(closed >= 300 - 32, "{name}: only {closed} of 300 idle sockets were closed");
+        for task in slow {
+            task.abort();
+        }
+        drop(arrived);
+    }
+}

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use fluvio_protocol::batch::{RecordIndex, write_batch_header};
 use fluvio_protocol::{
-    Batch, ErrorPolicy, Lookback, ModuleKind, RecordFailure, SmartModuleExtraParams, SmartModuleInvocation,
-    SmartModuleInvocationWasm,
+    Batch, ErrorPolicy, Lookback, MAX_CHAIN_WASM_BYTES, ModuleKind, RecordFailure, SmartModuleExtraParams,
+    SmartModuleInvocation, SmartModuleInvocationWasm,
 };
 use smartmodule_abi::abi::{self, RecordView};
 
@@ -104,13 +104,21 @@ impl ChainBuilder {
     /// record. Blocks while compiling: async code uses [`spawn`](Self::spawn).
     pub fn build(self) -> Result<SmartModuleChain, EngineError> {
         let mut stages = Vec::with_capacity(self.invocations.len());
+        // What the chain's ad hoc modules may still inflate to.
+        let mut inflate_allowance = MAX_CHAIN_WASM_BYTES;
         for invocation in self.invocations {
             let module = match &invocation.wasm {
                 SmartModuleInvocationWasm::Predefined(name) => (self.resolver)(name)?,
                 adhoc => {
-                    let wasm = adhoc.adhoc_wasm().expect("not predefined").map_err(|error| {
-                        EngineError::InvalidWasm { reason: format!("cannot decompress the module: {error}") }
+                    let wasm = adhoc.adhoc_wasm_within(inflate_allowance).expect("not predefined").map_err(|error| {
+                        EngineError::InvalidWasm {
+                            reason: format!(
+                                "cannot decompress the module `{}`: {error} (the ad hoc modules of one chain may take {MAX_CHAIN_WASM_BYTES} bytes in all)",
+                                invocation.name()
+                            ),
+                        }
                     })?;
+                    inflate_allowance -= wasm.len() as u64;
                     self.engine.load(&invocation.name(), &wasm)?
                 }
             };
@@ -129,7 +137,8 @@ impl ChainBuilder {
                 instance: None,
                 metrics: ModuleMetrics::default(),
             };
-            stage.ensure_instance(&self.engine)?;
+            // Setup and `init` at build time have a budget of their own.
+            stage.ensure_instance(&self.engine, &mut self.engine.limits().fuel_per_batch)?;
             stages.push(stage);
         }
         Ok(SmartModuleChain { engine: self.engine, stages, policy: self.policy })
@@ -227,7 +236,8 @@ impl SmartModuleChain {
         if records.is_empty() {
             return Ok(());
         }
-        let instance = stage.ensure_instance(&self.engine)?;
+        // A look-back batch has a budget of its own, as a batch does.
+        let instance = stage.ensure_instance(&self.engine, &mut self.engine.limits().fuel_per_batch)?;
         let result = instance.look_back(batch.as_bytes(), &records);
         if let Err(error) = result {
             // A module that failed may have broken state: start afresh.
@@ -279,10 +289,22 @@ struct StageOutput {
 }
 
 impl Stage {
-    fn ensure_instance(&mut self, engine: &SmartEngine) -> Result<&mut SmartModuleInstance, EngineError> {
+    /// The stage's instance, started (setup, reservation, `init`) if there
+    /// is none, on `fuel_left`: a replacement started for a batch is paid
+    /// from that batch's budget, so that a module that panics cannot buy
+    /// itself a fresh budget of setup and `init` with every panic.
+    fn ensure_instance(
+        &mut self,
+        engine: &SmartEngine,
+        fuel_left: &mut u64,
+    ) -> Result<&mut SmartModuleInstance, EngineError> {
         if self.instance.is_none() {
-            let instance = SmartModuleInstance::new(engine, &self.module, &self.params, self.accumulator.as_deref())?;
+            let started =
+                SmartModuleInstance::start(engine, &self.module, &self.params, self.accumulator.as_deref(), *fuel_left);
             self.metrics.instantiations += 1;
+            let instance = started?;
+            *fuel_left = fuel_left.saturating_sub(instance.last_fuel_used());
+            self.metrics.fuel_used += instance.last_fuel_used();
             self.instance = Some(instance);
         }
         Ok(self.instance.as_mut().expect("instance was just created"))
@@ -338,7 +360,6 @@ impl Stage {
                 self.metrics.time += started.elapsed();
                 return Ok(StageOutput { batch: bytes.to_vec(), failures });
             }
-            let instance = self.ensure_instance(engine)?;
             if *fuel_left == 0 {
                 self.metrics.time += started.elapsed();
                 return Err(EngineError::CpuLimitExceeded {
@@ -346,6 +367,7 @@ impl Stage {
                     limit: engine.limits().fuel_per_batch,
                 });
             }
+            let instance = self.ensure_instance(engine, fuel_left)?;
             let result = instance.process(bytes, &records, flags, *fuel_left);
             *fuel_left = fuel_left.saturating_sub(instance.last_fuel_used());
             match result {
@@ -366,9 +388,9 @@ impl Stage {
                 Err(CallError::Panic { message, record: Some(index) }) if (index as usize) < records.len() => {
                     self.instance = None;
                     panics += 1;
-                    // Each retry instantiates the module again, work the fuel
-                    // does not count: a module that panics on record after
-                    // record stops here.
+                    // Each retry starts the module again, paid from the
+                    // batch's budget; the count also stops a module whose
+                    // panics are cheap.
                     if panics > MAX_PANICS_PER_BATCH {
                         self.metrics.time += started.elapsed();
                         return Err(EngineError::TooManyPanics {

@@ -39,6 +39,36 @@ pub enum EngineError {
         /// What the validator found.
         reason: String,
     },
+    /// The module's shape is past one of the engine's structural limits,
+    /// so it was refused before compiling (see
+    /// [`StructureLimits`](crate::StructureLimits)).
+    #[error(
+        "SmartModule `{module}` has {found} {limit}{}, above this host's limit of {max} (`{}`); it was refused before compiling, since compiling such a module takes far longer than its size suggests. A module built by rustc stays far below this limit: check how this one was made",
+        function.map(|index| format!(" (in defined function {index})")).unwrap_or_default(),
+        limit.field()
+    )]
+    TooComplex {
+        /// Module name.
+        module: String,
+        /// Which limit.
+        limit: crate::StructureLimit,
+        /// What the module has (for a per-function limit: at least this).
+        found: u64,
+        /// The limit.
+        max: u64,
+        /// The defined function, for a per-function limit.
+        function: Option<u32>,
+    },
+    /// Compiling the module took longer than the engine allows.
+    #[error(
+        "SmartModule `{module}` took longer than this host's limit of {limit_ms} ms to compile; it was refused. A module built by rustc compiles in a few seconds at most: check how this one was made"
+    )]
+    CompileTimeLimitExceeded {
+        /// Module name.
+        module: String,
+        /// The limit, in milliseconds.
+        limit_ms: u64,
+    },
     /// A valid module, but not a SmartModule built with `fluvio-smartmodule`.
     #[error("not a SmartModule: {reason}")]
     NotASmartModule {
@@ -204,6 +234,8 @@ impl EngineError {
     pub fn module(&self) -> Option<&str> {
         match self {
             EngineError::KindMismatch { module, .. }
+            | EngineError::TooComplex { module, .. }
+            | EngineError::CompileTimeLimitExceeded { module, .. }
             | EngineError::Instantiation { module, .. }
             | EngineError::CpuLimitExceeded { module, .. }
             | EngineError::TimeLimitExceeded { module, .. }

@@ -166,12 +166,26 @@ pub struct SmartModuleInstance {
 
 impl SmartModuleInstance {
     /// Instantiates `module`, hands it its parameters and initial
-    /// accumulator, and runs its `init` function if it has one.
+    /// accumulator, and runs its `init` function if it has one, all within
+    /// one batch's CPU budget ([`Limits::fuel_per_batch`](crate::Limits)).
     pub fn new(
         engine: &SmartEngine,
         module: &SmartModule,
         params: &SmartModuleExtraParams,
         accumulator: Option<&[u8]>,
+    ) -> Result<SmartModuleInstance, EngineError> {
+        Self::start(engine, module, params, accumulator, engine.limits().fuel_per_batch)
+    }
+
+    /// As [`new`](Self::new), with at most `fuel` for the setup, the
+    /// input buffer's reservation and `init` together; what they used is
+    /// [`last_fuel_used`](Self::last_fuel_used) afterwards.
+    pub(crate) fn start(
+        engine: &SmartEngine,
+        module: &SmartModule,
+        params: &SmartModuleExtraParams,
+        accumulator: Option<&[u8]>,
+        fuel: u64,
     ) -> Result<SmartModuleInstance, EngineError> {
         let name = module.name().to_string();
         let mut store = Store::new(module.wasmer_engine().clone());
@@ -258,23 +272,29 @@ impl SmartModuleInstance {
             fuel_exhausted,
             fuel_limit: engine.limits().fuel_per_batch,
             call_time: engine.limits().call_time,
-            budget: engine.limits().fuel_per_batch,
+            budget: fuel.min(engine.limits().fuel_per_batch),
             last_fuel_used: 0,
             memory_limit: engine.limits().memory_bytes,
             input_ptr: 0,
             input_cap: 0,
             logs: Vec::new(),
         };
+        let granted = this.budget;
         let blob = encode_setup(params, accumulator);
-        this.write_input(&blob).map_err(|e| e.into_engine_error(&this.name))?;
-        let (location, _) =
-            this.call(|store| setup.call(store, blob.len() as i32)).map_err(|e| e.into_engine_error(&this.name))?;
-        this.check_setup(location)?;
-        if let Some(init) = init {
-            let (location, _) = this.call(|store| init.call(store)).map_err(|e| e.into_engine_error(&this.name))?;
+        let started = (|| {
+            this.write_input(&blob).map_err(|e| e.into_engine_error(&this.name))?;
+            let (location, _) =
+                this.call(|store| setup.call(store, blob.len() as i32)).map_err(|e| e.into_engine_error(&this.name))?;
             this.check_setup(location)?;
-        }
-        Ok(this)
+            if let Some(init) = init {
+                let (location, _) = this.call(|store| init.call(store)).map_err(|e| e.into_engine_error(&this.name))?;
+                this.check_setup(location)?;
+            }
+            Ok(())
+        })();
+        this.last_fuel_used = granted - this.budget;
+        this.budget = this.fuel_limit;
+        started.map(|()| this)
     }
 
     /// The module's name.
@@ -287,7 +307,8 @@ impl SmartModuleInstance {
         std::mem::take(&mut self.logs)
     }
 
-    /// Runs `f` with a fresh CPU budget and classifies any failure.
+    /// Runs `f` with what is left of the budget, takes what it used from
+    /// the budget, and classifies any failure.
     fn call<R>(&mut self, f: impl FnOnce(&mut Store) -> Result<R, RuntimeError>) -> Result<(R, u64), CallError> {
         let budget = self.budget;
         // Kept below 2^62 so that `used + cost` never overflows in the guest.
@@ -310,6 +331,7 @@ impl SmartModuleInstance {
             _ => budget,
         };
         self.last_fuel_used = used.min(budget);
+        self.budget = budget - self.last_fuel_used;
         match result {
             Ok(value) => Ok((value, self.last_fuel_used)),
             Err(_) if overdue && Armed::cancelled() => Err(EngineError::Cancelled { module: self.name.clone() }.into()),
@@ -443,10 +465,13 @@ impl SmartModuleInstance {
         let Some(look_back) = self.look_back.clone() else {
             return Err(EngineError::NoLookBack { module: self.name.clone() }.into());
         };
-        self.write_input(batch)?;
-        let len = batch.len() as i32;
         self.budget = self.fuel_limit;
-        let (location, _) = self.call(|store| look_back.call(store, len, abi::FLAG_STOP_ON_ERROR as i32))?;
+        let called = self.write_input(batch).and_then(|()| {
+            let len = batch.len() as i32;
+            self.call(|store| look_back.call(store, len, abi::FLAG_STOP_ON_ERROR as i32))
+        });
+        self.budget = self.fuel_limit;
+        let (location, _) = called?;
         let view = self.memory.view(&self.store);
         // SAFETY: as in `check_setup`, no guest code runs during the borrow.
         let memory = unsafe { std::slice::from_raw_parts(view.data_ptr(), view.data_size() as usize) };
@@ -483,13 +508,18 @@ impl SmartModuleInstance {
         flags: u32,
         fuel: u64,
     ) -> Result<ProcessOutput, CallError> {
-        self.write_input(batch)?;
-        let len = batch.len() as i32;
+        let granted = fuel.min(self.fuel_limit);
+        self.budget = granted;
         let process = self.process.clone();
-        self.budget = fuel.min(self.fuel_limit);
-        let called = self.call(|store| process.call(store, len, flags as i32));
+        let called = self.write_input(batch).and_then(|()| {
+            let len = batch.len() as i32;
+            self.call(|store| process.call(store, len, flags as i32))
+        });
+        // The reservation of a larger input buffer is charged with the call.
+        self.last_fuel_used = granted - self.budget;
         self.budget = self.fuel_limit;
-        let (location, fuel_used) = called?;
+        let (location, _) = called?;
+        let fuel_used = self.last_fuel_used;
         let view = self.memory.view(&self.store);
         // SAFETY: as in `check_setup`, no guest code runs during the borrow.
         let memory = unsafe { std::slice::from_raw_parts(view.data_ptr(), view.data_size() as usize) };

@@ -37,6 +37,7 @@ mod fuel;
 mod instance;
 mod limits;
 pub mod output;
+mod structure;
 mod watchdog;
 mod worker;
 
@@ -56,6 +57,7 @@ pub use fluvio_protocol::{ErrorPolicy, ModuleKind, RecordFailure, SmartModuleExt
 pub use instance::run_native;
 pub use instance::{GuestLog, SmartModuleInstance};
 pub use limits::Limits;
+pub use structure::{StructureLimit, StructureLimits};
 pub use worker::ChainWorker;
 
 use smartmodule_abi::abi;
@@ -157,8 +159,9 @@ impl SmartEngine {
                 reason: "the file does not start with the WebAssembly magic bytes `\\0asm`; build the module with `cargo build --release --target wasm32-unknown-unknown`".into(),
             });
         }
+        self.check_structure(name, wasm)?;
         self.check_tables(name, wasm)?;
-        let (module, engine, compiled_bytes) = self.compile(&hash, wasm)?;
+        let (module, engine, compiled_bytes) = self.compile(name, &hash, wasm)?;
         let Inspected { kind, has_init, has_look_back } = inspect(&module)?;
         self.check_memory(name, &module)?;
         let loaded = SmartModule {
@@ -173,6 +176,18 @@ impl SmartEngine {
         };
         self.inner.cache.lock().expect("cache lock").insert(hash, loaded.clone(), wasm, compiled_bytes);
         Ok(loaded)
+    }
+
+    /// Refuses, before the compiler sees it, a module whose shape would
+    /// make compiling it take far longer than its size suggests.
+    fn check_structure(&self, name: &str, wasm: &[u8]) -> Result<(), EngineError> {
+        structure::check(wasm, &self.inner.limits.structure).map_err(|over| EngineError::TooComplex {
+            module: name.to_string(),
+            limit: over.limit,
+            found: over.found,
+            max: over.max,
+            function: over.function,
+        })
     }
 
     /// A module whose declared minimum memory is above the cap could never
@@ -263,7 +278,7 @@ impl SmartEngine {
     /// Compiles (or loads from the disk cache) and returns the module with
     /// the engine its instances must run on, and the size of its compiled
     /// code.
-    fn compile(&self, hash: &[u8; 32], wasm: &[u8]) -> Result<(Module, wasmer::Engine, u64), EngineError> {
+    fn compile(&self, name: &str, hash: &[u8; 32], wasm: &[u8]) -> Result<(Module, wasmer::Engine, u64), EngineError> {
         let artifact_path = self.inner.cache_dir.as_ref().map(|dir| {
             let mut key = Sha256::new();
             key.update(ARTIFACT_FORMAT);
@@ -289,13 +304,7 @@ impl SmartEngine {
                 }
             }
         }
-        let engine = compiling_engine(self.inner.limits);
-        let module = {
-            let _pass = self.inner.compile_gate.enter();
-            self.inner.compilations.fetch_add(1, Ordering::Relaxed);
-            let metered = fuel::instrument(wasm).map_err(|reason| EngineError::InvalidWasm { reason })?;
-            Module::new(&engine, metered).map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })?
-        };
+        let (module, engine) = self.compile_in_time(name, wasm)?;
         let artifact = module.serialize().map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })?;
         let compiled_bytes = artifact.len() as u64;
         if let Some(path) = &artifact_path {
@@ -308,6 +317,46 @@ impl SmartEngine {
             }
         }
         Ok((module, engine, compiled_bytes))
+    }
+
+    /// Meters and compiles `wasm` on a thread of its own, once a compile
+    /// place is free, and waits at most [`Limits::compile_time`] for it.
+    /// The compiler cannot be stopped midway: past the deadline the caller
+    /// gets its error at once while the thread finishes, still holding its
+    /// compile place, so a module that compiles too long never takes more
+    /// than one core from the others.
+    fn compile_in_time(&self, name: &str, wasm: &[u8]) -> Result<(Module, wasmer::Engine), EngineError> {
+        let (started_tx, started) = std::sync::mpsc::sync_channel::<()>(1);
+        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
+        let inner = Arc::clone(&self.inner);
+        let wasm = wasm.to_vec();
+        std::thread::Builder::new()
+            .name("smartmodule-compile".into())
+            .spawn(move || {
+                let _pass = inner.compile_gate.enter();
+                let _ = started_tx.send(());
+                inner.compilations.fetch_add(1, Ordering::Relaxed);
+                let engine = compiling_engine(inner.limits);
+                let compiled = fuel::instrument(&wasm)
+                    .map_err(|reason| EngineError::InvalidWasm { reason })
+                    .and_then(|metered| {
+                        Module::new(&engine, metered)
+                            .map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })
+                    })
+                    .map(|module| (module, engine));
+                let _ = done_tx.send(compiled);
+            })
+            .map_err(|error| EngineError::WorkerGone { reason: format!("could not be started to compile: {error}") })?;
+        let gone = || EngineError::WorkerGone { reason: "that compiled the module panicked".into() };
+        started.recv().map_err(|_| gone())?;
+        match done.recv_timeout(self.inner.limits.compile_time) {
+            Ok(compiled) => compiled,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(EngineError::CompileTimeLimitExceeded {
+                module: name.to_string(),
+                limit_ms: self.inner.limits.compile_time.as_millis() as u64,
+            }),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(gone()),
+        }
     }
 }
 

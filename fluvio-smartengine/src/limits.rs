@@ -5,6 +5,7 @@
 use std::ptr::NonNull;
 use std::time::Duration;
 
+use crate::StructureLimits;
 use wasmer::sys::vm::{VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
 use wasmer::sys::{BaseTunables, Tunables};
 use wasmer::{MemoryError, MemoryStyle, MemoryType, Pages, TableStyle, TableType, WASM_PAGE_SIZE};
@@ -27,6 +28,11 @@ pub struct Limits {
     pub cache_bytes: u64,
     /// Most modules the engine compiles at the same time; more wait.
     pub concurrent_compilations: usize,
+    /// Longest one module may take to compile (waiting for a compile place
+    /// not counted).
+    pub compile_time: Duration,
+    /// Bounds on a module's shape, checked before it is compiled.
+    pub structure: StructureLimits,
 }
 
 impl Limits {
@@ -37,6 +43,9 @@ impl Limits {
     /// Ten seconds: well above what the default fuel takes, so on a healthy
     /// machine fuel decides, and the clock only stops what fuel misprices.
     pub const DEFAULT_CALL_TIME: Duration = Duration::from_secs(10);
+    /// Thirty seconds: real modules compile in well under a few seconds,
+    /// and the structural limits keep a module far from this.
+    pub const DEFAULT_COMPILE_TIME: Duration = Duration::from_secs(30);
     /// 1 GiB of compiled code: some hundreds of typical modules.
     pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 
@@ -61,6 +70,8 @@ impl Default for Limits {
             cache_bytes: Self::DEFAULT_CACHE_BYTES,
             // Compiling is CPU-bound: more at once than cores only queues.
             concurrent_compilations: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            compile_time: Self::DEFAULT_COMPILE_TIME,
+            structure: StructureLimits::default(),
         }
     }
 }

@@ -21,7 +21,7 @@
 
 use smartmodule_abi::abi::{self, BatchHeader, FormatError, RecordIter, RecordView};
 
-use crate::compression::{COMPRESSION_MASK, Compression, MAX_DECOMPRESSED_BATCH_BYTES};
+use crate::compression::{COMPRESSION_MASK, Compression, decompressed_limit};
 use smartmodule_abi::codec::{ByteReader, PutBytes};
 
 /// The byte range of each batch in `bytes`, which holds whole batches back
@@ -170,7 +170,8 @@ fn check_length_and_crc(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
 /// alone says where the batch ends).
 fn open_compressed(bytes: &[u8], header: &BatchHeader) -> Result<Batch, FormatError> {
     let codec = Compression::from_attributes(header.attributes)?;
-    let records = codec.decompress(&bytes[abi::BATCH_HEADER_LEN..], MAX_DECOMPRESSED_BATCH_BYTES)?;
+    let compressed = &bytes[abi::BATCH_HEADER_LEN..];
+    let records = codec.decompress(compressed, decompressed_limit(compressed.len()))?;
     let mut plain = Vec::with_capacity(abi::BATCH_HEADER_LEN + records.len());
     plain.extend_from_slice(&bytes[..abi::BATCH_HEADER_LEN]);
     plain.extend_from_slice(&records);
@@ -386,7 +387,9 @@ impl Batch {
 
     /// The same batch with its records compressed with `codec`, to send or
     /// store. Only a batch numbered 0, 1, 2... (as producers send them) is
-    /// compressed; another, or an empty one, is returned as it is.
+    /// compressed; another, or an empty one, is returned as it is, as is
+    /// one that compresses so well that its readers would refuse to
+    /// inflate it (see [`decompressed_limit`]): it is sent uncompressed.
     pub fn compressed(self, codec: Compression) -> CheckedBatch {
         if codec == Compression::None || self.is_empty() {
             return self.into();
@@ -395,7 +398,11 @@ impl Batch {
         if self.records().enumerate().any(|(position, record)| record.offset - base != position as i64) {
             return self.into();
         }
-        let packed = codec.compress(&self.bytes[abi::BATCH_HEADER_LEN..]);
+        let records = &self.bytes[abi::BATCH_HEADER_LEN..];
+        let packed = codec.compress(records);
+        if records.len() > decompressed_limit(packed.len()) {
+            return self.into();
+        }
         let mut bytes = Vec::with_capacity(abi::BATCH_HEADER_LEN + packed.len());
         bytes.extend_from_slice(&self.bytes[..abi::BATCH_HEADER_LEN]);
         bytes.extend_from_slice(&packed);

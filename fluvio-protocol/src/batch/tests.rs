@@ -99,6 +99,52 @@ fn compressed_batches_keep_their_header_and_give_their_records_back() {
     assert_eq!(gaps.finish().compressed(Compression::Gzip).compression(), Compression::None);
 }
 
+/// A batch of `records` identical records of `value_len` zero bytes: it
+/// compresses about as well as anything can.
+fn zeros(records: u32, value_len: usize) -> Batch {
+    let mut builder = BatchBuilder::new(0, 0);
+    let value = vec![0u8; value_len];
+    for i in 0..records {
+        builder.push(i, 0, None, &value, &[]);
+    }
+    builder.finish()
+}
+
+#[test]
+fn a_batch_inflating_past_its_ratio_is_refused_before_it_is_inflated_whole() {
+    use crate::compression::{MAX_DECOMPRESSION_RATIO, RATIO_FREE_DECOMPRESSED_BYTES, decompressed_limit};
+    assert_eq!(decompressed_limit(10), RATIO_FREE_DECOMPRESSED_BYTES);
+    assert_eq!(decompressed_limit(64 << 10), (64 << 10) * MAX_DECOMPRESSION_RATIO);
+    assert_eq!(decompressed_limit(usize::MAX), crate::compression::MAX_DECOMPRESSED_BATCH_BYTES);
+    // 64 MiB of zero-filled records, packed by hand as a hostile producer
+    // would: every codec packs it far past the ratio.
+    let plain = zeros(64, 1 << 20);
+    for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        let records = &plain.as_bytes()[crate::abi::BATCH_HEADER_LEN..];
+        let packed = codec.compress(records);
+        let mut bytes = plain.as_bytes()[..crate::abi::BATCH_HEADER_LEN].to_vec();
+        bytes.extend_from_slice(&packed);
+        let len = bytes.len() as u32;
+        bytes[crate::abi::BATCH_LEN_AT..crate::abi::BATCH_LEN_AT + 4].copy_from_slice(&len.to_le_bytes());
+        bytes[crate::abi::BATCH_ATTRIBUTES_AT] = codec.code();
+        let bytes = Batch::seal_host_written(bytes).into_bytes();
+        if records.len() <= decompressed_limit(packed.len()) {
+            // Snappy and LZ4 do not pack zeros that well: within the ratio.
+            assert_eq!(CheckedBatch::from_bytes(bytes).unwrap().open().unwrap(), plain, "{codec}");
+            continue;
+        }
+        let error = CheckedBatch::from_bytes(bytes).unwrap_err();
+        assert!(error.to_string().contains("times its size"), "{codec}: {error}");
+    }
+    // A producer never makes such a batch: it sends it uncompressed.
+    assert_eq!(plain.clone().compressed(Compression::Zstd).compression(), Compression::None);
+    // Small ones compress whatever their ratio.
+    let small = zeros(4, 512 << 10);
+    let packed = small.clone().compressed(Compression::Zstd);
+    assert_eq!(packed.compression(), Compression::Zstd);
+    assert_eq!(packed.open().unwrap(), small);
+}
+
 #[test]
 fn the_checked_next_offset_is_the_one_the_batch_reports() {
     let mut gaps = BatchBuilder::new(70, 0);

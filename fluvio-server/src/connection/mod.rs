@@ -3,8 +3,10 @@
 //! - this file: accepting a socket (TLS first, when the server serves it)
 //!   and the serve loop, which reads frames and hands each request to its
 //!   place;
-//! - [`session`]: admission (the connection limit), authentication and
-//!   what the principal may do;
+//! - [`admission`]: the budget of connections that have not logged in yet,
+//!   apart from the authenticated ones;
+//! - [`session`]: the limit on authenticated connections, authentication
+//!   and what the principal may do;
 //! - [`dispatch`]: requests answered once, dispatched by type to their
 //!   [`Handle`](dispatch::Handle) implementations in [`admin`] and
 //!   [`produce`];
@@ -22,6 +24,7 @@
 //! the answer.
 
 mod admin;
+pub mod admission;
 mod dispatch;
 mod error;
 mod outgoing;
@@ -60,14 +63,22 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// serves TLS (a client certificate naming a principal authenticates the
 /// connection), then [`serve`].
 pub async fn accept(socket: TcpStream, peer: std::net::SocketAddr, context: Arc<ServerContext>) {
+    // Until it has said who it is (and finished its handshake), a
+    // connection counts against the budget before login, not the limit
+    // authenticated connections count against.
+    let mut pre_login = (context.tls.is_some() || context.access.is_some()).then(|| context.pre_login.admit(peer.ip()));
     let Some(acceptor) = context.tls.clone() else {
         let (reader, writer) = socket.into_split();
-        return serve(reader, writer, None, context).await;
+        return serve(reader, writer, None, pre_login, context).await;
     };
     // A client speaking plain frames to a TLS port is told so in its own
     // language, instead of waiting on a handshake that never comes.
     let mut first = [0u8; 1];
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.peek(&mut first)).await {
+    let peeked = tokio::select! {
+        peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.peek(&mut first)) => peeked,
+        () = evicted(&mut pre_login) => return,
+    };
+    match peeked {
         Ok(Ok(1)) if first[0] != TLS_HANDSHAKE_RECORD => {
             let error = bad_frame(
                 "this server accepts only TLS connections: give the client TLS settings with the server's CA (`tls` of the profile in ~/.fluvio/config, or FLUVIO_TLS_CA)",
@@ -80,7 +91,14 @@ pub async fn accept(socket: TcpStream, peer: std::net::SocketAddr, context: Arc<
         Ok(Ok(1)) => {}
         _ => return,
     }
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+    let handshake = tokio::select! {
+        handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)) => handshake,
+        () = evicted(&mut pre_login) => {
+            tracing::info!(%peer, "closing a TLS handshake to make room for a newer connection");
+            return;
+        }
+    };
+    let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             tracing::info!(%peer, %error, "TLS handshake failed");
@@ -102,7 +120,16 @@ pub async fn accept(socket: TcpStream, peer: std::net::SocketAddr, context: Arc<
         _ => None,
     };
     let (reader, writer) = tokio::io::split(tls);
-    serve(reader, writer, principal, context).await
+    serve(reader, writer, principal, pre_login, context).await
+}
+
+/// Resolves when the connection's place before login is needed for a newer
+/// one; never for a connection that holds none.
+async fn evicted(pre_login: &mut Option<admission::PreLoginPass>) {
+    match pre_login {
+        Some(pass) => pass.evicted().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The largest frame a connection may send before it has authenticated (on
@@ -113,22 +140,36 @@ pub const PRE_LOGIN_MAX_FRAME_BYTES: u32 = 4 << 10;
 /// Serves one connection until the client closes it, sends a frame that
 /// cannot be understood (answered with an error, then closed), stays idle
 /// past the idle timeout, or stops reading past the write timeout.
-pub async fn serve<R, W>(reader: R, writer: W, principal: Option<Arc<Principal>>, context: Arc<ServerContext>)
-where
+///
+/// `pre_login` is the connection's place in the budget before login, when
+/// it must still authenticate: the connection counts against
+/// `--max-connections` only once it has.
+pub async fn serve<R, W>(
+    reader: R,
+    writer: W,
+    principal: Option<Arc<Principal>>,
+    mut pre_login: Option<admission::PreLoginPass>,
+    context: Arc<ServerContext>,
+) where
     R: AsyncRead + Unpin + Send + 'static,
     W: FrameWriter + 'static,
 {
     let mut session = Session::new(context.access.clone(), principal);
     let limits = context.config.connection_limits.clone();
-    let (_counted, open) = CountedConnection::enter(&context);
     // Small reads (a frame's prefix and header) come from the buffer.
     let mut reader = BufReader::with_capacity(64 << 10, reader);
     let (frames, mut writer_task) = Outgoing::start(writer, limits.max_queued_bytes, limits.write_timeout);
-    if open > limits.max_connections {
-        refuse_over_limit(&mut reader, &frames, &context).await;
-        drop(frames);
-        let _ = writer_task.await;
-        return;
+    let mut admitted = None;
+    if !session.awaits_login() {
+        pre_login = None;
+        let (counted, open) = CountedConnection::enter(&context);
+        admitted = Some(counted);
+        if open > limits.max_connections {
+            refuse_over_limit(&mut reader, &frames, &context).await;
+            drop(frames);
+            let _ = writer_task.await;
+            return;
+        }
     }
     let login_deadline = tokio::time::Instant::now() + limits.login_timeout;
     let mut streams: Vec<JoinHandle<()>> = Vec::new();
@@ -154,7 +195,8 @@ where
             false => (idle_timeout, context.config.max_frame_bytes),
         };
         let read = Frame::read(&mut reader, max_frame_bytes);
-        let Some(frame) = next_frame(read, timeout, awaits_login, &mut produces, &frames, &mut writer_task).await
+        let Some(frame) =
+            next_frame(read, timeout, awaits_login, &mut pre_login, &mut produces, &frames, &mut writer_task).await
         else {
             break;
         };
@@ -179,6 +221,18 @@ where
         match request {
             AnyRequest::Authenticate(request) => {
                 let answer = match session.authenticate(request) {
+                    Ok(response) if admitted.is_none() => {
+                        // Logged in: from now on the connection counts
+                        // against the limit on authenticated connections.
+                        pre_login = None;
+                        let (counted, open) = CountedConnection::enter(&context);
+                        admitted = Some(counted);
+                        if open > limits.max_connections {
+                            let _ = frames.send(error_frame(id, &over_limit(&context))).await;
+                            break;
+                        }
+                        Frame::response::<fluvio_protocol::requests::AuthenticateRequest>(id, response)
+                    }
                     Ok(response) => Frame::response::<fluvio_protocol::requests::AuthenticateRequest>(id, response),
                     Err(error) => {
                         // A wrong token ends the connection: guessing costs a
@@ -227,6 +281,7 @@ async fn next_frame(
     read: impl Future<Output = Result<Frame, FrameError>>,
     timeout: Duration,
     awaits_login: bool,
+    pre_login: &mut Option<admission::PreLoginPass>,
     produces: &mut InFlightProduces,
     frames: &Outgoing,
     writer_task: &mut JoinHandle<()>,
@@ -242,6 +297,11 @@ async fn next_frame(
             }
             // The writer gave up on the client (it stopped reading).
             _ = &mut *writer_task => return None,
+            // Its place before login went to a newer connection.
+            () = evicted(pre_login) => {
+                tracing::info!("closing a connection that had not logged in, to make room for a newer one");
+                return None;
+            }
         }
     };
     match read {
@@ -290,10 +350,13 @@ fn decode(frame: Frame) -> Result<AnyRequest, (ServerError, bool)> {
 async fn refuse_over_limit<R: AsyncRead + Unpin>(reader: &mut R, frames: &Outgoing, context: &ServerContext) {
     let read = Frame::read(reader, context.config.max_frame_bytes);
     if let Ok(Ok(frame)) = tokio::time::timeout(Duration::from_secs(5), read).await {
-        let max = context.config.connection_limits.max_connections;
-        let error = limit_reached(format!(
-            "the server already serves its limit of {max} connections; try again later, or raise --max-connections"
-        ));
-        let _ = frames.send(error_frame(frame.correlation_id, &error)).await;
+        let _ = frames.send(error_frame(frame.correlation_id, &over_limit(context))).await;
     }
+}
+
+fn over_limit(context: &ServerContext) -> ServerError {
+    let max = context.config.connection_limits.max_connections;
+    limit_reached(format!(
+        "the server already serves its limit of {max} connections; try again later, or raise --max-connections"
+    ))
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use fluvio_protocol::requests::{ProduceRequest, ProduceResponse};
-use fluvio_protocol::{AnyRequest, CheckedBatch, ErrorCode, Frame};
+use fluvio_protocol::{AnyRequest, ErrorCode, Frame};
 use futures::StreamExt;
 
 use super::dispatch::{Handle, answer};
@@ -25,7 +25,10 @@ impl Handle for ProduceRequest {
     async fn handle(self, context: &ServerContext, session: &Session) -> Result<ProduceResponse, ServerError> {
         session.require_topic(&self.topic)?;
         let partition = context.storage.partition(&self.topic, self.partition).await?;
-        let batch = CheckedBatch::from_bytes(self.batch)
+        let batch = context
+            .inflater
+            .check(self.batch)
+            .await
             .map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
         let record_count = batch.record_count();
         let base_offset = partition.append(batch, self.producer).await?;

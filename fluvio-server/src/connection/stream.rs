@@ -84,6 +84,7 @@ async fn start_chain(context: &ServerContext, request: &StreamFetchRequest) -> R
 /// the stream's first batch. Records are the partition's own, not the
 /// output of earlier modules.
 async fn look_back(
+    context: &ServerContext,
     partition: &Arc<dyn crate::storage::Partition>,
     chain: &ChainWorker,
     request: &StreamFetchRequest,
@@ -107,7 +108,7 @@ async fn look_back(
             }
             for batch in batches {
                 next = batch.next_offset();
-                let batch = opened(batch)?;
+                let batch = opened(context, batch).await?;
                 let mut kept = BatchBuilder::new(batch.base_offset().max(from), batch.base_timestamp());
                 let base = batch.base_offset().max(from);
                 for record in batch.records() {
@@ -128,10 +129,11 @@ async fn look_back(
     Ok(())
 }
 
-/// A stored batch, checked whole and decompressed, for code that reads its
-/// records (storage reads skip the checks a consumer makes itself).
-fn opened(batch: StoredBatch) -> Result<Batch, ServerError> {
-    batch.open().map_err(|e| ServerError::new(ErrorCode::Storage, e.to_string()))
+/// A stored batch, checked whole and decompressed (off the runtime, within
+/// the server's budget), for code that reads its records (storage reads
+/// skip the checks a consumer makes itself).
+async fn opened(context: &ServerContext, batch: StoredBatch) -> Result<Batch, ServerError> {
+    context.inflater.open(batch).await.map_err(|e| ServerError::new(ErrorCode::Storage, e.to_string()))
 }
 
 /// Starts a stream in a task of its own, unless the connection has its
@@ -190,7 +192,7 @@ async fn stream(
     };
     let chain = if request.chain.is_empty() { None } else { Some(start_chain(context, &request).await?) };
     if let Some(chain) = &chain {
-        look_back(&partition, chain, &request, end).await?;
+        look_back(context, &partition, chain, &request, end).await?;
     }
     let max_bytes = (request.max_bytes as u64).clamp(1, 16 << 20);
     let mut watermark = partition.subscribe();
@@ -246,7 +248,7 @@ async fn stream(
             let mut tail = Vec::with_capacity(batches.len());
             for batch in batches {
                 let batch = if batch.base_offset() < offset {
-                    StoredBatch::from(opened(batch)?.trimmed_to(offset))
+                    StoredBatch::from(opened(context, batch).await?.trimmed_to(offset))
                 } else {
                     batch
                 };
@@ -262,7 +264,7 @@ async fn stream(
         };
         for batch in batches {
             // Modules see every record: the batch is checked whole first.
-            let batch = opened(batch)?.trimmed_to(offset);
+            let batch = opened(context, batch).await?.trimmed_to(offset);
             offset = batch.next_offset();
             let result = chain.process(batch).await.map_err(running_chain_failed)?;
             for letter in result.dead_letters {

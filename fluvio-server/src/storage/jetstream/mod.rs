@@ -122,6 +122,16 @@ pub enum JetStreamError {
         /// Why.
         reason: String,
     },
+    /// A duplicate window the SDK's retries outlast.
+    #[error(
+        "a duplicate window of {window_secs} s is shorter than the {horizon_secs} s a producer may send a batch again: a late resend would be stored twice; give --duplicate-window-secs {horizon_secs} or more"
+    )]
+    DuplicateWindow {
+        /// The window asked for.
+        window_secs: u64,
+        /// The SDK's retry horizon.
+        horizon_secs: u64,
+    },
     /// No node of the cluster answered.
     #[error(
         "cannot reach the JetStream cluster at {urls}: {reason}; is nats-server running there with -js (JetStream)?"
@@ -176,6 +186,12 @@ impl JetStreamStorage {
     /// once when no node answers: [`connect_with_retry`](Self::connect_with_retry)
     /// keeps trying.
     pub async fn connect(config: JetStreamConfig) -> Result<JetStreamStorage, JetStreamError> {
+        if config.duplicate_window < fluvio_protocol::RETRY_HORIZON {
+            return Err(JetStreamError::DuplicateWindow {
+                window_secs: config.duplicate_window.as_secs(),
+                horizon_secs: fluvio_protocol::RETRY_HORIZON.as_secs(),
+            });
+        }
         let urls = config.urls.join(",");
         let mut addrs = Vec::new();
         for url in &config.urls {
@@ -248,7 +264,9 @@ impl JetStreamStorage {
         loop {
             match JetStreamStorage::connect(config.clone()).await {
                 Ok(storage) => return Ok(storage),
-                Err(error @ JetStreamError::Url { .. }) => return Err(error),
+                Err(error @ (JetStreamError::Url { .. } | JetStreamError::DuplicateWindow { .. })) => {
+                    return Err(error);
+                }
                 Err(error) => {
                     tracing::error!("{error}; retrying in {:.1} s", delay.as_secs_f64());
                     tokio::time::sleep(delay).await;

@@ -88,7 +88,8 @@ impl JetStreamStorage {
             subjects: vec![data_subject(&spec.name, partition)],
             storage: stream::StorageType::File,
             num_replicas: spec.replication as usize,
-            // JetStream wants the window within the age limit.
+            // JetStream wants the window within the age limit; topics
+            // with a shorter age than the retry horizon are refused.
             duplicate_window: match spec.retention.max_age_ms {
                 Some(max_age) => self.config.duplicate_window.min(Duration::from_millis(max_age)),
                 None => self.config.duplicate_window,
@@ -134,6 +135,20 @@ impl JetStreamStorage {
                 topic: spec.name.clone(),
                 requested: spec.replication,
                 reason: format!("JetStream keeps 1 to {MAX_REPLICATION} copies of a stream"),
+            });
+        }
+        if let Some(max_age) = spec.retention.max_age_ms.map(Duration::from_millis)
+            && max_age < fluvio_protocol::RETRY_HORIZON
+        {
+            // JetStream keeps its duplicate window within a stream's age
+            // limit: a shorter age would silently let a resend through.
+            return Err(TopicError::Refused {
+                topic: spec.name.clone(),
+                reason: format!(
+                    "on JetStream a topic's records must be kept at least {} s, the time a producer may send a batch again; with a retention age of {:.1} s a resent batch could be stored twice. Keep records longer, or limit the topic by size",
+                    fluvio_protocol::RETRY_HORIZON.as_secs(),
+                    max_age.as_secs_f64()
+                ),
             });
         }
         let key = topic_key(&spec.name);

@@ -64,12 +64,18 @@ impl OffsetLog {
         let path = dir.join(OFFSETS_FILE);
         let mut offsets = BTreeMap::new();
         let mut lines = 0;
-        let text = match std::fs::read(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        let (text, existed) = match std::fs::read(&path) {
+            Ok(text) => (text, true),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => (Vec::new(), false),
             Err(error) => return Err(io(&path)(error)),
         };
-        for (number, line) in text.split(|&byte| byte == b'\n').enumerate().filter(|(_, line)| !line.is_empty()) {
+        // Only whole lines count: a commit is acknowledged once its line,
+        // newline included, is synced. What follows the last newline is a
+        // line torn by a crash mid-append.
+        let whole = text.iter().rposition(|&byte| byte == b'\n').map_or(0, |last| last + 1);
+        for (number, line) in
+            text[..whole].split(|&byte| byte == b'\n').enumerate().filter(|(_, line)| !line.is_empty())
+        {
             lines += 1;
             match serde_json::from_slice::<Line>(line) {
                 Ok(Line::Commit { consumer, topic, partition, offset, modified_ms }) => {
@@ -78,17 +84,24 @@ impl OffsetLog {
                 Ok(Line::Delete { consumer, topic, partition }) => {
                     offsets.remove(&(consumer, topic, partition));
                 }
-                // A crash mid-append leaves a torn last line: that commit
-                // was never acknowledged.
+                // A damaged line (a disk's doing): skipped, named.
                 Err(error) => {
                     tracing::warn!(file = %path.display(), line = number + 1, %error, "skipping an unreadable consumer-offset line")
                 }
             }
         }
-        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
-        if text.last().is_some_and(|&byte| byte != b'\n') {
-            // End the torn line, so that the next commit is a line of its own.
-            file.write_all(b"\n").map_err(io(&path))?;
+        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+        if whole < text.len() {
+            // The torn line goes before anything is appended: the next
+            // commit must start a line of its own, or it is lost with the
+            // torn one at the next start.
+            tracing::warn!(file = %path.display(), bytes = text.len() - whole, "dropping a consumer-offset line torn by a crash");
+            file.set_len(whole as u64).map_err(io(&path))?;
+            file.sync_all().map_err(io(&path))?;
+        }
+        if !existed {
+            // A new file's name is durable only once its directory is.
+            fluvio_fs::sync_dir(dir).map_err(io(dir))?;
         }
         let log = OffsetLog { path, state: Mutex::new(State { file, offsets, lines }) };
         let mut state = log.state.lock();
@@ -248,9 +261,22 @@ mod tests {
         drop(file);
         let log = OffsetLog::open(&dir).unwrap();
         assert_eq!(log.get("app", "t", 0), Some(3));
-        // Appends after a torn line start on a line of their own.
+        // The torn line is gone before the next commit is appended.
         log.commit("app", "t", 0, 4).unwrap();
         drop(log);
+        let text = std::fs::read_to_string(dir.join(OFFSETS_FILE)).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.lines().all(|line| serde_json::from_str::<Line>(line).is_ok()), "{text}");
         assert_eq!(OffsetLog::open(&dir).unwrap().get("app", "t", 0), Some(4));
+        // A whole line without its newline was never acknowledged: dropped.
+        let mut file = OpenOptions::new().append(true).open(dir.join(OFFSETS_FILE)).unwrap();
+        file.write_all(br#"{"op":"commit","consumer":"app","topic":"t","partition":0,"offset":99,"modified_ms":1}"#)
+            .unwrap();
+        drop(file);
+        let log = OffsetLog::open(&dir).unwrap();
+        assert_eq!(log.get("app", "t", 0), Some(4));
+        log.commit("app", "t", 0, 5).unwrap();
+        drop(log);
+        assert_eq!(OffsetLog::open(&dir).unwrap().get("app", "t", 0), Some(5));
     }
 }

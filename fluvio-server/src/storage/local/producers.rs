@@ -12,7 +12,7 @@
 //! entry is dropped too. The file is rewritten with one entry per producer
 //! at open and whenever it grows past [`COMPACT_AT_BYTES`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -27,8 +27,9 @@ const ENTRY_LEN: usize = 28;
 /// Size past which the journal is rewritten with one entry per producer.
 pub const COMPACT_AT_BYTES: u64 = 8 << 20;
 
-/// Most producers a partition remembers; past it the memory starts again
-/// (a retry is only ever of a producer's latest batch).
+/// Most producers a partition remembers; past it the one that stored a
+/// batch least recently is forgotten (a retry is only ever of a producer's
+/// latest batch, and comes soon after it).
 pub const MAX_REMEMBERED_PRODUCERS: usize = 100_000;
 
 /// The file name of a partition's journal.
@@ -56,12 +57,54 @@ fn decode(entry: &[u8]) -> Option<(u64, u64, i64)> {
         .then(|| (u64::from_le_bytes(field(0)), u64::from_le_bytes(field(8)), i64::from_le_bytes(field(16))))
 }
 
+/// Each producer's latest batch, at most [`MAX_REMEMBERED_PRODUCERS`] of
+/// them: the one that stored a batch least recently goes first.
+#[derive(Default)]
+struct Remembered {
+    /// Producer id → (latest sequence, its base offset, when it was stored).
+    latest: HashMap<u64, (u64, i64, u64)>,
+    /// When → producer id, oldest first.
+    by_age: BTreeMap<u64, u64>,
+    clock: u64,
+}
+
+impl Remembered {
+    fn get(&self, id: u64) -> Option<(u64, i64)> {
+        self.latest.get(&id).map(|(sequence, base, _)| (*sequence, *base))
+    }
+
+    fn insert(&mut self, id: u64, sequence: u64, base_offset: i64) {
+        match self.latest.get(&id) {
+            Some((_, _, stored)) => {
+                self.by_age.remove(stored);
+            }
+            None if self.latest.len() >= MAX_REMEMBERED_PRODUCERS => {
+                if let Some((_, oldest)) = self.by_age.pop_first() {
+                    self.latest.remove(&oldest);
+                }
+            }
+            None => {}
+        }
+        self.clock += 1;
+        self.latest.insert(id, (sequence, base_offset, self.clock));
+        self.by_age.insert(self.clock, id);
+    }
+
+    /// Every producer's entry, oldest first: the order a journal keeps, so
+    /// that a reopened partition forgets the same producers first.
+    fn oldest_first(&self) -> impl Iterator<Item = [u8; ENTRY_LEN]> + '_ {
+        self.by_age.values().map(|id| {
+            let (sequence, base, _) = self.latest[id];
+            encode(*id, sequence, base)
+        })
+    }
+}
+
 /// A partition's producers and the journal that keeps them.
 pub struct ProducerJournal {
     path: PathBuf,
     file: Arc<File>,
-    /// Producer id → (latest sequence, its base offset).
-    latest: HashMap<u64, (u64, i64)>,
+    latest: Remembered,
     written_bytes: u64,
 }
 
@@ -75,13 +118,13 @@ impl ProducerJournal {
             Err(error) if error.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(error) => return Err(io_error(&path)(error)),
         };
-        let mut latest = HashMap::new();
+        let mut latest = Remembered::default();
         for entry in bytes.chunks_exact(ENTRY_LEN) {
             // A bad entry can only be a torn last write: nothing after it
             // was acknowledged.
             let Some((id, sequence, base_offset)) = decode(entry) else { break };
             if base_offset < next_offset {
-                latest.insert(id, (sequence, base_offset));
+                latest.insert(id, sequence, base_offset);
             }
         }
         let (file, written_bytes) = rewrite(&path, &latest)?;
@@ -90,16 +133,13 @@ impl ProducerJournal {
 
     /// Where the batch `stamp` names was stored, if it was.
     pub fn find(&self, stamp: ProducerStamp) -> Option<i64> {
-        self.latest.get(&stamp.id).filter(|(sequence, _)| *sequence == stamp.sequence).map(|(_, base)| *base)
+        self.latest.get(stamp.id).filter(|(sequence, _)| *sequence == stamp.sequence).map(|(_, base)| base)
     }
 
     /// Writes the entry for a batch about to be stored at `base_offset`
     /// (not synced: the log's sync does that, first).
     pub fn record(&mut self, stamp: ProducerStamp, base_offset: i64) -> Result<(), StorageError> {
-        if self.latest.len() >= MAX_REMEMBERED_PRODUCERS && !self.latest.contains_key(&stamp.id) {
-            self.latest.clear();
-        }
-        self.latest.insert(stamp.id, (stamp.sequence, base_offset));
+        self.latest.insert(stamp.id, stamp.sequence, base_offset);
         if self.written_bytes >= COMPACT_AT_BYTES {
             return self.compact();
         }
@@ -122,8 +162,8 @@ impl ProducerJournal {
 
 /// Writes `latest` as the whole journal, durably (a new file, synced, then
 /// renamed over the old one), and opens it for appending.
-fn rewrite(path: &Path, latest: &HashMap<u64, (u64, i64)>) -> Result<(Arc<File>, u64), StorageError> {
-    let bytes: Vec<u8> = latest.iter().flat_map(|(id, (sequence, base))| encode(*id, *sequence, *base)).collect();
+fn rewrite(path: &Path, latest: &Remembered) -> Result<(Arc<File>, u64), StorageError> {
+    let bytes: Vec<u8> = latest.oldest_first().flatten().collect();
     fluvio_fs::write_atomic(path, &bytes).map_err(io_error(path))?;
     let file = OpenOptions::new().append(true).open(path).map_err(io_error(path))?;
     Ok((Arc::new(file), bytes.len() as u64))
@@ -181,6 +221,30 @@ mod tests {
         bytes[3] ^= 0xff;
         std::fs::write(&path, bytes).unwrap();
         assert_eq!(ProducerJournal::open(&dir, 100).unwrap().find(stamp(1, 5)), None);
+    }
+
+    #[test]
+    fn past_the_most_producers_the_least_recent_is_forgotten_not_all() {
+        let dir = dir("many");
+        let mut journal = ProducerJournal::open(&dir, 0).unwrap();
+        let active = 1u64 << 40;
+        journal.record(stamp(active, 0), 0).unwrap();
+        for id in 1..MAX_REMEMBERED_PRODUCERS as u64 {
+            journal.record(stamp(id, 0), id as i64).unwrap();
+        }
+        // The active producer stores again; one more new producer comes.
+        journal.record(stamp(active, 1), 1_000_000).unwrap();
+        journal.record(stamp(1 << 41, 0), 1_000_001).unwrap();
+        assert_eq!(journal.find(stamp(active, 1)), Some(1_000_000), "a retry of the active producer");
+        assert_eq!(journal.find(stamp(1, 0)), None, "the least recent is forgotten");
+        assert_eq!(journal.find(stamp(2, 0)), Some(2));
+        // Reopened, the journal keeps the same producers, in the same order.
+        drop(journal);
+        let mut journal = ProducerJournal::open(&dir, i64::MAX).unwrap();
+        assert_eq!(journal.find(stamp(active, 1)), Some(1_000_000));
+        journal.record(stamp(1 << 42, 0), 1_000_002).unwrap();
+        assert_eq!(journal.find(stamp(2, 0)), None, "next to go after a reopen");
+        assert_eq!(journal.find(stamp(3, 0)), Some(3));
     }
 
     #[test]
