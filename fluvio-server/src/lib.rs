@@ -179,6 +179,9 @@ pub struct ConnectionLimits {
     /// On a server that requires credentials, how long a connection has to
     /// authenticate (from its first byte) before it is closed.
     pub login_timeout: Duration,
+    /// What one principal may hold at once, on a server with an access
+    /// file.
+    pub per_principal: connection::quota::PrincipalQuotas,
     /// Bytes all compressed batches being checked or read may inflate to
     /// at once (each counts its most, see
     /// [`decompressed_limit`](fluvio_protocol::compression::decompressed_limit));
@@ -200,6 +203,7 @@ impl Default for ConnectionLimits {
             idle_timeout: Duration::from_secs(600),
             login_timeout: Duration::from_secs(10),
             inflate_budget: 1 << 30,
+            per_principal: Default::default(),
         }
     }
 }
@@ -224,6 +228,8 @@ pub struct ServerContext {
     pub inflater: inflate::Inflater,
     /// The connections that have not logged in yet.
     pub pre_login: Arc<connection::admission::PreLogin>,
+    /// What each principal holds of what all share.
+    pub quotas: Arc<connection::quota::Quotas>,
     /// The TLS side of new connections, when the server serves TLS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The principals, when connections must authenticate.
@@ -290,7 +296,9 @@ impl Server {
             config.connection_limits.max_pre_login_connections,
             config.connection_limits.max_pre_login_per_address,
         );
+        let quotas = connection::quota::Quotas::new(config.connection_limits.per_principal);
         let context = ServerContext {
+            quotas,
             config,
             storage,
             registry: Arc::new(registry),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use fluvio_protocol::units;
+use fluvio_server::connection::quota::PrincipalQuotas;
 use fluvio_server::security::{SecurityConfig, TlsFiles};
 use fluvio_server::storage::jetstream::JetStreamConfig;
 use fluvio_server::{ConnectionLimits, FlushPolicy, Server, ServerConfig};
@@ -65,6 +66,21 @@ struct Args {
     /// oldest is closed to make room.
     #[arg(long, default_value_t = ConnectionLimits::default().max_pre_login_per_address)]
     max_pre_login_per_address: usize,
+    /// With --access: authenticated connections one principal may hold.
+    #[arg(long, default_value_t = PrincipalQuotas::default().connections)]
+    max_connections_per_principal: usize,
+    /// With --access: streams one principal may have open, over all its
+    /// connections.
+    #[arg(long, default_value_t = PrincipalQuotas::default().streams)]
+    max_streams_per_principal: usize,
+    /// With --access: SmartModules one principal's streams may run at once
+    /// (each reserves --smartmodule-memory-bytes of --smartmodule-memory-total).
+    #[arg(long, default_value_t = PrincipalQuotas::default().smartmodule_stages)]
+    max_smartmodule_stages_per_principal: usize,
+    /// With --access: chains with ad hoc SmartModules one principal may have
+    /// compiling at once; more wait their turn.
+    #[arg(long, default_value_t = PrincipalQuotas::default().compilations)]
+    max_compilations_per_principal: usize,
     /// Streams (consumers) open at once on one connection.
     #[arg(long, default_value_t = ConnectionLimits::default().max_streams_per_connection)]
     max_streams_per_connection: usize,
@@ -167,6 +183,12 @@ async fn main() -> std::process::ExitCode {
             idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
             login_timeout: std::time::Duration::from_secs(args.login_timeout_secs),
             inflate_budget: args.inflate_budget_bytes,
+            per_principal: PrincipalQuotas {
+                connections: args.max_connections_per_principal,
+                streams: args.max_streams_per_principal,
+                smartmodule_stages: args.max_smartmodule_stages_per_principal,
+                compilations: args.max_compilations_per_principal,
+            },
         },
         connector_program: args.connector_bin.unwrap_or_else(fluvio_server::default_connector_program),
         jetstream: args.jetstream.as_deref().map(|urls| JetStreamConfig {

@@ -472,3 +472,54 @@ async fn a_flood_before_login_locks_out_no_client_with_a_token() {
         drop(arrived);
     }
 }
+
+/// One principal that holds its quota of SmartModule stages (each reserves
+/// memory all share) is refused more, naming the quota, while another
+/// principal still streams through a chain; closing a stream gives the
+/// quota back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_principal_at_its_stage_quota_leaves_room_for_the_others() {
+    let dir = data_dir("security-quota-pki");
+    std::fs::create_dir_all(&dir).unwrap();
+    let access = access_file(&dir);
+    let server = ServerProcess::start(
+        &data_dir("security-quota"),
+        &["--access", access.to_str().unwrap(), "--max-smartmodule-stages-per-principal", "2"],
+    );
+    let connect = |token: &'static str| {
+        let config = FluvioClusterConfig::new(&server.addr).with_token(token);
+        async move { Fluvio::connect_with_config(&config).await.unwrap() }
+    };
+    let admin = connect(ADMIN_TOKEN).await;
+    admin.create_topic("orders", 1).await.unwrap();
+    produce(&admin, "orders", &["alpha", "plum"]).await;
+    let app = connect(APP_TOKEN).await;
+    let filter = || fluvio_client::SmartModuleInvocation::adhoc("my-filter", common::wasm("my-filter"));
+    let continuous = || ConsumerConfig { continuous: true, smartmodules: vec![filter()], ..from_beginning() };
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = app.consumer_stream("orders", continuous()).await.unwrap();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next()).await.unwrap();
+        assert_eq!(first.unwrap().unwrap().value(), b"alpha");
+        held.push(stream);
+    }
+    // The third stage is past the app's quota.
+    let error = match app.consumer_stream("orders", continuous()).await {
+        Err(error) => error,
+        Ok(mut stream) => tokio::time::timeout(std::time::Duration::from_secs(30), stream.next())
+            .await
+            .unwrap()
+            .expect("an item")
+            .expect_err("refused"),
+    };
+    assert_eq!(code(&error), Some(ErrorCode::LimitReached), "{error}");
+    assert!(error.to_string().contains("--max-smartmodule-stages-per-principal"), "{error}");
+    // Another principal streams through a chain meanwhile.
+    let other = read_all(&admin, "orders", ConsumerConfig { smartmodules: vec![filter()], ..from_beginning() }).await;
+    assert_eq!(values(&other), ["alpha"]);
+    // A stream closed gives its stage back.
+    held.pop();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let again = read_all(&app, "orders", ConsumerConfig { smartmodules: vec![filter()], ..from_beginning() }).await;
+    assert_eq!(values(&again), ["alpha"]);
+}

@@ -7,6 +7,7 @@
 //!   apart from the authenticated ones;
 //! - [`session`]: the limit on authenticated connections, authentication
 //!   and what the principal may do;
+//! - [`quota`]: what one principal may hold of what all share;
 //! - [`dispatch`]: requests answered once, dispatched by type to their
 //!   [`Handle`](dispatch::Handle) implementations in [`admin`] and
 //!   [`produce`];
@@ -29,6 +30,7 @@ mod dispatch;
 mod error;
 mod outgoing;
 mod produce;
+pub mod quota;
 mod session;
 mod stream;
 
@@ -51,6 +53,7 @@ use dispatch::answer;
 use error::{bad_frame, error_frame, limit_reached};
 use outgoing::Outgoing;
 use produce::InFlightProduces;
+use quota::Quota;
 use session::{CountedConnection, Session};
 
 /// The first byte of every TLS connection (a handshake record).
@@ -160,12 +163,23 @@ pub async fn serve<R, W>(
     let mut reader = BufReader::with_capacity(64 << 10, reader);
     let (frames, mut writer_task) = Outgoing::start(writer, limits.max_queued_bytes, limits.write_timeout);
     let mut admitted = None;
+    // The principal's share of its connection quota, once it is known.
+    let mut _principal_connection = None;
     if !session.awaits_login() {
         pre_login = None;
         let (counted, open) = CountedConnection::enter(&context);
         admitted = Some(counted);
-        if open > limits.max_connections {
-            refuse_over_limit(&mut reader, &frames, &context).await;
+        let quota = session.quota_key().map(|name| context.quotas.take(name, Quota::Connections, 1)).transpose();
+        let refusal = match quota {
+            _ if open > limits.max_connections => Some(over_limit(&context)),
+            Err(error) => Some(error),
+            Ok(held) => {
+                _principal_connection = held;
+                None
+            }
+        };
+        if let Some(refusal) = refusal {
+            refuse_first_request(&mut reader, &frames, &context, refusal).await;
             drop(frames);
             let _ = writer_task.await;
             return;
@@ -230,6 +244,14 @@ pub async fn serve<R, W>(
                         if open > limits.max_connections {
                             let _ = frames.send(error_frame(id, &over_limit(&context))).await;
                             break;
+                        }
+                        let quota = session.quota_key().map(|name| context.quotas.take(name, Quota::Connections, 1));
+                        match quota.transpose() {
+                            Ok(held) => _principal_connection = held,
+                            Err(error) => {
+                                let _ = frames.send(error_frame(id, &error)).await;
+                                break;
+                            }
                         }
                         Frame::response::<fluvio_protocol::requests::AuthenticateRequest>(id, response)
                     }
@@ -347,10 +369,15 @@ fn decode(frame: Frame) -> Result<AnyRequest, (ServerError, bool)> {
 
 /// Answers the first request of a connection over the server's limit with
 /// why, so that the client can tell a full server from a broken one.
-async fn refuse_over_limit<R: AsyncRead + Unpin>(reader: &mut R, frames: &Outgoing, context: &ServerContext) {
+async fn refuse_first_request<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    frames: &Outgoing,
+    context: &ServerContext,
+    refusal: ServerError,
+) {
     let read = Frame::read(reader, context.config.max_frame_bytes);
     if let Ok(Ok(frame)) = tokio::time::timeout(Duration::from_secs(5), read).await {
-        let _ = frames.send(error_frame(frame.correlation_id, &over_limit(context))).await;
+        let _ = frames.send(error_frame(frame.correlation_id, &refusal)).await;
     }
 }
 

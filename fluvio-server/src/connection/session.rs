@@ -52,6 +52,13 @@ impl Session {
         self.access.is_some() && self.principal.is_none()
     }
 
+    /// The name a principal's quotas are counted under: `None` on a server
+    /// without an access file (or before login), where only the
+    /// server-wide limits apply.
+    pub(super) fn quota_key(&self) -> Option<&str> {
+        self.access.as_ref().and(self.principal.as_deref()).map(|principal| principal.name.as_str())
+    }
+
     /// The principal, or `None` on a server that needs no credentials
     /// (where everyone may do everything).
     pub(super) fn principal(&self) -> Result<Option<&Principal>, ServerError> {

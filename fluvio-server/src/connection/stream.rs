@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::error::{ServerError, error_frame, limit_reached, running_chain_failed};
 use super::outgoing::{Outgoing, STREAM_AHEAD_BYTES};
+use super::quota::Quota;
 use super::session::Session;
 use crate::ServerContext;
 use crate::outbound::{Outbound, Tail};
@@ -57,7 +58,11 @@ impl Drop for MemoryReservation {
 /// Starts the chain a stream asked for on a worker thread: predefined
 /// modules come from the registry, ad hoc ones are compiled there (or found
 /// in the engine's caches).
-async fn start_chain(context: &ServerContext, request: &StreamFetchRequest) -> Result<ChainWorker, ServerError> {
+async fn start_chain(
+    context: &ServerContext,
+    principal: Option<&str>,
+    request: &StreamFetchRequest,
+) -> Result<ChainWorker, ServerError> {
     let registered: Vec<String> = request
         .chain
         .iter()
@@ -67,6 +72,14 @@ async fn start_chain(context: &ServerContext, request: &StreamFetchRequest) -> R
         })
         .collect();
     context.registry.prepare(registered.iter().map(String::as_str)).await?;
+    // Ad hoc modules may compile: a principal builds so many such chains at
+    // once, and waits for the rest, so that it cannot take every one of the
+    // server's compile places.
+    let has_adhoc = registered.len() < request.chain.len();
+    let _compile_place = match principal {
+        Some(name) if has_adhoc => Some(context.quotas.compile_place(name).await),
+        _ => None,
+    };
     let registry = Arc::clone(&context.registry);
     let chain = ChainBuilder::new(&context.engine)
         .invocations(request.chain.iter().cloned())
@@ -153,9 +166,12 @@ pub(super) fn start(
         )));
     }
     session.require_topic(&request.topic)?;
+    let principal = session.quota_key().map(str::to_string);
+    let held_stream = principal.as_deref().map(|name| context.quotas.take(name, Quota::Streams, 1)).transpose()?;
     let (context, frames) = (Arc::clone(context), frames.clone());
     Ok(tokio::spawn(async move {
-        if let Err(error) = stream(&context, request, id, &frames).await {
+        let _held_stream = held_stream;
+        if let Err(error) = stream(&context, principal.as_deref(), request, id, &frames).await {
             let _ = frames.send(error_frame(id, &error)).await;
         }
     }))
@@ -165,6 +181,7 @@ pub(super) fn start(
 /// quietly when the client goes away.
 async fn stream(
     context: &Arc<ServerContext>,
+    principal: Option<&str>,
     request: StreamFetchRequest,
     id: u32,
     frames: &Outgoing,
@@ -176,6 +193,14 @@ async fn stream(
             request.chain.len()
         )));
     }
+    // The principal's share first: one tenant's streams never reserve what
+    // the others' need.
+    let _stages = match principal {
+        Some(name) if !request.chain.is_empty() => {
+            Some(context.quotas.take(name, Quota::SmartModuleStages, request.chain.len())?)
+        }
+        _ => None,
+    };
     let _memory =
         if request.chain.is_empty() { None } else { Some(MemoryReservation::take(context, request.chain.len())?) };
     let partition = context.storage.partition(&request.topic, request.partition).await?;
@@ -190,7 +215,7 @@ async fn stream(
         OffsetSpec::FromEnd(n) => (end - n.min(i64::MAX as u64) as i64).max(start),
         OffsetSpec::FromBeginning(n) => start.saturating_add(n.min(i64::MAX as u64) as i64).min(end),
     };
-    let chain = if request.chain.is_empty() { None } else { Some(start_chain(context, &request).await?) };
+    let chain = if request.chain.is_empty() { None } else { Some(start_chain(context, principal, &request).await?) };
     if let Some(chain) = &chain {
         look_back(context, &partition, chain, &request, end).await?;
     }
