@@ -18,7 +18,7 @@ runs="${1:-10000000}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(frame requests batch output setup connector_config profile)
+  targets=(frame requests batch output setup connector_config profile pre_login)
 fi
 
 export CARGO_TARGET_DIR="$PWD/target/fuzz"

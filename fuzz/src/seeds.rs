@@ -70,6 +70,22 @@ fn write_seeds() {
         write(&dir, "frame", &format!("frame-{n}"), &bytes[4..]);
     }
 
+    // What a connection sends before login: an Authenticate with a wrong
+    // token, then a request it may not send yet; a stream request alone.
+    let mut before_login = Vec::new();
+    for frame in [
+        Frame::request(1, AuthenticateRequest { token: "not-the-token".into() }),
+        Frame::request(2, ListTopicsRequest),
+    ] {
+        before_login.extend_from_slice(&frame.head());
+        before_login.extend_from_slice(&frame.payload);
+    }
+    write(&dir, "pre_login", "authenticate-then-list", &before_login);
+    let fetch_frame = Frame::request(3, fetch.clone());
+    let mut bytes = fetch_frame.head();
+    bytes.extend_from_slice(&fetch_frame.payload);
+    write(&dir, "pre_login", "stream-fetch", &bytes);
+
     // Control messages, each behind its selector byte.
     let messages: Vec<(u8, Vec<u8>)> = vec![
         (
