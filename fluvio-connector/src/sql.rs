@@ -8,6 +8,7 @@
 //!   error-policy: fail           # fail (default), skip, or dead-letter
 //!   dead-letter-topic: rejected  # with dead-letter: where refused records go
 //!   offsets-table: fluvio_connector_offsets
+//!   tables: [readings, alerts]   # SQL model: the only tables records may name
 //! ```
 //!
 //! Records are either Fluvio's SQL model, so a transform written for
@@ -19,6 +20,13 @@
 //! ```
 //!
 //! or, with `table:`, plain JSON objects whose keys name the table's columns.
+//!
+//! In the SQL model each record names its table, so whoever may produce to
+//! the topic chooses where rows go: `tables` lists the only ones allowed
+//! (a record naming another is refused, as a record, under the error
+//! policy), and the sink's own `offsets-table` is never one of them, with
+//! or without the list. A name or value holding a NUL character, which
+//! PostgreSQL cannot take, is refused the same way.
 //!
 //! **Exactly once**: each batch is written in one transaction together with
 //! the stream position after it (`next_offset`, per connector, topic and
@@ -80,6 +88,9 @@ pub struct SqlSink {
     mode: Mode,
     policy: RowPolicy,
     offsets_table: String,
+    /// SQL model: the tables records may name (any but the offsets table
+    /// when `None`).
+    tables: Option<HashSet<String>>,
     cluster_addr: String,
     client: Option<Client>,
     key: Option<ResumeKey>,
@@ -242,6 +253,22 @@ fn runs<'a, 'r>(rows: &[&'a Row<'r>], bulk: bool) -> Vec<Run<'a, 'r>> {
     runs
 }
 
+/// Whether two table names may name the same table: the same name, in any
+/// schema (a record may write `public.t` for `t`), in any case.
+fn same_table(a: &str, b: &str) -> bool {
+    let name = |table: &str| table.rsplit('.').next().unwrap_or(table).trim_matches('"').to_ascii_lowercase();
+    name(a) == name(b)
+}
+
+/// Refuses text PostgreSQL cannot take: the driver would fail the whole
+/// statement without an SQLSTATE, which looks like a broken connection.
+fn no_nul(what: &str, text: &str) -> Result<(), String> {
+    match text.contains('\0') {
+        true => Err(format!("{what} holds a NUL character, which PostgreSQL cannot store")),
+        false => Ok(()),
+    }
+}
+
 /// Reads one record of Fluvio's SQL model.
 fn model_row(value: &[u8]) -> Result<Row<'static>, String> {
     let json: Value = serde_json::from_slice(value).map_err(|e| format!("not JSON: {e}"))?;
@@ -250,6 +277,7 @@ fn model_row(value: &[u8]) -> Result<Row<'static>, String> {
         _ => return Err("not a SQL model record: expected {\"Insert\": {...}} or {\"Upsert\": {...}}".into()),
     };
     let table = body["table"].as_str().ok_or_else(|| format!("{operation} has no \"table\""))?.to_string();
+    no_nul("the table name", &table)?;
     let upsert_on = if operation == "Upsert" {
         Some(body["uniq_idx"].as_str().ok_or_else(|| "Upsert has no \"uniq_idx\"".to_string())?.to_string())
     } else {
@@ -268,6 +296,8 @@ fn model_row(value: &[u8]) -> Result<Row<'static>, String> {
             Value::Null => return Err(format!("column {column:?} has no \"raw_value\"")),
             other => other.to_string(),
         };
+        no_nul("a column name", column)?;
+        no_nul(&format!("the value of column {column:?}"), &raw_value)?;
         columns.push(column.to_string());
         types.push(pg);
         raw.push(raw_value);
@@ -447,7 +477,14 @@ fn plain_statement(rows: &[&PlainRow<'_>]) -> (String, Vec<String>) {
 /// Whether PostgreSQL refused a statement because of the data in it (so
 /// some record is at fault), rather than the connection or the server.
 fn refused_data(error: &tokio_postgres::Error) -> bool {
-    error.code().is_some_and(|code| matches!(&code.code()[..2], "21" | "22" | "23" | "42"))
+    if let Some(code) = error.code() {
+        return matches!(&code.code()[..2], "21" | "22" | "23" | "42");
+    }
+    // No SQLSTATE: the driver refused the statement before sending it (a
+    // value it cannot encode, say), unless the connection itself failed.
+    use std::error::Error;
+    let io = error.source().is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some());
+    !error.is_closed() && !io && error.as_db_error().is_none()
 }
 
 impl SqlSink {
@@ -461,6 +498,7 @@ impl SqlSink {
             "error-policy",
             "dead-letter-topic",
             "offsets-table",
+            "tables",
             "backoff_min",
             "backoff_max",
             "backoff-min",
@@ -489,12 +527,39 @@ impl SqlSink {
                 return Err(section.invalid("error-policy", format!("{other:?} is not fail, skip or dead-letter")));
             }
         };
+        let offsets_table = section.opt_string("offsets-table")?.unwrap_or_else(|| "fluvio_connector_offsets".into());
+        let tables = section.opt_strings("tables")?.map(|tables| tables.into_iter().collect::<HashSet<String>>());
+        let names_offsets = |table: &str| same_table(table, &offsets_table);
+        if let Some(tables) = &tables
+            && let Some(table) = tables.iter().find(|table| names_offsets(table))
+        {
+            return Err(section.invalid(
+                "tables",
+                format!(
+                    "{table:?} is the sink's offsets table, where it keeps its position; records may never write it"
+                ),
+            ));
+        }
+        match &mode {
+            Mode::Plain { table } if names_offsets(table) => {
+                return Err(
+                    section.invalid("table", format!("{table:?} is the sink's offsets table; write rows elsewhere"))
+                );
+            }
+            Mode::Plain { .. } if tables.is_some() => {
+                return Err(
+                    section.invalid("tables", "`tables` is for SQL model records; with `table` every row goes there")
+                );
+            }
+            _ => {}
+        }
         Ok(SqlSink {
             server: server_of(&url),
             url,
             mode,
             policy,
-            offsets_table: section.opt_string("offsets-table")?.unwrap_or_else(|| "fluvio_connector_offsets".into()),
+            offsets_table,
+            tables,
             cluster_addr: cluster_addr.to_string(),
             client: None,
             key: None,
@@ -707,7 +772,7 @@ impl Sink for SqlSink {
         let mut rows: Vec<(&ConsumerRecord, Row<'_>)> = Vec::with_capacity(batch.records.len());
         for record in &batch.records {
             let parsed = match &self.mode {
-                Mode::Model => model_row(&record.value),
+                Mode::Model => model_row(&record.value).and_then(|row| self.allowed(row)),
                 Mode::Plain { table } => plain_row(&record.value, table, &self.columns),
             };
             match parsed {
@@ -727,6 +792,29 @@ impl Sink for SqlSink {
 }
 
 impl SqlSink {
+    /// A SQL model row, if the table it names is one records may write.
+    fn allowed<'a>(&self, row: Row<'a>) -> Result<Row<'a>, String> {
+        let Row::Model(model) = &row else { return Ok(row) };
+        if same_table(&model.table, &self.offsets_table) {
+            return Err(format!(
+                "the record names {:?}, the sink's offsets table, which records may never write",
+                model.table
+            ));
+        }
+        match &self.tables {
+            Some(tables) if !tables.contains(&model.table) => {
+                let mut names: Vec<&str> = tables.iter().map(String::as_str).collect();
+                names.sort_unstable();
+                Err(format!(
+                    "the record names table {:?}, which is not in the sink's `tables` ({})",
+                    model.table,
+                    names.join(", ")
+                ))
+            }
+            _ => Ok(row),
+        }
+    }
+
     /// Writes `rows` and the offset in one transaction; records refused
     /// (while parsing, or by the database) are in `refused` and follow the
     /// policy. Returns the number of rows written.
@@ -829,6 +917,20 @@ mod tests {
             sql,
             r#"INSERT INTO "s"."t" ("id", "v") VALUES ($1::text::bigint, $2::text::double precision) ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v""#
         );
+    }
+
+    #[test]
+    fn records_may_not_name_the_offsets_table_or_hold_a_nul() {
+        let insert = |table: &str, value: &str| {
+            serde_json::json!({"Insert": {"table": table, "values": [{"column": "id", "raw_value": value, "type": "Text"}]}})
+                .to_string()
+        };
+        assert!(model_row(insert("bad\u{0}name", "1").as_bytes()).unwrap_err().contains("NUL"));
+        assert!(model_row(insert("t", "a\u{0}b").as_bytes()).unwrap_err().contains("NUL"));
+        for offsets in ["fluvio_connector_offsets", "public.fluvio_connector_offsets", "FLUVIO_CONNECTOR_OFFSETS"] {
+            assert!(same_table(offsets, "fluvio_connector_offsets"), "{offsets}");
+        }
+        assert!(!same_table("readings", "fluvio_connector_offsets"));
     }
 
     #[test]

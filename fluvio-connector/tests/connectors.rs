@@ -852,3 +852,40 @@ async fn http_sink_delivers_every_record_through_failures_and_resumes_where_it_s
     assert!(request.headers.contains(&("content-type".into(), "application/json".into())));
     let _ = arrays.stop;
 }
+
+/// SQL model records choose their table: one naming a table outside the
+/// sink's `tables`, the sink's own offsets table (in any schema), or a name
+/// with a NUL is refused as a record under `skip`, and the sink goes on
+/// writing the others (it never retries such a batch forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_model_records_write_only_the_allowed_tables() {
+    let pg = Postgres::start();
+    let (cluster, fluvio) = cluster("sql-allowed").await;
+    fluvio.create_topic("model", 1).await.unwrap();
+    pg.psql("CREATE TABLE allowed_rows (id TEXT PRIMARY KEY); CREATE TABLE other_rows (id TEXT PRIMARY KEY)");
+    let insert = |table: &str, id: &str| {
+        serde_json::json!({"Insert": {"table": table, "values": [{"column": "id", "raw_value": id, "type": "Text"}]}})
+            .to_string()
+    };
+    let values = vec![
+        insert("allowed_rows", "a"),
+        insert("other_rows", "b"),
+        insert("fluvio_connector_offsets", "c"),
+        insert("public.fluvio_connector_offsets", "d"),
+        insert("allowed\u{0}rows", "e"),
+        insert("allowed_rows", "f\u{0}"),
+        insert("allowed_rows", "g"),
+    ];
+    produce_all(&fluvio, "model", &values).await;
+    let extra = "  error-policy: skip\n  tables: [allowed_rows]\n";
+    let running = start(sink_config("model-sink", &pg, "model", extra, ""), &cluster.addr);
+    wait_until("the two allowed rows are written", Duration::from_secs(60), || count(&pg, "allowed_rows") == 2).await;
+    let metrics = running.stop().await.unwrap();
+    assert_eq!(metrics.failed.load(Ordering::Relaxed), 5);
+    assert_eq!(count(&pg, "other_rows"), 0);
+    assert_eq!(pg.psql("SELECT string_agg(id, ',' ORDER BY id) FROM allowed_rows"), "a,g");
+    // A list that names the offsets table is refused when the config is read.
+    let config = sink_config("bad-list", &pg, "model", "  tables: [allowed_rows, fluvio_connector_offsets]\n", "");
+    let error = fluvio_connector::sql::SqlSink::from_config(&config, &cluster.addr).unwrap_err();
+    assert!(error.to_string().contains("offsets table"), "{error}");
+}
