@@ -2,7 +2,7 @@
 //! write runs exactly as the built-in ones do:
 //!
 //! ```text
-//! my-connector --config FILE [--secrets FILE [--secrets-file-only]] [--addr HOST:PORT] [--metrics-file FILE] [--check | --describe]
+//! my-connector --config FILE [--secrets FILE [--cluster-run]] [--addr HOST:PORT] [--metrics-file FILE] [--check | --describe]
 //! ```
 //!
 //! Exit codes: 0 after a clean stop (SIGTERM or Ctrl-C), 1 when the
@@ -53,13 +53,13 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// Secrets as NAME=value lines (the environment is used too, unless
-    /// --secrets-file-only).
+    /// --cluster-run).
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
     /// Take secrets from --secrets only, never from the environment (a
     /// cluster runs its connectors so: its environment is the server's).
     #[arg(long, requires = "secrets")]
-    pub secrets_file_only: bool,
+    pub cluster_run: bool,
     /// The cluster's address.
     #[arg(long, env = "FLUVIO_ADDR", default_value = "127.0.0.1:9003", value_name = "HOST:PORT")]
     pub addr: String,
@@ -126,7 +126,7 @@ where
         .init();
     let args = Args::parse();
     let secrets = match &args.secrets {
-        Some(file) if args.secrets_file_only => Secrets::from_file(file).map(Secrets::file_only),
+        Some(file) if args.cluster_run => Secrets::from_file(file).map(Secrets::cluster_run),
         Some(file) => Secrets::from_file(file),
         None => Ok(Secrets::from_env()),
     };

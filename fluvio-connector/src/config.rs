@@ -31,6 +31,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use fluvio_client::protocol::MAX_WASM_BYTES;
 use fluvio_client::protocol::secrets_file::{self, SecretsFileError};
 use fluvio_client::protocol::units::{self, UnitError};
 use fluvio_client::{Compression, Lookback, SmartModuleInvocation};
@@ -103,7 +104,7 @@ pub enum ConfigProblem {
 }
 
 /// Where secrets come from: a secrets file, and (unless
-/// [`file_only`](Secrets::file_only)) the environment.
+/// [`file_only`](Secrets::cluster_run)) the environment.
 #[derive(Clone)]
 pub struct Secrets {
     values: HashMap<String, String>,
@@ -152,10 +153,11 @@ impl Secrets {
         Ok(Secrets { values: values.into_iter().collect(), file: Some(path.to_path_buf()), from_environment: true })
     }
 
-    /// The same secrets, never taken from the environment: what a cluster
-    /// that runs connectors uses, so that a config cannot name a variable
-    /// of the server's environment as a secret and send it anywhere.
-    pub fn file_only(self) -> Secrets {
+    /// For a connector the cluster runs: secrets never taken from the
+    /// environment (so that a config cannot name a variable of the server's
+    /// environment as a secret and send it anywhere), and `uses:` files only
+    /// under the config's own directory.
+    pub fn cluster_run(self) -> Secrets {
         Secrets { from_environment: false, ..self }
     }
 
@@ -389,6 +391,7 @@ pub fn section_name(kind: &str) -> &str {
 
 struct SecretResolver<'a> {
     declared: &'a [String],
+    /// Also says where `uses:` files may be (see [`Secrets::cluster_run`]).
     secrets: &'a Secrets,
     file: &'a Path,
     /// Each secret filled in, as `(value, name)`.
@@ -772,6 +775,28 @@ impl<'a> ConfigNode<'a> {
         let base = self.file.parent().unwrap_or(Path::new(""));
         let path = base.join(&uses);
         let mut invocation = if uses.ends_with(".wasm") || uses.contains('/') || path.is_file() {
+            let outside = Path::new(&uses).is_absolute()
+                || Path::new(&uses).components().any(|part| part == std::path::Component::ParentDir);
+            if !secrets.secrets.from_environment && outside {
+                return Err(self.invalid(
+                    "uses",
+                    format!("{uses:?} is outside the connector's directory; a connector the cluster runs uses registered SmartModules (`fluvio smart-module create NAME --wasm-file FILE`, then `uses: NAME`)"),
+                ));
+            }
+            // Only a regular file, of at most the size a module may have:
+            // not `/dev/zero`, not a file that fills the memory.
+            match std::fs::metadata(&path) {
+                Ok(meta) if !meta.is_file() => {
+                    return Err(self.invalid("uses", format!("{} is not a regular file", path.display())));
+                }
+                Ok(meta) if meta.len() > MAX_WASM_BYTES => {
+                    return Err(self.invalid(
+                        "uses",
+                        format!("{} has {} bytes; a SmartModule may have {MAX_WASM_BYTES}", path.display(), meta.len()),
+                    ));
+                }
+                _ => {}
+            }
             SmartModuleInvocation::from_file(&path).map_err(|e| self.invalid("uses", e.to_string()))?
         } else {
             SmartModuleInvocation::predefined(&uses)
@@ -835,17 +860,42 @@ transforms:
     }
 
     #[test]
-    fn a_cluster_run_connector_takes_secrets_from_its_file_only() {
+    fn a_cluster_run_connector_takes_secrets_from_its_cluster_run() {
         // HOME is set in any test environment; as a secret it would be the
         // server's own.
         let config = SINK.replace("name: DB_PASSWORD", "name: HOME").replace("secrets.DB_PASSWORD", "secrets.HOME");
         let path = Path::new("sink.yaml");
         assert!(std::env::var("HOME").is_ok());
         ConnectorConfig::parse(&config, path, &secrets()).expect("run by hand: the environment serves");
-        let error = ConnectorConfig::parse(&config, path, &secrets().file_only()).unwrap_err();
+        let error = ConnectorConfig::parse(&config, path, &secrets().cluster_run()).unwrap_err();
         assert_eq!(error.problem, ConfigProblem::MissingFileSecret("HOME".into()));
         assert!(error.to_string().contains("never from the server's environment"), "{error}");
-        ConnectorConfig::parse(SINK, path, &secrets().file_only()).expect("what the file holds serves");
+        ConnectorConfig::parse(SINK, path, &secrets().cluster_run()).expect("what the file holds serves");
+    }
+
+    #[test]
+    fn uses_reads_only_regular_files_of_a_module_s_size_and_in_the_cluster_only_its_own() {
+        let dir = std::env::temp_dir().join(format!("fluvio-uses-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sink.yaml");
+        let with_uses = |uses: &str| SINK.replace("uses: my-filter", &format!("uses: {uses}"));
+        let problem = |text: String, secrets: &Secrets| match ConnectorConfig::parse(&text, &path, secrets) {
+            Err(error) => error.to_string(),
+            Ok(_) => String::new(),
+        };
+        assert!(problem(with_uses("/dev/zero"), &secrets()).contains("not a regular file"));
+        let huge = dir.join("huge.wasm");
+        std::fs::File::create(&huge).unwrap().set_len(MAX_WASM_BYTES + 1).unwrap();
+        assert!(problem(with_uses("huge.wasm"), &secrets()).contains("a SmartModule may have"));
+        std::fs::remove_file(&huge).unwrap();
+        // Run by the cluster: nothing outside the connector's directory.
+        for outside in ["/etc/hostname", "../elsewhere/module.wasm"] {
+            let error = problem(with_uses(outside), &secrets().cluster_run());
+            assert!(error.contains("outside the connector's directory"), "{outside}: {error}");
+        }
+        // A registered name is fine anywhere.
+        ConnectorConfig::parse(SINK, &path, &secrets().cluster_run()).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

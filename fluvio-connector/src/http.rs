@@ -33,10 +33,14 @@
 //!   offsets-file: /var/lib/my-sink.offsets   # default: $FLUVIO_CONNECTOR_STATE_DIR/offsets.json
 //! ```
 //!
+//! Run by the cluster (`FLUVIO_CONNECTOR_STATE_DIR` set), `offsets-file` is
+//! a file name in the connector's own directory: a path outside it is
+//! refused.
+//!
 //! Any other answer (a 4xx) stops the connector with the endpoint's reason:
 //! retrying a request the endpoint refuses would not deliver it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fluvio_client::ConsumerBatch;
@@ -360,10 +364,25 @@ impl HttpSink {
             Some("json-array") => SinkMode::JsonArray,
             Some(other) => return Err(section.invalid("mode", format!("{other:?} is not record or json-array"))),
         };
-        let offsets_file = section
-            .opt_string("offsets-file")?
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os(STATE_DIR_ENV).map(|dir| PathBuf::from(dir).join("offsets.json")));
+        let state_dir = std::env::var_os(STATE_DIR_ENV).map(PathBuf::from);
+        let offsets_file = match (section.opt_string("offsets-file")?, &state_dir) {
+            (None, state_dir) => state_dir.as_ref().map(|dir| dir.join("offsets.json")),
+            (Some(file), None) => Some(PathBuf::from(file)),
+            // Run by the cluster: state lives in the connector's own
+            // directory, never anywhere else the server may write.
+            (Some(file), Some(dir)) => {
+                let relative = Path::new(&file);
+                let escapes = relative.is_absolute()
+                    || relative.components().any(|part| !matches!(part, std::path::Component::Normal(_)));
+                if escapes {
+                    return Err(section.invalid(
+                        "offsets-file",
+                        format!("{file:?} is outside the connector's directory; give a file name, kept in the connector's directory"),
+                    ));
+                }
+                Some(dir.join(relative))
+            }
+        };
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(endpoint.timeout)

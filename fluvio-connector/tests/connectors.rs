@@ -610,6 +610,62 @@ fn the_binary_refuses_bad_configs_naming_the_file_and_the_key() {
     }
 }
 
+/// Run as the cluster runs it (its state directory given, `--cluster-run`),
+/// a connector reaches nothing of the host beyond its own directory: an
+/// `offsets-file` elsewhere, a `uses:` path outside, `/dev/zero`, and a
+/// secret only the environment holds are all refused.
+#[test]
+fn a_connector_the_cluster_runs_is_kept_to_its_own_directory() {
+    let dir = scratch("cluster-run");
+    let file = dir.join("connector.yaml");
+    let secrets = dir.join("secrets");
+    std::fs::write(&secrets, "TOKEN=from-the-file\n").unwrap();
+    let http = |extra: &str, transforms: &str| {
+        format!(
+            "apiVersion: 0.1.0\nmeta:\n  name: h\n  type: http-sink\n  topic: t\n  secrets: [ {{ name: TOKEN }}, {{ name: HOME }} ]\n\
+             http:\n  endpoint: http://127.0.0.1:1/in\n  headers: [ \"Authorization: ${{{{ secrets.TOKEN }}}}\" ]\n{extra}{transforms}"
+        )
+    };
+    for (text, expected) in [
+        (
+            http("  offsets-file: /tmp/anywhere.json\n", ""),
+            "`http.offsets-file` \"/tmp/anywhere.json\" is outside the connector's directory",
+        ),
+        (http("  offsets-file: ../up.json\n", ""), "is outside the connector's directory"),
+        (http("", "transforms:\n  - uses: /etc/hostname\n"), "is outside the connector's directory"),
+        (http("", "transforms:\n  - uses: /dev/zero\n"), "is outside the connector's directory"),
+        (
+            http("  headers: [ \"X-Home: ${{ secrets.HOME }}\" ]\n", "")
+                .replace("  headers: [ \"Authorization: ${{ secrets.TOKEN }}\" ]\n", ""),
+            "`http.headers[0]` needs the secret HOME, which its secrets file does not hold",
+        ),
+    ] {
+        std::fs::write(&file, &text).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_fluvio-connector"))
+            .arg("--config")
+            .arg(&file)
+            .arg("--secrets")
+            .arg(&secrets)
+            .arg("--cluster-run")
+            .arg("--check")
+            .env("FLUVIO_CONNECTOR_STATE_DIR", &dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{text}\n{stderr}");
+        assert!(stderr.contains(expected), "expected {expected:?} in {stderr}");
+        assert!(!stderr.contains("from-the-file"), "{stderr}");
+    }
+    // The same config with its state in its directory is accepted.
+    std::fs::write(&file, http("  offsets-file: offsets.json\n", "")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_fluvio-connector"))
+        .args(["--config", file.to_str().unwrap(), "--secrets", secrets.to_str().unwrap(), "--cluster-run", "--check"])
+        .env("FLUVIO_CONNECTOR_STATE_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
 /// A small HTTP/1.1 server on loopback for the HTTP connectors: it records
 /// every request and answers by path.
 ///

@@ -157,7 +157,7 @@ fn sandbox(command: &mut tokio::process::Command) {
             command.env(name, value);
         }
     }
-    command.arg("--secrets-file-only");
+    command.arg("--cluster-run");
 }
 
 /// The connectors of one server.
