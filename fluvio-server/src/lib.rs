@@ -272,14 +272,13 @@ impl Server {
         private_dir(&cache_dir)?;
         let engine = SmartEngine::with_config(config.limits, Some(cache_dir));
         let (storage, registry): (Arc<dyn storage::Storage>, registry::Registry) = match &config.jetstream {
-            None => (
-                Arc::new(storage::local::LocalStorage::open(
-                    &data_dir.join("topics"),
-                    config.segment_bytes,
-                    config.flush,
-                )?),
-                registry::Registry::open(&data_dir.join("smartmodules"), engine.clone())?,
-            ),
+            None => {
+                let mut storage =
+                    storage::local::LocalStorage::open(&data_dir.join("topics"), config.segment_bytes, config.flush)?;
+                let limits = &config.connection_limits;
+                storage.reserve_files_for_connections(limits.max_connections + limits.max_pre_login_connections);
+                (Arc::new(storage), registry::Registry::open(&data_dir.join("smartmodules"), engine.clone())?)
+            }
             Some(jetstream) => {
                 let storage = storage::jetstream::JetStreamStorage::connect_with_retry(jetstream.clone()).await?;
                 let registry = open_shared_registry_with_retry(&storage, &engine).await?;

@@ -154,6 +154,7 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
+    raise_open_file_limit();
     let config = ServerConfig {
         addr: args.addr,
         data_dir: args.data_dir,
@@ -228,4 +229,22 @@ async fn main() -> std::process::ExitCode {
     Server::sync_all(&context).await;
     tracing::info!("stopped");
     std::process::ExitCode::SUCCESS
+}
+
+/// Raises this process's soft open-file limit to its hard limit: a server
+/// holds a file per connection and three per partition, and the usual soft
+/// limit of 1024 is below what its default limits need.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max {
+            return;
+        }
+        let soft = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+            tracing::debug!(from = soft, to = limit.rlim_max, "raised the open-file limit");
+        }
+    }
 }

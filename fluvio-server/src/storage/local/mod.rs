@@ -56,18 +56,34 @@ pub struct LocalStorage {
     offsets: OffsetLog,
 }
 
-/// Files kept for everything but partitions: connections, SmartModule
-/// caches, connectors.
+/// Files kept for everything but partitions and connections: SmartModule
+/// caches, connectors, readers opening a segment, the offsets log.
 const FILES_FOR_THE_REST: u64 = 512;
 
-/// How many partitions fit in this process's open-file limit (two files
-/// each), at most [`MAX_TOTAL_PARTITIONS`].
-fn partition_limit() -> usize {
+/// Files an open partition holds: its active segment's log and index, and
+/// its producer journal.
+const FILES_PER_PARTITION: u64 = 3;
+
+/// How many partitions fit in an open-file limit of `files` once
+/// `connections` (one file each) and the rest are set aside, at most
+/// [`MAX_TOTAL_PARTITIONS`]. Under a small limit the rest and the
+/// connections get a quarter of the files each, so that partitions keep
+/// half.
+fn partitions_within(files: u64, connections: u64) -> usize {
+    let set_aside = FILES_FOR_THE_REST.min(files / 4) + connections.min(files / 4);
+    let partitions = files.saturating_sub(set_aside) / FILES_PER_PARTITION;
+    (partitions as usize).clamp(1, MAX_TOTAL_PARTITIONS)
+}
+
+/// This process's open-file limit.
+fn open_file_limit() -> u64 {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct it is given.
-    let files = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_cur } else { 1024 };
-    let partitions = files.saturating_sub(FILES_FOR_THE_REST) / 2;
-    (partitions as usize).clamp(1, MAX_TOTAL_PARTITIONS)
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_cur } else { 1024 }
+}
+
+fn partition_limit() -> usize {
+    partitions_within(open_file_limit(), 0)
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TopicError + '_ {
@@ -75,6 +91,14 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TopicError + '_ {
 }
 
 impl LocalStorage {
+    /// Sets aside one open file for each of `connections` (the server's
+    /// limits on authenticated connections and connections before login),
+    /// so that partitions created later never take the files accepting a
+    /// connection needs.
+    pub fn reserve_files_for_connections(&mut self, connections: usize) {
+        self.max_total_partitions = partitions_within(open_file_limit(), connections as u64);
+    }
+
     /// Opens every topic under `dir`, recovering each partition.
     pub fn open(dir: &Path, default_segment_bytes: u64, flush: FlushPolicy) -> Result<LocalStorage, TopicError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
@@ -463,6 +487,13 @@ mod tests {
         store.create(TopicSpec { retention, ..spec("seg") }).unwrap();
 
         assert!(store.max_total_partitions >= 1 && store.max_total_partitions <= MAX_TOTAL_PARTITIONS);
+        // Three files a partition, and one for each connection the server
+        // may have, out of the open-file limit.
+        assert_eq!(partitions_within(20_000, 0), (20_000 - 512) / 3);
+        assert_eq!(partitions_within(20_000, 2048), (20_000 - 512 - 2048) / 3);
+        assert_eq!(partitions_within(1024, 2048), (1024 - 256 - 256) / 3);
+        assert_eq!(partitions_within(8, 2048), 1);
+        assert_eq!(partitions_within(u64::MAX, 0), MAX_TOTAL_PARTITIONS);
         // Up to the server's total, topic after topic; then a clear refusal
         // (a small total here, to keep the test's open files few).
         let mut store = store;
