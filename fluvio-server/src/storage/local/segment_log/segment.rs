@@ -3,7 +3,7 @@
 //! log whose index is missing or behind.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -91,9 +91,10 @@ impl Active {
 
 /// Scans a segment's log file: every batch whose header, records and CRC
 /// check out, up to the first that does not. Returns the entries and the
-/// length of the valid prefix.
+/// length of the valid prefix. It reads one batch at a time, so a segment
+/// of many GiB is scanned in the memory of its largest batch.
 pub(super) fn scan_segment(log_path: &Path) -> Result<(Vec<IndexEntry>, u64, u64), StorageError> {
-    let mut file = File::open(log_path).map_err(io_error(log_path))?;
+    let file = File::open(log_path).map_err(io_error(log_path))?;
     let metadata = file.metadata().map_err(io_error(log_path))?;
     let file_len = metadata.len();
     // When each batch was appended is lost with the index; the segment's
@@ -103,19 +104,23 @@ pub(super) fn scan_segment(log_path: &Path) -> Result<(Vec<IndexEntry>, u64, u64
         .ok()
         .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or_else(now_ms, |age| age.as_millis() as i64);
-    let mut bytes = Vec::with_capacity(file_len as usize);
-    file.read_to_end(&mut bytes).map_err(io_error(log_path))?;
     let mut entries = Vec::new();
-    let mut position = 0usize;
-    while position < bytes.len() {
-        let rest = &bytes[position..];
-        let Ok(header) = abi::BatchHeader::parse(rest) else { break };
-        let len = header.batch_len as usize;
-        let Ok(batch) = CheckedBatch::from_bytes(rest[..len].to_vec()) else { break };
-        entries.push(entry_for(&batch, position as u64, last_write_ms));
+    let mut position = 0u64;
+    while position + abi::BATCH_HEADER_LEN as u64 <= file_len {
+        // The batch's length, from its header; the whole batch is checked
+        // once read.
+        let Ok(head) = read_at(&file, position, abi::BATCH_HEADER_LEN) else { break };
+        let len = u32::from_le_bytes(head[abi::BATCH_LEN_AT..abi::BATCH_LEN_AT + 4].try_into().expect("four bytes"));
+        let len = u64::from(len);
+        if len < abi::BATCH_HEADER_LEN as u64 || position + len > file_len {
+            break;
+        }
+        let Ok(bytes) = read_at(&file, position, len as usize) else { break };
+        let Ok(batch) = CheckedBatch::from_bytes(bytes) else { break };
+        entries.push(entry_for(&batch, position, last_write_ms));
         position += len;
     }
-    Ok((entries, position as u64, file_len))
+    Ok((entries, position, file_len))
 }
 
 /// Offsets must run on without gap or overlap from the segment's first
