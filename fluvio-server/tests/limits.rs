@@ -296,7 +296,7 @@ fn peak_resident_bytes(pid: u32) -> u64 {
 }
 
 /// Ad hoc modules arrive compressed and stay so until the request has
-/// passed its checks: a request of a few MiB naming a hundred modules that
+/// passed its checks: a request of a few MiB naming twenty modules that
 /// each inflate to 64 MiB is refused for its chain length without one of
 /// them inflated, and the modules of one chain inflate to 64 MiB in all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,7 +305,7 @@ async fn ad_hoc_modules_are_not_inflated_before_the_request_is_checked() {
     let fluvio = server.client().await;
     fluvio.create_topic("t", 1).await.unwrap();
     let bomb = protocol::Compression::Gzip.compress(&vec![0u8; protocol::MAX_WASM_BYTES as usize]);
-    assert!(bomb.len() < 100 << 10, "{} bytes compressed", bomb.len());
+    assert!(bomb.len() < 1 << 20, "{} bytes compressed", bomb.len());
     // Handed over compressed, the bytes travel as they are.
     let bomb = |name: &str| SmartModuleInvocation::adhoc(name, bomb.clone());
     let mut socket = TcpStream::connect(&server.addr).await.unwrap();
@@ -323,9 +323,10 @@ async fn ad_hoc_modules_are_not_inflated_before_the_request_is_checked() {
     };
     let answer = |frame: Frame| frame.control::<ErrorResponse>().expect("an error answer");
 
-    // A hundred bombs, to a topic that exists and one that does not.
+    // Twenty bombs (1.25 GiB inflated), to a topic that exists and one that
+    // does not.
     for (id, topic) in [(1, "t"), (2, "missing")] {
-        let chain = (0..100).map(|i| bomb(&format!("bomb-{i}"))).collect();
+        let chain = (0..20).map(|i| bomb(&format!("bomb-{i}"))).collect();
         fetch(id, topic, chain).write(&mut socket).await.unwrap();
         let error = answer(Frame::read(&mut socket, u32::MAX).await.unwrap());
         assert!(matches!(error.code, ErrorCode::LimitReached | ErrorCode::TopicNotFound), "{error:?}");

@@ -334,8 +334,8 @@ impl SmartEngine {
             .name("smartmodule-compile".into())
             .spawn(move || {
                 let _pass = inner.compile_gate.enter();
-                let _ = started_tx.send(());
                 inner.compilations.fetch_add(1, Ordering::Relaxed);
+                let _ = started_tx.send(());
                 let engine = compiling_engine(inner.limits);
                 let compiled = fuel::instrument(&wasm)
                     .map_err(|reason| EngineError::InvalidWasm { reason })
