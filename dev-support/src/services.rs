@@ -124,6 +124,16 @@ impl Postgres {
             let url = format!("{url}{separator}options=-csearch_path%3D{schema}");
             return Postgres { url, owned: None, schema: Some(schema) };
         }
+        Postgres::start_owned(None)
+    }
+
+    /// Starts a throwaway server (never `$DATABASE_URL`) that also serves
+    /// TLS with this certificate and key (PEM).
+    pub fn start_with_tls(cert: &Path, key: &Path) -> Postgres {
+        Postgres::start_owned(Some((cert, key)))
+    }
+
+    fn start_owned(tls: Option<(&Path, &Path)>) -> Postgres {
         let dirs = postgres_dirs();
         let initdb = find_program("initdb", &dirs)
             .expect("PostgreSQL's initdb is not installed; run scripts/test.sh, or `apt-get install -y postgresql`");
@@ -143,8 +153,30 @@ impl Postgres {
             .expect("initdb runs");
         assert!(output.status.success(), "initdb failed: {}", String::from_utf8_lossy(&output.stderr));
         let port = free_port();
-        let options =
+        let mut options =
             format!("-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=on -c max_connections=50", dir.display());
+        if let Some((cert, key)) = tls {
+            // The server reads them as its own user, and wants the key
+            // readable by nobody else.
+            let (own_cert, own_key) = (dir.join("server.pem"), dir.join("server.key"));
+            std::fs::copy(cert, &own_cert).expect("copy the certificate");
+            std::fs::copy(key, &own_key).expect("copy the key");
+            std::fs::set_permissions(&own_key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+            if is_root() {
+                let status = Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(&own_cert)
+                    .arg(&own_key)
+                    .status()
+                    .expect("chown");
+                assert!(status.success(), "cannot hand the key to the postgres user");
+            }
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                own_cert.display(),
+                own_key.display()
+            ));
+        }
         let status = postgres_command(&pg_ctl)
             .args(["-D"])
             .arg(&data)

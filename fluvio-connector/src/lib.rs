@@ -34,6 +34,8 @@ pub mod mqtt;
 pub mod runtime;
 #[cfg(feature = "sql")]
 pub mod sql;
+#[cfg(feature = "sql")]
+pub mod sql_tls;
 
 pub use connector::{Acknowledgement, ConnectorError, ResumeKey, Sink, Source, SourceRecord, WriteReport};
 /// What a sink receives: batches of records, with the position after each.

@@ -9,7 +9,12 @@
 //!   dead-letter-topic: rejected  # with dead-letter: where refused records go
 //!   offsets-table: fluvio_connector_offsets
 //!   tables: [readings, alerts]   # SQL model: the only tables records may name
+//!   sslmode: verify-full         # libpq's names; default prefer (see sql_tls)
+//!   sslrootcert: /etc/ssl/db-ca.pem   # for verify-ca and verify-full
 //! ```
+//!
+//! `sslmode` and `sslrootcert` may also be given in the URL's query, as
+//! libpq takes them; the keys win.
 //!
 //! Records are either Fluvio's SQL model, so a transform written for
 //! Fluvio's sql-sink works unchanged:
@@ -47,6 +52,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
@@ -83,7 +89,11 @@ enum Mode {
 
 /// The `sql-sink` connector.
 pub struct SqlSink {
+    /// The URL without `sslmode` and `sslrootcert`.
     url: String,
+    ssl_mode: crate::sql_tls::SslMode,
+    /// The rustls config for any mode but `disable`.
+    tls: Option<rustls::ClientConfig>,
     server: String,
     mode: Mode,
     policy: RowPolicy,
@@ -499,6 +509,8 @@ impl SqlSink {
             "dead-letter-topic",
             "offsets-table",
             "tables",
+            "sslmode",
+            "sslrootcert",
             "backoff_min",
             "backoff_max",
             "backoff-min",
@@ -507,6 +519,31 @@ impl SqlSink {
         let url = section.string("url")?;
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(section.invalid("url", "the sql-sink writes to PostgreSQL: use a postgres://... URL"));
+        }
+        let (url, url_mode, url_root) = crate::sql_tls::split_url(&url);
+        let (mode_key, mode_name) = match section.opt_string("sslmode")? {
+            Some(name) => ("sslmode", Some(name)),
+            None => ("url", url_mode),
+        };
+        let ssl_mode = match mode_name.as_deref() {
+            None => crate::sql_tls::SslMode::Prefer,
+            Some(name) => crate::sql_tls::SslMode::parse(name).ok_or_else(|| {
+                section.invalid(
+                    mode_key,
+                    format!("sslmode {name:?} is not one of disable, prefer, require, verify-ca, verify-full"),
+                )
+            })?,
+        };
+        let root_cert = section.opt_string("sslrootcert")?.or(url_root).map(PathBuf::from);
+        let tls = match ssl_mode {
+            crate::sql_tls::SslMode::Disable => None,
+            mode => Some(
+                crate::sql_tls::client_config(mode, root_cert.as_deref())
+                    .map_err(|error| section.invalid("sslrootcert", error.to_string()))?,
+            ),
+        };
+        if let Err(error) = url.parse::<tokio_postgres::Config>() {
+            return Err(section.invalid("url", format!("not a PostgreSQL URL: {error}")));
         }
         for key in ["backoff_min", "backoff_max", "backoff-min", "backoff-max"] {
             section.opt_duration(key)?;
@@ -556,6 +593,8 @@ impl SqlSink {
         Ok(SqlSink {
             server: server_of(&url),
             url,
+            ssl_mode,
+            tls,
             mode,
             policy,
             offsets_table,
@@ -707,12 +746,30 @@ fn db_message(error: &tokio_postgres::Error) -> String {
 impl Sink for SqlSink {
     async fn connect(&mut self, key: &ResumeKey) -> Result<Option<i64>, ConnectorError> {
         self.client = None;
-        let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await.map_err(|e| self.classify(e))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::warn!(%error, "PostgreSQL connection closed");
+        let mut config: tokio_postgres::Config =
+            self.url.parse().map_err(|e| ConnectorError::Fatal(format!("{}: {e}", self.server)))?;
+        config.ssl_mode(self.ssl_mode.negotiation());
+        let client = match &self.tls {
+            None => {
+                let (client, connection) = config.connect(NoTls).await.map_err(|e| self.classify(e))?;
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::warn!(%error, "PostgreSQL connection closed");
+                    }
+                });
+                client
             }
-        });
+            Some(tls) => {
+                let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone());
+                let (client, connection) = config.connect(connector).await.map_err(|e| self.classify(e))?;
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::warn!(%error, "PostgreSQL connection closed");
+                    }
+                });
+                client
+            }
+        };
         let create = format!(
             "CREATE TABLE IF NOT EXISTS {} (connector TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, \
              next_offset BIGINT NOT NULL, PRIMARY KEY (connector, topic, partition))",

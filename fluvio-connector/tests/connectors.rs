@@ -945,3 +945,52 @@ async fn sql_model_records_write_only_the_allowed_tables() {
     let error = fluvio_connector::sql::SqlSink::from_config(&config, &cluster.addr).unwrap_err();
     assert!(error.to_string().contains("offsets table"), "{error}");
 }
+
+/// The sql-sink speaks TLS to a PostgreSQL started with a test
+/// certificate, by libpq's `sslmode` names: `verify-full` with the right
+/// authority writes over TLS (the server says so), with another authority
+/// it writes nothing, and `sslmode` in the URL's query works as in libpq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_sink_speaks_tls_to_postgres_by_libpq_sslmode() {
+    let dir = scratch("pg-tls");
+    let ca = dev_support::pki::TestCa::new(&dir, "pg");
+    let other = dev_support::pki::TestCa::new(&dir, "other");
+    let (cert, key) = ca.server("pg-server");
+    let pg = Postgres::start_with_tls(&cert, &key);
+    pg.psql("CREATE TABLE tls_rows (id TEXT PRIMARY KEY)");
+    let (cluster, fluvio) = cluster("sql-tls").await;
+    fluvio.create_topic("tls", 1).await.unwrap();
+    produce_all(&fluvio, "tls", &[r#"{"id":"a"}"#.to_string(), r#"{"id":"b"}"#.to_string()]).await;
+
+    // Another authority: the handshake fails, nothing is written.
+    let extra = format!("  table: tls_rows\n  sslmode: verify-full\n  sslrootcert: {}\n", other.cert().display());
+    let running = start(sink_config("tls-wrong-ca", &pg, "tls", &extra, ""), &cluster.addr);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count(&pg, "tls_rows"), 0, "a server the authority did not sign is not written to");
+    let _ = running.stop().await;
+
+    // The right one: written, over TLS.
+    let extra = format!("  table: tls_rows\n  sslmode: verify-full\n  sslrootcert: {}\n", ca.cert().display());
+    let running = start(sink_config("tls-sink", &pg, "tls", &extra, ""), &cluster.addr);
+    wait_until("both rows are written", Duration::from_secs(60), || count(&pg, "tls_rows") == 2).await;
+    let encrypted: i64 = pg
+        .psql("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'")
+        .parse()
+        .unwrap();
+    assert!(encrypted >= 1, "the sink's connection is encrypted");
+    running.stop().await.unwrap();
+
+    // libpq's query form, and a mode it does not know.
+    let url_form = config(
+        "tls-url",
+        &format!(
+            "apiVersion: 0.1.0\nmeta:\n  name: tls-url\n  type: sql-sink\n  topic: tls\nsql:\n  url: {}?sslmode=verify-ca&sslrootcert={}\n  table: tls_rows\n",
+            pg.url(),
+            ca.cert().display()
+        ),
+    );
+    fluvio_connector::sql::SqlSink::from_config(&url_form, &cluster.addr).expect("libpq's query settings are read");
+    let bad = sink_config("tls-bad", &pg, "tls", "  table: tls_rows\n  sslmode: allow\n", "");
+    let error = fluvio_connector::sql::SqlSink::from_config(&bad, &cluster.addr).unwrap_err();
+    assert!(error.to_string().contains("is not one of disable, prefer, require, verify-ca, verify-full"), "{error}");
+}
