@@ -104,7 +104,7 @@ pub enum ConfigProblem {
 }
 
 /// Where secrets come from: a secrets file, and (unless
-/// [`file_only`](Secrets::cluster_run)) the environment.
+/// [`cluster_run`](Secrets::cluster_run)) the environment.
 #[derive(Clone)]
 pub struct Secrets {
     values: HashMap<String, String>,
@@ -860,7 +860,7 @@ transforms:
     }
 
     #[test]
-    fn a_cluster_run_connector_takes_secrets_from_its_cluster_run() {
+    fn a_cluster_run_connector_takes_secrets_from_its_file_only() {
         // HOME is set in any test environment; as a secret it would be the
         // server's own.
         let config = SINK.replace("name: DB_PASSWORD", "name: HOME").replace("secrets.DB_PASSWORD", "secrets.HOME");

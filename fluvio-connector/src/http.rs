@@ -61,6 +61,9 @@ struct Endpoint {
     method: Method,
     headers: HeaderMap,
     timeout: Duration,
+    /// Under an egress list: the addresses the host was checked at, the
+    /// only ones the client connects to.
+    pinned: Option<Vec<std::net::SocketAddr>>,
 }
 
 impl Endpoint {
@@ -70,6 +73,15 @@ impl Endpoint {
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https"))
             .ok_or_else(|| section.invalid("endpoint", format!("{endpoint:?} is not an http:// or https:// URL")))?;
+        let pinned =
+            match crate::egress::EgressPolicy::from_env().map_err(|error| section.invalid("endpoint", error))? {
+                None => None,
+                Some(policy) => {
+                    let host = url.host_str().unwrap_or_default();
+                    let port = url.port_or_known_default().unwrap_or(80);
+                    Some(policy.check(host, port).map_err(|error| section.invalid("endpoint", error))?)
+                }
+            };
         let method = match section.opt_string("method")? {
             None => default_method,
             Some(method) => Method::from_bytes(method.to_ascii_uppercase().as_bytes())
@@ -98,7 +110,7 @@ impl Endpoint {
             headers.append(header, value);
         }
         let timeout = section.opt_duration("request-timeout")?.unwrap_or(Duration::from_secs(30));
-        Ok(Endpoint { url, method, headers, timeout })
+        Ok(Endpoint { url, method, headers, timeout, pinned })
     }
 
     /// Where it is, for messages: without credentials or query.
@@ -108,6 +120,15 @@ impl Endpoint {
 
     fn transient(&self, reason: impl std::fmt::Display) -> ConnectorError {
         ConnectorError::Transient { system: self.display(), reason: reason.to_string() }
+    }
+
+    /// A client builder that connects only where the egress list allowed.
+    fn client_builder(&self) -> reqwest::ClientBuilder {
+        let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        match (&self.pinned, self.url.host_str()) {
+            (Some(addresses), Some(host)) => builder.resolve_to_addrs(host, addresses),
+            _ => builder,
+        }
     }
 
     /// Sorts a failed answer: worth retrying, or not.
@@ -188,8 +209,8 @@ impl HttpSource {
         if delimiter.is_empty() {
             return Err(section.invalid("delimiter", "must not be empty"));
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+        let client = endpoint
+            .client_builder()
             .build()
             .map_err(|e| section.invalid("endpoint", format!("cannot make an HTTP client: {e}")))?;
         Ok(HttpSource {
@@ -383,8 +404,8 @@ impl HttpSink {
                 Some(dir.join(relative))
             }
         };
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+        let client = endpoint
+            .client_builder()
             .timeout(endpoint.timeout)
             .build()
             .map_err(|e| section.invalid("endpoint", format!("cannot make an HTTP client: {e}")))?;

@@ -27,6 +27,7 @@
 pub mod app;
 pub mod config;
 mod connector;
+pub mod egress;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "mqtt")]

@@ -190,7 +190,17 @@ impl MqttSource {
             Some("stored") => true,
             Some(other) => return Err(section.invalid("acknowledge", format!("{other:?} is not received or stored"))),
         };
-        let mut options = MqttOptions::new(client_id, host.clone(), port);
+        // Under an egress list the broker must be on it, and the client
+        // connects to the address that was checked.
+        let connect_host =
+            match crate::egress::EgressPolicy::from_env().map_err(|error| section.invalid("url", error))? {
+                None => host.clone(),
+                Some(policy) => {
+                    let addresses = policy.check(&host, port).map_err(|error| section.invalid("url", error))?;
+                    addresses.first().map_or_else(|| host.clone(), |address| address.ip().to_string())
+                }
+            };
+        let mut options = MqttOptions::new(client_id, connect_host, port);
         // Acknowledged by `next` or after the cluster stored the record,
         // never by the client on its own (see the module docs).
         options.set_manual_acks(true);

@@ -994,3 +994,30 @@ async fn sql_sink_speaks_tls_to_postgres_by_libpq_sslmode() {
     let error = fluvio_connector::sql::SqlSink::from_config(&bad, &cluster.addr).unwrap_err();
     assert!(error.to_string().contains("is not one of disable, prefer, require, verify-ca, verify-full"), "{error}");
 }
+
+/// Under an egress list (what `fluvio-server --connector-egress` hands its
+/// connectors), an http or mqtt endpoint outside it is refused when the
+/// config is read, naming the address and the list; inside it, accepted.
+#[test]
+fn endpoints_outside_the_egress_list_are_refused() {
+    let dir = scratch("egress");
+    let file = dir.join("connector.yaml");
+    let http = "apiVersion: 0.1.0\nmeta:\n  name: h\n  type: http-sink\n  topic: t\nhttp:\n  endpoint: http://127.0.0.1:1/in\n";
+    let mqtt = "apiVersion: 0.1.0\nmeta:\n  name: m\n  type: mqtt-source\n  topic: t\nmqtt:\n  url: mqtt://127.0.0.1:1883\n  topic: a\n";
+    for text in [http, mqtt] {
+        std::fs::write(&file, text).unwrap();
+        let check = |list: &str| {
+            Command::new(env!("CARGO_BIN_EXE_fluvio-connector"))
+                .args(["--config", file.to_str().unwrap(), "--check"])
+                .env(fluvio_connector::egress::EGRESS_ENV, list)
+                .output()
+                .unwrap()
+        };
+        let refused = check("10.0.0.0/8,api.example.com");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("127.0.0.1") && stderr.contains("10.0.0.0/8,api.example.com"), "{stderr}");
+        let allowed = check("127.0.0.0/8");
+        assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+    }
+}

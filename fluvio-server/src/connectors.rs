@@ -148,6 +148,10 @@ pub const CONNECTOR_ENVIRONMENT: [&str; 10] = [
     "NO_COLOR",
 ];
 
+/// The variable that hands connector programs the hosts and networks they
+/// may reach (`fluvio-connector`'s `egress` module reads it).
+pub const EGRESS_ENV: &str = "FLUVIO_CONNECTOR_EGRESS";
+
 /// Gives `command` only the allow-listed variables of the server's
 /// environment, and takes secrets from the secrets file alone.
 fn sandbox(command: &mut tokio::process::Command) {
@@ -284,6 +288,9 @@ impl Connectors {
     async fn describe(&self, dir: &Path) -> Result<Description, ConnectorError> {
         let mut command = tokio::process::Command::new(&self.program);
         sandbox(&mut command);
+        // The config is checked as it will run: with the egress list too.
+        let cluster = self.cluster.lock().clone().unwrap_or_default();
+        command.envs(cluster.env.iter().filter(|(name, _)| name == EGRESS_ENV).map(|(name, value)| (name, value)));
         command
             .arg("--describe")
             .arg("--config")

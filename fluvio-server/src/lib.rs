@@ -98,6 +98,10 @@ pub struct ServerConfig {
     pub connection_limits: ConnectionLimits,
     /// The `fluvio-connector` program the server runs connectors with.
     pub connector_program: PathBuf,
+    /// The hosts and networks (comma-separated: `api.example.com`,
+    /// `*.example.com`, `10.0.0.0/8`) the http and mqtt connectors may
+    /// reach; any, when `None`.
+    pub connector_egress: Option<String>,
     /// Keep topics and the registry in this JetStream cluster instead of
     /// the data directory (which then holds only caches and connectors).
     pub jetstream: Option<storage::jetstream::JetStreamConfig>,
@@ -137,6 +141,7 @@ impl ServerConfig {
             limits: Limits::default(),
             connection_limits: ConnectionLimits::default(),
             connector_program: default_connector_program(),
+            connector_egress: None,
             jetstream: None,
             security: security::SecurityConfig::default(),
         }
@@ -252,6 +257,9 @@ impl Server {
         let tls = config.security.tls.as_ref().map(security::tls_acceptor).transpose()?;
         let mut access = config.security.access_file.as_deref().map(security::AccessPolicy::load).transpose()?;
         let mut connector_env = Vec::new();
+        if let Some(egress) = &config.connector_egress {
+            connector_env.push((connectors::EGRESS_ENV.to_string(), egress.clone()));
+        }
         if let Some(access) = &mut access {
             // The server's connectors act as an admin of its own, whose token
             // lives only in this process and in theirs.

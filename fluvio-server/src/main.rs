@@ -66,6 +66,11 @@ struct Args {
     /// oldest is closed to make room.
     #[arg(long, default_value_t = ConnectionLimits::default().max_pre_login_per_address)]
     max_pre_login_per_address: usize,
+    /// Hosts and networks the http and mqtt connectors may reach,
+    /// comma-separated (`api.example.com,*.example.com,10.0.0.0/8`); any
+    /// when not given.
+    #[arg(long, value_name = "LIST")]
+    connector_egress: Option<String>,
     /// With --access: authenticated connections one principal may hold.
     #[arg(long, default_value_t = PrincipalQuotas::default().connections)]
     max_connections_per_principal: usize,
@@ -192,6 +197,7 @@ async fn main() -> std::process::ExitCode {
             },
         },
         connector_program: args.connector_bin.unwrap_or_else(fluvio_server::default_connector_program),
+        connector_egress: args.connector_egress,
         jetstream: args.jetstream.as_deref().map(|urls| JetStreamConfig {
             duplicate_window: std::time::Duration::from_secs(args.duplicate_window_secs),
             ..JetStreamConfig::new(urls)
