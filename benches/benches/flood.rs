@@ -30,14 +30,29 @@ async fn produce_all(fluvio: &Fluvio, topic: &str) {
     producer.flush().await.unwrap();
 }
 
-/// Opens `FLOOD_SOCKETS` connections to `addr` that say nothing, as fast
+/// How many flood sockets this process can hold beside the server in it:
+/// `FLOOD_SOCKETS`, or fewer under a small open-file limit (the server
+/// needs files of its own in the same process).
+fn flood_sockets() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse::<usize>().ok())
+        .unwrap_or(1024);
+    FLOOD_SOCKETS.min(soft.saturating_sub(512) / 2)
+}
+
+/// Opens `flood_sockets()` connections to `addr` that say nothing, as fast
 /// as it can, and holds what the server leaves open until `stop` is set.
 fn flood(addr: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<usize> {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
-            let mut held = Vec::with_capacity(FLOOD_SOCKETS);
-            for _ in 0..FLOOD_SOCKETS {
+            let sockets = flood_sockets();
+            let mut held = Vec::with_capacity(sockets);
+            for _ in 0..sockets {
                 if let Ok(socket) = tokio::net::TcpStream::connect(&addr).await {
                     held.push(socket);
                 }
