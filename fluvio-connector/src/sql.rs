@@ -610,6 +610,13 @@ impl SqlSink {
 
     /// Sorts a database error into retry-worthy or not.
     fn classify(&self, error: tokio_postgres::Error) -> ConnectorError {
+        // A certificate the sink may not trust stays so: retrying cannot help.
+        if let Some(reason) = crate::sql_tls::certificate_refused(&error) {
+            return ConnectorError::Fatal(format!(
+                "{}: the server's certificate was refused ({reason}); check sslmode and sslrootcert",
+                self.server
+            ));
+        }
         let transient = match error.code() {
             None => true,
             Some(code) => matches!(&code.code()[..2], "08" | "40" | "53" | "57"),

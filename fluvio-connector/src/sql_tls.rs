@@ -147,6 +147,23 @@ fn roots(root_cert: Option<&Path>) -> Result<RootCertStore, TlsSetupError> {
     Ok(roots)
 }
 
+/// Why the server's certificate was refused, when that is what `error`
+/// (from connecting) comes down to.
+pub fn certificate_refused(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(current) = next {
+        // An `io::Error` hides the error it wraps from `source`.
+        let wrapped = current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|inner| inner as _);
+        for candidate in [Some(current), wrapped].into_iter().flatten() {
+            if let Some(rustls::Error::InvalidCertificate(reason)) = candidate.downcast_ref::<rustls::Error>() {
+                return Some(format!("{reason:?}"));
+            }
+        }
+        next = current.source();
+    }
+    None
+}
+
 /// `verify-ca`: the chain must lead to a root; the name is not checked.
 #[derive(Debug)]
 struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
