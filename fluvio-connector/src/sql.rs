@@ -740,6 +740,22 @@ impl SqlSink {
     }
 }
 
+/// Connects with `tls` (plain or rustls) and drives the connection on a
+/// task of its own.
+async fn connect_with<T>(config: &tokio_postgres::Config, tls: T) -> Result<Client, tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "PostgreSQL connection closed");
+        }
+    });
+    Ok(client)
+}
+
 fn db_message(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => match db.detail() {
@@ -756,27 +772,11 @@ impl Sink for SqlSink {
         let mut config: tokio_postgres::Config =
             self.url.parse().map_err(|e| ConnectorError::Fatal(format!("{}: {e}", self.server)))?;
         config.ssl_mode(self.ssl_mode.negotiation());
-        let client = match &self.tls {
-            None => {
-                let (client, connection) = config.connect(NoTls).await.map_err(|e| self.classify(e))?;
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::warn!(%error, "PostgreSQL connection closed");
-                    }
-                });
-                client
-            }
-            Some(tls) => {
-                let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone());
-                let (client, connection) = config.connect(connector).await.map_err(|e| self.classify(e))?;
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::warn!(%error, "PostgreSQL connection closed");
-                    }
-                });
-                client
-            }
+        let connected = match &self.tls {
+            None => connect_with(&config, NoTls).await,
+            Some(tls) => connect_with(&config, tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone())).await,
         };
+        let client = connected.map_err(|e| self.classify(e))?;
         let create = format!(
             "CREATE TABLE IF NOT EXISTS {} (connector TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, \
              next_offset BIGINT NOT NULL, PRIMARY KEY (connector, topic, partition))",

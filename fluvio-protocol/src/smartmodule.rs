@@ -254,9 +254,17 @@ impl SmartModuleInvocation {
             }
             SmartModuleInvocationWasm::AdHoc(bytes) => {
                 let inflated = self.wasm.adhoc_wasm().and_then(Result::ok);
-                let digest = stable_hash(inflated.as_deref().unwrap_or(bytes));
-                Cow::Owned(format!("adhoc-{digest:016x}"))
+                Cow::Owned(adhoc_name(inflated.as_deref().unwrap_or(bytes)))
             }
+        }
+    }
+
+    /// [`name`](Self::name), for a caller that has inflated the module's
+    /// `wasm` already: an unnamed module is not inflated a second time.
+    pub fn name_given_wasm(&self, wasm: &[u8]) -> Cow<'_, str> {
+        match &self.wasm {
+            SmartModuleInvocationWasm::AdHoc(_) => Cow::Owned(adhoc_name(wasm)),
+            _ => self.name(),
         }
     }
 }
@@ -265,6 +273,11 @@ impl SmartModuleInvocation {
 /// [`MAX_WASM_BYTES`]); raw wasm is returned as it is.
 pub fn decompress_wasm(bytes: &[u8]) -> Result<Cow<'_, [u8]>, std::io::Error> {
     gzip::inflate_if_compressed(bytes, MAX_WASM_BYTES)
+}
+
+/// The name of an unnamed ad hoc module: `adhoc-` and a hash of its wasm.
+fn adhoc_name(wasm: &[u8]) -> String {
+    format!("adhoc-{:016x}", stable_hash(wasm))
 }
 
 /// A stable 64-bit hash of bytes (FNV-1a): the same bytes give the same

@@ -34,11 +34,8 @@ impl Inflater {
 
     /// Checks a batch a client sent, whole: see [`CheckedBatch::from_bytes`].
     pub async fn check(&self, bytes: Vec<u8>) -> Result<CheckedBatch, FormatError> {
-        let compressed = compressed_len(&bytes);
-        if compressed.is_none() {
-            return CheckedBatch::from_bytes(bytes);
-        }
-        self.off_runtime(compressed.unwrap_or_default(), move || CheckedBatch::from_bytes(bytes)).await
+        let Some(compressed) = compressed_len(&bytes) else { return CheckedBatch::from_bytes(bytes) };
+        self.off_runtime(compressed, move || CheckedBatch::from_bytes(bytes)).await
     }
 
     /// Checks a stored batch whole and decompresses it: see

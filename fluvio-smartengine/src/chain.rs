@@ -119,7 +119,7 @@ impl ChainBuilder {
                         }
                     })?;
                     inflate_allowance -= wasm.len() as u64;
-                    self.engine.load(&invocation.name(), &wasm)?
+                    self.engine.load(&invocation.name_given_wasm(&wasm), &wasm)?
                 }
             };
             if let Some(kind) = invocation.kind.expected() {
