@@ -3,10 +3,12 @@
 //! callers (names as `&str`, answers unwrapped); Fluvio's `FluvioAdmin`
 //! shape of the same calls is in [`crate::compat`].
 
+use fluvio_protocol::requests::ConsumerOffsetKey;
 use fluvio_protocol::requests::{
     CommitOffsetRequest, ConnectorLogsRequest, CreateConnectorRequest, CreateSmartModuleRequest, CreateTopicRequest,
     DeleteConnectorRequest, DeleteConsumerRequest, DeleteSmartModuleRequest, DeleteTopicRequest, FetchOffsetRequest,
-    GetSmartModuleRequest, ListConnectorsRequest, ListConsumersRequest, ListSmartModulesRequest, ListTopicsRequest,
+    GetSmartModuleRequest, ListConnectorsRequest, ListConsumersPageRequest, ListSmartModulesRequest, ListTopicsRequest,
+    MAX_CONSUMERS_PAGE,
 };
 use fluvio_protocol::{ConnectorInfo, ConsumerOffset, ErrorCode, RetentionSpec, SmartModuleInfo, TopicInfo};
 
@@ -87,9 +89,18 @@ impl Fluvio {
         Ok(self.send(request).await?.offset)
     }
 
-    /// Every consumer's stored offsets.
+    /// Every consumer's stored offsets (in the topics this client may see),
+    /// asked for page by page so that any number fit.
     pub async fn list_consumers(&self) -> Result<Vec<ConsumerOffset>, FluvioError> {
-        Ok(self.send(ListConsumersRequest).await?.offsets)
+        let mut offsets: Vec<ConsumerOffset> = Vec::new();
+        loop {
+            let after = offsets.last().map(ConsumerOffsetKey::of);
+            let page = self.send(ListConsumersPageRequest { after, limit: MAX_CONSUMERS_PAGE }).await?;
+            offsets.extend(page.offsets);
+            if !page.more {
+                return Ok(offsets);
+            }
+        }
     }
 
     /// Forgets a consumer's stored offsets, in one topic or in all.

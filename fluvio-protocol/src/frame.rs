@@ -69,6 +69,8 @@ pub enum ApiKind {
     DeleteConsumer = 17,
     /// Present a token: the connection then acts as the token's principal.
     Authenticate = 18,
+    /// List one page of the stored consumer offsets.
+    ListConsumersPage = 19,
     /// An error answer to any request.
     Error = 0x7fff,
 }
@@ -98,6 +100,7 @@ impl ApiKind {
             16 => ApiKind::ListConsumers,
             17 => ApiKind::DeleteConsumer,
             18 => ApiKind::Authenticate,
+            19 => ApiKind::ListConsumersPage,
             0x7fff => ApiKind::Error,
             _ => return None,
         })

@@ -391,6 +391,54 @@ pub struct ListConsumersResponse {
     pub offsets: Vec<ConsumerOffset>,
 }
 
+/// One page of the stored consumer offsets (in the topics the connection
+/// may see), in order of consumer, topic and partition. Unlike
+/// [`ListConsumersRequest`], whose one answer must fit a frame, any number
+/// of offsets can be listed page by page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListConsumersPageRequest {
+    /// Start after this consumer, topic and partition; from the first
+    /// when `None`.
+    pub after: Option<ConsumerOffsetKey>,
+    /// At most this many offsets (the server may give fewer: it caps a
+    /// page at [`MAX_CONSUMERS_PAGE`]).
+    pub limit: u32,
+}
+
+/// The most offsets one [`ListConsumersPageResponse`] holds.
+pub const MAX_CONSUMERS_PAGE: u32 = 10_000;
+
+/// Where one stored consumer offset sorts: consumer, topic, partition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ConsumerOffsetKey {
+    /// The consumer's id.
+    pub consumer: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+}
+
+impl ConsumerOffsetKey {
+    /// The key of a stored offset.
+    pub fn of(offset: &ConsumerOffset) -> ConsumerOffsetKey {
+        ConsumerOffsetKey {
+            consumer: offset.consumer.clone(),
+            topic: offset.topic.clone(),
+            partition: offset.partition,
+        }
+    }
+}
+
+/// The answer to [`ListConsumersPageRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListConsumersPageResponse {
+    /// The page's offsets, in order.
+    pub offsets: Vec<ConsumerOffset>,
+    /// More follow: ask again with `after` set to the last one's key.
+    pub more: bool,
+}
+
 /// Forget a consumer's stored offsets: in one topic, or in all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteConsumerRequest {
@@ -463,6 +511,8 @@ plain_messages!(
     FetchOffsetResponse,
     ListConsumersRequest,
     ListConsumersResponse,
+    ListConsumersPageRequest,
+    ListConsumersPageResponse,
     DeleteConsumerRequest,
     DeleteConsumerResponse,
     AuthenticateRequest,
@@ -532,6 +582,7 @@ requests! {
     ListConsumers: ListConsumersRequest => ListConsumersResponse;
     DeleteConsumer: DeleteConsumerRequest => DeleteConsumerResponse;
     Authenticate: AuthenticateRequest => AuthenticateResponse;
+    ListConsumersPage: ListConsumersPageRequest => ListConsumersPageResponse;
 }
 
 #[cfg(test)]
@@ -568,6 +619,7 @@ mod tests {
             Frame::request(1, ListConsumersRequest),
             Frame::request(1, DeleteConsumerRequest { consumer: "c".into(), topic: None }),
             Frame::request(1, AuthenticateRequest { token: "x".into() }),
+            Frame::request(1, ListConsumersPageRequest { after: None, limit: 10 }),
             Frame::request(
                 1,
                 StreamFetchRequest {

@@ -187,6 +187,9 @@ pub struct ConnectionLimits {
     /// What one principal may hold at once, on a server with an access
     /// file.
     pub per_principal: connection::quota::PrincipalQuotas,
+    /// How many consumer ids may have stored offsets, in all and per
+    /// principal.
+    pub consumer_ids: connection::consumer_ids::ConsumerIdLimits,
     /// Bytes all compressed batches being checked or read may inflate to
     /// at once (each counts its most, see
     /// [`decompressed_limit`](fluvio_protocol::compression::decompressed_limit));
@@ -209,6 +212,7 @@ impl Default for ConnectionLimits {
             login_timeout: Duration::from_secs(10),
             inflate_budget: 1 << 30,
             per_principal: Default::default(),
+            consumer_ids: Default::default(),
         }
     }
 }
@@ -235,6 +239,8 @@ pub struct ServerContext {
     pub pre_login: Arc<connection::admission::PreLogin>,
     /// What each principal holds of what all share.
     pub quotas: Arc<connection::quota::Quotas>,
+    /// Which consumer ids have stored offsets, and whose they are.
+    pub consumer_ids: connection::consumer_ids::ConsumerIds,
     /// The TLS side of new connections, when the server serves TLS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The principals, when connections must authenticate.
@@ -304,8 +310,10 @@ impl Server {
             config.connection_limits.max_pre_login_per_address,
         );
         let quotas = connection::quota::Quotas::new(config.connection_limits.per_principal);
+        let consumer_ids = connection::consumer_ids::ConsumerIds::new(config.connection_limits.consumer_ids);
         let context = ServerContext {
             quotas,
+            consumer_ids,
             config,
             storage,
             registry: Arc::new(registry),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use fluvio_protocol::units;
+use fluvio_server::connection::consumer_ids::ConsumerIdLimits;
 use fluvio_server::connection::quota::PrincipalQuotas;
 use fluvio_server::security::{SecurityConfig, TlsFiles};
 use fluvio_server::storage::jetstream::JetStreamConfig;
@@ -86,6 +87,14 @@ struct Args {
     /// compiling at once; more wait their turn.
     #[arg(long, default_value_t = PrincipalQuotas::default().compilations)]
     max_compilations_per_principal: usize,
+    /// Consumer ids that may have stored offsets on the server; committing
+    /// under a new id beyond it is refused (delete unused ids to make room).
+    #[arg(long, default_value_t = ConsumerIdLimits::default().total)]
+    max_consumer_ids: usize,
+    /// With --access: consumer ids one principal may make (an id belongs to
+    /// the principal whose commit created it).
+    #[arg(long, default_value_t = ConsumerIdLimits::default().per_principal)]
+    max_consumer_ids_per_principal: usize,
     /// Streams (consumers) open at once on one connection.
     #[arg(long, default_value_t = ConnectionLimits::default().max_streams_per_connection)]
     max_streams_per_connection: usize,
@@ -194,6 +203,10 @@ async fn main() -> std::process::ExitCode {
                 streams: args.max_streams_per_principal,
                 smartmodule_stages: args.max_smartmodule_stages_per_principal,
                 compilations: args.max_compilations_per_principal,
+            },
+            consumer_ids: ConsumerIdLimits {
+                total: args.max_consumer_ids,
+                per_principal: args.max_consumer_ids_per_principal,
             },
         },
         connector_program: args.connector_bin.unwrap_or_else(fluvio_server::default_connector_program),

@@ -394,3 +394,68 @@ async fn decompression_bombs_are_refused_within_their_ratio() {
     assert!(peak < 400 << 20, "the server's resident memory peaked at {} MiB", peak >> 20);
     assert_eq!(values(&read_all(&fluvio, "t", from_beginning()).await), ["honest"]);
 }
+
+/// Under a low open-file limit the server takes only the partitions whose
+/// files fit beside its connections: with every one of them created and
+/// written, new connections are still accepted and served, everything
+/// reads back, and a restart under the same limit opens it all again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_most_partitions_under_a_low_open_file_limit_leave_accept_working() {
+    const FILES: u64 = 512;
+    let data = data_dir("limits-ulimit");
+    let args = ["--max-connections", "64", "--max-pre-login-connections", "64"];
+    let mut server = ServerProcess::start_with_open_file_limit(&data, FILES, &args);
+    let admin = server.client().await;
+    // Topics of eight partitions, then of one, until the server refuses.
+    let mut topics: Vec<(String, u32)> = Vec::new();
+    for partitions in [8, 1] {
+        loop {
+            let name = format!("t{}", topics.len());
+            match admin.create_topic(&name, partitions).await {
+                Ok(()) => topics.push((name, partitions)),
+                Err(error) => {
+                    assert!(error.to_string().contains("ulimit -n"), "{error}");
+                    break;
+                }
+            }
+            assert!(topics.len() < 1000, "a limit of {FILES} files bounds the partitions");
+        }
+    }
+    let total: u32 = topics.iter().map(|(_, partitions)| partitions).sum();
+    assert!(total >= 32, "only {total} partitions within {FILES} files");
+    // Every partition written: its segment, index and journal are open.
+    for (name, partitions) in &topics {
+        for partition in 0..*partitions {
+            let config = fluvio_client::ProducerConfig { partition: Some(partition), ..Default::default() };
+            let producer = admin.topic_producer_with(name, config).await.unwrap();
+            producer.send(fluvio_client::RecordKey::NULL, format!("{name}/{partition}")).await.unwrap();
+            producer.flush().await.unwrap();
+        }
+    }
+    // New connections, up to the limit, are accepted and served.
+    let mut clients = Vec::new();
+    for _ in 0..60 {
+        let client = tokio::time::timeout(Duration::from_secs(10), Fluvio::connect_to(&server.addr))
+            .await
+            .expect("accepted in time")
+            .expect("accepted");
+        assert_eq!(client.list_topics().await.unwrap().len(), topics.len());
+        clients.push(client);
+    }
+    let reader = clients.last().unwrap();
+    for (name, partitions) in &topics {
+        for partition in 0..*partitions {
+            let config = ConsumerConfig { partitions: vec![partition], ..from_beginning() };
+            assert_eq!(values(&read_all(reader, name, config).await), [format!("{name}/{partition}")]);
+        }
+    }
+    drop((clients, admin));
+    // A restart under the same limit opens every partition again.
+    server.kill9();
+    let server = ServerProcess::start_with_open_file_limit(&data, FILES, &args);
+    let client = server.client().await;
+    let (name, partitions) = topics.last().unwrap();
+    let config = ConsumerConfig { partitions: vec![partitions - 1], ..from_beginning() };
+    assert_eq!(values(&read_all(&client, name, config).await), [format!("{name}/{}", partitions - 1)]);
+    assert_eq!(client.list_topics().await.unwrap().len(), topics.len());
+}

@@ -523,3 +523,73 @@ async fn one_principal_at_its_stage_quota_leaves_room_for_the_others() {
     let again = read_all(&app, "orders", ConsumerConfig { smartmodules: vec![filter()], ..from_beginning() }).await;
     assert_eq!(values(&again), ["alpha"]);
 }
+
+/// Consumer ids are counted: one principal that made its quota of ids is
+/// refused a new one (naming the quota) while its known ids still commit
+/// and another principal makes ids; the server-wide cap holds for all; a
+/// deleted id gives its place back; owners survive a restart; and the
+/// listing comes in pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_ids_are_counted_per_principal_and_in_all() {
+    use fluvio_client::protocol::requests::{ConsumerOffsetKey, ListConsumersPageRequest};
+
+    let dir = data_dir("security-consumer-ids-pki");
+    std::fs::create_dir_all(&dir).unwrap();
+    let access = access_file(&dir);
+    let data = data_dir("security-consumer-ids");
+    let args =
+        ["--access", access.to_str().unwrap(), "--max-consumer-ids-per-principal", "3", "--max-consumer-ids", "5"];
+    let mut server = ServerProcess::start(&data, &args);
+    let connect = |addr: String, token: &'static str| async move {
+        Fluvio::connect_with_config(&FluvioClusterConfig::new(&addr).with_token(token)).await.unwrap()
+    };
+    let admin = connect(server.addr.clone(), ADMIN_TOKEN).await;
+    admin.create_topic("orders", 1).await.unwrap();
+    produce(&admin, "orders", &["a", "b"]).await;
+    let app = connect(server.addr.clone(), APP_TOKEN).await;
+    for id in ["c-0", "c-1", "c-2"] {
+        app.commit_offset(id, "orders", 0, 1).await.unwrap();
+    }
+    let error = app.commit_offset("c-3", "orders", 0, 1).await.expect_err("past the app's quota");
+    assert_eq!(code(&error), Some(ErrorCode::LimitReached), "{error}");
+    assert!(error.to_string().contains("--max-consumer-ids-per-principal"), "{error}");
+    // Its known ids still move on.
+    app.commit_offset("c-1", "orders", 0, 2).await.unwrap();
+    assert_eq!(app.fetch_offset("c-1", "orders", 0).await.unwrap(), Some(2));
+    // Another principal makes ids up to the server's cap of 5.
+    admin.commit_offset("ops-0", "orders", 0, 0).await.unwrap();
+    admin.commit_offset("ops-1", "orders", 0, 0).await.unwrap();
+    let error = admin.commit_offset("ops-2", "orders", 0, 0).await.expect_err("past the server's cap");
+    assert_eq!(code(&error), Some(ErrorCode::LimitReached), "{error}");
+    assert!(error.to_string().contains("--max-consumer-ids"), "{error}");
+    // A deleted id gives its place back, to its owner's quota too.
+    admin.delete_consumer("c-0", None).await.unwrap();
+    app.commit_offset("c-3", "orders", 0, 1).await.unwrap();
+
+    // Pages of two, in order, add up to the whole listing.
+    let whole = admin.list_consumers().await.unwrap();
+    let ids: Vec<&str> = whole.iter().map(|offset| offset.consumer.as_str()).collect();
+    assert_eq!(ids, ["c-1", "c-2", "c-3", "ops-0", "ops-1"]);
+    let mut paged = Vec::new();
+    loop {
+        let after = paged.last().map(ConsumerOffsetKey::of);
+        let page = admin.send(ListConsumersPageRequest { after, limit: 2 }).await.unwrap();
+        assert!(page.offsets.len() <= 2);
+        paged.extend(page.offsets);
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(paged, whole);
+
+    // Owners are stored: after a restart the app still has its three (with
+    // room left on the server, so only its quota can refuse).
+    admin.delete_consumer("ops-1", None).await.unwrap();
+    drop((app, admin));
+    server.kill9();
+    let server = ServerProcess::start(&data, &args);
+    let app = connect(server.addr.clone(), APP_TOKEN).await;
+    let error = app.commit_offset("c-4", "orders", 0, 1).await.expect_err("still past the app's quota");
+    assert!(error.to_string().contains("--max-consumer-ids-per-principal"), "{error}");
+    app.commit_offset("c-2", "orders", 0, 2).await.unwrap();
+}

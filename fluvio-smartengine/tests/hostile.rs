@@ -174,6 +174,65 @@ fn restarts_after_panics_are_paid_from_the_batchs_one_budget() {
     good_module_still_works(&engine);
 }
 
+/// A module written against the ABI by hand (no guest library could make
+/// its allocator slow): `fluvio_reserve` spins `spins` rounds before it
+/// hands out the input buffer, and every record panics. The host calls
+/// `reserve` at each start (for the setup blob) and before each batch (the
+/// module never keeps a buffer).
+fn burn_in_reserve_then_panic(spins: u64) -> Vec<u8> {
+    // The output area at 0: status OK, next input at 1024 with capacity 0,
+    // no entries, no errors.
+    wat::parse_str(format!(
+        r#"(module
+          (import "fluvio" "panic" (func $panic (param i32 i32 i32)))
+          (memory (export "memory") 2)
+          (data (i32.const 0) "\00\00\00\00\00\04\00\00")
+          (data (i32.const 512) "no records wanted")
+          (func (export "fluvio_abi_v1"))
+          (func (export "fluvio_reserve") (param i32) (result i32)
+            (local $left i64)
+            (local.set $left (i64.const {spins}))
+            (loop $spin
+              (local.set $left (i64.sub (local.get $left) (i64.const 1)))
+              (br_if $spin (i64.gt_s (local.get $left) (i64.const 0))))
+            (i32.const 1024))
+          (func (export "fluvio_setup") (param i32) (result i64) (i64.const 24))
+          (func (export "fluvio_map") (param i32 i32) (result i64)
+            (call $panic (i32.const 512) (i32.const 17) (i32.const 0))
+            unreachable))"#
+    ))
+    .expect("the test module parses")
+}
+
+#[test]
+fn cpu_burned_in_reserve_is_paid_from_the_batchs_one_budget() {
+    let engine = engine();
+    let run_skipping = |values: &[&str]| -> (Result<ChainOutput, EngineError>, u64) {
+        let invocation =
+            fluvio_protocol::SmartModuleInvocation::adhoc("burn-in-reserve", burn_in_reserve_then_panic(4_000_000));
+        let mut chain = ChainBuilder::new(&engine)
+            .invocation(invocation)
+            .on_error(ErrorPolicy::Skip)
+            .build()
+            .expect("the first start has a budget of its own");
+        let output = chain.process(&batch(0, values));
+        (output, chain.metrics()[0].1.instantiations)
+    };
+    // Each reserve spends about a sixth of the budget: one record's round
+    // (a reserve for the batch, a panic, a restart with its reserve) fits.
+    let (output, _) = run_skipping(&["a"]);
+    assert_eq!(output.expect("one round fits").skipped, 1);
+    // Ten rounds do not: restarts and reserves draw on what the batch has
+    // left, and panics never refill it.
+    let (output, starts) = run_skipping(&["a"; 10]);
+    assert_eq!(
+        output.unwrap_err(),
+        EngineError::CpuLimitExceeded { module: "burn-in-reserve".into(), limit: 200_000_000 }
+    );
+    assert!(starts <= 5, "{starts} starts on one budget");
+    good_module_still_works(&engine);
+}
+
 #[test]
 fn a_loop_of_bulk_fills_hits_the_cpu_limit() {
     // Each turn is one `memory.fill` of 16 MiB: priced as one instruction,

@@ -19,7 +19,7 @@ where
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((&which, bytes)) = data.split_first() else { return };
-    match which % 16 {
+    match which % 18 {
         0 => round_trip::<CreateTopicRequest>(bytes),
         1 => round_trip::<DeleteTopicRequest>(bytes),
         2 => round_trip::<ProduceRequest>(bytes),
@@ -35,6 +35,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         12 => round_trip::<ErrorResponse>(bytes),
         13 => round_trip::<ListTopicsResponse>(bytes),
         14 => round_trip::<ProduceResponse>(bytes),
+        15 => round_trip::<ListConsumersPageRequest>(bytes),
+        16 => round_trip::<ListConsumersPageResponse>(bytes),
         _ => round_trip::<AuthenticateResponse>(bytes),
     }
 });

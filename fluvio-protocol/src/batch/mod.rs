@@ -222,6 +222,26 @@ impl StoredBatch {
         Ok(StoredBatch { bytes })
     }
 
+    /// Takes a batch read from storage that others may write as well (a
+    /// JetStream stream), with its next offset: header, length, codec and
+    /// CRC-32C are checked, and an uncompressed batch's records. A
+    /// compressed batch's records are checked when it is
+    /// [`open`](Self::open)ed (its next offset comes from its header, as
+    /// compressed batches number their records 0, 1, 2...), so that a
+    /// reader inflates nothing it only passes on, and the one that opens
+    /// it decides where the inflating runs.
+    pub fn from_shared_storage(bytes: Vec<u8>) -> Result<(StoredBatch, i64), FormatError> {
+        let header = check_length_and_crc(&bytes)?;
+        Compression::from_attributes(header.attributes)?;
+        if header.attributes & COMPRESSION_MASK != 0 {
+            let batch = StoredBatch { bytes };
+            let next_offset = batch.next_offset();
+            return Ok((batch, next_offset));
+        }
+        let (batch, next_offset) = CheckedBatch::from_bytes_with_next_offset(bytes)?;
+        Ok((batch.into(), next_offset))
+    }
+
     /// The batch checked whole, as [`CheckedBatch::from_bytes`] checks one:
     /// what a reader does where the bytes on disk may have changed since
     /// they were stored.

@@ -99,6 +99,37 @@ fn compressed_batches_keep_their_header_and_give_their_records_back() {
     assert_eq!(gaps.finish().compressed(Compression::Gzip).compression(), Compression::None);
 }
 
+#[test]
+fn shared_storage_checks_the_crc_and_leaves_compressed_records_to_open() {
+    let mut builder = BatchBuilder::new(10, 0);
+    for i in 0..50u32 {
+        builder.push(i, 0, None, format!("value {i}").as_bytes(), &[]);
+    }
+    let plain = builder.finish();
+    let (stored, next) = StoredBatch::from_shared_storage(plain.clone().into_bytes()).unwrap();
+    assert_eq!((stored.base_offset(), next), (10, 60));
+    let packed = plain.clone().compressed(Compression::Zstd);
+    let (stored, next) = StoredBatch::from_shared_storage(packed.clone().into_bytes()).unwrap();
+    assert_eq!((stored.compression(), next), (Compression::Zstd, 60));
+    assert_eq!(stored.open().unwrap(), plain);
+    // A damaged byte fails the CRC, compressed or not.
+    for batch in [plain.clone().into_bytes(), packed.clone().into_bytes()] {
+        let mut damaged = batch;
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        let error = StoredBatch::from_shared_storage(damaged).unwrap_err();
+        assert!(error.to_string().contains("CRC"), "{error}");
+    }
+    // Compressed records that do not parse, under a matching CRC, pass
+    // here (nothing is inflated) and are refused when opened.
+    let mut bytes = packed.into_bytes();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    let resealed = Batch::seal_host_written(bytes).into_bytes();
+    let (stored, _) = StoredBatch::from_shared_storage(resealed).unwrap();
+    assert!(stored.open().is_err());
+}
+
 /// A batch of `records` identical records of `value_len` zero bytes: it
 /// compresses about as well as anything can.
 fn zeros(records: u32, value_len: usize) -> Batch {

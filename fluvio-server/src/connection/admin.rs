@@ -2,19 +2,21 @@
 //! consumers' offsets. Each turns its request into calls on the storage,
 //! the registry or the connectors, and their answers into its response.
 
-use fluvio_protocol::ErrorCode;
+use fluvio_protocol::requests::ConsumerOffsetKey;
 use fluvio_protocol::requests::{
     CommitOffsetRequest, CommitOffsetResponse, ConnectorLogsRequest, ConnectorLogsResponse, CreateConnectorRequest,
     CreateConnectorResponse, CreateSmartModuleRequest, CreateSmartModuleResponse, CreateTopicRequest,
     CreateTopicResponse, DeleteConnectorRequest, DeleteConnectorResponse, DeleteConsumerRequest,
     DeleteConsumerResponse, DeleteSmartModuleRequest, DeleteSmartModuleResponse, DeleteTopicRequest,
     DeleteTopicResponse, FetchOffsetRequest, FetchOffsetResponse, GetSmartModuleRequest, GetSmartModuleResponse,
-    ListConnectorsRequest, ListConnectorsResponse, ListConsumersRequest, ListConsumersResponse,
-    ListSmartModulesRequest, ListSmartModulesResponse, ListTopicsRequest, ListTopicsResponse,
+    ListConnectorsRequest, ListConnectorsResponse, ListConsumersPageRequest, ListConsumersPageResponse,
+    ListConsumersRequest, ListConsumersResponse, ListSmartModulesRequest, ListSmartModulesResponse, ListTopicsRequest,
+    ListTopicsResponse, MAX_CONSUMERS_PAGE,
 };
+use fluvio_protocol::{ConsumerOffset, ErrorCode};
 
 use super::dispatch::Handle;
-use super::error::ServerError;
+use super::error::{ServerError, limit_reached};
 use super::session::Session;
 use crate::ServerContext;
 use crate::storage::TopicSpec;
@@ -38,7 +40,10 @@ impl Handle for DeleteTopicRequest {
     const ADMIN_ONLY: bool = true;
 
     async fn handle(self, context: &ServerContext, _: &Session) -> Result<DeleteTopicResponse, ServerError> {
-        context.storage.delete_topic(&self.name).await?;
+        let deleted = context.storage.delete_topic(&self.name).await;
+        // The topic's consumer offsets went with it.
+        context.consumer_ids.forget().await;
+        deleted?;
         Ok(DeleteTopicResponse)
     }
 }
@@ -131,7 +136,8 @@ impl Handle for CommitOffsetRequest {
                 ),
             ));
         }
-        context.storage.commit_offset(&self.consumer, &self.topic, self.partition, self.offset).await?;
+        let place = (self.topic.as_str(), self.partition, self.offset);
+        context.consumer_ids.commit(&*context.storage, &self.consumer, place, session.quota_key()).await?;
         Ok(CommitOffsetResponse)
     }
 }
@@ -146,11 +152,40 @@ impl Handle for FetchOffsetRequest {
     }
 }
 
+/// The stored offsets the session may see, in order.
+async fn visible_offsets(context: &ServerContext, session: &Session) -> Result<Vec<ConsumerOffset>, ServerError> {
+    let offsets = context.storage.list_offsets().await?;
+    Ok(offsets.into_iter().map(|stored| stored.offset).filter(|offset| session.may_see(&offset.topic)).collect())
+}
+
 impl Handle for ListConsumersRequest {
     async fn handle(self, context: &ServerContext, session: &Session) -> Result<ListConsumersResponse, ServerError> {
-        let mut offsets = context.storage.list_offsets().await?;
-        offsets.retain(|offset| session.may_see(&offset.topic));
+        let offsets = visible_offsets(context, session).await?;
+        // An answer must fit one frame; clients that page never ask this.
+        if offsets.len() > MAX_CONSUMERS_PAGE as usize {
+            return Err(limit_reached(format!(
+                "{} consumer offsets are more than one answer holds ({MAX_CONSUMERS_PAGE}); this client predates paged listing: upgrade it",
+                offsets.len()
+            )));
+        }
         Ok(ListConsumersResponse { offsets })
+    }
+}
+
+impl Handle for ListConsumersPageRequest {
+    async fn handle(
+        self,
+        context: &ServerContext,
+        session: &Session,
+    ) -> Result<ListConsumersPageResponse, ServerError> {
+        let limit = self.limit.clamp(1, MAX_CONSUMERS_PAGE) as usize;
+        let mut offsets = visible_offsets(context, session).await?;
+        if let Some(after) = &self.after {
+            offsets.retain(|offset| ConsumerOffsetKey::of(offset) > *after);
+        }
+        let more = offsets.len() > limit;
+        offsets.truncate(limit);
+        Ok(ListConsumersPageResponse { offsets, more })
     }
 }
 
@@ -159,7 +194,9 @@ impl Handle for DeleteConsumerRequest {
 
     async fn handle(self, context: &ServerContext, _: &Session) -> Result<DeleteConsumerResponse, ServerError> {
         check_consumer(&self.consumer)?;
-        let forgotten = context.storage.delete_offsets(Some(&self.consumer), self.topic.as_deref()).await?;
+        let forgotten = context.storage.delete_offsets(Some(&self.consumer), self.topic.as_deref()).await;
+        context.consumer_ids.forget().await;
+        let forgotten = forgotten?;
         if forgotten == 0 {
             let place = self.topic.map_or_else(String::new, |topic| format!(" in topic {topic:?}"));
             return Err(ServerError::new(

@@ -46,6 +46,7 @@ pub(super) async fn answer(context: &ServerContext, session: &Session, id: u32, 
         AnyRequest::CommitOffset(request) => run(context, session, id, request).await,
         AnyRequest::FetchOffset(request) => run(context, session, id, request).await,
         AnyRequest::ListConsumers(request) => run(context, session, id, request).await,
+        AnyRequest::ListConsumersPage(request) => run(context, session, id, request).await,
         AnyRequest::DeleteConsumer(request) => run(context, session, id, request).await,
         AnyRequest::StreamFetch(_) | AnyRequest::Authenticate(_) => {
             error_frame(id, &bad_frame("unexpected request kind"))

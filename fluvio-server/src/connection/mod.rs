@@ -8,6 +8,8 @@
 //! - [`session`]: the limit on authenticated connections, authentication
 //!   and what the principal may do;
 //! - [`quota`]: what one principal may hold of what all share;
+//! - [`consumer_ids`]: how many consumer ids have stored offsets, in all
+//!   and per principal;
 //! - [`dispatch`]: requests answered once, dispatched by type to their
 //!   [`Handle`](dispatch::Handle) implementations in [`admin`] and
 //!   [`produce`];
@@ -26,6 +28,7 @@
 
 mod admin;
 pub mod admission;
+pub mod consumer_ids;
 mod dispatch;
 mod error;
 mod outgoing;

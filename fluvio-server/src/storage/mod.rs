@@ -152,13 +152,16 @@ pub trait Storage: Send + Sync {
     fn sync_all(&self) -> BoxFuture<'_, ()>;
 
     /// Stores, durably, the offset `consumer` reads next in a partition
-    /// (the caller has checked the id, the partition and the offset).
+    /// (the caller has checked the id, the partition and the offset), with
+    /// the principal that committed it (`None` on a server without an
+    /// access file), which the consumer-id quota counts.
     fn commit_offset<'a>(
         &'a self,
         consumer: &'a str,
         topic: &'a str,
         partition: u32,
         offset: i64,
+        owner: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), TopicError>>;
 
     /// The offset `consumer` committed last in a partition, if any.
@@ -171,7 +174,7 @@ pub trait Storage: Send + Sync {
 
     /// Every stored consumer offset, sorted by consumer, topic and
     /// partition.
-    fn list_offsets(&self) -> BoxFuture<'_, Result<Vec<ConsumerOffset>, TopicError>>;
+    fn list_offsets(&self) -> BoxFuture<'_, Result<Vec<OwnedOffset>, TopicError>>;
 
     /// Forgets the offsets of `consumer` (every consumer's, when `None`) in
     /// `topic` (in every topic, when `None`). Returns how many there were.
@@ -180,6 +183,16 @@ pub trait Storage: Send + Sync {
         consumer: Option<&'a str>,
         topic: Option<&'a str>,
     ) -> BoxFuture<'a, Result<usize, TopicError>>;
+}
+
+/// A stored consumer offset and the principal that committed it last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedOffset {
+    /// The offset, as clients see it.
+    pub offset: ConsumerOffset,
+    /// The principal that committed it; `None` when committed on a server
+    /// without an access file (or before owners were stored).
+    pub owner: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch, for the times metadata records

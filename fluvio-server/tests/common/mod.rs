@@ -34,13 +34,37 @@ impl ServerProcess {
     /// Starts a server on `addr` (a fixed port, for a server restarted
     /// where its clients look for it).
     pub fn start_at(addr: &str, data_dir: &Path, extra_args: &[&str], stderr: impl Into<Stdio>) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fluvio-server"))
-            .args(["--addr", addr, "--data-dir"])
-            .arg(data_dir)
-            .args(extra_args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fluvio-server"));
+        command.args(["--addr", addr, "--data-dir"]).arg(data_dir).args(extra_args).stderr(stderr);
+        ServerProcess::spawn(command, data_dir)
+    }
+
+    /// Starts a server whose open-file limit, soft and hard, is `files`
+    /// (as under `ulimit -n files`).
+    pub fn start_with_open_file_limit(data_dir: &Path, files: u64, extra_args: &[&str]) -> ServerProcess {
+        use std::os::unix::process::CommandExt;
+
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fluvio-server"));
+        command.args(["--addr", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(extra_args);
+        // SAFETY: setrlimit is async-signal-safe, and the closure touches
+        // nothing of the parent's but the integer it copied.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit { rlim_cur: files, rlim_max: files };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        ServerProcess::spawn(command, data_dir)
+    }
+
+    fn spawn(mut command: Command, data_dir: &Path) -> ServerProcess {
+        let mut child = command
             .env("RUST_LOG", std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
-            .stderr(stderr)
             .spawn()
             .expect("the server binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");

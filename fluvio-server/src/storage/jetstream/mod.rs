@@ -48,10 +48,10 @@ use parking_lot::{Mutex, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use fluvio_protocol::{ConsumerOffset, TopicInfo};
+use fluvio_protocol::TopicInfo;
 use futures::future::BoxFuture;
 
-use super::{Partition, Storage, TopicError, TopicSpec, now_ms};
+use super::{OwnedOffset, Partition, Storage, TopicError, TopicSpec, now_ms};
 use names::offset_key;
 pub use names::{data_subject, stream_name};
 pub(crate) use nodes::read_from_leader;
@@ -333,9 +333,10 @@ impl Storage for JetStreamStorage {
         topic: &'a str,
         partition: u32,
         offset: i64,
+        owner: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), TopicError>> {
         Box::pin(async move {
-            let stored = StoredOffset { offset, modified_ms: now_ms() };
+            let stored = StoredOffset { offset, modified_ms: now_ms(), owner: owner.map(str::to_string) };
             let value = serde_json::to_vec(&stored).expect("an offset serializes");
             self.consumers_kv
                 .put(offset_key(consumer, topic, partition), value.into())
@@ -361,7 +362,7 @@ impl Storage for JetStreamStorage {
         })
     }
 
-    fn list_offsets(&self) -> BoxFuture<'_, Result<Vec<ConsumerOffset>, TopicError>> {
+    fn list_offsets(&self) -> BoxFuture<'_, Result<Vec<OwnedOffset>, TopicError>> {
         Box::pin(self.offsets())
     }
 

@@ -7,13 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use super::names::{offset_key, parse_offset_key};
 use super::{CONSUMERS_BUCKET, JetStreamStorage, unavailable};
-use crate::storage::TopicError;
+use crate::storage::{OwnedOffset, TopicError};
 
 /// A consumer offset as kept in [`CONSUMERS_BUCKET`].
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct StoredOffset {
     pub(super) offset: i64,
     pub(super) modified_ms: u64,
+    /// The principal that committed it (absent in values stored before
+    /// owners were, and on servers without an access file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) owner: Option<String>,
 }
 
 impl JetStreamStorage {
@@ -37,7 +41,7 @@ impl JetStreamStorage {
     }
 
     /// Every stored consumer offset.
-    pub(super) async fn offsets(&self) -> Result<Vec<ConsumerOffset>, TopicError> {
+    pub(super) async fn offsets(&self) -> Result<Vec<OwnedOffset>, TopicError> {
         let mut offsets = Vec::new();
         for key in self.bucket_keys(CONSUMERS_BUCKET, "list consumer offsets").await? {
             let Some((consumer, topic, partition)) = parse_offset_key(&key) else { continue };
@@ -45,15 +49,21 @@ impl JetStreamStorage {
             let Some(stored) = value.and_then(|value| serde_json::from_slice::<StoredOffset>(&value).ok()) else {
                 continue;
             };
-            offsets.push(ConsumerOffset {
-                consumer: consumer.to_string(),
-                topic,
-                partition,
-                offset: stored.offset,
-                modified_ms: stored.modified_ms,
+            offsets.push(OwnedOffset {
+                offset: ConsumerOffset {
+                    consumer: consumer.to_string(),
+                    topic,
+                    partition,
+                    offset: stored.offset,
+                    modified_ms: stored.modified_ms,
+                },
+                owner: stored.owner,
             });
         }
-        offsets.sort_by(|a, b| (&a.consumer, &a.topic, a.partition).cmp(&(&b.consumer, &b.topic, b.partition)));
+        offsets.sort_by(|a, b| {
+            let (a, b) = (&a.offset, &b.offset);
+            (&a.consumer, &a.topic, a.partition).cmp(&(&b.consumer, &b.topic, b.partition))
+        });
         Ok(offsets)
     }
 
@@ -63,7 +73,7 @@ impl JetStreamStorage {
         topic: Option<&str>,
     ) -> Result<usize, TopicError> {
         let mut forgotten = 0;
-        for offset in self.offsets().await? {
+        for OwnedOffset { offset, .. } in self.offsets().await? {
             if consumer.is_some_and(|consumer| consumer != offset.consumer)
                 || topic.is_some_and(|topic| topic != offset.topic)
             {

@@ -74,7 +74,7 @@ impl Drop for JetStreamPartition {
 /// What reading one stream message found.
 pub(super) enum Fetched {
     /// A batch, and its next offset (found as it was checked).
-    Batch(CheckedBatch, i64),
+    Batch(StoredBatch, i64),
     /// Not a valid batch: skipped (and logged).
     Invalid,
     /// No message at that sequence (removed, or not written yet).
@@ -179,7 +179,9 @@ impl JetStreamPartition {
             }
             Err(error) => return Err(self.unavailable("read", error)),
         };
-        match CheckedBatch::from_bytes_with_next_offset(message.payload.to_vec()) {
+        // Header and CRC only for a compressed batch: whoever opens it
+        // inflates it, off the runtime and within the server's budget.
+        match StoredBatch::from_shared_storage(message.payload.to_vec()) {
             Ok((batch, next_offset)) => {
                 self.remember(batch.base_offset(), sequence, next_offset);
                 Ok(Fetched::Batch(batch, next_offset))
@@ -361,7 +363,7 @@ impl JetStreamPartition {
                     tail.next_offset = batch.next_offset();
                     self.remember(base_offset, ack.sequence, tail.next_offset);
                     // Before consumers are woken: those at the end read it from here.
-                    self.recent.lock().insert(ack.sequence, batch, tail.next_offset);
+                    self.recent.lock().insert(ack.sequence, batch.into(), tail.next_offset);
                     self.advance(tail.next_offset, tail.last_sequence);
                     let end = AnnouncedEnd { next_offset: tail.next_offset, last_sequence: tail.last_sequence };
                     let _ =
@@ -409,7 +411,7 @@ impl JetStreamPartition {
                             continue;
                         }
                         bytes += batch.as_bytes().len() as u64;
-                        batches.push(batch.into());
+                        batches.push(batch);
                         if bytes >= max_bytes {
                             return Ok(batches);
                         }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use fluvio_protocol::CheckedBatch;
+use fluvio_protocol::StoredBatch;
 
 /// Most batch positions a partition remembers.
 const MAX_POSITIONS: usize = 4096;
@@ -23,7 +23,7 @@ const RECENT_BYTES: usize = 8 << 20;
 /// until it is evicted.
 pub(super) struct RecentBatches {
     /// Each batch with its next offset.
-    by_sequence: BTreeMap<u64, (CheckedBatch, i64)>,
+    by_sequence: BTreeMap<u64, (StoredBatch, i64)>,
     bytes: usize,
     max_bytes: usize,
 }
@@ -41,12 +41,12 @@ impl RecentBatches {
     }
 
     /// The batch at `sequence` and its next offset, if it is still kept.
-    pub(super) fn get(&self, sequence: u64) -> Option<(CheckedBatch, i64)> {
+    pub(super) fn get(&self, sequence: u64) -> Option<(StoredBatch, i64)> {
         self.by_sequence.get(&sequence).cloned()
     }
 
     /// Keeps a batch just appended at `sequence`.
-    pub(super) fn insert(&mut self, sequence: u64, batch: CheckedBatch, next_offset: i64) {
+    pub(super) fn insert(&mut self, sequence: u64, batch: StoredBatch, next_offset: i64) {
         self.bytes += batch.as_bytes().len();
         if let Some((replaced, _)) = self.by_sequence.insert(sequence, (batch, next_offset)) {
             self.bytes -= replaced.as_bytes().len();
@@ -132,7 +132,7 @@ mod tests {
     use super::*;
     use fluvio_protocol::BatchBuilder;
 
-    fn batch(bytes: usize) -> CheckedBatch {
+    fn batch(bytes: usize) -> StoredBatch {
         let mut builder = BatchBuilder::new(0, 0);
         builder.push_value(None, &vec![7; bytes]);
         builder.finish().into()

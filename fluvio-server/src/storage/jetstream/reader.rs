@@ -65,7 +65,7 @@ impl JetStreamReader {
                     }
                     self.offset = next_offset;
                     bytes += batch.as_bytes().len() as u64;
-                    batches.push(batch.into());
+                    batches.push(batch);
                     if bytes >= max_bytes {
                         return Ok(batches);
                     }

@@ -21,12 +21,12 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use fluvio_protocol::{ConsumerOffset, RetentionSpec, TopicInfo};
+use fluvio_protocol::{RetentionSpec, TopicInfo};
 use futures::future::BoxFuture;
 
 use super::{
-    MAX_PARTITIONS, MAX_TOTAL_PARTITIONS, Partition, SEGMENT_BYTES_RANGE, Storage, StorageError, TopicError, TopicSpec,
-    validate_name,
+    MAX_PARTITIONS, MAX_TOTAL_PARTITIONS, OwnedOffset, Partition, SEGMENT_BYTES_RANGE, Storage, StorageError,
+    TopicError, TopicSpec, validate_name,
 };
 use offsets::OffsetLog;
 use segment_log::{FlushPolicy, LogConfig, PartitionLog};
@@ -201,7 +201,7 @@ impl LocalStorage {
             return Err(TopicError::Refused {
                 topic: spec.name,
                 reason: format!(
-                    "this server holds {held} partitions and takes at most {} (two open files each, within its open-file limit and at most {MAX_TOTAL_PARTITIONS}); delete topics you no longer need, create this one with fewer partitions, or raise the limit (`ulimit -n`)",
+                    "this server holds {held} partitions and takes at most {} (three open files each, within its open-file limit and at most {MAX_TOTAL_PARTITIONS}); delete topics you no longer need, create this one with fewer partitions, or raise the limit (`ulimit -n`)",
                     self.max_total_partitions
                 ),
             });
@@ -352,9 +352,10 @@ impl Storage for LocalStorage {
         topic: &'a str,
         partition: u32,
         offset: i64,
+        owner: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), TopicError>> {
         Box::pin(async move {
-            tokio::task::block_in_place(|| self.offsets.commit(consumer, topic, partition, offset))?;
+            tokio::task::block_in_place(|| self.offsets.commit(consumer, topic, partition, offset, owner))?;
             Ok(())
         })
     }
@@ -368,7 +369,7 @@ impl Storage for LocalStorage {
         Box::pin(async move { Ok(self.offsets.get(consumer, topic, partition)) })
     }
 
-    fn list_offsets(&self) -> BoxFuture<'_, Result<Vec<ConsumerOffset>, TopicError>> {
+    fn list_offsets(&self) -> BoxFuture<'_, Result<Vec<OwnedOffset>, TopicError>> {
         Box::pin(async move { Ok(self.offsets.list()) })
     }
 

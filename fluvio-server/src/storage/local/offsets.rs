@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use fluvio_protocol::ConsumerOffset;
 use serde::{Deserialize, Serialize};
 
-use crate::storage::{StorageError, now_ms};
+use crate::storage::{OwnedOffset, StorageError, now_ms};
 
 /// The name of the offsets file in a server's data directory.
 pub const OFFSETS_FILE: &str = "consumer-offsets.log";
@@ -29,17 +29,32 @@ const SLACK_LINES: usize = 4096;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Line {
-    Commit { consumer: String, topic: String, partition: u32, offset: i64, modified_ms: u64 },
-    Delete { consumer: String, topic: String, partition: u32 },
+    Commit {
+        consumer: String,
+        topic: String,
+        partition: u32,
+        offset: i64,
+        modified_ms: u64,
+        /// The principal that committed it (absent in lines written before
+        /// owners were, and on servers without an access file).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+    },
+    Delete {
+        consumer: String,
+        topic: String,
+        partition: u32,
+    },
 }
 
 type Key = (String, String, u32);
 
-/// A consumer's position and when it was stored.
-#[derive(Debug, Clone, Copy)]
+/// A consumer's position, when it was stored and by whom.
+#[derive(Debug, Clone)]
 struct Committed {
     offset: i64,
     modified_ms: u64,
+    owner: Option<String>,
 }
 
 struct State {
@@ -78,8 +93,8 @@ impl OffsetLog {
         {
             lines += 1;
             match serde_json::from_slice::<Line>(line) {
-                Ok(Line::Commit { consumer, topic, partition, offset, modified_ms }) => {
-                    offsets.insert((consumer, topic, partition), Committed { offset, modified_ms });
+                Ok(Line::Commit { consumer, topic, partition, offset, modified_ms, owner }) => {
+                    offsets.insert((consumer, topic, partition), Committed { offset, modified_ms, owner });
                 }
                 Ok(Line::Delete { consumer, topic, partition }) => {
                     offsets.remove(&(consumer, topic, partition));
@@ -110,14 +125,31 @@ impl OffsetLog {
         Ok(log)
     }
 
-    /// Stores a consumer's offset in a partition, durably.
-    pub fn commit(&self, consumer: &str, topic: &str, partition: u32, offset: i64) -> Result<(), StorageError> {
+    /// Stores a consumer's offset in a partition, durably, with the
+    /// principal that committed it.
+    pub fn commit(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        owner: Option<&str>,
+    ) -> Result<(), StorageError> {
         let modified_ms = now_ms();
-        let line =
-            Line::Commit { consumer: consumer.to_string(), topic: topic.to_string(), partition, offset, modified_ms };
+        let owner = owner.map(str::to_string);
+        let line = Line::Commit {
+            consumer: consumer.to_string(),
+            topic: topic.to_string(),
+            partition,
+            offset,
+            modified_ms,
+            owner: owner.clone(),
+        };
         let mut state = self.state.lock();
         self.append(&mut state, &[line])?;
-        state.offsets.insert((consumer.to_string(), topic.to_string(), partition), Committed { offset, modified_ms });
+        state
+            .offsets
+            .insert((consumer.to_string(), topic.to_string(), partition), Committed { offset, modified_ms, owner });
         self.compact_if_due(&mut state)
     }
 
@@ -128,17 +160,20 @@ impl OffsetLog {
     }
 
     /// Every stored offset, by consumer, topic and partition.
-    pub fn list(&self) -> Vec<ConsumerOffset> {
+    pub fn list(&self) -> Vec<OwnedOffset> {
         let state = self.state.lock();
         state
             .offsets
             .iter()
-            .map(|((consumer, topic, partition), committed)| ConsumerOffset {
-                consumer: consumer.clone(),
-                topic: topic.clone(),
-                partition: *partition,
-                offset: committed.offset,
-                modified_ms: committed.modified_ms,
+            .map(|((consumer, topic, partition), committed)| OwnedOffset {
+                offset: ConsumerOffset {
+                    consumer: consumer.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: committed.offset,
+                    modified_ms: committed.modified_ms,
+                },
+                owner: committed.owner.clone(),
             })
             .collect()
     }
@@ -198,6 +233,7 @@ impl OffsetLog {
                 partition: *partition,
                 offset: committed.offset,
                 modified_ms: committed.modified_ms,
+                owner: committed.owner.clone(),
             };
             serde_json::to_writer(&mut text, &line).expect("an offset line serializes");
             text.push(b'\n');
@@ -227,10 +263,10 @@ mod tests {
     fn commits_and_deletes_survive_reopening_and_compaction() {
         let dir = temp_dir("reopen");
         let log = OffsetLog::open(&dir).unwrap();
-        log.commit("app", "t", 0, 5).unwrap();
-        log.commit("app", "t", 1, 7).unwrap();
-        log.commit("other", "t", 0, 1).unwrap();
-        log.commit("app", "t", 0, 9).unwrap();
+        log.commit("app", "t", 0, 5, None).unwrap();
+        log.commit("app", "t", 1, 7, None).unwrap();
+        log.commit("other", "t", 0, 1, None).unwrap();
+        log.commit("app", "t", 0, 9, None).unwrap();
         assert_eq!(log.delete(Some("other"), None).unwrap(), 1);
         drop(log);
         let log = OffsetLog::open(&dir).unwrap();
@@ -240,7 +276,7 @@ mod tests {
         );
         // Enough commits to be rewritten, and the last one still wins.
         for offset in 0..(SLACK_LINES as i64 + 100) {
-            log.commit("app", "t", 0, offset).unwrap();
+            log.commit("app", "t", 0, offset, None).unwrap();
         }
         let lines = std::fs::read_to_string(dir.join(OFFSETS_FILE)).unwrap().lines().count();
         assert!(lines < SLACK_LINES, "{lines} lines after compaction");
@@ -254,7 +290,7 @@ mod tests {
     fn a_torn_last_line_is_skipped() {
         let dir = temp_dir("torn");
         let log = OffsetLog::open(&dir).unwrap();
-        log.commit("app", "t", 0, 3).unwrap();
+        log.commit("app", "t", 0, 3, None).unwrap();
         drop(log);
         let mut file = OpenOptions::new().append(true).open(dir.join(OFFSETS_FILE)).unwrap();
         file.write_all(br#"{"op":"commit","consumer":"app","topic":"t","parti"#).unwrap();
@@ -262,7 +298,7 @@ mod tests {
         let log = OffsetLog::open(&dir).unwrap();
         assert_eq!(log.get("app", "t", 0), Some(3));
         // The torn line is gone before the next commit is appended.
-        log.commit("app", "t", 0, 4).unwrap();
+        log.commit("app", "t", 0, 4, None).unwrap();
         drop(log);
         let text = std::fs::read_to_string(dir.join(OFFSETS_FILE)).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
@@ -275,7 +311,7 @@ mod tests {
         drop(file);
         let log = OffsetLog::open(&dir).unwrap();
         assert_eq!(log.get("app", "t", 0), Some(4));
-        log.commit("app", "t", 0, 5).unwrap();
+        log.commit("app", "t", 0, 5, None).unwrap();
         drop(log);
         assert_eq!(OffsetLog::open(&dir).unwrap().get("app", "t", 0), Some(5));
     }
