@@ -38,6 +38,7 @@ pub mod compat;
 mod connection;
 pub mod consumer;
 mod error;
+pub mod partitioning;
 pub mod producer;
 mod profile;
 mod retry;
@@ -84,7 +85,11 @@ pub use fluvio_protocol::{
     Compression, ConnectorInfo, ConsumerOffset, ErrorPolicy, Lookback, ModuleKind, OffsetSpec, RecordFailure,
     SmartModuleContextData, SmartModuleExtraParams, SmartModuleInvocation, SmartModuleInvocationWasm, SmartModuleKind,
 };
-pub use producer::{ProduceOutput, ProducerConfig, RecordKey, RecordMetadata, TopicProducer, partition_for_key};
+pub use partitioning::{
+    PartitionCount, PartitionId, Partitioner, PartitionerConfig, SiphashRoundRobinPartitioner, SpecificPartitioner,
+    partition_for_key,
+};
+pub use producer::{ProduceOutput, ProducerConfig, RecordKey, RecordMetadata, TopicProducer};
 pub use profile::{ConfigFile, FluvioClusterConfig, FluvioConfig, Profile, default_addr, fluvio_home};
 pub use retry::{DeliverySemantic, RetryPolicy};
 pub use security::{TlsConfig, TlsPolicy};

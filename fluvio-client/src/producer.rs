@@ -16,6 +16,7 @@ use fluvio_protocol::requests::ProduceRequest;
 use fluvio_protocol::{Batch, BatchBuilder, ErrorPolicy, ProducerStamp, SmartModuleInvocation};
 
 use crate::consumer::DeadLetterSink;
+use crate::partitioning::{Partitioner, PartitionerConfig, SiphashRoundRobinPartitioner};
 use crate::{Fluvio, FluvioError};
 
 /// Fluvio's names for a producer's config, at Fluvio's paths
@@ -35,12 +36,15 @@ enum Chain {}
 #[derive(Clone)]
 pub struct ProducerConfig {
     /// The partition to write every record to. `None` (the default)
-    /// spreads records over the topic's partitions: a record with a key
-    /// goes to the partition its key hashes to (the same key, the same
-    /// partition, for as long as the topic has the same partition count);
-    /// records without one fill a batch on one partition, and the next
-    /// batch goes to the next partition.
+    /// leaves each record's partition to [`partitioner`](Self::partitioner).
     pub partition: Option<u32>,
+    /// Chooses each record's partition when [`partition`](Self::partition)
+    /// is `None`. The default is Fluvio's
+    /// ([`SiphashRoundRobinPartitioner`]): a record with a key goes to the
+    /// partition its key hashes to (the same key, the same partition, as
+    /// in Fluvio, for as long as the topic has the same partition count);
+    /// records without one go to each partition in turn.
+    pub partitioner: Arc<dyn Partitioner + Send + Sync>,
     /// A batch is sent once it holds this many bytes of records. Records
     /// that queued up while the partition's last batch was on its way may
     /// make a batch of up to eight times this, and at most 512 KiB unless
@@ -81,6 +85,7 @@ impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
             partition: None,
+            partitioner: Arc::new(SiphashRoundRobinPartitioner::new()),
             batch_bytes: 64 << 10,
             linger: Duration::from_millis(5),
             smartmodules: Vec::new(),
@@ -175,8 +180,6 @@ impl Pending {
 struct Queue {
     /// One per partition of the topic.
     partitions: Vec<Pending>,
-    /// Where records without a key go now.
-    keyless: u32,
     flush_requested: bool,
     queued: u64,
 }
@@ -298,13 +301,6 @@ impl<K: Into<Vec<u8>>> From<K> for RecordKey {
     }
 }
 
-/// The partition a key goes to: its [`stable_hash`](fluvio_protocol::smartmodule::stable_hash)
-/// (FNV-1a), so the same key lands on the same partition in every process
-/// and release, for as long as the topic has the same partition count.
-pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
-    (fluvio_protocol::smartmodule::stable_hash(key) % u64::from(partitions.max(1))) as u32
-}
-
 impl ProduceOutput {
     /// Waits until the record's batch is acknowledged, and tells where the
     /// record was stored.
@@ -357,7 +353,6 @@ impl Fluvio {
             partitions,
             pending: Mutex::new(Queue {
                 partitions: (0..partitions).map(|_| Pending::default()).collect(),
-                keyless: 0,
                 flush_requested: false,
                 queued: 0,
             }),
@@ -413,10 +408,19 @@ impl TopicProducer {
         }
         let full = {
             let mut queue = self.shared.pending.lock().expect("pending lock");
-            let partition = match (self.shared.config.partition, &record.key) {
-                (Some(partition), _) => partition,
-                (None, Some(key)) => partition_for_key(key, self.shared.partitions),
-                (None, None) => queue.keyless,
+            let partition = match self.shared.config.partition {
+                Some(partition) => partition,
+                None => {
+                    let config = PartitionerConfig::new(self.shared.partitions);
+                    let chosen = self.shared.config.partitioner.partition(&config, record.key.as_deref(), &record.value);
+                    if chosen >= self.shared.partitions {
+                        return Err(FluvioError::InvalidRequest(format!(
+                            "the producer's partitioner chose partition {chosen} of topic {:?}, which has {} partitions",
+                            self.shared.topic, self.shared.partitions
+                        )));
+                    }
+                    chosen
+                }
             };
             queue.queued += 1;
             let pending = &mut queue.partitions[partition as usize];
@@ -498,8 +502,6 @@ async fn flush_loop(shared: Arc<Shared>) {
         let (due, wait) = {
             let mut queue = shared.pending.lock().expect("pending lock");
             let flush = queue.flush_requested;
-            let keyless = queue.keyless;
-            let mut keyless_batch_closed = false;
             let mut due = Vec::new();
             let mut wait = Duration::from_secs(3600);
             let mut unsent = false;
@@ -507,7 +509,6 @@ async fn flush_loop(shared: Arc<Shared>) {
                 let Some(first) = pending.first_at else { continue };
                 let left = shared.config.linger.saturating_sub(first.elapsed());
                 let ready = flush || pending.bytes >= shared.config.batch_bytes || left.is_zero();
-                keyless_batch_closed |= ready && partition as u32 == keyless;
                 if pending.sending {
                     // Looked at again when its batch on the way is answered.
                     unsent = true;
@@ -520,11 +521,6 @@ async fn flush_loop(shared: Arc<Shared>) {
             }
             if due.is_empty() && !unsent {
                 queue.flush_requested = false;
-            }
-            // Records without a key fill the next partition's batch once
-            // this one's is closed, even if it still waits to be sent.
-            if keyless_batch_closed {
-                queue.keyless = (keyless + 1) % shared.partitions;
             }
             (due, wait)
         };

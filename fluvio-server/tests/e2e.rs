@@ -431,23 +431,36 @@ async fn producers_spread_records_by_key_and_in_turn_and_consumers_read_every_pa
     }
     let used: std::collections::HashSet<u32> = partition_of_key.values().copied().collect();
     assert!(used.len() > 1, "ten keys all hashed to one partition: {partition_of_key:?}");
-    // Without keys: each batch goes to the next partition.
-    let small = ProducerConfig { batch_bytes: 1, linger: Duration::from_millis(1), ..Default::default() };
-    let producer = fluvio.topic_producer_with("spread", small).await.unwrap();
-    let mut partitions = Vec::new();
+    // Without keys: each record goes to the next partition, as in Fluvio,
+    // however they are batched.
+    let producer = fluvio.topic_producer("spread").await.unwrap();
+    let mut outputs = Vec::new();
     for i in 0..6 {
-        let output = producer.send(RecordKey::NULL, format!("plain-{i}")).await.unwrap();
-        producer.flush().await.unwrap();
+        outputs.push(producer.send(RecordKey::NULL, format!("plain-{i}")).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    let mut partitions = Vec::new();
+    for output in outputs {
         partitions.push(output.wait().await.unwrap().partition_id());
     }
-    assert_eq!(partitions.iter().filter(|&&p| p == 0).count(), 2, "{partitions:?}");
-    assert_eq!(partitions.iter().filter(|&&p| p == 1).count(), 2, "{partitions:?}");
-    assert_eq!(partitions.iter().filter(|&&p| p == 2).count(), 2, "{partitions:?}");
+    assert_eq!(partitions, [0, 1, 2, 0, 1, 2]);
+    // A partitioner of the program's own.
+    struct Last;
+    impl fluvio_client::Partitioner for Last {
+        fn partition(&self, config: &fluvio_client::PartitionerConfig, _: Option<&[u8]>, _: &[u8]) -> u32 {
+            config.partition_count() - 1
+        }
+    }
+    let last = ProducerConfig { partitioner: std::sync::Arc::new(Last), ..Default::default() };
+    let producer = fluvio.topic_producer_with("spread", last).await.unwrap();
+    let output = producer.send("any key", "last").await.unwrap();
+    producer.flush().await.unwrap();
+    assert_eq!(output.wait().await.unwrap().partition_id(), 2);
 
     // One stream over all partitions: every record once, each partition in
     // order, each record saying its partition.
     let records = read_all(&fluvio, "spread", from_beginning()).await;
-    assert_eq!(records.len(), 306);
+    assert_eq!(records.len(), 307);
     for partition in 0..3 {
         let offsets: Vec<i64> = records.iter().filter(|r| r.partition == partition).map(|r| r.offset).collect();
         assert_eq!(offsets, (0..offsets.len() as i64).collect::<Vec<_>>(), "partition {partition}");

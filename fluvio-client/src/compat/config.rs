@@ -30,11 +30,13 @@
 //! # Ok(()) }
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fluvio_protocol::{Compression, OffsetSpec, SmartModuleInvocation};
 
 use crate::consumer::{ConsumerConfig, ConsumerStream, OffsetManagementStrategy, RecordBytes};
+use crate::partitioning::{PartitionId, Partitioner, SpecificPartitioner};
 use crate::producer::{ProducerConfig, TopicProducer};
 use crate::retry::DeliverySemantic;
 use crate::{Fluvio, FluvioError};
@@ -132,6 +134,19 @@ impl TopicProducerConfigBuilder {
     pub fn partition(&mut self, partition: u32) -> &mut Self {
         self.config.partition = Some(partition);
         self
+    }
+
+    /// Chooses each record's partition (Fluvio's
+    /// [`SiphashRoundRobinPartitioner`](crate::SiphashRoundRobinPartitioner)
+    /// by default).
+    pub fn partitioner(&mut self, partitioner: Arc<dyn Partitioner + Send + Sync>) -> &mut Self {
+        self.config.partitioner = partitioner;
+        self
+    }
+
+    /// Every record goes to `partition`, as Fluvio's builder says it.
+    pub fn set_specific_partitioner(&mut self, partition: PartitionId) -> &mut Self {
+        self.partitioner(Arc::new(SpecificPartitioner::new(partition)))
     }
 
     /// The config; a batch size of 0 is refused.
