@@ -92,3 +92,40 @@ pub fn wasm(package: &str) -> Vec<u8> {
     let path = wasm_path(package);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// The modules of `test-modules/fluvio-built`: built with Fluvio's own
+/// guest crate (`fluvio-smartmodule` 0.50.1 from crates.io, pinned by that
+/// workspace's lock file), most from the same sources as the examples of
+/// the same name.
+pub const FLUVIO_BUILT_MODULES: &[&str] = &[
+    "my-filter",
+    "uppercase-map",
+    "even-filter-map",
+    "json-array-map",
+    "sum-aggregate",
+    "params-filter",
+    "record-position",
+    "look-back-filter",
+];
+
+fn build_fluvio_built() -> PathBuf {
+    let target_dir = workspace_root().join("target").join("wasm-modules-fluvio");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace_root().join("test-modules").join("fluvio-built"))
+        .args(["build", "--release", "--locked", "--target", "wasm32-unknown-unknown", "--target-dir"])
+        .arg(&target_dir)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building test-modules/fluvio-built with Fluvio's fluvio-smartmodule crate failed");
+    target_dir.join("wasm32-unknown-unknown").join("release")
+}
+
+/// The bytes of `module` built with Fluvio's own guest crate, building
+/// them all on first use.
+pub fn fluvio_built_wasm(module: &str) -> Vec<u8> {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    assert!(FLUVIO_BUILT_MODULES.contains(&module), "{module} is not listed in dev_support::FLUVIO_BUILT_MODULES");
+    let path = DIR.get_or_init(build_fluvio_built).join(format!("fluvio_built_{}.wasm", module.replace('-', "_")));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

@@ -166,6 +166,26 @@ async fn registered_smartmodules_run_by_name_and_survive_restart() {
     assert!(error.to_string().contains("\"upper\" is not registered"), "{error}");
 }
 
+/// A module built with Fluvio's own crate registers, runs on the server for
+/// a consumer and, ad hoc, in a producer, as the same source built here does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modules_built_with_fluvios_crate_run_on_the_server_and_in_producers() {
+    let server = ServerProcess::start(&data_dir("fluvio-built"), &[]);
+    let fluvio = server.client().await;
+    let info = fluvio.create_smartmodule("their-upper", dev_support::fluvio_built_wasm("uppercase-map")).await.unwrap();
+    assert_eq!(info.kind, ModuleKind::Map);
+    fluvio.create_topic("fruit", 1).await.unwrap();
+    let filter = SmartModuleInvocation::adhoc("their-filter", dev_support::fluvio_built_wasm("my-filter"));
+    let config = ProducerConfig::default().smartmodule(filter);
+    let producer = fluvio.topic_producer_with("fruit", config).await.unwrap();
+    for value in ["pear", "grape", "plum", "banana"] {
+        producer.send(RecordKey::NULL, value).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let config = from_beginning().smartmodule(SmartModuleInvocation::predefined("their-upper"));
+    assert_eq!(values(&read_all(&fluvio, "fruit", config).await), ["PEAR", "GRAPE", "BANANA"]);
+}
+
 /// The next record's value, within 30 s.
 async fn next_value(stream: &mut fluvio_client::ConsumerStream) -> String {
     let record = tokio::time::timeout(Duration::from_secs(30), stream.next())

@@ -15,7 +15,7 @@ use super::output::{GuestError, OutputArea, OutputError, decode_output};
 #[cfg(feature = "native-baseline")]
 use super::output::{decode_filter, decode_records};
 use super::watchdog::{Armed, FuelCell};
-use super::{EngineError, SmartEngine, SmartModule};
+use super::{EngineError, GuestAbi, SmartEngine, SmartModule, fluvio_abi};
 
 /// Longest log line or panic message kept from a guest; the rest is cut.
 const MAX_GUEST_MESSAGE: usize = 4096;
@@ -45,6 +45,8 @@ struct HostState {
     dropped_logs: usize,
     panic: Option<(String, i32)>,
     out_of_memory: Option<u64>,
+    /// Where a module of Fluvio's ABI put its answer (`copy_records`).
+    copied: Option<(u32, u32)>,
 }
 
 impl HostState {
@@ -78,6 +80,30 @@ fn host_panic(mut env: FunctionEnvMut<'_, HostState>, ptr: i32, len: i32, record
 
 fn host_out_of_memory(mut env: FunctionEnvMut<'_, HostState>, requested: i32) {
     env.data_mut().out_of_memory = Some(requested as u32 as u64);
+}
+
+/// Fluvio's `copy_records`: only where the answer is is noted; the host
+/// reads (and checks) it once the call has returned.
+fn host_copy_records(mut env: FunctionEnvMut<'_, HostState>, ptr: i32, len: i32) {
+    env.data_mut().copied = Some((ptr as u32, len as u32));
+}
+
+/// The functions the host calls, by the module's ABI.
+enum Glue {
+    Native {
+        reserve: TypedFunction<i32, i32>,
+        process: TypedFunction<(i32, i32), i64>,
+        look_back: Option<TypedFunction<(i32, i32), i64>>,
+    },
+    Fluvio {
+        alloc: TypedFunction<i32, i32>,
+        dealloc: Option<TypedFunction<(i32, i32), ()>>,
+        process: TypedFunction<(i32, i32, i32), i32>,
+        look_back: Option<TypedFunction<(i32, i32, i32), i32>>,
+        /// An aggregate's accumulator, which Fluvio's glue takes with each
+        /// call and hands back with each answer.
+        accumulator: Vec<u8>,
+    },
 }
 
 /// Where the runtime keeps `global`'s value, for the watchdog to write from
@@ -143,9 +169,7 @@ pub struct SmartModuleInstance {
     store: Store,
     env: FunctionEnv<HostState>,
     memory: Memory,
-    reserve: TypedFunction<i32, i32>,
-    process: TypedFunction<(i32, i32), i64>,
-    look_back: Option<TypedFunction<(i32, i32), i64>>,
+    glue: Glue,
     fuel_used: Global,
     fuel_limit_global: Global,
     /// The same global as `fuel_limit_global`, as the watchdog writes it.
@@ -198,14 +222,22 @@ impl SmartModuleInstance {
                 dropped_logs: 0,
                 panic: None,
                 out_of_memory: None,
+                copied: None,
             },
         );
-        let imports = imports! {
-            abi::IMPORT_MODULE => {
-                abi::IMPORT_LOG => Function::new_typed_with_env(&mut store, &env, host_log),
-                abi::IMPORT_PANIC => Function::new_typed_with_env(&mut store, &env, host_panic),
-                abi::IMPORT_OUT_OF_MEMORY => Function::new_typed_with_env(&mut store, &env, host_out_of_memory),
-            }
+        let imports = match module.abi() {
+            GuestAbi::Native => imports! {
+                abi::IMPORT_MODULE => {
+                    abi::IMPORT_LOG => Function::new_typed_with_env(&mut store, &env, host_log),
+                    abi::IMPORT_PANIC => Function::new_typed_with_env(&mut store, &env, host_panic),
+                    abi::IMPORT_OUT_OF_MEMORY => Function::new_typed_with_env(&mut store, &env, host_out_of_memory),
+                }
+            },
+            GuestAbi::Fluvio => imports! {
+                fluvio_abi::IMPORT_MODULE => {
+                    fluvio_abi::IMPORT_COPY_RECORDS => Function::new_typed_with_env(&mut store, &env, host_copy_records),
+                }
+            },
         };
         // A memory minimum above the cap was refused at load time, so any
         // failure here is the runtime's own.
@@ -217,37 +249,70 @@ impl SmartModuleInstance {
         };
         let memory = instance.exports.get_memory(abi::EXPORT_MEMORY).map_err(|e| instantiation("memory", &e))?.clone();
         env.as_mut(&mut store).memory = Some(memory.clone());
-        let reserve = instance
-            .exports
-            .get_typed_function(&store, abi::EXPORT_RESERVE)
-            .map_err(|e| instantiation(abi::EXPORT_RESERVE, &e))?;
-        let process = instance
-            .exports
-            .get_typed_function(&store, module.kind().process_export())
-            .map_err(|e| instantiation(module.kind().process_export(), &e))?;
-        let setup: TypedFunction<i32, i64> = instance
-            .exports
-            .get_typed_function(&store, abi::EXPORT_SETUP)
-            .map_err(|e| instantiation(abi::EXPORT_SETUP, &e))?;
-        let init: Option<TypedFunction<(), i64>> = if module.has_init() {
-            Some(
-                instance
-                    .exports
-                    .get_typed_function(&store, abi::EXPORT_INIT)
-                    .map_err(|e| instantiation(abi::EXPORT_INIT, &e))?,
-            )
-        } else {
-            None
+        let function = |name: &str| -> Result<wasmer::Function, EngineError> {
+            instance.exports.get_function(name).cloned().map_err(|e| instantiation(name, &e))
         };
-        let look_back: Option<TypedFunction<(i32, i32), i64>> = if module.has_look_back() {
-            Some(
-                instance
-                    .exports
-                    .get_typed_function(&store, abi::EXPORT_LOOK_BACK)
-                    .map_err(|e| instantiation(abi::EXPORT_LOOK_BACK, &e))?,
-            )
-        } else {
-            None
+        let typed_error = |name: &str, e: &dyn std::fmt::Display| instantiation(name, e);
+        let mut setup_call: Option<TypedFunction<i32, i64>> = None;
+        let mut init_native: Option<TypedFunction<(), i64>> = None;
+        let mut init_fluvio: Option<TypedFunction<(i32, i32, i32), i32>> = None;
+        let glue = match module.abi() {
+            GuestAbi::Native => {
+                let typed_native = |name: &str| function(name);
+                let reserve = typed_native(abi::EXPORT_RESERVE)?
+                    .typed(&store)
+                    .map_err(|e| typed_error(abi::EXPORT_RESERVE, &e))?;
+                let process_export = module.kind().process_export();
+                let process = typed_native(process_export)?.typed(&store).map_err(|e| typed_error(process_export, &e))?;
+                setup_call = Some(
+                    typed_native(abi::EXPORT_SETUP)?.typed(&store).map_err(|e| typed_error(abi::EXPORT_SETUP, &e))?,
+                );
+                if module.has_init() {
+                    init_native = Some(
+                        typed_native(abi::EXPORT_INIT)?.typed(&store).map_err(|e| typed_error(abi::EXPORT_INIT, &e))?,
+                    );
+                }
+                let look_back = if module.has_look_back() {
+                    Some(
+                        typed_native(abi::EXPORT_LOOK_BACK)?
+                            .typed(&store)
+                            .map_err(|e| typed_error(abi::EXPORT_LOOK_BACK, &e))?,
+                    )
+                } else {
+                    None
+                };
+                Glue::Native { reserve, process, look_back }
+            }
+            GuestAbi::Fluvio => {
+                let alloc = function(fluvio_abi::EXPORT_ALLOC)?
+                    .typed(&store)
+                    .map_err(|e| typed_error(fluvio_abi::EXPORT_ALLOC, &e))?;
+                let dealloc = match instance.exports.get_function(fluvio_abi::EXPORT_DEALLOC) {
+                    Ok(dealloc) => {
+                        Some(dealloc.typed(&store).map_err(|e| typed_error(fluvio_abi::EXPORT_DEALLOC, &e))?)
+                    }
+                    Err(_) => None,
+                };
+                let process_export = fluvio_abi::process_export(module.kind());
+                let process = function(process_export)?.typed(&store).map_err(|e| typed_error(process_export, &e))?;
+                if module.has_init() {
+                    init_fluvio = Some(
+                        function(fluvio_abi::EXPORT_INIT)?
+                            .typed(&store)
+                            .map_err(|e| typed_error(fluvio_abi::EXPORT_INIT, &e))?,
+                    );
+                }
+                let look_back = if module.has_look_back() {
+                    Some(
+                        function(fluvio_abi::EXPORT_LOOK_BACK)?
+                            .typed(&store)
+                            .map_err(|e| typed_error(fluvio_abi::EXPORT_LOOK_BACK, &e))?,
+                    )
+                } else {
+                    None
+                };
+                Glue::Fluvio { alloc, dealloc, process, look_back, accumulator: accumulator.unwrap_or_default().to_vec() }
+            }
         };
         let fuel_used = instance.exports.get_global(fuel::USED_EXPORT).map_err(|e| instantiation("fuel", &e))?.clone();
         let fuel_limit_global =
@@ -263,9 +328,7 @@ impl SmartModuleInstance {
             store,
             env,
             memory,
-            reserve,
-            process,
-            look_back,
+            glue,
             fuel_used,
             fuel_limit_global,
             fuel_cell,
@@ -280,18 +343,26 @@ impl SmartModuleInstance {
             logs: Vec::new(),
         };
         let granted = this.budget;
-        let blob = encode_setup(params, accumulator);
-        let started = (|| {
-            this.write_input(&blob).map_err(|e| e.into_engine_error(&this.name))?;
-            let (location, _) =
-                this.call(|store| setup.call(store, blob.len() as i32)).map_err(|e| e.into_engine_error(&this.name))?;
-            this.check_setup(location)?;
-            if let Some(init) = init {
-                let (location, _) = this.call(|store| init.call(store)).map_err(|e| e.into_engine_error(&this.name))?;
-                this.check_setup(location)?;
+        let started = match (setup_call, init_fluvio) {
+            (Some(setup), _) => {
+                let blob = encode_setup(params, accumulator);
+                (|| {
+                    this.write_input(&blob).map_err(|e| e.into_engine_error(&this.name))?;
+                    let (location, _) = this
+                        .call(|store| setup.call(store, blob.len() as i32))
+                        .map_err(|e| e.into_engine_error(&this.name))?;
+                    this.check_setup(location)?;
+                    if let Some(init) = init_native {
+                        let (location, _) =
+                            this.call(|store| init.call(store)).map_err(|e| e.into_engine_error(&this.name))?;
+                        this.check_setup(location)?;
+                    }
+                    Ok(())
+                })()
             }
-            Ok(())
-        })();
+            (None, Some(init)) => this.fluvio_init(&init, params),
+            (None, None) => Ok(()),
+        };
         this.last_fuel_used = granted - this.budget;
         this.budget = this.fuel_limit;
         started.map(|()| this)
@@ -402,7 +473,10 @@ impl SmartModuleInstance {
         let len = i32::try_from(bytes.len())
             .map_err(|_| EngineError::InvalidBatch(abi::FormatError::new("batch larger than 2 GiB")))?;
         if bytes.len() > self.input_cap as usize {
-            let reserve = self.reserve.clone();
+            let Glue::Native { reserve, .. } = &self.glue else {
+                unreachable!("only a module of the native ABI has an input buffer")
+            };
+            let reserve = reserve.clone();
             let (ptr, _) = self.call(|store| reserve.call(store, len))?;
             self.input_ptr = ptr as u32;
             self.input_cap = len as u32;
@@ -462,8 +536,13 @@ impl SmartModuleInstance {
     /// function, with a full CPU budget. Fails at the first record it
     /// returns an error for.
     pub(crate) fn look_back(&mut self, batch: &[u8], records: &RecordIndex) -> Result<(), CallError> {
-        let Some(look_back) = self.look_back.clone() else {
-            return Err(EngineError::NoLookBack { module: self.name.clone() }.into());
+        let look_back = match &self.glue {
+            Glue::Native { look_back: Some(look_back), .. } => look_back.clone(),
+            Glue::Fluvio { look_back: Some(look_back), .. } => {
+                let look_back = look_back.clone();
+                return self.fluvio_look_back(&look_back, batch, records);
+            }
+            _ => return Err(EngineError::NoLookBack { module: self.name.clone() }.into()),
         };
         self.budget = self.fuel_limit;
         let called = self.write_input(batch).and_then(|()| {
@@ -510,7 +589,17 @@ impl SmartModuleInstance {
     ) -> Result<ProcessOutput, CallError> {
         let granted = fuel.min(self.fuel_limit);
         self.budget = granted;
-        let process = self.process.clone();
+        let process = match &self.glue {
+            Glue::Native { process, .. } => process.clone(),
+            Glue::Fluvio { process, .. } => {
+                let process = process.clone();
+                let processed = self.fluvio_process(&process, batch, records, flags);
+                self.last_fuel_used = granted - self.budget;
+                self.budget = self.fuel_limit;
+                let fuel_used = self.last_fuel_used;
+                return processed.map(|output| ProcessOutput { fuel_used, ..output });
+            }
+        };
         let called = self.write_input(batch).and_then(|()| {
             let len = batch.len() as i32;
             self.call(|store| process.call(store, len, flags as i32))
@@ -540,6 +629,193 @@ impl SmartModuleInstance {
             last_value: decoded.last_value,
             fuel_used,
         })
+    }
+}
+
+/// The calls of Fluvio's ABI ([`fluvio_abi`]).
+impl SmartModuleInstance {
+    /// Hands `input` to a Fluvio-ABI `function` (in a buffer from the
+    /// guest's `alloc`, which the guest takes over) and returns its status
+    /// and its answer, if it gave one through `copy_records`. The answer's
+    /// buffer is given back to the guest's `dealloc` (Fluvio's host leaves
+    /// it, so a long stream would fill the module's memory).
+    fn fluvio_call(
+        &mut self,
+        function: &TypedFunction<(i32, i32, i32), i32>,
+        input: &[u8],
+    ) -> Result<(i32, Option<Vec<u8>>), CallError> {
+        let Glue::Fluvio { alloc, dealloc, .. } = &self.glue else {
+            unreachable!("only a module of Fluvio's ABI is called this way")
+        };
+        let (alloc, dealloc) = (alloc.clone(), dealloc.clone());
+        let len = i32::try_from(input.len())
+            .map_err(|_| EngineError::InvalidBatch(FormatError::new("an input larger than 2 GiB")))?;
+        let (ptr, _) = self.call(|store| alloc.call(store, len))?;
+        self.copy_into_guest(ptr as u32, input)?;
+        self.env.as_mut(&mut self.store).copied = None;
+        let (status, _) = self.call(|store| function.call(store, ptr, len, i32::from(fluvio_abi::PROTOCOL_VERSION)))?;
+        let Some((at, len)) = self.env.as_mut(&mut self.store).copied.take() else { return Ok((status, None)) };
+        let view = self.memory.view(&self.store);
+        // SAFETY: as in `check_setup`, no guest code runs during the borrow.
+        let memory = unsafe { std::slice::from_raw_parts(view.data_ptr(), view.data_size() as usize) };
+        let answer = memory.get(at as usize..).and_then(|rest| rest.get(..len as usize)).map(<[u8]>::to_vec);
+        let Some(answer) = answer else {
+            return Err(self
+                .invalid(FormatError::new(format!(
+                    "copy_records named {at:#x}+{len}, outside guest memory ({} bytes)",
+                    memory.len()
+                )))
+                .into());
+        };
+        if let Some(dealloc) = dealloc {
+            self.call(|store| dealloc.call(store, at as i32, len as i32))?;
+        }
+        Ok((status, Some(answer)))
+    }
+
+    /// Copies `bytes` to `ptr` in guest memory, checked.
+    fn copy_into_guest(&mut self, ptr: u32, bytes: &[u8]) -> Result<(), CallError> {
+        let view = self.memory.view(&self.store);
+        // SAFETY: as in `write_input`.
+        let memory = unsafe { std::slice::from_raw_parts_mut(view.data_ptr(), view.data_size() as usize) };
+        let size = memory.len();
+        match memory.get_mut(ptr as usize..).and_then(|free| free.get_mut(..bytes.len())) {
+            Some(target) => {
+                target.copy_from_slice(bytes);
+                Ok(())
+            }
+            None => Err(EngineError::InvalidOutput {
+                module: self.name.clone(),
+                reason: format!("alloc gave {ptr:#x}+{}, outside guest memory ({size} bytes)", bytes.len()),
+            }
+            .into()),
+        }
+    }
+
+    /// Runs Fluvio's `init` with the parameters.
+    fn fluvio_init(
+        &mut self,
+        init: &TypedFunction<(i32, i32, i32), i32>,
+        params: &SmartModuleExtraParams,
+    ) -> Result<(), EngineError> {
+        let input = fluvio_abi::encode_init_input(params);
+        let (status, answer) = self.fluvio_call(init, &input).map_err(|e| e.into_engine_error(&self.name))?;
+        if status >= 0 {
+            return Ok(());
+        }
+        let message = match answer {
+            Some(answer) => fluvio_abi::decode_init_error(&answer).map_err(|e| self.invalid(e))?,
+            None => fluvio_abi::init_status(status),
+        };
+        Err(EngineError::InitFailed { module: self.name.clone(), message })
+    }
+
+    /// Feeds stored records to Fluvio's `look_back`.
+    fn fluvio_look_back(
+        &mut self,
+        look_back: &TypedFunction<(i32, i32, i32), i32>,
+        batch: &[u8],
+        records: &RecordIndex,
+    ) -> Result<(), CallError> {
+        self.budget = self.fuel_limit;
+        let all: Vec<usize> = (0..records.len()).collect();
+        let input = fluvio_abi::encode_input(batch, records, &all, None).map_err(EngineError::InvalidBatch)?;
+        let called = self.fluvio_call(look_back, &input);
+        self.budget = self.fuel_limit;
+        let (status, answer) = called?;
+        if status >= 0 {
+            return Ok(());
+        }
+        let (offset, message) = match answer {
+            Some(answer) => {
+                let error = fluvio_abi::decode_look_back_error(&answer).map_err(|e| self.invalid(e))?;
+                (error.offset, error.hint)
+            }
+            None => (records.header().base_offset, fluvio_abi::look_back_status(status)),
+        };
+        Err(EngineError::LookBackFailed { module: self.name.clone(), offset, message }.into())
+    }
+
+    /// Runs a batch through a Fluvio-ABI module. Fluvio's glue stops at a
+    /// record's error; unless `flags` say to stop there too, the rest of
+    /// the batch is handed in again after the failed record. An array-map
+    /// is given one record at a time, since its answers do not say which
+    /// record they came from.
+    fn fluvio_process(
+        &mut self,
+        process: &TypedFunction<(i32, i32, i32), i32>,
+        batch: &[u8],
+        records: &RecordIndex,
+        flags: u32,
+    ) -> Result<ProcessOutput, CallError> {
+        let kind = self.kind;
+        let limit = batch.len().saturating_add(usize::try_from(self.memory_limit).unwrap_or(usize::MAX));
+        let base_offset = records.header().base_offset;
+        let all: Vec<usize> = (0..records.len()).collect();
+        let mut pending: &[usize] = &all;
+        let mut out = fluvio_abi::start_batch(batch);
+        let (mut count, mut errors, mut last_value) = (0u32, Vec::new(), None);
+        while !pending.is_empty() {
+            let selected = if kind == ModuleKind::ArrayMap { &pending[..1] } else { pending };
+            let accumulator = match &self.glue {
+                Glue::Fluvio { accumulator, .. } if kind == ModuleKind::Aggregate => Some(accumulator.clone()),
+                _ => None,
+            };
+            let input = fluvio_abi::encode_input(batch, records, selected, accumulator.as_deref())
+                .map_err(EngineError::InvalidBatch)?;
+            let (status, answer) = self.fluvio_call(process, &input)?;
+            if status < 0 {
+                return Err(self.invalid(FormatError::new(fluvio_abi::transform_status(status))).into());
+            }
+            let Some(answer) = answer else {
+                return Err(self.invalid(FormatError::new("it answered without calling copy_records")).into());
+            };
+            let output = fluvio_abi::decode_output(&answer, kind).map_err(|e| self.invalid(e))?;
+            let mut next = 0;
+            let written = fluvio_abi::append_outputs(
+                &mut out,
+                batch,
+                records,
+                &output.successes,
+                |record| match kind {
+                    ModuleKind::ArrayMap => Ok(selected[0]),
+                    _ => fluvio_abi::source_by_offset(batch, records, selected, &mut next, record),
+                },
+                limit,
+            )
+            .map_err(|e| self.invalid(e))?;
+            count += output.successes.len() as u32;
+            if written.is_some() {
+                last_value = written;
+            }
+            if let (Some(answered), Glue::Fluvio { accumulator, .. }) = (output.accumulator, &mut self.glue) {
+                *accumulator = answered.to_vec();
+            }
+            let Some(error) = output.error else {
+                pending = &pending[selected.len()..];
+                continue;
+            };
+            let failed = selected.iter().position(|&index| {
+                records
+                    .view(batch, index)
+                    .is_ok_and(|record| base_offset.saturating_add(i64::from(record.offset_delta)) == error.offset)
+            });
+            let Some(failed) = failed else {
+                return Err(self
+                    .invalid(FormatError::new(format!(
+                        "it reported an error for offset {}, which is not in the records it was given",
+                        error.offset
+                    )))
+                    .into());
+            };
+            errors.push(GuestError { index: selected[failed] as u32, kind: "error".into(), message: error.hint });
+            if flags & abi::FLAG_STOP_ON_ERROR != 0 {
+                break;
+            }
+            pending = &pending[failed + 1..];
+        }
+        fluvio_abi::finish_batch(&mut out, records, count);
+        Ok(ProcessOutput { batch: out, records_out: count, errors, last_value, fuel_used: 0 })
     }
 }
 

@@ -33,6 +33,7 @@
 mod cache;
 mod chain;
 mod error;
+mod fluvio_abi;
 mod fuel;
 mod instance;
 mod limits;
@@ -162,10 +163,11 @@ impl SmartEngine {
         self.check_structure(name, wasm)?;
         self.check_tables(name, wasm)?;
         let (module, engine, compiled_bytes) = self.compile(name, &hash, wasm)?;
-        let Inspected { kind, has_init, has_look_back } = inspect(&module)?;
+        let Inspected { abi, kind, has_init, has_look_back } = inspect(&module)?;
         self.check_memory(name, &module)?;
         let loaded = SmartModule {
             name: name.to_string(),
+            abi,
             kind,
             has_init,
             has_look_back,
@@ -424,6 +426,13 @@ fn hex(bytes: &[u8]) -> String {
 /// Reads the module's exports: ABI version, kind, and the types of the
 /// functions the host will call. Runs no guest code.
 fn inspect(module: &Module) -> Result<Inspected, EngineError> {
+    let exports: HashMap<String, ExternType> =
+        module.exports().map(|e| (e.name().to_string(), e.ty().clone())).collect();
+    let versions: Vec<u32> =
+        exports.keys().filter_map(|name| name.strip_prefix(abi::ABI_EXPORT_PREFIX)?.parse().ok()).collect();
+    if versions.is_empty() && exports.contains_key(fluvio_abi::EXPORT_ALLOC) {
+        return inspect_fluvio(module, &exports);
+    }
     for import in module.imports() {
         let known = import.module() == abi::IMPORT_MODULE
             && [abi::IMPORT_LOG, abi::IMPORT_PANIC, abi::IMPORT_OUT_OF_MEMORY].contains(&import.name());
@@ -434,20 +443,11 @@ fn inspect(module: &Module) -> Result<Inspected, EngineError> {
             });
         }
     }
-    let exports: HashMap<String, ExternType> =
-        module.exports().map(|e| (e.name().to_string(), e.ty().clone())).collect();
-    let versions: Vec<u32> =
-        exports.keys().filter_map(|name| name.strip_prefix(abi::ABI_EXPORT_PREFIX)?.parse().ok()).collect();
     match versions.as_slice() {
         [] => {
-            let fluvio_style =
-                ["filter", "map", "filter_map", "array_map", "aggregate"].iter().any(|n| exports.contains_key(*n));
-            let reason = if fluvio_style {
-                "the module looks like one built with Fluvio's own fluvio-smartmodule crate; point its `fluvio-smartmodule` dependency at this project's crate and rebuild".to_string()
-            } else {
-                "it has no `fluvio_abi_v*` export; write it with the fluvio-smartmodule crate and its #[smartmodule(...)] attribute".to_string()
-            };
-            return Err(EngineError::NotASmartModule { reason });
+            return Err(EngineError::NotASmartModule {
+                reason: "it has no `fluvio_abi_v*` export (nor the `alloc` export of a module built with Fluvio's crate); write it with the fluvio-smartmodule crate and its #[smartmodule(...)] attribute".into(),
+            });
         }
         [version] if SUPPORTED_ABI_VERSIONS.contains(version) => {}
         [version] => {
@@ -462,25 +462,7 @@ fn inspect(module: &Module) -> Result<Inspected, EngineError> {
             });
         }
     }
-    let kinds: Vec<ModuleKind> =
-        ModuleKind::ALL.into_iter().filter(|k| exports.contains_key(k.process_export())).collect();
-    let kind = match kinds.as_slice() {
-        [kind] => *kind,
-        [] => {
-            return Err(EngineError::NotASmartModule {
-                reason: "it has no SmartModule function; mark one with #[smartmodule(filter)], map, filter_map, array_map or aggregate".into(),
-            });
-        }
-        many => {
-            let names: Vec<&str> = many.iter().map(|k| k.name()).collect();
-            return Err(EngineError::NotASmartModule {
-                reason: format!(
-                    "it defines several SmartModule functions ({}); a module has exactly one",
-                    names.join(", ")
-                ),
-            });
-        }
-    };
+    let kind = one_kind(&exports, |kind| kind.process_export())?;
     let i32_ = Type::I32;
     let i64_ = Type::I64;
     expect_function(&exports, kind.process_export(), &[i32_, i32_], &[i64_])?;
@@ -494,19 +476,111 @@ fn inspect(module: &Module) -> Result<Inspected, EngineError> {
     if has_look_back {
         expect_function(&exports, abi::EXPORT_LOOK_BACK, &[i32_, i32_], &[i64_])?;
     }
-    match exports.get(abi::EXPORT_MEMORY) {
-        Some(ExternType::Memory(_)) => {}
-        _ => {
+    expect_memory(&exports)?;
+    Ok(Inspected { abi: GuestAbi::Native, kind, has_init, has_look_back })
+}
+
+/// A module built with Fluvio's own guest crate: its one import, `alloc`,
+/// one kind's function and the optional `init` and `look_back`, each with
+/// the signature Fluvio's glue gives it.
+fn inspect_fluvio(module: &Module, exports: &HashMap<String, ExternType>) -> Result<Inspected, EngineError> {
+    for import in module.imports() {
+        if import.module() != fluvio_abi::IMPORT_MODULE || import.name() != fluvio_abi::IMPORT_COPY_RECORDS {
+            let hint = if import.module().starts_with("wasi") {
+                "; it was built for a WASI target, which SmartModules do not get: build it for wasm32-unknown-unknown"
+            } else {
+                ""
+            };
             return Err(EngineError::NotASmartModule {
-                reason: "it does not export its linear memory as `memory`".into(),
+                reason: format!(
+                    "it looks like a module built with Fluvio's crate, but imports {}.{}, which a Fluvio SmartModule does not{hint}",
+                    import.module(),
+                    import.name()
+                ),
             });
         }
     }
-    Ok(Inspected { kind, has_init, has_look_back })
+    let kind = one_kind(exports, fluvio_abi::process_export)?;
+    let i32_ = Type::I32;
+    let call = [i32_, i32_, i32_];
+    if let Some(ExternType::Function(found)) = exports.get(fluvio_abi::process_export(kind))
+        && found.params() == [i32_, i32_]
+    {
+        return Err(EngineError::NotASmartModule {
+            reason: "it was built with a Fluvio SmartModule crate from before protocol versions (its functions take no version); rebuild it with fluvio-smartmodule 0.2 or later, or with this project's crate".into(),
+        });
+    }
+    expect_function(exports, fluvio_abi::process_export(kind), &call, &[i32_])?;
+    expect_function(exports, fluvio_abi::EXPORT_ALLOC, &[i32_], &[i32_])?;
+    if exports.contains_key(fluvio_abi::EXPORT_DEALLOC) {
+        expect_function(exports, fluvio_abi::EXPORT_DEALLOC, &[i32_, i32_], &[])?;
+    }
+    let has_init = exports.contains_key(fluvio_abi::EXPORT_INIT);
+    if has_init {
+        expect_function(exports, fluvio_abi::EXPORT_INIT, &call, &[i32_])?;
+    }
+    let has_look_back = exports.contains_key(fluvio_abi::EXPORT_LOOK_BACK);
+    if has_look_back {
+        expect_function(exports, fluvio_abi::EXPORT_LOOK_BACK, &call, &[i32_])?;
+    }
+    expect_memory(exports)?;
+    Ok(Inspected { abi: GuestAbi::Fluvio, kind, has_init, has_look_back })
+}
+
+/// The one kind whose process export `export_of` names that the module has.
+fn one_kind(
+    exports: &HashMap<String, ExternType>,
+    export_of: impl Fn(ModuleKind) -> &'static str,
+) -> Result<ModuleKind, EngineError> {
+    let kinds: Vec<ModuleKind> = ModuleKind::ALL.into_iter().filter(|k| exports.contains_key(export_of(*k))).collect();
+    match kinds.as_slice() {
+        [kind] => Ok(*kind),
+        [] => Err(EngineError::NotASmartModule {
+            reason: "it has no SmartModule function; mark one with #[smartmodule(filter)], map, filter_map, array_map or aggregate".into(),
+        }),
+        many => {
+            let names: Vec<&str> = many.iter().map(|k| k.name()).collect();
+            Err(EngineError::NotASmartModule {
+                reason: format!(
+                    "it defines several SmartModule functions ({}); a module has exactly one",
+                    names.join(", ")
+                ),
+            })
+        }
+    }
+}
+
+fn expect_memory(exports: &HashMap<String, ExternType>) -> Result<(), EngineError> {
+    match exports.get(abi::EXPORT_MEMORY) {
+        Some(ExternType::Memory(_)) => Ok(()),
+        _ => Err(EngineError::NotASmartModule { reason: "it does not export its linear memory as `memory`".into() }),
+    }
+}
+
+/// The guest ABI a module speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GuestAbi {
+    /// This project's (`fluvio_abi_v1`): records shared in the batch layout,
+    /// answers that point into the input.
+    Native,
+    /// Fluvio's own (`copy_records`, protocol version 22): modules built
+    /// with Fluvio's `fluvio-smartmodule` crate, run unchanged.
+    Fluvio,
+}
+
+impl GuestAbi {
+    /// How `fluvio sm list` and errors name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestAbi::Native => "native",
+            GuestAbi::Fluvio => "fluvio",
+        }
+    }
 }
 
 /// What a module's exports say about it.
 struct Inspected {
+    abi: GuestAbi,
     kind: ModuleKind,
     has_init: bool,
     has_look_back: bool,
@@ -537,6 +611,7 @@ fn expect_function(
 #[derive(Clone)]
 pub struct SmartModule {
     name: String,
+    abi: GuestAbi,
     kind: ModuleKind,
     has_init: bool,
     has_look_back: bool,
@@ -550,6 +625,7 @@ impl std::fmt::Debug for SmartModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmartModule")
             .field("name", &self.name)
+            .field("abi", &self.abi)
             .field("kind", &self.kind)
             .field("size", &self.wasm_size)
             .finish()
@@ -566,6 +642,11 @@ impl SmartModule {
     pub fn renamed(mut self, name: impl Into<String>) -> SmartModule {
         self.name = name.into();
         self
+    }
+
+    /// The guest ABI it speaks.
+    pub fn abi(&self) -> GuestAbi {
+        self.abi
     }
 
     /// What the module does with records.
