@@ -99,6 +99,7 @@ pub async fn produce(fluvio: Fluvio, args: ProduceArgs) -> CliResult {
             Delivery::AtLeastOnce => DeliverySemantic::default(),
         },
         compression: args.compression,
+        ..defaults
     };
     let producer = fluvio.topic_producer_with(&args.topic, config).await?;
     let (input, progress): (Box<dyn AsyncRead + Unpin + Send>, Option<indicatif::ProgressBar>) = match &args.file {

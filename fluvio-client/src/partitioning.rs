@@ -158,7 +158,9 @@ mod tests {
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let partitioner = std::sync::Arc::clone(&partitioner);
-                std::thread::spawn(move || (0..1000).map(|_| partitioner.partition(&config, None, b"")).collect::<Vec<_>>())
+                std::thread::spawn(move || {
+                    (0..1000).map(|_| partitioner.partition(&config, None, b"")).collect::<Vec<_>>()
+                })
             })
             .collect();
         let mut counts = [0; 4];

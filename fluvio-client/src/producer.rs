@@ -412,7 +412,8 @@ impl TopicProducer {
                 Some(partition) => partition,
                 None => {
                     let config = PartitionerConfig::new(self.shared.partitions);
-                    let chosen = self.shared.config.partitioner.partition(&config, record.key.as_deref(), &record.value);
+                    let chosen =
+                        self.shared.config.partitioner.partition(&config, record.key.as_deref(), &record.value);
                     if chosen >= self.shared.partitions {
                         return Err(FluvioError::InvalidRequest(format!(
                             "the producer's partitioner chose partition {chosen} of topic {:?}, which has {} partitions",

@@ -383,6 +383,9 @@ impl Stage {
                         let record = records.view(bytes, error.index as usize)?;
                         failures.push(self.failure(&record, &header, bytes, error.kind, error.message));
                     }
+                    if self.instance.as_ref().is_some_and(SmartModuleInstance::wants_restart) {
+                        self.instance = None;
+                    }
                     return Ok(StageOutput { batch, failures });
                 }
                 Err(CallError::Panic { message, record: Some(index) }) if (index as usize) < records.len() => {

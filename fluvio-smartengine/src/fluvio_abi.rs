@@ -2,8 +2,7 @@
 //! `fluvio-smartmodule` crate (crates.io 0.50.x, and the releases before it
 //! whose glue reads protocol version 22 or older) run unchanged.
 //!
-//! Such a module exports `memory`, `alloc(len) -> ptr`, `dealloc(ptr, len)`,
-//! one of `filter`, `map`, `filter_map`, `array_map`, `aggregate` and
+//! Such a module exports `memory`, `alloc(len) -> ptr`, one of `filter`, `map`, `filter_map`, `array_map`, `aggregate` and
 //! optionally `init` and `look_back`, each `(ptr, len, version) -> i32`, and
 //! imports `env.copy_records(ptr, len)`, through which it hands its answer
 //! to the host. The host writes an input in Fluvio's encoding (big-endian
@@ -35,8 +34,6 @@ pub(crate) const IMPORT_MODULE: &str = "env";
 pub(crate) const IMPORT_COPY_RECORDS: &str = "copy_records";
 /// `alloc(len) -> ptr`.
 pub(crate) const EXPORT_ALLOC: &str = "alloc";
-/// `dealloc(ptr, len)`.
-pub(crate) const EXPORT_DEALLOC: &str = "dealloc";
 /// `init(ptr, len, version) -> status`.
 pub(crate) const EXPORT_INIT: &str = "init";
 /// `look_back(ptr, len, version) -> status`.

@@ -97,7 +97,6 @@ enum Glue {
     },
     Fluvio {
         alloc: TypedFunction<i32, i32>,
-        dealloc: Option<TypedFunction<(i32, i32), ()>>,
         process: TypedFunction<(i32, i32, i32), i32>,
         look_back: Option<TypedFunction<(i32, i32, i32), i32>>,
         /// An aggregate's accumulator, which Fluvio's glue takes with each
@@ -263,7 +262,8 @@ impl SmartModuleInstance {
                     .typed(&store)
                     .map_err(|e| typed_error(abi::EXPORT_RESERVE, &e))?;
                 let process_export = module.kind().process_export();
-                let process = typed_native(process_export)?.typed(&store).map_err(|e| typed_error(process_export, &e))?;
+                let process =
+                    typed_native(process_export)?.typed(&store).map_err(|e| typed_error(process_export, &e))?;
                 setup_call = Some(
                     typed_native(abi::EXPORT_SETUP)?.typed(&store).map_err(|e| typed_error(abi::EXPORT_SETUP, &e))?,
                 );
@@ -287,12 +287,6 @@ impl SmartModuleInstance {
                 let alloc = function(fluvio_abi::EXPORT_ALLOC)?
                     .typed(&store)
                     .map_err(|e| typed_error(fluvio_abi::EXPORT_ALLOC, &e))?;
-                let dealloc = match instance.exports.get_function(fluvio_abi::EXPORT_DEALLOC) {
-                    Ok(dealloc) => {
-                        Some(dealloc.typed(&store).map_err(|e| typed_error(fluvio_abi::EXPORT_DEALLOC, &e))?)
-                    }
-                    Err(_) => None,
-                };
                 let process_export = fluvio_abi::process_export(module.kind());
                 let process = function(process_export)?.typed(&store).map_err(|e| typed_error(process_export, &e))?;
                 if module.has_init() {
@@ -311,7 +305,7 @@ impl SmartModuleInstance {
                 } else {
                     None
                 };
-                Glue::Fluvio { alloc, dealloc, process, look_back, accumulator: accumulator.unwrap_or_default().to_vec() }
+                Glue::Fluvio { alloc, process, look_back, accumulator: accumulator.unwrap_or_default().to_vec() }
             }
         };
         let fuel_used = instance.exports.get_global(fuel::USED_EXPORT).map_err(|e| instantiation("fuel", &e))?.clone();
@@ -636,18 +630,22 @@ impl SmartModuleInstance {
 impl SmartModuleInstance {
     /// Hands `input` to a Fluvio-ABI `function` (in a buffer from the
     /// guest's `alloc`, which the guest takes over) and returns its status
-    /// and its answer, if it gave one through `copy_records`. The answer's
-    /// buffer is given back to the guest's `dealloc` (Fluvio's host leaves
-    /// it, so a long stream would fill the module's memory).
+    /// and its answer, if it gave one through `copy_records`.
+    ///
+    /// The answer's buffer stays allocated in the guest, as under Fluvio's
+    /// own host: the guest's `dealloc` needs the buffer's capacity, which
+    /// the answer does not say (the default allocator checks it and traps
+    /// on a wrong one). [`wants_restart`](Self::wants_restart) says when
+    /// the leftovers have taken half the memory cap.
     fn fluvio_call(
         &mut self,
         function: &TypedFunction<(i32, i32, i32), i32>,
         input: &[u8],
     ) -> Result<(i32, Option<Vec<u8>>), CallError> {
-        let Glue::Fluvio { alloc, dealloc, .. } = &self.glue else {
+        let Glue::Fluvio { alloc, .. } = &self.glue else {
             unreachable!("only a module of Fluvio's ABI is called this way")
         };
-        let (alloc, dealloc) = (alloc.clone(), dealloc.clone());
+        let alloc = alloc.clone();
         let len = i32::try_from(input.len())
             .map_err(|_| EngineError::InvalidBatch(FormatError::new("an input larger than 2 GiB")))?;
         let (ptr, _) = self.call(|store| alloc.call(store, len))?;
@@ -667,10 +665,18 @@ impl SmartModuleInstance {
                 )))
                 .into());
         };
-        if let Some(dealloc) = dealloc {
-            self.call(|store| dealloc.call(store, at as i32, len as i32))?;
-        }
         Ok((status, Some(answer)))
+    }
+
+    /// Whether the instance should be replaced before its next batch: a
+    /// module of Fluvio's ABI whose memory, grown by the answers its glue
+    /// leaves behind, has reached half the cap. A replacement runs `init`
+    /// again and resumes an aggregate from its accumulator; state a module
+    /// keeps in memory otherwise (what `look_back` taught it) starts afresh,
+    /// where under Fluvio's host the stream would run out of memory.
+    pub(crate) fn wants_restart(&self) -> bool {
+        matches!(self.glue, Glue::Fluvio { .. })
+            && self.memory.view(&self.store).data_size().saturating_mul(2) >= self.memory_limit
     }
 
     /// Copies `bytes` to `ptr` in guest memory, checked.

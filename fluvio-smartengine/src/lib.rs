@@ -512,9 +512,6 @@ fn inspect_fluvio(module: &Module, exports: &HashMap<String, ExternType>) -> Res
     }
     expect_function(exports, fluvio_abi::process_export(kind), &call, &[i32_])?;
     expect_function(exports, fluvio_abi::EXPORT_ALLOC, &[i32_], &[i32_])?;
-    if exports.contains_key(fluvio_abi::EXPORT_DEALLOC) {
-        expect_function(exports, fluvio_abi::EXPORT_DEALLOC, &[i32_, i32_], &[])?;
-    }
     let has_init = exports.contains_key(fluvio_abi::EXPORT_INIT);
     if has_init {
         expect_function(exports, fluvio_abi::EXPORT_INIT, &call, &[i32_])?;

@@ -37,8 +37,14 @@ fn records(output: &ChainOutput) -> Vec<String> {
         .collect()
 }
 
-fn run(engine: &SmartEngine, invocation: SmartModuleInvocation, policy: ErrorPolicy, batches: &[Batch]) -> Vec<ChainOutput> {
-    let mut chain = ChainBuilder::new(engine).invocation(invocation).on_error(policy).build().expect("the chain builds");
+fn run(
+    engine: &SmartEngine,
+    invocation: SmartModuleInvocation,
+    policy: ErrorPolicy,
+    batches: &[Batch],
+) -> Vec<ChainOutput> {
+    let mut chain =
+        ChainBuilder::new(engine).invocation(invocation).on_error(policy).build().expect("the chain builds");
     batches.iter().map(|batch| chain.process(batch).expect("the batch runs")).collect()
 }
 
@@ -70,6 +76,10 @@ fn fluvio_built_modules_give_what_the_same_sources_give_when_built_here() {
                     offsets
                 };
                 assert_eq!(failed(theirs), failed(ours), "{name} under {policy:?}");
+                if ours.failure.is_some() {
+                    // Under `fail` the stream ends here.
+                    break;
+                }
             }
         }
     }
@@ -115,10 +125,11 @@ fn look_back_learns_stored_records_and_names_the_one_it_refuses() {
 }
 
 #[test]
-fn answers_are_given_back_so_a_long_stream_stays_within_the_memory_cap() {
-    // Fluvio's glue leaves each answer in the module's memory for the host;
-    // unless the host frees it, 3,000 batches of 2 KiB answers would need
-    // 6 MiB more than this cap of 4 MiB.
+fn a_long_stream_outlives_the_answers_fluvios_glue_leaves_in_memory() {
+    // Fluvio's glue leaves each answer in the module's memory and the host
+    // cannot free it: 3,000 batches of 2.5 KiB answers need 7 MiB more
+    // than this cap of 4 MiB. The instance is replaced when its memory
+    // reaches half the cap, and no batch fails.
     let engine = SmartEngine::with_config(Limits { memory_bytes: 4 << 20, ..Limits::default() }, None);
     let mut chain = ChainBuilder::new(&engine).invocation(fluvio_built("uppercase-map")).build().unwrap();
     let values: Vec<String> = (0..100).map(|i| format!("value number {i:04}")).collect();
@@ -128,7 +139,8 @@ fn answers_are_given_back_so_a_long_stream_stays_within_the_memory_cap() {
         let output = chain.process(&input).expect("within the memory cap");
         assert_eq!(output.batch.record_count(), 100);
     }
-    assert_eq!(chain.metrics()[0].1.instantiations, 1, "never restarted");
+    let starts = chain.metrics()[0].1.instantiations;
+    assert!((2..=50).contains(&starts), "{starts} starts");
 }
 
 #[test]

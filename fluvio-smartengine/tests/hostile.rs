@@ -116,10 +116,33 @@ fn a_plain_wasm_module_is_not_a_smartmodule() {
     let engine = engine();
     let plain = wasmer::wat2wasm(br#"(module (memory (export "memory") 1) (func (export "filter")))"#).unwrap();
     let error = engine.load("plain", &plain).unwrap_err();
-    assert!(
-        matches!(&error, EngineError::NotASmartModule { reason } if reason.contains("Fluvio's own fluvio-smartmodule")),
-        "{error}"
-    );
+    assert!(matches!(&error, EngineError::NotASmartModule { reason } if reason.contains("fluvio_abi_v")), "{error}");
+    // Shaped like a module of Fluvio's crate (an `alloc`), but not one.
+    let wasi = wasmer::wat2wasm(
+        br#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "alloc") (param i32) (result i32) i32.const 0)
+            (func (export "filter") (param i32 i32 i32) (result i32) i32.const 0))"#,
+    )
+    .unwrap();
+    let error = engine.load("wasi", &wasi).unwrap_err();
+    assert!(matches!(&error, EngineError::NotASmartModule { reason } if reason.contains("WASI target")), "{error}");
+    let untyped = wasmer::wat2wasm(
+        br#"(module (memory (export "memory") 1)
+            (func (export "alloc") (param i32) (result i32) i32.const 0)
+            (func (export "map") (param i64) (result i32) i32.const 0))"#,
+    )
+    .unwrap();
+    let error = engine.load("untyped", &untyped).unwrap_err();
+    assert!(matches!(&error, EngineError::BadExport { name, .. } if name == "map"), "{error}");
+    let unversioned = wasmer::wat2wasm(
+        br#"(module (memory (export "memory") 1)
+            (func (export "alloc") (param i32) (result i32) i32.const 0)
+            (func (export "filter") (param i32 i32) (result i32) i32.const 0))"#,
+    )
+    .unwrap();
+    let error = engine.load("unversioned", &unversioned).unwrap_err();
+    assert!(matches!(&error, EngineError::NotASmartModule { reason } if reason.contains("take no version")), "{error}");
 }
 
 #[test]
