@@ -26,6 +26,7 @@ pub const MODULES: &[&str] = &[
     "json-array-map",
     "sum-aggregate",
     "params-filter",
+    "typed-params-filter",
     "record-position",
     "dedup-filter",
     "regex-scrubbing",

@@ -468,3 +468,23 @@ fn large_batches_grow_the_guest_buffer() {
     assert_eq!(records.len(), 2);
     assert!(records.iter().all(|r| r.value.len() == 1 << 20 && r.value.iter().all(|b| *b == b'A')));
 }
+
+#[test]
+fn typed_params_fill_options_with_defaults_and_a_bad_one_fails_the_batch() {
+    let engine = SmartEngine::new();
+    let run = |invocation: fluvio_protocol::SmartModuleInvocation| {
+        let mut chain = ChainBuilder::new(&engine).invocation(invocation).build()?;
+        chain.process(&batch(0, &["apple", "banana", "kiwi", "plan"]))
+    };
+    let defaults = run(module("typed-params-filter")).unwrap();
+    assert_eq!(values(&defaults.batch), [(0, "apple".into()), (1, "banana".into()), (3, "plan".into())]);
+    let short = run(module("typed-params-filter").param("max_len", "5")).unwrap();
+    assert_eq!(values(&short.batch), [(0, "apple".into()), (3, "plan".into())]);
+    let keyed = run(module("typed-params-filter").param("key", "i")).unwrap();
+    assert_eq!(values(&keyed.batch), [(2, "kiwi".into())]);
+    let error = run(module("typed-params-filter").param("max_len", "many")).unwrap_err();
+    assert!(
+        matches!(&error, EngineError::Panic { message, .. } if message.contains("\"max_len\"") && message.contains("usize")),
+        "{error:?}"
+    );
+}

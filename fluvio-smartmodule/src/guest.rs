@@ -89,6 +89,22 @@ pub fn setup(len: i32) -> i64 {
     }
 }
 
+/// The module's typed options (`#[smartmodule(kind, params)]`), built from
+/// the params from setup. Options that cannot be built are a panic: the
+/// batch fails with the reason, as Fluvio fails it with
+/// `ParsingExtraParams`.
+pub fn typed_params<T>() -> T
+where
+    T: TryFrom<SmartModuleExtraParams>,
+    T::Error: std::fmt::Display,
+{
+    let params = STATE.with(|state| state.borrow().params.clone());
+    match T::try_from(params) {
+        Ok(options) => options,
+        Err(error) => panic!("the module's parameters do not fit its options: {error}"),
+    }
+}
+
 /// Runs the user's init function with the params from setup.
 pub fn init<F: InitFn>(f: F) -> i64 {
     let params = STATE.with(|state| state.borrow().params.clone());

@@ -50,6 +50,7 @@ use smartmodule_abi::params;
 #[doc(hidden)]
 pub mod guest;
 
+pub use dataplane::core::Offset;
 pub use error::{ContextCompat, Error, OptionExt, Report, Result, WrapErr, bail, ensure, eyre};
 pub use params::{Lookback, ParamError, SmartModuleExtraParams, SmartModuleInitError};
 pub use record::{Header, Record, RecordData, SmartModuleRecord};
@@ -80,7 +81,7 @@ pub mod dataplane {
 }
 
 #[cfg(feature = "derive")]
-pub use smartmodule_derive::smartmodule;
+pub use smartmodule_derive::{SmartOpt, smartmodule};
 
 /// Items the `#[smartmodule]` expansion refers to. Not a stable API.
 #[doc(hidden)]

@@ -112,8 +112,8 @@ pub fn smartmodule(args: TokenStream, input: TokenStream) -> TokenStream {
 }
 
 fn expand(args: TokenStream2, item: &ItemFn) -> syn::Result<TokenStream2> {
-    let kind = parse_kind(args)?;
-    check_signature(kind, item)?;
+    let (kind, with_params) = parse_args(args)?;
+    check_signature(kind, item, with_params)?;
 
     let user_fn = &item.sig.ident;
     let (export_name, driver) = kind.export();
@@ -123,6 +123,19 @@ fn expand(args: TokenStream2, item: &ItemFn) -> syn::Result<TokenStream2> {
     let span = item.sig.span();
     let call = match kind {
         Kind::Init => quote_spanned!(span=> ::fluvio_smartmodule::__private::init(#user_fn)),
+        _ if with_params => {
+            let options = options_type(item)?;
+            let function = match kind {
+                Kind::Aggregate => quote_spanned!(span=>
+                    |accumulator: ::fluvio_smartmodule::RecordData, record: &::fluvio_smartmodule::Record|
+                        #user_fn(accumulator, record, &options)),
+                _ => quote_spanned!(span=> |record: &::fluvio_smartmodule::Record| #user_fn(record, &options)),
+            };
+            quote_spanned!(span=> {
+                let options: #options = ::fluvio_smartmodule::__private::typed_params();
+                ::fluvio_smartmodule::__private::#driver(input_len, flags, #function)
+            })
+        }
         _ => quote_spanned!(span=> ::fluvio_smartmodule::__private::#driver(input_len, flags, #user_fn)),
     };
     let params = match kind {
@@ -162,7 +175,59 @@ fn parse_kind(args: TokenStream2) -> syn::Result<Kind> {
     })
 }
 
-fn check_signature(kind: Kind, item: &ItemFn) -> syn::Result<()> {
+/// The kind, and whether `params` follows it (Fluvio's typed parameters:
+/// the function takes a `&T` last, `T` built from the module's parameters
+/// through `TryFrom`, as `#[derive(SmartOpt)]` writes it).
+fn parse_args(args: TokenStream2) -> syn::Result<(Kind, bool)> {
+    let mut parts: Vec<TokenStream2> = Vec::new();
+    let mut current = TokenStream2::new();
+    for token in args.clone() {
+        match &token {
+            proc_macro2::TokenTree::Punct(punct) if punct.as_char() == ',' => {
+                parts.push(std::mem::take(&mut current));
+            }
+            _ => current.extend([token]),
+        }
+    }
+    if !current.is_empty() {
+        parts.push(current);
+    }
+    match parts.as_slice() {
+        [kind] => Ok((parse_kind(kind.clone())?, false)),
+        [kind, flag] if flag.to_string() == "params" => {
+            let kind = parse_kind(kind.clone())?;
+            if matches!(kind, Kind::Init | Kind::LookBack) {
+                return Err(syn::Error::new(
+                    flag.span(),
+                    format!("`params` goes with a record function; #[smartmodule({})] takes none", kind.attribute()),
+                ));
+            }
+            Ok((kind, true))
+        }
+        [_, flag] => Err(syn::Error::new(
+            flag.span(),
+            format!("unknown option `{flag}`; the one option is `params`, as in #[smartmodule(filter, params)]"),
+        )),
+        _ => parse_kind(args).map(|kind| (kind, false)),
+    }
+}
+
+/// `T` of the `&T` a function with `params` takes last.
+fn options_type(item: &ItemFn) -> syn::Result<syn::Type> {
+    let last = item.sig.inputs.last().expect("the argument count was checked");
+    if let syn::FnArg::Typed(typed) = last
+        && let syn::Type::Reference(reference) = typed.ty.as_ref()
+        && reference.mutability.is_none()
+    {
+        return Ok((*reference.elem).clone());
+    }
+    Err(syn::Error::new(
+        last.span(),
+        "with `params` the last argument is `&T`, where T is built from the parameters (#[derive(Default, SmartOpt)])",
+    ))
+}
+
+fn check_signature(kind: Kind, item: &ItemFn, with_params: bool) -> syn::Result<()> {
     let sig = &item.sig;
     let expected = kind.expected_signature();
     let attribute = kind.attribute();
@@ -184,7 +249,7 @@ fn check_signature(kind: Kind, item: &ItemFn) -> syn::Result<()> {
             format!("a SmartModule function cannot be generic; #[smartmodule({attribute})] expects `{expected}`"),
         ));
     }
-    if sig.inputs.len() != kind.argument_count() {
+    if sig.inputs.len() != kind.argument_count() + usize::from(with_params) {
         let found = sig.inputs.len();
         let span = if found == 0 { sig.paren_token.span.join() } else { sig.inputs.span() };
         return Err(syn::Error::new(
@@ -208,4 +273,81 @@ fn check_signature(kind: Kind, item: &ItemFn) -> syn::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Fluvio's `#[derive(SmartOpt)]`: builds a struct of typed options from a
+/// module's parameters, through `TryFrom<SmartModuleExtraParams>`. Each
+/// named field is set from the parameter of its name, parsed with
+/// `FromStr` (an `Option<T>` field parses `T`); a parameter not given
+/// leaves the field at its `Default`, so the struct must implement it. A
+/// value that does not parse is an error naming the parameter.
+///
+/// ```ignore
+/// #[derive(Default, SmartOpt)]
+/// pub struct FilterOpt { key: String, limit: Option<u32> }
+///
+/// #[smartmodule(filter, params)]
+/// pub fn filter(record: &Record, opt: &FilterOpt) -> Result<bool> { ... }
+/// ```
+#[proc_macro_derive(SmartOpt)]
+pub fn smart_opt(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as syn::DeriveInput);
+    match smart_opt_impl(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => error.to_compile_error().into(),
+    }
+}
+
+fn smart_opt_impl(input: &syn::DeriveInput) -> syn::Result<TokenStream2> {
+    let name = &input.ident;
+    let syn::Data::Struct(data) = &input.data else {
+        return Err(syn::Error::new(name.span(), "#[derive(SmartOpt)] is for structs with named fields"));
+    };
+    let mut settings = Vec::new();
+    for field in &data.fields {
+        let Some(ident) = &field.ident else {
+            return Err(syn::Error::new(field.span(), "#[derive(SmartOpt)] is for structs with named fields"));
+        };
+        let key = ident.to_string();
+        let parsed = option_inner(&field.ty).unwrap_or(&field.ty);
+        let type_name = quote!(#parsed).to_string().replace(' ', "");
+        settings.push(quote! {
+            if let ::std::option::Option::Some(text) = params.get(#key) {
+                let value: #parsed = text.parse().map_err(|_| {
+                    ::std::format!("parameter {:?}: cannot read {:?} as {}", #key, text, #type_name)
+                })?;
+                options.#ident = value.into();
+            }
+        });
+    }
+    let (impl_generics, type_generics, where_clause) = input.generics.split_for_impl();
+    Ok(quote! {
+        impl #impl_generics ::std::convert::TryFrom<::fluvio_smartmodule::SmartModuleExtraParams>
+            for #name #type_generics #where_clause
+        {
+            type Error = ::std::string::String;
+
+            fn try_from(
+                params: ::fluvio_smartmodule::SmartModuleExtraParams,
+            ) -> ::std::result::Result<Self, Self::Error> {
+                let mut options = <Self as ::std::default::Default>::default();
+                #(#settings)*
+                ::std::result::Result::Ok(options)
+            }
+        }
+    })
+}
+
+/// `T` of an `Option<T>` field.
+fn option_inner(ty: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(path) = ty else { return None };
+    let segment = path.path.segments.last()?;
+    if segment.ident != "Option" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(arguments) = &segment.arguments else { return None };
+    match arguments.args.first()? {
+        syn::GenericArgument::Type(inner) if arguments.args.len() == 1 => Some(inner),
+        _ => None,
+    }
 }
