@@ -204,6 +204,9 @@ fn parse_args(args: TokenStream2) -> syn::Result<(Kind, bool)> {
             }
             Ok((kind, true))
         }
+        [_, flag] if syn::parse2::<Ident>(flag.clone()).is_ok_and(|ident| Kind::parse(&ident).is_some()) => {
+            Err(syn::Error::new(args.span(), format!("expected one SmartModule kind: {KINDS}")))
+        }
         [_, flag] => Err(syn::Error::new(
             flag.span(),
             format!("unknown option `{flag}`; the one option is `params`, as in #[smartmodule(filter, params)]"),
