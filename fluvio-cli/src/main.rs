@@ -11,6 +11,7 @@ mod connector;
 mod error;
 mod home;
 mod output;
+mod profile;
 mod records;
 mod smartmodule;
 
@@ -58,6 +59,40 @@ enum Command {
     /// run one in the foreground.
     #[command(subcommand)]
     Connector(connector::ConnectorCommand),
+    /// List partitions.
+    #[command(subcommand)]
+    Partition(PartitionCommand),
+    /// Manage the profiles of ~/.fluvio/config: which cluster commands talk to.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
+    /// Print the versions of this CLI and of the protocol it speaks.
+    Version,
+    /// Print a shell's completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PartitionCommand {
+    /// List every topic's partitions.
+    List {
+        /// table (the default), json or yaml.
+        #[arg(short = 'O', long, value_enum, default_value_t = ListFormat::Table)]
+        output: ListFormat,
+    },
+}
+
+/// A partition as `partition list` prints it.
+#[derive(Debug, serde::Serialize)]
+struct PartitionView {
+    topic: String,
+    partition: u32,
+    leader: u32,
+    replicas: u32,
+    status: &'static str,
+    high_watermark: i64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +124,7 @@ enum ClusterCommand {
         access: Option<PathBuf>,
     },
     /// Stop the local server.
+    #[command(alias = "shutdown")]
     Stop,
     /// Say whether the local server is running, and where.
     Status,
@@ -277,6 +313,56 @@ async fn run(cli: Cli) -> CliResult {
             cluster::start(data_dir, &listen, &server_args)
         }
         Command::Cluster(ClusterCommand::Stop) => cluster::stop(),
+        Command::Partition(PartitionCommand::List { output }) => {
+            let topics = connect(addr).await?.list_topics().await?;
+            let partitions: Vec<PartitionView> = topics
+                .iter()
+                .flat_map(|topic| {
+                    topic.next_offsets.iter().enumerate().map(|(partition, end)| PartitionView {
+                        topic: topic.name.clone(),
+                        partition: partition as u32,
+                        leader: 0,
+                        replicas: topic.replication,
+                        status: "Online",
+                        high_watermark: *end,
+                    })
+                })
+                .collect();
+            let text = match output {
+                ListFormat::Json => serde_json::to_string_pretty(&partitions).expect("partitions print") + "\n",
+                ListFormat::Yaml => serde_norway::to_string(&partitions).expect("partitions print"),
+                ListFormat::Table => {
+                    let rows: Vec<Vec<String>> = partitions
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                p.topic.clone(),
+                                p.partition.to_string(),
+                                p.leader.to_string(),
+                                p.replicas.to_string(),
+                                p.status.to_string(),
+                                p.high_watermark.to_string(),
+                            ]
+                        })
+                        .collect();
+                    table(&["TOPIC", "PARTITION", "LEADER", "REPLICAS", "RESOLUTION", "HW"], &rows)
+                }
+            };
+            print!("{text}");
+            Ok(())
+        }
+        Command::Profile(command) => profile::run(command),
+        Command::Version => {
+            println!("Fluvio CLI        : {}", env!("CARGO_PKG_VERSION"));
+            println!("Protocol version  : {}", fluvio_client::protocol::PROTOCOL_VERSION);
+            println!("OS details        : {} ({})", std::env::consts::OS, std::env::consts::ARCH);
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "fluvio", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Cluster(ClusterCommand::Status) => cluster::status().await,
         Command::Topic(TopicCommand::Create {
             name,

@@ -39,8 +39,16 @@ pub enum SmartModuleCommand {
         #[arg(long, conflicts_with = "file")]
         text: Option<String>,
         /// Records, one per line (default: stdin).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "stdin")]
         file: Option<PathBuf>,
+        /// Read the records from stdin, one per line (the default without
+        /// --text or --file).
+        #[arg(long, conflicts_with = "text")]
+        stdin: bool,
+        /// Take the whole of --file or stdin as one record, instead of one
+        /// per line.
+        #[arg(long)]
+        raw: bool,
         /// A key for every record.
         #[arg(long)]
         key: Option<String>,
@@ -51,9 +59,14 @@ pub enum SmartModuleCommand {
         /// (default: now).
         #[arg(long = "record-timestamp", value_name = "MS")]
         record_timestamp: Option<i64>,
-        /// Feed the last N input records to each module's look_back
-        /// function first, as a stream with `lookback: { last: N }` would.
-        #[arg(long = "lookback-last", value_name = "N")]
+        /// A record the topic holds already (repeatable), fed to each
+        /// module's look_back function before the input, as Fluvio's
+        /// `-r/--record` is.
+        #[arg(short = 'r', long = "record", value_name = "VALUE")]
+        records: Vec<String>,
+        /// Look back at the last N records: of the --record records, or
+        /// without any, of the input records.
+        #[arg(short = 'l', long = "lookback-last", value_name = "N")]
         lookback_last: Option<u64>,
         #[command(flatten)]
         smartmodules: Box<SmartModuleArgs>,
@@ -93,13 +106,16 @@ pub async fn run(addr: Option<&str>, command: SmartModuleCommand) -> CliResult {
             wasm_file,
             text,
             file,
+            stdin: _,
+            raw,
             key,
             key_value,
             record_timestamp,
+            records,
             lookback_last,
             smartmodules,
         } => {
-            let input = TestInput { text, file, key, timestamp: record_timestamp, lookback_last };
+            let input = TestInput { text, file, raw, key, timestamp: record_timestamp, records, lookback_last };
             test(addr, wasm_file, input, key_value, *smartmodules).await
         }
         SmartModuleCommand::Build { path } => build(&path),
@@ -110,8 +126,10 @@ pub async fn run(addr: Option<&str>, command: SmartModuleCommand) -> CliResult {
 struct TestInput {
     text: Option<String>,
     file: Option<PathBuf>,
+    raw: bool,
     key: Option<String>,
     timestamp: Option<i64>,
+    records: Vec<String>,
     lookback_last: Option<u64>,
 }
 
@@ -122,9 +140,11 @@ async fn test(
     key_value: bool,
     flags: SmartModuleArgs,
 ) -> CliResult {
-    let TestInput { text, file, key, timestamp, lookback_last } = input;
+    let TestInput { text, file, raw, key, timestamp, records, lookback_last } = input;
     let extra = wasm_file.as_deref().map(self::wasm_file).transpose()?;
     let mut chain = flags.chain_with(extra)?;
+    // Fluvio looks back at every --record when -l is not given.
+    let lookback_last = lookback_last.or_else(|| (!records.is_empty()).then_some(records.len() as u64));
     if let Some(last) = lookback_last {
         for invocation in &mut chain {
             invocation.params.set_lookback(Some(fluvio_client::protocol::Lookback::last(last)));
@@ -133,21 +153,23 @@ async fn test(
     if chain.is_empty() {
         return Err(CliError::failed("nothing to test: give --wasm-file FILE (or --filter, --map, ..., --transforms)"));
     }
+    let split = |all: String| if raw { vec![all] } else { all.lines().map(str::to_string).collect() };
     let input = match (text, file) {
         (Some(text), _) => vec![text],
-        (None, Some(path)) => std::fs::read_to_string(&path)
-            .map_err(|e| CliError::failed(format!("cannot read {}: {e}", path.display())))?
-            .lines()
-            .map(str::to_string)
-            .collect(),
+        (None, Some(path)) => split(
+            std::fs::read_to_string(&path)
+                .map_err(|e| CliError::failed(format!("cannot read {}: {e}", path.display())))?,
+        ),
         (None, None) => {
             let mut all = String::new();
             std::io::stdin()
                 .read_to_string(&mut all)
                 .map_err(|e| CliError::failed(format!("cannot read stdin: {e}")))?;
-            all.lines().map(str::to_string).collect()
+            split(all)
         }
     };
+    // What the look-back reads: the --record records, or the input's own.
+    let history = if records.is_empty() { &input } else { &records };
     let needs_server = chain.iter().any(|s| matches!(s.wasm, SmartModuleInvocationWasm::Predefined(_)));
     let fluvio: Option<Fluvio> = if needs_server { Some(connect(addr).await?) } else { None };
     // Records are stamped as a producer would stamp them: now.
@@ -161,9 +183,9 @@ async fn test(
     let worker = local_chain(fluvio.as_ref(), chain, flags.policy()).await?;
     for (stage, lookback) in lookbacks.into_iter().enumerate() {
         let Some(lookback) = lookback else { continue };
-        let skip = input.len().saturating_sub(lookback.last.min(usize::MAX as u64) as usize);
+        let skip = history.len().saturating_sub(lookback.last.min(usize::MAX as u64) as usize);
         let mut past = BatchBuilder::new(skip as i64, timestamp.unwrap_or(now));
-        for line in &input[skip..] {
+        for line in &history[skip..] {
             past.push_value(key.as_deref().map(str::as_bytes), line.as_bytes());
         }
         worker.look_back(stage, past.finish()).await?;

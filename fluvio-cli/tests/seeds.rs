@@ -431,6 +431,15 @@ fn look_back_and_record_timestamps_from_the_command_line() {
     assert_eq!((code, out.as_str()), (Some(0), "a\n"), "{err}");
     // The module's init was told its look-back.
     assert!(err.contains("warming up from the last 2 stored records"), "{err}");
+    // Fluvio's -r/--record: records the topic already holds, the last -l
+    // of them fed to look_back.
+    let args = ["sm", "test", "--wasm-file", dedup, "-r", "a", "-r", "b", "-l", "1", "--stdin"];
+    let (code, out, err) = run(&args, Some("a\nb\nc\n"));
+    assert_eq!((code, out.as_str()), (Some(0), "a\nc\n"), "{err}");
+    // --raw: the whole input is one record.
+    let filter = dev_support::wasm_path("my-filter");
+    let (code, out, err) = run(&["sm", "test", "--wasm-file", filter.to_str().unwrap(), "--raw"], Some("xa\nyb\n"));
+    assert_eq!((code, out.as_str()), (Some(0), "xa\nyb\n\n"), "{err}");
     // Records are stamped now, or as told.
     let position = dev_support::wasm_path("record-position");
     let (_, out, _) = run(

@@ -163,6 +163,29 @@ impl ConfigFile {
             .map_err(|e| FluvioError::Config(format!("the profile file {} is not valid: {e}", path.display())))
     }
 
+    /// Writes the profile file, readable by its owner only (profiles may
+    /// hold tokens), replacing it whole.
+    pub fn save(&self, path: &Path) -> Result<(), FluvioError> {
+        use std::io::Write;
+        #[cfg(unix)]
+        use std::os::unix::fs::OpenOptionsExt;
+
+        let failed = |error: std::io::Error| FluvioError::Config(format!("cannot write {}: {error}", path.display()));
+        let text =
+            toml::to_string_pretty(self).map_err(|e| FluvioError::Config(format!("cannot write profiles: {e}")))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(failed)?;
+        }
+        let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let mut file = options.open(&temporary).map_err(failed)?;
+        file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(failed)?;
+        std::fs::rename(&temporary, path).map_err(failed)
+    }
+
     /// The cluster of profile `name`, or of the current profile.
     pub fn cluster(&self, name: Option<&str>) -> Result<Option<&FluvioClusterConfig>, FluvioError> {
         let Some(name) = name.or(self.current_profile.as_deref()) else { return Ok(None) };

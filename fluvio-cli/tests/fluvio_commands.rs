@@ -1,0 +1,72 @@
+//! Commands a Fluvio user types, with Fluvio's names: `partition list`,
+//! `profile ...`, `cluster shutdown`, `version`, `completions`.
+
+mod common;
+
+use std::path::Path;
+
+use common::Cluster;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn partitions_profiles_version_and_completions_by_fluvios_names() {
+    let cluster = Cluster::start("fluvio-commands");
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let out = cluster.fluvio(args, stdin, Path::new("."));
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, _, err) = run(&["topic", "create", "orders", "-p", "2"], None);
+    assert_eq!(code, Some(0), "{err}");
+    // Keyless records take turns: a and c on partition 0, b on 1.
+    let (code, _, err) = run(&["produce", "orders"], Some("a\nb\nc\n"));
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(&["partition", "list"], None);
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<Vec<&str>> = out.lines().skip(1).map(|line| line.split_whitespace().collect()).collect();
+    assert_eq!(rows, [["orders", "0", "0", "1", "Online", "2"], ["orders", "1", "0", "1", "Online", "1"]], "{out}");
+
+    // A profile names the cluster; commands follow the current one.
+    let addr = cluster.addr();
+    let (code, out, err) = run(&["profile", "add", "mine", &addr, "local"], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("current"), "{out}");
+    assert_eq!(run(&["profile", "current"], None).1, "mine\n");
+    assert_eq!(run(&["profile", "add", "nowhere", "127.0.0.1:1"], None).0, Some(0));
+    let (code, _, err) = run(&["topic", "list"], None);
+    assert_ne!(code, Some(0), "the current profile points nowhere: {err}");
+    assert_eq!(run(&["profile", "switch", "mine"], None).0, Some(0));
+    let (code, out, err) = run(&["topic", "list"], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("orders"), "{out}");
+    let (_, list, _) = run(&["profile", "list"], None);
+    let current: Vec<&str> = list.lines().filter(|line| line.starts_with('*')).collect();
+    assert_eq!(current.len(), 1, "{list}");
+    assert!(current[0].contains("mine") && current[0].contains(&addr), "{list}");
+    let (code, _, err) = run(&["profile", "delete-cluster", "nowhere"], None);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("used by profiles"), "{err}");
+    assert_eq!(run(&["profile", "delete", "nowhere"], None).0, Some(0));
+    assert_eq!(run(&["profile", "delete-cluster", "nowhere"], None).0, Some(0));
+    assert_eq!(run(&["profile", "rename", "mine", "ours"], None).0, Some(0));
+    assert_eq!(run(&["profile", "current"], None).1, "ours\n");
+    let (code, _, err) = run(&["profile", "switch", "gone"], None);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("no profile \"gone\""), "{err}");
+    // Profiles may hold tokens: the file is its owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(cluster.home.join("config")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let (code, out, _) = run(&["version"], None);
+    assert_eq!(code, Some(0));
+    assert!(out.contains(&format!("Fluvio CLI        : {}", env!("CARGO_PKG_VERSION"))), "{out}");
+    let (code, out, _) = run(&["completions", "bash"], None);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("_fluvio") && out.contains("partition"), "the script knows the commands");
+    let (code, _, err) = run(&["cluster", "shutdown"], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert_ne!(run(&["topic", "list"], None).0, Some(0), "the cluster is down");
+}
