@@ -270,7 +270,7 @@ pub async fn consume(fluvio: Fluvio, args: ConsumeArgs) -> CliResult {
 /// Prints records until the stream ends, the reader of stdout goes away,
 /// or Ctrl-C.
 async fn print_records(
-    chunks: &mut futures::stream::ReadyChunks<fluvio_client::ConsumerStream>,
+    chunks: &mut futures::stream::ReadyChunks<fluvio_client::RecordStream>,
     args: &ConsumeArgs,
 ) -> CliResult {
     let stdout = std::io::stdout();
@@ -288,7 +288,7 @@ async fn print_records(
     // dropped).
     let mut ticks = tokio::time::interval(std::time::Duration::from_millis(200));
     loop {
-        let past_end = |chunks: &futures::stream::ReadyChunks<fluvio_client::ConsumerStream>| {
+        let past_end = |chunks: &futures::stream::ReadyChunks<fluvio_client::RecordStream>| {
             args.end.is_some_and(|end| {
                 chunks.get_ref().next_offsets().iter().all(|(_, next)| next.is_some_and(|next| next > end))
             })

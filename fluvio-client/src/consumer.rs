@@ -75,8 +75,8 @@ pub struct ConsumerConfig {
 pub enum OffsetManagementStrategy {
     /// Never: the id only says where the stream starts.
     None,
-    /// When the application says: [`ConsumerStream::offset_commit`] notes
-    /// the position, [`ConsumerStream::offset_flush`] stores it.
+    /// When the application says: [`RecordStream::offset_commit`] notes
+    /// the position, [`RecordStream::offset_flush`] stores it.
     Manual,
     /// Every record handed out is noted, and the position is stored every
     /// [`ConsumerConfig::offset_flush`] and when the stream is dropped
@@ -273,7 +273,7 @@ impl std::fmt::Display for RecordBytes {
 /// With several partitions, records of one partition arrive in offset
 /// order, and the partitions take turns a stored batch at a time; each
 /// record says its partition.
-pub struct ConsumerStream {
+pub struct RecordStream {
     parts: Vec<PartitionStream>,
     /// The partition read from first, so that none starves.
     turn: usize,
@@ -327,7 +327,7 @@ impl OffsetTracker {
     }
 }
 
-impl Drop for ConsumerStream {
+impl Drop for RecordStream {
     fn drop(&mut self) {
         if let Some(flusher) = self.auto_flusher.take() {
             flusher.abort();
@@ -396,7 +396,7 @@ impl Fluvio {
     /// Streams records from `topic`: from the partitions the config names,
     /// or from all of them. Each partition's stream has a connection of its
     /// own.
-    pub async fn consumer_stream(&self, topic: &str, config: ConsumerConfig) -> Result<ConsumerStream, FluvioError> {
+    pub async fn consumer_stream(&self, topic: &str, config: ConsumerConfig) -> Result<RecordStream, FluvioError> {
         let mut partitions = config.partitions.clone();
         if partitions.is_empty() {
             partitions = (0..self.topic_info(topic).await?.partitions).collect();
@@ -472,11 +472,11 @@ impl Fluvio {
             }
             _ => None,
         };
-        Ok(ConsumerStream { parts, turn: 0, offsets, auto_flusher })
+        Ok(RecordStream { parts, turn: 0, offsets, auto_flusher })
     }
 }
 
-impl std::fmt::Debug for ConsumerStream {
+impl std::fmt::Debug for RecordStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut list = f.debug_list();
         for part in &self.parts {
@@ -491,7 +491,7 @@ impl std::fmt::Debug for ConsumerStream {
     }
 }
 
-impl ConsumerStream {
+impl RecordStream {
     /// Bytes received from the servers on this stream's connections.
     pub fn bytes_received(&self) -> u64 {
         self.parts.iter().map(|part| part.connection.bytes_received()).sum()
@@ -824,7 +824,7 @@ impl PartitionStream {
     }
 }
 
-impl Stream for ConsumerStream {
+impl Stream for RecordStream {
     type Item = Result<ConsumerRecord, FluvioError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -853,5 +853,74 @@ impl Stream for ConsumerStream {
             stream.turn = (index + 1) % count;
         }
         Poll::Ready(record.map(Ok))
+    }
+}
+
+/// Fluvio's consumer stream: a [`Stream`] of records whose offsets are
+/// committed and flushed through futures, as in Fluvio's current API
+/// (`stream.offset_commit().await?`). [`Fluvio::consumer_with_config`]
+/// returns one ([`MultiplePartitionConsumerStream`]); this project's own
+/// [`RecordStream`] keeps its synchronous `offset_commit` beside it.
+pub trait ConsumerStream: Stream<Item = Result<ConsumerRecord, FluvioError>> + Unpin {
+    /// Notes the position of the last record handed out as the one to
+    /// store. Needs a consumer id (`offset_consumer`).
+    fn offset_commit(&mut self) -> BoxFuture<'_, Result<(), FluvioError>>;
+
+    /// Stores the committed position on the server and waits for it to be
+    /// acknowledged.
+    fn offset_flush(&mut self) -> BoxFuture<'_, Result<(), FluvioError>>;
+}
+
+/// The stream Fluvio's consumer calls return: a [`RecordStream`] under
+/// Fluvio's [`ConsumerStream`] trait. It dereferences to the
+/// [`RecordStream`], so this project's extras (`bytes_received`,
+/// `next_batch`, ...) stay at hand.
+#[derive(Debug)]
+pub struct MultiplePartitionConsumerStream {
+    inner: RecordStream,
+}
+
+impl MultiplePartitionConsumerStream {
+    /// Fluvio's trait over `stream`.
+    pub fn new(stream: RecordStream) -> MultiplePartitionConsumerStream {
+        MultiplePartitionConsumerStream { inner: stream }
+    }
+
+    /// The stream underneath.
+    pub fn into_inner(self) -> RecordStream {
+        self.inner
+    }
+}
+
+impl std::ops::Deref for MultiplePartitionConsumerStream {
+    type Target = RecordStream;
+
+    fn deref(&self) -> &RecordStream {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for MultiplePartitionConsumerStream {
+    fn deref_mut(&mut self) -> &mut RecordStream {
+        &mut self.inner
+    }
+}
+
+impl Stream for MultiplePartitionConsumerStream {
+    type Item = Result<ConsumerRecord, FluvioError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+impl ConsumerStream for MultiplePartitionConsumerStream {
+    fn offset_commit(&mut self) -> BoxFuture<'_, Result<(), FluvioError>> {
+        let committed = self.inner.offset_commit();
+        Box::pin(async move { committed })
+    }
+
+    fn offset_flush(&mut self) -> BoxFuture<'_, Result<(), FluvioError>> {
+        Box::pin(self.inner.offset_flush())
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! - [`Fluvio`] is a client of one server: admin calls, [`TopicProducer`]s
 //!   (which batch records and, with the `smartengine` feature, can apply
-//!   SmartModules before sending) and [`ConsumerStream`]s (which can have the
+//!   SmartModules before sending) and [`RecordStream`]s (which can have the
 //!   server apply SmartModules before records cross the network).
 //! - [`SmartModuleInvocation`] names a SmartModule, its kind and its
 //!   parameters; the same value configures producers and consumers.
@@ -77,8 +77,8 @@ pub use compat::config::{
     TopicProducerConfigBuilder, consumer, producer,
 };
 pub use consumer::{
-    ConsumerBatch, ConsumerConfig, ConsumerRecord, ConsumerStream, DeadLetterSink, OffsetManagementStrategy, Record,
-    RecordBytes,
+    ConsumerBatch, ConsumerConfig, ConsumerRecord, ConsumerStream, DeadLetterSink, MultiplePartitionConsumerStream,
+    OffsetManagementStrategy, Record, RecordBytes, RecordStream,
 };
 pub use error::FluvioError;
 pub use fluvio_protocol::{

@@ -187,7 +187,7 @@ async fn modules_built_with_fluvios_crate_run_on_the_server_and_in_producers() {
 }
 
 /// The next record's value, within 30 s.
-async fn next_value(stream: &mut fluvio_client::ConsumerStream) -> String {
+async fn next_value(stream: &mut fluvio_client::RecordStream) -> String {
     let record = tokio::time::timeout(Duration::from_secs(30), stream.next())
         .await
         .expect("a record within 30 s")

@@ -32,7 +32,7 @@ async fn stream_error(fluvio: &Fluvio, topic: &str, config: ConsumerConfig) -> F
 }
 
 /// A continuous stream that has started (its first record arrived).
-async fn running_stream(fluvio: &Fluvio, topic: &str, config: ConsumerConfig) -> fluvio_client::ConsumerStream {
+async fn running_stream(fluvio: &Fluvio, topic: &str, config: ConsumerConfig) -> fluvio_client::RecordStream {
     let mut stream = fluvio.consumer_stream(topic, ConsumerConfig { continuous: true, ..config }).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("a record within 30 s");
     first.expect("the stream yields").expect("a record");

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use fluvio_protocol::{Compression, OffsetSpec, SmartModuleInvocation};
 
-use crate::consumer::{ConsumerConfig, ConsumerStream, OffsetManagementStrategy, RecordBytes};
+use crate::consumer::{ConsumerConfig, MultiplePartitionConsumerStream, OffsetManagementStrategy, RecordBytes};
 use crate::partitioning::{PartitionId, Partitioner, SpecificPartitioner};
 use crate::producer::{ProducerConfig, TopicProducer};
 use crate::retry::DeliverySemantic;
@@ -374,10 +374,15 @@ impl Fluvio {
         self.topic_producer_with(&topic.into(), config).await
     }
 
-    /// A stream as a [`ConsumerConfigExt`] describes it.
-    pub async fn consumer_with_config(&self, config: ConsumerConfigExt) -> Result<ConsumerStream, FluvioError> {
+    /// A stream as a [`ConsumerConfigExt`] describes it, under Fluvio's
+    /// [`ConsumerStream`](crate::ConsumerStream) trait (commits and flushes
+    /// are awaited).
+    pub async fn consumer_with_config(
+        &self,
+        config: ConsumerConfigExt,
+    ) -> Result<MultiplePartitionConsumerStream, FluvioError> {
         let (topic, config) = config.into_parts();
-        self.consumer_stream(&topic, config).await
+        Ok(MultiplePartitionConsumerStream::new(self.consumer_stream(&topic, config).await?))
     }
 
     /// A consumer of one partition, whose streams say where they start.
@@ -418,7 +423,7 @@ impl PartitionConsumer {
     }
 
     /// A continuous stream from `offset`.
-    pub async fn stream(&self, offset: Offset) -> Result<ConsumerStream, FluvioError> {
+    pub async fn stream(&self, offset: Offset) -> Result<MultiplePartitionConsumerStream, FluvioError> {
         self.stream_with_config(offset, ConsumerConfig::default()).await
     }
 
@@ -428,9 +433,9 @@ impl PartitionConsumer {
         &self,
         offset: Offset,
         config: ConsumerConfig,
-    ) -> Result<ConsumerStream, FluvioError> {
+    ) -> Result<MultiplePartitionConsumerStream, FluvioError> {
         let config = ConsumerConfig { partitions: vec![self.partition], offset: offset.spec(), ..config };
-        self.fluvio.consumer_stream(&self.topic, config).await
+        Ok(MultiplePartitionConsumerStream::new(self.fluvio.consumer_stream(&self.topic, config).await?))
     }
 }
 

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use fluvio::consumer::{ConsumerConfigExtBuilder, OffsetManagementStrategy};
+use fluvio::consumer::{ConsumerConfigExtBuilder, ConsumerStream, OffsetManagementStrategy};
 use fluvio::metadata::topic::TopicSpec;
 use fluvio::{Fluvio, FluvioConfig, Offset, RecordKey, TopicProducerConfigBuilder};
 use futures::StreamExt;
@@ -65,7 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let amount: u64 = value.rsplit(',').next().and_then(|amount| amount.trim().parse().ok()).unwrap_or(0);
         *totals.entry(customer).or_default() += amount;
     }
-    stream.offset_commit()?;
+    stream.offset_commit().await?;
     stream.offset_flush().await?;
     for (customer, total) in totals {
         println!("{customer} {total}");
