@@ -222,6 +222,9 @@ enum ConsumerCommand {
         /// Only its offsets in this topic.
         #[arg(long)]
         topic: Option<String>,
+        /// Only its offset in this partition of --topic.
+        #[arg(short, long, requires = "topic")]
+        partition: Option<u32>,
     },
 }
 
@@ -429,9 +432,18 @@ async fn run(cli: Cli) -> CliResult {
             print!("{}", table(&["CONSUMER", "TOPIC", "PARTITION", "OFFSET", "LAG", "LAST SEEN"], &rows));
             Ok(())
         }
-        Command::Consumer(ConsumerCommand::Delete { id, topic }) => {
-            connect(addr).await?.delete_consumer(&id, topic.as_deref()).await?;
-            println!("consumer \"{id}\" deleted");
+        Command::Consumer(ConsumerCommand::Delete { id, topic, partition }) => {
+            let fluvio = connect(addr).await?;
+            match (topic, partition) {
+                (Some(topic), Some(partition)) => {
+                    fluvio.delete_consumer_offset(&id, (topic.as_str(), partition)).await?;
+                    println!("consumer \"{id}\" deleted from partition {partition} of \"{topic}\"");
+                }
+                (topic, _) => {
+                    fluvio.delete_consumer(&id, topic.as_deref()).await?;
+                    println!("consumer \"{id}\" deleted");
+                }
+            }
             Ok(())
         }
         Command::Produce(args) => records::produce(connect(addr).await?, args).await,

@@ -24,11 +24,12 @@ use crate::client::{FAILOVER_TIMEOUT, is_retryable};
 use crate::connection::{Connection, EncodedRequest, check};
 use crate::{Fluvio, FluvioError};
 
-/// Fluvio's names for consumer configs, at Fluvio's paths
-/// (`fluvio::consumer::..`); [`ConsumerConfig`] is the native one.
 pub use crate::compat::config::{
     ConsumerConfigBuilder, ConsumerConfigExt, ConsumerConfigExtBuilder, Offset, PartitionConsumer, RecordData,
 };
+/// Fluvio's names for consumer configs, at Fluvio's paths
+/// (`fluvio::consumer::..`); [`ConsumerConfig`] is the native one.
+pub use crate::compat::offsets::ConsumerOffset;
 pub use fluvio_protocol::{
     Lookback, SmartModuleContextData, SmartModuleExtraParams, SmartModuleInvocation, SmartModuleInvocationWasm,
     SmartModuleKind,

@@ -48,6 +48,22 @@ mod smartmodule;
 
 pub use fluvio_protocol as protocol;
 
+/// Fluvio's `fluvio::dataplane` paths for the types programs name there.
+pub mod dataplane {
+    /// Records and partitions.
+    pub mod record {
+        pub use crate::compat::offsets::ReplicaKey;
+        pub use crate::consumer::{ConsumerRecord, Record, RecordData};
+        pub use crate::producer::RecordKey;
+        /// A record's offset in its partition.
+        pub type Offset = i64;
+    }
+    /// Error codes of the wire protocol.
+    pub mod link {
+        pub use fluvio_protocol::ErrorCode;
+    }
+}
+
 /// Fluvio's paths to the admin specs: `metadata::topic::TopicSpec` and
 /// `metadata::smartmodule::SmartModuleSpec`.
 pub mod metadata {

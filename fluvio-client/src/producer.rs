@@ -252,6 +252,9 @@ pub struct ProduceOutput {
 pub struct RecordMetadata {
     partition: u32,
     offset: Option<i64>,
+    /// How many records the producer's SmartModules made from it (stored
+    /// from `offset` on).
+    count: u32,
 }
 
 impl RecordMetadata {
@@ -308,6 +311,18 @@ impl ProduceOutput {
         self.ack.await.unwrap_or_else(|_| {
             Err(FluvioError::InvalidRequest("the producer was dropped before the record was sent".into()))
         })
+    }
+
+    /// Waits as [`wait`](Self::wait) does, and tells where each record the
+    /// producer's SmartModules made from this one was stored (none when
+    /// they dropped it, several from an array-map), as Fluvio's
+    /// `wait_all` does.
+    pub async fn wait_all(self) -> Result<Vec<RecordMetadata>, FluvioError> {
+        let stored = self.wait().await?;
+        let Some(first) = stored.offset else { return Ok(Vec::new()) };
+        Ok((0..i64::from(stored.count))
+            .map(|k| RecordMetadata { partition: stored.partition, offset: Some(first + k), count: 1 })
+            .collect())
     }
 }
 
@@ -554,12 +569,13 @@ async fn send_records(shared: &Shared, partition: u32, records: Vec<PendingRecor
     }
     let input = builder.finish();
     let mut acks: Vec<Option<Ack>> = records.into_iter().map(|r| Some(r.ack)).collect();
-    // For each input record: the index of its first output record.
-    let mut first_output: Vec<Option<u32>> = vec![None; acks.len()];
+    // For each input record: the index of its first output record, and
+    // how many outputs it made.
+    let mut first_output: Vec<(Option<u32>, u32)> = vec![(None, 0); acks.len()];
     let batch: Batch = match &shared.chain {
         None => {
             for (i, slot) in first_output.iter_mut().enumerate() {
-                *slot = Some(i as u32);
+                *slot = (Some(i as u32), 1);
             }
             input
         }
@@ -570,7 +586,7 @@ async fn send_records(shared: &Shared, partition: u32, records: Vec<PendingRecor
     };
     if batch.is_empty() {
         for ack in acks.into_iter().flatten() {
-            let _ = ack.send(Ok(RecordMetadata { partition, offset: None }));
+            let _ = ack.send(Ok(RecordMetadata { partition, offset: None, count: 0 }));
         }
         return;
     }
@@ -584,10 +600,12 @@ async fn send_records(shared: &Shared, partition: u32, records: Vec<PendingRecor
         ProduceRequest { topic: shared.topic.clone(), partition, producer: Some(stamp), batch: batch.into_bytes() };
     let policy = shared.config.delivery_semantic.retry_policy();
     let result = shared.fluvio.send_with(request, &policy).await;
-    for (ack, first) in acks.into_iter().zip(first_output) {
+    for (ack, (first, count)) in acks.into_iter().zip(first_output) {
         let Some(ack) = ack else { continue };
         let _ = ack.send(match &result {
-            Ok(response) => Ok(RecordMetadata { partition, offset: first.map(|j| response.base_offset + j as i64) }),
+            Ok(response) => {
+                Ok(RecordMetadata { partition, offset: first.map(|j| response.base_offset + j as i64), count })
+            }
             Err(error) => Err(error.clone()),
         });
     }
@@ -603,7 +621,7 @@ async fn transform(
     chain: &Chain,
     input: Batch,
     acks: &mut [Option<Ack>],
-    first_output: &mut [Option<u32>],
+    first_output: &mut [(Option<u32>, u32)],
 ) -> Option<Batch> {
     let output = match chain.process(input).await {
         Ok(output) => output,
@@ -624,10 +642,9 @@ async fn transform(
     }
     let mut renumbered = BatchBuilder::new(0, output.batch.base_timestamp());
     for (j, record) in output.batch.records().enumerate() {
-        if let Some(slot) = first_output.get_mut(record.offset as usize)
-            && slot.is_none()
-        {
-            *slot = Some(j as u32);
+        if let Some((first, count)) = first_output.get_mut(record.offset as usize) {
+            first.get_or_insert(j as u32);
+            *count += 1;
         }
         renumbered.push(j as u32, record.timestamp, record.key, record.value, &record.headers);
     }
@@ -641,7 +658,13 @@ async fn transform(
 }
 
 #[cfg(not(feature = "smartengine"))]
-async fn transform(_: &Shared, chain: &Chain, _: Batch, _: &mut [Option<Ack>], _: &mut [Option<u32>]) -> Option<Batch> {
+async fn transform(
+    _: &Shared,
+    chain: &Chain,
+    _: Batch,
+    _: &mut [Option<Ack>],
+    _: &mut [(Option<u32>, u32)],
+) -> Option<Batch> {
     match *chain {}
 }
 

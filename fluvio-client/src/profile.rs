@@ -252,7 +252,7 @@ pub(crate) fn cluster_at(addr: &str) -> FluvioClusterConfig {
 }
 
 /// Applies `FLUVIO_TOKEN` and the `FLUVIO_TLS_*` variables.
-fn with_environment(mut config: FluvioClusterConfig) -> FluvioClusterConfig {
+pub(crate) fn with_environment(mut config: FluvioClusterConfig) -> FluvioClusterConfig {
     if let Some(token) = env("FLUVIO_TOKEN") {
         config.token = Some(token);
     }

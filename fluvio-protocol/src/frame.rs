@@ -71,6 +71,8 @@ pub enum ApiKind {
     Authenticate = 18,
     /// List one page of the stored consumer offsets.
     ListConsumersPage = 19,
+    /// Forget a consumer's stored offset in one partition.
+    DeleteConsumerOffset = 20,
     /// An error answer to any request.
     Error = 0x7fff,
 }
@@ -101,6 +103,7 @@ impl ApiKind {
             17 => ApiKind::DeleteConsumer,
             18 => ApiKind::Authenticate,
             19 => ApiKind::ListConsumersPage,
+            20 => ApiKind::DeleteConsumerOffset,
             0x7fff => ApiKind::Error,
             _ => return None,
         })

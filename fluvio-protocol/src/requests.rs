@@ -448,6 +448,21 @@ pub struct DeleteConsumerRequest {
     pub topic: Option<String>,
 }
 
+/// Forget a consumer's stored offset in one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteConsumerOffsetRequest {
+    /// The consumer's id.
+    pub consumer: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+}
+
+/// The answer to [`DeleteConsumerOffsetRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteConsumerOffsetResponse;
+
 /// The consumer's offsets were forgotten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteConsumerResponse;
@@ -513,6 +528,8 @@ plain_messages!(
     ListConsumersResponse,
     ListConsumersPageRequest,
     ListConsumersPageResponse,
+    DeleteConsumerOffsetRequest,
+    DeleteConsumerOffsetResponse,
     DeleteConsumerRequest,
     DeleteConsumerResponse,
     AuthenticateRequest,
@@ -583,6 +600,7 @@ requests! {
     DeleteConsumer: DeleteConsumerRequest => DeleteConsumerResponse;
     Authenticate: AuthenticateRequest => AuthenticateResponse;
     ListConsumersPage: ListConsumersPageRequest => ListConsumersPageResponse;
+    DeleteConsumerOffset: DeleteConsumerOffsetRequest => DeleteConsumerOffsetResponse;
 }
 
 #[cfg(test)]
@@ -620,6 +638,7 @@ mod tests {
             Frame::request(1, DeleteConsumerRequest { consumer: "c".into(), topic: None }),
             Frame::request(1, AuthenticateRequest { token: "x".into() }),
             Frame::request(1, ListConsumersPageRequest { after: None, limit: 10 }),
+            Frame::request(1, DeleteConsumerOffsetRequest { consumer: "c".into(), topic: "t".into(), partition: 1 }),
             Frame::request(
                 1,
                 StreamFetchRequest {

@@ -186,6 +186,27 @@ async fn modules_built_with_fluvios_crate_run_on_the_server_and_in_producers() {
     assert_eq!(values(&read_all(&fluvio, "fruit", config).await), ["PEAR", "GRAPE", "BANANA"]);
 }
 
+/// Fluvio's offset calls: every stored offset with Fluvio's field names,
+/// and one partition's offset forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fluvios_offset_calls_list_offsets_and_forget_one_partition() {
+    let server = ServerProcess::start(&data_dir("fluvio-offsets"), &[]);
+    let fluvio = server.client().await;
+    fluvio.create_topic("two", 2).await.unwrap();
+    produce(&fluvio, "two", &["a", "b"]).await;
+    fluvio.commit_offset("app", "two", 0, 1).await.unwrap();
+    fluvio.commit_offset("app", "two", 1, 1).await.unwrap();
+    let offsets = fluvio.consumer_offsets().await.unwrap();
+    let seen: Vec<(&str, u32, i64)> = offsets.iter().map(|o| (o.consumer_id.as_str(), o.partition, o.offset)).collect();
+    assert_eq!(seen, [("app", 0, 1), ("app", 1, 1)]);
+    assert!(offsets[0].modified_time > std::time::SystemTime::UNIX_EPOCH);
+    fluvio.delete_consumer_offset("app", ("two", 1)).await.unwrap();
+    let left: Vec<u32> = fluvio.consumer_offsets().await.unwrap().iter().map(|o| o.partition).collect();
+    assert_eq!(left, [0]);
+    let again = fluvio.delete_consumer_offset("app", ("two", 1)).await.unwrap_err();
+    assert_eq!(again.code(), Some(ErrorCode::ConsumerNotFound), "{again}");
+}
+
 /// The next record's value, within 30 s.
 async fn next_value(stream: &mut fluvio_client::RecordStream) -> String {
     let record = tokio::time::timeout(Duration::from_secs(30), stream.next())
@@ -312,8 +333,12 @@ async fn producer_smartmodules_run_before_sending() {
         .await
         .unwrap();
     let output = producer.send(RecordKey::NULL, "[\"x\",\"y\",\"z\"]").await.unwrap();
+    let dropped = producer.send(RecordKey::NULL, "[]").await.unwrap();
     producer.flush().await.unwrap();
-    assert_eq!(output.wait().await.unwrap().offset(), 0);
+    // Fluvio's wait_all: where each record made from the one sent went.
+    let made: Vec<i64> = output.wait_all().await.unwrap().iter().map(|stored| stored.offset()).collect();
+    assert_eq!(made, [0, 1, 2]);
+    assert!(dropped.wait_all().await.unwrap().is_empty());
     let stored = read_all(&fluvio, "split", from_beginning()).await;
     assert_eq!(values(&stored), ["\"x\"", "\"y\"", "\"z\""]);
     assert_eq!(stored.iter().map(|r| r.offset).collect::<Vec<_>>(), [0, 1, 2]);

@@ -19,7 +19,7 @@ where
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((&which, bytes)) = data.split_first() else { return };
-    match which % 18 {
+    match which % 19 {
         0 => round_trip::<CreateTopicRequest>(bytes),
         1 => round_trip::<DeleteTopicRequest>(bytes),
         2 => round_trip::<ProduceRequest>(bytes),
@@ -37,6 +37,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         14 => round_trip::<ProduceResponse>(bytes),
         15 => round_trip::<ListConsumersPageRequest>(bytes),
         16 => round_trip::<ListConsumersPageResponse>(bytes),
+        17 => round_trip::<DeleteConsumerOffsetRequest>(bytes),
         _ => round_trip::<AuthenticateResponse>(bytes),
     }
 });

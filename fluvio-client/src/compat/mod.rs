@@ -9,3 +9,4 @@
 
 pub mod admin;
 pub mod config;
+pub mod offsets;

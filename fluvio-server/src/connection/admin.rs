@@ -6,12 +6,12 @@ use fluvio_protocol::requests::ConsumerOffsetKey;
 use fluvio_protocol::requests::{
     CommitOffsetRequest, CommitOffsetResponse, ConnectorLogsRequest, ConnectorLogsResponse, CreateConnectorRequest,
     CreateConnectorResponse, CreateSmartModuleRequest, CreateSmartModuleResponse, CreateTopicRequest,
-    CreateTopicResponse, DeleteConnectorRequest, DeleteConnectorResponse, DeleteConsumerRequest,
-    DeleteConsumerResponse, DeleteSmartModuleRequest, DeleteSmartModuleResponse, DeleteTopicRequest,
-    DeleteTopicResponse, FetchOffsetRequest, FetchOffsetResponse, GetSmartModuleRequest, GetSmartModuleResponse,
-    ListConnectorsRequest, ListConnectorsResponse, ListConsumersPageRequest, ListConsumersPageResponse,
-    ListConsumersRequest, ListConsumersResponse, ListSmartModulesRequest, ListSmartModulesResponse, ListTopicsRequest,
-    ListTopicsResponse, MAX_CONSUMERS_PAGE,
+    CreateTopicResponse, DeleteConnectorRequest, DeleteConnectorResponse, DeleteConsumerOffsetRequest,
+    DeleteConsumerOffsetResponse, DeleteConsumerRequest, DeleteConsumerResponse, DeleteSmartModuleRequest,
+    DeleteSmartModuleResponse, DeleteTopicRequest, DeleteTopicResponse, FetchOffsetRequest, FetchOffsetResponse,
+    GetSmartModuleRequest, GetSmartModuleResponse, ListConnectorsRequest, ListConnectorsResponse,
+    ListConsumersPageRequest, ListConsumersPageResponse, ListConsumersRequest, ListConsumersResponse,
+    ListSmartModulesRequest, ListSmartModulesResponse, ListTopicsRequest, ListTopicsResponse, MAX_CONSUMERS_PAGE,
 };
 use fluvio_protocol::{ConsumerOffset, ErrorCode};
 
@@ -194,7 +194,7 @@ impl Handle for DeleteConsumerRequest {
 
     async fn handle(self, context: &ServerContext, _: &Session) -> Result<DeleteConsumerResponse, ServerError> {
         check_consumer(&self.consumer)?;
-        let forgotten = context.storage.delete_offsets(Some(&self.consumer), self.topic.as_deref()).await;
+        let forgotten = context.storage.delete_offsets(Some(&self.consumer), self.topic.as_deref(), None).await;
         context.consumer_ids.forget().await;
         let forgotten = forgotten?;
         if forgotten == 0 {
@@ -205,6 +205,27 @@ impl Handle for DeleteConsumerRequest {
             ));
         }
         Ok(DeleteConsumerResponse)
+    }
+}
+
+impl Handle for DeleteConsumerOffsetRequest {
+    const ADMIN_ONLY: bool = true;
+
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<DeleteConsumerOffsetResponse, ServerError> {
+        check_consumer(&self.consumer)?;
+        let forgotten =
+            context.storage.delete_offsets(Some(&self.consumer), Some(&self.topic), Some(self.partition)).await;
+        context.consumer_ids.forget().await;
+        if forgotten? == 0 {
+            return Err(ServerError::new(
+                ErrorCode::ConsumerNotFound,
+                format!(
+                    "consumer {:?} has no stored offset in partition {} of topic {:?}; see `fluvio consumer list`",
+                    self.consumer, self.partition, self.topic
+                ),
+            ));
+        }
+        Ok(DeleteConsumerOffsetResponse)
     }
 }
 

@@ -177,11 +177,13 @@ pub trait Storage: Send + Sync {
     fn list_offsets(&self) -> BoxFuture<'_, Result<Vec<OwnedOffset>, TopicError>>;
 
     /// Forgets the offsets of `consumer` (every consumer's, when `None`) in
-    /// `topic` (in every topic, when `None`). Returns how many there were.
+    /// `topic` (in every topic, when `None`) and `partition` (every one,
+    /// when `None`). Returns how many there were.
     fn delete_offsets<'a>(
         &'a self,
         consumer: Option<&'a str>,
         topic: Option<&'a str>,
+        partition: Option<u32>,
     ) -> BoxFuture<'a, Result<usize, TopicError>>;
 }
 

@@ -370,8 +370,9 @@ impl Storage for JetStreamStorage {
         &'a self,
         consumer: Option<&'a str>,
         topic: Option<&'a str>,
+        partition: Option<u32>,
     ) -> BoxFuture<'a, Result<usize, TopicError>> {
-        Box::pin(self.forget_offsets(consumer, topic))
+        Box::pin(self.forget_offsets(consumer, topic, partition))
     }
 }
 

@@ -71,11 +71,13 @@ impl JetStreamStorage {
         &self,
         consumer: Option<&str>,
         topic: Option<&str>,
+        partition: Option<u32>,
     ) -> Result<usize, TopicError> {
         let mut forgotten = 0;
         for OwnedOffset { offset, .. } in self.offsets().await? {
             if consumer.is_some_and(|consumer| consumer != offset.consumer)
                 || topic.is_some_and(|topic| topic != offset.topic)
+                || partition.is_some_and(|partition| partition != offset.partition)
             {
                 continue;
             }

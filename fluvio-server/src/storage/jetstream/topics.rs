@@ -232,7 +232,7 @@ impl JetStreamStorage {
             .await
             .map_err(|_| TopicError::NotFound(topic.to_string()))?;
         self.topics.write().remove(topic);
-        self.forget_offsets(None, Some(topic)).await?;
+        self.forget_offsets(None, Some(topic), None).await?;
         self.delete_streams(topic, record.spec.partitions).await?;
         for partition in 0..record.spec.partitions {
             let _ = self.ends_kv.purge(end_key(topic, partition)).await;

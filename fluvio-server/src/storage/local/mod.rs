@@ -229,7 +229,7 @@ impl LocalStorage {
         }
         // First, so that a topic created again under this name never finds
         // the old one's consumers, even after a crash right here.
-        self.offsets.delete(None, Some(name))?;
+        self.offsets.delete(None, Some(name), None)?;
         let dir = self.dir.join(name);
         // Without its settings the directory is an unfinished topic, so a
         // crash in the middle of removing it finishes the job at the next start.
@@ -377,8 +377,9 @@ impl Storage for LocalStorage {
         &'a self,
         consumer: Option<&'a str>,
         topic: Option<&'a str>,
+        partition: Option<u32>,
     ) -> BoxFuture<'a, Result<usize, TopicError>> {
-        Box::pin(async move { Ok(tokio::task::block_in_place(|| self.offsets.delete(consumer, topic))?) })
+        Box::pin(async move { Ok(tokio::task::block_in_place(|| self.offsets.delete(consumer, topic, partition))?) })
     }
 }
 

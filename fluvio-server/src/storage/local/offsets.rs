@@ -179,13 +179,23 @@ impl OffsetLog {
     }
 
     /// Forgets the offsets of `consumer` (any, when `None`) in `topic` (any,
-    /// when `None`), durably. Returns how many were forgotten.
-    pub fn delete(&self, consumer: Option<&str>, topic: Option<&str>) -> Result<usize, StorageError> {
+    /// when `None`) and `partition` (any, when `None`), durably. Returns how
+    /// many were forgotten.
+    pub fn delete(
+        &self,
+        consumer: Option<&str>,
+        topic: Option<&str>,
+        partition: Option<u32>,
+    ) -> Result<usize, StorageError> {
         let mut state = self.state.lock();
         let doomed: Vec<Key> = state
             .offsets
             .keys()
-            .filter(|(c, t, _)| consumer.is_none_or(|consumer| c == consumer) && topic.is_none_or(|topic| t == topic))
+            .filter(|(c, t, p)| {
+                consumer.is_none_or(|consumer| c == consumer)
+                    && topic.is_none_or(|topic| t == topic)
+                    && partition.is_none_or(|partition| *p == partition)
+            })
             .cloned()
             .collect();
         if doomed.is_empty() {
@@ -267,7 +277,7 @@ mod tests {
         log.commit("app", "t", 1, 7, None).unwrap();
         log.commit("other", "t", 0, 1, None).unwrap();
         log.commit("app", "t", 0, 9, None).unwrap();
-        assert_eq!(log.delete(Some("other"), None).unwrap(), 1);
+        assert_eq!(log.delete(Some("other"), None, None).unwrap(), 1);
         drop(log);
         let log = OffsetLog::open(&dir).unwrap();
         assert_eq!(
