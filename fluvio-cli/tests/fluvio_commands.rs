@@ -42,7 +42,7 @@ fn partitions_profiles_version_and_completions_by_fluvios_names() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("orders"), "{out}");
     let (_, list, _) = run(&["profile", "list"], None);
-    let current: Vec<&str> = list.lines().filter(|line| line.starts_with('*')).collect();
+    let current: Vec<&str> = list.lines().filter(|line| line.trim_start().starts_with('*')).collect();
     assert_eq!(current.len(), 1, "{list}");
     assert!(current[0].contains("mine") && current[0].contains(&addr), "{list}");
     let (code, _, err) = run(&["profile", "delete-cluster", "nowhere"], None);
