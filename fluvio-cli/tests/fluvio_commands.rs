@@ -63,12 +63,18 @@ fn partitions_profiles_version_and_completions_by_fluvios_names() {
     // One partition's offset forgotten, with Fluvio's -p.
     let (code, _, err) = run(&["consume", "orders", "-B", "-d", "-c", "app"], None);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(run(&["consumer", "list"], None).1.lines().filter(|line| line.starts_with("app")).count(), 2);
+    assert_eq!(
+        run(&["consumer", "list"], None).1.lines().filter(|line| line.trim_start().starts_with("app")).count(),
+        2
+    );
     let (code, _, err) = run(&["consumer", "delete", "app", "--topic", "orders", "-p", "1"], None);
     assert_eq!(code, Some(0), "{err}");
     let (_, list, _) = run(&["consumer", "list"], None);
-    let rows: Vec<Vec<&str>> =
-        list.lines().filter(|line| line.starts_with("app")).map(|line| line.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = list
+        .lines()
+        .filter(|line| line.trim_start().starts_with("app"))
+        .map(|line| line.split_whitespace().collect())
+        .collect();
     assert_eq!(rows.iter().map(|row| row[2]).collect::<Vec<_>>(), ["0"], "{list}");
 
     let (code, out, _) = run(&["version"], None);
