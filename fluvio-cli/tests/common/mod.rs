@@ -199,15 +199,32 @@ impl Drop for Cluster {
     }
 }
 
-/// Waits for a child; on timeout kills it and returns `None`.
+/// Waits for a child; on timeout kills it and returns `None`. Its output
+/// is read while it runs, so a child that writes more than a pipe holds
+/// (a completion script) does not block on a full pipe.
 pub fn wait_with_timeout(mut child: std::process::Child, timeout: Duration) -> Option<Output> {
+    use std::io::Read;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|pipe| Box::new(pipe) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|pipe| Box::new(pipe) as Box<dyn Read + Send>));
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        if child.try_wait().unwrap().is_some() {
-            return Some(child.wait_with_output().unwrap());
+        if let Some(status) = child.try_wait().unwrap() {
+            let stdout = stdout.join().expect("the stdout reader finishes");
+            let stderr = stderr.join().expect("the stderr reader finishes");
+            return Some(Output { status, stdout, stderr });
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
