@@ -38,7 +38,7 @@ use fluvio_client::{Compression, Lookback, SmartModuleInvocation};
 use serde_norway::Value;
 
 /// The config versions this crate reads.
-pub const API_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
+pub const API_VERSIONS: &[&str] = &["0.0.0", "0.1.0", "0.2.0"];
 
 /// A config that cannot be used, with the file and the key it is about.
 #[derive(Debug, thiserror::Error)]
@@ -296,7 +296,9 @@ impl ConnectorConfig {
             problem: ConfigProblem::NotYaml(e.to_string()),
         })?;
         let root = ConfigNode::root(path, &value)?;
-        let api_version = root.string("apiVersion")?;
+        // Without one, Fluvio reads a config as version 0.0.0, of the 0.1.0
+        // shape.
+        let api_version = root.opt_string("apiVersion")?.unwrap_or_else(|| "0.0.0".into());
         if !API_VERSIONS.contains(&api_version.as_str()) {
             return Err(root.error_at(
                 "apiVersion",
@@ -318,7 +320,21 @@ impl ConnectorConfig {
                 .into_iter()
                 .map(|item| {
                     item.only(&["name"])?;
-                    item.string("name")
+                    let name = item.string("name")?;
+                    // Fluvio's rule, so that a name it refuses is refused here.
+                    let problem = if name.is_empty() {
+                        Some("a secret name cannot be empty")
+                    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        Some("a secret name can only contain ASCII letters, digits and underscores")
+                    } else if name.starts_with(|c: char| c.is_ascii_digit()) {
+                        Some("a secret name cannot start with a digit")
+                    } else {
+                        None
+                    };
+                    match problem {
+                        Some(problem) => Err(item.invalid("name", format!("{name:?}: {problem}"))),
+                        None => Ok(name),
+                    }
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -332,7 +348,13 @@ impl ConnectorConfig {
             None => ProducerSettings::default(),
             Some(producer) => producer.producer()?,
         };
-        meta.only(&["name", "type", "version", "topic", "secrets", "consumer", "producer"])?;
+        // Fluvio's parser ignores keys it does not know (`create_topic` in
+        // older configs): so do we, saying so.
+        for key in meta.map()?.keys().map(key_text) {
+            if !["name", "type", "version", "topic", "secrets", "consumer", "producer"].contains(&key.as_str()) {
+                tracing::warn!(file = %path.display(), key = %format!("meta.{key}"), "ignoring a key this connector does not use, as Fluvio does");
+            }
+        }
 
         let resolver = SecretResolver { declared: &secret_names, secrets, file: path, filled: Default::default() };
         let section_key = section_name(&kind);
@@ -637,6 +659,23 @@ impl<'a> ConfigNode<'a> {
         units::parse_duration(&text).map(Some).map_err(|error| self.error_at(key, ConfigProblem::BadUnit(error)))
     }
 
+    /// A flush period under `key`: a duration (`10s`), or the map Fluvio's
+    /// serde writes a duration as (`{ secs: 10, nanos: 0 }`).
+    pub fn opt_flush_period(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
+        if let Some(Value::Mapping(_)) = self.get(key)? {
+            let period = self.node(key)?;
+            period.only(&["secs", "nanos"])?;
+            let secs = period.opt_u64("secs")?.unwrap_or(0);
+            let nanos = period.opt_u64("nanos")?.unwrap_or(0);
+            let nanos = u32::try_from(nanos)
+                .ok()
+                .filter(|nanos| *nanos < 1_000_000_000)
+                .ok_or_else(|| period.invalid("nanos", "nanoseconds are below 1,000,000,000"))?;
+            return Ok(Some(Duration::new(secs, nanos)));
+        }
+        self.opt_duration(key)
+    }
+
     /// A size in bytes under `key`: `1000`, `64KiB`, `1MiB`, `1MB`, `2GB`
     /// ([`units::parse_size`]).
     pub fn opt_size(&self, key: &str) -> Result<Option<u64>, ConfigError> {
@@ -697,7 +736,7 @@ impl<'a> ConfigNode<'a> {
     }
 
     fn consumer(&self, name: &str) -> Result<ConsumerSettings, ConfigError> {
-        self.only(&["id", "partition", "offset", "max-bytes"])?;
+        self.only(&["id", "partition", "offset", "max-bytes", "max_bytes"])?;
         let id = self.opt_string("id")?.unwrap_or_else(|| name.to_string());
         let partition = match self.opt_u64("partition")? {
             None => 0,
@@ -712,22 +751,24 @@ impl<'a> ConfigNode<'a> {
                 {
                     return Err(offset.invalid("strategy", format!("{strategy:?} is not auto, manual or none")));
                 }
-                offset.opt_duration("flush-period")?;
+                offset.opt_flush_period("flush-period")?;
                 match offset.get("start")? {
                     None => StartOffset::Beginning,
                     Some(Value::String(s)) if s == "beginning" => StartOffset::Beginning,
                     Some(Value::String(s)) if s == "end" => StartOffset::End,
                     Some(Value::Mapping(_)) => {
                         let start = offset.node("start")?;
-                        start.only(&["absolute", "offset-from-end", "from-beginning"])?;
+                        start.only(&["absolute", "offset-from-end", "from-end", "from-beginning"])?;
                         if let Some(n) = start.opt_u64("absolute")? {
                             StartOffset::Absolute(n as i64)
+                        } else if let Some(n) = start.opt_u64("from-end")? {
+                            StartOffset::FromEnd(n)
                         } else if let Some(n) = start.opt_u64("offset-from-end")? {
                             StartOffset::FromEnd(n)
                         } else if let Some(n) = start.opt_u64("from-beginning")? {
                             StartOffset::Absolute(n as i64)
                         } else {
-                            return Err(offset.invalid("start", "give absolute: N or offset-from-end: N"));
+                            return Err(offset.invalid("start", "give absolute: N, from-beginning: N or from-end: N"));
                         }
                     }
                     Some(other) => {
@@ -742,22 +783,25 @@ impl<'a> ConfigNode<'a> {
                 }
             }
         };
-        let max_bytes = match self.opt_size("max-bytes")? {
+        let max_bytes_key = if self.get("max_bytes")?.is_some() { "max_bytes" } else { "max-bytes" };
+        let max_bytes = match self.opt_size(max_bytes_key)? {
             None => 1 << 20,
             Some(size) if (1..=16 << 20).contains(&size) => size as u32,
-            Some(_) => return Err(self.invalid("max-bytes", "give a size from 1 byte to 16MiB")),
+            Some(_) => return Err(self.invalid(max_bytes_key, "give a size from 1 byte to 16MiB")),
         };
         Ok(ConsumerSettings { id, partition, start, max_bytes })
     }
 
     fn producer(&self) -> Result<ProducerSettings, ConfigError> {
-        self.only(&["linger", "batch-size", "compression"])?;
+        self.only(&["linger", "batch-size", "batch_size", "compression"])?;
         let defaults = ProducerSettings::default();
         let linger = self.opt_duration("linger")?.unwrap_or(defaults.linger);
-        let batch_size = match self.opt_size("batch-size")? {
+        // Fluvio takes `batch_size` too.
+        let batch_key = if self.get("batch_size")?.is_some() { "batch_size" } else { "batch-size" };
+        let batch_size = match self.opt_size(batch_key)? {
             None => defaults.batch_size,
-            Some(0) => return Err(self.invalid("batch-size", "a batch needs room for at least one byte")),
-            Some(size) => usize::try_from(size).map_err(|_| self.invalid("batch-size", "too large"))?,
+            Some(0) => return Err(self.invalid(batch_key, "a batch needs room for at least one byte")),
+            Some(size) => usize::try_from(size).map_err(|_| self.invalid(batch_key, "too large"))?,
         };
         let compression = match self.opt_string("compression")? {
             None => defaults.compression,
@@ -971,8 +1015,11 @@ transforms:
 
     #[test]
     fn every_mistake_names_the_file_and_the_key() {
-        let unknown = error(&SINK.replace("  topic: sensors", "  topic: sensors\n  colour: blue"));
-        assert!(unknown.starts_with("sink.yaml: `meta.colour` is not a known key here"), "{unknown}");
+        // Fluvio ignores keys it does not know in `meta` (a warning says
+        // so); anywhere else an unknown key is a mistake.
+        parse(&SINK.replace("  topic: sensors", "  topic: sensors\n  colour: blue")).expect("ignored, as in Fluvio");
+        let unknown = error(&SINK.replace("max-bytes", "colour").replace("offset: {", "colour: blue, offset: {"));
+        assert!(unknown.starts_with("sink.yaml: `meta.consumer.colour` is not a known key here"), "{unknown}");
         let unknown_top = error(&format!("{SINK}\nhttp: {{ url: x }}\n"));
         assert!(unknown_top.starts_with("sink.yaml: `http` is not a known key here"), "{unknown_top}");
         let missing = error(&SINK.replace("  topic: sensors\n", ""));
@@ -1019,6 +1066,59 @@ transforms:
         assert!(parse_size("-1").is_err());
         assert_eq!(section_name("sql-sink"), "sql");
         assert_eq!(section_name("mqtt-source"), "mqtt");
+    }
+
+    /// Configs as Fluvio's connector tooling reads them: its test files'
+    /// shapes (no `apiVersion`, `batch_size`, `max_bytes`, "44.0 MB",
+    /// `from-end`, a serde duration for `flush-period`, keys it ignores),
+    /// and what it refuses, refused naming the key.
+    #[test]
+    fn fluvio_shaped_configs_read_as_fluvio_reads_them() {
+        let fluvio = r#"
+meta:
+  version: 0.1.0
+  name: my-test-mqtt
+  type: sql-sink
+  topic: my-mqtt
+  create_topic: true
+  producer:
+    linger: 1ms
+    compression: gzip
+    batch_size: "44.0 MB"
+  consumer:
+    max_bytes: "1 MB"
+    offset:
+      strategy: manual
+      start: { from-end: 5 }
+      flush-period: { secs: 10, nanos: 0 }
+  secrets:
+    - name: secret1
+sql:
+  url: postgres://x
+"#;
+        let config = parse(fluvio).unwrap();
+        assert_eq!(config.api_version, "0.0.0");
+        assert_eq!((config.producer.batch_size, config.producer.compression), (44_000_000, Compression::Gzip));
+        assert_eq!(config.producer.linger, Duration::from_millis(1));
+        assert_eq!((config.consumer.max_bytes, config.consumer.start), (1_000_000, StartOffset::FromEnd(5)));
+        assert_eq!(config.secret_names, ["secret1"]);
+        let versioned = parse(&format!("apiVersion: 0.1.0{fluvio}")).unwrap();
+        assert_eq!(versioned.api_version, "0.1.0");
+
+        // What Fluvio refuses, refused here, naming the key.
+        let refused = |from: &str, to: &str, key: &str| {
+            let error = parse(&fluvio.replace(from, to)).unwrap_err().to_string();
+            assert!(error.contains(key), "{to:?}: {error}");
+        };
+        refused("linger: 1ms", "linger: \"1\"", "`meta.producer.linger`");
+        refused("compression: gzip", "compression: gzipaoeu", "`meta.producer.compression`");
+        refused("batch_size: \"44.0 MB\"", "batch_size: aoeu", "`meta.producer.batch_size`");
+        refused("- name: secret1", "- name: 1secret", "cannot start with a digit");
+        refused("- name: secret1", "- name: secret name", "only contain ASCII letters");
+        refused("- name: secret1", "- name: secret-name", "only contain ASCII letters");
+        refused("meta:\n", "apiVersion: 9.9.9\nmeta:\n", "`apiVersion`");
+        refused("start: { from-end: 5 }", "start: { to-end: 5 }", "to-end");
+        refused("nanos: 0", "nanos: 2000000000", "nanos");
     }
 
     #[test]
