@@ -727,8 +727,26 @@ impl<'a> ConfigNode<'a> {
         match self.get("topic")? {
             Some(Value::Mapping(_)) => {
                 let topic = self.node("topic")?;
-                let name = topic.string("name")?;
-                topic.only(&["name", "partition", "partitions", "replication", "retention"])?;
+                // Fluvio's 0.2.0 topic config names the topic under
+                // `meta.name`; ours under `name`.
+                let name = match topic.opt_node("meta")? {
+                    Some(meta) => {
+                        meta.only(&["name"])?;
+                        meta.string("name")?
+                    }
+                    None => topic.string("name")?,
+                };
+                topic.only(&[
+                    "name",
+                    "partition",
+                    "partitions",
+                    "replication",
+                    "retention",
+                    "version",
+                    "meta",
+                    "compression",
+                    "deduplication",
+                ])?;
                 Ok(name)
             }
             _ => self.string("topic"),
@@ -1119,6 +1137,17 @@ sql:
         refused("meta:\n", "apiVersion: 9.9.9\nmeta:\n", "`apiVersion`");
         refused("start: { from-end: 5 }", "start: { to-end: 5 }", "to-end");
         refused("nanos: 0", "nanos: 2000000000", "nanos");
+    }
+
+    #[test]
+    fn fluvios_0_2_0_topic_config_names_the_topic_under_meta() {
+        let v2 = SINK.replace("apiVersion: 0.1.0", "apiVersion: 0.2.0").replace(
+            "  topic: sensors\n",
+            "  topic:\n    version: 0.1.0\n    meta: { name: sensors }\n    partition: { count: 3, max-size: 1 GB, replication: 1 }\n    retention: { time: 2 days, segment-size: 10 MB }\n    compression: { type: gzip }\n",
+        );
+        assert_eq!(parse(&v2).unwrap().topic, "sensors");
+        let nameless = error(&v2.replace("meta: { name: sensors }", "meta: {}"));
+        assert_eq!(nameless, "sink.yaml: `meta.topic.meta.name` is missing");
     }
 
     #[test]
