@@ -405,6 +405,19 @@ impl ConnectorConfig {
     }
 }
 
+/// The module name of a SmartModule Hub reference, `OWNER/NAME@VERSION`
+/// or `OWNER/NAME` (`infinyon/jolt@0.4.1`, `infinyon/sql`), or `None` for
+/// anything else. The caller takes a file of that path first.
+pub fn hub_module_name(uses: &str) -> Option<&str> {
+    let (reference, version) = uses.split_once('@').unwrap_or((uses, "latest"));
+    let (owner, name) = reference.split_once('/')?;
+    let word = |text: &str| {
+        !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    let module = word(owner) && word(name) && word(version) && !name.ends_with(".wasm") && !owner.starts_with('.');
+    module.then_some(name)
+}
+
 /// The name of a connector type's own section: its type without the
 /// `-source`/`-sink` suffix (`sql-sink` → `sql`, `mqtt-source` → `mqtt`).
 pub fn section_name(kind: &str) -> &str {
@@ -836,7 +849,12 @@ impl<'a> ConfigNode<'a> {
         let uses = self.string("uses")?;
         let base = self.file.parent().unwrap_or(Path::new(""));
         let path = base.join(&uses);
-        let mut invocation = if uses.ends_with(".wasm") || uses.contains('/') || path.is_file() {
+        let mut invocation = if let Some(name) = hub_module_name(&uses).filter(|_| !path.is_file()) {
+            // A SmartModule Hub reference, as Fluvio's configs name them:
+            // the module registered under the Hub module's name stands in.
+            tracing::info!(uses = %uses, module = %name, "a Hub reference is taken as the registered SmartModule of its name");
+            SmartModuleInvocation::predefined(name)
+        } else if uses.ends_with(".wasm") || uses.contains('/') || path.is_file() {
             let outside = Path::new(&uses).is_absolute()
                 || Path::new(&uses).components().any(|part| part == std::path::Component::ParentDir);
             if !secrets.secrets.from_environment && outside {
@@ -1148,6 +1166,18 @@ sql:
         assert_eq!(parse(&v2).unwrap().topic, "sensors");
         let nameless = error(&v2.replace("meta: { name: sensors }", "meta: {}"));
         assert_eq!(nameless, "sink.yaml: `meta.topic.meta.name` is missing");
+    }
+
+    #[test]
+    fn hub_references_stand_for_the_module_registered_under_their_name() {
+        assert_eq!(hub_module_name("infinyon/jolt@0.4.1"), Some("jolt"));
+        assert_eq!(hub_module_name("infinyon/sql-json@0.2.0"), Some("sql-json"));
+        assert_eq!(hub_module_name("infinyon/sql"), Some("sql"));
+        for path in ["./my.wasm", "modules/my.wasm", "../up/mod", "a/b/c@1", "jolt@0.4.1", "x/y.wasm@1", "/abs/mod"] {
+            assert_eq!(hub_module_name(path), None, "{path}");
+        }
+        let config = parse(&SINK.replace("uses: my-filter", "uses: infinyon/jolt@0.4.1")).unwrap();
+        assert_eq!(config.transforms[0].name(), "jolt");
     }
 
     #[test]
