@@ -470,6 +470,11 @@ impl TopicProducer {
         Ok(outputs)
     }
 
+    /// The topic the producer writes to (Fluvio's `topic()`).
+    pub fn topic(&self) -> &str {
+        &self.shared.topic
+    }
+
     /// The number of partitions the producer spreads records over (all of
     /// the topic's, unless the config names one).
     pub fn partition_count(&self) -> u32 {

@@ -309,6 +309,7 @@ async fn producer_smartmodules_run_before_sending() {
     fluvio.create_topic("filtered", 1).await.unwrap();
     let config = ProducerConfig::default().smartmodule(spec("my-filter")).smartmodule(spec("uppercase-map"));
     let producer = fluvio.topic_producer_with("filtered", config).await.unwrap();
+    assert_eq!(producer.topic(), "filtered");
     let mut outputs = Vec::new();
     for value in ["cat", "dog", "bat", "owl"] {
         outputs.push(producer.send(RecordKey::NULL, value).await.unwrap());
