@@ -102,6 +102,9 @@ enum Glue {
         /// An aggregate's accumulator, which Fluvio's glue takes with each
         /// call and hands back with each answer.
         accumulator: Vec<u8>,
+        /// Bytes of answers the guest's glue left allocated (they cannot
+        /// be freed: see [`SmartModuleInstance::wants_restart`]).
+        left_behind: u64,
     },
 }
 
@@ -305,7 +308,13 @@ impl SmartModuleInstance {
                 } else {
                     None
                 };
-                Glue::Fluvio { alloc, process, look_back, accumulator: accumulator.unwrap_or_default().to_vec() }
+                Glue::Fluvio {
+                    alloc,
+                    process,
+                    look_back,
+                    accumulator: accumulator.unwrap_or_default().to_vec(),
+                    left_behind: 0,
+                }
             }
         };
         let fuel_used = instance.exports.get_global(fuel::USED_EXPORT).map_err(|e| instantiation("fuel", &e))?.clone();
@@ -665,18 +674,27 @@ impl SmartModuleInstance {
                 )))
                 .into());
         };
+        if let Glue::Fluvio { left_behind, .. } = &mut self.glue {
+            // At least the answer, and the allocator's rounding of it.
+            *left_behind += u64::from(len).next_power_of_two();
+        }
         Ok((status, Some(answer)))
     }
 
     /// Whether the instance should be replaced before its next batch: a
-    /// module of Fluvio's ABI whose memory, grown by the answers its glue
-    /// leaves behind, has reached half the cap. A replacement runs `init`
-    /// again and resumes an aggregate from its accumulator; state a module
-    /// keeps in memory otherwise (what `look_back` taught it) starts afresh,
-    /// where under Fluvio's host the stream would run out of memory.
+    /// module of Fluvio's ABI whose answers, which its glue leaves
+    /// allocated, take half the memory cap, or whose memory has reached
+    /// three quarters of the cap while they grow it. (A module with a large
+    /// state of its own is not restarted for its state alone, until the
+    /// answers push it near the cap.) A replacement runs `init` again and
+    /// resumes an aggregate from its accumulator; state a module keeps in
+    /// memory otherwise (what `look_back` taught it) starts afresh, where
+    /// under Fluvio's host the stream would run out of memory.
     pub(crate) fn wants_restart(&self) -> bool {
-        matches!(self.glue, Glue::Fluvio { .. })
-            && self.memory.view(&self.store).data_size().saturating_mul(2) >= self.memory_limit
+        let Glue::Fluvio { left_behind, .. } = self.glue else { return false };
+        let memory = self.memory.view(&self.store).data_size();
+        left_behind.saturating_mul(2) >= self.memory_limit
+            || (left_behind > 0 && memory.saturating_mul(4) >= self.memory_limit.saturating_mul(3))
     }
 
     /// Copies `bytes` to `ptr` in guest memory, checked.
