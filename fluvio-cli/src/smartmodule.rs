@@ -91,10 +91,23 @@ pub async fn run(addr: Option<&str>, command: SmartModuleCommand) -> CliResult {
             Ok(())
         }
         SmartModuleCommand::List => {
-            let modules = connect(addr).await?.list_smartmodules().await?;
-            let rows: Vec<Vec<String>> =
-                modules.iter().map(|m| vec![m.name.clone(), m.status.clone(), m.size.to_string()]).collect();
-            print!("{}", table(&["NAME", "STATUS", "SIZE"], &rows));
+            let modules = connect(addr).await?.describe_smartmodules(&[]).await?;
+            // The ABI column appears when it says something: when a module
+            // built with Fluvio's crate is registered.
+            let show_abi = modules.iter().any(|m| m.abi != "native");
+            let rows: Vec<Vec<String>> = modules
+                .iter()
+                .map(|m| {
+                    let mut row = vec![m.info.name.clone(), m.info.status.clone(), m.info.size.to_string()];
+                    if show_abi {
+                        row.push(m.abi.clone());
+                    }
+                    row
+                })
+                .collect();
+            let header: &[&str] =
+                if show_abi { &["NAME", "STATUS", "SIZE", "ABI"] } else { &["NAME", "STATUS", "SIZE"] };
+            print!("{}", table(header, &rows));
             Ok(())
         }
         SmartModuleCommand::Delete { name } => {

@@ -6,11 +6,11 @@
 use fluvio_protocol::requests::ConsumerOffsetKey;
 use fluvio_protocol::requests::{
     CommitOffsetRequest, ConnectorLogsRequest, CreateConnectorRequest, CreateSmartModuleRequest, CreateTopicRequest,
-    DeleteConnectorRequest, DeleteConsumerRequest, DeleteSmartModuleRequest, DeleteTopicRequest, FetchOffsetRequest,
-    GetSmartModuleRequest, ListConnectorsRequest, ListConsumersPageRequest, ListSmartModulesRequest, ListTopicsRequest,
-    MAX_CONSUMERS_PAGE,
+    DeleteConnectorRequest, DeleteConsumerRequest, DeleteSmartModuleRequest, DeleteTopicRequest,
+    DescribeSmartModulesRequest, FetchOffsetRequest, GetSmartModuleRequest, ListConnectorsRequest,
+    ListConsumersPageRequest, ListSmartModulesRequest, ListTopicsRequest, MAX_CONSUMERS_PAGE, SmartModuleDescription,
 };
-use fluvio_protocol::{ConnectorInfo, ConsumerOffset, ErrorCode, RetentionSpec, SmartModuleInfo, TopicInfo};
+use fluvio_protocol::{ConnectorInfo, ConsumerOffset, RetentionSpec, SmartModuleInfo, TopicInfo};
 
 use crate::{Fluvio, FluvioError};
 
@@ -58,14 +58,7 @@ impl Fluvio {
     /// One topic's settings and partitions, or `TopicNotFound`.
     pub async fn topic_info(&self, topic: &str) -> Result<TopicInfo, FluvioError> {
         let topics = self.list_topics().await?;
-        topics.into_iter().find(|t| t.name == topic).ok_or_else(|| FluvioError::Server {
-            code: ErrorCode::TopicNotFound,
-            message: if self.presents_credentials() {
-                format!("topic {topic:?} not found, or not among the topics your credentials may use")
-            } else {
-                format!("topic {topic:?} not found; create it with `fluvio topic create {topic}`")
-            },
-        })
+        topics.into_iter().find(|t| t.name == topic).ok_or_else(|| FluvioError::TopicNotFound(topic.to_string()))
     }
 
     /// Stores, on the server, the offset `consumer` reads next in a
@@ -117,6 +110,13 @@ impl Fluvio {
     /// Lists registered SmartModules.
     pub async fn list_smartmodules(&self) -> Result<Vec<SmartModuleInfo>, FluvioError> {
         Ok(self.send(ListSmartModulesRequest).await?.modules)
+    }
+
+    /// The registered SmartModules (or those named, when `names` is not
+    /// empty) with the guest ABI each is built for.
+    pub async fn describe_smartmodules(&self, names: &[&str]) -> Result<Vec<SmartModuleDescription>, FluvioError> {
+        let names = names.iter().map(|name| name.to_string()).collect();
+        Ok(self.send(DescribeSmartModulesRequest { names }).await?.modules)
     }
 
     /// Deletes a registered SmartModule.

@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use fluvio_protocol::Request;
+use fluvio_protocol::requests::{ServerInfoRequest, ServerInfoResponse};
 
 use crate::FluvioError;
 use crate::connection::{Connection, EncodedRequest, open_any, response};
@@ -46,6 +47,8 @@ struct Shared {
     /// Serializes moving to another server, so that concurrent failures
     /// move once.
     failover: tokio::sync::Mutex<()>,
+    /// The release of the server first connected to.
+    platform_version: semver::Version,
 }
 
 impl std::fmt::Debug for Fluvio {
@@ -60,9 +63,22 @@ pub(crate) const FAILOVER_TIMEOUT: std::time::Duration = fluvio_protocol::RETRY_
 
 /// Whether an error means "try again, maybe on another server": the
 /// connection broke, or the server's storage was briefly unavailable.
+/// The release a server says it is.
+async fn server_version(connection: &Connection) -> Result<semver::Version, FluvioError> {
+    let frame = connection.request(EncodedRequest::new(ServerInfoRequest)).await?;
+    let info: ServerInfoResponse = response(frame)?;
+    semver::Version::parse(&info.version).map_err(|error| {
+        FluvioError::Protocol(format!("the server's version {:?} is not a version: {error}", info.version))
+    })
+}
+
 pub(crate) fn is_retryable(error: &FluvioError) -> bool {
-    matches!(error, FluvioError::ConnectionLost { .. } | FluvioError::Connect { .. })
-        || error.code() == Some(fluvio_protocol::ErrorCode::Unavailable)
+    matches!(
+        error,
+        FluvioError::ConnectionLost { .. }
+            | FluvioError::Connect { .. }
+            | FluvioError::Producer(crate::ProducerError::Timeout(_))
+    ) || error.code() == Some(fluvio_protocol::ErrorCode::Unavailable)
 }
 
 impl Fluvio {
@@ -82,12 +98,15 @@ impl Fluvio {
         }
         let security = Security::new(&config.tls, config.token.clone())?;
         let (connection, index) = open_any(&addrs, 0, &security).await?;
+        let connection = Arc::new(connection);
+        let platform_version = server_version(&connection).await?;
         Ok(Fluvio {
             shared: Arc::new(Shared {
                 addrs,
                 security,
-                current: Mutex::new((Arc::new(connection), index)),
+                current: Mutex::new((connection, index)),
                 failover: tokio::sync::Mutex::new(()),
+                platform_version,
             }),
         })
     }
@@ -103,6 +122,12 @@ impl Fluvio {
     /// The same as [`connect`](Self::connect).
     pub async fn connect_default() -> Result<Fluvio, FluvioError> {
         Fluvio::connect().await
+    }
+
+    /// The release of the server this client first connected to (Fluvio's
+    /// `platform_version`).
+    pub fn platform_version(&self) -> &semver::Version {
+        &self.shared.platform_version
     }
 
     /// The address of the server in use.
@@ -180,18 +205,38 @@ impl Fluvio {
         request: R,
         policy: &RetryPolicy,
     ) -> Result<R::Response, FluvioError> {
+        self.send_within(request, policy, None).await
+    }
+
+    /// As [`send_with`](Self::send_with); with an `answer_timeout`, an
+    /// attempt the server has not answered by then counts as failed (and is
+    /// retried if the policy allows).
+    pub(crate) async fn send_within<R: Request>(
+        &self,
+        request: R,
+        policy: &RetryPolicy,
+        answer_timeout: Option<std::time::Duration>,
+    ) -> Result<R::Response, FluvioError> {
         let request = EncodedRequest::new(request);
         let deadline = tokio::time::Instant::now() + policy.timeout;
-        let mut delay = policy.initial_delay;
+        let mut pauses = policy.iter();
         let mut retries = 0;
         loop {
             let connection = self.connection();
-            let error = match connection.request(request.clone()).await {
+            let attempt = connection.request(request.clone());
+            let answer = match answer_timeout {
+                None => attempt.await,
+                Some(limit) => tokio::time::timeout(limit, attempt)
+                    .await
+                    .unwrap_or(Err(FluvioError::Producer(crate::ProducerError::Timeout(limit)))),
+            };
+            let error = match answer {
                 Ok(frame) => return response(frame),
                 Err(error) if is_retryable(&error) => error,
                 Err(error) => return Err(error),
             };
-            if retries >= policy.max_retries || tokio::time::Instant::now() + delay > deadline {
+            let Some(delay) = pauses.next() else { return Err(error) };
+            if tokio::time::Instant::now() + delay > deadline {
                 return Err(error);
             }
             retries += 1;
@@ -205,14 +250,7 @@ impl Fluvio {
             // waits like any other retry instead of spinning.
             if !lost || retries > 1 {
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(policy.max_delay);
             }
         }
-    }
-
-    /// Whether this client presents credentials (a token or a client
-    /// certificate), for errors that should say so.
-    pub(crate) fn presents_credentials(&self) -> bool {
-        self.shared.security.presents_credentials()
     }
 }

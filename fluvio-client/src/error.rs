@@ -76,6 +76,60 @@ pub enum FluvioError {
     /// A request was invalid before it was sent.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The topic does not exist, or is not among those the client's
+    /// credentials may use (Fluvio's variant of this name).
+    #[error(
+        "topic {0:?} not found; create it with `fluvio topic create {0}` (or, if it exists, ask for a role that may use it)"
+    )]
+    TopicNotFound(String),
+    /// The topic has no partition of this number (Fluvio's variant of this
+    /// name).
+    #[error("topic {0:?} has no partition {1}; `fluvio partition list` shows its partitions")]
+    PartitionNotFound(String, u32),
+    /// Never returned by this client: a cluster here has no SPUs to look
+    /// up. Kept so that Fluvio code matching on it compiles.
+    #[error("SPU {0} not found")]
+    SPUNotFound(i32),
+    /// An offset below zero was asked for (Fluvio's variant of this name).
+    #[error("offset {0} is negative; offsets start at 0")]
+    NegativeOffset(i64),
+    /// A consumer's config was refused when it was built (Fluvio's variant
+    /// of this name).
+    #[error("consumer config: {0}")]
+    ConsumerConfig(String),
+    /// A producer could not take or send a record (Fluvio's variant of this
+    /// name).
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
+    /// An error of the application's, for example from a producer callback
+    /// (Fluvio's variant of this name).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why a producer refused a record, as Fluvio names the cases.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProducerError {
+    /// A record alone is larger than the producer's `max_request_size`,
+    /// which this holds.
+    #[error(
+        "a record is larger than the producer's max request size of {0} bytes; raise `max_request_size` or split the record"
+    )]
+    RecordTooLarge(usize),
+    /// The server did not answer a batch within the producer's `timeout`,
+    /// and the delivery semantic allowed no more tries.
+    #[error("the server did not answer within {0:?} (the producer's timeout)")]
+    Timeout(std::time::Duration),
+    /// The producer's partitioner chose a partition the topic does not have.
+    #[error("the producer's partitioner chose partition {partition} of topic {topic:?}, which has {count} partitions")]
+    InvalidPartition {
+        /// The topic.
+        topic: String,
+        /// The partition chosen.
+        partition: u32,
+        /// How many the topic has.
+        count: u32,
+    },
 }
 
 impl FluvioError {
@@ -83,6 +137,8 @@ impl FluvioError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             FluvioError::Server { code, .. } => Some(*code),
+            FluvioError::TopicNotFound(_) => Some(ErrorCode::TopicNotFound),
+            FluvioError::PartitionNotFound(..) => Some(ErrorCode::PartitionNotFound),
             _ => None,
         }
     }

@@ -69,7 +69,20 @@ pub mod dataplane {
 pub mod metadata {
     /// Topics.
     pub mod topic {
-        pub use crate::compat::admin::{TopicSpec, TopicStatus};
+        pub use crate::compat::admin::{PartitionMap, PartitionMaps, TopicSpec, TopicStatus};
+    }
+    /// Partitions.
+    pub mod partition {
+        pub use crate::compat::offsets::ReplicaKey;
+        pub use crate::compat::watch::{PartitionSpec, PartitionStatus, ReplicaStatus};
+    }
+    /// What watches yield.
+    pub mod store {
+        pub use crate::compat::watch::{Message, MetadataChanges, MetadataUpdate, MsgType, WatchResponse};
+    }
+    /// The admin objects' common shapes.
+    pub mod objects {
+        pub use crate::compat::admin::{CommonCreateRequest, Metadata};
     }
     /// SmartModules.
     pub mod smartmodule {
@@ -86,7 +99,10 @@ pub use fluvio_smartengine as engine;
 /// (slices of the batch they arrived in, so reading a record copies nothing).
 pub use bytes::Bytes;
 pub use client::Fluvio;
-pub use compat::admin::{AdminSpec, FluvioAdmin, Metadata, SmartModuleSpec, TopicSpec, TopicStatus, Validate};
+pub use compat::admin::{
+    AdminSpec, CommonCreateRequest, CreatableAdminSpec, DeletableAdminSpec, FluvioAdmin, Metadata, SmartModuleSpec,
+    TopicSpec, TopicStatus, Validate,
+};
 /// Fluvio's names at the crate root, where Fluvio has them.
 pub use compat::config::{
     ConsumerConfigBuilder, ConsumerConfigExt, ConsumerConfigExtBuilder, Offset, PartitionConsumer, TopicProducerConfig,
@@ -96,7 +112,7 @@ pub use consumer::{
     ConsumerBatch, ConsumerConfig, ConsumerRecord, ConsumerStream, DeadLetterSink, MultiplePartitionConsumerStream,
     OffsetManagementStrategy, Record, RecordBytes, RecordStream,
 };
-pub use error::FluvioError;
+pub use error::{FluvioError, ProducerError};
 pub use fluvio_protocol::{
     Compression, ConnectorInfo, ConsumerOffset, ErrorPolicy, Lookback, ModuleKind, OffsetSpec, RecordFailure,
     SmartModuleContextData, SmartModuleExtraParams, SmartModuleInvocation, SmartModuleInvocationWasm, SmartModuleKind,
@@ -105,9 +121,12 @@ pub use partitioning::{
     PartitionCount, PartitionId, Partitioner, PartitionerConfig, SiphashRoundRobinPartitioner, SpecificPartitioner,
     partition_for_key,
 };
-pub use producer::{ProduceOutput, ProducerConfig, RecordKey, RecordMetadata, TopicProducer};
+pub use producer::{
+    ClientMetrics, Isolation, ProduceCompletionBatchEvent, ProduceOutput, ProducerCallback, ProducerConfig,
+    RecordCounter, RecordKey, RecordMetadata, SharedProducerCallback, TopicProducer,
+};
 pub use profile::{ConfigFile, FluvioClusterConfig, FluvioConfig, Profile, default_addr, fluvio_home};
-pub use retry::{DeliverySemantic, RetryPolicy};
+pub use retry::{DeliverySemantic, RetryPolicy, RetryStrategy};
 pub use security::{TlsConfig, TlsPolicy};
 
 /// The name Fluvio code uses for a topic's producer.

@@ -10,19 +10,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use tokio::sync::{Notify, oneshot, watch};
 
 use fluvio_protocol::requests::ProduceRequest;
 use fluvio_protocol::{Batch, BatchBuilder, ErrorPolicy, ProducerStamp, SmartModuleInvocation};
 
 use crate::consumer::DeadLetterSink;
-use crate::partitioning::{Partitioner, PartitionerConfig, SiphashRoundRobinPartitioner};
+use crate::partitioning::{PartitionId, Partitioner, PartitionerConfig, SiphashRoundRobinPartitioner};
 use crate::{Fluvio, FluvioError};
 
 /// Fluvio's names for a producer's config, at Fluvio's paths
 /// (`fluvio::producer::..`); [`ProducerConfig`] is the native one.
 pub use crate::compat::config::{TopicProducerConfig, TopicProducerConfigBuilder};
-pub use crate::retry::{DeliverySemantic, RetryPolicy};
+pub use crate::error::ProducerError;
+pub use crate::retry::{DeliverySemantic, RetryPolicy, RetryStrategy};
 pub use fluvio_protocol::Compression;
 
 /// The chain a producer runs. Without the engine no chain can exist, so the
@@ -64,6 +66,101 @@ pub struct ProducerConfig {
     pub delivery_semantic: DeliverySemantic,
     /// How batches are compressed before they are sent (and stored).
     pub compression: Compression,
+    /// The largest batch sent in one request. A record larger than this on
+    /// its own is refused by `send` ([`ProducerError::RecordTooLarge`]).
+    /// 1 MiB by default, as in Fluvio (and NATS's default message limit).
+    pub max_request_size: usize,
+    /// `send` waits while this many batches (of `batch_bytes`) are queued
+    /// for each partition of the topic.
+    pub batch_queue_size: usize,
+    /// How long the server may take to answer a batch. An attempt not
+    /// answered by then fails: under at-least-once it is sent again (the
+    /// producer stamps each batch, so a slow first attempt that did store it
+    /// does not store it twice); under at-most-once its records fail with
+    /// [`ProducerError::Timeout`].
+    pub timeout: Duration,
+    /// Fluvio's isolation level. Both levels behave the same here: the
+    /// server acknowledges a batch once it is stored (on JetStream, once the
+    /// stream has it on a majority of its servers), which is Fluvio's
+    /// `ReadCommitted`, and consumers only ever see stored records.
+    pub isolation: Isolation,
+    /// Told of each batch the server acknowledged, in the producer's
+    /// background task (a slow callback holds up that partition's next
+    /// batch).
+    pub callback: Option<SharedProducerCallback>,
+}
+
+/// Fluvio's isolation levels; see [`ProducerConfig::isolation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Isolation {
+    /// Acknowledged once the leader has the batch (Fluvio's default).
+    #[default]
+    ReadUncommitted,
+    /// Acknowledged once the batch is committed to the replicas.
+    ReadCommitted,
+}
+
+/// A batch the server acknowledged, as a [`ProducerCallback`] is told of
+/// it (Fluvio's fields).
+#[derive(Debug, Clone)]
+pub struct ProduceCompletionBatchEvent {
+    /// The batch's size as sent (after SmartModules and compression).
+    pub bytes_size: u64,
+    /// Records in the batch as sent.
+    pub records_len: u64,
+    /// The partition it went to.
+    pub partition: PartitionId,
+    /// When the batch was handed to the server.
+    pub created_at: Instant,
+    /// How long the server took to acknowledge it (retries included).
+    pub elapsed: Duration,
+    /// The offset the server gave the batch's first record.
+    pub base_offset: i64,
+}
+
+/// Told of each acknowledged batch ([`ProducerConfig::callback`]).
+pub trait ProducerCallback: Send + Sync {
+    /// Called once per acknowledged batch. An error is logged; it does not
+    /// fail the batch, which is stored.
+    fn finished(&self, event: ProduceCompletionBatchEvent) -> BoxFuture<'_, anyhow::Result<()>>;
+}
+
+/// A callback as a producer config holds it.
+pub type SharedProducerCallback = Arc<dyn ProducerCallback>;
+
+/// What a producer has sent (Fluvio's `ClientMetrics`, for a producer).
+#[derive(Debug, Default)]
+pub struct ClientMetrics {
+    producer_client: RecordCounter,
+    consumer: RecordCounter,
+    producer_connector: RecordCounter,
+}
+
+impl ClientMetrics {
+    /// Records and bytes this producer has had acknowledged.
+    pub fn producer_client(&self) -> &RecordCounter {
+        &self.producer_client
+    }
+
+    /// Always zero for a producer (Fluvio counts consumers here too).
+    pub fn consumer(&self) -> &RecordCounter {
+        &self.consumer
+    }
+
+    /// Always zero for a producer of an application (Fluvio counts
+    /// connectors' producers here).
+    pub fn producer_connector(&self) -> &RecordCounter {
+        &self.producer_connector
+    }
+}
+
+/// Records and bytes counted.
+#[derive(Debug, Default)]
+pub struct RecordCounter {
+    /// Records.
+    pub records: AtomicU64,
+    /// Bytes of batches as sent.
+    pub bytes: AtomicU64,
 }
 
 impl std::fmt::Debug for ProducerConfig {
@@ -77,6 +174,11 @@ impl std::fmt::Debug for ProducerConfig {
             .field("dead_letters", &self.dead_letters.is_some())
             .field("delivery_semantic", &self.delivery_semantic)
             .field("compression", &self.compression)
+            .field("max_request_size", &self.max_request_size)
+            .field("batch_queue_size", &self.batch_queue_size)
+            .field("timeout", &self.timeout)
+            .field("isolation", &self.isolation)
+            .field("callback", &self.callback.is_some())
             .finish()
     }
 }
@@ -93,6 +195,11 @@ impl Default for ProducerConfig {
             dead_letters: None,
             delivery_semantic: DeliverySemantic::default(),
             compression: Compression::None,
+            max_request_size: 1 << 20,
+            batch_queue_size: 4,
+            timeout: Duration::from_secs(5),
+            isolation: Isolation::default(),
+            callback: None,
         }
     }
 }
@@ -132,26 +239,23 @@ struct Pending {
     sending: bool,
 }
 
-/// `send` waits while the producer holds this many `batch_bytes` of
-/// records per partition.
-const QUEUED_BATCHES_PER_PARTITION: usize = 4;
-
 /// Records that queued up for a partition while its last batch was on its
 /// way go in one batch of up to this many `batch_bytes`: when the store is
 /// what limits, fewer and larger appends (one fsync, one JetStream message
-/// each) carry more. Twice what `send` lets queue for one partition, so
-/// that a producer to one partition does not split what queued into a full
-/// batch and a small one.
-const COALESCED_BATCHES: usize = 2 * QUEUED_BATCHES_PER_PARTITION;
+/// each) carry more. Twice what `send` lets queue for one partition by
+/// default, so that a producer to one partition does not split what queued
+/// into a full batch and a small one.
+const COALESCED_BATCHES: usize = 8;
 
 /// A batch grows past `batch_bytes` only up to this size: stores take
 /// messages up to a limit (NATS's default `max_payload` is 1 MiB), and a
 /// backlog must not turn into a batch the store refuses.
 const MAX_COALESCED_BYTES: usize = 512 << 10;
 
-/// The largest batch a backlog goes out in, for a producer's `batch_bytes`.
-fn coalesced_batch_limit(batch_bytes: usize) -> usize {
-    batch_bytes.saturating_mul(COALESCED_BATCHES).min(MAX_COALESCED_BYTES).max(batch_bytes)
+/// The largest batch a backlog goes out in, for a producer's `batch_bytes`
+/// (never above its `max_request_size`).
+fn coalesced_batch_limit(batch_bytes: usize, max_request_size: usize) -> usize {
+    batch_bytes.saturating_mul(COALESCED_BATCHES).min(MAX_COALESCED_BYTES).max(batch_bytes).min(max_request_size)
 }
 
 impl Pending {
@@ -202,6 +306,7 @@ struct Shared {
     skipped: AtomicU64,
     dead_lettered: AtomicU64,
     bytes_sent: AtomicU64,
+    metrics: Arc<ClientMetrics>,
     producer_id: u64,
     next_sequence: AtomicU64,
 }
@@ -346,10 +451,7 @@ impl Fluvio {
         if let Some(partition) = config.partition
             && partition >= info.partitions
         {
-            return Err(FluvioError::InvalidRequest(format!(
-                "topic {topic:?} has {} partition(s); there is no partition {partition}",
-                info.partitions
-            )));
+            return Err(FluvioError::PartitionNotFound(topic.to_string(), partition));
         }
         let partitions = info.partitions.max(1);
         if let Some(invocation) = config.smartmodules.iter().find(|s| s.params.lookback().is_some()) {
@@ -376,6 +478,7 @@ impl Fluvio {
             skipped: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
+            metrics: Arc::default(),
             producer_id: new_producer_id(),
             next_sequence: AtomicU64::new(0),
         });
@@ -410,11 +513,17 @@ impl TopicProducer {
     ) -> Result<ProduceOutput, FluvioError> {
         let (ack, receiver) = oneshot::channel();
         let record = PendingRecord { key: key.into().0, value: value.into(), timestamp: now_ms(), ack };
-        let batch_bytes = self.shared.config.batch_bytes;
+        let config = &self.shared.config;
+        if record.queued_bytes() > config.max_request_size {
+            return Err(FluvioError::Producer(ProducerError::RecordTooLarge(config.max_request_size)));
+        }
+        let batch_bytes = config.batch_bytes;
         // Keep at most a few batches queued: wait for the flusher otherwise.
+        let most_queued =
+            batch_bytes.saturating_mul(config.batch_queue_size.max(1)).saturating_mul(self.shared.partitions as usize);
         loop {
             let queued_bytes = self.shared.pending.lock().expect("pending lock").bytes();
-            if queued_bytes < batch_bytes * QUEUED_BATCHES_PER_PARTITION * self.shared.partitions as usize {
+            if queued_bytes < most_queued {
                 break;
             }
             self.shared.wake.notify_one();
@@ -430,10 +539,11 @@ impl TopicProducer {
                     let chosen =
                         self.shared.config.partitioner.partition(&config, record.key.as_deref(), &record.value);
                     if chosen >= self.shared.partitions {
-                        return Err(FluvioError::InvalidRequest(format!(
-                            "the producer's partitioner chose partition {chosen} of topic {:?}, which has {} partitions",
-                            self.shared.topic, self.shared.partitions
-                        )));
+                        return Err(FluvioError::Producer(ProducerError::InvalidPartition {
+                            topic: self.shared.topic.clone(),
+                            partition: chosen,
+                            count: self.shared.partitions,
+                        }));
                     }
                     chosen
                 }
@@ -511,6 +621,17 @@ impl TopicProducer {
     pub fn bytes_sent(&self) -> u64 {
         self.shared.bytes_sent.load(Ordering::Relaxed)
     }
+
+    /// Records and bytes the server has acknowledged (Fluvio's metrics).
+    pub fn metrics(&self) -> Arc<ClientMetrics> {
+        Arc::clone(&self.shared.metrics)
+    }
+
+    /// Fluvio keeps a failed batch's error and fails later sends with it
+    /// until this is called. Here each record's error goes to its own
+    /// [`ProduceOutput`] and later sends are not failed by it, so there is
+    /// nothing to clear.
+    pub async fn clear_errors(&self) {}
 }
 
 /// Sends each partition's batches as they fill or linger out. Partitions
@@ -535,7 +656,13 @@ async fn flush_loop(shared: Arc<Shared>) {
                     unsent = true;
                 } else if ready {
                     pending.sending = true;
-                    due.push((partition as u32, pending.take_batch(coalesced_batch_limit(shared.config.batch_bytes))));
+                    due.push((
+                        partition as u32,
+                        pending.take_batch(coalesced_batch_limit(
+                            shared.config.batch_bytes,
+                            shared.config.max_request_size,
+                        )),
+                    ));
                 } else {
                     wait = wait.min(left);
                 }
@@ -599,12 +726,33 @@ async fn send_records(shared: &Shared, partition: u32, records: Vec<PendingRecor
     // lost acknowledgement (or through another server) is stored once.
     let stamp =
         ProducerStamp { id: shared.producer_id, sequence: shared.next_sequence.fetch_add(1, Ordering::Relaxed) };
+    let records_len = u64::from(batch.record_count());
     let batch = batch.compressed(shared.config.compression);
-    shared.bytes_sent.fetch_add(batch.as_bytes().len() as u64, Ordering::Relaxed);
+    let bytes_size = batch.as_bytes().len() as u64;
+    shared.bytes_sent.fetch_add(bytes_size, Ordering::Relaxed);
     let request =
         ProduceRequest { topic: shared.topic.clone(), partition, producer: Some(stamp), batch: batch.into_bytes() };
     let policy = shared.config.delivery_semantic.retry_policy();
-    let result = shared.fluvio.send_with(request, &policy).await;
+    let created_at = Instant::now();
+    let result = shared.fluvio.send_within(request, &policy, Some(shared.config.timeout)).await;
+    if let Ok(response) = &result {
+        let counter = &shared.metrics.producer_client;
+        counter.records.fetch_add(records_len, Ordering::Relaxed);
+        counter.bytes.fetch_add(bytes_size, Ordering::Relaxed);
+        if let Some(callback) = &shared.config.callback {
+            let event = ProduceCompletionBatchEvent {
+                bytes_size,
+                records_len,
+                partition,
+                created_at,
+                elapsed: created_at.elapsed(),
+                base_offset: response.base_offset,
+            };
+            if let Err(error) = callback.finished(event).await {
+                tracing::warn!(%error, topic = %shared.topic, partition, "the producer's callback failed");
+            }
+        }
+    }
     for (ack, (first, count)) in acks.into_iter().zip(first_output) {
         let Some(ack) = ack else { continue };
         let _ = ack.send(match &result {
@@ -706,10 +854,13 @@ mod tests {
 
     #[test]
     fn a_backlog_grows_a_batch_up_to_half_a_mebibyte_but_never_below_the_batch_size() {
-        assert_eq!(coalesced_batch_limit(64 << 10), 512 << 10);
-        assert_eq!(coalesced_batch_limit(16 << 10), 128 << 10);
-        assert_eq!(coalesced_batch_limit(256 << 10), 512 << 10);
-        assert_eq!(coalesced_batch_limit(4 << 20), 4 << 20);
+        let no_cap = usize::MAX;
+        assert_eq!(coalesced_batch_limit(64 << 10, no_cap), 512 << 10);
+        assert_eq!(coalesced_batch_limit(16 << 10, no_cap), 128 << 10);
+        assert_eq!(coalesced_batch_limit(256 << 10, no_cap), 512 << 10);
+        assert_eq!(coalesced_batch_limit(4 << 20, no_cap), 4 << 20);
+        assert_eq!(coalesced_batch_limit(4 << 20, 1 << 20), 1 << 20, "never above the max request size");
+        assert_eq!(coalesced_batch_limit(64 << 10, 100 << 10), 100 << 10);
     }
 
     #[test]

@@ -11,12 +11,46 @@ use crate::client::FAILOVER_TIMEOUT;
 pub struct RetryPolicy {
     /// Most times a batch is sent again.
     pub max_retries: usize,
-    /// The pause before the first retry; each later pause doubles.
+    /// The pause before the first retry; later pauses grow by `strategy`.
     pub initial_delay: Duration,
     /// The longest pause between retries.
     pub max_delay: Duration,
     /// How long a batch is retried in all.
     pub timeout: Duration,
+    /// How the pauses grow from `initial_delay` to `max_delay`.
+    pub strategy: RetryStrategy,
+}
+
+/// How the pauses between retries grow (Fluvio's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RetryStrategy {
+    /// Every pause is `initial_delay`.
+    FixedDelay,
+    /// Each pause doubles the last, up to `max_delay`.
+    #[default]
+    ExponentialBackoff,
+    /// Pauses follow the Fibonacci series from `initial_delay`
+    /// (1, 1, 2, 3, 5... times it), up to `max_delay`.
+    FibonacciBackoff,
+}
+
+impl RetryPolicy {
+    /// The pauses before each retry, in order (at most `max_retries` of
+    /// them).
+    pub fn iter(&self) -> impl Iterator<Item = Duration> + Send + 'static {
+        let (strategy, max_delay) = (self.strategy, self.max_delay);
+        let mut pair = (self.initial_delay, self.initial_delay);
+        std::iter::from_fn(move || {
+            let (current, next) = pair;
+            pair = match strategy {
+                RetryStrategy::FixedDelay => (current, next),
+                RetryStrategy::ExponentialBackoff => (current.saturating_mul(2), next),
+                RetryStrategy::FibonacciBackoff => (next, current.saturating_add(next)),
+            };
+            Some(current.min(max_delay))
+        })
+        .take(self.max_retries)
+    }
 }
 
 impl Default for RetryPolicy {
@@ -28,6 +62,7 @@ impl Default for RetryPolicy {
             initial_delay: Duration::from_millis(50),
             max_delay: Duration::from_secs(1),
             timeout: FAILOVER_TIMEOUT,
+            strategy: RetryStrategy::ExponentialBackoff,
         }
     }
 }
@@ -58,5 +93,30 @@ impl DeliverySemantic {
             DeliverySemantic::AtMostOnce => RetryPolicy { max_retries: 0, ..RetryPolicy::default() },
             DeliverySemantic::AtLeastOnce(policy) => policy.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pauses(strategy: RetryStrategy) -> Vec<u64> {
+        let policy = RetryPolicy {
+            max_retries: 6,
+            initial_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(45),
+            strategy,
+            ..RetryPolicy::default()
+        };
+        policy.iter().map(|pause| pause.as_millis() as u64).collect()
+    }
+
+    #[test]
+    fn each_strategy_grows_its_pauses_its_own_way_up_to_the_cap() {
+        assert_eq!(pauses(RetryStrategy::FixedDelay), [10, 10, 10, 10, 10, 10]);
+        assert_eq!(pauses(RetryStrategy::ExponentialBackoff), [10, 20, 40, 45, 45, 45]);
+        assert_eq!(pauses(RetryStrategy::FibonacciBackoff), [10, 10, 20, 30, 45, 45]);
+        let never = RetryPolicy { max_retries: 0, ..RetryPolicy::default() };
+        assert_eq!(never.iter().count(), 0);
     }
 }

@@ -109,23 +109,16 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 #[derive(Clone)]
 pub(crate) struct Security {
     tls: Option<(tokio_rustls::TlsConnector, Option<String>)>,
-    client_certificate: bool,
     pub(crate) token: Option<String>,
 }
 
 impl Security {
     pub(crate) fn new(tls: &TlsPolicy, token: Option<String>) -> Result<Security, FluvioError> {
-        let (tls, client_certificate) = match tls {
-            TlsPolicy::Disabled => (None, false),
-            TlsPolicy::Verified(config) => (Some((connector(config)?, config.domain.clone())), config.cert.is_some()),
+        let tls = match tls {
+            TlsPolicy::Disabled => None,
+            TlsPolicy::Verified(config) => Some((connector(config)?, config.domain.clone())),
         };
-        Ok(Security { tls, client_certificate, token })
-    }
-
-    /// Whether connections say who they are (a server may then hide what
-    /// they may not use).
-    pub(crate) fn presents_credentials(&self) -> bool {
-        self.token.is_some() || self.client_certificate
+        Ok(Security { tls, token })
     }
 
     /// The TLS connector and the name to check for a server at `addr`.

@@ -73,6 +73,10 @@ pub enum ApiKind {
     ListConsumersPage = 19,
     /// Forget a consumer's stored offset in one partition.
     DeleteConsumerOffset = 20,
+    /// The server's version.
+    ServerInfo = 21,
+    /// The registered SmartModules with the ABI each is built for.
+    DescribeSmartModules = 22,
     /// An error answer to any request.
     Error = 0x7fff,
 }
@@ -104,6 +108,8 @@ impl ApiKind {
             18 => ApiKind::Authenticate,
             19 => ApiKind::ListConsumersPage,
             20 => ApiKind::DeleteConsumerOffset,
+            21 => ApiKind::ServerInfo,
+            22 => ApiKind::DescribeSmartModules,
             0x7fff => ApiKind::Error,
             _ => return None,
         })

@@ -467,6 +467,42 @@ pub struct DeleteConsumerOffsetResponse;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteConsumerResponse;
 
+/// Ask the server which version it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfoRequest;
+
+/// The answer to [`ServerInfoRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfoResponse {
+    /// The server's release, a semantic version (`0.1.0`).
+    pub version: String,
+}
+
+/// List registered SmartModules with what `ListSmartModules` does not
+/// say: the guest ABI each module is built for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DescribeSmartModulesRequest {
+    /// The modules to describe; every module when empty.
+    pub names: Vec<String>,
+}
+
+/// The answer to [`DescribeSmartModulesRequest`], sorted by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DescribeSmartModulesResponse {
+    /// Each module found.
+    pub modules: Vec<SmartModuleDescription>,
+}
+
+/// A registered SmartModule as described.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmartModuleDescription {
+    /// What `ListSmartModules` says of it.
+    pub info: SmartModuleInfo,
+    /// The guest ABI it is built for: `native` (this project's guest
+    /// crate) or `fluvio` (Fluvio's `fluvio-smartmodule` crate).
+    pub abi: String,
+}
+
 /// Present a token; sent first on a connection to a server that requires
 /// credentials.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -534,6 +570,10 @@ plain_messages!(
     DeleteConsumerResponse,
     AuthenticateRequest,
     AuthenticateResponse,
+    ServerInfoRequest,
+    ServerInfoResponse,
+    DescribeSmartModulesRequest,
+    DescribeSmartModulesResponse,
 );
 
 /// The one table of requests: for each kind, its request type and its
@@ -601,6 +641,8 @@ requests! {
     Authenticate: AuthenticateRequest => AuthenticateResponse;
     ListConsumersPage: ListConsumersPageRequest => ListConsumersPageResponse;
     DeleteConsumerOffset: DeleteConsumerOffsetRequest => DeleteConsumerOffsetResponse;
+    ServerInfo: ServerInfoRequest => ServerInfoResponse;
+    DescribeSmartModules: DescribeSmartModulesRequest => DescribeSmartModulesResponse;
 }
 
 #[cfg(test)]
@@ -639,6 +681,8 @@ mod tests {
             Frame::request(1, AuthenticateRequest { token: "x".into() }),
             Frame::request(1, ListConsumersPageRequest { after: None, limit: 10 }),
             Frame::request(1, DeleteConsumerOffsetRequest { consumer: "c".into(), topic: "t".into(), partition: 1 }),
+            Frame::request(1, ServerInfoRequest),
+            Frame::request(1, DescribeSmartModulesRequest { names: vec!["m".into()] }),
             Frame::request(
                 1,
                 StreamFetchRequest {

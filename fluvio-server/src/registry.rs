@@ -15,6 +15,7 @@ use futures::StreamExt;
 use tokio::io::AsyncReadExt;
 
 use fluvio_protocol::SmartModuleInfo;
+use fluvio_protocol::requests::SmartModuleDescription;
 use fluvio_smartengine::{EngineError, SmartEngine, SmartModule};
 
 use crate::storage::{NameError, validate_name};
@@ -270,13 +271,27 @@ impl Registry {
 
     /// Every module, sorted by name.
     pub async fn list(&self) -> Result<Vec<SmartModuleInfo>, RegistryError> {
+        self.each(info).await
+    }
+
+    /// Every module with its guest ABI, sorted by name.
+    pub async fn describe(&self) -> Result<Vec<SmartModuleDescription>, RegistryError> {
+        self.each(|name, module| SmartModuleDescription {
+            info: info(name, module),
+            abi: module.abi().name().to_string(),
+        })
+        .await
+    }
+
+    /// What `view` makes of every module, sorted by name.
+    async fn each<T>(&self, view: impl Fn(&str, &SmartModule) -> T) -> Result<Vec<T>, RegistryError> {
         if let Store::Objects(store) = &self.store {
             let names = store.names().await?;
             self.prepare(names.iter().map(String::as_str)).await?;
             let modules = self.modules.read();
-            return Ok(names.iter().filter_map(|name| modules.get(name).map(|(m, _, _)| info(name, m))).collect());
+            return Ok(names.iter().filter_map(|name| modules.get(name).map(|(m, _, _)| view(name, m))).collect());
         }
-        Ok(self.modules.read().iter().map(|(name, (module, _, _))| info(name, module)).collect())
+        Ok(self.modules.read().iter().map(|(name, (module, _, _))| view(name, module)).collect())
     }
 }
 

@@ -174,6 +174,12 @@ async fn modules_built_with_fluvios_crate_run_on_the_server_and_in_producers() {
     let fluvio = server.client().await;
     let info = fluvio.create_smartmodule("their-upper", dev_support::fluvio_built_wasm("uppercase-map")).await.unwrap();
     assert_eq!(info.kind, ModuleKind::Map);
+    fluvio.create_smartmodule("our-upper", dev_support::wasm("uppercase-map")).await.unwrap();
+    let described = fluvio.describe_smartmodules(&[]).await.unwrap();
+    let abis: Vec<(&str, &str)> = described.iter().map(|m| (m.info.name.as_str(), m.abi.as_str())).collect();
+    assert_eq!(abis, [("our-upper", "native"), ("their-upper", "fluvio")]);
+    let one = fluvio.describe_smartmodules(&["their-upper"]).await.unwrap();
+    assert_eq!((one.len(), one[0].info.size), (1, info.size));
     fluvio.create_topic("fruit", 1).await.unwrap();
     let filter = SmartModuleInvocation::adhoc("their-filter", dev_support::fluvio_built_wasm("my-filter"));
     let config = ProducerConfig::default().smartmodule(filter);

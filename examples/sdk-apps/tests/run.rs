@@ -85,3 +85,37 @@ fn fluvios_quick_start_finds_the_cluster_through_fluvio_addr() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Got record: key=None, value=Hello, Fluvio!\n");
 }
+
+#[test]
+fn a_fluvio_program_using_admin_watches_partitioners_callbacks_and_offsets_runs_unchanged() {
+    let (runtime, _server, addr) = start_server("tour");
+    runtime.block_on(async {
+        let fluvio = fluvio::Fluvio::connect_to(&addr).await.unwrap();
+        fluvio.create_topic("already-here", 1).await.unwrap();
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_fluvio-api-tour")).arg(&addr).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected = format!(
+        "platform {}\n\
+         watching 1 topics\n\
+         watch saw tour-events created\n\
+         listed tour-events with 3 partitions\n\
+         partitions already-here-0,tour-events-0,tour-events-1,tour-events-2\n\
+         watch holds 2 topics\n\
+         no topic no-such-topic\n\
+         too large for 65536\n\
+         key stored in partition 0\n\
+         key stored in partition 1\n\
+         key stored in partition 2\n\
+         key stored in partition 0\n\
+         key stored in partition 1\n\
+         key stored in partition 2\n\
+         acknowledged 6 records, the callback saw 6\n\
+         partition 1 holds event 1, event 4\n\
+         stored tour-events/1@2\n\
+         offset forgotten\n\
+         watch saw tour-events deleted\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+}

@@ -21,23 +21,43 @@ use fluvio_protocol::{RetentionSpec, TopicInfo};
 
 use crate::{Fluvio, FluvioError};
 
-/// An object the admin API manages, named by its spec type.
-pub trait AdminSpec: Sized + Send + 'static {
+/// An object the admin API lists, named by its spec type.
+pub trait AdminSpec: Sized + Clone + PartialEq + Send + Sync + 'static {
     /// What the cluster says of the object besides its spec.
-    type Status: std::fmt::Debug + Clone + Send;
-
-    /// Creates the object.
-    fn create<'a>(fluvio: &'a Fluvio, name: String, spec: Self) -> BoxFuture<'a, Result<(), FluvioError>>;
-
-    /// Deletes the object.
-    fn delete<'a>(fluvio: &'a Fluvio, name: String) -> BoxFuture<'a, Result<(), FluvioError>>;
+    type Status: std::fmt::Debug + Clone + PartialEq + Send + Sync;
 
     /// Every object of this type.
     fn all(fluvio: &Fluvio) -> BoxFuture<'_, Result<Vec<Metadata<Self>>, FluvioError>>;
 }
 
+/// An object the admin API creates (Fluvio's trait of this name).
+pub trait CreatableAdminSpec: AdminSpec {
+    /// Creates the object.
+    fn create<'a>(fluvio: &'a Fluvio, name: String, spec: Self) -> BoxFuture<'a, Result<(), FluvioError>>;
+}
+
+/// An object the admin API deletes (Fluvio's trait of this name).
+pub trait DeletableAdminSpec: AdminSpec {
+    /// Deletes the object.
+    fn delete<'a>(fluvio: &'a Fluvio, name: String) -> BoxFuture<'a, Result<(), FluvioError>>;
+}
+
+/// What a create request carries besides the spec (Fluvio's
+/// `CommonCreateRequest`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommonCreateRequest {
+    /// The object's name.
+    pub name: String,
+    /// Only check the spec; create nothing.
+    pub dry_run: bool,
+    /// Fluvio's wait for the cluster to apply the request, in
+    /// milliseconds. Creation here is done when the answer comes, so there
+    /// is nothing to wait for.
+    pub timeout: Option<u32>,
+}
+
 /// An object as listed: its name, spec and status.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Metadata<S: AdminSpec> {
     /// The name.
     pub name: String,
@@ -61,29 +81,54 @@ impl Fluvio {
 }
 
 impl FluvioAdmin {
+    pub(crate) fn fluvio(&self) -> &Fluvio {
+        &self.fluvio
+    }
+
     /// Creates an object. With `dry_run`, nothing is created and the spec
     /// is only checked here (the name, and what the spec can check alone).
-    pub async fn create<S: AdminSpec + Validate>(
+    pub async fn create<S: CreatableAdminSpec + Validate>(
         &self,
         name: String,
         dry_run: bool,
         spec: S,
     ) -> Result<(), FluvioError> {
-        spec.validate(&name)?;
-        if dry_run {
+        self.create_with_config(CommonCreateRequest { name, dry_run, timeout: None }, spec).await
+    }
+
+    /// Creates an object, with the request's settings given whole.
+    pub async fn create_with_config<S: CreatableAdminSpec + Validate>(
+        &self,
+        config: CommonCreateRequest,
+        spec: S,
+    ) -> Result<(), FluvioError> {
+        spec.validate(&config.name)?;
+        if config.dry_run {
             return Ok(());
         }
-        S::create(&self.fluvio, name, spec).await
+        S::create(&self.fluvio, config.name, spec).await
     }
 
     /// Deletes an object by name.
-    pub async fn delete<S: AdminSpec>(&self, name: impl Into<String>) -> Result<(), FluvioError> {
+    pub async fn delete<S: DeletableAdminSpec>(&self, name: impl Into<String>) -> Result<(), FluvioError> {
         S::delete(&self.fluvio, name.into()).await
     }
 
     /// The objects of a type whose names are among `filters` (every object
     /// when `filters` is empty).
     pub async fn list<S: AdminSpec, F: Into<String>>(&self, filters: Vec<F>) -> Result<Vec<Metadata<S>>, FluvioError> {
+        self.list_with_params(filters, false).await
+    }
+
+    /// As [`list`](Self::list). Fluvio's `summary` leaves bulky parts of
+    /// specs out (a SmartModule's wasm); lists here always leave them out,
+    /// so it changes nothing.
+    pub async fn list_with_params<S: AdminSpec, F: Into<String>>(
+        &self,
+        filters: Vec<F>,
+        summary: bool,
+    ) -> Result<Vec<Metadata<S>>, FluvioError> {
+        let _ = summary;
         let names: Vec<String> = filters.into_iter().map(Into::into).collect();
         let all = S::all(&self.fluvio).await?;
         Ok(all.into_iter().filter(|object| names.is_empty() || names.contains(&object.name)).collect())
@@ -118,6 +163,16 @@ impl TopicSpec {
         TopicSpec { partitions, replication, retention: RetentionSpec::default() }
     }
 
+    /// A topic whose partitions are placed on given SPUs, as Fluvio's
+    /// assigned topics are: one partition per map, each in as many copies
+    /// as its map names replicas. Placement is the backend's business
+    /// here, so the SPU ids themselves are not used.
+    pub fn new_assigned(maps: impl Into<PartitionMaps>) -> TopicSpec {
+        let maps = maps.into().maps;
+        let replication = maps.iter().map(|map| map.replicas.len() as u32).max().unwrap_or(1).max(1);
+        TopicSpec { partitions: maps.len() as u32, replication, retention: RetentionSpec::default() }
+    }
+
     /// The same, with retention settings.
     pub fn with_retention(mut self, retention: RetentionSpec) -> TopicSpec {
         self.retention = retention;
@@ -137,6 +192,35 @@ impl TopicSpec {
     /// The retention settings.
     pub fn retention(&self) -> RetentionSpec {
         self.retention
+    }
+}
+
+/// Where each partition of an assigned topic lives (Fluvio's
+/// `PartitionMaps`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionMaps {
+    /// One per partition.
+    pub maps: Vec<PartitionMap>,
+}
+
+/// One partition's placement: its id and the SPUs holding its copies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionMap {
+    /// The partition.
+    pub id: u32,
+    /// The SPUs holding a copy, the leader first.
+    pub replicas: Vec<i32>,
+}
+
+impl From<Vec<PartitionMap>> for PartitionMaps {
+    fn from(maps: Vec<PartitionMap>) -> Self {
+        PartitionMaps { maps }
+    }
+}
+
+impl From<Vec<(u32, Vec<i32>)>> for PartitionMaps {
+    fn from(maps: Vec<(u32, Vec<i32>)>) -> Self {
+        PartitionMaps { maps: maps.into_iter().map(|(id, replicas)| PartitionMap { id, replicas }).collect() }
     }
 }
 
@@ -161,18 +245,22 @@ impl Validate for TopicSpec {
     }
 }
 
-impl AdminSpec for TopicSpec {
-    type Status = TopicStatus;
-
+impl CreatableAdminSpec for TopicSpec {
     fn create<'a>(fluvio: &'a Fluvio, name: String, spec: Self) -> BoxFuture<'a, Result<(), FluvioError>> {
         Box::pin(async move {
             fluvio.create_replicated_topic(&name, spec.partitions, spec.replication, spec.retention).await
         })
     }
+}
 
+impl DeletableAdminSpec for TopicSpec {
     fn delete<'a>(fluvio: &'a Fluvio, name: String) -> BoxFuture<'a, Result<(), FluvioError>> {
         Box::pin(async move { fluvio.delete_topic(&name).await })
     }
+}
+
+impl AdminSpec for TopicSpec {
+    type Status = TopicStatus;
 
     fn all(fluvio: &Fluvio) -> BoxFuture<'_, Result<Vec<Metadata<Self>>, FluvioError>> {
         Box::pin(async move {
@@ -267,19 +355,23 @@ impl Validate for SmartModuleSpec {
     }
 }
 
-impl AdminSpec for SmartModuleSpec {
-    type Status = SmartModuleInfo;
-
+impl CreatableAdminSpec for SmartModuleSpec {
     fn create<'a>(fluvio: &'a Fluvio, name: String, spec: Self) -> BoxFuture<'a, Result<(), FluvioError>> {
         Box::pin(async move {
             let wasm = spec.wasm.as_raw_wasm().map_err(|error| FluvioError::InvalidRequest(error.to_string()))?;
             fluvio.create_smartmodule(&name, wasm).await.map(|_| ())
         })
     }
+}
 
+impl DeletableAdminSpec for SmartModuleSpec {
     fn delete<'a>(fluvio: &'a Fluvio, name: String) -> BoxFuture<'a, Result<(), FluvioError>> {
         Box::pin(async move { fluvio.delete_smartmodule(&name).await })
     }
+}
+
+impl AdminSpec for SmartModuleSpec {
+    type Status = SmartModuleInfo;
 
     fn all(fluvio: &Fluvio) -> BoxFuture<'_, Result<Vec<Metadata<Self>>, FluvioError>> {
         Box::pin(async move {

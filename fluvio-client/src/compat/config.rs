@@ -37,7 +37,7 @@ use fluvio_protocol::{Compression, OffsetSpec, SmartModuleInvocation};
 
 use crate::consumer::{ConsumerConfig, MultiplePartitionConsumerStream, OffsetManagementStrategy, RecordBytes};
 use crate::partitioning::{PartitionId, Partitioner, SpecificPartitioner};
-use crate::producer::{ProducerConfig, TopicProducer};
+use crate::producer::{Isolation, ProducerConfig, SharedProducerCallback, TopicProducer};
 use crate::retry::DeliverySemantic;
 use crate::{Fluvio, FluvioError};
 
@@ -59,7 +59,7 @@ impl Offset {
     /// An absolute offset; negative ones are refused.
     pub fn absolute(offset: i64) -> Result<Offset, FluvioError> {
         if offset < 0 {
-            return Err(FluvioError::InvalidRequest(format!("offset {offset} is negative; offsets start at 0")));
+            return Err(FluvioError::NegativeOffset(offset));
         }
         Ok(Offset(OffsetSpec::Absolute(offset)))
     }
@@ -144,15 +144,51 @@ impl TopicProducerConfigBuilder {
         self
     }
 
+    /// The largest batch sent in one request; larger records are refused.
+    pub fn max_request_size(&mut self, bytes: usize) -> &mut Self {
+        self.config.max_request_size = bytes;
+        self
+    }
+
+    /// `send` waits while this many batches are queued for a partition.
+    pub fn batch_queue_size(&mut self, batches: usize) -> &mut Self {
+        self.config.batch_queue_size = batches;
+        self
+    }
+
+    /// How long the server may take to answer a batch.
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// Fluvio's isolation level (see [`ProducerConfig::isolation`]).
+    pub fn isolation(&mut self, isolation: Isolation) -> &mut Self {
+        self.config.isolation = isolation;
+        self
+    }
+
+    /// Told of each batch the server acknowledged.
+    pub fn callback(&mut self, callback: SharedProducerCallback) -> &mut Self {
+        self.config.callback = Some(callback);
+        self
+    }
+
     /// Every record goes to `partition`, as Fluvio's builder says it.
     pub fn set_specific_partitioner(&mut self, partition: PartitionId) -> &mut Self {
         self.partitioner(Arc::new(SpecificPartitioner::new(partition)))
     }
 
-    /// The config; a batch size of 0 is refused.
+    /// The config; a batch size, request size or queue size of 0 is
+    /// refused.
     pub fn build(&self) -> Result<TopicProducerConfig, FluvioError> {
         if self.config.batch_bytes == 0 {
             return Err(FluvioError::InvalidRequest("a producer's batch size must be at least 1 byte".into()));
+        }
+        if self.config.max_request_size == 0 || self.config.batch_queue_size == 0 {
+            return Err(FluvioError::InvalidRequest(
+                "a producer's max request size and batch queue size must be at least 1".into(),
+            ));
         }
         Ok(self.config.clone())
     }
@@ -187,6 +223,9 @@ pub struct ConsumerConfigExt {
     pub max_bytes: i32,
     /// SmartModules the server applies before sending.
     pub smartmodule: Vec<SmartModuleInvocation>,
+    /// Fluvio's isolation level. Consumers here only ever see stored
+    /// records, so both levels read the same.
+    pub isolation: Isolation,
 }
 
 impl ConsumerConfigExt {
@@ -224,9 +263,16 @@ pub struct ConsumerConfigExtBuilder {
     disable_continuous: bool,
     max_bytes: Option<i32>,
     smartmodule: Vec<SmartModuleInvocation>,
+    isolation: Isolation,
 }
 
 impl ConsumerConfigExtBuilder {
+    /// Fluvio's isolation level (both read the same here).
+    pub fn isolation(&mut self, isolation: Isolation) -> &mut Self {
+        self.isolation = isolation;
+        self
+    }
+
     /// The topic.
     pub fn topic(&mut self, topic: impl Into<String>) -> &mut Self {
         self.topic = Some(topic.into());
@@ -281,24 +327,28 @@ impl ConsumerConfigExtBuilder {
         self
     }
 
-    /// The config. A missing topic or start offset, and a consumer id with
-    /// a strategy other than `None` but no id, are refused.
+    /// The config. A missing topic or start offset, and a strategy other
+    /// than `None` without a consumer id, are refused. The strategy is
+    /// `None` unless set, as in Fluvio (the native [`ConsumerConfig`]'s is
+    /// `Auto`).
     pub fn build(&self) -> Result<ConsumerConfigExt, FluvioError> {
-        let missing = |field: &str| FluvioError::InvalidRequest(format!("consumer config: `{field}` is required"));
+        let missing = |field: &str| FluvioError::ConsumerConfig(format!("`{field}` is required"));
         let topic = self.topic.clone().ok_or_else(|| missing("topic"))?;
         let offset_start = self.offset_start.ok_or_else(|| missing("offset_start"))?;
         let defaults = ConsumerConfig::default();
         let offset_strategy = match (self.offset_strategy, &self.offset_consumer) {
             (Some(strategy), None) if strategy != OffsetManagementStrategy::None => {
-                return Err(FluvioError::InvalidRequest(
-                    "consumer config: an offset strategy needs a consumer id; set `offset_consumer`".into(),
+                return Err(FluvioError::ConsumerConfig(
+                    "an offset strategy needs a consumer id; set `offset_consumer`".into(),
                 ));
             }
             (Some(strategy), _) => strategy,
-            (None, _) => defaults.offset_strategy,
+            // Fluvio's default: a consumer id alone says where to start,
+            // and nothing is stored unless the application asks for it.
+            (None, _) => OffsetManagementStrategy::None,
         };
         if self.max_bytes.is_some_and(|bytes| bytes <= 0) {
-            return Err(FluvioError::InvalidRequest("consumer config: `max_bytes` must be positive".into()));
+            return Err(FluvioError::ConsumerConfig("`max_bytes` must be positive".into()));
         }
         Ok(ConsumerConfigExt {
             topic,
@@ -310,6 +360,7 @@ impl ConsumerConfigExtBuilder {
             disable_continuous: self.disable_continuous,
             max_bytes: self.max_bytes.unwrap_or(defaults.max_bytes as i32),
             smartmodule: self.smartmodule.clone(),
+            isolation: self.isolation,
         })
     }
 }
@@ -324,6 +375,13 @@ pub struct ConsumerConfigBuilder {
 }
 
 impl ConsumerConfigBuilder {
+    /// Fluvio's isolation level; consumers here only ever see stored
+    /// records, so both levels read the same.
+    pub fn isolation(&mut self, isolation: Isolation) -> &mut Self {
+        let _ = isolation;
+        self
+    }
+
     /// Stop at the end instead of waiting for new records.
     pub fn disable_continuous(&mut self, disable: bool) -> &mut Self {
         self.disable_continuous = disable;
@@ -346,7 +404,7 @@ impl ConsumerConfigBuilder {
     pub fn build(&self) -> Result<ConsumerConfig, FluvioError> {
         let defaults = ConsumerConfig::default();
         if self.max_bytes.is_some_and(|bytes| bytes <= 0) {
-            return Err(FluvioError::InvalidRequest("consumer config: `max_bytes` must be positive".into()));
+            return Err(FluvioError::ConsumerConfig("`max_bytes` must be positive".into()));
         }
         Ok(ConsumerConfig {
             continuous: !self.disable_continuous,
@@ -394,10 +452,7 @@ impl Fluvio {
         let topic = topic.into();
         let info = self.topic_info(&topic).await?;
         if partition >= info.partitions {
-            return Err(FluvioError::InvalidRequest(format!(
-                "topic {topic:?} has {} partition(s); there is no partition {partition}",
-                info.partitions
-            )));
+            return Err(FluvioError::PartitionNotFound(topic, partition));
         }
         Ok(PartitionConsumer { fluvio: self.clone(), topic, partition })
     }

@@ -10,3 +10,4 @@
 pub mod admin;
 pub mod config;
 pub mod offsets;
+pub mod watch;

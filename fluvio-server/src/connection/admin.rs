@@ -8,10 +8,12 @@ use fluvio_protocol::requests::{
     CreateConnectorResponse, CreateSmartModuleRequest, CreateSmartModuleResponse, CreateTopicRequest,
     CreateTopicResponse, DeleteConnectorRequest, DeleteConnectorResponse, DeleteConsumerOffsetRequest,
     DeleteConsumerOffsetResponse, DeleteConsumerRequest, DeleteConsumerResponse, DeleteSmartModuleRequest,
-    DeleteSmartModuleResponse, DeleteTopicRequest, DeleteTopicResponse, FetchOffsetRequest, FetchOffsetResponse,
-    GetSmartModuleRequest, GetSmartModuleResponse, ListConnectorsRequest, ListConnectorsResponse,
-    ListConsumersPageRequest, ListConsumersPageResponse, ListConsumersRequest, ListConsumersResponse,
-    ListSmartModulesRequest, ListSmartModulesResponse, ListTopicsRequest, ListTopicsResponse, MAX_CONSUMERS_PAGE,
+    DeleteSmartModuleResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeSmartModulesRequest,
+    DescribeSmartModulesResponse, FetchOffsetRequest, FetchOffsetResponse, GetSmartModuleRequest,
+    GetSmartModuleResponse, ListConnectorsRequest, ListConnectorsResponse, ListConsumersPageRequest,
+    ListConsumersPageResponse, ListConsumersRequest, ListConsumersResponse, ListSmartModulesRequest,
+    ListSmartModulesResponse, ListTopicsRequest, ListTopicsResponse, MAX_CONSUMERS_PAGE, ServerInfoRequest,
+    ServerInfoResponse,
 };
 use fluvio_protocol::{ConsumerOffset, ErrorCode};
 
@@ -68,6 +70,22 @@ impl Handle for CreateSmartModuleRequest {
 impl Handle for ListSmartModulesRequest {
     async fn handle(self, context: &ServerContext, _: &Session) -> Result<ListSmartModulesResponse, ServerError> {
         Ok(ListSmartModulesResponse { modules: context.registry.list().await? })
+    }
+}
+
+impl Handle for DescribeSmartModulesRequest {
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<DescribeSmartModulesResponse, ServerError> {
+        let mut modules = context.registry.describe().await?;
+        if !self.names.is_empty() {
+            modules.retain(|module| self.names.contains(&module.info.name));
+        }
+        Ok(DescribeSmartModulesResponse { modules })
+    }
+}
+
+impl Handle for ServerInfoRequest {
+    async fn handle(self, _: &ServerContext, _: &Session) -> Result<ServerInfoResponse, ServerError> {
+        Ok(ServerInfoResponse { version: env!("CARGO_PKG_VERSION").to_string() })
     }
 }
 

@@ -49,6 +49,8 @@ pub(super) async fn answer(context: &ServerContext, session: &Session, id: u32, 
         AnyRequest::ListConsumersPage(request) => run(context, session, id, request).await,
         AnyRequest::DeleteConsumer(request) => run(context, session, id, request).await,
         AnyRequest::DeleteConsumerOffset(request) => run(context, session, id, request).await,
+        AnyRequest::ServerInfo(request) => run(context, session, id, request).await,
+        AnyRequest::DescribeSmartModules(request) => run(context, session, id, request).await,
         AnyRequest::StreamFetch(_) | AnyRequest::Authenticate(_) => {
             error_frame(id, &bad_frame("unexpected request kind"))
         }
