@@ -37,6 +37,10 @@ pub struct ProduceArgs {
     /// Send a batch once it holds this many bytes of records (e.g. 16KiB).
     #[arg(long = "batch-size", value_name = "SIZE", value_parser = crate::output::parse_size)]
     pub batch_size: Option<u64>,
+    /// Refuse a record larger than this, and send no batch larger than
+    /// this (e.g. 4MiB; 1MiB by default).
+    #[arg(long = "max-request-size", value_name = "SIZE", value_parser = crate::output::parse_size)]
+    pub max_request_size: Option<u64>,
     /// Compress batches before sending; they are stored compressed too:
     /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, value_name = "CODEC", default_value = "none")]
@@ -99,6 +103,9 @@ pub async fn produce(fluvio: Fluvio, args: ProduceArgs) -> CliResult {
             Delivery::AtLeastOnce => DeliverySemantic::default(),
         },
         compression: args.compression,
+        max_request_size: args
+            .max_request_size
+            .map_or(defaults.max_request_size, |bytes| bytes.clamp(1, usize::MAX as u64) as usize),
         ..defaults
     };
     let producer = fluvio.topic_producer_with(&args.topic, config).await?;

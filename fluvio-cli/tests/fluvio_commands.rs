@@ -1,5 +1,6 @@
 //! Commands a Fluvio user types, with Fluvio's names: `partition list`,
-//! `profile ...`, `cluster shutdown`, `version`, `completions`.
+//! `profile ...`, `produce --max-request-size`, `smart-module list` with
+//! Fluvio-built modules, `cluster shutdown`, `version`, `completions`.
 
 mod common;
 
@@ -76,6 +77,25 @@ fn partitions_profiles_version_and_completions_by_fluvios_names() {
         .map(|line| line.split_whitespace().collect())
         .collect();
     assert_eq!(rows.iter().map(|row| row[2]).collect::<Vec<_>>(), ["0"], "{list}");
+
+    // A record larger than the max request size is refused, as in Fluvio.
+    let long_line = format!("{}\n", "x".repeat(200));
+    let (code, _, err) = run(&["produce", "orders", "--max-request-size", "100"], Some(&long_line));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("max request size of 100 bytes"), "{err}");
+
+    // `sm list` shows the ABI once a module built with Fluvio's crate is there.
+    let ours = dev_support::wasm_path("my-filter");
+    let theirs = cluster.home.join("their-filter.wasm");
+    std::fs::write(&theirs, dev_support::fluvio_built_wasm("my-filter")).unwrap();
+    assert_eq!(run(&["smart-module", "create", "ours", "--wasm-file", ours.to_str().unwrap()], None).0, Some(0));
+    let (_, list, _) = run(&["smart-module", "list"], None);
+    assert_eq!(list.lines().next().map(str::split_whitespace).map(Iterator::count), Some(3), "no ABI column: {list}");
+    assert_eq!(run(&["smart-module", "create", "theirs", "--wasm-file", theirs.to_str().unwrap()], None).0, Some(0));
+    let (_, list, _) = run(&["smart-module", "list"], None);
+    let rows: Vec<Vec<&str>> = list.lines().map(|line| line.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["NAME", "STATUS", "SIZE", "ABI"], "{list}");
+    assert_eq!((rows[1][0], rows[1][3], rows[2][0], rows[2][3]), ("ours", "native", "theirs", "fluvio"), "{list}");
 
     let (code, out, _) = run(&["version"], None);
     assert_eq!(code, Some(0));

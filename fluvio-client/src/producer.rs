@@ -73,8 +73,10 @@ pub struct ProducerConfig {
     /// `send` waits while this many batches (of `batch_bytes`) are queued
     /// for each partition of the topic.
     pub batch_queue_size: usize,
-    /// How long the server may take to answer a batch. An attempt not
-    /// answered by then fails: under at-least-once it is sent again (the
+    /// How long the server may take to answer a batch (30 s by default:
+    /// longer than the server's own waits on its store, so that a slow
+    /// store is reported by the server rather than guessed at here). An
+    /// attempt not answered by then fails: under at-least-once it is sent again (the
     /// producer stamps each batch, so a slow first attempt that did store it
     /// does not store it twice); under at-most-once its records fail with
     /// [`ProducerError::Timeout`].
@@ -197,7 +199,7 @@ impl Default for ProducerConfig {
             compression: Compression::None,
             max_request_size: 1 << 20,
             batch_queue_size: 4,
-            timeout: Duration::from_secs(5),
+            timeout: fluvio_protocol::RETRY_HORIZON,
             isolation: Isolation::default(),
             callback: None,
         }
