@@ -104,8 +104,8 @@ where
     main_with(
         |config| make(config, "").map(drop),
         |config, options| async move {
-            let sink = make(&config, &options.addr)?;
-            run_sink(&config, sink, options).await.map(drop)
+            let addr = options.addr.clone();
+            run_sink(&config, || make(&config, &addr), options).await.map(drop)
         },
     )
 }

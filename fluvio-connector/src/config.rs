@@ -200,13 +200,25 @@ pub enum StartOffset {
     FromEnd(u64),
 }
 
+/// `meta.consumer.partition`: which of the topic's partitions a sink reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PartitionSelection {
+    /// Every partition the topic has when the sink starts (`all`, and the
+    /// default).
+    #[default]
+    All,
+    /// These partitions (`partition: 2` or `partition: [0, 2]`), sorted,
+    /// without repeats.
+    Listed(Vec<u32>),
+}
+
 /// `meta.consumer`: how a sink reads its topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerSettings {
     /// The consumer's id (the connector's name by default).
     pub id: String,
-    /// The partition to read.
-    pub partition: u32,
+    /// The partitions to read (every partition by default, as in Fluvio).
+    pub partitions: PartitionSelection,
     /// Where to start without a committed offset.
     pub start: StartOffset,
     /// Most bytes of stored records the server reads per batch (1 MiB by
@@ -339,9 +351,12 @@ impl ConnectorConfig {
                 .collect::<Result<_, _>>()?,
         };
         let consumer = match meta.opt_node("consumer")? {
-            None => {
-                ConsumerSettings { id: name.clone(), partition: 0, start: StartOffset::Beginning, max_bytes: 1 << 20 }
-            }
+            None => ConsumerSettings {
+                id: name.clone(),
+                partitions: PartitionSelection::All,
+                start: StartOffset::Beginning,
+                max_bytes: 1 << 20,
+            },
             Some(consumer) => consumer.consumer(&name)?,
         };
         let producer = match meta.opt_node("producer")? {
@@ -769,10 +784,7 @@ impl<'a> ConfigNode<'a> {
     fn consumer(&self, name: &str) -> Result<ConsumerSettings, ConfigError> {
         self.only(&["id", "partition", "offset", "max-bytes", "max_bytes"])?;
         let id = self.opt_string("id")?.unwrap_or_else(|| name.to_string());
-        let partition = match self.opt_u64("partition")? {
-            None => 0,
-            Some(p) => u32::try_from(p).map_err(|_| self.invalid("partition", "a partition number fits in 32 bits"))?,
-        };
+        let partitions = self.partition_selection()?;
         let start = match self.opt_node("offset")? {
             None => StartOffset::Beginning,
             Some(offset) => {
@@ -820,7 +832,29 @@ impl<'a> ConfigNode<'a> {
             Some(size) if (1..=16 << 20).contains(&size) => size as u32,
             Some(_) => return Err(self.invalid(max_bytes_key, "give a size from 1 byte to 16MiB")),
         };
-        Ok(ConsumerSettings { id, partition, start, max_bytes })
+        Ok(ConsumerSettings { id, partitions, start, max_bytes })
+    }
+
+    /// `partition`: a number, a list of numbers, or `all`.
+    fn partition_selection(&self) -> Result<PartitionSelection, ConfigError> {
+        let expected = "give a partition number, a list of them ([0, 2]) or `all`";
+        let number = |value: &Value| value.as_u64().and_then(|n| u32::try_from(n).ok());
+        match self.get("partition")? {
+            None => Ok(PartitionSelection::All),
+            Some(Value::String(text)) if text == "all" => Ok(PartitionSelection::All),
+            Some(Value::Sequence(items)) if !items.is_empty() => {
+                let mut partitions = items.iter().map(number).collect::<Option<Vec<u32>>>().ok_or_else(|| {
+                    self.invalid("partition", format!("a list of partition numbers holds something else; {expected}"))
+                })?;
+                partitions.sort_unstable();
+                partitions.dedup();
+                Ok(PartitionSelection::Listed(partitions))
+            }
+            Some(value) => match number(value) {
+                Some(partition) => Ok(PartitionSelection::Listed(vec![partition])),
+                None => Err(self.invalid("partition", format!("{} is not a partition; {expected}", key_text(value)))),
+            },
+        }
     }
 
     fn producer(&self) -> Result<ProducerSettings, ConfigError> {
@@ -1009,7 +1043,7 @@ transforms:
             config.consumer,
             ConsumerSettings {
                 id: "my-sql-sink".into(),
-                partition: 0,
+                partitions: PartitionSelection::All,
                 start: StartOffset::Beginning,
                 max_bytes: 1 << 20
             }
@@ -1137,7 +1171,17 @@ sql:
         assert_eq!((config.producer.batch_size, config.producer.compression), (44_000_000, Compression::Gzip));
         assert_eq!(config.producer.linger, Duration::from_millis(1));
         assert_eq!((config.consumer.max_bytes, config.consumer.start), (1_000_000, StartOffset::FromEnd(5)));
+        assert_eq!(config.consumer.partitions, PartitionSelection::All, "Fluvio's default: every partition");
         assert_eq!(config.secret_names, ["secret1"]);
+        let partitions =
+            |text: &str| parse(&fluvio.replace("max_bytes: \"1 MB\"", text)).map(|c| c.consumer.partitions);
+        assert_eq!(partitions("partition: all").unwrap(), PartitionSelection::All);
+        assert_eq!(partitions("partition: 2").unwrap(), PartitionSelection::Listed(vec![2]));
+        assert_eq!(partitions("partition: [2, 0, 2]").unwrap(), PartitionSelection::Listed(vec![0, 2]));
+        for bad in ["partition: some", "partition: []", "partition: [0, x]", "partition: -1"] {
+            let error = partitions(bad).unwrap_err().to_string();
+            assert!(error.contains("`meta.consumer.partition`"), "{bad}: {error}");
+        }
         let versioned = parse(&format!("apiVersion: 0.1.0{fluvio}")).unwrap();
         assert_eq!(versioned.api_version, "0.1.0");
 

@@ -485,6 +485,10 @@ impl Sink for HttpSink {
         // Delivered: remember where to resume. A crash before this line
         // sends the batch again (at least once).
         if let (Some(file), Some(key)) = (&self.offsets_file, &self.key) {
+            // One sink per partition shares the file: each read, change and
+            // write must see the others' last one.
+            static OFFSETS_FILE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _one_at_a_time = OFFSETS_FILE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut offsets = self.read_offsets()?;
             offsets.insert(Self::offsets_key(key), batch.next_offset.into());
             let json = serde_json::to_vec(&offsets).expect("offsets serialize");

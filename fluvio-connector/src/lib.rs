@@ -88,11 +88,15 @@ pub async fn run(config: &ConnectorConfig, options: RunOptions) -> Result<(), Co
         "http-source" => runtime::run_source(config, http::HttpSource::from_config(config)?, options).await.map(drop),
         #[cfg(feature = "sql")]
         "sql-sink" => {
-            let sink = sql::SqlSink::from_config(config, &options.addr)?;
-            runtime::run_sink(config, sink, options).await.map(drop)
+            let addr = options.addr.clone();
+            let make = || Ok(sql::SqlSink::from_config(config, &addr)?);
+            runtime::run_sink(config, make, options).await.map(drop)
         }
         #[cfg(feature = "http")]
-        "http-sink" => runtime::run_sink(config, http::HttpSink::from_config(config)?, options).await.map(drop),
+        "http-sink" => {
+            let make = || Ok(http::HttpSink::from_config(config)?);
+            runtime::run_sink(config, make, options).await.map(drop)
+        }
         other => Err(ConnectorError::UnknownType(other.to_string())),
     }
 }

@@ -20,7 +20,7 @@ use fluvio_client::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{ConnectorConfig, StartOffset};
+use crate::config::{ConnectorConfig, PartitionSelection, StartOffset};
 use crate::connector::{Acknowledgement, ConnectorError, ResumeKey, Sink, Source};
 
 /// How a connector is run.
@@ -331,34 +331,99 @@ async fn settle(mut outputs: mpsc::Receiver<(ProduceOutput, Option<Acknowledgeme
 
 /// Runs a sink until shutdown: the server applies the transforms, the sink
 /// writes each batch with its offset, and a restart resumes after the last
-/// batch written.
+/// batch written. Each partition the config selects gets a sink of its own
+/// (`make` builds them), its own stream and its own place to resume from,
+/// so one slow or failing partition does not reorder another's records.
 pub async fn run_sink<K: Sink>(
     config: &ConnectorConfig,
-    mut sink: K,
+    make: impl Fn() -> Result<K, ConnectorError>,
     mut options: RunOptions,
 ) -> Result<Arc<Metrics>, ConnectorError> {
     let metrics = Arc::clone(&options.metrics);
     let Some((fluvio, reporter)) = start_run(config, &mut options).await? else {
         return Ok(metrics);
     };
-    let key =
-        ResumeKey { connector: config.name.clone(), topic: config.topic.clone(), partition: config.consumer.partition };
-    let position = Arc::new(AtomicI64::new(-1));
-    let lag = tokio::spawn(track_lag(fluvio.clone(), key.clone(), Arc::clone(&position), Arc::clone(&metrics)));
+    let result = async {
+        let Some(partitions) = sink_partitions(&fluvio, config, &mut options.shutdown).await? else {
+            return Ok(());
+        };
+        tracing::info!(connector = %config.name, ?partitions, "reading partitions");
+        let sinks = partitions.iter().map(|_| make()).collect::<Result<Vec<K>, _>>()?;
+        let positions: Vec<(u32, Arc<AtomicI64>)> =
+            partitions.iter().map(|&partition| (partition, Arc::new(AtomicI64::new(-1)))).collect();
+        let lag =
+            tokio::spawn(track_lag(fluvio.clone(), config.topic.clone(), positions.clone(), Arc::clone(&metrics)));
+        let runs = sinks.into_iter().zip(positions).map(|(sink, (partition, position))| {
+            let key = ResumeKey { connector: config.name.clone(), topic: config.topic.clone(), partition };
+            run_partition(config, &fluvio, sink, key, position, &metrics, options.shutdown.clone())
+        });
+        let result = futures::future::try_join_all(runs).await.map(drop);
+        lag.abort();
+        result
+    }
+    .await;
+    reporter.abort();
+    write_metrics(&config.name, &metrics, options.metrics_file.as_deref());
+    result.map(|()| metrics)
+}
+
+/// The partitions a sink reads: those the config lists (each checked to
+/// exist), or every partition the topic has now. `None` when shutdown
+/// came while the cluster was unreachable.
+async fn sink_partitions(
+    fluvio: &Fluvio,
+    config: &ConnectorConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<Vec<u32>>, ConnectorError> {
     let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
-    let result = 'connect: loop {
-        if stopping(&options.shutdown) {
-            break Ok(());
+    let count = loop {
+        match fluvio.topic_info(&config.topic).await {
+            Ok(info) => break info.partitions,
+            Err(error) => {
+                let error = ConnectorError::from(error);
+                if !error.is_transient() {
+                    return Err(error);
+                }
+                if !backoff.wait(shutdown, &error).await {
+                    return Ok(None);
+                }
+            }
+        }
+    };
+    match &config.consumer.partitions {
+        PartitionSelection::All => Ok(Some((0..count).collect())),
+        PartitionSelection::Listed(listed) => match listed.iter().find(|&&partition| partition >= count) {
+            Some(&missing) => Err(FluvioError::PartitionNotFound(config.topic.clone(), missing).into()),
+            None => Ok(Some(listed.clone())),
+        },
+    }
+}
+
+/// Runs one partition's sink until shutdown or a failure that is not
+/// transient.
+async fn run_partition<K: Sink>(
+    config: &ConnectorConfig,
+    fluvio: &Fluvio,
+    mut sink: K,
+    key: ResumeKey,
+    position: Arc<AtomicI64>,
+    metrics: &Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnectorError> {
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
+    'connect: loop {
+        if stopping(&shutdown) {
+            return Ok(());
         }
         let resume = match sink.connect(&key).await {
             Ok(resume) => resume,
             Err(error) if error.is_transient() => {
-                if backoff.wait(&mut options.shutdown, &error).await {
+                if backoff.wait(&mut shutdown, &error).await {
                     continue;
                 }
-                break Ok(());
+                return Ok(());
             }
-            Err(error) => break Err(error),
+            Err(error) => return Err(error),
         };
         let offset = match resume {
             Some(next) => OffsetSpec::Absolute(next),
@@ -373,7 +438,7 @@ pub async fn run_sink<K: Sink>(
             position.store(next, Ordering::Relaxed);
         }
         let consumer = ConsumerConfig {
-            partitions: vec![config.consumer.partition],
+            partitions: vec![key.partition],
             offset,
             continuous: true,
             smartmodules: config.transforms.clone(),
@@ -385,19 +450,19 @@ pub async fn run_sink<K: Sink>(
             Ok(stream) => stream,
             Err(error) => {
                 let error = ConnectorError::from(error);
-                if error.is_transient() && backoff.wait(&mut options.shutdown, &error).await {
+                if error.is_transient() && backoff.wait(&mut shutdown, &error).await {
                     continue;
                 }
-                break if error.is_transient() { Ok(()) } else { Err(error) };
+                return if error.is_transient() { Ok(()) } else { Err(error) };
             }
         };
-        tracing::info!(connector = %config.name, ?offset, "streaming");
+        tracing::info!(connector = %config.name, partition = key.partition, ?offset, "streaming");
         let mut covered_from = resume;
         let mut counted_bytes = 0;
         loop {
             let next = tokio::select! {
                 next = stream.next_batch() => next,
-                _ = options.shutdown.wait_for(|stop| *stop) => break 'connect Ok(()),
+                _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
             };
             let batch = match next {
                 Some(Ok(batch)) => batch,
@@ -408,18 +473,18 @@ pub async fn run_sink<K: Sink>(
                 }
                 Some(Err(error)) => {
                     let error = ConnectorError::from(error);
-                    if error.is_transient() && backoff.wait(&mut options.shutdown, &error).await {
+                    if error.is_transient() && backoff.wait(&mut shutdown, &error).await {
                         continue 'connect;
                     }
-                    break 'connect if error.is_transient() { Ok(()) } else { Err(error) };
+                    return if error.is_transient() { Ok(()) } else { Err(error) };
                 }
                 None => {
                     let error =
                         ConnectorError::Transient { system: "the cluster".into(), reason: "the stream ended".into() };
-                    if backoff.wait(&mut options.shutdown, &error).await {
+                    if backoff.wait(&mut shutdown, &error).await {
                         continue 'connect;
                     }
-                    break 'connect Ok(());
+                    return Ok(());
                 }
             };
             metrics.bytes.fetch_add(stream.bytes_received().saturating_sub(counted_bytes), Ordering::Relaxed);
@@ -443,33 +508,36 @@ pub async fn run_sink<K: Sink>(
                 // Whether the write landed is known only to the sink: ask
                 // it again where to resume.
                 Err(error) if error.is_transient() => {
-                    if backoff.wait(&mut options.shutdown, &error).await {
+                    if backoff.wait(&mut shutdown, &error).await {
                         continue 'connect;
                     }
-                    break 'connect Ok(());
+                    return Ok(());
                 }
-                Err(error) => break 'connect Err(error),
+                Err(error) => return Err(error),
             }
         }
-    };
-    lag.abort();
-    reporter.abort();
-    write_metrics(&config.name, &metrics, options.metrics_file.as_deref());
-    result.map(|()| metrics)
+    }
 }
 
-/// Keeps `metrics.lag` current: the partition's end minus the sink's position.
-async fn track_lag(fluvio: Fluvio, key: ResumeKey, position: Arc<AtomicI64>, metrics: Arc<Metrics>) {
+/// Keeps `metrics.lag` current: over the sink's partitions, each
+/// partition's end minus the sink's position in it (known once the sink
+/// has a position in every partition).
+async fn track_lag(fluvio: Fluvio, topic: String, positions: Vec<(u32, Arc<AtomicI64>)>, metrics: Arc<Metrics>) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tick.tick().await;
         let Ok(topics) = fluvio.list_topics().await else { continue };
-        let end = topics.iter().find(|t| t.name == key.topic).and_then(|t| t.next_offsets.get(key.partition as usize));
-        let at = position.load(Ordering::Relaxed);
-        if let Some(end) = end
-            && at >= 0
-        {
-            metrics.lag.store((end - at).max(0), Ordering::Relaxed);
+        let Some(ends) = topics.iter().find(|t| t.name == topic).map(|t| &t.next_offsets) else { continue };
+        let lags: Option<Vec<i64>> = positions
+            .iter()
+            .map(|(partition, position)| {
+                let at = position.load(Ordering::Relaxed);
+                let end = ends.get(*partition as usize)?;
+                (at >= 0).then(|| (end - at).max(0))
+            })
+            .collect();
+        if let Some(lags) = lags {
+            metrics.lag.store(lags.iter().sum(), Ordering::Relaxed);
         }
     }
 }

@@ -266,6 +266,59 @@ async fn sql_sink_writes_rows_that_match_the_records() {
     running.stop().await.unwrap();
 }
 
+/// A sink reads every partition by default, as Fluvio's `partition: all`,
+/// each with its own place to resume; `partition: [1]` reads one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_sink_reads_every_partition_and_resumes_each_where_it_stopped() {
+    let pg = Postgres::start();
+    for table in ["spread_readings", "middle_readings"] {
+        pg.psql(&format!("CREATE TABLE {table} (sensor TEXT PRIMARY KEY, celsius DOUBLE PRECISION NOT NULL)"));
+    }
+    let (cluster, fluvio) = cluster("sql-spread").await;
+    fluvio.create_topic("spread", 3).await.unwrap();
+    let values: Vec<String> = (0..90).map(|i| reading(&format!("s{i}"), i as f64)).collect();
+    produce_all(&fluvio, "spread", &values).await;
+    let ends = fluvio.topic_info("spread").await.unwrap().next_offsets;
+    assert!(ends.iter().all(|&end| end > 0), "records went to every partition: {ends:?}");
+
+    let all = || sink_config("spread-sink", &pg, "spread", "  table: spread_readings\n", "");
+    let running = start(all(), &cluster.addr);
+    wait_until("90 rows are written", Duration::from_secs(60), || count(&pg, "spread_readings") == 90).await;
+    running.stop().await.unwrap();
+    let stored = pg.psql(
+        "SELECT string_agg(partition || ':' || next_offset, ',' ORDER BY partition) \
+         FROM fluvio_connector_offsets WHERE connector = 'spread-sink'",
+    );
+    let expected: Vec<String> = ends.iter().enumerate().map(|(p, end)| format!("{p}:{end}")).collect();
+    assert_eq!(stored, expected.join(","), "each partition resumes from its own offset");
+
+    // Restarted, it writes only the new records, whichever partition they
+    // went to (a row written twice would break the primary key).
+    let late: Vec<String> = (90..120).map(|i| reading(&format!("s{i}"), i as f64)).collect();
+    produce_all(&fluvio, "spread", &late).await;
+    let running = start(all(), &cluster.addr);
+    wait_until("120 rows are written", Duration::from_secs(60), || count(&pg, "spread_readings") == 120).await;
+    let metrics = running.stop().await.unwrap();
+    assert_eq!(metrics.failed.load(Ordering::Relaxed), 0, "no row was refused as a duplicate");
+
+    // One listed partition: only its records.
+    let middle =
+        sink_config("middle-sink", &pg, "spread\n  consumer: { partition: [1] }", "  table: middle_readings\n", "");
+    let in_middle = fluvio.topic_info("spread").await.unwrap().next_offsets[1];
+    let running = start(middle, &cluster.addr);
+    wait_until("partition 1 is written", Duration::from_secs(60), || count(&pg, "middle_readings") == in_middle).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.stop().await.unwrap();
+    assert_eq!(count(&pg, "middle_readings"), in_middle);
+
+    // A partition the topic does not have stops the sink, naming it.
+    let missing =
+        sink_config("nowhere-sink", &pg, "spread\n  consumer: { partition: 7 }", "  table: middle_readings\n", "");
+    let failed = start(missing, &cluster.addr);
+    let error = tokio::time::timeout(Duration::from_secs(30), failed.task).await.unwrap().unwrap().unwrap_err();
+    assert!(error.to_string().contains("no partition 7"), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_sink_keeps_text_nulls_booleans_and_json_exactly() {
     let pg = Postgres::start();
