@@ -200,6 +200,17 @@ pub enum StartOffset {
     FromEnd(u64),
 }
 
+/// The settings of a topic a connector creates (`meta.topic` as a mapping).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// `partition.count` (or `partitions`); 1 by default.
+    pub partitions: u32,
+    /// `partition.replication` (or `replication`); 1 by default.
+    pub replication: u32,
+    /// `retention.time`, `retention.segment-size` and `partition.max-size`.
+    pub retention: fluvio_client::protocol::RetentionSpec,
+}
+
 /// `meta.consumer.partition`: which of the topic's partitions a sink reads.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum PartitionSelection {
@@ -258,6 +269,10 @@ pub struct ConnectorConfig {
     pub version: String,
     /// `meta.topic`.
     pub topic: String,
+    /// The topic's settings, when `meta.topic` gives them (Fluvio's 0.2.0
+    /// shape): the connector creates the topic with them if it does not
+    /// exist yet.
+    pub topic_settings: Option<TopicSettings>,
     /// `meta.consumer`, with defaults filled in.
     pub consumer: ConsumerSettings,
     /// `meta.producer`, with defaults filled in.
@@ -324,7 +339,7 @@ impl ConnectorConfig {
         let name = meta.string("name")?;
         let kind = meta.string("type")?;
         let version = meta.opt_string("version")?.unwrap_or_else(|| "0.1.0".into());
-        let topic = meta.topic()?;
+        let (topic, topic_settings) = meta.topic()?;
         let secret_names: Vec<String> = match meta.opt_node("secrets")? {
             None => Vec::new(),
             Some(list) => list
@@ -394,6 +409,7 @@ impl ConnectorConfig {
             kind,
             version,
             topic,
+            topic_settings,
             consumer,
             producer,
             secret_names,
@@ -750,8 +766,10 @@ impl<'a> ConfigNode<'a> {
         self.error_at(key, ConfigProblem::Invalid(reason.into()))
     }
 
-    /// `meta.topic`: a name, or `{ name: ... }` as Fluvio 0.2 configs write it.
-    fn topic(&self) -> Result<String, ConfigError> {
+    /// `meta.topic`: a name, or the topic's settings as Fluvio 0.2 configs
+    /// write them (`{ meta: { name }, partition: { count, max-size,
+    /// replication }, retention: { time, segment-size }, compression }`).
+    fn topic(&self) -> Result<(String, Option<TopicSettings>), ConfigError> {
         match self.get("topic")? {
             Some(Value::Mapping(_)) => {
                 let topic = self.node("topic")?;
@@ -775,10 +793,52 @@ impl<'a> ConfigNode<'a> {
                     "compression",
                     "deduplication",
                 ])?;
-                Ok(name)
+                Ok((name, Some(topic.topic_settings()?)))
             }
-            _ => self.string("topic"),
+            _ => Ok((self.string("topic")?, None)),
         }
+    }
+
+    /// The settings in a `meta.topic` mapping.
+    fn topic_settings(&self) -> Result<TopicSettings, ConfigError> {
+        let count = |node: &ConfigNode<'_>, key: &str| -> Result<Option<u32>, ConfigError> {
+            match node.opt_u64(key)? {
+                None => Ok(None),
+                Some(n) if (1..=u64::from(u32::MAX)).contains(&n) => Ok(Some(n as u32)),
+                Some(_) => Err(node.invalid(key, "give a number from 1 up")),
+            }
+        };
+        let mut settings = TopicSettings {
+            partitions: count(self, "partitions")?.unwrap_or(1),
+            replication: count(self, "replication")?.unwrap_or(1),
+            retention: Default::default(),
+        };
+        if let Some(partition) = self.opt_node("partition")? {
+            partition.only(&["count", "max-size", "replication", "ignore-rack-assignment", "maps"])?;
+            if let Some(partitions) = count(&partition, "count")? {
+                settings.partitions = partitions;
+            }
+            if let Some(replication) = count(&partition, "replication")? {
+                settings.replication = replication;
+            }
+            settings.retention.max_bytes = partition.opt_size("max-size")?;
+        }
+        if let Some(retention) = self.opt_node("retention")? {
+            retention.only(&["time", "segment-size"])?;
+            settings.retention.max_age_ms = retention.opt_duration("time")?.map(|age| age.as_millis() as u64);
+            settings.retention.segment_bytes = retention.opt_size("segment-size")?;
+        }
+        if let Some(compression) = self.opt_node("compression")? {
+            compression.only(&["type"])?;
+            if let Some(codec) = compression.opt_string("type")?
+                && !["any", "none", "gzip", "snappy", "lz4", "zstd"].contains(&codec.as_str())
+            {
+                return Err(
+                    compression.invalid("type", format!("{codec:?} is not any, none, gzip, snappy, lz4 or zstd"))
+                );
+            }
+        }
+        Ok(settings)
     }
 
     fn consumer(&self, name: &str) -> Result<ConsumerSettings, ConfigError> {
@@ -1207,9 +1267,25 @@ sql:
             "  topic: sensors\n",
             "  topic:\n    version: 0.1.0\n    meta: { name: sensors }\n    partition: { count: 3, max-size: 1 GB, replication: 1 }\n    retention: { time: 2 days, segment-size: 10 MB }\n    compression: { type: gzip }\n",
         );
-        assert_eq!(parse(&v2).unwrap().topic, "sensors");
+        let config = parse(&v2).unwrap();
+        assert_eq!(config.topic, "sensors");
+        let settings = config.topic_settings.expect("the settings of the topic to create");
+        assert_eq!((settings.partitions, settings.replication), (3, 1));
+        assert_eq!(settings.retention.max_bytes, Some(1_000_000_000));
+        assert_eq!(settings.retention.max_age_ms, Some(2 * 24 * 3600 * 1000));
+        assert_eq!(settings.retention.segment_bytes, Some(10_000_000));
+        assert_eq!(parse(SINK).unwrap().topic_settings, None, "a topic named alone is not created");
         let nameless = error(&v2.replace("meta: { name: sensors }", "meta: {}"));
         assert_eq!(nameless, "sink.yaml: `meta.topic.meta.name` is missing");
+        for (from, to, key) in [
+            ("count: 3", "count: 0", "`meta.topic.partition.count`"),
+            ("time: 2 days", "time: soon", "`meta.topic.retention.time`"),
+            ("type: gzip", "type: brotli", "`meta.topic.compression.type`"),
+            ("replication: 1 }", "replicas: 1 }", "replicas"),
+        ] {
+            let refused = error(&v2.replace(from, to));
+            assert!(refused.contains(key), "{to}: {refused}");
+        }
     }
 
     #[test]

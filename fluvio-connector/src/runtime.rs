@@ -196,12 +196,39 @@ async fn start_run(
     options: &mut RunOptions,
 ) -> Result<Option<(Fluvio, tokio::task::JoinHandle<()>)>, ConnectorError> {
     let reporter = report_metrics(&config.name, Arc::clone(&options.metrics), options.metrics_file.clone());
-    match connect_cluster(&options.addr, &mut options.shutdown).await {
+    let connected = match connect_cluster(&options.addr, &mut options.shutdown).await {
+        Ok(Some(fluvio)) => match ensure_topic(&fluvio, config).await {
+            Ok(()) => Ok(Some(fluvio)),
+            Err(error) => Err(error),
+        },
+        other => other,
+    };
+    match connected {
         Ok(Some(fluvio)) => Ok(Some((fluvio, reporter))),
         other => {
             reporter.abort();
             other.map(|_| None)
         }
+    }
+}
+
+/// Creates the connector's topic with the settings its config gives, when
+/// it gives them and the topic does not exist yet (as Fluvio's connectors
+/// do with a 0.2.0 topic config). An existing topic is used as it is.
+async fn ensure_topic(fluvio: &Fluvio, config: &ConnectorConfig) -> Result<(), ConnectorError> {
+    let Some(settings) = &config.topic_settings else { return Ok(()) };
+    match fluvio.topic_info(&config.topic).await {
+        Ok(_) => return Ok(()),
+        Err(FluvioError::TopicNotFound(_)) => {}
+        Err(error) => return Err(error.into()),
+    }
+    tracing::info!(topic = %config.topic, partitions = settings.partitions, "creating the connector's topic");
+    match fluvio
+        .create_replicated_topic(&config.topic, settings.partitions, settings.replication, settings.retention)
+        .await
+    {
+        Err(error) if error.code() != Some(fluvio_client::protocol::ErrorCode::TopicExists) => Err(error.into()),
+        _ => Ok(()),
     }
 }
 

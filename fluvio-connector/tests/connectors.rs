@@ -311,6 +311,28 @@ async fn sql_sink_reads_every_partition_and_resumes_each_where_it_stopped() {
     running.stop().await.unwrap();
     assert_eq!(count(&pg, "middle_readings"), in_middle);
 
+    // A topic given with its settings (Fluvio's 0.2.0 shape) is created
+    // with them when it does not exist yet.
+    let fresh = sink_config(
+        "fresh-sink",
+        &pg,
+        "{ meta: { name: fresh }, partition: { count: 2, replication: 1 }, retention: { time: 1h } }",
+        "  table: middle_readings\n",
+        "",
+    );
+    let running = start(fresh, &cluster.addr);
+    let mut created = None;
+    for _ in 0..200 {
+        if let Ok(info) = fluvio.topic_info("fresh").await {
+            created = Some(info);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.stop().await.unwrap();
+    let created = created.expect("the sink created its topic");
+    assert_eq!((created.partitions, created.retention.max_age_ms), (2, Some(3_600_000)));
+
     // A partition the topic does not have stops the sink, naming it.
     let missing =
         sink_config("nowhere-sink", &pg, "spread\n  consumer: { partition: 7 }", "  table: middle_readings\n", "");
