@@ -369,17 +369,16 @@ pub(crate) fn decode_look_back_error(bytes: &[u8]) -> Result<TransformError, For
 /// taking the timestamp and headers of the input record `sources` gives for
 /// it; a record whose key and value are its source's is copied whole.
 /// Returns the value of the last record written.
-pub(crate) fn append_outputs(
+pub(crate) fn append_outputs<'b>(
     out: &mut Vec<u8>,
-    batch: &[u8],
-    records: &RecordIndex,
+    batch: &'b [u8],
     successes: &[GuestRecord<'_>],
-    mut source_of: impl FnMut(&GuestRecord<'_>) -> Result<usize, FormatError>,
+    mut source_of: impl FnMut(&GuestRecord<'_>) -> Result<RecordView<'b>, FormatError>,
     limit: usize,
 ) -> Result<Option<Vec<u8>>, FormatError> {
     let mut last_value = None;
     for record in successes {
-        let source = records.view(batch, source_of(record)?)?;
+        let source = source_of(record)?;
         let source_key = source.key.map(|(start, len)| &batch[start..start + len]);
         let source_value = &batch[source.value.0..source.value.0 + source.value.1];
         if record.key == source_key && record.value == source_value {
@@ -408,18 +407,19 @@ pub(crate) fn append_outputs(
 
 /// The input record whose offset delta a guest's answer record carries,
 /// searched forward from `*next` among `selected` (answers keep the input's
-/// order).
-pub(crate) fn source_by_offset(
-    batch: &[u8],
+/// order), parsed once: the caller copies from the view it gets.
+pub(crate) fn source_by_offset<'b>(
+    batch: &'b [u8],
     records: &RecordIndex,
     selected: &[usize],
     next: &mut usize,
     record: &GuestRecord<'_>,
-) -> Result<usize, FormatError> {
+) -> Result<RecordView<'b>, FormatError> {
     while let Some(&index) = selected.get(*next) {
-        let delta = i64::from(records.view(batch, index)?.offset_delta);
+        let view = records.view(batch, index)?;
+        let delta = i64::from(view.offset_delta);
         if delta == record.offset_delta {
-            return Ok(index);
+            return Ok(view);
         }
         if delta > record.offset_delta {
             break;
@@ -573,7 +573,6 @@ mod tests {
         let last = append_outputs(
             &mut out,
             &bytes,
-            &records,
             &output.successes,
             |record| source_by_offset(&bytes, &records, &selected, &mut next, record),
             usize::MAX,
@@ -592,7 +591,6 @@ mod tests {
         let error = append_outputs(
             &mut start_batch(&bytes),
             &bytes,
-            &records,
             &output.successes,
             |record| source_by_offset(&bytes, &records, &selected, &mut next, record),
             usize::MAX,

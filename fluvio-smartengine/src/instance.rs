@@ -251,70 +251,33 @@ impl SmartModuleInstance {
         };
         let memory = instance.exports.get_memory(abi::EXPORT_MEMORY).map_err(|e| instantiation("memory", &e))?.clone();
         env.as_mut(&mut store).memory = Some(memory.clone());
-        let function = |name: &str| -> Result<wasmer::Function, EngineError> {
-            instance.exports.get_function(name).cloned().map_err(|e| instantiation(name, &e))
-        };
-        let typed_error = |name: &str, e: &dyn std::fmt::Display| instantiation(name, e);
-        let mut setup_call: Option<TypedFunction<i32, i64>> = None;
-        let mut init_native: Option<TypedFunction<(), i64>> = None;
-        let mut init_fluvio: Option<TypedFunction<(i32, i32, i32), i32>> = None;
-        let glue = match module.abi() {
+        // A macro, not a closure: each export has types of its own.
+        macro_rules! export {
+            ($name:expr) => {
+                typed_export(&instance, &store, &name, $name)
+            };
+        }
+        let (glue, startup) = match module.abi() {
             GuestAbi::Native => {
-                let typed_native = |name: &str| function(name);
-                let reserve = typed_native(abi::EXPORT_RESERVE)?
-                    .typed(&store)
-                    .map_err(|e| typed_error(abi::EXPORT_RESERVE, &e))?;
-                let process_export = module.kind().process_export();
-                let process =
-                    typed_native(process_export)?.typed(&store).map_err(|e| typed_error(process_export, &e))?;
-                setup_call = Some(
-                    typed_native(abi::EXPORT_SETUP)?.typed(&store).map_err(|e| typed_error(abi::EXPORT_SETUP, &e))?,
-                );
-                if module.has_init() {
-                    init_native = Some(
-                        typed_native(abi::EXPORT_INIT)?.typed(&store).map_err(|e| typed_error(abi::EXPORT_INIT, &e))?,
-                    );
-                }
-                let look_back = if module.has_look_back() {
-                    Some(
-                        typed_native(abi::EXPORT_LOOK_BACK)?
-                            .typed(&store)
-                            .map_err(|e| typed_error(abi::EXPORT_LOOK_BACK, &e))?,
-                    )
-                } else {
-                    None
+                let glue = Glue::Native {
+                    reserve: export!(abi::EXPORT_RESERVE)?,
+                    process: export!(module.kind().process_export())?,
+                    look_back: module.has_look_back().then(|| export!(abi::EXPORT_LOOK_BACK)).transpose()?,
                 };
-                Glue::Native { reserve, process, look_back }
+                let setup = export!(abi::EXPORT_SETUP)?;
+                let init = module.has_init().then(|| export!(abi::EXPORT_INIT)).transpose()?;
+                (glue, Startup::Native { setup, init })
             }
             GuestAbi::Fluvio => {
-                let alloc = function(fluvio_abi::EXPORT_ALLOC)?
-                    .typed(&store)
-                    .map_err(|e| typed_error(fluvio_abi::EXPORT_ALLOC, &e))?;
-                let process_export = fluvio_abi::process_export(module.kind());
-                let process = function(process_export)?.typed(&store).map_err(|e| typed_error(process_export, &e))?;
-                if module.has_init() {
-                    init_fluvio = Some(
-                        function(fluvio_abi::EXPORT_INIT)?
-                            .typed(&store)
-                            .map_err(|e| typed_error(fluvio_abi::EXPORT_INIT, &e))?,
-                    );
-                }
-                let look_back = if module.has_look_back() {
-                    Some(
-                        function(fluvio_abi::EXPORT_LOOK_BACK)?
-                            .typed(&store)
-                            .map_err(|e| typed_error(fluvio_abi::EXPORT_LOOK_BACK, &e))?,
-                    )
-                } else {
-                    None
-                };
-                Glue::Fluvio {
-                    alloc,
-                    process,
-                    look_back,
+                let glue = Glue::Fluvio {
+                    alloc: export!(fluvio_abi::EXPORT_ALLOC)?,
+                    process: export!(fluvio_abi::process_export(module.kind()))?,
+                    look_back: module.has_look_back().then(|| export!(fluvio_abi::EXPORT_LOOK_BACK)).transpose()?,
                     accumulator: accumulator.unwrap_or_default().to_vec(),
                     left_behind: 0,
-                }
+                };
+                let init = module.has_init().then(|| export!(fluvio_abi::EXPORT_INIT)).transpose()?;
+                (glue, Startup::Fluvio { init })
             }
         };
         let fuel_used = instance.exports.get_global(fuel::USED_EXPORT).map_err(|e| instantiation("fuel", &e))?.clone();
@@ -346,8 +309,8 @@ impl SmartModuleInstance {
             logs: Vec::new(),
         };
         let granted = this.budget;
-        let started = match (setup_call, init_fluvio) {
-            (Some(setup), _) => {
+        let started = match startup {
+            Startup::Native { setup, init } => {
                 let blob = encode_setup(params, accumulator);
                 (|| {
                     this.write_input(&blob).map_err(|e| e.into_engine_error(&this.name))?;
@@ -355,7 +318,7 @@ impl SmartModuleInstance {
                         .call(|store| setup.call(store, blob.len() as i32))
                         .map_err(|e| e.into_engine_error(&this.name))?;
                     this.check_setup(location)?;
-                    if let Some(init) = init_native {
+                    if let Some(init) = init {
                         let (location, _) =
                             this.call(|store| init.call(store)).map_err(|e| e.into_engine_error(&this.name))?;
                         this.check_setup(location)?;
@@ -363,8 +326,8 @@ impl SmartModuleInstance {
                     Ok(())
                 })()
             }
-            (None, Some(init)) => this.fluvio_init(&init, params),
-            (None, None) => Ok(()),
+            Startup::Fluvio { init: Some(init) } => this.fluvio_init(&init, params),
+            Startup::Fluvio { init: None } => Ok(()),
         };
         this.last_fuel_used = granted - this.budget;
         this.budget = this.fuel_limit;
@@ -799,10 +762,9 @@ impl SmartModuleInstance {
             let written = fluvio_abi::append_outputs(
                 &mut out,
                 batch,
-                records,
                 &output.successes,
                 |record| match kind {
-                    ModuleKind::ArrayMap => Ok(selected[0]),
+                    ModuleKind::ArrayMap => records.view(batch, selected[0]),
                     _ => fluvio_abi::source_by_offset(batch, records, selected, &mut next, record),
                 },
                 limit,
@@ -891,4 +853,27 @@ pub fn run_native(
         };
         Ok(fluvio_protocol::Batch::seal_host_written(bytes))
     })
+}
+
+/// How a started instance is set up, by its ABI: the native ABI's setup
+/// call (parameters and accumulator) and optional `init`, or Fluvio's
+/// optional `init`.
+enum Startup {
+    Native { setup: TypedFunction<i32, i64>, init: Option<TypedFunction<(), i64>> },
+    Fluvio { init: Option<TypedFunction<(i32, i32, i32), i32>> },
+}
+
+/// An exported function of the instance with the types the host calls it
+/// with; a missing export or other types fail instantiation, naming it.
+fn typed_export<Args: wasmer::WasmTypeList, Rets: wasmer::WasmTypeList>(
+    instance: &Instance,
+    store: &Store,
+    module: &str,
+    name: &str,
+) -> Result<TypedFunction<Args, Rets>, EngineError> {
+    let instantiation = |error: &dyn std::fmt::Display| EngineError::Instantiation {
+        module: module.to_string(),
+        reason: format!("{name}: {error}"),
+    };
+    instance.exports.get_function(name).map_err(|e| instantiation(&e))?.typed(store).map_err(|e| instantiation(&e))
 }

@@ -171,17 +171,8 @@ fn restarts_after_panics_are_paid_from_the_batchs_one_budget() {
     // Each start of the module spends a fifth to a third of the 200 M
     // budget in `init` (8 to 16 fuel a spin), and each record panics.
     let engine = engine();
-    let run_skipping = |values: &[&str]| -> (Result<ChainOutput, EngineError>, u64) {
-        let invocation = module("hostile-burn-in-startup").param("init_spins", "5000000");
-        let mut chain = ChainBuilder::new(&engine)
-            .invocation(invocation)
-            .on_error(ErrorPolicy::Skip)
-            .build()
-            .expect("the first start has a budget of its own");
-        let output = chain.process(&batch(0, values));
-        let starts = chain.metrics()[0].1.instantiations;
-        (output, starts)
-    };
+    let invocation = module("hostile-burn-in-startup").param("init_spins", "5000000");
+    let run_skipping = |values: &[&str]| run_skipping(&engine, invocation.clone(), values);
     // Two restarts fit in the batch's budget: three records panic and are
     // skipped.
     let (output, _) = run_skipping(&["a"; 3]);
@@ -195,6 +186,22 @@ fn restarts_after_panics_are_paid_from_the_batchs_one_budget() {
     );
     assert!(starts <= 6, "{starts} starts on one budget");
     good_module_still_works(&engine);
+}
+
+/// Runs `values` through a fresh chain of the one module under `skip`:
+/// the output, and how many times the module was started.
+fn run_skipping(
+    engine: &SmartEngine,
+    invocation: fluvio_protocol::SmartModuleInvocation,
+    values: &[&str],
+) -> (Result<ChainOutput, EngineError>, u64) {
+    let mut chain = ChainBuilder::new(engine)
+        .invocation(invocation)
+        .on_error(ErrorPolicy::Skip)
+        .build()
+        .expect("the first start has a budget of its own");
+    let output = chain.process(&batch(0, values));
+    (output, chain.metrics()[0].1.instantiations)
 }
 
 /// A module written against the ABI by hand (no guest library could make
@@ -230,17 +237,9 @@ fn burn_in_reserve_then_panic(spins: u64) -> Vec<u8> {
 #[test]
 fn cpu_burned_in_reserve_is_paid_from_the_batchs_one_budget() {
     let engine = engine();
-    let run_skipping = |values: &[&str]| -> (Result<ChainOutput, EngineError>, u64) {
-        let invocation =
-            fluvio_protocol::SmartModuleInvocation::adhoc("burn-in-reserve", burn_in_reserve_then_panic(4_000_000));
-        let mut chain = ChainBuilder::new(&engine)
-            .invocation(invocation)
-            .on_error(ErrorPolicy::Skip)
-            .build()
-            .expect("the first start has a budget of its own");
-        let output = chain.process(&batch(0, values));
-        (output, chain.metrics()[0].1.instantiations)
-    };
+    let invocation =
+        fluvio_protocol::SmartModuleInvocation::adhoc("burn-in-reserve", burn_in_reserve_then_panic(4_000_000));
+    let run_skipping = |values: &[&str]| run_skipping(&engine, invocation.clone(), values);
     // Each reserve spends about a sixth of the budget: one record's round
     // (a reserve for the batch, a panic, a restart with its reserve) fits.
     let (output, _) = run_skipping(&["a"]);

@@ -57,6 +57,20 @@ struct Committed {
     owner: Option<String>,
 }
 
+impl Committed {
+    /// The log line that stores this position under `key`.
+    fn line(&self, (consumer, topic, partition): &Key) -> Line {
+        Line::Commit {
+            consumer: consumer.clone(),
+            topic: topic.clone(),
+            partition: *partition,
+            offset: self.offset,
+            modified_ms: self.modified_ms,
+            owner: self.owner.clone(),
+        }
+    }
+}
+
 struct State {
     file: File,
     offsets: BTreeMap<Key, Committed>,
@@ -135,21 +149,11 @@ impl OffsetLog {
         offset: i64,
         owner: Option<&str>,
     ) -> Result<(), StorageError> {
-        let modified_ms = now_ms();
-        let owner = owner.map(str::to_string);
-        let line = Line::Commit {
-            consumer: consumer.to_string(),
-            topic: topic.to_string(),
-            partition,
-            offset,
-            modified_ms,
-            owner: owner.clone(),
-        };
+        let key = (consumer.to_string(), topic.to_string(), partition);
+        let committed = Committed { offset, modified_ms: now_ms(), owner: owner.map(str::to_string) };
         let mut state = self.state.lock();
-        self.append(&mut state, &[line])?;
-        state
-            .offsets
-            .insert((consumer.to_string(), topic.to_string(), partition), Committed { offset, modified_ms, owner });
+        self.append(&mut state, &[committed.line(&key)])?;
+        state.offsets.insert(key, committed);
         self.compact_if_due(&mut state)
     }
 
@@ -236,16 +240,8 @@ impl OffsetLog {
             return Ok(());
         }
         let mut text = Vec::new();
-        for ((consumer, topic, partition), committed) in &state.offsets {
-            let line = Line::Commit {
-                consumer: consumer.clone(),
-                topic: topic.clone(),
-                partition: *partition,
-                offset: committed.offset,
-                modified_ms: committed.modified_ms,
-                owner: committed.owner.clone(),
-            };
-            serde_json::to_writer(&mut text, &line).expect("an offset line serializes");
+        for (key, committed) in &state.offsets {
+            serde_json::to_writer(&mut text, &committed.line(key)).expect("an offset line serializes");
             text.push(b'\n');
         }
         fluvio_fs::write_atomic(&self.path, &text).map_err(io(&self.path))?;
