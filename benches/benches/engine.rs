@@ -153,6 +153,43 @@ fn kinds(c: &mut Criterion) {
     );
 }
 
+/// The same map (`examples/uppercase-map`) built against this project's
+/// guest crate and against Fluvio's `fluvio-smartmodule` 0.50.1, run by the
+/// engine on the same batches: what Fluvio's ABI (records encoded, answers
+/// copied out through `copy_records`, an instance restarted when its
+/// answers pile up) costs beside the native one.
+fn abis(c: &mut Criterion) {
+    let input = batches();
+    let values = plain_values(&input);
+    let engine = SmartEngine::new();
+    let chain = |wasm: Vec<u8>| {
+        let invocation = SmartModuleInvocation::adhoc("uppercase-map", wasm).expect_kind(ModuleKind::Map);
+        ChainBuilder::new(&engine).invocation(invocation).build().unwrap()
+    };
+    let mut native_abi = chain(dev_support::wasm("uppercase-map"));
+    let mut fluvio_abi = chain(dev_support::fluvio_built_wasm("uppercase-map"));
+    for batch in input.iter().take(3) {
+        let ours = native_abi.process(batch).unwrap().batch;
+        let theirs = fluvio_abi.process(batch).unwrap().batch;
+        assert_eq!(ours.as_bytes(), theirs.as_bytes(), "the two builds disagree");
+    }
+    let mut group = c.benchmark_group("abi-map");
+    group.throughput(Throughput::Elements(RECORDS as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(8));
+    group.bench_function(BenchmarkId::new("bare", RECORDS), |b| {
+        b.iter(|| values.iter().map(|batch| bare_uppercase(batch)).sum::<usize>())
+    });
+    for (name, chain) in [("native-abi", &mut native_abi), ("fluvio-abi", &mut fluvio_abi)] {
+        group.bench_function(BenchmarkId::new(name, RECORDS), |b| {
+            b.iter(|| {
+                input.iter().map(|batch| chain.process(batch).unwrap().batch.record_count() as usize).sum::<usize>()
+            })
+        });
+    }
+    group.finish();
+}
+
 fn instantiate(c: &mut Criterion) {
     let engine = SmartEngine::new();
     let bytes = dev_support::wasm("params-filter");
@@ -181,5 +218,5 @@ fn instantiate(c: &mut Criterion) {
     assert_eq!(engine.compilations(), 2);
 }
 
-criterion_group!(benches, kinds, instantiate);
+criterion_group!(benches, kinds, abis, instantiate);
 criterion_main!(benches);

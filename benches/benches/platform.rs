@@ -70,12 +70,14 @@ fn platform(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(bytes));
     // Times `produce` into a fresh topic per iteration; creating and
     // deleting the topic is not timed.
-    let time_produce =
-        |iterations: u64, produce: &dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
+    let time_produce_to =
+        |iterations: u64,
+         partitions: u32,
+         produce: &dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
                 let topic = format!("produce-{}", topics.fetch_add(1, Ordering::Relaxed));
-                runtime.block_on(fluvio.create_topic(&topic, 1)).unwrap();
+                runtime.block_on(fluvio.create_topic(&topic, partitions)).unwrap();
                 let start = Instant::now();
                 runtime.block_on(produce(topic.clone()));
                 total += start.elapsed();
@@ -83,9 +85,24 @@ fn platform(c: &mut Criterion) {
             }
             total
         };
+    let time_produce =
+        |iterations: u64, produce: &dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
+            time_produce_to(iterations, 1, produce)
+        };
     group.bench_function("produce-1M", |b| {
         b.iter_custom(|iterations| {
             time_produce(iterations, &|topic| {
+                let fluvio = fluvio.clone();
+                Box::pin(async move { produce_all(&fluvio, &topic).await })
+            })
+        })
+    });
+
+    // Records without keys take turns over four partitions, one at a time
+    // (Fluvio's round robin): four batches fill at once.
+    group.bench_function("produce-1M-keyless-4-partitions", |b| {
+        b.iter_custom(|iterations| {
+            time_produce_to(iterations, 4, &|topic| {
                 let fluvio = fluvio.clone();
                 Box::pin(async move { produce_all(&fluvio, &topic).await })
             })
