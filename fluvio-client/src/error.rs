@@ -79,7 +79,7 @@ pub enum FluvioError {
     /// The topic does not exist, or is not among those the client's
     /// credentials may use (Fluvio's variant of this name).
     #[error(
-        "topic {0:?} not found; create it with `fluvio topic create {0}` (or, if it exists, ask for a role that may use it)"
+        "topic {0:?} not found; create it with `fluvio topic create {0}` (if it exists, your credentials may not use it)"
     )]
     TopicNotFound(String),
     /// The topic has no partition of this number (Fluvio's variant of this
