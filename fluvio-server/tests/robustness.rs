@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{ServerProcess, data_dir, from_beginning, produce, read_all, values, wasm_path};
 use fluvio_client::protocol::{self, ApiKind, ErrorResponse, Frame, RESPONSE_BIT};
-use fluvio_client::{ConsumerConfig, OffsetSpec, RecordKey, SmartModuleInvocation};
+use fluvio_client::{ConsumerConfig, OffsetSpec, ProducerConfig, RecordKey, SmartModuleInvocation};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -407,7 +407,8 @@ async fn a_dead_letter_larger_than_a_control_message_reaches_the_consumer() {
     // 20 MiB: more than the 16 MiB a control message may hold.
     let mut big = b"panic".to_vec();
     big.resize(20 << 20, b'x');
-    let producer = fluvio.topic_producer("big").await.unwrap();
+    let config = ProducerConfig { max_request_size: 32 << 20, ..Default::default() };
+    let producer = fluvio.topic_producer_with("big", config).await.unwrap();
     producer.send(RecordKey::NULL, big.clone()).await.unwrap();
     producer.send(RecordKey::NULL, b"after".to_vec()).await.unwrap();
     producer.flush().await.unwrap();
