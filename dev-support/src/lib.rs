@@ -96,8 +96,8 @@ pub fn wasm(package: &str) -> Vec<u8> {
 
 /// The modules of `test-modules/fluvio-built`: built with Fluvio's own
 /// guest crate (`fluvio-smartmodule` 0.50.1 from crates.io, pinned by that
-/// workspace's lock file), most from the same sources as the examples of
-/// the same name.
+/// workspace's lock file; `v0-2-*` and `v0-7-*` with its releases 0.2.5 and
+/// 0.7.5), most from the same sources as the examples of the same name.
 pub const FLUVIO_BUILT_MODULES: &[&str] = &[
     "my-filter",
     "uppercase-map",
@@ -107,6 +107,8 @@ pub const FLUVIO_BUILT_MODULES: &[&str] = &[
     "params-filter",
     "record-position",
     "look-back-filter",
+    "v0-2-my-filter",
+    "v0-7-uppercase-map",
 ];
 
 fn build_fluvio_built() -> PathBuf {

@@ -91,6 +91,27 @@ fn fluvio_built_modules_give_what_the_same_sources_give_when_built_here() {
     assert_eq!(values(&output[0].batch), [(40, "1".to_string())]);
 }
 
+/// Modules built with older releases of Fluvio's crate (0.2.5, the first
+/// to pass the host a protocol version, and 0.7.5, the last before 0.50)
+/// run too, and give what the same sources give when built here.
+#[test]
+fn modules_built_with_fluvios_older_releases_run_too() {
+    let engine = SmartEngine::new();
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("v0-2-my-filter", "my-filter", &["apple", "cherry", "banana", "kiwi"]),
+        ("v0-7-uppercase-map", "uppercase-map", &["apple", "Plum", "x"]),
+    ];
+    for (old, ours, values) in cases {
+        let loaded = engine.load(old, &fluvio_built_wasm(old)).expect("an old Fluvio-built module loads");
+        assert_eq!(loaded.abi(), GuestAbi::Fluvio, "{old}");
+        let batches = [batch(values)];
+        let expected = run(&engine, module(ours), ErrorPolicy::Fail, &batches);
+        let got = run(&engine, fluvio_built(old), ErrorPolicy::Fail, &batches);
+        assert_eq!(records(&got[0]), records(&expected[0]), "{old}");
+        assert!(!records(&got[0]).is_empty(), "{old} kept something to compare");
+    }
+}
+
 #[test]
 fn init_takes_the_params_and_its_errors_stop_the_chain() {
     let engine = SmartEngine::new();
