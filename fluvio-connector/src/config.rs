@@ -338,7 +338,8 @@ impl ConnectorConfig {
         let meta = root.node("meta")?;
         let name = meta.string("name")?;
         let kind = meta.string("type")?;
-        let version = meta.opt_string("version")?.unwrap_or_else(|| "0.1.0".into());
+        // Required, as Fluvio requires it.
+        let version = meta.string("version")?;
         let (topic, topic_settings) = meta.topic()?;
         let secret_names: Vec<String> = match meta.opt_node("secrets")? {
             None => Vec::new(),
@@ -1257,6 +1258,7 @@ sql:
         refused("- name: secret1", "- name: secret name", "only contain ASCII letters");
         refused("- name: secret1", "- name: secret-name", "only contain ASCII letters");
         refused("meta:\n", "apiVersion: 9.9.9\nmeta:\n", "`apiVersion`");
+        refused("  version: 0.1.0\n  name: my-test-mqtt", "  name: my-test-mqtt", "`meta.version` is missing");
         refused("start: { from-end: 5 }", "start: { to-end: 5 }", "to-end");
         refused("nanos: 0", "nanos: 2000000000", "nanos");
     }

@@ -506,7 +506,7 @@ mod tests {
 
     #[test]
     fn an_endpoint_is_shown_without_its_credentials_or_query() {
-        let text = "apiVersion: 0.1.0\nmeta: { name: h, type: http-sink, topic: t, secrets: [ { name: TOKEN } ] }\nhttp: { endpoint: \"https://ops:${{ secrets.TOKEN }}@example.com:8443/in?key=${{ secrets.TOKEN }}\" }\n";
+        let text = "apiVersion: 0.1.0\nmeta: { version: 0.1.0, name: h, type: http-sink, topic: t, secrets: [ { name: TOKEN } ] }\nhttp: { endpoint: \"https://ops:${{ secrets.TOKEN }}@example.com:8443/in?key=${{ secrets.TOKEN }}\" }\n";
         let secrets = Secrets::parse("TOKEN=hunter2-secret\n", std::path::Path::new("s.env")).unwrap();
         let config = ConnectorConfig::parse(text, std::path::Path::new("h.yaml"), &secrets).unwrap();
         let endpoint = Endpoint::from_section(&config.section().unwrap(), Method::POST).unwrap();

@@ -364,7 +364,7 @@ mod tests {
         assert_eq!(broker_address("mqtt://ops:pa:ss@broker:1884"), address("broker", 1884, Some(("ops", "pa:ss"))));
         assert_eq!(broker_address("mqtt://ops@broker"), address("broker", 1883, Some(("ops", ""))));
         let config = ConnectorConfig::parse(
-            "apiVersion: 0.1.0\nmeta: { name: m, type: mqtt-source, topic: t, secrets: [ { name: MQTT_PASSWORD } ] }\nmqtt: { url: \"mqtt://ops:${{ secrets.MQTT_PASSWORD }}@127.0.0.1:1884\", topic: a }\n",
+            "apiVersion: 0.1.0\nmeta: { version: 0.1.0, name: m, type: mqtt-source, topic: t, secrets: [ { name: MQTT_PASSWORD } ] }\nmqtt: { url: \"mqtt://ops:${{ secrets.MQTT_PASSWORD }}@127.0.0.1:1884\", topic: a }\n",
             std::path::Path::new("mqtt.yaml"),
             &crate::config::Secrets::parse("MQTT_PASSWORD=hunter2-secret\n", std::path::Path::new("s.env")).unwrap(),
         )

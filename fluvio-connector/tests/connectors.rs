@@ -666,7 +666,7 @@ fn the_binary_refuses_bad_configs_naming_the_file_and_the_key() {
             "`meta.producer.linger` \"sometime\" is not a duration".into(),
         ),
         (
-            "apiVersion: 0.1.0\nmeta:\n  name: bad\n  type: telepathy-sink\n  topic: t\n".to_string(),
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: bad\n  type: telepathy-sink\n  topic: t\n".to_string(),
             "unknown connector type \"telepathy-sink\"".into(),
         ),
         ("meta: [".to_string(), "is not valid YAML".into()),
@@ -697,7 +697,7 @@ fn a_connector_the_cluster_runs_is_kept_to_its_own_directory() {
     std::fs::write(&secrets, "TOKEN=from-the-file\n").unwrap();
     let http = |extra: &str, transforms: &str| {
         format!(
-            "apiVersion: 0.1.0\nmeta:\n  name: h\n  type: http-sink\n  topic: t\n  secrets: [ {{ name: TOKEN }}, {{ name: HOME }} ]\n\
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: h\n  type: http-sink\n  topic: t\n  secrets: [ {{ name: TOKEN }}, {{ name: HOME }} ]\n\
              http:\n  endpoint: http://127.0.0.1:1/in\n  headers: [ \"Authorization: ${{{{ secrets.TOKEN }}}}\" ]\n{extra}{transforms}"
         )
     };
@@ -1064,7 +1064,7 @@ async fn sql_sink_speaks_tls_to_postgres_by_libpq_sslmode() {
     let url_form = config(
         "tls-url",
         &format!(
-            "apiVersion: 0.1.0\nmeta:\n  name: tls-url\n  type: sql-sink\n  topic: tls\nsql:\n  url: {}?sslmode=verify-ca&sslrootcert={}\n  table: tls_rows\n",
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: tls-url\n  type: sql-sink\n  topic: tls\nsql:\n  url: {}?sslmode=verify-ca&sslrootcert={}\n  table: tls_rows\n",
             pg.url(),
             ca.cert().display()
         ),
@@ -1082,8 +1082,8 @@ async fn sql_sink_speaks_tls_to_postgres_by_libpq_sslmode() {
 fn endpoints_outside_the_egress_list_are_refused() {
     let dir = scratch("egress");
     let file = dir.join("connector.yaml");
-    let http = "apiVersion: 0.1.0\nmeta:\n  name: h\n  type: http-sink\n  topic: t\nhttp:\n  endpoint: http://127.0.0.1:1/in\n";
-    let mqtt = "apiVersion: 0.1.0\nmeta:\n  name: m\n  type: mqtt-source\n  topic: t\nmqtt:\n  url: mqtt://127.0.0.1:1883\n  topic: a\n";
+    let http = "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: h\n  type: http-sink\n  topic: t\nhttp:\n  endpoint: http://127.0.0.1:1/in\n";
+    let mqtt = "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: m\n  type: mqtt-source\n  topic: t\nmqtt:\n  url: mqtt://127.0.0.1:1883\n  topic: a\n";
     for text in [http, mqtt] {
         std::fs::write(&file, text).unwrap();
         let check = |list: &str| {
