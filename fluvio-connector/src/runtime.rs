@@ -149,19 +149,26 @@ fn stopping(shutdown: &watch::Receiver<bool>) -> bool {
 
 /// Connects to the cluster, retrying while it is unreachable.
 async fn connect_cluster(addr: &str, shutdown: &mut watch::Receiver<bool>) -> Result<Option<Fluvio>, ConnectorError> {
+    retry_transient(shutdown, || Fluvio::connect_to(addr)).await
+}
+
+/// Runs `attempt` until it succeeds, waiting with backoff after each
+/// transient failure; `None` when shutdown came first.
+async fn retry_transient<T, F: Future<Output = Result<T, FluvioError>>>(
+    shutdown: &mut watch::Receiver<bool>,
+    mut attempt: impl FnMut() -> F,
+) -> Result<Option<T>, ConnectorError> {
     let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     loop {
-        match Fluvio::connect_to(addr).await {
-            Ok(fluvio) => return Ok(Some(fluvio)),
-            Err(error) => {
-                let error = ConnectorError::from(error);
-                if !error.is_transient() {
-                    return Err(error);
-                }
-                if !backoff.wait(shutdown, &error).await {
-                    return Ok(None);
-                }
-            }
+        let error = match attempt().await {
+            Ok(value) => return Ok(Some(value)),
+            Err(error) => ConnectorError::from(error),
+        };
+        if !error.is_transient() {
+            return Err(error);
+        }
+        if !backoff.wait(shutdown, &error).await {
+            return Ok(None);
         }
     }
 }
@@ -197,10 +204,7 @@ async fn start_run(
 ) -> Result<Option<(Fluvio, tokio::task::JoinHandle<()>)>, ConnectorError> {
     let reporter = report_metrics(&config.name, Arc::clone(&options.metrics), options.metrics_file.clone());
     let connected = match connect_cluster(&options.addr, &mut options.shutdown).await {
-        Ok(Some(fluvio)) => match ensure_topic(&fluvio, config).await {
-            Ok(()) => Ok(Some(fluvio)),
-            Err(error) => Err(error),
-        },
+        Ok(Some(fluvio)) => ensure_topic(&fluvio, config).await.map(|()| Some(fluvio)),
         other => other,
     };
     match connected {
@@ -402,21 +406,10 @@ async fn sink_partitions(
     config: &ConnectorConfig,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<Vec<u32>>, ConnectorError> {
-    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
-    let count = loop {
-        match fluvio.topic_info(&config.topic).await {
-            Ok(info) => break info.partitions,
-            Err(error) => {
-                let error = ConnectorError::from(error);
-                if !error.is_transient() {
-                    return Err(error);
-                }
-                if !backoff.wait(shutdown, &error).await {
-                    return Ok(None);
-                }
-            }
-        }
+    let Some(info) = retry_transient(shutdown, || fluvio.topic_info(&config.topic)).await? else {
+        return Ok(None);
     };
+    let count = info.partitions;
     match &config.consumer.partitions {
         PartitionSelection::All => Ok(Some((0..count).collect())),
         PartitionSelection::Listed(listed) => match listed.iter().find(|&&partition| partition >= count) {
