@@ -862,7 +862,7 @@ impl Stream for RecordStream {
 /// (`stream.offset_commit().await?`). [`Fluvio::consumer_with_config`]
 /// returns one ([`MultiplePartitionConsumerStream`]); this project's own
 /// [`RecordStream`] keeps its synchronous `offset_commit` beside it.
-pub trait ConsumerStream: Stream<Item = Result<ConsumerRecord, FluvioError>> + Unpin {
+pub trait ConsumerStream: Stream<Item = Result<ConsumerRecord, crate::dataplane::link::ErrorCode>> + Unpin {
     /// Notes the position of the last record handed out as the one to
     /// store. Needs a consumer id (`offset_consumer`).
     fn offset_commit(&mut self) -> BoxFuture<'_, Result<(), FluvioError>>;
@@ -908,10 +908,10 @@ impl std::ops::DerefMut for MultiplePartitionConsumerStream {
 }
 
 impl Stream for MultiplePartitionConsumerStream {
-    type Item = Result<ConsumerRecord, FluvioError>;
+    type Item = Result<ConsumerRecord, crate::dataplane::link::ErrorCode>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.inner).poll_next(cx)
+        Pin::new(&mut self.inner).poll_next(cx).map(|item| item.map(|item| item.map_err(Into::into)))
     }
 }
 

@@ -58,9 +58,13 @@ pub mod dataplane {
         /// A record's offset in its partition.
         pub type Offset = i64;
     }
-    /// Error codes of the wire protocol.
+    /// The error consumer streams yield under Fluvio's trait.
     pub mod link {
-        pub use fluvio_protocol::ErrorCode;
+        pub use crate::compat::link::ErrorCode;
+        /// SmartModule failures.
+        pub mod smartmodule {
+            pub use crate::compat::link::SmartModuleTransformRuntimeError;
+        }
     }
 }
 

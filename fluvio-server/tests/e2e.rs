@@ -277,6 +277,19 @@ async fn consumer_error_policies() {
         }
         other => panic!("expected a record failure, got {other:?}"),
     }
+    // Through Fluvio's stream, the same failure is Fluvio's error code,
+    // with the failed record.
+    let fluvio_stream = fluvio_client::MultiplePartitionConsumerStream::new(
+        fluvio.consumer_stream("mixed", from_beginning().smartmodule(spec("sum-aggregate"))).await.unwrap(),
+    );
+    let items: Vec<_> = fluvio_stream.collect().await;
+    match &items[..] {
+        [Ok(_), Err(fluvio_client::dataplane::link::ErrorCode::SmartModuleRuntimeError(error))] => {
+            assert_eq!((error.offset, &error.record_value[..]), (1, &b"x"[..]));
+            assert!(error.hint.contains("invalid digit"), "{}", error.hint);
+        }
+        other => panic!("expected one record and a runtime error, got {other:?}"),
+    }
 
     // skip: failed records are dropped on the server.
     let skip = ConsumerConfig { policy: ErrorPolicy::Skip, ..from_beginning() }.smartmodule(spec("sum-aggregate"));

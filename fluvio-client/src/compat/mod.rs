@@ -9,5 +9,6 @@
 
 pub mod admin;
 pub mod config;
+pub mod link;
 pub mod offsets;
 pub mod watch;
