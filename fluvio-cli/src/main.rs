@@ -128,6 +128,33 @@ enum ClusterCommand {
     Stop,
     /// Say whether the local server is running, and where.
     Status,
+    /// The servers of the cluster (Fluvio's SPUs).
+    #[command(subcommand)]
+    Spu(SpuCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SpuCommand {
+    /// List the servers serving the cluster now: this one alone on a local
+    /// log; every server sharing a JetStream cluster.
+    List {
+        /// table (the default), json or yaml.
+        #[arg(short = 'O', long, value_enum, default_value_t = ListFormat::Table)]
+        output: ListFormat,
+    },
+}
+
+/// A server as `cluster spu list` prints it.
+#[derive(Debug, serde::Serialize)]
+struct SpuView {
+    id: i32,
+    name: String,
+    status: &'static str,
+    #[serde(rename = "type")]
+    spu_type: &'static str,
+    public: String,
+    version: String,
+    started: String,
 }
 
 /// How a list is printed.
@@ -367,6 +394,44 @@ async fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Cluster(ClusterCommand::Status) => cluster::status().await,
+        Command::Cluster(ClusterCommand::Spu(SpuCommand::List { output })) => {
+            let servers = connect(addr).await?.list_servers().await?;
+            let spus: Vec<SpuView> = servers
+                .into_iter()
+                .map(|server| SpuView {
+                    id: server.id,
+                    name: server.address.clone(),
+                    status: "Online",
+                    spu_type: "custom",
+                    public: server.address,
+                    version: server.version,
+                    started: output::rfc3339(server.started_ms as i64),
+                })
+                .collect();
+            let text = match output {
+                ListFormat::Json => serde_json::to_string_pretty(&spus).expect("servers print") + "\n",
+                ListFormat::Yaml => serde_norway::to_string(&spus).expect("servers print"),
+                ListFormat::Table => {
+                    let rows: Vec<Vec<String>> = spus
+                        .iter()
+                        .map(|spu| {
+                            vec![
+                                spu.id.to_string(),
+                                spu.name.clone(),
+                                spu.status.to_string(),
+                                spu.spu_type.to_string(),
+                                spu.public.clone(),
+                                spu.version.clone(),
+                                spu.started.clone(),
+                            ]
+                        })
+                        .collect();
+                    table(&["ID", "NAME", "STATUS", "TYPE", "PUBLIC", "VERSION", "STARTED"], &rows)
+                }
+            };
+            print!("{text}");
+            Ok(())
+        }
         Command::Topic(TopicCommand::Create {
             name,
             partitions,

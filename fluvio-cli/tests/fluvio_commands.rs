@@ -1,5 +1,5 @@
 //! Commands a Fluvio user types, with Fluvio's names: `partition list`,
-//! `profile ...`, `produce --max-request-size`, `smart-module list` with
+//! `cluster spu list`, `profile ...`, `produce --max-request-size`, `smart-module list` with
 //! Fluvio-built modules, `cluster shutdown`, `version`, `completions`.
 
 mod common;
@@ -29,8 +29,15 @@ fn partitions_profiles_version_and_completions_by_fluvios_names() {
     let rows: Vec<Vec<&str>> = out.lines().skip(1).map(|line| line.split_whitespace().collect()).collect();
     assert_eq!(rows, [["orders", "0", "0", "1", "Online", "2"], ["orders", "1", "0", "1", "Online", "1"]], "{out}");
 
-    // A profile names the cluster; commands follow the current one.
+    // The cluster's servers as Fluvio's SPUs: one, id 0, on a local log.
+    let (code, out, err) = run(&["cluster", "spu", "list"], None);
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<Vec<&str>> = out.lines().skip(1).map(|line| line.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 1, "{out}");
     let addr = cluster.addr();
+    assert_eq!(rows[0][..5], ["0", addr.as_str(), "Online", "custom", addr.as_str()], "{out}");
+
+    // A profile names the cluster; commands follow the current one.
     let (code, out, err) = run(&["profile", "add", "mine", &addr, "local"], None);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("current"), "{out}");

@@ -8,7 +8,8 @@ use fluvio_protocol::requests::{
     CommitOffsetRequest, ConnectorLogsRequest, CreateConnectorRequest, CreateSmartModuleRequest, CreateTopicRequest,
     DeleteConnectorRequest, DeleteConsumerRequest, DeleteSmartModuleRequest, DeleteTopicRequest,
     DescribeSmartModulesRequest, FetchOffsetRequest, GetSmartModuleRequest, ListConnectorsRequest,
-    ListConsumersPageRequest, ListSmartModulesRequest, ListTopicsRequest, MAX_CONSUMERS_PAGE, SmartModuleDescription,
+    ListConsumersPageRequest, ListServersRequest, ListSmartModulesRequest, ListTopicsRequest, MAX_CONSUMERS_PAGE,
+    ServerDescription, SmartModuleDescription,
 };
 use fluvio_protocol::{ConnectorInfo, ConsumerOffset, RetentionSpec, SmartModuleInfo, TopicInfo};
 
@@ -117,6 +118,13 @@ impl Fluvio {
     pub async fn describe_smartmodules(&self, names: &[&str]) -> Result<Vec<SmartModuleDescription>, FluvioError> {
         let names = names.iter().map(|name| name.to_string()).collect();
         Ok(self.send(DescribeSmartModulesRequest { names }).await?.modules)
+    }
+
+    /// The servers serving the cluster now, sorted by id: this server alone
+    /// on a local log; on JetStream, every server sharing the cluster that
+    /// has sent a heartbeat within the last few seconds.
+    pub async fn list_servers(&self) -> Result<Vec<ServerDescription>, FluvioError> {
+        Ok(self.send(ListServersRequest).await?.servers)
     }
 
     /// Deletes a registered SmartModule.

@@ -124,6 +124,11 @@ impl Fluvio {
         Fluvio::connect().await
     }
 
+    /// Whether connections to the cluster use TLS.
+    pub(crate) fn uses_tls(&self) -> bool {
+        self.shared.security.uses_tls()
+    }
+
     /// The release of the server this client first connected to (Fluvio's
     /// `platform_version`).
     pub fn platform_version(&self) -> &semver::Version {

@@ -80,6 +80,12 @@ pub mod metadata {
         pub use crate::compat::offsets::ReplicaKey;
         pub use crate::compat::watch::{PartitionSpec, PartitionStatus, ReplicaStatus};
     }
+    /// The servers, as Fluvio's SPUs.
+    pub mod spu {
+        pub use crate::compat::spu::{
+            EncryptionEnum, Endpoint, IngressAddr, IngressPort, SpuSpec, SpuStatus, SpuStatusResolution, SpuType,
+        };
+    }
     /// What watches yield.
     pub mod store {
         pub use crate::compat::watch::{Message, MetadataChanges, MetadataUpdate, MsgType, WatchResponse};

@@ -121,6 +121,11 @@ impl Security {
         Ok(Security { tls, token })
     }
 
+    /// Whether connections use TLS.
+    pub(crate) fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The TLS connector and the name to check for a server at `addr`.
     pub(crate) fn tls_for(
         &self,

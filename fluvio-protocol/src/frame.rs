@@ -77,6 +77,8 @@ pub enum ApiKind {
     ServerInfo = 21,
     /// The registered SmartModules with the ABI each is built for.
     DescribeSmartModules = 22,
+    /// The servers serving the cluster now.
+    ListServers = 23,
     /// An error answer to any request.
     Error = 0x7fff,
 }
@@ -110,6 +112,7 @@ impl ApiKind {
             20 => ApiKind::DeleteConsumerOffset,
             21 => ApiKind::ServerInfo,
             22 => ApiKind::DescribeSmartModules,
+            23 => ApiKind::ListServers,
             0x7fff => ApiKind::Error,
             _ => return None,
         })

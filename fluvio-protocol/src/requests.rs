@@ -478,6 +478,34 @@ pub struct ServerInfoResponse {
     pub version: String,
 }
 
+/// List the servers serving the cluster now: this one alone on a local
+/// log; on JetStream, every server sharing the cluster whose last
+/// heartbeat has not expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListServersRequest;
+
+/// The answer to [`ListServersRequest`], sorted by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListServersResponse {
+    /// Each live server.
+    pub servers: Vec<ServerDescription>,
+    /// The id of the server that answered.
+    pub this_server: i32,
+}
+
+/// A server as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerDescription {
+    /// Its id (`fluvio-server --id`), unique in the cluster.
+    pub id: i32,
+    /// The address it listens on for clients.
+    pub address: String,
+    /// Its release.
+    pub version: String,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub started_ms: u64,
+}
+
 /// List registered SmartModules with what `ListSmartModules` does not
 /// say: the guest ABI each module is built for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -574,6 +602,8 @@ plain_messages!(
     ServerInfoResponse,
     DescribeSmartModulesRequest,
     DescribeSmartModulesResponse,
+    ListServersRequest,
+    ListServersResponse,
 );
 
 /// The one table of requests: for each kind, its request type and its
@@ -643,6 +673,7 @@ requests! {
     DeleteConsumerOffset: DeleteConsumerOffsetRequest => DeleteConsumerOffsetResponse;
     ServerInfo: ServerInfoRequest => ServerInfoResponse;
     DescribeSmartModules: DescribeSmartModulesRequest => DescribeSmartModulesResponse;
+    ListServers: ListServersRequest => ListServersResponse;
 }
 
 #[cfg(test)]
@@ -683,6 +714,7 @@ mod tests {
             Frame::request(1, DeleteConsumerOffsetRequest { consumer: "c".into(), topic: "t".into(), partition: 1 }),
             Frame::request(1, ServerInfoRequest),
             Frame::request(1, DescribeSmartModulesRequest { names: vec!["m".into()] }),
+            Frame::request(1, ListServersRequest),
             Frame::request(
                 1,
                 StreamFetchRequest {

@@ -107,6 +107,10 @@ pub struct ServerConfig {
     pub jetstream: Option<storage::jetstream::JetStreamConfig>,
     /// TLS, principals, and whether plain TCP beyond loopback is allowed.
     pub security: security::SecurityConfig,
+    /// This server's id in the cluster (Fluvio's SPU id). When `None`: 0 on
+    /// a local log; on JetStream, a number derived from the listen
+    /// address, the same at every restart.
+    pub server_id: Option<i32>,
 }
 
 /// Where the `fluvio-connector` program is: `$FLUVIO_CONNECTOR_BIN`, next to
@@ -144,6 +148,7 @@ impl ServerConfig {
             connector_egress: None,
             jetstream: None,
             security: security::SecurityConfig::default(),
+            server_id: None,
         }
     }
 }
@@ -247,6 +252,8 @@ pub struct ServerContext {
     pub access: Option<Arc<security::AccessPolicy>>,
     /// How the server's own connectors reach it (address set at run).
     connector_env: Vec<(String, String)>,
+    /// This server, as it announces itself to the cluster.
+    pub this_server: fluvio_protocol::requests::ServerDescription,
 }
 
 /// A server bound to its address, ready to run.
@@ -309,6 +316,13 @@ impl Server {
             config.connection_limits.max_pre_login_connections,
             config.connection_limits.max_pre_login_per_address,
         );
+        let address = listener.local_addr().map_err(|source| StartError::Listen { addr: config.addr, source })?;
+        let this_server = fluvio_protocol::requests::ServerDescription {
+            id: config.server_id.unwrap_or_else(|| default_server_id(config.jetstream.is_some(), address)),
+            address: address.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_ms: storage::now_ms(),
+        };
         let quotas = connection::quota::Quotas::new(config.connection_limits.per_principal);
         let consumer_ids = connection::consumer_ids::ConsumerIds::new(config.connection_limits.consumer_ids);
         let context = ServerContext {
@@ -326,6 +340,7 @@ impl Server {
             tls,
             access: access.map(Arc::new),
             connector_env,
+            this_server,
         };
         Ok(Server { listener, context: Arc::new(context) })
     }
@@ -345,6 +360,7 @@ impl Server {
     /// calls [`Connectors::stop_all`](connectors::Connectors::stop_all) first).
     pub async fn run(self) {
         let _maintenance = AbortOnDrop(tokio::spawn(maintain(Arc::clone(&self.context))));
+        let _heartbeat = AbortOnDrop(tokio::spawn(heartbeat(Arc::clone(&self.context))));
         let _connectors = StopConnectorsOnDrop(Arc::clone(&self.context));
         // Connectors reach this server on loopback when it listens on all
         // interfaces.
@@ -453,6 +469,34 @@ struct StopConnectorsOnDrop(Arc<ServerContext>);
 impl Drop for StopConnectorsOnDrop {
     fn drop(&mut self) {
         self.0.connectors.abort_all();
+    }
+}
+
+/// The id a server takes without `--id`: 0 alone on a local log; on
+/// JetStream, where several servers share the cluster, FNV-1a of the listen
+/// address, so that each server keeps one id across restarts and servers on
+/// different addresses almost surely differ.
+fn default_server_id(shared: bool, address: SocketAddr) -> i32 {
+    if !shared {
+        return 0;
+    }
+    let hash = address
+        .to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
+    (hash & 0x7fff_ffff) as i32
+}
+
+/// Tells the cluster, every [`HEARTBEAT_PERIOD`](storage::HEARTBEAT_PERIOD),
+/// that this server is alive; a failed heartbeat is logged and tried again
+/// next period.
+async fn heartbeat(context: Arc<ServerContext>) {
+    let mut tick = tokio::time::interval(storage::HEARTBEAT_PERIOD);
+    loop {
+        tick.tick().await;
+        if let Err(error) = context.storage.announce(&context.this_server).await {
+            tracing::warn!(%error, "could not tell the cluster this server is alive");
+        }
     }
 }
 

@@ -154,6 +154,11 @@ struct Args {
     /// docs/security.md.
     #[arg(long, env = "FLUVIO_SERVER_ACCESS", value_name = "FILE")]
     access: Option<PathBuf>,
+    /// This server's id in the cluster (Fluvio's SPU id), unique among the
+    /// servers sharing a JetStream cluster. Default: 0 on a local log; on
+    /// JetStream, a number derived from --addr.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(0..))]
+    id: Option<i32>,
     /// Allow plain TCP on an address beyond loopback (refused by default:
     /// anyone on the network could read and change every topic).
     #[arg(long)]
@@ -224,6 +229,7 @@ async fn main() -> std::process::ExitCode {
             access_file: args.access,
             insecure: args.insecure,
         },
+        server_id: args.id,
     };
     let server = match Server::bind(config).await {
         Ok(server) => server,

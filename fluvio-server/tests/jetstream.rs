@@ -695,3 +695,50 @@ async fn servers_started_together_on_a_fresh_cluster_all_serve() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_server_sharing_the_cluster_is_listed_until_it_stops() {
+    use fluvio_client::metadata::spu::SpuSpec;
+
+    let cluster = NatsCluster::start(3);
+    let server_a = ServerProcess::start(&data_dir("js-spus-a"), &["--jetstream", &cluster.urls(), "--id", "1"]);
+    let mut server_b = ServerProcess::start(&data_dir("js-spus-b"), &["--jetstream", &cluster.urls(), "--id", "2"]);
+    let fluvio = Fluvio::connect_to(&server_a.addr).await.expect("connect");
+
+    // B's first heartbeat may lag its start by a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let servers = loop {
+        let servers = fluvio.list_servers().await.expect("list servers");
+        if servers.len() == 2 || tokio::time::Instant::now() > deadline {
+            break servers;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let listed: Vec<(i32, &str)> = servers.iter().map(|server| (server.id, server.address.as_str())).collect();
+    assert_eq!(listed, [(1, server_a.addr.as_str()), (2, server_b.addr.as_str())]);
+    assert!(servers.iter().all(|server| server.version == env!("CARGO_PKG_VERSION")), "{servers:?}");
+
+    // Fluvio's watch: the first item holds both; B's death is a deletion
+    // once its heartbeat expires.
+    let admin = fluvio.admin().await;
+    let mut spus = admin.watch_spus();
+    let (first, _) = spus.next().await.expect("a first item").parts();
+    let mut ids: Vec<i32> = first.iter().map(|spu| spu.spec.id).collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2]);
+    server_b.kill9();
+    let gone = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let (_, deleted) = spus.next().await.expect("the watch goes on").parts();
+            if !deleted.is_empty() {
+                return deleted;
+            }
+        }
+    })
+    .await
+    .expect("B is dropped within seconds of its last heartbeat");
+    assert_eq!(gone.iter().map(|spu| spu.spec.id).collect::<Vec<_>>(), [2]);
+    assert_eq!(gone[0].name, server_b.addr);
+    let left = admin.all::<SpuSpec>().await.expect("list SPUs");
+    assert_eq!(left.iter().map(|spu| (spu.spec.id, spu.status.is_online())).collect::<Vec<_>>(), [(1, true)]);
+}

@@ -97,6 +97,7 @@ fn a_fluvio_program_using_admin_watches_partitioners_callbacks_and_offsets_runs_
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let expected = format!(
         "platform {}\n\
+         1 SPU online, id 0\n\
          watching 1 topics\n\
          watch saw tour-events created\n\
          listed tour-events with 3 partitions\n\

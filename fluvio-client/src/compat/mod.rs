@@ -11,4 +11,5 @@ pub mod admin;
 pub mod config;
 pub mod link;
 pub mod offsets;
+pub mod spu;
 pub mod watch;

@@ -1,6 +1,6 @@
 //! Watching the cluster's objects change, by Fluvio's calls:
 //! [`FluvioAdmin::watch`], [`FluvioAdmin::watch_topics`] and
-//! [`FluvioAdmin::watch_partitions`], and the partitions as an admin object
+//! [`FluvioAdmin::watch_partitions`], [`FluvioAdmin::watch_spus`], and the partitions as an admin object
 //! ([`PartitionSpec`]).
 //!
 //! The server pushes no changes: a watch lists the objects every
@@ -29,6 +29,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use super::admin::{AdminSpec, FluvioAdmin, Metadata, TopicSpec};
+use super::spu::SpuSpec;
 use crate::{Fluvio, FluvioError};
 
 /// How often a watch lists the objects it watches.
@@ -156,6 +157,14 @@ impl FluvioAdmin {
     pub fn watch_topics(&self) -> impl Stream<Item = MetadataChanges<TopicSpec>> + Send + Unpin + use<> {
         use futures::StreamExt;
         watch_changes::<TopicSpec>(self.fluvio().clone()).map(|(changes, _)| changes)
+    }
+
+    /// Every change to the servers of the cluster, as Fluvio's SPUs: the
+    /// first item holds them all; a server that stops is deleted within
+    /// seconds of its last heartbeat.
+    pub fn watch_spus(&self) -> impl Stream<Item = MetadataChanges<SpuSpec>> + Send + Unpin + use<> {
+        use futures::StreamExt;
+        watch_changes::<SpuSpec>(self.fluvio().clone()).map(|(changes, _)| changes)
     }
 
     /// Every change to the partitions: the first item holds them all.

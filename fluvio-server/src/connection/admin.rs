@@ -11,9 +11,9 @@ use fluvio_protocol::requests::{
     DeleteSmartModuleResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeSmartModulesRequest,
     DescribeSmartModulesResponse, FetchOffsetRequest, FetchOffsetResponse, GetSmartModuleRequest,
     GetSmartModuleResponse, ListConnectorsRequest, ListConnectorsResponse, ListConsumersPageRequest,
-    ListConsumersPageResponse, ListConsumersRequest, ListConsumersResponse, ListSmartModulesRequest,
-    ListSmartModulesResponse, ListTopicsRequest, ListTopicsResponse, MAX_CONSUMERS_PAGE, ServerInfoRequest,
-    ServerInfoResponse,
+    ListConsumersPageResponse, ListConsumersRequest, ListConsumersResponse, ListServersRequest, ListServersResponse,
+    ListSmartModulesRequest, ListSmartModulesResponse, ListTopicsRequest, ListTopicsResponse, MAX_CONSUMERS_PAGE,
+    ServerInfoRequest, ServerInfoResponse,
 };
 use fluvio_protocol::{ConsumerOffset, ErrorCode};
 
@@ -86,6 +86,21 @@ impl Handle for DescribeSmartModulesRequest {
 impl Handle for ServerInfoRequest {
     async fn handle(self, _: &ServerContext, _: &Session) -> Result<ServerInfoResponse, ServerError> {
         Ok(ServerInfoResponse { version: env!("CARGO_PKG_VERSION").to_string() })
+    }
+}
+
+impl Handle for ListServersRequest {
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<ListServersResponse, ServerError> {
+        let mut servers = context.storage.servers().await?;
+        // The answering server is alive, whether or not its first
+        // heartbeat has been written yet.
+        let this_server = &context.this_server;
+        if !servers.iter().any(|server| server.id == this_server.id && server.address == this_server.address) {
+            servers.retain(|server| server.id != this_server.id);
+            servers.push(this_server.clone());
+            servers.sort_by_key(|server| server.id);
+        }
+        Ok(ListServersResponse { servers, this_server: this_server.id })
     }
 }
 

@@ -51,6 +51,7 @@ pub(super) async fn answer(context: &ServerContext, session: &Session, id: u32, 
         AnyRequest::DeleteConsumerOffset(request) => run(context, session, id, request).await,
         AnyRequest::ServerInfo(request) => run(context, session, id, request).await,
         AnyRequest::DescribeSmartModules(request) => run(context, session, id, request).await,
+        AnyRequest::ListServers(request) => run(context, session, id, request).await,
         AnyRequest::StreamFetch(_) | AnyRequest::Authenticate(_) => {
             error_frame(id, &bad_frame("unexpected request kind"))
         }

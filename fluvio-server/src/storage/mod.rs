@@ -16,6 +16,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use fluvio_protocol::requests::ServerDescription;
 use fluvio_protocol::{CheckedBatch, ConsumerOffset, ProducerStamp, RetentionSpec, StoredBatch, TopicInfo};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -185,7 +186,22 @@ pub trait Storage: Send + Sync {
         topic: Option<&'a str>,
         partition: Option<u32>,
     ) -> BoxFuture<'a, Result<usize, TopicError>>;
+
+    /// Tells the cluster that `server` is alive. The server calls it every
+    /// [`HEARTBEAT_PERIOD`]; a server not heard of for [`SERVER_TTL`] is
+    /// no longer listed by [`servers`](Self::servers).
+    fn announce<'a>(&'a self, server: &'a ServerDescription) -> BoxFuture<'a, Result<(), TopicError>>;
+
+    /// The servers alive now, sorted by id.
+    fn servers(&self) -> BoxFuture<'_, Result<Vec<ServerDescription>, TopicError>>;
 }
+
+/// How often a server tells the cluster it is alive.
+pub const HEARTBEAT_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long a server stays listed after its last heartbeat: three missed
+/// heartbeats.
+pub const SERVER_TTL: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// A stored consumer offset and the principal that committed it last.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -74,6 +74,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fluvio = Fluvio::connect_with_config(&FluvioConfig::new(addr)).await?;
     println!("platform {}", fluvio.platform_version());
     let admin = fluvio.admin().await;
+    let spus = admin.watch_spus().next().await.ok_or("the watch ended")?.parts().0;
+    let online = spus.iter().filter(|spu| spu.status.is_online()).count();
+    println!(
+        "{online} SPU online, id {}",
+        spus.iter().map(|spu| spu.spec.id.to_string()).collect::<Vec<_>>().join(",")
+    );
 
     // Watch the topics, then create one: the watch sees it.
     let mut topics = admin.watch_topics();

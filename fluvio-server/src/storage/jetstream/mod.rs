@@ -39,6 +39,7 @@ mod offsets;
 mod partition;
 mod positions;
 mod reader;
+mod servers;
 mod topics;
 
 use std::collections::HashMap;
@@ -60,6 +61,9 @@ use offsets::StoredOffset;
 pub use partition::JetStreamPartition;
 use topics::watch_topics;
 
+use crate::storage::SERVER_TTL;
+use fluvio_protocol::requests::ServerDescription;
+
 /// The key-value bucket that holds every topic's settings.
 pub const TOPICS_BUCKET: &str = "fluvio-topics";
 
@@ -71,6 +75,12 @@ pub const ENDS_BUCKET: &str = "fluvio-ends";
 /// The key-value bucket of consumer offsets: one key per consumer, topic
 /// and partition (`CONSUMER.TOPIC.PARTITION`, the topic escaped).
 pub const CONSUMERS_BUCKET: &str = "fluvio-consumers";
+
+/// The key-value bucket of the servers alive: one key per server id,
+/// written every [`HEARTBEAT_PERIOD`](crate::storage::HEARTBEAT_PERIOD) and
+/// dropped by the cluster [`SERVER_TTL`] after the last write (so no
+/// server compares its clock with another's).
+pub const SERVERS_BUCKET: &str = "fluvio-servers";
 
 /// Most copies JetStream keeps of a stream.
 pub const MAX_REPLICATION: u32 = 5;
@@ -165,6 +175,7 @@ pub struct JetStreamStorage {
     topics_kv: kv::Store,
     ends_kv: kv::Store,
     consumers_kv: kv::Store,
+    servers_kv: kv::Store,
     /// Ready topics, kept current by watching the bucket.
     topics: Arc<RwLock<HashMap<String, TopicSpec>>>,
     partitions: Arc<OpenPartitions>,
@@ -220,15 +231,18 @@ impl JetStreamStorage {
             urls: urls.clone(),
             reason: format!("cannot open the bucket {bucket}: {reason}"),
         };
-        let topics_kv = open_bucket(&js, TOPICS_BUCKET, "Fluvio topic settings", replicas)
+        let topics_kv = open_bucket(&js, TOPICS_BUCKET, "Fluvio topic settings", replicas, Duration::ZERO)
             .await
             .map_err(|reason| bucket_error(TOPICS_BUCKET, reason))?;
-        let ends_kv = open_bucket(&js, ENDS_BUCKET, "Fluvio partition ends", replicas)
+        let ends_kv = open_bucket(&js, ENDS_BUCKET, "Fluvio partition ends", replicas, Duration::ZERO)
             .await
             .map_err(|reason| bucket_error(ENDS_BUCKET, reason))?;
-        let consumers_kv = open_bucket(&js, CONSUMERS_BUCKET, "Fluvio consumer offsets", replicas)
+        let consumers_kv = open_bucket(&js, CONSUMERS_BUCKET, "Fluvio consumer offsets", replicas, Duration::ZERO)
             .await
             .map_err(|reason| bucket_error(CONSUMERS_BUCKET, reason))?;
+        let servers_kv = open_bucket(&js, SERVERS_BUCKET, "Fluvio servers alive", replicas, SERVER_TTL)
+            .await
+            .map_err(|reason| bucket_error(SERVERS_BUCKET, reason))?;
         let topics: Arc<RwLock<HashMap<String, TopicSpec>>> = Arc::default();
         let partitions: Arc<OpenPartitions> = Arc::default();
         let watcher = tokio::spawn(watch_topics(topics_kv.clone(), Arc::clone(&topics), Arc::clone(&partitions)));
@@ -249,6 +263,7 @@ impl JetStreamStorage {
             topics_kv,
             ends_kv,
             consumers_kv,
+            servers_kv,
             topics,
             partitions,
             watcher,
@@ -373,6 +388,14 @@ impl Storage for JetStreamStorage {
         partition: Option<u32>,
     ) -> BoxFuture<'a, Result<usize, TopicError>> {
         Box::pin(self.forget_offsets(consumer, topic, partition))
+    }
+
+    fn announce<'a>(&'a self, server: &'a ServerDescription) -> BoxFuture<'a, Result<(), TopicError>> {
+        Box::pin(self.announce_server(server))
+    }
+
+    fn servers(&self) -> BoxFuture<'_, Result<Vec<ServerDescription>, TopicError>> {
+        Box::pin(self.live_servers())
     }
 }
 

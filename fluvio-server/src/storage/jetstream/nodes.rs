@@ -83,12 +83,14 @@ pub(super) async fn connect_nodes(nodes: std::sync::Weak<NodeConnections>, mut p
 /// Opens a key-value bucket, creating it when missing. The bucket's stream
 /// is made directly, as NATS's key-value layout defines it: async-nats's
 /// `create_key_value` first reads account fields that nats-server 2.9 does
-/// not send.
+/// not send. With a `max_age` other than zero, the cluster drops a key that
+/// has not been written for that long.
 pub(super) async fn open_bucket(
     js: &jetstream::Context,
     bucket: &str,
     description: &str,
     replicas: usize,
+    max_age: Duration,
 ) -> Result<kv::Store, String> {
     if js.get_key_value(bucket).await.is_ok() {
         read_from_leader(js, &format!("KV_{bucket}")).await?;
@@ -107,6 +109,7 @@ pub(super) async fn open_bucket(
             // Reads go to the leader: see `read_from_leader`.
             allow_direct: false,
             discard: stream::DiscardPolicy::New,
+            max_age,
             ..Default::default()
         })
         .await;

@@ -54,6 +54,8 @@ pub struct LocalStorage {
     max_total_partitions: usize,
     /// Where consumers have got to.
     offsets: OffsetLog,
+    /// The one server using this directory, once it has announced itself.
+    this_server: RwLock<Option<fluvio_protocol::requests::ServerDescription>>,
 }
 
 /// Files kept for everything but partitions and connections: SmartModule
@@ -110,6 +112,7 @@ impl LocalStorage {
             unopened: RwLock::default(),
             max_total_partitions: partition_limit(),
             offsets: OffsetLog::open(dir)?,
+            this_server: RwLock::new(None),
         };
         for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
             let path = entry.map_err(io_error(dir))?.path();
@@ -380,6 +383,21 @@ impl Storage for LocalStorage {
         partition: Option<u32>,
     ) -> BoxFuture<'a, Result<usize, TopicError>> {
         Box::pin(async move { Ok(tokio::task::block_in_place(|| self.offsets.delete(consumer, topic, partition))?) })
+    }
+
+    /// A data directory serves one server (the offsets log and segments
+    /// are its alone), so the cluster is that server.
+    fn announce<'a>(
+        &'a self,
+        server: &'a fluvio_protocol::requests::ServerDescription,
+    ) -> BoxFuture<'a, Result<(), TopicError>> {
+        *self.this_server.write() = Some(server.clone());
+        Box::pin(async { Ok(()) })
+    }
+
+    fn servers(&self) -> BoxFuture<'_, Result<Vec<fluvio_protocol::requests::ServerDescription>, TopicError>> {
+        let servers = self.this_server.read().iter().cloned().collect();
+        Box::pin(async move { Ok(servers) })
     }
 }
 
