@@ -178,10 +178,72 @@ struct TopicView {
     max_partition_size: Option<u64>,
     segment_size: Option<u64>,
     next_offsets: Vec<i64>,
+    /// Where a derived topic's records come from, and its pipelines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    derived: Option<DerivedView>,
 }
 
-impl From<fluvio_client::protocol::TopicInfo> for TopicView {
-    fn from(topic: fluvio_client::protocol::TopicInfo) -> Self {
+/// A derived topic's derivation as `topic describe` prints it.
+#[derive(Debug, serde::Serialize)]
+struct DerivedView {
+    source: String,
+    transforms: Vec<String>,
+    on_error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead_letter_topic: Option<String>,
+    pipelines: Vec<PipelineView>,
+}
+
+/// One pipeline of a derived topic.
+#[derive(Debug, serde::Serialize)]
+struct PipelineView {
+    partition: u32,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    source_offset: i64,
+    lag: i64,
+    records_in: u64,
+    records_out: u64,
+    skipped: u64,
+    dead_letters: u64,
+}
+
+impl TopicView {
+    /// The topic, with its derivation if it is among `derived`.
+    fn with_derivation(
+        topic: fluvio_client::protocol::TopicInfo,
+        derived: &[fluvio_client::protocol::requests::DerivedTopicInfo],
+    ) -> TopicView {
+        use fluvio_client::protocol::requests::PipelineState;
+        let derived = derived.iter().find(|info| info.name == topic.name).map(|info| DerivedView {
+            source: info.source.clone(),
+            transforms: info.transforms.iter().map(|t| t.name().into_owned()).collect(),
+            on_error: info.policy.to_string(),
+            dead_letter_topic: info.dead_letter_topic.clone(),
+            pipelines: info
+                .pipelines
+                .iter()
+                .map(|pipeline| {
+                    let (state, error) = match &pipeline.state {
+                        PipelineState::Starting => ("starting", None),
+                        PipelineState::Running => ("running", None),
+                        PipelineState::Failed { error, .. } => ("failed", Some(error.clone())),
+                    };
+                    PipelineView {
+                        partition: pipeline.source_partition,
+                        state,
+                        error,
+                        source_offset: pipeline.source_offset,
+                        lag: (pipeline.source_end - pipeline.source_offset).max(0),
+                        records_in: pipeline.records_in,
+                        records_out: pipeline.records_out,
+                        skipped: pipeline.skipped,
+                        dead_letters: pipeline.dead_letters,
+                    }
+                })
+                .collect(),
+        });
         TopicView {
             name: topic.name,
             partitions: topic.partitions,
@@ -190,6 +252,7 @@ impl From<fluvio_client::protocol::TopicInfo> for TopicView {
             max_partition_size: topic.retention.max_bytes,
             segment_size: topic.retention.segment_bytes,
             next_offsets: topic.next_offsets,
+            derived,
         }
     }
 }
@@ -202,18 +265,28 @@ fn print_topics(topics: Vec<TopicView>, format: ListFormat, one: bool) -> CliRes
         (ListFormat::Yaml, false) => serde_norway::to_string(&topics).expect("topics print"),
         (ListFormat::Yaml, true) => serde_norway::to_string(&topics[0]).expect("topics print"),
         (ListFormat::Table, false) => {
+            // The derivation column only where there is a derived topic.
+            let any_derived = topics.iter().any(|t| t.derived.is_some());
             let rows: Vec<Vec<String>> = topics
                 .iter()
                 .map(|t| {
-                    vec![
+                    let mut row = vec![
                         t.name.clone(),
                         t.partitions.to_string(),
                         t.replication.to_string(),
                         t.next_offsets.iter().sum::<i64>().to_string(),
-                    ]
+                    ];
+                    if any_derived {
+                        row.push(t.derived.as_ref().map_or_else(|| "-".into(), |d| d.source.clone()));
+                    }
+                    row
                 })
                 .collect();
-            table(&["NAME", "PARTITIONS", "REPLICATION", "RECORDS"], &rows)
+            if any_derived {
+                table(&["NAME", "PARTITIONS", "REPLICATION", "RECORDS", "DERIVED FROM"], &rows)
+            } else {
+                table(&["NAME", "PARTITIONS", "REPLICATION", "RECORDS"], &rows)
+            }
         }
         (ListFormat::Table, true) => {
             let t = &topics[0];
@@ -228,9 +301,48 @@ fn print_topics(topics: Vec<TopicView>, format: ListFormat, one: bool) -> CliRes
                 or_none(t.max_partition_size, "bytes"),
                 t.segment_size.map_or_else(|| "server default".into(), |v| format!("{v} bytes")),
             );
-            let rows: Vec<Vec<String>> =
-                t.next_offsets.iter().enumerate().map(|(p, end)| vec![p.to_string(), end.to_string()]).collect();
-            text.push_str(&table(&["PARTITION", "NEXT OFFSET"], &rows));
+            match &t.derived {
+                None => {
+                    let rows: Vec<Vec<String>> = t
+                        .next_offsets
+                        .iter()
+                        .enumerate()
+                        .map(|(p, end)| vec![p.to_string(), end.to_string()])
+                        .collect();
+                    text.push_str(&table(&["PARTITION", "NEXT OFFSET"], &rows));
+                }
+                Some(derived) => {
+                    text.push_str(&format!(
+                        " Derived from: {}\n Transforms: {}\n On error: {}\n",
+                        derived.source,
+                        if derived.transforms.is_empty() { "none".into() } else { derived.transforms.join(", ") },
+                        derived.on_error,
+                    ));
+                    if let Some(topic) = &derived.dead_letter_topic {
+                        text.push_str(&format!(" Dead-letter topic: {topic}\n"));
+                    }
+                    let rows: Vec<Vec<String>> = derived
+                        .pipelines
+                        .iter()
+                        .map(|p| {
+                            let end = t.next_offsets.get(p.partition as usize).copied().unwrap_or(0);
+                            vec![
+                                p.partition.to_string(),
+                                end.to_string(),
+                                p.state.to_string(),
+                                p.source_offset.to_string(),
+                                p.lag.to_string(),
+                            ]
+                        })
+                        .collect();
+                    text.push_str(&table(&["PARTITION", "NEXT OFFSET", "STATE", "SOURCE OFFSET", "LAG"], &rows));
+                    for pipeline in &derived.pipelines {
+                        if let Some(error) = &pipeline.error {
+                            text.push_str(&format!(" partition {} stopped: {error}\n", pipeline.partition));
+                        }
+                    }
+                }
+            }
             text
         }
     };
@@ -261,9 +373,10 @@ enum TopicCommand {
     Create {
         /// The topic's name.
         name: String,
-        /// Number of partitions.
-        #[arg(short, long, default_value_t = 1)]
-        partitions: u32,
+        /// Number of partitions (default 1; a derived topic's, its
+        /// source's).
+        #[arg(short, long)]
+        partitions: Option<u32>,
         /// Copies kept of each partition (more than 1 needs servers on a
         /// JetStream cluster).
         #[arg(short, long, default_value_t = 1)]
@@ -277,6 +390,32 @@ enum TopicCommand {
         /// Start a new segment at this size (e.g. 10MiB; 1 MiB to 16 GiB).
         #[arg(long = "segment-size", value_name = "SIZE", value_parser = output::parse_size)]
         segment_size: Option<u64>,
+        /// Make a derived topic: the server passes this topic's records
+        /// through the chain of --transforms into the new one, exactly once.
+        #[arg(long = "derive-from", value_name = "TOPIC")]
+        derive_from: Option<String>,
+        /// The derived topic's chain: a transforms file of registered
+        /// SmartModules.
+        #[arg(long, value_name = "FILE", requires = "derive_from")]
+        transforms: Option<PathBuf>,
+        /// One transform of the chain as JSON (`{"uses":"my-filter"}`);
+        /// repeat for a chain.
+        #[arg(long = "transforms-line", value_name = "JSON", requires = "derive_from", conflicts_with = "transforms")]
+        transforms_line: Vec<String>,
+        /// What a record a module fails on does: fail (stop the pipeline
+        /// there), skip, or dead-letter (default with --dead-letter-topic).
+        #[arg(long = "on-error", value_name = "POLICY", requires = "derive_from")]
+        on_error: Option<fluvio_client::ErrorPolicy>,
+        /// Where records a module fails on go, with headers naming the
+        /// module, the error and the source record (created when missing).
+        #[arg(long = "dead-letter-topic", value_name = "TOPIC", requires = "derive_from")]
+        dead_letter_topic: Option<String>,
+    },
+    /// Start a derived topic's stopped pipelines again, from the record
+    /// each stopped at (after the module was fixed or replaced).
+    Resume {
+        /// The derived topic.
+        name: String,
     },
     /// Show one topic's settings and partitions.
     Describe {
@@ -439,23 +578,61 @@ async fn run(cli: Cli) -> CliResult {
             retention_ms,
             max_partition_size,
             segment_size,
+            derive_from,
+            transforms,
+            transforms_line,
+            on_error,
+            dead_letter_topic,
         }) => {
             let retention = fluvio_client::protocol::RetentionSpec {
                 max_age_ms: retention_ms,
                 max_bytes: max_partition_size,
                 segment_bytes: segment_size,
             };
-            connect(addr).await?.create_replicated_topic(&name, partitions, replication, retention).await?;
-            println!("topic \"{name}\" created");
+            let fluvio = connect(addr).await?;
+            match derive_from {
+                None => {
+                    fluvio.create_replicated_topic(&name, partitions.unwrap_or(1), replication, retention).await?;
+                    println!("topic \"{name}\" created");
+                }
+                Some(source) => {
+                    let chain = chain::SmartModuleArgs { transforms, transforms_line, ..Default::default() }.chain()?;
+                    let policy = on_error.unwrap_or(if dead_letter_topic.is_some() {
+                        fluvio_client::ErrorPolicy::DeadLetter
+                    } else {
+                        fluvio_client::ErrorPolicy::Fail
+                    });
+                    let request = fluvio_client::protocol::requests::CreateDerivedTopicRequest {
+                        name: name.clone(),
+                        partitions: partitions.unwrap_or(0),
+                        replication,
+                        retention,
+                        source: source.clone(),
+                        transforms: chain,
+                        policy,
+                        dead_letter_topic,
+                    };
+                    fluvio.create_derived_topic(request).await?;
+                    println!("topic \"{name}\" created, derived from \"{source}\"");
+                }
+            }
+            Ok(())
+        }
+        Command::Topic(TopicCommand::Resume { name }) => {
+            let resumed = connect(addr).await?.resume_derived_topic(&name).await?;
+            println!("topic \"{name}\": {resumed} pipeline(s) started again");
             Ok(())
         }
         Command::Topic(TopicCommand::List { output }) => {
-            let topics = connect(addr).await?.list_topics().await?;
-            print_topics(topics.into_iter().map(TopicView::from).collect(), output, false)
+            let fluvio = connect(addr).await?;
+            let (topics, derived) = (fluvio.list_topics().await?, fluvio.list_derived_topics().await?);
+            let views = topics.into_iter().map(|topic| TopicView::with_derivation(topic, &derived)).collect();
+            print_topics(views, output, false)
         }
         Command::Topic(TopicCommand::Describe { name, output }) => {
-            let topic = connect(addr).await?.topic_info(&name).await?;
-            print_topics(vec![TopicView::from(topic)], output, true)
+            let fluvio = connect(addr).await?;
+            let (topic, derived) = (fluvio.topic_info(&name).await?, fluvio.list_derived_topics().await?);
+            print_topics(vec![TopicView::with_derivation(topic, &derived)], output, true)
         }
         Command::Topic(TopicCommand::Delete { names }) => {
             let fluvio = connect(addr).await?;

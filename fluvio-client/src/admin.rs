@@ -5,10 +5,11 @@
 
 use fluvio_protocol::requests::ConsumerOffsetKey;
 use fluvio_protocol::requests::{
-    CommitOffsetRequest, ConnectorLogsRequest, CreateConnectorRequest, CreateSmartModuleRequest, CreateTopicRequest,
-    DeleteConnectorRequest, DeleteConsumerRequest, DeleteSmartModuleRequest, DeleteTopicRequest,
-    DescribeSmartModulesRequest, FetchOffsetRequest, GetSmartModuleRequest, ListConnectorsRequest,
-    ListConsumersPageRequest, ListServersRequest, ListSmartModulesRequest, ListTopicsRequest, MAX_CONSUMERS_PAGE,
+    CommitOffsetRequest, ConnectorLogsRequest, CreateConnectorRequest, CreateDerivedTopicRequest,
+    CreateSmartModuleRequest, CreateTopicRequest, DeleteConnectorRequest, DeleteConsumerRequest,
+    DeleteSmartModuleRequest, DeleteTopicRequest, DerivedTopicInfo, DescribeSmartModulesRequest, FetchOffsetRequest,
+    GetSmartModuleRequest, ListConnectorsRequest, ListConsumersPageRequest, ListDerivedTopicsRequest,
+    ListServersRequest, ListSmartModulesRequest, ListTopicsRequest, MAX_CONSUMERS_PAGE, ResumeDerivedTopicRequest,
     ServerDescription, SmartModuleDescription,
 };
 use fluvio_protocol::{ConnectorInfo, ConsumerOffset, RetentionSpec, SmartModuleInfo, TopicInfo};
@@ -125,6 +126,28 @@ impl Fluvio {
     /// has sent a heartbeat within the last few seconds.
     pub async fn list_servers(&self) -> Result<Vec<ServerDescription>, FluvioError> {
         Ok(self.send(ListServersRequest).await?.servers)
+    }
+
+    /// Creates a derived topic: `request.name`'s records are
+    /// `request.source`'s passed through `request.transforms` (registered
+    /// SmartModules) by the server, exactly once, from the source's first
+    /// record on. Refused, with nothing created, when the source is
+    /// missing, a module is unknown or of the wrong kind, or the chain
+    /// names a module by file.
+    pub async fn create_derived_topic(&self, request: CreateDerivedTopicRequest) -> Result<(), FluvioError> {
+        self.send(request).await?;
+        Ok(())
+    }
+
+    /// The derived topics, with the state of each pipeline.
+    pub async fn list_derived_topics(&self) -> Result<Vec<DerivedTopicInfo>, FluvioError> {
+        Ok(self.send(ListDerivedTopicsRequest).await?.topics)
+    }
+
+    /// Starts a derived topic's stopped pipelines again, each from the
+    /// record it stopped at; returns how many.
+    pub async fn resume_derived_topic(&self, name: &str) -> Result<u32, FluvioError> {
+        Ok(self.send(ResumeDerivedTopicRequest { name: name.to_string() }).await?.resumed)
     }
 
     /// Deletes a registered SmartModule.

@@ -79,6 +79,13 @@ pub enum ApiKind {
     DescribeSmartModules = 22,
     /// The servers serving the cluster now.
     ListServers = 23,
+    /// Create a topic whose records are another's passed through a chain
+    /// of registered SmartModules by the server.
+    CreateDerivedTopic = 24,
+    /// The derived topics, with each pipeline's state.
+    ListDerivedTopics = 25,
+    /// Start a derived topic's stopped pipelines again.
+    ResumeDerivedTopic = 26,
     /// An error answer to any request.
     Error = 0x7fff,
 }
@@ -113,6 +120,9 @@ impl ApiKind {
             21 => ApiKind::ServerInfo,
             22 => ApiKind::DescribeSmartModules,
             23 => ApiKind::ListServers,
+            24 => ApiKind::CreateDerivedTopic,
+            25 => ApiKind::ListDerivedTopics,
+            26 => ApiKind::ResumeDerivedTopic,
             0x7fff => ApiKind::Error,
             _ => return None,
         })

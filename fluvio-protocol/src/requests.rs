@@ -506,6 +506,116 @@ pub struct ServerDescription {
     pub started_ms: u64,
 }
 
+/// Create a derived topic: `name`'s records are `source`'s passed through
+/// `transforms` (registered modules only) by the server, exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateDerivedTopicRequest {
+    /// The derived topic's name.
+    pub name: String,
+    /// Its partitions; 0 takes the source's count.
+    pub partitions: u32,
+    /// Copies kept of each partition.
+    pub replication: u32,
+    /// Its retention.
+    pub retention: RetentionSpec,
+    /// The topic it derives from.
+    pub source: String,
+    /// The chain, in order; every module is a registered one.
+    pub transforms: Vec<SmartModuleInvocation>,
+    /// What a record a module fails on does to the pipeline.
+    pub policy: ErrorPolicy,
+    /// Under the dead-letter policy, where failed records go (created
+    /// with one partition when missing).
+    pub dead_letter_topic: Option<String>,
+}
+
+/// The derived topic was created and its pipelines started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateDerivedTopicResponse;
+
+/// List the derived topics with the state of their pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListDerivedTopicsRequest;
+
+/// The answer to [`ListDerivedTopicsRequest`], sorted by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListDerivedTopicsResponse {
+    /// Each derived topic.
+    pub topics: Vec<DerivedTopicInfo>,
+}
+
+/// A derived topic: where it comes from, and how far each pipeline got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DerivedTopicInfo {
+    /// The derived topic.
+    pub name: String,
+    /// The topic it derives from.
+    pub source: String,
+    /// The chain.
+    pub transforms: Vec<SmartModuleInvocation>,
+    /// The error policy.
+    pub policy: ErrorPolicy,
+    /// Where failed records go, under the dead-letter policy.
+    pub dead_letter_topic: Option<String>,
+    /// One per source partition.
+    pub pipelines: Vec<PipelineStatus>,
+}
+
+/// One source partition's pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineStatus {
+    /// The source partition it reads.
+    pub source_partition: u32,
+    /// Running, failed or stopped.
+    pub state: PipelineState,
+    /// The next source offset it will read: every record before it has
+    /// been passed through the chain and its outputs stored.
+    pub source_offset: i64,
+    /// Where the source partition ends; the lag is the difference.
+    pub source_end: i64,
+    /// Source records read since the server started.
+    pub records_in: u64,
+    /// Records written to the derived topic since the server started.
+    pub records_out: u64,
+    /// Records dropped under the skip policy since the server started.
+    pub skipped: u64,
+    /// Records sent to the dead-letter topic since the server started.
+    pub dead_letters: u64,
+}
+
+/// A pipeline's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PipelineState {
+    /// Finding where its output ends and building its chain.
+    Starting,
+    /// Following the source.
+    Running,
+    /// Stopped at a record a module failed on (under the fail policy), or
+    /// by an error of the chain or the storage; `ResumeDerivedTopic` goes
+    /// on from `offset`.
+    Failed {
+        /// The source offset it stopped at.
+        offset: i64,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Start a derived topic's failed pipelines again, from where each stopped
+/// (after the module was fixed, or the storage came back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeDerivedTopicRequest {
+    /// The derived topic.
+    pub name: String,
+}
+
+/// The answer to [`ResumeDerivedTopicRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeDerivedTopicResponse {
+    /// How many pipelines were started again.
+    pub resumed: u32,
+}
+
 /// List registered SmartModules with what `ListSmartModules` does not
 /// say: the guest ABI each module is built for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -604,6 +714,12 @@ plain_messages!(
     DescribeSmartModulesResponse,
     ListServersRequest,
     ListServersResponse,
+    CreateDerivedTopicRequest,
+    CreateDerivedTopicResponse,
+    ListDerivedTopicsRequest,
+    ListDerivedTopicsResponse,
+    ResumeDerivedTopicRequest,
+    ResumeDerivedTopicResponse,
 );
 
 /// The one table of requests: for each kind, its request type and its
@@ -674,6 +790,9 @@ requests! {
     ServerInfo: ServerInfoRequest => ServerInfoResponse;
     DescribeSmartModules: DescribeSmartModulesRequest => DescribeSmartModulesResponse;
     ListServers: ListServersRequest => ListServersResponse;
+    CreateDerivedTopic: CreateDerivedTopicRequest => CreateDerivedTopicResponse;
+    ListDerivedTopics: ListDerivedTopicsRequest => ListDerivedTopicsResponse;
+    ResumeDerivedTopic: ResumeDerivedTopicRequest => ResumeDerivedTopicResponse;
 }
 
 #[cfg(test)]
@@ -715,6 +834,21 @@ mod tests {
             Frame::request(1, ServerInfoRequest),
             Frame::request(1, DescribeSmartModulesRequest { names: vec!["m".into()] }),
             Frame::request(1, ListServersRequest),
+            Frame::request(
+                1,
+                CreateDerivedTopicRequest {
+                    name: "clean".into(),
+                    partitions: 0,
+                    replication: 1,
+                    retention: Default::default(),
+                    source: "raw".into(),
+                    transforms: Vec::new(),
+                    policy: ErrorPolicy::Skip,
+                    dead_letter_topic: None,
+                },
+            ),
+            Frame::request(1, ListDerivedTopicsRequest),
+            Frame::request(1, ResumeDerivedTopicRequest { name: "clean".into() }),
             Frame::request(
                 1,
                 StreamFetchRequest {

@@ -16,6 +16,7 @@
 
 pub mod connection;
 pub mod connectors;
+pub mod derived;
 pub mod inflate;
 pub mod outbound;
 pub mod registry;
@@ -65,6 +66,9 @@ pub enum StartError {
     /// The connectors' directory could not be opened.
     #[error(transparent)]
     Connectors(#[from] connectors::ConnectorError),
+    /// The derived topics' settings could not be read.
+    #[error(transparent)]
+    Derived(#[from] derived::DerivedError),
     /// The TLS files or the access file cannot be used, or plain TCP
     /// beyond loopback was not allowed.
     #[error(transparent)]
@@ -254,6 +258,8 @@ pub struct ServerContext {
     connector_env: Vec<(String, String)>,
     /// This server, as it announces itself to the cluster.
     pub this_server: fluvio_protocol::requests::ServerDescription,
+    /// The derived topics and their pipelines.
+    pub derived: derived::Derivations,
 }
 
 /// A server bound to its address, ready to run.
@@ -323,6 +329,7 @@ impl Server {
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_ms: storage::now_ms(),
         };
+        let derived = derived::Derivations::open(&data_dir.join("derived"), config.jetstream.is_some())?;
         let quotas = connection::quota::Quotas::new(config.connection_limits.per_principal);
         let consumer_ids = connection::consumer_ids::ConsumerIds::new(config.connection_limits.consumer_ids);
         let context = ServerContext {
@@ -341,6 +348,7 @@ impl Server {
             access: access.map(Arc::new),
             connector_env,
             this_server,
+            derived,
         };
         Ok(Server { listener, context: Arc::new(context) })
     }
@@ -370,6 +378,7 @@ impl Server {
         }
         let cluster = connectors::ClusterAccess { addr: addr.to_string(), env: self.context.connector_env.clone() };
         self.context.connectors.start(cluster).await;
+        self.context.derived.start_all(&self.context).await;
         loop {
             match self.listener.accept().await {
                 Ok((socket, peer)) => {
@@ -469,6 +478,7 @@ struct StopConnectorsOnDrop(Arc<ServerContext>);
 impl Drop for StopConnectorsOnDrop {
     fn drop(&mut self) {
         self.0.connectors.abort_all();
+        self.0.derived.stop_all();
     }
 }
 

@@ -166,6 +166,10 @@ pub struct ChainOutput {
     /// Under [`ErrorPolicy::DeadLetter`], the records modules failed on in
     /// this batch, in stream order, each with its error.
     pub dead_letters: Vec<RecordFailure>,
+    /// Each aggregate's accumulator after this batch, by its place in the
+    /// chain: a chain built again with these as initial accumulators goes
+    /// on exactly where this one is (what derived topics checkpoint).
+    pub accumulators: Vec<(usize, Vec<u8>)>,
 }
 
 /// SmartModules applied one after the other to each batch. An aggregate's
@@ -216,7 +220,13 @@ impl SmartModuleChain {
             current = Some(output.batch);
         }
         let bytes = current.unwrap_or_else(|| batch.as_bytes().to_vec());
-        Ok(ChainOutput { batch: Batch::seal_host_written(bytes), failure, skipped, dead_letters })
+        let accumulators = self
+            .stages
+            .iter()
+            .enumerate()
+            .filter_map(|(place, stage)| stage.accumulator.clone().map(|accumulator| (place, accumulator)))
+            .collect();
+        Ok(ChainOutput { batch: Batch::seal_host_written(bytes), failure, skipped, dead_letters, accumulators })
     }
 
     /// The modules that asked for a look-back: their place in the chain

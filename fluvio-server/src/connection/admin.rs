@@ -5,15 +5,16 @@
 use fluvio_protocol::requests::ConsumerOffsetKey;
 use fluvio_protocol::requests::{
     CommitOffsetRequest, CommitOffsetResponse, ConnectorLogsRequest, ConnectorLogsResponse, CreateConnectorRequest,
-    CreateConnectorResponse, CreateSmartModuleRequest, CreateSmartModuleResponse, CreateTopicRequest,
-    CreateTopicResponse, DeleteConnectorRequest, DeleteConnectorResponse, DeleteConsumerOffsetRequest,
-    DeleteConsumerOffsetResponse, DeleteConsumerRequest, DeleteConsumerResponse, DeleteSmartModuleRequest,
-    DeleteSmartModuleResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeSmartModulesRequest,
-    DescribeSmartModulesResponse, FetchOffsetRequest, FetchOffsetResponse, GetSmartModuleRequest,
-    GetSmartModuleResponse, ListConnectorsRequest, ListConnectorsResponse, ListConsumersPageRequest,
-    ListConsumersPageResponse, ListConsumersRequest, ListConsumersResponse, ListServersRequest, ListServersResponse,
+    CreateConnectorResponse, CreateDerivedTopicRequest, CreateDerivedTopicResponse, CreateSmartModuleRequest,
+    CreateSmartModuleResponse, CreateTopicRequest, CreateTopicResponse, DeleteConnectorRequest,
+    DeleteConnectorResponse, DeleteConsumerOffsetRequest, DeleteConsumerOffsetResponse, DeleteConsumerRequest,
+    DeleteConsumerResponse, DeleteSmartModuleRequest, DeleteSmartModuleResponse, DeleteTopicRequest,
+    DeleteTopicResponse, DescribeSmartModulesRequest, DescribeSmartModulesResponse, FetchOffsetRequest,
+    FetchOffsetResponse, GetSmartModuleRequest, GetSmartModuleResponse, ListConnectorsRequest, ListConnectorsResponse,
+    ListConsumersPageRequest, ListConsumersPageResponse, ListConsumersRequest, ListConsumersResponse,
+    ListDerivedTopicsRequest, ListDerivedTopicsResponse, ListServersRequest, ListServersResponse,
     ListSmartModulesRequest, ListSmartModulesResponse, ListTopicsRequest, ListTopicsResponse, MAX_CONSUMERS_PAGE,
-    ServerInfoRequest, ServerInfoResponse,
+    ResumeDerivedTopicRequest, ResumeDerivedTopicResponse, ServerInfoRequest, ServerInfoResponse,
 };
 use fluvio_protocol::{ConsumerOffset, ErrorCode};
 
@@ -42,6 +43,9 @@ impl Handle for DeleteTopicRequest {
     const ADMIN_ONLY: bool = true;
 
     async fn handle(self, context: &ServerContext, _: &Session) -> Result<DeleteTopicResponse, ServerError> {
+        context.derived.check_deletable(&self.name)?;
+        // A derived topic's pipelines stop before its records go.
+        context.derived.forget(&self.name)?;
         let deleted = context.storage.delete_topic(&self.name).await;
         // The topic's consumer offsets went with it.
         context.consumer_ids.forget().await;
@@ -89,6 +93,35 @@ impl Handle for ServerInfoRequest {
     }
 }
 
+impl Handle for CreateDerivedTopicRequest {
+    const ADMIN_ONLY: bool = true;
+
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<CreateDerivedTopicResponse, ServerError> {
+        context.derived.create(context, self).await?;
+        Ok(CreateDerivedTopicResponse)
+    }
+}
+
+impl Handle for ListDerivedTopicsRequest {
+    async fn handle(
+        self,
+        context: &ServerContext,
+        session: &Session,
+    ) -> Result<ListDerivedTopicsResponse, ServerError> {
+        let mut topics = context.derived.list(context).await;
+        topics.retain(|topic| session.may_see(&topic.name));
+        Ok(ListDerivedTopicsResponse { topics })
+    }
+}
+
+impl Handle for ResumeDerivedTopicRequest {
+    const ADMIN_ONLY: bool = true;
+
+    async fn handle(self, context: &ServerContext, _: &Session) -> Result<ResumeDerivedTopicResponse, ServerError> {
+        Ok(ResumeDerivedTopicResponse { resumed: context.derived.resume(&self.name)? })
+    }
+}
+
 impl Handle for ListServersRequest {
     async fn handle(self, context: &ServerContext, _: &Session) -> Result<ListServersResponse, ServerError> {
         let mut servers = context.storage.servers().await?;
@@ -108,6 +141,7 @@ impl Handle for DeleteSmartModuleRequest {
     const ADMIN_ONLY: bool = true;
 
     async fn handle(self, context: &ServerContext, _: &Session) -> Result<DeleteSmartModuleResponse, ServerError> {
+        context.derived.check_module_unused(&self.name)?;
         context.registry.delete(&self.name).await?;
         Ok(DeleteSmartModuleResponse)
     }

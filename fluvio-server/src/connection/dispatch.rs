@@ -52,6 +52,9 @@ pub(super) async fn answer(context: &ServerContext, session: &Session, id: u32, 
         AnyRequest::ServerInfo(request) => run(context, session, id, request).await,
         AnyRequest::DescribeSmartModules(request) => run(context, session, id, request).await,
         AnyRequest::ListServers(request) => run(context, session, id, request).await,
+        AnyRequest::CreateDerivedTopic(request) => run(context, session, id, request).await,
+        AnyRequest::ListDerivedTopics(request) => run(context, session, id, request).await,
+        AnyRequest::ResumeDerivedTopic(request) => run(context, session, id, request).await,
         AnyRequest::StreamFetch(_) | AnyRequest::Authenticate(_) => {
             error_frame(id, &bad_frame("unexpected request kind"))
         }

@@ -7,6 +7,7 @@ use fluvio_protocol::{ApiKind, ErrorCode, ErrorResponse, Frame, RESPONSE_BIT};
 use fluvio_smartengine::EngineError;
 
 use crate::connectors::ConnectorError;
+use crate::derived::DerivedError;
 use crate::registry::RegistryError;
 use crate::storage::{StorageError, TopicError};
 
@@ -74,6 +75,30 @@ impl From<RegistryError> for ServerError {
             RegistryError::Invalid(_) => ErrorCode::InvalidSmartModule,
             RegistryError::Io { .. } => ErrorCode::Storage,
             RegistryError::Shared { .. } => ErrorCode::Unavailable,
+        };
+        ServerError::new(code, error.to_string())
+    }
+}
+
+impl From<DerivedError> for ServerError {
+    fn from(error: DerivedError) -> Self {
+        let code = match error {
+            DerivedError::Topic(error) => return error.into(),
+            DerivedError::Registry(error) => return error.into(),
+            DerivedError::Chain { error: EngineError::UnknownModule { .. }, .. } => ErrorCode::SmartModuleNotFound,
+            DerivedError::Chain { .. } => ErrorCode::InvalidSmartModule,
+            DerivedError::SourceNotFound { .. } => ErrorCode::TopicNotFound,
+            DerivedError::Io { .. } => ErrorCode::Storage,
+            DerivedError::ReadOnly { .. } => ErrorCode::PermissionDenied,
+            DerivedError::Cycle(_)
+            | DerivedError::PartitionCount { .. }
+            | DerivedError::AdHocModule { .. }
+            | DerivedError::NoDeadLetterTopic(_)
+            | DerivedError::DeadLetterTopic { .. }
+            | DerivedError::NotDerived(_)
+            | DerivedError::TopicInUse { .. }
+            | DerivedError::ModuleInUse { .. }
+            | DerivedError::NotOnJetStream => ErrorCode::InvalidRequest,
         };
         ServerError::new(code, error.to_string())
     }

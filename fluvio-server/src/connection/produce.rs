@@ -24,6 +24,7 @@ pub const MAX_PRODUCES_IN_FLIGHT: usize = 16;
 impl Handle for ProduceRequest {
     async fn handle(self, context: &ServerContext, session: &Session) -> Result<ProduceResponse, ServerError> {
         session.require_topic(&self.topic)?;
+        context.derived.check_writable(&self.topic)?;
         let partition = context.storage.partition(&self.topic, self.partition).await?;
         let batch = context
             .inflater

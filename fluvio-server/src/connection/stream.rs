@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 
 use fluvio_protocol::requests::StreamFetchRequest;
 use fluvio_protocol::{
-    Batch, BatchBuilder, ErrorCode, Frame, OffsetSpec, SmartModuleInvocationWasm, StoredBatch, StreamEvent,
+    Batch, BatchBuilder, ErrorCode, Frame, OffsetSpec, SmartModuleInvocation, SmartModuleInvocationWasm, StoredBatch,
+    StreamEvent,
 };
 use fluvio_smartengine::{ChainBuilder, ChainWorker, EngineError};
 use tokio::sync::Semaphore;
@@ -96,14 +97,14 @@ async fn start_chain(
 /// wants (those before `end`, where the stream's reading may start), before
 /// the stream's first batch. Records are the partition's own, not the
 /// output of earlier modules.
-async fn look_back(
+pub(crate) async fn look_back(
     context: &ServerContext,
     partition: &Arc<dyn crate::storage::Partition>,
     chain: &ChainWorker,
-    request: &StreamFetchRequest,
+    invocations: &[SmartModuleInvocation],
     end: i64,
 ) -> Result<(), ServerError> {
-    for (stage, invocation) in request.chain.iter().enumerate() {
+    for (stage, invocation) in invocations.iter().enumerate() {
         let Some(lookback) = invocation.params.lookback().copied() else { continue };
         let start = partition.start_offset();
         let from = match lookback.last {
@@ -217,7 +218,7 @@ async fn stream(
     };
     let chain = if request.chain.is_empty() { None } else { Some(start_chain(context, principal, &request).await?) };
     if let Some(chain) = &chain {
-        look_back(context, &partition, chain, &request, end).await?;
+        look_back(context, &partition, chain, &request.chain, end).await?;
     }
     let max_bytes = (request.max_bytes as u64).clamp(1, 16 << 20);
     let mut watermark = partition.subscribe();

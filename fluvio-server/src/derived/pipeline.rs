@@ -1,0 +1,345 @@
+//! One source partition's pipeline: reads the source from where its output
+//! ends, passes each batch through the chain and appends the result, with
+//! its provenance, to the derived topic's partition of the same number.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fluvio_protocol::requests::{PipelineState, PipelineStatus};
+use fluvio_protocol::{Batch, BatchBuilder, ProducerStamp, RecordFailure};
+use fluvio_smartengine::{ChainBuilder, ChainOutput, ChainWorker, EngineError};
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+
+use super::DerivationSpec;
+use super::provenance::{self, Position};
+use crate::ServerContext;
+use crate::registry::RegistryError;
+use crate::storage::{Partition, StorageError, TopicError};
+
+/// Bytes of source batches read at a time.
+const READ_BYTES: u64 = 1 << 20;
+
+/// How long progress that wrote no output may go unnoted: at most this
+/// much source is read again after a restart.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a pipeline waits before trying again after the storage did not
+/// answer (a JetStream cluster without quorum).
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A running (or stopped) pipeline: its state, and its task, which is
+/// stopped when the handle is dropped.
+pub(super) struct Handle {
+    status: Arc<Mutex<PipelineStatus>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Handle {
+    /// Starts the pipeline of `spec`'s `partition`.
+    pub(super) fn start(context: &Arc<ServerContext>, spec: &Arc<DerivationSpec>, partition: u32) -> Handle {
+        let status = Arc::new(Mutex::new(super::starting(partition)));
+        let task = spawn(context, spec, partition, &status);
+        Handle { status, task }
+    }
+
+    /// Whether its task still runs (a failed pipeline's has ended).
+    pub(super) fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    /// Starts it again after it stopped.
+    pub(super) fn restart(&mut self, context: &Arc<ServerContext>, spec: &Arc<DerivationSpec>) {
+        let partition = self.status.lock().source_partition;
+        self.status.lock().state = PipelineState::Starting;
+        self.task = spawn(context, spec, partition, &self.status);
+    }
+
+    /// Its state now.
+    pub(super) fn status(&self) -> PipelineStatus {
+        self.status.lock().clone()
+    }
+}
+
+fn spawn(
+    context: &Arc<ServerContext>,
+    spec: &Arc<DerivationSpec>,
+    partition: u32,
+    status: &Arc<Mutex<PipelineStatus>>,
+) -> JoinHandle<()> {
+    let pipeline =
+        Pipeline { context: Arc::clone(context), spec: Arc::clone(spec), partition, status: Arc::clone(status) };
+    tokio::spawn(pipeline.run())
+}
+
+/// Why a pipeline stopped.
+struct Stop {
+    /// The source offset it stopped at.
+    offset: i64,
+    error: String,
+    /// Whether trying again later may work (the storage did not answer).
+    transient: bool,
+}
+
+impl Stop {
+    fn at(offset: i64, error: impl std::fmt::Display) -> Stop {
+        Stop { offset, error: error.to_string(), transient: false }
+    }
+
+    fn storage(offset: i64, error: StorageError) -> Stop {
+        let transient = matches!(error, StorageError::Unavailable { .. });
+        Stop { offset, error: error.to_string(), transient }
+    }
+
+    fn topic(offset: i64, error: TopicError) -> Stop {
+        let transient =
+            matches!(error, TopicError::Unavailable { .. } | TopicError::Storage(StorageError::Unavailable { .. }));
+        Stop { offset, error: error.to_string(), transient }
+    }
+}
+
+/// Why a chain could not be built.
+pub(super) enum ChainError {
+    Registry(RegistryError),
+    Engine(EngineError),
+}
+
+/// Builds `spec`'s chain (none when it has no transforms), each aggregate
+/// starting from its accumulator in `accumulators` (by place in the chain).
+pub(super) async fn build_chain(
+    context: &ServerContext,
+    spec: &DerivationSpec,
+    accumulators: &[(usize, Vec<u8>)],
+) -> Result<Option<ChainWorker>, ChainError> {
+    if spec.transforms.is_empty() {
+        return Ok(None);
+    }
+    context.registry.prepare(spec.modules()).await.map_err(ChainError::Registry)?;
+    let mut invocations = spec.transforms.clone();
+    for (place, accumulator) in accumulators {
+        if let Some(invocation) = invocations.get_mut(*place) {
+            *invocation = invocation.clone().initial_accumulator(accumulator.clone());
+        }
+    }
+    let registry = Arc::clone(&context.registry);
+    let chain = ChainBuilder::new(&context.engine)
+        .invocations(invocations)
+        .on_error(spec.policy)
+        .resolver(move |name| registry.module(name).ok_or_else(|| EngineError::UnknownModule { name: name.into() }))
+        .spawn()
+        .await
+        .map_err(ChainError::Engine)?;
+    Ok(Some(chain))
+}
+
+struct Pipeline {
+    context: Arc<ServerContext>,
+    spec: Arc<DerivationSpec>,
+    partition: u32,
+    status: Arc<Mutex<PipelineStatus>>,
+}
+
+impl Pipeline {
+    /// Runs until the task is aborted, or until it stops at an error,
+    /// which its state then shows; storage that does not answer is tried
+    /// again.
+    async fn run(self) {
+        loop {
+            let Err(stop) = self.follow().await;
+            if stop.transient {
+                tracing::warn!(topic = %self.spec.name, partition = self.partition, error = %stop.error, "a derived topic's pipeline waits for the storage");
+                tokio::time::sleep(RETRY_AFTER).await;
+                continue;
+            }
+            tracing::error!(topic = %self.spec.name, partition = self.partition, offset = stop.offset, error = %stop.error, "a derived topic's pipeline stopped");
+            let mut status = self.status.lock();
+            status.source_offset = stop.offset;
+            status.state = PipelineState::Failed { offset: stop.offset, error: stop.error };
+            return;
+        }
+    }
+
+    /// Where the pipeline got to: the later of what its output's last
+    /// batch says and its checkpoint; `None` when it never ran.
+    async fn resume_point(&self, output: &Arc<dyn Partition>) -> Result<Option<Position>, Stop> {
+        let end = output.next_offset();
+        let mut written = None;
+        if end > 0 {
+            let batches = output.read(end - 1, 64 << 10).await.map_err(|error| Stop::storage(0, error))?;
+            if let Some(last) = batches.into_iter().last() {
+                let last = self.context.inflater.open(last).await.map_err(|error| Stop::at(0, error))?;
+                written = provenance::position_after(&last, &self.spec.source, self.partition);
+            }
+        }
+        let noted = self.context.derived.checkpoint(&self.spec.name, self.partition);
+        Ok(match (written, noted) {
+            (Some(written), Some(noted)) => Some(if noted.next > written.next { noted } else { written }),
+            (written, noted) => written.or(noted),
+        })
+    }
+
+    /// Follows the source from where the output ends. Returns only when it
+    /// stops.
+    async fn follow(&self) -> Result<std::convert::Infallible, Stop> {
+        let (spec, storage) = (&self.spec, &self.context.storage);
+        self.status.lock().state = PipelineState::Starting;
+        let source = storage.partition(&spec.source, self.partition).await.map_err(|e| Stop::topic(0, e))?;
+        let output = storage.partition(&spec.name, self.partition).await.map_err(|e| Stop::topic(0, e))?;
+        let resumed = self.resume_point(&output).await?;
+        let fresh = resumed.is_none();
+        let mut position = resumed.unwrap_or(Position { next: source.start_offset(), accumulators: Vec::new() });
+        let chain = build_chain(&self.context, spec, &position.accumulators).await.map_err(|error| match error {
+            ChainError::Registry(error) => Stop::at(position.next, error),
+            ChainError::Engine(error) => Stop::at(position.next, error),
+        })?;
+        if fresh && let Some(chain) = &chain {
+            crate::connection::look_back(&self.context, &source, chain, &spec.transforms, position.next)
+                .await
+                .map_err(|error| Stop::at(position.next, error))?;
+        }
+        {
+            let mut status = self.status.lock();
+            status.state = PipelineState::Running;
+            status.source_offset = position.next;
+        }
+        let mut watermark = source.subscribe();
+        let mut reader = Arc::clone(&source).reader(position.next);
+        // Since when progress has gone without output or checkpoint.
+        let mut unnoted_since: Option<Instant> = None;
+        loop {
+            let batches = reader.next(READ_BYTES).await.map_err(|error| Stop::storage(position.next, error))?;
+            if batches.is_empty() {
+                if unnoted_since.take().is_some() {
+                    self.note(&position)?;
+                }
+                if *watermark.borrow() > position.next {
+                    // Readable shortly (a replica behind its leader).
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                if watermark.wait_for(|next| *next > position.next).await.is_err() {
+                    return Err(Stop::at(position.next, format!("the source topic {:?} is gone", spec.source)));
+                }
+                continue;
+            }
+            for batch in batches {
+                let batch = self.context.inflater.open(batch).await.map_err(|e| Stop::at(position.next, e))?;
+                let batch = batch.trimmed_to(position.next);
+                let from = position.next;
+                let (records_in, batch_next) = (batch.record_count() as u64, batch.next_offset());
+                let result = match &chain {
+                    Some(chain) => chain.process(batch).await.map_err(|error| Stop::at(from, error))?,
+                    None => passed_through(batch, &position),
+                };
+                let reached_next = result.failure.as_ref().map_or(batch_next, |failure| failure.offset);
+                let reached = Position { next: reached_next, accumulators: result.accumulators };
+                let letters = result.dead_letters.len() as u64;
+                if letters > 0 {
+                    self.send_dead_letters(from, result.dead_letters).await?;
+                }
+                let mut records_out = 0;
+                match provenance::output_batch(&result.batch, &spec.source, self.partition, from, &reached) {
+                    Some(appended) => {
+                        records_out = appended.record_count() as u64;
+                        output.append(appended.into(), None).await.map_err(|e| Stop::storage(from, e))?;
+                        unnoted_since = None;
+                    }
+                    None => {
+                        unnoted_since.get_or_insert_with(Instant::now);
+                    }
+                }
+                position = reached;
+                let overdue = unnoted_since.is_some_and(|since| since.elapsed() >= CHECKPOINT_EVERY);
+                if (letters > 0 && records_out == 0) || overdue || (result.failure.is_some() && records_out == 0) {
+                    self.note(&position)?;
+                    unnoted_since = None;
+                }
+                {
+                    let mut status = self.status.lock();
+                    status.source_offset = position.next;
+                    status.records_in += records_in;
+                    status.records_out += records_out;
+                    status.skipped += result.skipped;
+                    status.dead_letters += letters;
+                }
+                if let Some(failure) = result.failure {
+                    return Err(Stop::at(
+                        failure.offset,
+                        format!(
+                            "SmartModule {:?} failed on the record at offset {}: {}: {}; fix or replace the module, then `fluvio topic resume {}`",
+                            failure.module, failure.offset, failure.kind, failure.message, spec.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Notes progress that produced no output.
+    fn note(&self, position: &Position) -> Result<(), Stop> {
+        self.context
+            .derived
+            .save_checkpoint(&self.spec.name, self.partition, position)
+            .map_err(|error| Stop::at(position.next, error))
+    }
+
+    /// Appends the records modules failed on to the dead-letter topic, as
+    /// one batch stamped with the source range's start: a batch sent again
+    /// after a restart in the middle of this one is stored once.
+    async fn send_dead_letters(&self, from: i64, letters: Vec<RecordFailure>) -> Result<(), Stop> {
+        let spec = &self.spec;
+        let Some(topic) = &spec.dead_letter_topic else { return Ok(()) };
+        let storage = &self.context.storage;
+        let count = storage
+            .list_topics()
+            .await
+            .map_err(|e| Stop::topic(from, e))?
+            .into_iter()
+            .find(|info| &info.name == topic)
+            .map_or(1, |info| info.partitions.max(1));
+        let partition = storage.partition(topic, self.partition % count).await.map_err(|e| Stop::topic(from, e))?;
+        let mut builder = BatchBuilder::new(0, letters[0].timestamp);
+        let (source_partition, derived) = (self.partition.to_string(), spec.name.as_bytes());
+        for (index, letter) in letters.iter().enumerate() {
+            let error = format!("{}: {}", letter.kind, letter.message);
+            let offset = letter.offset.to_string();
+            let headers: [(&[u8], &[u8]); 6] = [
+                (b"fluvio-module", letter.module.as_bytes()),
+                (b"fluvio-error", error.as_bytes()),
+                (b"fluvio-source-topic", spec.source.as_bytes()),
+                (b"fluvio-source-partition", source_partition.as_bytes()),
+                (b"fluvio-source-offset", offset.as_bytes()),
+                (b"fluvio-derived-topic", derived),
+            ];
+            builder.push(index as u32, letter.timestamp, letter.key.as_deref(), &letter.value, &headers);
+        }
+        let stamp = ProducerStamp { id: stamp_id(&spec.name, self.partition), sequence: from as u64 };
+        partition.append(builder.finish().into(), Some(stamp)).await.map_err(|e| Stop::storage(from, e))?;
+        Ok(())
+    }
+}
+
+/// What a chain of no modules does: every record as it is.
+fn passed_through(batch: Batch, position: &Position) -> ChainOutput {
+    ChainOutput {
+        batch,
+        failure: None,
+        skipped: 0,
+        dead_letters: Vec::new(),
+        accumulators: position.accumulators.clone(),
+    }
+}
+
+/// The producer id a pipeline's dead letters are stamped with: FNV-1a of
+/// the derived topic and partition, the same at every restart.
+fn stamp_id(topic: &str, partition: u32) -> u64 {
+    let name = format!("derived/{topic}/{partition}");
+    name.bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
+}

@@ -1,0 +1,128 @@
+//! Where a derived topic's output came from, written into the output
+//! itself: the last record of every batch a pipeline appends carries the
+//! source partition and offset range the batch was computed from, and the
+//! accumulator of each aggregate of the chain after that range. A pipeline
+//! that starts reads the last batch of its output partition and goes on
+//! from the source offset it names, with those accumulators: an append and
+//! the position it reaches are one write, so a kill at any moment neither
+//! skips nor repeats a source record.
+
+use fluvio_protocol::{Batch, BatchBuilder};
+
+/// The header naming a batch's source: `SOURCE/PARTITION/FROM/NEXT`, the
+/// source records `FROM..NEXT` of that partition.
+pub const SOURCE_HEADER: &str = "fluvio-derived-from";
+
+/// The prefix of the headers holding an aggregate's accumulator after the
+/// batch's source range: `fluvio-accumulator-N` for the chain's stage N.
+pub const ACCUMULATOR_HEADER: &str = "fluvio-accumulator-";
+
+/// How far a pipeline got: the next source offset to read, and the
+/// accumulators that reflect every source record before it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    /// The next source offset.
+    pub next: i64,
+    /// Each aggregate's accumulator, by its place in the chain.
+    pub accumulators: Vec<(usize, Vec<u8>)>,
+}
+
+/// Whether a header is one of the pipeline's own: an input record that
+/// came from another derived topic carries them, and they must not pass
+/// on to this topic's records.
+fn is_provenance(name: &[u8]) -> bool {
+    name == SOURCE_HEADER.as_bytes() || name.starts_with(ACCUMULATOR_HEADER.as_bytes())
+}
+
+/// The batch to append for a chain's `output`: its records numbered from
+/// 0 (the output partition gives them their offsets), with their
+/// timestamps, keys, values and headers, the last one also carrying where
+/// the batch came from. `None` when the chain kept nothing.
+pub fn output_batch(output: &Batch, source: &str, partition: u32, from: i64, reached: &Position) -> Option<Batch> {
+    let count = output.records().count();
+    if count == 0 {
+        return None;
+    }
+    let mut builder = BatchBuilder::new(0, output.base_timestamp());
+    let origin = format!("{source}/{partition}/{from}/{}", reached.next);
+    let accumulator_names: Vec<String> =
+        reached.accumulators.iter().map(|(stage, _)| format!("{ACCUMULATOR_HEADER}{stage}")).collect();
+    for (index, record) in output.records().enumerate() {
+        let mut headers: Vec<(&[u8], &[u8])> =
+            record.headers.iter().copied().filter(|(name, _)| !is_provenance(name)).collect();
+        if index + 1 == count {
+            headers.push((SOURCE_HEADER.as_bytes(), origin.as_bytes()));
+            for ((_, accumulator), name) in reached.accumulators.iter().zip(&accumulator_names) {
+                headers.push((name.as_bytes(), accumulator));
+            }
+        }
+        builder.push(index as u32, record.timestamp, record.key, record.value, &headers);
+    }
+    Some(builder.finish())
+}
+
+/// Where the pipeline that wrote `batch` (its last record) had got to, if
+/// a pipeline reading `source`'s `partition` wrote it.
+pub fn position_after(batch: &Batch, source: &str, partition: u32) -> Option<Position> {
+    let last = batch.records().last()?;
+    let origin = last.headers.iter().find(|(name, _)| *name == SOURCE_HEADER.as_bytes())?.1;
+    let origin = std::str::from_utf8(origin).ok()?;
+    let mut parts = origin.rsplitn(4, '/');
+    let next: i64 = parts.next()?.parse().ok()?;
+    let _from: i64 = parts.next()?.parse().ok()?;
+    let written_partition: u32 = parts.next()?.parse().ok()?;
+    let written_source = parts.next()?;
+    if written_source != source || written_partition != partition {
+        return None;
+    }
+    let accumulators = last
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let stage = name.strip_prefix(ACCUMULATOR_HEADER.as_bytes())?;
+            let stage: usize = std::str::from_utf8(stage).ok()?.parse().ok()?;
+            Some((stage, value.to_vec()))
+        })
+        .collect();
+    Some(Position { next, accumulators })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain_output() -> Batch {
+        // Offsets and headers as a chain leaves them: the source's.
+        let mut builder = BatchBuilder::new(40, 1_000);
+        builder.push(0, 1_000, Some(b"k"), b"a", &[(b"trace", b"1")]);
+        builder.push(2, 1_005, None, b"b", &[(SOURCE_HEADER.as_bytes(), b"older/0/1/2")]);
+        builder.finish()
+    }
+
+    #[test]
+    fn the_last_record_says_where_the_batch_came_from_and_the_rest_is_kept() {
+        let reached = Position { next: 45, accumulators: vec![(1, b"17".to_vec())] };
+        let batch = output_batch(&chain_output(), "raw", 3, 40, &reached).unwrap();
+        let records: Vec<_> = batch.records().collect();
+        assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(records.iter().map(|r| r.timestamp).collect::<Vec<_>>(), [1_000, 1_005]);
+        assert_eq!((records[0].key, records[0].value), (Some(&b"k"[..]), &b"a"[..]));
+        assert_eq!(records[0].headers, [(&b"trace"[..], &b"1"[..])]);
+        // The older topic's provenance is dropped, ours added.
+        assert_eq!(
+            records[1].headers,
+            [(SOURCE_HEADER.as_bytes(), &b"raw/3/40/45"[..]), (&b"fluvio-accumulator-1"[..], &b"17"[..])]
+        );
+        assert_eq!(position_after(&batch, "raw", 3), Some(reached));
+        assert_eq!(position_after(&batch, "raw", 2), None, "another partition's pipeline");
+        assert_eq!(position_after(&batch, "other", 3), None);
+    }
+
+    #[test]
+    fn a_source_name_with_slashes_is_not_allowed_but_its_parts_parse_from_the_right() {
+        let reached = Position { next: 9, accumulators: Vec::new() };
+        let batch = output_batch(&chain_output(), "a.b-c_d", 0, 7, &reached).unwrap();
+        assert_eq!(position_after(&batch, "a.b-c_d", 0), Some(reached));
+        assert!(output_batch(&BatchBuilder::new(0, 0).finish(), "raw", 0, 0, &Position::default()).is_none());
+    }
+}

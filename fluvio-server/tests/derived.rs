@@ -1,0 +1,275 @@
+//! Derived topics against real server processes on the local log: exactly
+//! once around a kill -9, aggregates that go on across a restart, the
+//! error policies, and every refusal at create time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ServerProcess, data_dir, from_beginning, read_all, values, wasm};
+use fluvio_client::protocol::ErrorCode;
+use fluvio_client::protocol::requests::{CreateDerivedTopicRequest, DerivedTopicInfo, PipelineState};
+use fluvio_client::{ErrorPolicy, Fluvio, FluvioError, ProducerConfig, RecordKey, SmartModuleInvocation};
+
+fn derive(name: &str, source: &str, transforms: &[&str]) -> CreateDerivedTopicRequest {
+    CreateDerivedTopicRequest {
+        name: name.into(),
+        partitions: 0,
+        replication: 1,
+        retention: Default::default(),
+        source: source.into(),
+        transforms: transforms.iter().map(|module| SmartModuleInvocation::predefined(*module)).collect(),
+        policy: ErrorPolicy::Fail,
+        dead_letter_topic: None,
+    }
+}
+
+async fn register(fluvio: &Fluvio, modules: &[&str]) {
+    for module in modules {
+        fluvio.create_smartmodule(module, wasm(module)).await.expect("register");
+    }
+}
+
+/// Produces `values` to one partition in batches of about 100 records.
+async fn produce_to(fluvio: &Fluvio, topic: &str, partition: u32, values: &[String]) {
+    let config = ProducerConfig {
+        linger: Duration::from_millis(5),
+        batch_bytes: 4096,
+        partition: Some(partition),
+        ..Default::default()
+    };
+    let producer = fluvio.topic_producer_with(topic, config).await.expect("producer");
+    let mut pending = Vec::with_capacity(values.len());
+    for value in values {
+        pending.push(producer.send(RecordKey::NULL, value.as_bytes()).await.expect("send"));
+    }
+    producer.flush().await.expect("flush");
+    for output in pending {
+        output.wait().await.expect("acknowledged");
+    }
+}
+
+async fn derived(fluvio: &Fluvio, name: &str) -> DerivedTopicInfo {
+    let topics = fluvio.list_derived_topics().await.expect("list derived topics");
+    topics.into_iter().find(|topic| topic.name == name).expect("the derived topic is listed")
+}
+
+/// Waits until every pipeline of `name` has read its source to the end.
+async fn caught_up(fluvio: &Fluvio, name: &str) -> DerivedTopicInfo {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let info = derived(fluvio, name).await;
+        let done = info.pipelines.iter().all(|p| p.state == PipelineState::Running && p.source_offset == p.source_end);
+        if done {
+            return info;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the pipelines did not catch up: {info:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn partition_values(fluvio: &Fluvio, topic: &str, partition: u32) -> Vec<String> {
+    values(
+        &read_all(fluvio, topic, fluvio_client::ConsumerConfig { partitions: vec![partition], ..from_beginning() })
+            .await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_derived_topic_is_exact_around_a_kill_9_and_its_aggregate_goes_on() {
+    let dir = data_dir("derived-kill");
+    let mut server = ServerProcess::start(&dir, &[]);
+    let addr = server.addr.clone();
+    let fluvio = server.client().await;
+    register(&fluvio, &["my-filter", "uppercase-map", "sum-aggregate"]).await;
+    fluvio.create_topic("raw", 2).await.unwrap();
+    fluvio.create_topic("numbers", 1).await.unwrap();
+    fluvio.create_derived_topic(derive("clean", "raw", &["my-filter", "uppercase-map"])).await.unwrap();
+    fluvio.create_derived_topic(derive("totals", "numbers", &["sum-aggregate"])).await.unwrap();
+    // A derived topic of a derived topic.
+    fluvio.create_derived_topic(derive("clean-again", "clean", &["my-filter"])).await.unwrap();
+
+    let word = |i: usize| if i.is_multiple_of(3) { format!("{i}-banana") } else { format!("{i}-cherry") };
+    let raw: Vec<Vec<String>> = (0..2).map(|p| (0..50_000).map(|i| word(i * 2 + p)).collect()).collect();
+    let numbers: Vec<String> = (1..=30_000).map(|i| (i % 97).to_string()).collect();
+    for (p, records) in raw.iter().enumerate() {
+        produce_to(&fluvio, "raw", p as u32, &records[..25_000]).await;
+    }
+    produce_to(&fluvio, "numbers", 0, &numbers[..15_000]).await;
+    // The pipelines are at work: stop the server with no warning.
+    let mid = derived(&fluvio, "clean").await;
+    server.kill9();
+    drop(fluvio);
+    eprintln!("killed with the pipelines at {:?}", mid.pipelines.iter().map(|p| p.source_offset).collect::<Vec<_>>());
+
+    let server = ServerProcess::start_at(&addr, &dir, &[], std::process::Stdio::inherit());
+    let fluvio = server.client().await;
+    for (p, records) in raw.iter().enumerate() {
+        produce_to(&fluvio, "raw", p as u32, &records[25_000..]).await;
+    }
+    produce_to(&fluvio, "numbers", 0, &numbers[15_000..]).await;
+    caught_up(&fluvio, "clean").await;
+    caught_up(&fluvio, "totals").await;
+    caught_up(&fluvio, "clean-again").await;
+
+    for (p, records) in raw.iter().enumerate() {
+        let expected: Vec<String> =
+            records.iter().filter(|value| value.contains('a')).map(|value| value.to_uppercase()).collect();
+        let got = partition_values(&fluvio, "clean", p as u32).await;
+        assert_eq!(got.len(), expected.len(), "partition {p}: no gap, no duplicate");
+        assert_eq!(got, expected, "partition {p}: record for record, in order");
+        // Upper-case values have no `a` left: the second filter keeps none.
+        assert!(partition_values(&fluvio, "clean-again", p as u32).await.is_empty());
+    }
+    let mut sum = 0i64;
+    let expected: Vec<String> = numbers
+        .iter()
+        .map(|n| {
+            sum += n.parse::<i64>().unwrap();
+            sum.to_string()
+        })
+        .collect();
+    assert_eq!(partition_values(&fluvio, "totals", 0).await, expected, "the running totals go on exactly");
+
+    // A consumer reads a derived topic like any other; the records say
+    // where they came from.
+    let records = read_all(&fluvio, "totals", from_beginning()).await;
+    let origin = records.last().unwrap().headers.iter().find(|(name, _)| &name[..] == b"fluvio-derived-from");
+    let origin = origin.map(|(_, value)| String::from_utf8_lossy(value).into_owned()).unwrap_or_default();
+    assert!(origin.starts_with("numbers/0/"), "{origin}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_records_go_to_the_dead_letter_topic_or_stop_the_pipeline_until_resumed() {
+    let server = ServerProcess::start(&data_dir("derived-policies"), &[]);
+    let fluvio = server.client().await;
+    register(&fluvio, &["sum-aggregate"]).await;
+    fluvio.create_topic("mixed", 1).await.unwrap();
+    common::produce(&fluvio, "mixed", &["1", "x", "2", "y", "3"]).await;
+
+    let letters = CreateDerivedTopicRequest {
+        policy: ErrorPolicy::DeadLetter,
+        dead_letter_topic: Some("mixed-dlq".into()),
+        ..derive("sums", "mixed", &["sum-aggregate"])
+    };
+    fluvio.create_derived_topic(letters).await.unwrap();
+    let skipped =
+        CreateDerivedTopicRequest { policy: ErrorPolicy::Skip, ..derive("sums-skip", "mixed", &["sum-aggregate"]) };
+    fluvio.create_derived_topic(skipped).await.unwrap();
+    fluvio.create_derived_topic(derive("sums-fail", "mixed", &["sum-aggregate"])).await.unwrap();
+
+    let info = caught_up(&fluvio, "sums").await;
+    assert_eq!(info.pipelines[0].dead_letters, 2);
+    assert_eq!(partition_values(&fluvio, "sums", 0).await, ["1", "3", "6"]);
+    let dead = read_all(&fluvio, "mixed-dlq", from_beginning()).await;
+    assert_eq!(values(&dead), ["x", "y"]);
+    let header = |record: &fluvio_client::ConsumerRecord, name: &str| {
+        let value = record.headers.iter().find(|(n, _)| &n[..] == name.as_bytes()).map(|(_, v)| v.to_vec());
+        String::from_utf8(value.unwrap_or_default()).unwrap()
+    };
+    assert_eq!(header(&dead[0], "fluvio-module"), "sum-aggregate");
+    assert_eq!(header(&dead[0], "fluvio-source-topic"), "mixed");
+    assert_eq!(header(&dead[0], "fluvio-source-partition"), "0");
+    assert_eq!(header(&dead[0], "fluvio-source-offset"), "1");
+    assert_eq!(header(&dead[1], "fluvio-source-offset"), "3");
+    assert!(header(&dead[0], "fluvio-error").contains("invalid digit"), "{}", header(&dead[0], "fluvio-error"));
+
+    let info = caught_up(&fluvio, "sums-skip").await;
+    assert_eq!(info.pipelines[0].skipped, 2);
+    assert_eq!(partition_values(&fluvio, "sums-skip", 0).await, ["1", "3", "6"]);
+
+    // fail: the pipeline stops at offset 1 and says why.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let info = derived(&fluvio, "sums-fail").await;
+        if let PipelineState::Failed { offset, error } = &info.pipelines[0].state {
+            break (*offset, error.clone());
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the pipeline did not stop: {info:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(failed.0, 1);
+    assert!(failed.1.contains("invalid digit") && failed.1.contains("fluvio topic resume sums-fail"), "{}", failed.1);
+    assert_eq!(partition_values(&fluvio, "sums-fail", 0).await, ["1"]);
+    // Resumed with the same module, it stops at the same record, having
+    // written nothing twice.
+    assert_eq!(fluvio.resume_derived_topic("sums-fail").await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let info = derived(&fluvio, "sums-fail").await;
+    assert!(matches!(&info.pipelines[0].state, PipelineState::Failed { offset: 1, .. }), "{info:?}");
+    assert_eq!(partition_values(&fluvio, "sums-fail", 0).await, ["1"]);
+}
+
+fn refused(result: Result<(), FluvioError>) -> (Option<ErrorCode>, String) {
+    let error = result.expect_err("refused");
+    (error.code(), error.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_derivations_are_refused_with_nothing_created() {
+    let server = ServerProcess::start(&data_dir("derived-refusals"), &[]);
+    let fluvio = server.client().await;
+    register(&fluvio, &["my-filter", "uppercase-map"]).await;
+    fluvio.create_topic("raw", 2).await.unwrap();
+    common::produce(&fluvio, "raw", &["a"]).await;
+
+    let (code, message) = refused(fluvio.create_derived_topic(derive("clean", "raw", &["no-such-module"])).await);
+    assert_eq!(code, Some(ErrorCode::SmartModuleNotFound), "{message}");
+    assert!(message.contains("no-such-module"), "{message}");
+
+    let mut wrong_kind = derive("clean", "raw", &["uppercase-map"]);
+    wrong_kind.transforms[0] =
+        SmartModuleInvocation::predefined("uppercase-map").expect_kind(fluvio_client::ModuleKind::Filter);
+    let (code, message) = refused(fluvio.create_derived_topic(wrong_kind).await);
+    assert_eq!(code, Some(ErrorCode::InvalidSmartModule), "{message}");
+
+    let (code, message) = refused(fluvio.create_derived_topic(derive("clean", "nowhere", &["my-filter"])).await);
+    assert_eq!(code, Some(ErrorCode::TopicNotFound), "{message}");
+    assert!(message.contains("nowhere"), "{message}");
+
+    let (code, message) = refused(fluvio.create_derived_topic(derive("raw", "raw", &["my-filter"])).await);
+    assert_eq!(code, Some(ErrorCode::InvalidRequest), "{message}");
+    assert!(message.contains("cycle"), "{message}");
+
+    let three = CreateDerivedTopicRequest { partitions: 3, ..derive("clean", "raw", &["my-filter"]) };
+    let (code, message) = refused(fluvio.create_derived_topic(three).await);
+    assert_eq!(code, Some(ErrorCode::InvalidRequest), "{message}");
+
+    let mut adhoc = derive("clean", "raw", &[]);
+    adhoc.transforms.push(SmartModuleInvocation::adhoc("local-filter", wasm("my-filter")));
+    let (code, message) = refused(fluvio.create_derived_topic(adhoc).await);
+    assert_eq!(code, Some(ErrorCode::InvalidRequest), "{message}");
+    assert!(message.contains("registered"), "{message}");
+
+    let no_topic =
+        CreateDerivedTopicRequest { policy: ErrorPolicy::DeadLetter, ..derive("clean", "raw", &["my-filter"]) };
+    let (code, message) = refused(fluvio.create_derived_topic(no_topic).await);
+    assert_eq!(code, Some(ErrorCode::InvalidRequest), "{message}");
+
+    // Nothing was created by any of them.
+    let names: Vec<String> = fluvio.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["raw"]);
+    assert!(fluvio.list_derived_topics().await.unwrap().is_empty());
+
+    // A good one; then what would break it is refused.
+    fluvio.create_derived_topic(derive("clean", "raw", &["my-filter", "uppercase-map"])).await.unwrap();
+    let (code, message) = refused(fluvio.create_derived_topic(derive("clean", "raw", &["my-filter"])).await);
+    assert_eq!(code, Some(ErrorCode::TopicExists), "{message}");
+    let (code, message) = refused(fluvio.delete_smartmodule("uppercase-map").await);
+    assert_eq!(code, Some(ErrorCode::InvalidRequest), "{message}");
+    assert!(message.contains("clean"), "{message}");
+    let (code, message) = refused(fluvio.delete_topic("raw").await);
+    assert_eq!(code, Some(ErrorCode::InvalidRequest), "{message}");
+    assert!(message.contains("clean"), "{message}");
+    let producer = fluvio.topic_producer("clean").await.unwrap();
+    let output = producer.send(RecordKey::NULL, "by hand").await.unwrap();
+    producer.flush().await.ok();
+    let error = output.wait().await.expect_err("only the pipelines write to a derived topic");
+    assert!(error.to_string().contains("derived from \"raw\""), "{error}");
+
+    // Deleting the derived topic stops it and frees the rest.
+    fluvio.delete_topic("clean").await.unwrap();
+    assert!(fluvio.list_derived_topics().await.unwrap().is_empty());
+    fluvio.delete_smartmodule("uppercase-map").await.unwrap();
+    fluvio.delete_topic("raw").await.unwrap();
+}
