@@ -198,7 +198,7 @@ struct DerivedView {
 #[derive(Debug, serde::Serialize)]
 struct PipelineView {
     partition: u32,
-    state: &'static str,
+    state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     source_offset: i64,
@@ -226,9 +226,10 @@ impl TopicView {
                 .iter()
                 .map(|pipeline| {
                     let (state, error) = match &pipeline.state {
-                        PipelineState::Starting => ("starting", None),
-                        PipelineState::Running => ("running", None),
-                        PipelineState::Failed { error, .. } => ("failed", Some(error.clone())),
+                        PipelineState::Starting => ("starting".to_string(), None),
+                        PipelineState::Running => ("running".to_string(), None),
+                        PipelineState::Elsewhere { server, address } => (format!("on-server-{server}@{address}"), None),
+                        PipelineState::Failed { error, .. } => ("failed".to_string(), Some(error.clone())),
                     };
                     PipelineView {
                         partition: pipeline.source_partition,
@@ -329,7 +330,7 @@ fn print_topics(topics: Vec<TopicView>, format: ListFormat, one: bool) -> CliRes
                             vec![
                                 p.partition.to_string(),
                                 end.to_string(),
-                                p.state.to_string(),
+                                p.state.clone(),
                                 p.source_offset.to_string(),
                                 p.lag.to_string(),
                             ]

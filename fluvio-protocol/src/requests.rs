@@ -590,6 +590,14 @@ pub enum PipelineState {
     Starting,
     /// Following the source.
     Running,
+    /// Run by another server sharing the cluster, which holds the
+    /// pipeline's lease; this server takes over if that one stops.
+    Elsewhere {
+        /// That server's id.
+        server: i32,
+        /// Its address.
+        address: String,
+    },
     /// Stopped at a record a module failed on (under the fail policy), or
     /// by an error of the chain or the storage; `ResumeDerivedTopic` goes
     /// on from `offset`.

@@ -298,20 +298,25 @@ impl Server {
         let cache_dir = data_dir.join("module-cache");
         private_dir(&cache_dir)?;
         let engine = SmartEngine::with_config(config.limits, Some(cache_dir));
-        let (storage, registry): (Arc<dyn storage::Storage>, registry::Registry) = match &config.jetstream {
+        let (storage, registry, derived_store): (Arc<dyn storage::Storage>, registry::Registry, _) = match &config
+            .jetstream
+        {
             None => {
                 let mut storage =
                     storage::local::LocalStorage::open(&data_dir.join("topics"), config.segment_bytes, config.flush)?;
                 let limits = &config.connection_limits;
                 storage.reserve_files_for_connections(limits.max_connections + limits.max_pre_login_connections);
-                (Arc::new(storage), registry::Registry::open(&data_dir.join("smartmodules"), engine.clone())?)
+                let registry = registry::Registry::open(&data_dir.join("smartmodules"), engine.clone())?;
+                (Arc::new(storage), registry, derived::store::DerivedStore::Local(data_dir.join("derived")))
             }
             Some(jetstream) => {
                 let storage = storage::jetstream::JetStreamStorage::connect_with_retry(jetstream.clone()).await?;
                 let registry = open_shared_registry_with_retry(&storage, &engine).await?;
-                (Arc::new(storage), registry)
+                let derived_store = derived::store::DerivedStore::Shared(Box::new(storage.derived_buckets()));
+                (Arc::new(storage), registry, derived_store)
             }
         };
+        let derived = derived::Derivations::open(derived_store).await?;
         let listener =
             TcpListener::bind(config.addr).await.map_err(|source| StartError::Listen { addr: config.addr, source })?;
         // Blocking, once at start-up (it may wait for a leftover connector
@@ -329,7 +334,6 @@ impl Server {
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_ms: storage::now_ms(),
         };
-        let derived = derived::Derivations::open(&data_dir.join("derived"), config.jetstream.is_some())?;
         let quotas = connection::quota::Quotas::new(config.connection_limits.per_principal);
         let consumer_ids = connection::consumer_ids::ConsumerIds::new(config.connection_limits.consumer_ids);
         let context = ServerContext {

@@ -273,3 +273,62 @@ async fn bad_derivations_are_refused_with_nothing_created() {
     fluvio.delete_smartmodule("uppercase-map").await.unwrap();
     fluvio.delete_topic("raw").await.unwrap();
 }
+
+/// A server on a JetStream cluster, with an id of its own.
+fn server_on(cluster: &dev_support::services::NatsCluster, name: &str, id: &str) -> ServerProcess {
+    ServerProcess::start(&data_dir(name), &["--jetstream", &cluster.urls(), "--id", id])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_jetstream_one_server_runs_each_pipeline_and_another_takes_over_exactly() {
+    let mut cluster = dev_support::services::NatsCluster::start(3);
+    let mut server_a = server_on(&cluster, "derived-js-a", "1");
+    let server_b = server_on(&cluster, "derived-js-b", "2");
+    let through_a = server_a.client().await;
+    register(&through_a, &["my-filter", "uppercase-map"]).await;
+    through_a.create_replicated_topic("raw", 2, 3, Default::default()).await.unwrap();
+    let request =
+        CreateDerivedTopicRequest { replication: 3, ..derive("clean", "raw", &["my-filter", "uppercase-map"]) };
+    through_a.create_derived_topic(request).await.unwrap();
+
+    let word = |i: usize| if i.is_multiple_of(3) { format!("{i}-banana") } else { format!("{i}-cherry") };
+    let raw: Vec<Vec<String>> = (0..2).map(|p| (0..30_000).map(|i| word(i * 2 + p)).collect()).collect();
+    for (p, records) in raw.iter().enumerate() {
+        produce_to(&through_a, "raw", p as u32, &records[..10_000]).await;
+    }
+    // B sees the derived topic, and that A runs its pipelines.
+    let through_b = server_b.client().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let topics = through_b.list_derived_topics().await.unwrap();
+        let elsewhere = topics.iter().find(|t| t.name == "clean").is_some_and(|t| {
+            t.pipelines.len() == 2
+                && t.pipelines.iter().all(|p| matches!(&p.state, PipelineState::Elsewhere { server: 1, .. }))
+        });
+        if elsewhere {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "B does not see A run the pipelines: {topics:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A dies in the middle of the stream; B takes over.
+    server_a.kill9();
+    for (p, records) in raw.iter().enumerate() {
+        produce_to(&through_b, "raw", p as u32, &records[10_000..20_000]).await;
+    }
+    let info = caught_up(&through_b, "clean").await;
+    assert!(info.pipelines.iter().all(|p| p.state == PipelineState::Running), "{info:?}");
+    // A NATS node dies too; the rest of the stream still comes out exact.
+    cluster.kill9(1);
+    for (p, records) in raw.iter().enumerate() {
+        produce_to(&through_b, "raw", p as u32, &records[20_000..]).await;
+    }
+    caught_up(&through_b, "clean").await;
+    for (p, records) in raw.iter().enumerate() {
+        let expected: Vec<String> =
+            records.iter().filter(|value| value.contains('a')).map(|value| value.to_uppercase()).collect();
+        let got = partition_values(&through_b, "clean", p as u32).await;
+        assert_eq!(got.len(), expected.len(), "partition {p}: no gap, no duplicate");
+        assert_eq!(got, expected, "partition {p}: record for record, in order");
+    }
+}

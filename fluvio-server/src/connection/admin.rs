@@ -45,7 +45,7 @@ impl Handle for DeleteTopicRequest {
     async fn handle(self, context: &ServerContext, _: &Session) -> Result<DeleteTopicResponse, ServerError> {
         context.derived.check_deletable(&self.name)?;
         // A derived topic's pipelines stop before its records go.
-        context.derived.forget(&self.name)?;
+        context.derived.forget(&self.name).await?;
         let deleted = context.storage.delete_topic(&self.name).await;
         // The topic's consumer offsets went with it.
         context.consumer_ids.forget().await;

@@ -38,7 +38,9 @@ impl From<StorageError> for ServerError {
     fn from(error: StorageError) -> Self {
         let code = match error {
             StorageError::InvalidBatch(_) => ErrorCode::InvalidBatch,
-            StorageError::Io { .. } | StorageError::Corrupt { .. } => ErrorCode::Storage,
+            StorageError::Io { .. } | StorageError::Corrupt { .. } | StorageError::NotAtEnd { .. } => {
+                ErrorCode::Storage
+            }
             StorageError::Unavailable { .. } => ErrorCode::Unavailable,
         };
         ServerError::new(code, error.to_string())
@@ -97,8 +99,7 @@ impl From<DerivedError> for ServerError {
             | DerivedError::DeadLetterTopic { .. }
             | DerivedError::NotDerived(_)
             | DerivedError::TopicInUse { .. }
-            | DerivedError::ModuleInUse { .. }
-            | DerivedError::NotOnJetStream => ErrorCode::InvalidRequest,
+            | DerivedError::ModuleInUse { .. } => ErrorCode::InvalidRequest,
         };
         ServerError::new(code, error.to_string())
     }

@@ -19,9 +19,10 @@
 
 pub mod pipeline;
 pub mod provenance;
+pub mod store;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use fluvio_protocol::requests::{CreateDerivedTopicRequest, DerivedTopicInfo, PipelineState, PipelineStatus};
@@ -33,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::ServerContext;
 use crate::registry::RegistryError;
 use crate::storage::{TopicError, TopicSpec};
-use provenance::Position;
+use store::DerivedStore;
 
 /// A derived topic's settings, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,12 +161,6 @@ pub enum DerivedError {
         /// Its source.
         source_topic: String,
     },
-    /// This server keeps its topics on JetStream, where derived topics are
-    /// not offered yet.
-    #[error(
-        "derived topics are not offered yet on servers that keep topics on JetStream; run the chain in a consumer or a connector meanwhile"
-    )]
-    NotOnJetStream,
     /// The topic store refused or failed.
     #[error(transparent)]
     Topic(#[from] TopicError),
@@ -186,69 +181,40 @@ struct Derived {
     pipelines: Vec<pipeline::Handle>,
 }
 
-/// Every derived topic of the server.
+/// How often a server sharing a cluster looks for derived topics created
+/// or deleted through other servers.
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Every derived topic of the server (of the cluster, on JetStream).
 pub struct Derivations {
-    dir: PathBuf,
+    store: DerivedStore,
     topics: Mutex<BTreeMap<String, Derived>>,
-    /// Whether topics live on JetStream (derived topics are refused there).
-    shared: bool,
     /// The server, once it runs: pipelines hold it while they run.
     server: std::sync::OnceLock<std::sync::Weak<ServerContext>>,
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DerivedError + '_ {
-    move |source| DerivedError::Io { path: path.to_path_buf(), source }
-}
-
 impl Derivations {
-    /// Loads the settings of every derived topic from `dir`; their
+    /// Loads the settings of every derived topic from `store`; their
     /// pipelines start with [`start_all`](Self::start_all).
-    pub fn open(dir: &Path, shared: bool) -> Result<Derivations, DerivedError> {
-        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-        let mut topics = BTreeMap::new();
-        for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
-            let path = entry.map_err(io_error(dir))?.path();
-            if path.extension().is_none_or(|extension| extension != "json") {
-                continue;
-            }
-            let text = std::fs::read(&path).map_err(io_error(&path))?;
-            let spec: DerivationSpec = serde_json::from_slice(&text).map_err(|error| DerivedError::Io {
-                path: path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, error),
-            })?;
-            topics.insert(spec.name.clone(), Derived { spec: Arc::new(spec), pipelines: Vec::new() });
-        }
-        Ok(Derivations { dir: dir.to_path_buf(), topics: Mutex::new(topics), shared, server: Default::default() })
+    pub async fn open(store: DerivedStore) -> Result<Derivations, DerivedError> {
+        let topics = store
+            .load()
+            .await?
+            .into_iter()
+            .map(|spec| (spec.name.clone(), Derived { spec: Arc::new(spec), pipelines: Vec::new() }))
+            .collect();
+        Ok(Derivations { store, topics: Mutex::new(topics), server: Default::default() })
     }
 
-    fn spec_path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.json"))
-    }
-
-    /// Where a pipeline notes progress that left no output.
-    fn checkpoint_path(&self, name: &str, partition: u32) -> PathBuf {
-        self.dir.join(format!("{name}.{partition}.checkpoint"))
-    }
-
-    /// The progress a pipeline noted last, if any.
-    pub(crate) fn checkpoint(&self, name: &str, partition: u32) -> Option<Position> {
-        let text = std::fs::read(self.checkpoint_path(name, partition)).ok()?;
-        serde_json::from_slice(&text).ok()
-    }
-
-    /// Notes a pipeline's progress. Not synced: it only saves reading
-    /// records again (the output says where it ends), and is rewritten
-    /// whole by a rename, so that it is never half written.
-    pub(crate) fn save_checkpoint(&self, name: &str, partition: u32, position: &Position) -> Result<(), DerivedError> {
-        let path = self.checkpoint_path(name, partition);
-        let temporary = path.with_extension("checkpoint.tmp");
-        let text = serde_json::to_vec(position).expect("a position serializes");
-        std::fs::write(&temporary, text).map_err(io_error(&temporary))?;
-        std::fs::rename(&temporary, &path).map_err(io_error(&path))
+    /// Where settings, checkpoints and leases are kept.
+    pub(crate) fn store(&self) -> &DerivedStore {
+        &self.store
     }
 
     /// Starts every derived topic's pipelines (creating a topic whose
-    /// settings were stored but whose creation a crash cut short).
+    /// settings were stored but whose creation a crash cut short) and, on
+    /// a shared cluster, follows the derived topics other servers create
+    /// and delete.
     pub async fn start_all(&self, context: &Arc<ServerContext>) {
         let _ = self.server.set(Arc::downgrade(context));
         let specs: Vec<Arc<DerivationSpec>> = self.topics.lock().values().map(|d| Arc::clone(&d.spec)).collect();
@@ -260,6 +226,31 @@ impl Derivations {
             }
             self.start(&spec);
         }
+        if self.store.is_shared() {
+            tokio::spawn(follow_cluster(Arc::downgrade(context)));
+        }
+    }
+
+    /// Takes in the derived topics the cluster has now: starts the new
+    /// ones, stops those deleted elsewhere.
+    async fn sync(&self) -> Result<(), DerivedError> {
+        let specs = self.store.load().await?;
+        let mut added = Vec::new();
+        {
+            let mut topics = self.topics.lock();
+            topics.retain(|name, _| specs.iter().any(|spec| &spec.name == name));
+            for spec in specs {
+                if !topics.contains_key(&spec.name) {
+                    let spec = Arc::new(spec);
+                    topics.insert(spec.name.clone(), Derived { spec: Arc::clone(&spec), pipelines: Vec::new() });
+                    added.push(spec);
+                }
+            }
+        }
+        for spec in added {
+            self.start(&spec);
+        }
+        Ok(())
     }
 
     /// Starts (or starts again) each pipeline of `spec` that does not run
@@ -294,26 +285,18 @@ impl Derivations {
         context: &ServerContext,
         request: CreateDerivedTopicRequest,
     ) -> Result<(), DerivedError> {
-        if self.shared {
-            return Err(DerivedError::NotOnJetStream);
-        }
         let spec = check(context, request).await?;
-        let path = self.spec_path(&spec.name);
-        {
-            let mut topics = self.topics.lock();
-            if topics.contains_key(&spec.name) {
-                return Err(DerivedError::Topic(TopicError::Exists(spec.name.clone())));
-            }
-            let text = serde_json::to_vec_pretty(&spec).expect("settings serialize");
-            std::fs::write(&path, text).map_err(io_error(&path))?;
-            topics.insert(spec.name.clone(), Derived { spec: Arc::new(spec.clone()), pipelines: Vec::new() });
+        if self.topics.lock().contains_key(&spec.name) {
+            return Err(DerivedError::Topic(TopicError::Exists(spec.name.clone())));
         }
+        self.store.create(&spec).await?;
         if let Err(error) = create_topics(context, &spec).await {
-            self.topics.lock().remove(&spec.name);
-            let _ = std::fs::remove_file(&path);
+            let _ = self.store.remove(&spec.name, spec.partitions).await;
             return Err(error);
         }
-        self.start(&Arc::new(spec));
+        let spec = Arc::new(spec);
+        self.topics.lock().insert(spec.name.clone(), Derived { spec: Arc::clone(&spec), pipelines: Vec::new() });
+        self.start(&spec);
         Ok(())
     }
 
@@ -391,25 +374,32 @@ impl Derivations {
         if users.is_empty() { Ok(()) } else { Err(DerivedError::ModuleInUse { module: module.to_string(), users }) }
     }
 
-    /// Stops a derived topic's pipelines and forgets its settings (its
-    /// topic is deleted by the caller). `false` when it is not derived.
-    pub fn forget(&self, name: &str) -> Result<bool, DerivedError> {
-        let Some(derived) = self.topics.lock().remove(name) else { return Ok(false) };
+    /// Stops a derived topic's pipelines and forgets its settings and
+    /// checkpoints (its topic is deleted by the caller). Nothing happens
+    /// to a topic that is not derived.
+    pub async fn forget(&self, name: &str) -> Result<(), DerivedError> {
+        let Some(derived) = self.topics.lock().remove(name) else { return Ok(()) };
+        let partitions = derived.spec.partitions;
         drop(derived);
-        let path = self.spec_path(name);
-        std::fs::remove_file(&path).map_err(io_error(&path))?;
-        for partition in 0.. {
-            if std::fs::remove_file(self.checkpoint_path(name, partition)).is_err() {
-                break;
-            }
-        }
-        Ok(true)
+        self.store.remove(name, partitions).await
     }
 
     /// Stops every pipeline (the server is stopping).
     pub fn stop_all(&self) {
         for derived in self.topics.lock().values_mut() {
             derived.pipelines.clear();
+        }
+    }
+}
+
+/// Takes in, every [`SYNC_EVERY`], the derived topics servers sharing the
+/// cluster created or deleted, for as long as the server runs.
+async fn follow_cluster(server: std::sync::Weak<ServerContext>) {
+    loop {
+        tokio::time::sleep(SYNC_EVERY).await;
+        let Some(context) = server.upgrade() else { return };
+        if let Err(error) = context.derived.sync().await {
+            tracing::warn!(%error, "cannot read the cluster's derived topics; trying again");
         }
     }
 }

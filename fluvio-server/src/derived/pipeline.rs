@@ -13,8 +13,10 @@ use tokio::task::JoinHandle;
 
 use super::DerivationSpec;
 use super::provenance::{self, Position};
+use super::store::{Acquired, Holder, Lease};
 use crate::ServerContext;
 use crate::registry::RegistryError;
+use crate::storage::jetstream::LEASE_TTL;
 use crate::storage::{Partition, StorageError, TopicError};
 
 /// Bytes of source batches read at a time.
@@ -23,6 +25,12 @@ const READ_BYTES: u64 = 1 << 20;
 /// How long progress that wrote no output may go unnoted: at most this
 /// much source is read again after a restart.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a pipeline renews its lease.
+const LEASE_RENEW: Duration = Duration::from_secs(2);
+
+/// How often a pipeline whose lease another server holds asks again.
+const LEASE_POLL: Duration = Duration::from_secs(2);
 
 /// How long a pipeline waits before trying again after the storage did not
 /// answer (a JetStream cluster without quorum).
@@ -93,8 +101,14 @@ impl Stop {
     }
 
     fn storage(offset: i64, error: StorageError) -> Stop {
-        let transient = matches!(error, StorageError::Unavailable { .. });
+        // Another writer came first: start again from where the output
+        // ends now.
+        let transient = matches!(error, StorageError::Unavailable { .. } | StorageError::NotAtEnd { .. });
         Stop { offset, error: error.to_string(), transient }
+    }
+
+    fn transient(offset: i64, error: impl std::fmt::Display) -> Stop {
+        Stop { offset, error: error.to_string(), transient: true }
     }
 
     fn topic(offset: i64, error: TopicError) -> Stop {
@@ -147,11 +161,40 @@ struct Pipeline {
 
 impl Pipeline {
     /// Runs until the task is aborted, or until it stops at an error,
-    /// which its state then shows; storage that does not answer is tried
-    /// again.
+    /// which its state then shows. On a shared cluster it first takes the
+    /// pipeline's lease (waiting while another server holds it), renews it
+    /// while it runs, and stops writing the moment it is lost. Storage that
+    /// does not answer is tried again.
     async fn run(self) {
+        let store = self.context.derived.store();
         loop {
-            let Err(stop) = self.follow().await;
+            let holder = self.holder();
+            let mut lease = match store.acquire(&self.spec.name, self.partition, &holder).await {
+                Ok(Acquired::Lease(lease)) => lease,
+                Ok(Acquired::HeldBy(other)) => {
+                    if let Some(other) = other {
+                        let mut status = self.status.lock();
+                        status.state = PipelineState::Elsewhere { server: other.server, address: other.address };
+                        status.source_offset = other.source_offset;
+                    }
+                    tokio::time::sleep(LEASE_POLL).await;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(topic = %self.spec.name, partition = self.partition, %error, "cannot ask for a pipeline's lease; trying again");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                    continue;
+                }
+            };
+            let stopped = tokio::select! {
+                stop = self.follow() => match stop { Err(stop) => Some(stop) },
+                () = self.keep(&mut lease) => None,
+            };
+            store.release(lease).await;
+            let Some(stop) = stopped else {
+                tracing::warn!(topic = %self.spec.name, partition = self.partition, "a pipeline lost its lease and stopped writing");
+                continue;
+            };
             if stop.transient {
                 tracing::warn!(topic = %self.spec.name, partition = self.partition, error = %stop.error, "a derived topic's pipeline waits for the storage");
                 tokio::time::sleep(RETRY_AFTER).await;
@@ -162,6 +205,32 @@ impl Pipeline {
             status.source_offset = stop.offset;
             status.state = PipelineState::Failed { offset: stop.offset, error: stop.error };
             return;
+        }
+    }
+
+    /// What this server writes in the pipeline's lease.
+    fn holder(&self) -> Holder {
+        let server = &self.context.this_server;
+        Holder { server: server.id, address: server.address.clone(), source_offset: self.status.lock().source_offset }
+    }
+
+    /// Renews the lease every [`LEASE_RENEW`]; returns when it is lost, or
+    /// when it could not be renewed for so long that it may have expired.
+    async fn keep(&self, lease: &mut Lease) {
+        let store = self.context.derived.store();
+        let mut renewed = Instant::now();
+        loop {
+            tokio::time::sleep(LEASE_RENEW).await;
+            match store.renew(lease, &self.holder()).await {
+                Ok(true) => renewed = Instant::now(),
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::warn!(topic = %self.spec.name, partition = self.partition, %error, "cannot renew a pipeline's lease");
+                    if renewed.elapsed() + LEASE_RENEW >= LEASE_TTL {
+                        return;
+                    }
+                }
+            }
         }
     }
 
@@ -177,7 +246,13 @@ impl Pipeline {
                 written = provenance::position_after(&last, &self.spec.source, self.partition);
             }
         }
-        let noted = self.context.derived.checkpoint(&self.spec.name, self.partition);
+        let noted = self
+            .context
+            .derived
+            .store()
+            .checkpoint(&self.spec.name, self.partition)
+            .await
+            .map_err(|error| Stop::transient(0, error))?;
         Ok(match (written, noted) {
             (Some(written), Some(noted)) => Some(if noted.next > written.next { noted } else { written }),
             (written, noted) => written.or(noted),
@@ -192,6 +267,8 @@ impl Pipeline {
         let source = storage.partition(&spec.source, self.partition).await.map_err(|e| Stop::topic(0, e))?;
         let output = storage.partition(&spec.name, self.partition).await.map_err(|e| Stop::topic(0, e))?;
         let resumed = self.resume_point(&output).await?;
+        // Appends are exclusive: one made elsewhere since stops this one.
+        let mut output_end = output.next_offset();
         let fresh = resumed.is_none();
         let mut position = resumed.unwrap_or(Position { next: source.start_offset(), accumulators: Vec::new() });
         let chain = build_chain(&self.context, spec, &position.accumulators).await.map_err(|error| match error {
@@ -216,7 +293,7 @@ impl Pipeline {
             let batches = reader.next(READ_BYTES).await.map_err(|error| Stop::storage(position.next, error))?;
             if batches.is_empty() {
                 if unnoted_since.take().is_some() {
-                    self.note(&position)?;
+                    self.note(&position).await?;
                 }
                 if *watermark.borrow() > position.next {
                     // Readable shortly (a replica behind its leader).
@@ -247,7 +324,11 @@ impl Pipeline {
                 match provenance::output_batch(&result.batch, &spec.source, self.partition, from, &reached) {
                     Some(appended) => {
                         records_out = appended.record_count() as u64;
-                        output.append(appended.into(), None).await.map_err(|e| Stop::storage(from, e))?;
+                        let base = output
+                            .append_at(appended.into(), None, output_end)
+                            .await
+                            .map_err(|e| Stop::storage(from, e))?;
+                        output_end = base + records_out as i64;
                         unnoted_since = None;
                     }
                     None => {
@@ -257,7 +338,7 @@ impl Pipeline {
                 position = reached;
                 let overdue = unnoted_since.is_some_and(|since| since.elapsed() >= CHECKPOINT_EVERY);
                 if (letters > 0 && records_out == 0) || overdue || (result.failure.is_some() && records_out == 0) {
-                    self.note(&position)?;
+                    self.note(&position).await?;
                     unnoted_since = None;
                 }
                 {
@@ -282,11 +363,13 @@ impl Pipeline {
     }
 
     /// Notes progress that produced no output.
-    fn note(&self, position: &Position) -> Result<(), Stop> {
-        self.context
-            .derived
-            .save_checkpoint(&self.spec.name, self.partition, position)
-            .map_err(|error| Stop::at(position.next, error))
+    async fn note(&self, position: &Position) -> Result<(), Stop> {
+        let store = self.context.derived.store();
+        store.save_checkpoint(&self.spec.name, self.partition, position).await.map_err(|error| {
+            // A cluster that does not answer may answer later.
+            let transient = store.is_shared();
+            Stop { offset: position.next, error: error.to_string(), transient }
+        })
     }
 
     /// Appends the records modules failed on to the dead-letter topic, as

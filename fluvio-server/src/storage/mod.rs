@@ -34,6 +34,27 @@ pub trait Partition: Send + Sync + 'static {
     /// backend's deduplication window).
     fn append(&self, batch: CheckedBatch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>>;
 
+    /// Appends a batch only where the partition ends at `expected_next`,
+    /// for a writer that must be the only one (a derived topic's
+    /// pipeline): when another write came first, nothing is stored and the
+    /// answer is [`StorageError::NotAtEnd`]. By default the end is checked
+    /// and the batch appended, which holds where one process owns the
+    /// partition (the local log); a shared backend checks in the append.
+    fn append_at(
+        &self,
+        batch: CheckedBatch,
+        producer: Option<ProducerStamp>,
+        expected_next: i64,
+    ) -> BoxFuture<'_, Result<i64, StorageError>> {
+        Box::pin(async move {
+            let end = self.next_offset();
+            if end != expected_next {
+                return Err(StorageError::NotAtEnd { expected: expected_next, end });
+            }
+            self.append(batch, producer).await
+        })
+    }
+
     /// Whole stored batches, starting with the one that holds `offset` (or
     /// the first still stored, if retention removed `offset`), up to about
     /// `max_bytes` (at least one batch when there is one). They come as
@@ -275,6 +296,17 @@ pub enum StorageError {
         stream: String,
         /// What NATS said.
         reason: String,
+    },
+    /// An exclusive append found the partition ending elsewhere than its
+    /// writer expected: another writer came first.
+    #[error(
+        "the partition ends at offset {end}, not at {expected} where this writer expected it: another writer came first"
+    )]
+    NotAtEnd {
+        /// Where the writer expected the end.
+        expected: i64,
+        /// Where it is.
+        end: i64,
     },
     /// A stored batch failed its checks when read back.
     #[error("stored batch at byte {position} of {} is corrupt: {reason}", path.display())]

@@ -33,6 +33,7 @@
 //! without a NATS server; the rest by `tests/jetstream.rs` against a real
 //! cluster.
 
+mod derived;
 mod names;
 mod nodes;
 mod offsets;
@@ -62,6 +63,7 @@ pub use partition::JetStreamPartition;
 use topics::watch_topics;
 
 use crate::storage::SERVER_TTL;
+pub use derived::{CHECKPOINTS_BUCKET, DERIVED_BUCKET, DerivedBuckets, LEASE_TTL, LEASES_BUCKET, pipeline_key};
 use fluvio_protocol::requests::ServerDescription;
 
 /// The key-value bucket that holds every topic's settings.
@@ -176,6 +178,7 @@ pub struct JetStreamStorage {
     ends_kv: kv::Store,
     consumers_kv: kv::Store,
     servers_kv: kv::Store,
+    derived: DerivedBuckets,
     /// Ready topics, kept current by watching the bucket.
     topics: Arc<RwLock<HashMap<String, TopicSpec>>>,
     partitions: Arc<OpenPartitions>,
@@ -243,6 +246,18 @@ impl JetStreamStorage {
         let servers_kv = open_bucket(&js, SERVERS_BUCKET, "Fluvio servers alive", replicas, SERVER_TTL)
             .await
             .map_err(|reason| bucket_error(SERVERS_BUCKET, reason))?;
+        let derived = DerivedBuckets {
+            js: js.clone(),
+            specs: open_bucket(&js, DERIVED_BUCKET, "Fluvio derived topics", replicas, Duration::ZERO)
+                .await
+                .map_err(|reason| bucket_error(DERIVED_BUCKET, reason))?,
+            checkpoints: open_bucket(&js, CHECKPOINTS_BUCKET, "Fluvio pipeline checkpoints", replicas, Duration::ZERO)
+                .await
+                .map_err(|reason| bucket_error(CHECKPOINTS_BUCKET, reason))?,
+            leases: open_bucket(&js, LEASES_BUCKET, "Fluvio pipeline leases", replicas, LEASE_TTL)
+                .await
+                .map_err(|reason| bucket_error(LEASES_BUCKET, reason))?,
+        };
         let topics: Arc<RwLock<HashMap<String, TopicSpec>>> = Arc::default();
         let partitions: Arc<OpenPartitions> = Arc::default();
         let watcher = tokio::spawn(watch_topics(topics_kv.clone(), Arc::clone(&topics), Arc::clone(&partitions)));
@@ -264,6 +279,7 @@ impl JetStreamStorage {
             ends_kv,
             consumers_kv,
             servers_kv,
+            derived,
             topics,
             partitions,
             watcher,
@@ -294,6 +310,12 @@ impl JetStreamStorage {
     /// How many copies the cluster's metadata buckets get.
     pub fn metadata_replicas(&self) -> usize {
         metadata_replicas(&self.client)
+    }
+
+    /// Where the servers keep derived topics' settings, checkpoints and
+    /// leases.
+    pub fn derived_buckets(&self) -> DerivedBuckets {
+        self.derived.clone()
     }
 
     /// The JetStream context, shared with the registry's object store.

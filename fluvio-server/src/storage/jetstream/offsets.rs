@@ -20,24 +20,32 @@ pub(super) struct StoredOffset {
     pub(super) owner: Option<String>,
 }
 
-impl JetStreamStorage {
-    /// The keys of a bucket, from its stream's subjects: one request, unlike
-    /// `kv::Store::keys` (an ordered consumer, which can stall for a long
-    /// time on nats-server 2.9 after a node is lost).
-    pub(super) async fn bucket_keys(&self, bucket: &str, action: &str) -> Result<Vec<String>, TopicError> {
-        let prefix = format!("$KV.{bucket}.");
-        let bucket_stream =
-            self.js.get_stream_no_info(format!("KV_{bucket}")).await.map_err(|e| unavailable(action, e))?;
-        let mut subjects =
-            bucket_stream.info_with_subjects(format!("{prefix}>")).await.map_err(|e| unavailable(action, e))?;
-        let mut keys = Vec::new();
-        while let Some(subject) = subjects.next().await {
-            let (subject, _) = subject.map_err(|e| unavailable(action, e))?;
-            if let Some(key) = subject.strip_prefix(&prefix) {
-                keys.push(key.to_string());
-            }
+/// The keys of a bucket, from its stream's subjects: one request, unlike
+/// `kv::Store::keys` (an ordered consumer, which can stall for a long time
+/// on nats-server 2.9 after a node is lost).
+pub(super) async fn bucket_keys(
+    js: &async_nats::jetstream::Context,
+    bucket: &str,
+    action: &str,
+) -> Result<Vec<String>, TopicError> {
+    let prefix = format!("$KV.{bucket}.");
+    let bucket_stream = js.get_stream_no_info(format!("KV_{bucket}")).await.map_err(|e| unavailable(action, e))?;
+    let mut subjects =
+        bucket_stream.info_with_subjects(format!("{prefix}>")).await.map_err(|e| unavailable(action, e))?;
+    let mut keys = Vec::new();
+    while let Some(subject) = subjects.next().await {
+        let (subject, _) = subject.map_err(|e| unavailable(action, e))?;
+        if let Some(key) = subject.strip_prefix(&prefix) {
+            keys.push(key.to_string());
         }
-        Ok(keys)
+    }
+    Ok(keys)
+}
+
+impl JetStreamStorage {
+    /// The keys of a bucket ([`bucket_keys`]).
+    pub(super) async fn bucket_keys(&self, bucket: &str, action: &str) -> Result<Vec<String>, TopicError> {
+        bucket_keys(&self.js, bucket, action).await
     }
 
     /// Every stored consumer offset.

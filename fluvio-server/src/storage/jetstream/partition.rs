@@ -311,12 +311,27 @@ impl JetStreamPartition {
         .await
     }
 
+    /// Appends a batch after the last one; with `expected_next`, only
+    /// where the partition ends there (an exclusive writer's append: an
+    /// append through another server in between is not retried after but
+    /// answered with [`StorageError::NotAtEnd`]).
     async fn append_stamped(
         &self,
         mut batch: CheckedBatch,
         producer: Option<ProducerStamp>,
+        expected_next: Option<i64>,
     ) -> Result<i64, StorageError> {
         let mut tail = self.tail.lock().await;
+        if let Some(expected) = expected_next
+            && tail.next_offset != expected
+        {
+            // This server's view may be behind: look before refusing.
+            *tail = self.load_tail().await?;
+            self.advance(tail.next_offset, tail.last_sequence);
+            if tail.next_offset != expected {
+                return Err(StorageError::NotAtEnd { expected, end: tail.next_offset });
+            }
+        }
         let payload_len = batch.as_bytes().len();
         let max_payload = self.client.max_payload();
         // Not through a node whose connection is down (the node may be
@@ -378,6 +393,11 @@ impl JetStreamPartition {
                     }
                     *tail = self.load_tail().await?;
                     self.advance(tail.next_offset, tail.last_sequence);
+                    if let Some(expected) = expected_next
+                        && tail.next_offset != expected
+                    {
+                        return Err(StorageError::NotAtEnd { expected, end: tail.next_offset });
+                    }
                 }
                 Err(error) => {
                     // The leader's node may be gone: the next append goes
@@ -438,7 +458,16 @@ async fn follow(partition: std::sync::Weak<JetStreamPartition>, mut notification
 
 impl Partition for JetStreamPartition {
     fn append(&self, batch: CheckedBatch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>> {
-        Box::pin(self.append_stamped(batch, producer))
+        Box::pin(self.append_stamped(batch, producer, None))
+    }
+
+    fn append_at(
+        &self,
+        batch: CheckedBatch,
+        producer: Option<ProducerStamp>,
+        expected_next: i64,
+    ) -> BoxFuture<'_, Result<i64, StorageError>> {
+        Box::pin(self.append_stamped(batch, producer, Some(expected_next)))
     }
 
     fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<StoredBatch>, StorageError>> {

@@ -1,0 +1,216 @@
+//! Where derived topics' settings, checkpoints and leases are kept: files
+//! in the data directory on a local log (one server, so every lease is its
+//! own), or the JetStream cluster's buckets where servers share topics.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::provenance::Position;
+use super::{DerivationSpec, DerivedError};
+use crate::storage::TopicError;
+use crate::storage::jetstream::{DerivedBuckets, pipeline_key};
+
+/// What a pipeline's lease says of the server running it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// The server's id.
+    pub server: i32,
+    /// Its address.
+    pub address: String,
+    /// The next source offset it will read, as of its last renewal.
+    pub source_offset: i64,
+}
+
+/// A lease held: renewed with the revision it was last written at.
+#[derive(Debug)]
+pub struct Lease {
+    key: String,
+    revision: u64,
+}
+
+/// The result of asking for a lease.
+pub enum Acquired {
+    /// Ours now.
+    Lease(Lease),
+    /// Another server holds it.
+    HeldBy(Option<Holder>),
+}
+
+/// The store of one server's derived topics.
+pub enum DerivedStore {
+    /// Files under a directory of the data directory.
+    Local(PathBuf),
+    /// The buckets of a JetStream cluster.
+    Shared(Box<DerivedBuckets>),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DerivedError + '_ {
+    move |source| DerivedError::Io { path: path.to_path_buf(), source }
+}
+
+fn invalid(path: &Path, error: serde_json::Error) -> DerivedError {
+    DerivedError::Io { path: path.to_path_buf(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, error) }
+}
+
+impl DerivedStore {
+    fn spec_path(dir: &Path, name: &str) -> PathBuf {
+        dir.join(format!("{name}.json"))
+    }
+
+    fn checkpoint_path(dir: &Path, name: &str, partition: u32) -> PathBuf {
+        dir.join(format!("{name}.{partition}.checkpoint"))
+    }
+
+    /// Every derived topic's settings.
+    pub async fn load(&self) -> Result<Vec<DerivationSpec>, DerivedError> {
+        match self {
+            DerivedStore::Local(dir) => {
+                std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+                let mut specs = Vec::new();
+                for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+                    let path = entry.map_err(io_error(dir))?.path();
+                    if path.extension().is_some_and(|extension| extension == "json") {
+                        let text = std::fs::read(&path).map_err(io_error(&path))?;
+                        specs.push(serde_json::from_slice(&text).map_err(|error| invalid(&path, error))?);
+                    }
+                }
+                Ok(specs)
+            }
+            DerivedStore::Shared(buckets) => {
+                let mut specs = Vec::new();
+                for value in buckets.specs().await? {
+                    match serde_json::from_slice(&value) {
+                        Ok(spec) => specs.push(spec),
+                        Err(error) => {
+                            tracing::error!(%error, "a derived topic's settings in the cluster are unreadable")
+                        }
+                    }
+                }
+                Ok(specs)
+            }
+        }
+    }
+
+    /// Stores a new derived topic's settings; refused when they exist.
+    pub async fn create(&self, spec: &DerivationSpec) -> Result<(), DerivedError> {
+        let text = serde_json::to_vec_pretty(spec).expect("settings serialize");
+        let created = match self {
+            DerivedStore::Local(dir) => {
+                let path = Self::spec_path(dir, &spec.name);
+                match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                    Ok(mut file) => {
+                        std::io::Write::write_all(&mut file, &text).map_err(io_error(&path))?;
+                        true
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => false,
+                    Err(error) => return Err(io_error(&path)(error)),
+                }
+            }
+            DerivedStore::Shared(buckets) => buckets.create_spec(&spec.name, Bytes::from(text)).await?,
+        };
+        if created { Ok(()) } else { Err(DerivedError::Topic(TopicError::Exists(spec.name.clone()))) }
+    }
+
+    /// Forgets a derived topic's settings and its pipelines' checkpoints.
+    pub async fn remove(&self, name: &str, partitions: u32) -> Result<(), DerivedError> {
+        match self {
+            DerivedStore::Local(dir) => {
+                let path = Self::spec_path(dir, name);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(io_error(&path)(error)),
+                }
+                for partition in 0..partitions {
+                    let _ = std::fs::remove_file(Self::checkpoint_path(dir, name, partition));
+                }
+            }
+            DerivedStore::Shared(buckets) => {
+                buckets.delete_spec(name).await?;
+                for partition in 0..partitions {
+                    buckets.delete_checkpoint(&pipeline_key(name, partition)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The progress a pipeline noted last, if any.
+    pub async fn checkpoint(&self, name: &str, partition: u32) -> Result<Option<Position>, DerivedError> {
+        let bytes = match self {
+            DerivedStore::Local(dir) => {
+                std::fs::read(Self::checkpoint_path(dir, name, partition)).ok().map(Bytes::from)
+            }
+            DerivedStore::Shared(buckets) => buckets.checkpoint(&pipeline_key(name, partition)).await?,
+        };
+        Ok(bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+    }
+
+    /// Notes a pipeline's progress. On a local log the file is not synced
+    /// (it only saves reading records again) and is replaced whole by a
+    /// rename, so that it is never half written.
+    pub async fn save_checkpoint(&self, name: &str, partition: u32, position: &Position) -> Result<(), DerivedError> {
+        let text = serde_json::to_vec(position).expect("a position serializes");
+        match self {
+            DerivedStore::Local(dir) => {
+                let path = Self::checkpoint_path(dir, name, partition);
+                let temporary = path.with_extension("checkpoint.tmp");
+                std::fs::write(&temporary, text).map_err(io_error(&temporary))?;
+                std::fs::rename(&temporary, &path).map_err(io_error(&path))
+            }
+            DerivedStore::Shared(buckets) => {
+                Ok(buckets.put_checkpoint(&pipeline_key(name, partition), Bytes::from(text)).await?)
+            }
+        }
+    }
+
+    /// Asks for a pipeline's lease. On a local log it is always granted:
+    /// one server owns the data directory.
+    pub async fn acquire(&self, name: &str, partition: u32, holder: &Holder) -> Result<Acquired, DerivedError> {
+        let key = pipeline_key(name, partition);
+        match self {
+            DerivedStore::Local(_) => Ok(Acquired::Lease(Lease { key, revision: 0 })),
+            DerivedStore::Shared(buckets) => {
+                let value = Bytes::from(serde_json::to_vec(holder).expect("a holder serializes"));
+                match buckets.acquire(&key, value).await? {
+                    Some(revision) => Ok(Acquired::Lease(Lease { key, revision })),
+                    None => {
+                        let holder = buckets.lease(&key).await?.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+                        Ok(Acquired::HeldBy(holder))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Renews a lease; `false` when it was lost.
+    pub async fn renew(&self, lease: &mut Lease, holder: &Holder) -> Result<bool, DerivedError> {
+        match self {
+            DerivedStore::Local(_) => Ok(true),
+            DerivedStore::Shared(buckets) => {
+                let value = Bytes::from(serde_json::to_vec(holder).expect("a holder serializes"));
+                match buckets.renew(&lease.key, value, lease.revision).await? {
+                    Some(revision) => {
+                        lease.revision = revision;
+                        Ok(true)
+                    }
+                    None => Ok(false),
+                }
+            }
+        }
+    }
+
+    /// Gives a lease up, so that another server may take it at once.
+    pub async fn release(&self, lease: Lease) {
+        if let DerivedStore::Shared(buckets) = self {
+            buckets.release(&lease.key, lease.revision).await;
+        }
+    }
+
+    /// Whether several servers share these derived topics.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, DerivedStore::Shared(_))
+    }
+}
