@@ -48,7 +48,7 @@ use tokio::task::JoinHandle;
 
 pub use error::ServerError;
 pub use produce::MAX_PRODUCES_IN_FLIGHT;
-pub(crate) use stream::look_back;
+pub(crate) use stream::{MemoryReservation, look_back};
 
 use crate::ServerContext;
 use crate::outbound::FrameWriter;

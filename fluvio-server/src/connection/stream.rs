@@ -30,13 +30,14 @@ const RUN_BYTES: u64 = 256 << 10;
 /// SmartModule memory set aside for one stream's chain: every stage may
 /// grow to the per-module memory cap, so that much is reserved from the
 /// server's total while the stream runs.
-struct MemoryReservation {
+pub(crate) struct MemoryReservation {
     context: Arc<ServerContext>,
     bytes: u64,
 }
 
 impl MemoryReservation {
-    fn take(context: &Arc<ServerContext>, stages: usize) -> Result<MemoryReservation, ServerError> {
+    /// Reserves what `stages` modules may use, or says which limit stops it.
+    pub(crate) fn take(context: &Arc<ServerContext>, stages: usize) -> Result<MemoryReservation, ServerError> {
         let bytes = context.config.limits.memory_bytes.saturating_mul(stages as u64);
         let total = context.config.connection_limits.smartmodule_memory_total;
         let reserved = context.smartmodule_memory_reserved.fetch_add(bytes, Ordering::Relaxed);

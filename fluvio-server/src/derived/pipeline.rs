@@ -271,6 +271,14 @@ impl Pipeline {
         let mut output_end = output.next_offset();
         let fresh = resumed.is_none();
         let mut position = resumed.unwrap_or(Position { next: source.start_offset(), accumulators: Vec::new() });
+        // Its modules' memory counts against the server's total, as a
+        // stream's does; a full server makes the pipeline wait.
+        let _memory = if spec.transforms.is_empty() {
+            None
+        } else {
+            let reserved = crate::connection::MemoryReservation::take(&self.context, spec.transforms.len());
+            Some(reserved.map_err(|error| Stop::transient(position.next, error))?)
+        };
         let chain = build_chain(&self.context, spec, &position.accumulators).await.map_err(|error| match error {
             ChainError::Registry(error) => Stop::at(position.next, error),
             ChainError::Engine(error) => Stop::at(position.next, error),
