@@ -437,6 +437,10 @@ enum TopicCommand {
         /// The topics' names.
         #[arg(required = true)]
         names: Vec<String>,
+        /// Delete a topic even though derived topics read it (their
+        /// pipelines stop) or send it their dead letters.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -635,11 +639,13 @@ async fn run(cli: Cli) -> CliResult {
             let (topic, derived) = (fluvio.topic_info(&name).await?, fluvio.list_derived_topics().await?);
             print_topics(vec![TopicView::with_derivation(topic, &derived)], output, true)
         }
-        Command::Topic(TopicCommand::Delete { names }) => {
+        Command::Topic(TopicCommand::Delete { names, force }) => {
             let fluvio = connect(addr).await?;
             let mut first_error = None;
             for name in names {
-                match fluvio.delete_topic(&name).await {
+                let deleted =
+                    if force { fluvio.force_delete_topic(&name).await } else { fluvio.delete_topic(&name).await };
+                match deleted {
                     Ok(()) => println!("topic \"{name}\" deleted"),
                     Err(error) => {
                         eprintln!("error: {error}");

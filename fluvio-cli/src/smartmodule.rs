@@ -29,6 +29,10 @@ pub enum SmartModuleCommand {
     Delete {
         /// The name.
         name: String,
+        /// Delete it even though derived topics run it: their pipelines
+        /// stop until it is registered again and they are resumed.
+        #[arg(long)]
+        force: bool,
     },
     /// Run SmartModules locally over records, exactly as the server would.
     Test {
@@ -110,8 +114,13 @@ pub async fn run(addr: Option<&str>, command: SmartModuleCommand) -> CliResult {
             print!("{}", table(header, &rows));
             Ok(())
         }
-        SmartModuleCommand::Delete { name } => {
-            connect(addr).await?.delete_smartmodule(&name).await?;
+        SmartModuleCommand::Delete { name, force } => {
+            let fluvio = connect(addr).await?;
+            if force {
+                fluvio.force_delete_smartmodule(&name).await?;
+            } else {
+                fluvio.delete_smartmodule(&name).await?;
+            }
             println!("smart-module \"{name}\" deleted");
             Ok(())
         }

@@ -48,7 +48,14 @@ impl Fluvio {
 
     /// Deletes a topic and its records.
     pub async fn delete_topic(&self, name: &str) -> Result<(), FluvioError> {
-        self.send(DeleteTopicRequest { name: name.to_string() }).await?;
+        self.send(DeleteTopicRequest { name: name.to_string(), force: false }).await?;
+        Ok(())
+    }
+
+    /// Deletes a topic even though derived topics read it (their
+    /// pipelines stop) or send it their dead letters.
+    pub async fn force_delete_topic(&self, name: &str) -> Result<(), FluvioError> {
+        self.send(DeleteTopicRequest { name: name.to_string(), force: true }).await?;
         Ok(())
     }
 
@@ -152,7 +159,15 @@ impl Fluvio {
 
     /// Deletes a registered SmartModule.
     pub async fn delete_smartmodule(&self, name: &str) -> Result<(), FluvioError> {
-        self.send(DeleteSmartModuleRequest { name: name.to_string() }).await?;
+        self.send(DeleteSmartModuleRequest { name: name.to_string(), force: false }).await?;
+        Ok(())
+    }
+
+    /// Deletes a registered SmartModule even though derived topics run it:
+    /// their pipelines stop, and go on (`resume_derived_topic`) once a
+    /// module of that name is registered again.
+    pub async fn force_delete_smartmodule(&self, name: &str) -> Result<(), FluvioError> {
+        self.send(DeleteSmartModuleRequest { name: name.to_string(), force: true }).await?;
         Ok(())
     }
 

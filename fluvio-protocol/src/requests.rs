@@ -18,7 +18,7 @@
 //! use fluvio_protocol::Frame;
 //! use fluvio_protocol::requests::{AnyRequest, DeleteTopicRequest, Request};
 //!
-//! let frame = Frame::request(7, DeleteTopicRequest { name: "orders".into() });
+//! let frame = Frame::request(7, DeleteTopicRequest { name: "orders".into(), force: false });
 //! assert_eq!(frame.kind, DeleteTopicRequest::KIND as u16);
 //! match AnyRequest::from_frame(frame).unwrap() {
 //!     AnyRequest::DeleteTopic(request) => assert_eq!(request.name, "orders"),
@@ -113,6 +113,9 @@ pub struct CreateTopicResponse;
 pub struct DeleteTopicRequest {
     /// The topic.
     pub name: String,
+    /// Delete it even though derived topics read it (their pipelines
+    /// stop) or send it their dead letters.
+    pub force: bool,
 }
 
 /// The topic was deleted.
@@ -233,6 +236,9 @@ pub struct ListSmartModulesResponse {
 pub struct DeleteSmartModuleRequest {
     /// The module's name.
     pub name: String,
+    /// Delete it even though derived topics run it (their pipelines stop
+    /// until it is registered again and they are resumed).
+    pub force: bool,
 }
 
 /// The module was deleted.
@@ -821,12 +827,12 @@ mod tests {
                 1,
                 CreateTopicRequest { name: "t".into(), partitions: 1, replication: 1, retention: Default::default() },
             ),
-            Frame::request(1, DeleteTopicRequest { name: "t".into() }),
+            Frame::request(1, DeleteTopicRequest { name: "t".into(), force: false }),
             Frame::request(1, ListTopicsRequest),
             Frame::request(1, ProduceRequest { topic: "t".into(), partition: 0, producer: None, batch: vec![1] }),
             Frame::request(1, CreateSmartModuleRequest { name: "m".into(), wasm: vec![0, 97] }),
             Frame::request(1, ListSmartModulesRequest),
-            Frame::request(1, DeleteSmartModuleRequest { name: "m".into() }),
+            Frame::request(1, DeleteSmartModuleRequest { name: "m".into(), force: true }),
             Frame::request(1, GetSmartModuleRequest { name: "m".into() }),
             Frame::request(1, CreateConnectorRequest { config: "c".into(), secrets: Vec::new() }),
             Frame::request(1, ListConnectorsRequest),

@@ -213,6 +213,23 @@ async fn failed_records_go_to_the_dead_letter_topic_or_stop_the_pipeline_until_r
     let info = derived(&fluvio, "sums-fail").await;
     assert!(matches!(&info.pipelines[0].state, PipelineState::Failed { offset: 1, .. }), "{info:?}");
     assert_eq!(partition_values(&fluvio, "sums-fail", 0).await, ["1"]);
+
+    // Replaced by a module that counts (and so takes any record), under
+    // the same name: the pipeline goes on from record 1, its accumulator
+    // the "1" it had reached.
+    let (code, message) = refused(fluvio.delete_smartmodule("sum-aggregate").await);
+    assert_eq!(code, Some(ErrorCode::InvalidRequest), "{message}");
+    assert!(message.contains("sums-fail") && message.contains("sums-skip"), "{message}");
+    fluvio.force_delete_smartmodule("sum-aggregate").await.unwrap();
+    let info = derived(&fluvio, "sums").await;
+    match &info.pipelines[0].state {
+        PipelineState::Failed { error, .. } => assert!(error.contains("was deleted"), "{error}"),
+        other => panic!("the pipelines using the module stop: {other:?}"),
+    }
+    fluvio.create_smartmodule("sum-aggregate", wasm("bench-count")).await.unwrap();
+    assert_eq!(fluvio.resume_derived_topic("sums-fail").await.unwrap(), 1);
+    caught_up(&fluvio, "sums-fail").await;
+    assert_eq!(partition_values(&fluvio, "sums-fail", 0).await, ["1", "2", "3", "4", "5"]);
 }
 
 fn refused(result: Result<(), FluvioError>) -> (Option<ErrorCode>, String) {
@@ -281,6 +298,17 @@ async fn bad_derivations_are_refused_with_nothing_created() {
     producer.flush().await.ok();
     let error = output.wait().await.expect_err("only the pipelines write to a derived topic");
     assert!(error.to_string().contains("derived from \"raw\""), "{error}");
+
+    // Forced, the source goes and the derived topic's pipelines stop.
+    fluvio.create_topic("other", 1).await.unwrap();
+    fluvio.create_derived_topic(derive("other-clean", "other", &["my-filter"])).await.unwrap();
+    fluvio.force_delete_topic("other").await.unwrap();
+    let info = derived(&fluvio, "other-clean").await;
+    match &info.pipelines[0].state {
+        PipelineState::Failed { error, .. } => assert!(error.contains("\"other\" was deleted"), "{error}"),
+        state => panic!("the pipeline stops with its source: {state:?}"),
+    }
+    fluvio.delete_topic("other-clean").await.unwrap();
 
     // Deleting the derived topic stops it and frees the rest.
     fluvio.delete_topic("clean").await.unwrap();

@@ -97,7 +97,7 @@ fn write_seeds() {
                 retention: Default::default(),
             }),
         ),
-        (1, encode(&DeleteTopicRequest { name: "t".into() })),
+        (1, encode(&DeleteTopicRequest { name: "t".into(), force: false })),
         (2, encode(&produce)),
         (3, encode(&fetch)),
         (10, encode(&AuthenticateRequest { token: "0123456789abcdef".into() })),

@@ -43,7 +43,11 @@ impl Handle for DeleteTopicRequest {
     const ADMIN_ONLY: bool = true;
 
     async fn handle(self, context: &ServerContext, _: &Session) -> Result<DeleteTopicResponse, ServerError> {
-        context.derived.check_deletable(&self.name)?;
+        if self.force {
+            context.derived.stop_readers_of(&self.name);
+        } else {
+            context.derived.check_deletable(&self.name)?;
+        }
         // A derived topic's pipelines stop before its records go.
         context.derived.forget(&self.name).await?;
         let deleted = context.storage.delete_topic(&self.name).await;
@@ -141,7 +145,11 @@ impl Handle for DeleteSmartModuleRequest {
     const ADMIN_ONLY: bool = true;
 
     async fn handle(self, context: &ServerContext, _: &Session) -> Result<DeleteSmartModuleResponse, ServerError> {
-        context.derived.check_module_unused(&self.name)?;
+        if self.force {
+            context.derived.stop_users_of(&self.name);
+        } else {
+            context.derived.check_module_unused(&self.name)?;
+        }
         context.registry.delete(&self.name).await?;
         Ok(DeleteSmartModuleResponse)
     }

@@ -384,6 +384,29 @@ impl Derivations {
         self.store.remove(name, partitions).await
     }
 
+    /// Stops the pipelines of the derived topics that read `topic` (forced
+    /// deletion of their source); they show why.
+    pub fn stop_readers_of(&self, topic: &str) {
+        let reason = format!("the source topic {topic:?} was deleted");
+        for derived in self.topics.lock().values_mut().filter(|derived| derived.spec.source == topic) {
+            derived.pipelines.iter_mut().for_each(|pipeline| pipeline.stop(&reason));
+        }
+    }
+
+    /// Stops the pipelines of the derived topics that run `module` (forced
+    /// deletion of the module); they show why, and what to do.
+    pub fn stop_users_of(&self, module: &str) {
+        for derived in self.topics.lock().values_mut() {
+            if derived.spec.modules().any(|used| used == module) {
+                let reason = format!(
+                    "SmartModule {module:?} was deleted; register it again, then `fluvio topic resume {}`",
+                    derived.spec.name
+                );
+                derived.pipelines.iter_mut().for_each(|pipeline| pipeline.stop(&reason));
+            }
+        }
+    }
+
     /// Stops every pipeline (the server is stopping).
     pub fn stop_all(&self) {
         for derived in self.topics.lock().values_mut() {

@@ -69,6 +69,17 @@ impl Handle {
         self.task = spawn(context, spec, partition, &self.status);
     }
 
+    /// Stops it (if it runs) and shows it as failed for `reason`, at the
+    /// source offset it had reached; `resume` starts it again.
+    pub(super) fn stop(&mut self, reason: &str) {
+        self.task.abort();
+        let mut status = self.status.lock();
+        if !matches!(status.state, PipelineState::Failed { .. }) {
+            let offset = status.source_offset;
+            status.state = PipelineState::Failed { offset, error: reason.to_string() };
+        }
+    }
+
     /// Its state now.
     pub(super) fn status(&self) -> PipelineStatus {
         self.status.lock().clone()
