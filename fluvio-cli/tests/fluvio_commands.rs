@@ -114,3 +114,93 @@ fn partitions_profiles_version_and_completions_by_fluvios_names() {
     assert_eq!(code, Some(0), "{err}");
     assert_ne!(run(&["topic", "list"], None).0, Some(0), "the cluster is down");
 }
+
+#[test]
+fn a_derived_topic_is_created_described_listed_resumed_and_deleted_from_the_cli() {
+    let cluster = Cluster::start("derived-cli");
+    let dir = std::env::temp_dir().join(format!("fluvio-derived-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let out = cluster.fluvio(args, stdin, &dir);
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    for module in ["my-filter", "uppercase-map", "sum-aggregate"] {
+        let path = dev_support::wasm_path(module);
+        let (code, _, err) = run(&["smart-module", "create", module, "--wasm-file", path.to_str().unwrap()], None);
+        assert_eq!(code, Some(0), "{err}");
+    }
+    assert_eq!(run(&["topic", "create", "raw", "-p", "2"], None).0, Some(0));
+    std::fs::write(dir.join("chain.yaml"), "transforms:\n  - uses: my-filter\n  - uses: uppercase-map\n").unwrap();
+    let (code, out, err) =
+        run(&["topic", "create", "clean", "--derive-from", "raw", "--transforms", "chain.yaml"], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "topic \"clean\" created, derived from \"raw\"\n");
+    let (code, _, err) = run(&["produce", "raw"], Some("apple\nplum\nbanana\ncherry\n"));
+    assert_eq!(code, Some(0), "{err}");
+
+    // The records come through, as a consumer of the derived topic sees.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, out, _) = run(&["consume", "clean", "-B", "-d"], None);
+        let mut got: Vec<&str> = out.lines().collect();
+        got.sort();
+        if got == ["APPLE", "BANANA"] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the derived topic holds {got:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (code, out, err) = run(&["topic", "describe", "clean"], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(" Derived from: raw\n Transforms: my-filter, uppercase-map\n On error: fail\n"), "{out}");
+    let rows: Vec<Vec<&str>> =
+        out.lines().skip_while(|l| !l.contains("PARTITION")).skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    for row in &rows {
+        // PARTITION  NEXT OFFSET  STATE  SOURCE OFFSET  LAG
+        assert_eq!((row[2], row[3], row[4]), ("running", "2", "0"), "{out}");
+    }
+    let (_, out, _) = run(&["topic", "list"], None);
+    let derived_row = out.lines().find(|l| l.trim_start().starts_with("clean")).unwrap().to_string();
+    assert!(out.contains("DERIVED FROM") && derived_row.trim_end().ends_with("raw"), "{out}");
+    let (_, json, _) = run(&["topic", "describe", "clean", "-O", "json"], None);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["derived"]["source"], "raw");
+    assert_eq!(json["derived"]["pipelines"][0]["state"], "running");
+
+    // A line-given chain that fails, then resume; and the refusals.
+    assert_eq!(run(&["topic", "create", "numbers"], None).0, Some(0));
+    let (code, _, err) = run(
+        &["topic", "create", "sums", "--derive-from", "numbers", "--transforms-line", r#"{"uses":"sum-aggregate"}"#],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(run(&["produce", "numbers"], Some("1\nx\n")).0, Some(0));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let described = loop {
+        let (_, out, _) = run(&["topic", "describe", "sums"], None);
+        if out.contains("failed") {
+            break out;
+        }
+        assert!(std::time::Instant::now() < deadline, "{out}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        described.contains("partition 0 stopped: SmartModule \"sum-aggregate\" failed on the record at offset 1"),
+        "{described}"
+    );
+    let (code, out, err) = run(&["topic", "resume", "sums"], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "topic \"sums\": 1 pipeline(s) started again\n");
+    let (code, _, err) = run(&["topic", "delete", "raw"], None);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("used by the derived topic(s) clean"), "{err}");
+    let (code, _, err) = run(&["smart-module", "delete", "my-filter"], None);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("clean"), "{err}");
+    let (code, _, err) = run(&["produce", "clean"], Some("by hand\n"));
+    assert_ne!(code, Some(0));
+    assert!(err.contains("derived from \"raw\""), "{err}");
+    assert_eq!(run(&["topic", "delete", "clean"], None).0, Some(0));
+    assert_eq!(run(&["topic", "delete", "raw"], None).0, Some(0));
+}
