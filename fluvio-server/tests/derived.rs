@@ -103,13 +103,20 @@ async fn a_derived_topic_is_exact_around_a_kill_9_and_its_aggregate_goes_on() {
         let (raw, numbers, addr) = (raw.clone(), numbers.clone(), addr.clone());
         tokio::spawn(async move {
             let fluvio = Fluvio::connect_to(&addr).await.expect("connect");
-            for (p, records) in raw.iter().enumerate() {
-                produce_to(&fluvio, "raw", p as u32, &records[5_000..]).await;
+            // In steps, so that the kill lands while records still come.
+            for step in 0..45 {
+                let range = 5_000 + step * 1_000..6_000 + step * 1_000;
+                for (p, records) in raw.iter().enumerate() {
+                    produce_to(&fluvio, "raw", p as u32, &records[range.clone()]).await;
+                }
+                if let Some(numbers) = numbers.get(range) {
+                    produce_to(&fluvio, "numbers", 0, numbers).await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            produce_to(&fluvio, "numbers", 0, &numbers[5_000..]).await;
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let mid = derived(&fluvio, "clean").await;
     server.kill9();
     drop(fluvio);

@@ -26,6 +26,11 @@ const READ_BYTES: u64 = 1 << 20;
 /// much source is read again after a restart.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a pipeline goes on looking for a topic it does not find (one
+/// created a moment ago, on a shared cluster, is not seen everywhere at
+/// once) before it stops and says so.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
+
 /// How often a pipeline renews its lease.
 const LEASE_RENEW: Duration = Duration::from_secs(2);
 
@@ -104,28 +109,34 @@ struct Stop {
     error: String,
     /// Whether trying again later may work (the storage did not answer).
     transient: bool,
+    /// A topic was not found: tried again for [`GIVE_UP_AFTER`] only.
+    missing: bool,
 }
 
 impl Stop {
     fn at(offset: i64, error: impl std::fmt::Display) -> Stop {
-        Stop { offset, error: error.to_string(), transient: false }
+        Stop { offset, error: error.to_string(), transient: false, missing: false }
     }
 
     fn storage(offset: i64, error: StorageError) -> Stop {
         // Another writer came first: start again from where the output
         // ends now.
         let transient = matches!(error, StorageError::Unavailable { .. } | StorageError::NotAtEnd { .. });
-        Stop { offset, error: error.to_string(), transient }
+        Stop { offset, error: error.to_string(), transient, missing: false }
     }
 
     fn transient(offset: i64, error: impl std::fmt::Display) -> Stop {
-        Stop { offset, error: error.to_string(), transient: true }
+        Stop { offset, error: error.to_string(), transient: true, missing: false }
     }
 
+    /// A topic error. A topic not found is waited for a while: on a shared
+    /// cluster a topic created a moment ago through this or another server
+    /// is not seen everywhere at once.
     fn topic(offset: i64, error: TopicError) -> Stop {
-        let transient =
-            matches!(error, TopicError::Unavailable { .. } | TopicError::Storage(StorageError::Unavailable { .. }));
-        Stop { offset, error: error.to_string(), transient }
+        let missing = matches!(error, TopicError::NotFound(_));
+        let transient = missing
+            || matches!(error, TopicError::Unavailable { .. } | TopicError::Storage(StorageError::Unavailable { .. }));
+        Stop { offset, error: error.to_string(), transient, missing }
     }
 }
 
@@ -178,6 +189,8 @@ impl Pipeline {
     /// does not answer is tried again.
     async fn run(self) {
         let store = self.context.derived.store();
+        // Since when each try has stopped at a transient error.
+        let mut waiting_since: Option<Instant> = None;
         loop {
             let holder = self.holder();
             let mut lease = match store.acquire(&self.spec.name, self.partition, &holder).await {
@@ -206,7 +219,12 @@ impl Pipeline {
                 tracing::warn!(topic = %self.spec.name, partition = self.partition, "a pipeline lost its lease and stopped writing");
                 continue;
             };
-            if stop.transient {
+            if matches!(self.status.lock().state, PipelineState::Running) {
+                // It got going: a new streak of errors starts here.
+                waiting_since = None;
+            }
+            let waited = waiting_since.get_or_insert_with(Instant::now).elapsed();
+            if stop.transient && !(stop.missing && waited >= GIVE_UP_AFTER) {
                 tracing::warn!(topic = %self.spec.name, partition = self.partition, error = %stop.error, "a derived topic's pipeline waits for the storage");
                 tokio::time::sleep(RETRY_AFTER).await;
                 continue;
@@ -387,7 +405,7 @@ impl Pipeline {
         store.save_checkpoint(&self.spec.name, self.partition, position).await.map_err(|error| {
             // A cluster that does not answer may answer later.
             let transient = store.is_shared();
-            Stop { offset: position.next, error: error.to_string(), transient }
+            Stop { offset: position.next, error: error.to_string(), transient, missing: false }
         })
     }
 
