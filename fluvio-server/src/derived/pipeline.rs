@@ -12,12 +12,16 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 use super::DerivationSpec;
-use super::provenance::{self, Position};
+use super::provenance::{self, OutputBuilder, Position};
 use super::store::{Acquired, Holder, Lease};
 use crate::ServerContext;
 use crate::registry::RegistryError;
 use crate::storage::jetstream::LEASE_TTL;
 use crate::storage::{Partition, StorageError, TopicError};
+
+/// Bytes of outputs gathered into one append, at most (past it, the
+/// outputs gathered so far go out at the next source batch's end).
+const FLUSH_BYTES: usize = 256 << 10;
 
 /// Bytes of source batches read at a time.
 const READ_BYTES: u64 = 1 << 20;
@@ -342,7 +346,13 @@ impl Pipeline {
                 }
                 continue;
             }
-            for batch in batches {
+            // The outputs of the read's source batches go out as one
+            // append (or a few, past `FLUSH_BYTES`), each at a source batch
+            // boundary, so that each append's provenance is exact.
+            let mut gathered = OutputBuilder::new(position.next);
+            let mut failure = None;
+            let count = batches.len();
+            for (index, batch) in batches.into_iter().enumerate() {
                 let batch = self.context.inflater.open(batch).await.map_err(|e| Stop::at(position.next, e))?;
                 let batch = batch.trimmed_to(position.next);
                 let from = position.next;
@@ -352,51 +362,77 @@ impl Pipeline {
                     None => passed_through(batch, &position),
                 };
                 let reached_next = result.failure.as_ref().map_or(batch_next, |failure| failure.offset);
-                let reached = Position { next: reached_next, accumulators: result.accumulators };
+                position = Position { next: reached_next, accumulators: result.accumulators };
+                gathered.push(&result.batch);
                 let letters = result.dead_letters.len() as u64;
                 if letters > 0 {
+                    // Stamped with this batch's start, and followed at once
+                    // by the outputs up to here: a restart replays at most
+                    // this batch, whose letters the stamp then drops.
                     self.send_dead_letters(from, result.dead_letters).await?;
-                }
-                let mut records_out = 0;
-                match provenance::output_batch(&result.batch, &spec.source, self.partition, from, &reached) {
-                    Some(appended) => {
-                        records_out = appended.record_count() as u64;
-                        let base = output
-                            .append_at(appended.into(), None, output_end)
-                            .await
-                            .map_err(|e| Stop::storage(from, e))?;
-                        output_end = base + records_out as i64;
-                        unnoted_since = None;
-                    }
-                    None => {
-                        unnoted_since.get_or_insert_with(Instant::now);
-                    }
-                }
-                position = reached;
-                let overdue = unnoted_since.is_some_and(|since| since.elapsed() >= CHECKPOINT_EVERY);
-                if (letters > 0 && records_out == 0) || overdue || (result.failure.is_some() && records_out == 0) {
-                    self.note(&position).await?;
-                    unnoted_since = None;
                 }
                 {
                     let mut status = self.status.lock();
-                    status.source_offset = position.next;
                     status.records_in += records_in;
-                    status.records_out += records_out;
                     status.skipped += result.skipped;
                     status.dead_letters += letters;
                 }
-                if let Some(failure) = result.failure {
-                    return Err(Stop::at(
-                        failure.offset,
-                        format!(
-                            "SmartModule {:?} failed on the record at offset {}: {}: {}; fix or replace the module, then `fluvio topic resume {}`",
-                            failure.module, failure.offset, failure.kind, failure.message, spec.name
-                        ),
-                    ));
+                failure = result.failure;
+                let last = index + 1 == count || failure.is_some();
+                if last || letters > 0 || gathered.size() >= FLUSH_BYTES {
+                    let flushed = std::mem::replace(&mut gathered, OutputBuilder::new(position.next));
+                    let must_note = letters > 0 || failure.is_some();
+                    self.flush(flushed, &position, &output, &mut output_end, &mut unnoted_since, must_note).await?;
+                }
+                if failure.is_some() {
+                    break;
+                }
+            }
+            if let Some(failure) = failure {
+                return Err(Stop::at(
+                    failure.offset,
+                    format!(
+                        "SmartModule {:?} failed on the record at offset {}: {}: {}; fix or replace the module, then `fluvio topic resume {}`",
+                        failure.module, failure.offset, failure.kind, failure.message, spec.name
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Appends the gathered outputs (with where they came from) at the
+    /// output's end, or, when there are none, notes the progress in the
+    /// checkpoint: at once when `must_note` (dead letters were sent, or the
+    /// pipeline stops here), else at most [`CHECKPOINT_EVERY`] later.
+    async fn flush(
+        &self,
+        gathered: OutputBuilder,
+        reached: &Position,
+        output: &Arc<dyn Partition>,
+        output_end: &mut i64,
+        unnoted_since: &mut Option<Instant>,
+        must_note: bool,
+    ) -> Result<(), Stop> {
+        let from = gathered.from();
+        match gathered.finish(&self.spec.source, self.partition, reached) {
+            Some(appended) => {
+                let records_out = appended.record_count() as u64;
+                let base =
+                    output.append_at(appended.into(), None, *output_end).await.map_err(|e| Stop::storage(from, e))?;
+                *output_end = base + records_out as i64;
+                *unnoted_since = None;
+                self.status.lock().records_out += records_out;
+            }
+            None => {
+                let since = *unnoted_since.get_or_insert_with(Instant::now);
+                if must_note || since.elapsed() >= CHECKPOINT_EVERY {
+                    self.note(reached).await?;
+                    *unnoted_since = None;
                 }
             }
         }
+        self.status.lock().source_offset = reached.next;
+        Ok(())
     }
 
     /// Notes progress that produced no output.

@@ -34,31 +34,90 @@ fn is_provenance(name: &[u8]) -> bool {
     name == SOURCE_HEADER.as_bytes() || name.starts_with(ACCUMULATOR_HEADER.as_bytes())
 }
 
-/// The batch to append for a chain's `output`: its records numbered from
-/// 0 (the output partition gives them their offsets), with their
-/// timestamps, keys, values and headers, the last one also carrying where
-/// the batch came from. `None` when the chain kept nothing.
-pub fn output_batch(output: &Batch, source: &str, partition: u32, from: i64, reached: &Position) -> Option<Batch> {
-    let count = output.records().count();
-    if count == 0 {
-        return None;
+/// The outputs of consecutive source batches, gathered into one batch to
+/// append: records numbered from 0 (the output partition gives them their
+/// offsets), with their timestamps, keys, values and headers, the last one
+/// also carrying where the batch came from. The last record is held back
+/// until [`finish`](Self::finish) knows it is the last.
+pub struct OutputBuilder {
+    builder: Option<BatchBuilder>,
+    last: Option<OwnedRecord>,
+    count: u32,
+    /// The first source offset the gathered outputs come from.
+    from: i64,
+}
+
+/// A record held back.
+struct OwnedRecord {
+    timestamp: i64,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl OutputBuilder {
+    /// Gathers the outputs of source records from `from` on.
+    pub fn new(from: i64) -> OutputBuilder {
+        OutputBuilder { builder: None, last: None, count: 0, from }
     }
-    let mut builder = BatchBuilder::new(0, output.base_timestamp());
-    let origin = format!("{source}/{partition}/{from}/{}", reached.next);
-    let accumulator_names: Vec<String> =
-        reached.accumulators.iter().map(|(stage, _)| format!("{ACCUMULATOR_HEADER}{stage}")).collect();
-    for (index, record) in output.records().enumerate() {
-        let mut headers: Vec<(&[u8], &[u8])> =
-            record.headers.iter().copied().filter(|(name, _)| !is_provenance(name)).collect();
-        if index + 1 == count {
-            headers.push((SOURCE_HEADER.as_bytes(), origin.as_bytes()));
-            for ((_, accumulator), name) in reached.accumulators.iter().zip(&accumulator_names) {
-                headers.push((name.as_bytes(), accumulator));
+
+    /// The first source offset covered.
+    pub fn from(&self) -> i64 {
+        self.from
+    }
+
+    /// Bytes gathered so far.
+    pub fn size(&self) -> usize {
+        self.builder.as_ref().map_or(0, BatchBuilder::size)
+    }
+
+    /// Adds a chain's output batch.
+    pub fn push(&mut self, output: &Batch) {
+        for record in output.records() {
+            let builder = self.builder.get_or_insert_with(|| BatchBuilder::new(0, output.base_timestamp()));
+            if let Some(last) = self.last.take() {
+                let headers: Vec<(&[u8], &[u8])> =
+                    last.headers.iter().map(|(name, value)| (name.as_slice(), value.as_slice())).collect();
+                builder.push(self.count - 1, last.timestamp, last.key.as_deref(), &last.value, &headers);
             }
+            self.last = Some(OwnedRecord {
+                timestamp: record.timestamp,
+                key: record.key.map(<[u8]>::to_vec),
+                value: record.value.to_vec(),
+                headers: record
+                    .headers
+                    .iter()
+                    .filter(|(name, _)| !is_provenance(name))
+                    .map(|(name, value)| (name.to_vec(), value.to_vec()))
+                    .collect(),
+            });
+            self.count += 1;
         }
-        builder.push(index as u32, record.timestamp, record.key, record.value, &headers);
     }
-    Some(builder.finish())
+
+    /// The batch to append, its last record saying it holds the outputs
+    /// of `partition`'s source records from [`from`](Self::from) to
+    /// `reached.next`; `None` when the chain kept nothing.
+    pub fn finish(self, source: &str, partition: u32, reached: &Position) -> Option<Batch> {
+        let (mut builder, mut last) = (self.builder?, self.last?);
+        last.headers
+            .push((SOURCE_HEADER.into(), format!("{source}/{partition}/{}/{}", self.from, reached.next).into()));
+        for (stage, accumulator) in &reached.accumulators {
+            last.headers.push((format!("{ACCUMULATOR_HEADER}{stage}").into(), accumulator.clone()));
+        }
+        let headers: Vec<(&[u8], &[u8])> =
+            last.headers.iter().map(|(name, value)| (name.as_slice(), value.as_slice())).collect();
+        builder.push(self.count - 1, last.timestamp, last.key.as_deref(), &last.value, &headers);
+        Some(builder.finish())
+    }
+}
+
+/// The batch to append for one chain `output` (an [`OutputBuilder`] of
+/// one batch).
+pub fn output_batch(output: &Batch, source: &str, partition: u32, from: i64, reached: &Position) -> Option<Batch> {
+    let mut builder = OutputBuilder::new(from);
+    builder.push(output);
+    builder.finish(source, partition, reached)
 }
 
 /// Where the pipeline that wrote `batch` (its last record) had got to, if
@@ -116,6 +175,30 @@ mod tests {
         assert_eq!(position_after(&batch, "raw", 3), Some(reached));
         assert_eq!(position_after(&batch, "raw", 2), None, "another partition's pipeline");
         assert_eq!(position_after(&batch, "other", 3), None);
+    }
+
+    #[test]
+    fn outputs_of_several_source_batches_make_one_batch_whose_last_record_says_where_they_came_from() {
+        let mut first = BatchBuilder::new(10, 500);
+        first.push(0, 500, None, b"x", &[]);
+        first.push(1, 501, None, b"y", &[(b"h", b"1")]);
+        let mut second = BatchBuilder::new(20, 900);
+        second.push(3, 903, Some(b"k"), b"z", &[]);
+        let mut builder = OutputBuilder::new(10);
+        builder.push(&first.finish());
+        builder.push(&BatchBuilder::new(15, 0).finish());
+        builder.push(&second.finish());
+        let reached = Position { next: 25, accumulators: Vec::new() };
+        let batch = builder.finish("raw", 1, &reached).unwrap();
+        let records: Vec<_> = batch.records().collect();
+        assert_eq!(
+            records.iter().map(|r| (r.offset, r.timestamp, r.value)).collect::<Vec<_>>(),
+            [(0, 500, &b"x"[..]), (1, 501, &b"y"[..]), (2, 903, &b"z"[..])]
+        );
+        assert_eq!(records[1].headers, [(&b"h"[..], &b"1"[..])]);
+        assert_eq!(records[2].key, Some(&b"k"[..]));
+        assert_eq!(position_after(&batch, "raw", 1), Some(reached));
+        assert!(OutputBuilder::new(0).finish("raw", 0, &Position::default()).is_none());
     }
 
     #[test]
