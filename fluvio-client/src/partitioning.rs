@@ -23,10 +23,7 @@
 //! assert_eq!(turns, [0, 1, 2, 0]);
 //! ```
 
-use std::hash::Hasher;
 use std::sync::atomic::{AtomicU32, Ordering};
-
-use siphasher::sip::SipHasher;
 
 /// A partition's number within its topic, as Fluvio names it.
 pub type PartitionId = u32;
@@ -105,17 +102,9 @@ impl Partitioner for SpecificPartitioner {
 }
 
 /// The partition a key goes to among `partitions`, as Fluvio's producer
-/// puts it: SipHash-2-4 with zero keys over the key hashed as Rust hashes a
-/// byte slice (its length as eight little-endian bytes, as on the 64-bit
-/// machines Fluvio runs on, then the bytes), modulo the count. The same
-/// key lands on the same partition in every process and release, for as
-/// long as the topic has the same partition count.
-pub fn partition_for_key(key: &[u8], partitions: PartitionCount) -> PartitionId {
-    let mut hasher = SipHasher::new();
-    hasher.write(&(key.len() as u64).to_le_bytes());
-    hasher.write(key);
-    (hasher.finish() % u64::from(partitions.max(1))) as PartitionId
-}
+/// puts it (defined in the protocol crate, which the server shares for
+/// derived topics).
+pub use fluvio_protocol::partition_for_key;
 
 #[cfg(test)]
 mod tests {
@@ -125,7 +114,7 @@ mod tests {
     /// SipHash-2-4 (the one `siphasher` mirrors), fed by `Hash for [u8]`.
     #[allow(deprecated)]
     fn fluvio_partition(key: &[u8], partitions: u32) -> u32 {
-        use std::hash::Hash;
+        use std::hash::{Hash, Hasher};
         let mut hasher = std::hash::SipHasher::new();
         key.hash(&mut hasher);
         (hasher.finish() % partitions as u64) as u32

@@ -50,6 +50,21 @@ pub use messages::{
 };
 pub use requests::{AnyRequest, Message, Request};
 
+/// The partition a key goes to among `partitions`, as Fluvio's producer
+/// puts it: SipHash-2-4 with zero keys over the key hashed as Rust hashes a
+/// byte slice (its length as eight little-endian bytes, as on the 64-bit
+/// machines Fluvio runs on, then the bytes), modulo the count. The same
+/// key lands on the same partition in every process and release, for as
+/// long as the topic has the same partition count. Producers and derived
+/// topics route keys with it.
+pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
+    use std::hash::Hasher;
+    let mut hasher = siphasher::sip::SipHasher::new();
+    hasher.write(&(key.len() as u64).to_le_bytes());
+    hasher.write(key);
+    (hasher.finish() % u64::from(partitions.max(1))) as u32
+}
+
 /// How long the SDK goes on sending a batch the cluster did not
 /// acknowledge (to the same server, or another of the cluster). A server
 /// that drops resent batches must remember each producer's batch at least

@@ -270,10 +270,6 @@ async fn bad_derivations_are_refused_with_nothing_created() {
     assert_eq!(code, Some(ErrorCode::InvalidRequest), "{message}");
     assert!(message.contains("cycle"), "{message}");
 
-    let three = CreateDerivedTopicRequest { partitions: 3, ..derive("clean", "raw", &["my-filter"]) };
-    let (code, message) = refused(fluvio.create_derived_topic(three).await);
-    assert_eq!(code, Some(ErrorCode::InvalidRequest), "{message}");
-
     let mut adhoc = derive("clean", "raw", &[]);
     adhoc.transforms.push(SmartModuleInvocation::adhoc("local-filter", wasm("my-filter")));
     let (code, message) = refused(fluvio.create_derived_topic(adhoc).await);
@@ -381,4 +377,95 @@ async fn on_jetstream_one_server_runs_each_pipeline_and_another_takes_over_exact
         assert_eq!(got.len(), expected.len(), "partition {p}: no gap, no duplicate");
         assert_eq!(got, expected, "partition {p}: record for record, in order");
     }
+}
+
+/// Produces `(key, value)` records to one partition.
+async fn produce_keyed(fluvio: &Fluvio, topic: &str, partition: u32, records: &[(String, String)]) {
+    let config = ProducerConfig {
+        linger: Duration::from_millis(5),
+        batch_bytes: 4096,
+        partition: Some(partition),
+        ..Default::default()
+    };
+    let producer = fluvio.topic_producer_with(topic, config).await.expect("producer");
+    let mut pending = Vec::with_capacity(records.len());
+    for (key, value) in records {
+        pending.push(producer.send(key.as_bytes(), value.as_bytes()).await.expect("send"));
+    }
+    producer.flush().await.expect("flush");
+    for output in pending {
+        output.wait().await.expect("acknowledged");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_go_by_key_into_another_partition_count_exactly_once_around_a_kill_9() {
+    let dir = data_dir("derived-routed");
+    let mut server = ServerProcess::start(&dir, &[]);
+    let addr = server.addr.clone();
+    let fluvio = server.client().await;
+    register(&fluvio, &["uppercase-map"]).await;
+    fluvio.create_topic("keyed", 2).await.unwrap();
+    let by_key = CreateDerivedTopicRequest { partitions: 3, ..derive("by-key", "keyed", &["uppercase-map"]) };
+    fluvio.create_derived_topic(by_key).await.unwrap();
+
+    let records: Vec<Vec<(String, String)>> =
+        (0..2).map(|p| (0..20_000).map(|i| (format!("k{}", i % 7), format!("p{p}-{i}"))).collect()).collect();
+    for (p, records) in records.iter().enumerate() {
+        produce_keyed(&fluvio, "keyed", p as u32, &records[..2_000]).await;
+    }
+    let producing = {
+        let (records, addr) = (records.clone(), addr.clone());
+        tokio::spawn(async move {
+            let fluvio = Fluvio::connect_to(&addr).await.expect("connect");
+            for step in 0..18 {
+                for (p, records) in records.iter().enumerate() {
+                    produce_keyed(&fluvio, "keyed", p as u32, &records[2_000 + step * 1_000..3_000 + step * 1_000])
+                        .await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mid = derived(&fluvio, "by-key").await;
+    server.kill9();
+    drop(fluvio);
+    eprintln!("killed with the pipelines at {:?}", mid.pipelines.iter().map(|p| p.source_offset).collect::<Vec<_>>());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server = ServerProcess::start_at(&addr, &dir, &[], std::process::Stdio::inherit());
+    let fluvio = server.client().await;
+    producing.await.expect("every record is produced, across the restart");
+    let info = caught_up(&fluvio, "by-key").await;
+    assert_eq!(info.pipelines.len(), 2, "a pipeline per source partition");
+
+    // Each derived partition holds, from each source partition, exactly
+    // the records whose key hashes to it, in their source order.
+    let mut total = 0;
+    for q in 0..3u32 {
+        let stored =
+            read_all(&fluvio, "by-key", fluvio_client::ConsumerConfig { partitions: vec![q], ..from_beginning() })
+                .await;
+        total += stored.len();
+        for (p, records) in records.iter().enumerate() {
+            let expected: Vec<String> = records
+                .iter()
+                .filter(|(key, _)| fluvio_client::partition_for_key(key.as_bytes(), 3) == q)
+                .map(|(_, value)| value.to_uppercase())
+                .collect();
+            let prefix = format!("P{p}-");
+            let got: Vec<String> = values(&stored).into_iter().filter(|value| value.starts_with(&prefix)).collect();
+            assert_eq!(
+                got.len(),
+                expected.len(),
+                "derived partition {q}, from source partition {p}: no gap, no duplicate"
+            );
+            assert_eq!(got, expected, "derived partition {q}, from source partition {p}: in order");
+        }
+        for record in &stored {
+            let key = record.key.as_ref().expect("keys are kept");
+            assert_eq!(fluvio_client::partition_for_key(key, 3), q);
+        }
+    }
+    assert_eq!(total, 40_000);
 }

@@ -93,7 +93,6 @@ impl From<DerivedError> for ServerError {
             DerivedError::Io { .. } => ErrorCode::Storage,
             DerivedError::ReadOnly { .. } => ErrorCode::PermissionDenied,
             DerivedError::Cycle(_)
-            | DerivedError::PartitionCount { .. }
             | DerivedError::AdHocModule { .. }
             | DerivedError::NoDeadLetterTopic(_)
             | DerivedError::DeadLetterTopic { .. }

@@ -43,8 +43,13 @@ pub struct DerivationSpec {
     pub name: String,
     /// The topic it derives from.
     pub source: String,
-    /// Its partitions (the source's count).
+    /// Its partitions.
     pub partitions: u32,
+    /// The source's partitions when the derived topic was created (a
+    /// pipeline each); 0 in settings stored before this was kept, which
+    /// had as many as the derived topic.
+    #[serde(default)]
+    pub source_partitions: u32,
     /// Copies of each partition.
     pub replication: u32,
     /// Its retention.
@@ -58,6 +63,17 @@ pub struct DerivationSpec {
 }
 
 impl DerivationSpec {
+    /// How many pipelines it has: one per source partition.
+    pub fn pipelines(&self) -> u32 {
+        if self.source_partitions == 0 { self.partitions } else { self.source_partitions }
+    }
+
+    /// Whether outputs are routed by key (the partition counts differ),
+    /// rather than source partition n feeding derived partition n.
+    pub fn routed(&self) -> bool {
+        self.pipelines() != self.partitions
+    }
+
     /// The registered modules its chain uses.
     fn modules(&self) -> impl Iterator<Item = &str> {
         self.transforms.iter().filter_map(|invocation| match &invocation.wasm {
@@ -80,20 +96,6 @@ pub enum DerivedError {
         name: String,
         /// The missing source.
         source_topic: String,
-    },
-    /// The partition count differs from the source's.
-    #[error(
-        "derived topic {name:?} must have as many partitions as its source {source_topic:?} ({source_partitions}), not {requested}: leave -p out to take the source's count"
-    )]
-    PartitionCount {
-        /// The derived topic.
-        name: String,
-        /// The source.
-        source_topic: String,
-        /// The count asked for.
-        requested: u32,
-        /// The source's count.
-        source_partitions: u32,
     },
     /// The chain names a module by file, not by registered name.
     #[error(
@@ -261,7 +263,7 @@ impl Derivations {
         let mut topics = self.topics.lock();
         let Some(derived) = topics.get_mut(&spec.name) else { return 0 };
         let mut started = 0;
-        for partition in 0..spec.partitions {
+        for partition in 0..spec.pipelines() {
             match derived.pipelines.get_mut(partition as usize) {
                 Some(handle) if handle.is_running() => {}
                 Some(handle) => {
@@ -291,7 +293,7 @@ impl Derivations {
         }
         self.store.create(&spec).await?;
         if let Err(error) = create_topics(context, &spec).await {
-            let _ = self.store.remove(&spec.name, spec.partitions).await;
+            let _ = self.store.remove(&spec.name, spec.pipelines()).await;
             return Err(error);
         }
         let spec = Arc::new(spec);
@@ -379,9 +381,9 @@ impl Derivations {
     /// to a topic that is not derived.
     pub async fn forget(&self, name: &str) -> Result<(), DerivedError> {
         let Some(derived) = self.topics.lock().remove(name) else { return Ok(()) };
-        let partitions = derived.spec.partitions;
+        let pipelines = derived.spec.pipelines();
         drop(derived);
-        self.store.remove(name, partitions).await
+        self.store.remove(name, pipelines).await
     }
 
     /// Stops the pipelines of the derived topics that read `topic` (forced
@@ -444,15 +446,7 @@ async fn check(context: &ServerContext, request: CreateDerivedTopicRequest) -> R
     };
     let partitions = match request.partitions {
         0 => source.partitions,
-        requested if requested == source.partitions => requested,
-        requested => {
-            return Err(DerivedError::PartitionCount {
-                name,
-                source_topic: request.source,
-                requested,
-                source_partitions: source.partitions,
-            });
-        }
+        requested => requested,
     };
     for invocation in &request.transforms {
         if !matches!(invocation.wasm, SmartModuleInvocationWasm::Predefined(_)) {
@@ -474,6 +468,7 @@ async fn check(context: &ServerContext, request: CreateDerivedTopicRequest) -> R
         name,
         source: request.source,
         partitions,
+        source_partitions: source.partitions,
         replication: request.replication.max(1),
         retention: request.retention,
         transforms: request.transforms,

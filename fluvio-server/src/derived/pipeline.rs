@@ -298,8 +298,26 @@ impl Pipeline {
         let (spec, storage) = (&self.spec, &self.context.storage);
         self.status.lock().state = PipelineState::Starting;
         let source = storage.partition(&spec.source, self.partition).await.map_err(|e| Stop::topic(0, e))?;
-        let output = storage.partition(&spec.name, self.partition).await.map_err(|e| Stop::topic(0, e))?;
-        let resumed = self.resume_point(&output).await?;
+        // Routed by key, every derived partition is written; else the one
+        // of the source partition's number.
+        let mut outputs = Vec::new();
+        for partition in if spec.routed() { 0..spec.partitions } else { self.partition..self.partition + 1 } {
+            outputs.push(storage.partition(&spec.name, partition).await.map_err(|e| Stop::topic(0, e))?);
+        }
+        let output = Arc::clone(&outputs[0]);
+        let resumed = if spec.routed() {
+            // Other pipelines write the same partitions: the checkpoint,
+            // written after each source batch's appends, says where this
+            // one got to.
+            self.context
+                .derived
+                .store()
+                .checkpoint(&spec.name, self.partition)
+                .await
+                .map_err(|error| Stop::transient(0, error))?
+        } else {
+            self.resume_point(&output).await?
+        };
         // Appends are exclusive: one made elsewhere since stops this one.
         let mut output_end = output.next_offset();
         let fresh = resumed.is_none();
@@ -365,6 +383,26 @@ impl Pipeline {
                 position = Position { next: reached_next, accumulators: result.accumulators };
                 gathered.push(&result.batch);
                 let letters = result.dead_letters.len() as u64;
+                if spec.routed() {
+                    // One append per derived partition for each source
+                    // batch, stamped with its start, then the checkpoint:
+                    // a restart replays at most this batch, whose appends
+                    // the stamps then drop.
+                    self.send_dead_letters(from, result.dead_letters).await?;
+                    let gathered = std::mem::replace(&mut gathered, OutputBuilder::new(position.next));
+                    self.flush_routed(gathered, from, &position, &outputs).await?;
+                    {
+                        let mut status = self.status.lock();
+                        status.records_in += records_in;
+                        status.skipped += result.skipped;
+                        status.dead_letters += letters;
+                    }
+                    failure = result.failure;
+                    if failure.is_some() {
+                        break;
+                    }
+                    continue;
+                }
                 if letters > 0 {
                     // Stamped with this batch's start, and followed at once
                     // by the outputs up to here: a restart replays at most
@@ -432,6 +470,44 @@ impl Pipeline {
             }
         }
         self.status.lock().source_offset = reached.next;
+        Ok(())
+    }
+
+    /// Sends each output of a source batch that began at `from` to the
+    /// derived partition its key hashes to (a keyless one by its source
+    /// offset), one stamped append per partition, then notes the progress.
+    async fn flush_routed(
+        &self,
+        gathered: OutputBuilder,
+        from: i64,
+        reached: &Position,
+        outputs: &[Arc<dyn Partition>],
+    ) -> Result<(), Stop> {
+        let count = outputs.len() as u32;
+        let mut routed: Vec<OutputBuilder> = (0..count).map(|_| OutputBuilder::new(from)).collect();
+        if let Some(batch) = gathered.finish(&self.spec.source, self.partition, reached) {
+            for record in batch.records() {
+                let partition = match record.key {
+                    Some(key) => fluvio_protocol::partition_for_key(key, count),
+                    None => (record.offset.unsigned_abs() % u64::from(count)) as u32,
+                };
+                routed[partition as usize].push_record(&record, batch.base_timestamp());
+            }
+        }
+        let mut records_out = 0;
+        for (partition, builder) in routed.into_iter().enumerate() {
+            let Some(appended) = builder.finish(&self.spec.source, self.partition, reached) else { continue };
+            records_out += appended.record_count() as u64;
+            let stamp = ProducerStamp {
+                id: stamp_id(&format!("{}/{partition}", self.spec.name), self.partition),
+                sequence: from as u64,
+            };
+            outputs[partition].append(appended.into(), Some(stamp)).await.map_err(|e| Stop::storage(from, e))?;
+        }
+        self.note(reached).await?;
+        let mut status = self.status.lock();
+        status.records_out += records_out;
+        status.source_offset = reached.next;
         Ok(())
     }
 

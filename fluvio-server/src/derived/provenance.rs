@@ -7,7 +7,7 @@
 //! the position it reaches are one write, so a kill at any moment neither
 //! skips nor repeats a source record.
 
-use fluvio_protocol::{Batch, BatchBuilder};
+use fluvio_protocol::{Batch, BatchBuilder, RecordRef};
 
 /// The header naming a batch's source: `SOURCE/PARTITION/FROM/NEXT`, the
 /// source records `FROM..NEXT` of that partition.
@@ -74,25 +74,31 @@ impl OutputBuilder {
     /// Adds a chain's output batch.
     pub fn push(&mut self, output: &Batch) {
         for record in output.records() {
-            let builder = self.builder.get_or_insert_with(|| BatchBuilder::new(0, output.base_timestamp()));
-            if let Some(last) = self.last.take() {
-                let headers: Vec<(&[u8], &[u8])> =
-                    last.headers.iter().map(|(name, value)| (name.as_slice(), value.as_slice())).collect();
-                builder.push(self.count - 1, last.timestamp, last.key.as_deref(), &last.value, &headers);
-            }
-            self.last = Some(OwnedRecord {
-                timestamp: record.timestamp,
-                key: record.key.map(<[u8]>::to_vec),
-                value: record.value.to_vec(),
-                headers: record
-                    .headers
-                    .iter()
-                    .filter(|(name, _)| !is_provenance(name))
-                    .map(|(name, value)| (name.to_vec(), value.to_vec()))
-                    .collect(),
-            });
-            self.count += 1;
+            self.push_record(&record, output.base_timestamp());
         }
+    }
+
+    /// Adds one output record (`base_timestamp`: its batch's, which the
+    /// gathered batch takes when this is its first record).
+    pub fn push_record(&mut self, record: &RecordRef<'_>, base_timestamp: i64) {
+        let builder = self.builder.get_or_insert_with(|| BatchBuilder::new(0, base_timestamp));
+        if let Some(last) = self.last.take() {
+            let headers: Vec<(&[u8], &[u8])> =
+                last.headers.iter().map(|(name, value)| (name.as_slice(), value.as_slice())).collect();
+            builder.push(self.count - 1, last.timestamp, last.key.as_deref(), &last.value, &headers);
+        }
+        self.last = Some(OwnedRecord {
+            timestamp: record.timestamp,
+            key: record.key.map(<[u8]>::to_vec),
+            value: record.value.to_vec(),
+            headers: record
+                .headers
+                .iter()
+                .filter(|(name, _)| !is_provenance(name))
+                .map(|(name, value)| (name.to_vec(), value.to_vec()))
+                .collect(),
+        });
+        self.count += 1;
     }
 
     /// The batch to append, its last record saying it holds the outputs
