@@ -286,10 +286,24 @@ impl Pipeline {
             .checkpoint(&self.spec.name, self.partition)
             .await
             .map_err(|error| Stop::transient(0, error))?;
-        Ok(match (written, noted) {
-            (Some(written), Some(noted)) => Some(if noted.next > written.next { noted } else { written }),
-            (written, noted) => written.or(noted),
-        })
+        match (written, noted) {
+            (Some(written), Some(noted)) => Ok(Some(if noted.next > written.next { noted } else { written })),
+            // Records are stored but nothing says where they came from
+            // (retention removed every batch, on JetStream): starting
+            // afresh would store them again.
+            // (A replica may also not have the last batch yet: looked for
+            // again for a while, as a missing topic is.)
+            (None, None) if end > 0 => Err(Stop {
+                offset: 0,
+                error: format!(
+                    "the derived topic {:?} holds records up to offset {end}, but no stored batch or checkpoint says which source records they came from; delete and create the derived topic again",
+                    self.spec.name
+                ),
+                transient: true,
+                missing: true,
+            }),
+            (written, noted) => Ok(written.or(noted)),
+        }
     }
 
     /// Follows the source from where the output ends. Returns only when it
