@@ -302,45 +302,33 @@ fn print_topics(topics: Vec<TopicView>, format: ListFormat, one: bool) -> CliRes
                 or_none(t.max_partition_size, "bytes"),
                 t.segment_size.map_or_else(|| "server default".into(), |v| format!("{v} bytes")),
             );
-            match &t.derived {
-                None => {
-                    let rows: Vec<Vec<String>> = t
-                        .next_offsets
-                        .iter()
-                        .enumerate()
-                        .map(|(p, end)| vec![p.to_string(), end.to_string()])
-                        .collect();
-                    text.push_str(&table(&["PARTITION", "NEXT OFFSET"], &rows));
+            let rows: Vec<Vec<String>> =
+                t.next_offsets.iter().enumerate().map(|(p, end)| vec![p.to_string(), end.to_string()]).collect();
+            if let Some(derived) = &t.derived {
+                text.push_str(&format!(
+                    " Derived from: {}\n Transforms: {}\n On error: {}\n",
+                    derived.source,
+                    if derived.transforms.is_empty() { "none".into() } else { derived.transforms.join(", ") },
+                    derived.on_error,
+                ));
+                if let Some(topic) = &derived.dead_letter_topic {
+                    text.push_str(&format!(" Dead-letter topic: {topic}\n"));
                 }
-                Some(derived) => {
-                    text.push_str(&format!(
-                        " Derived from: {}\n Transforms: {}\n On error: {}\n",
-                        derived.source,
-                        if derived.transforms.is_empty() { "none".into() } else { derived.transforms.join(", ") },
-                        derived.on_error,
-                    ));
-                    if let Some(topic) = &derived.dead_letter_topic {
-                        text.push_str(&format!(" Dead-letter topic: {topic}\n"));
-                    }
-                    let rows: Vec<Vec<String>> = derived
-                        .pipelines
-                        .iter()
-                        .map(|p| {
-                            let end = t.next_offsets.get(p.partition as usize).copied().unwrap_or(0);
-                            vec![
-                                p.partition.to_string(),
-                                end.to_string(),
-                                p.state.clone(),
-                                p.source_offset.to_string(),
-                                p.lag.to_string(),
-                            ]
-                        })
-                        .collect();
-                    text.push_str(&table(&["PARTITION", "NEXT OFFSET", "STATE", "SOURCE OFFSET", "LAG"], &rows));
-                    for pipeline in &derived.pipelines {
-                        if let Some(error) = &pipeline.error {
-                            text.push_str(&format!(" partition {} stopped: {error}\n", pipeline.partition));
-                        }
+            }
+            text.push_str(&table(&["PARTITION", "NEXT OFFSET"], &rows));
+            if let Some(derived) = &t.derived {
+                // A pipeline per source partition.
+                let rows: Vec<Vec<String>> = derived
+                    .pipelines
+                    .iter()
+                    .map(|p| {
+                        vec![p.partition.to_string(), p.state.clone(), p.source_offset.to_string(), p.lag.to_string()]
+                    })
+                    .collect();
+                text.push_str(&table(&["SOURCE PARTITION", "STATE", "SOURCE OFFSET", "LAG"], &rows));
+                for pipeline in &derived.pipelines {
+                    if let Some(error) = &pipeline.error {
+                        text.push_str(&format!(" source partition {}: stopped: {error}\n", pipeline.partition));
                     }
                 }
             }

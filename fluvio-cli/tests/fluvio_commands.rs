@@ -153,12 +153,16 @@ fn a_derived_topic_is_created_described_listed_resumed_and_deleted_from_the_cli(
     let (code, out, err) = run(&["topic", "describe", "clean"], None);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains(" Derived from: raw\n Transforms: my-filter, uppercase-map\n On error: fail\n"), "{out}");
-    let rows: Vec<Vec<&str>> =
-        out.lines().skip_while(|l| !l.contains("PARTITION")).skip(1).map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip_while(|l| !l.contains("SOURCE PARTITION"))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(rows.len(), 2, "{out}");
     for row in &rows {
-        // PARTITION  NEXT OFFSET  STATE  SOURCE OFFSET  LAG
-        assert_eq!((row[2], row[3], row[4]), ("running", "2", "0"), "{out}");
+        // SOURCE PARTITION  STATE  SOURCE OFFSET  LAG
+        assert_eq!((row[1], row[2], row[3]), ("running", "2", "0"), "{out}");
     }
     let (_, out, _) = run(&["topic", "list"], None);
     let derived_row = out.lines().find(|l| l.trim_start().starts_with("clean")).unwrap().to_string();
@@ -186,7 +190,7 @@ fn a_derived_topic_is_created_described_listed_resumed_and_deleted_from_the_cli(
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     assert!(
-        described.contains("partition 0 stopped: SmartModule \"sum-aggregate\" failed on the record at offset 1"),
+        described.contains("source partition 0: stopped: SmartModule \"sum-aggregate\" failed on the record at offset 1"),
         "{described}"
     );
     let (code, out, err) = run(&["topic", "resume", "sums"], None);
