@@ -190,7 +190,8 @@ fn a_derived_topic_is_created_described_listed_resumed_and_deleted_from_the_cli(
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     assert!(
-        described.contains("source partition 0: stopped: SmartModule \"sum-aggregate\" failed on the record at offset 1"),
+        described
+            .contains("source partition 0: stopped: SmartModule \"sum-aggregate\" failed on the record at offset 1"),
         "{described}"
     );
     let (code, out, err) = run(&["topic", "resume", "sums"], None);
