@@ -494,11 +494,15 @@ fn default_server_id(shared: bool, address: SocketAddr) -> i32 {
     if !shared {
         return 0;
     }
-    let hash = address
-        .to_string()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
-    (hash & 0x7fff_ffff) as i32
+    (fnv1a(address.to_string().as_bytes()) & 0x7fff_ffff) as i32
+}
+
+/// FNV-1a, 64 bits: a hash that is the same in every process and release,
+/// for ids derived from names (servers, pipelines' producer stamps).
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Tells the cluster, every [`HEARTBEAT_PERIOD`](storage::HEARTBEAT_PERIOD),

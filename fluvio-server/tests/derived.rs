@@ -30,8 +30,15 @@ async fn register(fluvio: &Fluvio, modules: &[&str]) {
     }
 }
 
-/// Produces `values` to one partition in batches of about 100 records.
+/// Produces keyless `values` to one partition.
 async fn produce_to(fluvio: &Fluvio, topic: &str, partition: u32, values: &[String]) {
+    let records: Vec<(Option<&str>, &str)> = values.iter().map(|value| (None, value.as_str())).collect();
+    produce_records(fluvio, topic, partition, &records).await;
+}
+
+/// Produces `(key, value)` records to one partition, in batches of about
+/// 100 records, and waits for every acknowledgement.
+async fn produce_records(fluvio: &Fluvio, topic: &str, partition: u32, records: &[(Option<&str>, &str)]) {
     let config = ProducerConfig {
         linger: Duration::from_millis(5),
         batch_bytes: 4096,
@@ -39,9 +46,10 @@ async fn produce_to(fluvio: &Fluvio, topic: &str, partition: u32, values: &[Stri
         ..Default::default()
     };
     let producer = fluvio.topic_producer_with(topic, config).await.expect("producer");
-    let mut pending = Vec::with_capacity(values.len());
-    for value in values {
-        pending.push(producer.send(RecordKey::NULL, value.as_bytes()).await.expect("send"));
+    let mut pending = Vec::with_capacity(records.len());
+    for (key, value) in records {
+        let key = key.map_or(RecordKey::NULL, |key| RecordKey::from(key.as_bytes()));
+        pending.push(producer.send(key, value.as_bytes()).await.expect("send"));
     }
     producer.flush().await.expect("flush");
     for output in pending {
@@ -381,21 +389,9 @@ async fn on_jetstream_one_server_runs_each_pipeline_and_another_takes_over_exact
 
 /// Produces `(key, value)` records to one partition.
 async fn produce_keyed(fluvio: &Fluvio, topic: &str, partition: u32, records: &[(String, String)]) {
-    let config = ProducerConfig {
-        linger: Duration::from_millis(5),
-        batch_bytes: 4096,
-        partition: Some(partition),
-        ..Default::default()
-    };
-    let producer = fluvio.topic_producer_with(topic, config).await.expect("producer");
-    let mut pending = Vec::with_capacity(records.len());
-    for (key, value) in records {
-        pending.push(producer.send(key.as_bytes(), value.as_bytes()).await.expect("send"));
-    }
-    producer.flush().await.expect("flush");
-    for output in pending {
-        output.wait().await.expect("acknowledged");
-    }
+    let records: Vec<(Option<&str>, &str)> =
+        records.iter().map(|(key, value)| (Some(key.as_str()), value.as_str())).collect();
+    produce_records(fluvio, topic, partition, &records).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

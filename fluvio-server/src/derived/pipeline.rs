@@ -319,6 +319,7 @@ impl Pipeline {
             outputs.push(storage.partition(&spec.name, partition).await.map_err(|e| Stop::topic(0, e))?);
         }
         let output = Arc::clone(&outputs[0]);
+        let dead_letters = self.dead_letter_partition().await?;
         let resumed = if spec.routed() {
             // Other pipelines write the same partitions: the checkpoint,
             // written after each source batch's appends, says where this
@@ -402,7 +403,7 @@ impl Pipeline {
                     // batch, stamped with its start, then the checkpoint:
                     // a restart replays at most this batch, whose appends
                     // the stamps then drop.
-                    self.send_dead_letters(from, result.dead_letters).await?;
+                    self.send_dead_letters(dead_letters.as_ref(), from, result.dead_letters).await?;
                     let gathered = std::mem::replace(&mut gathered, OutputBuilder::new(position.next));
                     self.flush_routed(gathered, from, &position, &outputs).await?;
                     {
@@ -421,7 +422,7 @@ impl Pipeline {
                     // Stamped with this batch's start, and followed at once
                     // by the outputs up to here: a restart replays at most
                     // this batch, whose letters the stamp then drops.
-                    self.send_dead_letters(from, result.dead_letters).await?;
+                    self.send_dead_letters(dead_letters.as_ref(), from, result.dead_letters).await?;
                 }
                 {
                     let mut status = self.status.lock();
@@ -535,21 +536,28 @@ impl Pipeline {
         })
     }
 
+    /// The dead-letter topic's partition this pipeline writes (its number
+    /// modulo the topic's count), when the policy sends records there.
+    async fn dead_letter_partition(&self) -> Result<Option<Arc<dyn Partition>>, Stop> {
+        let Some(topic) = &self.spec.dead_letter_topic else { return Ok(None) };
+        let storage = &self.context.storage;
+        let topics = storage.list_topics().await.map_err(|e| Stop::topic(0, e))?;
+        let count = topics.iter().find(|info| &info.name == topic).map_or(1, |info| info.partitions.max(1));
+        let partition = storage.partition(topic, self.partition % count).await.map_err(|e| Stop::topic(0, e))?;
+        Ok(Some(partition))
+    }
+
     /// Appends the records modules failed on to the dead-letter topic, as
     /// one batch stamped with the source range's start: a batch sent again
     /// after a restart in the middle of this one is stored once.
-    async fn send_dead_letters(&self, from: i64, letters: Vec<RecordFailure>) -> Result<(), Stop> {
+    async fn send_dead_letters(
+        &self,
+        partition: Option<&Arc<dyn Partition>>,
+        from: i64,
+        letters: Vec<RecordFailure>,
+    ) -> Result<(), Stop> {
         let spec = &self.spec;
-        let Some(topic) = &spec.dead_letter_topic else { return Ok(()) };
-        let storage = &self.context.storage;
-        let count = storage
-            .list_topics()
-            .await
-            .map_err(|e| Stop::topic(from, e))?
-            .into_iter()
-            .find(|info| &info.name == topic)
-            .map_or(1, |info| info.partitions.max(1));
-        let partition = storage.partition(topic, self.partition % count).await.map_err(|e| Stop::topic(from, e))?;
+        let Some(partition) = partition else { return Ok(()) };
         let mut builder = BatchBuilder::new(0, letters[0].timestamp);
         let (source_partition, derived) = (self.partition.to_string(), spec.name.as_bytes());
         for (index, letter) in letters.iter().enumerate() {
@@ -585,7 +593,5 @@ fn passed_through(batch: Batch, position: &Position) -> ChainOutput {
 /// The producer id a pipeline's dead letters are stamped with: FNV-1a of
 /// the derived topic and partition, the same at every restart.
 fn stamp_id(topic: &str, partition: u32) -> u64 {
-    let name = format!("derived/{topic}/{partition}");
-    name.bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
+    crate::fnv1a(format!("derived/{topic}/{partition}").as_bytes())
 }

@@ -118,14 +118,6 @@ impl OutputBuilder {
     }
 }
 
-/// The batch to append for one chain `output` (an [`OutputBuilder`] of
-/// one batch).
-pub fn output_batch(output: &Batch, source: &str, partition: u32, from: i64, reached: &Position) -> Option<Batch> {
-    let mut builder = OutputBuilder::new(from);
-    builder.push(output);
-    builder.finish(source, partition, reached)
-}
-
 /// Where the pipeline that wrote `batch` (its last record) had got to, if
 /// a pipeline reading `source`'s `partition` wrote it.
 pub fn position_after(batch: &Batch, source: &str, partition: u32) -> Option<Position> {
@@ -155,6 +147,13 @@ pub fn position_after(batch: &Batch, source: &str, partition: u32) -> Option<Pos
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One chain output gathered alone.
+    fn output_batch(output: &Batch, source: &str, partition: u32, from: i64, reached: &Position) -> Option<Batch> {
+        let mut builder = OutputBuilder::new(from);
+        builder.push(output);
+        builder.finish(source, partition, reached)
+    }
 
     fn chain_output() -> Batch {
         // Offsets and headers as a chain leaves them: the source's.
