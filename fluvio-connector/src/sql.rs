@@ -131,6 +131,10 @@ fn server_of(url: &str) -> String {
 }
 
 /// Quotes an identifier, schema-qualified names part by part.
+/// The advisory lock sinks hold while they create their offsets table
+/// (any number: it only has to be the same for every sink).
+const OFFSETS_TABLE_LOCK: i64 = 0x666c_7576_696f_4f54;
+
 fn quote(name: &str) -> String {
     name.split('.').map(|part| format!("\"{}\"", part.replace('"', "\"\""))).collect::<Vec<_>>().join(".")
 }
@@ -782,14 +786,12 @@ impl Sink for SqlSink {
              next_offset BIGINT NOT NULL, PRIMARY KEY (connector, topic, partition))",
             quote(&self.offsets_table)
         );
-        if let Err(error) = client.batch_execute(&create).await {
-            // Two sinks creating the table at once: one of them loses the
-            // race on the catalog, and the table exists either way.
-            let raced = error.code().is_some_and(|c| c.code() == "23505" || c.code() == "42P07");
-            if !raced {
-                return Err(self.classify(error));
-            }
-        }
+        // Partitions' sinks connect at once: a transaction-scoped advisory
+        // lock makes them create the table one after another, since
+        // concurrent `CREATE TABLE IF NOT EXISTS` can still fail on the
+        // catalog's unique indexes.
+        let lock = format!("BEGIN; SELECT pg_advisory_xact_lock({OFFSETS_TABLE_LOCK}); {create}; COMMIT");
+        client.batch_execute(&lock).await.map_err(|e| self.classify(e))?;
         if let Mode::Plain { table } = &self.mode {
             let (schema, name) = match table.split_once('.') {
                 Some((schema, name)) => (Some(schema.to_string()), name.to_string()),

@@ -29,6 +29,8 @@ fn scratch(name: &str) -> PathBuf {
 
 /// A server in this process and a client of it.
 async fn cluster(name: &str) -> (InProcessServer, Fluvio) {
+    // The connector's log, shown with a failing test's output.
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();
     let server = InProcessServer::start(&format!("connector-test-{name}")).await;
     let fluvio = Fluvio::connect_to(&server.addr).await.unwrap();
     (server, fluvio)
@@ -55,6 +57,24 @@ impl Running {
             .expect("the connector stops within 30 s")
             .unwrap()?;
         Ok(self.metrics)
+    }
+
+    /// Waits until `done`, failing at once (with the connector's error)
+    /// if the connector stops first, and with its counters on timeout.
+    async fn wait_until(&mut self, what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done() {
+            if self.task.is_finished() {
+                let ended = (&mut self.task).await;
+                panic!("the connector stopped before {what}: {ended:?}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting until {what}; connector metrics: {}",
+                self.metrics.to_json()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -244,8 +264,8 @@ async fn sql_sink_writes_rows_that_match_the_records() {
     fluvio.create_topic("plain", 1).await.unwrap();
     let values: Vec<String> = (0..1000).map(|i| reading(&format!("s{i}"), i as f64 / 4.0)).collect();
     produce_all(&fluvio, "plain", &values).await;
-    let running = start(sink_config("plain-sink", &pg, "plain", "  table: plain_readings\n", ""), &cluster.addr);
-    wait_until("1000 rows are written", Duration::from_secs(60), || count(&pg, "plain_readings") == 1000).await;
+    let mut running = start(sink_config("plain-sink", &pg, "plain", "  table: plain_readings\n", ""), &cluster.addr);
+    running.wait_until("1000 rows are written", Duration::from_secs(60), || count(&pg, "plain_readings") == 1000).await;
     let metrics = running.stop().await.unwrap();
     assert_eq!(pg.psql("SELECT celsius FROM plain_readings WHERE sensor = 's998'"), "249.5");
     assert_eq!(
@@ -261,8 +281,10 @@ async fn sql_sink_writes_rows_that_match_the_records() {
 
     // A restarted sink resumes after what it wrote: new records only.
     produce_all(&fluvio, "plain", &[reading("late", 1.0)]).await;
-    let running = start(sink_config("plain-sink", &pg, "plain", "  table: plain_readings\n", ""), &cluster.addr);
-    wait_until("the late record is written", Duration::from_secs(60), || count(&pg, "plain_readings") == 1001).await;
+    let mut running = start(sink_config("plain-sink", &pg, "plain", "  table: plain_readings\n", ""), &cluster.addr);
+    running
+        .wait_until("the late record is written", Duration::from_secs(60), || count(&pg, "plain_readings") == 1001)
+        .await;
     running.stop().await.unwrap();
 }
 
@@ -282,8 +304,8 @@ async fn sql_sink_reads_every_partition_and_resumes_each_where_it_stopped() {
     assert!(ends.iter().all(|&end| end > 0), "records went to every partition: {ends:?}");
 
     let all = || sink_config("spread-sink", &pg, "spread", "  table: spread_readings\n", "");
-    let running = start(all(), &cluster.addr);
-    wait_until("90 rows are written", Duration::from_secs(60), || count(&pg, "spread_readings") == 90).await;
+    let mut running = start(all(), &cluster.addr);
+    running.wait_until("90 rows are written", Duration::from_secs(60), || count(&pg, "spread_readings") == 90).await;
     running.stop().await.unwrap();
     let stored = pg.psql(
         "SELECT string_agg(partition || ':' || next_offset, ',' ORDER BY partition) \
@@ -296,8 +318,8 @@ async fn sql_sink_reads_every_partition_and_resumes_each_where_it_stopped() {
     // went to (a row written twice would break the primary key).
     let late: Vec<String> = (90..120).map(|i| reading(&format!("s{i}"), i as f64)).collect();
     produce_all(&fluvio, "spread", &late).await;
-    let running = start(all(), &cluster.addr);
-    wait_until("120 rows are written", Duration::from_secs(60), || count(&pg, "spread_readings") == 120).await;
+    let mut running = start(all(), &cluster.addr);
+    running.wait_until("120 rows are written", Duration::from_secs(60), || count(&pg, "spread_readings") == 120).await;
     let metrics = running.stop().await.unwrap();
     assert_eq!(metrics.failed.load(Ordering::Relaxed), 0, "no row was refused as a duplicate");
 
@@ -305,8 +327,10 @@ async fn sql_sink_reads_every_partition_and_resumes_each_where_it_stopped() {
     let middle =
         sink_config("middle-sink", &pg, "spread\n  consumer: { partition: [1] }", "  table: middle_readings\n", "");
     let in_middle = fluvio.topic_info("spread").await.unwrap().next_offsets[1];
-    let running = start(middle, &cluster.addr);
-    wait_until("partition 1 is written", Duration::from_secs(60), || count(&pg, "middle_readings") == in_middle).await;
+    let mut running = start(middle, &cluster.addr);
+    running
+        .wait_until("partition 1 is written", Duration::from_secs(60), || count(&pg, "middle_readings") == in_middle)
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     running.stop().await.unwrap();
     assert_eq!(count(&pg, "middle_readings"), in_middle);
@@ -353,8 +377,8 @@ async fn sql_sink_keeps_text_nulls_booleans_and_json_exactly() {
     ]
     .map(String::from);
     produce_all(&fluvio, "odd", &values).await;
-    let running = start(sink_config("odd-sink", &pg, "odd", "  table: odd\n", ""), &cluster.addr);
-    wait_until("both rows are written", Duration::from_secs(60), || count(&pg, "odd") == 2).await;
+    let mut running = start(sink_config("odd-sink", &pg, "odd", "  table: odd\n", ""), &cluster.addr);
+    running.wait_until("both rows are written", Duration::from_secs(60), || count(&pg, "odd") == 2).await;
     running.stop().await.unwrap();
     assert_eq!(
         pg.psql("SELECT json_agg(json_build_array(note, flag, doc, maybe) ORDER BY id) FROM odd"),
@@ -383,10 +407,10 @@ async fn sql_sink_transforms_run_on_the_server_and_only_kept_records_cross_the_n
         "",
         &format!("transforms:\n  - uses: {}\n{}", wasm_path("reading-filter").display(), to_sql("kept_readings")),
     );
-    let all = start(everything, &cluster.addr);
-    let kept = start(filtered, &cluster.addr);
-    wait_until("all readings are written", Duration::from_secs(60), || count(&pg, "all_readings") == 2000).await;
-    wait_until("kept readings are written", Duration::from_secs(60), || count(&pg, "kept_readings") == 1000).await;
+    let mut all = start(everything, &cluster.addr);
+    let mut kept = start(filtered, &cluster.addr);
+    all.wait_until("all readings are written", Duration::from_secs(60), || count(&pg, "all_readings") == 2000).await;
+    kept.wait_until("kept readings are written", Duration::from_secs(60), || count(&pg, "kept_readings") == 1000).await;
     let all = all.stop().await.unwrap();
     let kept = kept.stop().await.unwrap();
     assert_eq!(pg.psql("SELECT count(*) FROM kept_readings WHERE celsius > 60"), "0");
@@ -415,7 +439,7 @@ async fn refused_rows_follow_the_error_policy() {
             "CREATE TABLE {table} (sensor TEXT PRIMARY KEY, celsius DOUBLE PRECISION CHECK (celsius < 100))"
         ));
         let extra = format!("  table: {table}\n  error-policy: {policy}\n  dead-letter-topic: rejected\n");
-        let running = start(sink_config(&format!("{policy}-sink"), &pg, "strict", &extra, ""), &cluster.addr);
+        let mut running = start(sink_config(&format!("{policy}-sink"), &pg, "strict", &extra, ""), &cluster.addr);
         match policy {
             "fail" => {
                 let error = tokio::time::timeout(Duration::from_secs(60), running.task)
@@ -428,7 +452,7 @@ async fn refused_rows_follow_the_error_policy() {
                 assert_eq!(count(&pg, &table), 0, "nothing of the batch is committed");
             }
             _ => {
-                wait_until("eight rows are written", Duration::from_secs(60), || count(&pg, &table) == 8).await;
+                running.wait_until("eight rows are written", Duration::from_secs(60), || count(&pg, &table) == 8).await;
                 let metrics = running.stop().await.unwrap();
                 assert_eq!(metrics.failed.load(Ordering::Relaxed), 2, "{policy}");
                 assert_eq!(pg.psql(&format!("SELECT celsius FROM {table} WHERE sensor = 's1'")), "1");
@@ -1009,8 +1033,10 @@ async fn sql_model_records_write_only_the_allowed_tables() {
     ];
     produce_all(&fluvio, "model", &values).await;
     let extra = "  error-policy: skip\n  tables: [allowed_rows]\n";
-    let running = start(sink_config("model-sink", &pg, "model", extra, ""), &cluster.addr);
-    wait_until("the two allowed rows are written", Duration::from_secs(60), || count(&pg, "allowed_rows") == 2).await;
+    let mut running = start(sink_config("model-sink", &pg, "model", extra, ""), &cluster.addr);
+    running
+        .wait_until("the two allowed rows are written", Duration::from_secs(60), || count(&pg, "allowed_rows") == 2)
+        .await;
     let metrics = running.stop().await.unwrap();
     assert_eq!(metrics.failed.load(Ordering::Relaxed), 5);
     assert_eq!(count(&pg, "other_rows"), 0);
@@ -1051,8 +1077,8 @@ async fn sql_sink_speaks_tls_to_postgres_by_libpq_sslmode() {
 
     // The right one: written, over TLS.
     let extra = format!("  table: tls_rows\n  sslmode: verify-full\n  sslrootcert: {}\n", ca.cert().display());
-    let running = start(sink_config("tls-sink", &pg, "tls", &extra, ""), &cluster.addr);
-    wait_until("both rows are written", Duration::from_secs(60), || count(&pg, "tls_rows") == 2).await;
+    let mut running = start(sink_config("tls-sink", &pg, "tls", &extra, ""), &cluster.addr);
+    running.wait_until("both rows are written", Duration::from_secs(60), || count(&pg, "tls_rows") == 2).await;
     let encrypted: i64 = pg
         .psql("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'")
         .parse()

@@ -83,6 +83,19 @@ async fn partition_values(fluvio: &Fluvio, topic: &str, partition: u32) -> Vec<S
     )
 }
 
+/// What `sum-aggregate` outputs for `numbers`: the running total after
+/// each.
+fn running_totals(numbers: &[String]) -> Vec<String> {
+    let mut sum = 0i64;
+    numbers
+        .iter()
+        .map(|n| {
+            sum += n.parse::<i64>().unwrap();
+            sum.to_string()
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_derived_topic_is_exact_around_a_kill_9_and_its_aggregate_goes_on() {
     let dir = data_dir("derived-kill");
@@ -151,14 +164,7 @@ async fn a_derived_topic_is_exact_around_a_kill_9_and_its_aggregate_goes_on() {
         assert!(partition_values(&fluvio, "clean-again", p as u32).await.is_empty());
     }
     assert_eq!(partition_values(&fluvio, "numbers", 0).await, numbers);
-    let mut sum = 0i64;
-    let expected: Vec<String> = numbers
-        .iter()
-        .map(|n| {
-            sum += n.parse::<i64>().unwrap();
-            sum.to_string()
-        })
-        .collect();
+    let expected = running_totals(&numbers);
     assert_eq!(partition_values(&fluvio, "totals", 0).await, expected, "the running totals go on exactly");
 
     // A consumer reads a derived topic like any other; the records say
@@ -339,17 +345,24 @@ async fn on_jetstream_one_server_runs_each_pipeline_and_another_takes_over_exact
     let mut server_a = server_on(&cluster, "derived-js-a", "1");
     let server_b = server_on(&cluster, "derived-js-b", "2");
     let through_a = server_a.client().await;
-    register(&through_a, &["my-filter", "uppercase-map"]).await;
+    register(&through_a, &["my-filter", "uppercase-map", "sum-aggregate"]).await;
     through_a.create_replicated_topic("raw", 2, 3, Default::default()).await.unwrap();
+    through_a.create_replicated_topic("numbers", 1, 3, Default::default()).await.unwrap();
     let request =
         CreateDerivedTopicRequest { replication: 3, ..derive("clean", "raw", &["my-filter", "uppercase-map"]) };
     through_a.create_derived_topic(request).await.unwrap();
+    // An aggregate, whose running total must go on across the takeover.
+    let request = CreateDerivedTopicRequest { replication: 3, ..derive("totals", "numbers", &["sum-aggregate"]) };
+    through_a.create_derived_topic(request).await.unwrap();
+    let numbers: Vec<String> = (1..=3_000).map(|i| (i % 89).to_string()).collect();
+    let thirds: Vec<&[String]> = numbers.chunks(1_000).collect();
 
     let word = |i: usize| if i.is_multiple_of(3) { format!("{i}-banana") } else { format!("{i}-cherry") };
     let raw: Vec<Vec<String>> = (0..2).map(|p| (0..30_000).map(|i| word(i * 2 + p)).collect()).collect();
     for (p, records) in raw.iter().enumerate() {
         produce_to(&through_a, "raw", p as u32, &records[..10_000]).await;
     }
+    produce_to(&through_a, "numbers", 0, thirds[0]).await;
     // B sees the derived topic, and that A runs its pipelines.
     let through_b = server_b.client().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -359,7 +372,10 @@ async fn on_jetstream_one_server_runs_each_pipeline_and_another_takes_over_exact
             t.pipelines.len() == 2
                 && t.pipelines.iter().all(|p| matches!(&p.state, PipelineState::Elsewhere { server: 1, .. }))
         });
-        if elsewhere {
+        let totals_elsewhere = topics.iter().find(|t| t.name == "totals").is_some_and(|t| {
+            t.pipelines.iter().all(|p| matches!(&p.state, PipelineState::Elsewhere { server: 1, .. }))
+        });
+        if elsewhere && totals_elsewhere {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "B does not see A run the pipelines: {topics:?}");
@@ -370,6 +386,7 @@ async fn on_jetstream_one_server_runs_each_pipeline_and_another_takes_over_exact
     for (p, records) in raw.iter().enumerate() {
         produce_to(&through_b, "raw", p as u32, &records[10_000..20_000]).await;
     }
+    produce_to(&through_b, "numbers", 0, thirds[1]).await;
     let info = caught_up(&through_b, "clean").await;
     assert!(info.pipelines.iter().all(|p| p.state == PipelineState::Running), "{info:?}");
     // A NATS node dies too; the rest of the stream still comes out exact.
@@ -377,7 +394,11 @@ async fn on_jetstream_one_server_runs_each_pipeline_and_another_takes_over_exact
     for (p, records) in raw.iter().enumerate() {
         produce_to(&through_b, "raw", p as u32, &records[20_000..]).await;
     }
+    produce_to(&through_b, "numbers", 0, thirds[2]).await;
     caught_up(&through_b, "clean").await;
+    caught_up(&through_b, "totals").await;
+    let expected = running_totals(&numbers);
+    assert_eq!(partition_values(&through_b, "totals", 0).await, expected, "the running totals go on exactly");
     for (p, records) in raw.iter().enumerate() {
         let expected: Vec<String> =
             records.iter().filter(|value| value.contains('a')).map(|value| value.to_uppercase()).collect();

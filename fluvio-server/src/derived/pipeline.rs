@@ -333,8 +333,6 @@ impl Pipeline {
         } else {
             self.resume_point(&output).await?
         };
-        // Appends are exclusive: one made elsewhere since stops this one.
-        let mut output_end = output.next_offset();
         let fresh = resumed.is_none();
         let mut position = resumed.unwrap_or(Position { next: source.start_offset(), accumulators: Vec::new() });
         // Its modules' memory counts against the server's total, as a
@@ -363,12 +361,26 @@ impl Pipeline {
         let mut reader = Arc::clone(&source).reader(position.next);
         // Since when progress has gone without output or checkpoint.
         let mut unnoted_since: Option<Instant> = None;
+        // Outputs gathered so far, from source batch boundary to boundary,
+        // across reads while the source has more: fewer, larger appends.
+        let mut gathered = OutputBuilder::new(position.next);
+        // The append being written while the next source records run
+        // through the chain.
+        // Appends are exclusive: one made elsewhere since stops this one.
+        let mut writing = Appending { output_end: output.next_offset(), in_flight: None };
         loop {
             let batches = reader.next(READ_BYTES).await.map_err(|error| Stop::storage(position.next, error))?;
             if batches.is_empty() {
+                // Caught up: what was gathered goes out, and is waited for.
+                if gathered.from() < position.next {
+                    let flushed = std::mem::replace(&mut gathered, OutputBuilder::new(position.next));
+                    self.flush(flushed, &position, &output, &mut writing, &mut unnoted_since, false).await?;
+                }
+                self.settle(&mut writing).await?;
                 if unnoted_since.take().is_some() {
                     self.note(&position).await?;
                 }
+                self.status.lock().source_offset = position.next;
                 if *watermark.borrow() > position.next {
                     // Readable shortly (a replica behind its leader).
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -379,10 +391,8 @@ impl Pipeline {
                 }
                 continue;
             }
-            // The outputs of the read's source batches go out as one
-            // append (or a few, past `FLUSH_BYTES`), each at a source batch
-            // boundary, so that each append's provenance is exact.
-            let mut gathered = OutputBuilder::new(position.next);
+            // Each append ends at a source batch boundary, so that its
+            // provenance is exact.
             let mut failure = None;
             let count = batches.len();
             for (index, batch) in batches.into_iter().enumerate() {
@@ -419,9 +429,11 @@ impl Pipeline {
                     continue;
                 }
                 if letters > 0 {
-                    // Stamped with this batch's start, and followed at once
-                    // by the outputs up to here: a restart replays at most
-                    // this batch, whose letters the stamp then drops.
+                    // Stamped with this batch's start, after the outputs
+                    // before it are stored and followed at once by the
+                    // outputs up to here: a restart replays at most this
+                    // batch, whose letters the stamp then drops.
+                    self.settle(&mut writing).await?;
                     self.send_dead_letters(dead_letters.as_ref(), from, result.dead_letters).await?;
                 }
                 {
@@ -431,17 +443,20 @@ impl Pipeline {
                     status.dead_letters += letters;
                 }
                 failure = result.failure;
-                let last = index + 1 == count || failure.is_some();
-                if last || letters > 0 || gathered.size() >= FLUSH_BYTES {
+                // The read's end is a place to flush only when the source
+                // has no more: a pipeline catching up gathers across reads.
+                let at_end = index + 1 == count && *watermark.borrow() <= position.next;
+                if at_end || failure.is_some() || letters > 0 || gathered.size() >= FLUSH_BYTES {
                     let flushed = std::mem::replace(&mut gathered, OutputBuilder::new(position.next));
                     let must_note = letters > 0 || failure.is_some();
-                    self.flush(flushed, &position, &output, &mut output_end, &mut unnoted_since, must_note).await?;
+                    self.flush(flushed, &position, &output, &mut writing, &mut unnoted_since, must_note).await?;
                 }
                 if failure.is_some() {
                     break;
                 }
             }
             if let Some(failure) = failure {
+                self.settle(&mut writing).await?;
                 return Err(Stop::at(
                     failure.offset,
                     format!(
@@ -453,38 +468,57 @@ impl Pipeline {
         }
     }
 
-    /// Appends the gathered outputs (with where they came from) at the
-    /// output's end, or, when there are none, notes the progress in the
-    /// checkpoint: at once when `must_note` (dead letters were sent, or the
-    /// pipeline stops here), else at most [`CHECKPOINT_EVERY`] later.
+    /// Starts appending the gathered outputs (with where they came from)
+    /// at the output's end, once the append before it is stored; or, when
+    /// there are none, notes the progress in the checkpoint: at once when
+    /// `must_note` (dead letters were sent, or the pipeline stops here),
+    /// else at most [`CHECKPOINT_EVERY`] later.
     async fn flush(
         &self,
         gathered: OutputBuilder,
         reached: &Position,
         output: &Arc<dyn Partition>,
-        output_end: &mut i64,
+        writing: &mut Appending,
         unnoted_since: &mut Option<Instant>,
         must_note: bool,
     ) -> Result<(), Stop> {
         let from = gathered.from();
         match gathered.finish(&self.spec.source, self.partition, reached) {
             Some(appended) => {
-                let records_out = appended.record_count() as u64;
-                let base =
-                    output.append_at(appended.into(), None, *output_end).await.map_err(|e| Stop::storage(from, e))?;
-                *output_end = base + records_out as i64;
+                // Appends are exclusive, each expected at the end the one
+                // before it left.
+                self.settle(writing).await?;
+                let records = appended.record_count() as u64;
+                let (output, expected_end) = (Arc::clone(output), writing.output_end);
+                let task = tokio::spawn(async move { output.append_at(appended.into(), None, expected_end).await });
+                writing.in_flight = Some(InFlight { task: AbortOnDrop(task), from, records, reached: reached.next });
                 *unnoted_since = None;
-                self.status.lock().records_out += records_out;
             }
             None => {
                 let since = *unnoted_since.get_or_insert_with(Instant::now);
                 if must_note || since.elapsed() >= CHECKPOINT_EVERY {
+                    // A checkpoint never runs ahead of the stored outputs.
+                    self.settle(writing).await?;
                     self.note(reached).await?;
                     *unnoted_since = None;
                 }
+                if writing.in_flight.is_none() {
+                    self.status.lock().source_offset = reached.next;
+                }
             }
         }
-        self.status.lock().source_offset = reached.next;
+        Ok(())
+    }
+
+    /// Waits for the append in flight, if any, to be stored.
+    async fn settle(&self, writing: &mut Appending) -> Result<(), Stop> {
+        let Some(InFlight { mut task, from, records, reached }) = writing.in_flight.take() else { return Ok(()) };
+        let stored = (&mut task.0).await.map_err(|error| Stop::at(from, format!("the append failed: {error}")))?;
+        let base = stored.map_err(|error| Stop::storage(from, error))?;
+        writing.output_end = base + records as i64;
+        let mut status = self.status.lock();
+        status.records_out += records;
+        status.source_offset = status.source_offset.max(reached);
         Ok(())
     }
 
@@ -526,10 +560,12 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Notes progress that produced no output.
+    /// Notes progress in the checkpoint: a routed pipeline's resume point
+    /// (so synced), else progress that produced no output.
     async fn note(&self, position: &Position) -> Result<(), Stop> {
         let store = self.context.derived.store();
-        store.save_checkpoint(&self.spec.name, self.partition, position).await.map_err(|error| {
+        let durable = self.spec.routed();
+        store.save_checkpoint(&self.spec.name, self.partition, position, durable).await.map_err(|error| {
             // A cluster that does not answer may answer later.
             let transient = store.is_shared();
             Stop { offset: position.next, error: error.to_string(), transient, missing: false }
@@ -576,6 +612,32 @@ impl Pipeline {
         let stamp = ProducerStamp { id: stamp_id(&spec.name, self.partition), sequence: from as u64 };
         partition.append(builder.finish().into(), Some(stamp)).await.map_err(|e| Stop::storage(from, e))?;
         Ok(())
+    }
+}
+
+/// The pipeline's appends to its output partition: where the output ends
+/// once the one in flight is stored.
+struct Appending {
+    output_end: i64,
+    in_flight: Option<InFlight>,
+}
+
+/// An append being written: the outputs of the source records from `from`
+/// up to `reached`.
+struct InFlight {
+    task: AbortOnDrop<Result<i64, StorageError>>,
+    from: i64,
+    records: u64,
+    reached: i64,
+}
+
+/// A task stopped with the pipeline that started it: an append of a
+/// pipeline that was stopped (deleted, or its lease lost) is not written.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

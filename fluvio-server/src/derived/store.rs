@@ -148,17 +148,33 @@ impl DerivedStore {
         Ok(bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
     }
 
-    /// Notes a pipeline's progress. On a local log the file is not synced
-    /// (it only saves reading records again) and is replaced whole by a
-    /// rename, so that it is never half written.
-    pub async fn save_checkpoint(&self, name: &str, partition: u32, position: &Position) -> Result<(), DerivedError> {
+    /// Notes a pipeline's progress. On a local log the file is replaced
+    /// whole by a rename, so that it is never half written; it is synced
+    /// only when `durable` (a routed pipeline resumes from it, so it must
+    /// survive a power loss; otherwise it only saves reading records again).
+    pub async fn save_checkpoint(
+        &self,
+        name: &str,
+        partition: u32,
+        position: &Position,
+        durable: bool,
+    ) -> Result<(), DerivedError> {
         let text = serde_json::to_vec(position).expect("a position serializes");
         match self {
             DerivedStore::Local(dir) => {
                 let path = Self::checkpoint_path(dir, name, partition);
                 let temporary = path.with_extension("checkpoint.tmp");
-                std::fs::write(&temporary, text).map_err(io_error(&temporary))?;
-                std::fs::rename(&temporary, &path).map_err(io_error(&path))
+                let mut file = std::fs::File::create(&temporary).map_err(io_error(&temporary))?;
+                std::io::Write::write_all(&mut file, &text).map_err(io_error(&temporary))?;
+                if durable {
+                    file.sync_data().map_err(io_error(&temporary))?;
+                }
+                drop(file);
+                std::fs::rename(&temporary, &path).map_err(io_error(&path))?;
+                if durable {
+                    std::fs::File::open(dir).and_then(|dir| dir.sync_all()).map_err(io_error(dir))?;
+                }
+                Ok(())
             }
             DerivedStore::Shared(buckets) => {
                 Ok(buckets.put_checkpoint(&pipeline_key(name, partition), Bytes::from(text)).await?)
