@@ -490,7 +490,15 @@ impl Pipeline {
                 self.settle(writing).await?;
                 let records = appended.record_count() as u64;
                 let (output, expected_end) = (Arc::clone(output), writing.output_end);
-                let task = tokio::spawn(async move { output.append_at(appended.into(), None, expected_end).await });
+                // On JetStream the append also carries a message id of its
+                // source range: a publish retried after a lost answer is
+                // stored once. (The local log needs none: its append either
+                // lands whole or is dropped at recovery.)
+                let stamp = self.context.derived.store().is_shared().then(|| ProducerStamp {
+                    id: stamp_id(&format!("{}/{}", self.spec.name, self.partition), self.partition),
+                    sequence: from as u64,
+                });
+                let task = tokio::spawn(async move { output.append_at(appended.into(), stamp, expected_end).await });
                 writing.in_flight = Some(InFlight { task: AbortOnDrop(task), from, records, reached: reached.next });
                 *unnoted_since = None;
             }
