@@ -468,10 +468,11 @@ fn private_dir(dir: &std::path::Path) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Stops a background task when the server's run future is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Stops a task when its owner is dropped: the server's background tasks
+/// with its run future, a pipeline's append with the pipeline.
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }

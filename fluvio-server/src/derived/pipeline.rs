@@ -14,10 +14,10 @@ use tokio::task::JoinHandle;
 use super::DerivationSpec;
 use super::provenance::{self, OutputBuilder, Position};
 use super::store::{Acquired, Holder, Lease};
-use crate::ServerContext;
 use crate::registry::RegistryError;
 use crate::storage::jetstream::LEASE_TTL;
 use crate::storage::{Partition, StorageError, TopicError};
+use crate::{AbortOnDrop, ServerContext};
 
 /// Bytes of outputs gathered into one append, at most (past it, the
 /// outputs gathered so far go out at the next source batch's end).
@@ -631,22 +631,13 @@ struct Appending {
 }
 
 /// An append being written: the outputs of the source records from `from`
-/// up to `reached`.
+/// up to `reached`. Its task stops with the pipeline, so the append of a
+/// pipeline that was stopped (deleted, or its lease lost) is not written.
 struct InFlight {
     task: AbortOnDrop<Result<i64, StorageError>>,
     from: i64,
     records: u64,
     reached: i64,
-}
-
-/// A task stopped with the pipeline that started it: an append of a
-/// pipeline that was stopped (deleted, or its lease lost) is not written.
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// What a chain of no modules does: every record as it is.
