@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real services the connector tests and the demo talk to, when
 # the machine lacks them: a PostgreSQL server, the Mosquitto MQTT broker and
-# its clients, nats-server, and openssl (the TLS tests make their
-# certificates with it). Uses the system's package manager (apt); each test
+# its clients, nats-server, openssl (the TLS tests make their certificates
+# with it) and Prometheus (the metrics tests scrape the server with it). Uses the system's package manager (apt); each test
 # then starts its own throwaway instances on loopback ports.
 set -euo pipefail
 
@@ -17,6 +17,9 @@ command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 # The TLS tests make their throwaway certificates with it.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The metrics tests: a real Prometheus scrapes the server, and its promtool
+# checks the exposition.
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -32,8 +35,9 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q
-"${sudo[@]}" apt-get install -y -q "${missing[@]}"
+# Without recommends: Prometheus's would add a node exporter service.
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 # The packages start system-wide instances; the tests start their own.
-for service in mosquitto postgresql; do
+for service in mosquitto postgresql prometheus; do
   "${sudo[@]}" service "$service" stop >/dev/null 2>&1 || true
 done

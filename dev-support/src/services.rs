@@ -1,6 +1,6 @@
 //! Throwaway instances of the real services tests talk to: PostgreSQL, a
-//! Mosquitto MQTT broker and a NATS JetStream cluster, each on free loopback
-//! ports with its files in a temporary directory, stopped when dropped.
+//! Mosquitto MQTT broker, a NATS JetStream cluster and Prometheus, each on
+//! free loopback ports with its files in a temporary directory, stopped when dropped.
 //!
 //! When `$DATABASE_URL` or `$MQTT_URL` is set, the tests use that server
 //! instead, and nothing is started. A missing program is a test failure
@@ -292,6 +292,108 @@ impl Drop for Mosquitto {
     }
 }
 
+/// `GET path` over HTTP/1.0 on loopback, with extra header lines
+/// (`"Authorization: Bearer T"`): the status code and the body. Bounded
+/// in time: 10 s to connect and to read.
+pub fn http_get(addr: &str, path: &str, headers: &[&str]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().expect("an address such as 127.0.0.1:PORT");
+    let mut connection =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect to an HTTP server");
+    connection.set_read_timeout(Some(Duration::from_secs(10))).expect("set a read timeout");
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    connection.write_all(request.as_bytes()).expect("send an HTTP request");
+    let mut response = Vec::new();
+    connection.read_to_end(&mut response).expect("read an HTTP response");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).expect("an HTTP status line");
+    (status, body.to_string())
+}
+
+/// Percent-encodes `text` for a URL's query string.
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// A real Prometheus server on a free loopback port that scrapes the given
+/// targets every second, with its data in a temporary directory, stopped
+/// when dropped.
+pub struct Prometheus {
+    addr: String,
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl Prometheus {
+    /// Starts `prometheus` scraping `targets` (`host:port`, path
+    /// `/metrics`), with `bearer_token` when given.
+    pub fn start(targets: &[&str], bearer_token: Option<&str>) -> Prometheus {
+        let program = find_program("prometheus", &[PathBuf::from("/usr/bin")])
+            .expect("prometheus is not installed; run scripts/test.sh, or `apt-get install -y prometheus`");
+        let dir = temp_dir("prometheus");
+        let port = free_port();
+        let targets: Vec<String> = targets.iter().map(|target| format!("'{target}'")).collect();
+        let authorization =
+            bearer_token.map(|token| format!("    authorization:\n      credentials: '{token}'\n")).unwrap_or_default();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: fluvio\n{authorization}    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        )
+        .expect("write prometheus.yml");
+        let log = std::fs::File::create(dir.join("prometheus.log")).expect("create prometheus.log");
+        let child = Command::new(program)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus starts");
+        wait_for_port(port, "prometheus", Duration::from_secs(60));
+        Prometheus { addr: format!("127.0.0.1:{port}"), child, dir }
+    }
+
+    /// Runs an instant PromQL query; the raw JSON answer.
+    pub fn query(&self, promql: &str) -> String {
+        let (status, body) = http_get(&self.addr, &format!("/api/v1/query?query={}", url_encode(promql)), &[]);
+        assert_eq!(status, 200, "query {promql}: {body}");
+        body
+    }
+
+    /// The scrape targets' state, as the API's raw JSON.
+    pub fn targets(&self) -> String {
+        http_get(&self.addr, "/api/v1/targets", &[]).1
+    }
+
+    /// What Prometheus logged, for a failing test's message.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A NATS cluster with JetStream on loopback: `nodes` `nats-server`
 /// processes joined by cluster routes, each with its own store directory,
 /// stopped when dropped. Nodes can be killed with SIGKILL and started again
@@ -393,16 +495,9 @@ impl NatsCluster {
     /// monitoring port: what the node itself reports, for tests to check
     /// where traffic went.
     pub fn monitor(&self, node: usize, path: &str) -> String {
-        use std::io::{Read, Write};
-        let mut connection = std::net::TcpStream::connect(("127.0.0.1", self.monitor_ports[node]))
-            .expect("connect to nats-server's monitoring port");
-        connection.set_read_timeout(Some(Duration::from_secs(10))).expect("set a read timeout");
-        write!(connection, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send a monitoring request");
-        let mut response = String::new();
-        connection.read_to_string(&mut response).expect("read a monitoring response");
-        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-        assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-        body.to_string()
+        let (status, body) = http_get(&format!("127.0.0.1:{}", self.monitor_ports[node]), path, &[]);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
     }
 
     /// Kills one node with SIGKILL.

@@ -164,6 +164,24 @@ fn sandbox(command: &mut tokio::process::Command) {
     command.arg("--cluster-run");
 }
 
+/// The counters a connector process writes to its metrics file every few
+/// seconds.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ReportedMetrics {
+    /// Records read from the other system (sources) or the topic (sinks).
+    #[serde(default)]
+    pub records_in: u64,
+    /// Records delivered.
+    #[serde(default)]
+    pub records_out: u64,
+    /// Records that failed.
+    #[serde(default)]
+    pub failed: u64,
+    /// Sinks: records stored but not yet written; -1 when unknown.
+    #[serde(default)]
+    pub lag: i64,
+}
+
 /// The connectors of one server.
 pub struct Connectors {
     dir: PathBuf,
@@ -325,6 +343,20 @@ impl Connectors {
     /// The connectors and what each is doing.
     pub async fn list(&self) -> Vec<ConnectorInfo> {
         self.supervised.lock().await.iter().map(|(name, connector)| connector.info(name)).collect()
+    }
+
+    /// Each connector's state and the counters its process last wrote
+    /// (`None` before it wrote any).
+    pub async fn metrics(&self) -> Vec<(ConnectorInfo, Option<ReportedMetrics>)> {
+        let infos = self.list().await;
+        infos
+            .into_iter()
+            .map(|info| {
+                let file = self.dir.join(&info.name).join(METRICS_FILE);
+                let reported = std::fs::read(&file).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok());
+                (info, reported)
+            })
+            .collect()
     }
 
     /// Stops a connector (SIGTERM, so it finishes the work in hand) and

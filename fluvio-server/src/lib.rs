@@ -17,7 +17,9 @@
 pub mod connection;
 pub mod connectors;
 pub mod derived;
+pub mod http;
 pub mod inflate;
+pub mod metrics;
 pub mod outbound;
 pub mod registry;
 pub mod security;
@@ -115,6 +117,8 @@ pub struct ServerConfig {
     /// a local log; on JetStream, a number derived from the listen
     /// address, the same at every restart.
     pub server_id: Option<i32>,
+    /// The HTTP listener (metrics), when one is asked for.
+    pub http: Option<http::HttpConfig>,
 }
 
 /// Where the `fluvio-connector` program is: `$FLUVIO_CONNECTOR_BIN`, next to
@@ -153,6 +157,7 @@ impl ServerConfig {
             jetstream: None,
             security: security::SecurityConfig::default(),
             server_id: None,
+            http: None,
         }
     }
 }
@@ -260,11 +265,14 @@ pub struct ServerContext {
     pub this_server: fluvio_protocol::requests::ServerDescription,
     /// The derived topics and their pipelines.
     pub derived: derived::Derivations,
+    /// What the server counts about itself.
+    pub metrics: Arc<metrics::ServerMetrics>,
 }
 
 /// A server bound to its address, ready to run.
 pub struct Server {
     listener: TcpListener,
+    http_listener: Option<TcpListener>,
     context: Arc<ServerContext>,
 }
 
@@ -319,6 +327,20 @@ impl Server {
         let derived = derived::Derivations::open(derived_store).await?;
         let listener =
             TcpListener::bind(config.addr).await.map_err(|source| StartError::Listen { addr: config.addr, source })?;
+        let http_listener = match &config.http {
+            Some(http) => {
+                security::check_listen_address(http.addr, &config.security)?;
+                Some(
+                    TcpListener::bind(http.addr)
+                        .await
+                        .map_err(|source| StartError::Listen { addr: http.addr, source })?,
+                )
+            }
+            None => None,
+        };
+        let metrics = Arc::new(metrics::ServerMetrics::default());
+        let compiles = Arc::clone(&metrics);
+        engine.on_compile(move |_, took| compiles.compiled(took));
         // Blocking, once at start-up (it may wait for a leftover connector
         // process to stop).
         let connectors = connectors::Connectors::open(&data_dir.join("connectors"), config.connector_program.clone())?;
@@ -353,13 +375,19 @@ impl Server {
             connector_env,
             this_server,
             derived,
+            metrics,
         };
-        Ok(Server { listener, context: Arc::new(context) })
+        Ok(Server { listener, http_listener, context: Arc::new(context) })
     }
 
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The address the HTTP listener listens on, when there is one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_listener.as_ref().map(|listener| listener.local_addr().expect("a bound listener has an address"))
     }
 
     /// The shared state.
@@ -370,9 +398,13 @@ impl Server {
     /// Serves connections, and runs the connectors, until the task is
     /// dropped (which kills the connectors' processes; a clean shutdown
     /// calls [`Connectors::stop_all`](connectors::Connectors::stop_all) first).
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let _maintenance = AbortOnDrop(tokio::spawn(maintain(Arc::clone(&self.context))));
         let _heartbeat = AbortOnDrop(tokio::spawn(heartbeat(Arc::clone(&self.context))));
+        let metrics_public = self.context.config.http.is_some_and(|http| http.metrics_public);
+        let _http = self.http_listener.take().map(|listener| {
+            AbortOnDrop(tokio::spawn(http::serve(listener, Arc::clone(&self.context), metrics_public)))
+        });
         let _connectors = StopConnectorsOnDrop(Arc::clone(&self.context));
         // Connectors reach this server on loopback when it listens on all
         // interfaces.

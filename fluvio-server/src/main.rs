@@ -163,6 +163,15 @@ struct Args {
     /// anyone on the network could read and change every topic).
     #[arg(long)]
     insecure: bool,
+    /// Serve HTTP here: `/metrics` for Prometheus. Off when not given;
+    /// loopback only unless the server serves TLS (then HTTPS) or
+    /// --insecure is given.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// With --access: serve `/metrics` without a token (every other page
+    /// still needs an admin's).
+    #[arg(long, requires = "http")]
+    metrics_public: bool,
 }
 
 #[tokio::main]
@@ -230,6 +239,7 @@ async fn main() -> std::process::ExitCode {
             insecure: args.insecure,
         },
         server_id: args.id,
+        http: args.http.map(|addr| fluvio_server::http::HttpConfig { addr, metrics_public: args.metrics_public }),
     };
     let server = match Server::bind(config).await {
         Ok(server) => server,
@@ -241,6 +251,9 @@ async fn main() -> std::process::ExitCode {
     let context = server.context();
     // Tests and `fluvio cluster start` read this line to learn the address.
     println!("fluvio-server listening on {}", server.local_addr());
+    if let Some(http) = server.http_addr() {
+        println!("fluvio-server serving HTTP on {http} (metrics at /metrics)");
+    }
     let _ = std::io::stdout().flush();
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");

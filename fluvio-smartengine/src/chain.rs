@@ -7,6 +7,7 @@
 //! [`ChainBuilder::build`] on the caller's thread, or
 //! [`ChainBuilder::spawn`] onto a [`ChainWorker`] for async code.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fluvio_protocol::batch::{RecordIndex, write_batch_header};
@@ -43,12 +44,36 @@ pub struct ModuleMetrics {
     pub instantiations: u64,
 }
 
+impl ModuleMetrics {
+    /// What was counted since `earlier` (an older reading of the same
+    /// module).
+    pub fn since(&self, earlier: &ModuleMetrics) -> ModuleMetrics {
+        ModuleMetrics {
+            batches: self.batches.saturating_sub(earlier.batches),
+            records_in: self.records_in.saturating_sub(earlier.records_in),
+            records_out: self.records_out.saturating_sub(earlier.records_out),
+            errors: self.errors.saturating_sub(earlier.errors),
+            time: self.time.saturating_sub(earlier.time),
+            fuel_used: self.fuel_used.saturating_sub(earlier.fuel_used),
+            instantiations: self.instantiations.saturating_sub(earlier.instantiations),
+        }
+    }
+}
+
+/// Told what each module of a chain did in each batch, as it happens: how
+/// a server keeps totals per module over all the chains that use it.
+pub trait ChainObserver: Send + Sync {
+    /// `module` counted `delta` in the batch just processed (or failed).
+    fn observe(&self, module: &str, delta: &ModuleMetrics);
+}
+
 /// Builds a [`SmartModuleChain`] from invocations.
 pub struct ChainBuilder {
     engine: SmartEngine,
     invocations: Vec<SmartModuleInvocation>,
     policy: ErrorPolicy,
     resolver: Resolver,
+    observer: Option<Arc<dyn ChainObserver>>,
 }
 
 impl std::fmt::Debug for ChainBuilder {
@@ -68,7 +93,14 @@ impl ChainBuilder {
             invocations: Vec::new(),
             policy: ErrorPolicy::Fail,
             resolver: Box::new(|name| Err(EngineError::UnknownModule { name: name.to_string() })),
+            observer: None,
         }
+    }
+
+    /// Reports each module's counts after every batch to `observer`.
+    pub fn observer(mut self, observer: Arc<dyn ChainObserver>) -> ChainBuilder {
+        self.observer = Some(observer);
+        self
     }
 
     /// Appends a module; records flow through modules in the order added.
@@ -136,12 +168,16 @@ impl ChainBuilder {
                 module,
                 instance: None,
                 metrics: ModuleMetrics::default(),
+                reported: ModuleMetrics::default(),
             };
             // Setup and `init` at build time have a budget of their own.
             stage.ensure_instance(&self.engine, &mut self.engine.limits().fuel_per_batch)?;
             stages.push(stage);
         }
-        Ok(SmartModuleChain { engine: self.engine, stages, policy: self.policy })
+        let mut chain = SmartModuleChain { engine: self.engine, stages, policy: self.policy, observer: self.observer };
+        // The instantiations and `init` fuel of the build count too.
+        chain.report();
+        Ok(chain)
     }
 
     /// Builds the chain on a thread of its own (see [`ChainWorker`]) and
@@ -178,6 +214,7 @@ pub struct SmartModuleChain {
     engine: SmartEngine,
     stages: Vec<Stage>,
     policy: ErrorPolicy,
+    observer: Option<Arc<dyn ChainObserver>>,
 }
 
 impl std::fmt::Debug for SmartModuleChain {
@@ -194,6 +231,24 @@ impl SmartModuleChain {
     /// exceeds its limits, traps or breaks the ABI fails the whole batch
     /// with an [`EngineError`]; it is re-instantiated for the next batch.
     pub fn process(&mut self, batch: &Batch) -> Result<ChainOutput, EngineError> {
+        let result = self.process_unreported(batch);
+        self.report();
+        result
+    }
+
+    /// Tells the observer, if any, what each module counted since the
+    /// last report.
+    fn report(&mut self) {
+        let Some(observer) = &self.observer else { return };
+        for stage in &mut self.stages {
+            if stage.metrics != stage.reported {
+                observer.observe(stage.module.name(), &stage.metrics.since(&stage.reported));
+                stage.reported = stage.metrics.clone();
+            }
+        }
+    }
+
+    fn process_unreported(&mut self, batch: &Batch) -> Result<ChainOutput, EngineError> {
         let mut current: Option<Vec<u8>> = None;
         let mut failure: Option<RecordFailure> = None;
         let mut skipped = 0;
@@ -288,6 +343,8 @@ struct Stage {
     /// it is replaced before the next batch.
     instance: Option<SmartModuleInstance>,
     metrics: ModuleMetrics,
+    /// `metrics` as the observer was last told them.
+    reported: ModuleMetrics,
     /// For an aggregate: the accumulator as of the end of the last batch,
     /// from which a replacement instance starts.
     accumulator: Option<Vec<u8>>,

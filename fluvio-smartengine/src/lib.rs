@@ -51,7 +51,9 @@ use sha2::{Digest, Sha256};
 use wasmer::sys::{BaseTunables, EngineBuilder, NativeEngineExt};
 use wasmer::{ExternType, FunctionType, Module, Type};
 
-pub use chain::{ChainBuilder, ChainOutput, MAX_PANICS_PER_BATCH, ModuleMetrics, Resolver, SmartModuleChain};
+pub use chain::{
+    ChainBuilder, ChainObserver, ChainOutput, MAX_PANICS_PER_BATCH, ModuleMetrics, Resolver, SmartModuleChain,
+};
 pub use error::EngineError;
 pub use fluvio_protocol::{ErrorPolicy, ModuleKind, RecordFailure, SmartModuleExtraParams, SmartModuleInvocation};
 #[cfg(feature = "native-baseline")]
@@ -89,7 +91,12 @@ struct EngineInner {
     in_flight: Mutex<HashMap<[u8; 32], Arc<Mutex<()>>>>,
     cache_dir: Option<PathBuf>,
     compilations: AtomicU64,
+    /// Told how long each compilation took (see [`SmartEngine::on_compile`]).
+    compile_hook: std::sync::OnceLock<CompileHook>,
 }
+
+/// What [`SmartEngine::on_compile`] calls.
+type CompileHook = Box<dyn Fn(&str, std::time::Duration) + Send + Sync>;
 
 impl Default for SmartEngine {
     fn default() -> Self {
@@ -117,6 +124,7 @@ impl SmartEngine {
                 in_flight: Mutex::new(HashMap::new()),
                 cache_dir,
                 compilations: AtomicU64::new(0),
+                compile_hook: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -280,6 +288,13 @@ impl SmartEngine {
     /// Compiles (or loads from the disk cache) and returns the module with
     /// the engine its instances must run on, and the size of its compiled
     /// code.
+    /// Calls `hook` with the module's name and the time the compiler took,
+    /// after each compilation (not for modules found in a cache). Set once;
+    /// later calls are ignored.
+    pub fn on_compile(&self, hook: impl Fn(&str, std::time::Duration) + Send + Sync + 'static) {
+        let _ = self.inner.compile_hook.set(Box::new(hook));
+    }
+
     fn compile(&self, name: &str, hash: &[u8; 32], wasm: &[u8]) -> Result<(Module, wasmer::Engine, u64), EngineError> {
         let artifact_path = self.inner.cache_dir.as_ref().map(|dir| {
             let mut key = Sha256::new();
@@ -306,7 +321,11 @@ impl SmartEngine {
                 }
             }
         }
+        let started = std::time::Instant::now();
         let (module, engine) = self.compile_in_time(name, wasm)?;
+        if let Some(hook) = self.inner.compile_hook.get() {
+            hook(name, started.elapsed());
+        }
         let artifact = module.serialize().map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })?;
         let compiled_bytes = artifact.len() as u64;
         if let Some(path) = &artifact_path {

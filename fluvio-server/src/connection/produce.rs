@@ -31,8 +31,9 @@ impl Handle for ProduceRequest {
             .check(self.batch)
             .await
             .map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
-        let record_count = batch.record_count();
+        let (record_count, bytes) = (batch.record_count(), batch.as_bytes().len() as u64);
         let base_offset = partition.append(batch, self.producer).await?;
+        context.metrics.appended(&self.topic, self.partition, u64::from(record_count), bytes);
         Ok(ProduceResponse { base_offset, record_count })
     }
 }

@@ -86,6 +86,7 @@ async fn start_chain(
     let chain = ChainBuilder::new(&context.engine)
         .invocations(request.chain.iter().cloned())
         .on_error(request.policy)
+        .observer(Arc::clone(&context.metrics) as Arc<dyn fluvio_smartengine::ChainObserver>)
         .resolver(move |name| {
             registry.module(name).ok_or_else(|| EngineError::UnknownModule { name: name.to_string() })
         })
@@ -171,8 +172,9 @@ pub(super) fn start(
     let principal = session.quota_key().map(str::to_string);
     let held_stream = principal.as_deref().map(|name| context.quotas.take(name, Quota::Streams, 1)).transpose()?;
     let (context, frames) = (Arc::clone(context), frames.clone());
+    let open_stream = context.metrics.stream_opened();
     Ok(tokio::spawn(async move {
-        let _held_stream = held_stream;
+        let (_held_stream, _open_stream) = (held_stream, open_stream);
         if let Err(error) = stream(&context, principal.as_deref(), request, id, &frames).await {
             let _ = frames.send(error_frame(id, &error)).await;
         }
@@ -242,6 +244,9 @@ async fn stream(
         if chain.is_none() {
             // Stored batches as they lie in their file, several per frame.
             if let Some(run) = reader.next_run(max_bytes.min(RUN_BYTES)).await? {
+                // Offsets are dense in a stored run: its records are the
+                // offsets it covers.
+                context.metrics.sent(&request.topic, (run.next_offset - offset).max(0) as u64, run.len as u64);
                 offset = run.next_offset;
                 if !send_with(StreamEvent::Batch { next_offset: offset }, Vec::new(), vec![Tail::Stored(run)]).await {
                     return Ok(());
@@ -273,6 +278,7 @@ async fn stream(
             // One frame for the whole read. A stored batch goes out as it
             // is read, unless the stream starts inside it.
             let mut tail = Vec::with_capacity(batches.len());
+            let (mut records, mut bytes) = (0u64, 0u64);
             for batch in batches {
                 let batch = if batch.base_offset() < offset {
                     StoredBatch::from(opened(context, batch).await?.trimmed_to(offset))
@@ -281,9 +287,13 @@ async fn stream(
                 };
                 offset = batch.next_offset();
                 if !batch.is_empty() {
-                    tail.push(Tail::Memory(batch.into_bytes()));
+                    records += u64::from(batch.record_count());
+                    let bytes_of_batch = batch.into_bytes();
+                    bytes += bytes_of_batch.len() as u64;
+                    tail.push(Tail::Memory(bytes_of_batch));
                 }
             }
+            context.metrics.sent(&request.topic, records, bytes);
             if !tail.is_empty() && !send_with(StreamEvent::Batch { next_offset: offset }, Vec::new(), tail).await {
                 return Ok(());
             }
@@ -301,8 +311,12 @@ async fn stream(
                 }
             }
             let (output, failure) = (result.batch, result.failure);
-            if !output.is_empty() && !send(StreamEvent::Batch { next_offset: offset }, output.into_bytes()).await {
-                return Ok(());
+            if !output.is_empty() {
+                let (records, bytes) = (u64::from(output.record_count()), output.into_bytes());
+                context.metrics.sent(&request.topic, records, bytes.len() as u64);
+                if !send(StreamEvent::Batch { next_offset: offset }, bytes).await {
+                    return Ok(());
+                }
             }
             if let Some(failure) = failure {
                 let (failure, record) = failure.into_control_and_payload();

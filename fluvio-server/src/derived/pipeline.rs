@@ -171,6 +171,7 @@ pub(super) async fn build_chain(
     let chain = ChainBuilder::new(&context.engine)
         .invocations(invocations)
         .on_error(spec.policy)
+        .observer(Arc::clone(&context.metrics) as Arc<dyn fluvio_smartengine::ChainObserver>)
         .resolver(move |name| registry.module(name).ok_or_else(|| EngineError::UnknownModule { name: name.into() }))
         .spawn()
         .await
@@ -344,6 +345,9 @@ impl Pipeline {
             Some(reserved.map_err(|error| Stop::transient(position.next, error))?)
         };
         let chain = build_chain(&self.context, spec, &position.accumulators).await.map_err(|error| match error {
+            // The cluster's registry did not answer (a node died, a new
+            // leader is being elected): the module is fetched again later.
+            ChainError::Registry(error @ RegistryError::Shared { .. }) => Stop::transient(position.next, error),
             ChainError::Registry(error) => Stop::at(position.next, error),
             ChainError::Engine(error) => Stop::at(position.next, error),
         })?;
@@ -488,7 +492,7 @@ impl Pipeline {
                 // Appends are exclusive, each expected at the end the one
                 // before it left.
                 self.settle(writing).await?;
-                let records = appended.record_count() as u64;
+                let (records, bytes) = (appended.record_count() as u64, appended.as_bytes().len() as u64);
                 let (output, expected_end) = (Arc::clone(output), writing.output_end);
                 // On JetStream the append also carries a message id of its
                 // source range: a publish retried after a lost answer is
@@ -499,7 +503,8 @@ impl Pipeline {
                     sequence: from as u64,
                 });
                 let task = tokio::spawn(async move { output.append_at(appended.into(), stamp, expected_end).await });
-                writing.in_flight = Some(InFlight { task: AbortOnDrop(task), from, records, reached: reached.next });
+                writing.in_flight =
+                    Some(InFlight { task: AbortOnDrop(task), from, records, bytes, reached: reached.next });
                 *unnoted_since = None;
             }
             None => {
@@ -520,10 +525,13 @@ impl Pipeline {
 
     /// Waits for the append in flight, if any, to be stored.
     async fn settle(&self, writing: &mut Appending) -> Result<(), Stop> {
-        let Some(InFlight { mut task, from, records, reached }) = writing.in_flight.take() else { return Ok(()) };
+        let Some(InFlight { mut task, from, records, bytes, reached }) = writing.in_flight.take() else {
+            return Ok(());
+        };
         let stored = (&mut task.0).await.map_err(|error| Stop::at(from, format!("the append failed: {error}")))?;
         let base = stored.map_err(|error| Stop::storage(from, error))?;
         writing.output_end = base + records as i64;
+        self.context.metrics.appended(&self.spec.name, self.partition, records, bytes);
         let mut status = self.status.lock();
         status.records_out += records;
         status.source_offset = status.source_offset.max(reached);
@@ -554,12 +562,14 @@ impl Pipeline {
         let mut records_out = 0;
         for (partition, builder) in routed.into_iter().enumerate() {
             let Some(appended) = builder.finish(&self.spec.source, self.partition, reached) else { continue };
-            records_out += appended.record_count() as u64;
+            let (records, bytes) = (appended.record_count() as u64, appended.as_bytes().len() as u64);
+            records_out += records;
             let stamp = ProducerStamp {
                 id: stamp_id(&format!("{}/{partition}", self.spec.name), self.partition),
                 sequence: from as u64,
             };
             outputs[partition].append(appended.into(), Some(stamp)).await.map_err(|e| Stop::storage(from, e))?;
+            self.context.metrics.appended(&self.spec.name, partition as u32, records, bytes);
         }
         self.note(reached).await?;
         let mut status = self.status.lock();
@@ -637,6 +647,7 @@ struct InFlight {
     task: AbortOnDrop<Result<i64, StorageError>>,
     from: i64,
     records: u64,
+    bytes: u64,
     reached: i64,
 }
 

@@ -379,6 +379,7 @@ impl PartitionLog {
             let path = state.segments.last().expect("active segment").log_path.clone();
             (Arc::clone(&state.active.log), Arc::clone(&state.active.index), state.next_offset, path)
         };
+        let started = Instant::now();
         // The journal first: every batch below `upto` wrote its entry before
         // `upto` was read, to this file or to one compaction synced.
         if self.journal_dirty.swap(false, Ordering::AcqRel) {
@@ -390,6 +391,7 @@ impl PartitionLog {
         }
         log.sync_data().map_err(io_error(&path))?;
         index.sync_data().map_err(io_error(&path))?;
+        crate::metrics::observe_sync(started.elapsed());
         self.synced.fetch_max(upto, Ordering::Release);
         self.state.lock().last_sync = Instant::now();
         Ok(())
