@@ -180,6 +180,48 @@ fn chain_runs_modules_in_order_with_separate_metrics() {
     assert_ne!(metrics[0].1.fuel_used, metrics[1].1.fuel_used);
 }
 
+/// Adds up what a chain's observer is told, per module.
+#[derive(Default)]
+struct Totals(std::sync::Mutex<std::collections::BTreeMap<String, fluvio_smartengine::ModuleMetrics>>);
+
+impl fluvio_smartengine::ChainObserver for Totals {
+    fn observe(&self, module: &str, delta: &fluvio_smartengine::ModuleMetrics) {
+        let mut totals = self.0.lock().unwrap();
+        let total = totals.entry(module.to_string()).or_default();
+        total.batches += delta.batches;
+        total.records_in += delta.records_in;
+        total.records_out += delta.records_out;
+        total.errors += delta.errors;
+        total.time += delta.time;
+        total.fuel_used += delta.fuel_used;
+        total.instantiations += delta.instantiations;
+    }
+}
+
+#[test]
+fn an_observer_is_told_each_batch_and_its_deltas_add_up_to_the_metrics() {
+    let engine = SmartEngine::new();
+    let totals = std::sync::Arc::new(Totals::default());
+    let mut chain = ChainBuilder::new(&engine)
+        .invocations([module("even-filter-map"), module("sum-aggregate")])
+        .on_error(ErrorPolicy::Skip)
+        .observer(totals.clone())
+        .build()
+        .unwrap();
+    // The build's instantiations are reported before any batch.
+    assert_eq!(totals.0.lock().unwrap()["even-filter-map"].instantiations, 1);
+    chain.process(&batch(0, &["2", "3", "4"])).unwrap();
+    // A record the first module fails on (skipped) counts as its error.
+    chain.process(&batch(3, &["6", "x"])).unwrap();
+    let totals = totals.0.lock().unwrap();
+    for (name, metrics) in chain.metrics() {
+        assert_eq!(totals[&name], metrics, "{name}");
+    }
+    assert_eq!((totals["even-filter-map"].records_in, totals["even-filter-map"].records_out), (5, 3));
+    assert_eq!((totals["even-filter-map"].errors, totals["even-filter-map"].batches), (1, 2));
+    assert_eq!(totals["sum-aggregate"].records_in, 3);
+}
+
 #[test]
 fn filter_then_map_chain() {
     let engine = SmartEngine::new();
