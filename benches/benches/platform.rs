@@ -3,7 +3,9 @@
 //! that keeps 10%, next to the physical limits measured in the same run:
 //! loopback TCP throughput and sequential disk writes (with one fsync at the
 //! end, and with an fsync per 64 KiB as the server's default flush policy
-//! does per batch).
+//! does per batch). Then the produce and the filtered consume again on a
+//! server that serves `/metrics` (so counts appends, streams and module
+//! work): the cost of metrics on the hot paths.
 //!
 //! Run: `cargo bench -p fluvio-benches --bench platform`
 
@@ -200,9 +202,37 @@ fn platform(c: &mut Criterion) {
     };
     group.bench_function("baseline-disk-write-fsync-at-end", |b| b.iter(|| disk(false)));
     group.bench_function("baseline-disk-write-fsync-per-64KiB", |b| b.iter(|| disk(true)));
+
+    // The same produce and filtered consume on a server that serves
+    // `/metrics`, and so counts: what counting costs the hot paths. (Started
+    // last: the process then times its syncs, for the other server too.)
+    let counting = runtime.block_on(InProcessServer::start_with("bench-platform-metrics", |config| {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        config.http = Some(fluvio_server::http::HttpConfig { addr, metrics_public: false });
+    }));
+    let counted = runtime.block_on(Fluvio::connect_to(&counting.addr)).unwrap();
+    group.bench_function("produce-1M-metrics-on", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let topic = format!("produce-{}", topics.fetch_add(1, Ordering::Relaxed));
+                runtime.block_on(counted.create_topic(&topic, 1)).unwrap();
+                let start = Instant::now();
+                runtime.block_on(produce_all(&counted, &topic));
+                total += start.elapsed();
+                runtime.block_on(counted.delete_topic(&topic)).unwrap();
+            }
+            total
+        })
+    });
+    runtime.block_on(counted.create_topic("consume", 1)).unwrap();
+    runtime.block_on(produce_all(&counted, "consume"));
+    group.bench_function("consume-1M-filter-10pct-metrics-on", |b| {
+        b.iter(|| runtime.block_on(consume_all(&counted, "consume", true)))
+    });
     group.finish();
-    drop(fluvio);
-    drop(server);
+    drop((fluvio, counted));
+    drop((server, counting));
 }
 
 criterion_group!(benches, platform);

@@ -338,7 +338,7 @@ impl Server {
             }
             None => None,
         };
-        let metrics = Arc::new(metrics::ServerMetrics::default());
+        let metrics = Arc::new(metrics::ServerMetrics::new(config.http.is_some()));
         let compiles = Arc::clone(&metrics);
         engine.on_compile(move |_, took| compiles.compiled(took));
         // Blocking, once at start-up (it may wait for a leftover connector

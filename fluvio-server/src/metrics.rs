@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use fluvio_smartengine::{ChainObserver, ModuleMetrics};
+use fluvio_smartengine::{ChainBuilder, ChainObserver, ModuleMetrics};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -67,9 +67,14 @@ static SYNC_SECONDS: std::sync::LazyLock<Histogram> = std::sync::LazyLock::new(|
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 16))
 });
 
+/// Whether syncs are timed: only in a process whose server counts.
+static SYNCS_TIMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Counts a sync of a partition's files (`fsync` of its log and index).
 pub(crate) fn observe_sync(took: std::time::Duration) {
-    SYNC_SECONDS.observe(took.as_secs_f64());
+    if SYNCS_TIMED.load(Ordering::Relaxed) {
+        SYNC_SECONDS.observe(took.as_secs_f64());
+    }
 }
 
 /// The server's counters, shared by every connection and pipeline.
@@ -90,10 +95,18 @@ pub struct ServerMetrics {
     module_series: AtomicUsize,
     /// Batches of modules past the cap, counted under `(other)`.
     modules_over_cap: AtomicUsize,
+    /// Whether anything is counted: only a server that serves `/metrics`
+    /// pays for counting.
+    enabled: bool,
 }
 
-impl Default for ServerMetrics {
-    fn default() -> ServerMetrics {
+impl ServerMetrics {
+    /// Counters that count when `enabled`, and otherwise stay at zero at no
+    /// cost on the hot paths.
+    pub fn new(enabled: bool) -> ServerMetrics {
+        if enabled {
+            SYNCS_TIMED.store(true, Ordering::Relaxed);
+        }
         ServerMetrics {
             records_appended: Family::default(),
             bytes_appended: Family::default(),
@@ -110,13 +123,28 @@ impl Default for ServerMetrics {
             streams: Gauge::default(),
             module_series: AtomicUsize::new(0),
             modules_over_cap: AtomicUsize::new(0),
+            enabled,
         }
     }
-}
 
-impl ServerMetrics {
+    /// Whether this server counts (it serves `/metrics`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// `builder`, reporting its modules' work here when this server counts.
+    pub fn watch_chain(self: &Arc<ServerMetrics>, builder: ChainBuilder) -> ChainBuilder {
+        if !self.enabled {
+            return builder;
+        }
+        builder.observer(Arc::clone(self) as Arc<dyn ChainObserver>)
+    }
+
     /// Counts a batch stored in a partition.
     pub fn appended(&self, topic: &str, partition: u32, records: u64, bytes: u64) {
+        if !self.enabled {
+            return;
+        }
         let labels = PartitionLabels { topic: topic.to_string(), partition };
         self.records_appended.get_or_create(&labels).inc_by(records);
         self.bytes_appended.get_or_create(&labels).inc_by(bytes);
@@ -124,6 +152,9 @@ impl ServerMetrics {
 
     /// Counts records sent to a consumer stream.
     pub fn sent(&self, topic: &str, records: u64, bytes: u64) {
+        if !self.enabled {
+            return;
+        }
         let labels = TopicLabels { topic: topic.to_string() };
         self.records_sent.get_or_create(&labels).inc_by(records);
         self.bytes_sent.get_or_create(&labels).inc_by(bytes);
@@ -131,6 +162,9 @@ impl ServerMetrics {
 
     /// Counts a module's compilation.
     pub fn compiled(&self, took: std::time::Duration) {
+        if !self.enabled {
+            return;
+        }
         self.compile_seconds.observe(took.as_secs_f64());
     }
 

@@ -83,10 +83,11 @@ async fn start_chain(
         _ => None,
     };
     let registry = Arc::clone(&context.registry);
-    let chain = ChainBuilder::new(&context.engine)
-        .invocations(request.chain.iter().cloned())
-        .on_error(request.policy)
-        .observer(Arc::clone(&context.metrics) as Arc<dyn fluvio_smartengine::ChainObserver>)
+    let builder =
+        ChainBuilder::new(&context.engine).invocations(request.chain.iter().cloned()).on_error(request.policy);
+    let chain = context
+        .metrics
+        .watch_chain(builder)
         .resolver(move |name| {
             registry.module(name).ok_or_else(|| EngineError::UnknownModule { name: name.to_string() })
         })

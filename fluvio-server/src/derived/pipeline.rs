@@ -168,10 +168,10 @@ pub(super) async fn build_chain(
         }
     }
     let registry = Arc::clone(&context.registry);
-    let chain = ChainBuilder::new(&context.engine)
-        .invocations(invocations)
-        .on_error(spec.policy)
-        .observer(Arc::clone(&context.metrics) as Arc<dyn fluvio_smartengine::ChainObserver>)
+    let builder = ChainBuilder::new(&context.engine).invocations(invocations).on_error(spec.policy);
+    let chain = context
+        .metrics
+        .watch_chain(builder)
         .resolver(move |name| registry.module(name).ok_or_else(|| EngineError::UnknownModule { name: name.into() }))
         .spawn()
         .await
