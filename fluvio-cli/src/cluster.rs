@@ -188,12 +188,17 @@ pub async fn status() -> CliResult {
     match local_server() {
         LocalServer::Running { pid } => {
             let addr = home::server_addr(None);
-            let reachable = fluvio_client::Fluvio::connect_to(&addr).await.is_ok();
+            let client = fluvio_client::Fluvio::connect_to(&addr).await.ok();
             println!(
                 "the local Fluvio server is running (pid {pid}) on {addr}{}",
-                if reachable { "" } else { ", but does not answer" }
+                if client.is_some() { "" } else { ", but does not answer" }
             );
             println!("logs in {}", home::log_file().display());
+            if let Some(client) = client {
+                for line in summary(&client).await {
+                    println!("{line}");
+                }
+            }
             Ok(())
         }
         LocalServer::Stale { pid, why, .. } => Err(CliError {
@@ -207,4 +212,60 @@ pub async fn status() -> CliResult {
             code: crate::error::EXIT_NO_SERVER,
         }),
     }
+}
+
+/// A few lines on what the cluster holds and how far behind its readers
+/// are: the numbers `/metrics` gives Prometheus, for a person. A part the
+/// server does not answer is left out.
+async fn summary(client: &fluvio_client::Fluvio) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Ok(servers) = client.list_servers().await {
+        let addresses: Vec<&str> = servers.iter().map(|server| server.address.as_str()).collect();
+        lines.push(format!("servers: {} ({})", servers.len(), addresses.join(", ")));
+    }
+    let topics = client.list_topics().await.unwrap_or_default();
+    let partitions: usize = topics.iter().map(|topic| topic.next_offsets.len()).sum();
+    let appended: i64 = topics.iter().flat_map(|topic| topic.next_offsets.iter()).sum();
+    lines.push(format!(
+        "topics: {} ({partitions} {}), {appended} records appended",
+        topics.len(),
+        if partitions == 1 { "partition" } else { "partitions" }
+    ));
+    if let Ok(offsets) = client.list_consumers().await {
+        let end = |topic: &str, partition: u32| {
+            topics.iter().find(|t| t.name == topic).and_then(|t| t.next_offsets.get(partition as usize)).copied()
+        };
+        let ids: std::collections::BTreeSet<&str> = offsets.iter().map(|offset| offset.consumer.as_str()).collect();
+        let laggiest = offsets
+            .iter()
+            .filter_map(|offset| Some((end(&offset.topic, offset.partition)? - offset.offset, offset)))
+            .max_by_key(|(lag, _)| *lag);
+        let mut line = format!("consumers: {} ids", ids.len());
+        if let Some((lag, offset)) = laggiest {
+            line +=
+                &format!(", largest lag {} ({} on {}/{})", lag.max(0), offset.consumer, offset.topic, offset.partition);
+        }
+        lines.push(line);
+    }
+    if let Ok(derived) = client.list_derived_topics().await
+        && !derived.is_empty()
+    {
+        let pipelines = derived.iter().flat_map(|topic| topic.pipelines.iter());
+        let lag: i64 = pipelines.clone().map(|p| (p.source_end - p.source_offset).max(0)).sum();
+        let failed = pipelines
+            .filter(|p| matches!(p.state, fluvio_client::protocol::requests::PipelineState::Failed { .. }))
+            .count();
+        lines.push(format!("derived topics: {}, lag {lag} records, {failed} pipelines failed", derived.len()));
+    }
+    if let Ok(connectors) = client.list_connectors().await
+        && !connectors.is_empty()
+    {
+        let running = connectors.iter().filter(|connector| connector.status == "running").count();
+        let restarts: u32 = connectors.iter().map(|connector| connector.restarts).sum();
+        lines.push(format!("connectors: {running} running of {}, {restarts} restarts", connectors.len()));
+    }
+    if let Ok(modules) = client.list_smartmodules().await {
+        lines.push(format!("smartmodules: {} registered", modules.len()));
+    }
+    lines
 }

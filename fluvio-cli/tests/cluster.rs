@@ -57,6 +57,13 @@ fn start_after_kill_9_replaces_the_stale_server() {
     assert!(std::net::TcpStream::connect(&new_addr).is_ok(), "the new server answers on {new_addr} (was {old_addr})");
     let listed = cluster.fluvio(&["topic", "list"], None, Path::new("."));
     assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let created = cluster.fluvio(&["topic", "create", "greetings", "-p", "2"], None, Path::new("."));
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let status = cluster.fluvio(&["cluster", "status"], None, Path::new("."));
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    // A short summary of what the server holds.
+    let summary = String::from_utf8_lossy(&status.stdout);
+    assert!(summary.contains(&format!("servers: 1 ({new_addr})")), "{summary}");
+    assert!(summary.contains("topics: 1 (2 partitions), 0 records appended"), "{summary}");
+    assert!(summary.contains("consumers: 0 ids"), "{summary}");
 }
