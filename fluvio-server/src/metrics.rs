@@ -256,13 +256,23 @@ impl ServerMetrics {
 
         let state = Snapshot::take(context).await;
         let next_offsets = Family::<PartitionLabels, Gauge>::default();
-        for (topic, partition, next) in &state.partitions {
-            next_offsets.get_or_create(&PartitionLabels { topic: topic.clone(), partition: *partition }).set(*next);
+        let stored_bytes = Family::<PartitionLabels, Gauge>::default();
+        for (topic, partition, next, stored) in &state.partitions {
+            let labels = PartitionLabels { topic: topic.clone(), partition: *partition };
+            next_offsets.get_or_create(&labels).set(*next);
+            if let Some(stored) = stored {
+                stored_bytes.get_or_create(&labels).set(*stored as i64);
+            }
         }
         registry.register(
             "partition_next_offset",
             "The offset the next record appended to a partition gets",
             next_offsets,
+        );
+        registry.register(
+            "partition_stored_bytes",
+            "Bytes of record batches in a partition's segment logs on disk (the local log; indexes not counted)",
+            stored_bytes,
         );
         let consumer_lag = Family::<ConsumerLabels, Gauge>::default();
         let mut dropped = 0i64;
@@ -331,8 +341,8 @@ impl ChainObserver for ServerMetrics {
 
 /// What the server's state says at a scrape.
 struct Snapshot {
-    /// (topic, partition, next offset).
-    partitions: Vec<(String, u32, i64)>,
+    /// (topic, partition, next offset, bytes stored where known).
+    partitions: Vec<(String, u32, i64, Option<u64>)>,
     /// (consumer id, topic, partition, lag), by consumer id.
     consumer_lags: Vec<(String, String, u32, i64)>,
     /// (derived topic, source partition, lag).
@@ -349,8 +359,11 @@ impl Snapshot {
         let mut partitions = Vec::new();
         for topic in &topics {
             for (partition, next) in topic.next_offsets.iter().enumerate() {
-                ends.insert((topic.name.as_str(), partition as u32), *next);
-                partitions.push((topic.name.clone(), partition as u32, *next));
+                let partition = partition as u32;
+                ends.insert((topic.name.as_str(), partition), *next);
+                let stored =
+                    context.storage.partition(&topic.name, partition).await.ok().and_then(|p| p.stored_bytes());
+                partitions.push((topic.name.clone(), partition, *next, stored));
             }
         }
         let mut consumer_lags: Vec<_> = context

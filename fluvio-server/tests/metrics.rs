@@ -95,6 +95,20 @@ async fn prometheus_scrapes_what_was_produced_consumed_and_filtered() {
     assert_eq!(lag, Some((ends[0] - 10) as f64));
     assert!(sample(&exposition, "fluvio_smartmodule_compile_seconds_count").is_some_and(|n| n >= 1.0), "{exposition}");
     assert!(sample(&exposition, "fluvio_fsync_seconds_count").is_some_and(|n| n >= 1.0), "{exposition}");
+    // What the partitions' segment files take on disk.
+    let segments = |p: u32| -> f64 {
+        let dir = server.data_dir.join("topics").join("t").join(p.to_string());
+        std::fs::read_dir(&dir)
+            .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.path().extension().is_some_and(|extension| extension == "log"))
+            .map(|entry| entry.metadata().unwrap().len() as f64)
+            .sum()
+    };
+    for p in 0..2 {
+        let series = format!("fluvio_partition_stored_bytes{{topic=\"t\",partition=\"{p}\"}}");
+        assert_eq!(sample(&exposition, &series), Some(segments(p)), "{exposition}");
+    }
     assert!(sample(&exposition, "fluvio_connections").is_some_and(|n| n >= 1.0), "{exposition}");
 
     // A real Prometheus scrapes the same numbers.

@@ -73,6 +73,13 @@ pub trait Partition: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// Bytes the partition takes in this server's storage, where it knows
+    /// (the local log: its segment files); `None` where the store keeps
+    /// that count itself (JetStream reports its streams' bytes).
+    fn stored_bytes(&self) -> Option<u64> {
+        None
+    }
+
     /// Offset of the first record still stored.
     fn start_offset(&self) -> i64;
 

@@ -614,6 +614,10 @@ impl Partition for PartitionLog {
         Box::pin(async move { PartitionLog::read_run(self, offset, max_bytes) })
     }
 
+    fn stored_bytes(&self) -> Option<u64> {
+        Some(self.size())
+    }
+
     fn start_offset(&self) -> i64 {
         PartitionLog::start_offset(self)
     }
