@@ -50,6 +50,10 @@ pub enum ConnectorCommand {
         /// Secrets as NAME=value lines (else taken from the environment).
         #[arg(long, value_name = "FILE")]
         secrets: Option<PathBuf>,
+        /// Serve the connector's metrics at http://ADDR/metrics for
+        /// Prometheus (loopback only).
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<String>,
     },
 }
 
@@ -185,12 +189,15 @@ pub async fn run(addr: Option<&str>, command: ConnectorCommand) -> CliResult {
             println!("connector \"{name}\" deleted");
             Ok(())
         }
-        ConnectorCommand::Run { config, secrets } => {
+        ConnectorCommand::Run { config, secrets, metrics_addr } => {
             let program = connector_program();
             let mut command = Command::new(&program);
             command.arg("--config").arg(&config).arg("--addr").arg(crate::home::server_addr(addr));
             if let Some(secrets) = secrets {
                 command.arg("--secrets").arg(secrets);
+            }
+            if let Some(metrics_addr) = metrics_addr {
+                command.arg("--metrics-addr").arg(metrics_addr);
             }
             // The connector takes over this process, so Ctrl-C and SIGTERM
             // reach it directly and it stops cleanly.

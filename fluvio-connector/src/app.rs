@@ -2,7 +2,7 @@
 //! write runs exactly as the built-in ones do:
 //!
 //! ```text
-//! my-connector --config FILE [--secrets FILE [--cluster-run]] [--addr HOST:PORT] [--metrics-file FILE] [--check | --describe]
+//! my-connector --config FILE [--secrets FILE [--cluster-run]] [--addr HOST:PORT] [--metrics-file FILE] [--metrics-addr ADDR] [--check | --describe]
 //! ```
 //!
 //! Exit codes: 0 after a clean stop (SIGTERM or Ctrl-C), 1 when the
@@ -34,6 +34,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 
@@ -66,6 +67,10 @@ pub struct Args {
     /// Write metrics here as JSON, every few seconds.
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
+    /// Serve the metrics at http://ADDR/metrics for Prometheus (loopback
+    /// only).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Check the config and exit.
     #[arg(long)]
     pub check: bool,
@@ -162,6 +167,15 @@ where
         tracing::info!(connector = %config.name, r#type = %config.kind, topic = %config.topic, "starting");
         let mut options = RunOptions::new(args.addr, shutdown_on_signals());
         options.metrics_file = args.metrics_file;
+        let _exposition = match args.metrics_addr {
+            Some(addr) => {
+                let listener = crate::exposition::bind(addr).await?;
+                tracing::info!(%addr, "serving metrics at /metrics");
+                let serving = crate::exposition::serve(listener, config.name.clone(), Arc::clone(&options.metrics));
+                Some(AbortOnDrop(tokio::spawn(serving)))
+            }
+            None => None,
+        };
         run(config, options).await
     });
     match result {
@@ -173,5 +187,14 @@ where
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Stops the metrics listener when the connector's run ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

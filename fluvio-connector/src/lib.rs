@@ -28,6 +28,7 @@ pub mod app;
 pub mod config;
 mod connector;
 pub mod egress;
+pub mod exposition;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "mqtt")]

@@ -516,12 +516,17 @@ impl Drop for ConnectorProcess {
 }
 
 fn connector_binary(config: &Path, addr: &str) -> ConnectorProcess {
+    connector_binary_with(config, addr, &[])
+}
+
+fn connector_binary_with(config: &Path, addr: &str, extra_args: &[&str]) -> ConnectorProcess {
     let child = Command::new(env!("CARGO_BIN_EXE_fluvio-connector"))
         .arg("--config")
         .arg(config)
         .arg("--metrics-file")
         .arg(config.with_extension("metrics.json"))
         .args(["--addr", addr])
+        .args(extra_args)
         .env("RUST_LOG", std::env::var("CONNECTOR_TEST_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -560,9 +565,25 @@ async fn a_sink_killed_with_sigkill_writes_each_record_exactly_once() {
     let at_kill = count(&pg, "ledger");
     assert!(at_kill < 100_000, "the sink finished before it could be killed");
 
-    let mut sink = connector_binary(&file, &cluster.addr);
+    // Run again, serving its own /metrics as `fluvio connector run
+    // --metrics-addr` does.
+    let metrics_addr = format!("127.0.0.1:{}", dev_support::services::free_port());
+    let mut sink = connector_binary_with(&file, &cluster.addr, &["--metrics-addr", &metrics_addr]);
     wait_until("every record is written", Duration::from_secs(120), || count(&pg, "ledger") >= 100_000).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let written = format!("fluvio_connector_records_out_total{{connector=\"ledger-sink\"}} {}", 100_000 - at_kill);
+    let caught_up = "fluvio_connector_lag{connector=\"ledger-sink\"} 0";
+    // The lag is measured every 2 s.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, exposition) = dev_support::services::http_get(&metrics_addr, "/metrics", &[]);
+        assert_eq!(status, 200, "{exposition}");
+        if exposition.lines().any(|line| line == written) && exposition.lines().any(|line| line == caught_up) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no `{written}` and `{caught_up}` in {exposition}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let _ = Command::new("kill").arg(sink.id().to_string()).status();
     let status = sink.wait().unwrap();
     assert!(status.success(), "SIGTERM stops the sink cleanly: {status}");
