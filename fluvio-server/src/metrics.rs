@@ -137,7 +137,8 @@ impl ServerMetrics {
         if !self.enabled {
             return builder;
         }
-        builder.observer(Arc::clone(self) as Arc<dyn ChainObserver>)
+        let observer = ChainCounters { metrics: Arc::clone(self), modules: parking_lot::Mutex::new(Vec::new()) };
+        builder.observer(Arc::new(observer))
     }
 
     /// Counts a batch stored in a partition.
@@ -150,14 +151,16 @@ impl ServerMetrics {
         self.bytes_appended.get_or_create(&labels).inc_by(bytes);
     }
 
-    /// Counts records sent to a consumer stream.
-    pub fn sent(&self, topic: &str, records: u64, bytes: u64) {
+    /// The counters of records and bytes a stream of `topic` sends, looked
+    /// up once per stream; `None` when this server does not count.
+    pub fn stream_counters(&self, topic: &str) -> Option<SentCounters> {
         if !self.enabled {
-            return;
+            return None;
         }
         let labels = TopicLabels { topic: topic.to_string() };
-        self.records_sent.get_or_create(&labels).inc_by(records);
-        self.bytes_sent.get_or_create(&labels).inc_by(bytes);
+        let records = self.records_sent.get_or_create(&labels).clone();
+        let bytes = self.bytes_sent.get_or_create(&labels).clone();
+        Some(SentCounters { records, bytes })
     }
 
     /// Counts a module's compilation.
@@ -328,14 +331,66 @@ impl Drop for OpenStream {
     }
 }
 
-impl ChainObserver for ServerMetrics {
+/// A stream's counters of what it sent.
+pub struct SentCounters {
+    records: Counter,
+    bytes: Counter,
+}
+
+impl SentCounters {
+    /// Counts a frame of `records` records in `bytes` bytes.
+    pub fn sent(&self, records: u64, bytes: u64) {
+        self.records.inc_by(records);
+        self.bytes.inc_by(bytes);
+    }
+}
+
+/// One module's series, looked up once per chain.
+struct ModuleCounters {
+    records_in: Counter,
+    records_out: Counter,
+    errors: Counter,
+    fuel: Counter,
+    seconds: Counter<f64>,
+}
+
+/// The observer of one chain: it finds each module's series the first
+/// time the module reports, then only adds (no label allocation, no map
+/// lookup per batch).
+struct ChainCounters {
+    metrics: Arc<ServerMetrics>,
+    /// By module name; a chain has a few modules.
+    modules: parking_lot::Mutex<Vec<(String, Arc<ModuleCounters>)>>,
+}
+
+impl ChainCounters {
+    fn counters(&self, module: &str) -> Arc<ModuleCounters> {
+        let mut modules = self.modules.lock();
+        if let Some((_, counters)) = modules.iter().find(|(name, _)| name == module) {
+            return Arc::clone(counters);
+        }
+        let metrics = &self.metrics;
+        let labels = metrics.module_labels(module);
+        let counters = Arc::new(ModuleCounters {
+            records_in: metrics.module_records_in.get_or_create(&labels).clone(),
+            records_out: metrics.module_records_out.get_or_create(&labels).clone(),
+            errors: metrics.module_errors.get_or_create(&labels).clone(),
+            fuel: metrics.module_fuel.get_or_create(&labels).clone(),
+            seconds: metrics.module_seconds.get_or_create(&labels).clone(),
+        });
+        modules.push((module.to_string(), Arc::clone(&counters)));
+        counters
+    }
+}
+
+impl ChainObserver for ChainCounters {
     fn observe(&self, module: &str, delta: &ModuleMetrics) {
-        let labels = self.module_labels(module);
-        self.module_records_in.get_or_create(&labels).inc_by(delta.records_in);
-        self.module_records_out.get_or_create(&labels).inc_by(delta.records_out);
-        self.module_errors.get_or_create(&labels).inc_by(delta.errors);
-        self.module_fuel.get_or_create(&labels).inc_by(delta.fuel_used);
-        self.module_seconds.get_or_create(&labels).inc_by(delta.time.as_secs_f64());
+        let counters = self.counters(module);
+        counters.records_in.inc_by(delta.records_in);
+        counters.records_out.inc_by(delta.records_out);
+        counters.errors.inc_by(delta.errors);
+        counters.fuel.inc_by(delta.fuel_used);
+        counters.seconds.inc_by(delta.time.as_secs_f64());
     }
 }
 

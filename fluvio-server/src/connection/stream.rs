@@ -225,6 +225,7 @@ async fn stream(
         look_back(context, &partition, chain, &request.chain, end).await?;
     }
     let max_bytes = (request.max_bytes as u64).clamp(1, 16 << 20);
+    let sent = context.metrics.stream_counters(&request.topic);
     let mut watermark = partition.subscribe();
     let mut reader = partition.reader(offset);
     // `false` once the client is gone: the stream then just ends.
@@ -247,7 +248,9 @@ async fn stream(
             if let Some(run) = reader.next_run(max_bytes.min(RUN_BYTES)).await? {
                 // Offsets are dense in a stored run: its records are the
                 // offsets it covers.
-                context.metrics.sent(&request.topic, (run.next_offset - offset).max(0) as u64, run.len as u64);
+                if let Some(counters) = &sent {
+                    counters.sent((run.next_offset - offset).max(0) as u64, run.len as u64);
+                }
                 offset = run.next_offset;
                 if !send_with(StreamEvent::Batch { next_offset: offset }, Vec::new(), vec![Tail::Stored(run)]).await {
                     return Ok(());
@@ -294,7 +297,9 @@ async fn stream(
                     tail.push(Tail::Memory(bytes_of_batch));
                 }
             }
-            context.metrics.sent(&request.topic, records, bytes);
+            if let Some(counters) = &sent {
+                counters.sent(records, bytes);
+            }
             if !tail.is_empty() && !send_with(StreamEvent::Batch { next_offset: offset }, Vec::new(), tail).await {
                 return Ok(());
             }
@@ -314,7 +319,9 @@ async fn stream(
             let (output, failure) = (result.batch, result.failure);
             if !output.is_empty() {
                 let (records, bytes) = (u64::from(output.record_count()), output.into_bytes());
-                context.metrics.sent(&request.topic, records, bytes.len() as u64);
+                if let Some(counters) = &sent {
+                    counters.sent(records, bytes.len() as u64);
+                }
                 if !send(StreamEvent::Batch { next_offset: offset }, bytes).await {
                     return Ok(());
                 }
