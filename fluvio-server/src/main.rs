@@ -252,7 +252,9 @@ async fn main() -> std::process::ExitCode {
     // Tests and `fluvio cluster start` read this line to learn the address.
     println!("fluvio-server listening on {}", server.local_addr());
     if let Some(http) = server.http_addr() {
-        println!("fluvio-server serving HTTP on {http} (metrics at /metrics)");
+        // Whoever read the line above may have stopped reading: a closed
+        // pipe must not stop the server.
+        let _ = writeln!(std::io::stdout(), "fluvio-server serving HTTP on {http} (metrics at /metrics)");
     }
     let _ = std::io::stdout().flush();
     let mut terminate =
