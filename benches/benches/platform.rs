@@ -204,32 +204,61 @@ fn platform(c: &mut Criterion) {
     group.bench_function("baseline-disk-write-fsync-per-64KiB", |b| b.iter(|| disk(true)));
 
     // The same produce and filtered consume on a server that serves
-    // `/metrics`, and so counts: what counting costs the hot paths. (Started
-    // last: the process then times its syncs, for the other server too.)
+    // `/metrics`, and so counts: what counting costs the hot paths. Each
+    // iteration runs the counting server and the plain one back to back
+    // (in turn first), so both see the same machine; the counting one is
+    // timed, and the plain one's times are printed beside it. (Started
+    // last: the process then times its syncs, for the plain server too.)
     let counting = runtime.block_on(InProcessServer::start_with("bench-platform-metrics", |config| {
         let addr = "127.0.0.1:0".parse().unwrap();
         config.http = Some(fluvio_server::http::HttpConfig { addr, metrics_public: false });
     }));
     let counted = runtime.block_on(Fluvio::connect_to(&counting.addr)).unwrap();
-    group.bench_function("produce-1M-metrics-on", |b| {
-        b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                let topic = format!("produce-{}", topics.fetch_add(1, Ordering::Relaxed));
-                runtime.block_on(counted.create_topic(&topic, 1)).unwrap();
-                let start = Instant::now();
-                runtime.block_on(produce_all(&counted, &topic));
-                total += start.elapsed();
-                runtime.block_on(counted.delete_topic(&topic)).unwrap();
-            }
-            total
-        })
-    });
+    let produce_once = |client: &Fluvio| {
+        let topic = format!("produce-{}", topics.fetch_add(1, Ordering::Relaxed));
+        runtime.block_on(client.create_topic(&topic, 1)).unwrap();
+        let start = Instant::now();
+        runtime.block_on(produce_all(client, &topic));
+        let took = start.elapsed();
+        runtime.block_on(client.delete_topic(&topic)).unwrap();
+        took
+    };
+    let consume_once = |client: &Fluvio| {
+        let start = Instant::now();
+        runtime.block_on(consume_all(client, "consume", true));
+        start.elapsed()
+    };
     runtime.block_on(counted.create_topic("consume", 1)).unwrap();
     runtime.block_on(produce_all(&counted, "consume"));
-    group.bench_function("consume-1M-filter-10pct-metrics-on", |b| {
-        b.iter(|| runtime.block_on(consume_all(&counted, "consume", true)))
-    });
+    let paired = |name: &str, run: &dyn Fn(&Fluvio) -> Duration, group: &mut criterion::BenchmarkGroup<'_, _>| {
+        let mut plain_times = Vec::new();
+        let mut round = 0u64;
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    round += 1;
+                    if round.is_multiple_of(2) {
+                        plain_times.push(run(&fluvio));
+                        total += run(&counted);
+                    } else {
+                        total += run(&counted);
+                        plain_times.push(run(&fluvio));
+                    }
+                }
+                total
+            })
+        });
+        plain_times.sort();
+        if !plain_times.is_empty() {
+            println!(
+                "{name}: the plain server in the same iterations, median {:?}",
+                plain_times[plain_times.len() / 2]
+            );
+        }
+    };
+    paired("produce-1M-metrics-on", &produce_once, &mut group);
+    paired("consume-1M-filter-10pct-metrics-on", &consume_once, &mut group);
     group.finish();
     drop((fluvio, counted));
     drop((server, counting));
