@@ -231,29 +231,35 @@ fn platform(c: &mut Criterion) {
     runtime.block_on(counted.create_topic("consume", 1)).unwrap();
     runtime.block_on(produce_all(&counted, "consume"));
     let paired = |name: &str, run: &dyn Fn(&Fluvio) -> Duration, group: &mut criterion::BenchmarkGroup<'_, _>| {
-        let mut plain_times = Vec::new();
+        let (mut plain_times, mut counted_times) = (Vec::new(), Vec::new());
         let mut round = 0u64;
         group.bench_function(name, |b| {
             b.iter_custom(|iterations| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iterations {
                     round += 1;
-                    if round.is_multiple_of(2) {
-                        plain_times.push(run(&fluvio));
-                        total += run(&counted);
+                    let (plain, counting) = if round.is_multiple_of(2) {
+                        let plain = run(&fluvio);
+                        (plain, run(&counted))
                     } else {
-                        total += run(&counted);
-                        plain_times.push(run(&fluvio));
-                    }
+                        let counting = run(&counted);
+                        (run(&fluvio), counting)
+                    };
+                    plain_times.push(plain);
+                    counted_times.push(counting);
+                    total += counting;
                 }
                 total
             })
         });
         plain_times.sort();
+        counted_times.sort();
         if !plain_times.is_empty() {
+            let (plain, counting) = (plain_times[plain_times.len() / 2], counted_times[counted_times.len() / 2]);
             println!(
-                "{name}: the plain server in the same iterations, median {:?}",
-                plain_times[plain_times.len() / 2]
+                "{name}: medians over the same {} iterations: metrics on {counting:?}, off {plain:?} ({:+.1}%)",
+                plain_times.len(),
+                100.0 * (counting.as_secs_f64() / plain.as_secs_f64() - 1.0)
             );
         }
     };
