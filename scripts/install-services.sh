@@ -2,7 +2,8 @@
 # Installs the real services the connector tests and the demo talk to, when
 # the machine lacks them: a PostgreSQL server, the Mosquitto MQTT broker and
 # its clients, nats-server, openssl (the TLS tests make their certificates
-# with it) and Prometheus (the metrics tests scrape the server with it). Uses the system's package manager (apt); each test
+# with it), Prometheus (the metrics tests scrape the server with it), and
+# Chromium with its WebDriver (the console test drives it). Uses the system's package manager (apt); each test
 # then starts its own throwaway instances on loopback ports.
 set -euo pipefail
 
@@ -20,6 +21,9 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The metrics tests: a real Prometheus scrapes the server, and its promtool
 # checks the exposition.
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# The console test: a real headless browser, driven over WebDriver.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

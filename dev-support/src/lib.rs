@@ -1,13 +1,15 @@
 //! Builds this repository's SmartModules (`examples/`, `test-modules/`,
 //! `benches/modules/`) to `wasm32-unknown-unknown` from source, for tests and
-//! benchmarks, starts throwaway PostgreSQL, Mosquitto and NATS servers
-//! ([`services`]) and, with the `server` feature, a fluvio server in the
-//! process ([`server`]). Nothing here ships to users.
+//! benchmarks, starts throwaway PostgreSQL, Mosquitto, NATS and Prometheus
+//! servers ([`services`]), a headless Chromium ([`browser`]) and, with the
+//! `server` feature, a fluvio server in the process ([`server`]). Nothing
+//! here ships to users.
 //!
 //! Modules are built once per process into `target/wasm-modules`, a target
 //! directory of their own, so the build never waits on the lock held by the
 //! `cargo test` or `cargo bench` that runs us.
 
+pub mod browser;
 pub mod damage;
 pub mod pki;
 #[cfg(feature = "server")]

@@ -296,24 +296,57 @@ impl Drop for Mosquitto {
 /// (`"Authorization: Bearer T"`): the status code and the body. Bounded
 /// in time: 10 s to connect and to read.
 pub fn http_get(addr: &str, path: &str, headers: &[&str]) -> (u16, String) {
+    http_request(addr, "GET", path, headers, None)
+}
+
+/// A request over HTTP/1.0 on loopback with an optional JSON body: the
+/// status code and the body (de-chunked). Bounded in time: 10 s to
+/// connect, and 60 s to read (a browser's driver may take that long).
+pub fn http_request(addr: &str, method: &str, path: &str, headers: &[&str], json: Option<&str>) -> (u16, String) {
     use std::io::{Read, Write};
     let addr: std::net::SocketAddr = addr.parse().expect("an address such as 127.0.0.1:PORT");
     let mut connection =
         std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect to an HTTP server");
-    connection.set_read_timeout(Some(Duration::from_secs(10))).expect("set a read timeout");
-    let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    connection.set_read_timeout(Some(Duration::from_secs(60))).expect("set a read timeout");
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n");
     for header in headers {
         request.push_str(header);
         request.push_str("\r\n");
     }
+    if let Some(json) = json {
+        request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", json.len()));
+    }
     request.push_str("\r\n");
+    if let Some(json) = json {
+        request.push_str(json);
+    }
     connection.write_all(request.as_bytes()).expect("send an HTTP request");
     let mut response = Vec::new();
     connection.read_to_end(&mut response).expect("read an HTTP response");
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let split = response.windows(4).position(|window| window == b"\r\n\r\n").expect("an HTTP response");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let mut body = response[split + 4..].to_vec();
+    if head.lines().any(|line| line.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked") {
+        body = dechunk(&body);
+    }
     let status = head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).expect("an HTTP status line");
-    (status, body.to_string())
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The data of a chunked body.
+fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let Some(end) = chunked.windows(2).position(|window| window == b"\r\n") else { return data };
+        let size = std::str::from_utf8(&chunked[..end]).ok().and_then(|line| {
+            usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16).ok()
+        });
+        let Some(size) = size.filter(|&size| size > 0) else { return data };
+        let start = end + 2;
+        let Some(chunk) = chunked.get(start..start + size) else { return data };
+        data.extend_from_slice(chunk);
+        chunked = chunked.get(start + size + 2..).unwrap_or_default();
+    }
 }
 
 /// Percent-encodes `text` for a URL's query string.

@@ -122,6 +122,10 @@ enum ClusterCommand {
         /// access file (see docs/security.md).
         #[arg(long, value_name = "FILE")]
         access: Option<PathBuf>,
+        /// Serve the web console and /metrics over HTTP here (see
+        /// docs/operations.md).
+        #[arg(long, value_name = "HOST:PORT")]
+        http: Option<String>,
     },
     /// Stop the local server.
     #[command(alias = "shutdown")]
@@ -453,10 +457,14 @@ async fn run(cli: Cli) -> CliResult {
             tls_key,
             tls_client_ca,
             access,
+            http,
         }) => {
             let mut server_args: Vec<std::ffi::OsString> = Vec::new();
             if let Some(urls) = jetstream {
                 server_args.extend(["--jetstream".into(), urls.into()]);
+            }
+            if let Some(http) = http {
+                server_args.extend(["--http".into(), http.into()]);
             }
             let files = [
                 ("--tls-cert", tls_cert),

@@ -388,6 +388,26 @@ impl Connectors {
             .unwrap_or_else(|error| Err(ConnectorError::Io { path, source: std::io::Error::other(error.to_string()) }))
     }
 
+    /// The last `bytes` of a connector's log (from a line's start).
+    pub async fn log_tail(&self, name: &str, bytes: u64) -> Result<Vec<u8>, ConnectorError> {
+        if !self.supervised.lock().await.contains_key(name) {
+            return Err(ConnectorError::NotFound(name.to_string()));
+        }
+        let path = self.dir.join(name).join(LOG_FILE);
+        let size = match std::fs::metadata(&path) {
+            Ok(metadata) => metadata.len(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io_error(&path)(error)),
+        };
+        let (mut text, _) = self.logs(name, size.saturating_sub(bytes)).await?;
+        if size > bytes
+            && let Some(newline) = text.iter().position(|&byte| byte == b'\n')
+        {
+            text.drain(..=newline);
+        }
+        Ok(text)
+    }
+
     /// Stops every connector cleanly (for a server shutdown); they start
     /// again with the server.
     pub async fn stop_all(&self) {

@@ -1,26 +1,39 @@
 //! The HTTP listener (`fluvio-server --http ADDR`): `/metrics` in
-//! Prometheus's text format.
+//! Prometheus's text format, and the web console ([`crate::console`]).
 //!
 //! It is off unless asked for, listens on loopback unless the server serves
 //! TLS (then it does too) or `--insecure` is given, and under an access
 //! file answers only requests bearing an admin principal's token
-//! (`Authorization: Bearer TOKEN`), except `/metrics` when
-//! `--metrics-public` says scrapers need none.
+//! (`Authorization: Bearer TOKEN`, or for a browser the cookie the
+//! console's `/login` sets), except `/metrics` when `--metrics-public`
+//! says scrapers need none.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::ServerContext;
 use crate::security::Role;
+use crate::{ServerContext, console};
+
+/// A response's body: a whole page, or a live tail's events.
+type Body = BoxBody<Bytes, Infallible>;
+
+/// The cookie the console's login sets: the admin token, sent back by the
+/// browser with every page.
+const TOKEN_COOKIE: &str = "fluvio_token";
+
+/// Largest login form accepted.
+const MAX_FORM_BYTES: usize = 4 << 10;
 
 /// How long a client may take to send its request headers: a connection
 /// that says nothing is closed rather than held.
@@ -77,41 +90,119 @@ pub async fn serve(listener: TcpListener, context: Arc<ServerContext>, metrics_p
 }
 
 /// Answers one request.
-async fn answer(context: &ServerContext, metrics_public: bool, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = request.uri().path();
+async fn answer(context: &Arc<ServerContext>, metrics_public: bool, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_string();
+    if path == "/login" {
+        return login(context, request).await;
+    }
     let public = metrics_public && path == "/metrics";
     if !public && let Err(refusal) = authorize(context, &request) {
         return refusal;
     }
-    match (request.method(), path) {
-        (&Method::GET, "/metrics") => {
-            let text = context.metrics.render(context).await;
-            respond(StatusCode::OK, prometheus_client::encoding::prometheus_text::CONTENT_TYPE, text)
+    if request.method() != Method::GET {
+        return respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "use GET\n".into());
+    }
+    if path == "/metrics" {
+        let text = context.metrics.render(context).await;
+        return respond(StatusCode::OK, prometheus_client::encoding::prometheus_text::CONTENT_TYPE, text);
+    }
+    if let Some(topic) = path.strip_prefix("/tail/").and_then(|rest| rest.strip_suffix("/events")) {
+        let topic = console::percent_decode(topic);
+        let module = query_value(request.uri().query(), "module").filter(|module| !module.is_empty());
+        return match console::tail(context, &topic, module.as_deref()).await {
+            Ok(events) => {
+                let mut response = Response::new(BodyExt::boxed(events));
+                let headers = response.headers_mut();
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                response
+            }
+            Err(error) => respond(StatusCode::NOT_FOUND, TEXT, format!("{error}\n")),
+        };
+    }
+    match console::page(context, &path).await {
+        Some(page) => {
+            let status = if page.found { StatusCode::OK } else { StatusCode::NOT_FOUND };
+            respond(status, HTML, page.html)
         }
-        (_, "/metrics") => respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "use GET\n".into()),
-        _ => respond(StatusCode::NOT_FOUND, TEXT, format!("no page at {path}; the metrics are at /metrics\n")),
+        None => respond(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            format!("no page at {path}; the console is at /, the metrics at /metrics\n"),
+        ),
     }
 }
 
+/// `key`'s value in a query string, decoded.
+fn query_value(query: Option<&str>, key: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (name == key).then(|| console::percent_decode(value))
+    })
+}
+
+/// `GET /login`: a form for an admin's token; `POST /login`: checks it and
+/// keeps it in a cookie for the console's pages.
+async fn login(context: &ServerContext, request: Request<Incoming>) -> Response<Body> {
+    if request.method() == Method::GET {
+        return respond(StatusCode::OK, HTML, LOGIN_FORM.to_string());
+    }
+    if request.method() != Method::POST {
+        return respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "use GET or POST\n".into());
+    }
+    let form = match Limited::new(request.into_body(), MAX_FORM_BYTES).collect().await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+        Err(_) => return respond(StatusCode::PAYLOAD_TOO_LARGE, TEXT, "the form is too large\n".into()),
+    };
+    let token = query_value(Some(&form), "token").unwrap_or_default();
+    if let Some(access) = &context.access
+        && !access.by_token(&token).is_some_and(|principal| principal.role == Role::Admin)
+    {
+        return respond(StatusCode::UNAUTHORIZED, HTML, LOGIN_FORM.replace("<!--error-->", "<p>That is not an admin's token.</p>"));
+    }
+    let mut response = respond(StatusCode::SEE_OTHER, TEXT, "logged in\n".into());
+    let cookie = format!("{TOKEN_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", console::percent_decode(&token));
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(SET_COOKIE, cookie);
+    }
+    response.headers_mut().insert(LOCATION, HeaderValue::from_static("/"));
+    response
+}
+
+const LOGIN_FORM: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Log in · Fluvio console</title></head>\
+<body><h1>Fluvio console</h1><!--error--><form method=\"post\" action=\"/login\"><label>Admin token \
+<input type=\"password\" name=\"token\" autofocus></label> <button>Log in</button></form></body></html>\n";
+
+const HTML: &str = "text/html; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// Under an access file: the request must bear an admin's token.
+/// Under an access file: the request must bear an admin's token, in the
+/// `Authorization` header or the console's cookie.
 #[allow(clippy::result_large_err)]
-fn authorize(context: &ServerContext, request: &Request<Incoming>) -> Result<(), Response<Full<Bytes>>> {
+fn authorize(context: &ServerContext, request: &Request<Incoming>) -> Result<(), Response<Body>> {
     let Some(access) = &context.access else { return Ok(()) };
-    let token = request
-        .headers()
+    let headers = request.headers();
+    let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
-    let Some(token) = token else {
-        let mut refusal = respond(
-            StatusCode::UNAUTHORIZED,
-            TEXT,
-            "this server requires a token: send `Authorization: Bearer TOKEN` with an admin principal's token\n".into(),
-        );
-        refusal.headers_mut().insert(WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
+    let cookie = headers.get_all(COOKIE).iter().filter_map(|value| value.to_str().ok()).find_map(|cookies| {
+        cookies.split(';').find_map(|cookie| cookie.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='))
+    });
+    let Some(token) = bearer.or(cookie) else {
+        let mut refusal = if request.uri().path() == "/metrics" {
+            respond(
+                StatusCode::UNAUTHORIZED,
+                TEXT,
+                "this server requires a token: send `Authorization: Bearer TOKEN` with an admin principal's token\n"
+                    .into(),
+            )
+        } else {
+            // A browser: the login form.
+            respond(StatusCode::UNAUTHORIZED, HTML, LOGIN_FORM.to_string())
+        };
+        refusal.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return Err(refusal);
     };
     match access.by_token(token) {
@@ -121,15 +212,13 @@ fn authorize(context: &ServerContext, request: &Request<Incoming>) -> Result<(),
             TEXT,
             format!("{} is not an admin; the HTTP listener serves admins only\n", principal.name),
         )),
-        None => {
-            Err(respond(StatusCode::UNAUTHORIZED, TEXT, "the token is not one of this server's principals\n".into()))
-        }
+        None => Err(respond(StatusCode::UNAUTHORIZED, TEXT, "the token is not one of this server's principals\n".into())),
     }
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut response = Response::new(BodyExt::boxed(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

@@ -16,6 +16,7 @@
 
 pub mod connection;
 pub mod connectors;
+pub mod console;
 pub mod derived;
 pub mod http;
 pub mod inflate;
