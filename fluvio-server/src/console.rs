@@ -439,13 +439,14 @@ async fn tail_partition(
     loop {
         let batches = reader.next(TAIL_READ_BYTES).await.map_err(|error| error.to_string())?;
         if batches.is_empty() {
+            let behind = *watermark.borrow() > offset;
             tokio::select! {
                 changed = watermark.wait_for(|next| *next > offset) => {
                     if changed.is_err() { return Ok(()); }
                 }
                 _ = sender.closed() => return Ok(()),
                 // Readable shortly (a replica behind its leader).
-                _ = tokio::time::sleep(Duration::from_millis(200)), if *watermark.borrow() > offset => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)), if behind => {}
             }
             continue;
         }

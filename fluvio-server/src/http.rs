@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
@@ -26,7 +26,7 @@ use crate::security::Role;
 use crate::{ServerContext, console};
 
 /// A response's body: a whole page, or a live tail's events.
-type Body = BoxBody<Bytes, Infallible>;
+type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// The cookie the console's login sets: the admin token, sent back by the
 /// browser with every page.
@@ -111,7 +111,7 @@ async fn answer(context: &Arc<ServerContext>, metrics_public: bool, request: Req
         let module = query_value(request.uri().query(), "module").filter(|module| !module.is_empty());
         return match console::tail(context, &topic, module.as_deref()).await {
             Ok(events) => {
-                let mut response = Response::new(BodyExt::boxed(events));
+                let mut response = Response::new(BodyExt::boxed_unsync(events));
                 let headers = response.headers_mut();
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
                 headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -217,7 +217,7 @@ fn authorize(context: &ServerContext, request: &Request<Incoming>) -> Result<(),
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
-    let mut response = Response::new(BodyExt::boxed(Full::new(Bytes::from(body))));
+    let mut response = Response::new(BodyExt::boxed_unsync(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
