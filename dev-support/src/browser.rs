@@ -77,13 +77,15 @@ impl Browser {
     /// Runs `script` (a function body; `return` a string) in the page, and
     /// returns what it returned, as JSON text.
     pub fn run(&self, script: &str) -> String {
-        let answer = self.call("POST", "/execute/sync", Some(&format!("{{\"script\":{},\"args\":[]}}", json_string(script))));
+        let answer =
+            self.call("POST", "/execute/sync", Some(&format!("{{\"script\":{},\"args\":[]}}", json_string(script))));
         serde_json_lite::value_text(&answer)
     }
 
     /// The text of the element `selector` selects ("" when there is none).
     pub fn text(&self, selector: &str) -> String {
-        let script = format!("const e = document.querySelector({}); return e ? e.innerText : '';", json_string(selector));
+        let script =
+            format!("const e = document.querySelector({}); return e ? e.innerText : '';", json_string(selector));
         serde_json_lite::unquote(&self.run(&script))
     }
 

@@ -292,14 +292,14 @@ impl Drop for Mosquitto {
     }
 }
 
-/// `GET path` over HTTP/1.0 on loopback, with extra header lines
+/// `GET path` over HTTP on loopback, with extra header lines
 /// (`"Authorization: Bearer T"`): the status code and the body. Bounded
 /// in time: 10 s to connect and to read.
 pub fn http_get(addr: &str, path: &str, headers: &[&str]) -> (u16, String) {
     http_request(addr, "GET", path, headers, None)
 }
 
-/// A request over HTTP/1.0 on loopback with an optional JSON body: the
+/// A request over HTTP/1.1 (one per connection) on loopback with an optional JSON body: the
 /// status code and the body (de-chunked). Bounded in time: 10 s to
 /// connect, and 60 s to read (a browser's driver may take that long).
 pub fn http_request(addr: &str, method: &str, path: &str, headers: &[&str], json: Option<&str>) -> (u16, String) {
@@ -308,7 +308,7 @@ pub fn http_request(addr: &str, method: &str, path: &str, headers: &[&str], json
     let mut connection =
         std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect to an HTTP server");
     connection.set_read_timeout(Some(Duration::from_secs(60))).expect("set a read timeout");
-    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for header in headers {
         request.push_str(header);
         request.push_str("\r\n");
@@ -321,8 +321,31 @@ pub fn http_request(addr: &str, method: &str, path: &str, headers: &[&str], json
         request.push_str(json);
     }
     connection.write_all(request.as_bytes()).expect("send an HTTP request");
+    // Read up to the end of the body the headers announce: some servers
+    // (chromedriver) keep the connection open after `Connection: close`.
     let mut response = Vec::new();
-    connection.read_to_end(&mut response).expect("read an HTTP response");
+    let mut buffer = [0u8; 64 << 10];
+    loop {
+        if let Some(split) = response.windows(4).position(|window| window == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+            let length =
+                head.lines().find_map(|line| line.strip_prefix("content-length:")?.trim().parse::<usize>().ok());
+            let body = &response[split + 4..];
+            let chunked = head.lines().any(|line| line.replace(' ', "") == "transfer-encoding:chunked");
+            let complete = match length {
+                Some(length) => body.len() >= length,
+                None => chunked && body.windows(5).any(|window| window == b"0\r\n\r\n"),
+            };
+            if complete {
+                break;
+            }
+        }
+        let read = connection.read(&mut buffer).expect("read an HTTP response");
+        if read == 0 {
+            break;
+        }
+        response.extend_from_slice(&buffer[..read]);
+    }
     let split = response.windows(4).position(|window| window == b"\r\n\r\n").expect("an HTTP response");
     let head = String::from_utf8_lossy(&response[..split]).into_owned();
     let mut body = response[split + 4..].to_vec();
@@ -338,9 +361,9 @@ fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
     let mut data = Vec::new();
     loop {
         let Some(end) = chunked.windows(2).position(|window| window == b"\r\n") else { return data };
-        let size = std::str::from_utf8(&chunked[..end]).ok().and_then(|line| {
-            usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16).ok()
-        });
+        let size = std::str::from_utf8(&chunked[..end])
+            .ok()
+            .and_then(|line| usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16).ok());
         let Some(size) = size.filter(|&size| size > 0) else { return data };
         let start = end + 2;
         let Some(chunk) = chunked.get(start..start + size) else { return data };
@@ -398,7 +421,14 @@ impl Prometheus {
             .spawn()
             .expect("prometheus starts");
         wait_for_port(port, "prometheus", Duration::from_secs(60));
-        Prometheus { addr: format!("127.0.0.1:{port}"), child, dir }
+        let prometheus = Prometheus { addr: format!("127.0.0.1:{port}"), child, dir };
+        // It listens before its storage is open, answering 503 until then.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_get(&prometheus.addr, "/-/ready", &[]).0 != 200 {
+            assert!(Instant::now() < deadline, "prometheus was not ready within 60 s: {}", prometheus.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        prometheus
     }
 
     /// Runs an instant PromQL query; the raw JSON answer.

@@ -66,7 +66,9 @@ fn the_console_lists_topics_tails_through_a_smartmodule_and_shows_a_killed_conne
     // The live tail, through the filter chosen on the page: records
     // produced after it opened, the filter's only.
     browser.open(&format!("{console}/tail/orders"));
-    browser.run("document.getElementById('module').value = 'my-filter'; document.getElementById('start').click(); return '';");
+    browser.run(
+        "document.getElementById('module').value = 'my-filter'; document.getElementById('start').click(); return '';",
+    );
     browser.wait_for_text("#state", Duration::from_secs(30), |text| text == "tailing");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut round = 0;
@@ -117,4 +119,7 @@ fn the_console_lists_topics_tails_through_a_smartmodule_and_shows_a_killed_conne
     assert_eq!(status, 404);
     let (status, _) = http_get(&http, "/topics/no-such-topic", &[]);
     assert_eq!(status, 404);
+    let (status, body) = http_get(&http, "/tail/orders/events?module=my-filter,no-such-module", &[]);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no-such-module"), "{body}");
 }

@@ -176,9 +176,21 @@ async fn overview(context: &ServerContext) -> String {
     );
     match topics {
         Ok(topics) => {
+            let mut stored = Vec::with_capacity(topics.len());
+            for topic in &topics {
+                let mut bytes = None;
+                for partition in 0..topic.partitions {
+                    let partition = context.storage.partition(&topic.name, partition).await.ok();
+                    if let Some(size) = partition.and_then(|p| p.stored_bytes()) {
+                        bytes = Some(bytes.unwrap_or(0) + size);
+                    }
+                }
+                stored.push(bytes);
+            }
             let rows: Vec<Vec<String>> = topics
                 .iter()
-                .map(|topic| {
+                .zip(stored)
+                .map(|(topic, bytes)| {
                     let name = escape(&topic.name);
                     let link = link_segment(&topic.name);
                     let appended: i64 = topic.next_offsets.iter().sum();
@@ -196,13 +208,18 @@ async fn overview(context: &ServerContext) -> String {
                         format!("<a href=\"/topics/{link}\">{name}</a>"),
                         format!("#{}", topic.partitions),
                         format!("#{appended}"),
+                        bytes.map_or_else(String::new, |bytes| format!("#{bytes}")),
                         escape(&retention),
                         derivation,
                         format!("<a href=\"/tail/{link}\">tail</a>"),
                     ]
                 })
                 .collect();
-            body += &table("topics", &["topic", "partitions", "records appended", "retention", "derived", ""], &rows);
+            body += &table(
+                "topics",
+                &["topic", "partitions", "records appended", "bytes stored", "retention", "derived", ""],
+                &rows,
+            );
         }
         Err(error) => {
             let _ = write!(body, "<p class=\"bad\">The topics cannot be listed: {}</p>", escape(&error.to_string()));
@@ -312,12 +329,8 @@ async fn connectors(context: &ServerContext) -> String {
     );
     for (info, _) in &listed {
         let tail = context.connectors.log_tail(&info.name, LOG_TAIL_BYTES).await.unwrap_or_default();
-        let _ = write!(
-            body,
-            "<h2>{} log</h2><pre>{}</pre>",
-            escape(&info.name),
-            escape(&String::from_utf8_lossy(&tail))
-        );
+        let _ =
+            write!(body, "<h2>{} log</h2><pre>{}</pre>", escape(&info.name), escape(&String::from_utf8_lossy(&tail)));
     }
     layout("Connectors", &body)
 }
@@ -356,17 +369,14 @@ while(t.rows.length>501)t.deleteRow(501);};}\
 document.getElementById('start').onclick=start;start();";
 
 /// The body of a live tail: server-sent events, one per record appended
-/// to any partition of `topic` after it opened, through `module` when one
-/// is named; it ends when the client goes away.
+/// to any partition of a topic after it opened, through the modules named;
+/// it ends when the client goes away.
 pub type TailBody = StreamBody<tokio_stream_adapter::Receiver>;
 
-/// Starts tailing `topic`; `Err` with what is wrong for a topic or module
-/// that does not exist.
-pub async fn tail(
-    context: &Arc<ServerContext>,
-    topic: &str,
-    module: Option<&str>,
-) -> Result<TailBody, String> {
+/// Starts tailing `topic` through `modules` (registered modules, a chain
+/// in this order; none for the records as stored); `Err` with what is
+/// wrong for a topic or module that does not exist.
+pub async fn tail(context: &Arc<ServerContext>, topic: &str, modules: &[String]) -> Result<TailBody, String> {
     let info = context
         .storage
         .list_topics()
@@ -375,21 +385,16 @@ pub async fn tail(
         .into_iter()
         .find(|info| info.name == topic)
         .ok_or_else(|| format!("there is no topic {topic:?}"))?;
-    if let Some(module) = module
-        && context.registry.module(module).is_none()
-    {
-        context
-            .registry
-            .prepare([module])
-            .await
-            .map_err(|error| error.to_string())?;
+    context.registry.prepare(modules.iter().map(String::as_str)).await.map_err(|error| error.to_string())?;
+    if let Some(missing) = modules.iter().find(|name| context.registry.module(name).is_none()) {
+        return Err(crate::registry::RegistryError::NotFound(missing.clone()).to_string());
     }
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(TAIL_QUEUE);
     for partition in 0..info.partitions {
-        let (context, sender, topic, module) =
-            (Arc::clone(context), sender.clone(), topic.to_string(), module.map(str::to_string));
+        let (context, sender, topic, modules) =
+            (Arc::clone(context), sender.clone(), topic.to_string(), modules.to_vec());
         tokio::spawn(async move {
-            if let Err(error) = tail_partition(&context, &topic, partition, module.as_deref(), &sender).await {
+            if let Err(error) = tail_partition(&context, &topic, partition, &modules, &sender).await {
                 let event = format!("event: failed\ndata: {}\n\n", error.replace('\n', " "));
                 let _ = sender.send(Ok(Frame::data(Bytes::from(event)))).await;
             }
@@ -401,37 +406,34 @@ pub async fn tail(
 }
 
 /// Follows one partition from its end, sending each record (through the
-/// module) as an event, until the client goes away.
+/// modules) as an event, until the client goes away.
 async fn tail_partition(
     context: &Arc<ServerContext>,
     topic: &str,
     partition: u32,
-    module: Option<&str>,
+    modules: &[String],
     sender: &tokio::sync::mpsc::Sender<Result<Frame<Bytes>, Infallible>>,
 ) -> Result<(), String> {
     let stored = context.storage.partition(topic, partition).await.map_err(|error| error.to_string())?;
-    let _memory = match module {
-        Some(_) => Some(crate::connection::MemoryReservation::take(context, 1).map_err(|error| error.to_string())?),
-        None => None,
-    };
-    let chain = match module {
-        Some(name) => {
-            let registry = Arc::clone(&context.registry);
-            let builder = ChainBuilder::new(&context.engine)
-                .invocation(SmartModuleInvocation::predefined(name))
-                .on_error(ErrorPolicy::Skip);
-            let chain = context
-                .metrics
-                .watch_chain(builder)
-                .resolver(move |name| {
-                    registry.module(name).ok_or_else(|| EngineError::UnknownModule { name: name.to_string() })
-                })
-                .spawn()
-                .await
-                .map_err(|error| error.to_string())?;
-            Some(chain)
-        }
-        None => None,
+    let (_memory, chain) = if modules.is_empty() {
+        (None, None)
+    } else {
+        let memory =
+            crate::connection::MemoryReservation::take(context, modules.len()).map_err(|error| error.to_string())?;
+        let registry = Arc::clone(&context.registry);
+        let builder = ChainBuilder::new(&context.engine)
+            .invocations(modules.iter().map(|name| SmartModuleInvocation::predefined(name.as_str())))
+            .on_error(ErrorPolicy::Skip);
+        let chain = context
+            .metrics
+            .watch_chain(builder)
+            .resolver(move |name| {
+                registry.module(name).ok_or_else(|| EngineError::UnknownModule { name: name.to_string() })
+            })
+            .spawn()
+            .await
+            .map_err(|error| error.to_string())?;
+        (Some(memory), Some(chain))
     };
     let mut offset = stored.next_offset();
     let mut watermark = stored.subscribe();
@@ -489,5 +491,17 @@ pub mod tokio_stream_adapter {
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
             self.0.poll_recv(cx)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_for_html_and_paths_are_decoded() {
+        assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(percent_decode("my%2Dtopic+x%zz%4"), "my-topic x%zz%4");
+        assert_eq!(percent_decode(&link_segment("a b/é")), "a b/é");
     }
 }

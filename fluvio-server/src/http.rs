@@ -16,8 +16,8 @@ use std::time::Duration;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use hyper::header::HeaderValue;
+use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -108,8 +108,11 @@ async fn answer(context: &Arc<ServerContext>, metrics_public: bool, request: Req
     }
     if let Some(topic) = path.strip_prefix("/tail/").and_then(|rest| rest.strip_suffix("/events")) {
         let topic = console::percent_decode(topic);
-        let module = query_value(request.uri().query(), "module").filter(|module| !module.is_empty());
-        return match console::tail(context, &topic, module.as_deref()).await {
+        // `module=a,b`: a chain, in that order.
+        let modules: Vec<String> = query_value(request.uri().query(), "module")
+            .map(|modules| modules.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default();
+        return match console::tail(context, &topic, &modules).await {
             Ok(events) => {
                 let mut response = Response::new(BodyExt::boxed_unsync(events));
                 let headers = response.headers_mut();
@@ -158,7 +161,11 @@ async fn login(context: &ServerContext, request: Request<Incoming>) -> Response<
     if let Some(access) = &context.access
         && !access.by_token(&token).is_some_and(|principal| principal.role == Role::Admin)
     {
-        return respond(StatusCode::UNAUTHORIZED, HTML, LOGIN_FORM.replace("<!--error-->", "<p>That is not an admin's token.</p>"));
+        return respond(
+            StatusCode::UNAUTHORIZED,
+            HTML,
+            LOGIN_FORM.replace("<!--error-->", "<p>That is not an admin's token.</p>"),
+        );
     }
     let mut response = respond(StatusCode::SEE_OTHER, TEXT, "logged in\n".into());
     let cookie = format!("{TOKEN_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", console::percent_decode(&token));
@@ -212,7 +219,9 @@ fn authorize(context: &ServerContext, request: &Request<Incoming>) -> Result<(),
             TEXT,
             format!("{} is not an admin; the HTTP listener serves admins only\n", principal.name),
         )),
-        None => Err(respond(StatusCode::UNAUTHORIZED, TEXT, "the token is not one of this server's principals\n".into())),
+        None => {
+            Err(respond(StatusCode::UNAUTHORIZED, TEXT, "the token is not one of this server's principals\n".into()))
+        }
     }
 }
 

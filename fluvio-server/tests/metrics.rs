@@ -1,8 +1,8 @@
 //! The HTTP listener's `/metrics`, scraped by a real Prometheus (Debian's
 //! `prometheus`) and checked by its `promtool`, against the real server
 //! binary on loopback: the series say what was produced, consumed and
-//! filtered; client-made series are capped; tokens are asked for where an
-//! access file says so.
+//! filtered; client-made series are capped; tokens (or the console's login
+//! cookie) are asked for where an access file says so.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ServerProcess, data_dir, produce, read_all, values};
-use dev_support::services::{Prometheus, free_port, http_get};
+use dev_support::services::{Prometheus, free_port, http_get, http_request};
 use fluvio_client::{ConsumerConfig, OffsetSpec, SmartModuleInvocation};
 
 /// The value of the sample `name{labels}` (labels exactly as the server
@@ -173,6 +173,18 @@ async fn under_an_access_file_only_admins_see_metrics_unless_they_are_public() {
     let (status, body) = http_get(&http, "/metrics", &["Authorization: Bearer ops-token-0123456789abcdef"]);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("fluvio_connections"), "{body}");
+    // The console asks a browser to log in, and takes the admin's token
+    // in the cookie the login sets.
+    let (status, body) = http_get(&http, "/", &[]);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("<form method=\"post\" action=\"/login\">"), "{body}");
+    let (status, body) = http_request(&http, "POST", "/login", &[], Some("token=app-token-0123456789abcdef"));
+    assert_eq!(status, 401, "a client's token does not open the console: {body}");
+    let (status, _) = http_request(&http, "POST", "/login", &[], Some("token=ops-token-0123456789abcdef"));
+    assert_eq!(status, 303);
+    let (status, body) = http_get(&http, "/", &["Cookie: fluvio_token=ops-token-0123456789abcdef"]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("id=\"topics\""), "{body}");
     // Prometheus scrapes with the admin's token.
     let prometheus = Prometheus::start(&[&http], Some("ops-token-0123456789abcdef"));
     wait_for_value(&prometheus, "up{job=\"fluvio\"}", 1.0);
