@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fluvio_protocol::SmartModuleInvocation;
-use fluvio_smartengine::{ChainBuilder, EngineError, ErrorPolicy};
+use fluvio_smartengine::ErrorPolicy;
 use http_body_util::StreamBody;
 use hyper::body::{Bytes, Frame};
 
@@ -371,7 +371,7 @@ document.getElementById('start').onclick=start;start();";
 /// The body of a live tail: server-sent events, one per record appended
 /// to any partition of a topic after it opened, through the modules named;
 /// it ends when the client goes away.
-pub type TailBody = StreamBody<tokio_stream_adapter::Receiver>;
+pub type TailBody = StreamBody<futures::stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
 
 /// Starts tailing `topic` through `modules` (registered modules, a chain
 /// in this order; none for the records as stored); `Err` with what is
@@ -402,7 +402,9 @@ pub async fn tail(context: &Arc<ServerContext>, topic: &str, modules: &[String])
     }
     // A comment now, so the browser sees the stream open at once.
     let _ = sender.try_send(Ok(Frame::data(Bytes::from_static(b": tailing\n\n"))));
-    Ok(StreamBody::new(tokio_stream_adapter::Receiver(receiver)))
+    let mut receiver = receiver;
+    let events = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
+    Ok(StreamBody::new(futures::StreamExt::boxed(events)))
 }
 
 /// Follows one partition from its end, sending each record (through the
@@ -420,19 +422,9 @@ async fn tail_partition(
     } else {
         let memory =
             crate::connection::MemoryReservation::take(context, modules.len()).map_err(|error| error.to_string())?;
-        let registry = Arc::clone(&context.registry);
-        let builder = ChainBuilder::new(&context.engine)
-            .invocations(modules.iter().map(|name| SmartModuleInvocation::predefined(name.as_str())))
-            .on_error(ErrorPolicy::Skip);
-        let chain = context
-            .metrics
-            .watch_chain(builder)
-            .resolver(move |name| {
-                registry.module(name).ok_or_else(|| EngineError::UnknownModule { name: name.to_string() })
-            })
-            .spawn()
-            .await
-            .map_err(|error| error.to_string())?;
+        let invocations = modules.iter().map(|name| SmartModuleInvocation::predefined(name.as_str()));
+        let chain =
+            context.chain_builder(invocations, ErrorPolicy::Skip).spawn().await.map_err(|error| error.to_string())?;
         (Some(memory), Some(chain))
     };
     let mut offset = stored.next_offset();
@@ -470,26 +462,6 @@ async fn tail_partition(
                     return Ok(());
                 }
             }
-        }
-    }
-}
-
-/// The channel's receiving end as the stream of frames a body is made of.
-pub mod tokio_stream_adapter {
-    use std::convert::Infallible;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use hyper::body::{Bytes, Frame};
-
-    /// Frames sent into a channel, as a stream.
-    pub struct Receiver(pub(super) tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, Infallible>>);
-
-    impl futures::Stream for Receiver {
-        type Item = Result<Frame<Bytes>, Infallible>;
-
-        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            self.0.poll_recv(cx)
         }
     }
 }

@@ -270,6 +270,25 @@ pub struct ServerContext {
     pub metrics: Arc<metrics::ServerMetrics>,
 }
 
+impl ServerContext {
+    /// A chain of `invocations` under `policy` whose named modules come
+    /// from the registry, reporting its modules' work to the metrics: how
+    /// streams, derived topics and the console's tail build theirs.
+    pub fn chain_builder(
+        &self,
+        invocations: impl IntoIterator<Item = fluvio_smartengine::SmartModuleInvocation>,
+        policy: fluvio_smartengine::ErrorPolicy,
+    ) -> fluvio_smartengine::ChainBuilder {
+        let builder = fluvio_smartengine::ChainBuilder::new(&self.engine).invocations(invocations).on_error(policy);
+        let registry = Arc::clone(&self.registry);
+        self.metrics.watch_chain(builder).resolver(move |name| {
+            registry
+                .module(name)
+                .ok_or_else(|| fluvio_smartengine::EngineError::UnknownModule { name: name.to_string() })
+        })
+    }
+}
+
 /// A server bound to its address, ready to run.
 pub struct Server {
     listener: TcpListener,

@@ -11,7 +11,7 @@ use fluvio_protocol::{
     Batch, BatchBuilder, ErrorCode, Frame, OffsetSpec, SmartModuleInvocation, SmartModuleInvocationWasm, StoredBatch,
     StreamEvent,
 };
-use fluvio_smartengine::{ChainBuilder, ChainWorker, EngineError};
+use fluvio_smartengine::ChainWorker;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -82,17 +82,7 @@ async fn start_chain(
         Some(name) if has_adhoc => Some(context.quotas.compile_place(name).await),
         _ => None,
     };
-    let registry = Arc::clone(&context.registry);
-    let builder =
-        ChainBuilder::new(&context.engine).invocations(request.chain.iter().cloned()).on_error(request.policy);
-    let chain = context
-        .metrics
-        .watch_chain(builder)
-        .resolver(move |name| {
-            registry.module(name).ok_or_else(|| EngineError::UnknownModule { name: name.to_string() })
-        })
-        .spawn()
-        .await?;
+    let chain = context.chain_builder(request.chain.iter().cloned(), request.policy).spawn().await?;
     Ok(chain)
 }
 

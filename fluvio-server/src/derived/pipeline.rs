@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use fluvio_protocol::requests::{PipelineState, PipelineStatus};
 use fluvio_protocol::{Batch, BatchBuilder, ProducerStamp, RecordFailure};
-use fluvio_smartengine::{ChainBuilder, ChainOutput, ChainWorker, EngineError};
+use fluvio_smartengine::{ChainOutput, ChainWorker, EngineError};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
@@ -167,15 +167,7 @@ pub(super) async fn build_chain(
             *invocation = invocation.clone().initial_accumulator(accumulator.clone());
         }
     }
-    let registry = Arc::clone(&context.registry);
-    let builder = ChainBuilder::new(&context.engine).invocations(invocations).on_error(spec.policy);
-    let chain = context
-        .metrics
-        .watch_chain(builder)
-        .resolver(move |name| registry.module(name).ok_or_else(|| EngineError::UnknownModule { name: name.into() }))
-        .spawn()
-        .await
-        .map_err(ChainError::Engine)?;
+    let chain = context.chain_builder(invocations, spec.policy).spawn().await.map_err(ChainError::Engine)?;
     Ok(Some(chain))
 }
 
