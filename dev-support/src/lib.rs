@@ -27,6 +27,7 @@ pub const MODULES: &[&str] = &[
     "even-filter-map",
     "json-array-map",
     "sum-aggregate",
+    "field-sum-aggregate",
     "params-filter",
     "typed-params-filter",
     "record-position",

@@ -14,9 +14,9 @@
 use serde::{Deserialize, Serialize};
 use smartmodule_abi::codec::{ByteReader, FormatError, PutBytes};
 
-/// The protocol version this crate speaks (4: a stream's `Batch` event may
-/// carry several batches back to back).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// The protocol version this crate speaks (6: an invocation's params may
+/// carry an event-time window).
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Frames larger than this are refused unless configured otherwise.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 64 << 20;

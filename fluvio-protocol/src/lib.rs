@@ -40,6 +40,7 @@ pub mod requests;
 pub mod secrets_file;
 pub mod smartmodule;
 pub mod units;
+pub mod window;
 
 pub use batch::{Batch, BatchBuilder, CheckedBatch, RecordRef, StoredBatch, batch_ranges};
 pub use compression::Compression;

@@ -233,6 +233,13 @@ impl SmartModuleInvocation {
         self
     }
 
+    /// Runs an aggregate per key per window of event time (see
+    /// [`Window`](crate::window::Window)) instead of once over the stream.
+    pub fn window(mut self, window: crate::window::Window) -> SmartModuleInvocation {
+        self.params.set_window(Some(window));
+        self
+    }
+
     /// Sets an aggregate's initial accumulator.
     pub fn initial_accumulator(mut self, value: impl Into<Vec<u8>>) -> SmartModuleInvocation {
         let accumulator = value.into();

@@ -18,6 +18,7 @@ use fluvio_protocol::{
 use smartmodule_abi::abi::{self, RecordView};
 
 use crate::instance::{CallError, ProcessOutput};
+use crate::window::{Folded, WindowState};
 use crate::{ChainWorker, EngineError, GuestLog, SmartEngine, SmartModule, SmartModuleInstance};
 
 /// Finds a registered (predefined) module by name: the server's registry,
@@ -42,6 +43,9 @@ pub struct ModuleMetrics {
     pub fuel_used: u64,
     /// Times the module was instantiated (1, plus one per recovery).
     pub instantiations: u64,
+    /// Records a windowed aggregate dropped because their windows had
+    /// closed.
+    pub late: u64,
 }
 
 impl ModuleMetrics {
@@ -56,6 +60,7 @@ impl ModuleMetrics {
             time: self.time.saturating_sub(earlier.time),
             fuel_used: self.fuel_used.saturating_sub(earlier.fuel_used),
             instantiations: self.instantiations.saturating_sub(earlier.instantiations),
+            late: self.late.saturating_sub(earlier.late),
         }
     }
 }
@@ -74,6 +79,7 @@ pub struct ChainBuilder {
     policy: ErrorPolicy,
     resolver: Resolver,
     observer: Option<Arc<dyn ChainObserver>>,
+    window_states: Vec<(usize, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for ChainBuilder {
@@ -94,7 +100,16 @@ impl ChainBuilder {
             policy: ErrorPolicy::Fail,
             resolver: Box::new(|name| Err(EngineError::UnknownModule { name: name.to_string() })),
             observer: None,
+            window_states: Vec::new(),
         }
+    }
+
+    /// Starts windowed aggregates from saved state
+    /// ([`SmartModuleChain::window_states`]), by place in the chain,
+    /// instead of with no window open.
+    pub fn window_states(mut self, states: Vec<(usize, Vec<u8>)>) -> ChainBuilder {
+        self.window_states = states;
+        self
     }
 
     /// Reports each module's counts after every batch to `observer`.
@@ -161,7 +176,25 @@ impl ChainBuilder {
             if lookback.is_some() && !module.has_look_back() {
                 return Err(EngineError::NoLookBack { module: module.name().to_string() });
             }
+            let window = match invocation.params.window() {
+                None => None,
+                Some(_) if module.kind() != ModuleKind::Aggregate => {
+                    return Err(EngineError::WindowNeedsAggregate {
+                        module: module.name().to_string(),
+                        kind: module.kind(),
+                    });
+                }
+                Some(window) => {
+                    let initial = invocation.kind.initial_accumulator().unwrap_or_default().to_vec();
+                    let mut state = WindowState::new(module.name(), window.clone(), initial);
+                    if let Some((_, saved)) = self.window_states.iter().find(|(place, _)| *place == stages.len()) {
+                        state.restore(saved)?;
+                    }
+                    Some(state)
+                }
+            };
             let mut stage = Stage {
+                window,
                 lookback,
                 accumulator: invocation.kind.initial_accumulator().map(<[u8]>::to_vec),
                 params: invocation.params,
@@ -231,9 +264,36 @@ impl SmartModuleChain {
     /// exceeds its limits, traps or breaks the ABI fails the whole batch
     /// with an [`EngineError`]; it is re-instantiated for the next batch.
     pub fn process(&mut self, batch: &Batch) -> Result<ChainOutput, EngineError> {
-        let result = self.process_unreported(batch);
+        let result = self.process_unreported(batch, false);
         self.report();
         result
+    }
+
+    /// Ends the input: every windowed aggregate emits its open windows, as
+    /// if the watermark had passed them all (what `sm test` does when its
+    /// records run out), and the later modules process them. The records
+    /// are at `offset`. Without windows, the output is empty.
+    pub fn finish(&mut self, offset: i64) -> Result<ChainOutput, EngineError> {
+        let empty = fluvio_protocol::BatchBuilder::new(offset, 0).finish();
+        let result = self.process_unreported(&empty, true);
+        self.report();
+        result
+    }
+
+    /// Whether some module runs in a window.
+    pub fn has_windows(&self) -> bool {
+        self.stages.iter().any(|stage| stage.window.is_some())
+    }
+
+    /// The state of each windowed aggregate, by place in the chain: a chain
+    /// built again with these ([`ChainBuilder::window_states`]) goes on
+    /// exactly where this one is.
+    pub fn window_states(&self) -> Vec<(usize, Vec<u8>)> {
+        self.stages
+            .iter()
+            .enumerate()
+            .filter_map(|(place, stage)| stage.window.as_ref().map(|window| (place, window.snapshot())))
+            .collect()
     }
 
     /// Tells the observer, if any, what each module counted since the
@@ -248,7 +308,7 @@ impl SmartModuleChain {
         }
     }
 
-    fn process_unreported(&mut self, batch: &Batch) -> Result<ChainOutput, EngineError> {
+    fn process_unreported(&mut self, batch: &Batch, finish: bool) -> Result<ChainOutput, EngineError> {
         let mut current: Option<Vec<u8>> = None;
         let mut failure: Option<RecordFailure> = None;
         let mut skipped = 0;
@@ -258,7 +318,10 @@ impl SmartModuleChain {
         let mut fuel_left = self.engine.limits().fuel_per_batch;
         for stage in &mut self.stages {
             let input = current.as_deref().unwrap_or(batch.as_bytes());
-            let output = stage.run(&self.engine, input, self.policy, &mut fuel_left)?;
+            let output = match stage.window.is_some() {
+                true => stage.run_windowed(&self.engine, input, self.policy, finish, &mut fuel_left)?,
+                false => stage.run(&self.engine, input, self.policy, &mut fuel_left)?,
+            };
             for stage_failure in output.failures {
                 match &self.policy {
                     ErrorPolicy::Fail => {
@@ -279,6 +342,7 @@ impl SmartModuleChain {
             .stages
             .iter()
             .enumerate()
+            .filter(|(_, stage)| stage.window.is_none())
             .filter_map(|(place, stage)| stage.accumulator.clone().map(|accumulator| (place, accumulator)))
             .collect();
         Ok(ChainOutput { batch: Batch::seal_host_written(bytes), failure, skipped, dead_letters, accumulators })
@@ -346,8 +410,11 @@ struct Stage {
     /// `metrics` as the observer was last told them.
     reported: ModuleMetrics,
     /// For an aggregate: the accumulator as of the end of the last batch,
-    /// from which a replacement instance starts.
+    /// from which a replacement instance starts. In a window: the
+    /// accumulator of the (key, window) being folded.
     accumulator: Option<Vec<u8>>,
+    /// For an aggregate in a window: its open windows.
+    window: Option<WindowState>,
 }
 
 struct StageOutput {
@@ -484,6 +551,64 @@ impl Stage {
                 }
             }
         }
+    }
+}
+
+impl Stage {
+    /// Runs a batch through the stage's windows; the module folds each
+    /// (key, window)'s records.
+    fn run_windowed(
+        &mut self,
+        engine: &SmartEngine,
+        input: &[u8],
+        policy: ErrorPolicy,
+        finish: bool,
+        fuel_left: &mut u64,
+    ) -> Result<StageOutput, EngineError> {
+        let mut window = self.window.take().expect("a windowed stage");
+        let before = self.metrics.clone();
+        let started = Instant::now();
+        let records_in = RecordIndex::new(input).map(|records| records.len() as u64);
+        let limit_bytes = engine.limits().memory_bytes;
+        let result = window.process(input, policy, finish, limit_bytes, &mut |accumulator, batch| {
+            self.fold(engine, policy, fuel_left, accumulator, batch)
+        });
+        self.window = Some(window);
+        // Counted as one batch of the stage's input, whatever the number of
+        // calls it took.
+        self.metrics.batches = before.batches + 1;
+        self.metrics.records_in = before.records_in + records_in.unwrap_or(0);
+        self.metrics.time = before.time + started.elapsed();
+        let output = result?;
+        self.metrics.records_out = before.records_out + output.emitted;
+        self.metrics.late += output.late;
+        Ok(StageOutput { batch: output.batch, failures: output.failures })
+    }
+
+    /// Folds one (key, window)'s records into `accumulator`.
+    fn fold(
+        &mut self,
+        engine: &SmartEngine,
+        policy: ErrorPolicy,
+        fuel_left: &mut u64,
+        accumulator: &[u8],
+        batch: &[u8],
+    ) -> Result<Folded, EngineError> {
+        self.accumulator = Some(accumulator.to_vec());
+        if let Some(instance) = self.instance.as_mut() {
+            let set = instance.set_accumulator(&self.params, accumulator, *fuel_left);
+            *fuel_left = fuel_left.saturating_sub(instance.last_fuel_used());
+            self.metrics.fuel_used += instance.last_fuel_used();
+            if let Err(error) = set {
+                self.instance = None;
+                return Err(error);
+            }
+        }
+        let output = self.run(engine, batch, policy, fuel_left)?;
+        let out = Batch::seal_host_written(output.batch);
+        let values = out.records().map(|record| (record.offset as u32, record.value.to_vec())).collect();
+        let failures = output.failures.into_iter().map(|failure| (failure.offset as u32, failure)).collect();
+        Ok(Folded { accumulator: self.accumulator.clone().unwrap_or_default(), values, failures })
     }
 }
 

@@ -227,6 +227,38 @@ pub enum EngineError {
     /// The input batch is malformed.
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] FormatError),
+    /// A window was given to a module that is not an aggregate.
+    #[error(
+        "SmartModule `{module}` is a {kind}, and only an aggregate can run in a window; drop the window or use an aggregate"
+    )]
+    WindowNeedsAggregate {
+        /// Module name.
+        module: String,
+        /// What the module is.
+        kind: ModuleKind,
+    },
+    /// The open windows' accumulators outgrew the chain's memory cap.
+    #[error(
+        "the open windows of SmartModule `{module}` hold {keys} keys in {bytes} bytes, over the {limit_bytes}-byte memory cap; use shorter windows or less lateness, group by fewer keys, or raise the memory limit"
+    )]
+    WindowStateTooLarge {
+        /// Module name.
+        module: String,
+        /// Open (key, window) pairs.
+        keys: usize,
+        /// Bytes they take.
+        bytes: u64,
+        /// The cap.
+        limit_bytes: u64,
+    },
+    /// Saved window state that does not read back.
+    #[error("the saved window state of SmartModule `{module}` is damaged: {reason}")]
+    WindowStateDamaged {
+        /// Module name.
+        module: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl EngineError {
@@ -248,6 +280,9 @@ impl EngineError {
             | EngineError::InitFailed { module, .. }
             | EngineError::LookBackFailed { module, .. }
             | EngineError::NoLookBack { module }
+            | EngineError::WindowNeedsAggregate { module, .. }
+            | EngineError::WindowStateTooLarge { module, .. }
+            | EngineError::WindowStateDamaged { module, .. }
             | EngineError::UnknownModule { name: module } => Some(module),
             _ => None,
         }

@@ -92,6 +92,9 @@ fn host_copy_records(mut env: FunctionEnvMut<'_, HostState>, ptr: i32, len: i32)
 enum Glue {
     Native {
         reserve: TypedFunction<i32, i32>,
+        /// Kept after the start: a windowed aggregate sets a new
+        /// accumulator through it before each (key, window).
+        setup: TypedFunction<i32, i64>,
         process: TypedFunction<(i32, i32), i64>,
         look_back: Option<TypedFunction<(i32, i32), i64>>,
     },
@@ -259,12 +262,13 @@ impl SmartModuleInstance {
         }
         let (glue, startup) = match module.abi() {
             GuestAbi::Native => {
+                let setup: TypedFunction<i32, i64> = export!(abi::EXPORT_SETUP)?;
                 let glue = Glue::Native {
                     reserve: export!(abi::EXPORT_RESERVE)?,
+                    setup: setup.clone(),
                     process: export!(module.kind().process_export())?,
                     look_back: module.has_look_back().then(|| export!(abi::EXPORT_LOOK_BACK)).transpose()?,
                 };
-                let setup = export!(abi::EXPORT_SETUP)?;
                 let init = module.has_init().then(|| export!(abi::EXPORT_INIT)).transpose()?;
                 (glue, Startup::Native { setup, init })
             }
@@ -491,6 +495,37 @@ impl SmartModuleInstance {
         self.input_ptr = next_ptr;
         self.input_cap = next_cap;
         Ok(())
+    }
+
+    /// Has an aggregate go on from `accumulator` (what a windowed
+    /// aggregate does before each (key, window)'s records), with at most
+    /// `fuel`; what it used is [`last_fuel_used`](Self::last_fuel_used).
+    /// A module of the native ABI keeps its accumulator, so it is set up
+    /// again with it (setup only reads the parameters and the accumulator;
+    /// `init` does not run again); Fluvio's glue takes it with each call.
+    pub(crate) fn set_accumulator(
+        &mut self,
+        params: &SmartModuleExtraParams,
+        accumulator: &[u8],
+        fuel: u64,
+    ) -> Result<(), EngineError> {
+        let setup = match &mut self.glue {
+            Glue::Fluvio { accumulator: held, .. } => {
+                held.clear();
+                held.extend_from_slice(accumulator);
+                self.last_fuel_used = 0;
+                return Ok(());
+            }
+            Glue::Native { setup, .. } => setup.clone(),
+        };
+        let blob = encode_setup(params, Some(accumulator));
+        let granted = fuel.min(self.fuel_limit);
+        self.budget = granted;
+        let result = self.write_input(&blob).and_then(|()| self.call(|store| setup.call(store, blob.len() as i32)));
+        self.last_fuel_used = granted - self.budget;
+        self.budget = self.fuel_limit;
+        let (location, _) = result.map_err(|e| e.into_engine_error(&self.name))?;
+        self.check_setup(location)
     }
 
     /// Fuel the last call used, also when it failed (a panic, say).

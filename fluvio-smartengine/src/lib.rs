@@ -40,6 +40,7 @@ mod limits;
 pub mod output;
 mod structure;
 mod watchdog;
+pub mod window;
 mod worker;
 
 use std::collections::HashMap;

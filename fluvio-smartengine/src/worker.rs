@@ -23,6 +23,8 @@ enum Job {
     Process(Batch, oneshot::Sender<Result<ChainOutput, EngineError>>),
     LookBack(usize, Batch, oneshot::Sender<Result<(), EngineError>>),
     Metrics(oneshot::Sender<MetricsAndLogs>),
+    Finish(i64, oneshot::Sender<Result<ChainOutput, EngineError>>),
+    WindowStates(oneshot::Sender<Vec<(usize, Vec<u8>)>>),
 }
 
 /// A [`SmartModuleChain`](crate::SmartModuleChain) running on its own
@@ -85,6 +87,12 @@ impl ChainWorker {
                         Job::Metrics(reply) => {
                             let _ = reply.send((chain.metrics(), chain.take_logs()));
                         }
+                        Job::Finish(offset, reply) => {
+                            let _ = reply.send(chain.finish(offset));
+                        }
+                        Job::WindowStates(reply) => {
+                            let _ = reply.send(chain.window_states());
+                        }
                     }
                 }
             })
@@ -109,6 +117,22 @@ impl ChainWorker {
         let (reply, answer) = oneshot::channel();
         self.jobs.send(Job::LookBack(stage, batch, reply)).map_err(|_| gone("has stopped"))?;
         answer.await.map_err(|_| gone("stopped while looking back"))?
+    }
+
+    /// Ends the input: open windows are emitted (see
+    /// [`SmartModuleChain::finish`](crate::SmartModuleChain::finish)).
+    pub async fn finish(&self, offset: i64) -> Result<ChainOutput, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::Finish(offset, reply)).map_err(|_| gone("has stopped"))?;
+        answer.await.map_err(|_| gone("stopped while finishing"))?
+    }
+
+    /// The windowed aggregates' state (see
+    /// [`SmartModuleChain::window_states`](crate::SmartModuleChain::window_states)).
+    pub async fn window_states(&self) -> Result<Vec<(usize, Vec<u8>)>, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::WindowStates(reply)).map_err(|_| gone("has stopped"))?;
+        answer.await.map_err(|_| gone("stopped while saving windows"))
     }
 
     /// Each module's metrics, and the log lines written since the last call.

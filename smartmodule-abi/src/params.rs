@@ -1,5 +1,6 @@
-//! Parameters passed to a SmartModule's `init` function, and the look-back
-//! it was configured with.
+//! Parameters passed to a SmartModule's `init` function, and what the host
+//! does around the module: the look-back it was configured with, and the
+//! event-time window an aggregate runs in.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,6 +14,102 @@ use std::time::Duration;
 pub struct SmartModuleExtraParams {
     inner: BTreeMap<String, String>,
     lookback: Option<Lookback>,
+    #[cfg_attr(feature = "serde", serde(default))]
+    window: Option<Window>,
+}
+
+/// An aggregate run per key per window of event time instead of once over
+/// the whole stream: the host keeps one accumulator per (key, window),
+/// hands the module the right one for each record, and emits the final
+/// accumulator of each window once the watermark (the highest event time
+/// seen, minus `lateness`) passes the window's end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Window {
+    /// Which windows a record falls in.
+    pub shape: WindowShape,
+    /// How long a window stays open after its end, for late records.
+    pub lateness: Duration,
+    /// A JSON pointer into the value naming the group key; `None`: the
+    /// record's key.
+    pub key: Option<String>,
+    /// A JSON pointer into the value naming the event time (epoch
+    /// milliseconds, or an RFC 3339 string); `None`: the record's timestamp.
+    pub time: Option<String>,
+    /// When results go out.
+    pub emit: WindowEmit,
+}
+
+/// The windows of event time a record falls in. Tumbling and hopping
+/// windows are aligned to the Unix epoch: a 1-minute window starts on a
+/// minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum WindowShape {
+    /// Back-to-back windows of `size`: each record is in exactly one.
+    Tumbling {
+        /// The window's length.
+        size: Duration,
+    },
+    /// Windows of `size` starting every `advance`: a record is in
+    /// `size / advance` of them.
+    Hopping {
+        /// The window's length.
+        size: Duration,
+        /// The time between the starts of consecutive windows.
+        advance: Duration,
+    },
+    /// A key's records until `gap` passes without one: the window runs from
+    /// its first record's time to its last record's time plus `gap`.
+    Session {
+        /// The silence that ends a session.
+        gap: Duration,
+    },
+}
+
+/// When a windowed aggregate's results go out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum WindowEmit {
+    /// Once per (key, window), when the window closes.
+    #[default]
+    OnClose,
+    /// After every record, the updated accumulator of its window (and the
+    /// final one again when the window closes).
+    EveryRecord,
+}
+
+impl Window {
+    /// A window of `shape` with no lateness, keyed by the record's key and
+    /// timed by its timestamp, emitting on close.
+    pub fn new(shape: WindowShape) -> Window {
+        Window { shape, lateness: Duration::ZERO, key: None, time: None, emit: WindowEmit::OnClose }
+    }
+
+    /// Why the window cannot be used, if it cannot: a zero length, or a
+    /// hopping window that advances by more than its size (records would
+    /// fall between windows).
+    pub fn check(&self) -> Result<(), String> {
+        let millis = |d: Duration| d.as_millis();
+        match self.shape {
+            WindowShape::Tumbling { size } if millis(size) == 0 => {
+                Err("a tumbling window needs a size of at least 1ms".into())
+            }
+            WindowShape::Hopping { size, advance } => {
+                if millis(size) == 0 || millis(advance) == 0 {
+                    Err("a hopping window needs a size and an advance of at least 1ms".into())
+                } else if advance > size {
+                    Err(format!("a hopping window's advance ({advance:?}) must not exceed its size ({size:?})"))
+                } else {
+                    Ok(())
+                }
+            }
+            WindowShape::Session { gap } if millis(gap) == 0 => {
+                Err("a session window needs a gap of at least 1ms".into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Which stored records a `look_back` function is given before a stream
@@ -61,7 +158,17 @@ impl std::error::Error for SmartModuleInitError {}
 impl SmartModuleExtraParams {
     /// Parameters from a map, with a look-back.
     pub fn new(params: BTreeMap<String, String>, lookback: Option<Lookback>) -> Self {
-        SmartModuleExtraParams { inner: params, lookback }
+        SmartModuleExtraParams { inner: params, lookback, window: None }
+    }
+
+    /// The window an aggregate runs in, if any.
+    pub fn window(&self) -> Option<&Window> {
+        self.window.as_ref()
+    }
+
+    /// Sets the window.
+    pub fn set_window(&mut self, window: Option<Window>) {
+        self.window = window;
     }
 
     /// The look-back the invocation asked for, if any.
@@ -147,7 +254,11 @@ impl std::ops::Index<&str> for SmartModuleExtraParams {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for SmartModuleExtraParams {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        SmartModuleExtraParams { inner: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), lookback: None }
+        SmartModuleExtraParams {
+            inner: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            lookback: None,
+            window: None,
+        }
     }
 }
 
