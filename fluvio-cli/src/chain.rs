@@ -1,12 +1,13 @@
 //! Turning SmartModule flags (`--filter`, `--map`, ..., `--smartmodule`,
-//! `--smartmodule-path`, `-e`, `--aggregate-initial`, `--transforms`) into
-//! the chain a producer or consumer applies.
+//! `--smartmodule-path`, `-e`, `--aggregate-initial`, `--window`,
+//! `--transforms`) into the chain a producer or consumer applies.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use fluvio_client::protocol::Lookback;
+use fluvio_client::protocol::window::{Window, WindowParts, parse_window};
 use fluvio_client::{DeadLetterSink, ErrorPolicy, ModuleKind, SmartModuleExtraParams, SmartModuleInvocation};
 use serde::Deserialize;
 
@@ -39,6 +40,12 @@ pub struct SmartModuleArgs {
     /// The initial accumulator of an aggregate.
     #[arg(long = "aggregate-initial", visible_alias = "a-init", value_name = "VALUE")]
     pub aggregate_initial: Option<String>,
+    /// Runs the aggregate per key per window of event time:
+    /// `tumbling=60s`, `hopping=5m,advance=1m` or `session=30m`, with
+    /// `lateness=30s`, `key=/json/pointer`, `time=/json/pointer` and
+    /// `emit=every-record` (see docs/smartmodules.md, "Windows").
+    #[arg(long, value_name = "SPEC", value_parser = parse_window_flag)]
+    pub window: Option<Window>,
     /// A parameter for the SmartModule's init function, as key=value (repeatable).
     #[arg(short = 'e', long = "params", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
@@ -58,6 +65,10 @@ pub struct SmartModuleArgs {
 #[derive(Debug, thiserror::Error)]
 #[error("{0:?} is not KEY=VALUE")]
 pub struct NotKeyValue(String);
+
+fn parse_window_flag(text: &str) -> Result<Window, String> {
+    parse_window(text).map_err(|error| error.to_string())
+}
 
 fn parse_param(text: &str) -> Result<(String, String), NotKeyValue> {
     match text.split_once('=') {
@@ -90,6 +101,9 @@ struct Transform {
     /// Stored records the module's `look_back` is fed before the stream.
     #[serde(default)]
     lookback: Option<LookbackEntry>,
+    /// An aggregate's event-time window.
+    #[serde(default)]
+    window: Option<WindowParts>,
 }
 
 /// `lookback: { last: N, age: 1h }`.
@@ -143,6 +157,10 @@ impl Transform {
                 )));
             }
             spec = spec.lookback(Lookback { last: lookback.last.unwrap_or(0), age });
+        }
+        if let Some(window) = self.window {
+            let window = window.build().map_err(|e| CliError::failed(format!("window in {place}: {e}")))?;
+            spec = spec.window(window);
         }
         Ok(spec)
     }
@@ -211,9 +229,9 @@ impl SmartModuleArgs {
             ));
         }
         if self.transforms.is_some() || !self.transforms_line.is_empty() {
-            if !single.is_empty() {
+            if !single.is_empty() || self.window.is_some() {
                 return Err(CliError::failed(
-                    "--transforms and --transforms-line describe the whole chain; do not combine them with another SmartModule flag",
+                    "--transforms and --transforms-line describe the whole chain; do not combine them with another SmartModule flag (a window goes in the transform's `window:`)",
                 ));
             }
             return match &self.transforms {
@@ -223,8 +241,8 @@ impl SmartModuleArgs {
         }
         let params: SmartModuleExtraParams = self.params.iter().cloned().collect();
         if single.is_empty() {
-            if !params.is_empty() || self.aggregate_initial.is_some() {
-                return Err(CliError::failed("-e and --aggregate-initial need a SmartModule flag"));
+            if !params.is_empty() || self.aggregate_initial.is_some() || self.window.is_some() {
+                return Err(CliError::failed("-e, --aggregate-initial and --window need a SmartModule flag"));
             }
             return Ok(Vec::new());
         }
@@ -232,6 +250,9 @@ impl SmartModuleArgs {
         spec.params = params;
         if let Some(initial) = &self.aggregate_initial {
             spec = spec.initial_accumulator(initial.clone());
+        }
+        if let Some(window) = &self.window {
+            spec = spec.window(window.clone());
         }
         Ok(vec![spec])
     }

@@ -202,6 +202,7 @@ async fn test(
     }
     // The engine runs here exactly as on the server: same chain, same policy.
     let lookbacks: Vec<_> = chain.iter().map(|invocation| invocation.params.lookback().copied()).collect();
+    let windowed = chain.iter().any(|invocation| invocation.params.window().is_some());
     let worker = local_chain(fluvio.as_ref(), chain, flags.policy()).await?;
     for (stage, lookback) in lookbacks.into_iter().enumerate() {
         let Some(lookback) = lookback else { continue };
@@ -212,7 +213,27 @@ async fn test(
         }
         worker.look_back(stage, past.finish()).await?;
     }
-    let output = worker.process(batch.finish()).await;
+    let mut output = worker.process(batch.finish()).await;
+    // The input ends here: open windows are emitted, as if the watermark
+    // had passed them all.
+    if let Ok(processed) = &mut output
+        && windowed
+        && processed.failure.is_none()
+    {
+        match worker.finish(input.len() as i64).await {
+            Ok(finished) => {
+                let mut all = fluvio_client::protocol::BatchBuilder::new(0, 0);
+                for record in processed.batch.records().chain(finished.batch.records()) {
+                    all.push(0, record.timestamp, record.key, record.value, &record.headers);
+                }
+                processed.batch = all.finish();
+                processed.dead_letters.extend(finished.dead_letters);
+                processed.skipped += finished.skipped;
+                processed.failure = finished.failure;
+            }
+            Err(error) => output = Err(error),
+        }
+    }
     let (_, logs) = worker.metrics_and_logs().await?;
     for log in logs {
         eprintln!("[{} {}] {}", log.module, log.level.name(), log.message);

@@ -462,6 +462,12 @@ impl Fluvio {
                 invocation.name()
             )));
         }
+        if let Some(invocation) = config.smartmodules.iter().find(|s| s.params.window().is_some()) {
+            return Err(FluvioError::InvalidRequest(format!(
+                "SmartModule {:?} has a window, whose state lives with a stream on the server; window it in a consumer stream or a derived topic instead of the producer",
+                invocation.name()
+            )));
+        }
         let chain = if config.smartmodules.is_empty() { None } else { Some(self.producer_chain(&config).await?) };
         let (sent, _) = watch::channel(0);
         let shared = Arc::new(Shared {

@@ -34,6 +34,7 @@ use std::time::Duration;
 use fluvio_client::protocol::MAX_WASM_BYTES;
 use fluvio_client::protocol::secrets_file::{self, SecretsFileError};
 use fluvio_client::protocol::units::{self, UnitError};
+use fluvio_client::protocol::window::{HoppingParts, SessionParts, Window, WindowParts};
 use fluvio_client::{Compression, Lookback, SmartModuleInvocation};
 use serde_norway::Value;
 
@@ -940,7 +941,7 @@ impl<'a> ConfigNode<'a> {
     /// `.wasm` file relative to the config), `with` (params), and
     /// `initial` (an aggregate's initial accumulator).
     fn transform(&self, secrets: &SecretResolver<'_>) -> Result<SmartModuleInvocation, ConfigError> {
-        self.only(&["uses", "with", "initial", "lookback"])?;
+        self.only(&["uses", "with", "initial", "lookback", "window"])?;
         let uses = self.string("uses")?;
         let base = self.file.parent().unwrap_or(Path::new(""));
         let path = base.join(&uses);
@@ -1000,7 +1001,41 @@ impl<'a> ConfigNode<'a> {
             }
             invocation = invocation.lookback(Lookback { last: last.unwrap_or(0), age });
         }
+        if let Some(window) = self.opt_node("window")? {
+            invocation = invocation.window(window.window()?);
+        }
         Ok(invocation)
+    }
+
+    /// A transform's `window:` (see `fluvio_protocol::window`): `tumbling:
+    /// 60s`, `hopping: {size, advance}` or `session: {gap}`, with
+    /// `lateness`, `key`, `time` and `emit`.
+    fn window(&self) -> Result<Window, ConfigError> {
+        self.only(&["tumbling", "hopping", "session", "lateness", "key", "time", "emit"])?;
+        let hopping = match self.opt_node("hopping")? {
+            Some(node) => {
+                node.only(&["size", "advance"])?;
+                Some(HoppingParts { size: node.string("size")?, advance: node.string("advance")? })
+            }
+            None => None,
+        };
+        let session = match self.opt_node("session")? {
+            Some(node) => {
+                node.only(&["gap"])?;
+                Some(SessionParts { gap: node.string("gap")? })
+            }
+            None => None,
+        };
+        let parts = WindowParts {
+            tumbling: self.opt_string("tumbling")?,
+            hopping,
+            session,
+            lateness: self.opt_string("lateness")?,
+            key: self.opt_string("key")?,
+            time: self.opt_string("time")?,
+            emit: self.opt_string("emit")?,
+        };
+        parts.build().map_err(|error| self.error(ConfigProblem::Invalid(error.to_string())))
     }
 }
 
@@ -1032,6 +1067,29 @@ transforms:
 
     fn parse(text: &str) -> Result<ConnectorConfig, ConfigError> {
         ConnectorConfig::parse(text, Path::new("sink.yaml"), &secrets())
+    }
+
+    #[test]
+    fn a_transform_may_carry_a_window() {
+        let with_window = |window: &str| {
+            SINK.replace("    lookback: { last: 10, age: 1h }", &format!("    window: {window}"))
+                .replace("my-filter", "sum-v")
+        };
+        let config =
+            parse(&with_window("{ hopping: { size: 5m, advance: 1m }, lateness: 30s, key: /k, time: /ts }")).unwrap();
+        let window = config.transforms[0].params.window().expect("a window");
+        assert_eq!(
+            window.shape,
+            fluvio_client::protocol::window::WindowShape::Hopping {
+                size: Duration::from_secs(300),
+                advance: Duration::from_secs(60)
+            }
+        );
+        assert_eq!((window.lateness, window.key.as_deref()), (Duration::from_secs(30), Some("/k")));
+        let error = parse(&with_window("{ tumbling: 1m, colour: red }")).unwrap_err();
+        assert!(error.to_string().contains("transforms[0].window.colour"), "{error}");
+        let error = parse(&with_window("{ lateness: 1m }")).unwrap_err();
+        assert!(error.to_string().contains("exactly one of tumbling, hopping or session"), "{error}");
     }
 
     #[test]

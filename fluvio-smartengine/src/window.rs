@@ -439,7 +439,10 @@ impl WindowState {
                 Some(found) => event_time(found)
                     .map_err(|reason| (TIME_ERROR, format!("the window's time at {pointer} {reason}")))?,
                 None => {
-                    return Err((TIME_ERROR, format!("the window's time pointer {pointer} names nothing in the value")));
+                    return Err((
+                        TIME_ERROR,
+                        format!("the window's time pointer {pointer} names nothing in the value"),
+                    ));
                 }
             },
         };

@@ -413,3 +413,27 @@ fn windows_equal_the_reference_however_the_stream_is_split_or_restarted() {
         assert_eq!(got, reference(&records, window.shape), "{text}");
     }
 }
+
+#[test]
+fn an_aggregate_built_with_fluvios_crate_is_windowed_by_configuration() {
+    let engine = SmartEngine::new();
+    let window = parse_window("hopping=10s,advance=5s,lateness=3s").unwrap();
+    let records = stream(3, 2_000, 20, 60_000, 3_000);
+    let fluvio_built = SmartModuleInvocation::adhoc("sum-aggregate", dev_support::fluvio_built_wasm("sum-aggregate"));
+    let mut chains = [
+        ChainBuilder::new(&engine).invocation(windowed("sum-aggregate", window.clone())).build().unwrap(),
+        ChainBuilder::new(&engine).invocation(fluvio_built.window(window.clone())).build().unwrap(),
+    ];
+    let mut outputs = [Vec::new(), Vec::new()];
+    for (chain, output) in chains.iter_mut().zip(&mut outputs) {
+        for (i, part) in records.chunks(128).enumerate() {
+            let part: Vec<(&str, i64, i64)> = part.iter().map(|(k, t, v)| (k.as_str(), *t, *v)).collect();
+            output.extend(emitted(&chain.process(&keyed(i as i64 * 128, &part)).unwrap()));
+        }
+        output.extend(emitted(&chain.finish(records.len() as i64).unwrap()));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    let mut sorted = outputs[1].clone();
+    sorted.sort();
+    assert_eq!(sorted, reference(&records, window.shape));
+}

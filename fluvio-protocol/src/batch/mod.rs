@@ -480,8 +480,23 @@ impl Batch {
         if self.base_offset() >= offset {
             return self;
         }
+        self.keeping(|record| record.offset >= offset)
+    }
+
+    /// The batch without its records at or after `offset` (the batch
+    /// itself when it has none there).
+    pub fn ending_before(self, offset: i64) -> Batch {
+        if self.next_offset() <= offset {
+            return self;
+        }
+        self.keeping(|record| record.offset < offset)
+    }
+
+    /// A batch of the same base offset and timestamp holding the records
+    /// `keep` says, their offsets unchanged.
+    fn keeping(&self, keep: impl Fn(&RecordRef<'_>) -> bool) -> Batch {
         let mut builder = BatchBuilder::new(self.base_offset(), self.base_timestamp());
-        for record in self.records().filter(|r| r.offset >= offset) {
+        for record in self.records().filter(|record| keep(record)) {
             builder.push(
                 (record.offset - self.base_offset()) as u32,
                 record.timestamp,

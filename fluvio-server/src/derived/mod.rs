@@ -75,6 +75,11 @@ impl DerivationSpec {
     }
 
     /// The registered modules its chain uses.
+    /// Whether an aggregate of the chain runs in a window.
+    fn windowed(&self) -> bool {
+        self.transforms.iter().any(|invocation| invocation.params.window().is_some())
+    }
+
     fn modules(&self) -> impl Iterator<Item = &str> {
         self.transforms.iter().filter_map(|invocation| match &invocation.wasm {
             SmartModuleInvocationWasm::Predefined(name) => Some(name.as_str()),
@@ -477,7 +482,7 @@ async fn check(context: &ServerContext, request: CreateDerivedTopicRequest) -> R
     };
     // The chain is built once, as its pipelines will build it: an unknown
     // module, a module of the wrong kind or a bad parameter is refused now.
-    if let Err(error) = pipeline::build_chain(context, &spec, &[]).await {
+    if let Err(error) = pipeline::build_chain(context, &spec, &[], Vec::new()).await {
         return Err(match error {
             pipeline::ChainError::Registry(error) => DerivedError::Registry(error),
             pipeline::ChainError::Engine(error) => DerivedError::Chain { name: spec.name, error },

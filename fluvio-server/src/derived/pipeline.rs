@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::DerivationSpec;
 use super::provenance::{self, OutputBuilder, Position};
-use super::store::{Acquired, Holder, Lease};
+use super::store::{Acquired, Holder, Lease, WindowCheckpoint};
 use crate::registry::RegistryError;
 use crate::storage::jetstream::LEASE_TTL;
 use crate::storage::{Partition, StorageError, TopicError};
@@ -29,6 +29,10 @@ const READ_BYTES: u64 = 1 << 20;
 /// How long progress that wrote no output may go unnoted: at most this
 /// much source is read again after a restart.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a windowed pipeline saves its windows, at most: a restart
+/// runs again the source records since the last save.
+const SAVE_WINDOWS_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a pipeline goes on looking for a topic it does not find (one
 /// created a moment ago, on a shared cluster, is not seen everywhere at
@@ -151,11 +155,13 @@ pub(super) enum ChainError {
 }
 
 /// Builds `spec`'s chain (none when it has no transforms), each aggregate
-/// starting from its accumulator in `accumulators` (by place in the chain).
+/// starting from its accumulator in `accumulators` and each windowed one
+/// from its state in `windows` (by place in the chain).
 pub(super) async fn build_chain(
     context: &ServerContext,
     spec: &DerivationSpec,
     accumulators: &[(usize, Vec<u8>)],
+    windows: Vec<(usize, Vec<u8>)>,
 ) -> Result<Option<ChainWorker>, ChainError> {
     if spec.transforms.is_empty() {
         return Ok(None);
@@ -167,7 +173,8 @@ pub(super) async fn build_chain(
             *invocation = invocation.clone().initial_accumulator(accumulator.clone());
         }
     }
-    let chain = context.chain_builder(invocations, spec.policy).spawn().await.map_err(ChainError::Engine)?;
+    let builder = context.chain_builder(invocations, spec.policy).window_states(windows);
+    let chain = builder.spawn().await.map_err(ChainError::Engine)?;
     Ok(Some(chain))
 }
 
@@ -336,17 +343,52 @@ impl Pipeline {
             let reserved = crate::connection::MemoryReservation::take(&self.context, spec.transforms.len());
             Some(reserved.map_err(|error| Stop::transient(position.next, error))?)
         };
-        let chain = build_chain(&self.context, spec, &position.accumulators).await.map_err(|error| match error {
-            // The cluster's registry did not answer (a node died, a new
-            // leader is being elected): the module is fetched again later.
-            ChainError::Registry(error @ RegistryError::Shared { .. }) => Stop::transient(position.next, error),
-            ChainError::Registry(error) => Stop::at(position.next, error),
-            ChainError::Engine(error) => Stop::at(position.next, error),
-        })?;
+        // A windowed chain starts from its last saved windows, at or before
+        // where the output ends, and runs the source from there up to it
+        // again (its outputs are stored already).
+        let mut windows = Windows::default();
+        let mut start = position.clone();
+        if spec.windowed() {
+            let saved = self
+                .context
+                .derived
+                .store()
+                .window_checkpoints(&spec.name, self.partition)
+                .await
+                .map_err(|error| Stop::transient(position.next, error))?;
+            windows.generation = saved.first().map_or(0, |latest| latest.generation + 1);
+            match saved.into_iter().find(|checkpoint| checkpoint.next <= position.next) {
+                Some(checkpoint) => {
+                    start = Position { next: checkpoint.next, accumulators: checkpoint.accumulators };
+                    windows.restored = checkpoint.windows;
+                }
+                None if fresh => {}
+                None => {
+                    tracing::warn!(topic = %spec.name, partition = self.partition, "a windowed pipeline has no saved windows; it runs the source again from its start");
+                    start = Position { next: source.start_offset(), accumulators: Vec::new() };
+                }
+            }
+            windows.replay_until = position.next;
+        }
+        let restored = std::mem::take(&mut windows.restored);
+        let chain =
+            build_chain(&self.context, spec, &start.accumulators, restored).await.map_err(|error| match error {
+                // The cluster's registry did not answer (a node died, a new
+                // leader is being elected): the module is fetched again later.
+                ChainError::Registry(error @ RegistryError::Shared { .. }) => Stop::transient(position.next, error),
+                ChainError::Registry(error) => Stop::at(position.next, error),
+                ChainError::Engine(error) => Stop::at(position.next, error),
+            })?;
         if fresh && let Some(chain) = &chain {
             crate::connection::look_back(&self.context, &source, chain, &spec.transforms, position.next)
                 .await
                 .map_err(|error| Stop::at(position.next, error))?;
+        }
+        if let Some(chain) = chain.as_ref().filter(|_| spec.windowed()) {
+            if fresh {
+                self.save_windows(chain, &position, &mut windows).await?;
+            }
+            self.replay(&source, chain, start.next, windows.replay_until).await?;
         }
         {
             let mut status = self.status.lock();
@@ -375,6 +417,10 @@ impl Pipeline {
                 self.settle(&mut writing).await?;
                 if unnoted_since.take().is_some() {
                     self.note(&position).await?;
+                }
+                let unsaved = spec.windowed() && windows.saved_next != Some(position.next);
+                if let Some(chain) = chain.as_ref().filter(|_| unsaved) {
+                    self.save_windows(chain, &position, &mut windows).await?;
                 }
                 self.status.lock().source_offset = position.next;
                 if *watermark.borrow() > position.next {
@@ -422,6 +468,9 @@ impl Pipeline {
                     if failure.is_some() {
                         break;
                     }
+                    if let Some(chain) = chain.as_ref().filter(|_| windows.due(spec)) {
+                        self.save_windows(chain, &position, &mut windows).await?;
+                    }
                     continue;
                 }
                 if letters > 0 {
@@ -450,6 +499,15 @@ impl Pipeline {
                 if failure.is_some() {
                     break;
                 }
+                // Saved only where every output so far is flushed, so that
+                // the saved windows never run ahead of the stored outputs.
+                if let Some(chain) = chain.as_ref().filter(|_| windows.due(spec) && gathered.from() == position.next) {
+                    self.settle(&mut writing).await?;
+                    if unnoted_since.take().is_some() {
+                        self.note(&position).await?;
+                    }
+                    self.save_windows(chain, &position, &mut windows).await?;
+                }
             }
             if let Some(failure) = failure {
                 self.settle(&mut writing).await?;
@@ -462,6 +520,71 @@ impl Pipeline {
                 ));
             }
         }
+    }
+
+    /// Runs the source records `from..until` through a windowed chain
+    /// restored from its windows saved at `from`, without appending: their
+    /// outputs and dead letters are stored already (the chain is
+    /// deterministic), and this brings its windows to where they were.
+    async fn replay(
+        &self,
+        source: &Arc<dyn Partition>,
+        chain: &ChainWorker,
+        from: i64,
+        until: i64,
+    ) -> Result<(), Stop> {
+        if from >= until {
+            return Ok(());
+        }
+        tracing::info!(topic = %self.spec.name, partition = self.partition, from, until, "a windowed pipeline runs source records again to restore its windows");
+        let mut reader = Arc::clone(source).reader(from);
+        let mut next = from;
+        while next < until {
+            let batches = reader.next(READ_BYTES).await.map_err(|error| Stop::storage(next, error))?;
+            if batches.is_empty() {
+                return Err(Stop::transient(
+                    next,
+                    format!("the source ends at {next}, before the offset {until} the output is at"),
+                ));
+            }
+            for batch in batches {
+                let batch = self.context.inflater.open(batch).await.map_err(|e| Stop::at(next, e))?;
+                let batch = batch.trimmed_to(next).ending_before(until);
+                if batch.is_empty() {
+                    next = until;
+                    break;
+                }
+                next = batch.next_offset();
+                let result = chain.process(batch).await.map_err(|error| Stop::at(next, error))?;
+                if let Some(failure) = result.failure {
+                    return Err(Stop::at(failure.offset, failure));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves the windowed chain's state as of `position` (every output
+    /// before it stored).
+    async fn save_windows(&self, chain: &ChainWorker, position: &Position, windows: &mut Windows) -> Result<(), Stop> {
+        let states = chain.window_states().await.map_err(|error| Stop::at(position.next, error))?;
+        let checkpoint = WindowCheckpoint {
+            generation: windows.generation,
+            next: position.next,
+            accumulators: position.accumulators.clone(),
+            windows: states,
+        };
+        let store = self.context.derived.store();
+        store.save_window_checkpoint(&self.spec.name, self.partition, &checkpoint).await.map_err(|error| Stop {
+            offset: position.next,
+            error: error.to_string(),
+            transient: store.is_shared(),
+            missing: false,
+        })?;
+        windows.generation += 1;
+        windows.saved_at = Instant::now();
+        windows.saved_next = Some(position.next);
+        Ok(())
     }
 
     /// Starts appending the gathered outputs (with where they came from)
@@ -641,6 +764,33 @@ struct InFlight {
     records: u64,
     bytes: u64,
     reached: i64,
+}
+
+/// A windowed pipeline's saves of its windows.
+struct Windows {
+    /// The next save's generation.
+    generation: u64,
+    saved_at: Instant,
+    /// The source offset of the last save.
+    saved_next: Option<i64>,
+    /// The windows restored at the start.
+    restored: Vec<(usize, Vec<u8>)>,
+    /// Where the output ended at the start: the records before it run
+    /// through the chain again without output.
+    replay_until: i64,
+}
+
+impl Default for Windows {
+    fn default() -> Self {
+        Windows { generation: 0, saved_at: Instant::now(), saved_next: None, restored: Vec::new(), replay_until: 0 }
+    }
+}
+
+impl Windows {
+    /// Whether the windows are due to be saved.
+    fn due(&self, spec: &DerivationSpec) -> bool {
+        spec.windowed() && self.saved_at.elapsed() >= SAVE_WINDOWS_EVERY
+    }
 }
 
 /// What a chain of no modules does: every record as it is.

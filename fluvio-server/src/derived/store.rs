@@ -12,6 +12,68 @@ use super::{DerivationSpec, DerivedError};
 use crate::storage::TopicError;
 use crate::storage::jetstream::{DerivedBuckets, pipeline_key};
 
+/// A windowed pipeline's saved state: its chain as of the source offset
+/// `next`, every output of the records before it stored. A restart builds
+/// the chain from it and runs the source from `next` up to where the
+/// output ends again without appending, which brings the windows to where
+/// they were; the outputs of those records are the ones already stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowCheckpoint {
+    /// Counts the saves: the two last are kept, in slots by its parity.
+    pub generation: u64,
+    /// The next source offset.
+    pub next: i64,
+    /// Each plain aggregate's accumulator, by place in the chain.
+    pub accumulators: Vec<(usize, Vec<u8>)>,
+    /// Each windowed aggregate's state, by place in the chain.
+    pub windows: Vec<(usize, Vec<u8>)>,
+}
+
+const WINDOW_CHECKPOINT_MAGIC: &[u8; 4] = b"FWC1";
+
+impl WindowCheckpoint {
+    /// The checkpoint as stored.
+    pub fn encode(&self) -> Vec<u8> {
+        let size: usize = self.windows.iter().chain(&self.accumulators).map(|(_, bytes)| bytes.len() + 8).sum();
+        let mut out = Vec::with_capacity(32 + size);
+        out.extend_from_slice(WINDOW_CHECKPOINT_MAGIC);
+        out.extend_from_slice(&self.generation.to_le_bytes());
+        out.extend_from_slice(&self.next.to_le_bytes());
+        for list in [&self.accumulators, &self.windows] {
+            out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+            for (place, bytes) in list {
+                out.extend_from_slice(&(*place as u32).to_le_bytes());
+                out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                out.extend_from_slice(bytes);
+            }
+        }
+        out
+    }
+
+    /// A stored checkpoint; `None` when the bytes are not one.
+    pub fn decode(bytes: &[u8]) -> Option<WindowCheckpoint> {
+        let mut rest = bytes.strip_prefix(WINDOW_CHECKPOINT_MAGIC)?;
+        let mut take = |len: usize| -> Option<&[u8]> {
+            let (head, tail) = rest.split_at_checked(len)?;
+            rest = tail;
+            Some(head)
+        };
+        let generation = u64::from_le_bytes(take(8)?.try_into().ok()?);
+        let next = i64::from_le_bytes(take(8)?.try_into().ok()?);
+        let mut lists = [Vec::new(), Vec::new()];
+        for list in &mut lists {
+            let count = u32::from_le_bytes(take(4)?.try_into().ok()?);
+            for _ in 0..count {
+                let place = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+                let len = usize::try_from(u64::from_le_bytes(take(8)?.try_into().ok()?)).ok()?;
+                list.push((place, take(len)?.to_vec()));
+            }
+        }
+        let [accumulators, windows] = lists;
+        rest.is_empty().then_some(WindowCheckpoint { generation, next, accumulators, windows })
+    }
+}
+
 /// What a pipeline's lease says of the server running it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
@@ -61,6 +123,11 @@ impl DerivedStore {
 
     fn checkpoint_path(dir: &Path, name: &str, partition: u32) -> PathBuf {
         dir.join(format!("{name}.{partition}.checkpoint"))
+    }
+
+    /// Where a pipeline's windows are saved: two slots, the last two saves.
+    fn windows_name(name: &str, partition: u32, slot: u64) -> String {
+        format!("{name}.{partition}.windows{slot}")
     }
 
     /// Every derived topic's settings.
@@ -125,12 +192,18 @@ impl DerivedStore {
                 }
                 for partition in 0..partitions {
                     let _ = std::fs::remove_file(Self::checkpoint_path(dir, name, partition));
+                    for slot in 0..2 {
+                        let _ = std::fs::remove_file(dir.join(Self::windows_name(name, partition, slot)));
+                    }
                 }
             }
             DerivedStore::Shared(buckets) => {
                 buckets.delete_spec(name).await?;
                 for partition in 0..partitions {
                     buckets.delete_checkpoint(&pipeline_key(name, partition)).await?;
+                    for slot in 0..2 {
+                        buckets.delete_windows(&Self::windows_name(name, partition, slot)).await?;
+                    }
                 }
             }
         }
@@ -179,6 +252,53 @@ impl DerivedStore {
             DerivedStore::Shared(buckets) => {
                 Ok(buckets.put_checkpoint(&pipeline_key(name, partition), Bytes::from(text)).await?)
             }
+        }
+    }
+
+    /// A windowed pipeline's saved windows (the last two saves that read
+    /// back), the latest first.
+    pub async fn window_checkpoints(&self, name: &str, partition: u32) -> Result<Vec<WindowCheckpoint>, DerivedError> {
+        let mut found = Vec::new();
+        for slot in 0..2 {
+            let object = Self::windows_name(name, partition, slot);
+            let bytes = match self {
+                DerivedStore::Local(dir) => std::fs::read(dir.join(&object)).ok(),
+                DerivedStore::Shared(buckets) => buckets.windows(&object).await?,
+            };
+            match bytes.as_deref().map(WindowCheckpoint::decode) {
+                Some(Some(checkpoint)) => found.push(checkpoint),
+                Some(None) => {
+                    tracing::warn!(topic = name, partition, slot, "saved windows that do not read back are ignored")
+                }
+                None => {}
+            }
+        }
+        found.sort_by_key(|checkpoint| std::cmp::Reverse(checkpoint.generation));
+        Ok(found)
+    }
+
+    /// Saves a windowed pipeline's windows over the older of its two saves,
+    /// durably.
+    pub async fn save_window_checkpoint(
+        &self,
+        name: &str,
+        partition: u32,
+        checkpoint: &WindowCheckpoint,
+    ) -> Result<(), DerivedError> {
+        let object = Self::windows_name(name, partition, checkpoint.generation % 2);
+        let bytes = checkpoint.encode();
+        match self {
+            DerivedStore::Local(dir) => {
+                let path = dir.join(object);
+                let written = tokio::task::spawn_blocking({
+                    let path = path.clone();
+                    move || fluvio_fs::write_atomic(&path, &bytes)
+                })
+                .await
+                .map_err(|error| io_error(&path)(std::io::Error::other(error)))?;
+                written.map_err(io_error(&path))
+            }
+            DerivedStore::Shared(buckets) => Ok(buckets.put_windows(&object, &bytes).await?),
         }
     }
 

@@ -1,12 +1,14 @@
 //! What servers sharing a cluster keep of derived topics, as bytes in
 //! three key-value buckets: each derived topic's settings, each pipeline's
-//! checkpoint, and each pipeline's lease (which server runs it). The
-//! derived-topic code owns what the bytes mean.
+//! checkpoint, and each pipeline's lease (which server runs it); and, in an
+//! object store (they can be larger than a message), the saved windows of
+//! windowed pipelines. The derived-topic code owns what the bytes mean.
 
 use std::time::Duration;
 
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{kv, object_store};
 use bytes::Bytes;
+use tokio::io::AsyncReadExt;
 
 use super::unavailable;
 use crate::storage::TopicError;
@@ -21,6 +23,10 @@ pub const CHECKPOINTS_BUCKET: &str = "fluvio-derived-checkpoints";
 /// cluster [`LEASE_TTL`] after its holder last renewed it.
 pub const LEASES_BUCKET: &str = "fluvio-derived-leases";
 
+/// The object store of windowed pipelines' saved windows, two objects per
+/// pipeline (the last two saves).
+pub const WINDOWS_BUCKET: &str = "fluvio-derived-windows";
+
 /// How long a lease lasts unless renewed.
 pub const LEASE_TTL: Duration = Duration::from_secs(6);
 
@@ -31,6 +37,29 @@ pub struct DerivedBuckets {
     pub(super) specs: kv::Store,
     pub(super) checkpoints: kv::Store,
     pub(super) leases: kv::Store,
+    pub(super) windows: object_store::ObjectStore,
+}
+
+/// Opens (creating it if no server has) the object store of saved windows.
+pub(super) async fn open_windows(
+    js: &async_nats::jetstream::Context,
+    replicas: usize,
+) -> Result<object_store::ObjectStore, String> {
+    if let Ok(store) = js.get_object_store(WINDOWS_BUCKET).await {
+        return Ok(store);
+    }
+    let config = object_store::Config {
+        bucket: WINDOWS_BUCKET.to_string(),
+        description: Some("Fluvio derived topics' saved windows".into()),
+        storage: async_nats::jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    match js.create_object_store(config).await {
+        Ok(store) => Ok(store),
+        // Another server may have created it meanwhile.
+        Err(error) => js.get_object_store(WINDOWS_BUCKET).await.map_err(|_| error.to_string()),
+    }
 }
 
 /// A pipeline's key: its topic and partition (both allowed in a key).
@@ -79,6 +108,34 @@ impl DerivedBuckets {
     /// Forgets a pipeline's checkpoint.
     pub async fn delete_checkpoint(&self, key: &str) -> Result<(), TopicError> {
         self.checkpoints.purge(key).await.map_err(|e| unavailable("delete a pipeline's checkpoint", e))
+    }
+
+    /// A pipeline's saved windows under `name`, if there are.
+    pub async fn windows(&self, name: &str) -> Result<Option<Vec<u8>>, TopicError> {
+        let mut object = match self.windows.get(name).await {
+            Ok(object) => object,
+            Err(error) if error.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(unavailable("read a pipeline's windows", error)),
+        };
+        let mut bytes = Vec::new();
+        object.read_to_end(&mut bytes).await.map_err(|e| unavailable("read a pipeline's windows", e))?;
+        Ok(Some(bytes))
+    }
+
+    /// Saves a pipeline's windows under `name`.
+    pub async fn put_windows(&self, name: &str, bytes: &[u8]) -> Result<(), TopicError> {
+        let mut reader = bytes;
+        self.windows.put(name, &mut reader).await.map_err(|e| unavailable("save a pipeline's windows", e))?;
+        Ok(())
+    }
+
+    /// Forgets a pipeline's saved windows under `name`.
+    pub async fn delete_windows(&self, name: &str) -> Result<(), TopicError> {
+        match self.windows.delete(name).await {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == object_store::DeleteErrorKind::NotFound => Ok(()),
+            Err(error) => Err(unavailable("delete a pipeline's windows", error)),
+        }
     }
 
     /// Takes a pipeline's lease, when nobody holds it: its revision (the

@@ -257,6 +257,9 @@ impl JetStreamStorage {
             leases: open_bucket(&js, LEASES_BUCKET, "Fluvio pipeline leases", replicas, LEASE_TTL)
                 .await
                 .map_err(|reason| bucket_error(LEASES_BUCKET, reason))?,
+            windows: derived::open_windows(&js, replicas)
+                .await
+                .map_err(|reason| bucket_error(derived::WINDOWS_BUCKET, reason))?,
         };
         let topics: Arc<RwLock<HashMap<String, TopicSpec>>> = Arc::default();
         let partitions: Arc<OpenPartitions> = Arc::default();
