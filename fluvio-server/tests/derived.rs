@@ -486,3 +486,113 @@ async fn outputs_go_by_key_into_another_partition_count_exactly_once_around_a_ki
     }
     assert_eq!(total, 40_000);
 }
+
+/// A record as a windowed topic compares it: key, value, timestamp and the
+/// window headers (not the provenance headers, whose place depends on how
+/// outputs were gathered into appends). Its place in the list is its offset.
+type WindowRecord = (Option<Vec<u8>>, Vec<u8>, i64, Vec<(Vec<u8>, Vec<u8>)>);
+
+fn window_record(timestamp: i64, key: Option<&[u8]>, value: &[u8], headers: &[(&[u8], &[u8])]) -> WindowRecord {
+    let headers = headers
+        .iter()
+        .filter(|(name, _)| name.starts_with(b"window-"))
+        .map(|(name, value)| (name.to_vec(), value.to_vec()))
+        .collect();
+    (key.map(<[u8]>::to_vec), value.to_vec(), timestamp, headers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windowed_derived_topic_is_the_same_around_ten_kill_9s() {
+    use fluvio_client::engine::{ChainBuilder, SmartEngine};
+    use fluvio_client::protocol::BatchBuilder;
+    use fluvio_client::protocol::window::parse_window;
+
+    let dir = data_dir("derived-windows-kill");
+    let mut server = ServerProcess::start(&dir, &[]);
+    let addr = server.addr.clone();
+    let fluvio = server.client().await;
+    register(&fluvio, &["field-sum-aggregate"]).await;
+    fluvio.create_topic("readings", 1).await.unwrap();
+    let window = parse_window("tumbling=1s,lateness=400ms,key=/k,time=/ts").unwrap();
+    let windowed = SmartModuleInvocation::predefined("field-sum-aggregate").window(window.clone());
+    let mut request = derive("per-second", "readings", &[]);
+    request.transforms = vec![windowed];
+    fluvio.create_derived_topic(request).await.unwrap();
+
+    // 60,000 readings of 200 keys over 120 s of event time, each up to
+    // 300 ms late.
+    let readings: Vec<String> = (0..60_000u64)
+        .map(|i| {
+            let jitter = (i * 7_919) % 300;
+            let ts = (i * 2) as i64 - jitter as i64;
+            format!(r#"{{"k":"s{}","ts":{ts},"v":{}}}"#, (i * 31) % 200, i % 10)
+        })
+        .collect();
+    // Produced while the server is killed and started again ten times: the
+    // producer sends what was not acknowledged again, and the pipeline is
+    // at work (and between saves of its windows) when the server dies.
+    let producing = {
+        let (readings, addr) = (readings.clone(), addr.clone());
+        tokio::spawn(async move {
+            let fluvio = Fluvio::connect_to(&addr).await.expect("connect");
+            for chunk in readings.chunks(500) {
+                produce_to(&fluvio, "readings", 0, chunk).await;
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        })
+    };
+    let mut fluvio = fluvio;
+    let mut last_at = 0;
+    for round in 0..10u64 {
+        // Killed once the pipeline has done some work since the last kill,
+        // at a moment that moves from round to round.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let at = loop {
+            let at = derived(&fluvio, "per-second").await.pipelines[0].source_offset;
+            if at >= last_at + 2_500 || tokio::time::Instant::now() > deadline {
+                break at;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        tokio::time::sleep(Duration::from_millis(17 * round)).await;
+        last_at = at;
+        server.kill9();
+        drop(fluvio);
+        eprintln!("kill {round}: the pipeline was at {at}");
+        server = ServerProcess::start_at(&addr, &dir, &[], std::process::Stdio::inherit());
+        fluvio = server.client().await;
+    }
+    producing.await.expect("every reading is produced, across the restarts");
+    caught_up(&fluvio, "per-second").await;
+
+    // The uninterrupted run: the source as stored, through the same chain
+    // here in one go.
+    let stored = read_all(&fluvio, "readings", from_beginning()).await;
+    assert_eq!(values(&stored), readings, "the source holds every reading once");
+    let engine = SmartEngine::new();
+    let invocation = SmartModuleInvocation::adhoc("field-sum-aggregate", wasm("field-sum-aggregate")).window(window);
+    let mut chain = ChainBuilder::new(&engine).invocation(invocation).build().unwrap();
+    let mut expected = Vec::new();
+    for part in stored.chunks(1_000) {
+        let mut builder = BatchBuilder::new(part[0].offset, part[0].timestamp);
+        for record in part {
+            let headers: Vec<(&[u8], &[u8])> = record.headers.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+            let key = record.key.as_deref();
+            builder.push((record.offset - part[0].offset) as u32, record.timestamp, key, &record.value, &headers);
+        }
+        let output = chain.process(&builder.finish()).unwrap();
+        assert!(output.failure.is_none());
+        expected.extend(output.batch.records().map(|r| window_record(r.timestamp, r.key, r.value, &r.headers)));
+    }
+    assert!(expected.len() > 20_000, "{} windows closed", expected.len());
+    let got: Vec<WindowRecord> = read_all(&fluvio, "per-second", from_beginning())
+        .await
+        .iter()
+        .map(|record| {
+            let headers: Vec<(&[u8], &[u8])> = record.headers.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+            window_record(record.timestamp, record.key.as_deref(), &record.value, &headers)
+        })
+        .collect();
+    assert_eq!(got.len(), expected.len(), "no window lost or emitted twice");
+    assert!(got == expected, "the windows differ from the uninterrupted run");
+}

@@ -418,7 +418,9 @@ impl Pipeline {
                 if unnoted_since.take().is_some() {
                     self.note(&position).await?;
                 }
-                let unsaved = spec.windowed() && windows.saved_next != Some(position.next);
+                // Not at every catch-up: a trickle of records would save
+                // the windows for each.
+                let unsaved = windows.due(spec) && windows.saved_next != Some(position.next);
                 if let Some(chain) = chain.as_ref().filter(|_| unsaved) {
                     self.save_windows(chain, &position, &mut windows).await?;
                 }
