@@ -285,6 +285,11 @@ impl SmartModuleChain {
         self.stages.iter().any(|stage| stage.window.is_some())
     }
 
+    /// Open (key, window) pairs over the chain's windowed aggregates.
+    pub fn open_windows(&self) -> usize {
+        self.stages.iter().filter_map(|stage| stage.window.as_ref()).map(WindowState::open_windows).sum()
+    }
+
     /// The state of each windowed aggregate, by place in the chain: a chain
     /// built again with these ([`ChainBuilder::window_states`]) goes on
     /// exactly where this one is.

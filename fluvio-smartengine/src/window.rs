@@ -202,6 +202,11 @@ impl WindowState {
         }
     }
 
+    /// Open (key, window) pairs.
+    pub(crate) fn open_windows(&self) -> usize {
+        self.groups.len()
+    }
+
     fn watermark(&self) -> Option<i64> {
         self.max_time.map(|max| max.saturating_sub(self.lateness))
     }
