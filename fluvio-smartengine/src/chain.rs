@@ -575,8 +575,8 @@ impl Stage {
         let started = Instant::now();
         let records_in = RecordIndex::new(input).map(|records| records.len() as u64);
         let limit_bytes = engine.limits().memory_bytes;
-        let result = window.process(input, policy, finish, limit_bytes, &mut |accumulator, batch| {
-            self.fold(engine, policy, fuel_left, accumulator, batch)
+        let result = window.process(input, policy, finish, limit_bytes, &mut |accumulator, batch, values| {
+            self.fold(engine, policy, fuel_left, accumulator, batch, values)
         });
         self.window = Some(window);
         // Counted as one batch of the stage's input, whatever the number of
@@ -598,6 +598,7 @@ impl Stage {
         fuel_left: &mut u64,
         accumulator: &[u8],
         batch: &[u8],
+        want_values: bool,
     ) -> Result<Folded, EngineError> {
         self.accumulator = Some(accumulator.to_vec());
         if let Some(instance) = self.instance.as_mut() {
@@ -610,8 +611,16 @@ impl Stage {
             }
         }
         let output = self.run(engine, batch, policy, fuel_left)?;
-        let out = Batch::seal_host_written(output.batch);
-        let values = out.records().map(|record| (record.offset as u32, record.value.to_vec())).collect();
+        let mut values = Vec::new();
+        if want_values {
+            // The output's offsets are the records' places in `batch`.
+            let records = RecordIndex::new(&output.batch)?;
+            for index in 0..records.len() {
+                let record = records.view(&output.batch, index)?;
+                let value = &output.batch[record.value.0..record.value.0 + record.value.1];
+                values.push((record.offset_delta, value.to_vec()));
+            }
+        }
         let failures = output.failures.into_iter().map(|failure| (failure.offset as u32, failure)).collect();
         Ok(Folded { accumulator: self.accumulator.clone().unwrap_or_default(), values, failures })
     }

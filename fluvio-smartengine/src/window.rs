@@ -24,6 +24,7 @@
 //! state can be saved ([`WindowState::snapshot`]) and restored, which is how
 //! a derived topic's windows survive a restart.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use fluvio_protocol::batch::{RecordIndex, encode_record, write_batch_header};
@@ -53,7 +54,97 @@ const GROUP_OVERHEAD: usize = 128;
 const HELD_OVERHEAD: usize = 48;
 
 type GroupKey = Option<Vec<u8>>;
-type GroupId = (GroupKey, i64);
+/// A group key, numbered: windows are found by `(KeyId, start)`, which
+/// hashes and compares without touching the key's bytes.
+type KeyId = u32;
+type GroupId = (KeyId, i64);
+
+/// The group keys of the open windows, numbered. A key's number is freed
+/// once no window of it is open (at the end of a batch, so that a batch
+/// undone finds its keys where they were).
+#[derive(Default)]
+struct Keys {
+    /// Keyed records' keys (seeded hashing: keys come from producers).
+    ids: HashMap<Vec<u8>, KeyId, foldhash::fast::RandomState>,
+    /// The number of records without a key, if one is open.
+    keyless: Option<KeyId>,
+    /// Each number's key and open windows.
+    entries: Vec<(GroupKey, u32)>,
+    free: Vec<KeyId>,
+    /// Numbers whose last window closed, freed at the end of the batch.
+    unreferenced: Vec<KeyId>,
+}
+
+impl Keys {
+    fn find(&self, key: Option<&[u8]>) -> Option<KeyId> {
+        match key {
+            None => self.keyless,
+            Some(key) => self.ids.get(key).copied(),
+        }
+    }
+
+    fn intern(&mut self, key: Option<&[u8]>) -> KeyId {
+        if let Some(id) = self.find(key) {
+            return id;
+        }
+        let owned = key.map(<[u8]>::to_vec);
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.entries[id as usize] = (owned.clone(), 0);
+                id
+            }
+            None => {
+                self.entries.push((owned.clone(), 0));
+                (self.entries.len() - 1) as KeyId
+            }
+        };
+        match owned {
+            None => self.keyless = Some(id),
+            Some(key) => {
+                self.ids.insert(key, id);
+            }
+        }
+        // Freed at the batch's end unless a window of it opens.
+        self.unreferenced.push(id);
+        id
+    }
+
+    fn key(&self, id: KeyId) -> &GroupKey {
+        &self.entries[id as usize].0
+    }
+
+    fn retain(&mut self, id: KeyId) {
+        self.entries[id as usize].1 += 1;
+    }
+
+    fn release(&mut self, id: KeyId) {
+        let count = &mut self.entries[id as usize].1;
+        *count -= 1;
+        if *count == 0 {
+            self.unreferenced.push(id);
+        }
+    }
+
+    /// Frees the numbers of keys with no open window.
+    fn sweep(&mut self) {
+        for id in std::mem::take(&mut self.unreferenced) {
+            let (key, count) = &mut self.entries[id as usize];
+            if *count != 0 {
+                continue;
+            }
+            // A number listed twice is freed once: the second time its key
+            // is gone already.
+            match key.take() {
+                Some(key) => {
+                    self.ids.remove(&key);
+                }
+                None if self.keyless == Some(id) => self.keyless = None,
+                None => continue,
+            }
+            self.free.push(id);
+        }
+    }
+}
 
 /// One record a (key, window) received and has not folded yet (or, for a
 /// session, every record, for folding again when sessions merge).
@@ -86,9 +177,9 @@ struct Group {
 }
 
 impl Group {
-    fn bytes(&self, key: &GroupKey) -> usize {
+    fn bytes(&self, keys: &Keys, id: KeyId) -> usize {
         GROUP_OVERHEAD
-            + key.as_ref().map_or(0, Vec::len)
+            + keys.key(id).as_ref().map_or(0, Vec::len)
             + self.accumulator.len()
             + self.records.iter().map(|held| held.bytes.len() + HELD_OVERHEAD).sum::<usize>()
     }
@@ -106,8 +197,9 @@ pub(crate) struct Folded {
 }
 
 /// Folds a batch of one (key, window)'s records (offset deltas 0, 1, ...,
-/// timestamps absolute) into an accumulator with the module.
-pub(crate) type Fold<'a> = dyn FnMut(&[u8], &[u8]) -> Result<Folded, EngineError> + 'a;
+/// timestamps absolute) into an accumulator with the module; with `true`,
+/// the accumulator after each record is wanted too.
+pub(crate) type Fold<'a> = dyn FnMut(&[u8], &[u8], bool) -> Result<Folded, EngineError> + 'a;
 
 /// What a batch (or the end of the input) made a windowed stage emit.
 pub(crate) struct WindowOutput {
@@ -141,6 +233,10 @@ impl Emitted {
     }
 }
 
+/// A record's group key (borrowed from the batch when it is the record's
+/// own) and event time.
+type Placed<'a> = (Option<Cow<'a, [u8]>>, i64);
+
 /// What a batch changed, to undo it.
 #[derive(Default)]
 struct Journal {
@@ -167,9 +263,10 @@ pub(crate) struct WindowState {
     initial: Vec<u8>,
     groups: HashMap<GroupId, Group>,
     /// Open windows by end: which close as the watermark moves.
-    closing: BTreeSet<(i64, i64, GroupKey)>,
+    closing: BTreeSet<(i64, i64, KeyId)>,
     /// Sessions: the starts of each key's open sessions.
-    sessions: HashMap<GroupKey, BTreeSet<i64>>,
+    sessions: HashMap<KeyId, BTreeSet<i64>>,
+    keys: Keys,
     /// The highest event time seen.
     max_time: Option<i64>,
     /// Records seen, for the fold order.
@@ -195,6 +292,7 @@ impl WindowState {
             groups: HashMap::new(),
             closing: BTreeSet::new(),
             sessions: HashMap::new(),
+            keys: Keys::default(),
             max_time: None,
             seq: 0,
             last_offset: -1,
@@ -212,16 +310,18 @@ impl WindowState {
     }
 
     fn insert(&mut self, id: GroupId, group: Group) {
-        self.closing.insert((group.end, id.1, id.0.clone()));
+        self.closing.insert((group.end, id.1, id.0));
         if matches!(self.window.shape, WindowShape::Session { .. }) {
-            self.sessions.entry(id.0.clone()).or_default().insert(id.1);
+            self.sessions.entry(id.0).or_default().insert(id.1);
         }
+        self.keys.retain(id.0);
         self.groups.insert(id, group);
     }
 
     fn remove(&mut self, id: &GroupId) -> Option<Group> {
         let group = self.groups.remove(id)?;
-        self.closing.remove(&(group.end, id.1, id.0.clone()));
+        self.keys.release(id.0);
+        self.closing.remove(&(group.end, id.1, id.0));
         if let Some(starts) = self.sessions.get_mut(&id.0) {
             starts.remove(&id.1);
             if starts.is_empty() {
@@ -232,9 +332,7 @@ impl WindowState {
     }
 
     fn touch(&self, journal: &mut Journal, id: &GroupId) {
-        if !journal.groups.contains_key(id) {
-            journal.groups.insert(id.clone(), self.groups.get(id).cloned());
-        }
+        journal.groups.entry(*id).or_insert_with(|| self.groups.get(id).cloned());
     }
 
     fn new_group(&self, end: i64, last: i64) -> Group {
@@ -264,6 +362,7 @@ impl WindowState {
                 Ok(pass) => pass,
                 Err(error) => {
                     self.rollback(journal, saved);
+                    self.keys.sweep();
                     return Err(error);
                 }
             };
@@ -278,12 +377,13 @@ impl WindowState {
             // What the batch changed, in bytes.
             let mut bytes = self.bytes;
             for (id, before) in &journal.groups {
-                bytes -= before.as_ref().map_or(0, |group| group.bytes(&id.0));
-                bytes += self.groups.get(id).map_or(0, |group| group.bytes(&id.0));
+                bytes -= before.as_ref().map_or(0, |group| group.bytes(&self.keys, id.0));
+                bytes += self.groups.get(id).map_or(0, |group| group.bytes(&self.keys, id.0));
             }
             if bytes as u64 > limit_bytes {
                 let keys = self.groups.len();
                 self.rollback(journal, saved);
+                self.keys.sweep();
                 return Err(EngineError::WindowStateTooLarge {
                     module: self.module.clone(),
                     keys,
@@ -292,11 +392,14 @@ impl WindowState {
                 });
             }
             self.bytes = bytes;
+            self.keys.sweep();
             // Records of this batch that sessions hold are an earlier
-            // batch's from now on.
-            for id in journal.groups.keys() {
-                if let Some(group) = self.groups.get_mut(id) {
-                    group.records.iter_mut().for_each(|held| held.at = None);
+            // batch's from now on (other windows hold none between batches).
+            if matches!(self.window.shape, WindowShape::Session { .. }) {
+                for id in journal.groups.keys() {
+                    if let Some(group) = self.groups.get_mut(id) {
+                        group.records.iter_mut().for_each(|held| held.at = None);
+                    }
                 }
             }
             let mut failures = pass.failures;
@@ -360,6 +463,7 @@ impl WindowState {
             let seq = self.seq;
             self.seq += 1;
             let held = Held { seq, at: Some(at), offset, bytes: reencode(input, &view, timestamp) };
+            let key = key.as_deref();
             let joined = match self.window.shape {
                 WindowShape::Session { gap } => self.join_session(key, time, millis(gap), held, journal),
                 _ => self.join_windows(key, time, held, journal),
@@ -385,7 +489,7 @@ impl WindowState {
                     if first.0 > watermark {
                         break;
                     }
-                    let (_, start, key) = first.clone();
+                    let (_, start, key) = *first;
                     self.close((key, start), at, fold, journal, &mut pass)?;
                     if policy == ErrorPolicy::Fail && pass.stop.is_some() {
                         return Ok(pass);
@@ -395,7 +499,7 @@ impl WindowState {
         }
         // The batch's records are folded before it ends: the state between
         // batches holds accumulators, not records (but sessions').
-        let touched: Vec<GroupId> = journal.groups.keys().filter(|id| self.groups.contains_key(*id)).cloned().collect();
+        let touched: Vec<GroupId> = journal.groups.keys().filter(|id| self.groups.contains_key(*id)).copied().collect();
         for id in touched {
             self.flush(&id, fold, &mut pass)?;
             if policy == ErrorPolicy::Fail && pass.stop.is_some() {
@@ -404,7 +508,7 @@ impl WindowState {
         }
         if finish {
             let at = limit.saturating_sub(1);
-            while let Some((_, start, key)) = self.closing.first().cloned() {
+            while let Some(&(_, start, key)) = self.closing.first() {
                 self.close((key, start), at, fold, journal, &mut pass)?;
                 if policy == ErrorPolicy::Fail && pass.stop.is_some() {
                     return Ok(pass);
@@ -415,24 +519,25 @@ impl WindowState {
     }
 
     /// The record's group key and event time, or why they cannot be read.
-    fn place(
+    fn place<'a>(
         &self,
-        input: &[u8],
+        input: &'a [u8],
         view: &RecordView<'_>,
         timestamp: i64,
-    ) -> Result<(GroupKey, i64), (&'static str, String)> {
+    ) -> Result<Placed<'a>, (&'static str, String)> {
+        let record_key = || view.key.map(|(start, len)| Cow::Borrowed(&input[start..start + len]));
         if self.window.key.is_none() && self.window.time.is_none() {
-            return Ok((view.key.map(|(start, len)| input[start..start + len].to_vec()), timestamp));
+            return Ok((record_key(), timestamp));
         }
         let value = &input[view.value.0..view.value.0 + view.value.1];
         let what = if self.window.key.is_some() { KEY_ERROR } else { TIME_ERROR };
         let json: serde_json::Value = serde_json::from_slice(value)
             .map_err(|error| (what, format!("the window reads the value as JSON, and it is not: {error}")))?;
         let key = match &self.window.key {
-            None => view.key.map(|(start, len)| input[start..start + len].to_vec()),
+            None => record_key(),
             Some(pointer) => match json.pointer(pointer) {
-                Some(serde_json::Value::String(text)) => Some(text.as_bytes().to_vec()),
-                Some(other) => Some(other.to_string().into_bytes()),
+                Some(serde_json::Value::String(text)) => Some(Cow::Owned(text.as_bytes().to_vec())),
+                Some(other) => Some(Cow::Owned(other.to_string().into_bytes())),
                 None => {
                     return Err((KEY_ERROR, format!("the window's key pointer {pointer} names nothing in the value")));
                 }
@@ -476,7 +581,7 @@ impl WindowState {
 
     /// Adds a record to the tumbling or hopping windows it falls in that
     /// are open; `false` when none is (the record is late).
-    fn join_windows(&mut self, key: GroupKey, time: i64, held: Held, journal: &mut Journal) -> bool {
+    fn join_windows(&mut self, key: Option<&[u8]>, time: i64, held: Held, journal: &mut Journal) -> bool {
         let (size, advance) = match self.window.shape {
             WindowShape::Tumbling { size } => (millis(size), millis(size)),
             WindowShape::Hopping { size, advance } => (millis(size), millis(advance)),
@@ -487,17 +592,19 @@ impl WindowState {
         let last = time.div_euclid(advance);
         let mut joined = false;
         let mut held = Some(held);
+        let mut key_id = self.keys.find(key);
         for k in first..=last {
             let start = k.saturating_mul(advance);
             let end = start.saturating_add(size);
             if watermark.is_some_and(|watermark| end <= watermark) {
                 continue;
             }
-            let id = (key.clone(), start);
+            let key_id = *key_id.get_or_insert_with(|| self.keys.intern(key));
+            let id = (key_id, start);
             self.touch(journal, &id);
             if !self.groups.contains_key(&id) {
                 let group = self.new_group(end, time);
-                self.insert(id.clone(), group);
+                self.insert(id, group);
             }
             let group = self.groups.get_mut(&id).expect("the window was just opened");
             // The last window takes the record itself; the others a copy.
@@ -510,16 +617,17 @@ impl WindowState {
 
     /// Adds a record to its key's session, opening, extending or merging
     /// sessions; `false` when the record is behind the watermark.
-    fn join_session(&mut self, key: GroupKey, time: i64, gap: i64, held: Held, journal: &mut Journal) -> bool {
+    fn join_session(&mut self, key: Option<&[u8]>, time: i64, gap: i64, held: Held, journal: &mut Journal) -> bool {
         if self.watermark().is_some_and(|watermark| time < watermark) {
             return false;
         }
+        let key = self.keys.intern(key);
         let touching: Vec<i64> = self.sessions.get(&key).map_or_else(Vec::new, |starts| {
             starts
                 .iter()
                 .copied()
                 .filter(|start| {
-                    let group = &self.groups[&(key.clone(), *start)];
+                    let group = &self.groups[&(key, *start)];
                     time > start.saturating_sub(gap) && time < group.end
                 })
                 .collect()
@@ -529,7 +637,7 @@ impl WindowState {
         match touching.as_slice() {
             [] => {}
             [only] => {
-                let id = (key.clone(), *only);
+                let id = (key, *only);
                 self.touch(journal, &id);
                 merged = self.remove(&id).expect("an open session");
                 start = start.min(*only);
@@ -538,7 +646,7 @@ impl WindowState {
                 // Records are folded in stream order, so the merged
                 // session folds its records again from the start.
                 for session in several {
-                    let id = (key.clone(), *session);
+                    let id = (key, *session);
                     self.touch(journal, &id);
                     let group = self.remove(&id).expect("an open session");
                     start = start.min(*session);
@@ -576,13 +684,14 @@ impl WindowState {
             batch[start + 4..start + 8].copy_from_slice(&(index as u32).to_le_bytes());
         }
         write_batch_header(&mut batch, 0, pending.len() as u32, 0);
-        let folded = fold(&group.accumulator, &batch)?;
+        let folded = fold(&group.accumulator, &batch, every_record)?;
         group.accumulator = folded.accumulator;
         group.folds += (pending.len() - folded.failures.len()) as u64;
         if every_record {
             for (index, value) in folded.values {
                 if let Some(at) = pending.get(index as usize).and_then(|held| held.at) {
-                    pass.emitted.push(Emitted { at, phase: 0, end: group.end, start: id.1, key: id.0.clone(), value });
+                    let key = self.keys.key(id.0).clone();
+                    pass.emitted.push(Emitted { at, phase: 0, end: group.end, start: id.1, key, value });
                 }
             }
         }
@@ -629,7 +738,8 @@ impl WindowState {
         if group.folds == 0 {
             return Ok(());
         }
-        pass.emitted.push(Emitted { at, phase: 1, end: group.end, start: id.1, key: id.0, value: group.accumulator });
+        let key = self.keys.key(id.0).clone();
+        pass.emitted.push(Emitted { at, phase: 1, end: group.end, start: id.1, key, value: group.accumulator });
         Ok(())
     }
 
@@ -645,11 +755,11 @@ impl WindowState {
         out.put_i64(self.last_offset);
         // In a fixed order, so that the same state gives the same bytes.
         let mut ids: Vec<&GroupId> = self.groups.keys().collect();
-        ids.sort();
+        ids.sort_by(|a, b| (self.keys.key(a.0), a.1).cmp(&(self.keys.key(b.0), b.1)));
         out.put_u64(ids.len() as u64);
         for id in ids {
             let group = &self.groups[id];
-            match &id.0 {
+            match self.keys.key(id.0) {
                 Some(key) => {
                     out.put_u8(1);
                     out.put_len_prefixed(key);
@@ -711,10 +821,12 @@ impl WindowState {
             }
             let folded = records.len();
             let group = Group { end, last, accumulator, records, folded, folds };
-            fresh.bytes += group.bytes(&key);
+            let key = fresh.keys.intern(key.as_deref());
+            fresh.bytes += group.bytes(&fresh.keys, key);
             fresh.insert((key, start), group);
         }
         reader.finish("window state").map_err(damaged)?;
+        fresh.keys.sweep();
         *self = fresh;
         Ok(())
     }
