@@ -421,6 +421,7 @@ impl Fluvio {
                 chain: config.smartmodules.clone(),
                 policy: config.policy,
                 max_bytes: config.max_bytes,
+                consumer_id: config.consumer_id.clone(),
             };
             let sink = config.dead_letters.clone();
             async move {

@@ -187,6 +187,10 @@ pub struct StreamFetchRequest {
     pub policy: ErrorPolicy,
     /// Most bytes of stored batches to read per step.
     pub max_bytes: u32,
+    /// The consumer id whose offsets the stream starts from, if any: a
+    /// windowed chain then keeps its windows with that id's offsets.
+    #[serde(default)]
+    pub consumer_id: Option<String>,
 }
 
 /// A stream's events carry their records as the frame's payload, which a
@@ -873,6 +877,7 @@ mod tests {
                     chain: Vec::new(),
                     policy: ErrorPolicy::default(),
                     max_bytes: 1 << 20,
+                    consumer_id: None,
                 },
             ),
         ];

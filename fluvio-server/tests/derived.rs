@@ -581,14 +581,13 @@ async fn a_windowed_derived_topic_is_the_same_around_ten_kill_9s() {
     assert_windows_as_uninterrupted(&fluvio, "readings", "per-second", window).await;
 }
 
-/// Checks that the windowed derived topic `derived` holds what one run of
-/// the same window over the source as stored, here in one go, gives.
-async fn assert_windows_as_uninterrupted(
+/// What one run of `window` over the source as stored gives, here in one
+/// go: each emitted record with the source offset it was emitted at.
+async fn uninterrupted(
     fluvio: &Fluvio,
     source: &str,
-    derived: &str,
     window: fluvio_client::protocol::window::Window,
-) {
+) -> Vec<(i64, WindowRecord)> {
     use fluvio_client::engine::{ChainBuilder, SmartEngine};
     use fluvio_client::protocol::BatchBuilder;
 
@@ -606,19 +605,87 @@ async fn assert_windows_as_uninterrupted(
         }
         let output = chain.process(&builder.finish()).unwrap();
         assert!(output.failure.is_none());
-        expected.extend(output.batch.records().map(|r| window_record(r.timestamp, r.key, r.value, &r.headers)));
+        expected
+            .extend(output.batch.records().map(|r| (r.offset, window_record(r.timestamp, r.key, r.value, &r.headers))));
     }
     assert!(expected.len() > stored.len() / 5, "{} windows closed", expected.len());
-    let got: Vec<WindowRecord> = read_all(fluvio, derived, from_beginning())
-        .await
-        .iter()
-        .map(|record| {
-            let headers: Vec<(&[u8], &[u8])> = record.headers.iter().map(|(n, v)| (&n[..], &v[..])).collect();
-            window_record(record.timestamp, record.key.as_deref(), &record.value, &headers)
-        })
-        .collect();
+    expected
+}
+
+fn consumed_window(record: &fluvio_client::ConsumerRecord) -> (i64, WindowRecord) {
+    let headers: Vec<(&[u8], &[u8])> = record.headers.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+    (record.offset, window_record(record.timestamp, record.key.as_deref(), &record.value, &headers))
+}
+
+/// Checks that the windowed derived topic `derived` holds what one run of
+/// the same window over the source as stored gives.
+async fn assert_windows_as_uninterrupted(
+    fluvio: &Fluvio,
+    source: &str,
+    derived: &str,
+    window: fluvio_client::protocol::window::Window,
+) {
+    let expected: Vec<WindowRecord> =
+        uninterrupted(fluvio, source, window).await.into_iter().map(|(_, record)| record).collect();
+    let got: Vec<WindowRecord> =
+        read_all(fluvio, derived, from_beginning()).await.iter().map(|record| consumed_window(record).1).collect();
     assert_eq!(got.len(), expected.len(), "no window lost or emitted twice");
     assert!(got == expected, "the windows differ from the uninterrupted run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_ids_windows_go_on_in_its_next_stream() {
+    use fluvio_client::{ConsumerConfig, OffsetManagementStrategy};
+    use futures::StreamExt;
+
+    let server = ServerProcess::start(&data_dir("consumer-windows"), &[]);
+    let fluvio = server.client().await;
+    register(&fluvio, &["field-sum-aggregate"]).await;
+    fluvio.create_topic("readings", 1).await.unwrap();
+    let window = fluvio_client::protocol::window::parse_window("tumbling=1s,lateness=400ms,key=/k,time=/ts").unwrap();
+    let config = ConsumerConfig {
+        consumer_id: Some("dashboard".into()),
+        offset_strategy: OffsetManagementStrategy::Auto,
+        offset_flush: Duration::from_millis(20),
+        smartmodules: vec![SmartModuleInvocation::predefined("field-sum-aggregate").window(window.clone())],
+        ..from_beginning()
+    };
+    // Readings arrive over about 5 s; the first stream reads for 2.5 s of
+    // them, long enough to take and save its windows, then goes away.
+    let producing = {
+        let fluvio = fluvio.clone();
+        tokio::spawn(async move {
+            for chunk in readings(0, 30_000).chunks(600) {
+                produce_to(&fluvio, "readings", 0, chunk).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let mut stream =
+        fluvio.consumer_stream("readings", ConsumerConfig { continuous: true, ..config.clone() }).await.unwrap();
+    let stop_at = tokio::time::Instant::now() + Duration::from_millis(2_500);
+    let mut first = Vec::new();
+    while tokio::time::Instant::now() < stop_at {
+        let Ok(Some(record)) = tokio::time::timeout(Duration::from_millis(200), stream.next()).await else { continue };
+        first.push(consumed_window(&record.unwrap()));
+    }
+    assert!(!first.is_empty(), "windows came");
+    drop(stream);
+    // Dropped, the stream stores where its consumer got to: the first
+    // offset whose outputs were not all handed out.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let delivered = fluvio.fetch_offset("dashboard", "readings", 0).await.unwrap().expect("an offset is stored");
+    producing.await.unwrap();
+
+    // The next stream starts at the stored offset with the windows as they
+    // were there: together, the two streams give what one would have.
+    let second = read_all(&fluvio, "readings", ConsumerConfig { continuous: false, ..config }).await;
+    let mut got: Vec<(i64, WindowRecord)> = first.into_iter().filter(|(offset, _)| *offset < delivered).collect();
+    assert!(got.len() > 500, "{} windows in the first stream", got.len());
+    got.extend(second.iter().map(consumed_window));
+    let expected = uninterrupted(&fluvio, "readings", window).await;
+    assert_eq!(got.len(), expected.len(), "no window lost or emitted twice across the two streams");
+    assert!(got == expected, "the two streams differ from one");
 }
 
 /// `count` readings `{"k","ts","v"}` of 200 keys, 2 ms of event time apart,

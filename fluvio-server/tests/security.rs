@@ -257,6 +257,7 @@ async fn tokens_work_without_tls_on_loopback_and_profiles_carry_them() {
         chain: Vec::new(),
         policy: Default::default(),
         max_bytes: 1 << 20,
+        consumer_id: None,
     };
     Frame::new(ApiKind::StreamFetch as u16, 3, &fetch, Vec::new()).write(&mut socket).await.unwrap();
     let refused = Frame::read(&mut socket, u32::MAX).await.unwrap();

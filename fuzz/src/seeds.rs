@@ -53,6 +53,7 @@ fn write_seeds() {
         chain: Vec::new(),
         policy: Default::default(),
         max_bytes: 1 << 20,
+        consumer_id: None,
     };
     let frames = [
         Frame::request(1, produce.clone()),

@@ -36,6 +36,7 @@ mod produce;
 pub mod quota;
 mod session;
 mod stream;
+mod stream_windows;
 
 use std::sync::Arc;
 use std::time::Duration;

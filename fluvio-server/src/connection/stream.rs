@@ -19,7 +19,9 @@ use super::error::{ServerError, error_frame, limit_reached, running_chain_failed
 use super::outgoing::{Outgoing, STREAM_AHEAD_BYTES};
 use super::quota::Quota;
 use super::session::Session;
+use super::stream_windows::ConsumerWindows;
 use crate::ServerContext;
+use crate::derived::store::WindowCheckpoint;
 use crate::outbound::{Outbound, Tail};
 
 /// The most bytes of stored batches one frame of a stream without
@@ -64,6 +66,7 @@ async fn start_chain(
     context: &ServerContext,
     principal: Option<&str>,
     request: &StreamFetchRequest,
+    restored: Option<&WindowCheckpoint>,
 ) -> Result<ChainWorker, ServerError> {
     let registered: Vec<String> = request
         .chain
@@ -82,8 +85,20 @@ async fn start_chain(
         Some(name) if has_adhoc => Some(context.quotas.compile_place(name).await),
         _ => None,
     };
-    let chain = context.chain_builder(request.chain.iter().cloned(), request.policy).spawn().await?;
-    Ok(chain)
+    // A consumer's saved windows, and its other aggregates where they were
+    // at the same offset.
+    let mut invocations = request.chain.clone();
+    let mut windows = Vec::new();
+    if let Some(saved) = restored {
+        for (place, accumulator) in &saved.accumulators {
+            if let Some(invocation) = invocations.get_mut(*place) {
+                *invocation = invocation.clone().initial_accumulator(accumulator.clone());
+            }
+        }
+        windows = saved.windows.clone();
+    }
+    let builder = context.chain_builder(invocations, request.policy).window_states(windows);
+    Ok(builder.spawn().await?)
 }
 
 /// Feeds each module that asked for a look-back the stored records it
@@ -210,9 +225,20 @@ async fn stream(
         OffsetSpec::FromEnd(n) => (end - n.min(i64::MAX as u64) as i64).max(start),
         OffsetSpec::FromBeginning(n) => start.saturating_add(n.min(i64::MAX as u64) as i64).min(end),
     };
-    let chain = if request.chain.is_empty() { None } else { Some(start_chain(context, principal, &request).await?) };
+    let mut windows = ConsumerWindows::new(&request);
+    let saved = match &mut windows {
+        Some(windows) => windows.saved(context, offset).await?,
+        None => None,
+    };
+    let chain = match request.chain.is_empty() {
+        true => None,
+        false => Some(start_chain(context, principal, &request, saved.as_ref()).await?),
+    };
     if let Some(chain) = &chain {
         look_back(context, &partition, chain, &request.chain, end).await?;
+        if let Some(saved) = &saved {
+            ConsumerWindows::catch_up(context, &partition, chain, saved, offset).await?;
+        }
     }
     let max_bytes = (request.max_bytes as u64).clamp(1, 16 << 20);
     let sent = context.metrics.stream_counters(&request.topic);
@@ -299,7 +325,12 @@ async fn stream(
             // Modules see every record: the batch is checked whole first.
             let batch = opened(context, batch).await?.trimmed_to(offset);
             offset = batch.next_offset();
-            let result = chain.process(batch).await.map_err(running_chain_failed)?;
+            let mut result = chain.process(batch).await.map_err(running_chain_failed)?;
+            if let Some(windows) = &mut windows
+                && result.failure.is_none()
+            {
+                windows.after_batch(context, chain, offset, std::mem::take(&mut result.accumulators)).await;
+            }
             for letter in result.dead_letters {
                 let (letter, record) = letter.into_control_and_payload();
                 if !send(StreamEvent::DeadLetter(letter), record).await {

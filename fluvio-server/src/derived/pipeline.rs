@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::DerivationSpec;
 use super::provenance::{self, OutputBuilder, Position};
-use super::store::{Acquired, Holder, Lease, WindowCheckpoint};
+use super::store::{Acquired, Holder, Lease, WindowCheckpoint, WindowsOwner};
 use crate::registry::RegistryError;
 use crate::storage::jetstream::LEASE_TTL;
 use crate::storage::{Partition, StorageError, TopicError};
@@ -353,7 +353,7 @@ impl Pipeline {
                 .context
                 .derived
                 .store()
-                .window_checkpoints(&spec.name, self.partition)
+                .window_checkpoints(self.windows_owner())
                 .await
                 .map_err(|error| Stop::transient(position.next, error))?;
             windows.generation = saved.first().map_or(0, |latest| latest.generation + 1);
@@ -535,35 +535,14 @@ impl Pipeline {
         from: i64,
         until: i64,
     ) -> Result<(), Stop> {
-        if from >= until {
-            return Ok(());
+        if from < until {
+            tracing::info!(topic = %self.spec.name, partition = self.partition, from, until, "a windowed pipeline runs source records again to restore its windows");
         }
-        tracing::info!(topic = %self.spec.name, partition = self.partition, from, until, "a windowed pipeline runs source records again to restore its windows");
-        let mut reader = Arc::clone(source).reader(from);
-        let mut next = from;
-        while next < until {
-            let batches = reader.next(READ_BYTES).await.map_err(|error| Stop::storage(next, error))?;
-            if batches.is_empty() {
-                return Err(Stop::transient(
-                    next,
-                    format!("the source ends at {next}, before the offset {until} the output is at"),
-                ));
-            }
-            for batch in batches {
-                let batch = self.context.inflater.open(batch).await.map_err(|e| Stop::at(next, e))?;
-                let batch = batch.trimmed_to(next).ending_before(until);
-                if batch.is_empty() {
-                    next = until;
-                    break;
-                }
-                next = batch.next_offset();
-                let result = chain.process(batch).await.map_err(|error| Stop::at(next, error))?;
-                if let Some(failure) = result.failure {
-                    return Err(Stop::at(failure.offset, failure));
-                }
-            }
-        }
-        Ok(())
+        replay(&self.context, source, chain, from, until).await.map_err(|error| match error {
+            ReplayError::Storage(offset, error) => Stop::storage(offset, error),
+            ReplayError::Ended(offset, message) => Stop::transient(offset, message),
+            ReplayError::Failed(offset, message) => Stop::at(offset, message),
+        })
     }
 
     /// Saves the windowed chain's state as of `position` (every output
@@ -572,12 +551,13 @@ impl Pipeline {
         let states = chain.window_states().await.map_err(|error| Stop::at(position.next, error))?;
         let checkpoint = WindowCheckpoint {
             generation: windows.generation,
+            fingerprint: 0,
             next: position.next,
             accumulators: position.accumulators.clone(),
             windows: states,
         };
         let store = self.context.derived.store();
-        store.save_window_checkpoint(&self.spec.name, self.partition, &checkpoint).await.map_err(|error| Stop {
+        store.save_window_checkpoint(self.windows_owner(), &checkpoint).await.map_err(|error| Stop {
             offset: position.next,
             error: error.to_string(),
             transient: store.is_shared(),
@@ -587,6 +567,10 @@ impl Pipeline {
         windows.saved_at = Instant::now();
         windows.saved_next = Some(position.next);
         Ok(())
+    }
+
+    fn windows_owner(&self) -> WindowsOwner<'_> {
+        WindowsOwner::Pipeline { name: &self.spec.name, partition: self.partition }
     }
 
     /// Starts appending the gathered outputs (with where they came from)
@@ -766,6 +750,55 @@ struct InFlight {
     records: u64,
     bytes: u64,
     reached: i64,
+}
+
+/// Why records could not be run through a chain again.
+pub(crate) enum ReplayError {
+    /// The storage did not read (at this offset).
+    Storage(i64, StorageError),
+    /// The partition ends before the offset asked for.
+    Ended(i64, String),
+    /// A module failed, or a batch did not open.
+    Failed(i64, String),
+}
+
+/// Runs the partition's records `from..until` through `chain` without
+/// output: what brings restored windows to where they were when the
+/// records after `until` were about to be processed. The outputs are the
+/// ones given the first time (the chain is deterministic, and windows do
+/// not depend on how the records are cut into batches).
+pub(crate) async fn replay(
+    context: &ServerContext,
+    source: &Arc<dyn Partition>,
+    chain: &ChainWorker,
+    from: i64,
+    until: i64,
+) -> Result<(), ReplayError> {
+    let mut reader = Arc::clone(source).reader(from);
+    let mut next = from;
+    while next < until {
+        let batches = reader.next(READ_BYTES).await.map_err(|error| ReplayError::Storage(next, error))?;
+        if batches.is_empty() {
+            return Err(ReplayError::Ended(
+                next,
+                format!("the partition ends at {next}, before the offset {until} its windows are to be restored to"),
+            ));
+        }
+        for batch in batches {
+            let batch = context.inflater.open(batch).await.map_err(|e| ReplayError::Failed(next, e.to_string()))?;
+            let batch = batch.trimmed_to(next).ending_before(until);
+            if batch.is_empty() {
+                next = until;
+                break;
+            }
+            next = batch.next_offset();
+            let result = chain.process(batch).await.map_err(|error| ReplayError::Failed(next, error.to_string()))?;
+            if let Some(failure) = result.failure {
+                return Err(ReplayError::Failed(failure.offset, failure.to_string()));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A windowed pipeline's saves of its windows.

@@ -21,6 +21,9 @@ use crate::storage::jetstream::{DerivedBuckets, pipeline_key};
 pub struct WindowCheckpoint {
     /// Counts the saves: the two last are kept, in slots by its parity.
     pub generation: u64,
+    /// What chain saved it (a hash of its invocations): state is restored
+    /// only into the same chain.
+    pub fingerprint: u64,
     /// The next source offset.
     pub next: i64,
     /// Each plain aggregate's accumulator, by place in the chain.
@@ -38,6 +41,7 @@ impl WindowCheckpoint {
         let mut out = Vec::with_capacity(32 + size);
         out.extend_from_slice(WINDOW_CHECKPOINT_MAGIC);
         out.extend_from_slice(&self.generation.to_le_bytes());
+        out.extend_from_slice(&self.fingerprint.to_le_bytes());
         out.extend_from_slice(&self.next.to_le_bytes());
         for list in [&self.accumulators, &self.windows] {
             out.extend_from_slice(&(list.len() as u32).to_le_bytes());
@@ -59,6 +63,7 @@ impl WindowCheckpoint {
             Some(head)
         };
         let generation = u64::from_le_bytes(take(8)?.try_into().ok()?);
+        let fingerprint = u64::from_le_bytes(take(8)?.try_into().ok()?);
         let next = i64::from_le_bytes(take(8)?.try_into().ok()?);
         let mut lists = [Vec::new(), Vec::new()];
         for list in &mut lists {
@@ -70,7 +75,42 @@ impl WindowCheckpoint {
             }
         }
         let [accumulators, windows] = lists;
-        rest.is_empty().then_some(WindowCheckpoint { generation, next, accumulators, windows })
+        rest.is_empty().then_some(WindowCheckpoint { generation, fingerprint, next, accumulators, windows })
+    }
+}
+
+/// Whose windows a save holds.
+#[derive(Debug, Clone, Copy)]
+pub enum WindowsOwner<'a> {
+    /// A derived topic's pipeline.
+    Pipeline {
+        /// The derived topic.
+        name: &'a str,
+        /// The source partition.
+        partition: u32,
+    },
+    /// A consumer id's stream of a partition.
+    Consumer {
+        /// The consumer id.
+        consumer: &'a str,
+        /// The topic.
+        topic: &'a str,
+        /// The partition.
+        partition: u32,
+    },
+}
+
+impl WindowsOwner<'_> {
+    /// The file or object of save slot `slot` (0 or 1). A consumer's is
+    /// named by a hash: consumer ids may hold any character.
+    fn object(&self, slot: u64) -> String {
+        match self {
+            WindowsOwner::Pipeline { name, partition } => format!("{name}.{partition}.windows{slot}"),
+            WindowsOwner::Consumer { consumer, topic, partition } => {
+                let hash = crate::fnv1a(format!("{consumer}\0{topic}\0{partition}").as_bytes());
+                format!("consumer-{hash:016x}.windows{slot}")
+            }
+        }
     }
 }
 
@@ -123,11 +163,6 @@ impl DerivedStore {
 
     fn checkpoint_path(dir: &Path, name: &str, partition: u32) -> PathBuf {
         dir.join(format!("{name}.{partition}.checkpoint"))
-    }
-
-    /// Where a pipeline's windows are saved: two slots, the last two saves.
-    fn windows_name(name: &str, partition: u32, slot: u64) -> String {
-        format!("{name}.{partition}.windows{slot}")
     }
 
     /// Every derived topic's settings.
@@ -193,7 +228,7 @@ impl DerivedStore {
                 for partition in 0..partitions {
                     let _ = std::fs::remove_file(Self::checkpoint_path(dir, name, partition));
                     for slot in 0..2 {
-                        let _ = std::fs::remove_file(dir.join(Self::windows_name(name, partition, slot)));
+                        let _ = std::fs::remove_file(dir.join(WindowsOwner::Pipeline { name, partition }.object(slot)));
                     }
                 }
             }
@@ -202,7 +237,7 @@ impl DerivedStore {
                 for partition in 0..partitions {
                     buckets.delete_checkpoint(&pipeline_key(name, partition)).await?;
                     for slot in 0..2 {
-                        buckets.delete_windows(&Self::windows_name(name, partition, slot)).await?;
+                        buckets.delete_windows(&WindowsOwner::Pipeline { name, partition }.object(slot)).await?;
                     }
                 }
             }
@@ -255,21 +290,19 @@ impl DerivedStore {
         }
     }
 
-    /// A windowed pipeline's saved windows (the last two saves that read
-    /// back), the latest first.
-    pub async fn window_checkpoints(&self, name: &str, partition: u32) -> Result<Vec<WindowCheckpoint>, DerivedError> {
+    /// The saved windows of `owner` (the last two saves that read back),
+    /// the latest first.
+    pub async fn window_checkpoints(&self, owner: WindowsOwner<'_>) -> Result<Vec<WindowCheckpoint>, DerivedError> {
         let mut found = Vec::new();
         for slot in 0..2 {
-            let object = Self::windows_name(name, partition, slot);
+            let object = owner.object(slot);
             let bytes = match self {
                 DerivedStore::Local(dir) => std::fs::read(dir.join(&object)).ok(),
                 DerivedStore::Shared(buckets) => buckets.windows(&object).await?,
             };
             match bytes.as_deref().map(WindowCheckpoint::decode) {
                 Some(Some(checkpoint)) => found.push(checkpoint),
-                Some(None) => {
-                    tracing::warn!(topic = name, partition, slot, "saved windows that do not read back are ignored")
-                }
+                Some(None) => tracing::warn!(object, "saved windows that do not read back are ignored"),
                 None => {}
             }
         }
@@ -277,15 +310,13 @@ impl DerivedStore {
         Ok(found)
     }
 
-    /// Saves a windowed pipeline's windows over the older of its two saves,
-    /// durably.
+    /// Saves `owner`'s windows over the older of its two saves, durably.
     pub async fn save_window_checkpoint(
         &self,
-        name: &str,
-        partition: u32,
+        owner: WindowsOwner<'_>,
         checkpoint: &WindowCheckpoint,
     ) -> Result<(), DerivedError> {
-        let object = Self::windows_name(name, partition, checkpoint.generation % 2);
+        let object = owner.object(checkpoint.generation % 2);
         let bytes = checkpoint.encode();
         match self {
             DerivedStore::Local(dir) => {
