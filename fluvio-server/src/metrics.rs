@@ -88,6 +88,7 @@ pub struct ServerMetrics {
     module_records_out: Family<ModuleLabels, Counter>,
     module_errors: Family<ModuleLabels, Counter>,
     module_fuel: Family<ModuleLabels, Counter>,
+    module_late: Family<ModuleLabels, Counter>,
     module_seconds: Family<ModuleLabels, Counter<f64>>,
     compile_seconds: Histogram,
     streams: Gauge,
@@ -116,6 +117,7 @@ impl ServerMetrics {
             module_records_out: Family::default(),
             module_errors: Family::default(),
             module_fuel: Family::default(),
+            module_late: Family::default(),
             module_seconds: Family::default(),
             // 1 ms to about 33 s: small filters compile in milliseconds,
             // regex-heavy modules in seconds.
@@ -235,6 +237,11 @@ impl ServerMetrics {
             self.module_fuel.clone(),
         );
         registry.register(
+            "smartmodule_late_records",
+            "Records a windowed SmartModule dropped because their windows had closed, by module",
+            self.module_late.clone(),
+        );
+        registry.register(
             "smartmodule_seconds",
             "Time spent inside a SmartModule, by module",
             self.module_seconds.clone(),
@@ -351,6 +358,7 @@ struct ModuleCounters {
     records_out: Counter,
     errors: Counter,
     fuel: Counter,
+    late: Counter,
     seconds: Counter<f64>,
 }
 
@@ -376,6 +384,7 @@ impl ChainCounters {
             records_out: metrics.module_records_out.get_or_create(&labels).clone(),
             errors: metrics.module_errors.get_or_create(&labels).clone(),
             fuel: metrics.module_fuel.get_or_create(&labels).clone(),
+            late: metrics.module_late.get_or_create(&labels).clone(),
             seconds: metrics.module_seconds.get_or_create(&labels).clone(),
         });
         modules.push((module.to_string(), Arc::clone(&counters)));
@@ -390,6 +399,7 @@ impl ChainObserver for ChainCounters {
         counters.records_out.inc_by(delta.records_out);
         counters.errors.inc_by(delta.errors);
         counters.fuel.inc_by(delta.fuel_used);
+        counters.late.inc_by(delta.late);
         counters.seconds.inc_by(delta.time.as_secs_f64());
     }
 }

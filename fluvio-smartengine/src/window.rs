@@ -58,6 +58,8 @@ type GroupKey = Option<Vec<u8>>;
 /// hashes and compares without touching the key's bytes.
 type KeyId = u32;
 type GroupId = (KeyId, i64);
+/// Hashing for maps keyed by numbers the window made itself.
+type FastHash = foldhash::fast::RandomState;
 
 /// The group keys of the open windows, numbered. A key's number is freed
 /// once no window of it is open (at the end of a batch, so that a batch
@@ -65,7 +67,7 @@ type GroupId = (KeyId, i64);
 #[derive(Default)]
 struct Keys {
     /// Keyed records' keys (seeded hashing: keys come from producers).
-    ids: HashMap<Vec<u8>, KeyId, foldhash::fast::RandomState>,
+    ids: HashMap<Vec<u8>, KeyId, FastHash>,
     /// The number of records without a key, if one is open.
     keyless: Option<KeyId>,
     /// Each number's key and open windows.
@@ -241,7 +243,7 @@ type Placed<'a> = (Option<Cow<'a, [u8]>>, i64);
 #[derive(Default)]
 struct Journal {
     /// Each (key, window) touched, as it was before the batch.
-    groups: HashMap<GroupId, Option<Group>>,
+    groups: HashMap<GroupId, Option<Group>, FastHash>,
 }
 
 /// One pass over a batch.
@@ -261,11 +263,11 @@ pub(crate) struct WindowState {
     lateness: i64,
     /// The accumulator a new window starts from.
     initial: Vec<u8>,
-    groups: HashMap<GroupId, Group>,
+    groups: HashMap<GroupId, Group, FastHash>,
     /// Open windows by end: which close as the watermark moves.
     closing: BTreeSet<(i64, i64, KeyId)>,
     /// Sessions: the starts of each key's open sessions.
-    sessions: HashMap<KeyId, BTreeSet<i64>>,
+    sessions: HashMap<KeyId, BTreeSet<i64>, FastHash>,
     keys: Keys,
     /// The highest event time seen.
     max_time: Option<i64>,
@@ -289,9 +291,9 @@ impl WindowState {
             lateness: millis(window.lateness),
             window,
             initial,
-            groups: HashMap::new(),
+            groups: HashMap::default(),
             closing: BTreeSet::new(),
-            sessions: HashMap::new(),
+            sessions: HashMap::default(),
             keys: Keys::default(),
             max_time: None,
             seq: 0,
