@@ -686,6 +686,17 @@ async fn a_consumer_ids_windows_go_on_in_its_next_stream() {
     let expected = uninterrupted(&fluvio, "readings", window).await;
     assert_eq!(got.len(), expected.len(), "no window lost or emitted twice across the two streams");
     assert!(got == expected, "the two streams differ from one");
+
+    // The saved windows go with the consumer's offsets.
+    let saves = || {
+        std::fs::read_dir(server.data_dir.join("derived"))
+            .unwrap()
+            .filter(|entry| entry.as_ref().unwrap().file_name().to_string_lossy().starts_with("consumer-"))
+            .count()
+    };
+    assert!(saves() > 0, "the consumer's windows were saved");
+    fluvio.delete_consumer("dashboard", None).await.unwrap();
+    assert_eq!(saves(), 0, "deleting the consumer deletes its saved windows");
 }
 
 /// `count` readings `{"k","ts","v"}` of 200 keys, 2 ms of event time apart,

@@ -269,9 +269,16 @@ impl Handle for DeleteConsumerRequest {
 
     async fn handle(self, context: &ServerContext, _: &Session) -> Result<DeleteConsumerResponse, ServerError> {
         check_consumer(&self.consumer)?;
+        // The partitions whose saved windows go with the offsets.
+        let stored = context.storage.list_offsets().await?;
         let forgotten = context.storage.delete_offsets(Some(&self.consumer), self.topic.as_deref(), None).await;
         context.consumer_ids.forget().await;
         let forgotten = forgotten?;
+        for owned in stored.iter().map(|owned| &owned.offset) {
+            if owned.consumer == self.consumer && self.topic.as_ref().is_none_or(|topic| *topic == owned.topic) {
+                forget_windows(context, &owned.consumer, &owned.topic, owned.partition).await;
+            }
+        }
         if forgotten == 0 {
             let place = self.topic.map_or_else(String::new, |topic| format!(" in topic {topic:?}"));
             return Err(ServerError::new(
@@ -300,7 +307,18 @@ impl Handle for DeleteConsumerOffsetRequest {
                 ),
             ));
         }
+        forget_windows(context, &self.consumer, &self.topic, self.partition).await;
         Ok(DeleteConsumerOffsetResponse)
+    }
+}
+
+/// Forgets the windows a consumer's streams of a partition saved with its
+/// offsets (logged when it cannot: the offsets are gone, and windows are
+/// only restored at or before a stored offset).
+async fn forget_windows(context: &ServerContext, consumer: &str, topic: &str, partition: u32) {
+    let owner = crate::derived::store::WindowsOwner::Consumer { consumer, topic, partition };
+    if let Err(error) = context.derived.store().remove_windows(owner).await {
+        tracing::warn!(consumer, topic, partition, %error, "cannot delete a consumer's saved windows");
     }
 }
 

@@ -310,6 +310,25 @@ impl DerivedStore {
         Ok(found)
     }
 
+    /// Forgets `owner`'s saved windows.
+    pub async fn remove_windows(&self, owner: WindowsOwner<'_>) -> Result<(), DerivedError> {
+        for slot in 0..2 {
+            let object = owner.object(slot);
+            match self {
+                DerivedStore::Local(dir) => {
+                    let path = dir.join(object);
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(error) => return Err(io_error(&path)(error)),
+                    }
+                }
+                DerivedStore::Shared(buckets) => buckets.delete_windows(&object).await?,
+            }
+        }
+        Ok(())
+    }
+
     /// Saves `owner`'s windows over the older of its two saves, durably.
     pub async fn save_window_checkpoint(
         &self,
