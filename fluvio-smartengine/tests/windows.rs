@@ -57,6 +57,16 @@ fn keyed(base_offset: i64, records: &[(&str, i64, i64)]) -> Batch {
     builder.finish()
 }
 
+/// Keyless records of `values` from offset 0, all at time 0 (their event
+/// times are in their values).
+fn unkeyed(values: &[&str]) -> Batch {
+    let mut builder = BatchBuilder::new(0, 0);
+    for (i, value) in values.iter().enumerate() {
+        builder.push(i as u32, 0, None, value.as_bytes(), &[]);
+    }
+    builder.finish()
+}
+
 #[test]
 fn a_tumbling_window_emits_each_key_once_the_watermark_passes_its_end() {
     let engine = SmartEngine::new();
@@ -184,18 +194,13 @@ fn pointers_into_json_key_and_time_the_window() {
     let engine = SmartEngine::new();
     let window = parse_window("tumbling=1m,key=/customer/id,time=/at").unwrap();
     let mut chain = chain(&engine, windowed("field-sum-aggregate", window), ErrorPolicy::Fail);
-    let mut builder = BatchBuilder::new(0, 0);
-    for (i, value) in [
-        r#"{"customer":{"id":"c1"},"at":"2024-05-01T12:00:10Z","v":3}"#,
-        r#"{"customer":{"id":7},"at":1714564815000,"v":4}"#,
-        r#"{"customer":{"id":"c1"},"at":"2024-05-01T14:00:50+02:00","v":5}"#,
-    ]
-    .iter()
-    .enumerate()
-    {
-        builder.push(i as u32, 0, None, value.as_bytes(), &[]);
-    }
-    chain.process(&builder.finish()).unwrap();
+    chain
+        .process(&unkeyed(&[
+            r#"{"customer":{"id":"c1"},"at":"2024-05-01T12:00:10Z","v":3}"#,
+            r#"{"customer":{"id":7},"at":1714564815000,"v":4}"#,
+            r#"{"customer":{"id":"c1"},"at":"2024-05-01T14:00:50+02:00","v":5}"#,
+        ]))
+        .unwrap();
     let out = chain.finish(3).unwrap();
     let minute = 1_714_564_800_000;
     assert_eq!(
@@ -214,11 +219,7 @@ fn records_a_window_cannot_place_are_errors_under_the_policy() {
         r#"{"k":"a","ts":"noon","v":4}"#,
         r#"{"k":"a","ts":3000,"v":8}"#,
     ];
-    let mut builder = BatchBuilder::new(0, 0);
-    for (i, value) in values.iter().enumerate() {
-        builder.push(i as u32, 0, None, value.as_bytes(), &[]);
-    }
-    let batch = builder.finish();
+    let batch = unkeyed(&values);
 
     let mut failing = chain(&engine, windowed("field-sum-aggregate", window.clone()), ErrorPolicy::Fail);
     let out = failing.process(&batch).unwrap();
@@ -250,11 +251,7 @@ fn a_module_error_under_fail_ends_the_window_stream_at_that_record() {
         r#"{"k":"b","ts":16000}"#,
         r#"{"k":"a","ts":31000,"v":8}"#,
     ];
-    let mut builder = BatchBuilder::new(0, 0);
-    for (i, value) in values.iter().enumerate() {
-        builder.push(i as u32, 0, None, value.as_bytes(), &[]);
-    }
-    let batch = builder.finish();
+    let batch = unkeyed(&values);
     let mut failing = chain(&engine, windowed("field-sum-aggregate", window.clone()), ErrorPolicy::Fail);
     let out = failing.process(&batch).unwrap();
     let failure = out.failure.clone().expect("b at 16 s has no v");

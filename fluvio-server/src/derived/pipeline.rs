@@ -348,6 +348,7 @@ impl Pipeline {
         // again (its outputs are stored already).
         let mut windows = Windows::default();
         let mut start = position.clone();
+        let mut restored = Vec::new();
         if spec.windowed() {
             let saved = self
                 .context
@@ -360,7 +361,7 @@ impl Pipeline {
             match saved.into_iter().find(|checkpoint| checkpoint.next <= position.next) {
                 Some(checkpoint) => {
                     start = Position { next: checkpoint.next, accumulators: checkpoint.accumulators };
-                    windows.restored = checkpoint.windows;
+                    restored = checkpoint.windows;
                 }
                 None if fresh => {}
                 None => {
@@ -368,9 +369,7 @@ impl Pipeline {
                     start = Position { next: source.start_offset(), accumulators: Vec::new() };
                 }
             }
-            windows.replay_until = position.next;
         }
-        let restored = std::mem::take(&mut windows.restored);
         let chain =
             build_chain(&self.context, spec, &start.accumulators, restored).await.map_err(|error| match error {
                 // The cluster's registry did not answer (a node died, a new
@@ -388,7 +387,8 @@ impl Pipeline {
             if fresh {
                 self.save_windows(chain, &position, &mut windows).await?;
             }
-            self.replay(&source, chain, start.next, windows.replay_until).await?;
+            // Up to where the output ends: those outputs are stored.
+            self.replay(&source, chain, start.next, position.next).await?;
         }
         {
             let mut status = self.status.lock();
@@ -808,16 +808,11 @@ struct Windows {
     saved_at: Instant,
     /// The source offset of the last save.
     saved_next: Option<i64>,
-    /// The windows restored at the start.
-    restored: Vec<(usize, Vec<u8>)>,
-    /// Where the output ended at the start: the records before it run
-    /// through the chain again without output.
-    replay_until: i64,
 }
 
 impl Default for Windows {
     fn default() -> Self {
-        Windows { generation: 0, saved_at: Instant::now(), saved_next: None, restored: Vec::new(), replay_until: 0 }
+        Windows { generation: 0, saved_at: Instant::now(), saved_next: None }
     }
 }
 
