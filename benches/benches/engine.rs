@@ -25,12 +25,14 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fluvio_protocol::{Batch, SmartModuleInvocation};
-use fluvio_smartengine::{ChainBuilder, ModuleKind, SmartEngine, SmartModuleInstance, run_native};
+use fluvio_smartengine::{
+    ChainBuilder, Limits, Metering, ModuleKind, SmartEngine, SmartModuleChain, SmartModuleInstance, run_native,
+};
 use fluvio_smartmodule::__private as glue;
 
 use fluvio_benches::bare::{
-    Bare, BatchLoop, bare_count, bare_filter, bare_regex_scrub, bare_uppercase, batch_count, batch_filter,
-    batch_regex_scrub, batch_uppercase, plain_values,
+    Bare, BatchLoop, bare_count, bare_filter, bare_regex_scrub, bare_regex_scrub_values, bare_uppercase, batch_count,
+    batch_filter, batch_regex_scrub, batch_uppercase, plain_values,
 };
 use fluvio_benches::{RECORDS, STOP_ON_ERROR, engine_batches as batches};
 
@@ -47,8 +49,10 @@ fn wasm_run(
     values: &[Vec<Vec<u8>>],
 ) {
     let engine = SmartEngine::new();
+    let deadline_engine = deadline_engine();
     let invocation = SmartModuleInvocation::adhoc(module, dev_support::wasm(module)).expect_kind(kind);
-    let mut chain = ChainBuilder::new(&engine).invocation(invocation).build().unwrap();
+    let mut chain = ChainBuilder::new(&engine).invocation(invocation.clone()).build().unwrap();
+    let mut deadline_chain = ChainBuilder::new(&deadline_engine).invocation(invocation).build().unwrap();
 
     // All sides must agree before any is timed. The batch loop is checked
     // on the first batch only: the aggregate's count goes on from batch to
@@ -58,6 +62,8 @@ fn wasm_run(
         let wasm_out = chain.process(batch).unwrap().batch;
         let native_out = run_native(kind, batch, native).unwrap();
         assert_eq!(wasm_out.as_bytes(), native_out.as_bytes(), "{group_name}: wasm and native disagree");
+        let deadline_out = deadline_chain.process(batch).unwrap().batch;
+        assert_eq!(deadline_out.as_bytes(), native_out.as_bytes(), "{group_name}: the meterings disagree");
         if n == 0 {
             assert!(
                 batch_loop(batch).as_bytes() == native_out.as_bytes(),
@@ -85,15 +91,108 @@ fn wasm_run(
             out
         })
     });
-    group.bench_function(BenchmarkId::new("wasm", RECORDS), |b| {
-        b.iter(|| {
-            let mut out = 0usize;
-            for batch in input {
-                out += chain.process(batch).unwrap().batch.record_count() as usize;
-            }
-            out
-        })
+    for (column, chain) in [("wasm", &mut chain), ("wasm-deadline", &mut deadline_chain)] {
+        group.bench_function(BenchmarkId::new(column, RECORDS), |b| b.iter(|| run_chain(chain, input)));
+    }
+    group.finish();
+}
+
+/// An engine that meters by the clock alone ([`Metering::Deadline`]).
+fn deadline_engine() -> SmartEngine {
+    SmartEngine::with_config(Limits { metering: Metering::Deadline, ..Limits::default() }, None)
+}
+
+/// Runs every batch through `chain`; the records that came out.
+fn run_chain(chain: &mut SmartModuleChain, input: &[Batch]) -> usize {
+    input.iter().map(|batch| chain.process(batch).unwrap().batch.record_count() as usize).sum()
+}
+
+/// A stage of a chain benchmark: the module, its kind, and its function
+/// run through the glue natively.
+type Stage = (&'static str, ModuleKind, fn(i32) -> i64);
+
+const UPPERCASE: Stage =
+    ("uppercase-map", ModuleKind::Map, |len| glue::run_map(len, STOP_ON_ERROR, uppercase_map::map));
+const SCRUB: Stage =
+    ("regex-scrubbing", ModuleKind::Map, |len| glue::run_map(len, STOP_ON_ERROR, regex_scrubbing::map));
+const FILTER: Stage =
+    ("bench-filter", ModuleKind::Filter, |len| glue::run_filter(len, STOP_ON_ERROR, bench_filter::filter));
+const COUNT: Stage =
+    ("bench-count", ModuleKind::Aggregate, |len| glue::run_aggregate(len, STOP_ON_ERROR, bench_count::aggregate));
+
+/// Chains of two and four modules: each batch goes through every stage
+/// in one `process`, one stage's output the next one's input. Columns:
+/// the stages' bare loops one after the other over the values, the
+/// stages' native functions through the glue one after the other, and
+/// the chain in the engine under each metering.
+fn chains(c: &mut Criterion) {
+    let input = batches();
+    let values = plain_values(&input);
+    let two: (&str, &[Stage], Bare) = ("chain-2", &[SCRUB, UPPERCASE], |values| {
+        let scrubbed = bare_regex_scrub_values(values);
+        bare_uppercase(&scrubbed)
     });
+    let four: (&str, &[Stage], Bare) = ("chain-4", &[UPPERCASE, FILTER, SCRUB, COUNT], |values| {
+        let upper: Vec<Vec<u8>> = values.iter().map(|value| value.to_ascii_uppercase()).collect();
+        let kept: Vec<Vec<u8>> = upper.into_iter().filter(|value| value.contains(&b'#')).collect();
+        bare_count(&bare_regex_scrub_values(&kept))
+    });
+    for (group_name, stages, bare) in [two, four] {
+        let build = |engine: &SmartEngine| {
+            let invocations = stages.iter().map(|(module, kind, _)| {
+                SmartModuleInvocation::adhoc(*module, dev_support::wasm(module)).expect_kind(*kind)
+            });
+            ChainBuilder::new(engine).invocations(invocations).build().unwrap()
+        };
+        let native = |batch: &Batch| {
+            stages.iter().fold(batch.clone(), |batch, (_, kind, function)| run_native(*kind, &batch, function).unwrap())
+        };
+        let engine = SmartEngine::new();
+        let deadline_engine = deadline_engine();
+        let mut chain = build(&engine);
+        let mut deadline_chain = build(&deadline_engine);
+        // The engine against the native stages, on the first batch only:
+        // the native aggregate keeps one count for the whole process, set
+        // back to none here by a setup with no accumulator.
+        let no_accumulator = [0u8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff];
+        glue::native::call(&no_accumulator, glue::setup, |_| ());
+        let first = &input[0];
+        let expected = native(first);
+        for chain in [&mut chain, &mut deadline_chain] {
+            assert_eq!(chain.process(first).unwrap().batch.as_bytes(), expected.as_bytes(), "{group_name}");
+        }
+        let mut group = c.benchmark_group(group_name);
+        group.throughput(Throughput::Elements(RECORDS as u64));
+        group.sample_size(10);
+        group.measurement_time(Duration::from_secs(8));
+        group.bench_function(BenchmarkId::new("bare", RECORDS), |b| {
+            b.iter(|| values.iter().map(|batch| bare(batch)).sum::<usize>())
+        });
+        group.bench_function(BenchmarkId::new("native", RECORDS), |b| {
+            b.iter(|| input.iter().map(|batch| native(batch).record_count() as usize).sum::<usize>())
+        });
+        for (column, chain) in [("wasm", &mut chain), ("wasm-deadline", &mut deadline_chain)] {
+            group.bench_function(BenchmarkId::new(column, RECORDS), |b| b.iter(|| run_chain(chain, &input)));
+        }
+        group.finish();
+    }
+}
+
+/// Compiling the largest module here (the regex scrubber, about 1.4 MB)
+/// with no cache: what the first stream to use a new module waits for.
+fn compile(c: &mut Criterion) {
+    let regex_bytes = dev_support::wasm("regex-scrubbing");
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    for (metering, limits) in [
+        ("regex-scrubbing-fuel", Limits::default()),
+        ("regex-scrubbing-deadline", Limits { metering: Metering::Deadline, ..Limits::default() }),
+    ] {
+        group.bench_function(metering, |b| {
+            b.iter(|| SmartEngine::with_config(limits, None).load("regex-scrubbing", &regex_bytes).unwrap())
+        });
+    }
     group.finish();
 }
 
@@ -218,5 +317,5 @@ fn instantiate(c: &mut Criterion) {
     assert_eq!(engine.compilations(), 2);
 }
 
-criterion_group!(benches, kinds, abis, instantiate);
+criterion_group!(benches, kinds, chains, abis, instantiate, compile);
 criterion_main!(benches);

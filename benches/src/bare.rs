@@ -32,11 +32,15 @@ pub fn bare_uppercase(values: &[Vec<u8>]) -> usize {
 
 /// Masks what looks like an SSN, as the `regex-scrubbing` example does.
 pub fn bare_regex_scrub(values: &[Vec<u8>]) -> usize {
-    let mapped: Vec<Vec<u8>> = values
+    bare_regex_scrub_values(values).len()
+}
+
+/// [`bare_regex_scrub`]'s outputs, for a chain's next step.
+pub fn bare_regex_scrub_values(values: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    values
         .iter()
         .map(|value| SSN.replace_all(std::str::from_utf8(value).unwrap(), "***-**-****").into_owned().into_bytes())
-        .collect();
-    mapped.len()
+        .collect()
 }
 
 /// Counts values, as the `bench-count` module does: the count kept as

@@ -488,14 +488,17 @@ impl Stage {
         let mut panics = 0usize;
         loop {
             let bytes = retry.as_deref().unwrap_or(input);
-            let records = RecordIndex::new(bytes)?;
-            let header = *records.header();
+            // Only the header before the call: the module's run brings the
+            // batch into cache, and the records are indexed after it (see
+            // `SmartModuleInstance::process`), or here when there is none.
+            let header = abi::BatchHeader::parse(bytes)?;
             if first_attempt {
                 self.metrics.batches += 1;
-                self.metrics.records_in += records.len() as u64;
+                self.metrics.records_in += u64::from(header.record_count);
                 first_attempt = false;
             }
-            if records.is_empty() {
+            if header.record_count == 0 {
+                RecordIndex::new(bytes)?;
                 self.metrics.time += started.elapsed();
                 return Ok(StageOutput { batch: bytes.to_vec(), failures });
             }
@@ -507,7 +510,7 @@ impl Stage {
                 });
             }
             let instance = self.ensure_instance(engine, fuel_left)?;
-            let result = instance.process(bytes, &records, flags, *fuel_left);
+            let result = instance.process(bytes, flags, *fuel_left);
             *fuel_left = fuel_left.saturating_sub(instance.last_fuel_used());
             match result {
                 Ok(ProcessOutput { batch, records_out, errors, last_value, fuel_used }) => {
@@ -518,16 +521,20 @@ impl Stage {
                     if self.module.kind() == ModuleKind::Aggregate && last_value.is_some() {
                         self.accumulator = last_value;
                     }
-                    for error in errors {
-                        let record = records.view(bytes, error.index as usize)?;
-                        failures.push(self.failure(&record, &header, bytes, error.kind, error.message));
+                    if !errors.is_empty() {
+                        let records = RecordIndex::new(bytes)?;
+                        for error in errors {
+                            let record = records.view(bytes, error.index as usize)?;
+                            failures.push(self.failure(&record, &header, bytes, error.kind, error.message));
+                        }
                     }
                     if self.instance.as_ref().is_some_and(SmartModuleInstance::wants_restart) {
                         self.instance = None;
                     }
                     return Ok(StageOutput { batch, failures });
                 }
-                Err(CallError::Panic { message, record: Some(index) }) if (index as usize) < records.len() => {
+                Err(CallError::Panic { message, record: Some(index) }) if index < header.record_count => {
+                    let records = RecordIndex::new(bytes)?;
                     self.instance = None;
                     panics += 1;
                     // Each retry starts the module again, paid from the

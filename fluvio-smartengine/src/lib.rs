@@ -60,7 +60,7 @@ pub use fluvio_protocol::{ErrorPolicy, ModuleKind, RecordFailure, SmartModuleExt
 #[cfg(feature = "native-baseline")]
 pub use instance::run_native;
 pub use instance::{GuestLog, SmartModuleInstance};
-pub use limits::Limits;
+pub use limits::{Limits, Metering};
 pub use structure::{StructureLimit, StructureLimits};
 pub use worker::ChainWorker;
 
@@ -302,6 +302,8 @@ impl SmartEngine {
             key.update(ARTIFACT_FORMAT);
             key.update(hash);
             key.update(self.inner.limits.memory_bytes.to_le_bytes());
+            // The metering is compiled into the code.
+            key.update(self.inner.limits.metering.name());
             dir.join(format!("{}.wasmer", hex(&key.finalize())))
         });
         if let Some(path) = &artifact_path
@@ -359,7 +361,7 @@ impl SmartEngine {
                 inner.compilations.fetch_add(1, Ordering::Relaxed);
                 let _ = started_tx.send(());
                 let engine = compiling_engine(inner.limits);
-                let compiled = fuel::instrument(&wasm)
+                let compiled = fuel::instrument(&wasm, inner.limits.metering)
                     .map_err(|reason| EngineError::InvalidWasm { reason })
                     .and_then(|metered| {
                         Module::new(&engine, metered)

@@ -1,6 +1,6 @@
 //! Resource caps: a memory cap enforced through wasmer's tunables, a CPU cap
 //! per batch enforced through the fuel metering (`fuel.rs`), and a wall-clock cap per
-//! call enforced by the watchdog.
+//! call enforced by the watchdog (with [`Metering::Deadline`], the only CPU cap).
 
 use std::ptr::NonNull;
 use std::time::Duration;
@@ -33,6 +33,57 @@ pub struct Limits {
     pub compile_time: Duration,
     /// Bounds on a module's shape, checked before it is compiled.
     pub structure: StructureLimits,
+    /// How a running module is metered: by fuel (the default), or by the
+    /// clock alone.
+    pub metering: Metering,
+}
+
+/// How the engine holds a module to its CPU cap.
+///
+/// Both stop a module that runs too long, endless loops and recursion
+/// included, and both let [`Limits::call_time`] and a cancelled stream
+/// stop a call at once. They differ in what is counted, and in what the
+/// counting costs the module's own loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Metering {
+    /// Every operator pays a unit of fuel, and a batch may spend at most
+    /// [`Limits::fuel_per_batch`]: the same module on the same batch always
+    /// uses the same fuel, and stops at the same place when it runs out,
+    /// whatever the machine or its load ([`EngineError::CpuLimitExceeded`]).
+    /// The counting costs 10% to 15% of a module's time
+    /// (docs/benchmarks.md).
+    ///
+    /// [`EngineError::CpuLimitExceeded`]: crate::EngineError::CpuLimitExceeded
+    #[default]
+    Fuel,
+    /// Nothing is counted: the module only looks, where it loops back and
+    /// where it calls, whether the watchdog has stopped it. The cap is
+    /// [`Limits::call_time`] alone, so where a module stops depends on the
+    /// machine, and `fuel_per_batch` is not used. For hosts that run their
+    /// own modules and want their time back.
+    Deadline,
+}
+
+impl Metering {
+    /// The name the command-line options use: `fuel` or `deadline`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metering::Fuel => "fuel",
+            Metering::Deadline => "deadline",
+        }
+    }
+}
+
+impl std::str::FromStr for Metering {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Metering, String> {
+        match name {
+            "fuel" => Ok(Metering::Fuel),
+            "deadline" => Ok(Metering::Deadline),
+            other => Err(format!("unknown metering `{other}`: use `fuel` or `deadline`")),
+        }
+    }
 }
 
 impl Limits {
@@ -72,6 +123,7 @@ impl Default for Limits {
             concurrent_compilations: std::thread::available_parallelism().map_or(2, |n| n.get()),
             compile_time: Self::DEFAULT_COMPILE_TIME,
             structure: StructureLimits::default(),
+            metering: Metering::default(),
         }
     }
 }

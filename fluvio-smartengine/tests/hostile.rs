@@ -5,7 +5,7 @@ mod common;
 
 use common::{batch, module, values, wasm};
 use fluvio_protocol::ErrorPolicy;
-use fluvio_smartengine::{ChainBuilder, ChainOutput, EngineError, Limits, SmartEngine};
+use fluvio_smartengine::{ChainBuilder, ChainOutput, EngineError, Limits, Metering, SmartEngine};
 
 fn engine() -> SmartEngine {
     // Small limits keep the tests quick; the defaults are far larger.
@@ -463,5 +463,36 @@ fn an_input_buffer_outside_guest_memory_is_refused() {
         }
         other => panic!("expected invalid output, got {other:?}"),
     }
+    good_module_still_works(&engine);
+}
+
+#[test]
+fn under_the_deadline_metering_every_cpu_hog_is_stopped_at_its_time_limit() {
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        call_time: std::time::Duration::from_millis(200),
+        metering: Metering::Deadline,
+        ..Limits::default()
+    };
+    let engine = SmartEngine::with_config(limits, None);
+    // A loop, a loop of bulk fills, and a loop in the module's `init`.
+    let spinning_init = module("hostile-burn-in-startup").param("init_spins", "1000000000000");
+    let hogs = [module("hostile-infinite-loop"), module("hostile-fill-loop"), spinning_init];
+    for invocation in hogs {
+        let name = invocation.name().to_string();
+        let error = ChainBuilder::new(&engine)
+            .invocation(invocation)
+            .build()
+            .and_then(|mut chain| chain.process(&batch(0, &["x"])))
+            .unwrap_err();
+        assert_eq!(error, EngineError::TimeLimitExceeded { module: name.clone(), limit_ms: 200 }, "{name}");
+        good_module_still_works(&engine);
+    }
+    // The other caps hold as they do under fuel.
+    let error = run(&engine, "hostile-memory-bomb", &["x"]).unwrap_err();
+    assert!(matches!(error, EngineError::MemoryLimitExceeded { .. }), "{error:?}");
+    let failure =
+        run(&engine, "hostile-panic", &["fine", "panic"]).unwrap().failure.expect("the panic fails the batch");
+    assert_eq!((failure.offset, failure.kind.as_str()), (1, "panic"));
     good_module_still_works(&engine);
 }
