@@ -322,6 +322,21 @@ async fn a_hostile_module_fails_only_its_own_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_deadline_metering_a_hostile_module_is_stopped_by_the_clock_and_good_ones_run() {
+    let args = ["--smartmodule-metering", "deadline", "--smartmodule-call-ms", "300"];
+    let server = ServerProcess::start(&data_dir("deadline"), &args);
+    let fluvio = server.client().await;
+    fluvio.create_topic("t", 1).await.unwrap();
+    produce(&fluvio, "t", &["a", "b"]).await;
+    let looping =
+        fluvio.consumer_stream("t", from_beginning().smartmodule(spec("hostile-infinite-loop"))).await.unwrap();
+    let error = looping.collect::<Vec<_>>().await.pop().unwrap().unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::SmartModuleFailed));
+    assert!(error.to_string().contains("time limit of 300 ms"), "{error}");
+    assert_eq!(values(&read_all(&fluvio, "t", from_beginning().smartmodule(spec("uppercase-map"))).await), ["A", "B"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_smartmodules_run_before_sending() {
     let server = ServerProcess::start(&data_dir("producer-sm"), &[]);
     let fluvio = server.client().await;
