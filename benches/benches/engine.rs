@@ -23,7 +23,8 @@
 
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fluvio_protocol::{Batch, SmartModuleInvocation};
 use fluvio_smartengine::{
     ChainBuilder, Limits, Metering, ModuleKind, SmartEngine, SmartModuleChain, SmartModuleInstance, run_native,
@@ -72,10 +73,7 @@ fn wasm_run(
         }
     }
 
-    let mut group = c.benchmark_group(group_name);
-    group.throughput(Throughput::Elements(RECORDS as u64));
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(8));
+    let mut group = records_group(c, group_name);
     group.bench_function(BenchmarkId::new("bare", RECORDS), |b| {
         b.iter(|| values.iter().map(|batch| bare(batch)).sum::<usize>())
     });
@@ -95,6 +93,15 @@ fn wasm_run(
         group.bench_function(BenchmarkId::new(column, RECORDS), |b| b.iter(|| run_chain(chain, input)));
     }
     group.finish();
+}
+
+/// A group whose every function goes through the [`RECORDS`] records.
+fn records_group<'c>(c: &'c mut Criterion, name: &str) -> BenchmarkGroup<'c, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(RECORDS as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(8));
+    group
 }
 
 /// An engine that meters by the clock alone ([`Metering::Deadline`]).
@@ -161,10 +168,7 @@ fn chains(c: &mut Criterion) {
         for chain in [&mut chain, &mut deadline_chain] {
             assert_eq!(chain.process(first).unwrap().batch.as_bytes(), expected.as_bytes(), "{group_name}");
         }
-        let mut group = c.benchmark_group(group_name);
-        group.throughput(Throughput::Elements(RECORDS as u64));
-        group.sample_size(10);
-        group.measurement_time(Duration::from_secs(8));
+        let mut group = records_group(c, group_name);
         group.bench_function(BenchmarkId::new("bare", RECORDS), |b| {
             b.iter(|| values.iter().map(|batch| bare(batch)).sum::<usize>())
         });
@@ -272,10 +276,7 @@ fn abis(c: &mut Criterion) {
         let theirs = fluvio_abi.process(batch).unwrap().batch;
         assert_eq!(ours.as_bytes(), theirs.as_bytes(), "the two builds disagree");
     }
-    let mut group = c.benchmark_group("abi-map");
-    group.throughput(Throughput::Elements(RECORDS as u64));
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(8));
+    let mut group = records_group(c, "abi-map");
     group.bench_function(BenchmarkId::new("bare", RECORDS), |b| {
         b.iter(|| values.iter().map(|batch| bare_uppercase(batch)).sum::<usize>())
     });

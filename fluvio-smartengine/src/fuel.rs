@@ -250,6 +250,19 @@ fn is_bulk(operator: &Operator) -> bool {
     )
 }
 
+/// Keeps `labels` (the open blocks, innermost last, `true` for a loop's)
+/// up to date past `operator`.
+fn track_labels(labels: &mut Vec<bool>, operator: &Operator) {
+    match operator {
+        Operator::Block { .. } | Operator::If { .. } => labels.push(false),
+        Operator::Loop { .. } => labels.push(true),
+        Operator::End => {
+            labels.pop();
+        }
+        _ => {}
+    }
+}
+
 /// Whether a branch `relative_depth` labels out leaves the function.
 fn goes_out(labels: &[bool], relative_depth: u32) -> bool {
     relative_depth as usize >= labels.len()
@@ -300,7 +313,7 @@ impl Meter {
     /// `if fuel > limit { used = fuel; exhausted = 1; trap }`: at a branch
     /// back to a loop's start, where nothing reads `used` unless the
     /// module stops. Not writing it back on every turn takes a store off
-    /// every loop (2% to 6% of a module's time); a module that then traps
+    /// every loop (2% to 3% of a module's time); a module that then traps
     /// of its own accord writes it first (see `Operator::Unreachable`), so
     /// only a trap of the machine's (an access out of bounds, a division
     /// by zero), which fails the batch, leaves the count a loop short.
@@ -311,11 +324,7 @@ impl Meter {
             .instruction(&Instruction::I64GtS)
             .instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
         self.store(function);
-        function
-            .instruction(&Instruction::I32Const(1))
-            .instruction(&Instruction::GlobalSet(self.exhausted))
-            .instruction(&Instruction::Unreachable)
-            .instruction(&Instruction::End);
+        self.stop_exhausted(function);
     }
 
     /// `if limit == 0 { exhausted = 1; trap }`: the deadline's look at
@@ -324,7 +333,13 @@ impl Meter {
         function
             .instruction(&Instruction::GlobalGet(self.limit))
             .instruction(&Instruction::I64Eqz)
-            .instruction(&Instruction::If(wasm_encoder::BlockType::Empty))
+            .instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
+        self.stop_exhausted(function);
+    }
+
+    /// `exhausted = 1; trap`, closing the `if` a check opened.
+    fn stop_exhausted(&self, function: &mut Function) {
+        function
             .instruction(&Instruction::I32Const(1))
             .instruction(&Instruction::GlobalSet(self.exhausted))
             .instruction(&Instruction::Unreachable)
@@ -383,14 +398,7 @@ impl Rewrite {
             if looks {
                 meter.check_deadline(function);
             }
-            match &operator {
-                Operator::Block { .. } | Operator::If { .. } => labels.push(false),
-                Operator::Loop { .. } => labels.push(true),
-                Operator::End => {
-                    labels.pop();
-                }
-                _ => {}
-            }
+            track_labels(&mut labels, &operator);
             function.instruction(&self.instruction(operator)?);
         }
         Ok(())
@@ -556,14 +564,7 @@ impl Reencode for Rewrite {
                     }
                 }
             }
-            match &operator {
-                Operator::Block { .. } | Operator::If { .. } => labels.push(false),
-                Operator::Loop { .. } => labels.push(true),
-                Operator::End => {
-                    labels.pop();
-                }
-                _ => {}
-            }
+            track_labels(&mut labels, &operator);
             function.instruction(&self.instruction(operator)?);
             if reload_after {
                 meter.load(&mut function);
