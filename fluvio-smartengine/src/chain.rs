@@ -490,7 +490,8 @@ impl Stage {
             let bytes = retry.as_deref().unwrap_or(input);
             // Only the header before the call: the module's run brings the
             // batch into cache, and the records are indexed after it (see
-            // `SmartModuleInstance::process`), or here when there is none.
+            // `SmartModuleInstance::process`), or here when there is no
+            // call or it panicked.
             let header = abi::BatchHeader::parse(bytes)?;
             if first_attempt {
                 self.metrics.batches += 1;
@@ -513,7 +514,7 @@ impl Stage {
             let result = instance.process(bytes, flags, *fuel_left);
             *fuel_left = fuel_left.saturating_sub(instance.last_fuel_used());
             match result {
-                Ok(ProcessOutput { batch, records_out, errors, last_value, fuel_used }) => {
+                Ok(ProcessOutput { batch, records_out, errors, last_value, fuel_used, records }) => {
                     self.metrics.records_out += records_out as u64;
                     self.metrics.errors += errors.len() as u64;
                     self.metrics.fuel_used += fuel_used;
@@ -521,12 +522,9 @@ impl Stage {
                     if self.module.kind() == ModuleKind::Aggregate && last_value.is_some() {
                         self.accumulator = last_value;
                     }
-                    if !errors.is_empty() {
-                        let records = RecordIndex::new(bytes)?;
-                        for error in errors {
-                            let record = records.view(bytes, error.index as usize)?;
-                            failures.push(self.failure(&record, &header, bytes, error.kind, error.message));
-                        }
+                    for error in errors {
+                        let record = records.view(bytes, error.index as usize)?;
+                        failures.push(self.failure(&record, &header, bytes, error.kind, error.message));
                     }
                     if self.instance.as_ref().is_some_and(SmartModuleInstance::wants_restart) {
                         self.instance = None;

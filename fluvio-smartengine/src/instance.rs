@@ -163,6 +163,9 @@ pub(crate) struct ProcessOutput {
     /// The value of the last output record (the accumulator, for aggregates).
     pub last_value: Option<Vec<u8>>,
     pub fuel_used: u64,
+    /// The input batch's records, indexed after the call: where the
+    /// errors' record indexes point.
+    pub records: RecordIndex,
 }
 
 /// A SmartModule instantiated, set up (params, accumulator) and initialized,
@@ -602,8 +605,7 @@ impl SmartModuleInstance {
             Glue::Native { process, .. } => process.clone(),
             Glue::Fluvio { process, .. } => {
                 let process = process.clone();
-                let records = RecordIndex::new(batch).map_err(EngineError::InvalidBatch)?;
-                let processed = self.fluvio_process(&process, batch, &records, flags);
+                let processed = self.fluvio_process(&process, batch, flags);
                 self.last_fuel_used = granted - self.budget;
                 self.budget = self.fuel_limit;
                 let fuel_used = self.last_fuel_used;
@@ -639,6 +641,7 @@ impl SmartModuleInstance {
             errors: decoded.errors,
             last_value: decoded.last_value,
             fuel_used,
+            records,
         })
     }
 }
@@ -777,9 +780,10 @@ impl SmartModuleInstance {
         &mut self,
         process: &TypedFunction<(i32, i32, i32), i32>,
         batch: &[u8],
-        records: &RecordIndex,
         flags: u32,
     ) -> Result<ProcessOutput, CallError> {
+        let index = RecordIndex::new(batch).map_err(EngineError::InvalidBatch)?;
+        let records = &index;
         let kind = self.kind;
         let limit = batch.len().saturating_add(usize::try_from(self.memory_limit).unwrap_or(usize::MAX));
         let base_offset = records.header().base_offset;
@@ -846,7 +850,7 @@ impl SmartModuleInstance {
             pending = &pending[failed + 1..];
         }
         fluvio_abi::finish_batch(&mut out, records, count);
-        Ok(ProcessOutput { batch: out, records_out: count, errors, last_value, fuel_used: 0 })
+        Ok(ProcessOutput { batch: out, records_out: count, errors, last_value, fuel_used: 0, records: index })
     }
 }
 
