@@ -16,7 +16,7 @@
 //! Arguments: the number of passes after a first, unmeasured one (default
 //! 1); a part of a module's name to run only that module (`-` for all);
 //! and the column of the engine benchmark to run: `wasm` (the default),
-//! `native` (the same function and glue, compiled natively), `batch` (a
+//! `wasm-deadline` (the same under `Metering::Deadline`), `native` (the same function and glue, compiled natively), `batch` (a
 //! plain loop from batch to batch) or `bare` (a plain loop over values).
 //! It also prints each module's best time per pass (wall-clock: this
 //! kernel counts a thread's CPU time in 4 ms ticks).
@@ -24,7 +24,7 @@
 use fluvio_benches::bare::{self, Bare, BatchLoop};
 use fluvio_benches::{STOP_ON_ERROR, engine_batches};
 use fluvio_protocol::{Batch, SmartModuleInvocation};
-use fluvio_smartengine::{ChainBuilder, ModuleKind, SmartEngine, run_native};
+use fluvio_smartengine::{ChainBuilder, Limits, Metering, ModuleKind, SmartEngine, run_native};
 use fluvio_smartmodule::__private as glue;
 
 /// A module of the benchmark: its name, its kind, its function run
@@ -42,6 +42,7 @@ fn main() {
     let input = engine_batches();
     let values = bare::plain_values(&input);
     let engine = SmartEngine::new();
+    let deadline_engine = SmartEngine::with_config(Limits { metering: Metering::Deadline, ..Limits::default() }, None);
     let modules: [BenchModule; 4] = [
         (
             "bench-filter",
@@ -77,9 +78,10 @@ fn main() {
             continue;
         }
         let mut pass: Pass = match column.as_str() {
-            "wasm" => {
+            "wasm" | "wasm-deadline" => {
+                let engine = if column == "wasm" { &engine } else { &deadline_engine };
                 let invocation = SmartModuleInvocation::adhoc(module, dev_support::wasm(module)).expect_kind(kind);
-                let mut chain = ChainBuilder::new(&engine).invocation(invocation).build().expect("the module loads");
+                let mut chain = ChainBuilder::new(engine).invocation(invocation).build().expect("the module loads");
                 Box::new(move |batch, _| chain.process(batch).expect("the module runs").batch.record_count() as usize)
             }
             "native" => Box::new(move |batch, _| {
@@ -87,7 +89,7 @@ fn main() {
             }),
             "bare" => Box::new(move |_, values| bare(values)),
             "batch" => Box::new(move |batch, _| batch_loop(batch).record_count() as usize),
-            other => panic!("no column {other}: wasm, native, batch or bare"),
+            other => panic!("no column {other}: wasm, wasm-deadline, native, batch or bare"),
         };
         let mut best = u64::MAX;
         // The first pass compiles and warms up, and is not counted.

@@ -46,7 +46,7 @@ struct Args {
     /// How SmartModules are held to their CPU cap: `fuel` counts every
     /// instruction against --smartmodule-fuel (the same stop on every
     /// machine); `deadline` counts nothing and stops a module at
-    /// --smartmodule-call-ms alone, 10% to 20% faster.
+    /// --smartmodule-call-ms alone, about 10% faster.
     #[arg(long, default_value = "fuel")]
     smartmodule_metering: Metering,
     /// Bytes of compiled SmartModule code kept cached, in memory and on disk

@@ -40,7 +40,7 @@
 //! start, a branch out of the function, a call), a look at `limit`, and
 //! traps when the watchdog has set it to zero. That is a load, a test and
 //! a branch where control goes back, without the adds of every stretch
-//! and the writes of `used` around calls; a module runs 5% to 20% faster,
+//! and the writes of `used` around calls; a module runs about 10% faster,
 //! and its cap is the call's wall-clock limit alone.
 //!
 //! Why a rewrite of the module's bytes and not a compiler middleware (this

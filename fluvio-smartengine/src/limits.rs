@@ -50,7 +50,7 @@ pub enum Metering {
     /// [`Limits::fuel_per_batch`]: the same module on the same batch always
     /// uses the same fuel, and stops at the same place when it runs out,
     /// whatever the machine or its load ([`EngineError::CpuLimitExceeded`]).
-    /// The counting costs 10% to 20% of a module's time
+    /// The counting costs about 10% of a module's time
     /// (docs/benchmarks.md).
     ///
     /// [`EngineError::CpuLimitExceeded`]: crate::EngineError::CpuLimitExceeded
