@@ -238,6 +238,21 @@ fn output_limit(input: &[u8], memory_limit: u64) -> usize {
     input.len().saturating_add(usize::try_from(memory_limit).unwrap_or(usize::MAX))
 }
 
+/// The fixed fields of record `index` when it has no headers; `None` for
+/// one that has some, whose output the general path encodes.
+fn plain_record_head<'a>(records: &RecordIndex, input: &'a [u8], index: u32) -> Option<&'a [u8]> {
+    // An indexed record holds at least its fixed fields.
+    let head = records.bytes(input, index as usize)?.get(..abi::RECORD_HEADER_LEN)?;
+    (head[24..28] == [0; 4]).then_some(head)
+}
+
+#[cold]
+fn output_too_large(limit: usize, entry: u32) -> FormatError {
+    FormatError::new(format!(
+        "the output grew past {limit} bytes at entry {entry} (the input plus the module's memory cap)"
+    ))
+}
+
 /// Map-like kinds answer with entries; a record whose key and value are
 /// the source's own bytes is copied whole from the host's input. A map,
 /// filter-map or aggregate answers at most once per record; an array-map
@@ -278,6 +293,26 @@ pub(crate) fn decode_records(
                 records.len()
             )));
         }
+        // The usual entry, a new value without a key for a record without
+        // headers, goes straight from the source's fixed fields: the
+        // general path below carries too much for the compiler to keep in
+        // registers.
+        if key_tag == abi::DATA_NONE
+            && value_tag == abi::DATA_INLINE
+            && let Some(head) = plain_record_head(records, input, index)
+        {
+            let value = entries.len_prefixed("inline bytes")?;
+            let offset_delta = u32::from_le_bytes(head[4..8].try_into().expect("four bytes"));
+            let timestamp_delta = i64::from_le_bytes(head[8..16].try_into().expect("eight bytes"));
+            encode_record(&mut out, offset_delta, timestamp_delta, None, value, 0, &[]);
+            if out.len() > limit {
+                return Err(output_too_large(limit, n));
+            }
+            if n + 1 == output.entry_count {
+                last_value = Some(value.to_vec());
+            }
+            continue;
+        }
         if source_cache.as_ref().is_none_or(|(cached, _)| *cached != index) {
             source_cache = Some((index, records.view(input, index as usize)?));
         }
@@ -301,9 +336,7 @@ pub(crate) fn decode_records(
             );
         }
         if out.len() > limit {
-            return Err(FormatError::new(format!(
-                "the output grew past {limit} bytes at entry {n} (the input plus the module's memory cap)"
-            )));
+            return Err(output_too_large(limit, n));
         }
         if n + 1 == output.entry_count {
             last_value = Some(value.0.to_vec());

@@ -60,15 +60,22 @@ fn map_transforms_values_and_keeps_keys_and_headers() {
     // The glue moves one record along the batch: keys come and go.
     builder.push(2, 52, Some(b"key-3"), b"three", &[]);
     builder.push(3, 53, Some(b"key-four"), b"four", &[(b"h".as_slice(), b"v".as_slice())]);
+    // No key but headers: the host's short way for keyless records must
+    // not drop them.
+    builder.push(4, 54, None, b"five", &[(b"h5".as_slice(), b"v5".as_slice())]);
     let out = chain.process(&builder.finish()).unwrap();
     let records: Vec<_> = out.batch.records().collect();
-    assert_eq!(records.len(), 4);
+    assert_eq!(records.len(), 5);
+    let timestamps: Vec<i64> = records.iter().map(|r| r.timestamp).collect();
+    assert_eq!(timestamps, [50, 51, 52, 53, 54]);
     assert_eq!((records[0].offset, records[0].key, records[0].value), (7, Some(&b"key-1"[..]), &b"HELLO"[..]));
     assert_eq!(records[0].headers, vec![(&b"trace"[..], &b"abc"[..])]);
     assert_eq!((records[1].offset, records[1].key, records[1].value), (8, None, &b"WORLD"[..]));
     assert_eq!((records[2].offset, records[2].key, records[2].value), (9, Some(&b"key-3"[..]), &b"THREE"[..]));
     assert_eq!((records[3].offset, records[3].key, records[3].value), (10, Some(&b"key-four"[..]), &b"FOUR"[..]));
     assert_eq!(records[3].headers, vec![(&b"h"[..], &b"v"[..])]);
+    assert_eq!((records[4].offset, records[4].key, records[4].value), (11, None, &b"FIVE"[..]));
+    assert_eq!(records[4].headers, vec![(&b"h5"[..], &b"v5"[..])]);
 }
 
 #[test]
