@@ -16,8 +16,9 @@
 //! Arguments: the number of passes after a first, unmeasured one (default
 //! 1); a part of a module's name to run only that module (`-` for all);
 //! and the column of the engine benchmark to run: `wasm` (the default),
-//! `wasm-deadline` (the same under `Metering::Deadline`), `native` (the same function and glue, compiled natively), `batch` (a
-//! plain loop from batch to batch) or `bare` (a plain loop over values).
+//! `wasm-deadline` (the same under `Metering::Deadline`), `native` (the
+//! same function and glue, compiled natively), `batch` (a plain loop from
+//! batch to batch) or `bare` (a plain loop over values).
 //! It also prints each module's best time per pass (wall-clock: this
 //! kernel counts a thread's CPU time in 4 ms ticks).
 
