@@ -386,6 +386,17 @@ impl SmartModuleChain {
         self.stages.iter().map(|s| (s.module.name().to_string(), s.metrics.clone())).collect()
     }
 
+    /// Each module's name and the answer layout (docs/abi.md) its running
+    /// instance took: the newest both it and the engine speak. `None` for a
+    /// module not running (before its first batch, or after a failure) or
+    /// one of Fluvio's ABI.
+    pub fn answer_layouts(&self) -> Vec<(String, Option<u32>)> {
+        self.stages
+            .iter()
+            .map(|s| (s.module.name().to_string(), s.instance.as_ref().and_then(SmartModuleInstance::answer_layout)))
+            .collect()
+    }
+
     /// The modules, in chain order.
     pub fn modules(&self) -> impl Iterator<Item = &SmartModule> {
         self.stages.iter().map(|s| &s.module)

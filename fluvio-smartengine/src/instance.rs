@@ -13,7 +13,7 @@ use wasmer::{
 use super::fuel;
 use super::output::{GuestError, OutputArea, OutputError, decode_output};
 #[cfg(feature = "native-baseline")]
-use super::output::{decode_filter, decode_records};
+use super::output::{decode_filter, decode_filter_bitmap, decode_output_records, decode_records};
 use super::watchdog::{Armed, FuelCell};
 use super::{EngineError, GuestAbi, Metering, SmartEngine, SmartModule, fluvio_abi};
 
@@ -192,6 +192,10 @@ pub struct SmartModuleInstance {
     /// Fuel the last call used, whether it returned or failed.
     last_fuel_used: u64,
     memory_limit: u64,
+    /// The newest answer layout offered at setup, and the one the module
+    /// took.
+    offered_layout: u32,
+    answer_layout: u32,
     input_ptr: u32,
     input_cap: u32,
     logs: Vec<GuestLog>,
@@ -313,6 +317,8 @@ impl SmartModuleInstance {
             budget: fuel.min(engine.limits().fuel_per_batch),
             last_fuel_used: 0,
             memory_limit: engine.limits().memory_bytes,
+            offered_layout: engine.limits().answer_layout,
+            answer_layout: abi::ANSWER_LAYOUT_1,
             input_ptr: 0,
             input_cap: 0,
             logs: Vec::new(),
@@ -320,7 +326,7 @@ impl SmartModuleInstance {
         let granted = this.budget;
         let started = match startup {
             Startup::Native { setup, init } => {
-                let blob = encode_setup(params, accumulator);
+                let blob = encode_setup(params, accumulator, this.offered_layout);
                 (|| {
                     this.write_input(&blob).map_err(|e| e.into_engine_error(&this.name))?;
                     let (location, _) = this
@@ -346,6 +352,12 @@ impl SmartModuleInstance {
     /// The module's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The answer layout the module took at setup; `None` for a module of
+    /// Fluvio's ABI, which has its own encoding.
+    pub(crate) fn answer_layout(&self) -> Option<u32> {
+        matches!(self.glue, Glue::Native { .. }).then_some(self.answer_layout)
     }
 
     /// Log lines the module wrote since the last call to this method.
@@ -502,6 +514,14 @@ impl SmartModuleInstance {
             let message = errors.into_iter().map(|error| error.message).collect::<Vec<_>>().join("; ");
             return Err(EngineError::InitFailed { module: self.name.clone(), message });
         }
+        let layout = output.chosen_layout().map_err(|r| self.invalid(r))?;
+        if !(abi::ANSWER_LAYOUT_1..=self.offered_layout.max(abi::ANSWER_LAYOUT_1)).contains(&layout) {
+            return Err(self.invalid(FormatError::new(format!(
+                "the module took answer layout {layout}, but layouts 1 to {} were offered",
+                self.offered_layout
+            ))));
+        }
+        self.answer_layout = layout;
         self.input_ptr = next_ptr;
         self.input_cap = next_cap;
         Ok(())
@@ -528,7 +548,7 @@ impl SmartModuleInstance {
             }
             Glue::Native { setup, .. } => setup.clone(),
         };
-        let blob = encode_setup(params, Some(accumulator));
+        let blob = encode_setup(params, Some(accumulator), self.offered_layout);
         let granted = fuel.min(self.fuel_limit);
         self.budget = granted;
         let result = self.write_input(&blob).and_then(|()| self.call(|store| setup.call(store, blob.len() as i32)));
@@ -626,13 +646,12 @@ impl SmartModuleInstance {
         let memory = unsafe { std::slice::from_raw_parts(view.data_ptr(), view.data_size() as usize) };
         let records = RecordIndex::new(batch).map_err(EngineError::InvalidBatch)?;
         let decoded =
-            decode_output(self.kind, memory, location as u64, batch, &records, self.memory_limit).map_err(|error| {
-                match error {
-                    OutputError::BadInput(reason) => EngineError::InvalidBatch(FormatError::new(format!(
-                        "the module could not read the batch: {reason}"
-                    ))),
-                    OutputError::Invalid(error) => self.invalid(error),
-                }
+            decode_output(self.kind, self.answer_layout, memory, location as u64, batch, &records, self.memory_limit)
+                .map_err(|error| match error {
+                OutputError::BadInput(reason) => EngineError::InvalidBatch(FormatError::new(format!(
+                    "the module could not read the batch: {reason}"
+                ))),
+                OutputError::Invalid(error) => self.invalid(error),
             })?;
         (self.input_ptr, self.input_cap) = decoded.next_input;
         Ok(ProcessOutput {
@@ -857,7 +876,7 @@ impl SmartModuleInstance {
 /// Encodes the setup blob a module's `fluvio_setup` reads: `u32 param
 /// count`, each param as two length-prefixed strings, then `i32 accumulator
 /// length` (-1 for none) and the accumulator bytes.
-fn encode_setup(params: &SmartModuleExtraParams, accumulator: Option<&[u8]>) -> Vec<u8> {
+fn encode_setup(params: &SmartModuleExtraParams, accumulator: Option<&[u8]>, offered_layout: u32) -> Vec<u8> {
     let mut blob = Vec::new();
     blob.put_u32(params.len() as u32);
     for (name, value) in params.iter() {
@@ -878,6 +897,11 @@ fn encode_setup(params: &SmartModuleExtraParams, accumulator: Option<&[u8]>) -> 
         }
         None => blob.put_u8(0),
     }
+    // Layout 1 is what every guest speaks: a host that offers no more
+    // writes nothing, as hosts did before layout 2.
+    if offered_layout != abi::ANSWER_LAYOUT_1 {
+        blob.put_u32(offered_layout);
+    }
     blob
 }
 
@@ -894,11 +918,15 @@ pub fn run_native(
 ) -> Result<fluvio_protocol::Batch, FormatError> {
     let input = batch.as_bytes();
     let records = RecordIndex::new(input)?;
+    let layout = super::Limits::default().answer_layout;
+    fluvio_smartmodule::__private::native::use_layout(layout);
     fluvio_smartmodule::__private::native::call(input, process, |area| {
         let output = OutputArea::locate(area, abi::pack_location(0, area.len() as u32))?;
-        let (bytes, _) = match kind {
-            ModuleKind::Filter => decode_filter(&output, input, &records)?,
-            kind => decode_records(kind, &output, input, &records, usize::MAX)?,
+        let (bytes, _) = match (kind, layout) {
+            (ModuleKind::Filter, abi::ANSWER_LAYOUT_1) => decode_filter(&output, input, &records)?,
+            (ModuleKind::Filter, _) => decode_filter_bitmap(&output, input, &records)?,
+            (kind, abi::ANSWER_LAYOUT_1) => decode_records(kind, &output, input, &records, usize::MAX)?,
+            (kind, _) => decode_output_records(kind, &output, input, &records, usize::MAX)?,
         };
         Ok(fluvio_protocol::Batch::seal_host_written(bytes))
     })

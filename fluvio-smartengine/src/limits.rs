@@ -36,6 +36,12 @@ pub struct Limits {
     /// How a running module is metered: by fuel (the default), or by the
     /// clock alone.
     pub metering: Metering,
+    /// The newest answer layout offered to modules of this project's ABI
+    /// (docs/abi.md); a module answers in the newest it also speaks. The
+    /// default is the newest this engine reads. A module's outputs are the
+    /// same in every layout: a lower one runs modules as an engine of an
+    /// earlier release did, which the engine benchmark compares.
+    pub answer_layout: u32,
 }
 
 /// How the engine holds a module to its CPU cap.
@@ -124,6 +130,7 @@ impl Default for Limits {
             compile_time: Self::DEFAULT_COMPILE_TIME,
             structure: StructureLimits::default(),
             metering: Metering::default(),
+            answer_layout: smartmodule_abi::abi::NEWEST_ANSWER_LAYOUT,
         }
     }
 }

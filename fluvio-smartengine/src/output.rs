@@ -52,10 +52,12 @@ impl From<FormatError> for OutputError {
 }
 
 /// Decodes the answer of a module of `kind` to `batch` (indexed by
-/// `records`): the output area at `location` in `memory`. The output batch
-/// may grow to the input's size plus `memory_limit` and no further.
+/// `records`): the output area at `location` in `memory`, in answer
+/// `layout` (agreed at setup). The output batch may grow to the input's
+/// size plus `memory_limit` and no further.
 pub fn decode_output(
     kind: ModuleKind,
+    layout: u32,
     memory: &[u8],
     location: u64,
     batch: &[u8],
@@ -73,9 +75,12 @@ pub fn decode_output(
         return Err(FormatError::new(format!("unknown status {}", output.status)).into());
     }
     let errors = output.errors(records.len() as u32)?;
-    let (batch, last_value) = match kind {
-        ModuleKind::Filter => decode_filter(&output, batch, records),
-        kind => decode_records(kind, &output, batch, records, output_limit(batch, memory_limit)),
+    let limit = output_limit(batch, memory_limit);
+    let (batch, last_value) = match (kind, layout) {
+        (ModuleKind::Filter, abi::ANSWER_LAYOUT_1) => decode_filter(&output, batch, records),
+        (ModuleKind::Filter, _) => decode_filter_bitmap(&output, batch, records),
+        (kind, abi::ANSWER_LAYOUT_1) => decode_records(kind, &output, batch, records, limit),
+        (kind, _) => decode_output_records(kind, &output, batch, records, limit),
     }?;
     Ok(DecodedOutput { batch, records_out: output.entry_count, errors, last_value, next_input })
 }
@@ -92,6 +97,19 @@ pub(crate) struct OutputArea<'m> {
 }
 
 impl<'m> OutputArea<'m> {
+    /// The answer layout a setup answer says the guest took: its one entry,
+    /// or layout 1 from a guest that answers with none.
+    pub(crate) fn chosen_layout(&self) -> Result<u32, FormatError> {
+        match (self.entry_count, self.entries) {
+            (0, []) => Ok(abi::ANSWER_LAYOUT_1),
+            (1, &[a, b, c, d]) => Ok(u32::from_le_bytes([a, b, c, d])),
+            (count, entries) => Err(FormatError::new(format!(
+                "a setup answer holds at most one entry (the answer layout), not {count} in {} bytes",
+                entries.len()
+            ))),
+        }
+    }
+
     pub(crate) fn locate(memory: &'m [u8], location: u64) -> Result<OutputArea<'m>, FormatError> {
         let (ptr, len) = abi::unpack_location(location);
         let area = ByteReader::at(memory, ptr as usize).bytes(len as usize, "output area").map_err(|_| {
@@ -190,6 +208,66 @@ pub(crate) fn decode_filter(
     Ok((out, None))
 }
 
+/// A filter answers in layout 2 with a bitmap: record `i` is kept when bit
+/// `i % 8` of byte `i / 8` is set. Kept records that follow each other in
+/// the input go to the output in one copy.
+pub(crate) fn decode_filter_bitmap(
+    output: &OutputArea<'_>,
+    input: &[u8],
+    records: &RecordIndex,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), FormatError> {
+    let count = records.len();
+    let bitmap = output.entries;
+    if bitmap.len() != count.div_ceil(8) {
+        return Err(FormatError::new(format!(
+            "a filter's bitmap for {count} records takes {} bytes, not {}",
+            count.div_ceil(8),
+            bitmap.len()
+        )));
+    }
+    if !count.is_multiple_of(8) && bitmap[bitmap.len() - 1] >> (count % 8) != 0 {
+        return Err(FormatError::new(format!("the filter kept a record past the batch's last ({count} records)")));
+    }
+    let kept: u32 = bitmap.iter().map(|byte| byte.count_ones()).sum();
+    if kept != output.entry_count {
+        return Err(FormatError::new(format!(
+            "the filter says it kept {} records, but its bitmap keeps {kept}",
+            output.entry_count
+        )));
+    }
+    let mut out = start_output(input);
+    let mut copy = |first: usize, end: usize| {
+        // Every index is below `count`, so the span exists.
+        if let Some(span) = records.span(input, first, end) {
+            out.extend_from_slice(span);
+        }
+    };
+    // The first record of the run of kept records being gathered.
+    let mut run: Option<usize> = None;
+    for (at, &byte) in bitmap.iter().enumerate() {
+        // Whole bytes that go on a run, or on a gap, change nothing.
+        if (byte == 0xff && run.is_some()) || (byte == 0 && run.is_none()) {
+            continue;
+        }
+        for bit in 0..8 {
+            let index = at * 8 + bit;
+            match (byte >> bit & 1 != 0, run) {
+                (true, None) => run = Some(index),
+                (false, Some(first)) if index < count => {
+                    copy(first, index);
+                    run = None;
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(first) = run {
+        copy(first, count);
+    }
+    finish_output(&mut out, records, kept);
+    Ok((out, None))
+}
+
 /// Words an entry that goes back in the batch, or repeats a record where
 /// the kind allows one output per record.
 #[cold]
@@ -228,6 +306,140 @@ fn entry_data<'a>(
         }
         other => Err(FormatError::new(format!("unknown data tag {other}"))),
     }
+}
+
+#[inline(always)]
+fn le_u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
+}
+
+/// Key, value and headers of a record in the batch layout: where its
+/// headers start and the value's range, or `None` when the key and value
+/// lengths claim more than the record holds.
+#[inline(always)]
+fn record_body(record: &[u8]) -> Option<(usize, (usize, usize))> {
+    let key_len = match i32::from_le_bytes(record[16..20].try_into().expect("four bytes")) {
+        -1 => 0,
+        len => usize::try_from(len).ok()?,
+    };
+    let value_len = le_u32_at(record, 20) as usize;
+    let value_start = abi::RECORD_HEADER_LEN.checked_add(key_len)?;
+    let headers_start = value_start.checked_add(value_len)?;
+    (headers_start <= record.len()).then_some((headers_start, (value_start, value_len)))
+}
+
+/// Words a record of layout 2 that no input record it may come from has
+/// the offset delta, timestamp delta and headers of.
+#[cold]
+fn no_source(n: u32, record: &[u8], first_source: usize) -> FormatError {
+    FormatError::new(format!(
+        "entry {n} is the output of no input record from record {first_source} on: none has its offset delta {}, timestamp delta {} and headers",
+        le_u32_at(record, 4),
+        i64::from_le_bytes(record[8..16].try_into().expect("eight bytes")),
+    ))
+}
+
+/// Map-like kinds answer in layout 2 with their output records as they go
+/// into the output batch, each a record of the batch layout or a
+/// [`abi::RECORD_REFERENCE`] to an input record that goes on whole. A
+/// record's source is the first input record from the last entry's on
+/// (after it, unless the kind is an array-map) with the record's offset
+/// delta, timestamp delta and headers; there must be one.
+/// The records pass the checks in place and go to the output in one copy
+/// per stretch between references.
+pub(crate) fn decode_output_records(
+    kind: ModuleKind,
+    output: &OutputArea<'_>,
+    input: &[u8],
+    records: &RecordIndex,
+    limit: usize,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), FormatError> {
+    let repeats_allowed = kind == ModuleKind::ArrayMap;
+    let entries = output.entries;
+    let mut out = start_output(input);
+    out.reserve(entries.len());
+    let mut at = 0usize;
+    // The guest's records from `pending` to `at` go to the output as they are.
+    let mut pending = 0usize;
+    // The source of the last entry, or -1 before the first.
+    let mut previous: i64 = -1;
+    let mut last_value = None;
+    for n in 0..output.entry_count {
+        let first_word = entries.get(at..at + 4).ok_or_else(|| {
+            FormatError::new(format!("entry {n} starts at byte {at}, past the {}-byte entries", entries.len()))
+        })?;
+        let word = u32::from_le_bytes(first_word.try_into().expect("four bytes"));
+        let first_source = (previous + i64::from(!repeats_allowed)).max(0) as usize;
+        if word & abi::RECORD_REFERENCE != 0 {
+            let index = word & !abi::RECORD_REFERENCE;
+            if (index as usize) < first_source {
+                return Err(out_of_order(kind, n, index, previous as u32));
+            }
+            let record = records.bytes(input, index as usize).ok_or_else(|| {
+                FormatError::new(format!(
+                    "entry {n} passes on record {index}, but the batch has {} records",
+                    records.len()
+                ))
+            })?;
+            out.extend_from_slice(&entries[pending..at]);
+            out.extend_from_slice(record);
+            if out.len() > limit {
+                return Err(output_too_large(limit, n));
+            }
+            at += 4;
+            pending = at;
+            previous = i64::from(index);
+            if n + 1 == output.entry_count {
+                let (start, len) = records.view(input, index as usize)?.value;
+                last_value = Some(&input[start..start + len]);
+            }
+            continue;
+        }
+        let record_len = word as usize;
+        let record = entries.get(at..).and_then(|rest| rest.get(..record_len.checked_add(4)?)).ok_or_else(|| {
+            FormatError::new(format!("entry {n}, a record of {record_len} bytes, runs past the entries"))
+        })?;
+        if record.len() < abi::RECORD_HEADER_LEN {
+            return Err(FormatError::new(format!(
+                "entry {n}, a record of {record_len} bytes, is shorter than its header"
+            )));
+        }
+        let (headers_start, (value_start, value_len)) = record_body(record).ok_or_else(|| {
+            FormatError::new(format!("entry {n}'s key and value lengths claim more than its {record_len} bytes"))
+        })?;
+        // The earliest input record that fits: with two alike (the same
+        // offset delta, which a batch should not have, and the same
+        // timestamp and headers) either gives the same output.
+        let mut index = first_source;
+        loop {
+            let source = records.bytes(input, index).ok_or_else(|| no_source(n, record, first_source))?;
+            let fits = source[4..16] == record[4..16]
+                && source[24..28] == record[24..28]
+                && record_body(source).map(|(start, _)| &source[start..]) == Some(&record[headers_start..]);
+            if fits {
+                break;
+            }
+            index += 1;
+        }
+        at += record.len();
+        previous = index as i64;
+        if n + 1 == output.entry_count {
+            last_value = Some(&record[value_start..value_start + value_len]);
+        }
+    }
+    if at != entries.len() {
+        return Err(FormatError::new(format!(
+            "{} entries end at byte {at} of {} entry bytes",
+            output.entry_count,
+            entries.len()
+        )));
+    }
+    out.extend_from_slice(&entries[pending..at]);
+    if out.len() > limit {
+        return Err(output_too_large(limit, output.entry_count));
+    }
+    finish_output(&mut out, records, output.entry_count);
+    Ok((out, last_value.map(<[u8]>::to_vec)))
 }
 
 /// The most bytes a module's output batch may take: its input passed

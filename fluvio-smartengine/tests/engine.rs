@@ -5,7 +5,7 @@ mod common;
 
 use common::module;
 use common::{batch, values, wasm};
-use fluvio_protocol::BatchBuilder;
+use fluvio_protocol::{Batch, BatchBuilder};
 use fluvio_smartengine::{
     ChainBuilder, EngineError, ErrorPolicy, Limits, ModuleKind, SmartEngine, SmartModuleChain, SmartModuleInvocation,
 };
@@ -91,6 +91,56 @@ fn unchanged_records_pass_through_byte_for_byte() {
     let input = builder.finish();
     let out = chain.process(&input).unwrap();
     assert_eq!(out.batch.as_bytes(), input.as_bytes());
+}
+
+/// A batch of `values` with what the common case leaves out: keys on
+/// some records, headers on others, offset deltas with gaps (as after a
+/// filter), the same delta on records 2 and 3 (which no producer writes,
+/// but a batch may hold), and timestamps out of order.
+fn varied_batch(values: &[&str]) -> fluvio_protocol::Batch {
+    let mut builder = BatchBuilder::new(500, 10_000);
+    for (n, value) in values.iter().enumerate() {
+        let key = format!("key-{n}");
+        let key = (n % 3 == 1).then_some(key.as_bytes());
+        let header: &[(&[u8], &[u8])] = if n % 2 == 0 { &[(b"trace", b"t-1"), (b"n", b"")] } else { &[] };
+        let timestamp = 10_000 + ((n * 7) % 5) as i64;
+        builder.push(n as u32 * 2 + n as u32 % 3, timestamp, key, value.as_bytes(), header);
+    }
+    builder.finish()
+}
+
+#[test]
+fn every_kind_answers_the_same_in_both_answer_layouts() {
+    let newest = SmartEngine::new();
+    let oldest = SmartEngine::with_config(Limits { answer_layout: 1, ..Limits::default() }, None);
+    let words = ["apple", "plum", "banana", "kiwi", "", "avocado", "fig"];
+    let numbers = ["1", "2", "3", "40", "x", "6"];
+    let arrays = ["[1,2,3]", "[]", "[\"x\"]", "[4]", "nope"];
+    let chains: [(&[&str], &[&str]); 8] = [
+        (&["my-filter"], &words),
+        (&["uppercase-map"], &words),
+        // Every value passed on unchanged: layout 2 answers with references.
+        (&["hostile-panic"], &words),
+        (&["even-filter-map"], &numbers),
+        (&["json-array-map"], &arrays),
+        (&["sum-aggregate"], &numbers),
+        (&["regex-scrubbing"], &["ssn 123-45-6789 here", "none", "two 111-22-3333 and 444-55-6666"]),
+        (&["my-filter", "uppercase-map", "hostile-panic"], &words),
+    ];
+    for (modules, values) in chains {
+        let input = varied_batch(values);
+        let invocations: Vec<_> = modules.iter().map(|name| module(name)).collect();
+        let mut outputs = Vec::new();
+        for (engine, layout) in [(&oldest, 1), (&newest, 2)] {
+            let mut chain = chain_of(engine, &invocations, ErrorPolicy::Skip);
+            let out = chain.process(&input).unwrap();
+            let layouts: Vec<_> = chain.answer_layouts().into_iter().map(|(_, layout)| layout).collect();
+            assert_eq!(layouts, vec![Some(layout); modules.len()], "{modules:?}");
+            outputs.push((out.batch.as_bytes().to_vec(), out.skipped));
+        }
+        assert!(Batch::from_bytes(outputs[1].0.clone()).unwrap().record_count() > 0, "{modules:?} outputs records");
+        assert_eq!(outputs[0], outputs[1], "{modules:?}");
+    }
 }
 
 #[test]

@@ -65,28 +65,43 @@ fn wrong_abi_version_is_refused_naming_the_supported_versions() {
 
 #[test]
 fn out_of_range_output_is_rejected() {
-    let engine = engine();
-    for (lies, expected) in [
+    let layout_1_lies = [
         (&["go-back", "second"][..], "entry 1 is for record 0 after record 1; records must not go back"),
         (&["bad-pointer"], "output area 0xffff0000+4096 is outside guest memory"),
         (&["bad-range"], "input range 1073741824+64 is outside"),
         (&["bad-index"], "entry 0 is for record 999999, but the batch has 1 records"),
         (&["bad-length"], "inline bytes"),
         (&["repeat-record"], "entry 1 is a second output for record 0; a map module gives at most one per record"),
-    ] {
-        let lie = lies[0];
-        let error = run(&engine, "hostile-bad-output", lies).unwrap_err();
-        match &error {
-            EngineError::InvalidOutput { module, reason } => {
-                assert_eq!(module, "hostile-bad-output");
-                assert!(reason.contains(expected), "{lie}: {reason}");
+    ];
+    let layout_2_lies = [
+        (&["go-back", "second"][..], "entry 1 is for record 0 after record 1; records must not go back"),
+        (&["bad-pointer"], "output area 0xffff0000+4096 is outside guest memory"),
+        (&["bad-range"], "none has its offset delta 1073741824, timestamp delta 0 and headers"),
+        (&["bad-index"], "entry 0 passes on record 999999, but the batch has 1 records"),
+        (&["bad-length"], "entry 0, a record of 2147483647 bytes, runs past the entries"),
+        (&["repeat-record"], "entry 1 is a second output for record 0; a map module gives at most one per record"),
+        (
+            &["retime"],
+            "entry 0 is the output of no input record from record 0 on: none has its offset delta 0, timestamp delta 12345",
+        ),
+    ];
+    for (layout, lies) in [(1, &layout_1_lies[..]), (2, &layout_2_lies[..])] {
+        let engine = SmartEngine::with_config(Limits { answer_layout: layout, ..engine().limits() }, None);
+        for (values, expected) in lies {
+            let lie = values[0];
+            let error = run(&engine, "hostile-bad-output", values).unwrap_err();
+            match &error {
+                EngineError::InvalidOutput { module, reason } => {
+                    assert_eq!(module, "hostile-bad-output");
+                    assert!(reason.contains(expected), "layout {layout}, {lie}: {reason}");
+                }
+                other => panic!("layout {layout}, {lie}: expected invalid output, got {other:?}"),
             }
-            other => panic!("{lie}: expected invalid output, got {other:?}"),
         }
+        // An honest answer from the same module is accepted.
+        assert_eq!(run(&engine, "hostile-bad-output", &["honest"]).unwrap().batch.record_count(), 0);
+        good_module_still_works(&engine);
     }
-    // An honest answer from the same module is accepted.
-    assert_eq!(run(&engine, "hostile-bad-output", &["honest"]).unwrap().batch.record_count(), 0);
-    good_module_still_works(&engine);
 }
 
 #[test]
@@ -386,8 +401,11 @@ fn features_a_smartmodule_does_not_need_are_off() {
 #[test]
 fn output_that_repeats_input_past_the_budget_is_rejected() {
     // 2,000 entries of 16 bytes, each the whole ~50 KB batch: about 100 MB
-    // asked of the host, against 32 MiB of memory cap plus the input.
-    let engine = engine();
+    // asked of the host, against 32 MiB of memory cap plus the input. (In
+    // layout 2 an entry cannot name input bytes at will, and a map's
+    // references cannot repeat a record; the decoder's own tests cover an
+    // array-map that repeats one.)
+    let engine = SmartEngine::with_config(Limits { answer_layout: 1, ..engine().limits() }, None);
     let filler = "a record of twenty b";
     let values: Vec<&str> = std::iter::once("amplify").chain(std::iter::repeat_n(filler, 1999)).collect();
     let error = run(&engine, "hostile-bad-output", &values).unwrap_err();

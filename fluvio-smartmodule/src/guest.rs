@@ -25,6 +25,8 @@ struct GuestState {
     errors: Vec<u8>,
     params: SmartModuleExtraParams,
     accumulator: Option<RecordData>,
+    /// The answer layout agreed at setup: the newest both sides speak.
+    layout: u32,
 }
 
 thread_local! {
@@ -34,9 +36,16 @@ thread_local! {
         errors: Vec::new(),
         params: SmartModuleExtraParams::default(),
         accumulator: None,
+        layout: abi::ANSWER_LAYOUT_1,
     });
     /// Index of the record being processed, for panic reports; -1 outside one.
     static CURRENT_RECORD: Cell<i32> = const { Cell::new(-1) };
+}
+
+/// The answer layout agreed at setup, for modules that write their own
+/// answers (the hostile test modules).
+pub fn answer_layout() -> u32 {
+    STATE.with(|state| state.borrow().layout)
 }
 
 /// Makes the input buffer at least `len` bytes long and returns where it starts.
@@ -70,9 +79,10 @@ pub fn setup(len: i32) -> i64 {
         let mut state = state.borrow_mut();
         let blob = &state.input[..(len.max(0) as usize).min(state.input.len())];
         match parse_setup(blob) {
-            Ok((params, accumulator)) => {
-                state.params = params;
-                state.accumulator = accumulator;
+            Ok(setup) => {
+                state.params = setup.params;
+                state.accumulator = setup.accumulator;
+                state.layout = setup.offered_layout.clamp(abi::ANSWER_LAYOUT_1, abi::NEWEST_ANSWER_LAYOUT);
                 Ok(())
             }
             Err(error) => Err(error),
@@ -113,6 +123,12 @@ pub fn init<F: InitFn>(f: F) -> i64 {
 
 fn finish_setup(result: Result<()>) -> i64 {
     let mut writer = OutputWriter::take();
+    // A host that offered a newer layout learns from this entry that it
+    // was taken; hosts that offer none expect no entry.
+    if writer.layout != abi::ANSWER_LAYOUT_1 {
+        writer.output.put_u32(writer.layout);
+        writer.entries += 1;
+    }
     let status = match result {
         Ok(()) => abi::STATUS_OK,
         Err(error) => {
@@ -124,9 +140,21 @@ fn finish_setup(result: Result<()>) -> i64 {
     output_location()
 }
 
-/// Decodes a setup blob (what the host's `encode_setup` writes): the params and
-/// the initial accumulator. Public so that it can be fuzzed natively.
-pub fn parse_setup(blob: &[u8]) -> std::result::Result<(SmartModuleExtraParams, Option<RecordData>), abi::FormatError> {
+/// What a setup blob holds.
+#[derive(Debug)]
+pub struct Setup {
+    /// The module's parameters, with the look-back.
+    pub params: SmartModuleExtraParams,
+    /// The accumulator an aggregate starts from.
+    pub accumulator: Option<RecordData>,
+    /// The newest answer layout the host reads ([`abi::ANSWER_LAYOUT_1`]
+    /// from a host that names none).
+    pub offered_layout: u32,
+}
+
+/// Decodes a setup blob (what the host's `encode_setup` writes). Public so
+/// that it can be fuzzed natively.
+pub fn parse_setup(blob: &[u8]) -> std::result::Result<Setup, abi::FormatError> {
     let mut reader = ByteReader::new(blob);
     let count = reader.u32("param count")?;
     let mut params = SmartModuleExtraParams::default();
@@ -148,7 +176,10 @@ pub fn parse_setup(blob: &[u8]) -> std::result::Result<(SmartModuleExtraParams, 
         };
         params.set_lookback(Some(crate::params::Lookback { last, age }));
     }
-    Ok((params, accumulator))
+    // The newest answer layout the host reads; hosts that predate layout 2
+    // send nothing here.
+    let offered_layout = if reader.remaining() > 0 { reader.u32("answer layout")? } else { abi::ANSWER_LAYOUT_1 };
+    Ok(Setup { params, accumulator, offered_layout })
 }
 
 /// Writes the output area. Takes the buffers out of the state for the
@@ -158,23 +189,37 @@ struct OutputWriter {
     errors: Vec<u8>,
     entries: u32,
     error_count: u32,
+    layout: u32,
 }
 
 impl OutputWriter {
     fn take() -> OutputWriter {
-        let (mut output, mut errors) = STATE.with(|state| {
+        let (mut output, mut errors, layout) = STATE.with(|state| {
             let mut state = state.borrow_mut();
-            (std::mem::take(&mut state.output), std::mem::take(&mut state.errors))
+            (std::mem::take(&mut state.output), std::mem::take(&mut state.errors), state.layout)
         });
         output.clear();
         errors.clear();
         output.resize(abi::OUTPUT_HEADER_LEN, 0);
-        OutputWriter { output, errors, entries: 0, error_count: 0 }
+        OutputWriter { output, errors, entries: 0, error_count: 0, layout }
+    }
+
+    /// Makes room for a filter's answer to a batch of `record_count`
+    /// records: in layout 2, a bitmap with every record left out.
+    fn start_filter(&mut self, record_count: u32) {
+        if self.layout != abi::ANSWER_LAYOUT_1 {
+            self.output.resize(abi::OUTPUT_HEADER_LEN + (record_count as usize).div_ceil(8), 0);
+        }
     }
 
     #[inline]
     fn kept(&mut self, index: u32) {
-        self.output.put_u32(index);
+        if self.layout == abi::ANSWER_LAYOUT_1 {
+            self.output.put_u32(index);
+        } else {
+            // Record i is bit i % 8 of byte i / 8; `start_filter` sized the map.
+            self.output[abi::OUTPUT_HEADER_LEN + index as usize / 8] |= 1 << (index % 8);
+        }
         self.entries += 1;
     }
 
@@ -183,7 +228,75 @@ impl OutputWriter {
     /// inlined: where the answer goes unused (every kind but the
     /// aggregate) it then costs nothing.
     #[inline(always)]
-    fn record(&mut self, index: u32, key: Option<&RecordData>, value: &RecordData, input: &Arc<Vec<u8>>) -> ValueAt {
+    fn record(
+        &mut self,
+        index: u32,
+        source: &abi::RecordView<'_>,
+        key: Option<&RecordData>,
+        value: &RecordData,
+        input: &Arc<Vec<u8>>,
+    ) -> ValueAt {
+        if self.layout == abi::ANSWER_LAYOUT_1 {
+            self.entry(index, key, value, input)
+        } else {
+            self.output_record(index, source, key, value, input)
+        }
+    }
+
+    /// Writes an output record in layout 2: a reference to its source when
+    /// key and value are the source's own, otherwise the record as it goes
+    /// into the output batch, with the source's offset, timestamp and
+    /// headers.
+    #[inline(always)]
+    fn output_record(
+        &mut self,
+        index: u32,
+        source: &abi::RecordView<'_>,
+        key: Option<&RecordData>,
+        value: &RecordData,
+        input: &Arc<Vec<u8>>,
+    ) -> ValueAt {
+        self.entries += 1;
+        let value_range = value.range_in(input);
+        let source_value = (source.value.0 as u32, source.value.1 as u32);
+        if value_range == Some(source_value) {
+            let key_unchanged = match (key, source.key) {
+                (None, None) => true,
+                (Some(key), Some((start, len))) => key.range_in(input) == Some((start as u32, len as u32)),
+                _ => false,
+            };
+            if key_unchanged {
+                self.output.put_u32(abi::RECORD_REFERENCE | index);
+                return ValueAt::Input(source_value.0, source_value.1);
+            }
+        }
+        let headers = &input[source.headers.0..source.headers.0 + source.headers.1];
+        let key_len = key.map_or(0, |key| key.len());
+        let record_len = abi::RECORD_HEADER_LEN - 4 + key_len + value.len() + headers.len();
+        let mut head = [0u8; abi::RECORD_HEADER_LEN];
+        head[0..4].copy_from_slice(&(record_len as u32).to_le_bytes());
+        head[4..8].copy_from_slice(&source.offset_delta.to_le_bytes());
+        head[8..16].copy_from_slice(&source.timestamp_delta.to_le_bytes());
+        head[16..20].copy_from_slice(&key.map_or(-1, |key| key.len() as i32).to_le_bytes());
+        head[20..24].copy_from_slice(&(value.len() as u32).to_le_bytes());
+        head[24..28].copy_from_slice(&source.header_count.to_le_bytes());
+        let out = &mut self.output;
+        out.reserve(record_len + 4);
+        out.extend_from_slice(&head);
+        if let Some(key) = key {
+            out.extend_from_slice(key);
+        }
+        let value_at = ValueAt::Output(out.len() as u32, value.len() as u32);
+        out.extend_from_slice(value);
+        if !headers.is_empty() {
+            out.extend_from_slice(headers);
+        }
+        value_at
+    }
+
+    /// Writes a map-like entry in layout 1.
+    #[inline(always)]
+    fn entry(&mut self, index: u32, key: Option<&RecordData>, value: &RecordData, input: &Arc<Vec<u8>>) -> ValueAt {
         let key_range = key.and_then(|k| k.range_in(input));
         let value_range = value.range_in(input);
         let key_tag = match (key, key_range) {
@@ -226,16 +339,16 @@ impl OutputWriter {
         self.entries += 1;
         match value_range {
             Some((start, len)) => ValueAt::Input(start, len),
-            None => ValueAt::OutputEnd(value.len() as u32),
+            // A value's bytes are an entry's last.
+            None => ValueAt::Output((self.output.len() - value.len()) as u32, value.len() as u32),
         }
     }
 
-    /// The bytes of a value written by [`OutputWriter::record`], as long as
-    /// no entry was written after it.
+    /// The bytes of a value written by [`OutputWriter::record`].
     fn written_value<'a>(&'a self, at: ValueAt, input: &'a [u8]) -> &'a [u8] {
         match at {
             ValueAt::Input(start, len) => &input[start as usize..start as usize + len as usize],
-            ValueAt::OutputEnd(len) => &self.output[self.output.len() - len as usize..],
+            ValueAt::Output(start, len) => &self.output[start as usize..start as usize + len as usize],
         }
     }
 
@@ -278,12 +391,12 @@ impl OutputWriter {
     }
 }
 
-/// Where an entry's value went: a range of the input batch, or the last
-/// bytes of the output area (a value's bytes are an entry's last).
+/// Where an entry's value went: a range of the input batch, or of the
+/// output area.
 #[derive(Clone, Copy)]
 enum ValueAt {
     Input(u32, u32),
-    OutputEnd(u32),
+    Output(u32, u32),
 }
 
 #[inline]
@@ -303,7 +416,8 @@ fn write_data(out: &mut Vec<u8>, data: &RecordData, range: Option<(u32, u32)>) {
 fn drive(
     input_len: i32,
     flags: i32,
-    mut each: impl FnMut(u32, &SmartModuleRecord, &Arc<Vec<u8>>, &mut OutputWriter) -> Result<()>,
+    filter: bool,
+    mut each: impl FnMut(u32, &abi::RecordView<'_>, &SmartModuleRecord, &Arc<Vec<u8>>, &mut OutputWriter) -> Result<()>,
 ) {
     let stop_on_error = flags as u32 & abi::FLAG_STOP_ON_ERROR != 0;
     let input = STATE.with(|state| Arc::clone(&state.borrow().input));
@@ -319,6 +433,9 @@ fn drive(
             return;
         }
     };
+    if filter {
+        writer.start_filter(header.record_count);
+    }
     let mut status = abi::STATUS_OK;
     // One record, moved along the batch: user code sees it only by
     // reference, so nothing it keeps (a clone) refers to the reused parts.
@@ -340,7 +457,7 @@ fn drive(
         };
         record.refill(&input, &view, header.base_offset, header.base_timestamp);
         CURRENT_RECORD.with(|current| current.set(index as i32));
-        let result = each(index, &record, &input, &mut writer);
+        let result = each(index, &view, &record, &input, &mut writer);
         CURRENT_RECORD.with(|current| current.set(-1));
         if let Err(error) = result {
             writer.error(index, &error);
@@ -357,7 +474,7 @@ fn drive(
 
 /// Processes one batch with a filter.
 pub fn run_filter<A, F: FilterFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
-    drive(input_len, flags, |index, record, _, out| {
+    drive(input_len, flags, true, |index, _, record, _, out| {
         if f.call_filter(record)? {
             out.kept(index);
         }
@@ -368,9 +485,9 @@ pub fn run_filter<A, F: FilterFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
 
 /// Processes one batch with a map.
 pub fn run_map<A, F: MapFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
-    drive(input_len, flags, |index, record, input, out| {
+    drive(input_len, flags, false, |index, view, record, input, out| {
         let (key, value) = f.call_map(record)?;
-        out.record(index, key.as_ref(), &value, input);
+        out.record(index, view, key.as_ref(), &value, input);
         Ok(())
     });
     output_location()
@@ -378,9 +495,9 @@ pub fn run_map<A, F: MapFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
 
 /// Processes one batch with a filter-map.
 pub fn run_filter_map<A, F: FilterMapFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
-    drive(input_len, flags, |index, record, input, out| {
+    drive(input_len, flags, false, |index, view, record, input, out| {
         if let Some((key, value)) = f.call_filter_map(record)? {
-            out.record(index, key.as_ref(), &value, input);
+            out.record(index, view, key.as_ref(), &value, input);
         }
         Ok(())
     });
@@ -389,9 +506,9 @@ pub fn run_filter_map<A, F: FilterMapFn<A>>(input_len: i32, flags: i32, f: F) ->
 
 /// Processes one batch with an array-map.
 pub fn run_array_map<A, F: ArrayMapFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
-    drive(input_len, flags, |index, record, input, out| {
+    drive(input_len, flags, false, |index, view, record, input, out| {
         for (key, value) in f.call_array_map(record)? {
-            out.record(index, key.as_ref(), &value, input);
+            out.record(index, view, key.as_ref(), &value, input);
         }
         Ok(())
     });
@@ -410,10 +527,10 @@ pub fn run_aggregate<A, F: AggregateFn<A>>(input_len: i32, flags: i32, f: F) -> 
     // stream ends at an error, so no copy is needed at all.
     let at_batch_start = if stop_on_error { None } else { Some(accumulator.clone()) };
     let mut last_output: Option<ValueAt> = None;
-    drive(input_len, flags, |index, record, input, out| {
+    drive(input_len, flags, false, |index, view, record, input, out| {
         match f.call_aggregate(std::mem::take(&mut accumulator), record) {
             Ok(next) => {
-                last_output = Some(out.record(index, record.key.as_ref(), &next, input));
+                last_output = Some(out.record(index, view, record.key.as_ref(), &next, input));
                 accumulator = next;
                 Ok(())
             }
@@ -436,7 +553,7 @@ pub fn run_aggregate<A, F: AggregateFn<A>>(input_len: i32, flags: i32, f: F) -> 
 /// Feeds one batch of stored records to a `look_back` function, before a
 /// stream starts; nothing is output but errors.
 pub fn run_look_back<A, F: LookBackFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
-    drive(input_len, flags, |_, record, _, _| f.call_look_back(record));
+    drive(input_len, flags, false, |_, _, record, _, _| f.call_look_back(record));
     output_location()
 }
 
@@ -640,6 +757,12 @@ mod allocator {
 /// same function compiled for the host, and for tests of the glue itself.
 pub mod native {
     use super::*;
+
+    /// Has the glue answer in `layout`, as setup does when a host offers
+    /// it.
+    pub fn use_layout(layout: u32) {
+        STATE.with(|state| state.borrow_mut().layout = layout);
+    }
 
     /// Copies `input` into the input buffer, runs `call` with its length,
     /// and hands the output area to `read`.

@@ -1,8 +1,8 @@
 //! Property tests of the setup blob a module reads when it starts (its
-//! params, initial accumulator and look-back): every valid blob reads back
-//! what was written, and damaged ones (a byte changed, a length or count
-//! moved or set huge, bytes cut off) are refused or read, never a panic
-//! (a panic in a module's setup is a failed stream).
+//! params, initial accumulator, look-back and answer layout): every valid
+//! blob reads back what was written, and damaged ones (a byte changed, a
+//! length or count moved or set huge, bytes cut off) are refused or read,
+//! never a panic (a panic in a module's setup is a failed stream).
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,9 @@ struct Setup {
     params: BTreeMap<String, String>,
     accumulator: Option<Vec<u8>>,
     look_back: Option<(u64, i64)>,
+    /// The answer layout offered; `None` writes none, as hosts before
+    /// layout 2 did.
+    layout: Option<u32>,
 }
 
 fn text(random: &mut Lcg) -> String {
@@ -25,6 +28,7 @@ fn setup(random: &mut Lcg) -> Setup {
         params: (0..random.below(5)).map(|_| (text(random), text(random))).collect(),
         accumulator: (random.below(2) == 0).then(|| (0..random.below(30)).map(|_| random.below(256) as u8).collect()),
         look_back: (random.below(2) == 0).then(|| (random.below(1000), random.below(100_000) as i64 - 1)),
+        layout: (random.below(2) == 0).then(|| random.below(4) as u32),
     }
 }
 
@@ -49,6 +53,9 @@ fn encode(setup: &Setup) -> Vec<u8> {
         }
         None => blob.push(0),
     }
+    if let Some(layout) = setup.layout {
+        blob.extend_from_slice(&layout.to_le_bytes());
+    }
     blob
 }
 
@@ -60,13 +67,14 @@ fn setup_blobs_read_back_and_damaged_ones_never_panic() {
         let setup = setup(&mut random);
         let mut blob = encode(&setup);
         if round % 4 == 0 {
-            let (params, accumulator) = parse_setup(&blob).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let read = parse_setup(&blob).unwrap_or_else(|e| panic!("round {round}: {e}"));
             for (name, value) in &setup.params {
-                assert_eq!(params.get(name), Some(value), "round {round}");
+                assert_eq!(read.params.get(name), Some(value), "round {round}");
             }
-            assert_eq!(accumulator.as_ref().map(|a| a.as_ref().to_vec()), setup.accumulator, "round {round}");
-            let look_back = params.lookback().map(|l| (l.last, l.age.map_or(-1, |age| age.as_millis() as i64)));
+            assert_eq!(read.accumulator.as_ref().map(|a| a.as_ref().to_vec()), setup.accumulator, "round {round}");
+            let look_back = read.params.lookback().map(|l| (l.last, l.age.map_or(-1, |age| age.as_millis() as i64)));
             assert_eq!(look_back, setup.look_back, "round {round}");
+            assert_eq!(read.offered_layout, setup.layout.unwrap_or(abi::ANSWER_LAYOUT_1), "round {round}");
             continue;
         }
         for _ in 0..random.below(3) + 1 {

@@ -1,7 +1,8 @@
 //! A SmartModule's answer, from any guest memory: the output area at any
-//! location, for every module kind, against a real input batch. Refused
-//! or decoded, never a panic; an accepted answer always makes a valid
-//! output batch of the records it claims, within the size budget.
+//! location, for every module kind and answer layout, against a real input
+//! batch. Refused or decoded, never a panic; an accepted answer always
+//! makes a valid output batch of the records it claims, within the size
+//! budget.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -45,7 +46,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     let (batch, records) = input();
     let location = abi::pack_location(ptr, len);
-    if let Ok(decoded) = decode_output(kind, memory, location, batch, records, MEMORY_LIMIT) {
+    // Bit 6 of the first byte chooses the answer layout.
+    let layout = if data[0] & 0x40 != 0 { abi::ANSWER_LAYOUT_2 } else { abi::ANSWER_LAYOUT_1 };
+    if let Ok(decoded) = decode_output(kind, layout, memory, location, batch, records, MEMORY_LIMIT) {
         assert!(decoded.batch.len() <= batch.len() + MEMORY_LIMIT as usize + 64 * 1024, "output over its budget");
         let output =
             Batch::from_bytes(Batch::seal_host_written(decoded.batch).into_bytes()).expect("an accepted answer is a valid batch");

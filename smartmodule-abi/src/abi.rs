@@ -435,6 +435,24 @@ pub const STATUS_BAD_INPUT: u32 = 3;
 /// The record index used in errors that belong to no record.
 pub const NO_RECORD: u32 = u32::MAX;
 
+/// Answer layout 1: a filter answers with the indexes it keeps, map-like
+/// kinds with entries that name a source record and tag a key and a value.
+/// Every host and guest of ABI version 1 speaks it.
+pub const ANSWER_LAYOUT_1: u32 = 1;
+/// Answer layout 2: a filter answers with a bitmap of the records it keeps,
+/// map-like kinds with their output records in the batch layout (or
+/// [`RECORD_REFERENCE`]s to input records passed on whole), which the host
+/// checks and copies without re-encoding. A host offers it in the setup
+/// blob; a guest that speaks it says so in its setup answer.
+pub const ANSWER_LAYOUT_2: u32 = 2;
+/// The newest answer layout this library speaks.
+pub const NEWEST_ANSWER_LAYOUT: u32 = ANSWER_LAYOUT_2;
+/// In answer layout 2, an entry whose first word has this bit set is not a
+/// record but a reference: the low 31 bits are the index of an input record
+/// that goes to the output whole. (A record's length never has it set: a
+/// batch is smaller than 2 GiB.)
+pub const RECORD_REFERENCE: u32 = 1 << 31;
+
 /// Tag of a missing key in a map-like entry.
 pub const DATA_NONE: u8 = 0;
 /// Tag of bytes written inline in the output: `u32 len`, then the bytes.

@@ -670,6 +670,27 @@ impl RecordIndex {
         batch.get(start..end)
     }
 
+    /// Records `first` up to but not including `end`, encoded, back to back.
+    #[inline]
+    pub fn span<'a>(&self, batch: &'a [u8], first: usize, end: usize) -> Option<&'a [u8]> {
+        if first >= end {
+            return None;
+        }
+        let start = *self.starts.get(first)? as usize;
+        let stop = match self.starts.get(end) {
+            Some(next) => *next as usize,
+            None if end == self.starts.len() => self.header.batch_len as usize,
+            None => return None,
+        };
+        batch.get(start..stop)
+    }
+
+    /// Where record `index` starts in the batch.
+    #[inline]
+    pub fn start(&self, index: usize) -> Option<usize> {
+        self.starts.get(index).map(|start| *start as usize)
+    }
+
     /// Record `index`, parsed and checked.
     #[inline]
     pub fn view<'a>(&self, batch: &'a [u8], index: usize) -> Result<RecordView<'a>, FormatError> {
