@@ -2,7 +2,7 @@
 //!
 //! 1,000,000 records of about 100 bytes in batches of 1,000, through: a
 //! filter (value contains a byte), a map (ASCII upper-case), the regex
-//! scrubber from the walkthrough, and an aggregate (count). Three columns:
+//! scrubber from the walkthrough, and an aggregate (count). Columns:
 //!
 //! - `bare`: the function's body in a plain loop over the values as
 //!   `Vec<u8>`s, outputs allocated, no batch format: what a user would
@@ -14,7 +14,10 @@
 //!   decoding and batch building as the engine, without the sandbox, so
 //!   that `wasm / native` is the cost of WebAssembly, metering and the
 //!   copies in and out;
-//! - `wasm`: the module, run by the engine.
+//! - `wasm`: the module, run by the engine;
+//! - `wasm-deadline`: the same under `Metering::Deadline`;
+//! - `wasm-layout-1`: the same answering in ABI answer layout 1 (entries
+//!   the host re-encodes), as modules did before layout 2.
 //!
 //! Also: instantiating a cached module with `init` (what a new consumer
 //! stream pays).
@@ -51,9 +54,11 @@ fn wasm_run(
 ) {
     let engine = SmartEngine::new();
     let deadline_engine = deadline_engine();
+    let layout_1_engine = layout_1_engine();
     let invocation = SmartModuleInvocation::adhoc(module, dev_support::wasm(module)).expect_kind(kind);
     let mut chain = ChainBuilder::new(&engine).invocation(invocation.clone()).build().unwrap();
-    let mut deadline_chain = ChainBuilder::new(&deadline_engine).invocation(invocation).build().unwrap();
+    let mut deadline_chain = ChainBuilder::new(&deadline_engine).invocation(invocation.clone()).build().unwrap();
+    let mut layout_1_chain = ChainBuilder::new(&layout_1_engine).invocation(invocation).build().unwrap();
 
     // All sides must agree before any is timed. The batch loop is checked
     // on the first batch only: the aggregate's count goes on from batch to
@@ -65,6 +70,8 @@ fn wasm_run(
         assert_eq!(wasm_out.as_bytes(), native_out.as_bytes(), "{group_name}: wasm and native disagree");
         let deadline_out = deadline_chain.process(batch).unwrap().batch;
         assert_eq!(deadline_out.as_bytes(), native_out.as_bytes(), "{group_name}: the meterings disagree");
+        let layout_1_out = layout_1_chain.process(batch).unwrap().batch;
+        assert_eq!(layout_1_out.as_bytes(), native_out.as_bytes(), "{group_name}: the answer layouts disagree");
         if n == 0 {
             assert!(
                 batch_loop(batch).as_bytes() == native_out.as_bytes(),
@@ -89,7 +96,9 @@ fn wasm_run(
             out
         })
     });
-    for (column, chain) in [("wasm", &mut chain), ("wasm-deadline", &mut deadline_chain)] {
+    for (column, chain) in
+        [("wasm", &mut chain), ("wasm-deadline", &mut deadline_chain), ("wasm-layout-1", &mut layout_1_chain)]
+    {
         group.bench_function(BenchmarkId::new(column, RECORDS), |b| b.iter(|| run_chain(chain, input)));
     }
     group.finish();
@@ -107,6 +116,12 @@ fn records_group<'c>(c: &'c mut Criterion, name: &str) -> BenchmarkGroup<'c, Wal
 /// An engine that meters by the clock alone ([`Metering::Deadline`]).
 fn deadline_engine() -> SmartEngine {
     SmartEngine::with_config(Limits { metering: Metering::Deadline, ..Limits::default() }, None)
+}
+
+/// An engine that offers modules answer layout 1 only, as engines did
+/// before layout 2.
+fn layout_1_engine() -> SmartEngine {
+    SmartEngine::with_config(Limits { answer_layout: 1, ..Limits::default() }, None)
 }
 
 /// Runs every batch through `chain`; the records that came out.
@@ -131,7 +146,7 @@ const COUNT: Stage =
 /// in one `process`, one stage's output the next one's input. Columns:
 /// the stages' bare loops one after the other over the values, the
 /// stages' native functions through the glue one after the other, and
-/// the chain in the engine under each metering.
+/// the chain in the engine under each metering and in answer layout 1.
 fn chains(c: &mut Criterion) {
     let input = batches();
     let values = plain_values(&input);
@@ -156,8 +171,10 @@ fn chains(c: &mut Criterion) {
         };
         let engine = SmartEngine::new();
         let deadline_engine = deadline_engine();
+        let layout_1_engine = layout_1_engine();
         let mut chain = build(&engine);
         let mut deadline_chain = build(&deadline_engine);
+        let mut layout_1_chain = build(&layout_1_engine);
         // The engine against the native stages, on the first batch only:
         // the native aggregate keeps one count for the whole process, set
         // back to none here by a setup with no accumulator.
@@ -165,7 +182,7 @@ fn chains(c: &mut Criterion) {
         glue::native::call(&no_accumulator, glue::setup, |_| ());
         let first = &input[0];
         let expected = native(first);
-        for chain in [&mut chain, &mut deadline_chain] {
+        for chain in [&mut chain, &mut deadline_chain, &mut layout_1_chain] {
             assert_eq!(chain.process(first).unwrap().batch.as_bytes(), expected.as_bytes(), "{group_name}");
         }
         let mut group = records_group(c, group_name);
@@ -175,7 +192,9 @@ fn chains(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("native", RECORDS), |b| {
             b.iter(|| input.iter().map(|batch| native(batch).record_count() as usize).sum::<usize>())
         });
-        for (column, chain) in [("wasm", &mut chain), ("wasm-deadline", &mut deadline_chain)] {
+        for (column, chain) in
+            [("wasm", &mut chain), ("wasm-deadline", &mut deadline_chain), ("wasm-layout-1", &mut layout_1_chain)]
+        {
             group.bench_function(BenchmarkId::new(column, RECORDS), |b| b.iter(|| run_chain(chain, &input)));
         }
         group.finish();

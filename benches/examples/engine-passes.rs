@@ -16,9 +16,10 @@
 //! Arguments: the number of passes after a first, unmeasured one (default
 //! 1); a part of a module's name to run only that module (`-` for all);
 //! and the column of the engine benchmark to run: `wasm` (the default),
-//! `wasm-deadline` (the same under `Metering::Deadline`), `native` (the
-//! same function and glue, compiled natively), `batch` (a plain loop from
-//! batch to batch) or `bare` (a plain loop over values).
+//! `wasm-deadline` (the same under `Metering::Deadline`), `wasm-layout-1`
+//! (the same answering in ABI answer layout 1, as before layout 2),
+//! `native` (the same function and glue, compiled natively), `batch` (a
+//! plain loop from batch to batch) or `bare` (a plain loop over values).
 //! It also prints each module's best time per pass (wall-clock: this
 //! kernel counts a thread's CPU time in 4 ms ticks).
 
@@ -44,6 +45,7 @@ fn main() {
     let values = bare::plain_values(&input);
     let engine = SmartEngine::new();
     let deadline_engine = SmartEngine::with_config(Limits { metering: Metering::Deadline, ..Limits::default() }, None);
+    let layout_1_engine = SmartEngine::with_config(Limits { answer_layout: 1, ..Limits::default() }, None);
     let modules: [BenchModule; 4] = [
         (
             "bench-filter",
@@ -79,8 +81,12 @@ fn main() {
             continue;
         }
         let mut pass: Pass = match column.as_str() {
-            "wasm" | "wasm-deadline" => {
-                let engine = if column == "wasm" { &engine } else { &deadline_engine };
+            "wasm" | "wasm-deadline" | "wasm-layout-1" => {
+                let engine = match column.as_str() {
+                    "wasm" => &engine,
+                    "wasm-deadline" => &deadline_engine,
+                    _ => &layout_1_engine,
+                };
                 let invocation = SmartModuleInvocation::adhoc(module, dev_support::wasm(module)).expect_kind(kind);
                 let mut chain = ChainBuilder::new(engine).invocation(invocation).build().expect("the module loads");
                 Box::new(move |batch, _| chain.process(batch).expect("the module runs").batch.record_count() as usize)
@@ -90,7 +96,7 @@ fn main() {
             }),
             "bare" => Box::new(move |_, values| bare(values)),
             "batch" => Box::new(move |batch, _| batch_loop(batch).record_count() as usize),
-            other => panic!("no column {other}: wasm, wasm-deadline, native, batch or bare"),
+            other => panic!("no column {other}: wasm, wasm-deadline, wasm-layout-1, native, batch or bare"),
         };
         let mut best = u64::MAX;
         // The first pass compiles and warms up, and is not counted.

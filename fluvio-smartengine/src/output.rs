@@ -313,6 +313,20 @@ fn le_u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
 }
 
+/// What an output record must have of its source: offset delta, timestamp
+/// delta and header count.
+#[inline(always)]
+fn stamp(record: &[u8]) -> (u32, i64, u32) {
+    let timestamp_delta = i64::from_le_bytes(record[8..16].try_into().expect("eight bytes"));
+    (le_u32_at(record, 4), timestamp_delta, le_u32_at(record, 24))
+}
+
+/// Equal bytes; the usual empty header lists without a call to `memcmp`.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && (a.is_empty() || a == b)
+}
+
 /// Key, value and headers of a record in the batch layout: where its
 /// headers start and the value's range, or `None` when the key and value
 /// lengths claim more than the record holds.
@@ -413,9 +427,9 @@ pub(crate) fn decode_output_records(
         let mut index = first_source;
         loop {
             let source = records.bytes(input, index).ok_or_else(|| no_source(n, record, first_source))?;
-            let fits = source[4..16] == record[4..16]
-                && source[24..28] == record[24..28]
-                && record_body(source).map(|(start, _)| &source[start..]) == Some(&record[headers_start..]);
+            // Compared as numbers: a slice comparison is a call to `memcmp`.
+            let fits = stamp(source) == stamp(record)
+                && record_body(source).is_some_and(|(start, _)| same_bytes(&source[start..], &record[headers_start..]));
             if fits {
                 break;
             }

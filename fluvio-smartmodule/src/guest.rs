@@ -806,14 +806,33 @@ mod tests {
     }
 
     /// The values of an output area's keyless entries, by record index, and
-    /// the indexes of its errors.
-    fn outputs(area: &[u8], input: &[u8]) -> (Vec<(u32, String)>, Vec<u32>) {
+    /// the indexes of its errors. (In layout 2 an output record names its
+    /// source by offset delta, which in [`batch`] is the index.)
+    fn outputs(area: &[u8], input: &[u8], layout: u32) -> (Vec<(u32, String)>, Vec<u32>) {
         let mut header = ByteReader::new(&area[..abi::OUTPUT_HEADER_LEN]);
         let words: Vec<u32> = (0..6).map(|_| header.u32("header").unwrap()).collect();
         let (entry_count, error_count, entries_len) = (words[3], words[4], words[5] as usize);
         let mut entries = ByteReader::new(&area[abi::OUTPUT_HEADER_LEN..abi::OUTPUT_HEADER_LEN + entries_len]);
         let mut values = Vec::new();
+        let records: Vec<_> = abi::RecordIter::new(input).unwrap().1.map(Result::unwrap).collect();
         for _ in 0..entry_count {
+            if layout == abi::ANSWER_LAYOUT_2 {
+                let word = entries.u32("first word").unwrap();
+                let (index, value) = if word & abi::RECORD_REFERENCE != 0 {
+                    let source = records[(word & !abi::RECORD_REFERENCE) as usize];
+                    (source.offset_delta, &input[source.value.0..source.value.0 + source.value.1])
+                } else {
+                    let index = entries.u32("offset delta").unwrap();
+                    entries.bytes(8, "timestamp delta").unwrap();
+                    assert_eq!(entries.i32("key length").unwrap(), -1, "keyless records have keyless outputs");
+                    let value_len = entries.u32("value length").unwrap() as usize;
+                    assert_eq!(entries.u32("header count").unwrap(), 0);
+                    assert_eq!(word as usize, abi::RECORD_HEADER_LEN - 4 + value_len);
+                    (index, entries.bytes(value_len, "value").unwrap())
+                };
+                values.push((index, String::from_utf8(value.to_vec()).unwrap()));
+                continue;
+            }
             let index = entries.u32("index").unwrap();
             let tags = entries.bytes(4, "tags").unwrap();
             assert_eq!(tags[0], abi::DATA_NONE, "keyless records have keyless outputs");
@@ -849,24 +868,28 @@ mod tests {
         }
     }
 
-    fn run(values: &[&str]) -> (Vec<(u32, String)>, Vec<u32>) {
+    fn run(values: &[&str], layout: u32) -> (Vec<(u32, String)>, Vec<u32>) {
         let input = batch(values);
-        native::call(&input, |len| run_aggregate(len, 0, latest), |area| outputs(area, &input))
+        native::use_layout(layout);
+        native::call(&input, |len| run_aggregate(len, 0, latest), |area| outputs(area, &input, layout))
     }
 
     /// An error leaves the accumulator as it was, whether the last output
-    /// was written inline or as a range of the input, and at a batch's
-    /// first record, where there is no output yet to take it back from.
+    /// was written inline (or as a record) or as a range of the input (or a
+    /// reference), and at a batch's first record, where there is no output
+    /// yet to take it back from.
     #[test]
     fn an_aggregate_error_leaves_the_accumulator_as_it_was() {
-        STATE.with(|state| state.borrow_mut().accumulator = Some(RecordData::from("start")));
-        let (values, errors) = run(&["x", "echo", "a", "x", "echo", "x", "echo"]);
-        assert_eq!(errors, [0, 3, 5]);
-        let expected = [(1, "start"), (2, "a"), (4, "a"), (6, "a")];
-        assert_eq!(values, expected.map(|(index, value)| (index, value.to_owned())));
-        // The accumulator goes on into the next batch, and there too an
-        // error at the first record keeps it.
-        let (values, errors) = run(&["x", "echo"]);
-        assert_eq!((values, errors), (vec![(1, "a".to_owned())], vec![0]));
+        for layout in [abi::ANSWER_LAYOUT_1, abi::ANSWER_LAYOUT_2] {
+            STATE.with(|state| state.borrow_mut().accumulator = Some(RecordData::from("start")));
+            let (values, errors) = run(&["x", "echo", "a", "x", "echo", "x", "echo"], layout);
+            assert_eq!(errors, [0, 3, 5], "layout {layout}");
+            let expected = [(1, "start"), (2, "a"), (4, "a"), (6, "a")];
+            assert_eq!(values, expected.map(|(index, value)| (index, value.to_owned())), "layout {layout}");
+            // The accumulator goes on into the next batch, and there too an
+            // error at the first record keeps it.
+            let (values, errors) = run(&["x", "echo"], layout);
+            assert_eq!((values, errors), (vec![(1, "a".to_owned())], vec![0]), "layout {layout}");
+        }
     }
 }

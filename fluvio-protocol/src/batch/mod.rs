@@ -664,6 +664,7 @@ impl RecordIndex {
     }
 
     /// The whole encoded record `index` (record-length field included).
+    #[inline]
     pub fn bytes<'a>(&self, batch: &'a [u8], index: usize) -> Option<&'a [u8]> {
         let start = *self.starts.get(index)? as usize;
         let end = self.starts.get(index + 1).map_or(self.header.batch_len as usize, |next| *next as usize);
