@@ -918,7 +918,8 @@ pub fn run_native(
 ) -> Result<fluvio_protocol::Batch, FormatError> {
     let input = batch.as_bytes();
     let records = RecordIndex::new(input)?;
-    let layout = super::Limits::default().answer_layout;
+    // Not `Limits::default()`: it asks the system for its core count.
+    let layout = abi::NEWEST_ANSWER_LAYOUT;
     fluvio_smartmodule::__private::native::use_layout(layout);
     fluvio_smartmodule::__private::native::call(input, process, |area| {
         let output = OutputArea::locate(area, abi::pack_location(0, area.len() as u32))?;
