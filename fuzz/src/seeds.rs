@@ -120,7 +120,8 @@ fn write_seeds() {
     empty.push_value(None, b"");
     write(&dir, "batch", "one-empty-record", &empty.finish().into_bytes());
 
-    // Setup blobs: no params; params, an accumulator and a look-back.
+    // Setup blobs: no params; params, an accumulator, a look-back and the
+    // answer layout offered.
     let mut blob = 0u32.to_le_bytes().to_vec();
     blob.extend_from_slice(&(-1i32).to_le_bytes());
     blob.push(0);
@@ -133,6 +134,7 @@ fn write_seeds() {
     blob.push(1);
     blob.extend_from_slice(&10u64.to_le_bytes());
     blob.extend_from_slice(&(-1i64).to_le_bytes());
+    blob.extend_from_slice(&abi::ANSWER_LAYOUT_2.to_le_bytes());
     write(&dir, "setup", "full", &blob);
 
     // Output areas: a filter keeping three records, a map with inline and
@@ -162,6 +164,36 @@ fn write_seeds() {
     write(&dir, "output", "map", &output_input(1, &output_area(abi::STATUS_OK, 5, &entries, &errors, 1)));
     write(&dir, "output", "array-map", &output_input(3, &output_area(abi::STATUS_OK, 5, &entries, &[], 0)));
     write(&dir, "output", "bad-input", &output_input(2, &output_area(abi::STATUS_BAD_INPUT, 0, &[], &errors, 1)));
+
+    // The same in answer layout 2 (bit 6 of the first byte, whose value
+    // modulo 5 is the kind): a filter's bitmap, and a map's records (the
+    // seed batch's with new values), one of them a reference.
+    let records: Vec<_> = abi::RecordIter::new(&batch).unwrap().1.map(Result::unwrap).collect();
+    let mut bitmap = vec![0u8; records.len().div_ceil(8)];
+    for index in [0usize, 2, 5] {
+        bitmap[index / 8] |= 1 << (index % 8);
+    }
+    write(&dir, "output", "filter-layout-2", &output_input(0x41, &output_area(abi::STATUS_OK, 3, &bitmap, &[], 0)));
+    let mut entries = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        if index == 1 {
+            entries.extend_from_slice(&(abi::RECORD_REFERENCE | 1).to_le_bytes());
+            continue;
+        }
+        let headers = &batch[record.headers.0..record.headers.0 + record.headers.1];
+        let key = record.key.map(|(start, len)| &batch[start..start + len]);
+        fluvio_protocol::batch::encode_record(
+            &mut entries,
+            record.offset_delta,
+            record.timestamp_delta,
+            key,
+            b"NEW",
+            record.header_count,
+            headers,
+        );
+    }
+    let area = output_area(abi::STATUS_OK, records.len() as u32, &entries, &errors, 1);
+    write(&dir, "output", "map-layout-2", &output_input(0x42, &area));
 
     // A connector config (the one in docs/connectors.md) with its secrets.
     let config = "DB_PASSWORD=secret\n\n---secrets-end---\napiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: my-sql-sink\n  type: sql-sink\n  topic: sensors\n  consumer:\n    id: my-sql-sink\n    partition: 0\n    offset: { strategy: auto, start: beginning }\n    max-bytes: 1MiB\n  producer:\n    linger: 100ms\n    batch-size: 64KiB\n    compression: gzip\n  secrets:\n    - name: DB_PASSWORD\nsql:\n  url: postgres://postgres:${{ secrets.DB_PASSWORD }}@127.0.0.1:5432/test\ntransforms:\n  - uses: my-filter\n    with: { key: value }\n";
