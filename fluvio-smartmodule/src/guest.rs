@@ -273,27 +273,19 @@ impl OutputWriter {
             }
         }
         let headers = &input[source.headers.0..source.headers.0 + source.headers.1];
-        let key_len = key.map_or(0, |key| key.len());
-        let record_len = abi::RECORD_HEADER_LEN - 4 + key_len + value.len() + headers.len();
-        let mut head = [0u8; abi::RECORD_HEADER_LEN];
-        head[0..4].copy_from_slice(&(record_len as u32).to_le_bytes());
-        head[4..8].copy_from_slice(&source.offset_delta.to_le_bytes());
-        head[8..16].copy_from_slice(&source.timestamp_delta.to_le_bytes());
-        head[16..20].copy_from_slice(&key.map_or(-1, |key| key.len() as i32).to_le_bytes());
-        head[20..24].copy_from_slice(&(value.len() as u32).to_le_bytes());
-        head[24..28].copy_from_slice(&source.header_count.to_le_bytes());
-        let out = &mut self.output;
-        out.reserve(record_len + 4);
-        out.extend_from_slice(&head);
-        if let Some(key) = key {
-            out.extend_from_slice(key);
-        }
-        let value_at = ValueAt::Output(out.len() as u32, value.len() as u32);
-        out.extend_from_slice(value);
-        if !headers.is_empty() {
-            out.extend_from_slice(headers);
-        }
-        value_at
+        let key = key.map(|key| key.as_ref());
+        // The value follows the fixed fields and the key.
+        let value_start = self.output.len() + abi::RECORD_HEADER_LEN + key.map_or(0, <[u8]>::len);
+        abi::encode_record(
+            &mut self.output,
+            source.offset_delta,
+            source.timestamp_delta,
+            key,
+            value,
+            source.header_count,
+            headers,
+        );
+        ValueAt::Output(value_start as u32, value.len() as u32)
     }
 
     /// Writes a map-like entry in layout 1.

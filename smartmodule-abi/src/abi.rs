@@ -415,6 +415,42 @@ pub fn encode_header(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     out.put_len_prefixed(value);
 }
 
+/// Appends one record to `out` in the batch layout. Hosts build output
+/// batches with it, and the guest glue its answers in layout 2.
+/// `encoded_headers` is a list written with [`encode_header`] holding
+/// `header_count` headers.
+#[inline]
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    offset_delta: u32,
+    timestamp_delta: i64,
+    key: Option<&[u8]>,
+    value: &[u8],
+    header_count: u32,
+    encoded_headers: &[u8],
+) {
+    let key_len = key.map_or(0, <[u8]>::len);
+    let record_len = RECORD_HEADER_LEN - 4 + key_len + value.len() + encoded_headers.len();
+    // The fixed fields go in as one array: a push per field pays a
+    // capacity check each, and the engine writes a record per output.
+    let mut head = [0u8; RECORD_HEADER_LEN];
+    head[0..4].copy_from_slice(&(record_len as u32).to_le_bytes());
+    head[4..8].copy_from_slice(&offset_delta.to_le_bytes());
+    head[8..16].copy_from_slice(&timestamp_delta.to_le_bytes());
+    head[16..20].copy_from_slice(&key.map_or(-1, |k| k.len() as i32).to_le_bytes());
+    head[20..24].copy_from_slice(&(value.len() as u32).to_le_bytes());
+    head[24..28].copy_from_slice(&header_count.to_le_bytes());
+    out.reserve(record_len + 4);
+    out.extend_from_slice(&head);
+    if let Some(key) = key {
+        out.extend_from_slice(key);
+    }
+    out.extend_from_slice(value);
+    if !encoded_headers.is_empty() {
+        out.extend_from_slice(encoded_headers);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Output area (guest to host)
 // ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 //! need ([`encode_record`], [`write_batch_header`]) and the [`RecordIndex`]
 //! live here.
 
+pub use smartmodule_abi::abi::encode_record;
 use smartmodule_abi::abi::{self, BatchHeader, FormatError, RecordIter, RecordView};
 
 use crate::compression::{COMPRESSION_MASK, Compression, decompressed_limit};
@@ -697,40 +698,6 @@ impl RecordIndex {
     pub fn view<'a>(&self, batch: &'a [u8], index: usize) -> Result<RecordView<'a>, FormatError> {
         let start = *self.starts.get(index).ok_or_else(|| FormatError::new(format!("no record {index}")))? as usize;
         abi::parse_record(batch, start, self.header.batch_len as usize)
-    }
-}
-
-/// Appends one record to `out` in the batch layout. `encoded_headers` is a
-/// list written with `abi::encode_header` holding `header_count` headers.
-#[inline]
-pub fn encode_record(
-    out: &mut Vec<u8>,
-    offset_delta: u32,
-    timestamp_delta: i64,
-    key: Option<&[u8]>,
-    value: &[u8],
-    header_count: u32,
-    encoded_headers: &[u8],
-) {
-    let key_len = key.map_or(0, <[u8]>::len);
-    let record_len = abi::RECORD_HEADER_LEN - 4 + key_len + value.len() + encoded_headers.len();
-    // The fixed fields go in as one array: a push per field pays a
-    // capacity check each, and the engine writes a record per output.
-    let mut head = [0u8; abi::RECORD_HEADER_LEN];
-    head[0..4].copy_from_slice(&(record_len as u32).to_le_bytes());
-    head[4..8].copy_from_slice(&offset_delta.to_le_bytes());
-    head[8..16].copy_from_slice(&timestamp_delta.to_le_bytes());
-    head[16..20].copy_from_slice(&key.map_or(-1, |k| k.len() as i32).to_le_bytes());
-    head[20..24].copy_from_slice(&(value.len() as u32).to_le_bytes());
-    head[24..28].copy_from_slice(&header_count.to_le_bytes());
-    out.reserve(record_len + 4);
-    out.extend_from_slice(&head);
-    if let Some(key) = key {
-        out.extend_from_slice(key);
-    }
-    out.extend_from_slice(value);
-    if !encoded_headers.is_empty() {
-        out.extend_from_slice(encoded_headers);
     }
 }
 

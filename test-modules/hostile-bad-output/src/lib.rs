@@ -43,16 +43,10 @@ fn first_value(input_len: i32) -> Vec<u8> {
     }
 }
 
-/// A record of the batch layout for the first input record (offset delta
-/// 0, no key, no headers) stamped `timestamp_delta`, with value `x`.
+/// A record of the batch layout without key or headers, with value `x`, at
+/// `offset_delta` and stamped `timestamp_delta`.
 fn record_for_first(out: &mut Vec<u8>, offset_delta: u32, timestamp_delta: i64) {
-    out.extend_from_slice(&(abi::RECORD_HEADER_LEN as u32 - 4 + 1).to_le_bytes());
-    out.extend_from_slice(&offset_delta.to_le_bytes());
-    out.extend_from_slice(&timestamp_delta.to_le_bytes());
-    out.extend_from_slice(&(-1i32).to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.push(b'x');
+    abi::encode_record(out, offset_delta, timestamp_delta, None, b"x", 0, &[]);
 }
 
 /// The lies of layout 2, as (entries, entry count).
