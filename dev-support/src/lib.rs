@@ -45,6 +45,7 @@ pub const MODULES: &[&str] = &[
     "hostile-wrong-abi",
     "hostile-bad-output",
     "hostile-imports",
+    "alloc-churn",
     "bench-filter",
     "bench-count",
 ];

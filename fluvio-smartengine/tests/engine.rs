@@ -109,6 +109,54 @@ fn varied_batch(values: &[&str]) -> fluvio_protocol::Batch {
     builder.finish()
 }
 
+/// What `alloc-churn` answers for `value`: its length, how many prefix
+/// copies it held, then the value and its first half.
+fn churned(value: &[u8]) -> Vec<u8> {
+    let kept = (0..=value.len()).step_by(7).enumerate().filter(|(i, _)| i % 2 == 1).count();
+    let again = (0..=value.len()).step_by(14).count();
+    let mut out = format!("{}:{}:", value.len(), kept + again).into_bytes();
+    out.extend_from_slice(value);
+    out.extend_from_slice(&value[..value.len() / 2]);
+    out
+}
+
+#[test]
+fn the_module_allocator_hands_out_each_block_once_and_keeps_its_bytes() {
+    // Values from empty to past the largest small block (512 bytes), of
+    // bytes that differ from record to record, over several batches: the
+    // blocks one record frees serve the next record and the next batch.
+    let engine = SmartEngine::new();
+    let mut chain = single(&engine, "alloc-churn");
+    let mut seed = 0x9e37_79b9_u32;
+    for round in 0..4 {
+        let mut builder = BatchBuilder::new(round * 1_000, 0);
+        let mut expected = Vec::new();
+        for i in 0..250u32 {
+            let len = (i as usize * 37 + round as usize * 11) % 1_300;
+            let value: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (seed >> 24) as u8
+                })
+                .collect();
+            builder.push(i, i as i64, None, &value, &[]);
+            expected.push(churned(&value));
+        }
+        let out = chain.process(&builder.finish()).unwrap();
+        assert!(out.failure.is_none(), "round {round}: {:?}", out.failure);
+        let answered: Vec<Vec<u8>> = out.batch.records().map(|record| record.value.to_vec()).collect();
+        assert_eq!(answered.len(), expected.len(), "round {round}");
+        for (i, (answer, expected)) in answered.iter().zip(&expected).enumerate() {
+            assert!(
+                answer == expected,
+                "round {round}, record {i}: {} bytes, expected {}",
+                answer.len(),
+                expected.len()
+            );
+        }
+    }
+}
+
 #[test]
 fn every_kind_answers_the_same_in_both_answer_layouts() {
     let newest = SmartEngine::new();
