@@ -158,6 +158,18 @@ fn the_module_allocator_hands_out_each_block_once_and_keeps_its_bytes() {
 }
 
 #[test]
+fn small_blocks_a_module_freed_serve_its_next_large_allocation() {
+    // 40 MiB of small blocks, freed, then 40 MiB in one block, under a
+    // 64 MiB cap: the freed blocks must not all stay on the allocator's
+    // lists, or the large block does not fit.
+    let engine = SmartEngine::with_config(Limits { memory_bytes: 64 << 20, ..Limits::default() }, None);
+    let mut chain = single(&engine, "alloc-churn");
+    let out = chain.process(&batch(0, &["phases:40", "phases:40"])).unwrap();
+    assert!(out.failure.is_none(), "{:?}", out.failure);
+    assert_eq!(values(&out.batch), owned(&[(0, "phases:done"), (1, "phases:done")]));
+}
+
+#[test]
 fn every_kind_answers_the_same_in_both_answer_layouts() {
     let newest = SmartEngine::new();
     let oldest = SmartEngine::with_config(Limits { answer_layout: 1, ..Limits::default() }, None);

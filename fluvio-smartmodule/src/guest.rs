@@ -742,6 +742,25 @@ mod allocator {
 
     struct ModuleAllocator;
 
+    /// After `System` failed to serve `layout`: gives it every kept small
+    /// block, which it may join into room, and asks once more; reports the
+    /// failure to the host if that fails too (the module traps next). Out
+    /// of line, so that the usual paths stay small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn again_after_release(layout: Layout, zeroed: bool) -> *mut u8 {
+        let ptr = if unsafe { small_blocks::release_all() } {
+            let layout = small_blocks::class_of(&layout).map_or(layout, small_blocks::block_layout);
+            unsafe { if zeroed { System.alloc_zeroed(layout) } else { System.alloc(layout) } }
+        } else {
+            std::ptr::null_mut()
+        };
+        if ptr.is_null() {
+            unsafe { super::host::out_of_memory(layout.size() as i32) };
+        }
+        ptr
+    }
+
     // SAFETY: large blocks are `System`'s; small ones are `System`'s blocks
     // of their class's size, handed out again only after they were freed
     // (see `small_blocks`).
@@ -752,7 +771,7 @@ mod allocator {
                 None => unsafe { System.alloc(layout) },
             };
             if ptr.is_null() {
-                unsafe { super::host::out_of_memory(layout.size() as i32) };
+                return again_after_release(layout, false);
             }
             ptr
         }
@@ -763,39 +782,52 @@ mod allocator {
             }
         }
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            let ptr = match small_blocks::class_of(&layout) {
+            match small_blocks::class_of(&layout) {
                 Some(class) => {
                     let ptr = unsafe { small_blocks::take(class) };
-                    if !ptr.is_null() {
-                        unsafe { ptr.write_bytes(0, layout.size()) };
+                    if ptr.is_null() {
+                        return again_after_release(layout, true);
+                    }
+                    unsafe { ptr.write_bytes(0, layout.size()) };
+                    ptr
+                }
+                None => {
+                    let ptr = unsafe { System.alloc_zeroed(layout) };
+                    if ptr.is_null() {
+                        return again_after_release(layout, true);
                     }
                     ptr
                 }
-                None => unsafe { System.alloc_zeroed(layout) },
-            };
-            if ptr.is_null() {
-                unsafe { super::host::out_of_memory(layout.size() as i32) };
             }
-            ptr
         }
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             // SAFETY: `GlobalAlloc::realloc` promises a valid layout for
             // `new_size` with the same alignment.
             let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
             let (old_class, new_class) = (small_blocks::class_of(&layout), small_blocks::class_of(&new_layout));
-            if old_class.is_none() && new_class.is_none() {
-                let new = unsafe { System.realloc(ptr, layout, new_size) };
-                if new.is_null() {
-                    unsafe { super::host::out_of_memory(new_size as i32) };
-                }
-                return new;
-            }
             if old_class.is_some() && old_class == new_class {
                 // The block already has room: its class's size.
                 return ptr;
             }
-            let new = unsafe { self.alloc(new_layout) };
-            if !new.is_null() {
+            let new = match (old_class, new_class) {
+                (None, None) => unsafe { System.realloc(ptr, layout, new_size) },
+                _ => unsafe { self.alloc(new_layout) },
+            };
+            if new.is_null() {
+                // `alloc` has released the kept blocks and reported already.
+                if old_class.is_some() || new_class.is_some() {
+                    return new;
+                }
+                let again = again_after_release(new_layout, false);
+                if !again.is_null() {
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(ptr, again, layout.size().min(new_size));
+                        System.dealloc(ptr, layout);
+                    }
+                }
+                return again;
+            }
+            if old_class.is_some() || new_class.is_some() {
                 unsafe {
                     std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
                     self.dealloc(ptr, layout);
@@ -808,10 +840,11 @@ mod allocator {
     /// Free lists of small blocks, one per size class. A module allocates
     /// and frees the same few sizes for every record (a value, its copy);
     /// taking a block off a list is a handful of instructions where
-    /// `dlmalloc` runs a hundred, behind two calls. Freed blocks stay on
-    /// their list: WebAssembly memory never shrinks, so `dlmalloc` could
-    /// not give them back either, but a block of one class is not reused
-    /// for another.
+    /// `dlmalloc` runs a hundred, behind two calls. The lists are not
+    /// bounded, which would cost a count on every call: when `System`
+    /// cannot serve an allocation, every kept block goes back to it and it
+    /// is asked again ([`again_after_release`]), so the lists never make an
+    /// allocation fail that would have succeeded without them.
     mod small_blocks {
         use std::alloc::{GlobalAlloc, Layout, System};
         use std::cell::Cell;
@@ -840,6 +873,13 @@ mod allocator {
             Some(layout.size().saturating_sub(1) / GRAIN)
         }
 
+        /// The layout `System` gives a block of `class` with.
+        #[inline(always)]
+        pub(super) fn block_layout(class: usize) -> Layout {
+            // SAFETY: the size is non-zero and the alignment a power of two.
+            unsafe { Layout::from_size_align_unchecked((class + 1) * GRAIN, GRAIN) }
+        }
+
         /// A block of `class`: the last one freed, or a new one; null when
         /// memory is out.
         #[inline(always)]
@@ -847,8 +887,7 @@ mod allocator {
             let head = &LISTS.0[class];
             let block = head.get();
             if block.is_null() {
-                // SAFETY: the size is non-zero and the alignment a power of two.
-                return unsafe { System.alloc(Layout::from_size_align_unchecked((class + 1) * GRAIN, GRAIN)) };
+                return unsafe { System.alloc(block_layout(class)) };
             }
             // A free block holds the next free block's address.
             head.set(unsafe { block.cast::<*mut u8>().read() });
@@ -861,6 +900,22 @@ mod allocator {
             let head = &LISTS.0[class];
             unsafe { block.cast::<*mut u8>().write(head.get()) };
             head.set(block);
+        }
+
+        /// Gives every kept block back to `System`; whether there was any.
+        #[cold]
+        pub(super) unsafe fn release_all() -> bool {
+            let mut released = false;
+            for (class, head) in LISTS.0.iter().enumerate() {
+                let mut block = head.replace(std::ptr::null_mut());
+                while !block.is_null() {
+                    let next = unsafe { block.cast::<*mut u8>().read() };
+                    unsafe { System.dealloc(block, block_layout(class)) };
+                    block = next;
+                    released = true;
+                }
+            }
+            released
         }
     }
 
