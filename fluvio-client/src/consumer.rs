@@ -556,7 +556,9 @@ impl RecordStream {
             Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error))),
             Poll::Ready(Some(Ok(index))) => {
                 let part = &mut self.parts[index];
-                let records = part.buffered.drain(..).collect();
+                // The buffer itself, not a copy: a frame's records are
+                // about a megabyte.
+                let records = Vec::from(std::mem::take(&mut part.buffered));
                 let batch = ConsumerBatch {
                     partition: part.request.partition,
                     records,
@@ -637,12 +639,21 @@ fn decode(frame: Frame, partition: u32) -> Result<StreamResponse, FluvioError> {
             .restore_record(std::mem::take(&mut frame.payload))
             .map_err(|error| FluvioError::Protocol(format!("the server sent an invalid failed record: {error}")))?;
     }
-    let mut records = VecDeque::new();
+    let mut records = Vec::new();
     if let StreamEvent::Batch { .. } = event {
         let invalid = |error| FluvioError::Protocol(format!("the server sent an invalid batch: {error}"));
         // Keys and values are slices of the payload's one buffer; each
         // batch's records are checked as they are read (one pass).
         let payload = Bytes::from_owner(buffers::Recycled(std::mem::take(&mut frame.payload)));
+        // Room for the whole frame's records at once: grown batch by batch,
+        // the vector was copied as often as it doubled. What the headers
+        // claim is bounded by what the bytes can hold.
+        let claimed: usize = fluvio_protocol::batch_ranges(&payload)
+            .map_while(Result::ok)
+            .filter_map(|range| abi::BatchHeader::parse(&payload[range]).ok())
+            .map(|header| header.record_count as usize)
+            .sum();
+        records.reserve_exact(claimed.min(payload.len() / 16));
         for range in fluvio_protocol::batch_ranges(&payload) {
             let range = range.map_err(invalid)?;
             let bytes = match Batch::check_sent(&payload[range.clone()]).map_err(invalid)? {
@@ -652,15 +663,14 @@ fn decode(frame: Frame, partition: u32) -> Result<StreamResponse, FluvioError> {
             push_records(&bytes, partition, &mut records).map_err(invalid)?;
         }
     }
-    Ok(StreamResponse { event, records })
+    // Without a copy: the records start at the vector's front.
+    Ok(StreamResponse { event, records: VecDeque::from(records) })
 }
 
 /// Appends the records of one checked batch (header, length and CRC) to
 /// `records`, checking each record as it is read.
-fn push_records(bytes: &Bytes, partition: u32, records: &mut VecDeque<ConsumerRecord>) -> Result<(), abi::FormatError> {
+fn push_records(bytes: &Bytes, partition: u32, records: &mut Vec<ConsumerRecord>) -> Result<(), abi::FormatError> {
     let (header, views) = abi::RecordIter::new(bytes)?;
-    // Bounded by what the bytes can hold, whatever the header claims.
-    records.reserve((header.record_count as usize).min(bytes.len() / 16));
     let slice = |(start, len): (usize, usize)| bytes.slice(start..start + len);
     // Straight from the parsed views (no intermediate record): this loop
     // runs once per record a consumer receives.
@@ -672,7 +682,7 @@ fn push_records(bytes: &Bytes, partition: u32, records: &mut VecDeque<ConsumerRe
                 .map(|(name, value)| (bytes.slice_ref(name), bytes.slice_ref(value)))
                 .collect(),
         };
-        records.push_back(ConsumerRecord {
+        records.push(ConsumerRecord {
             partition,
             offset: header.base_offset.saturating_add(view.offset_delta as i64),
             timestamp: header.base_timestamp.saturating_add(view.timestamp_delta),

@@ -19,17 +19,39 @@ use std::sync::Mutex;
 
 /// Buffers kept at most: enough for several streams' frames in flight.
 const KEPT_BUFFERS: usize = 64;
-/// Smaller buffers are not worth keeping; larger ones are not kept, so the
-/// pool holds at most `KEPT_BUFFERS * LARGEST_KEPT` bytes (16 MiB).
+/// Bytes kept at most, in all the buffers together.
+const KEPT_BYTES: usize = 16 << 20;
+/// Smaller buffers are not worth keeping; larger ones are not kept. A frame
+/// of a stream without SmartModules holds up to 256 KiB and a batch, one of
+/// SmartModule outputs up to the consumer's `max_bytes` (1 MiB unless it
+/// asks otherwise).
 const SMALLEST_KEPT: usize = 4 << 10;
-const LARGEST_KEPT: usize = 256 << 10;
+const LARGEST_KEPT: usize = 2 << 20;
 
-static KEPT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+struct Kept {
+    buffers: Vec<Vec<u8>>,
+    bytes: usize,
+}
 
-/// An empty buffer that holds at least `len` bytes without growing: a kept
-/// one when there is one.
+static KEPT: Mutex<Kept> = Mutex::new(Kept { buffers: Vec::new(), bytes: 0 });
+
+/// An empty buffer that holds at least `len` bytes without growing: the
+/// smallest kept one that does, else the largest kept one grown (so that no
+/// buffer stays kept for ever), else a new one.
 pub fn take(len: usize) -> Vec<u8> {
-    let kept = if len <= LARGEST_KEPT { KEPT.lock().expect("buffer pool lock").pop() } else { None };
+    let kept = if len <= LARGEST_KEPT {
+        let mut kept = KEPT.lock().expect("buffer pool lock");
+        match pick(&kept.buffers, len) {
+            Some(at) => {
+                let buffer = kept.buffers.swap_remove(at);
+                kept.bytes -= buffer.capacity();
+                Some(buffer)
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
     match kept {
         Some(mut buffer) => {
             buffer.reserve(len);
@@ -39,16 +61,25 @@ pub fn take(len: usize) -> Vec<u8> {
     }
 }
 
+/// Which kept buffer `take` hands out for `len` bytes.
+fn pick(buffers: &[Vec<u8>], len: usize) -> Option<usize> {
+    let capacities = buffers.iter().map(Vec::capacity).enumerate();
+    let fitting = capacities.clone().filter(|&(_, capacity)| capacity >= len).min_by_key(|&(_, capacity)| capacity);
+    fitting.or_else(|| capacities.max_by_key(|&(_, capacity)| capacity)).map(|(at, _)| at)
+}
+
 /// Keeps `buffer` for a later [`take`], or frees it when it is too small or
 /// too large to be worth keeping, or enough are kept already.
 pub fn give(mut buffer: Vec<u8>) {
-    if !(SMALLEST_KEPT..=LARGEST_KEPT).contains(&buffer.capacity()) {
+    let capacity = buffer.capacity();
+    if !(SMALLEST_KEPT..=LARGEST_KEPT).contains(&capacity) {
         return;
     }
     buffer.clear();
     let mut kept = KEPT.lock().expect("buffer pool lock");
-    if kept.len() < KEPT_BUFFERS {
-        kept.push(buffer);
+    if kept.buffers.len() < KEPT_BUFFERS && kept.bytes + capacity <= KEPT_BYTES {
+        kept.bytes += capacity;
+        kept.buffers.push(buffer);
     }
 }
 
@@ -85,6 +116,21 @@ mod tests {
         assert!(again.is_empty() && again.capacity() >= 64 << 10);
         let huge = vec![0u8; LARGEST_KEPT * 2];
         give(huge);
-        assert!(KEPT.lock().unwrap().iter().all(|b| b.capacity() <= LARGEST_KEPT));
+        let kept = KEPT.lock().unwrap();
+        assert!(kept.buffers.iter().all(|b| b.capacity() <= LARGEST_KEPT));
+        assert_eq!(kept.bytes, kept.buffers.iter().map(Vec::capacity).sum::<usize>());
+        assert!(kept.bytes <= KEPT_BYTES);
+    }
+
+    #[test]
+    fn a_request_gets_the_smallest_kept_buffer_that_holds_it_else_the_largest() {
+        let kept: Vec<Vec<u8>> = [64 << 10, 8 << 10, 512 << 10, 300 << 10].map(Vec::with_capacity).into();
+        assert_eq!(pick(&kept, 1 << 10), Some(1));
+        assert_eq!(pick(&kept, 64 << 10), Some(0));
+        assert_eq!(pick(&kept, 256 << 10), Some(3));
+        assert_eq!(pick(&kept, 400 << 10), Some(2));
+        // None holds it: the largest, which grows least.
+        assert_eq!(pick(&kept, 1 << 20), Some(2));
+        assert_eq!(pick(&[], 1 << 10), None);
     }
 }

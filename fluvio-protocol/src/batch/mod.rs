@@ -87,13 +87,6 @@ macro_rules! header_getters {
             Compression::from_attributes(self.header().attributes).expect("the codec is checked when the batch is made")
         }
 
-        /// Offset one past the last record's, or the base offset when empty.
-        /// Hops from record length to record length (no record is parsed and
-        /// nothing is allocated): a server asks this of every batch it sends.
-        pub fn next_offset(&self) -> i64 {
-            next_offset_of(&self.bytes, &self.header())
-        }
-
         /// The encoded batch.
         pub fn as_bytes(&self) -> &[u8] {
             &self.bytes
@@ -206,6 +199,9 @@ fn open_compressed(bytes: &[u8], header: &BatchHeader) -> Result<Batch, FormatEr
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredBatch {
     bytes: Vec<u8>,
+    /// Found once, as the batch is taken: a server asks it of every batch
+    /// it sends, and a JetStream read finds it in its check anyway.
+    next_offset: i64,
 }
 
 impl std::fmt::Debug for StoredBatch {
@@ -220,7 +216,12 @@ impl StoredBatch {
     pub fn from_storage(bytes: Vec<u8>) -> Result<StoredBatch, FormatError> {
         let header = check_length(&bytes)?;
         Compression::from_attributes(header.attributes)?;
-        Ok(StoredBatch { bytes })
+        Ok(StoredBatch::with_next_offset(bytes, &header))
+    }
+
+    fn with_next_offset(bytes: Vec<u8>, header: &BatchHeader) -> StoredBatch {
+        let next_offset = next_offset_of(&bytes, header);
+        StoredBatch { bytes, next_offset }
     }
 
     /// Takes a batch read from storage that others may write as well (a
@@ -235,12 +236,12 @@ impl StoredBatch {
         let header = check_length_and_crc(&bytes)?;
         Compression::from_attributes(header.attributes)?;
         if header.attributes & COMPRESSION_MASK != 0 {
-            let batch = StoredBatch { bytes };
-            let next_offset = batch.next_offset();
+            let batch = StoredBatch::with_next_offset(bytes, &header);
+            let next_offset = batch.next_offset;
             return Ok((batch, next_offset));
         }
         let (batch, next_offset) = CheckedBatch::from_bytes_with_next_offset(bytes)?;
-        Ok((batch.into(), next_offset))
+        Ok((StoredBatch { bytes: batch.bytes, next_offset }, next_offset))
     }
 
     /// The batch checked whole, as [`CheckedBatch::from_bytes`] checks one:
@@ -257,17 +258,24 @@ impl StoredBatch {
     }
 
     header_getters!();
+
+    /// Offset one past the last record's, or the base offset when empty.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
 }
 
 impl From<CheckedBatch> for StoredBatch {
     fn from(batch: CheckedBatch) -> StoredBatch {
-        StoredBatch { bytes: batch.bytes }
+        let header = batch.header();
+        StoredBatch::with_next_offset(batch.bytes, &header)
     }
 }
 
 impl From<Batch> for StoredBatch {
     fn from(batch: Batch) -> StoredBatch {
-        StoredBatch { bytes: batch.bytes }
+        let header = batch.header();
+        StoredBatch::with_next_offset(batch.bytes, &header)
     }
 }
 
@@ -347,6 +355,13 @@ impl CheckedBatch {
     }
 
     header_getters!();
+
+    /// Offset one past the last record's, or the base offset when empty.
+    /// Hops from record length to record length (no record is parsed and
+    /// nothing is allocated).
+    pub fn next_offset(&self) -> i64 {
+        next_offset_of(&self.bytes, &self.header())
+    }
 }
 
 impl From<Batch> for CheckedBatch {
@@ -452,6 +467,13 @@ impl Batch {
     }
 
     header_getters!();
+
+    /// Offset one past the last record's, or the base offset when empty.
+    /// Hops from record length to record length (no record is parsed and
+    /// nothing is allocated).
+    pub fn next_offset(&self) -> i64 {
+        next_offset_of(&self.bytes, &self.header())
+    }
 
     /// The records, borrowed from the batch.
     pub fn records(&self) -> impl Iterator<Item = RecordRef<'_>> {

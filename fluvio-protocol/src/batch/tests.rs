@@ -130,6 +130,25 @@ fn shared_storage_checks_the_crc_and_leaves_compressed_records_to_open() {
     assert!(stored.open().is_err());
 }
 
+#[test]
+fn a_stored_batch_knows_its_next_offset_however_it_was_made() {
+    // Offsets with a gap (as a filter's outputs keep them), and none.
+    let mut gapped = BatchBuilder::new(100, 0);
+    for delta in [0u32, 1, 5, 9] {
+        gapped.push(delta, 0, None, b"v", &[]);
+    }
+    for (batch, next) in [(gapped.finish(), 110), (BatchBuilder::new(7, 0).finish(), 7)] {
+        let checked = CheckedBatch::from_bytes(batch.clone().into_bytes()).unwrap();
+        assert_eq!(checked.next_offset(), next);
+        assert_eq!(batch.next_offset(), next);
+        let (shared, found) = StoredBatch::from_shared_storage(batch.clone().into_bytes()).unwrap();
+        assert_eq!((shared.next_offset(), found), (next, next));
+        assert_eq!(StoredBatch::from_storage(batch.clone().into_bytes()).unwrap().next_offset(), next);
+        assert_eq!(StoredBatch::from(checked).next_offset(), next);
+        assert_eq!(StoredBatch::from(batch).next_offset(), next);
+    }
+}
+
 /// A batch of `records` identical records of `value_len` zero bytes: it
 /// compresses about as well as anything can.
 fn zeros(records: u32, value_len: usize) -> Batch {

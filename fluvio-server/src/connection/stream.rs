@@ -274,7 +274,9 @@ async fn stream(
                 continue;
             }
         }
-        let batches = reader.next(max_bytes).await?;
+        // Without SmartModules, a frame holds as much as a run from a file.
+        let read_bytes = if chain.is_none() { max_bytes.min(RUN_BYTES) } else { max_bytes };
+        let batches = reader.next(read_bytes).await?;
         if batches.is_empty() {
             if *watermark.borrow() > offset {
                 // The end moved, but the records are not readable here

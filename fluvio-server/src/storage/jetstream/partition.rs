@@ -181,7 +181,11 @@ impl JetStreamPartition {
         };
         // Header and CRC only for a compressed batch: whoever opens it
         // inflates it, off the runtime and within the server's budget.
-        match StoredBatch::from_shared_storage(message.payload.to_vec()) {
+        // Into a kept buffer: a stream hands its batches' buffers back once
+        // they are sent, and a fresh one per message would be faulted in.
+        let mut bytes = fluvio_protocol::buffers::take(message.payload.len());
+        bytes.extend_from_slice(&message.payload);
+        match StoredBatch::from_shared_storage(bytes) {
             Ok((batch, next_offset)) => {
                 self.remember(batch.base_offset(), sequence, next_offset);
                 Ok(Fetched::Batch(batch, next_offset))
