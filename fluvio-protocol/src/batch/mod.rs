@@ -147,9 +147,14 @@ fn check_length(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
     Ok(header)
 }
 
+/// The CRC-32C a batch carries: of everything after the CRC field.
+fn batch_crc(bytes: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &bytes[abi::BATCH_CRC_FROM..]) as u32
+}
+
 fn check_length_and_crc(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
     let header = check_length(bytes)?;
-    let computed = crc32c::crc32c(&bytes[abi::BATCH_CRC_FROM..]);
+    let computed = batch_crc(bytes);
     if computed != header.crc {
         return Err(FormatError::new(format!(
             "batch CRC mismatch: stored {:#010x}, computed {computed:#010x}; the batch is corrupt",
@@ -454,7 +459,7 @@ impl Batch {
     /// not checked: never call this on bytes from a client, a guest or a
     /// file.
     pub fn seal_host_written(mut bytes: Vec<u8>) -> Batch {
-        let crc = crc32c::crc32c(&bytes[abi::BATCH_CRC_FROM..]);
+        let crc = batch_crc(&bytes);
         bytes[abi::BATCH_CRC_AT..abi::BATCH_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
         Batch { bytes }
     }
