@@ -1,11 +1,13 @@
 //! Payload buffers that are used again instead of freed.
 //!
-//! A consumer reading a partition receives a frame of about 64 KiB for every
-//! stored batch, and the server reads one from disk for each. Allocated fresh
-//! and freed each time, such buffers make the C allocator hand their pages
-//! back to the kernel and fault them in again: in the platform benchmark that
-//! churn was a quarter of the CPU a consume took. The few buffers a stream
-//! has in flight at once are kept here and handed out again.
+//! A consumer reading a partition receives frames of up to 256 KiB of stored
+//! batches, and a server reads each batch (about 64 KiB from the SDK's
+//! producers) from a file or a JetStream message into a buffer of its own.
+//! Allocated fresh and freed each time, such buffers make the C allocator
+//! hand their pages back to the kernel and fault them in again: in the
+//! platform benchmark that churn was a quarter of the CPU a consume took.
+//! The few buffers a stream has in flight at once are kept here and handed
+//! out again.
 //!
 //! ```
 //! use fluvio_protocol::buffers;
