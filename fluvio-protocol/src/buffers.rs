@@ -30,12 +30,7 @@ const KEPT_BYTES: usize = 16 << 20;
 const SMALLEST_KEPT: usize = 4 << 10;
 const LARGEST_KEPT: usize = 2 << 20;
 
-struct Kept {
-    buffers: Vec<Vec<u8>>,
-    bytes: usize,
-}
-
-static KEPT: Mutex<Kept> = Mutex::new(Kept { buffers: Vec::new(), bytes: 0 });
+static KEPT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 /// An empty buffer that holds at least `len` bytes without growing: the
 /// smallest kept one that does, else the largest kept one grown (so that no
@@ -43,14 +38,7 @@ static KEPT: Mutex<Kept> = Mutex::new(Kept { buffers: Vec::new(), bytes: 0 });
 pub fn take(len: usize) -> Vec<u8> {
     let kept = if len <= LARGEST_KEPT {
         let mut kept = KEPT.lock().expect("buffer pool lock");
-        match pick(&kept.buffers, len) {
-            Some(at) => {
-                let buffer = kept.buffers.swap_remove(at);
-                kept.bytes -= buffer.capacity();
-                Some(buffer)
-            }
-            None => None,
-        }
+        pick(&kept, len).map(|at| kept.swap_remove(at))
     } else {
         None
     };
@@ -79,9 +67,9 @@ pub fn give(mut buffer: Vec<u8>) {
     }
     buffer.clear();
     let mut kept = KEPT.lock().expect("buffer pool lock");
-    if kept.buffers.len() < KEPT_BUFFERS && kept.bytes + capacity <= KEPT_BYTES {
-        kept.bytes += capacity;
-        kept.buffers.push(buffer);
+    let kept_bytes: usize = kept.iter().map(Vec::capacity).sum();
+    if kept.len() < KEPT_BUFFERS && kept_bytes + capacity <= KEPT_BYTES {
+        kept.push(buffer);
     }
 }
 
@@ -119,9 +107,8 @@ mod tests {
         let huge = vec![0u8; LARGEST_KEPT * 2];
         give(huge);
         let kept = KEPT.lock().unwrap();
-        assert!(kept.buffers.iter().all(|b| b.capacity() <= LARGEST_KEPT));
-        assert_eq!(kept.bytes, kept.buffers.iter().map(Vec::capacity).sum::<usize>());
-        assert!(kept.bytes <= KEPT_BYTES);
+        assert!(kept.iter().all(|b| b.capacity() <= LARGEST_KEPT));
+        assert!(kept.iter().map(Vec::capacity).sum::<usize>() <= KEPT_BYTES);
     }
 
     #[test]
