@@ -230,23 +230,20 @@ impl StoredBatch {
     }
 
     /// Takes a batch read from storage that others may write as well (a
-    /// JetStream stream), with its next offset: header, length, codec and
-    /// CRC-32C are checked, and an uncompressed batch's records. A
-    /// compressed batch's records are checked when it is
-    /// [`open`](Self::open)ed (its next offset comes from its header, as
-    /// compressed batches number their records 0, 1, 2...), so that a
-    /// reader inflates nothing it only passes on, and the one that opens
-    /// it decides where the inflating runs.
-    pub fn from_shared_storage(bytes: Vec<u8>) -> Result<(StoredBatch, i64), FormatError> {
+    /// JetStream stream): header, length, codec and CRC-32C are checked,
+    /// and an uncompressed batch's records. A compressed batch's records
+    /// are checked when it is [`open`](Self::open)ed (its next offset comes
+    /// from its header, as compressed batches number their records 0, 1,
+    /// 2...), so that a reader inflates nothing it only passes on, and the
+    /// one that opens it decides where the inflating runs.
+    pub fn from_shared_storage(bytes: Vec<u8>) -> Result<StoredBatch, FormatError> {
         let header = check_length_and_crc(&bytes)?;
         Compression::from_attributes(header.attributes)?;
         if header.attributes & COMPRESSION_MASK != 0 {
-            let batch = StoredBatch::with_next_offset(bytes, &header);
-            let next_offset = batch.next_offset;
-            return Ok((batch, next_offset));
+            return Ok(StoredBatch::with_next_offset(bytes, &header));
         }
         let (batch, next_offset) = CheckedBatch::from_bytes_with_next_offset(bytes)?;
-        Ok((StoredBatch { bytes: batch.bytes, next_offset }, next_offset))
+        Ok(StoredBatch { bytes: batch.bytes, next_offset })
     }
 
     /// The batch checked whole, as [`CheckedBatch::from_bytes`] checks one:

@@ -106,11 +106,11 @@ fn shared_storage_checks_the_crc_and_leaves_compressed_records_to_open() {
         builder.push(i, 0, None, format!("value {i}").as_bytes(), &[]);
     }
     let plain = builder.finish();
-    let (stored, next) = StoredBatch::from_shared_storage(plain.clone().into_bytes()).unwrap();
-    assert_eq!((stored.base_offset(), next), (10, 60));
+    let stored = StoredBatch::from_shared_storage(plain.clone().into_bytes()).unwrap();
+    assert_eq!((stored.base_offset(), stored.next_offset()), (10, 60));
     let packed = plain.clone().compressed(Compression::Zstd);
-    let (stored, next) = StoredBatch::from_shared_storage(packed.clone().into_bytes()).unwrap();
-    assert_eq!((stored.compression(), next), (Compression::Zstd, 60));
+    let stored = StoredBatch::from_shared_storage(packed.clone().into_bytes()).unwrap();
+    assert_eq!((stored.compression(), stored.next_offset()), (Compression::Zstd, 60));
     assert_eq!(stored.open().unwrap(), plain);
     // A damaged byte fails the CRC, compressed or not.
     for batch in [plain.clone().into_bytes(), packed.clone().into_bytes()] {
@@ -126,7 +126,7 @@ fn shared_storage_checks_the_crc_and_leaves_compressed_records_to_open() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     let resealed = Batch::seal_host_written(bytes).into_bytes();
-    let (stored, _) = StoredBatch::from_shared_storage(resealed).unwrap();
+    let stored = StoredBatch::from_shared_storage(resealed).unwrap();
     assert!(stored.open().is_err());
 }
 
@@ -141,8 +141,8 @@ fn a_stored_batch_knows_its_next_offset_however_it_was_made() {
         let checked = CheckedBatch::from_bytes(batch.clone().into_bytes()).unwrap();
         assert_eq!(checked.next_offset(), next);
         assert_eq!(batch.next_offset(), next);
-        let (shared, found) = StoredBatch::from_shared_storage(batch.clone().into_bytes()).unwrap();
-        assert_eq!((shared.next_offset(), found), (next, next));
+        let shared = StoredBatch::from_shared_storage(batch.clone().into_bytes()).unwrap();
+        assert_eq!(shared.next_offset(), next);
         assert_eq!(StoredBatch::from_storage(batch.clone().into_bytes()).unwrap().next_offset(), next);
         assert_eq!(StoredBatch::from(checked).next_offset(), next);
         assert_eq!(StoredBatch::from(batch).next_offset(), next);

@@ -73,8 +73,8 @@ impl Drop for JetStreamPartition {
 
 /// What reading one stream message found.
 pub(super) enum Fetched {
-    /// A batch, and its next offset (found as it was checked).
-    Batch(StoredBatch, i64),
+    /// A batch (its next offset found as it was checked).
+    Batch(StoredBatch),
     /// Not a valid batch: skipped (and logged).
     Invalid,
     /// No message at that sequence (removed, or not written yet).
@@ -163,8 +163,8 @@ impl JetStreamPartition {
     /// leader (a replica may not have a message just written yet).
     pub(super) async fn fetch(&self, sequence: u64) -> Result<Fetched, StorageError> {
         use jetstream::stream::DirectGetErrorKind;
-        if let Some((batch, next_offset)) = self.recent.lock().get(sequence) {
-            return Ok(Fetched::Batch(batch, next_offset));
+        if let Some(batch) = self.recent.lock().get(sequence) {
+            return Ok(Fetched::Batch(batch));
         }
         let message = match self.stream.direct_get(sequence).await {
             Ok(message) => message,
@@ -186,9 +186,9 @@ impl JetStreamPartition {
         let mut bytes = fluvio_protocol::buffers::take(message.payload.len());
         bytes.extend_from_slice(&message.payload);
         match StoredBatch::from_shared_storage(bytes) {
-            Ok((batch, next_offset)) => {
-                self.remember(batch.base_offset(), sequence, next_offset);
-                Ok(Fetched::Batch(batch, next_offset))
+            Ok(batch) => {
+                self.remember(batch.base_offset(), sequence, batch.next_offset());
+                Ok(Fetched::Batch(batch))
             }
             Err(error) => {
                 tracing::error!(
@@ -207,7 +207,7 @@ impl JetStreamPartition {
         let mut missing = 0;
         while sequence >= first.max(1) {
             match self.fetch(sequence).await? {
-                Fetched::Batch(_, next_offset) => return Ok(Tail { last_sequence: last, next_offset }),
+                Fetched::Batch(batch) => return Ok(Tail { last_sequence: last, next_offset: batch.next_offset() }),
                 // Not a batch: holds no offsets, look before it.
                 Fetched::Invalid => sequence -= 1,
                 // Not readable although the stream says it is there. Going
@@ -247,7 +247,7 @@ impl JetStreamPartition {
         let mut sequence = first.max(1);
         while sequence <= last {
             match self.fetch(sequence).await? {
-                Fetched::Batch(batch, _) => {
+                Fetched::Batch(batch) => {
                     self.start_offset.fetch_max(batch.base_offset(), Ordering::Relaxed);
                     return Ok(());
                 }
@@ -280,9 +280,9 @@ impl JetStreamPartition {
         if let Ok((_, last)) = self.sequences().await {
             let known = self.tail.lock().await.last_sequence;
             if last > known
-                && let Ok(Fetched::Batch(_, next_offset)) = self.fetch(last).await
+                && let Ok(Fetched::Batch(batch)) = self.fetch(last).await
             {
-                self.advance(next_offset, last);
+                self.advance(batch.next_offset(), last);
             }
         }
         if let Err(error) = self.refresh_start().await {
@@ -308,7 +308,7 @@ impl JetStreamPartition {
         let (first, last) = self.sequences().await?;
         first_sequence_ending_after(first, last, offset, |sequence| async move {
             Ok(match self.fetch(sequence).await? {
-                Fetched::Batch(_, next_offset) => Some(next_offset),
+                Fetched::Batch(batch) => Some(batch.next_offset()),
                 Fetched::Invalid | Fetched::Missing => None,
             })
         })
@@ -369,7 +369,7 @@ impl JetStreamPartition {
                 Ok(ack) if ack.duplicate => {
                     // Stored before: answer with the offset it got then.
                     let base_offset = match self.fetch(ack.sequence).await? {
-                        Fetched::Batch(stored, _) => stored.base_offset(),
+                        Fetched::Batch(stored) => stored.base_offset(),
                         _ => return Err(self.unavailable("read back a deduplicated batch from", "it is gone")),
                     };
                     *tail = self.load_tail().await?;
@@ -382,7 +382,7 @@ impl JetStreamPartition {
                     tail.next_offset = batch.next_offset();
                     self.remember(base_offset, ack.sequence, tail.next_offset);
                     // Before consumers are woken: those at the end read it from here.
-                    self.recent.lock().insert(ack.sequence, batch.into(), tail.next_offset);
+                    self.recent.lock().insert(ack.sequence, batch.into());
                     self.advance(tail.next_offset, tail.last_sequence);
                     let end = AnnouncedEnd { next_offset: tail.next_offset, last_sequence: tail.last_sequence };
                     let _ =
@@ -430,8 +430,8 @@ impl JetStreamPartition {
             for result in fetched {
                 sequence += 1;
                 match result? {
-                    Fetched::Batch(batch, next_offset) => {
-                        if next_offset <= offset {
+                    Fetched::Batch(batch) => {
+                        if batch.next_offset() <= offset {
                             continue;
                         }
                         bytes += batch.as_bytes().len() as u64;

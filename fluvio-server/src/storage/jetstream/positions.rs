@@ -22,8 +22,7 @@ const RECENT_BYTES: usize = 8 << 20;
 /// JetStream message never changes once stored, so an entry stays true
 /// until it is evicted.
 pub(super) struct RecentBatches {
-    /// Each batch with its next offset.
-    by_sequence: BTreeMap<u64, (StoredBatch, i64)>,
+    by_sequence: BTreeMap<u64, StoredBatch>,
     bytes: usize,
     max_bytes: usize,
 }
@@ -40,20 +39,20 @@ impl RecentBatches {
         RecentBatches { by_sequence: BTreeMap::new(), bytes: 0, max_bytes }
     }
 
-    /// The batch at `sequence` and its next offset, if it is still kept.
-    pub(super) fn get(&self, sequence: u64) -> Option<(StoredBatch, i64)> {
+    /// The batch at `sequence`, if it is still kept.
+    pub(super) fn get(&self, sequence: u64) -> Option<StoredBatch> {
         self.by_sequence.get(&sequence).cloned()
     }
 
     /// Keeps a batch just appended at `sequence`.
-    pub(super) fn insert(&mut self, sequence: u64, batch: StoredBatch, next_offset: i64) {
+    pub(super) fn insert(&mut self, sequence: u64, batch: StoredBatch) {
         self.bytes += batch.as_bytes().len();
-        if let Some((replaced, _)) = self.by_sequence.insert(sequence, (batch, next_offset)) {
+        if let Some(replaced) = self.by_sequence.insert(sequence, batch) {
             self.bytes -= replaced.as_bytes().len();
         }
         // Evict the oldest first: most reads follow the end.
         while self.bytes > self.max_bytes {
-            let Some((_, (evicted, _))) = self.by_sequence.pop_first() else { break };
+            let Some((_, evicted)) = self.by_sequence.pop_first() else { break };
             self.bytes -= evicted.as_bytes().len();
         }
     }
@@ -132,24 +131,24 @@ mod tests {
     use super::*;
     use fluvio_protocol::BatchBuilder;
 
-    fn batch(bytes: usize) -> StoredBatch {
-        let mut builder = BatchBuilder::new(0, 0);
+    fn batch(base_offset: i64, bytes: usize) -> StoredBatch {
+        let mut builder = BatchBuilder::new(base_offset, 0);
         builder.push_value(None, &vec![7; bytes]);
         builder.finish().into()
     }
 
     #[test]
     fn recent_batches_evict_the_oldest_past_their_limit() {
-        let size = batch(100).as_bytes().len();
+        let size = batch(0, 100).as_bytes().len();
         let mut recent = RecentBatches::holding(size * 3);
         for sequence in 1..=5 {
-            recent.insert(sequence, batch(100), sequence as i64 * 10);
+            recent.insert(sequence, batch(sequence as i64 * 10, 100));
         }
         assert!(recent.get(1).is_none() && recent.get(2).is_none(), "the oldest went first");
-        assert_eq!(recent.get(5).map(|(_, next)| next), Some(50));
+        assert_eq!(recent.get(5).map(|batch| batch.next_offset()), Some(51));
         assert_eq!(recent.bytes, size * 3);
         // The same sequence again replaces, and is not counted twice.
-        recent.insert(5, batch(100), 50);
+        recent.insert(5, batch(50, 100));
         assert_eq!((recent.bytes, recent.by_sequence.len()), (size * 3, 3));
     }
 

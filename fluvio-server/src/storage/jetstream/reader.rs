@@ -59,11 +59,11 @@ impl JetStreamReader {
             let Some(fetch) = self.in_flight.pop_front() else { return Ok(batches) };
             let fetched = fetch.await.map_err(|e| self.partition.unavailable("read", e));
             match fetched.and_then(|fetched| fetched) {
-                Ok(Fetched::Batch(batch, next_offset)) => {
-                    if next_offset <= self.offset {
+                Ok(Fetched::Batch(batch)) => {
+                    if batch.next_offset() <= self.offset {
                         continue;
                     }
-                    self.offset = next_offset;
+                    self.offset = batch.next_offset();
                     bytes += batch.as_bytes().len() as u64;
                     batches.push(batch);
                     if bytes >= max_bytes {
