@@ -22,6 +22,17 @@
 //! plain loop from batch to batch) or `bare` (a plain loop over values).
 //! It also prints each module's best time per pass (wall-clock: this
 //! kernel counts a thread's CPU time in 4 ms ticks).
+//!
+//! `engine-passes table [processes] [passes]` prints the engine table that
+//! docs/benchmarks.md judges the goals by: every module in every column
+//! except `wasm-layout-1`, each run in `processes` fresh processes of its
+//! own (default 5) of `passes` passes (default 5), the best pass of all:
+//! how fast each column can go. A fresh process for each, and the best of
+//! several, because the bare loops that allocate a value per record run
+//! at one of two speeds, a third to a half apart, by the state of glibc's
+//! heap: the slow one every time in a process that has built the other
+//! columns' inputs and compiled their modules, now and then in a fresh
+//! one.
 
 use fluvio_benches::bare::{self, Bare, BatchLoop};
 use fluvio_benches::{STOP_ON_ERROR, engine_batches};
@@ -36,8 +47,64 @@ type BenchModule = (&'static str, ModuleKind, fn(i32) -> i64, Bare, BatchLoop);
 /// One pass of a column over one batch (or its values): the outputs made.
 type Pass = Box<dyn FnMut(&Batch, &[Vec<u8>]) -> usize>;
 
+/// The modules and columns of the judged table, in its order.
+const TABLE_MODULES: [&str; 4] = ["bench-filter", "uppercase-map", "regex-scrubbing", "bench-count"];
+const TABLE_COLUMNS: [&str; 5] = ["bare", "batch", "native", "wasm", "wasm-deadline"];
+
+/// Runs every module in every column in fresh processes of this program
+/// and prints the best pass of each as a Markdown table.
+fn table(mut args: impl Iterator<Item = String>) {
+    let processes: usize = args.next().map_or(5, |n| n.parse().expect("the number of processes"));
+    let passes: usize = args.next().map_or(5, |n| n.parse().expect("the number of passes"));
+    let program = std::env::current_exe().expect("this program's path");
+    println!(
+        "| function | {} | wasm / bare | deadline / bare | wasm / batch | deadline / batch |",
+        TABLE_COLUMNS.join(" | ")
+    );
+    println!("|{}", " --- |".repeat(TABLE_COLUMNS.len() + 5));
+    for module in TABLE_MODULES {
+        let bests: Vec<f64> = TABLE_COLUMNS
+            .iter()
+            .map(|column| {
+                (0..processes)
+                    .map(|_| {
+                        let output = std::process::Command::new(&program)
+                            .args([&passes.to_string(), module, column])
+                            .stderr(std::process::Stdio::inherit())
+                            .output()
+                            .expect("this program runs again");
+                        assert!(output.status.success(), "{module} ({column}) failed");
+                        best_of(&String::from_utf8_lossy(&output.stdout))
+                            .unwrap_or_else(|| panic!("{module} ({column}) printed no time"))
+                    })
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .collect();
+        let [bare, batch, _, wasm, deadline] = bests[..] else { unreachable!("five columns") };
+        let times: Vec<String> = bests.iter().map(|ms| format!("{ms:.1} ms")).collect();
+        println!(
+            "| {module} | {} | {:.2}x | {:.2}x | {:.2}x | {:.2}x |",
+            times.join(" | "),
+            wasm / bare,
+            deadline / bare,
+            wasm / batch,
+            deadline / batch
+        );
+    }
+}
+
+/// The best time a run of this program printed, in milliseconds.
+fn best_of(output: &str) -> Option<f64> {
+    let line = output.lines().find(|line| line.contains("the best took"))?;
+    line.rsplit("took ").next()?.trim_end_matches(" ms").trim().parse().ok()
+}
+
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().is_some_and(|first| first == "table") {
+        args.next();
+        return table(args);
+    }
     let passes: usize = args.next().map_or(1, |passes| passes.parse().expect("the number of passes"));
     let only = args.next().filter(|only| only != "-");
     let column = args.next().unwrap_or_else(|| "wasm".to_owned());
