@@ -69,15 +69,12 @@ fn count_after(last: &[u8]) -> Vec<u8> {
 /// output, since an aggregate answers each record with the value so far.
 pub fn bare_count(values: &[Vec<u8>]) -> usize {
     let mut outputs: Vec<Vec<u8>> = Vec::with_capacity(values.len());
-    let mut accumulator = COUNT.take();
+    let before = COUNT.take();
     for _ in values {
-        let next = count_after(outputs.last().unwrap_or(&accumulator));
+        let next = count_after(outputs.last().unwrap_or(&before));
         outputs.push(next);
     }
-    if let Some(last) = outputs.last() {
-        accumulator.clone_from(last);
-    }
-    COUNT.set(accumulator);
+    COUNT.set(outputs.last().cloned().unwrap_or(before));
     outputs.len()
 }
 
