@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{ServerProcess, data_dir, from_beginning, read_all, values, wasm};
@@ -125,6 +126,123 @@ async fn two_servers_writing_one_partition_give_dense_unique_offsets() {
             assert_eq!(mine, expected.iter().collect::<Vec<_>>());
         }
     }
+}
+
+/// Produces from `producers` producers at once through one client, `count`
+/// records each (`PREFIXp-i` for producer `p`), each producer flushing
+/// every 25 records: a server has the appends of all of them to one
+/// partition in flight together, wave after wave. Counts the records
+/// acknowledged in `progress`, and returns the acknowledged offset of each.
+async fn produce_from_several(
+    fluvio: &Fluvio,
+    topic: &str,
+    prefix: &str,
+    (producers, count): (usize, usize),
+    progress: &AtomicUsize,
+) -> Vec<(i64, String)> {
+    let each = (0..producers).map(|p| async move {
+        let producer = fluvio.topic_producer(topic).await.expect("producer");
+        let mut acknowledged = Vec::new();
+        for wave in (0..count).collect::<Vec<_>>().chunks(25) {
+            let mut pending = Vec::new();
+            for i in wave {
+                let value = format!("{prefix}{p}-{i}");
+                pending.push((producer.send(RecordKey::NULL, value.clone()).await.expect("send"), value));
+            }
+            producer.flush().await.expect("flush");
+            for (output, value) in pending {
+                let offset = output.wait().await.expect("acknowledged").stored_offset().expect("not filtered");
+                acknowledged.push((offset, value));
+            }
+            progress.fetch_add(wave.len(), Ordering::Relaxed);
+        }
+        acknowledged
+    });
+    futures::future::join_all(each).await.into_iter().flatten().collect()
+}
+
+/// Checks that every acknowledged record is stored once, at the offset it
+/// was acknowledged with, and that each producer's records (`PREFIX-i`)
+/// are stored in their order.
+fn assert_stored_once_in_order(stored: &[String], acknowledged: &[(i64, String)], prefixes: &[String], count: usize) {
+    for (offset, value) in acknowledged {
+        assert_eq!(&stored[*offset as usize], value, "the acknowledged offset holds the record");
+    }
+    let distinct: BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(distinct.len(), stored.len(), "no record stored twice");
+    for prefix in prefixes {
+        let mine: Vec<&String> = stored.iter().filter(|v| v.starts_with(&format!("{prefix}-"))).collect();
+        let expected: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
+        assert_eq!(mine, expected.iter().collect::<Vec<_>>(), "producer {prefix}'s records in its order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_in_flight_together_on_two_servers_keep_offsets_dense_and_producers_in_order() {
+    const PRODUCERS: usize = 4;
+    const RECORDS: usize = 1000;
+    let cluster = NatsCluster::start(3);
+    let server_a = server_on(&cluster, "js-pipelines-a");
+    let server_b = server_on(&cluster, "js-pipelines-b");
+    let fluvio_a = server_a.client().await;
+    let fluvio_b = server_b.client().await;
+    fluvio_a.create_replicated_topic("shared", 1, 3, RetentionSpec::default()).await.expect("create");
+
+    // Each server keeps its producers' appends in flight together, and the
+    // other server's appends keep taking the sequences they expected.
+    let progress = AtomicUsize::new(0);
+    let (from_a, from_b) = tokio::join!(
+        produce_from_several(&fluvio_a, "shared", "a", (PRODUCERS, RECORDS), &progress),
+        produce_from_several(&fluvio_b, "shared", "b", (PRODUCERS, RECORDS), &progress)
+    );
+    let total = 2 * PRODUCERS * RECORDS;
+    let acknowledged: Vec<(i64, String)> = from_a.into_iter().chain(from_b).collect();
+    let offsets: BTreeSet<i64> = acknowledged.iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(offsets.len(), total, "no offset handed out twice");
+    let prefixes: Vec<String> =
+        ["a", "b"].iter().flat_map(|s| (0..PRODUCERS).map(move |p| format!("{s}{p}"))).collect();
+    for fluvio in [&fluvio_a, &fluvio_b] {
+        let stored = read_dense(fluvio, "shared").await;
+        assert_eq!(stored.len(), total);
+        assert_stored_once_in_order(&stored, &acknowledged, &prefixes, RECORDS);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_leader_killed_under_appends_in_flight_loses_and_repeats_nothing() {
+    const PRODUCERS: usize = 4;
+    const RECORDS: usize = 1000;
+    let mut cluster = NatsCluster::start(3);
+    let server = server_on(&cluster, "js-pipeline-leader-kill");
+    let fluvio = server.client().await;
+    fluvio.create_replicated_topic("orders", 1, 3, RetentionSpec::default()).await.expect("create -r 3");
+    produce_numbered(&fluvio, "orders", "warm-up", 1).await;
+    let leader = stream_leader(&cluster, "orders").await;
+
+    // The leader goes while appends are in flight: those sent to it fail or
+    // time out, and are sent again (through the producers' retries and the
+    // server's own) until a new leader takes them.
+    let progress = AtomicUsize::new(0);
+    let producing = produce_from_several(&fluvio, "orders", "p", (PRODUCERS, RECORDS), &progress);
+    let killing = async {
+        while progress.load(Ordering::Relaxed) < PRODUCERS * RECORDS / 4 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        cluster.kill9(leader);
+        progress.load(Ordering::Relaxed)
+    };
+    let (acknowledged, acknowledged_before_the_kill) = tokio::join!(producing, killing);
+    assert!(acknowledged_before_the_kill < PRODUCERS * RECORDS, "the leader went while records were produced");
+    assert_eq!(acknowledged.len(), PRODUCERS * RECORDS, "every record acknowledged");
+
+    let stored = read_dense(&fluvio, "orders").await;
+    assert_eq!(stored.len(), 1 + PRODUCERS * RECORDS, "every record stored once");
+    let prefixes: Vec<String> = (0..PRODUCERS).map(|p| format!("p{p}")).collect();
+    assert_stored_once_in_order(&stored[1..], &[], &prefixes, RECORDS);
+    for (offset, value) in &acknowledged {
+        assert_eq!(&stored[*offset as usize], value, "the acknowledged offset holds the record");
+    }
+    cluster.restart(leader);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,7 +69,13 @@ async fn run<R: Handle>(context: &ServerContext, session: &Session, id: u32, req
         }
         request.handle(context, session).await
     };
-    match result.await {
+    frame_for::<R>(id, result.await)
+}
+
+/// The frame that answers request `id` of kind `R`: its response, or the
+/// error it met.
+pub(super) fn frame_for<R: Request>(id: u32, result: Result<R::Response, ServerError>) -> Frame {
+    match result {
         Ok(response) => Frame::response::<R>(id, response),
         Err(error) => error_frame(id, &error),
     }

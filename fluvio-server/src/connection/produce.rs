@@ -1,41 +1,62 @@
 //! Produce requests: an append's handler, and a connection's appends in
-//! flight. Appends to different partitions run side by side (up to
-//! [`MAX_PRODUCES_IN_FLIGHT`]), each answered as soon as it is done, so that
-//! a partition waiting on a slow store holds up no other; appends to the
-//! same partition run one after the other, in the order their requests came.
+//! flight. Up to [`MAX_PRODUCES_IN_FLIGHT`] run side by side, each answered
+//! as soon as it is done, so that a partition waiting on a slow store holds
+//! up no other. Appends to the same partition are placed in the order their
+//! requests came: the next one starts once the one before has its place in
+//! the partition's order ([`Partition::place`](crate::storage::Partition::place)),
+//! which for the local log is when it is written, and for JetStream when it
+//! is queued to be sent behind the others in flight.
 
 use std::sync::Arc;
 
 use fluvio_protocol::requests::{ProduceRequest, ProduceResponse};
-use fluvio_protocol::{AnyRequest, ErrorCode, Frame};
+use fluvio_protocol::{ErrorCode, Frame};
 use futures::StreamExt;
 
-use super::dispatch::{Handle, answer};
+use super::dispatch::{Handle, frame_for};
 use super::error::{ServerError, error_frame};
 use super::outgoing::Outgoing;
 use super::session::Session;
 use crate::ServerContext;
 
-/// Produce requests one connection may have in flight at once. Only
-/// appends to different partitions run together: a connection's batches
-/// for one partition are stored in the order they came.
+/// Produce requests one connection may have in flight at once. A
+/// connection's batches for one partition are stored in the order they
+/// came.
 pub const MAX_PRODUCES_IN_FLIGHT: usize = 16;
 
 impl Handle for ProduceRequest {
     async fn handle(self, context: &ServerContext, session: &Session) -> Result<ProduceResponse, ServerError> {
-        session.require_topic(&self.topic)?;
-        context.derived.check_writable(&self.topic)?;
-        let partition = context.storage.partition(&self.topic, self.partition).await?;
-        let batch = context
-            .inflater
-            .check(self.batch)
-            .await
-            .map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
-        let (record_count, bytes) = (batch.record_count(), batch.as_bytes().len() as u64);
-        let base_offset = partition.append(batch, self.producer).await?;
-        context.metrics.appended(&self.topic, self.partition, u64::from(record_count), bytes);
-        Ok(ProduceResponse { base_offset, record_count })
+        produce(self, context, session, None).await
     }
+}
+
+/// Dropped once an append has its place in its partition's order, or will
+/// never have one: the connection's next append to that partition starts
+/// then. It never carries a value.
+type Placed = tokio::sync::watch::Sender<()>;
+
+/// Carries out a produce request: drops `placed` once the batch has its
+/// place in the partition's order, and answers once it is stored.
+async fn produce(
+    request: ProduceRequest,
+    context: &ServerContext,
+    session: &Session,
+    placed: Option<Placed>,
+) -> Result<ProduceResponse, ServerError> {
+    session.require_topic(&request.topic)?;
+    context.derived.check_writable(&request.topic)?;
+    let partition = context.storage.partition(&request.topic, request.partition).await?;
+    let batch = context
+        .inflater
+        .check(request.batch)
+        .await
+        .map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
+    let (record_count, bytes) = (batch.record_count(), batch.as_bytes().len() as u64);
+    let placed_append = partition.place(batch, request.producer).await;
+    drop(placed);
+    let base_offset = placed_append.stored().await?;
+    context.metrics.appended(&request.topic, request.partition, u64::from(record_count), bytes);
+    Ok(ProduceResponse { base_offset, record_count })
 }
 
 /// A produce request's answer, with the bytes of its batch.
@@ -47,14 +68,15 @@ type ProduceAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = (Frame, 
 pub(super) struct InFlightProduces {
     answers: futures::stream::FuturesUnordered<ProduceAnswer>,
     bytes: usize,
-    /// For each partition with an append in flight, the latest one's end:
-    /// the next append to that partition waits for it.
-    latest_appends: std::collections::HashMap<(String, u32), AppendEnd>,
+    /// For each partition with an append in flight, whether the latest one
+    /// has its place: the next append to that partition waits for it.
+    latest_appends: std::collections::HashMap<(String, u32), AppendPlaced>,
 }
 
-/// Closes when its append ends (its sender is dropped, also if the task
-/// panics): it never carries a value.
-type AppendEnd = tokio::sync::watch::Receiver<()>;
+/// Closes once its append has its place in the partition's order (the
+/// [`Placed`] sender is dropped, also when the append fails first or its
+/// task panics).
+type AppendPlaced = tokio::sync::watch::Receiver<()>;
 
 impl InFlightProduces {
     /// Starts an append, in order after the connection's earlier appends
@@ -63,13 +85,15 @@ impl InFlightProduces {
     /// a local log's append would leave the partition to recovery).
     pub(super) fn start(&mut self, context: &Arc<ServerContext>, session: &Session, id: u32, request: ProduceRequest) {
         let bytes = request.batch.len();
-        let (before, done) = self.enter((request.topic.clone(), request.partition));
+        let (before, placed) = self.enter((request.topic.clone(), request.partition));
         let (context, session) = (Arc::clone(context), session.clone());
         let append = tokio::spawn(async move {
             before.await;
-            let answer = answer(&context, &session, id, AnyRequest::Produce(request)).await;
-            drop(done);
-            answer
+            let outcome = async {
+                session.principal()?;
+                produce(request, &context, &session, Some(placed)).await
+            };
+            frame_for::<ProduceRequest>(id, outcome.await)
         });
         self.push(bytes, async move {
             append.await.unwrap_or_else(|error| {
@@ -80,17 +104,15 @@ impl InFlightProduces {
     }
 
     /// Enters an append to `partition` in its order: returns what it must
-    /// wait for before it starts (the append to the same partition before
-    /// it, if one is in flight), and what it drops when it ends.
-    fn enter(
-        &mut self,
-        partition: (String, u32),
-    ) -> (impl std::future::Future<Output = ()> + Send + 'static, tokio::sync::watch::Sender<()>) {
-        let (done, end) = tokio::sync::watch::channel(());
-        let before = self.latest_appends.insert(partition, end);
-        // Ended appends are forgotten once they could crowd the map.
+    /// wait for before it starts (the placing of the append to the same
+    /// partition before it, if one is in flight), and what it drops once it
+    /// has its own place.
+    fn enter(&mut self, partition: (String, u32)) -> (impl std::future::Future<Output = ()> + Send + 'static, Placed) {
+        let (placed, is_placed) = tokio::sync::watch::channel(());
+        let before = self.latest_appends.insert(partition, is_placed);
+        // Placed appends are forgotten once they could crowd the map.
         if self.latest_appends.len() > MAX_PRODUCES_IN_FLIGHT {
-            self.latest_appends.retain(|_, end| end.has_changed().is_ok());
+            self.latest_appends.retain(|_, placed| placed.has_changed().is_ok());
         }
         let before = async move {
             if let Some(mut before) = before {
@@ -98,7 +120,7 @@ impl InFlightProduces {
                 let _ = before.changed().await;
             }
         };
-        (before, done)
+        (before, placed)
     }
 
     /// Sends the answers of appends that end while too many are in flight

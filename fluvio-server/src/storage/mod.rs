@@ -34,6 +34,21 @@ pub trait Partition: Send + Sync + 'static {
     /// backend's deduplication window).
     fn append(&self, batch: CheckedBatch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>>;
 
+    /// Starts an [`append`](Self::append) and resolves once the batch has
+    /// its place in the partition's order, to the append's outcome: an
+    /// append started after this resolves is stored after this batch. A
+    /// writer that must keep its batches in order, but not wait for each
+    /// to be stored (a connection's produce requests), starts the next one
+    /// here. A backend that keeps several appends of a partition in flight
+    /// (JetStream) places the batch as it is queued; by default the append
+    /// runs to its end first.
+    fn place(&self, batch: CheckedBatch, producer: Option<ProducerStamp>) -> BoxFuture<'_, PlacedAppend> {
+        Box::pin(async move {
+            let outcome = self.append(batch, producer).await;
+            PlacedAppend::answered(outcome)
+        })
+    }
+
     /// Appends a batch only where the partition ends at `expected_next`,
     /// for a writer that must be the only one (a derived topic's
     /// pipeline): when another write came first, nothing is stored and the
@@ -95,6 +110,27 @@ pub trait Partition: Send + Sync + 'static {
     /// [`read`](Self::read).
     fn reader(self: Arc<Self>, offset: i64) -> Box<dyn PartitionReader> {
         Box::new(PlainReader { partition: self, offset })
+    }
+}
+
+/// An append that has its place in its partition's order
+/// ([`Partition::place`]), on its way to being stored.
+pub struct PlacedAppend(BoxFuture<'static, Result<i64, StorageError>>);
+
+impl PlacedAppend {
+    /// An append whose outcome `outcome` resolves to.
+    pub fn new(outcome: impl std::future::Future<Output = Result<i64, StorageError>> + Send + 'static) -> PlacedAppend {
+        PlacedAppend(Box::pin(outcome))
+    }
+
+    /// An append already answered.
+    pub fn answered(outcome: Result<i64, StorageError>) -> PlacedAppend {
+        PlacedAppend::new(std::future::ready(outcome))
+    }
+
+    /// Waits until the batch is stored: the offset of its first record.
+    pub async fn stored(self) -> Result<i64, StorageError> {
+        self.0.await
     }
 }
 

@@ -9,7 +9,10 @@
 //! - Offsets stay dense and unique with several writers: an append states
 //!   the stream sequence it expects to follow (`Nats-Expected-Last-Sequence`)
 //!   and, when another server got there first, reloads the tail and tries
-//!   again with the next free offset.
+//!   again with the next free offset. A server keeps up to
+//!   [`APPENDS_IN_FLIGHT`] appends of a partition in flight, each stating
+//!   the one before it (`Nats-Expected-Last-Msg-Id`), so that one that
+//!   fails takes every later one with it and they go again in order.
 //! - A producer's stamp ([`ProducerStamp`]) is the message id
 //!   (`Nats-Msg-Id`), so a batch sent again after a lost acknowledgement is
 //!   recognised by JetStream's deduplication and stored once.
@@ -27,12 +30,14 @@
 //! The files, one job each: this one connects and implements [`Storage`];
 //! `names` (stream names, subjects, keys), `nodes` (node connections and
 //! the shared buckets), `topics` (settings, streams, the watch), `offsets`
-//! (consumer offsets), `partition` (appends, the end and the start),
+//! (consumer offsets), `partition` (the end and the start), `appends`
+//! (a partition's appends in flight),
 //! `positions` (where batches are, and the search for an offset) and
 //! `reader` (a consumer's reads ahead). The pure parts are unit-tested
 //! without a NATS server; the rest by `tests/jetstream.rs` against a real
 //! cluster.
 
+mod appends;
 mod derived;
 mod names;
 mod nodes;
@@ -54,6 +59,7 @@ use fluvio_protocol::TopicInfo;
 use futures::future::BoxFuture;
 
 use super::{OwnedOffset, Partition, Storage, TopicError, TopicSpec, now_ms};
+pub use appends::APPENDS_IN_FLIGHT;
 use names::offset_key;
 pub use names::{data_subject, stream_name};
 pub(crate) use nodes::read_from_leader;

@@ -14,39 +14,40 @@ use bytes::Bytes;
 use fluvio_protocol::{CheckedBatch, ProducerStamp, StoredBatch};
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+use super::appends::{APPENDS_IN_FLIGHT, AppendRequest, run_appends};
 use super::names::{AnnouncedEnd, data_subject, end_key, notify_subject, stream_name};
 use super::nodes::NodeConnections;
 use super::positions::{BatchPositions, RecentBatches, first_sequence_ending_after};
 use super::reader::JetStreamReader;
 use super::{POLL_INTERVAL, READ_AHEAD, unavailable};
-use crate::storage::{Partition, PartitionReader, StorageError, TopicError, TopicSpec, now_ms};
+use crate::storage::{Partition, PartitionReader, PlacedAppend, StorageError, TopicError, TopicSpec, now_ms};
 
 /// Where a partition ends, as last seen.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Tail {
     /// The stream's last sequence (0 when empty).
-    last_sequence: u64,
+    pub(super) last_sequence: u64,
     /// The offset the next record gets.
-    next_offset: i64,
+    pub(super) next_offset: i64,
 }
 
 /// One partition: a JetStream stream of record batches.
 pub struct JetStreamPartition {
     stream: stream::Stream<()>,
     stream_name: String,
-    subject: String,
-    notify_subject: String,
+    pub(super) subject: String,
+    pub(super) notify_subject: String,
     js: jetstream::Context,
-    client: async_nats::Client,
+    pub(super) client: async_nats::Client,
     nodes: Arc<NodeConnections>,
     /// Where appends go: the connection to the stream leader's node, as
     /// last seen; `None` for the main connection.
     publisher: Mutex<Option<jetstream::Context>>,
-    /// Serializes this server's appends; other servers are kept out by the
-    /// expected-last-sequence check.
-    tail: tokio::sync::Mutex<Tail>,
+    /// This server's appends, in the order they are sent (`appends.rs`);
+    /// other servers are kept out by the expected-last-sequence check.
+    appends: mpsc::Sender<AppendRequest>,
     start_offset: AtomicI64,
     /// The end consumers may read up to (also the watch's value).
     watermark: watch::Sender<i64>,
@@ -56,7 +57,7 @@ pub struct JetStreamPartition {
     /// searching.
     positions: Mutex<BatchPositions>,
     /// Batches appended here lately.
-    recent: Mutex<RecentBatches>,
+    pub(super) recent: Mutex<RecentBatches>,
     last_refresh_ms: AtomicU64,
     follower: tokio::task::JoinHandle<()>,
     /// Where this partition's end is noted, and the end noted last.
@@ -100,6 +101,7 @@ impl JetStreamPartition {
             .await
             .map_err(|e| unavailable(format!("follow stream {stream_name}"), e))?;
         let (watermark, _) = watch::channel(0);
+        let (appends, requests) = mpsc::channel(APPENDS_IN_FLIGHT);
         let partition = Arc::new_cyclic(|weak: &std::sync::Weak<JetStreamPartition>| JetStreamPartition {
             stream,
             stream_name,
@@ -109,7 +111,7 @@ impl JetStreamPartition {
             client: client.clone(),
             nodes: Arc::clone(nodes),
             publisher: Mutex::new(None),
-            tail: tokio::sync::Mutex::new(Tail { last_sequence: 0, next_offset: 0 }),
+            appends,
             start_offset: AtomicI64::new(0),
             watermark,
             known_last: AtomicU64::new(0),
@@ -121,12 +123,34 @@ impl JetStreamPartition {
             end_key: end_key(&spec.name, partition),
             noted_end: AtomicI64::new(0),
         });
-        let mut tail = partition.tail.lock().await;
-        *tail = partition.load_tail().await.map_err(TopicError::Storage)?;
+        let tail = partition.load_tail().await.map_err(TopicError::Storage)?;
         partition.advance(tail.next_offset, tail.last_sequence);
-        drop(tail);
+        tokio::spawn(run_appends(Arc::downgrade(&partition), requests, tail));
         partition.refresh_start().await.map_err(TopicError::Storage)?;
         Ok(partition)
+    }
+
+    /// Where appends go: the connection to the stream leader's node, when
+    /// it is known and up, else the main connection. Not through a node
+    /// whose connection is down (the node may be gone): the append would
+    /// wait out its timeout there.
+    pub(super) fn append_context(&self) -> jetstream::Context {
+        self.publisher
+            .lock()
+            .clone()
+            .filter(|node| node.client().connection_state() == async_nats::connection::State::Connected)
+            .unwrap_or_else(|| self.js.clone())
+    }
+
+    /// Sends appends through the main connection until the stream's
+    /// leader is known again.
+    pub(super) fn forget_publisher(&self) {
+        *self.publisher.lock() = None;
+    }
+
+    /// The JetStream stream that holds the partition.
+    pub(super) fn stream_name(&self) -> &str {
+        &self.stream_name
     }
 
     pub(super) fn unavailable(&self, action: &'static str, error: impl std::fmt::Display) -> StorageError {
@@ -134,7 +158,7 @@ impl JetStreamPartition {
     }
 
     /// Moves the known end forward (never back).
-    fn advance(&self, next_offset: i64, last_sequence: u64) {
+    pub(super) fn advance(&self, next_offset: i64, last_sequence: u64) {
         self.known_last.fetch_max(last_sequence, Ordering::Relaxed);
         self.watermark.send_if_modified(|current| {
             if next_offset > *current {
@@ -146,7 +170,7 @@ impl JetStreamPartition {
         });
     }
 
-    fn remember(&self, base_offset: i64, sequence: u64, next_offset: i64) {
+    pub(super) fn remember(&self, base_offset: i64, sequence: u64, next_offset: i64) {
         self.positions.lock().remember(base_offset, sequence, next_offset);
     }
 
@@ -201,7 +225,7 @@ impl JetStreamPartition {
     }
 
     /// Finds the end: the last valid batch's next offset.
-    async fn load_tail(&self) -> Result<Tail, StorageError> {
+    pub(super) async fn load_tail(&self) -> Result<Tail, StorageError> {
         let (mut first, mut last) = self.sequences().await?;
         let mut sequence = last;
         let mut missing = 0;
@@ -277,13 +301,11 @@ impl JetStreamPartition {
             return;
         }
         self.last_refresh_ms.store(now, Ordering::Relaxed);
-        if let Ok((_, last)) = self.sequences().await {
-            let known = self.tail.lock().await.last_sequence;
-            if last > known
-                && let Ok(Fetched::Batch(batch)) = self.fetch(last).await
-            {
-                self.advance(batch.next_offset(), last);
-            }
+        if let Ok((_, last)) = self.sequences().await
+            && last > self.known_last.load(Ordering::Relaxed)
+            && let Ok(Fetched::Batch(batch)) = self.fetch(last).await
+        {
+            self.advance(batch.next_offset(), last);
         }
         if let Err(error) = self.refresh_start().await {
             tracing::debug!(%error, "cannot refresh a partition's start");
@@ -315,103 +337,29 @@ impl JetStreamPartition {
         .await
     }
 
-    /// Appends a batch after the last one; with `expected_next`, only
-    /// where the partition ends there (an exclusive writer's append: an
-    /// append through another server in between is not retried after but
-    /// answered with [`StorageError::NotAtEnd`]).
-    async fn append_stamped(
+    /// Appends a batch after those this server has in flight; with
+    /// `expected_next`, only where the partition ends there (an exclusive
+    /// writer's append: an append through another server in between is not
+    /// retried after but answered with [`StorageError::NotAtEnd`]). Resolves
+    /// once the batch has its place in this server's order, to its outcome.
+    async fn place_stamped(
         &self,
-        mut batch: CheckedBatch,
+        batch: CheckedBatch,
         producer: Option<ProducerStamp>,
         expected_next: Option<i64>,
-    ) -> Result<i64, StorageError> {
-        let mut tail = self.tail.lock().await;
-        if let Some(expected) = expected_next
-            && tail.next_offset != expected
-        {
-            // This server's view may be behind: look before refusing.
-            *tail = self.load_tail().await?;
-            self.advance(tail.next_offset, tail.last_sequence);
-            if tail.next_offset != expected {
-                return Err(StorageError::NotAtEnd { expected, end: tail.next_offset });
-            }
+    ) -> PlacedAppend {
+        let (request, answered) = AppendRequest::new(batch, producer, expected_next);
+        let closed = self.appends.send(request).await.is_err();
+        let stream = self.stream_name.clone();
+        let gone = move || StorageError::Unavailable {
+            action: "append to",
+            stream,
+            reason: "the partition was closed before the append was answered".into(),
+        };
+        if closed {
+            return PlacedAppend::answered(Err(gone()));
         }
-        let payload_len = batch.as_bytes().len();
-        let max_payload = self.client.max_payload();
-        // Not through a node whose connection is down (the node may be
-        // gone): the append would wait out its timeout there.
-        let publisher = self
-            .publisher
-            .lock()
-            .clone()
-            .filter(|node| node.client().connection_state() == async_nats::connection::State::Connected);
-        let js = publisher.as_ref().unwrap_or(&self.js);
-        if payload_len + 256 > max_payload {
-            return Err(StorageError::InvalidBatch(format!(
-                "the batch is {payload_len} bytes, more than the JetStream cluster's max_payload of {max_payload}; send smaller batches (the producer's batch size), or raise max_payload in nats-server's config"
-            )));
-        }
-        let mut conflicts = 0u32;
-        loop {
-            batch.set_base_offset(tail.next_offset);
-            let mut publish = jetstream::message::PublishMessage::build()
-                .payload(Bytes::copy_from_slice(batch.as_bytes()))
-                .expected_last_sequence(tail.last_sequence);
-            if let Some(stamp) = producer {
-                publish = publish.message_id(format!("{:016x}-{}", stamp.id, stamp.sequence));
-            }
-            let sent = js.send_publish(self.subject.clone(), publish).await;
-            let acknowledged = match sent {
-                Ok(ack) => ack.await,
-                Err(error) => Err(error),
-            };
-            match acknowledged {
-                Ok(ack) if ack.duplicate => {
-                    // Stored before: answer with the offset it got then.
-                    let base_offset = match self.fetch(ack.sequence).await? {
-                        Fetched::Batch(stored) => stored.base_offset(),
-                        _ => return Err(self.unavailable("read back a deduplicated batch from", "it is gone")),
-                    };
-                    *tail = self.load_tail().await?;
-                    self.advance(tail.next_offset, tail.last_sequence);
-                    return Ok(base_offset);
-                }
-                Ok(ack) => {
-                    let base_offset = tail.next_offset;
-                    tail.last_sequence = ack.sequence;
-                    tail.next_offset = batch.next_offset();
-                    self.remember(base_offset, ack.sequence, tail.next_offset);
-                    // Before consumers are woken: those at the end read it from here.
-                    self.recent.lock().insert(ack.sequence, batch.into());
-                    self.advance(tail.next_offset, tail.last_sequence);
-                    let end = AnnouncedEnd { next_offset: tail.next_offset, last_sequence: tail.last_sequence };
-                    let _ =
-                        self.client.publish(self.notify_subject.clone(), Bytes::copy_from_slice(&end.to_bytes())).await;
-                    return Ok(base_offset);
-                }
-                Err(error) if error.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
-                    // Another server appended first: take the offsets after its batch.
-                    conflicts += 1;
-                    if conflicts > 1000 {
-                        return Err(self.unavailable("append to", "too many competing appends"));
-                    }
-                    *tail = self.load_tail().await?;
-                    self.advance(tail.next_offset, tail.last_sequence);
-                    if let Some(expected) = expected_next
-                        && tail.next_offset != expected
-                    {
-                        return Err(StorageError::NotAtEnd { expected, end: tail.next_offset });
-                    }
-                }
-                Err(error) => {
-                    // The leader's node may be gone: the next append goes
-                    // through the main connection, until the leader is
-                    // known again.
-                    *self.publisher.lock() = None;
-                    return Err(self.unavailable("append to", error));
-                }
-            }
-        }
+        PlacedAppend::new(async move { answered.await.unwrap_or_else(|_| Err(gone())) })
     }
 
     async fn read_from(&self, offset: i64, max_bytes: u64) -> Result<Vec<StoredBatch>, StorageError> {
@@ -462,7 +410,11 @@ async fn follow(partition: std::sync::Weak<JetStreamPartition>, mut notification
 
 impl Partition for JetStreamPartition {
     fn append(&self, batch: CheckedBatch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>> {
-        Box::pin(self.append_stamped(batch, producer, None))
+        Box::pin(async move { self.place_stamped(batch, producer, None).await.stored().await })
+    }
+
+    fn place(&self, batch: CheckedBatch, producer: Option<ProducerStamp>) -> BoxFuture<'_, PlacedAppend> {
+        Box::pin(self.place_stamped(batch, producer, None))
     }
 
     fn append_at(
@@ -471,7 +423,7 @@ impl Partition for JetStreamPartition {
         producer: Option<ProducerStamp>,
         expected_next: i64,
     ) -> BoxFuture<'_, Result<i64, StorageError>> {
-        Box::pin(self.append_stamped(batch, producer, Some(expected_next)))
+        Box::pin(async move { self.place_stamped(batch, producer, Some(expected_next)).await.stored().await })
     }
 
     fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<StoredBatch>, StorageError>> {
