@@ -5,9 +5,10 @@
 //! here.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use fluvio_protocol::Request;
-use fluvio_protocol::requests::{ServerInfoRequest, ServerInfoResponse};
+use fluvio_protocol::requests::{ProduceRequest, ProduceResponse, ServerInfoRequest, ServerInfoResponse};
 
 use crate::FluvioError;
 use crate::connection::{Connection, EncodedRequest, open_any, response};
@@ -220,7 +221,7 @@ impl Fluvio {
         &self,
         request: R,
         policy: &RetryPolicy,
-        answer_timeout: Option<std::time::Duration>,
+        answer_timeout: Option<Duration>,
     ) -> Result<R::Response, FluvioError> {
         let request = EncodedRequest::new(request);
         let deadline = tokio::time::Instant::now() + policy.timeout;
@@ -245,17 +246,104 @@ impl Fluvio {
                 return Err(error);
             }
             retries += 1;
-            tracing::debug!(%error, "request failed; retrying");
-            let lost = matches!(error, FluvioError::ConnectionLost { .. });
-            if lost {
-                let _ = self.fail_over(&connection).await;
-            }
-            // The first move to another server is immediate; a connection
-            // lost again and again (a server that closes every connection)
-            // waits like any other retry instead of spinning.
-            if !lost || retries > 1 {
-                tokio::time::sleep(delay).await;
-            }
+            self.before_retry(&error, &connection, delay, retries).await;
         }
     }
+
+    /// Moves to another server when the connection was lost, and pauses
+    /// `delay` before a retry. The first move to another server is
+    /// immediate; a connection lost again and again (a server that closes
+    /// every connection) waits like any other retry instead of spinning.
+    async fn before_retry(&self, error: &FluvioError, connection: &Arc<Connection>, delay: Duration, retries: usize) {
+        tracing::debug!(%error, "request failed; retrying");
+        let lost = matches!(error, FluvioError::ConnectionLost { .. });
+        if lost {
+            let _ = self.fail_over(connection).await;
+        }
+        if !lost || retries > 1 {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Sends a producer's batch in its partition's order, as
+    /// [`send_within`](Self::send_within) sends a request: it is written
+    /// after the batch before it (`turn`), and names that one while it is
+    /// unanswered, so that the server refuses this one if that one failed.
+    /// A retry waits until the batch before it is answered, so that retries
+    /// keep the order too.
+    pub(crate) async fn send_in_turn(
+        &self,
+        mut request: ProduceRequest,
+        turn: BatchTurn,
+        policy: &RetryPolicy,
+        answer_timeout: Duration,
+    ) -> Result<ProduceResponse, FluvioError> {
+        let deadline = tokio::time::Instant::now() + policy.timeout;
+        let mut pauses = policy.iter();
+        let mut retries = 0;
+        let BatchTurn { mut before, mine } = turn;
+        let sequence = request.producer.map(|stamp| stamp.sequence).unwrap_or_default();
+        loop {
+            if let Some(before) = &mut before {
+                let first = matches!(*mine.borrow(), Turn::Waiting);
+                if first {
+                    // Written after the batch before it (or once that one
+                    // ended without being written).
+                    let _ = before.wait_for(|turn| !matches!(turn, Turn::Waiting)).await;
+                }
+                if !first || matches!(*before.borrow(), Turn::Failed) {
+                    // After the batch before it is answered: it failed, and
+                    // is sent again first.
+                    while before.changed().await.is_ok() {}
+                }
+                // Answered (its sender is gone), it needs no naming.
+                request.follows = match *before.borrow() {
+                    Turn::Written(sequence) if before.has_changed().is_ok() => Some(sequence),
+                    _ => None,
+                };
+            }
+            let connection = self.connection();
+            let written = || {
+                mine.send_replace(Turn::Written(sequence));
+            };
+            let attempt = connection.request_then(EncodedRequest::new(request.clone()), written);
+            let answer = tokio::time::timeout(answer_timeout, attempt)
+                .await
+                .unwrap_or(Err(FluvioError::Producer(crate::ProducerError::Timeout(answer_timeout))));
+            let error = match answer {
+                Ok(frame) => return response(frame),
+                Err(error) if is_retryable(&error) => error,
+                Err(error) => return Err(error),
+            };
+            let Some(delay) = pauses.next() else { return Err(error) };
+            if tokio::time::Instant::now() + delay > deadline {
+                return Err(error);
+            }
+            mine.send_replace(Turn::Failed);
+            retries += 1;
+            self.before_retry(&error, &connection, delay, retries).await;
+        }
+    }
+}
+
+/// Where a producer's batch stands, as the batch after it sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// Not written yet.
+    Waiting,
+    /// Written (first or again), unanswered, with its stamp sequence.
+    Written(u64),
+    /// Failed, to be sent again: the batch after it waits until it is
+    /// answered.
+    Failed,
+}
+
+/// A producer's batch's place in its partition's order: the batch before
+/// it, and what tells the batch after it where this one stands. Each
+/// carries its batch's [`Turn`], and closes once the batch is answered.
+pub(crate) struct BatchTurn {
+    /// The batch before it, if the partition has one in flight.
+    pub(crate) before: Option<tokio::sync::watch::Receiver<Turn>>,
+    /// This batch's, for the batch after it.
+    pub(crate) mine: tokio::sync::watch::Sender<Turn>,
 }

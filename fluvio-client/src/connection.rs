@@ -214,7 +214,20 @@ impl Connection {
     /// Sends a request and waits for its one response frame (an error
     /// frame becomes its error).
     pub(crate) async fn request(&self, request: EncodedRequest) -> Result<Frame, FluvioError> {
-        let (id, mut responses) = self.send(request).await?;
+        self.request_then(request, || {}).await
+    }
+
+    /// As [`request`](Self::request); calls `written` once the request is
+    /// written to the connection (or failed to be), before its answer: a
+    /// request sent after that is read by the server after this one.
+    pub(crate) async fn request_then(
+        &self,
+        request: EncodedRequest,
+        written: impl FnOnce(),
+    ) -> Result<Frame, FluvioError> {
+        let sent = self.send(request).await;
+        written();
+        let (id, mut responses) = sent?;
         let response = responses.recv().await;
         self.forget(id);
         let frame = response

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use fluvio_protocol::requests::ProduceRequest;
 use fluvio_protocol::{Batch, BatchBuilder, ErrorPolicy, ProducerStamp, SmartModuleInvocation};
 
+use crate::client::{BatchTurn, Turn};
 use crate::consumer::DeadLetterSink;
 use crate::partitioning::{PartitionId, Partitioner, PartitionerConfig, SiphashRoundRobinPartitioner};
 use crate::{Fluvio, FluvioError};
@@ -48,7 +49,7 @@ pub struct ProducerConfig {
     /// records without one go to each partition in turn.
     pub partitioner: Arc<dyn Partitioner + Send + Sync>,
     /// A batch is sent once it holds this many bytes of records. Records
-    /// that queued up while the partition's last batch was on its way may
+    /// that queued up while the partition's batches were on their way may
     /// make a batch of up to eight times this, and at most 512 KiB unless
     /// this is larger.
     pub batch_bytes: usize,
@@ -73,6 +74,14 @@ pub struct ProducerConfig {
     /// `send` waits while this many batches (of `batch_bytes`) are queued
     /// for each partition of the topic.
     pub batch_queue_size: usize,
+    /// Batches of one partition sent before the first of them is answered
+    /// (4 by default; 0 counts as 1). They are stored in the order they were
+    /// sent, retries included: each names the batch before it, and the
+    /// server refuses a batch whose predecessor failed, so that both are
+    /// sent again in order. More in flight hide the store's round trip (a
+    /// replicated JetStream stream acknowledges after a majority of its
+    /// servers has the batch).
+    pub max_batches_in_flight: usize,
     /// How long the server may take to answer a batch (30 s by default:
     /// longer than the server's own waits on its store, so that a slow
     /// store is reported by the server rather than guessed at here). An
@@ -178,6 +187,7 @@ impl std::fmt::Debug for ProducerConfig {
             .field("compression", &self.compression)
             .field("max_request_size", &self.max_request_size)
             .field("batch_queue_size", &self.batch_queue_size)
+            .field("max_batches_in_flight", &self.max_batches_in_flight)
             .field("timeout", &self.timeout)
             .field("isolation", &self.isolation)
             .field("callback", &self.callback.is_some())
@@ -199,6 +209,7 @@ impl Default for ProducerConfig {
             compression: Compression::None,
             max_request_size: 1 << 20,
             batch_queue_size: 4,
+            max_batches_in_flight: 4,
             timeout: fluvio_protocol::RETRY_HORIZON,
             isolation: Isolation::default(),
             callback: None,
@@ -236,12 +247,15 @@ struct Pending {
     records: Vec<PendingRecord>,
     bytes: usize,
     first_at: Option<Instant>,
-    /// A batch of this partition is on its way: the next waits for its
-    /// answer, so that a partition's batches are stored in order.
-    sending: bool,
+    /// Batches of this partition on their way, at most
+    /// `max_batches_in_flight`.
+    in_flight: usize,
+    /// Where the newest batch on its way stands: the next one is sent
+    /// after it.
+    newest: Option<watch::Receiver<Turn>>,
 }
 
-/// Records that queued up for a partition while its last batch was on its
+/// Records that queued up for a partition while its batches were on their
 /// way go in one batch of up to this many `batch_bytes`: when the store is
 /// what limits, fewer and larger appends (one fsync, one JetStream message
 /// each) carry more. Twice what `send` lets queue for one partition by
@@ -564,7 +578,7 @@ impl TopicProducer {
             pending.records.push(record);
             // The flusher is woken once per batch, when it fills (and for
             // its first record, to start its linger): records added to a
-            // full batch that waits for the one on its way would wake it
+            // full batch that waits for those on their way would wake it
             // for nothing, once each.
             (was_short && pending.bytes >= batch_bytes) || pending.records.len() == 1
         };
@@ -643,8 +657,9 @@ impl TopicProducer {
 }
 
 /// Sends each partition's batches as they fill or linger out. Partitions
-/// are independent: each has one batch on its way at a time (its order),
-/// and a partition waiting on a slow answer holds up no other.
+/// are independent: each has up to `max_batches_in_flight` batches on their
+/// way, sent in order ([`Fluvio::send_in_turn`]), and a partition waiting on
+/// a slow answer holds up no other.
 async fn flush_loop(shared: Arc<Shared>) {
     let mut on_their_way = futures::stream::FuturesUnordered::new();
     loop {
@@ -659,17 +674,20 @@ async fn flush_loop(shared: Arc<Shared>) {
                 let Some(first) = pending.first_at else { continue };
                 let left = shared.config.linger.saturating_sub(first.elapsed());
                 let ready = flush || pending.bytes >= shared.config.batch_bytes || left.is_zero();
-                if pending.sending {
-                    // Looked at again when its batch on the way is answered.
+                if pending.in_flight >= shared.config.max_batches_in_flight.max(1) {
+                    // Looked at again when a batch on the way is answered.
                     unsent = true;
                 } else if ready {
-                    pending.sending = true;
+                    pending.in_flight += 1;
+                    let (mine, newest) = watch::channel(Turn::Waiting);
+                    let turn = BatchTurn { before: pending.newest.replace(newest), mine };
                     due.push((
                         partition as u32,
                         pending.take_batch(coalesced_batch_limit(
                             shared.config.batch_bytes,
                             shared.config.max_request_size,
                         )),
+                        turn,
                     ));
                 } else {
                     wait = wait.min(left);
@@ -680,17 +698,17 @@ async fn flush_loop(shared: Arc<Shared>) {
             }
             (due, wait)
         };
-        for (partition, records) in due {
+        for (partition, records, turn) in due {
             let count = records.len() as u64;
             let shared = &shared;
             on_their_way.push(async move {
-                send_records(shared, partition, records).await;
+                send_records(shared, partition, records, turn).await;
                 (partition, count)
             });
         }
         tokio::select! {
             Some((partition, count)) = on_their_way.next(), if !on_their_way.is_empty() => {
-                shared.pending.lock().expect("pending lock").partitions[partition as usize].sending = false;
+                shared.pending.lock().expect("pending lock").partitions[partition as usize].in_flight -= 1;
                 shared.sent.send_modify(|sent| *sent += count);
             }
             _ = shared.wake.notified() => {}
@@ -701,7 +719,7 @@ async fn flush_loop(shared: Arc<Shared>) {
 
 /// Runs the chain (if any) over `records`, sends the outputs as one batch,
 /// and answers every record's acknowledgement.
-async fn send_records(shared: &Shared, partition: u32, records: Vec<PendingRecord>) {
+async fn send_records(shared: &Shared, partition: u32, records: Vec<PendingRecord>, turn: BatchTurn) {
     let base_timestamp = records[0].timestamp;
     let mut builder = BatchBuilder::new(0, base_timestamp);
     for (i, record) in records.iter().enumerate() {
@@ -738,11 +756,16 @@ async fn send_records(shared: &Shared, partition: u32, records: Vec<PendingRecor
     let batch = batch.compressed(shared.config.compression);
     let bytes_size = batch.as_bytes().len() as u64;
     shared.bytes_sent.fetch_add(bytes_size, Ordering::Relaxed);
-    let request =
-        ProduceRequest { topic: shared.topic.clone(), partition, producer: Some(stamp), batch: batch.into_bytes() };
+    let request = ProduceRequest {
+        topic: shared.topic.clone(),
+        partition,
+        producer: Some(stamp),
+        follows: None,
+        batch: batch.into_bytes(),
+    };
     let policy = shared.config.delivery_semantic.retry_policy();
     let created_at = Instant::now();
-    let result = shared.fluvio.send_within(request, &policy, Some(shared.config.timeout)).await;
+    let result = shared.fluvio.send_in_turn(request, turn, &policy, shared.config.timeout).await;
     if let Ok(response) = &result {
         let counter = &shared.metrics.producer_client;
         counter.records.fetch_add(records_len, Ordering::Relaxed);

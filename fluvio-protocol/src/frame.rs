@@ -14,9 +14,9 @@
 use serde::{Deserialize, Serialize};
 use smartmodule_abi::codec::{ByteReader, FormatError, PutBytes};
 
-/// The protocol version this crate speaks (6: an invocation's params may
-/// carry an event-time window).
-pub const PROTOCOL_VERSION: u16 = 6;
+/// The protocol version this crate speaks (7: a produce request names the
+/// batch it follows).
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Frames larger than this are refused unless configured otherwise.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 64 << 20;
@@ -356,8 +356,10 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        let frame =
-            Frame::request(7, ProduceRequest { topic: "t".into(), partition: 0, producer: None, batch: vec![1, 2, 3] });
+        let frame = Frame::request(
+            7,
+            ProduceRequest { topic: "t".into(), partition: 0, producer: None, follows: None, batch: vec![1, 2, 3] },
+        );
         let bytes = encoded(&frame);
         assert_eq!(bytes.len(), frame.encoded_len());
         let read = parse(&bytes, DEFAULT_MAX_FRAME_BYTES).unwrap();
@@ -381,7 +383,13 @@ mod tests {
 
     #[test]
     fn control_messages_must_decode_whole() {
-        let mut bytes = encode(&ProduceRequest { topic: "t".into(), partition: 3, producer: None, batch: Vec::new() });
+        let mut bytes = encode(&ProduceRequest {
+            topic: "t".into(),
+            partition: 3,
+            producer: None,
+            follows: None,
+            batch: Vec::new(),
+        });
         bytes.push(0);
         assert!(matches!(decode::<ProduceRequest>(&bytes), Err(FrameError::BadControl { .. })));
         assert!(matches!(decode::<ProduceRequest>(&[0xff; 3]), Err(FrameError::BadControl { .. })));

@@ -144,6 +144,13 @@ pub struct ProduceRequest {
     /// batch sent again with the same stamp (after a lost acknowledgement)
     /// is stored once, and answered with the offsets it got the first time.
     pub producer: Option<ProducerStamp>,
+    /// The sequence of the same producer's batch to this partition sent
+    /// just before this one, when that one was not answered yet as this one
+    /// was sent: if it failed, the server refuses this one too
+    /// ([`ErrorCode::Unavailable`](crate::ErrorCode::Unavailable)), so that
+    /// the producer sends both again in their order. `None` when the batch
+    /// before it was answered.
+    pub follows: Option<u64>,
     /// The batch, in the batch layout (the frame's payload).
     #[serde(skip)]
     pub batch: Vec<u8>,
@@ -833,7 +840,10 @@ mod tests {
             ),
             Frame::request(1, DeleteTopicRequest { name: "t".into(), force: false }),
             Frame::request(1, ListTopicsRequest),
-            Frame::request(1, ProduceRequest { topic: "t".into(), partition: 0, producer: None, batch: vec![1] }),
+            Frame::request(
+                1,
+                ProduceRequest { topic: "t".into(), partition: 0, producer: None, follows: None, batch: vec![1] },
+            ),
             Frame::request(1, CreateSmartModuleRequest { name: "m".into(), wasm: vec![0, 97] }),
             Frame::request(1, ListSmartModulesRequest),
             Frame::request(1, DeleteSmartModuleRequest { name: "m".into(), force: true }),
@@ -899,8 +909,10 @@ mod tests {
 
     #[test]
     fn payloads_travel_beside_the_control_part() {
-        let frame =
-            Frame::request(3, ProduceRequest { topic: "t".into(), partition: 2, producer: None, batch: vec![9; 5] });
+        let frame = Frame::request(
+            3,
+            ProduceRequest { topic: "t".into(), partition: 2, producer: None, follows: None, batch: vec![9; 5] },
+        );
         assert_eq!(frame.payload, vec![9; 5]);
         let control: ProduceRequest = frame.control().unwrap();
         assert!(control.batch.is_empty(), "the control part does not carry the batch");

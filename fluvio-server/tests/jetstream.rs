@@ -173,7 +173,15 @@ fn assert_stored_once_in_order(stored: &[String], acknowledged: &[(i64, String)]
     for prefix in prefixes {
         let mine: Vec<&String> = stored.iter().filter(|v| v.starts_with(&format!("{prefix}-"))).collect();
         let expected: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
-        assert_eq!(mine, expected.iter().collect::<Vec<_>>(), "producer {prefix}'s records in its order");
+        if let Some(first) = (0..mine.len().max(count)).find(|&i| mine.get(i).copied() != expected.get(i)) {
+            let around = first.saturating_sub(3)..(first + 8).min(mine.len());
+            panic!(
+                "producer {prefix}'s records in its order, {} of {count} stored: record {first} is {:?}; stored around it: {:?}",
+                mine.len(),
+                mine.get(first),
+                &mine[around]
+            );
+        }
     }
 }
 
@@ -239,6 +247,50 @@ async fn the_stream_leader_killed_under_appends_in_flight_loses_and_repeats_noth
     assert_eq!(stored.len(), 1 + PRODUCERS * RECORDS, "every record stored once");
     let prefixes: Vec<String> = (0..PRODUCERS).map(|p| format!("p{p}")).collect();
     assert_stored_once_in_order(&stored[1..], &[], &prefixes, RECORDS);
+    for (offset, value) in &acknowledged {
+        assert_eq!(&stored[*offset as usize], value, "the acknowledged offset holds the record");
+    }
+    cluster.restart(leader);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_with_batches_in_flight_keeps_its_order_when_the_stream_leader_is_killed() {
+    const RECORDS: usize = 20_000;
+    let mut cluster = NatsCluster::start(3);
+    let server = server_on(&cluster, "js-producer-in-flight-leader-kill");
+    let fluvio = server.client().await;
+    fluvio.create_replicated_topic("orders", 1, 3, RetentionSpec::default()).await.expect("create -r 3");
+    produce_numbered(&fluvio, "orders", "warm-up", 1).await;
+    let leader = stream_leader(&cluster, "orders").await;
+
+    // Small batches, four in flight: the leader goes with several of them
+    // on their way, and some behind a failed one are refused and sent again.
+    let config = ProducerConfig {
+        batch_bytes: 2 << 10,
+        max_batches_in_flight: 4,
+        linger: Duration::from_millis(1),
+        ..Default::default()
+    };
+    let producer = fluvio.topic_producer_with("orders", config).await.expect("producer");
+    let mut pending = Vec::new();
+    for i in 0..RECORDS {
+        if i == RECORDS / 4 {
+            // What is queued so far is on its way or stored.
+            cluster.kill9(leader);
+        }
+        let value = format!("p-{i}");
+        pending.push((producer.send(RecordKey::NULL, value.clone()).await.expect("send"), value));
+    }
+    producer.flush().await.expect("flush");
+    let mut acknowledged = Vec::new();
+    for (output, value) in pending {
+        let offset = output.wait().await.expect("acknowledged").stored_offset().expect("not filtered");
+        acknowledged.push((offset, value));
+    }
+
+    let stored = read_dense(&fluvio, "orders").await;
+    assert_eq!(stored.len(), 1 + RECORDS, "every record stored once");
+    assert_stored_once_in_order(&stored[1..], &[], &["p".to_string()], RECORDS);
     for (offset, value) in &acknowledged {
         assert_eq!(&stored[*offset as usize], value, "the acknowledged offset holds the record");
     }
@@ -365,8 +417,13 @@ async fn a_resent_batch_is_stored_once_and_answered_with_its_first_offsets() {
     // to the same server, then to the other.
     for addr in [&server_a.addr, &server_a.addr, &server_b.addr] {
         let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request =
-            ProduceRequest { topic: "once".into(), partition: 0, producer: Some(stamp), batch: batch.clone() };
+        let request = ProduceRequest {
+            topic: "once".into(),
+            partition: 0,
+            producer: Some(stamp),
+            follows: None,
+            batch: batch.clone(),
+        };
         Frame::request(1, request).write(&mut socket).await.unwrap();
         let answer = Frame::read(&mut socket, 1 << 20).await.unwrap();
         offsets.push(answer.control::<ProduceResponse>().expect("a produce response").base_offset);
@@ -375,7 +432,8 @@ async fn a_resent_batch_is_stored_once_and_answered_with_its_first_offsets() {
     // The next batch of that producer is new.
     let mut socket = tokio::net::TcpStream::connect(&server_b.addr).await.unwrap();
     let stamp = Some(ProducerStamp { sequence: 8, ..stamp });
-    let request = ProduceRequest { topic: "once".into(), partition: 0, producer: stamp, batch: batch.clone() };
+    let request =
+        ProduceRequest { topic: "once".into(), partition: 0, producer: stamp, follows: None, batch: batch.clone() };
     Frame::request(2, request).write(&mut socket).await.unwrap();
     let answer = Frame::read(&mut socket, 1 << 20).await.unwrap();
     assert_eq!(answer.control::<ProduceResponse>().unwrap().base_offset, 2);

@@ -380,7 +380,13 @@ async fn decompression_bombs_are_refused_within_their_ratio() {
         let (addr, batch) = (server.addr.clone(), bomb.clone());
         senders.push(tokio::spawn(async move {
             let mut socket = TcpStream::connect(&addr).await.unwrap();
-            let request = protocol::requests::ProduceRequest { topic: "t".into(), partition: 0, producer: None, batch };
+            let request = protocol::requests::ProduceRequest {
+                topic: "t".into(),
+                partition: 0,
+                producer: None,
+                follows: None,
+                batch,
+            };
             Frame::request(id, request).write(&mut socket).await.unwrap();
             let answer = Frame::read(&mut socket, u32::MAX).await.unwrap();
             answer.control::<ErrorResponse>().expect("an error answer")

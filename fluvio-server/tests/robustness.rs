@@ -176,7 +176,7 @@ async fn batches_sent_back_to_back_on_one_connection_are_stored_in_the_order_sen
         let mut batch = protocol::BatchBuilder::new(0, 0);
         batch.push_value(None, format!("{n:04}").as_bytes());
         let (partition, batch) = ((n % 2) as u32, batch.finish().into_bytes());
-        let request = ProduceRequest { topic: "in-order".into(), partition, producer: None, batch };
+        let request = ProduceRequest { topic: "in-order".into(), partition, producer: None, follows: None, batch };
         Frame::request(n as u32, request).write(&mut frames).await.unwrap();
     }
     socket.write_all(&frames).await.unwrap();
@@ -284,8 +284,13 @@ async fn malformed_frames_close_only_their_connection() {
     let mut bytes = batch.finish().into_bytes();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
-    let request =
-        protocol::requests::ProduceRequest { topic: "safe".into(), partition: 0, producer: None, batch: bytes };
+    let request = protocol::requests::ProduceRequest {
+        topic: "safe".into(),
+        partition: 0,
+        producer: None,
+        follows: None,
+        batch: bytes,
+    };
     Frame::request(8, request).write(&mut socket).await.unwrap();
     let error = answer(&mut socket).await.unwrap();
     assert!(error.message.contains("CRC mismatch"), "{}", error.message);

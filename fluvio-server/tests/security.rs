@@ -244,7 +244,8 @@ async fn tokens_work_without_tls_on_loopback_and_profiles_carry_them() {
     let mut batch = BatchBuilder::new(0, 0);
     batch.push_value(None, b"stolen");
     let batch = batch.finish().into_bytes();
-    let produce_request = ProduceRequest { topic: "payments".into(), partition: 0, producer: None, batch };
+    let produce_request =
+        ProduceRequest { topic: "payments".into(), partition: 0, producer: None, follows: None, batch };
     Frame::request(2, produce_request).write(&mut socket).await.unwrap();
     let refused = Frame::read(&mut socket, u32::MAX).await.unwrap();
     let error: ErrorResponse = refused.control().unwrap();

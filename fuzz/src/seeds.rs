@@ -44,7 +44,7 @@ fn write_seeds() {
     let batch = fluvio_fuzz::seed_batch();
 
     // Frames: a produce with its batch, a stream request, an error.
-    let produce = ProduceRequest { topic: "orders".into(), partition: 0, producer: None, batch: batch.clone() };
+    let produce = ProduceRequest { topic: "orders".into(), partition: 0, producer: None, follows: None, batch: batch.clone() };
     let fetch = StreamFetchRequest {
         topic: "orders".into(),
         partition: 0,

@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use fluvio_protocol::requests::{ProduceRequest, ProduceResponse};
 use fluvio_protocol::{ErrorCode, Frame};
 use futures::StreamExt;
@@ -18,6 +20,7 @@ use super::error::{ServerError, error_frame};
 use super::outgoing::Outgoing;
 use super::session::Session;
 use crate::ServerContext;
+use crate::storage::FailedBatches;
 
 /// Produce requests one connection may have in flight at once. A
 /// connection's batches for one partition are stored in the order they
@@ -35,26 +38,58 @@ impl Handle for ProduceRequest {
 /// then. It never carries a value.
 type Placed = tokio::sync::watch::Sender<()>;
 
-/// Carries out a produce request: drops `placed` once the batch has its
-/// place in the partition's order, and answers once it is stored.
+/// What orders a connection's appends: the signal its next append to the
+/// partition waits for, and the connection's failed batches.
+struct InOrder<'a> {
+    placed: Placed,
+    failed: &'a Mutex<FailedBatches>,
+}
+
+/// Carries out a produce request. In a connection's order, drops `placed`
+/// once the batch has its place in the partition's order, and refuses a
+/// batch that follows one of the same producer's batches that failed.
 async fn produce(
     request: ProduceRequest,
     context: &ServerContext,
     session: &Session,
-    placed: Option<Placed>,
+    in_order: Option<InOrder<'_>>,
 ) -> Result<ProduceResponse, ServerError> {
-    session.require_topic(&request.topic)?;
-    context.derived.check_writable(&request.topic)?;
-    let partition = context.storage.partition(&request.topic, request.partition).await?;
-    let batch = context
-        .inflater
-        .check(request.batch)
-        .await
-        .map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
-    let (record_count, bytes) = (batch.record_count(), batch.as_bytes().len() as u64);
-    let placed_append = partition.place(batch, request.producer).await;
+    let (stamp, follows) = (request.producer, request.follows);
+    let (placed, failed) = match in_order {
+        Some(InOrder { placed, failed }) => (Some(placed), Some(failed)),
+        None => (None, None),
+    };
+    // A failure that may pass is noted before the next append is let go,
+    // so that the same producer's batch behind this one sees it.
+    let note_if_failed = |error: Option<&ServerError>| {
+        if let (Some(error), Some(failed), Some(stamp)) = (error, failed, stamp)
+            && error.code == ErrorCode::Unavailable
+        {
+            failed.lock().note(stamp);
+        }
+    };
+    let placing = async {
+        if failed.is_some_and(|failed| failed.lock().refuses(stamp, follows)) {
+            return Err(ServerError::new(ErrorCode::Unavailable, FailedBatches::refusal(follows)));
+        }
+        session.require_topic(&request.topic)?;
+        context.derived.check_writable(&request.topic)?;
+        let partition = context.storage.partition(&request.topic, request.partition).await?;
+        let batch = context
+            .inflater
+            .check(request.batch)
+            .await
+            .map_err(|e| ServerError::new(ErrorCode::InvalidBatch, format!("invalid batch: {e}")))?;
+        let (record_count, bytes) = (batch.record_count(), batch.as_bytes().len() as u64);
+        Ok((partition.place(batch, stamp, follows).await, record_count, bytes))
+    }
+    .await;
+    note_if_failed(placing.as_ref().err());
     drop(placed);
-    let base_offset = placed_append.stored().await?;
+    let (placed_append, record_count, bytes) = placing?;
+    let stored = placed_append.stored().await.map_err(ServerError::from);
+    note_if_failed(stored.as_ref().err());
+    let base_offset = stored?;
     context.metrics.appended(&request.topic, request.partition, u64::from(record_count), bytes);
     Ok(ProduceResponse { base_offset, record_count })
 }
@@ -71,6 +106,8 @@ pub(super) struct InFlightProduces {
     /// For each partition with an append in flight, whether the latest one
     /// has its place: the next append to that partition waits for it.
     latest_appends: std::collections::HashMap<(String, u32), AppendPlaced>,
+    /// Batches of this connection's producers that failed lately.
+    failed: Arc<Mutex<FailedBatches>>,
 }
 
 /// Closes once its append has its place in the partition's order (the
@@ -86,12 +123,12 @@ impl InFlightProduces {
     pub(super) fn start(&mut self, context: &Arc<ServerContext>, session: &Session, id: u32, request: ProduceRequest) {
         let bytes = request.batch.len();
         let (before, placed) = self.enter((request.topic.clone(), request.partition));
-        let (context, session) = (Arc::clone(context), session.clone());
+        let (context, session, failed) = (Arc::clone(context), session.clone(), Arc::clone(&self.failed));
         let append = tokio::spawn(async move {
             before.await;
             let outcome = async {
                 session.principal()?;
-                produce(request, &context, &session, Some(placed)).await
+                produce(request, &context, &session, Some(InOrder { placed, failed: &failed })).await
             };
             frame_for::<ProduceRequest>(id, outcome.await)
         });

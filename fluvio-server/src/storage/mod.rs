@@ -42,7 +42,19 @@ pub trait Partition: Send + Sync + 'static {
     /// here. A backend that keeps several appends of a partition in flight
     /// (JetStream) places the batch as it is queued; by default the append
     /// runs to its end first.
-    fn place(&self, batch: CheckedBatch, producer: Option<ProducerStamp>) -> BoxFuture<'_, PlacedAppend> {
+    ///
+    /// `follows` is the sequence of the same producer's batch sent just
+    /// before this one and unanswered then ([`ProduceRequest::follows`](fluvio_protocol::requests::ProduceRequest::follows)):
+    /// a backend that keeps appends in flight refuses this one when that
+    /// one failed after it was placed, so that the producer can send both
+    /// again in order. By default the one before has its outcome before
+    /// this one is placed, and the connection checks.
+    fn place(
+        &self,
+        batch: CheckedBatch,
+        producer: Option<ProducerStamp>,
+        _follows: Option<u64>,
+    ) -> BoxFuture<'_, PlacedAppend> {
         Box::pin(async move {
             let outcome = self.append(batch, producer).await;
             PlacedAppend::answered(outcome)
@@ -110,6 +122,47 @@ pub trait Partition: Send + Sync + 'static {
     /// [`read`](Self::read).
     fn reader(self: Arc<Self>, offset: i64) -> Box<dyn PartitionReader> {
         Box::new(PlainReader { partition: self, offset })
+    }
+}
+
+/// Producer batches that failed lately, by stamp: a batch that follows one
+/// of them is refused, so that the producer sends both again in order.
+/// Holds the last [`FailedBatches::CAPACITY`]: a batch that follows
+/// another was sent before that one was answered, so it comes soon after.
+#[derive(Debug, Default)]
+pub struct FailedBatches {
+    stamps: std::collections::VecDeque<ProducerStamp>,
+}
+
+impl FailedBatches {
+    /// Failures remembered.
+    pub const CAPACITY: usize = 256;
+
+    /// Notes that the batch stamped `stamp` failed (or was refused).
+    pub fn note(&mut self, stamp: ProducerStamp) {
+        if self.stamps.len() == Self::CAPACITY {
+            self.stamps.pop_front();
+        }
+        self.stamps.push_back(stamp);
+    }
+
+    /// Whether a batch stamped `stamp`, sent behind the same producer's
+    /// batch `follows`, must be refused: that one failed.
+    pub fn refuses(&self, stamp: Option<ProducerStamp>, follows: Option<u64>) -> bool {
+        match (stamp, follows) {
+            (Some(stamp), Some(follows)) => {
+                self.stamps.iter().any(|failed| failed.id == stamp.id && failed.sequence == follows)
+            }
+            _ => false,
+        }
+    }
+
+    /// The error a refused batch is answered with.
+    pub fn refusal(follows: Option<u64>) -> String {
+        format!(
+            "the producer's batch {} sent before this one failed, so this one was not stored either; send them again in their order",
+            follows.unwrap_or_default()
+        )
     }
 }
 
@@ -476,4 +529,33 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::Characters(name.to_string()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_refused_only_behind_its_own_producers_failed_batch() {
+        let mut failed = FailedBatches::default();
+        failed.note(ProducerStamp { id: 7, sequence: 4 });
+        let behind = Some(ProducerStamp { id: 7, sequence: 5 });
+        assert!(failed.refuses(behind, Some(4)), "sent behind the failed batch");
+        assert!(!failed.refuses(behind, Some(3)), "sent behind another batch");
+        assert!(!failed.refuses(behind, None), "sent after the failed batch was answered");
+        assert!(!failed.refuses(Some(ProducerStamp { id: 8, sequence: 5 }), Some(4)), "another producer");
+        assert!(!failed.refuses(None, Some(4)), "an unstamped batch");
+    }
+
+    #[test]
+    fn failed_batches_keep_the_latest_only() {
+        let mut failed = FailedBatches::default();
+        for sequence in 0..FailedBatches::CAPACITY as u64 + 1 {
+            failed.note(ProducerStamp { id: 1, sequence });
+        }
+        let stamp = Some(ProducerStamp { id: 1, sequence: 1000 });
+        assert!(!failed.refuses(stamp, Some(0)), "the oldest is forgotten");
+        assert!(failed.refuses(stamp, Some(1)));
+        assert!(failed.refuses(stamp, Some(FailedBatches::CAPACITY as u64)));
+    }
 }

@@ -10,8 +10,12 @@
 //! when another server takes the sequence an append expected, that append
 //! fails, and the sequence check alone would let the next one through, into
 //! the place of the batch before it. With both, every append behind a
-//! failed one fails too. Failed appends go again after the pipeline drains
-//! and the tail is read back, in their first order, before anything newer.
+//! failed one fails too. Appends that lost their place go again after the
+//! pipeline drains and the tail is read back, in their first order, before
+//! anything newer, except a producer's batch sent behind one of its own whose
+//! outcome is unknown (no acknowledgement, no leader): that one is refused,
+//! so that the producer sends both again in order
+//! ([`ProduceRequest::follows`](fluvio_protocol::requests::ProduceRequest::follows)).
 
 use std::collections::VecDeque;
 use std::future::IntoFuture;
@@ -28,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::names::AnnouncedEnd;
 use super::partition::{Fetched, JetStreamPartition, Tail};
-use crate::storage::StorageError;
+use crate::storage::{FailedBatches, StorageError};
 
 /// Appends of one partition a server keeps in flight at once: as many as
 /// the connection's produce requests ([`MAX_PRODUCES_IN_FLIGHT`](crate::connection::MAX_PRODUCES_IN_FLIGHT)),
@@ -43,6 +47,8 @@ const MAX_CONFLICTS: u32 = 1000;
 pub(super) struct AppendRequest {
     pub(super) batch: CheckedBatch,
     pub(super) producer: Option<ProducerStamp>,
+    /// The same producer's batch sent before this one, unanswered then.
+    pub(super) follows: Option<u64>,
     /// Only where the partition ends here (an exclusive writer's append).
     pub(super) expected_next: Option<i64>,
     pub(super) answer: oneshot::Sender<Result<i64, StorageError>>,
@@ -52,11 +58,11 @@ pub(super) struct AppendRequest {
 impl AppendRequest {
     pub(super) fn new(
         batch: CheckedBatch,
-        producer: Option<ProducerStamp>,
+        (producer, follows): (Option<ProducerStamp>, Option<u64>),
         expected_next: Option<i64>,
     ) -> (AppendRequest, oneshot::Receiver<Result<i64, StorageError>>) {
         let (answer, answered) = oneshot::channel();
-        (AppendRequest { batch, producer, expected_next, answer, conflicts: 0 }, answered)
+        (AppendRequest { batch, producer, follows, expected_next, answer, conflicts: 0 }, answered)
     }
 
     fn answer(self, outcome: Result<i64, StorageError>) {
@@ -90,6 +96,10 @@ struct Pipeline {
     /// The predicted tail is wrong or unknown: nothing more is sent until
     /// every append in flight is answered and the tail is read back.
     resync: bool,
+    /// Producer batches whose append failed with an unknown outcome (or
+    /// was refused): the same producer's batches sent behind them are
+    /// refused rather than stored ahead of them.
+    failed: FailedBatches,
     message_ids: MessageIds,
 }
 
@@ -149,6 +159,7 @@ pub(super) async fn run_appends(
         waiting: VecDeque::new(),
         retry: Vec::new(),
         resync: false,
+        failed: FailedBatches::default(),
         message_ids: MessageIds::new(),
     };
     while let Some(request) = requests.recv().await {
@@ -219,7 +230,8 @@ impl JetStreamPartition {
                     Err(error) => {
                         // The next one is answered with it; the one after
                         // tries again.
-                        pipeline.waiting.pop_front().expect("an append is waiting").answer(Err(error));
+                        let request = pipeline.waiting.pop_front().expect("an append is waiting");
+                        Self::failed(pipeline, request, error);
                         continue;
                     }
                 }
@@ -241,6 +253,11 @@ impl JetStreamPartition {
     /// Sends one append after those in flight, or answers it at once where
     /// it cannot go.
     async fn send(&self, pipeline: &mut Pipeline, mut request: AppendRequest) {
+        if pipeline.failed.refuses(request.producer, request.follows) {
+            tracing::debug!(stream = %self.stream_name(), follows = ?request.follows, "an append follows a failed one; refused");
+            let refusal = self.unavailable("append to", FailedBatches::refusal(request.follows));
+            return Self::failed(pipeline, request, refusal);
+        }
         if let Some(expected) = request.expected_next
             && pipeline.tail.next_offset != expected
         {
@@ -250,7 +267,7 @@ impl JetStreamPartition {
                     pipeline.tail = tail;
                     self.advance(tail.next_offset, tail.last_sequence);
                 }
-                Err(error) => return request.answer(Err(error)),
+                Err(error) => return Self::failed(pipeline, request, error),
             }
             if pipeline.tail.next_offset != expected {
                 return request.answer(Err(StorageError::NotAtEnd { expected, end: pipeline.tail.next_offset }));
@@ -287,9 +304,19 @@ impl JetStreamPartition {
                 // Whether it left is not known: read the tail back first.
                 pipeline.resync = true;
                 self.forget_publisher();
-                request.answer(Err(self.unavailable("append to", error)));
+                Self::failed(pipeline, request, self.unavailable("append to", error));
             }
         }
+    }
+
+    /// Answers an append with an error. When it may pass (the batch may be
+    /// sent again), the same producer's batches behind it are refused: they
+    /// would be stored ahead of it.
+    fn failed(pipeline: &mut Pipeline, request: AppendRequest, error: StorageError) {
+        if let (Some(stamp), StorageError::Unavailable { .. }) = (request.producer, &error) {
+            pipeline.failed.note(stamp);
+        }
+        request.answer(Err(error));
     }
 
     /// Answers the oldest append in flight, or sends it back to wait.
@@ -334,7 +361,8 @@ impl JetStreamPartition {
                 pipeline.resync = true;
                 request.conflicts += 1;
                 if request.conflicts > MAX_CONFLICTS {
-                    return request.answer(Err(self.unavailable("append to", "too many competing appends")));
+                    let error = self.unavailable("append to", "too many competing appends");
+                    return Self::failed(pipeline, request, error);
                 }
                 pipeline.retry.push(request);
             }
@@ -345,7 +373,7 @@ impl JetStreamPartition {
                 tracing::debug!(stream = %self.stream_name(), %error, "an append failed; the tail is read back");
                 pipeline.resync = true;
                 self.forget_publisher();
-                request.answer(Err(self.unavailable("append to", error)));
+                Self::failed(pipeline, request, self.unavailable("append to", error));
             }
         }
     }

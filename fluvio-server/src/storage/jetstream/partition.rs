@@ -345,10 +345,10 @@ impl JetStreamPartition {
     async fn place_stamped(
         &self,
         batch: CheckedBatch,
-        producer: Option<ProducerStamp>,
+        (producer, follows): (Option<ProducerStamp>, Option<u64>),
         expected_next: Option<i64>,
     ) -> PlacedAppend {
-        let (request, answered) = AppendRequest::new(batch, producer, expected_next);
+        let (request, answered) = AppendRequest::new(batch, (producer, follows), expected_next);
         let closed = self.appends.send(request).await.is_err();
         let stream = self.stream_name.clone();
         let gone = move || StorageError::Unavailable {
@@ -410,11 +410,16 @@ async fn follow(partition: std::sync::Weak<JetStreamPartition>, mut notification
 
 impl Partition for JetStreamPartition {
     fn append(&self, batch: CheckedBatch, producer: Option<ProducerStamp>) -> BoxFuture<'_, Result<i64, StorageError>> {
-        Box::pin(async move { self.place_stamped(batch, producer, None).await.stored().await })
+        Box::pin(async move { self.place_stamped(batch, (producer, None), None).await.stored().await })
     }
 
-    fn place(&self, batch: CheckedBatch, producer: Option<ProducerStamp>) -> BoxFuture<'_, PlacedAppend> {
-        Box::pin(self.place_stamped(batch, producer, None))
+    fn place(
+        &self,
+        batch: CheckedBatch,
+        producer: Option<ProducerStamp>,
+        follows: Option<u64>,
+    ) -> BoxFuture<'_, PlacedAppend> {
+        Box::pin(self.place_stamped(batch, (producer, follows), None))
     }
 
     fn append_at(
@@ -423,7 +428,7 @@ impl Partition for JetStreamPartition {
         producer: Option<ProducerStamp>,
         expected_next: i64,
     ) -> BoxFuture<'_, Result<i64, StorageError>> {
-        Box::pin(async move { self.place_stamped(batch, producer, Some(expected_next)).await.stored().await })
+        Box::pin(async move { self.place_stamped(batch, (producer, None), Some(expected_next)).await.stored().await })
     }
 
     fn read(&self, offset: i64, max_bytes: u64) -> BoxFuture<'_, Result<Vec<StoredBatch>, StorageError>> {
