@@ -224,9 +224,7 @@ impl Fluvio {
         answer_timeout: Option<Duration>,
     ) -> Result<R::Response, FluvioError> {
         let request = EncodedRequest::new(request);
-        let deadline = tokio::time::Instant::now() + policy.timeout;
-        let mut pauses = policy.iter();
-        let mut retries = 0;
+        let mut retries = Retries::new(policy);
         loop {
             let connection = self.connection();
             let attempt = connection.request(request.clone());
@@ -238,15 +236,10 @@ impl Fluvio {
             };
             let error = match answer {
                 Ok(frame) => return response(frame),
-                Err(error) if is_retryable(&error) => error,
-                Err(error) => return Err(error),
+                Err(error) => error,
             };
-            let Some(delay) = pauses.next() else { return Err(error) };
-            if tokio::time::Instant::now() + delay > deadline {
-                return Err(error);
-            }
-            retries += 1;
-            self.before_retry(&error, &connection, delay, retries).await;
+            let Some(delay) = retries.pause_after(&error) else { return Err(error) };
+            self.before_retry(&error, &connection, delay, retries.count).await;
         }
     }
 
@@ -278,9 +271,7 @@ impl Fluvio {
         policy: &RetryPolicy,
         answer_timeout: Duration,
     ) -> Result<ProduceResponse, FluvioError> {
-        let deadline = tokio::time::Instant::now() + policy.timeout;
-        let mut pauses = policy.iter();
-        let mut retries = 0;
+        let mut retries = Retries::new(policy);
         let BatchTurn { mut before, mine } = turn;
         let sequence = request.producer.map(|stamp| stamp.sequence).unwrap_or_default();
         loop {
@@ -312,17 +303,43 @@ impl Fluvio {
                 .unwrap_or(Err(FluvioError::Producer(crate::ProducerError::Timeout(answer_timeout))));
             let error = match answer {
                 Ok(frame) => return response(frame),
-                Err(error) if is_retryable(&error) => error,
-                Err(error) => return Err(error),
+                Err(error) => error,
             };
-            let Some(delay) = pauses.next() else { return Err(error) };
-            if tokio::time::Instant::now() + delay > deadline {
-                return Err(error);
-            }
+            let Some(delay) = retries.pause_after(&error) else { return Err(error) };
             mine.send_replace(Turn::Failed);
-            retries += 1;
-            self.before_retry(&error, &connection, delay, retries).await;
+            self.before_retry(&error, &connection, delay, retries.count).await;
         }
+    }
+}
+
+/// A request's retries under its [`RetryPolicy`]: whether a failed attempt
+/// is sent again, and after which pause.
+struct Retries<P> {
+    pauses: P,
+    deadline: tokio::time::Instant,
+    /// Retries made so far.
+    count: usize,
+}
+
+impl Retries<()> {
+    fn new(policy: &RetryPolicy) -> Retries<impl Iterator<Item = Duration>> {
+        Retries { pauses: policy.iter(), deadline: tokio::time::Instant::now() + policy.timeout, count: 0 }
+    }
+}
+
+impl<P: Iterator<Item = Duration>> Retries<P> {
+    /// The pause before sending again after `error`; `None` when the error
+    /// is not one to retry, or the policy's retries or time are spent.
+    fn pause_after(&mut self, error: &FluvioError) -> Option<Duration> {
+        if !is_retryable(error) {
+            return None;
+        }
+        let delay = self.pauses.next()?;
+        if tokio::time::Instant::now() + delay > self.deadline {
+            return None;
+        }
+        self.count += 1;
+        Some(delay)
     }
 }
 

@@ -12,7 +12,8 @@ use common::{ServerProcess, data_dir, from_beginning, read_all, values, wasm};
 use dev_support::services::NatsCluster;
 use fluvio_client::protocol::{ErrorCode, RetentionSpec};
 use fluvio_client::{
-    ConsumerConfig, DeliverySemantic, Fluvio, OffsetSpec, ProducerConfig, RecordKey, SmartModuleInvocation,
+    ConsumerConfig, DeliverySemantic, Fluvio, OffsetSpec, ProduceOutput, ProducerConfig, RecordKey,
+    SmartModuleInvocation, TopicProducer,
 };
 use futures::StreamExt;
 
@@ -27,14 +28,30 @@ fn server_on(cluster: &NatsCluster, name: &str) -> ServerProcess {
 async fn produce_numbered(fluvio: &Fluvio, topic: &str, prefix: &str, count: usize) -> Vec<(i64, String)> {
     let config = ProducerConfig { linger: Duration::from_millis(2), ..Default::default() };
     let producer = fluvio.topic_producer_with(topic, config).await.expect("producer");
+    let mut pending = send_numbered(&producer, prefix, 0..count).await;
+    producer.flush().await.expect("flush");
+    acknowledged(&mut pending).await
+}
+
+/// Sends records `PREFIX-i` for each `i` of `numbers`, without waiting for
+/// their acknowledgements.
+async fn send_numbered(
+    producer: &TopicProducer,
+    prefix: &str,
+    numbers: std::ops::Range<usize>,
+) -> Vec<(ProduceOutput, String)> {
     let mut pending = Vec::new();
-    for i in 0..count {
+    for i in numbers {
         let value = format!("{prefix}-{i}");
         pending.push((producer.send(RecordKey::NULL, value.clone()).await.expect("send"), value));
     }
-    producer.flush().await.expect("flush");
+    pending
+}
+
+/// Waits for each record sent and returns its acknowledged offset.
+async fn acknowledged(pending: &mut Vec<(ProduceOutput, String)>) -> Vec<(i64, String)> {
     let mut acknowledged = Vec::new();
-    for (output, value) in pending {
+    for (output, value) in pending.drain(..) {
         let offset = output.wait().await.expect("acknowledged").stored_offset().expect("not filtered");
         acknowledged.push((offset, value));
     }
@@ -142,21 +159,16 @@ async fn produce_from_several(
 ) -> Vec<(i64, String)> {
     let each = (0..producers).map(|p| async move {
         let producer = fluvio.topic_producer(topic).await.expect("producer");
-        let mut acknowledged = Vec::new();
-        for wave in (0..count).collect::<Vec<_>>().chunks(25) {
-            let mut pending = Vec::new();
-            for i in wave {
-                let value = format!("{prefix}{p}-{i}");
-                pending.push((producer.send(RecordKey::NULL, value.clone()).await.expect("send"), value));
-            }
+        let prefix = format!("{prefix}{p}");
+        let mut stored = Vec::new();
+        for start in (0..count).step_by(25) {
+            let wave = start..(start + 25).min(count);
+            let mut pending = send_numbered(&producer, &prefix, wave.clone()).await;
             producer.flush().await.expect("flush");
-            for (output, value) in pending {
-                let offset = output.wait().await.expect("acknowledged").stored_offset().expect("not filtered");
-                acknowledged.push((offset, value));
-            }
+            stored.extend(acknowledged(&mut pending).await);
             progress.fetch_add(wave.len(), Ordering::Relaxed);
         }
-        acknowledged
+        stored
     });
     futures::future::join_all(each).await.into_iter().flatten().collect()
 }
@@ -272,21 +284,12 @@ async fn a_producer_with_batches_in_flight_keeps_its_order_when_the_stream_leade
         ..Default::default()
     };
     let producer = fluvio.topic_producer_with("orders", config).await.expect("producer");
-    let mut pending = Vec::new();
-    for i in 0..RECORDS {
-        if i == RECORDS / 4 {
-            // What is queued so far is on its way or stored.
-            cluster.kill9(leader);
-        }
-        let value = format!("p-{i}");
-        pending.push((producer.send(RecordKey::NULL, value.clone()).await.expect("send"), value));
-    }
+    let mut pending = send_numbered(&producer, "p", 0..RECORDS / 4).await;
+    // What is queued so far is on its way or stored.
+    cluster.kill9(leader);
+    pending.extend(send_numbered(&producer, "p", RECORDS / 4..RECORDS).await);
     producer.flush().await.expect("flush");
-    let mut acknowledged = Vec::new();
-    for (output, value) in pending {
-        let offset = output.wait().await.expect("acknowledged").stored_offset().expect("not filtered");
-        acknowledged.push((offset, value));
-    }
+    let acknowledged = acknowledged(&mut pending).await;
 
     let stored = read_dense(&fluvio, "orders").await;
     assert_eq!(stored.len(), 1 + RECORDS, "every record stored once");
