@@ -50,6 +50,35 @@ fn filter_keeps_matching_records_with_their_offsets() {
     assert_eq!(timestamps, [1_000, 1_002]);
 }
 
+/// The guest crate's `RecordData::contains` searches 16 bytes at a time
+/// in wasm, with a last, overlapping step for the rest: every length up to
+/// five steps, with the byte at every place and nowhere, against the
+/// standard library's answer.
+#[test]
+fn byte_search_in_a_module_finds_the_byte_at_every_place_of_every_length() {
+    let engine = SmartEngine::new();
+    let mut chain = single(&engine, "bench-filter");
+    let mut values = Vec::new();
+    for len in 0..80 {
+        values.push(".".repeat(len));
+        for place in 0..len {
+            let mut value = vec![b'.'; len];
+            value[place] = b'#';
+            values.push(String::from_utf8(value).unwrap());
+        }
+    }
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let out = chain.process(&batch(0, &values)).unwrap();
+    let expected: Vec<(i64, String)> = values
+        .iter()
+        .enumerate()
+        .filter(|(_, value)| value.as_bytes().contains(&b'#'))
+        .map(|(index, value)| (index as i64, value.to_string()))
+        .collect();
+    assert_eq!(expected.len(), (0..80).sum::<usize>());
+    assert_eq!(common::values(&out.batch), expected);
+}
+
 #[test]
 fn map_transforms_values_and_keeps_keys_and_headers() {
     let engine = SmartEngine::new();

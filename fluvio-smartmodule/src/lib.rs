@@ -39,6 +39,7 @@
 mod error;
 pub mod log;
 mod record;
+mod search;
 
 /// The batch layout and the ABI's names, shared with hosts
 /// (`smartmodule-abi`).

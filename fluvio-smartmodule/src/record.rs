@@ -80,6 +80,16 @@ impl RecordData {
         }
     }
 
+    /// Whether the bytes hold `byte`: the answer of `<[u8]>::contains`,
+    /// which this stands in front of, so `record.value.contains(&b'#')`
+    /// runs it. In a module built with WebAssembly SIMD (`+simd128`, as
+    /// the SmartModule template builds) it looks at 16 bytes a step, where
+    /// the standard library's looks at four.
+    #[inline]
+    pub fn contains(&self, byte: &u8) -> bool {
+        crate::search::contains_byte(self.as_slice(), *byte)
+    }
+
     /// The bytes as UTF-8 text, or why they are not.
     pub fn as_str(&self) -> Result<&str, std::str::Utf8Error> {
         std::str::from_utf8(self.as_slice())
