@@ -15,7 +15,11 @@
 //!   the server can reach: the same records in the same 64 KiB batches,
 //!   one message per batch, published one at a time (as the server appends
 //!   to a partition) and with 16 in flight, and the topic's stream read
-//!   back with 16 direct gets in flight (as the server reads).
+//!   back with 16 direct gets in flight (as the server reads);
+//! - the produce through the server and the 16-in-flight publish in turn,
+//!   round after round, with the median of the rounds' ratios printed:
+//!   the ratio the goal is judged by, which rows run minutes
+//!   apart move by ±15%.
 //!
 //! The NATS nodes are throwaway processes; both servers run in this
 //! process. Under `cargo test` (no `--bench`), each case runs once on
