@@ -443,6 +443,87 @@ async fn a_resent_batch_is_stored_once_and_answered_with_its_first_offsets() {
     assert_eq!(read_dense(&fluvio, "once").await, ["first", "resent", "resent"]);
 }
 
+/// A batch that failed before it had a place in its partition (here the
+/// server could not look its topic up: every NATS node hangs) is noted by
+/// the connection, and the same producer's batch sent behind it is refused
+/// even once the cluster answers again: stored, it would go ahead of the
+/// failed one's retry. Sent again in their order, both are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_behind_one_that_failed_before_its_place_is_refused_until_that_one_is_sent_again() {
+    use fluvio_client::protocol::requests::{ProduceRequest, ProduceResponse};
+    use fluvio_client::protocol::{ApiKind, BatchBuilder, ErrorResponse, Frame, ProducerStamp, RESPONSE_BIT};
+
+    let cluster = NatsCluster::start(3);
+    let server_a = server_on(&cluster, "js-refuse-a");
+    let server_b = server_on(&cluster, "js-refuse-b");
+    // Made through B, so that A has not looked the topic up yet.
+    let through_b = server_b.client().await;
+    through_b.create_replicated_topic("in-turn", 1, 3, RetentionSpec::default()).await.expect("create");
+
+    let batch_of = |value: &str| {
+        let mut batch = BatchBuilder::new(0, 0);
+        batch.push_value(None, value.as_bytes());
+        batch.finish().into_bytes()
+    };
+    let request = |sequence: u64, follows: Option<u64>, value: &str| ProduceRequest {
+        topic: "in-turn".into(),
+        partition: 0,
+        producer: Some(ProducerStamp { id: 0xbe11, sequence }),
+        follows,
+        batch: batch_of(value),
+    };
+    let mut socket = tokio::net::TcpStream::connect(&server_a.addr).await.unwrap();
+    let mut correlation = 0;
+    let mut send = async |request: ProduceRequest| {
+        correlation += 1;
+        Frame::request(correlation, request).write(&mut socket).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(60), Frame::read(&mut socket, 1 << 20))
+            .await
+            .expect("an answer within 60 s")
+            .unwrap();
+        assert_eq!(answer.correlation_id, correlation);
+        if answer.kind == ApiKind::Error as u16 | RESPONSE_BIT {
+            Err(answer.control::<ErrorResponse>().expect("an error answer"))
+        } else {
+            Ok(answer.control::<ProduceResponse>().expect("a produce response").base_offset)
+        }
+    };
+
+    for node in 0..3 {
+        cluster.pause(node);
+    }
+    let failed = send(request(0, None, "first")).await.expect_err("no node answers");
+    for node in 0..3 {
+        cluster.resume(node);
+    }
+    assert_eq!(failed.code, ErrorCode::Unavailable, "{}", failed.message);
+    // Opening the partition on A failed: before the batch had a place, so
+    // the connection, not the partition's append task, noted it.
+    assert!(failed.message.contains("could not read the state of stream"), "{}", failed.message);
+
+    // Sent behind the failed batch (as it was, before the failure was
+    // answered): refused, with the cluster answering again.
+    let refused = send(request(1, Some(0), "second")).await.expect_err("refused");
+    assert_eq!(refused.code, ErrorCode::Unavailable);
+    assert!(refused.message.contains("batch 0 sent before this one failed"), "{}", refused.message);
+
+    // Again in their order: the first until the cluster has its leaders
+    // back, then the second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let first_offset = loop {
+        match send(request(0, None, "first")).await {
+            Ok(offset) => break offset,
+            Err(error) if error.code == ErrorCode::Unavailable && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("the first batch sent again: {error:?}"),
+        }
+    };
+    let second_offset = send(request(1, None, "second")).await.expect("the second, after the first");
+    assert_eq!((first_offset, second_offset), (0, 1));
+    assert_eq!(read_dense(&through_b, "in-turn").await, ["first", "second"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_copies_than_the_cluster_has_servers_is_a_clear_error() {
     let cluster = NatsCluster::start(3);
