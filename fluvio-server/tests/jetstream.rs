@@ -444,7 +444,7 @@ async fn a_resent_batch_is_stored_once_and_answered_with_its_first_offsets() {
 }
 
 /// A batch that failed before it had a place in its partition (here the
-/// server could not look its topic up: every NATS node hangs) is noted by
+/// server could not open the partition: every NATS node hangs) is noted by
 /// the connection, and the same producer's batch sent behind it is refused
 /// even once the cluster answers again: stored, it would go ahead of the
 /// failed one's retry. Sent again in their order, both are stored.
