@@ -168,6 +168,17 @@ async fn read_directly(js: &jetstream::Context, stream_name: &str, records: usiz
     }
 }
 
+/// How long `write` takes on `name`, made before it and removed after it
+/// (neither timed).
+fn timed_between(name: &str, make: &dyn Fn(&str), write: &dyn Fn(&str), remove: &dyn Fn(&str)) -> Duration {
+    make(name);
+    let start = Instant::now();
+    write(name);
+    let elapsed = start.elapsed();
+    remove(name);
+    elapsed
+}
+
 /// Prints the interleaved rounds' median ratio of the direct publish's
 /// time to the produce's: the share of JetStream's own speed that
 /// producing through the server reaches.
@@ -213,11 +224,7 @@ fn jetstream_backend(c: &mut Criterion) {
             for _ in 0..iterations {
                 run += 1;
                 let name = format!("{prefix}-{run}");
-                make(&name);
-                let start = Instant::now();
-                write(&name);
-                total += start.elapsed();
-                remove(&name);
+                total += timed_between(&name, make, write, remove);
             }
             total
         };
@@ -309,22 +316,24 @@ fn jetstream_backend(c: &mut Criterion) {
                 // run pays for both removals of the round before, and the
                 // second ran twice as fast as the first.)
                 let timed_produce = || {
-                    runtime
-                        .block_on(on_jetstream.create_replicated_topic(&topic, 1, 3, RetentionSpec::default()))
-                        .unwrap();
-                    let start = Instant::now();
-                    runtime.block_on(produce(&on_jetstream, &topic, records, false));
-                    let elapsed = start.elapsed();
-                    runtime.block_on(on_jetstream.delete_topic(&topic)).unwrap();
-                    elapsed
+                    timed_between(
+                        &topic,
+                        &|topic| {
+                            runtime
+                                .block_on(on_jetstream.create_replicated_topic(topic, 1, 3, RetentionSpec::default()))
+                                .unwrap()
+                        },
+                        &|topic| runtime.block_on(produce(&on_jetstream, topic, records, false)),
+                        &|topic| runtime.block_on(on_jetstream.delete_topic(topic)).unwrap(),
+                    )
                 };
                 let timed_publish = || {
-                    make_stream(&stream_name, "batches");
-                    let start = Instant::now();
-                    runtime.block_on(publish_batches(&js, &subject, &batches, 16));
-                    let elapsed = start.elapsed();
-                    remove_stream(&stream_name);
-                    elapsed
+                    timed_between(
+                        &stream_name,
+                        &|name| make_stream(name, "batches"),
+                        &|_| runtime.block_on(publish_batches(&js, &subject, &batches, 16)),
+                        &remove_stream,
+                    )
                 };
                 let (produced, published) = if round.is_multiple_of(2) {
                     let produced = timed_produce();
