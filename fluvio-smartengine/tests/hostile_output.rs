@@ -237,3 +237,29 @@ fn an_array_map_that_repeats_a_record_past_the_budget_is_refused() {
     assert_eq!(decoded.records_out, 8);
     assert_eq!(decoded.last_value.as_deref(), Some(&[b'v'; 1024][..]));
 }
+
+#[test]
+fn a_record_without_headers_that_carries_bytes_after_its_value_is_refused() {
+    // The source has no headers, so the output record's stamp (offset
+    // delta, timestamp delta, no headers) matches it; the bytes after the
+    // value are headers the source does not have.
+    let mut builder = BatchBuilder::new(0, 0);
+    builder.push_value(None, b"source");
+    let input = builder.finish().into_bytes();
+    let records = RecordIndex::new(&input).unwrap();
+    let source = records.view(&input, 0).unwrap();
+    let decode = |trailing: &[u8]| {
+        let mut entries = Vec::new();
+        encode_record(&mut entries, source.offset_delta, source.timestamp_delta, None, b"mapped", 0, trailing);
+        let answer = area(abi::STATUS_OK, 1, &entries, &[]);
+        let location = abi::pack_location(0, answer.len() as u32);
+        decode_output(ModuleKind::Map, 2, &answer, location, &input, &records, MEMORY_LIMIT)
+    };
+    assert_eq!(decode(&[]).unwrap().last_value.as_deref(), Some(&b"mapped"[..]));
+    match decode(b"\x00\x00\x00\x01k") {
+        Err(OutputError::Invalid(error)) => {
+            assert!(error.reason.contains("the output of no input record"), "{error:?}")
+        }
+        other => panic!("expected the record to be refused, got {other:?}"),
+    }
+}

@@ -696,6 +696,15 @@ impl RecordIndex {
         batch.get(start..end)
     }
 
+    /// The fixed fields of record `index` (record-length field included):
+    /// every indexed record holds them, so this needs one lookup and one
+    /// bounds check where [`RecordIndex::bytes`] needs two of each.
+    #[inline]
+    pub fn head<'a>(&self, batch: &'a [u8], index: usize) -> Option<&'a [u8]> {
+        let start = *self.starts.get(index)? as usize;
+        batch.get(start..start.checked_add(abi::RECORD_HEADER_LEN)?)
+    }
+
     /// Records `first` up to but not including `end`, encoded, back to back.
     #[inline]
     pub fn span<'a>(&self, batch: &'a [u8], first: usize, end: usize) -> Option<&'a [u8]> {

@@ -288,9 +288,14 @@ fn record_index_agrees_with_the_full_parser_and_checks_lengths() {
     for (i, view) in views.enumerate() {
         let view = view.unwrap();
         assert_eq!(index.bytes(bytes, i), Some(view.bytes));
+        assert_eq!(index.head(bytes, i), Some(&view.bytes[..abi::RECORD_HEADER_LEN]));
         assert_eq!(index.view(bytes, i).unwrap(), view);
     }
     assert_eq!(index.bytes(bytes, 2), None);
+    assert_eq!(index.head(bytes, 2), None);
+    // A shorter buffer than the one indexed: no fields past its end.
+    let last_start = index.start(1).unwrap();
+    assert_eq!(index.head(&bytes[..last_start + 10], 1), None);
     let mut lying = bytes.to_vec();
     lying[abi::BATCH_HEADER_LEN] = 0xff;
     assert!(RecordIndex::new(&lying).is_err());
