@@ -301,8 +301,8 @@ fn jetstream_backend(c: &mut Criterion) {
     // falls on both alike. The row's time is the produce's; the ratio of
     // each round's two times is collected and its median printed.
     // A round's ratio spreads from about 60% to 120%: 11 rounds left the
-    // median moving from 79% to 97% between runs, so this row runs about
-    // 25 rounds (flat sampling: the same number of rounds in every sample).
+    // median moving from 79% to 97% between runs, so this row runs 20 to
+    // 35 rounds (flat sampling: the same number of rounds in every sample).
     let mut rounds: Vec<(Duration, Duration)> = Vec::new();
     let mut round = 0u32;
     group.sampling_mode(SamplingMode::Flat).measurement_time(Duration::from_secs(80));
