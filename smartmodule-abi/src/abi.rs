@@ -250,12 +250,28 @@ pub struct RecordView<'a> {
 /// Parses the record that starts at `at` in `batch` (limited to `end`).
 #[inline(always)]
 pub fn parse_record(batch: &[u8], at: usize, end: usize) -> Result<RecordView<'_>, FormatError> {
-    // Every host and guest reads each record through here, so the common
-    // case (a well-formed record without headers) takes a few bounds checks;
-    // anything else goes the long way, which also words the error.
+    // Every host and guest reads each record through here. Every record
+    // that reads at all is read by the fast path, so a view comes from one
+    // place and a caller's loop keeps its fields in registers: with a
+    // second path that built views too (whose result comes back through
+    // memory), the two met in memory, and the guest's loop read a field
+    // back wider than it was written, a store-forwarding stall a record.
+    // The long way only words why a record is refused.
     match parse_record_fast(&batch[..end], at) {
         Some(view) => Ok(view),
-        None => parse_record_checked(batch, at, end),
+        None => Err(refusal(batch, at, end)),
+    }
+}
+
+/// Why the record at `at` cannot be read.
+#[cold]
+#[inline(never)]
+fn refusal(batch: &[u8], at: usize, end: usize) -> FormatError {
+    match parse_record_checked(batch, at, end) {
+        Err(error) => error,
+        // The two parses agree (a test holds them to it); should they
+        // not, the record is refused rather than read two ways.
+        Ok(_) => FormatError::new(format!("record at byte {at} could not be read")),
     }
 }
 
@@ -264,17 +280,18 @@ fn le_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
 }
 
-/// A record without headers, or `None` for anything else (which
-/// [`parse_record_checked`] then reads or refuses).
+/// A well-formed record, or `None` for anything else (which
+/// [`parse_record_checked`] then words the refusal of). Headers, which
+/// few records have, are walked out of line.
 #[inline(always)]
 fn parse_record_fast(batch: &[u8], at: usize) -> Option<RecordView<'_>> {
     let head = batch.get(at..)?.get(..RECORD_HEADER_LEN)?;
     let record_len = le_u32(head, 0) as usize;
     let bytes = batch.get(at..)?.get(..record_len.checked_add(4)?)?;
-    let header_count = le_u32(head, 24);
-    if record_len < RECORD_HEADER_LEN - 4 || header_count != 0 {
+    if record_len < RECORD_HEADER_LEN - 4 {
         return None;
     }
+    let header_count = le_u32(head, 24);
     let key_len = le_u32(head, 16) as i32;
     let value_len = le_u32(head, 20) as usize;
     let key_bytes = match key_len {
@@ -282,9 +299,14 @@ fn parse_record_fast(batch: &[u8], at: usize) -> Option<RecordView<'_>> {
         len if len >= 0 => len as usize,
         _ => return None,
     };
-    // Key and value fill the rest of the record exactly.
-    if key_bytes.checked_add(value_len)? != bytes.len() - RECORD_HEADER_LEN {
-        return None;
+    // Key, value and headers fill the rest of the record exactly.
+    let headers_at = RECORD_HEADER_LEN.checked_add(key_bytes)?.checked_add(value_len)?;
+    let headers_len = bytes.len().checked_sub(headers_at)?;
+    if headers_len != 0 || header_count != 0 {
+        let headers = &bytes[headers_at..];
+        if !headers_fill(headers, header_count) {
+            return None;
+        }
     }
     let key = (key_len >= 0).then_some((at + RECORD_HEADER_LEN, key_bytes));
     let value_start = at + RECORD_HEADER_LEN + key_bytes;
@@ -295,9 +317,22 @@ fn parse_record_fast(batch: &[u8], at: usize) -> Option<RecordView<'_>> {
         timestamp_delta: i64::from_le_bytes(head[8..16].try_into().expect("eight bytes")),
         key,
         value: (value_start, value_len),
-        headers: (value_start + value_len, 0),
-        header_count: 0,
+        headers: (value_start + value_len, headers_len),
+        header_count,
     })
+}
+
+/// Whether `headers` are exactly `count` encoded headers.
+#[cold]
+#[inline(never)]
+fn headers_fill(headers: &[u8], count: u32) -> bool {
+    let mut reader = ByteReader::new(headers);
+    for _ in 0..count {
+        if reader.len_prefixed("header key").is_err() || reader.len_prefixed("header value").is_err() {
+            return false;
+        }
+    }
+    reader.remaining() == 0
 }
 
 #[cold]
