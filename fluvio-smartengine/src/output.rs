@@ -482,8 +482,7 @@ fn output_limit(input: &[u8], memory_limit: u64) -> usize {
 /// The fixed fields of record `index` when it has no headers; `None` for
 /// one that has some, whose output the general path encodes.
 fn plain_record_head<'a>(records: &RecordIndex, input: &'a [u8], index: u32) -> Option<&'a [u8]> {
-    // An indexed record holds at least its fixed fields.
-    let head = records.bytes(input, index as usize)?.get(..abi::RECORD_HEADER_LEN)?;
+    let head = records.head(input, index as usize)?;
     (head[24..28] == [0; 4]).then_some(head)
 }
 

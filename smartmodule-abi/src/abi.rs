@@ -327,12 +327,16 @@ fn parse_record_fast(batch: &[u8], at: usize) -> Option<RecordView<'_>> {
 #[inline(never)]
 fn headers_fill(headers: &[u8], count: u32) -> bool {
     let mut reader = ByteReader::new(headers);
+    skip_headers(&mut reader, count).is_ok() && reader.remaining() == 0
+}
+
+/// Reads past `count` encoded headers.
+fn skip_headers(reader: &mut ByteReader<'_>, count: u32) -> Result<(), FormatError> {
     for _ in 0..count {
-        if reader.len_prefixed("header key").is_err() || reader.len_prefixed("header value").is_err() {
-            return false;
-        }
+        reader.len_prefixed("header key")?;
+        reader.len_prefixed("header value")?;
     }
-    reader.remaining() == 0
+    Ok(())
 }
 
 #[cold]
@@ -365,10 +369,7 @@ fn parse_record_checked(batch: &[u8], at: usize, end: usize) -> Result<RecordVie
     fields.bytes(value_len, "record value")?;
     let headers_start = fields.position();
     // Walk the headers once so that later readers can index them freely.
-    for _ in 0..header_count {
-        fields.len_prefixed("header key")?;
-        fields.len_prefixed("header value")?;
-    }
+    skip_headers(&mut fields, header_count)?;
     if fields.remaining() != 0 {
         return Err(FormatError::new(format!(
             "record at byte {at} has {} trailing bytes after its headers",
