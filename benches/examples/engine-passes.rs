@@ -27,7 +27,9 @@
 //! docs/benchmarks.md judges the goals by: every module in every column
 //! except `wasm-layout-1`, each run in `processes` fresh processes of its
 //! own (default 5) of `passes` passes (default 5), the best pass of all:
-//! how fast each column can go. A fresh process for each, and the best of
+//! how fast each column can go. The processes run in rounds of every
+//! module's every column, so that the machine's drift over minutes falls
+//! on all columns alike. A fresh process for each, and the best of
 //! several, because the bare loops that allocate a value per record run
 //! at one of two speeds, a third to a half apart, by the state of glibc's
 //! heap: the slow one every time in a process that has built the other
@@ -95,26 +97,30 @@ fn table(mut args: impl Iterator<Item = String>) {
         TABLE_COLUMNS.join(" | ")
     );
     println!("|{}", " --- |".repeat(TABLE_COLUMNS.len() + 5));
-    for (module, ..) in bench_modules() {
-        let bests: Vec<f64> = TABLE_COLUMNS
-            .iter()
-            .map(|column| {
-                (0..processes)
-                    .map(|_| {
-                        let output = std::process::Command::new(&program)
-                            .args([&passes.to_string(), module, column])
-                            .stderr(std::process::Stdio::inherit())
-                            .output()
-                            .expect("this program runs again");
-                        assert!(output.status.success(), "{module} ({column}) failed");
-                        best_of(&String::from_utf8_lossy(&output.stdout))
-                            .unwrap_or_else(|| panic!("{module} ({column}) printed no time"))
-                    })
-                    .fold(f64::INFINITY, f64::min)
-            })
-            .collect();
-        let [bare, batch, _, wasm, deadline] = bests[..] else { unreachable!("five columns") };
-        let times: Vec<String> = bests.iter().map(|ms| format!("{ms:.1} ms")).collect();
+    // Rounds of every module's every column, each in a process of its
+    // own: the machine's speed drifts over minutes, and a column whose
+    // processes all ran in one slow stretch would carry the drift into
+    // its ratios. In turn, every column meets every stretch.
+    let modules = bench_modules().map(|(module, ..)| module);
+    let mut bests = vec![[f64::INFINITY; TABLE_COLUMNS.len()]; modules.len()];
+    for _ in 0..processes {
+        for (module, module_bests) in modules.iter().zip(&mut bests) {
+            for (column, best) in TABLE_COLUMNS.iter().zip(module_bests.iter_mut()) {
+                let output = std::process::Command::new(&program)
+                    .args([passes.to_string().as_str(), module, column])
+                    .stderr(std::process::Stdio::inherit())
+                    .output()
+                    .expect("this program runs again");
+                assert!(output.status.success(), "{module} ({column}) failed");
+                let ms = best_of(&String::from_utf8_lossy(&output.stdout))
+                    .unwrap_or_else(|| panic!("{module} ({column}) printed no time"));
+                *best = best.min(ms);
+            }
+        }
+    }
+    for (module, module_bests) in modules.iter().zip(&bests) {
+        let [bare, batch, _, wasm, deadline] = *module_bests;
+        let times: Vec<String> = module_bests.iter().map(|ms| format!("{ms:.1} ms")).collect();
         println!(
             "| {module} | {} | {:.2}x | {:.2}x | {:.2}x | {:.2}x |",
             times.join(" | "),
@@ -126,7 +132,6 @@ fn table(mut args: impl Iterator<Item = String>) {
     }
 }
 
-/// The best time a run of this program printed, in milliseconds.
 fn best_of(output: &str) -> Option<f64> {
     let line = output.lines().find(|line| line.contains("the best took"))?;
     line.rsplit("took ").next()?.trim_end_matches(" ms").trim().parse().ok()
