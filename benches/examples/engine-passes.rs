@@ -132,6 +132,7 @@ fn table(mut args: impl Iterator<Item = String>) {
     }
 }
 
+/// The best time a run of this program printed, in milliseconds.
 fn best_of(output: &str) -> Option<f64> {
     let line = output.lines().find(|line| line.contains("the best took"))?;
     line.rsplit("took ").next()?.trim_end_matches(" ms").trim().parse().ok()
