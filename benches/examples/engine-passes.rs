@@ -102,7 +102,7 @@ fn table(mut args: impl Iterator<Item = String>) {
     // processes all ran in one slow stretch would carry the drift into
     // its ratios. In turn, every column meets every stretch.
     let modules = bench_modules().map(|(module, ..)| module);
-    let mut bests = vec![[f64::INFINITY; TABLE_COLUMNS.len()]; modules.len()];
+    let mut bests = modules.map(|_| [f64::INFINITY; TABLE_COLUMNS.len()]);
     for _ in 0..processes {
         for (module, module_bests) in modules.iter().zip(&mut bests) {
             for (column, best) in TABLE_COLUMNS.iter().zip(module_bests.iter_mut()) {
