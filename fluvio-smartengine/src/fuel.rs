@@ -11,7 +11,13 @@
 //! to a loop's start and at calls: every endless run passes one of them (a
 //! loop turns through its back edge, recursion through a call), and the
 //! code run between two checks is bounded by the function's size, since
-//! without going back no operator runs twice. Bulk operations
+//! without going back no operator runs twice. A counted loop (see
+//! `counted_loops.rs`: the turns it takes are known as it starts) is
+//! written twice, and the copy without checks on its turns runs when
+//! those turns cost at most [`UNCHECKED_LOOP_UNITS`] and, under fuel, that
+//! much is left of the budget: a hot loop of a few turns (a copy, a
+//! search through a value) then pays its one look as it starts, and still
+//! its add on every turn, so the fuel counted is the same. Bulk operations
 //! (`memory.fill`, `memory.copy`, `memory.init`, and the table
 //! equivalents) do work in proportion to a length known only at run time;
 //! priced as one operator, a loop of 256 MiB fills would run for hours on a
@@ -54,6 +60,7 @@ use wasm_encoder::{ConstExpr, ExportKind, Function, GlobalType, Instruction, Sec
 use wasmparser::{CompositeInnerType, Operator, Parser, Payload, TypeRef, Validator, WasmFeatures};
 
 use crate::Metering;
+use crate::counted_loops::{CountedLoop, Target, counted_loops};
 
 /// Export name of the fuel-used global (i64, counts up from 0).
 pub(crate) const USED_EXPORT: &str = "fluvio_fuel_used";
@@ -239,7 +246,7 @@ fn ends_block(operator: &Operator) -> bool {
 /// Bulk operations whose last operand (on top of the stack) is an i32
 /// count of bytes or table entries. With memory64 and table64 turned off
 /// (see [`features`]), the count is always an i32.
-fn is_bulk(operator: &Operator) -> bool {
+pub(crate) fn is_bulk(operator: &Operator) -> bool {
     matches!(
         operator,
         Operator::MemoryFill { .. }
@@ -422,40 +429,249 @@ impl Meter {
     }
 }
 
-impl Rewrite {
-    /// A function body under [`Metering::Deadline`]: its operators as they
-    /// were, with a look at the deadline wherever fuel would be checked.
-    fn deadline_body(
-        &mut self,
-        meter: &Meter,
-        function: &mut Function,
-        body: wasmparser::FunctionBody<'_>,
-    ) -> Result<(), reencode::Error<String>> {
-        let mut labels: Vec<bool> = Vec::new();
-        let mut operators = body.get_operators_reader()?;
-        while !operators.eof() {
-            let operator = operators.read()?;
-            let looks = match &operator {
-                Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
-                    goes_back_or_out(&labels, *relative_depth)
-                }
-                Operator::BrTable { targets } => any_goes_back_or_out(&labels, targets)?,
-                Operator::Call { .. } | Operator::CallIndirect { .. } => true,
-                // The same operators the fuel refuses: a way of leaving or
-                // repeating code the deadline would not look at.
-                other if ends_block(other) && !is_structured(other) => {
-                    return Err(reencode::Error::UserError(format!(
-                        "the deadline metering does not support the operator {other:?}"
-                    )));
-                }
-                _ => false,
-            };
-            if looks {
-                meter.check_deadline(function);
-            }
-            track_labels(&mut labels, &operator);
-            function.instruction(&self.instruction(operator)?);
+/// The most a counted loop may cost, in operators, to run with no look at
+/// the budget on its turns: about a tenth of a millisecond. Under the
+/// deadline, that is how late the watchdog's stop may come; under fuel,
+/// a loop runs so only while that much is left of the budget, so it can
+/// never go past it.
+const UNCHECKED_LOOP_UNITS: u64 = 1 << 16;
+
+/// Where an operator is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// Once, as the module has it.
+    Once,
+    /// In a counted loop, which is written twice, in the two arms of an
+    /// `if` the rewrite adds: branches out of the loop cross one label
+    /// more. `unchecked` for the arm taken when the turns are known to be
+    /// few, which looks at the budget on none of them.
+    Twice { loop_label: usize, unchecked: bool },
+}
+
+/// One function body as the rewrite writes it.
+struct Body {
+    meter: Meter,
+    metering: Metering,
+    function: Function,
+    /// The labels of the open blocks, innermost last: `true` for a loop's,
+    /// which a branch goes back to. A branch one further out than the last
+    /// leaves the function; the `end` with none open is the function's own.
+    labels: Vec<bool>,
+    /// What each stretch not yet started costs, in order (fuel only).
+    stretch_costs: std::vec::IntoIter<u64>,
+}
+
+impl Body {
+    /// Pays for the stretch that starts here (fuel only).
+    fn start_stretch(&mut self) {
+        if self.metering == Metering::Fuel {
+            let cost = self.stretch_costs.next().unwrap_or(0);
+            self.meter.add(&mut self.function, cost);
         }
+    }
+
+    /// Pushes whether `counted` may run unchecked: its turns, as its
+    /// counter stands, are so few that they cost at most
+    /// [`UNCHECKED_LOOP_UNITS`] operators, and under fuel, that much is
+    /// left of the budget. The distance the counter must travel (in the
+    /// step's direction, wrapping as the counter does) must be a whole
+    /// number of steps: otherwise it steps past the target for ever.
+    fn push_may_run_unchecked(&mut self, counted: &CountedLoop) {
+        let target = match counted.target {
+            Target::Zero => Instruction::I32Const(0),
+            Target::Constant(value) => Instruction::I32Const(value),
+            Target::Local(local) => Instruction::LocalGet(local),
+        };
+        let counter = Instruction::LocalGet(counted.counter);
+        let (from, to) = if counted.step > 0 { (target, counter) } else { (counter, target) };
+        let stride = counted.step.unsigned_abs();
+        // At most this many turns, each paying at most the loop's operators.
+        let turns = UNCHECKED_LOOP_UNITS / counted.operators() as u64;
+        let farthest = (turns * u64::from(stride)).min(u64::from(u32::MAX)) as u32;
+        let function = &mut self.function;
+        // distance = from - to; distance - 1 < farthest, so 1 ..= farthest
+        // (a distance of 0 is a whole turn of the counter's range).
+        function
+            .instruction(&from)
+            .instruction(&to)
+            .instruction(&Instruction::I32Sub)
+            .instruction(&Instruction::LocalTee(self.meter.length))
+            .instruction(&Instruction::I32Const(1))
+            .instruction(&Instruction::I32Sub)
+            .instruction(&Instruction::I32Const(farthest as i32))
+            .instruction(&Instruction::I32LtU);
+        if stride > 1 {
+            function
+                .instruction(&Instruction::LocalGet(self.meter.length))
+                .instruction(&Instruction::I32Const((stride - 1) as i32))
+                .instruction(&Instruction::I32And)
+                .instruction(&Instruction::I32Eqz)
+                .instruction(&Instruction::I32And);
+        }
+        if self.metering == Metering::Fuel {
+            function
+                .instruction(&Instruction::LocalGet(self.meter.fuel))
+                .instruction(&Instruction::I64Const(UNCHECKED_LOOP_UNITS as i64))
+                .instruction(&Instruction::I64Add)
+                .instruction(&Instruction::GlobalGet(self.meter.limit))
+                .instruction(&Instruction::I64LeS)
+                .instruction(&Instruction::I32And);
+        }
+    }
+}
+
+impl Rewrite {
+    /// Writes `operator` with its metering; returns whether a stretch
+    /// starts after it, which the caller pays for.
+    fn operator(
+        &mut self,
+        body: &mut Body,
+        operator: Operator<'_>,
+        written: Written,
+    ) -> Result<bool, reencode::Error<String>> {
+        let checks = !matches!(written, Written::Twice { unchecked: true, .. });
+        let labels = &body.labels;
+        let meter = body.meter;
+        let function = &mut body.function;
+        let mut next_stretch = false;
+        let mut reload_after = false;
+        match body.metering {
+            Metering::Deadline => {
+                let looks = match &operator {
+                    Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
+                        goes_back_or_out(labels, *relative_depth)
+                    }
+                    Operator::BrTable { targets } => any_goes_back_or_out(labels, targets)?,
+                    Operator::Call { .. } | Operator::CallIndirect { .. } => true,
+                    // The same operators the fuel refuses: a way of leaving or
+                    // repeating code the deadline would not look at.
+                    other if ends_block(other) && !is_structured(other) => {
+                        return Err(reencode::Error::UserError(format!(
+                            "the deadline metering does not support the operator {other:?}"
+                        )));
+                    }
+                    _ => false,
+                };
+                if looks && checks {
+                    meter.check_deadline(function);
+                }
+            }
+            Metering::Fuel => {
+                let ends_function = matches!(operator, Operator::End) && labels.is_empty();
+                next_stretch = ends_stretch(labels, &operator) && !ends_function;
+                if matches!(operator, Operator::Unreachable) {
+                    // The module stops here of its own accord (a Rust panic
+                    // ends so): the host charges the batch what it spent.
+                    meter.store(function);
+                } else if is_bulk(&operator) {
+                    meter.charge_length(function);
+                } else if ends_block(&operator) {
+                    match &operator {
+                        // Control only falls through, or goes forward: checked
+                        // where it may go back.
+                        Operator::Loop { .. } | Operator::If { .. } | Operator::Else => {}
+                        Operator::End if !ends_function => {}
+                        Operator::End | Operator::Return => meter.store(function),
+                        Operator::Br { relative_depth } | Operator::BrIf { relative_depth } if checks => {
+                            if goes_out(labels, *relative_depth) {
+                                meter.check(function);
+                            } else if goes_back_or_out(labels, *relative_depth) {
+                                meter.check_loop(function);
+                            }
+                        }
+                        Operator::BrTable { targets } if checks => {
+                            if any_goes_back_or_out(labels, targets)? {
+                                meter.check(function);
+                            }
+                        }
+                        Operator::Br { .. } | Operator::BrIf { .. } | Operator::BrTable { .. } => {}
+                        Operator::Call { .. } | Operator::CallIndirect { .. } => {
+                            meter.check(function);
+                            reload_after = true;
+                        }
+                        other => {
+                            return Err(reencode::Error::UserError(format!(
+                                "the fuel metering does not support the operator {other:?}"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        // Branches, the only operators a copy changes, open or close no
+        // label: the labels past the operator are those it sees.
+        track_labels(&mut body.labels, &operator);
+        let instruction = match written {
+            Written::Twice { loop_label, .. } => self.in_copy(&body.labels, loop_label, operator)?,
+            Written::Once => self.instruction(operator)?,
+        };
+        body.function.instruction(&instruction);
+        if reload_after {
+            meter.load(&mut body.function);
+        }
+        Ok(next_stretch)
+    }
+
+    /// `operator` as written in a copy of a counted loop whose label is
+    /// `loop_label` in `labels`: a branch to a label outside the loop
+    /// crosses the `if` that holds the copies.
+    fn in_copy<'a>(
+        &mut self,
+        labels: &[bool],
+        loop_label: usize,
+        operator: Operator<'a>,
+    ) -> Result<Instruction<'a>, reencode::Error<String>> {
+        let depth = |relative_depth: u32| {
+            let outside = labels.len().checked_sub(1 + relative_depth as usize).is_none_or(|label| label < loop_label);
+            relative_depth + u32::from(outside)
+        };
+        Ok(match operator {
+            Operator::Br { relative_depth } => Instruction::Br(depth(relative_depth)),
+            Operator::BrIf { relative_depth } => Instruction::BrIf(depth(relative_depth)),
+            Operator::BrTable { targets } => {
+                let default = depth(targets.default());
+                let targets = targets.targets().map(|target| target.map(depth)).collect::<Result<Vec<_>, _>>()?;
+                Instruction::BrTable(targets.into(), default)
+            }
+            other => self.instruction(other)?,
+        })
+    }
+
+    /// Writes a counted loop (its operators, `loop` to `end`) twice: a
+    /// copy without looks at the budget, taken when its turns are known
+    /// to be few, and the usual one.
+    fn counted_loop(
+        &mut self,
+        body: &mut Body,
+        counted: &CountedLoop,
+        operators: Vec<Operator<'_>>,
+    ) -> Result<(), reencode::Error<String>> {
+        let Some(Operator::Loop { blockty }) = operators.first() else {
+            return Err(reencode::Error::UserError("a counted loop that does not start with `loop`".to_string()));
+        };
+        let block_type = self.block_type(*blockty)?;
+        body.push_may_run_unchecked(counted);
+        body.function.instruction(&Instruction::If(block_type));
+        let loop_label = body.labels.len();
+        let labels = body.labels.clone();
+        let stretch_costs = body.stretch_costs.clone();
+        for unchecked in [true, false] {
+            if !unchecked {
+                body.function.instruction(&Instruction::Else);
+                body.labels.clone_from(&labels);
+                body.stretch_costs = stretch_costs.clone();
+            }
+            let last = operators.len() - 1;
+            for (index, operator) in operators.iter().enumerate() {
+                // The stretch after the loop's `end` is paid once, after
+                // the `if`'s.
+                if self.operator(body, operator.clone(), Written::Twice { loop_label, unchecked })? && index < last {
+                    body.start_stretch();
+                }
+            }
+        }
+        body.function.instruction(&Instruction::End);
+        body.start_stretch();
         Ok(())
     }
 }
@@ -551,74 +767,45 @@ impl Reencode for Rewrite {
         locals.push((1, ValType::I32));
         let used = self.layout.used_global();
         let meter = Meter { used, limit: used + 1, exhausted: used + 2, fuel: local_count, length: local_count + 1 };
-        let mut function = Function::new(locals);
-        if self.metering == Metering::Deadline {
-            self.deadline_body(&meter, &mut function, body)?;
-            code.function(&function);
-            return Ok(());
-        }
-        meter.load(&mut function);
+        let counted_loops = counted_loops(&body)?;
         // Each stretch is paid for as it starts, so the costs are found
         // first, in a pass of their own over the same operators.
-        let mut stretch_costs = stretch_costs(&body)?.into_iter();
-        meter.add(&mut function, stretch_costs.next().unwrap_or(0));
-        // The labels of the open blocks, innermost last: `true` for a
-        // loop's, which a branch goes back to. A branch one further out
-        // than the last leaves the function; the `end` with none open is
-        // the function's own.
-        let mut labels: Vec<bool> = Vec::new();
+        let stretch_costs = match self.metering {
+            Metering::Fuel => stretch_costs(&body)?,
+            Metering::Deadline => Vec::new(),
+        };
+        let mut writer = Body {
+            meter,
+            metering: self.metering,
+            function: Function::new(locals),
+            labels: Vec::new(),
+            stretch_costs: stretch_costs.into_iter(),
+        };
+        if self.metering == Metering::Fuel {
+            meter.load(&mut writer.function);
+        }
+        writer.start_stretch();
+        let mut counted_loops = counted_loops.iter().peekable();
         let mut operators = body.get_operators_reader()?;
+        let mut index = 0;
         while !operators.eof() {
             let operator = operators.read()?;
-            let mut reload_after = false;
-            let ends_function = matches!(operator, Operator::End) && labels.is_empty();
-            let next_stretch = ends_stretch(&labels, &operator) && !ends_function;
-            if matches!(operator, Operator::Unreachable) {
-                // The module stops here of its own accord (a Rust panic
-                // ends so): the host charges the batch what it spent.
-                meter.store(&mut function);
-            } else if is_bulk(&operator) {
-                meter.charge_length(&mut function);
-            } else if ends_block(&operator) {
-                match &operator {
-                    // Control only falls through, or goes forward: checked
-                    // where it may go back.
-                    Operator::Loop { .. } | Operator::If { .. } | Operator::Else => {}
-                    Operator::End if !ends_function => {}
-                    Operator::End | Operator::Return => meter.store(&mut function),
-                    Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
-                        if goes_out(&labels, *relative_depth) {
-                            meter.check(&mut function);
-                        } else if goes_back_or_out(&labels, *relative_depth) {
-                            meter.check_loop(&mut function);
-                        }
-                    }
-                    Operator::BrTable { targets } => {
-                        if any_goes_back_or_out(&labels, targets)? {
-                            meter.check(&mut function);
-                        }
-                    }
-                    Operator::Call { .. } | Operator::CallIndirect { .. } => {
-                        meter.check(&mut function);
-                        reload_after = true;
-                    }
-                    other => {
-                        return Err(reencode::Error::UserError(format!(
-                            "the fuel metering does not support the operator {other:?}"
-                        )));
-                    }
+            if let Some(counted) = counted_loops.next_if(|counted| counted.start == index) {
+                let mut looped = Vec::with_capacity(counted.operators());
+                looped.push(operator);
+                for _ in 1..counted.operators() {
+                    looped.push(operators.read()?);
                 }
+                index += counted.operators();
+                self.counted_loop(&mut writer, counted, looped)?;
+                continue;
             }
-            track_labels(&mut labels, &operator);
-            function.instruction(&self.instruction(operator)?);
-            if reload_after {
-                meter.load(&mut function);
-            }
-            if next_stretch {
-                meter.add(&mut function, stretch_costs.next().unwrap_or(0));
+            index += 1;
+            if self.operator(&mut writer, operator, Written::Once)? {
+                writer.start_stretch();
             }
         }
-        code.function(&function);
+        code.function(&writer.function);
         Ok(())
     }
 }
@@ -635,6 +822,8 @@ mod tests {
         trapped: bool,
         exhausted: bool,
         used: i64,
+        /// What `run` returned, if it returns an i32 and did not trap.
+        returned: Option<i32>,
     }
 
     /// Instruments `wat`, instantiates it and runs its export `run` on a
@@ -651,10 +840,12 @@ mod tests {
         let instance = Instance::new(&mut store, &module, &imports! {}).expect("it instantiates");
         let global = |name: &str| instance.exports.get_global(name).unwrap().clone();
         global(LIMIT_EXPORT).set(&mut store, Value::I64(limit)).unwrap();
-        let trapped = instance.exports.get_function("run").unwrap().call(&mut store, &[]).is_err();
+        let results = instance.exports.get_function("run").unwrap().call(&mut store, &[]);
+        let trapped = results.is_err();
+        let returned = results.ok().and_then(|results| results.first().and_then(Value::i32));
         let exhausted = global(EXHAUSTED_EXPORT).get(&mut store) == Value::I32(1);
         let Value::I64(used) = global(USED_EXPORT).get(&mut store) else { panic!("used is an i64") };
-        Ran { trapped, exhausted, used }
+        Ran { trapped, exhausted, used, returned }
     }
 
     /// As [`run_any`], for modules that trap for fuel or not at all:
@@ -714,6 +905,111 @@ mod tests {
         let ran = run_metered(finite, 1, Metering::Deadline);
         assert!(!ran.trapped && !ran.exhausted);
         assert_eq!(ran.used, 0);
+    }
+
+    /// A counted loop (see counted_loops.rs) of `turns` turns: `$i` counts
+    /// down from `turns` by one to zero, three operators and the five of
+    /// the condition a turn.
+    fn countdown(start: &str, step: i32) -> String {
+        format!(
+            r#"(module (func (export "run") (result i32) (local $i i32) (local $sum i32)
+                (local.set $i (i32.const {start}))
+                (loop $l
+                    (local.set $sum (i32.add (local.get $sum) (i32.const 1)))
+                    (br_if $l (local.tee $i (i32.add (local.get $i) (i32.const {step})))))
+                (local.get $sum)))"#
+        )
+    }
+
+    #[test]
+    fn a_counted_loop_pays_for_every_turn_whichever_copy_runs() {
+        // `i32.const`, `local.set`, `loop`; per turn `local.get`,
+        // `i32.const`, `i32.add`, `local.set`, then `local.get`,
+        // `i32.const`, `i32.add`, `local.tee`, `br_if`; the loop's `end`,
+        // `local.get`, the function's `end`.
+        let expected = |turns: i64| 3 + turns * 9 + 3;
+        // With plenty left, the copy that does not look at the budget;
+        // with less left than a counted loop may run unchecked, the other.
+        for limit in [10_000_000, 9_500] {
+            let ran = run_any(&countdown("1000", -1), limit);
+            assert!(!ran.trapped, "limit {limit}");
+            assert_eq!((ran.used, ran.returned), (expected(1000), Some(1000)), "limit {limit}");
+        }
+        // A budget too small for the loop stops it within a turn of it,
+        // as any loop.
+        let ran = run_any(&countdown("1000", -1), 5_000);
+        assert!(ran.trapped && ran.exhausted);
+        assert!((5_000..5_000 + 10).contains(&ran.used), "{}", ran.used);
+    }
+
+    #[test]
+    fn counted_loops_that_would_never_end_or_run_long_are_stopped() {
+        for (start, step) in [
+            // Past zero for ever: the distance is not a whole number of steps.
+            ("3", -2),
+            ("-7", 4),
+            // From zero, a whole turn of the counter's range.
+            ("0", -1),
+            // Many turns.
+            ("1000000000", -1),
+        ] {
+            let wat = countdown(start, step);
+            let ran = run_any(&wat, 1_000_000);
+            assert!(ran.trapped && ran.exhausted, "fuel: {start} by {step}");
+            let ran = run_metered(&wat, 0, Metering::Deadline);
+            assert!(ran.trapped && ran.exhausted, "deadline: {start} by {step}");
+        }
+    }
+
+    #[test]
+    fn under_the_deadline_a_counted_loop_of_few_turns_runs_without_a_look() {
+        // On a limit of zero, a look anywhere in it would stop it.
+        let ran = run_metered(&countdown("1000", -1), 0, Metering::Deadline);
+        assert!(!ran.trapped, "the loop looked at the deadline");
+        assert_eq!(ran.returned, Some(1000));
+        // Counting up by 16 to a local, and to a constant first.
+        let up = r#"(module (func (export "run") (result i32) (local $i i32) (local $end i32)
+            (local.set $end (i32.const 1600))
+            (loop $l (br_if $l (i32.ne (local.tee $i (i32.add (local.get $i) (i32.const 16))) (local.get $end))))
+            (local.get $i)))"#;
+        assert_eq!(run_metered(up, 0, Metering::Deadline).returned, Some(1600));
+        let constant_first = r#"(module (func (export "run") (result i32) (local $i i32)
+            (local.set $i (i32.const -400))
+            (loop $l (br_if $l (i32.ne (i32.const 0) (local.tee $i (i32.add (local.get $i) (i32.const 4))))))
+            (local.get $i)))"#;
+        assert_eq!(run_metered(constant_first, 0, Metering::Deadline).returned, Some(0));
+    }
+
+    #[test]
+    fn branches_out_of_a_counted_loop_and_its_values_land_where_they_did() {
+        // A `br_table` to a block inside the loop and to one outside: ten
+        // turns from 16 down, the last leaving before it counts (nine).
+        let table = r#"(module (func (export "run") (result i32) (local $i i32) (local $count i32)
+            (local.set $i (i32.const 16))
+            (block $done
+                (loop $l
+                    (block $inner (br_table $inner $done $inner (i32.sub (local.get $i) (i32.const 6))))
+                    (local.set $count (i32.add (local.get $count) (i32.const 1)))
+                    (br_if $l (local.tee $i (i32.add (local.get $i) (i32.const -1))))))
+            (i32.add (local.get $count) (i32.const 1000))))"#;
+        // A loop taking and giving a value, left by a `br_if` with it: six
+        // turns of adding 3.
+        let valued = r#"(module (func (export "run") (result i32) (local $i i32)
+            (local.set $i (i32.const 8))
+            (block $out (result i32)
+                (i32.const 0)
+                (loop $l (param i32) (result i32)
+                    (i32.add (i32.const 3))
+                    (br_if $out (i32.eq (local.get $i) (i32.const 3)))
+                    (br_if $l (local.tee $i (i32.add (local.get $i) (i32.const -1))))))))"#;
+        for (wat, expected) in [(table, 1009), (valued, 18)] {
+            // The unchecked copy, the checked one, and the deadline's.
+            for (limit, metering) in [(10_000_000, Metering::Fuel), (1_000, Metering::Fuel), (1, Metering::Deadline)] {
+                let ran = run_metered(wat, limit, metering);
+                assert!(!ran.trapped, "{metering:?} on {limit}");
+                assert_eq!(ran.returned, Some(expected), "{metering:?} on {limit}");
+            }
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@
 
 mod cache;
 mod chain;
+mod counted_loops;
 mod error;
 mod fluvio_abi;
 mod fuel;
