@@ -27,10 +27,13 @@ use wasmparser::{BinaryReaderError, FunctionBody, Operator};
 
 use crate::fuel::is_bulk;
 
-/// Operators a counted loop may have, `loop` and `end` included: the rewrite
-/// writes such a loop twice, and a long one turns seldom per operator, so
-/// a copy would add compile time for nothing.
-const MOST_OPERATORS: usize = 256;
+/// Operators a counted loop may have, `loop` and `end` included. The
+/// rewrite writes such a loop twice, which the compiler pays for, and a
+/// long loop turns seldom for its size. At 32 the benchmark modules' hot
+/// loops (a search, a copy, an uppercase of a value) all fit, and the regex
+/// module's compile does about 2% more work than with no copies; at 256 it
+/// did 4%, and at 20 the map's and the count's loops no longer fit.
+const MOST_OPERATORS: usize = 32;
 
 /// What the counter of a counted loop is compared with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,10 +49,9 @@ pub(crate) enum Target {
 /// A counted loop of a function body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CountedLoop {
-    /// The index of its `loop` among the body's operators.
-    pub start: usize,
-    /// The index of its `end`.
-    pub end: usize,
+    /// Its operators, `loop` and `end` included: at most what one turn
+    /// runs.
+    pub operators: usize,
     /// The local stepped once a turn.
     pub counter: u32,
     /// What it adds to the counter each turn: ±2^k, not zero.
@@ -58,169 +60,224 @@ pub(crate) struct CountedLoop {
     pub target: Target,
 }
 
-impl CountedLoop {
-    /// Operators from `loop` to `end`: at most what one turn runs.
-    pub fn operators(&self) -> usize {
-        self.end - self.start + 1
+/// What the rewrite writes next: an operator as it is, or a counted loop
+/// whole (its operators, `loop` to `end`).
+pub(crate) enum Piece<'a> {
+    Operator(Operator<'a>),
+    Counted(CountedLoop, Vec<Operator<'a>>),
+}
+
+/// A function body's operators, with its counted loops found as they are
+/// read: in one pass, since the rewrite's time is part of every cold
+/// compile. An innermost loop is held back until its `end` says whether
+/// it is counted; a loop found inside it, or anything that rules it out,
+/// lets what was held go on as it is.
+pub(crate) struct Pieces<'a> {
+    operators: wasmparser::OperatorsReader<'a>,
+    /// Labels open at the operator read last (the function's own not
+    /// counted).
+    open: usize,
+    held: Option<HeldLoop<'a>>,
+    /// Operators let go, to hand out before reading on.
+    released: std::collections::VecDeque<Operator<'a>>,
+}
+
+/// An innermost loop being read.
+struct HeldLoop<'a> {
+    /// Its operators so far, `loop` first.
+    operators: Vec<Operator<'a>>,
+    /// Labels open outside it.
+    outer: usize,
+    /// Labels open inside it.
+    inner: usize,
+    /// Branches back to its start.
+    ways_back: usize,
+}
+
+impl<'a> Pieces<'a> {
+    pub(crate) fn new(body: &FunctionBody<'a>) -> Result<Pieces<'a>, BinaryReaderError> {
+        Ok(Pieces { operators: body.get_operators_reader()?, open: 0, held: None, released: Default::default() })
+    }
+
+    /// The next piece, or `None` at the body's end.
+    pub(crate) fn next(&mut self) -> Result<Option<Piece<'a>>, BinaryReaderError> {
+        loop {
+            if let Some(operator) = self.released.pop_front() {
+                return Ok(Some(Piece::Operator(operator)));
+            }
+            if self.operators.eof() {
+                // A valid body ends every loop before its own `end`.
+                if let Some(held) = self.held.take() {
+                    self.released.extend(held.operators);
+                    continue;
+                }
+                return Ok(None);
+            }
+            let operator = self.operators.read()?;
+            if let Operator::Loop { .. } = operator {
+                // An outer loop holding this one is not innermost.
+                if let Some(held) = self.held.take() {
+                    self.released.extend(held.operators);
+                }
+                self.held = Some(HeldLoop { operators: vec![operator], outer: self.open, inner: 0, ways_back: 0 });
+                self.open += 1;
+                continue;
+            }
+            match operator {
+                Operator::Block { .. } | Operator::If { .. } => self.open += 1,
+                Operator::End => self.open = self.open.saturating_sub(1),
+                _ => {}
+            }
+            let Some(held) = self.held.as_mut() else {
+                return Ok(Some(Piece::Operator(operator)));
+            };
+            let ended = held.take(&operator)?;
+            let ruled_out = held.rules_out(&operator) || held.operators.len() + 1 >= MOST_OPERATORS;
+            held.operators.push(operator);
+            if ended || ruled_out {
+                let held = self.held.take().expect("held above");
+                match held.counted().filter(|_| ended && !ruled_out) {
+                    Some(counted) => return Ok(Some(Piece::Counted(counted, held.operators))),
+                    None => self.released.extend(held.operators),
+                }
+            }
+        }
     }
 }
 
-/// The innermost open loop while it may still be counted.
-struct Candidate<'a> {
-    start: usize,
-    /// The number of labels open outside it.
-    depth: usize,
-    /// The body's operators since `loop`.
-    operators: Vec<Operator<'a>>,
-    /// Branches back to its start.
-    ways_back: usize,
-    /// A call, a bulk operation, a branch out of the function or a
-    /// return: left unchecked, any would break the turns' bound.
-    ruled_out: bool,
-}
-
-/// The counted loops of `body`, in order.
-pub(crate) fn counted_loops(body: &FunctionBody<'_>) -> Result<Vec<CountedLoop>, BinaryReaderError> {
-    let mut found = Vec::new();
-    // Whether each open label is a loop's; the function's own is not listed.
-    let mut labels: Vec<bool> = Vec::new();
-    let mut candidate: Option<Candidate<'_>> = None;
-    let mut operators = body.get_operators_reader()?;
-    let mut index = 0;
-    while !operators.eof() {
-        let operator = operators.read()?;
-        if let Some(open) = candidate.as_mut() {
-            let goes_back =
-                |relative_depth: u32| labels.len().checked_sub(1 + relative_depth as usize) == Some(open.depth);
-            let leaves_function = |relative_depth: u32| relative_depth as usize >= labels.len();
-            match &operator {
-                Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
-                    open.ways_back += usize::from(goes_back(*relative_depth));
-                    open.ruled_out |= leaves_function(*relative_depth);
-                }
-                Operator::BrTable { targets } => {
-                    for target in targets.targets().chain(std::iter::once(Ok(targets.default()))) {
-                        let target = target?;
-                        open.ways_back += usize::from(goes_back(target));
-                        open.ruled_out |= leaves_function(target);
-                    }
-                }
-                Operator::Call { .. }
-                | Operator::CallIndirect { .. }
-                | Operator::ReturnCall { .. }
-                | Operator::ReturnCallIndirect { .. }
-                | Operator::Return => open.ruled_out = true,
-                other => open.ruled_out |= is_bulk(other),
-            }
-            open.ruled_out |= open.operators.len() + 1 >= MOST_OPERATORS;
-        }
+impl HeldLoop<'_> {
+    /// Follows `operator`'s labels and branches; returns whether it is the
+    /// loop's `end`.
+    fn take(&mut self, operator: &Operator<'_>) -> Result<bool, BinaryReaderError> {
         match operator {
-            Operator::Block { .. } | Operator::If { .. } => labels.push(false),
-            Operator::Loop { .. } => {
-                // An outer loop holding this one is not innermost.
-                candidate = Some(Candidate {
-                    start: index,
-                    depth: labels.len(),
-                    operators: Vec::new(),
-                    ways_back: 0,
-                    ruled_out: false,
-                });
-                labels.push(true);
-                index += 1;
-                continue;
+            Operator::Block { .. } | Operator::If { .. } => self.inner += 1,
+            Operator::End if self.inner == 0 => return Ok(true),
+            Operator::End => self.inner -= 1,
+            Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
+                self.ways_back += usize::from(*relative_depth as usize == self.inner);
             }
-            Operator::End => {
-                labels.pop();
-                if let Some(open) = candidate.take_if(|open| open.depth == labels.len()) {
-                    if !open.ruled_out && open.ways_back == 1 {
-                        found.extend(counted(&open, index));
-                    }
-                    index += 1;
-                    continue;
+            Operator::BrTable { targets } => {
+                for target in targets.targets().chain(std::iter::once(Ok(targets.default()))) {
+                    self.ways_back += usize::from(target? as usize == self.inner);
                 }
             }
             _ => {}
         }
-        if let Some(open) = candidate.as_mut() {
-            open.operators.push(operator);
-        }
-        index += 1;
+        Ok(false)
     }
-    Ok(found)
-}
 
-/// The counted loop `open` is, ending at `end`, if its way back is one of
-/// the known conditions.
-fn counted(open: &Candidate<'_>, end: usize) -> Option<CountedLoop> {
-    let operators = &open.operators;
-    let [.., Operator::BrIf { relative_depth: 0 }] = operators.as_slice() else { return None };
-    let condition = &operators[..operators.len() - 1];
-    let (counter, step, target) = match condition {
-        // counter += step; counter != 0
-        [.., Operator::LocalGet { local_index: read }, Operator::I32Const { value }, Operator::I32Add, Operator::LocalTee { local_index }]
-            if read == local_index =>
-        {
-            (*local_index, *value, Target::Zero)
+    /// Whether `operator` keeps the loop from being counted: a call, a
+    /// bulk operation, a branch out of the function or a return, any of
+    /// which would break the turns' bound left unchecked.
+    fn rules_out(&self, operator: &Operator<'_>) -> bool {
+        // Past the loop's own label and those outside it: the function's.
+        let leaves = |relative_depth: u32| relative_depth as usize > self.inner + self.outer;
+        match operator {
+            Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => leaves(*relative_depth),
+            Operator::BrTable { targets } => {
+                leaves(targets.default()) || targets.targets().any(|target| target.map_or(true, leaves))
+            }
+            Operator::Call { .. }
+            | Operator::CallIndirect { .. }
+            | Operator::ReturnCall { .. }
+            | Operator::ReturnCallIndirect { .. }
+            | Operator::Return => true,
+            other => is_bulk(other),
         }
-        // counter += step; counter != target
-        [
-            ..,
-            Operator::LocalGet { local_index: read },
-            Operator::I32Const { value },
-            Operator::I32Add,
-            Operator::LocalTee { local_index },
-            other,
-            Operator::I32Ne,
-        ]
-        // target != (counter += step)
-        | [
-            ..,
-            other,
-            Operator::LocalGet { local_index: read },
-            Operator::I32Const { value },
-            Operator::I32Add,
-            Operator::LocalTee { local_index },
-            Operator::I32Ne,
-        ] if read == local_index => {
-            let target = match other {
-                Operator::I32Const { value } => Target::Constant(*value),
-                Operator::LocalGet { local_index: target } if target != local_index => Target::Local(*target),
-                _ => return None,
-            };
-            (*local_index, *value, target)
+    }
+
+    /// The counted loop this is, once its `end` is read, if its way back
+    /// is the only one and one of the known conditions.
+    fn counted(&self) -> Option<CountedLoop> {
+        if self.ways_back != 1 {
+            return None;
         }
-        _ => return None,
-    };
-    if step == 0 || step == i32::MIN || !step.unsigned_abs().is_power_of_two() {
-        return None;
+        let operators = &self.operators;
+        let [.., Operator::BrIf { relative_depth: 0 }, Operator::End] = operators.as_slice() else { return None };
+        let condition = &operators[..operators.len() - 2];
+        let (counter, step, target) = match condition {
+            // counter += step; counter != 0
+            [.., Operator::LocalGet { local_index: read }, Operator::I32Const { value }, Operator::I32Add, Operator::LocalTee { local_index }]
+                if read == local_index =>
+            {
+                (*local_index, *value, Target::Zero)
+            }
+            // counter += step; counter != target
+            [
+                ..,
+                Operator::LocalGet { local_index: read },
+                Operator::I32Const { value },
+                Operator::I32Add,
+                Operator::LocalTee { local_index },
+                other,
+                Operator::I32Ne,
+            ]
+            // target != (counter += step)
+            | [
+                ..,
+                other,
+                Operator::LocalGet { local_index: read },
+                Operator::I32Const { value },
+                Operator::I32Add,
+                Operator::LocalTee { local_index },
+                Operator::I32Ne,
+            ] if read == local_index => {
+                let target = match other {
+                    Operator::I32Const { value } => Target::Constant(*value),
+                    Operator::LocalGet { local_index: target } if target != local_index => Target::Local(*target),
+                    _ => return None,
+                };
+                (*local_index, *value, target)
+            }
+            _ => return None,
+        };
+        if step == 0 || step == i32::MIN || !step.unsigned_abs().is_power_of_two() {
+            return None;
+        }
+        // The counter's one write is the condition's; the target's none.
+        let writes = |local: u32| {
+            operators
+                .iter()
+                .filter(|operator| {
+                    matches!(operator, Operator::LocalSet { local_index } | Operator::LocalTee { local_index } if *local_index == local)
+                })
+                .count()
+        };
+        if writes(counter) != 1 || matches!(target, Target::Local(local) if writes(local) != 0) {
+            return None;
+        }
+        Some(CountedLoop { operators: operators.len(), counter, step, target })
     }
-    // The counter's one write is the condition's; the target's none.
-    let writes = |local: u32| {
-        operators
-            .iter()
-            .filter(|operator| {
-                matches!(operator, Operator::LocalSet { local_index } | Operator::LocalTee { local_index } if *local_index == local)
-            })
-            .count()
-    };
-    if writes(counter) != 1 || matches!(target, Target::Local(local) if writes(local) != 0) {
-        return None;
-    }
-    Some(CountedLoop { start: open.start, end, counter, step, target })
 }
 
 #[cfg(test)]
 mod tests {
     use wasmparser::{Parser, Payload};
 
-    use super::{CountedLoop, Target, counted_loops};
+    use super::{CountedLoop, Piece, Pieces, Target};
 
-    /// The counted loops of the first function of `wat`.
-    fn loops_of(wat: &str) -> Vec<CountedLoop> {
+    /// The counted loops of the first function of `wat`, each with where
+    /// it starts among the pieces, and every operator handed out once, in
+    /// order.
+    fn loops_of(wat: &str) -> Vec<(usize, CountedLoop)> {
         let wasm = wat::parse_str(wat).expect("the test module parses");
         for payload in Parser::new(0).parse_all(&wasm) {
             if let Payload::CodeSectionEntry(body) = payload.unwrap() {
-                return counted_loops(&body).unwrap();
+                let mut pieces = Pieces::new(&body).unwrap();
+                let (mut found, mut handed_out) = (Vec::new(), Vec::new());
+                while let Some(piece) = pieces.next().unwrap() {
+                    match piece {
+                        Piece::Operator(operator) => handed_out.push(operator),
+                        Piece::Counted(counted, operators) => {
+                            assert_eq!(counted.operators, operators.len());
+                            found.push((handed_out.len(), counted));
+                            handed_out.extend(operators);
+                        }
+                    }
+                }
+                let all: Vec<_> = body.get_operators_reader().unwrap().into_iter().map(Result::unwrap).collect();
+                assert_eq!(handed_out, all, "operators lost, added or out of order");
+                return found;
             }
         }
         panic!("no function")
@@ -243,11 +300,11 @@ mod tests {
             "(local.set $i (i32.const 5))
              (loop $l nop (br_if $l (local.tee $i (i32.add (local.get $i) (i32.const -1)))))",
         );
-        assert_eq!(loops_of(&down), [CountedLoop { start: 2, end: 9, counter: 0, step: -1, target: Target::Zero }]);
+        assert_eq!(loops_of(&down), [(2, CountedLoop { operators: 8, counter: 0, step: -1, target: Target::Zero })]);
         let up_to_local = function("(local $i i32) (local $n i32)", &format!("(loop $l {})", way_back("16")));
         assert_eq!(
             loops_of(&up_to_local),
-            [CountedLoop { start: 0, end: 8, counter: 0, step: 16, target: Target::Local(1) }]
+            [(0, CountedLoop { operators: 9, counter: 0, step: 16, target: Target::Local(1) })]
         );
         let constant_first = function(
             "(local $i i32)",
@@ -255,7 +312,7 @@ mod tests {
         );
         assert_eq!(
             loops_of(&constant_first),
-            [CountedLoop { start: 0, end: 8, counter: 0, step: 4, target: Target::Constant(100) }]
+            [(0, CountedLoop { operators: 9, counter: 0, step: 4, target: Target::Constant(100) })]
         );
     }
 
@@ -303,6 +360,6 @@ mod tests {
                 (loop $inner (br_if $inner (local.tee $i (i32.add (local.get $i) (i32.const -1)))))
                 (br_if $outer (local.tee $j (i32.add (local.get $j) (i32.const -1)))))",
         );
-        assert_eq!(loops_of(&wat), [CountedLoop { start: 1, end: 7, counter: 0, step: -1, target: Target::Zero }]);
+        assert_eq!(loops_of(&wat), [(1, CountedLoop { operators: 7, counter: 0, step: -1, target: Target::Zero })]);
     }
 }

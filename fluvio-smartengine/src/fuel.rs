@@ -60,7 +60,7 @@ use wasm_encoder::{ConstExpr, ExportKind, Function, GlobalType, Instruction, Sec
 use wasmparser::{CompositeInnerType, Operator, Parser, Payload, TypeRef, Validator, WasmFeatures};
 
 use crate::Metering;
-use crate::counted_loops::{CountedLoop, Target, counted_loops};
+use crate::counted_loops::{CountedLoop, Piece, Pieces, Target};
 
 /// Export name of the fuel-used global (i64, counts up from 0).
 pub(crate) const USED_EXPORT: &str = "fluvio_fuel_used";
@@ -509,7 +509,7 @@ impl Body {
         let (from, to) = if counted.step > 0 { (target, counter) } else { (counter, target) };
         let stride = counted.step.unsigned_abs();
         // At most this many turns, each paying at most the loop's operators.
-        let turns = UNCHECKED_LOOP_UNITS / counted.operators() as u64;
+        let turns = UNCHECKED_LOOP_UNITS / counted.operators as u64;
         let farthest = (turns * u64::from(stride)).min(u64::from(u32::MAX)) as u32;
         let function = &mut self.function;
         // distance = from - to; distance - 1 < farthest, so 1 ..= farthest
@@ -787,7 +787,6 @@ impl Reencode for Rewrite {
         locals.push((1, ValType::I32));
         let used = self.layout.used_global();
         let meter = Meter { used, limit: used + 1, exhausted: used + 2, fuel: local_count, length: local_count + 1 };
-        let counted_loops = counted_loops(&body)?;
         // Each stretch is paid for as it starts, so the costs are found
         // first, in a pass of their own over the same operators.
         let stretch_costs = match self.metering {
@@ -805,24 +804,15 @@ impl Reencode for Rewrite {
             meter.load(&mut writer.function);
         }
         writer.start_stretch();
-        let mut counted_loops = counted_loops.iter().peekable();
-        let mut operators = body.get_operators_reader()?;
-        let mut index = 0;
-        while !operators.eof() {
-            let operator = operators.read()?;
-            if let Some(counted) = counted_loops.next_if(|counted| counted.start == index) {
-                let mut looped = Vec::with_capacity(counted.operators());
-                looped.push(operator);
-                for _ in 1..counted.operators() {
-                    looped.push(operators.read()?);
+        let mut pieces = Pieces::new(&body)?;
+        while let Some(piece) = pieces.next()? {
+            match piece {
+                Piece::Operator(operator) => {
+                    if self.operator(&mut writer, operator, Written::Once)? {
+                        writer.start_stretch();
+                    }
                 }
-                index += counted.operators();
-                self.counted_loop(&mut writer, counted, looped)?;
-                continue;
-            }
-            index += 1;
-            if self.operator(&mut writer, operator, Written::Once)? {
-                writer.start_stretch();
+                Piece::Counted(counted, operators) => self.counted_loop(&mut writer, &counted, operators)?,
             }
         }
         code.function(&writer.function);
