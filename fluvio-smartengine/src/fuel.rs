@@ -678,16 +678,17 @@ impl Rewrite {
         let loop_label = body.labels.len();
         let labels = body.labels.clone();
         let stretch_costs = body.stretch_costs.clone();
-        for unchecked in [true, false] {
-            if !unchecked {
-                body.function.instruction(&Instruction::Else);
-                body.labels.clone_from(&labels);
-                body.stretch_costs = stretch_costs.clone();
+        for operator in operators.iter().cloned() {
+            if self.operator(body, operator, Written::Twice { loop_label, unchecked: true })? {
+                body.start_stretch();
             }
-            for operator in &operators {
-                if self.operator(body, operator.clone(), Written::Twice { loop_label, unchecked })? {
-                    body.start_stretch();
-                }
+        }
+        body.function.instruction(&Instruction::Else);
+        body.labels = labels;
+        body.stretch_costs = stretch_costs;
+        for operator in operators {
+            if self.operator(body, operator, Written::Twice { loop_label, unchecked: false })? {
+                body.start_stretch();
             }
         }
         // The code after the loop goes on with the stretch before it.
