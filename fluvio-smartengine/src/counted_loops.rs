@@ -132,7 +132,7 @@ impl<'a> Pieces<'a> {
                 return Ok(Some(Piece::Operator(operator)));
             };
             let ended = held.take(&operator)?;
-            let ruled_out = held.rules_out(&operator) || held.operators.len() + 1 >= MOST_OPERATORS;
+            let ruled_out = held.rules_out(&operator) || held.operators.len() + 1 > MOST_OPERATORS;
             held.operators.push(operator);
             if ended || ruled_out {
                 let held = self.held.take().expect("held above");
