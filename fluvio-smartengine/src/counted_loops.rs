@@ -88,8 +88,6 @@ struct HeldLoop<'a> {
     operators: Vec<Operator<'a>>,
     /// Labels open outside it.
     outer: usize,
-    /// Labels open inside it.
-    inner: usize,
     /// Branches back to its start.
     ways_back: usize,
 }
@@ -119,20 +117,22 @@ impl<'a> Pieces<'a> {
                 if let Some(held) = self.held.take() {
                     self.released.extend(held.operators);
                 }
-                self.held = Some(HeldLoop { operators: vec![operator], outer: self.open, inner: 0, ways_back: 0 });
+                self.held = Some(HeldLoop { operators: vec![operator], outer: self.open, ways_back: 0 });
                 self.open += 1;
                 continue;
             }
+            // Labels open inside the held loop before this operator.
+            let inner = self.held.as_ref().map(|held| self.open - held.outer - 1);
             match operator {
                 Operator::Block { .. } | Operator::If { .. } => self.open += 1,
                 Operator::End => self.open = self.open.saturating_sub(1),
                 _ => {}
             }
-            let Some(held) = self.held.as_mut() else {
+            let (Some(held), Some(inner)) = (self.held.as_mut(), inner) else {
                 return Ok(Some(Piece::Operator(operator)));
             };
-            let ended = held.take(&operator)?;
-            let ruled_out = held.rules_out(&operator) || held.operators.len() + 1 > MOST_OPERATORS;
+            let (ended, rules_out) = held.follow(&operator, inner)?;
+            let ruled_out = rules_out || held.operators.len() + 1 > MOST_OPERATORS;
             held.operators.push(operator);
             if ended || ruled_out {
                 let held = self.held.take().expect("held above");
@@ -146,44 +146,38 @@ impl<'a> Pieces<'a> {
 }
 
 impl HeldLoop<'_> {
-    /// Follows `operator`'s labels and branches; returns whether it is the
-    /// loop's `end`.
-    fn take(&mut self, operator: &Operator<'_>) -> Result<bool, BinaryReaderError> {
-        match operator {
-            Operator::Block { .. } | Operator::If { .. } => self.inner += 1,
-            Operator::End if self.inner == 0 => return Ok(true),
-            Operator::End => self.inner -= 1,
-            Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
-                self.ways_back += usize::from(*relative_depth as usize == self.inner);
-            }
+    /// Follows `operator`, read with `inner` labels open inside the loop:
+    /// counts its branches back to the loop's start, and returns whether
+    /// it is the loop's `end` and whether it keeps the loop from being
+    /// counted (a call, a bulk operation, a branch out of the function or
+    /// a return, any of which would break the turns' bound left
+    /// unchecked).
+    fn follow(&mut self, operator: &Operator<'_>, inner: usize) -> Result<(bool, bool), BinaryReaderError> {
+        let outer = self.outer;
+        let ways_back = &mut self.ways_back;
+        // A branch back to the loop's start is counted; one past the
+        // labels outside the loop leaves the function.
+        let mut branch = |relative_depth: u32| {
+            *ways_back += usize::from(relative_depth as usize == inner);
+            relative_depth as usize > inner + outer
+        };
+        Ok(match operator {
+            Operator::End => (inner == 0, false),
+            Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => (false, branch(*relative_depth)),
             Operator::BrTable { targets } => {
+                let mut leaves = false;
                 for target in targets.targets().chain(std::iter::once(Ok(targets.default()))) {
-                    self.ways_back += usize::from(target? as usize == self.inner);
+                    leaves |= branch(target?);
                 }
-            }
-            _ => {}
-        }
-        Ok(false)
-    }
-
-    /// Whether `operator` keeps the loop from being counted: a call, a
-    /// bulk operation, a branch out of the function or a return, any of
-    /// which would break the turns' bound left unchecked.
-    fn rules_out(&self, operator: &Operator<'_>) -> bool {
-        // Past the loop's own label and those outside it: the function's.
-        let leaves = |relative_depth: u32| relative_depth as usize > self.inner + self.outer;
-        match operator {
-            Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => leaves(*relative_depth),
-            Operator::BrTable { targets } => {
-                leaves(targets.default()) || targets.targets().any(|target| target.map_or(true, leaves))
+                (false, leaves)
             }
             Operator::Call { .. }
             | Operator::CallIndirect { .. }
             | Operator::ReturnCall { .. }
             | Operator::ReturnCallIndirect { .. }
-            | Operator::Return => true,
-            other => is_bulk(other),
-        }
+            | Operator::Return => (false, true),
+            other => (false, is_bulk(other)),
+        })
     }
 
     /// The counted loop this is, once its `end` is read, if its way back
