@@ -8,10 +8,13 @@
 //! (see [`ends_stretch`]); a path that leaves a stretch early by a forward
 //! branch pays for what it skipped, so what a path pays depends on the
 //! path alone. It is compared with the limit only where control goes back
-//! to a loop's start and at calls: every endless run passes one of them (a
-//! loop turns through its back edge, recursion through a call), and the
-//! code run between two checks is bounded by the function's size, since
-//! without going back no operator runs twice. A counted loop (see
+//! to a loop's start and as a function that makes calls is entered: every
+//! endless run passes one of them (a loop turns through its back edge,
+//! recursion through the entry of a function that calls), and the code
+//! run between two checks is bounded by the size of the function and of
+//! the functions without calls it calls, since without going back no
+//! operator runs twice. A failed check branches to the function's one
+//! stop, written after its body (see [`Stop`]). A counted loop (see
 //! `counted_loops.rs`: the turns it takes are known as it starts) is
 //! written twice, and the copy without checks on its turns runs when
 //! those turns cost at most [`UNCHECKED_LOOP_UNITS`] and, under fuel, that
@@ -43,11 +46,11 @@
 //!
 //! With [`Metering::Deadline`] nothing is counted: the rewrite only adds,
 //! at the same places as the fuel's checks (a branch back to a loop's
-//! start, a branch out of the function, a call), a look at `limit`, and
-//! traps when the watchdog has set it to zero. That is a load, a test and
-//! a branch where control goes back, without the adds of every stretch
-//! and the writes of `used` around calls; a module runs about 10% faster,
-//! and its cap is the call's wall-clock limit alone.
+//! start, the entry of a function that makes calls), a look at `limit`,
+//! and traps when the watchdog has set it to zero. That is a load, a test
+//! and a branch where control goes back, without the adds of every
+//! stretch and the writes of `used` around calls; a module runs about 10%
+//! faster, and its cap is the call's wall-clock limit alone.
 //!
 //! Why a rewrite of the module's bytes and not a compiler middleware (this
 //! module was one until 2026-12-03): a middleware cannot add locals, so the
@@ -87,19 +90,28 @@ fn features() -> WasmFeatures {
 /// Returns `wasm` with `metering` added, or why it cannot be: the
 /// module is invalid, or uses an operator the metering does not know.
 pub(crate) fn instrument(wasm: &[u8], metering: Metering) -> Result<Vec<u8>, String> {
+    instrument_on(wasm, metering, std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// [`instrument`], with the function bodies of a large module rewritten
+/// on up to `threads` threads.
+fn instrument_on(wasm: &[u8], metering: Metering, threads: usize) -> Result<Vec<u8>, String> {
     Validator::new_with_features(features()).validate_all(wasm).map_err(|error| error.to_string())?;
     let layout = Layout::read(wasm).map_err(|error| error.to_string())?;
-    let mut rewrite = Rewrite { layout, metering, defined_functions: 0, globals_added: false, exports_added: false };
+    let mut rewrite =
+        Rewrite { layout, metering, threads, defined_functions: 0, globals_added: false, exports_added: false };
     let mut module = wasm_encoder::Module::new();
     rewrite.parse_core_module(&mut module, Parser::new(0), wasm).map_err(|error| error.to_string())?;
     Ok(module.finish())
 }
 
 /// What the rewrite needs to know of a module before it starts writing.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Layout {
     /// For each type index, its parameter count (0 for non-function types).
     type_params: Vec<u32>,
+    /// For each type index, its results (none for non-function types).
+    type_results: Vec<Vec<wasmparser::ValType>>,
     /// For each defined function, its type index.
     function_types: Vec<u32>,
     imported_globals: u32,
@@ -114,10 +126,12 @@ impl Layout {
                 Payload::TypeSection(reader) => {
                     for group in reader {
                         for sub_type in group?.types() {
-                            layout.type_params.push(match &sub_type.composite_type.inner {
-                                CompositeInnerType::Func(func) => func.params().len() as u32,
-                                _ => 0,
-                            });
+                            let (params, results) = match &sub_type.composite_type.inner {
+                                CompositeInnerType::Func(func) => (func.params().len() as u32, func.results().to_vec()),
+                                _ => (0, Vec::new()),
+                            };
+                            layout.type_params.push(params);
+                            layout.type_results.push(results);
                         }
                     }
                 }
@@ -146,6 +160,20 @@ impl Layout {
     }
 }
 
+/// Where a check that fails goes.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// A branch this many labels out, to the function's one stop, written
+    /// once after its body: each check is then a compare and a `br_if`,
+    /// one block fewer for the compiler than an `if` holding a stop of its
+    /// own.
+    Branch(u32),
+    /// A stop of its own in an `if`: in a function that returns several
+    /// values, which the block around its body could only name by a type
+    /// the module may not have.
+    Inline,
+}
+
 /// The global indexes and locals one function's metering uses.
 #[derive(Clone, Copy)]
 struct Meter {
@@ -161,6 +189,8 @@ struct Meter {
 struct Rewrite {
     layout: Layout,
     metering: Metering,
+    /// Threads a large module's function bodies are rewritten on.
+    threads: usize,
     defined_functions: usize,
     globals_added: bool,
     exports_added: bool,
@@ -272,17 +302,22 @@ fn track_labels(labels: &mut Vec<bool>, operator: &Operator) {
     }
 }
 
-/// Whether any target of a `br_table` goes back to a loop's start or
-/// leaves the function.
-fn any_goes_back_or_out(
-    labels: &[bool],
+/// Whether any target of a `br_table` is one `wanted` holds for.
+fn any_target(
     targets: &wasmparser::BrTable<'_>,
+    wanted: impl Fn(u32) -> bool,
 ) -> Result<bool, wasmparser::BinaryReaderError> {
-    let mut any = goes_back_or_out(labels, targets.default());
+    let mut any = wanted(targets.default());
     for target in targets.targets() {
-        any |= goes_back_or_out(labels, target?);
+        any |= wanted(target?);
     }
     Ok(any)
+}
+
+/// Whether a branch `relative_depth` labels out goes back to a loop's
+/// start: where the deadline looks.
+fn goes_back(labels: &[bool], relative_depth: u32) -> bool {
+    labels.len().checked_sub(1 + relative_depth as usize).is_some_and(|index| labels[index])
 }
 
 /// Whether a branch `relative_depth` labels out leaves the function.
@@ -330,6 +365,17 @@ fn ends_stretch(labels: &[bool], operator: &Operator) -> bool {
         | Operator::Unreachable => true,
         _ => false,
     }
+}
+
+/// Whether `body` calls a function, directly or through a table.
+fn makes_calls(body: &wasmparser::FunctionBody<'_>) -> Result<bool, wasmparser::BinaryReaderError> {
+    let mut operators = body.get_operators_reader()?;
+    while !operators.eof() {
+        if matches!(operators.read()?, Operator::Call { .. } | Operator::CallIndirect { .. }) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The cost of each stretch of `body`, in the order they start: one unit
@@ -396,9 +442,9 @@ impl Meter {
     /// control leaves the function or calls, which reads `used`. Neither
     /// sum can overflow: costs are below 2^32 a block and the host keeps
     /// limits below 2^62.
-    fn check(&self, function: &mut Function) {
+    fn check(&self, function: &mut Function, stop: Stop) {
         self.store(function);
-        self.check_loop(function);
+        self.check_loop(function, stop);
     }
 
     /// `if fuel > limit { used = fuel; exhausted = 1; trap }`: at a branch
@@ -408,37 +454,49 @@ impl Meter {
     /// of its own accord writes it first (see `Operator::Unreachable`), so
     /// only a trap of the machine's (an access out of bounds, a division
     /// by zero), which fails the batch, leaves the count a loop short.
-    fn check_loop(&self, function: &mut Function) {
+    fn check_loop(&self, function: &mut Function, stop: Stop) {
         function
             .instruction(&Instruction::LocalGet(self.fuel))
             .instruction(&Instruction::GlobalGet(self.limit))
-            .instruction(&Instruction::I64GtS)
-            .instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
-        self.store(function);
-        self.stop_exhausted(function);
+            .instruction(&Instruction::I64GtS);
+        self.stop_if(function, stop, Metering::Fuel);
     }
 
     /// `if limit == 0 { exhausted = 1; trap }`: the deadline's look at
     /// whether the watchdog has stopped the call.
-    fn check_deadline(&self, function: &mut Function) {
-        function
-            .instruction(&Instruction::GlobalGet(self.limit))
-            .instruction(&Instruction::I64Eqz)
-            .instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
-        self.stop_exhausted(function);
+    fn check_deadline(&self, function: &mut Function, stop: Stop) {
+        function.instruction(&Instruction::GlobalGet(self.limit)).instruction(&Instruction::I64Eqz);
+        self.stop_if(function, stop, Metering::Deadline);
     }
 
-    /// `exhausted = 1; trap`, closing the `if` a check opened.
-    fn stop_exhausted(&self, function: &mut Function) {
+    /// Stops the module if the condition on top of the stack holds: by a
+    /// branch to the function's stop, or by a stop of its own.
+    fn stop_if(&self, function: &mut Function, stop: Stop, metering: Metering) {
+        match stop {
+            Stop::Branch(depth) => {
+                function.instruction(&Instruction::BrIf(depth));
+            }
+            Stop::Inline => {
+                function.instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
+                self.stop(function, metering);
+                function.instruction(&Instruction::End);
+            }
+        }
+    }
+
+    /// `used = fuel` (under fuel), `exhausted = 1; trap`.
+    fn stop(&self, function: &mut Function, metering: Metering) {
+        if metering == Metering::Fuel {
+            self.store(function);
+        }
         function
             .instruction(&Instruction::I32Const(1))
             .instruction(&Instruction::GlobalSet(self.exhausted))
-            .instruction(&Instruction::Unreachable)
-            .instruction(&Instruction::End);
+            .instruction(&Instruction::Unreachable);
     }
 
     /// Prices the length on top of the stack, leaving it there.
-    fn charge_length(&self, function: &mut Function) {
+    fn charge_length(&self, function: &mut Function, stop: Stop) {
         function
             .instruction(&Instruction::LocalTee(self.length))
             .instruction(&Instruction::I64ExtendI32U)
@@ -447,7 +505,7 @@ impl Meter {
             .instruction(&Instruction::LocalGet(self.fuel))
             .instruction(&Instruction::I64Add)
             .instruction(&Instruction::LocalSet(self.fuel));
-        self.check(function);
+        self.check(function, stop);
         function.instruction(&Instruction::LocalGet(self.length));
     }
 }
@@ -482,9 +540,23 @@ struct Body {
     labels: Vec<bool>,
     /// What each stretch not yet started costs, in order (fuel only).
     stretch_costs: std::vec::IntoIter<u64>,
+    /// Whether the body is held in a block, after which the function's one
+    /// stop is written (see [`Stop`]).
+    shared_stop: bool,
 }
 
 impl Body {
+    /// Where a check written here goes when it fails: past the open
+    /// labels and the block around the body (and, in a copy of a counted
+    /// loop, the `if` that holds the copies) to the function's stop.
+    fn stop(&self, written: Written) -> Stop {
+        if !self.shared_stop {
+            return Stop::Inline;
+        }
+        let in_copy = matches!(written, Written::Twice { .. });
+        Stop::Branch(self.labels.len() as u32 + 1 + u32::from(in_copy))
+    }
+
     /// Pays for the stretch that starts here (fuel only).
     fn start_stretch(&mut self) {
         if self.metering == Metering::Fuel {
@@ -553,6 +625,7 @@ impl Rewrite {
         written: Written,
     ) -> Result<bool, reencode::Error<String>> {
         let checks = !matches!(written, Written::Twice { unchecked: true, .. });
+        let stop = body.stop(written);
         let labels = &body.labels;
         let meter = body.meter;
         let function = &mut body.function;
@@ -562,10 +635,12 @@ impl Rewrite {
             Metering::Deadline => {
                 let looks = match &operator {
                     Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
-                        goes_back_or_out(labels, *relative_depth)
+                        goes_back(labels, *relative_depth)
                     }
-                    Operator::BrTable { targets } => any_goes_back_or_out(labels, targets)?,
-                    Operator::Call { .. } | Operator::CallIndirect { .. } => true,
+                    Operator::BrTable { targets } => any_target(targets, |depth| goes_back(labels, depth))?,
+                    // Looked at where they arrive, by the callee (see
+                    // `parse_function_body`).
+                    Operator::Call { .. } | Operator::CallIndirect { .. } => false,
                     // The same operators the fuel refuses: a way of leaving or
                     // repeating code the deadline would not look at.
                     other if ends_block(other) && !is_structured(other) => {
@@ -576,7 +651,7 @@ impl Rewrite {
                     _ => false,
                 };
                 if looks && checks {
-                    meter.check_deadline(function);
+                    meter.check_deadline(function, stop);
                 }
             }
             Metering::Fuel => {
@@ -587,7 +662,7 @@ impl Rewrite {
                     // ends so): the host charges the batch what it spent.
                     meter.store(function);
                 } else if is_bulk(&operator) {
-                    meter.charge_length(function);
+                    meter.charge_length(function, stop);
                 } else if ends_block(&operator) {
                     match &operator {
                         // Control only falls through, or goes forward: checked
@@ -597,19 +672,20 @@ impl Rewrite {
                         Operator::End | Operator::Return => meter.store(function),
                         Operator::Br { relative_depth } | Operator::BrIf { relative_depth } if checks => {
                             if goes_out(labels, *relative_depth) {
-                                meter.check(function);
+                                meter.check(function, stop);
                             } else if goes_back_or_out(labels, *relative_depth) {
-                                meter.check_loop(function);
+                                meter.check_loop(function, stop);
                             }
                         }
                         Operator::BrTable { targets } if checks => {
-                            if any_goes_back_or_out(labels, targets)? {
-                                meter.check(function);
+                            if any_target(targets, |depth| goes_back_or_out(labels, depth))? {
+                                meter.check(function, stop);
                             }
                         }
                         Operator::Br { .. } | Operator::BrIf { .. } | Operator::BrTable { .. } => {}
+                        // The callee compares (see `parse_function_body`).
                         Operator::Call { .. } | Operator::CallIndirect { .. } => {
-                            meter.check(function);
+                            meter.store(function);
                             reload_after = true;
                         }
                         other => {
@@ -767,15 +843,105 @@ impl Reencode for Rewrite {
         Ok(())
     }
 
+    fn parse_code_section(
+        &mut self,
+        code: &mut wasm_encoder::CodeSection,
+        section: wasmparser::CodeSectionReader<'_>,
+    ) -> Result<(), reencode::Error<String>> {
+        let bodies = section.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let first = self.defined_functions;
+        self.defined_functions += bodies.len();
+        for function in self.rewrite_functions(first, &bodies)? {
+            code.function(&function);
+        }
+        Ok(())
+    }
+
     fn parse_function_body(
         &mut self,
         code: &mut wasm_encoder::CodeSection,
         body: wasmparser::FunctionBody<'_>,
     ) -> Result<(), reencode::Error<String>> {
-        let type_index = self.layout.function_types.get(self.defined_functions).copied();
+        let function = self.rewrite_function(self.defined_functions, &body)?;
         self.defined_functions += 1;
-        let params = type_index
-            .and_then(|index| self.layout.type_params.get(index as usize).copied())
+        code.function(&function);
+        Ok(())
+    }
+}
+
+/// Bytes of function bodies below which a module is rewritten on one
+/// thread: starting threads would cost more than they save.
+const PARALLEL_REWRITE_BYTES: usize = 256 << 10;
+
+impl Rewrite {
+    /// The defined functions `first`, `first + 1`... with their metering, in
+    /// order. A large module's are rewritten on `threads` threads (as many
+    /// as there are cores), each a run of functions of about the same size
+    /// (the regex scrubber's rewrite is a tenth of its compile).
+    fn rewrite_functions(
+        &self,
+        first: usize,
+        bodies: &[wasmparser::FunctionBody<'_>],
+    ) -> Result<Vec<Function>, reencode::Error<String>> {
+        let total: usize = bodies.iter().map(|body| body.as_bytes().len()).sum();
+        let threads = self.threads.min(bodies.len());
+        let mut worker = self.worker();
+        if total < PARALLEL_REWRITE_BYTES || threads < 2 {
+            return bodies.iter().enumerate().map(|(n, body)| worker.rewrite_function(first + n, body)).collect();
+        }
+        // Runs of about `total / threads` bytes each, in order.
+        let mut runs = Vec::with_capacity(threads);
+        let (mut start, mut bytes) = (0, 0);
+        for (n, body) in bodies.iter().enumerate() {
+            bytes += body.as_bytes().len();
+            if bytes * threads >= total * (runs.len() + 1) || n + 1 == bodies.len() {
+                runs.push(start..n + 1);
+                start = n + 1;
+            }
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = runs
+                .into_iter()
+                .map(|run| {
+                    let mut worker = self.worker();
+                    scope.spawn(move || {
+                        run.map(|n| worker.rewrite_function(first + n, &bodies[n])).collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            let mut functions = Vec::with_capacity(bodies.len());
+            for handle in handles {
+                let run = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                functions.extend(run);
+            }
+            Ok(functions)
+        })
+    }
+
+    /// A rewrite of function bodies alone, for a thread of its own.
+    fn worker(&self) -> Rewrite {
+        Rewrite {
+            layout: self.layout.clone(),
+            metering: self.metering,
+            threads: 1,
+            defined_functions: 0,
+            globals_added: true,
+            exports_added: true,
+        }
+    }
+
+    /// Defined function `index`, whose body is `body`, with its metering.
+    fn rewrite_function(
+        &mut self,
+        index: usize,
+        body: &wasmparser::FunctionBody<'_>,
+    ) -> Result<Function, reencode::Error<String>> {
+        let type_index = self.layout.function_types.get(index).copied();
+        let (params, results) = type_index
+            .and_then(|index| {
+                let index = index as usize;
+                Some((*self.layout.type_params.get(index)?, self.layout.type_results.get(index)?.clone()))
+            })
             .ok_or_else(|| reencode::Error::UserError("a function body without a type".to_string()))?;
         let mut locals = Vec::new();
         let mut local_count = params;
@@ -791,7 +957,7 @@ impl Reencode for Rewrite {
         // Each stretch is paid for as it starts, so the costs are found
         // first, in a pass of their own over the same operators.
         let stretch_costs = match self.metering {
-            Metering::Fuel => stretch_costs(&body)?,
+            Metering::Fuel => stretch_costs(body)?,
             Metering::Deadline => Vec::new(),
         };
         let mut writer = Body {
@@ -800,12 +966,42 @@ impl Reencode for Rewrite {
             function: Function::new(locals),
             labels: Vec::new(),
             stretch_costs: stretch_costs.into_iter(),
+            shared_stop: results.len() <= 1,
         };
-        if self.metering == Metering::Fuel {
-            meter.load(&mut writer.function);
+        // The body goes in a block that returns what the function does,
+        // inside a block whose end is the function's stop: a failed check
+        // branches out of both.
+        if writer.shared_stop {
+            let returns = match results.first() {
+                Some(result) => wasm_encoder::BlockType::Result(self.val_type(*result)?),
+                None => wasm_encoder::BlockType::Empty,
+            };
+            writer.function.instruction(&Instruction::Block(wasm_encoder::BlockType::Empty));
+            writer.function.instruction(&Instruction::Block(returns));
+        }
+        // Calls are looked at as they arrive: in the functions that make
+        // calls, which every recursion passes through. A function that
+        // makes none runs in a time bounded by its size, its loops aside,
+        // which are looked at anyway; allocators and small helpers are most
+        // of those, and their callers no longer look on their behalf.
+        let looks_on_entry = makes_calls(body)?;
+        let stop = writer.stop(Written::Once);
+        match self.metering {
+            Metering::Fuel => {
+                // The caller wrote back what it used before the call.
+                meter.load(&mut writer.function);
+                if looks_on_entry {
+                    meter.check_loop(&mut writer.function, stop);
+                }
+            }
+            Metering::Deadline => {
+                if looks_on_entry {
+                    meter.check_deadline(&mut writer.function, stop);
+                }
+            }
         }
         writer.start_stretch();
-        let mut pieces = Pieces::new(&body)?;
+        let mut pieces = Pieces::new(body)?;
         while let Some(piece) = pieces.next()? {
             match piece {
                 Piece::Operator(operator) => {
@@ -816,14 +1012,22 @@ impl Reencode for Rewrite {
                 Piece::Counted(counted, operators) => self.counted_loop(&mut writer, &counted, operators)?,
             }
         }
-        code.function(&writer.function);
-        Ok(())
+        if writer.shared_stop {
+            // The body's own `end` closed its block: what it left on the
+            // stack is returned, and the stop follows.
+            writer.function.instruction(&Instruction::Return);
+            writer.function.instruction(&Instruction::End);
+            meter.stop(&mut writer.function, self.metering);
+            writer.function.instruction(&Instruction::End);
+        }
+        Ok(writer.function)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use wasmer::{Instance, Module, Store, Value, imports};
+    use wasmparser::{Parser, Payload};
 
     use super::{EXHAUSTED_EXPORT, LIMIT_EXPORT, USED_EXPORT, instrument};
     use crate::Metering;
@@ -1020,6 +1224,63 @@ mod tests {
                 assert!(!ran.trapped, "{metering:?} on {limit}");
                 assert_eq!(ran.returned, Some(expected), "{metering:?} on {limit}");
             }
+        }
+    }
+
+    #[test]
+    fn a_large_module_is_rewritten_on_several_threads_as_on_one() {
+        let wasm = dev_support::wasm("regex-scrubbing");
+        let bodies: usize = Parser::new(0)
+            .parse_all(&wasm)
+            .filter_map(|payload| match payload.unwrap() {
+                Payload::CodeSectionStart { size, .. } => Some(size as usize),
+                _ => None,
+            })
+            .sum();
+        assert!(bodies > super::PARALLEL_REWRITE_BYTES, "the module is too small to be split ({bodies} bytes)");
+        for metering in [Metering::Fuel, Metering::Deadline] {
+            let alone = super::instrument_on(&wasm, metering, 1).unwrap();
+            for threads in [2, 3, 7] {
+                assert!(super::instrument_on(&wasm, metering, threads).unwrap() == alone, "{threads} threads differ");
+            }
+        }
+    }
+
+    #[test]
+    fn recursion_through_other_functions_and_tables_is_stopped() {
+        // `run` calls `$a`, which calls `$b` through the table, which calls
+        // `$a`: the look happens in the callees, as they are entered.
+        let wat = r#"(module
+            (type $void (func))
+            (table 1 funcref)
+            (elem (i32.const 0) $b)
+            (func $a (call_indirect (type $void) (i32.const 0)))
+            (func $b (call $a))
+            (func (export "run") (call $a)))"#;
+        let ran = run_metered(wat, 0, Metering::Deadline);
+        assert!(ran.trapped && ran.exhausted, "the deadline did not stop it");
+        assert!(run(wat, 1000).0, "the fuel did not stop it");
+    }
+
+    #[test]
+    fn functions_that_return_several_values_are_stopped_and_return_them() {
+        // A function of two results has no block to hold its body, and
+        // stops where it looks instead.
+        let endless = r#"(module
+            (func $pair (result i32 i32) (loop $l (br $l)) (i32.const 1) (i32.const 2))
+            (func (export "run") (result i32) (call $pair) (i32.add)))"#;
+        let ran = run_metered(endless, 0, Metering::Deadline);
+        assert!(ran.trapped && ran.exhausted);
+        assert!(runs_out_of_fuel(endless));
+        let finite = r#"(module
+            (func $pair (param $n i32) (result i32 i32)
+                (loop $l (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
+                (i32.const 40) (i32.const 2))
+            (func (export "run") (result i32) (call $pair (i32.const 10)) (i32.add)))"#;
+        for metering in [Metering::Deadline, Metering::Fuel] {
+            let ran = run_metered(finite, 1_000_000, metering);
+            assert_eq!(ran.returned, Some(42));
+            assert!(!ran.trapped);
         }
     }
 
