@@ -438,8 +438,9 @@ impl Meter {
         function.instruction(&Instruction::GlobalGet(self.used)).instruction(&Instruction::LocalSet(self.fuel));
     }
 
-    /// `used = fuel; if fuel > limit { exhausted = 1; trap }`: where
-    /// control leaves the function or calls, which reads `used`. Neither
+    /// `used = fuel; if fuel > limit { exhausted = 1; trap }`: where a
+    /// branch leaves the function, whose caller reads `used`, and before a
+    /// bulk operation. Neither
     /// sum can overflow: costs are below 2^32 a block and the host keeps
     /// limits below 2^62.
     fn check(&self, function: &mut Function, stop: Stop) {
