@@ -20,8 +20,13 @@ struct Cached {
     wasm: Arc<[u8]>,
     /// The wasm's fingerprint, kept so that eviction need not compute it again.
     print: Fingerprint,
-    /// Bytes of compiled code (the size of its serialized artifact).
+    /// Bytes of compiled code (the size of its serialized artifact, once
+    /// known) and of the wasm.
     bytes: u64,
+    /// Whether `bytes` counts the compiled code yet: a freshly compiled
+    /// module's is counted when the compile's thread has serialized it,
+    /// after its load returned ([`ModuleCache::add_compiled_bytes`]).
+    compiled_counted: bool,
     last_used: u64,
 }
 
@@ -45,11 +50,25 @@ pub(crate) struct ModuleCache {
     by_fingerprint: HashMap<Fingerprint, Vec<[u8; 32]>>,
     total: u64,
     clock: u64,
+    /// Compiled sizes that came before their module was cached (its load
+    /// was still checking it), by hash. A module whose checks fail never
+    /// comes for its size, so these are few, and cleared if they pile up.
+    early_sizes: HashMap<[u8; 32], u64>,
 }
+
+/// Most compiled sizes kept for modules not cached yet.
+const MOST_EARLY_SIZES: usize = 64;
 
 impl ModuleCache {
     pub(crate) fn new(budget: u64) -> ModuleCache {
-        ModuleCache { budget, entries: HashMap::new(), by_fingerprint: HashMap::new(), total: 0, clock: 0 }
+        ModuleCache {
+            budget,
+            entries: HashMap::new(),
+            by_fingerprint: HashMap::new(),
+            total: 0,
+            clock: 0,
+            early_sizes: HashMap::new(),
+        }
     }
 
     pub(crate) fn get(&mut self, hash: &[u8; 32]) -> Option<&SmartModule> {
@@ -73,17 +92,53 @@ impl ModuleCache {
     /// cache is within budget. The module just added always stays, so a
     /// module larger than the whole budget still loads (its instances hold
     /// it; the cache just forgets it sooner). The wasm kept beside each
-    /// module counts against the budget with its compiled code.
-    pub(crate) fn insert(&mut self, hash: [u8; 32], module: SmartModule, wasm: &[u8], compiled_bytes: u64) {
+    /// module counts against the budget with its compiled code, whose size
+    /// is given here when it is known (a module read from the disk cache)
+    /// and later otherwise.
+    pub(crate) fn insert(&mut self, hash: [u8; 32], module: SmartModule, wasm: &[u8], compiled_bytes: Option<u64>) {
         self.clock += 1;
-        let bytes = compiled_bytes + wasm.len() as u64;
+        let compiled_bytes = compiled_bytes.or_else(|| self.early_sizes.remove(&hash));
+        let bytes = compiled_bytes.unwrap_or(0) + wasm.len() as u64;
         let print = fingerprint(wasm);
-        let entry = Cached { module, wasm: Arc::from(wasm), print, bytes, last_used: self.clock };
+        let entry = Cached {
+            module,
+            wasm: Arc::from(wasm),
+            print,
+            bytes,
+            compiled_counted: compiled_bytes.is_some(),
+            last_used: self.clock,
+        };
         match self.entries.insert(hash, entry) {
             Some(old) => self.total -= old.bytes,
             None => self.by_fingerprint.entry(print).or_default().push(hash),
         }
         self.total += bytes;
+        self.evict_over_budget(hash);
+    }
+
+    /// Counts the compiled code of module `hash`, serialized after its load
+    /// returned, and evicts others if that takes the cache over budget.
+    pub(crate) fn add_compiled_bytes(&mut self, hash: [u8; 32], compiled_bytes: u64) {
+        match self.entries.get_mut(&hash) {
+            Some(entry) if !entry.compiled_counted => {
+                entry.bytes += compiled_bytes;
+                entry.compiled_counted = true;
+                self.total += compiled_bytes;
+                self.evict_over_budget(hash);
+            }
+            Some(_) => {}
+            None => {
+                if self.early_sizes.len() >= MOST_EARLY_SIZES {
+                    self.early_sizes.clear();
+                }
+                self.early_sizes.insert(hash, compiled_bytes);
+            }
+        }
+    }
+
+    /// Evicts the least recently used modules other than `hash` until the
+    /// cache is within budget.
+    fn evict_over_budget(&mut self, hash: [u8; 32]) {
         while self.total > self.budget {
             let Some(oldest) =
                 self.entries.iter().filter(|(h, _)| **h != hash).min_by_key(|(_, e)| e.last_used).map(|(h, _)| *h)
@@ -184,11 +239,62 @@ impl Gate {
     pub(crate) fn peak(&self) -> usize {
         self.state.lock().expect("gate lock").peak
     }
+
+    /// Waits until the gate has no holder.
+    pub(crate) fn wait_empty(&self) {
+        let mut state = self.state.lock().expect("gate lock");
+        while state.inside > 0 {
+            state = self.freed.wait(state).expect("gate lock");
+        }
+    }
 }
 
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
         self.0.state.lock().expect("gate lock").inside -= 1;
-        self.0.freed.notify_one();
+        // Those waiting for a place and those waiting for none.
+        self.0.freed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ModuleCache;
+    use crate::SmartEngine;
+
+    #[test]
+    fn compiled_sizes_count_whether_they_come_before_or_after_their_module() {
+        let wasm = dev_support::wasm("uppercase-map");
+        let engine = SmartEngine::new();
+        let module = engine.load("m", &wasm).unwrap();
+        let (first, second) = ([1; 32], [2; 32]);
+        let mut cache = ModuleCache::new(u64::MAX);
+        // After: the module is cached first, counted with its wasm alone.
+        cache.insert(first, module.clone(), &wasm, None);
+        assert_eq!(cache.bytes(), wasm.len() as u64);
+        cache.add_compiled_bytes(first, 1000);
+        assert_eq!(cache.bytes(), wasm.len() as u64 + 1000);
+        // Counted once: a second report changes nothing.
+        cache.add_compiled_bytes(first, 1000);
+        assert_eq!(cache.bytes(), wasm.len() as u64 + 1000);
+        // Before: the size waits for its module.
+        cache.add_compiled_bytes(second, 500);
+        assert_eq!(cache.bytes(), wasm.len() as u64 + 1000);
+        cache.insert(second, module, &wasm, None);
+        assert_eq!(cache.bytes(), 2 * wasm.len() as u64 + 1500);
+    }
+
+    #[test]
+    fn a_compiled_size_that_arrives_late_evicts_what_no_longer_fits() {
+        let wasm = dev_support::wasm("uppercase-map");
+        let module = SmartEngine::new().load("m", &wasm).unwrap();
+        let budget = 2 * wasm.len() as u64 + 100;
+        let mut cache = ModuleCache::new(budget);
+        cache.insert([1; 32], module.clone(), &wasm, None);
+        cache.insert([2; 32], module, &wasm, None);
+        assert_eq!(cache.len(), 2);
+        cache.add_compiled_bytes([2; 32], 1000);
+        assert_eq!(cache.len(), 1, "the older module is evicted");
+        assert!(cache.get(&[2; 32]).is_some(), "the module whose size came stays");
     }
 }

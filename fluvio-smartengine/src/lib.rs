@@ -172,7 +172,7 @@ impl SmartEngine {
         }
         self.check_structure(name, wasm)?;
         self.check_tables(name, wasm)?;
-        let (module, engine, compiled_bytes) = self.compile(name, &hash, wasm)?;
+        let (module, engine, compiled_bytes) = self.compile(name, hash, wasm)?;
         let Inspected { abi, kind, has_init, has_look_back } = inspect(&module)?;
         self.check_memory(name, &module)?;
         let loaded = SmartModule {
@@ -270,9 +270,21 @@ impl SmartEngine {
     }
 
     /// Bytes of compiled code, and of the wasm kept beside it, in the
-    /// in-memory cache.
+    /// in-memory cache. A module just compiled has its code counted once
+    /// its compile's thread has measured it, shortly after its load
+    /// returned (see [`wait_for_compile_threads`](Self::wait_for_compile_threads)).
     pub fn cached_bytes(&self) -> u64 {
         self.inner.cache.lock().expect("cache lock").bytes()
+    }
+
+    /// Waits until no compile's thread is at work. A load returns as soon
+    /// as its module is compiled and checked; its thread then serializes
+    /// the compiled code, counts its size in the in-memory cache and, with
+    /// a disk cache, writes it there (the serializing alone was 4% of the
+    /// largest module's load). What that thread does after is done when
+    /// this returns.
+    pub fn wait_for_compile_threads(&self) {
+        self.inner.compile_gate.wait_empty();
     }
 
     /// The most modules this engine has compiled at the same time (at most
@@ -289,7 +301,8 @@ impl SmartEngine {
 
     /// Compiles (or loads from the disk cache) and returns the module with
     /// the engine its instances must run on, and the size of its compiled
-    /// code.
+    /// code when it was read from the disk cache (a compile's thread counts
+    /// it in the cache itself, after this returns).
     /// Calls `hook` with the module's name and the time the compiler took,
     /// after each compilation (not for modules found in a cache). Set once;
     /// later calls are ignored.
@@ -297,7 +310,12 @@ impl SmartEngine {
         let _ = self.inner.compile_hook.set(Box::new(hook));
     }
 
-    fn compile(&self, name: &str, hash: &[u8; 32], wasm: &[u8]) -> Result<(Module, wasmer::Engine, u64), EngineError> {
+    fn compile(
+        &self,
+        name: &str,
+        hash: [u8; 32],
+        wasm: &[u8],
+    ) -> Result<(Module, wasmer::Engine, Option<u64>), EngineError> {
         let artifact_path = self.inner.cache_dir.as_ref().map(|dir| {
             let mut key = Sha256::new();
             key.update(ARTIFACT_FORMAT);
@@ -318,7 +336,7 @@ impl SmartEngine {
             match unsafe { Module::deserialize(&self.inner.wasmer, bytes) } {
                 Ok(module) => {
                     cache::touch(path);
-                    return Ok((module, self.inner.wasmer.clone(), compiled_bytes));
+                    return Ok((module, self.inner.wasmer.clone(), Some(compiled_bytes)));
                 }
                 Err(error) => {
                     tracing::warn!(path = %path.display(), %error, "ignoring unreadable compiled-module cache entry")
@@ -326,22 +344,11 @@ impl SmartEngine {
             }
         }
         let started = std::time::Instant::now();
-        let (module, engine) = self.compile_in_time(name, wasm)?;
+        let (module, engine) = self.compile_in_time(name, hash, wasm, artifact_path)?;
         if let Some(hook) = self.inner.compile_hook.get() {
             hook(name, started.elapsed());
         }
-        let artifact = module.serialize().map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })?;
-        let compiled_bytes = artifact.len() as u64;
-        if let Some(path) = &artifact_path {
-            if let Err(error) = write_artifact(&artifact, path) {
-                tracing::warn!(path = %path.display(), %error, "could not write compiled-module cache entry");
-            } else if let Some(dir) = path.parent()
-                && let Err(error) = cache::trim_disk_cache(dir, self.inner.limits.cache_bytes, path)
-            {
-                tracing::warn!(dir = %dir.display(), %error, "could not trim the compiled-module cache");
-            }
-        }
-        Ok((module, engine, compiled_bytes))
+        Ok((module, engine, None))
     }
 
     /// Meters and compiles `wasm` on a thread of its own, once a compile
@@ -349,8 +356,16 @@ impl SmartEngine {
     /// The compiler cannot be stopped midway: past the deadline the caller
     /// gets its error at once while the thread finishes, still holding its
     /// compile place, so a module that compiles too long never takes more
-    /// than one core from the others.
-    fn compile_in_time(&self, name: &str, wasm: &[u8]) -> Result<(Module, wasmer::Engine), EngineError> {
+    /// than one core from the others. Once the caller has the module, the
+    /// thread goes on with its artifact ([`EngineInner::keep_artifact`]),
+    /// still in its place.
+    fn compile_in_time(
+        &self,
+        name: &str,
+        hash: [u8; 32],
+        wasm: &[u8],
+        artifact_path: Option<PathBuf>,
+    ) -> Result<(Module, wasmer::Engine), EngineError> {
         let (started_tx, started) = std::sync::mpsc::sync_channel::<()>(1);
         let (done_tx, done) = std::sync::mpsc::sync_channel(1);
         let inner = Arc::clone(&self.inner);
@@ -369,7 +384,13 @@ impl SmartEngine {
                             .map_err(|error| EngineError::InvalidWasm { reason: error.to_string() })
                     })
                     .map(|module| (module, engine));
-                let _ = done_tx.send(compiled);
+                let module = compiled.as_ref().ok().map(|(module, _)| module.clone());
+                // A caller that gave up waiting wants no artifact either.
+                if done_tx.send(compiled).is_ok()
+                    && let Some(module) = module
+                {
+                    inner.keep_artifact(&module, hash, artifact_path.as_deref());
+                }
             })
             .map_err(|error| EngineError::WorkerGone { reason: format!("could not be started to compile: {error}") })?;
         let gone = || EngineError::WorkerGone { reason: "that compiled the module panicked".into() };
@@ -381,6 +402,31 @@ impl SmartEngine {
                 limit_ms: self.inner.limits.compile_time.as_millis() as u64,
             }),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(gone()),
+        }
+    }
+}
+
+impl EngineInner {
+    /// Serializes a module just compiled, counts its size in the in-memory
+    /// cache, and writes it to the disk cache, if there is one. Failures
+    /// cost only the cache: they are logged.
+    fn keep_artifact(&self, module: &Module, hash: [u8; 32], artifact_path: Option<&Path>) {
+        let artifact = match module.serialize() {
+            Ok(artifact) => artifact,
+            Err(error) => {
+                tracing::warn!(%error, "could not serialize a compiled module; its code goes uncounted and uncached");
+                return;
+            }
+        };
+        self.cache.lock().expect("cache lock").add_compiled_bytes(hash, artifact.len() as u64);
+        if let Some(path) = artifact_path {
+            if let Err(error) = write_artifact(&artifact, path) {
+                tracing::warn!(path = %path.display(), %error, "could not write compiled-module cache entry");
+            } else if let Some(dir) = path.parent()
+                && let Err(error) = cache::trim_disk_cache(dir, self.limits.cache_bytes, path)
+            {
+                tracing::warn!(dir = %dir.display(), %error, "could not trim the compiled-module cache");
+            }
         }
     }
 }

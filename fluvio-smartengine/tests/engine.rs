@@ -481,6 +481,8 @@ fn compiled_modules_are_cached_on_disk_across_engines() {
     let first = SmartEngine::with_config(Limits::default(), Some(dir.clone()));
     first.load("m", &bytes).unwrap();
     assert_eq!(first.compilations(), 1);
+    // The compile's thread writes the cache entry after the load returned.
+    first.wait_for_compile_threads();
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 
     let second = SmartEngine::with_config(Limits::default(), Some(dir.clone()));
@@ -496,6 +498,7 @@ fn compiled_modules_are_cached_on_disk_across_engines() {
     let third = SmartEngine::with_config(Limits::default(), Some(dir.clone()));
     third.load("m", &bytes).unwrap();
     assert_eq!(third.compilations(), 1);
+    third.wait_for_compile_threads();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -511,7 +514,12 @@ fn the_module_caches_hold_at_most_their_byte_budget_least_recently_used_first() 
         .map(|name| {
             let engine = SmartEngine::new();
             engine.load(name, &wasm(name)).unwrap();
-            engine.cached_bytes()
+            // The compiled code is counted once the compile's thread has
+            // serialized it.
+            engine.wait_for_compile_threads();
+            let bytes = engine.cached_bytes();
+            assert!(bytes > 2 * wasm(name).len() as u64, "{name}'s compiled code is not counted: {bytes} bytes");
+            bytes
         })
         .collect();
     let mut sorted = sizes.clone();
@@ -521,6 +529,7 @@ fn the_module_caches_hold_at_most_their_byte_budget_least_recently_used_first() 
     let engine = SmartEngine::with_config(Limits { cache_bytes: budget, ..Limits::default() }, Some(dir.clone()));
     for name in names {
         engine.load(name, &wasm(name)).unwrap();
+        engine.wait_for_compile_threads();
     }
     assert!(engine.cached_bytes() <= budget, "{} cached bytes against a budget of {budget}", engine.cached_bytes());
     assert!(engine.cached_modules() < names.len());
