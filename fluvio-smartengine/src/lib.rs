@@ -280,7 +280,7 @@ impl SmartEngine {
     /// Waits until no compile's thread is at work. A load returns as soon
     /// as its module is compiled and checked; its thread then serializes
     /// the compiled code, counts its size in the in-memory cache and, with
-    /// a disk cache, writes it there (the serializing alone was 4% of the
+    /// a disk cache, writes it there (the serializing alone was 2% of the
     /// largest module's load). What that thread does after is done when
     /// this returns.
     pub fn wait_for_compile_threads(&self) {
@@ -299,10 +299,6 @@ impl SmartEngine {
         self.inner.compilations.load(Ordering::Relaxed)
     }
 
-    /// Compiles (or loads from the disk cache) and returns the module with
-    /// the engine its instances must run on, and the size of its compiled
-    /// code when it was read from the disk cache (a compile's thread counts
-    /// it in the cache itself, after this returns).
     /// Calls `hook` with the module's name and the time the compiler took,
     /// after each compilation (not for modules found in a cache). Set once;
     /// later calls are ignored.
@@ -310,6 +306,10 @@ impl SmartEngine {
         let _ = self.inner.compile_hook.set(Box::new(hook));
     }
 
+    /// Compiles (or loads from the disk cache) and returns the module with
+    /// the engine its instances must run on, and the size of its compiled
+    /// code when it was read from the disk cache (a compile's thread counts
+    /// it in the cache itself, after this returns).
     fn compile(
         &self,
         name: &str,
