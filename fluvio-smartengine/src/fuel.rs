@@ -640,7 +640,7 @@ impl Rewrite {
                     }
                     Operator::BrTable { targets } => any_target(targets, |depth| goes_back(labels, depth))?,
                     // Looked at where they arrive, by the callee (see
-                    // `parse_function_body`).
+                    // `rewrite_function`).
                     Operator::Call { .. } | Operator::CallIndirect { .. } => false,
                     // The same operators the fuel refuses: a way of leaving or
                     // repeating code the deadline would not look at.
@@ -684,7 +684,7 @@ impl Rewrite {
                             }
                         }
                         Operator::Br { .. } | Operator::BrIf { .. } | Operator::BrTable { .. } => {}
-                        // The callee compares (see `parse_function_body`).
+                        // The callee compares (see `rewrite_function`).
                         Operator::Call { .. } | Operator::CallIndirect { .. } => {
                             meter.store(function);
                             reload_after = true;
@@ -858,6 +858,8 @@ impl Reencode for Rewrite {
         Ok(())
     }
 
+    // Not reached while `parse_code_section` above is: kept so that no
+    // path of the re-encoder ever writes a body without its metering.
     fn parse_function_body(
         &mut self,
         code: &mut wasm_encoder::CodeSection,
