@@ -27,6 +27,7 @@
 //!
 //! Run: `cargo bench -p fluvio-benches --bench jetstream`
 
+use std::cell::RefCell;
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
@@ -62,15 +63,29 @@ async fn start_server(name: &str, jetstream: Option<String>) -> (InProcessServer
     (server, fluvio)
 }
 
-/// Produces the records with one SDK producer. `keyed`: each record is
-/// keyed by its number modulo 64, so that every partition of the topic
-/// fills at once; otherwise they have no key.
-async fn produce(fluvio: &Fluvio, topic: &str, records: usize, keyed: bool) {
+/// The records a produce row sends, made before its timer starts, as the
+/// direct publishes get their batches made: each row times the moving of
+/// data an application already holds, not the making of it (formatting a
+/// million values was a fifth of the produce's CPU in the benchmark's
+/// process). `keyed`: each record is keyed by its number modulo 64, so
+/// that every partition of the topic fills at once; otherwise they have no
+/// key.
+fn records_to_send(records: usize, keyed: bool) -> Vec<(RecordKey, Vec<u8>)> {
+    (0..records)
+        .map(|n| {
+            let key = if keyed { RecordKey::from(format!("key-{}", n % 64)) } else { RecordKey::NULL };
+            (key, value(n))
+        })
+        .collect()
+}
+
+/// Produces the records with one SDK producer, each handed over as an
+/// application hands over its own.
+async fn produce(fluvio: &Fluvio, topic: &str, records: Vec<(RecordKey, Vec<u8>)>) {
     let config = ProducerConfig { batch_bytes: 64 << 10, ..Default::default() };
     let producer = fluvio.topic_producer_with(topic, config).await.unwrap();
-    for n in 0..records {
-        let key = if keyed { RecordKey::from(format!("key-{}", n % 64)) } else { RecordKey::NULL };
-        producer.send(key, value(n)).await.unwrap();
+    for (key, value) in records {
+        producer.send(key, value).await.unwrap();
     }
     producer.flush().await.unwrap();
 }
@@ -102,9 +117,10 @@ async fn publish_directly(js: &jetstream::Context, subject: &str, records: usize
     }
 }
 
-/// The records in the batches the SDK producer makes of them (64 KiB of
-/// record bytes each, counted as the producer counts them).
-fn producer_batches(records: usize) -> Vec<bytes::Bytes> {
+/// The records in batches of `batch_bytes` of record bytes each, counted
+/// as the SDK producer counts them: 64 KiB, the producer's batches, or
+/// 512 KiB, what it coalesces a backlog into.
+fn producer_batches(records: usize, batch_bytes: usize) -> Vec<bytes::Bytes> {
     let mut batches = Vec::new();
     let mut builder = fluvio_protocol::BatchBuilder::new(0, 0);
     let mut counted = 0;
@@ -112,7 +128,7 @@ fn producer_batches(records: usize) -> Vec<bytes::Bytes> {
         let value = value(n);
         counted += value.len() + 32;
         builder.push_value(None, &value);
-        if counted >= 64 << 10 {
+        if counted >= batch_bytes {
             let full = std::mem::replace(&mut builder, fluvio_protocol::BatchBuilder::new(0, 0));
             batches.push(full.finish().into_bytes().into());
             counted = 0;
@@ -168,37 +184,103 @@ async fn read_directly(js: &jetstream::Context, stream_name: &str, records: usiz
     }
 }
 
+/// CPU time spent so far by this process (the SDK producer and the
+/// server in it) and by the NATS nodes, from `/proc`: where a run's time
+/// goes when both cores are busy.
+#[derive(Clone, Copy, Default)]
+struct CpuSpent {
+    own: Duration,
+    nats: Duration,
+}
+
+impl CpuSpent {
+    fn now() -> CpuSpent {
+        // `/proc` counts in USER_HZ, 100 a second on Linux.
+        let ticks = |stat: &str| -> Option<(String, u64)> {
+            let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+            let fields: Vec<&str> = rest.split(' ').collect();
+            let user: u64 = fields.get(11)?.parse().ok()?;
+            let system: u64 = fields.get(12)?.parse().ok()?;
+            Some((name.to_string(), user + system))
+        };
+        let own_pid = std::process::id().to_string();
+        let mut spent = CpuSpent::default();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            let Some((name, ticks)) = ticks(&stat) else { continue };
+            let time = Duration::from_millis(ticks * 10);
+            if entry.file_name().to_str() == Some(own_pid.as_str()) {
+                spent.own += time;
+            } else if name == "nats-server" {
+                spent.nats += time;
+            }
+        }
+        spent
+    }
+
+    fn since(self, before: CpuSpent) -> CpuSpent {
+        CpuSpent { own: self.own.saturating_sub(before.own), nats: self.nats.saturating_sub(before.nats) }
+    }
+}
+
+/// One timed run: how long it took, and the CPU it took.
+#[derive(Clone, Copy)]
+struct Run {
+    elapsed: Duration,
+    cpu: CpuSpent,
+}
+
 /// How long `write` takes on `name`, made before it and removed after it
 /// (neither timed).
 fn timed_between(name: &str, make: &dyn Fn(&str), write: &dyn Fn(&str), remove: &dyn Fn(&str)) -> Duration {
+    timed_run_between(name, make, write, remove).elapsed
+}
+
+/// [`timed_between`], with the CPU the run took.
+fn timed_run_between(name: &str, make: &dyn Fn(&str), write: &dyn Fn(&str), remove: &dyn Fn(&str)) -> Run {
     make(name);
+    let before = CpuSpent::now();
     let start = Instant::now();
     write(name);
     let elapsed = start.elapsed();
+    let cpu = CpuSpent::now().since(before);
     remove(name);
-    elapsed
+    Run { elapsed, cpu }
 }
 
 /// Prints the interleaved rounds' median ratio of the direct publish's
-/// time to the produce's: the share of JetStream's own speed that
-/// producing through the server reaches.
-fn report_interleaved(rounds: &[(Duration, Duration)]) {
+/// time to the produce's (the share of JetStream's own speed that
+/// producing through the server reaches), and the median CPU each kind of
+/// run took in this process and in the NATS nodes.
+fn report_interleaved(rounds: &[(Run, Run)]) {
     if rounds.is_empty() {
         return;
     }
-    let mut shares: Vec<f64> =
-        rounds.iter().map(|(produced, published)| published.as_secs_f64() / produced.as_secs_f64()).collect();
+    let mut shares: Vec<f64> = rounds
+        .iter()
+        .map(|(produced, published)| published.elapsed.as_secs_f64() / produced.elapsed.as_secs_f64())
+        .collect();
     shares.sort_by(f64::total_cmp);
     let at = |quantile: f64| shares[((shares.len() - 1) as f64 * quantile).round() as usize] * 100.0;
+    let median_ms = |cpu: &dyn Fn(&(Run, Run)) -> Duration| {
+        let mut times: Vec<Duration> = rounds.iter().map(cpu).collect();
+        times.sort();
+        times[times.len() / 2].as_millis()
+    };
     eprintln!(
         "produce-via-server-r3-interleaved: {} rounds, produce reaches {:.0}% of the 16-in-flight publish \
-         (median of the rounds; middle half {:.0}% to {:.0}%; lowest {:.0}%, highest {:.0}%)",
+         (median of the rounds; middle half {:.0}% to {:.0}%; lowest {:.0}%, highest {:.0}%); \
+         CPU a run (medians): produce {} ms here and {} ms in the NATS nodes, publish {} ms here and {} ms in the NATS nodes",
         rounds.len(),
         at(0.5),
         at(0.25),
         at(0.75),
         at(0.0),
-        at(1.0)
+        at(1.0),
+        median_ms(&|(produced, _)| produced.cpu.own),
+        median_ms(&|(produced, _)| produced.cpu.nats),
+        median_ms(&|(_, published)| published.cpu.own),
+        median_ms(&|(_, published)| published.cpu.nats),
     );
 }
 
@@ -230,6 +312,8 @@ fn jetstream_backend(c: &mut Criterion) {
             }
             total
         };
+    // The records of the next produce, made with its topic (not timed).
+    let ready: RefCell<Vec<(RecordKey, Vec<u8>)>> = RefCell::default();
     for (id, partitions, keyed) in
         [("produce-via-server-r3", 1, false), ("produce-via-server-r3-3-partitions-keyed", 3, true)]
     {
@@ -246,9 +330,10 @@ fn jetstream_backend(c: &mut Criterion) {
                                 3,
                                 RetentionSpec::default(),
                             ))
-                            .unwrap()
+                            .unwrap();
+                        *ready.borrow_mut() = records_to_send(records, keyed);
                     },
-                    &|topic| runtime.block_on(produce(&on_jetstream, topic, records, keyed)),
+                    &|topic| runtime.block_on(produce(&on_jetstream, topic, ready.take())),
                     &|topic| runtime.block_on(on_jetstream.delete_topic(topic)).unwrap(),
                 )
             })
@@ -279,17 +364,20 @@ fn jetstream_backend(c: &mut Criterion) {
             )
         })
     });
-    let batches = producer_batches(records);
-    for (id, in_flight) in
-        [("publish-batches-directly-one-at-a-time-r3", 1), ("publish-batches-directly-16-in-flight-r3", 16)]
-    {
+    let batches = producer_batches(records, 64 << 10);
+    let large_batches = producer_batches(records, 512 << 10);
+    for (id, batches, in_flight) in [
+        ("publish-batches-directly-one-at-a-time-r3", &batches, 1),
+        ("publish-batches-directly-16-in-flight-r3", &batches, 16),
+        ("publish-512KiB-batches-directly-16-in-flight-r3", &large_batches, 16),
+    ] {
         group.bench_function(id, |b| {
             b.iter_custom(|iterations| {
                 fresh(
                     iterations,
                     "batches",
                     &|name| make_stream(name, "batches"),
-                    &|name| runtime.block_on(publish_batches(&js, &format!("{name}.batches"), &batches, in_flight)),
+                    &|name| runtime.block_on(publish_batches(&js, &format!("{name}.batches"), batches, in_flight)),
                     &remove_stream,
                 )
             })
@@ -303,7 +391,7 @@ fn jetstream_backend(c: &mut Criterion) {
     // A round's ratio spreads from about 60% to 120%: 11 rounds left the
     // median moving from 79% to 97% between runs, so this row runs 20 to
     // 35 rounds (flat sampling: the same number of rounds in every sample).
-    let mut rounds: Vec<(Duration, Duration)> = Vec::new();
+    let mut rounds: Vec<(Run, Run)> = Vec::new();
     let mut round = 0u32;
     group.sampling_mode(SamplingMode::Flat).measurement_time(Duration::from_secs(80));
     group.bench_function("produce-via-server-r3-interleaved", |b| {
@@ -322,19 +410,20 @@ fn jetstream_backend(c: &mut Criterion) {
                 // run pays for both removals of the round before, and the
                 // second ran twice as fast as the first.)
                 let timed_produce = || {
-                    timed_between(
+                    timed_run_between(
                         &topic,
                         &|topic| {
                             runtime
                                 .block_on(on_jetstream.create_replicated_topic(topic, 1, 3, RetentionSpec::default()))
-                                .unwrap()
+                                .unwrap();
+                            *ready.borrow_mut() = records_to_send(records, false);
                         },
-                        &|topic| runtime.block_on(produce(&on_jetstream, topic, records, false)),
+                        &|topic| runtime.block_on(produce(&on_jetstream, topic, ready.take())),
                         &|topic| runtime.block_on(on_jetstream.delete_topic(topic)).unwrap(),
                     )
                 };
                 let timed_publish = || {
-                    timed_between(
+                    timed_run_between(
                         &stream_name,
                         &|name| make_stream(name, "batches"),
                         &|_| runtime.block_on(publish_batches(&js, &subject, &batches, 16)),
@@ -349,7 +438,7 @@ fn jetstream_backend(c: &mut Criterion) {
                     (timed_produce(), published)
                 };
                 rounds.push((produced, published));
-                total += produced;
+                total += produced.elapsed;
             }
             total
         })
@@ -361,8 +450,11 @@ fn jetstream_backend(c: &mut Criterion) {
             fresh(
                 iterations,
                 "local",
-                &|topic| runtime.block_on(on_local.create_topic(topic, 1)).unwrap(),
-                &|topic| runtime.block_on(produce(&on_local, topic, records, false)),
+                &|topic| {
+                    runtime.block_on(on_local.create_topic(topic, 1)).unwrap();
+                    *ready.borrow_mut() = records_to_send(records, false);
+                },
+                &|topic| runtime.block_on(produce(&on_local, topic, ready.take())),
                 &|topic| runtime.block_on(on_local.delete_topic(topic)).unwrap(),
             )
         })
@@ -370,9 +462,9 @@ fn jetstream_backend(c: &mut Criterion) {
 
     // Reading: one topic (or stream) written once, read by each run.
     runtime.block_on(on_jetstream.create_replicated_topic("read", 1, 3, RetentionSpec::default())).unwrap();
-    runtime.block_on(produce(&on_jetstream, "read", records, false));
+    runtime.block_on(produce(&on_jetstream, "read", records_to_send(records, false)));
     runtime.block_on(on_local.create_topic("read", 1)).unwrap();
-    runtime.block_on(produce(&on_local, "read", records, false));
+    runtime.block_on(produce(&on_local, "read", records_to_send(records, false)));
     let config = stream::Config {
         name: "direct-read".into(),
         subjects: vec!["direct.read".into()],
