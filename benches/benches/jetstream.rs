@@ -82,7 +82,10 @@ fn records_to_send(records: usize, keyed: bool) -> Vec<(RecordKey, Vec<u8>)> {
 /// Produces the records with one SDK producer, each handed over as an
 /// application hands over its own.
 async fn produce(fluvio: &Fluvio, topic: &str, records: Vec<(RecordKey, Vec<u8>)>) {
-    let config = ProducerConfig { batch_bytes: 64 << 10, ..Default::default() };
+    produce_with(fluvio, topic, records, ProducerConfig { batch_bytes: 64 << 10, ..Default::default() }).await
+}
+
+async fn produce_with(fluvio: &Fluvio, topic: &str, records: Vec<(RecordKey, Vec<u8>)>, config: ProducerConfig) {
     let producer = fluvio.topic_producer_with(topic, config).await.unwrap();
     for (key, value) in records {
         producer.send(key, value).await.unwrap();
@@ -475,13 +478,25 @@ fn jetstream_backend(c: &mut Criterion) {
     runtime.block_on(js.create_stream(config)).unwrap();
     runtime.block_on(publish_directly(&js, "direct.read", records));
 
-    group.bench_function("consume-via-server-r3", |b| {
-        b.iter(|| runtime.block_on(consume(&on_jetstream, "read", records)))
-    });
-    let read_stream = fluvio_server::storage::jetstream::stream_name("read", 0);
-    group.bench_function("read-batches-directly-r3", |b| {
-        b.iter(|| runtime.block_on(read_batches_directly(&js, &read_stream, records)))
-    });
+    // The same records in batches of at most 64 KiB: a producer that may
+    // queue one batch sends its batches as they fill, never coalesced.
+    runtime.block_on(on_jetstream.create_replicated_topic("read-64KiB", 1, 3, RetentionSpec::default())).unwrap();
+    let one_batch_queued = ProducerConfig { batch_bytes: 64 << 10, batch_queue_size: 1, ..Default::default() };
+    runtime.block_on(produce_with(&on_jetstream, "read-64KiB", records_to_send(records, false), one_batch_queued));
+
+    for topic in ["read", "read-64KiB"] {
+        let stream_name = fluvio_server::storage::jetstream::stream_name(topic, 0);
+        let batches = runtime
+            .block_on(async { js.get_stream(&stream_name).await.unwrap().get_info().await.unwrap().state.messages });
+        eprintln!("topic {topic}: {records} records in {batches} batches");
+        let suffix = if topic == "read" { "" } else { "-64KiB-batches" };
+        group.bench_function(format!("consume-via-server-r3{suffix}"), |b| {
+            b.iter(|| runtime.block_on(consume(&on_jetstream, topic, records)))
+        });
+        group.bench_function(format!("read-batches-directly-r3{suffix}"), |b| {
+            b.iter(|| runtime.block_on(read_batches_directly(&js, &stream_name, records)))
+        });
+    }
     group.bench_function("read-directly-ordered-consumer-r3", |b| {
         b.iter(|| runtime.block_on(read_directly(&js, "direct-read", records)))
     });
