@@ -264,8 +264,8 @@ struct Pending {
 /// default, so that what queued behind a slow store goes in one append
 /// rather than a full batch and a small one. (With four batches let queue,
 /// a producer on a three-copy JetStream stream sent appends of at most
-/// 256 KiB, and the NATS nodes spent a quarter more CPU on the same
-/// records than with 512 KiB ones: they work per message.)
+/// 256 KiB, and the NATS nodes spent a fifth to a third more CPU on the
+/// same records than with 512 KiB ones: they work per message.)
 const COALESCED_BATCHES: usize = 8;
 
 /// A batch grows past `batch_bytes` only up to this size: stores take
