@@ -9,7 +9,7 @@
 //! The files, one job each: this one keeps the topics; [`segment_log`] is
 //! a partition's log of segments (`segment_log/segment.rs` a segment's
 //! files and their recovery checks), [`offsets`] the consumers' offsets and
-//! [`producers`] the journal of each producer's latest batch.
+//! [`producers`] the journal of each producer's latest batches.
 
 pub mod offsets;
 pub mod producers;

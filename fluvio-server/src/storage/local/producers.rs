@@ -1,7 +1,10 @@
-//! Where each producer's latest batch went, kept on disk beside a
+//! Where each producer's latest batches went, kept on disk beside a
 //! partition's log: a batch sent again after a lost acknowledgement is
 //! stored once, even when the server was killed (or lost power) between
-//! storing it and acknowledging it.
+//! storing it and acknowledging it. A producer keeps several batches of a
+//! partition in flight and, when their answers are lost, sends all of them
+//! again in order, so each producer's last [`BATCHES_PER_PRODUCER`] are
+//! remembered, not only its latest.
 //!
 //! The journal, `producers.journal`, is a sequence of 28-byte entries:
 //! producer id (u64), batch sequence (u64), base offset (i64), CRC-32C of
@@ -10,9 +13,10 @@
 //! entry on disk; an entry whose batch did not make it (its base offset is
 //! at or past the recovered log's end) is dropped at open. A torn last
 //! entry is dropped too. The file is rewritten with one entry per producer
-//! at open and whenever it grows past [`COMPACT_AT_BYTES`].
+//! at open and whenever it grows past [`COMPACT_AT_BYTES`] (or twice its
+//! compacted size, if that is more).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -29,8 +33,13 @@ pub const COMPACT_AT_BYTES: u64 = 8 << 20;
 
 /// Most producers a partition remembers; past it the one that stored a
 /// batch least recently is forgotten (a retry is only ever of a producer's
-/// latest batch, and comes soon after it).
+/// latest batches, and comes soon after them).
 pub const MAX_REMEMBERED_PRODUCERS: usize = 100_000;
+
+/// Batches remembered of each producer: as many as a connection's produce
+/// requests in flight ([`MAX_PRODUCES_IN_FLIGHT`](crate::connection::MAX_PRODUCES_IN_FLIGHT)),
+/// the most a producer can have stored unanswered when the server stops.
+pub const BATCHES_PER_PRODUCER: usize = crate::connection::MAX_PRODUCES_IN_FLIGHT;
 
 /// The file name of a partition's journal.
 pub const JOURNAL_FILE: &str = "producers.journal";
@@ -57,46 +66,61 @@ fn decode(entry: &[u8]) -> Option<(u64, u64, i64)> {
         .then(|| (u64::from_le_bytes(field(0)), u64::from_le_bytes(field(8)), i64::from_le_bytes(field(16))))
 }
 
-/// Each producer's latest batch, at most [`MAX_REMEMBERED_PRODUCERS`] of
-/// them: the one that stored a batch least recently goes first.
+/// Each producer's latest batches, at most [`MAX_REMEMBERED_PRODUCERS`]
+/// producers: the one that stored a batch least recently goes first.
 #[derive(Default)]
 struct Remembered {
-    /// Producer id → (latest sequence, its base offset, when it was stored).
-    latest: HashMap<u64, (u64, i64, u64)>,
+    /// Producer id → its last batches (sequence, base offset), oldest
+    /// first, and when it last stored one.
+    latest: HashMap<u64, (VecDeque<(u64, i64)>, u64)>,
     /// When → producer id, oldest first.
     by_age: BTreeMap<u64, u64>,
     clock: u64,
+    /// Batches remembered, all producers together.
+    batches: usize,
 }
 
 impl Remembered {
-    fn get(&self, id: u64) -> Option<(u64, i64)> {
-        self.latest.get(&id).map(|(sequence, base, _)| (*sequence, *base))
+    /// Where producer `id`'s batch `sequence` went, if it is remembered.
+    fn find(&self, id: u64, sequence: u64) -> Option<i64> {
+        let (batches, _) = self.latest.get(&id)?;
+        batches.iter().rev().find(|(stored, _)| *stored == sequence).map(|(_, base)| *base)
     }
 
     fn insert(&mut self, id: u64, sequence: u64, base_offset: i64) {
         match self.latest.get(&id) {
-            Some((_, _, stored)) => {
+            Some((_, stored)) => {
                 self.by_age.remove(stored);
             }
             None if self.latest.len() >= MAX_REMEMBERED_PRODUCERS => {
-                if let Some((_, oldest)) = self.by_age.pop_first() {
-                    self.latest.remove(&oldest);
+                if let Some((_, oldest)) = self.by_age.pop_first()
+                    && let Some((forgotten, _)) = self.latest.remove(&oldest)
+                {
+                    self.batches -= forgotten.len();
                 }
             }
             None => {}
         }
         self.clock += 1;
-        self.latest.insert(id, (sequence, base_offset, self.clock));
+        let (batches, stored) = self.latest.entry(id).or_default();
+        if batches.len() == BATCHES_PER_PRODUCER {
+            batches.pop_front();
+            self.batches -= 1;
+        }
+        batches.push_back((sequence, base_offset));
+        self.batches += 1;
+        *stored = self.clock;
         self.by_age.insert(self.clock, id);
     }
 
-    /// Every producer's entry, oldest first: the order a journal keeps, so
-    /// that a reopened partition forgets the same producers first.
+    /// Every producer's entries, producers oldest first and each one's
+    /// batches in order: the order a journal keeps, so that a reopened
+    /// partition remembers the same batches and forgets the same producers
+    /// first.
     fn oldest_first(&self) -> impl Iterator<Item = [u8; ENTRY_LEN]> + '_ {
-        self.by_age.values().map(|id| {
-            let (sequence, base, _) = self.latest[id];
-            encode(*id, sequence, base)
-        })
+        self.by_age
+            .values()
+            .flat_map(|id| self.latest[id].0.iter().map(|(sequence, base)| encode(*id, *sequence, *base)))
     }
 }
 
@@ -133,14 +157,15 @@ impl ProducerJournal {
 
     /// Where the batch `stamp` names was stored, if it was.
     pub fn find(&self, stamp: ProducerStamp) -> Option<i64> {
-        self.latest.get(stamp.id).filter(|(sequence, _)| *sequence == stamp.sequence).map(|(_, base)| base)
+        self.latest.find(stamp.id, stamp.sequence)
     }
 
     /// Writes the entry for a batch about to be stored at `base_offset`
     /// (not synced: the log's sync does that, first).
     pub fn record(&mut self, stamp: ProducerStamp, base_offset: i64) -> Result<(), StorageError> {
         self.latest.insert(stamp.id, stamp.sequence, base_offset);
-        if self.written_bytes >= COMPACT_AT_BYTES {
+        let compacted_bytes = (self.latest.batches * ENTRY_LEN) as u64;
+        if self.written_bytes >= COMPACT_AT_BYTES.max(2 * compacted_bytes) {
             return self.compact();
         }
         (&*self.file).write_all(&encode(stamp.id, stamp.sequence, base_offset)).map_err(io_error(&self.path))?;
@@ -196,11 +221,37 @@ mod tests {
         // The log ended at 30: the batch of producer 9 never made it.
         let journal = ProducerJournal::open(&dir, 30).unwrap();
         assert_eq!(journal.find(stamp(7, 1)), Some(10));
-        assert_eq!(journal.find(stamp(7, 0)), None, "only a producer's latest batch is remembered");
+        assert_eq!(journal.find(stamp(7, 0)), Some(0), "a producer's earlier batch is remembered too");
+        assert_eq!(journal.find(stamp(7, 2)), None);
         assert_eq!(journal.find(stamp(8, 0)), Some(20));
         assert_eq!(journal.find(stamp(9, 0)), None);
-        // Compacted at open: one entry per producer.
-        assert_eq!(std::fs::metadata(dir.join(JOURNAL_FILE)).unwrap().len(), 2 * ENTRY_LEN as u64);
+        // Compacted at open: the entries of the batches that made it.
+        assert_eq!(std::fs::metadata(dir.join(JOURNAL_FILE)).unwrap().len(), 3 * ENTRY_LEN as u64);
+    }
+
+    #[test]
+    fn a_producers_last_batches_are_remembered_across_reopening_and_older_ones_forgotten() {
+        let dir = dir("in-flight");
+        let mut journal = ProducerJournal::open(&dir, 0).unwrap();
+        let sent = BATCHES_PER_PRODUCER as u64 + 4;
+        for sequence in 0..sent {
+            journal.record(stamp(5, sequence), sequence as i64 * 10).unwrap();
+            journal.record(stamp(6, sequence), sequence as i64 * 10 + 5).unwrap();
+        }
+        let check = |journal: &ProducerJournal| {
+            for sequence in 0..sent {
+                let remembered = sequence >= sent - BATCHES_PER_PRODUCER as u64;
+                let expected = remembered.then_some(sequence as i64 * 10);
+                assert_eq!(journal.find(stamp(5, sequence)), expected, "batch {sequence}");
+            }
+            assert_eq!(journal.find(stamp(6, sent - 1)), Some((sent as i64 - 1) * 10 + 5));
+        };
+        check(&journal);
+        drop(journal);
+        let journal = ProducerJournal::open(&dir, i64::MAX).unwrap();
+        check(&journal);
+        let entries = std::fs::metadata(dir.join(JOURNAL_FILE)).unwrap().len() / ENTRY_LEN as u64;
+        assert_eq!(entries, 2 * BATCHES_PER_PRODUCER as u64, "compacted to the remembered batches");
     }
 
     #[test]

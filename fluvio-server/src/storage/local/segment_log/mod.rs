@@ -5,7 +5,7 @@
 //! `00000000000000000000.log` holds batches back to back, exactly as they
 //! travel on the wire; `00000000000000000000.index` holds one entry per batch
 //! (base offset, position, length, record count, largest timestamp). Beside
-//! the segments, `producers.journal` remembers each producer's latest batch
+//! the segments, `producers.journal` remembers each producer's latest batches
 //! (see [`super::producers`]).
 //!
 //! On open the last segment is scanned batch by batch and every CRC is

@@ -119,6 +119,29 @@ async fn a_batch_resent_after_a_crash_is_stored_once() {
     assert_eq!(log.next_offset(), 5);
 }
 
+/// A producer keeps several batches in flight: when the server dies with
+/// all of them stored and none acknowledged, the producer sends every one
+/// again, in order, and each must be found rather than stored twice (the
+/// journal once remembered only a producer's latest batch, and stored the
+/// earlier ones again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_batches_in_flight_resent_after_a_crash_are_each_stored_once() {
+    let dir = temp_dir("resent-in-flight");
+    let stamps: Vec<ProducerStamp> = (10..14).map(|sequence| ProducerStamp { id: 7, sequence }).collect();
+    {
+        let (log, _) = PartitionLog::open(&dir, config()).unwrap();
+        for (n, stamp) in stamps.iter().enumerate() {
+            assert_eq!(Partition::append(&log, batch(&["a", "b"]), Some(*stamp)).await.unwrap(), 2 * n as i64);
+        }
+    }
+    let (log, _) = PartitionLog::open(&dir, config()).unwrap();
+    for (n, stamp) in stamps.iter().enumerate() {
+        let base = Partition::append(&log, batch(&["a", "b"]), Some(*stamp)).await.unwrap();
+        assert_eq!(base, 2 * n as i64, "batch {n} found where it was stored");
+    }
+    assert_eq!(log.next_offset(), 8, "nothing stored twice");
+}
+
 #[test]
 fn a_batch_whose_base_offset_was_damaged_is_reported_not_served() {
     let dir = temp_dir("offset-damage");
