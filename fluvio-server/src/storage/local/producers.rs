@@ -12,7 +12,7 @@
 //! its batch and synced before the log, so a batch on disk always has its
 //! entry on disk; an entry whose batch did not make it (its base offset is
 //! at or past the recovered log's end) is dropped at open. A torn last
-//! entry is dropped too. The file is rewritten with one entry per producer
+//! entry is dropped too. The file is rewritten with the entries remembered
 //! at open and whenever it grows past [`COMPACT_AT_BYTES`] (or twice its
 //! compacted size, if that is more).
 
@@ -28,7 +28,7 @@ use crate::storage::StorageError;
 
 const ENTRY_LEN: usize = 28;
 
-/// Size past which the journal is rewritten with one entry per producer.
+/// Size past which the journal is rewritten with the entries remembered.
 pub const COMPACT_AT_BYTES: u64 = 8 << 20;
 
 /// Most producers a partition remembers; past it the one that stored a
@@ -178,7 +178,7 @@ impl ProducerJournal {
         Arc::clone(&self.file)
     }
 
-    /// Replaces the journal with one entry per producer.
+    /// Replaces the journal with the entries remembered.
     fn compact(&mut self) -> Result<(), StorageError> {
         (self.file, self.written_bytes) = rewrite(&self.path, &self.latest)?;
         Ok(())
