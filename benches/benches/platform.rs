@@ -36,10 +36,19 @@ fn payload_bytes() -> u64 {
     (0..RECORDS).map(|n| value(n).len() as u64).sum()
 }
 
-async fn produce_all(fluvio: &Fluvio, topic: &str) {
+/// The values producers send, made before a produce is timed (as the disk
+/// baseline's bytes are): `producers` lists, the one for producer `p`
+/// holding records `p`, `p + producers`, and so on.
+fn values_for(producers: usize) -> Vec<Vec<Vec<u8>>> {
+    (0..producers).map(|p| (p..RECORDS).step_by(producers).map(value).collect()).collect()
+}
+
+/// Sends `values` with one SDK producer, each handed over as an
+/// application hands over its own.
+async fn produce_all(fluvio: &Fluvio, topic: &str, values: Vec<Vec<u8>>) {
     let producer = fluvio.topic_producer(topic).await.unwrap();
-    for n in 0..RECORDS {
-        producer.send(RecordKey::NULL, value(n)).await.unwrap();
+    for value in values {
+        producer.send(RecordKey::NULL, value).await.unwrap();
     }
     producer.flush().await.unwrap();
 }
@@ -70,32 +79,29 @@ fn platform(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Bytes(bytes));
-    // Times `produce` into a fresh topic per iteration; creating and
-    // deleting the topic is not timed.
-    let time_produce_to =
-        |iterations: u64,
-         partitions: u32,
-         produce: &dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                let topic = format!("produce-{}", topics.fetch_add(1, Ordering::Relaxed));
-                runtime.block_on(fluvio.create_topic(&topic, partitions)).unwrap();
-                let start = Instant::now();
-                runtime.block_on(produce(topic.clone()));
-                total += start.elapsed();
-                runtime.block_on(fluvio.delete_topic(&topic)).unwrap();
-            }
-            total
-        };
-    let time_produce =
-        |iterations: u64, produce: &dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
-            time_produce_to(iterations, 1, produce)
-        };
+    // Times `produce` into a fresh topic per iteration, handed the values
+    // of `producers` producers; creating and deleting the topic and making
+    // the values are not timed.
+    type Produce<'a> =
+        dyn Fn(String, Vec<Vec<Vec<u8>>>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + 'a;
+    let time_produce_to = |iterations: u64, partitions: u32, producers: usize, produce: &Produce<'_>| {
+        let mut total = Duration::ZERO;
+        for _ in 0..iterations {
+            let topic = format!("produce-{}", topics.fetch_add(1, Ordering::Relaxed));
+            runtime.block_on(fluvio.create_topic(&topic, partitions)).unwrap();
+            let values = values_for(producers);
+            let start = Instant::now();
+            runtime.block_on(produce(topic.clone(), values));
+            total += start.elapsed();
+            runtime.block_on(fluvio.delete_topic(&topic)).unwrap();
+        }
+        total
+    };
     group.bench_function("produce-1M", |b| {
         b.iter_custom(|iterations| {
-            time_produce(iterations, &|topic| {
+            time_produce_to(iterations, 1, 1, &|topic, mut values| {
                 let fluvio = fluvio.clone();
-                Box::pin(async move { produce_all(&fluvio, &topic).await })
+                Box::pin(async move { produce_all(&fluvio, &topic, values.remove(0)).await })
             })
         })
     });
@@ -104,29 +110,25 @@ fn platform(c: &mut Criterion) {
     // (Fluvio's round robin): four batches fill at once.
     group.bench_function("produce-1M-keyless-4-partitions", |b| {
         b.iter_custom(|iterations| {
-            time_produce_to(iterations, 4, &|topic| {
+            time_produce_to(iterations, 4, 1, &|topic, mut values| {
                 let fluvio = fluvio.clone();
-                Box::pin(async move { produce_all(&fluvio, &topic).await })
+                Box::pin(async move { produce_all(&fluvio, &topic, values.remove(0)).await })
             })
         })
     });
 
     group.bench_function("produce-1M-4-producers", |b| {
         b.iter_custom(|iterations| {
-            time_produce(iterations, &|topic| {
+            time_produce_to(iterations, 1, 4, &|topic, values| {
                 let addr = addr.clone();
                 Box::pin(async move {
                     // Four clients, each with its own connection, 250,000 records each.
                     let mut tasks = Vec::new();
-                    for p in 0..4 {
+                    for values in values {
                         let (addr, topic) = (addr.clone(), topic.clone());
                         tasks.push(tokio::spawn(async move {
                             let client = Fluvio::connect_to(&addr).await.unwrap();
-                            let producer = client.topic_producer(&topic).await.unwrap();
-                            for n in (p..RECORDS).step_by(4) {
-                                producer.send(RecordKey::NULL, value(n)).await.unwrap();
-                            }
-                            producer.flush().await.unwrap();
+                            produce_all(&client, &topic, values).await;
                         }));
                     }
                     for task in tasks {
@@ -138,7 +140,7 @@ fn platform(c: &mut Criterion) {
     });
 
     runtime.block_on(fluvio.create_topic("consume", 1)).unwrap();
-    runtime.block_on(produce_all(&fluvio, "consume"));
+    runtime.block_on(produce_all(&fluvio, "consume", values_for(1).remove(0)));
     let (all, all_bytes) = runtime.block_on(consume_all(&fluvio, "consume", false));
     let (kept, kept_bytes) = runtime.block_on(consume_all(&fluvio, "consume", true));
     assert_eq!((all, kept), (RECORDS, RECORDS / 10));
@@ -217,8 +219,9 @@ fn platform(c: &mut Criterion) {
     let produce_once = |client: &Fluvio| {
         let topic = format!("produce-{}", topics.fetch_add(1, Ordering::Relaxed));
         runtime.block_on(client.create_topic(&topic, 1)).unwrap();
+        let values = values_for(1).remove(0);
         let start = Instant::now();
-        runtime.block_on(produce_all(client, &topic));
+        runtime.block_on(produce_all(client, &topic, values));
         let took = start.elapsed();
         runtime.block_on(client.delete_topic(&topic)).unwrap();
         took
@@ -229,7 +232,7 @@ fn platform(c: &mut Criterion) {
         start.elapsed()
     };
     runtime.block_on(counted.create_topic("consume", 1)).unwrap();
-    runtime.block_on(produce_all(&counted, "consume"));
+    runtime.block_on(produce_all(&counted, "consume", values_for(1).remove(0)));
     let paired = |name: &str, run: &dyn Fn(&Fluvio) -> Duration, group: &mut criterion::BenchmarkGroup<'_, _>| {
         let (mut plain_times, mut counted_times) = (Vec::new(), Vec::new());
         let mut round = 0u64;
