@@ -242,27 +242,22 @@ fn timed_between(name: &str, make: &dyn Fn(&str), write: &dyn Fn(&str), remove: 
 /// [`timed_between`], with the CPU the run took.
 fn timed_run_between(name: &str, make: &dyn Fn(&str), write: &dyn Fn(&str), remove: &dyn Fn(&str)) -> Run {
     make(name);
-    let before = CpuSpent::now();
-    let start = Instant::now();
-    write(name);
-    let elapsed = start.elapsed();
-    let cpu = CpuSpent::now().since(before);
+    let run = timed_run(|| write(name));
     remove(name);
-    Run { elapsed, cpu }
+    run
 }
 
-/// Prints the interleaved rounds' median ratio of the direct publish's
-/// time to the produce's (the share of JetStream's own speed that
-/// producing through the server reaches), and the median CPU each kind of
-/// run took in this process and in the NATS nodes.
-fn report_interleaved(rounds: &[(Run, Run)]) {
+/// Prints the median ratio of rounds measured in turn: the time of
+/// `theirs` (JetStream's own client) to the time of `ours` (through the
+/// server), the share of JetStream's own speed the server reaches; and
+/// the median CPU each kind of run took in this process and in the NATS
+/// nodes. Each round is `(ours, theirs)`.
+fn report_in_turn(row: &str, ours: &str, theirs: &str, rounds: &[(Run, Run)]) {
     if rounds.is_empty() {
         return;
     }
-    let mut shares: Vec<f64> = rounds
-        .iter()
-        .map(|(produced, published)| published.elapsed.as_secs_f64() / produced.elapsed.as_secs_f64())
-        .collect();
+    let mut shares: Vec<f64> =
+        rounds.iter().map(|(ours, theirs)| theirs.elapsed.as_secs_f64() / ours.elapsed.as_secs_f64()).collect();
     shares.sort_by(f64::total_cmp);
     let at = |quantile: f64| shares[((shares.len() - 1) as f64 * quantile).round() as usize] * 100.0;
     let median_ms = |cpu: &dyn Fn(&(Run, Run)) -> Duration| {
@@ -271,20 +266,41 @@ fn report_interleaved(rounds: &[(Run, Run)]) {
         times[times.len() / 2].as_millis()
     };
     eprintln!(
-        "produce-via-server-r3-interleaved: {} rounds, produce reaches {:.0}% of the 16-in-flight publish \
+        "{row}: {} rounds, {ours} reaches {:.0}% of {theirs} \
          (median of the rounds; middle half {:.0}% to {:.0}%; lowest {:.0}%, highest {:.0}%); \
-         CPU a run (medians): produce {} ms here and {} ms in the NATS nodes, publish {} ms here and {} ms in the NATS nodes",
+         CPU a run (medians): {ours} {} ms here and {} ms in the NATS nodes, {theirs} {} ms here and {} ms in the NATS nodes",
         rounds.len(),
         at(0.5),
         at(0.25),
         at(0.75),
         at(0.0),
         at(1.0),
-        median_ms(&|(produced, _)| produced.cpu.own),
-        median_ms(&|(produced, _)| produced.cpu.nats),
-        median_ms(&|(_, published)| published.cpu.own),
-        median_ms(&|(_, published)| published.cpu.nats),
+        median_ms(&|(ours, _)| ours.cpu.own),
+        median_ms(&|(ours, _)| ours.cpu.nats),
+        median_ms(&|(_, theirs)| theirs.cpu.own),
+        median_ms(&|(_, theirs)| theirs.cpu.nats),
     );
+}
+
+/// Runs `ours` and `theirs` in turn, the first of the two alternating
+/// from round to round: the pair of runs of `round`.
+fn in_turn(round: u32, ours: impl FnOnce() -> Run, theirs: impl FnOnce() -> Run) -> (Run, Run) {
+    if round.is_multiple_of(2) {
+        let ours = ours();
+        (ours, theirs())
+    } else {
+        let theirs = theirs();
+        (ours(), theirs)
+    }
+}
+
+/// How long `work` takes, and the CPU it takes.
+fn timed_run(work: impl FnOnce()) -> Run {
+    let before = CpuSpent::now();
+    let start = Instant::now();
+    work();
+    let elapsed = start.elapsed();
+    Run { elapsed, cpu: CpuSpent::now().since(before) }
 }
 
 fn jetstream_backend(c: &mut Criterion) {
@@ -433,13 +449,7 @@ fn jetstream_backend(c: &mut Criterion) {
                         &remove_stream,
                     )
                 };
-                let (produced, published) = if round.is_multiple_of(2) {
-                    let produced = timed_produce();
-                    (produced, timed_publish())
-                } else {
-                    let published = timed_publish();
-                    (timed_produce(), published)
-                };
+                let (produced, published) = in_turn(round, timed_produce, timed_publish);
                 rounds.push((produced, published));
                 total += produced.elapsed;
             }
@@ -447,7 +457,7 @@ fn jetstream_backend(c: &mut Criterion) {
         })
     });
     group.sampling_mode(SamplingMode::Auto).measurement_time(Duration::from_secs(30));
-    report_interleaved(&rounds);
+    report_in_turn("produce-via-server-r3-interleaved", "produce", "the 16-in-flight publish", &rounds);
     group.bench_function("produce-local-log", |b| {
         b.iter_custom(|iterations| {
             fresh(
@@ -496,6 +506,29 @@ fn jetstream_backend(c: &mut Criterion) {
         group.bench_function(format!("read-batches-directly-r3{suffix}"), |b| {
             b.iter(|| runtime.block_on(read_batches_directly(&js, &stream_name, records)))
         });
+        // The consume and the direct read in turn, as the produce and the
+        // publish above: the ratio of two rows measured minutes apart
+        // moved from 64% to 88% between runs of the whole benchmark.
+        let mut rounds: Vec<(Run, Run)> = Vec::new();
+        let mut round = 0u32;
+        let row = format!("consume-via-server-r3{suffix}-interleaved");
+        group.bench_function(&row, |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    round += 1;
+                    let (consumed, read) = in_turn(
+                        round,
+                        || timed_run(|| runtime.block_on(consume(&on_jetstream, topic, records))),
+                        || timed_run(|| runtime.block_on(read_batches_directly(&js, &stream_name, records))),
+                    );
+                    rounds.push((consumed, read));
+                    total += consumed.elapsed;
+                }
+                total
+            })
+        });
+        report_in_turn(&row, "consume", "the direct batch read", &rounds);
     }
     group.bench_function("read-directly-ordered-consumer-r3", |b| {
         b.iter(|| runtime.block_on(read_directly(&js, "direct-read", records)))
