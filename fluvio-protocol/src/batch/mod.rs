@@ -164,6 +164,18 @@ fn check_length_and_crc(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
     Ok(header)
 }
 
+/// Checks every record of an uncompressed batch whose header, length and
+/// CRC are checked, and returns its next offset (one past its last
+/// record's, or its base offset when empty).
+fn check_plain_records(bytes: &[u8], header: &BatchHeader) -> Result<i64, FormatError> {
+    let (_, records) = RecordIter::new(bytes)?;
+    let mut next_offset = header.base_offset;
+    for record in records {
+        next_offset = header.base_offset.saturating_add(record?.offset_delta as i64 + 1);
+    }
+    Ok(next_offset)
+}
+
 /// A compressed batch's records, decompressed and checked: they must parse,
 /// match the header's count and be numbered 0, 1, 2, ... (so the header
 /// alone says where the batch ends).
@@ -242,8 +254,10 @@ impl StoredBatch {
         if header.attributes & COMPRESSION_MASK != 0 {
             return Ok(StoredBatch::with_next_offset(bytes, &header));
         }
-        let (batch, next_offset) = CheckedBatch::from_bytes_with_next_offset(bytes)?;
-        Ok(StoredBatch { bytes: batch.bytes, next_offset })
+        // The CRC once: checking it a second time took 1.3% of the CPU of
+        // a JetStream consume (server and client in one process).
+        let next_offset = check_plain_records(&bytes, &header)?;
+        Ok(StoredBatch { bytes, next_offset })
     }
 
     /// The batch checked whole, as [`CheckedBatch::from_bytes`] checks one:
@@ -315,11 +329,7 @@ impl CheckedBatch {
             let next_offset = batch.next_offset();
             return Ok((batch, next_offset));
         }
-        let (_, records) = RecordIter::new(&bytes)?;
-        let mut next_offset = header.base_offset;
-        for record in records {
-            next_offset = header.base_offset.saturating_add(record?.offset_delta as i64 + 1);
-        }
+        let next_offset = check_plain_records(&bytes, &header)?;
         Ok((CheckedBatch { bytes }, next_offset))
     }
 

@@ -128,6 +128,13 @@ fn shared_storage_checks_the_crc_and_leaves_compressed_records_to_open() {
     let resealed = Batch::seal_host_written(bytes).into_bytes();
     let stored = StoredBatch::from_shared_storage(resealed).unwrap();
     assert!(stored.open().is_err());
+    // Uncompressed records are checked here: a record length past the
+    // batch's end, under a matching CRC, is refused.
+    let mut bytes = plain.into_bytes();
+    bytes[abi::BATCH_HEADER_LEN..abi::BATCH_HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let resealed = Batch::seal_host_written(bytes).into_bytes();
+    let error = StoredBatch::from_shared_storage(resealed).unwrap_err();
+    assert!(!error.to_string().contains("CRC"), "{error}");
 }
 
 #[test]
