@@ -258,6 +258,11 @@ struct Ack {
 }
 
 impl Ack {
+    /// The record's output: a share of the same slot.
+    fn output(&self) -> ProduceOutput {
+        ProduceOutput { answers: Arc::clone(&self.answers), slot: self.slot }
+    }
+
     /// Answers the record. Its group's waiters are woken by the batch
     /// ([`WakeWhenAnswered`]), once for all its records.
     fn send(self, answer: Result<RecordMetadata, FluvioError>) {
@@ -303,8 +308,11 @@ impl Drop for WakeWhenAnswered {
     }
 }
 
-/// What a record counts for in a batch's size besides its key and value.
-const RECORD_OVERHEAD: usize = 32;
+/// What a record counts for in a batch's size: its key and value, and 32
+/// bytes besides.
+fn queued_bytes(key: Option<&[u8]>, value: &[u8]) -> usize {
+    value.len() + key.map_or(0, <[u8]>::len) + 32
+}
 
 struct PendingRecord {
     key: Option<Vec<u8>>,
@@ -316,7 +324,7 @@ struct PendingRecord {
 impl PendingRecord {
     /// What the record counts for in a batch's size.
     fn queued_bytes(&self) -> usize {
-        self.value.len() + self.key.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD
+        queued_bytes(self.key.as_deref(), &self.value)
     }
 }
 
@@ -653,8 +661,8 @@ impl TopicProducer {
     ) -> Result<ProduceOutput, FluvioError> {
         let (key, value, timestamp) = (key.into().0, value.into(), now_ms());
         let config = &self.shared.config;
-        let queued_bytes = value.len() + key.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD;
-        if queued_bytes > config.max_request_size {
+        let record_bytes = queued_bytes(key.as_deref(), &value);
+        if record_bytes > config.max_request_size {
             return Err(FluvioError::Producer(ProducerError::RecordTooLarge(config.max_request_size)));
         }
         let batch_bytes = config.batch_bytes;
@@ -691,10 +699,10 @@ impl TopicProducer {
             queue.queued += 1;
             let pending = &mut queue.partitions[partition as usize];
             let was_short = pending.bytes < batch_bytes;
-            pending.bytes += queued_bytes;
+            pending.bytes += record_bytes;
             pending.first_at.get_or_insert_with(Instant::now);
             let ack = pending.next_ack();
-            output = ProduceOutput { answers: Arc::clone(&ack.answers), slot: ack.slot };
+            output = ack.output();
             pending.records.push(PendingRecord { key, value, timestamp, ack });
             // The flusher is woken once per batch, when it fills (and for
             // its first record, to start its linger): records added to a
@@ -1030,7 +1038,7 @@ mod tests {
         (0..count)
             .map(|_| {
                 let ack = pending.next_ack();
-                (ProduceOutput { answers: Arc::clone(&ack.answers), slot: ack.slot }, Some(ack))
+                (ack.output(), Some(ack))
             })
             .unzip()
     }
