@@ -46,6 +46,7 @@ pub const MODULES: &[&str] = &[
     "hostile-bad-output",
     "hostile-imports",
     "alloc-churn",
+    "value-placement",
     "bench-filter",
     "bench-count",
 ];

@@ -186,6 +186,57 @@ fn the_module_allocator_hands_out_each_block_once_and_keeps_its_bytes() {
     }
 }
 
+/// A map's new value is allocated where its output record goes and taken
+/// in place (see `value-placement`). Each way a module may use that first
+/// allocation otherwise, each in a module of its own (the first block
+/// that outlives its call turns placing off for the module's life), over
+/// several batches with keys, headers and values of every length around
+/// it: every answer must come out as the function gave it, and the blocks
+/// the module keeps must keep their bytes.
+#[test]
+fn a_value_placed_in_the_output_area_comes_out_whatever_the_module_does_with_it() {
+    let engine = SmartEngine::new();
+    let mut seed = 0x2545_f491_u32;
+    for mode in ["upper", "keep", "key", "grow", "shrink", "spare", "scratch", "fail", "keep-fail"] {
+        let mut chain = chain_of(&engine, &[module("value-placement")], ErrorPolicy::Skip);
+        for round in 0..3u32 {
+            let mut builder = BatchBuilder::new(i64::from(round) * 1_000, 0);
+            let mut expected = Vec::new();
+            for n in 0..300u32 {
+                let len = ((n * 31 + round * 7) % 260) as usize;
+                let letters: String = (0..len)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        char::from(b'a' + (seed >> 24) as u8 % 26)
+                    })
+                    .collect();
+                let value = if n % 4 == 1 { format!("{mode}:{letters}") } else { format!("upper:{letters}") };
+                let key = format!("k{n}");
+                let key = (n % 3 == 1).then_some(key.as_bytes());
+                let headers: &[(&[u8], &[u8])] = if n % 5 == 0 { &[(b"h", b"v")] } else { &[] };
+                builder.push(n, i64::from(n), key, value.as_bytes(), headers);
+                if let Some(answer) = value_placement::expected(key, value.as_bytes()) {
+                    expected.push((i64::from(round) * 1_000 + i64::from(n), answer, !headers.is_empty()));
+                }
+            }
+            let out = chain.process(&builder.finish()).unwrap();
+            assert!(out.failure.is_none(), "{mode}, round {round}: {:?}", out.failure);
+            let answered: Vec<_> = out
+                .batch
+                .records()
+                .map(|record| {
+                    let answer = (record.key.map(<[u8]>::to_vec), record.value.to_vec());
+                    (record.offset, answer, !record.headers.is_empty())
+                })
+                .collect();
+            assert_eq!(answered.len(), expected.len(), "{mode}, round {round}");
+            for (answer, expected) in answered.iter().zip(&expected) {
+                assert!(answer == expected, "{mode}, round {round}: {answer:?}, expected {expected:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn small_blocks_a_module_freed_serve_its_next_large_allocation() {
     // 40 MiB of small blocks, freed, then 40 MiB in one block, under a

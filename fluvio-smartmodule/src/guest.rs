@@ -288,6 +288,97 @@ impl OutputWriter {
         ValueAt::Output(value_start as u32, value.len() as u32)
     }
 
+    /// Offers the allocator the room for the value of `source`'s output
+    /// record: past its fixed fields and a key as long as the source's
+    /// (see [`placement`]).
+    #[inline(always)]
+    fn offer_value_room(&mut self, source: &abi::RecordView<'_>) {
+        self.settle_placement();
+        let before_value = abi::RECORD_HEADER_LEN + source.key.map_or(0, |key| key.1);
+        // Room for a value as long as the source's; a longer one that
+        // does not fit is allocated elsewhere and copied, as without.
+        self.output.reserve(before_value + source.value.1 + 64);
+        let at = self.output.len() + before_value;
+        let room = self.output.capacity() - at;
+        // SAFETY: `at` is within the capacity reserved above.
+        placement::offer(unsafe { self.output.as_mut_ptr().add(at) }, room);
+    }
+
+    /// Takes a value the allocator placed at `placed` as the value of
+    /// `source`'s output record, writing the record's fixed fields and key
+    /// before it. Answers whether it did; when not, the placed block is
+    /// something else that lives on, and the output area is left to it
+    /// ([`OutputWriter::escape`]).
+    #[inline(always)]
+    fn take_placed(
+        &mut self,
+        placed: *mut u8,
+        source: &abi::RecordView<'_>,
+        key: Option<&RecordData>,
+        value: &mut RecordData,
+        input: &Arc<Vec<u8>>,
+    ) -> bool {
+        let key_len = key.map(|key| key.len());
+        let room_for_key = source.key.map_or(0, |key| key.1);
+        if key_len.unwrap_or(0) != room_for_key {
+            self.escape();
+            return false;
+        }
+        let Some(value) = value.take_owned_at(placed) else {
+            self.escape();
+            return false;
+        };
+        let headers = &input[source.headers.0..source.headers.0 + source.headers.1];
+        let head = abi::record_head(
+            source.offset_delta,
+            source.timestamp_delta,
+            key_len,
+            value.len(),
+            source.header_count,
+            headers.len(),
+        );
+        let at = self.output.len();
+        // SAFETY: the value lies at `at + RECORD_HEADER_LEN + room_for_key`
+        // in the output area's capacity (where `offer_value_room` offered
+        // it, within the room it gave); the fixed fields and the key go
+        // in the bytes before it, which nothing else uses.
+        unsafe {
+            let dst = self.output.as_mut_ptr().add(at);
+            std::ptr::copy_nonoverlapping(head.as_ptr(), dst, abi::RECORD_HEADER_LEN);
+            if let Some(key) = key {
+                std::ptr::copy_nonoverlapping(key.as_ptr(), dst.add(abi::RECORD_HEADER_LEN), room_for_key);
+            }
+            self.output.set_len(at + abi::RECORD_HEADER_LEN + room_for_key + value.len());
+        }
+        // Its bytes are the output area's now.
+        std::mem::forget(value);
+        placement::taken();
+        self.output.extend_from_slice(headers);
+        self.entries += 1;
+        true
+    }
+
+    /// Before the output area is written to or moved: a block placed in
+    /// it that still lives (held by an error, say) keeps it.
+    #[inline(always)]
+    fn settle_placement(&mut self) {
+        if placement::close().is_some() {
+            self.escape();
+        }
+    }
+
+    /// A placed block lives on outside the output area: the area cannot
+    /// move or be freed under it, so it is left as it is for good and the
+    /// output goes on in a copy. Placing stops (see [`placement`]), so
+    /// this happens at most once in a module's life.
+    #[cold]
+    fn escape(&mut self) {
+        placement::escaped();
+        let mut copy = Vec::with_capacity(self.output.capacity());
+        copy.extend_from_slice(&self.output);
+        std::mem::forget(std::mem::replace(&mut self.output, copy));
+    }
+
     /// Writes a map-like entry in layout 1.
     #[inline(always)]
     fn entry(&mut self, index: u32, key: Option<&RecordData>, value: &RecordData, input: &Arc<Vec<u8>>) -> ValueAt {
@@ -361,6 +452,7 @@ impl OutputWriter {
     /// Writes the header, hands the buffers back, and prepares the input
     /// buffer for the next batch.
     fn finish(mut self, status: u32) {
+        self.settle_placement();
         let entries_len = (self.output.len() - abi::OUTPUT_HEADER_LEN) as u32;
         self.output.extend_from_slice(&self.errors);
         STATE.with(|state| {
@@ -494,7 +586,23 @@ macro_rules! in_layout {
 pub fn run_map<A, F: MapFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
     fn run<const LAYOUT: u32, A, F: MapFn<A>>(input_len: i32, flags: i32, f: F) {
         drive(input_len, flags, false, |index, view, record, input, out| {
-            let (key, value) = f.call_map(record)?;
+            if LAYOUT == abi::ANSWER_LAYOUT_1 {
+                let (key, value) = f.call_map(record)?;
+                out.record::<LAYOUT>(index, view, key.as_ref(), &value, input);
+                return Ok(());
+            }
+            out.offer_value_room(view);
+            let answer = f.call_map(record);
+            let placed = placement::close();
+            // An error's own bytes may be the placed block: it is freed
+            // once the error is written down, before anything else is
+            // written to the output area (see `offer_value_room`).
+            let (key, mut value) = answer?;
+            if let Some(placed) = placed
+                && out.take_placed(placed, view, key.as_ref(), &mut value, input)
+            {
+                return Ok(());
+            }
             out.record::<LAYOUT>(index, view, key.as_ref(), &value, input);
             Ok(())
         });
@@ -744,6 +852,124 @@ mod exports {
     }
 }
 
+/// A map's new value written straight into the output area.
+///
+/// Before a map's function runs, the glue offers the allocator the room
+/// in the output area past the next record's fixed fields and key. The
+/// first byte vector the function allocates that fits is placed there;
+/// when it comes back as the value, the glue writes the record's fixed
+/// fields before it and the value is in place, where otherwise it would
+/// be copied there and freed. A placed block that outlives the call as
+/// anything else (the function kept it, or it is the key) cannot be
+/// moved: the output area is then left to it, never freed, the glue goes
+/// on in a new one, and the module places nothing more (see
+/// [`OutputWriter::escape`]).
+#[cfg(all(target_arch = "wasm32", feature = "report-oom"))]
+pub(crate) mod placement {
+    use std::alloc::Layout;
+    use std::cell::Cell;
+
+    /// A block of the output area: where it starts, and how far it may
+    /// grow there.
+    #[derive(Clone, Copy)]
+    struct Block {
+        ptr: *mut u8,
+        room: usize,
+    }
+
+    const NONE: Block = Block { ptr: std::ptr::null_mut(), room: 0 };
+
+    struct State {
+        /// The room offered for the next allocation.
+        offered: Cell<Block>,
+        /// The block placed in it, while the glue has not taken it.
+        placed: Cell<Block>,
+        /// A placed block that outlived its call: never freed.
+        escaped: Cell<Block>,
+        /// Set once a block escaped: nothing is placed any more.
+        off: Cell<bool>,
+    }
+
+    // SAFETY: a module without the `atomics` feature has one thread; the
+    // allocator that calls in here is compiled only for such modules.
+    unsafe impl Sync for State {}
+
+    static STATE: State =
+        State { offered: Cell::new(NONE), placed: Cell::new(NONE), escaped: Cell::new(NONE), off: Cell::new(false) };
+
+    /// Offers `room` bytes at `ptr` to the next allocation of bytes.
+    #[inline(always)]
+    pub(crate) fn offer(ptr: *mut u8, room: usize) {
+        if !STATE.off.get() {
+            STATE.offered.set(Block { ptr, room });
+        }
+    }
+
+    /// Ends the offer; the block placed since, if it was not freed.
+    #[inline(always)]
+    pub(crate) fn close() -> Option<*mut u8> {
+        STATE.offered.set(NONE);
+        let placed = STATE.placed.get().ptr;
+        (!placed.is_null()).then_some(placed)
+    }
+
+    /// The placed block became part of the output area.
+    #[inline(always)]
+    pub(crate) fn taken() {
+        STATE.placed.set(NONE);
+    }
+
+    /// The placed block lives on outside the output area: it stays where
+    /// it is for good.
+    pub(crate) fn escaped() {
+        STATE.escaped.set(STATE.placed.replace(NONE));
+        STATE.off.set(true);
+    }
+
+    /// Where an allocation of `layout` goes if the offered room takes it.
+    #[inline(always)]
+    pub(super) fn place(layout: &Layout) -> Option<*mut u8> {
+        let offered = STATE.offered.get();
+        if offered.ptr.is_null() || layout.align() != 1 || layout.size() > offered.room {
+            return None;
+        }
+        STATE.offered.set(NONE);
+        STATE.placed.set(offered);
+        Some(offered.ptr)
+    }
+
+    /// Whether `ptr` is a placed block, which is not the allocator's to
+    /// free; a placed one freed leaves its room to the output area.
+    #[inline(always)]
+    pub(super) fn release(ptr: *mut u8) -> bool {
+        if ptr == STATE.placed.get().ptr {
+            STATE.placed.set(NONE);
+            return true;
+        }
+        ptr == STATE.escaped.get().ptr && !ptr.is_null()
+    }
+
+    /// How far a placed block at `ptr` may grow where it is.
+    #[inline(always)]
+    pub(super) fn room(ptr: *mut u8) -> Option<usize> {
+        [STATE.placed.get(), STATE.escaped.get()]
+            .into_iter()
+            .find(|block| block.ptr == ptr && !ptr.is_null())
+            .map(|block| block.room)
+    }
+}
+
+/// Without the module's allocator nothing is placed: the glue copies.
+#[cfg(not(all(target_arch = "wasm32", feature = "report-oom")))]
+pub(crate) mod placement {
+    pub(crate) fn offer(_ptr: *mut u8, _room: usize) {}
+    pub(crate) fn close() -> Option<*mut u8> {
+        None
+    }
+    pub(crate) fn taken() {}
+    pub(crate) fn escaped() {}
+}
+
 /// The module's allocator: small blocks are kept for reuse, and a failed
 /// allocation is reported to the host before the module traps, so that a
 /// memory cap shows up as "out of memory" rather than a bare trap.
@@ -777,6 +1003,9 @@ mod allocator {
     // (see `small_blocks`).
     unsafe impl GlobalAlloc for ModuleAllocator {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if let Some(ptr) = super::placement::place(&layout) {
+                return ptr;
+            }
             let ptr = match small_blocks::class_of(&layout) {
                 Some(class) => unsafe { small_blocks::take(class) },
                 None => unsafe { System.alloc(layout) },
@@ -787,6 +1016,9 @@ mod allocator {
             ptr
         }
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            if super::placement::release(ptr) {
+                return;
+            }
             match small_blocks::class_of(&layout) {
                 Some(class) => unsafe { small_blocks::give_back(class, ptr) },
                 None => unsafe { System.dealloc(ptr, layout) },
@@ -815,6 +1047,17 @@ mod allocator {
             // SAFETY: `GlobalAlloc::realloc` promises a valid layout for
             // `new_size` with the same alignment.
             let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+            if let Some(room) = super::placement::room(ptr) {
+                if new_size <= room {
+                    return ptr;
+                }
+                let new = unsafe { self.alloc(new_layout) };
+                if !new.is_null() {
+                    unsafe { std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+                    super::placement::release(ptr);
+                }
+                return new;
+            }
             let (old_class, new_class) = (small_blocks::class_of(&layout), small_blocks::class_of(&new_layout));
             if old_class.is_some() && old_class == new_class {
                 // The block already has room: its class's size.

@@ -100,6 +100,16 @@ impl RecordData {
         String::from_utf8_lossy(self.as_slice())
     }
 
+    /// The owned vector these bytes are, if they are one that starts at
+    /// `ptr`: the glue takes a value the allocator placed in the output
+    /// area this way (see `guest::placement`).
+    pub(crate) fn take_owned_at(&mut self, ptr: *const u8) -> Option<Vec<u8>> {
+        match &mut self.repr {
+            Repr::Owned(bytes) if std::ptr::eq(bytes.as_ptr(), ptr) => Some(std::mem::take(bytes)),
+            _ => None,
+        }
+    }
+
     /// The bytes as an owned vector.
     pub fn into_vec(self) -> Vec<u8> {
         match self.repr {
