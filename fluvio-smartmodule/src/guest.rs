@@ -586,25 +586,7 @@ macro_rules! in_layout {
 pub fn run_map<A, F: MapFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
     fn run<const LAYOUT: u32, A, F: MapFn<A>>(input_len: i32, flags: i32, f: F) {
         drive(input_len, flags, false, |index, view, record, input, out| {
-            if LAYOUT == abi::ANSWER_LAYOUT_1 {
-                let (key, value) = f.call_map(record)?;
-                out.record::<LAYOUT>(index, view, key.as_ref(), &value, input);
-                return Ok(());
-            }
-            out.offer_value_room(view);
-            let answer = f.call_map(record);
-            let placed = placement::close();
-            // An error's own bytes may be the placed block: it is freed
-            // once the error is written down, before anything else is
-            // written to the output area (see `offer_value_room`).
-            let (key, mut value) = answer?;
-            if let Some(placed) = placed
-                && out.take_placed(placed, view, key.as_ref(), &mut value, input)
-            {
-                return Ok(());
-            }
-            out.record::<LAYOUT>(index, view, key.as_ref(), &value, input);
-            Ok(())
+            map_one::<LAYOUT>(out, index, view, input, || f.call_map(record).map(Some))
         });
     }
     in_layout!(run(input_len, flags, f));
@@ -615,14 +597,44 @@ pub fn run_map<A, F: MapFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
 pub fn run_filter_map<A, F: FilterMapFn<A>>(input_len: i32, flags: i32, f: F) -> i64 {
     fn run<const LAYOUT: u32, A, F: FilterMapFn<A>>(input_len: i32, flags: i32, f: F) {
         drive(input_len, flags, false, |index, view, record, input, out| {
-            if let Some((key, value)) = f.call_filter_map(record)? {
-                out.record::<LAYOUT>(index, view, key.as_ref(), &value, input);
-            }
-            Ok(())
+            map_one::<LAYOUT>(out, index, view, input, || f.call_filter_map(record))
         });
     }
     in_layout!(run(input_len, flags, f));
     output_location()
+}
+
+/// Runs `call` for record `index` and writes the output record it answers
+/// with, if any. In layout 2 its new value may be placed where the output
+/// record goes, and is then taken there (see [`placement`]).
+#[inline(always)]
+fn map_one<const LAYOUT: u32>(
+    out: &mut OutputWriter,
+    index: u32,
+    view: &abi::RecordView<'_>,
+    input: &Arc<Vec<u8>>,
+    call: impl FnOnce() -> Result<Option<(Option<RecordData>, RecordData)>>,
+) -> Result<()> {
+    if LAYOUT == abi::ANSWER_LAYOUT_1 {
+        if let Some((key, value)) = call()? {
+            out.record::<LAYOUT>(index, view, key.as_ref(), &value, input);
+        }
+        return Ok(());
+    }
+    out.offer_value_room(view);
+    let answer = call();
+    let placed = placement::close();
+    // A block placed for an error, or for a record left out, is freed by
+    // the time the output area is next written to, unless the function
+    // kept it (see `offer_value_room`).
+    let Some((key, mut value)) = answer? else { return Ok(()) };
+    if let Some(placed) = placed
+        && out.take_placed(placed, view, key.as_ref(), &mut value, input)
+    {
+        return Ok(());
+    }
+    out.record::<LAYOUT>(index, view, key.as_ref(), &value, input);
+    Ok(())
 }
 
 /// Processes one batch with an array-map.
