@@ -329,13 +329,14 @@ impl OutputWriter {
             return false;
         };
         let headers = &input[source.headers.0..source.headers.0 + source.headers.1];
+        let record_len = abi::RECORD_HEADER_LEN - 4 + room_for_key + value.len() + headers.len();
         let head = abi::record_head(
+            record_len,
             source.offset_delta,
             source.timestamp_delta,
-            key_len,
+            key_len.map_or(-1, |len| len as i32),
             value.len(),
             source.header_count,
-            headers.len(),
         );
         let at = self.output.len();
         // SAFETY: the value lies at `at + RECORD_HEADER_LEN + room_for_key`
@@ -898,6 +899,9 @@ pub(crate) mod placement {
         placed: Cell<Block>,
         /// A placed block that outlived its call: never freed.
         escaped: Cell<Block>,
+        /// Whether `placed` or `escaped` holds a block: the one look a
+        /// free or a reallocation of any other block pays.
+        any_placed: Cell<bool>,
         /// Set once a block escaped: nothing is placed any more.
         off: Cell<bool>,
     }
@@ -906,8 +910,13 @@ pub(crate) mod placement {
     // allocator that calls in here is compiled only for such modules.
     unsafe impl Sync for State {}
 
-    static STATE: State =
-        State { offered: Cell::new(NONE), placed: Cell::new(NONE), escaped: Cell::new(NONE), off: Cell::new(false) };
+    static STATE: State = State {
+        offered: Cell::new(NONE),
+        placed: Cell::new(NONE),
+        escaped: Cell::new(NONE),
+        any_placed: Cell::new(false),
+        off: Cell::new(false),
+    };
 
     /// Offers `room` bytes at `ptr` to the next allocation of bytes.
     #[inline(always)]
@@ -929,6 +938,7 @@ pub(crate) mod placement {
     #[inline(always)]
     pub(crate) fn taken() {
         STATE.placed.set(NONE);
+        STATE.any_placed.set(!STATE.escaped.get().ptr.is_null());
     }
 
     /// The placed block lives on outside the output area: it stays where
@@ -947,6 +957,7 @@ pub(crate) mod placement {
         }
         STATE.offered.set(NONE);
         STATE.placed.set(offered);
+        STATE.any_placed.set(true);
         Some(offered.ptr)
     }
 
@@ -954,20 +965,32 @@ pub(crate) mod placement {
     /// free; a placed one freed leaves its room to the output area.
     #[inline(always)]
     pub(super) fn release(ptr: *mut u8) -> bool {
+        STATE.any_placed.get() && release_placed(ptr)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn release_placed(ptr: *mut u8) -> bool {
         if ptr == STATE.placed.get().ptr {
-            STATE.placed.set(NONE);
+            taken();
             return true;
         }
-        ptr == STATE.escaped.get().ptr && !ptr.is_null()
+        ptr == STATE.escaped.get().ptr
     }
 
     /// How far a placed block at `ptr` may grow where it is.
     #[inline(always)]
     pub(super) fn room(ptr: *mut u8) -> Option<usize> {
-        [STATE.placed.get(), STATE.escaped.get()]
-            .into_iter()
-            .find(|block| block.ptr == ptr && !ptr.is_null())
-            .map(|block| block.room)
+        if !STATE.any_placed.get() {
+            return None;
+        }
+        room_of_placed(ptr)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn room_of_placed(ptr: *mut u8) -> Option<usize> {
+        [STATE.placed.get(), STATE.escaped.get()].into_iter().find(|block| block.ptr == ptr).map(|block| block.room)
     }
 }
 
@@ -1014,6 +1037,7 @@ mod allocator {
     // of their class's size, handed out again only after they were freed
     // (see `small_blocks`).
     unsafe impl GlobalAlloc for ModuleAllocator {
+        #[inline(always)]
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             if let Some(ptr) = super::placement::place(&layout) {
                 return ptr;
@@ -1027,6 +1051,7 @@ mod allocator {
             }
             ptr
         }
+        #[inline(always)]
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
             if super::placement::release(ptr) {
                 return;
