@@ -354,7 +354,9 @@ impl OutputWriter {
         // Its bytes are the output area's now.
         std::mem::forget(value);
         placement::taken();
-        self.output.extend_from_slice(headers);
+        if !headers.is_empty() {
+            self.output.extend_from_slice(headers);
+        }
         self.entries += 1;
         true
     }
