@@ -908,8 +908,9 @@ pub(crate) mod placement {
         off: Cell<bool>,
     }
 
-    // SAFETY: a module without the `atomics` feature has one thread; the
-    // allocator that calls in here is compiled only for such modules.
+    // SAFETY: a module without the `atomics` feature has one thread; with
+    // it, `offer` offers nothing, so no block is ever placed and the state
+    // is only read.
     unsafe impl Sync for State {}
 
     static STATE: State = State {
@@ -923,7 +924,7 @@ pub(crate) mod placement {
     /// Offers `room` bytes at `ptr` to the next allocation of bytes.
     #[inline(always)]
     pub(crate) fn offer(ptr: *mut u8, room: usize) {
-        if !STATE.off.get() {
+        if !cfg!(target_feature = "atomics") && !STATE.off.get() {
             STATE.offered.set(Block { ptr, room });
         }
     }
