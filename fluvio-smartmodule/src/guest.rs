@@ -909,8 +909,8 @@ pub(crate) mod placement {
     }
 
     // SAFETY: a module without the `atomics` feature has one thread; with
-    // it, `offer` offers nothing, so no block is ever placed and the state
-    // is only read.
+    // it, `offer` and `close` write nothing, so no block is ever placed and
+    // the state is only read.
     unsafe impl Sync for State {}
 
     static STATE: State = State {
@@ -932,6 +932,9 @@ pub(crate) mod placement {
     /// Ends the offer; the block placed since, if it was not freed.
     #[inline(always)]
     pub(crate) fn close() -> Option<*mut u8> {
+        if cfg!(target_feature = "atomics") {
+            return None;
+        }
         STATE.offered.set(NONE);
         let placed = STATE.placed.get().ptr;
         (!placed.is_null()).then_some(placed)
