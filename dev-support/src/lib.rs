@@ -47,6 +47,7 @@ pub const MODULES: &[&str] = &[
     "hostile-imports",
     "alloc-churn",
     "value-placement",
+    "placement-filter-map",
     "bench-filter",
     "bench-count",
 ];

@@ -186,22 +186,23 @@ fn the_module_allocator_hands_out_each_block_once_and_keeps_its_bytes() {
     }
 }
 
-/// A map's new value is allocated where its output record goes and taken
-/// in place (see `value-placement`). Each way a module may use that first
-/// allocation otherwise, each in a module of its own (the first block
-/// that outlives its call turns placing off for the module's life), over
-/// several batches with keys, headers and values of every length around
-/// it: every answer must come out as the function gave it, and the blocks
-/// the module keeps must keep their bytes.
-#[test]
-fn a_value_placed_in_the_output_area_comes_out_whatever_the_module_does_with_it() {
+/// What a module answers for a record with this key and value: its key
+/// and value, or `None` when it leaves the record out or fails it.
+type Expected = fn(Option<&[u8]>, &[u8]) -> Option<(Option<Vec<u8>>, Vec<u8>)>;
+
+/// Runs `module` once per mode, each in a module of its own (the first
+/// block that outlives its call turns placing off for the module's life),
+/// over three batches where every fourth record's value is `MODE:letters`
+/// and the others `upper:letters`, with keys, headers and values of every
+/// length around them: every answer must be what `expected` says.
+fn check_placing(module_name: &str, modes: &[&str], expected: Expected) {
     let engine = SmartEngine::new();
     let mut seed = 0x2545_f491_u32;
-    for mode in ["upper", "keep", "key", "grow", "shrink", "spare", "scratch", "fail", "keep-fail"] {
-        let mut chain = chain_of(&engine, &[module("value-placement")], ErrorPolicy::Skip);
+    for mode in modes {
+        let mut chain = chain_of(&engine, &[module(module_name)], ErrorPolicy::Skip);
         for round in 0..3u32 {
             let mut builder = BatchBuilder::new(i64::from(round) * 1_000, 0);
-            let mut expected = Vec::new();
+            let mut wanted = Vec::new();
             for n in 0..300u32 {
                 let len = ((n * 31 + round * 7) % 260) as usize;
                 let letters: String = (0..len)
@@ -215,12 +216,12 @@ fn a_value_placed_in_the_output_area_comes_out_whatever_the_module_does_with_it(
                 let key = (n % 3 == 1).then_some(key.as_bytes());
                 let headers: &[(&[u8], &[u8])] = if n % 5 == 0 { &[(b"h", b"v")] } else { &[] };
                 builder.push(n, i64::from(n), key, value.as_bytes(), headers);
-                if let Some(answer) = value_placement::expected(key, value.as_bytes()) {
-                    expected.push((i64::from(round) * 1_000 + i64::from(n), answer, !headers.is_empty()));
+                if let Some(answer) = expected(key, value.as_bytes()) {
+                    wanted.push((i64::from(round) * 1_000 + i64::from(n), answer, !headers.is_empty()));
                 }
             }
             let out = chain.process(&builder.finish()).unwrap();
-            assert!(out.failure.is_none(), "{mode}, round {round}: {:?}", out.failure);
+            assert!(out.failure.is_none(), "{module_name} {mode}, round {round}: {:?}", out.failure);
             let answered: Vec<_> = out
                 .batch
                 .records()
@@ -229,12 +230,29 @@ fn a_value_placed_in_the_output_area_comes_out_whatever_the_module_does_with_it(
                     (record.offset, answer, !record.headers.is_empty())
                 })
                 .collect();
-            assert_eq!(answered.len(), expected.len(), "{mode}, round {round}");
-            for (answer, expected) in answered.iter().zip(&expected) {
-                assert!(answer == expected, "{mode}, round {round}: {answer:?}, expected {expected:?}");
+            assert_eq!(answered.len(), wanted.len(), "{module_name} {mode}, round {round}");
+            for (answer, wanted) in answered.iter().zip(&wanted) {
+                assert!(answer == wanted, "{module_name} {mode}, round {round}: {answer:?}, expected {wanted:?}");
             }
         }
     }
+}
+
+/// A map's new value is allocated where its output record goes and taken
+/// in place (see `value-placement`). Each way a module may use that first
+/// allocation otherwise: every answer must come out as the function gave
+/// it, and the blocks the module keeps must keep their bytes.
+#[test]
+fn a_value_placed_in_the_output_area_comes_out_whatever_the_module_does_with_it() {
+    let modes = ["upper", "keep", "key", "grow", "shrink", "spare", "scratch", "fail", "keep-fail"];
+    check_placing("value-placement", &modes, value_placement::expected);
+}
+
+/// The same for a filter-map, whose own path is a record left out with a
+/// block placed for it freed or kept (see `placement-filter-map`).
+#[test]
+fn a_filter_map_that_leaves_records_out_keeps_its_placed_blocks_and_answers() {
+    check_placing("placement-filter-map", &["drop", "keep-drop", "keep", "upper"], placement_filter_map::expected);
 }
 
 #[test]

@@ -17,14 +17,8 @@
 //!
 //! `expected` gives the answer the host must see for each value.
 
-use std::cell::RefCell;
-
-use fluvio_smartmodule::{Record, RecordData, Result, ensure, smartmodule};
-
-thread_local! {
-    /// Blocks kept by `keep` records, each with a copy of what it holds.
-    static KEPT: RefCell<Vec<(Vec<u8>, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
-}
+use fluvio_smartmodule::{Record, RecordData, Result, smartmodule};
+use kept_blocks::split;
 
 /// How far `grow` grows its value: far past any room the glue offers
 /// for a short record.
@@ -34,21 +28,15 @@ pub const GROWN_LEN: usize = 40_000;
 /// holds what it held.
 #[smartmodule(map)]
 pub fn map(record: &Record) -> Result<(Option<RecordData>, RecordData)> {
-    KEPT.with(|kept| -> Result<()> {
-        for (block, copy) in kept.borrow().iter() {
-            ensure!(block == copy, "a kept block was overwritten");
-        }
-        Ok(())
-    })?;
+    kept_blocks::check()?;
     let value = record.value.as_ref();
     let (mode, rest) = split(value);
     let key = record.key.clone();
     let answer = match mode {
         b"keep" => {
             let block = rest.to_vec();
-            let copy = block.clone();
             let upper = value.to_ascii_uppercase();
-            KEPT.with(|kept| kept.borrow_mut().push((block, copy)));
+            kept_blocks::keep(block);
             (key, upper)
         }
         b"key" => {
@@ -80,9 +68,7 @@ pub fn map(record: &Record) -> Result<(Option<RecordData>, RecordData)> {
             (key, value.to_ascii_uppercase())
         }
         b"keep-fail" => {
-            let block = rest.to_vec();
-            let copy = block.clone();
-            KEPT.with(|kept| kept.borrow_mut().push((block, copy)));
+            kept_blocks::keep(rest.to_vec());
             return Err(fluvio_smartmodule::eyre!("kept a block and failed"));
         }
         b"fail" => {
@@ -92,14 +78,6 @@ pub fn map(record: &Record) -> Result<(Option<RecordData>, RecordData)> {
         _ => (key, value.to_ascii_uppercase()),
     };
     Ok((answer.0, answer.1.into()))
-}
-
-/// A value's mode and the bytes after its `:`.
-fn split(value: &[u8]) -> (&[u8], &[u8]) {
-    match value.iter().position(|&byte| byte == b':') {
-        Some(at) => (&value[..at], &value[at + 1..]),
-        None => (value, &[]),
-    }
 }
 
 /// The key and value `map` answers for a record with `key` and `value`,
