@@ -46,7 +46,7 @@ pub fn map(record: &Record) -> Result<(Option<RecordData>, RecordData)> {
         b"grow" => {
             let mut grown = Vec::new();
             for n in 0..GROWN_LEN {
-                grown.push(rest.get(n % rest.len().max(1)).copied().unwrap_or(b'.'));
+                grown.push(grown_byte(rest, n));
             }
             (key, grown)
         }
@@ -80,6 +80,12 @@ pub fn map(record: &Record) -> Result<(Option<RecordData>, RecordData)> {
     Ok((answer.0, answer.1.into()))
 }
 
+/// Byte `n` of a `grow` record's value: its bytes over and over, or dots
+/// for one with none.
+fn grown_byte(rest: &[u8], n: usize) -> u8 {
+    rest.get(n % rest.len().max(1)).copied().unwrap_or(b'.')
+}
+
 /// The key and value `map` answers for a record with `key` and `value`,
 /// or `None` for one it fails.
 pub fn expected(key: Option<&[u8]>, value: &[u8]) -> Option<(Option<Vec<u8>>, Vec<u8>)> {
@@ -88,9 +94,7 @@ pub fn expected(key: Option<&[u8]>, value: &[u8]) -> Option<(Option<Vec<u8>>, Ve
     match mode {
         b"fail" | b"keep-fail" => None,
         b"key" => Some((Some(format!("key-of-{}", rest.len()).into_bytes()), value.to_ascii_uppercase())),
-        b"grow" => {
-            Some((key, (0..GROWN_LEN).map(|n| rest.get(n % rest.len().max(1)).copied().unwrap_or(b'.')).collect()))
-        }
+        b"grow" => Some((key, (0..GROWN_LEN).map(|n| grown_byte(rest, n)).collect())),
         _ => Some((key, value.to_ascii_uppercase())),
     }
 }
