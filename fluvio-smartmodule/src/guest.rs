@@ -635,7 +635,7 @@ impl MapAnswer for Option<(Option<RecordData>, RecordData)> {
 /// The answer is read where the function wrote it, through references:
 /// moved whole (into an `Option`, or out of the `Result`), it was copied
 /// with loads wider than the function's stores of it, a store-forwarding
-/// stall a record that took a quarter of the map's glue in its profile.
+/// stall a record that took a third of the map's glue in its profile.
 #[inline(always)]
 fn map_one<const LAYOUT: u32, A: MapAnswer>(
     out: &mut OutputWriter,
