@@ -701,7 +701,8 @@ fn push_record(
     // SAFETY: `slot` is the vector's first unused place, within its
     // capacity; every field is written before the length takes it in. A
     // panic in between (a range outside `bytes`, which the view was
-    // checked against) leaves it outside, unread and not dropped.
+    // checked against) leaves it outside, unread and not dropped: what
+    // was cloned into it leaks, and nothing is freed twice.
     unsafe {
         std::ptr::addr_of_mut!((*slot).partition).write(partition);
         std::ptr::addr_of_mut!((*slot).offset).write(offset);
@@ -721,6 +722,7 @@ fn push_record(
         let key = std::ptr::addr_of_mut!((*slot).key);
         key.write(None);
         if let Some(range) = view.key {
+            // Overwritten without a drop: an empty `Bytes` owns nothing.
             let key = (*key).insert(Bytes::new());
             clone_into(key, bytes);
             cut(key, range);
@@ -1031,7 +1033,7 @@ mod tests {
             value: Bytes::from_static(b"v"),
             headers: Vec::new(),
         };
-        let mut records = vec![earlier.clone()];
+        let mut records = vec![earlier];
         push_records(&bytes, 4, &mut records).unwrap();
         let seen: Vec<_> = records
             .iter()
