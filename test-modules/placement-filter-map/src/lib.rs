@@ -24,17 +24,16 @@ pub fn filter_map(record: &Record) -> Result<Option<(Option<RecordData>, RecordD
     match mode {
         b"drop" => {
             drop(rest.to_vec());
-            Ok(None)
+            return Ok(None);
         }
-        b"keep-drop" | b"keep" => {
+        b"keep-drop" => {
             kept_blocks::keep(rest.to_vec());
-            if mode == b"keep-drop" {
-                return Ok(None);
-            }
-            Ok(Some((record.key.clone(), value.to_ascii_uppercase().into())))
+            return Ok(None);
         }
-        _ => Ok(Some((record.key.clone(), value.to_ascii_uppercase().into()))),
+        b"keep" => kept_blocks::keep(rest.to_vec()),
+        _ => {}
     }
+    Ok(Some((record.key.clone(), value.to_ascii_uppercase().into())))
 }
 
 /// The key and value `filter_map` answers for a record with `key` and
