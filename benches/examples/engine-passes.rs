@@ -21,7 +21,8 @@
 //! `native` (the same function and glue, compiled natively), `batch` (a
 //! plain loop from batch to batch) or `bare` (a plain loop over values).
 //! It also prints each module's best time per pass (wall-clock: this
-//! kernel counts a thread's CPU time in 4 ms ticks).
+//! kernel counts a thread's CPU time in 4 ms ticks); with `EACH_PASS` set
+//! in the environment, every pass's time too, on stderr.
 //!
 //! `engine-passes table [processes] [passes]` prints the engine table that
 //! docs/benchmarks.md judges the goals by: every module in every column
@@ -182,7 +183,11 @@ fn main() {
                 std::hint::black_box(pass(batch, values));
             }
             if counted {
-                best = best.min(start.elapsed().as_nanos() as u64);
+                let took = start.elapsed().as_nanos() as u64;
+                if std::env::var_os("EACH_PASS").is_some() {
+                    eprint!("{:.1} ", took as f64 / 1e6);
+                }
+                best = best.min(took);
             }
         }
         println!("{module} ({column}): {passes} passes, the best took {:.1} ms", best as f64 / 1e6);

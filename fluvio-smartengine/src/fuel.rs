@@ -60,10 +60,11 @@
 
 use wasm_encoder::reencode::{self, Reencode};
 use wasm_encoder::{ConstExpr, ExportKind, Function, GlobalType, Instruction, SectionId, ValType};
-use wasmparser::{CompositeInnerType, Operator, Parser, Payload, TypeRef, Validator, WasmFeatures};
+use wasmparser::{CompositeInnerType, ExternalKind, Operator, Parser, Payload, TypeRef, Validator, WasmFeatures};
 
 use crate::Metering;
 use crate::counted_loops::{CountedLoop, Piece, Pieces, Target};
+use crate::stack_args::{ScratchLocals, ScratchNeeds, Signatures, Widening};
 
 /// Export name of the fuel-used global (i64, counts up from 0).
 pub(crate) const USED_EXPORT: &str = "fluvio_fuel_used";
@@ -116,19 +117,28 @@ struct Layout {
     function_types: Vec<u32>,
     imported_globals: u32,
     defined_globals: u32,
+    /// The signatures whose stack arguments are widened (`stack_args.rs`).
+    widening: Widening,
 }
 
 impl Layout {
     fn read(wasm: &[u8]) -> Result<Layout, wasmparser::BinaryReaderError> {
         let mut layout = Layout::default();
+        let mut signatures = Signatures::default();
         for payload in Parser::new(0).parse_all(wasm) {
             match payload? {
                 Payload::TypeSection(reader) => {
                     for group in reader {
                         for sub_type in group?.types() {
                             let (params, results) = match &sub_type.composite_type.inner {
-                                CompositeInnerType::Func(func) => (func.params().len() as u32, func.results().to_vec()),
-                                _ => (0, Vec::new()),
+                                CompositeInnerType::Func(func) => {
+                                    signatures.types.push(Some((func.params().to_vec(), func.results().to_vec())));
+                                    (func.params().len() as u32, func.results().to_vec())
+                                }
+                                _ => {
+                                    signatures.types.push(None);
+                                    (0, Vec::new())
+                                }
                             };
                             layout.type_params.push(params);
                             layout.type_results.push(results);
@@ -137,8 +147,11 @@ impl Layout {
                 }
                 Payload::ImportSection(reader) => {
                     for import in reader.into_imports() {
-                        if matches!(import?.ty, TypeRef::Global(_)) {
-                            layout.imported_globals += 1;
+                        match import?.ty {
+                            TypeRef::Global(_) => layout.imported_globals += 1,
+                            TypeRef::Func(type_index) => signatures.imported_functions.push(type_index),
+                            TypeRef::Table(_) => signatures.imports_table = true,
+                            _ => {}
                         }
                     }
                 }
@@ -148,9 +161,19 @@ impl Layout {
                     }
                 }
                 Payload::GlobalSection(reader) => layout.defined_globals = reader.count(),
+                Payload::ExportSection(reader) => {
+                    for export in reader {
+                        let export = export?;
+                        if export.kind == ExternalKind::Func {
+                            signatures.exported_functions.push(export.index);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
+        signatures.defined_functions = layout.function_types.clone();
+        layout.widening = Widening::plan(&signatures);
         Ok(layout)
     }
 
@@ -544,9 +567,32 @@ struct Body {
     /// Whether the body is held in a block, after which the function's one
     /// stop is written (see [`Stop`]).
     shared_stop: bool,
+    /// The widened parameters (`stack_args.rs`) and the `i32` locals that
+    /// stand for them in the body.
+    param_locals: Vec<(u32, u32)>,
+    /// Where calls park the arguments they widen.
+    scratch: ScratchLocals,
 }
 
 impl Body {
+    /// The local the body's `local` is now: a widened parameter's stand-in.
+    fn local(&self, local: u32) -> u32 {
+        self.param_locals.iter().find(|(param, _)| *param == local).map_or(local, |(_, stand_in)| *stand_in)
+    }
+
+    /// `operator`, reading and writing a widened parameter's stand-in.
+    fn with_locals<'a>(&self, operator: Operator<'a>) -> Operator<'a> {
+        if self.param_locals.is_empty() {
+            return operator;
+        }
+        match operator {
+            Operator::LocalGet { local_index } => Operator::LocalGet { local_index: self.local(local_index) },
+            Operator::LocalSet { local_index } => Operator::LocalSet { local_index: self.local(local_index) },
+            Operator::LocalTee { local_index } => Operator::LocalTee { local_index: self.local(local_index) },
+            other => other,
+        }
+    }
+
     /// Where a check written here goes when it fails: past the open
     /// labels and the block around the body (and, in a copy of a counted
     /// loop, the `if` that holds the copies) to the function's stop.
@@ -576,9 +622,9 @@ impl Body {
         let target = match counted.target {
             Target::Zero => Instruction::I32Const(0),
             Target::Constant(value) => Instruction::I32Const(value),
-            Target::Local(local) => Instruction::LocalGet(local),
+            Target::Local(local) => Instruction::LocalGet(self.local(local)),
         };
-        let counter = Instruction::LocalGet(counted.counter);
+        let counter = Instruction::LocalGet(self.local(counted.counter));
         let (from, to) = if counted.step > 0 { (target, counter) } else { (counter, target) };
         let stride = counted.step.unsigned_abs();
         // At most this many turns, each paying at most the loop's operators.
@@ -625,6 +671,7 @@ impl Rewrite {
         operator: Operator<'_>,
         written: Written,
     ) -> Result<bool, reencode::Error<String>> {
+        let operator = body.with_locals(operator);
         let checks = !matches!(written, Written::Twice { unchecked: true, .. });
         let stop = body.stop(written);
         let labels = &body.labels;
@@ -701,9 +748,25 @@ impl Rewrite {
         // Branches, the only operators a copy changes, open or close no
         // label: the labels past the operator are those it sees.
         track_labels(&mut body.labels, &operator);
-        let instruction = match written {
-            Written::Twice { loop_label, .. } => self.in_copy(&body.labels, loop_label, operator)?,
-            Written::Once => self.instruction(operator)?,
+        let widening = &self.layout.widening;
+        let call = match operator {
+            Operator::Call { function_index } => widening.direct_call(function_index),
+            Operator::CallIndirect { type_index, .. } => widening.indirect_call(type_index),
+            _ => None,
+        };
+        let widened_indirect = match (&call, &operator) {
+            (Some(call), Operator::CallIndirect { table_index, .. }) => {
+                Some(Instruction::CallIndirect { type_index: call.new_type(), table_index: *table_index })
+            }
+            _ => None,
+        };
+        if let Some(call) = call {
+            call.widen(&mut body.function, &body.scratch);
+        }
+        let instruction = match (widened_indirect, written) {
+            (Some(instruction), _) => instruction,
+            (None, Written::Twice { loop_label, .. }) => self.in_copy(&body.labels, loop_label, operator)?,
+            (None, Written::Once) => self.instruction(operator)?,
         };
         body.function.instruction(&instruction);
         if reload_after {
@@ -782,6 +845,34 @@ fn is_structured(operator: &Operator) -> bool {
 
 impl Reencode for Rewrite {
     type Error = String;
+
+    fn parse_type_section(
+        &mut self,
+        types: &mut wasm_encoder::TypeSection,
+        section: wasmparser::TypeSectionReader<'_>,
+    ) -> Result<(), reencode::Error<String>> {
+        reencode::utils::parse_type_section(self, types, section)?;
+        // The widened signatures (`stack_args.rs`), after the module's own.
+        let widening = std::mem::take(&mut self.layout.widening);
+        for (params, results) in widening.new_types() {
+            let params = params.iter().map(|ty| self.val_type(*ty)).collect::<Result<Vec<_>, _>>()?;
+            let results = results.iter().map(|ty| self.val_type(*ty)).collect::<Result<Vec<_>, _>>()?;
+            types.ty().function(params, results);
+        }
+        self.layout.widening = widening;
+        Ok(())
+    }
+
+    fn parse_function_section(
+        &mut self,
+        functions: &mut wasm_encoder::FunctionSection,
+        section: wasmparser::FunctionSectionReader<'_>,
+    ) -> Result<(), reencode::Error<String>> {
+        for type_index in section {
+            functions.function(self.layout.widening.function_type(type_index?));
+        }
+        Ok(())
+    }
 
     fn parse_global_section(
         &mut self,
@@ -933,6 +1024,31 @@ impl Rewrite {
         }
     }
 
+    /// The scratch locals the calls of `body` need to widen their
+    /// arguments (`stack_args.rs`).
+    fn scratch_needs(
+        &self,
+        body: &wasmparser::FunctionBody<'_>,
+    ) -> Result<ScratchNeeds, wasmparser::BinaryReaderError> {
+        let mut needs = ScratchNeeds::default();
+        let widening = &self.layout.widening;
+        if widening.is_empty() {
+            return Ok(needs);
+        }
+        let mut operators = body.get_operators_reader()?;
+        while !operators.eof() {
+            let call = match operators.read()? {
+                Operator::Call { function_index } => widening.direct_call(function_index),
+                Operator::CallIndirect { type_index, .. } => widening.indirect_call(type_index),
+                _ => None,
+            };
+            if let Some(call) = call {
+                needs.add(&call);
+            }
+        }
+        Ok(needs)
+    }
+
     /// Defined function `index`, whose body is `body`, with its metering.
     fn rewrite_function(
         &mut self,
@@ -957,6 +1073,17 @@ impl Rewrite {
         locals.push((1, ValType::I32));
         let used = self.layout.used_global();
         let meter = Meter { used, limit: used + 1, exhausted: used + 2, fuel: local_count, length: local_count + 1 };
+        // The widened parameters' stand-ins, then the calls' scratch locals
+        // (`stack_args.rs`).
+        let mut next_local = local_count + 2;
+        let widened = type_index.map_or(&[][..], |index| self.layout.widening.widened_params(index));
+        let param_locals: Vec<(u32, u32)> =
+            widened.iter().zip(next_local..).map(|(param, local)| (*param, local)).collect();
+        if !param_locals.is_empty() {
+            locals.push((param_locals.len() as u32, ValType::I32));
+            next_local += param_locals.len() as u32;
+        }
+        let scratch = self.scratch_needs(body)?.declare(next_local, &mut locals);
         // Each stretch is paid for as it starts, so the costs are found
         // first, in a pass of their own over the same operators.
         let stretch_costs = match self.metering {
@@ -970,7 +1097,16 @@ impl Rewrite {
             labels: Vec::new(),
             stretch_costs: stretch_costs.into_iter(),
             shared_stop: results.len() <= 1,
+            param_locals,
+            scratch,
         };
+        for (param, stand_in) in &writer.param_locals {
+            writer
+                .function
+                .instruction(&Instruction::LocalGet(*param))
+                .instruction(&Instruction::I32WrapI64)
+                .instruction(&Instruction::LocalSet(*stand_in));
+        }
         // The body goes in a block that returns what the function does,
         // inside a block whose end is the function's stop: a failed check
         // branches out of both.
@@ -1433,6 +1569,92 @@ mod tests {
             instrumented.ends_with(&[0, 7, 4, b'n', b'a', b'm', b'e', 0xff, 0xff, 0, 6, 3, b'a', b'b', b'c', 1, 2])
         );
         Module::new(&Store::new(crate::compiling_engine(crate::Limits::default())), instrumented).unwrap();
+    }
+
+    /// The parameters of each function type of `wasm`'s functions, in
+    /// function order (defined functions only).
+    fn function_params(wasm: &[u8]) -> Vec<Vec<wasmparser::ValType>> {
+        let mut types = Vec::new();
+        let mut functions = Vec::new();
+        for payload in Parser::new(0).parse_all(wasm) {
+            match payload.unwrap() {
+                Payload::TypeSection(reader) => {
+                    for ty in reader.into_iter_err_on_gc_types() {
+                        types.push(ty.unwrap().params().to_vec());
+                    }
+                }
+                Payload::FunctionSection(reader) => functions.extend(reader.into_iter().map(Result::unwrap)),
+                _ => {}
+            }
+        }
+        functions.iter().map(|ty| types[*ty as usize].clone()).collect()
+    }
+
+    /// Functions with `i32` parameters past the fifth integer one, called
+    /// directly and through a table, with negative arguments, a float among
+    /// them, and the widened parameter written and ending a counted loop.
+    const STACK_ARGUMENTS: &str = r#"(module
+        (type $six (func (param i32 i32 i32 i32 i32 i32) (result i32)))
+        (table 1 funcref)
+        (elem (i32.const 0) $pick)
+        (func $pick (type $six)
+            (local.set 5 (i32.add (local.get 5) (i32.const 1)))
+            (i32.sub (local.get 5) (local.get 0)))
+        (func $mixed (param i32 i32 i32 i32 i32 f64 i32 i32) (result i32)
+            (i32.add (i32.mul (local.get 6) (local.get 7)) (i32.trunc_f64_s (local.get 5))))
+        (func $count_to (type $six)
+            (loop $l
+                (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+                (br_if $l (i32.ne (local.get 0) (local.get 5))))
+            (local.get 0))
+        (func (export "run") (result i32)
+            (call $pick (i32.const 1) (i32.const 2) (i32.const 3) (i32.const 4) (i32.const 5) (i32.const -7))
+            (call_indirect (type $six) (i32.const 10) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+                (i32.const 100) (i32.const 0))
+            i32.add
+            (call $mixed (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (f64.const 2.5)
+                (i32.const 3) (i32.const -4))
+            i32.add
+            (call $count_to (i32.const -3) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000))
+            i32.add))"#;
+
+    #[test]
+    fn i32_arguments_on_the_machine_stack_are_widened_and_keep_their_values() {
+        use wasmparser::ValType::{F64, I32, I64};
+        let wasm = wat::parse_str(STACK_ARGUMENTS).unwrap();
+        for metering in [Metering::Fuel, Metering::Deadline] {
+            let instrumented = instrument(&wasm, metering).unwrap();
+            let params = function_params(&instrumented);
+            assert_eq!(params[0], [I32, I32, I32, I32, I32, I64]);
+            assert_eq!(params[1], [I32, I32, I32, I32, I32, F64, I64, I64]);
+            assert_eq!(params[2], params[0], "one signature, one widened type");
+            // (-7 + 1) - 1, (100 + 1) - 10, 3 * -4 + 2, and 1000.
+            let ran = run_metered(STACK_ARGUMENTS, if metering == Metering::Fuel { 1_000_000 } else { 1 }, metering);
+            assert_eq!(ran.returned, Some(-7 + 91 - 10 + 1000), "{metering:?}");
+        }
+    }
+
+    #[test]
+    fn a_signature_an_export_shares_is_not_widened() {
+        let wat = STACK_ARGUMENTS.replace("(func $pick (type $six)", r#"(func $pick (export "pick") (type $six)"#);
+        let instrumented = instrument(&wat::parse_str(&wat).unwrap(), Metering::Fuel).unwrap();
+        let params = function_params(&instrumented);
+        assert_eq!(params[0], [wasmparser::ValType::I32; 6]);
+        assert_eq!(params[2], [wasmparser::ValType::I32; 6], "the same signature, not exported, stays too");
+        assert_eq!(params[1][7], wasmparser::ValType::I64, "another signature is still widened");
+        assert_eq!(run_metered(&wat, 1_000_000, Metering::Fuel).returned, Some(-7 + 91 - 10 + 1000));
+        // Widened or not, the module pays the same fuel: the extends and
+        // wraps the rewrite adds are not the module's operators.
+        let nothing_widened = wat.replace("(func $mixed", r#"(func $mixed (export "mixed")"#);
+        assert!(
+            function_params(&instrument(&wat::parse_str(&nothing_widened).unwrap(), Metering::Fuel).unwrap())
+                .iter()
+                .flatten()
+                .all(|param| *param != wasmparser::ValType::I64)
+        );
+        let used = |wat: &str| run_metered(wat, 1_000_000, Metering::Fuel).used;
+        assert_eq!(used(STACK_ARGUMENTS), used(&nothing_widened));
+        assert_eq!(used(&wat), used(&nothing_widened));
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod fuel;
 mod instance;
 mod limits;
 pub mod output;
+mod stack_args;
 mod structure;
 mod watchdog;
 pub mod window;
@@ -73,7 +74,7 @@ pub const SUPPORTED_ABI_VERSIONS: &[u32] = &[abi::ABI_VERSION];
 /// Bumped whenever compiled code would differ for the same wasm bytes
 /// (fuel metering, cost function, wasmer version), so stale disk-cache entries
 /// are never loaded.
-const ARTIFACT_FORMAT: &str = concat!("fluvio-sm-artifact-5-wasmer7-", env!("CARGO_PKG_VERSION"));
+const ARTIFACT_FORMAT: &str = concat!("fluvio-sm-artifact-6-wasmer7-", env!("CARGO_PKG_VERSION"));
 
 /// Compiles, checks and caches SmartModules, and holds the limits they run
 /// under. Cheap to clone; clones share the cache.
